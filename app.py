@@ -1,0 +1,15 @@
+"""Pruning Explorer: `streamlit run app.py`.
+
+Only pages that do their whole job are listed; each page is a thin file in pages/
+over the UI-free core in explorer_core/.
+"""
+import streamlit as st
+
+st.set_page_config(page_title="Pruning Explorer", page_icon="✂️", layout="wide")
+
+PAGES = [
+    st.Page("pages/retention.py", title="Retention curve", icon=":material/show_chart:",
+            url_path="retention", default=True),
+]
+
+st.navigation(PAGES).run()

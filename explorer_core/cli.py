@@ -1,0 +1,56 @@
+"""`python -m explorer_core …`: the same core as the pages, without a browser.
+
+Each command registers itself in `COMMANDS` (name → (configure parser, run)). Every
+user error surfaces as one line on stderr and exit code 2; results are files on disk.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from .errors import ExplorerError
+
+Configure = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, tuple[str, Configure, Run]] = {}
+
+
+def command(name: str, help: str) -> Callable[[Configure], Configure]:
+    """Register `configure(parser)`; the parser's `run` default does the work."""
+    def wrap(configure: Configure) -> Configure:
+        COMMANDS[name] = (help, configure, None)  # type: ignore[assignment]
+        return configure
+    return wrap
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like our own errors
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import commands  # noqa: F401  (registers the commands)
+
+    parser = _Parser(prog="python -m explorer_core",
+                     description="Pruning Explorer: headless access to the pruning lab.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (help_text, configure, _) in COMMANDS.items():
+        configure(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except ExplorerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

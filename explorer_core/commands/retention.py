@@ -1,0 +1,40 @@
+"""`retention`: write retain.txt and the two schedule plots."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..cli import command
+from ..schedule import SCHEDULES, ScheduleConfig, retention_table, write_retain
+
+
+@command("retention", "compute a retention schedule and write retain.txt and its plots")
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--widths", type=int, nargs="+", default=[256, 64], metavar="H",
+                   help="hidden-layer widths of the dense model (default: 256 64)")
+    p.add_argument("--q", type=float, default=0.8,
+                   help="geometric keep factor per iteration, 0 < q < 1 (default: 0.8)")
+    p.add_argument("--iterations", type=int, default=31,
+                   help="number of pruning iterations to tabulate (default: 31)")
+    p.add_argument("--kind", choices=sorted(SCHEDULES), default="geometric",
+                   help="schedule: geometric N_t=max(1,round(h*q^t)); linear or cubic "
+                        "(Zhu & Gupta 2017) ramps to 1 neuron (default: geometric)")
+    p.add_argument("--out", type=Path, default=Path("."),
+                   help="folder for retain.txt, pruneNodesIteration.png and "
+                        "pruneNodesDistribution.png (default: current folder)")
+    p.add_argument("--no-plots", action="store_true", help="write retain.txt only")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = ScheduleConfig(tuple(args.widths), args.q, args.iterations, args.kind).validate()
+    table = retention_table(cfg)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = write_retain(args.out / "retain.txt", table)
+    print(f"wrote {path} ({len(table)} iterations, ends at {table.percent(table.widths[-1]):.3g} % kept)")
+    if not args.no_plots:
+        from ..charts import save_retention_pngs
+
+        for p in save_retention_pngs(table, args.out):
+            print(f"wrote {p}")
+    return 0

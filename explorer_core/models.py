@@ -1,0 +1,335 @@
+"""Model registry built from JSON-able specs.
+
+A spec (`{"arch": "mlp", "in": 784, "hidden": [256, 64], "out": 10}`) plus a state dict
+rebuilds any model, pruned or not, without pickled module objects. MLP specs carry their
+pruned widths directly; conv nets pruned through dependency groups are rebuilt dense from
+the spec and then every layer is resized to the shapes in the state dict
+(`resize_to_state`), which is also how `load_pruned_model` adapts a dense `SimpleNN`.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from .errors import ExplorerError
+
+Spec = dict[str, Any]
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+}
+
+
+class MLP(nn.Module):
+    """Fully connected net with layers `fc1 … fcK`, the thesis' SimpleNN naming.
+
+    Keeping `fcN` attribute names means the thesis' `.pth` state dicts load unchanged.
+    """
+
+    def __init__(self, in_features: int = 784, hidden: list[int] | tuple[int, ...] = (256, 64),
+                 out_features: int = 10, activation: str = "relu"):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ExplorerError(f"unknown activation {activation!r}; choose one of "
+                                f"{', '.join(ACTIVATIONS)}")
+        widths = [int(in_features), *[int(h) for h in hidden], int(out_features)]
+        self.activation_name = activation
+        self.flatten = nn.Flatten()
+        self.num_layers = len(widths) - 1
+        for i in range(self.num_layers):
+            setattr(self, f"fc{i + 1}", nn.Linear(widths[i], widths[i + 1]))
+        self.act = ACTIVATIONS[activation]()
+
+    def linears(self) -> list[nn.Linear]:
+        return [getattr(self, f"fc{i + 1}") for i in range(self.num_layers)]
+
+    @property
+    def hidden(self) -> list[int]:
+        return [lin.out_features for lin in self.linears()[:-1]]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.flatten(x)
+        layers = self.linears()
+        for lin in layers[:-1]:
+            x = self.act(lin(x))
+        return layers[-1](x)
+
+
+class SimpleNN(MLP):
+    """The thesis' default network, 784-256-64-10 with ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__(784, (256, 64), 10, "relu")
+
+
+class CNN(nn.Module):
+    """Small LeNet-style net: [conv3×3 → ReLU → maxpool2] × len(channels) → FC layers."""
+
+    def __init__(self, in_ch: int = 1, size: int = 28, channels: list[int] | tuple[int, ...] = (16, 32),
+                 hidden: list[int] | tuple[int, ...] = (128,), out_features: int = 10):
+        super().__init__()
+        blocks: list[nn.Module] = []
+        c = in_ch
+        s = size
+        for i, ch in enumerate(channels):
+            blocks += [nn.Conv2d(c, ch, 3, padding=1), nn.ReLU()]
+            if s >= 2:
+                blocks.append(nn.MaxPool2d(2))
+                s //= 2
+            c = ch
+        self.features = nn.Sequential(*blocks)
+        self.flatten = nn.Flatten()
+        widths = [c * s * s, *hidden, out_features]
+        layers: list[nn.Module] = []
+        for i in range(len(widths) - 1):
+            layers.append(nn.Linear(widths[i], widths[i + 1]))
+            if i < len(widths) - 2:
+                layers.append(nn.ReLU())
+        self.classifier = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.flatten(self.features(x)))
+
+
+# ------------------------------------------------------------------ torchvision models
+
+def _small_input(spec: Spec) -> bool:
+    return int(spec.get("size", 32)) < 64
+
+
+def _densenet121(spec: Spec) -> nn.Module:
+    from torchvision.models import densenet121
+
+    m = densenet121(weights=None, num_classes=spec["out"])
+    if _small_input(spec):
+        m.features.conv0 = nn.Conv2d(spec["in_ch"], 64, 3, 1, 1, bias=False)
+        m.features.pool0 = nn.Identity()
+    elif spec["in_ch"] != 3:
+        m.features.conv0 = nn.Conv2d(spec["in_ch"], 64, 7, 2, 3, bias=False)
+    return m
+
+
+def _resnet18(spec: Spec) -> nn.Module:
+    from torchvision.models import resnet18
+
+    m = resnet18(weights=None, num_classes=spec["out"])
+    if _small_input(spec):
+        m.conv1 = nn.Conv2d(spec["in_ch"], 64, 3, 1, 1, bias=False)
+        m.maxpool = nn.Identity()
+    elif spec["in_ch"] != 3:
+        m.conv1 = nn.Conv2d(spec["in_ch"], 64, 7, 2, 3, bias=False)
+    return m
+
+
+def _vgg16_bn(spec: Spec) -> nn.Module:
+    """CIFAR-style VGG-16-BN (Li et al. 2017): 512→512→classes head, pools capped by size."""
+    from torchvision.models import vgg16_bn
+
+    m = vgg16_bn(weights=None, num_classes=spec["out"])
+    if spec["in_ch"] != 3:
+        m.features[0] = nn.Conv2d(spec["in_ch"], 64, 3, padding=1)
+    pools_allowed = int(math.log2(max(int(spec.get("size", 32)), 1)))
+    seen = 0
+    for i, layer in enumerate(m.features):
+        if isinstance(layer, nn.MaxPool2d):
+            seen += 1
+            if seen > pools_allowed:
+                m.features[i] = nn.Identity()
+    m.avgpool = nn.AdaptiveAvgPool2d(1)
+    m.classifier = nn.Sequential(nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(0.5),
+                                 nn.Linear(512, spec["out"]))
+    return m
+
+
+def _mobilenet_v2(spec: Spec) -> nn.Module:
+    from torchvision.models import mobilenet_v2
+
+    m = mobilenet_v2(weights=None, num_classes=spec["out"])
+    stride = 1 if _small_input(spec) else 2
+    m.features[0][0] = nn.Conv2d(spec["in_ch"], 32, 3, stride, 1, bias=False)
+    return m
+
+
+def _mlp(spec: Spec) -> nn.Module:
+    return MLP(spec["in"], spec.get("hidden", [256, 64]), spec["out"], spec.get("activation", "relu"))
+
+
+def _slp(spec: Spec) -> nn.Module:
+    return MLP(spec["in"], [], spec["out"])
+
+
+def _cnn(spec: Spec) -> nn.Module:
+    return CNN(spec["in_ch"], spec.get("size", 28), spec.get("channels", [16, 32]),
+               spec.get("hidden", [128]), spec["out"])
+
+
+ARCHS: dict[str, Callable[[Spec], nn.Module]] = {
+    "slp": _slp,
+    "mlp": _mlp,
+    "cnn": _cnn,
+    "densenet121": _densenet121,
+    "vgg16_bn": _vgg16_bn,
+    "resnet18": _resnet18,
+    "mobilenet_v2": _mobilenet_v2,
+}
+
+ARCH_TITLES = {
+    "slp": "SLP (single linear layer)", "mlp": "MLP", "cnn": "CNN (LeNet-style)",
+    "densenet121": "DenseNet-121", "vgg16_bn": "VGG16-BN", "resnet18": "ResNet-18",
+    "mobilenet_v2": "MobileNetV2",
+}
+
+FULLY_CONNECTED = {"slp", "mlp"}
+
+
+def default_spec(arch: str, in_ch: int = 1, size: int = 28, classes: int = 10,
+                 hidden: list[int] | None = None) -> Spec:
+    """A spec for `arch` fitted to a dataset's channels, image size and classes."""
+    if arch not in ARCHS:
+        raise ExplorerError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)}")
+    if arch in FULLY_CONNECTED:
+        spec: Spec = {"arch": arch, "in": in_ch * size * size, "out": classes,
+                      "input_shape": [in_ch, size, size]}
+        if arch == "mlp":
+            spec["hidden"] = list(hidden) if hidden is not None else [256, 64]
+            spec["activation"] = "relu"
+        return spec
+    spec = {"arch": arch, "in_ch": in_ch, "size": size, "out": classes,
+            "input_shape": [in_ch, size, size]}
+    if arch == "cnn":
+        spec["channels"] = [16, 32]
+        spec["hidden"] = list(hidden) if hidden is not None else [128]
+    return spec
+
+
+def spec_for_dataset(arch: str, info, hidden: list[int] | None = None) -> Spec:
+    return default_spec(arch, info.channels, info.size, info.num_classes, hidden)
+
+
+def validate_spec(spec: Mapping[str, Any]) -> Spec:
+    if not isinstance(spec, Mapping) or "arch" not in spec:
+        raise ExplorerError("model spec must be a JSON object with an 'arch' field")
+    arch = spec["arch"]
+    if arch not in ARCHS:
+        raise ExplorerError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)}")
+    need = ("in", "out") if arch in FULLY_CONNECTED else ("in_ch", "out")
+    for key in need:
+        v = spec.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ExplorerError(f"model spec field {key!r} must be a whole number ≥ 1, got {v!r}")
+    for h in spec.get("hidden", []) or []:
+        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+            raise ExplorerError(f"hidden widths must be whole numbers ≥ 1, got {h!r}")
+    return dict(spec)
+
+
+def build_model(spec: Mapping[str, Any], state: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+    """Build a model from its spec; with a state dict, resize layers to it and load it."""
+    spec = validate_spec(spec)
+    model = ARCHS[spec["arch"]](spec)
+    if state is not None:
+        resize_to_state(model, state)
+        load_state_strict(model, state)
+    return model
+
+
+def input_shape(spec: Mapping[str, Any]) -> tuple[int, ...]:
+    if "input_shape" in spec:
+        return tuple(int(v) for v in spec["input_shape"])
+    if spec["arch"] in FULLY_CONNECTED:
+        return (int(spec["in"]),)
+    s = int(spec.get("size", 32))
+    return (int(spec["in_ch"]), s, s)
+
+
+def hidden_widths(model: nn.Module) -> list[int]:
+    """Neurons per hidden Linear layer (MLP) or output channels per conv (conv nets)."""
+    if isinstance(model, MLP):
+        return model.hidden
+    return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+def spec_of(model: nn.Module, base: Mapping[str, Any]) -> Spec:
+    """The spec of a (possibly pruned) model: MLP widths, or conv widths for display."""
+    spec = dict(base)
+    if isinstance(model, MLP) and spec.get("arch") == "mlp":
+        spec["hidden"] = model.hidden
+    elif not isinstance(model, MLP):
+        spec["widths"] = {name: m.out_channels for name, m in model.named_modules()
+                          if isinstance(m, nn.Conv2d)}
+    return spec
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ------------------------------------------------------------------ resizing to a state
+
+def _resized(module: nn.Module, prefix: str, state: Mapping[str, torch.Tensor]) -> nn.Module | None:
+    """A fresh module of the same kind with the shapes of `state`, or None if they fit."""
+    w = state.get(prefix + "weight")
+    if isinstance(module, nn.Linear) and w is not None and w.dim() == 2:
+        if tuple(w.shape) == tuple(module.weight.shape):
+            return None
+        return nn.Linear(w.shape[1], w.shape[0], bias=module.bias is not None)
+    if isinstance(module, nn.Conv2d) and w is not None and w.dim() == 4:
+        if tuple(w.shape) == tuple(module.weight.shape):
+            return None
+        out_ch = w.shape[0]
+        depthwise = module.groups > 1 and module.groups == module.in_channels == module.out_channels
+        groups = out_ch if depthwise else module.groups
+        in_ch = w.shape[1] * groups
+        return nn.Conv2d(in_ch, out_ch, module.kernel_size, module.stride, module.padding,
+                         module.dilation, groups, module.bias is not None, module.padding_mode)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        ref = state.get(prefix + "running_mean", state.get(prefix + "weight"))
+        if ref is None or ref.shape[0] == module.num_features:
+            return None
+        return type(module)(ref.shape[0], module.eps, module.momentum, module.affine,
+                            module.track_running_stats)
+    return None
+
+
+def resize_to_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Replace Linear / Conv2d / BatchNorm layers whose shapes differ from `state`, in place."""
+    for name, module in list(model.named_modules()):
+        prefix = f"{name}." if name else ""
+        new = _resized(module, prefix, state)
+        if new is None:
+            continue
+        if not name:
+            raise ExplorerError("cannot resize a bare layer; wrap it in a model")
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, new)
+    return model
+
+
+def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """load_state_dict with a one-line message naming what does not fit."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    problems = []
+    if missing:
+        problems.append(f"missing {', '.join(missing[:3])}" + (" …" if len(missing) > 3 else ""))
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected[:3])}" + (" …" if len(unexpected) > 3 else ""))
+    if wrong:
+        problems.append(f"shape mismatch {', '.join(wrong[:3])}" + (" …" if len(wrong) > 3 else ""))
+    if problems:
+        raise ExplorerError("weights do not fit the model: " + "; ".join(problems))
+    model.load_state_dict({k: v for k, v in state.items()}, strict=True)
+
+
+def clone(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model)

@@ -1,0 +1,136 @@
+"""Retention schedules: how many neurons each hidden layer keeps at each iteration.
+
+The thesis' rule is geometric, `N_t = max(1, round(h * q**t))`; linear and cubic
+(Zhu & Gupta 2017) ramps are offered as alternatives that reach one neuron at the
+last iteration. `retain.txt` (DESIGN §3) is the exchange format with the pruning loop.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import ExplorerError
+from .fileio import read_table, table_text, atomic_write_text
+
+# A keep fraction for iteration t of T (t = 0 keeps everything).
+KeepFraction = Callable[[int, int, float], float]
+
+
+def _geometric(t: int, iterations: int, q: float) -> float:
+    return q ** t
+
+
+def _linear(t: int, iterations: int, q: float) -> float:
+    last = max(iterations - 1, 1)
+    return 1.0 - min(t, last) / last
+
+
+def _cubic(t: int, iterations: int, q: float) -> float:
+    """Zhu & Gupta (2017): sparsity s_t = s_f * (1 - (1 - t/T)^3) with s_f = 1."""
+    last = max(iterations - 1, 1)
+    progress = min(t, last) / last
+    return (1.0 - progress) ** 3
+
+
+SCHEDULES: dict[str, KeepFraction] = {
+    "geometric": _geometric,
+    "linear": _linear,
+    "cubic": _cubic,
+}
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    widths: tuple[int, ...] = (256, 64)
+    q: float = 0.8
+    iterations: int = 31
+    kind: str = "geometric"
+
+    def validate(self) -> "ScheduleConfig":
+        if self.kind not in SCHEDULES:
+            raise ExplorerError(
+                f"unknown schedule kind {self.kind!r}; choose one of {', '.join(SCHEDULES)}")
+        if not self.widths:
+            raise ExplorerError("give at least one hidden-layer width")
+        for w in self.widths:
+            if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+                raise ExplorerError(f"hidden widths must be whole numbers ≥ 1, got {w!r}")
+        if not isinstance(self.q, (int, float)) or math.isnan(self.q) or not 0 < self.q < 1:
+            raise ExplorerError(f"q must lie strictly between 0 and 1, got {self.q!r}")
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) \
+                or self.iterations < 1:
+            raise ExplorerError(f"iterations must be a whole number ≥ 1, got {self.iterations!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+
+@dataclass
+class RetentionTable:
+    """Rows of retain.txt: `widths[i]` are the neurons kept per layer at iteration i."""
+    dense: tuple[int, ...]
+    widths: list[tuple[int, ...]] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        return (["Iteration"] + [f"h{i + 1}NodesRetained" for i in range(len(self.dense))]
+                + ["perNodesRetained"])
+
+    def percent(self, row: tuple[int, ...]) -> float:
+        return 100.0 * sum(row) / sum(self.dense)
+
+    def rows(self) -> list[list[float]]:
+        return [[i, *w, self.percent(w)] for i, w in enumerate(self.widths)]
+
+    def to_text(self) -> str:
+        return table_text(self.columns, self.rows())
+
+    def records(self) -> list[dict]:
+        """One dict per row with the retain.txt column names (for tables and charts)."""
+        return [dict(zip(self.columns, r)) for r in self.rows()]
+
+    def __len__(self) -> int:
+        return len(self.widths)
+
+
+def retention_table(config: ScheduleConfig) -> RetentionTable:
+    """Widths per iteration; duplicates skipped, ending at the first all-ones row.
+
+    Iterations are renumbered consecutively after skipping, because the pruning loop
+    uses the row number as the iteration folder (`<i>/prune_w_retrain`).
+    """
+    config.validate()
+    keep = SCHEDULES[config.kind]
+    table = RetentionTable(dense=tuple(config.widths))
+    for t in range(config.iterations):
+        frac = keep(t, config.iterations, config.q)
+        row = tuple(max(1, round(h * frac)) for h in config.widths)
+        if table.widths and row == table.widths[-1]:
+            continue
+        table.widths.append(row)
+        if all(n == 1 for n in row):
+            break
+    return table
+
+
+def write_retain(path: str | Path, table: RetentionTable) -> Path:
+    return atomic_write_text(path, table.to_text())
+
+
+def read_retain(path: str | Path) -> RetentionTable:
+    """Read a retain.txt; the dense widths are those of its first row."""
+    try:
+        columns, rows = read_table(path)
+    except (OSError, ValueError) as exc:
+        raise ExplorerError(f"cannot read retention table {path}: {exc}") from None
+    layer_cols = [i for i, c in enumerate(columns) if c.endswith("NodesRetained")
+                  and c.startswith("h")]
+    if not rows or not layer_cols:
+        raise ExplorerError(f"{path} is not a retain.txt table (no hN NodesRetained columns)")
+    widths = [tuple(int(r[i]) for i in layer_cols) for r in rows]
+    return RetentionTable(dense=widths[0], widths=widths)
