@@ -333,3 +333,15 @@ def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> No
 
 def clone(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model)
+
+
+def prunable_layers(model: nn.Module) -> list[str]:
+    """Names of the layers whose output units (neurons / channels) may be pruned.
+
+    Every Conv2d and every Linear except the last one (the logits are never pruned),
+    in module order — for an MLP that is `fc1 … fc(K-1)`, the hidden layers.
+    """
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    last = linears[-1] if linears else None
+    return [n for n, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) or (isinstance(m, nn.Linear) and n != last)]
