@@ -1,0 +1,145 @@
+"""`prune` and `concatenate`: the iterative pruning loop, headless."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..cli import command
+from ..errors import ExplorerError
+from ..rundir import RunPaths
+
+
+def _progress_printer(total_epochs: int):
+    """A one-line progress bar on stderr, redrawn per epoch and iteration."""
+    state = {"epochs": 0, "start": time.time()}
+
+    def show(event: dict) -> None:
+        if event.get("type") == "epoch":
+            state["epochs"] += 1
+        done = min(state["epochs"] / max(total_epochs, 1), 1.0)
+        bar = "#" * int(30 * done) + "-" * (30 - int(30 * done))
+        elapsed = time.time() - state["start"]
+        eta = elapsed / done - elapsed if done > 0 else float("nan")
+        acc = event.get("test_acc")
+        line = (f"\r[{bar}] {100 * done:5.1f} %  it {event.get('iteration')}  "
+                f"{'' if acc is None else f'test acc {acc:.2f} %  '}"
+                f"elapsed {elapsed:.0f} s  eta {eta:.0f} s ")
+        print(line, end="", file=sys.stderr, flush=True)
+        if event.get("type") == "iteration":
+            print(file=sys.stderr)
+    return show
+
+
+@command("prune", "run or resume an iterative prune → retrain → validate loop")
+def configure_prune(p: argparse.ArgumentParser) -> None:
+    from ..criteria import CRITERIA
+    from ..data import DATASETS
+
+    p.add_argument("--config", type=Path, help="run.json with RunConfig fields (flags override)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue this run from its last completed iteration")
+    p.add_argument("--from-iteration", type=int, metavar="K",
+                   help="with --resume: redo from iteration K (like the thesis' begin_itr)")
+    p.add_argument("--name", help="run name (folder runs/<date>/<name>)")
+    p.add_argument("--runs-root", type=Path, help="root folder of runs (default: ./runs)")
+    p.add_argument("--dataset", choices=sorted(DATASETS))
+    p.add_argument("--hidden", type=int, nargs="+", metavar="H", help="hidden widths (default 256 64)")
+    p.add_argument("--q", type=float, help="geometric keep factor per iteration (default 0.8)")
+    p.add_argument("--iterations", type=int, help="schedule length (default 31)")
+    p.add_argument("--kind", choices=["geometric", "linear", "cubic"], help="schedule kind")
+    p.add_argument("--criterion", choices=sorted(CRITERIA), help="default interval_adjoint")
+    p.add_argument("--no-retrain", action="store_true", help="prune without retraining")
+    p.add_argument("--dense-epochs", type=int, help="epochs for the dense model (default 5)")
+    p.add_argument("--retrain-epochs", type=int, help="epochs per pruning iteration (default 1)")
+    p.add_argument("--patience", type=int, help="early-stopping patience, 0 = off")
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-drop", type=float,
+                   help="stop when test accuracy falls more than this many points below dense")
+    p.add_argument("--min-neurons", type=int, help="do not prune below this many hidden neurons")
+    p.add_argument("--no-cache", action="store_true", help="do not reuse a cached dense model")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_prune)
+
+
+_FLAG_FIELDS = {"name": "name", "dataset": "dataset", "hidden": "hidden", "criterion": "criterion",
+                "dense_epochs": "dense_epochs", "retrain_epochs": "retrain_epochs",
+                "patience": "patience", "optimizer": "optimizer", "lr": "lr",
+                "batch_size": "batch_size", "seed": "seed", "max_drop": "max_drop",
+                "min_neurons": "min_neurons"}
+
+
+def _config_from(args: argparse.Namespace):
+    from ..experiment import RunConfig
+
+    base: dict = {}
+    if args.config:
+        try:
+            base = json.loads(args.config.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ExplorerError(f"cannot read {args.config}: {exc}") from None
+        if not isinstance(base, dict):
+            raise ExplorerError(f"{args.config} must hold a JSON object")
+    for flag, field_name in _FLAG_FIELDS.items():
+        if getattr(args, flag) is not None:
+            base[field_name] = getattr(args, flag)
+    schedule = dict(base.get("schedule", {}))
+    for key in ("q", "iterations", "kind"):
+        if getattr(args, key) is not None:
+            schedule[key] = getattr(args, key)
+    if schedule:
+        base["schedule"] = {**RunConfig().schedule, **schedule}
+    if args.no_retrain:
+        base["retrain"] = False
+    if args.no_cache:
+        base["use_cache"] = False
+    if "name" not in base:
+        base["name"] = time.strftime("run-%H%M%S")
+    try:
+        return RunConfig.from_dict(base)
+    except TypeError as exc:
+        raise ExplorerError(f"bad run setting: {exc}") from None
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    from ..experiment import create_run, execute, load_run_config, plan, total_epochs
+    from ..rundir import read_status
+
+    if args.resume:
+        paths = RunPaths(args.resume)
+        if not paths.config.is_file():
+            raise ExplorerError(f"{args.resume} is not a run folder (no config.json)")
+    else:
+        if args.from_iteration is not None:
+            raise ExplorerError("--from-iteration needs --resume RUN_DIR")
+        paths = create_run(_config_from(args), args.runs_root)
+        print(f"run folder: {paths.root}", file=sys.stderr)
+    cfg = load_run_config(paths)
+    show = None if args.quiet else _progress_printer(total_epochs(cfg, len(plan(cfg))))
+    status = execute(paths, args.from_iteration, on_event=show)
+    print(f"{status['state']}: {status.get('message', '')} ({paths.root})")
+    if status["state"] == "failed":
+        raise ExplorerError(status.get("message", "run failed"))
+    return 0 if status["state"] == "finished" else 3
+
+
+@command("concatenate", "rebuild validations.txt, accuracies.png and losses.png of a run")
+def configure_concatenate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.set_defaults(run=run_concatenate)
+
+
+def run_concatenate(args: argparse.Namespace) -> int:
+    from ..results import concatenate
+
+    paths = RunPaths(args.run_dir)
+    if not paths.config.is_file():
+        raise ExplorerError(f"{args.run_dir} is not a run folder (no config.json)")
+    for p in concatenate(paths):
+        print(f"wrote {p}")
+    return 0

@@ -1,0 +1,317 @@
+"""Iterative pruning runs: prune → retrain → validate, one iteration per retain.txt row.
+
+Iteration 0 is the dense model (reused from `models_cache/` when identical); iteration
+i ≥ 1 loads iteration i-1's best model, prunes it to row i's widths, retrains and
+validates. Every iteration's seed is `seed + i` and every input to it is on disk, so a
+run killed anywhere resumes from its last completed iteration and ends with exactly the
+results an uninterrupted run would have written.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from . import __version__
+from .cache import get_baseline
+from .checkpoint import load_checkpoint, save_checkpoint
+from .criteria import CRITERIA, CriterionOptions
+from .data import Dataset, load_dataset, get_info
+from .errors import Cancelled, ExplorerError
+from .fileio import atomic_write_json, write_table
+from .models import MLP, default_spec
+from .rundir import (TRAIN_COLUMNS, VALIDATION_COLUMNS, RunLock, RunPaths, append_event,
+                     new_run_dir, read_json, truncate_events, write_status)
+from .schedule import RetentionTable, ScheduleConfig, retention_table, write_retain
+from .surgery import prune_to_widths
+from .training import EpochMetrics, TrainConfig, evaluate, train
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; saved as config.json and read back on resume."""
+    name: str = "run"
+    dataset: str = "digits"
+    hidden: list[int] = field(default_factory=lambda: [256, 64])
+    activation: str = "relu"
+    schedule: dict = field(default_factory=lambda: {"q": 0.8, "iterations": 31,
+                                                    "kind": "geometric"})
+    criterion: str = "interval_adjoint"
+    criterion_options: dict = field(default_factory=dict)
+    retrain: bool = True
+    dense_epochs: int = 5
+    retrain_epochs: int = 1
+    patience: int = 0
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    batch_size: int = 64
+    seed: int = 0
+    val_fraction: float = 0.1
+    max_drop: float | None = None  # stop when test accuracy falls > this many points below dense
+    min_neurons: int = 1  # do not prune below this many hidden neurons in total
+    use_cache: bool = True
+
+    def validate(self) -> "RunConfig":
+        get_info(self.dataset)
+        if self.criterion not in CRITERIA:
+            raise ExplorerError(f"unknown criterion {self.criterion!r}; choose one of "
+                                f"{', '.join(CRITERIA)}")
+        if not self.hidden:
+            raise ExplorerError("an iterative pruning run needs at least one hidden layer")
+        self.schedule_config().validate()
+        self.train_config(0).validate()
+        if self.retrain_epochs < 0 or (self.retrain and self.retrain_epochs < 1):
+            raise ExplorerError("retraining needs at least 1 epoch per iteration")
+        if self.max_drop is not None and not self.max_drop >= 0:
+            raise ExplorerError(f"max accuracy drop must be ≥ 0 points, got {self.max_drop}")
+        if self.min_neurons < 1:
+            raise ExplorerError(f"minimum neurons must be ≥ 1, got {self.min_neurons}")
+        return self
+
+    def schedule_config(self) -> ScheduleConfig:
+        s = self.schedule
+        return ScheduleConfig(tuple(self.hidden), float(s.get("q", 0.8)),
+                              int(s.get("iterations", 31)), s.get("kind", "geometric"))
+
+    def train_config(self, iteration: int) -> TrainConfig:
+        return TrainConfig(epochs=self.dense_epochs if iteration == 0 else self.retrain_epochs,
+                           batch_size=self.batch_size, lr=self.lr, optimizer=self.optimizer,
+                           patience=self.patience, seed=self.seed + iteration)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunConfig":
+        unknown = set(d) - set(cls.__dataclass_fields__) - {"versions", "spec", "created"}
+        if unknown:
+            raise ExplorerError(f"unknown run setting(s): {', '.join(sorted(unknown))}")
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def plan(cfg: RunConfig) -> RetentionTable:
+    """The schedule rows this run will visit, cut at the minimum-neuron rule."""
+    table = retention_table(cfg.schedule_config())
+    rows = [w for w in table.widths if sum(w) >= cfg.min_neurons] or table.widths[:1]
+    return RetentionTable(table.dense, rows)
+
+
+def model_spec(cfg: RunConfig, data_info) -> dict:
+    spec = default_spec("mlp", data_info.channels, data_info.size, data_info.num_classes,
+                        list(cfg.hidden))
+    spec["activation"] = cfg.activation
+    return spec
+
+
+def create_run(cfg: RunConfig, root: Path | None = None) -> RunPaths:
+    """Make the run folder with config.json, retain.txt and a queued status."""
+    cfg.validate()
+    paths = new_run_dir(cfg.name, root)
+    info = get_info(cfg.dataset)
+    record = {**cfg.to_dict(), "spec": model_spec(cfg, info), "created": time.time(),
+              "versions": {"explorer": __version__, "torch": torch.__version__}}
+    atomic_write_json(paths.config, record)
+    table = plan(cfg)
+    write_retain(paths.retain, table)
+    write_status(paths, "queued", iteration=None, total_iterations=len(table),
+                 total_epochs=total_epochs(cfg, len(table)))
+    return paths
+
+
+def total_epochs(cfg: RunConfig, iterations: int) -> int:
+    return cfg.dense_epochs + (iterations - 1) * (cfg.retrain_epochs if cfg.retrain else 0)
+
+
+def load_run_config(paths: RunPaths) -> RunConfig:
+    record = read_json(paths.config)
+    if not isinstance(record, dict):
+        raise ExplorerError(f"{paths.root} is not a run folder (no readable config.json)")
+    return RunConfig.from_dict(record).validate()
+
+
+# ------------------------------------------------------------------ one iteration
+
+@dataclass
+class _Context:
+    paths: RunPaths
+    cfg: RunConfig
+    data: Dataset
+    table: RetentionTable
+    should_stop: Callable[[], bool]
+    on_event: Callable[[dict], None]
+    cache_root: Path | None
+
+
+def _emit(ctx: _Context, event: dict) -> None:
+    append_event(ctx.paths, event)
+    ctx.on_event(event)
+
+
+def _epoch_logger(ctx: _Context, iteration: int) -> Callable[[EpochMetrics], None]:
+    def log(m: EpochMetrics) -> None:
+        _emit(ctx, {"type": "epoch", "iteration": iteration, **m.to_dict()})
+        write_status(ctx.paths, "running", iteration=iteration, epoch=m.epoch)
+    return log
+
+
+def _evaluate_all(model: torch.nn.Module, data: Dataset) -> dict[str, float]:
+    tr_loss, tr_acc = evaluate(model, data.train)
+    te_loss, te_acc = evaluate(model, data.test)
+    return {"train_loss": tr_loss, "train_acc": tr_acc, "test_loss": te_loss, "test_acc": te_acc}
+
+
+def _save_iteration(ctx: _Context, i: int, model: MLP, history: list[dict], metrics: dict,
+                    extra: dict) -> None:
+    widths = ctx.table.widths[i]
+    percent = ctx.table.percent(widths)
+    base_spec = read_json(ctx.paths.config)["spec"]
+    meta = {"iteration": i, "metrics": metrics, "widths": list(widths), "percent_retained": percent,
+            "dataset": ctx.cfg.dataset, "normalisation": {"mean": list(ctx.data.info.mean),
+                                                          "std": list(ctx.data.info.std)},
+            "class_names": list(ctx.data.info.classes), "criterion": ctx.cfg.criterion, **extra}
+    out = ctx.paths.iteration_dir(i)
+    write_table(ctx.paths.train_results(i), TRAIN_COLUMNS,
+                [[h["train_loss"], h["train_acc"], h["test_loss"], h["test_acc"]] for h in history])
+    if i >= 1:
+        write_table(ctx.paths.validation_results(i), VALIDATION_COLUMNS,
+                    [[metrics["train_loss"], metrics["test_loss"], metrics["train_acc"],
+                      metrics["test_acc"], percent]])
+    # the checkpoint's JSON is written last: its presence marks the iteration complete
+    save_checkpoint(model, base_spec, out / "best_model", meta)
+
+
+def _dense_iteration(ctx: _Context) -> dict:
+    cfg = ctx.cfg
+    spec = read_json(ctx.paths.config)["spec"]
+    tcfg = cfg.train_config(0)
+    baseline = get_baseline(spec, ctx.data, tcfg, ctx.cache_root if cfg.use_cache else
+                            ctx.paths.root / ".baseline", on_epoch=_epoch_logger(ctx, 0),
+                            should_stop=ctx.should_stop)
+    if baseline.from_cache:  # replay the cached history so the live charts show it
+        for h in baseline.history:
+            _emit(ctx, {"type": "epoch", "iteration": 0, **h})
+    metrics = _evaluate_all(baseline.model, ctx.data)
+    _save_iteration(ctx, 0, baseline.model, baseline.history, metrics,
+                    {"baseline_cache": baseline.key, "from_cache": baseline.from_cache})
+    return metrics
+
+
+def _prune_iteration(ctx: _Context, i: int) -> dict:
+    cfg = ctx.cfg
+    previous = load_checkpoint(ctx.paths.best_model(i - 1)).model
+    options = CriterionOptions(**{**cfg.criterion_options, "seed": cfg.seed + i})
+    calibration = ctx.data.train if CRITERIA[cfg.criterion].needs_data else None
+    model = prune_to_widths(previous, list(ctx.table.widths[i]), cfg.criterion, calibration,
+                            options)
+    before = _evaluate_all(model, ctx.data)
+    _emit(ctx, {"type": "pruned", "iteration": i, "widths": list(ctx.table.widths[i]),
+                **{f"pre_{k}": v for k, v in before.items()}})
+    history: list[dict] = []
+    if cfg.retrain:
+        result = train(model, ctx.data, cfg.train_config(i), on_epoch=_epoch_logger(ctx, i),
+                       should_stop=ctx.should_stop)
+        history = [m.to_dict() for m in result.history]
+    metrics = _evaluate_all(model, ctx.data)
+    _save_iteration(ctx, i, model, history, metrics,
+                    {f"pre_retrain_{k}": v for k, v in before.items()})
+    return metrics
+
+
+# ------------------------------------------------------------------ the loop
+
+def execute(paths: RunPaths, from_iteration: int | None = None,
+            should_stop: Callable[[], bool] | None = None,
+            on_event: Callable[[dict], None] | None = None,
+            cache_root: Path | None = None) -> dict:
+    """Run (or resume) the loop in this process; returns the final status.
+
+    Holds the run's lock for the whole time, so a second writer is refused.
+    """
+    with RunLock(paths):
+        paths.stop_request.unlink(missing_ok=True)
+        stop_flag = {"stop": False}
+
+        def stop() -> bool:
+            return stop_flag["stop"] or paths.stop_request.exists() or bool(
+                should_stop and should_stop())
+
+        previous_handler = _install_sigterm(stop_flag)
+        try:
+            return _execute_locked(paths, from_iteration, stop, on_event or (lambda e: None),
+                                   cache_root)
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _install_sigterm(flag: dict):
+    try:
+        return signal.signal(signal.SIGTERM, lambda *_: flag.__setitem__("stop", True))
+    except ValueError:  # not the main thread: rely on the stop-request file
+        return None
+
+
+def resume_point(paths: RunPaths, from_iteration: int | None) -> int:
+    done = paths.completed_iterations()
+    contiguous = 0
+    while contiguous in done:
+        contiguous += 1
+    if from_iteration is None:
+        return contiguous
+    if from_iteration < 0 or from_iteration > contiguous:
+        raise ExplorerError(f"cannot restart at iteration {from_iteration}: iterations 0–"
+                            f"{contiguous - 1} are complete, so restart at {contiguous} or earlier"
+                            if contiguous else
+                            f"cannot restart at iteration {from_iteration}: nothing is complete yet")
+    return from_iteration
+
+
+def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[[], bool],
+                    on_event: Callable[[dict], None], cache_root: Path | None) -> dict:
+    cfg = load_run_config(paths)
+    table = plan(cfg)
+    start = resume_point(paths, from_iteration)
+    for child in paths.root.iterdir():  # results from the restart point on are redone
+        if child.name.isdigit() and int(child.name) >= start:
+            shutil.rmtree(child)
+    truncate_events(paths, start)
+    write_status(paths, "running", pid=os.getpid(), iteration=start, epoch=0, message="",
+                 total_iterations=len(table), total_epochs=total_epochs(cfg, len(table)),
+                 started=time.time())
+    try:
+        data = load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction)
+        ctx = _Context(paths, cfg, data, table, stop, on_event, cache_root)
+        dense = (read_json(paths.best_model_json(0)) or {}).get("metrics") if start > 0 else None
+        reason = "schedule complete"
+        for i in range(start, len(table)):
+            write_status(paths, "running", iteration=i, epoch=0)
+            metrics = _dense_iteration(ctx) if i == 0 else _prune_iteration(ctx, i)
+            dense = dense or metrics
+            _emit(ctx, {"type": "iteration", "iteration": i, "widths": list(table.widths[i]),
+                        "percent_retained": table.percent(table.widths[i]), **metrics})
+            if cfg.max_drop is not None and i > 0 and \
+                    dense["test_acc"] - metrics["test_acc"] > cfg.max_drop:
+                reason = (f"stopped at iteration {i}: test accuracy {metrics['test_acc']:.2f} % is "
+                          f"more than {cfg.max_drop:g} points below the dense {dense['test_acc']:.2f} %")
+                break
+            if stop():
+                raise Cancelled()
+        from .results import concatenate
+
+        concatenate(paths)
+        return write_status(paths, "finished", message=reason, finished=time.time())
+    except Cancelled:
+        return write_status(paths, "stopped", message="stopped by request; resume continues "
+                            "from the last completed iteration")
+    except ExplorerError as exc:
+        return write_status(paths, "failed", message=str(exc))
+    except Exception as exc:  # keep the trace for the log, a line for the page
+        traceback.print_exc()
+        return write_status(paths, "failed", message=f"{exc.__class__.__name__}: {exc}")

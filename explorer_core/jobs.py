@@ -1,0 +1,62 @@
+"""Background workers for long runs.
+
+Long work never runs inside a Streamlit script run: a page starts a child process
+(`python -m explorer_core <command> --resume DIR`) in its own session, so it survives
+page switches, reloads and closed tabs; the page only reads the files the worker writes.
+A stop is a request file the worker checks between batches, so files are never torn.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .errors import ExplorerError
+from .rundir import RunPaths, is_locked, read_status, write_status
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def launch(paths: RunPaths, command: str = "prune", extra: list[str] | None = None) -> int:
+    """Start a worker on `paths`; refuses if another process writes to it. Returns its pid."""
+    if is_locked(paths):
+        raise ExplorerError(f"{paths.root.name} is already running; stop it before starting it again")
+    paths.stop_request.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "explorer_core", command, "--resume", str(paths.root.resolve()),
+            *(extra or [])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    with open(paths.log, "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=os.getcwd(), env=env, start_new_session=True)
+    write_status(paths, "queued", pid=proc.pid, message="starting worker")
+    return proc.pid
+
+
+def request_stop(paths: RunPaths) -> None:
+    """Ask the worker to stop at the next batch boundary (it writes 'stopped' itself)."""
+    paths.stop_request.touch()
+
+
+def wait(paths: RunPaths, timeout: float = 60.0, poll: float = 0.2) -> dict:
+    """Block until the run leaves queued/running (for tests and scripts)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = read_status(paths)
+        if status.get("state") not in ("queued", "running"):
+            return status
+        time.sleep(poll)
+    raise TimeoutError(f"{paths.root} still running after {timeout:.0f} s")
+
+
+def kill(paths: RunPaths) -> None:
+    """Hard-kill a worker (SIGKILL): what a crash looks like; resume recovers from it."""
+    pid = read_status(paths).get("pid")
+    if pid:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass

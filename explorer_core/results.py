@@ -1,0 +1,87 @@
+"""Reading a run back: per-iteration rows, the thesis' concatenate step, deployment pick.
+
+Everything here reads files only, so it works the same for a finished, a partial, a
+crashed or a still-running run, and from the page, the CLI or a notebook.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ExplorerError
+from .fileio import read_table, write_table
+from .rundir import VALIDATION_COLUMNS, RunPaths, read_json
+
+
+@dataclass
+class IterationRow:
+    iteration: int
+    widths: list[int]
+    percent_retained: float
+    train_loss: float
+    test_loss: float
+    train_acc: float
+    test_acc: float
+    checkpoint: Path
+
+    def to_dict(self) -> dict:
+        return {"iteration": self.iteration, "widths": self.widths,
+                "percent_retained": self.percent_retained, "train_loss": self.train_loss,
+                "test_loss": self.test_loss, "train_acc": self.train_acc,
+                "test_acc": self.test_acc, "checkpoint": str(self.checkpoint)}
+
+
+def iteration_rows(paths: RunPaths) -> list[IterationRow]:
+    """One row per completed iteration, iteration 0 (dense) first."""
+    rows = []
+    for i in paths.completed_iterations():
+        meta = read_json(paths.best_model_json(i)) or {}
+        m = meta.get("metrics", {})
+        if not m:
+            continue
+        rows.append(IterationRow(i, list(meta.get("widths", [])),
+                                 float(meta.get("percent_retained", 100.0)),
+                                 m["train_loss"], m["test_loss"], m["train_acc"], m["test_acc"],
+                                 paths.best_model(i)))
+    return rows
+
+
+def concatenate(paths: RunPaths) -> list[Path]:
+    """Write validations.txt, accuracies.png and losses.png from the completed iterations."""
+    rows = iteration_rows(paths)
+    if not rows:
+        raise ExplorerError(f"{paths.root} has no completed iteration to concatenate yet")
+    write_table(paths.validations, VALIDATION_COLUMNS,
+                [[r.train_loss, r.test_loss, r.train_acc, r.test_acc, r.percent_retained]
+                 for r in rows])
+    from .charts import run_accuracy_chart, run_loss_chart, save_chart_png
+
+    save_chart_png(run_accuracy_chart(rows), paths.accuracies_png)
+    save_chart_png(run_loss_chart(rows), paths.losses_png)
+    return [paths.validations, paths.accuracies_png, paths.losses_png]
+
+
+def read_validations(paths: RunPaths) -> list[dict]:
+    columns, values = read_table(paths.validations)
+    return [dict(zip(columns, v)) for v in values]
+
+
+@dataclass
+class Recommendation:
+    row: IterationRow
+    dense: IterationRow
+    tolerance: float
+
+    @property
+    def drop(self) -> float:
+        return self.dense.test_acc - self.row.test_acc
+
+
+def recommend(rows: list[IterationRow], tolerance: float) -> Recommendation | None:
+    """The smallest model whose test accuracy is within `tolerance` points of the dense one."""
+    if not rows or rows[0].iteration != 0:
+        return None
+    dense = rows[0]
+    fit = [r for r in rows if dense.test_acc - r.test_acc <= tolerance]
+    best = min(fit, key=lambda r: (r.percent_retained, -r.test_acc))
+    return Recommendation(best, dense, tolerance)

@@ -1,0 +1,239 @@
+"""The run-directory layout (DESIGN §3) — the one place that knows where files go.
+
+```
+runs/<YYYY-MM-DD>/<run-name>/
+  config.json status.json events.jsonl retain.txt run.lock
+  <i>/prune_w_retrain/{best_model.safetensors,best_model.json,train_results.txt,validation_results.txt}
+  prune_w_retrain_results/{validations.txt,accuracies.png,losses.png}
+```
+Status and events are what pages poll; the lock makes one process the only writer.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import fcntl
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ExplorerError
+from .fileio import atomic_write_json, atomic_write_text
+
+STATES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
+TRAIN_COLUMNS = ["TrainLoss", "TrainAccuracy", "TestLoss", "TestAccuracy"]
+VALIDATION_COLUMNS = ["Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy",
+                      "PercentageRetain"]
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+def default_runs_root() -> Path:
+    return Path(os.environ.get("EXPLORER_RUNS", "runs"))
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def status(self) -> Path:
+        return self.root / "status.json"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def retain(self) -> Path:
+        return self.root / "retain.txt"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "run.lock"
+
+    @property
+    def stop_request(self) -> Path:
+        return self.root / "stop.request"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "worker.log"
+
+    def iteration_dir(self, i: int) -> Path:
+        return self.root / str(i) / "prune_w_retrain"
+
+    def best_model(self, i: int) -> Path:
+        return self.iteration_dir(i) / "best_model.safetensors"
+
+    def best_model_json(self, i: int) -> Path:
+        return self.iteration_dir(i) / "best_model.json"
+
+    def train_results(self, i: int) -> Path:
+        return self.iteration_dir(i) / "train_results.txt"
+
+    def validation_results(self, i: int) -> Path:
+        return self.iteration_dir(i) / "validation_results.txt"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "prune_w_retrain_results"
+
+    @property
+    def validations(self) -> Path:
+        return self.results_dir / "validations.txt"
+
+    @property
+    def accuracies_png(self) -> Path:
+        return self.results_dir / "accuracies.png"
+
+    @property
+    def losses_png(self) -> Path:
+        return self.results_dir / "losses.png"
+
+    def completed_iterations(self) -> list[int]:
+        """Iterations whose best model and metrics are fully written (the resume points)."""
+        done = []
+        for child in self.root.iterdir() if self.root.is_dir() else []:
+            if child.name.isdigit() and self.best_model_json(int(child.name)).is_file() \
+                    and self.best_model(int(child.name)).is_file():
+                done.append(int(child.name))
+        return sorted(done)
+
+
+def validate_run_name(name: str) -> str:
+    if not _NAME_OK.match(name or ""):
+        raise ExplorerError("run name must be 1–80 letters, digits, '.', '_' or '-', "
+                            f"starting with a letter or digit; got {name!r}")
+    return name
+
+
+def new_run_dir(name: str, root: Path | None = None, day: _dt.date | None = None) -> RunPaths:
+    """`<root>/<YYYY-MM-DD>/<name>`; refuses to reuse an existing run's folder."""
+    validate_run_name(name)
+    day = day or _dt.date.today()
+    path = Path(root or default_runs_root()) / day.isoformat() / name
+    if path.exists() and any(path.iterdir()):
+        raise ExplorerError(f"a run named {name!r} already exists at {path}; pick another name "
+                            "or resume it")
+    path.mkdir(parents=True, exist_ok=True)
+    return RunPaths(path)
+
+
+def list_runs(root: Path | None = None) -> list[RunPaths]:
+    """All run folders under the root, newest first."""
+    root = Path(root or default_runs_root())
+    found = [RunPaths(p.parent) for p in root.glob("*/*/config.json")]
+    return sorted(found, key=lambda r: r.config.stat().st_mtime, reverse=True)
+
+
+# ------------------------------------------------------------------ status and events
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return default
+
+
+def write_status(paths: RunPaths, state: str, **fields: Any) -> dict:
+    if state not in STATES:
+        raise ValueError(f"unknown state {state}")
+    status = read_json(paths.status, {}) or {}
+    status.update(fields)
+    status.update(state=state, heartbeat=time.time())
+    atomic_write_json(paths.status, status)
+    return status
+
+
+def read_status(paths: RunPaths) -> dict:
+    """The status, with a dead writer's 'running' reported as 'interrupted'."""
+    status = read_json(paths.status, {}) or {}
+    if status.get("state") in ("running", "queued") and not is_locked(paths):
+        started = status.get("heartbeat", 0)
+        # a just-launched worker may not hold the lock yet
+        if status.get("state") == "running" or time.time() - started > 30:
+            status = {**status, "state": "interrupted"}
+    return status
+
+
+def append_event(paths: RunPaths, event: dict) -> None:
+    """One JSON object per line; a torn last line is ignored by `read_events`."""
+    line = json.dumps({**event, "time": time.time()}, sort_keys=True) + "\n"
+    with open(paths.events, "a", encoding="utf-8") as fh:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_events(paths: RunPaths) -> list[dict]:
+    try:
+        lines = paths.events.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # torn final line of a killed writer
+    return out
+
+
+def truncate_events(paths: RunPaths, from_iteration: int) -> None:
+    """Drop events of iterations ≥ `from_iteration` (before they are redone on resume)."""
+    kept = [e for e in read_events(paths) if e.get("iteration", -1) < from_iteration]
+    atomic_write_text(paths.events, "".join(json.dumps(e, sort_keys=True) + "\n" for e in kept))
+
+
+# ------------------------------------------------------------------ the one-writer lock
+
+class RunLock:
+    """An exclusive `flock` on run.lock: released by the kernel if the writer dies."""
+
+    def __init__(self, paths: RunPaths):
+        self.paths = paths
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise ExplorerError(f"run {self.paths.root} is already being written by another "
+                                    "process; stop it first or wait for it to finish") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def is_locked(paths: RunPaths) -> bool:
+    if not paths.lock.exists():
+        return False
+    fd = os.open(paths.lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
