@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from .errors import ExplorerError
 from .fileio import read_table, table_text, atomic_write_text
@@ -134,3 +134,31 @@ def read_retain(path: str | Path) -> RetentionTable:
         raise ExplorerError(f"{path} is not a retain.txt table (no hN NodesRetained columns)")
     widths = [tuple(int(r[i]) for i in layer_cols) for r in rows]
     return RetentionTable(dense=widths[0], widths=widths)
+
+
+def widths_from_spec(info: Mapping[str, Any]) -> tuple[int, ...]:
+    """Prunable widths recorded in a model spec or a checkpoint's `.json` sidecar.
+
+    Lets a schedule be planned for an existing (possibly already pruned) model from its
+    JSON alone — no weights, no unpickling, no torch. Order matches the pruning loop:
+    conv channels first, then hidden Linear layers.
+    """
+    spec = info.get("spec", info) if isinstance(info, Mapping) else None
+    if not isinstance(spec, Mapping) or "arch" not in spec:
+        raise ExplorerError("not a model spec: expected a JSON object with an 'arch' field "
+                            "(or a checkpoint sidecar with a 'spec' field)")
+    convs = spec.get("widths", spec.get("channels", [])) if spec["arch"] != "mlp" else []
+    if isinstance(convs, Mapping):
+        convs = list(convs.values())
+    hidden = spec.get("hidden", []) if spec["arch"] in ("mlp", "cnn") else []
+    if not isinstance(convs, list) or not isinstance(hidden, list):
+        raise ExplorerError("model spec widths must be lists of whole numbers")
+    widths = [*convs, *hidden]
+    if not widths:
+        raise ExplorerError(f"the {spec['arch']} spec lists no prunable layer widths "
+                            "(a single-layer model has none; a dense torchvision model's "
+                            "widths are in its checkpoint .json)")
+    for w in widths:
+        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+            raise ExplorerError(f"model spec widths must be whole numbers ≥ 1, got {w!r}")
+    return tuple(widths)

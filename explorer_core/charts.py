@@ -1,0 +1,140 @@
+"""Altair charts shared by the pages and the CLI, and their PNG export.
+
+One function per chart, each taking core results (never Streamlit objects) and
+returning an `alt.Chart`, so a page can show it with `st.altair_chart` and the CLI
+or a download button can turn the very same chart into a PNG with `chart_png_bytes`.
+That keeps what a person sees in the browser and what lands in a run folder identical.
+Pages that need new charts add a function here in the same style.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+
+from .fileio import atomic_write_bytes
+from .schedule import RetentionTable
+
+# Thesis file names: the pruning loop and old scripts look for exactly these.
+ITERATION_PNG = "pruneNodesIteration.png"
+DISTRIBUTION_PNG = "pruneNodesDistribution.png"
+
+WIDTH = 520
+HEIGHT = 320
+
+
+def chart_png_bytes(chart: alt.TopLevelMixin, scale: float = 2.0) -> bytes:
+    """Render any Altair chart to PNG bytes offline (vl-convert, no browser, no network).
+
+    Scale 2 keeps text sharp when a PNG is pasted into a thesis or slide.
+    """
+    buf = io.BytesIO()
+    chart.save(buf, format="png", scale_factor=scale)
+    return buf.getvalue()
+
+
+def save_chart_png(chart: alt.TopLevelMixin, path: str | os.PathLike) -> Path:
+    """Write a chart as PNG atomically, so a crash never leaves half an image in a run folder."""
+    return atomic_write_bytes(path, chart_png_bytes(chart))
+
+
+# ------------------------------------------------------------------ retention schedule
+
+def _axis_scale(log_scale: bool, reverse: bool = False) -> alt.Scale:
+    """Log axes hug the data (no padding out to the next power of ten); linear ones start at 0."""
+    if log_scale:
+        return alt.Scale(type="log", nice=False, padding=14, reverse=reverse)
+    return alt.Scale(zero=True, reverse=reverse)
+
+
+def layer_label(index: int, width: int) -> str:
+    """'h1 (256)': the retain.txt layer name plus its dense width, for legends."""
+    return f"h{index + 1} ({width})"
+
+
+def retention_long_frame(table: RetentionTable) -> pd.DataFrame:
+    """One row per (iteration, layer): the tidy shape Altair wants for one line per layer."""
+    rows = []
+    for it, widths in enumerate(table.widths):
+        pct = table.percent(widths)
+        for i, (kept, dense) in enumerate(zip(widths, table.dense)):
+            rows.append({"Iteration": it, "Layer": layer_label(i, dense),
+                         "Neurons kept": kept, "% of layer kept": 100.0 * kept / dense,
+                         "% of hidden neurons kept": pct})
+    return pd.DataFrame(rows)
+
+
+def retention_iteration_chart(table: RetentionTable, log_scale: bool = False) -> alt.Chart:
+    """Neurons kept per hidden layer vs iteration, one line per layer.
+
+    A log y-axis turns the geometric schedule into straight lines and keeps the small
+    late widths readable next to a wide first layer.
+    """
+    data = retention_long_frame(table)
+    return (
+        alt.Chart(data, title="Neurons kept per hidden layer")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("Iteration:Q", axis=alt.Axis(tickMinStep=1), title="Iteration"),
+            y=alt.Y("Neurons kept:Q", scale=_axis_scale(log_scale), title="Neurons kept"),
+            color=alt.Color("Layer:N", sort=None, title="Hidden layer"),
+            tooltip=["Iteration:Q", "Layer:N", "Neurons kept:Q",
+                     alt.Tooltip("% of layer kept:Q", format=".1f"),
+                     alt.Tooltip("% of hidden neurons kept:Q", format=".2f")],
+        )
+        .properties(width=WIDTH, height=HEIGHT)
+    )
+
+
+def _distribution_frame(table: RetentionTable) -> pd.DataFrame:
+    rows = []
+    for it, widths in enumerate(table.widths):
+        row = {"Iteration": it, "% of hidden neurons kept": table.percent(widths)}
+        for i, kept in enumerate(widths):
+            row[f"h{i + 1}"] = kept
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def retention_distribution_chart(table: RetentionTable, log_scale: bool = True) -> alt.LayerChart:
+    """How the kept neurons are shared out between layers, each point labelled with its iteration.
+
+    Two or more layers: layer-1 width vs layer-2 width (the thesis' plot; further layers
+    are in the iteration chart). One layer: its width vs % kept, the only other axis there is.
+    Log axes by default: a geometric schedule then spaces the iterations evenly instead of
+    piling the late, small widths (and their labels) into one corner.
+    """
+    data = _distribution_frame(table)
+    if len(table.dense) >= 2:
+        x = alt.X("h1:Q", title=f"Layer 1 neurons kept (of {table.dense[0]})",
+                  scale=_axis_scale(log_scale))
+        y = alt.Y("h2:Q", title=f"Layer 2 neurons kept (of {table.dense[1]})",
+                  scale=_axis_scale(log_scale))
+        title = "Layer 1 vs layer 2 width"
+        tooltip = ["Iteration:Q", "h1:Q", "h2:Q"]
+    else:
+        x = alt.X("% of hidden neurons kept:Q", title="% of hidden neurons kept",
+                  scale=_axis_scale(log_scale, reverse=True))
+        y = alt.Y("h1:Q", title=f"Layer 1 neurons kept (of {table.dense[0]})",
+                  scale=_axis_scale(log_scale))
+        title = "Layer 1 width vs % kept"
+        tooltip = ["Iteration:Q", "h1:Q"]
+    tooltip.append(alt.Tooltip("% of hidden neurons kept:Q", format=".2f"))
+    base = alt.Chart(data, title=title).encode(x=x, y=y)
+    line = base.mark_line(point=True, color="#4c78a8").encode(
+        order="Iteration:Q", tooltip=tooltip)
+    labels = base.mark_text(align="left", dx=6, dy=-6, fontSize=10, color="#444").encode(
+        text="Iteration:Q")
+    return alt.layer(line, labels).properties(width=WIDTH, height=HEIGHT)
+
+
+def save_retention_pngs(table: RetentionTable, out_dir: str | os.PathLike) -> list[Path]:
+    """Write the thesis' two schedule plots into `out_dir`; returns the paths written."""
+    out = Path(out_dir)
+    return [
+        save_chart_png(retention_iteration_chart(table), out / ITERATION_PNG),
+        save_chart_png(retention_distribution_chart(table), out / DISTRIBUTION_PNG),
+    ]
