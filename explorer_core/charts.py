@@ -80,7 +80,8 @@ def retention_iteration_chart(table: RetentionTable, log_scale: bool = False) ->
         .encode(
             x=alt.X("Iteration:Q", axis=alt.Axis(tickMinStep=1), title="Iteration"),
             y=alt.Y("Neurons kept:Q", scale=_axis_scale(log_scale), title="Neurons kept"),
-            color=alt.Color("Layer:N", sort=None, title="Hidden layer"),
+            color=alt.Color("Layer:N", sort=None, title="Hidden layer",
+                            scale=alt.Scale(scheme="tableau10")),
             tooltip=["Iteration:Q", "Layer:N", "Neurons kept:Q",
                      alt.Tooltip("% of layer kept:Q", format=".1f"),
                      alt.Tooltip("% of hidden neurons kept:Q", format=".2f")],
@@ -138,3 +139,59 @@ def save_retention_pngs(table: RetentionTable, out_dir: str | os.PathLike) -> li
         save_chart_png(retention_iteration_chart(table), out / ITERATION_PNG),
         save_chart_png(retention_distribution_chart(table), out / DISTRIBUTION_PNG),
     ]
+
+
+# ------------------------------------------------------------------ iterative pruning runs
+
+def _long(records: list[dict], x: str, series: dict[str, str]) -> pd.DataFrame:
+    """Tidy frame (x, Series, Value) from records holding one column per series."""
+    rows = [{x: r[x], "Series": label, "Value": r[key]}
+            for r in records for key, label in series.items() if r.get(key) is not None]
+    return pd.DataFrame(rows, columns=[x, "Series", "Value"])
+
+
+def _lines(frame: pd.DataFrame, x: alt.X, y_title: str, title: str) -> alt.Chart:
+    return (alt.Chart(frame, title=title).mark_line(point=True)
+            .encode(x=x, y=alt.Y("Value:Q", title=y_title, scale=alt.Scale(zero=False)),
+                    color=alt.Color("Series:N", title=None, sort=None),
+                    tooltip=[x.shorthand if hasattr(x, "shorthand") else x, "Series:N",
+                             alt.Tooltip("Value:Q", format=".4g")])
+            .properties(width=WIDTH, height=HEIGHT))
+
+
+def epoch_chart(epochs: list[dict]) -> alt.HConcatChart:
+    """Per-epoch loss and accuracy (train / test) of one iteration: the live training view."""
+    it = epochs[0].get("iteration", 0) if epochs else 0
+    x = alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1))
+    loss = _lines(_long(epochs, "epoch", {"train_loss": "train", "test_loss": "test"}), x,
+                  "Cross-entropy", f"Loss, iteration {it}")
+    acc = _lines(_long(epochs, "epoch", {"train_acc": "train", "test_acc": "test"}), x,
+                 "Accuracy (%)", f"Accuracy, iteration {it}")
+    return alt.hconcat(loss.properties(width=WIDTH // 2), acc.properties(width=WIDTH // 2))
+
+
+def _retained_axis() -> alt.X:
+    # reversed: pruning proceeds left to right, from the dense model to the smallest
+    return alt.X("percent_retained:Q", title="% of hidden neurons retained",
+                 scale=alt.Scale(type="log", reverse=True, nice=False, padding=10))
+
+
+def iteration_accuracy_chart(iterations: list[dict]) -> alt.Chart:
+    """Train / test accuracy of each iteration's best model against % of neurons retained."""
+    frame = _long(iterations, "percent_retained", {"train_acc": "train", "test_acc": "test"})
+    return _lines(frame, _retained_axis(), "Accuracy (%)", "Accuracy vs neurons retained")
+
+
+def iteration_loss_chart(iterations: list[dict]) -> alt.Chart:
+    """Train / test loss of each iteration's best model against % of neurons retained."""
+    frame = _long(iterations, "percent_retained", {"train_loss": "train", "test_loss": "test"})
+    return _lines(frame, _retained_axis(), "Cross-entropy", "Loss vs neurons retained")
+
+
+def iteration_widths_chart(iterations: list[dict]) -> alt.Chart:
+    """Neurons kept per hidden layer at each completed iteration."""
+    rows = [{"iteration": r["iteration"], "Series": f"h{i + 1}", "Value": w}
+            for r in iterations for i, w in enumerate(r.get("widths", []))]
+    frame = pd.DataFrame(rows, columns=["iteration", "Series", "Value"])
+    x = alt.X("iteration:Q", title="Iteration", axis=alt.Axis(tickMinStep=1))
+    return _lines(frame, x, "Neurons kept", "Neurons per hidden layer")

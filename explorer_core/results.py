@@ -54,10 +54,11 @@ def concatenate(paths: RunPaths) -> list[Path]:
     write_table(paths.validations, VALIDATION_COLUMNS,
                 [[r.train_loss, r.test_loss, r.train_acc, r.test_acc, r.percent_retained]
                  for r in rows])
-    from .charts import run_accuracy_chart, run_loss_chart, save_chart_png
+    from .charts import iteration_accuracy_chart, iteration_loss_chart, save_chart_png
 
-    save_chart_png(run_accuracy_chart(rows), paths.accuracies_png)
-    save_chart_png(run_loss_chart(rows), paths.losses_png)
+    records = [r.to_dict() for r in rows]
+    save_chart_png(iteration_accuracy_chart(records), paths.accuracies_png)
+    save_chart_png(iteration_loss_chart(records), paths.losses_png)
     return [paths.validations, paths.accuracies_png, paths.losses_png]
 
 
@@ -85,3 +86,47 @@ def recommend(rows: list[IterationRow], tolerance: float) -> Recommendation | No
     fit = [r for r in rows if dense.test_acc - r.test_acc <= tolerance]
     best = min(fit, key=lambda r: (r.percent_retained, -r.test_acc))
     return Recommendation(best, dense, tolerance)
+
+
+@dataclass
+class RunProgress:
+    """What a live view needs, derived from status.json and events.jsonl only."""
+    state: str
+    message: str
+    iteration: int | None
+    total_iterations: int
+    epochs_done: int
+    total_epochs: int
+    elapsed: float
+    eta: float | None
+    epochs: list[dict]       # per-epoch events (all iterations)
+    iterations: list[dict]   # per-iteration events
+
+    @property
+    def fraction(self) -> float:
+        return min(self.epochs_done / self.total_epochs, 1.0) if self.total_epochs else 0.0
+
+
+def run_progress(paths: RunPaths, now: float | None = None) -> RunProgress:
+    import time
+
+    from .rundir import read_events, read_status
+
+    status = read_status(paths)
+    events = read_events(paths)
+    epochs = [e for e in events if e.get("type") == "epoch"]
+    iterations = [e for e in events if e.get("type") == "iteration"]
+    total = int(status.get("total_epochs") or 0)
+    started = status.get("started")
+    state = status.get("state", "unknown")
+    end = (status.get("heartbeat") if state not in ("running", "queued") else None) or now or time.time()
+    elapsed = max(0.0, end - started) if started else 0.0
+    # epochs trained in this process run (not replayed or from before a resume) set the pace
+    recent = [e for e in epochs if started and e.get("time", 0) >= started]
+    eta = None
+    if state == "running" and recent and total:
+        per_epoch = elapsed / len(recent)
+        eta = max(0.0, (total - len(epochs)) * per_epoch)
+    return RunProgress(state, status.get("message", ""), status.get("iteration"),
+                       int(status.get("total_iterations") or 0), len(epochs), total, elapsed, eta,
+                       epochs, iterations)

@@ -1,2 +1,2 @@
 """CLI commands, one module each; importing this package registers them all."""
-from . import retention  # noqa: F401
+from . import prune, retention  # noqa: F401

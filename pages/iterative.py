@@ -1,0 +1,248 @@
+"""Iterative pruning: set up, run, watch, stop, resume and read back prune → retrain loops.
+
+The loop runs in a background worker (explorer_core.jobs); this page only starts it and
+redraws from the run folder, so switching pages or closing the tab loses nothing.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from explorer_core import charts, jobs
+from explorer_core.criteria import CRITERIA
+from explorer_core.data import list_datasets
+from explorer_core.errors import ExplorerError
+from explorer_core.experiment import RunConfig, create_run, plan
+from explorer_core.results import concatenate, iteration_rows, recommend, run_progress
+from explorer_core.rundir import RunPaths, default_runs_root, list_runs, read_status
+
+st.title("Iterative pruning")
+st.caption("Prune → retrain → validate, one iteration per row of the retention schedule. "
+           "Runs continue in the background; come back any time.")
+
+RUNS_ROOT = default_runs_root()
+LIVE_STATES = ("queued", "running")
+
+
+def _parse_widths(text: str) -> list[int]:
+    try:
+        widths = [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise ExplorerError(f"hidden widths must be whole numbers separated by commas, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise ExplorerError("give at least one hidden width, each ≥ 1")
+    return widths
+
+
+def _defaults() -> dict:
+    """Start from the Retention curve page's schedule when the user made one there."""
+    chosen = st.session_state.get("retention_schedule") or {}
+    return {"widths": ", ".join(str(w) for w in chosen.get("widths", [256, 64])),
+            "q": float(chosen.get("q", 0.8)), "iterations": int(chosen.get("iterations", 31)),
+            "kind": chosen.get("kind", "geometric"), "from_page": bool(chosen)}
+
+
+def setup_form() -> None:
+    d = _defaults()
+    datasets = list_datasets()
+    available = [info.name for info, ok, _ in datasets if ok]
+    titles = {info.name: info.title for info, _, _ in datasets}
+    with st.expander("New run", expanded=not list_runs(RUNS_ROOT)):
+        if d["from_page"]:
+            st.info("Schedule taken from the Retention curve page.")
+        missing = [reason for _, ok, reason in datasets if not ok]
+        with st.form("new_run"):
+            c1, c2, c3 = st.columns(3)
+            dataset = c1.selectbox("Dataset", available, format_func=titles.get,
+                                   help="Datasets missing offline are listed below the form.")
+            widths = c1.text_input("Hidden widths (MLP)", d["widths"])
+            criterion = c1.selectbox("Criterion", list(CRITERIA),
+                                     index=list(CRITERIA).index("interval_adjoint"),
+                                     format_func=lambda c: CRITERIA[c].title)
+            kinds = ["geometric", "linear", "cubic"]
+            kind = c2.selectbox("Schedule", kinds, index=kinds.index(d["kind"]))
+            q = c2.number_input("q (keep factor per iteration)", 0.01, 0.99, d["q"], 0.01)
+            iterations = c2.number_input("Schedule iterations", 1, 500, d["iterations"])
+            max_drop = c2.number_input("Stop when accuracy drops more than (points, 0 = never)",
+                                       0.0, 100.0, 0.0, 0.5)
+            min_neurons = c2.number_input("Stop at this many hidden neurons", 1, 100000, 1)
+            retrain = c3.checkbox("Retrain after each pruning step", True)
+            dense_epochs = c3.number_input("Dense epochs", 1, 1000, 5)
+            retrain_epochs = c3.number_input("Retrain epochs per iteration", 1, 1000, 1)
+            patience = c3.number_input("Early-stopping patience (0 = off)", 0, 1000, 0)
+            optimizer = c3.selectbox("Optimiser", ["adam", "adamw", "sgd"])
+            lr = c3.number_input("Learning rate", 1e-6, 10.0, 1e-3, format="%.5f")
+            batch = c3.number_input("Batch size", 1, 100000, 64)
+            seed = c3.number_input("Seed", 0, 2**31 - 1, 0)
+            name = st.text_input("Run name", time.strftime("run-%H%M%S"))
+            submitted = st.form_submit_button("Start run", type="primary")
+        if missing:
+            st.caption("Not available offline: " + " · ".join(missing))
+    if not submitted:
+        return
+    try:
+        cfg = RunConfig(name=name.strip(), dataset=dataset, hidden=_parse_widths(widths),
+                        schedule={"q": q, "iterations": int(iterations), "kind": kind},
+                        criterion=criterion, retrain=retrain, dense_epochs=int(dense_epochs),
+                        retrain_epochs=int(retrain_epochs), patience=int(patience),
+                        optimizer=optimizer, lr=float(lr), batch_size=int(batch), seed=int(seed),
+                        max_drop=float(max_drop) or None, min_neurons=int(min_neurons))
+        paths = create_run(cfg, RUNS_ROOT)
+        jobs.launch(paths)
+    except ExplorerError as exc:
+        st.error(str(exc))
+        return
+    st.session_state["active_run"] = str(paths.root)
+    st.toast(f"Started {cfg.name}: {len(plan(cfg))} iterations")
+
+
+def _label(paths: RunPaths) -> str:
+    status = read_status(paths)
+    return f"{paths.root.parent.name}/{paths.root.name} — {status.get('state', '?')}"
+
+
+def pick_run() -> RunPaths | None:
+    runs = list_runs(RUNS_ROOT)
+    if not runs:
+        st.info("No runs yet: set one up above. Iteration 0 trains the dense model, then each "
+                "iteration prunes to the next row of the schedule.")
+        return None
+    keys = [str(r.root) for r in runs]
+    active = st.session_state.get("active_run")
+    index = keys.index(active) if active in keys else 0
+    chosen = st.selectbox("Run", keys, index=index, format_func=lambda k: _label(RunPaths(Path(k))))
+    st.session_state["active_run"] = chosen
+    return RunPaths(Path(chosen))
+
+
+def controls(paths: RunPaths, state: str) -> None:
+    c1, c2, c3 = st.columns([1, 1, 2])
+    if state in LIVE_STATES:
+        if c1.button("Stop", type="primary"):
+            jobs.request_stop(paths)
+            st.toast("Stop requested: the run stops at the next batch.")
+        return
+    done = len(paths.completed_iterations())
+    total = len(plan_for(paths))
+    if state != "finished" or done < total:
+        restart = c3.number_input("Restart from iteration", 0, max(done, 0), done,
+                                  help="Like the thesis' begin_itr: iterations from here on are redone.")
+        if c1.button("Resume", type="primary"):
+            try:
+                jobs.launch(paths, extra=["--from-iteration", str(int(restart))])
+            except ExplorerError as exc:
+                st.error(str(exc))
+            else:
+                st.rerun()
+
+
+def plan_for(paths: RunPaths) -> list:
+    from explorer_core.experiment import load_run_config
+
+    try:
+        return plan(load_run_config(paths)).widths
+    except ExplorerError:
+        return []
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "—"
+    return f"{int(s // 60)} min {int(s % 60)} s" if s >= 60 else f"{s:.0f} s"
+
+
+def live_view(paths: RunPaths, was_live: bool) -> None:
+    prog = run_progress(paths)
+    if was_live and prog.state not in LIVE_STATES:
+        st.rerun()  # the run just ended: redraw the whole page with its results
+    icon = {"running": "⏳", "queued": "⏳", "finished": "✅", "stopped": "⏸️",
+            "interrupted": "⚠️", "failed": "❌"}.get(prog.state, "")
+    st.subheader(f"{icon} {prog.state}")
+    if prog.message:
+        (st.error if prog.state == "failed" else st.caption)(prog.message)
+    st.progress(prog.fraction, text=f"iteration {prog.iteration if prog.iteration is not None else '—'}"
+                f" of {max(prog.total_iterations - 1, 0)} · epoch {prog.epochs_done}/{prog.total_epochs}")
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Elapsed", _fmt_seconds(prog.elapsed))
+    m2.metric("Remaining (est.)", _fmt_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
+    last = prog.iterations[-1] if prog.iterations else None
+    m3.metric("Hidden neurons kept", f"{last['percent_retained']:.1f} %" if last else "—")
+    m4.metric("Test accuracy", f"{last['test_acc']:.2f} %" if last else "—")
+    controls(paths, prog.state)
+    if prog.epochs:
+        current = prog.iteration if prog.iteration is not None else prog.epochs[-1]["iteration"]
+        current_epochs = [e for e in prog.epochs if e["iteration"] == current] or \
+            [e for e in prog.epochs if e["iteration"] == prog.epochs[-1]["iteration"]]
+        c1, c2 = st.columns(2)
+        c1.altair_chart(charts.epoch_chart(current_epochs), width="stretch")
+        if prog.iterations:
+            c2.altair_chart(charts.iteration_accuracy_chart(prog.iterations), width="stretch")
+            c3, c4 = st.columns(2)
+            c3.altair_chart(charts.iteration_loss_chart(prog.iterations), width="stretch")
+            c4.altair_chart(charts.iteration_widths_chart(prog.iterations), width="stretch")
+
+
+def results_section(paths: RunPaths, state: str) -> None:
+    rows = iteration_rows(paths)
+    if not rows:
+        return
+    st.subheader("Results")
+    table = pd.DataFrame([{"iteration": r.iteration, "widths": " ".join(map(str, r.widths)),
+                           "% kept": r.percent_retained, "train acc": r.train_acc,
+                           "test acc": r.test_acc, "train loss": r.train_loss,
+                           "test loss": r.test_loss} for r in rows])
+    st.dataframe(table, hide_index=True, width="stretch")
+    if state not in LIVE_STATES and st.button("Write concatenated results",
+                                              help="validations.txt, accuracies.png, losses.png"):
+        try:
+            concatenate(paths)
+        except ExplorerError as exc:
+            st.error(str(exc))
+    files = [paths.validations, paths.accuracies_png, paths.losses_png]
+    cols = st.columns(3)
+    for col, f in zip(cols, files):
+        if f.is_file():
+            col.download_button(f"Download {f.name}", f.read_bytes(), f.name,
+                                mime="image/png" if f.suffix == ".png" else "text/plain",
+                                key=f"dl-{f.name}")
+    deploy_section(rows)
+
+
+def deploy_section(rows) -> None:
+    st.subheader("Model to deploy")
+    tol = st.number_input("Accuracy tolerance (points below dense)", 0.0, 100.0, 1.0, 0.25)
+    rec = recommend(rows, tol)
+    if rec is None:
+        st.caption("The dense model (iteration 0) is not complete yet.")
+        return
+    r, dense = rec.row, rec.dense
+    st.success(f"Iteration {r.iteration}: {r.percent_retained:.1f} % of hidden neurons "
+               f"({' '.join(map(str, r.widths))}), test accuracy {r.test_acc:.2f} % "
+               f"({rec.drop:+.2f} points below dense {dense.test_acc:.2f} %).")
+    try:
+        from explorer_core.results import deployment_costs
+
+        costs = deployment_costs(dense.checkpoint, r.checkpoint)
+        st.dataframe(pd.DataFrame(costs), hide_index=True)
+    except ExplorerError as exc:
+        st.warning(str(exc))
+    c1, c2 = st.columns(2)
+    c1.download_button("Download checkpoint (.safetensors)", r.checkpoint.read_bytes(),
+                       f"iteration{r.iteration}_best_model.safetensors", key="dl-ckpt")
+    c2.download_button("Download model spec (.json)", r.checkpoint.with_suffix(".json").read_bytes(),
+                       f"iteration{r.iteration}_best_model.json", key="dl-spec")
+    if Path("pages/inspect.py").is_file() and st.button("Open on the Inspect page"):
+        st.session_state["inspect_checkpoint"] = str(r.checkpoint)
+        st.switch_page("pages/inspect.py")
+
+
+setup_form()
+run = pick_run()
+if run is not None:
+    live = read_status(run).get("state") in LIVE_STATES
+    st.fragment(live_view, run_every=1.5 if live else None)(run, live)
+    if not live:
+        results_section(run, read_status(run).get("state", ""))

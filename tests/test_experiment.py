@@ -1,0 +1,213 @@
+"""Iterative pruning runs on Digits: layout, resume after SIGKILL, one writer, stop."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from explorer_core import jobs
+from explorer_core.errors import ExplorerError
+from explorer_core.experiment import RunConfig, create_run, execute, plan
+from explorer_core.fileio import read_table
+from explorer_core.results import concatenate, iteration_rows, recommend, run_progress
+from explorer_core.rundir import RunLock, RunPaths, read_events, read_status
+from explorer_core.schedule import read_retain
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def small_config(name: str, **over) -> RunConfig:
+    base = dict(name=name, dataset="digits", hidden=[32, 16],
+                schedule={"q": 0.6, "iterations": 5, "kind": "geometric"},
+                criterion="l1", dense_epochs=3, retrain_epochs=1, batch_size=32, seed=3)
+    base.update(over)
+    return RunConfig(**base)
+
+
+@pytest.fixture
+def roots(tmp_path, monkeypatch):
+    runs, cache = tmp_path / "runs", tmp_path / "cache"
+    monkeypatch.setenv("EXPLORER_RUNS", str(runs))
+    monkeypatch.setenv("EXPLORER_CACHE", str(cache))
+    return runs, cache
+
+
+def test_full_run_writes_the_thesis_layout(roots):
+    runs, cache = roots
+    cfg = small_config("full")
+    paths = create_run(cfg, runs)
+    status = execute(paths, cache_root=cache)
+    assert status["state"] == "finished", status
+    table = plan(cfg)
+    # schedule for 32/16 at q=0.6: 32·0.6^t → 32, 19, 12, 7, 4; 16·0.6^t → 16, 10, 6, 3, 2
+    assert table.widths == [(32, 16), (19, 10), (12, 6), (7, 3), (4, 2)]
+    assert read_retain(paths.retain).widths == table.widths
+    for i in range(len(table)):
+        d = paths.iteration_dir(i)
+        assert (d / "best_model.safetensors").is_file() and (d / "best_model.json").is_file()
+        cols, rows = read_table(d / "train_results.txt")
+        assert cols == ["TrainLoss", "TrainAccuracy", "TestLoss", "TestAccuracy"]
+        assert len(rows) == (3 if i == 0 else 1)
+        if i >= 1:
+            cols, rows = read_table(d / "validation_results.txt")
+            assert cols == ["Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy",
+                            "PercentageRetain"]
+            assert rows[0][4] == pytest.approx(100 * sum(table.widths[i]) / 48, rel=1e-5)  # %g: 6 digits
+        meta = json.loads((d / "best_model.json").read_text())
+        assert meta["spec"]["hidden"] == list(table.widths[i])
+    cols, rows = read_table(paths.validations)
+    assert len(rows) == len(table) and rows[0][4] == 100
+    assert paths.accuracies_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths.losses_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the dense model on digits is far above chance (10 %)
+    assert rows[0][3] > 50
+    config = json.loads(paths.config.read_text())
+    assert config["criterion"] == "l1" and config["spec"]["arch"] == "mlp"
+    kinds = {e["type"] for e in read_events(paths)}
+    assert {"epoch", "pruned", "iteration"} <= kinds
+
+
+def test_cached_baseline_is_reused_and_identical(roots):
+    runs, cache = roots
+    a = create_run(small_config("a", schedule={"q": 0.5, "iterations": 2}), runs)
+    b = create_run(small_config("b", schedule={"q": 0.5, "iterations": 2}), runs)
+    execute(a, cache_root=cache)
+    execute(b, cache_root=cache)
+    meta_a = json.loads(a.best_model_json(0).read_text())
+    meta_b = json.loads(b.best_model_json(0).read_text())
+    assert meta_a["from_cache"] is False and meta_b["from_cache"] is True
+    assert meta_a["metrics"] == meta_b["metrics"]
+    assert read_table(a.validations) == read_table(b.validations)
+
+
+def test_second_writer_is_refused(roots):
+    runs, cache = roots
+    paths = create_run(small_config("locked"), runs)
+    with RunLock(paths):
+        with pytest.raises(ExplorerError, match="already being written"):
+            execute(paths, cache_root=cache)
+        with pytest.raises(ExplorerError, match="already running"):
+            jobs.launch(paths)
+
+
+def test_stop_request_then_resume(roots):
+    runs, cache = roots
+    paths = create_run(small_config("stop"), runs)
+    calls = {"n": 0}
+
+    def stop_after_some_batches() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 150  # dense training takes 3 epochs × 41 batches = 123 checks
+
+    status = execute(paths, should_stop=stop_after_some_batches, cache_root=cache)
+    assert status["state"] == "stopped"
+    done = paths.completed_iterations()
+    assert 0 in done and len(done) < len(plan(small_config("x")))
+    status = execute(paths, cache_root=cache)
+    assert status["state"] == "finished"
+    assert paths.completed_iterations() == list(range(len(plan(small_config("x")))))
+
+
+def test_restart_from_iteration_redoes_later_iterations(roots):
+    runs, cache = roots
+    paths = create_run(small_config("redo"), runs)
+    execute(paths, cache_root=cache)
+    first = read_table(paths.validations)
+    status = execute(paths, from_iteration=2, cache_root=cache)
+    assert status["state"] == "finished"
+    assert read_table(paths.validations) == first  # same seeds → same numbers
+    with pytest.raises(ExplorerError, match="cannot restart"):
+        execute(paths, from_iteration=9, cache_root=cache)
+
+
+def test_max_drop_stops_the_run(roots):
+    runs, cache = roots
+    paths = create_run(small_config("drop", max_drop=0.0, retrain=False,
+                                    schedule={"q": 0.3, "iterations": 6}), runs)
+    status = execute(paths, cache_root=cache)
+    assert status["state"] == "finished" and "points below the dense" in status["message"]
+    assert len(paths.completed_iterations()) < len(plan(small_config("x", schedule={"q": 0.3, "iterations": 6})))
+
+
+def _wait_for(predicate, timeout=120.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def test_sigkill_mid_iteration_resumes_to_identical_results(roots, tmp_path):
+    runs, _ = roots
+    over = dict(retrain_epochs=4, schedule={"q": 0.6, "iterations": 5})
+    reference = create_run(small_config("reference", **over), runs)
+    assert execute(reference, cache_root=tmp_path / "cache-ref")["state"] == "finished"
+
+    paths = create_run(small_config("killed", **over), runs)
+    os.environ["EXPLORER_CACHE"] = str(tmp_path / "cache-killed")
+    pid = jobs.launch(paths)
+
+    def mid_iteration_two() -> bool:
+        return any(e.get("type") == "epoch" and e.get("iteration") == 2 and e.get("epoch") == 2
+                   for e in read_events(paths))
+    _wait_for(mid_iteration_two)
+    os.kill(pid, signal.SIGKILL)
+    _wait_for(lambda: read_status(paths)["state"] == "interrupted", timeout=10)
+    assert paths.completed_iterations() == [0, 1]
+
+    jobs.launch(paths)
+    assert jobs.wait(paths, timeout=120)["state"] == "finished"
+    assert read_table(paths.validations) == read_table(reference.validations)
+    for i in range(len(plan(small_config("x", **over)))):
+        assert read_table(paths.train_results(i)) == read_table(reference.train_results(i))
+    # events of the killed attempt at iteration 2 were replaced, not duplicated
+    epochs_it2 = [e for e in read_events(paths) if e.get("type") == "epoch" and e["iteration"] == 2]
+    assert [e["epoch"] for e in epochs_it2] == [1, 2, 3, 4]
+
+
+def test_results_helpers(roots):
+    runs, cache = roots
+    paths = create_run(small_config("res"), runs)
+    execute(paths, cache_root=cache)
+    rows = iteration_rows(paths)
+    assert [r.iteration for r in rows] == list(range(len(rows)))
+    rec = recommend(rows, tolerance=100.0)
+    assert rec.row.iteration == rows[-1].iteration  # everything fits: the smallest wins
+    strict = recommend(rows, tolerance=0.0)
+    assert strict.row.test_acc >= rows[0].test_acc
+    prog = run_progress(paths)
+    assert prog.state == "finished" and prog.fraction == 1.0
+    assert prog.epochs_done == 3 + (len(rows) - 1)
+    paths.validations.unlink()
+    written = concatenate(paths)
+    assert paths.validations in written and paths.validations.is_file()
+
+
+def test_cli_prune_and_concatenate(roots, tmp_path):
+    runs, _ = roots
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "explorer_core", "prune", "--name", "cli", "--runs-root", str(runs),
+         "--dataset", "digits", "--hidden", "16", "8", "--q", "0.5", "--iterations", "3",
+         "--criterion", "l2", "--dense-epochs", "2", "--batch-size", "64"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "finished" in proc.stdout
+    run_dir = next(runs.glob("*/cli"))
+    assert (run_dir / "prune_w_retrain_results" / "validations.txt").is_file()
+    again = subprocess.run([sys.executable, "-m", "explorer_core", "concatenate", str(run_dir)],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0 and "validations.txt" in again.stdout
+    bad = subprocess.run([sys.executable, "-m", "explorer_core", "prune", "--q", "1.5",
+                          "--runs-root", str(runs)], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "q must lie" in bad.stderr
+    assert "Traceback" not in bad.stderr
