@@ -2,16 +2,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from ..cli import command
-from ..schedule import SCHEDULES, ScheduleConfig, retention_table, write_retain
+from ..errors import ExplorerError
+from ..schedule import (SCHEDULES, ScheduleConfig, retention_table, widths_from_spec,
+                        write_retain)
 
 
 @command("retention", "compute a retention schedule and write retain.txt and its plots")
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--widths", type=int, nargs="+", default=[256, 64], metavar="H",
                    help="hidden-layer widths of the dense model (default: 256 64)")
+    p.add_argument("--spec", type=Path, metavar="JSON",
+                   help="read the widths from a model spec or a checkpoint's .json sidecar "
+                        "instead of --widths (JSON only, weights are never opened)")
     p.add_argument("--q", type=float, default=0.8,
                    help="geometric keep factor per iteration, 0 < q < 1 (default: 0.8)")
     p.add_argument("--iterations", type=int, default=31,
@@ -26,8 +32,18 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=run)
 
 
+def _spec_widths(path: Path) -> tuple[int, ...]:
+    try:
+        return widths_from_spec(json.loads(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise ExplorerError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ExplorerError(f"{path} is not a JSON file") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    cfg = ScheduleConfig(tuple(args.widths), args.q, args.iterations, args.kind).validate()
+    widths = _spec_widths(args.spec) if args.spec else tuple(args.widths)
+    cfg = ScheduleConfig(widths, args.q, args.iterations, args.kind).validate()
     table = retention_table(cfg)
     args.out.mkdir(parents=True, exist_ok=True)
     path = write_retain(args.out / "retain.txt", table)

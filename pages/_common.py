@@ -1,0 +1,66 @@
+"""Small helpers every page shares: parsing typed input, JSON uploads, PNG downloads.
+
+They exist so each page reports bad input the same way (one `st.error` line from an
+`ExplorerError`, never a traceback) and offers chart PNGs identical to the CLI's files.
+The leading underscore keeps Streamlit from treating this module as a page.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import altair as alt
+import streamlit as st
+
+from explorer_core.charts import chart_png_bytes
+from explorer_core.errors import ExplorerError
+
+# Uploaded JSON specs and sidecars are a few kB; anything bigger is the wrong file.
+MAX_JSON_BYTES = 1_000_000
+
+
+def parse_int_list(text: str, what: str = "hidden widths") -> tuple[int, ...]:
+    """'256, 64' or '256 64' → (256, 64); anything else → an ExplorerError naming the culprit.
+
+    Range checks stay in the core (`ScheduleConfig.validate`) so page and CLI agree.
+    """
+    parts = [p for p in re.split(r"[,\s;]+", text.strip()) if p]
+    if not parts:
+        raise ExplorerError(f"enter {what} as whole numbers separated by commas, e.g. 256, 64")
+    values = []
+    for part in parts:
+        try:
+            values.append(int(part))
+        except ValueError:
+            raise ExplorerError(f"{what} must be whole numbers separated by commas; "
+                                f"{part!r} is not one") from None
+    return tuple(values)
+
+
+def format_int_list(values: Any) -> str:
+    """The inverse of `parse_int_list`, for pre-filling a text input."""
+    return ", ".join(str(int(v)) for v in values)
+
+
+def read_json_upload(uploaded: Any) -> Any:
+    """Parse an `st.file_uploader` file as JSON. Only JSON: nothing uploaded is ever unpickled."""
+    data = uploaded.getvalue()
+    if len(data) > MAX_JSON_BYTES:
+        raise ExplorerError(f"{uploaded.name} is {len(data) // 1024} kB; a model spec or "
+                            "checkpoint .json is a few kB — pick the .json next to the weights")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ExplorerError(f"{uploaded.name} is not a JSON file") from None
+
+
+def png_download_button(label: str, chart: alt.TopLevelMixin, file_name: str, key: str) -> None:
+    """Download button for a chart as PNG, rendered only when clicked.
+
+    Deferred rendering keeps the page run fast; `on_click="ignore"` avoids a rerun,
+    so downloading never resets what the user is looking at.
+    """
+    st.download_button(label, data=lambda: chart_png_bytes(chart), file_name=file_name,
+                       mime="image/png", key=key, on_click="ignore",
+                       icon=":material/image:")

@@ -1,0 +1,153 @@
+"""Retention curve: plan how many neurons each hidden layer keeps at every iteration.
+
+Thin page over `explorer_core.schedule` (the numbers) and `explorer_core.charts` (the
+plots, the same ones the CLI writes). The chosen schedule is left in
+`st.session_state["retention_schedule"]` for the Iterative pruning page.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from explorer_core.charts import (DISTRIBUTION_PNG, ITERATION_PNG, retention_distribution_chart,
+                                  retention_iteration_chart)
+from explorer_core.errors import ExplorerError
+from explorer_core.schedule import (SCHEDULES, RetentionTable, ScheduleConfig, retention_table,
+                                    widths_from_spec)
+from pages._common import format_int_list, parse_int_list, png_download_button, read_json_upload
+
+SESSION_KEY = "retention_schedule"
+
+KIND_HELP = {
+    "geometric": "N_t = max(1, round(h·q^t)): every iteration keeps a fraction q of the "
+                 "dense width (the thesis' rule).",
+    "linear": "Width falls by the same number of neurons each iteration and reaches 1 at "
+              "the last one (q is not used).",
+    "cubic": "Zhu & Gupta (2017): prunes fast early and gently near the end, reaching 1 at "
+             "the last iteration (q is not used).",
+}
+
+
+def _init_inputs() -> None:
+    """Seed the widgets from the schedule chosen earlier in this session (or the defaults).
+
+    Widget state is dropped when the user visits another page; the saved schedule is not,
+    so coming back shows the same schedule instead of resetting it.
+    """
+    saved = st.session_state.get(SESSION_KEY) or ScheduleConfig().to_dict()
+    st.session_state.setdefault("ret_widths", format_int_list(saved["widths"]))
+    st.session_state.setdefault("ret_q", float(saved["q"]))
+    st.session_state.setdefault("ret_iterations", int(saved["iterations"]))
+    st.session_state.setdefault("ret_kind", saved["kind"])
+
+
+def _widths_from_upload() -> None:
+    """on_change of the uploader: fill the widths box from the JSON, or remember the error."""
+    st.session_state.pop("ret_spec_error", None)
+    uploaded = st.session_state.get("ret_spec")
+    if uploaded is None:
+        return
+    try:
+        info = read_json_upload(uploaded)
+        try:
+            widths = widths_from_spec(info)
+        except ExplorerError as exc:
+            raise ExplorerError(f"{uploaded.name}: {exc}") from None
+    except ExplorerError as exc:
+        st.session_state["ret_spec_error"] = str(exc)
+        return
+    st.session_state["ret_widths"] = format_int_list(widths)
+
+
+def _inputs() -> ScheduleConfig:
+    """The four inputs; parsing only — the core's validate() judges the ranges."""
+    numbers, kinds_col = st.columns([3, 2], gap="large")
+    with numbers:
+        widths_text = st.text_input(
+            "Hidden widths (dense model)", key="ret_widths",
+            help="Neurons per hidden layer, comma separated: 256, 64 is the thesis' "
+                 "784-256-64-10 MLP.")
+        c_q, c_iter = st.columns(2)
+        q = c_q.number_input("q (keep factor)", key="ret_q", step=0.05, format="%.3f",
+                             help="Geometric schedule only: each iteration keeps q of the "
+                                  "neurons, 0 < q < 1.")
+        iterations = c_iter.number_input(
+            "Iterations", key="ret_iterations", step=1, max_value=10_000,
+            help="How many pruning iterations to tabulate (≥ 1). The table stops early "
+                 "once every layer keeps 1 neuron.")
+        with st.expander("Read the widths from a model spec or a checkpoint's .json"):
+            st.file_uploader("Model spec or checkpoint sidecar (.json)", type=["json"],
+                             key="ret_spec", on_change=_widths_from_upload,
+                             help="Only the JSON is read (weights are never opened); its "
+                                  "widths replace the ones above.")
+            if "ret_spec_error" in st.session_state:
+                st.error(st.session_state["ret_spec_error"])
+    kinds = list(SCHEDULES)
+    kind = kinds_col.radio("Schedule", kinds, key="ret_kind",
+                           captions=[KIND_HELP.get(k, "") for k in kinds])
+    if q is None or iterations is None:
+        raise ExplorerError("enter both q and the number of iterations")
+    return ScheduleConfig(parse_int_list(widths_text), float(q), int(iterations), kind)
+
+
+def _display_frame(table: RetentionTable) -> pd.DataFrame:
+    """retain.txt's columns with names a person reads at a glance."""
+    frame = pd.DataFrame(table.rows(), columns=table.columns)
+    names = {f"h{i + 1}NodesRetained": f"Layer {i + 1} (of {w})" for i, w in enumerate(table.dense)}
+    names["perNodesRetained"] = "% of hidden neurons kept"
+    return frame.rename(columns=names).astype({"Iteration": int, **{n: int for n in names.values()
+                                                                    if n.startswith("Layer")}})
+
+
+def _show(table: RetentionTable, config: ScheduleConfig) -> None:
+    last = table.widths[-1]
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Iterations in the table", len(table) - 1,
+              help="Rows after the dense row 0; rows that would repeat the previous widths "
+                   "are skipped.")
+    m2.metric("Neurons kept at the end", f"{sum(last)} of {sum(table.dense)}")
+    m3.metric("% kept at the end", f"{table.percent(last):.3g} %")
+
+    iteration_chart_col, distribution_chart_col = st.columns(2)
+    with iteration_chart_col:
+        chart_slot = st.empty()  # the toggle sits under the chart but decides its scale
+        log = st.toggle("Log scale", key="ret_log",
+                        help="Straight lines for the geometric rule; small late widths stay visible.")
+        iteration_chart = retention_iteration_chart(table, log_scale=log)
+        chart_slot.altair_chart(iteration_chart, width="stretch")
+    with distribution_chart_col:
+        distribution_chart = retention_distribution_chart(table)
+        st.altair_chart(distribution_chart, width="stretch")
+
+    table_col, download_col = st.columns([3, 1])
+    table_col.dataframe(_display_frame(table), hide_index=True, width="stretch",
+                        column_config={"% of hidden neurons kept":
+                                       st.column_config.NumberColumn(format="%.4g")})
+    with download_col:
+        st.markdown("**Downloads**")
+        st.download_button("retain.txt", table.to_text(), file_name="retain.txt",
+                           mime="text/plain", key="ret_dl_txt", on_click="ignore",
+                           icon=":material/description:")
+        csv = pd.DataFrame(table.rows(), columns=table.columns).to_csv(index=False)
+        st.download_button("retain.csv", csv, file_name="retain.csv", mime="text/csv",
+                           key="ret_dl_csv", on_click="ignore", icon=":material/table:")
+        png_download_button(ITERATION_PNG, iteration_chart, ITERATION_PNG, key="ret_dl_iter")
+        png_download_button(DISTRIBUTION_PNG, distribution_chart, DISTRIBUTION_PNG,
+                            key="ret_dl_dist")
+        st.caption(f"Saved for this session: the Iterative pruning page starts from this "
+                   f"{config.kind} schedule.")
+
+
+st.title("Retention curve")
+st.markdown("Plan a structured-pruning run: how many neurons each hidden layer keeps at "
+            "every iteration, before any training. Pick the schedule here; the table is the "
+            "`retain.txt` the pruning loop follows.")
+_init_inputs()
+try:
+    config = _inputs().validate()
+    table = retention_table(config)
+except ExplorerError as exc:
+    st.error(str(exc), icon=":material/error:")
+else:
+    st.session_state[SESSION_KEY] = config.to_dict()
+    _show(table, config)

@@ -1,0 +1,167 @@
+"""Driving the real app in headless Chromium: start `streamlit run app.py`, open pages, wait.
+
+Used through the fixtures in conftest.py (`streamlit_server`, `browser`, `app_page`);
+import the helpers directly in browser tests:
+
+    from browser import open_app, wait_for_app, rerun_after
+
+    def test_my_page(app_page, streamlit_server):
+        open_app(app_page, streamlit_server, "compare")    # st.Page url_path
+        with rerun_after(app_page):                         # wait for the rerun it causes
+            app_page.get_by_label("Epochs").fill("3")
+            app_page.keyboard.press("Enter")
+        expect(app_page.get_by_text("3 epochs")).to_be_visible()
+
+Only Debian's /usr/bin/chromium is used (never `playwright install`, no downloads), and
+a missing Chromium fails the test instead of skipping it: CI installs the package.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-quic",
+                 "--no-first-run"]
+# Generous: the first script run imports torch and Altair on a 2-core machine.
+STARTUP_TIMEOUT_S = 90
+RUN_TIMEOUT_MS = 60_000
+
+# The app has finished a script run: connected, script idle, no running-man icon.
+_IDLE_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  return !!app
+    && app.getAttribute('data-test-connection-state') === 'CONNECTED'
+    && app.getAttribute('data-test-script-state') === 'notRunning'
+    && !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]');
+}"""
+
+# Counts script runs that start from now on, so a wait cannot pass on the *previous*
+# idle state before the rerun triggered by an input has even begun.
+_COUNT_RUNS_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  window.__stRunsStarted = 0;
+  if (window.__stRunObserver) window.__stRunObserver.disconnect();
+  window.__stRunObserver = new MutationObserver(() => {
+    if (app.getAttribute('data-test-script-state') !== 'notRunning') window.__stRunsStarted++;
+  });
+  window.__stRunObserver.observe(app, {attributes: true,
+                                       attributeFilter: ['data-test-script-state']});
+}"""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class StreamlitServer:
+    """A `streamlit run app.py` child process; `url` is its root, e.g. http://127.0.0.1:8765."""
+    process: subprocess.Popen
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        """Stop the server and everything it started (its own process group)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=15)
+
+
+def start_streamlit(app: Path = ROOT / "app.py", port: int | None = None,
+                    timeout_s: float = STARTUP_TIMEOUT_S) -> StreamlitServer:
+    """Start the app on 127.0.0.1 and return once its health endpoint answers.
+
+    Raises RuntimeError with the server log if it exits or never answers.
+    """
+    port = port or free_port()
+    log_path = Path(tempfile.mkdtemp(prefix="streamlit-test-")) / "server.log"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app),
+           "--server.port", str(port), "--server.address", "127.0.0.1",
+           "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(cmd, cwd=app.parent, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    server = StreamlitServer(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        _wait_healthy(server, timeout_s)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_healthy(server: StreamlitServer, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {server.process.returncode}:\n"
+                               f"{server.log()}")
+        try:
+            with urllib.request.urlopen(server.url + "/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"streamlit did not answer on {server.url} within {timeout_s:.0f} s:\n"
+                       f"{server.log()}")
+
+
+def launch_chromium(playwright):
+    """Debian's headless Chromium through Playwright; fails (not skips) when it is missing."""
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} not found: install the Debian packages 'chromium' "
+                           "and 'chromium-driver' (bash .ci/run does)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                      headless=True)
+
+
+def wait_for_app(page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
+    """Wait until the app is rendered and its script run has finished.
+
+    Use after `page.goto` or any time the page should be idle. After an input that
+    triggers a rerun, prefer `rerun_after`, which also waits for that rerun to start.
+    """
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
+    page.wait_for_function(_IDLE_JS, timeout=timeout_ms)
+
+
+@contextmanager
+def rerun_after(page, timeout_ms: int = RUN_TIMEOUT_MS) -> Iterator[None]:
+    """Run the body (an input that makes Streamlit rerun), then wait for that rerun to finish."""
+    page.evaluate(_COUNT_RUNS_JS)
+    yield
+    page.wait_for_function(f"() => window.__stRunsStarted > 0 && ({_IDLE_JS})()",
+                           timeout=timeout_ms)
+
+
+def open_app(page, server_url: str, url_path: str = "",
+             timeout_ms: int = RUN_TIMEOUT_MS) -> None:
+    """Open a page of the app by its `st.Page` url_path ('' = the default page) and wait."""
+    page.goto(f"{server_url}/{url_path}", timeout=timeout_ms)
+    wait_for_app(page, timeout_ms)

@@ -1,0 +1,76 @@
+"""Shared fixtures: the app under AppTest, and the real app in headless Chromium.
+
+- `app_test()`      factory: a fresh `AppTest` of app.py (optionally switched to a page).
+- `streamlit_server` session-wide `streamlit run app.py` on a free localhost port; its URL.
+- `browser`         session-wide Playwright Chromium (Debian's /usr/bin/chromium).
+- `app_page`        a fresh browser tab (own context, downloads allowed) per test.
+
+Browser helpers (`open_app`, `wait_for_app`, `rerun_after`) live in tests/browser.py.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+for path in (ROOT, TESTS):  # `import explorer_core`, `from pages._common …`, `from browser …`
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from browser import launch_chromium, start_streamlit  # noqa: E402
+
+# The first run of a page imports torch and Altair; AppTest's 3 s default is too tight.
+APPTEST_TIMEOUT_S = 60
+
+
+@pytest.fixture
+def app_test() -> Callable[..., "AppTest"]:
+    """`app_test()` → AppTest of app.py already run; `app_test("pages/x.py")` opens that page."""
+    from streamlit.testing.v1 import AppTest
+
+    def make(page: str | None = None) -> AppTest:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=APPTEST_TIMEOUT_S)
+        if page:
+            at.switch_page(page)
+        return at.run()
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def streamlit_server() -> Iterator[str]:
+    """The running app's root URL; the server is stopped when the session ends."""
+    server = start_streamlit(ROOT / "app.py")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        try:
+            chromium = launch_chromium(pw)
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def app_page(browser):
+    """A new tab in its own context (fresh Streamlit session), 1400×1000, downloads allowed."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                  accept_downloads=True)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()

@@ -1,0 +1,197 @@
+"""Retention schedules against the thesis' numbers and the retain.txt format (DESIGN §3)."""
+from __future__ import annotations
+
+import math
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import pytest
+
+from explorer_core.errors import ExplorerError
+from explorer_core.schedule import (ScheduleConfig, read_retain, retention_table,
+                                    widths_from_spec, write_retain)
+
+
+def reference_geometric(widths, q, iterations):
+    """Independent re-statement of the thesis rule with Decimal half-to-even rounding."""
+    rows = []
+    for t in range(iterations):
+        row = tuple(max(1, int(Decimal(repr(h * q ** t)).to_integral_value(ROUND_HALF_EVEN)))
+                    for h in widths)
+        if rows and rows[-1] == row:
+            continue
+        rows.append(row)
+        if set(row) == {1}:
+            break
+    return rows
+
+
+def test_thesis_iterations_7_and_8():
+    table = retention_table(ScheduleConfig((256, 64), 0.8, 31, "geometric"))
+    assert table.widths[7] == (54, 13)
+    assert table.percent(table.widths[7]) == pytest.approx(20.9375)
+    assert table.widths[8] == (43, 11)
+    assert table.percent(table.widths[8]) == pytest.approx(16.875)
+    assert table.widths[0] == (256, 64)
+    assert table.percent(table.widths[0]) == 100
+
+
+@pytest.mark.parametrize("widths,q", [((256, 64), 0.8), ((300, 100, 10), 0.7), ((1000,), 0.9)])
+def test_geometric_matches_reference(widths, q):
+    assert retention_table(ScheduleConfig(widths, q, 200)).widths == \
+        reference_geometric(widths, q, 200)
+
+
+def test_duplicate_rows_are_skipped_and_iterations_renumbered():
+    # 3 * 0.9**t: 3, 2.7→3 (dup), 2.43→2, 2.19→2 (dup) … 1.43→1
+    table = retention_table(ScheduleConfig((3,), 0.9, 50))
+    assert table.widths == [(3,), (2,), (1,)]
+    assert [r[0] for r in table.rows()] == [0, 1, 2]
+
+
+def test_table_ends_at_first_all_ones_row():
+    table = retention_table(ScheduleConfig((256, 64), 0.8, 1000))
+    assert table.widths[-1] == (1, 1)
+    assert all(row != (1, 1) for row in table.widths[:-1])
+    # a smaller layer that reaches 1 early keeps the table going until all layers do
+    assert table.widths[-2][1] == 1 and table.widths[-2][0] > 1
+    # more iterations than needed change nothing
+    assert retention_table(ScheduleConfig((256, 64), 0.8, 31)).widths == table.widths
+
+
+def test_iterations_cap_the_table():
+    table = retention_table(ScheduleConfig((256, 64), 0.8, 8))
+    assert len(table) == 8
+    assert table.widths[-1] == (54, 13)
+
+
+def test_rounding_is_half_to_even():
+    # 10 * 0.5**2 = 2.5 → 2 and 18 * 0.25 = 4.5 → 4 (half-up would give 3 and 5)
+    assert retention_table(ScheduleConfig((10,), 0.5, 10)).widths == [(10,), (5,), (2,), (1,)]
+    assert retention_table(ScheduleConfig((18,), 0.25, 10)).widths == [(18,), (4,), (1,)]
+
+
+def test_linear_literal_values():
+    # keep fraction 1, 3/4, 1/2, 1/4, 0 over five iterations
+    table = retention_table(ScheduleConfig((256, 64), 0.8, 5, "linear"))
+    assert table.widths == [(256, 64), (192, 48), (128, 32), (64, 16), (1, 1)]
+
+
+def test_cubic_literal_values():
+    # keep fraction (1 - t/4)**3: 1, 0.421875, 0.125, 0.015625, 0
+    table = retention_table(ScheduleConfig((256, 64), 0.8, 5, "cubic"))
+    assert table.widths == [(256, 64), (108, 27), (32, 8), (4, 1), (1, 1)]
+
+
+@pytest.mark.parametrize("kind", ["linear", "cubic"])
+@pytest.mark.parametrize("iterations", [2, 7, 31, 300])
+def test_ramps_are_monotone_and_reach_one(kind, iterations):
+    table = retention_table(ScheduleConfig((256, 64, 7), 0.8, iterations, kind))
+    assert table.widths[0] == (256, 64, 7)
+    assert table.widths[-1] == (1, 1, 1)
+    assert len(table) <= iterations
+    for prev, cur in zip(table.widths, table.widths[1:]):
+        assert all(c <= p for c, p in zip(cur, prev))
+        assert sum(cur) < sum(prev)
+
+
+def test_cubic_prunes_faster_than_linear_early():
+    lin = retention_table(ScheduleConfig((1000,), 0.8, 11, "linear")).widths
+    cub = retention_table(ScheduleConfig((1000,), 0.8, 11, "cubic")).widths
+    assert cub[1][0] < lin[1][0]
+
+
+@pytest.mark.parametrize("q", [0, 1, -0.2, 1.5, math.nan])
+def test_q_outside_open_unit_interval_is_refused(q):
+    with pytest.raises(ExplorerError, match="q must lie strictly between 0 and 1"):
+        ScheduleConfig((256, 64), q, 31).validate()
+
+
+@pytest.mark.parametrize("widths", [(0,), (256, 0), (-3,), (2.5,), ()])
+def test_bad_widths_are_refused(widths):
+    with pytest.raises(ExplorerError, match="width"):
+        ScheduleConfig(widths, 0.8, 31).validate()
+
+
+@pytest.mark.parametrize("iterations", [0, -1, 2.0])
+def test_bad_iterations_are_refused(iterations):
+    with pytest.raises(ExplorerError, match="iterations"):
+        ScheduleConfig((256, 64), 0.8, iterations).validate()
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ExplorerError, match="geometric"):
+        ScheduleConfig((256, 64), 0.8, 31, "exponential").validate()
+
+
+def test_error_messages_are_one_line():
+    for cfg in [ScheduleConfig((0,), 0.8, 31), ScheduleConfig((5,), 2.0, 31),
+                ScheduleConfig((5,), 0.5, 0)]:
+        with pytest.raises(ExplorerError) as info:
+            cfg.validate()
+        assert "\n" not in str(info.value)
+
+
+def test_retain_txt_exact_format(tmp_path):
+    path = write_retain(tmp_path / "retain.txt",
+                        retention_table(ScheduleConfig((256, 64), 0.8, 9)))
+    lines = path.read_text().splitlines()
+    assert lines[0] == "Iteration h1NodesRetained h2NodesRetained perNodesRetained"
+    assert lines[1] == "0 256 64 100"
+    assert lines[8] == "7 54 13 20.9375"
+    assert lines[9] == "8 43 11 16.875"
+    assert len(lines) == 10
+
+
+def test_retain_txt_header_has_one_column_per_layer(tmp_path):
+    path = write_retain(tmp_path / "retain.txt",
+                        retention_table(ScheduleConfig((30, 20, 10), 0.5, 3)))
+    assert path.read_text().splitlines()[0] == \
+        "Iteration h1NodesRetained h2NodesRetained h3NodesRetained perNodesRetained"
+
+
+def test_retain_txt_round_trip(tmp_path):
+    table = retention_table(ScheduleConfig((300, 100, 10), 0.7, 31, "geometric"))
+    back = read_retain(write_retain(tmp_path / "retain.txt", table))
+    assert back.dense == (300, 100, 10)
+    assert back.widths == table.widths
+    assert back.to_text() == table.to_text()
+
+
+def test_write_retain_leaves_no_temp_files(tmp_path):
+    write_retain(tmp_path / "retain.txt", retention_table(ScheduleConfig()))
+    assert [p.name for p in tmp_path.iterdir()] == ["retain.txt"]
+
+
+def test_read_retain_refuses_other_tables(tmp_path):
+    other = tmp_path / "train_results.txt"
+    other.write_text("TrainLoss TrainAccuracy\n0.5 0.9\n")
+    with pytest.raises(ExplorerError, match="not a retain.txt"):
+        read_retain(other)
+
+
+# ------------------------------------------------------------ widths from a spec JSON
+
+def test_widths_from_mlp_spec_and_checkpoint_sidecar():
+    spec = {"arch": "mlp", "in": 784, "hidden": [256, 64], "out": 10}
+    assert widths_from_spec(spec) == (256, 64)
+    assert widths_from_spec({"spec": {**spec, "hidden": [54, 13]}, "metrics": {}}) == (54, 13)
+
+
+def test_widths_from_conv_specs_list_channels_then_hidden():
+    assert widths_from_spec({"arch": "cnn", "in_ch": 1, "out": 10, "channels": [16, 32],
+                             "hidden": [128]}) == (16, 32, 128)
+    pruned = {"arch": "resnet18", "in_ch": 3, "out": 10,
+              "widths": {"conv1": 40, "layer1.0.conv1": 30}}
+    assert widths_from_spec(pruned) == (40, 30)
+
+
+@pytest.mark.parametrize("info,match", [
+    ({"arch": "slp", "in": 784, "out": 10}, "no prunable layer widths"),
+    ({"hidden": [256, 64]}, "'arch'"),
+    ([256, 64], "'arch'"),
+    ({"arch": "mlp", "hidden": [256, "x"]}, "whole numbers"),
+    ({"arch": "mlp", "hidden": [0]}, "whole numbers"),
+])
+def test_widths_from_spec_refuses_what_it_cannot_use(info, match):
+    with pytest.raises(ExplorerError, match=match):
+        widths_from_spec(info)
