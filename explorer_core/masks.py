@@ -1,0 +1,171 @@
+"""Weight (unstructured) pruning: magnitude masks through `torch.nn.utils.prune`.
+
+Two kinds, one registry (`MASK_TYPES`):
+
+* `"weight"` — layer-wise: every Linear / Conv2d weight loses the `ratio` of its own
+  entries with the smallest |w| (`prune.l1_unstructured` per layer), so every layer ends
+  with the same sparsity.
+* `"unstructured"` — global: the `ratio` of all those weights together with the smallest
+  |w| (`prune.global_unstructured`); layers with small weights lose more.
+
+The output layer is masked too (Han et al. 2015 prune every layer); biases and
+BatchNorm parameters are not. Masks zero weights but do not make a model faster — dense
+kernels still multiply the zeros; only structural pruning (`surgery`) shrinks work.
+
+Fine-tuning with masks: we keep torch's reparametrisation during training. A masked
+layer holds `weight_orig` (the trained parameter) and `weight_mask` (a buffer) and
+computes `weight = weight_orig * weight_mask` before every forward, so masked weights
+are zero in every forward pass and receive zero gradient; nothing has to be re-applied
+after optimiser steps, and the training engine's best-epoch state copies include the
+mask. Before saving, `make_permanent` (in place) or `save_masked` (on a copy) folds the
+mask into a plain `weight`, so checkpoints have ordinary keys and rebuild with
+`build_model`.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from .checkpoint import save_checkpoint
+from .errors import ExplorerError
+from .ranking import check_ratio
+
+MASKABLE = (nn.Linear, nn.Conv2d)
+
+
+def maskable_layers(model: nn.Module) -> list[str]:
+    """Names of the layers whose weights get masks (every Linear and Conv2d)."""
+    return [n for n, m in model.named_modules() if isinstance(m, MASKABLE)]
+
+
+def _layerwise(targets: list[tuple[nn.Module, str]], ratio: float) -> None:
+    for module, name in targets:
+        prune.l1_unstructured(module, name, amount=ratio)
+
+
+def _global(targets: list[tuple[nn.Module, str]], ratio: float) -> None:
+    prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=ratio)
+
+
+MASK_TYPES: dict[str, Callable[[list[tuple[nn.Module, str]], float], None]] = {
+    "weight": _layerwise,
+    "unstructured": _global,
+}
+
+
+def apply_masks(model: nn.Module, ratio: float, kind: str = "weight",
+                layers: list[str] | None = None) -> nn.Module:
+    """Mask the `ratio` of smallest-magnitude weights, in place; returns the model.
+
+    Masking an already masked model removes `ratio` of the *remaining* weights (torch's
+    semantics for repeated pruning), which is what iterative magnitude pruning wants.
+    """
+    if kind not in MASK_TYPES:
+        raise ExplorerError(f"unknown mask type {kind!r}; choose one of {', '.join(MASK_TYPES)}")
+    ratio = check_ratio(ratio)
+    names = maskable_layers(model) if layers is None else list(layers)
+    targets = []
+    for name in names:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise ExplorerError(f"the model has no layer {name!r}") from None
+        if not isinstance(module, MASKABLE):
+            raise ExplorerError(f"weight masks support Linear and Conv2d layers; {name!r} is a "
+                                f"{type(module).__name__}")
+        targets.append((module, "weight"))
+    if not targets:
+        raise ExplorerError("the model has no Linear or Conv2d layer to mask")
+    MASK_TYPES[kind](targets, ratio)
+    return model
+
+
+def is_masked(model: nn.Module) -> bool:
+    """True while any layer still carries a mask reparametrisation."""
+    return prune.is_pruned(model)
+
+
+def make_permanent(model: nn.Module) -> nn.Module:
+    """Fold every mask into its weight (`prune.remove`), in place; returns the model."""
+    for module in model.modules():
+        for hook in list(module._forward_pre_hooks.values()):
+            if isinstance(hook, prune.BasePruningMethod):
+                prune.remove(module, hook._tensor_name)
+    return model
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """`copy.deepcopy` that also works on masked models.
+
+    A masked layer's `weight` is a computed (non-leaf) tensor, which `deepcopy` refuses;
+    seeding the memo with detached clones copies it without touching the original.
+    """
+    memo: dict[int, Any] = {}
+    for module in model.modules():
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, prune.BasePruningMethod):
+                t = getattr(module, hook._tensor_name)
+                memo[id(t)] = t.detach().clone()
+    return copy.deepcopy(model, memo)
+
+
+def permanent_copy(model: nn.Module) -> nn.Module:
+    """A deep copy with masks folded in; the original keeps training with its masks."""
+    return make_permanent(copy_model(model))
+
+
+def save_masked(model: nn.Module, spec: Mapping[str, Any], path: str | os.PathLike,
+                meta: Mapping[str, Any] | None = None) -> Path:
+    """Save a masked model as an ordinary checkpoint (masks made permanent on a copy)."""
+    return save_checkpoint(permanent_copy(model), spec, path, meta)
+
+
+# ------------------------------------------------------------------ sparsity
+
+@dataclass
+class LayerSparsity:
+    zeros: int
+    total: int
+
+    @property
+    def sparsity(self) -> float:
+        return self.zeros / self.total if self.total else 0.0
+
+
+@dataclass
+class SparsityReport:
+    layers: dict[str, LayerSparsity] = field(default_factory=dict)
+
+    @property
+    def zeros(self) -> int:
+        return sum(s.zeros for s in self.layers.values())
+
+    @property
+    def total(self) -> int:
+        return sum(s.total for s in self.layers.values())
+
+    @property
+    def sparsity(self) -> float:
+        return self.zeros / self.total if self.total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layers": {n: {"zeros": s.zeros, "total": s.total, "sparsity": s.sparsity}
+                           for n, s in self.layers.items()},
+                "zeros": self.zeros, "total": self.total, "sparsity": self.sparsity}
+
+
+@torch.no_grad()
+def sparsity_report(model: nn.Module) -> SparsityReport:
+    """Zero weights per Linear / Conv2d layer and in total (masked or permanent alike)."""
+    report = SparsityReport()
+    for name in maskable_layers(model):
+        w = model.get_submodule(name).weight  # the masked tensor while masks are applied
+        report.layers[name] = LayerSparsity(int(w.numel() - torch.count_nonzero(w)), int(w.numel()))
+    return report

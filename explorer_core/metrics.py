@@ -1,0 +1,261 @@
+"""What a model costs: parameters, MACs, training FLOPs, CPU latency, memory.
+
+Why several measures: structural pruning shrinks all of them, weight masks shrink only
+the count of non-zero parameters (dense kernels still multiply the zeros), and MACs
+predict latency only roughly — so the pages show them side by side.
+
+* MACs per sample come from thop, which counts multiply-accumulates of the forward pass
+  (none for ReLU, pooling or adds) and leaves `total_ops` / `total_params` buffers and
+  hooks on every module it visits. It always profiles a deep copy (`masks.copy_model`),
+  so the caller's model (and its state dict) never changes.
+* Training FLOPs per sample come from `torch.utils.flop_counter.FlopCounterMode` over
+  one forward + backward pass. It counts 2 FLOPs per MAC of matmuls / convs and only
+  what autograd really computes: the first layer gets no input gradient (the data does
+  not need one), so an MLP's training step is a little less than the 3× forward of the
+  usual rule of thumb.
+* Latency is the median wall time of repeated forward passes of one batch under
+  `torch.inference_mode` after a warm-up; medians resist the outliers of a shared CPU.
+  `compare_costs` interleaves the two models' repeats so drift hits both equally.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ExplorerError
+from .masks import copy_model
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """Batch size, timed repeats and untimed warm-up runs of a latency measurement."""
+    batch_size: int = 256
+    repeats: int = 30
+    warmup: int = 5
+
+    def validate(self) -> "LatencyConfig":
+        for name in ("batch_size", "repeats"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ExplorerError(f"latency {name} must be a whole number ≥ 1, got {v!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ExplorerError(f"latency warm-up must be a whole number ≥ 0, got {self.warmup!r}")
+        return self
+
+
+@dataclass
+class CostReport:
+    params: int
+    nonzero_params: int
+    macs: int                      # forward multiply-accumulates per sample (thop)
+    train_flops: int               # forward + backward FLOPs per sample (flop_counter)
+    param_bytes: int
+    activation_bytes: int          # outputs of all leaf modules for one sample
+    latency_ms: float | None = None       # median time of one batch
+    latency_batch: int | None = None
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.nonzero_params / self.params if self.params else 0.0
+
+    @property
+    def latency_us_per_sample(self) -> float | None:
+        if self.latency_ms is None or not self.latency_batch:
+            return None
+        return 1000.0 * self.latency_ms / self.latency_batch
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "sparsity": self.sparsity,
+                "latency_us_per_sample": self.latency_us_per_sample}
+
+
+@dataclass
+class CostComparison:
+    dense: CostReport
+    pruned: CostReport
+
+    def ratios(self) -> dict[str, float | None]:
+        """pruned / dense for sizes, and dense / pruned for `mac_reduction` / `speedup`."""
+        d, p = self.dense, self.pruned
+
+        def frac(a: float, b: float) -> float | None:
+            return a / b if b else None
+
+        speedup = (frac(d.latency_ms, p.latency_ms)
+                   if d.latency_ms is not None and p.latency_ms is not None else None)
+        return {
+            "params": frac(p.params, d.params),
+            "nonzero_params": frac(p.nonzero_params, d.nonzero_params),
+            "macs": frac(p.macs, d.macs),
+            "train_flops": frac(p.train_flops, d.train_flops),
+            "mac_reduction": frac(d.macs, p.macs),
+            "speedup": speedup,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dense": self.dense.to_dict(), "pruned": self.pruned.to_dict(),
+                "ratios": self.ratios()}
+
+
+# ------------------------------------------------------------------ parameters
+
+def effective_parameters(model: nn.Module) -> list[torch.Tensor]:
+    """The tensors the forward pass really uses: masked weights instead of `*_orig`.
+
+    With `torch.nn.utils.prune` reparametrisation a module holds `weight_orig` (a
+    parameter, still dense) and computes `weight = weight_orig * weight_mask`; the zeros
+    live only in the latter.
+    """
+    out = []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if name.endswith("_orig") and hasattr(module, name[:-5] + "_mask"):
+                out.append(getattr(module, name[:-5]).detach())
+            else:
+                out.append(p.detach())
+    return out
+
+
+def count_nonzero(model: nn.Module) -> int:
+    return int(sum(int(torch.count_nonzero(t)) for t in effective_parameters(model)))
+
+
+# ------------------------------------------------------------------ MACs / FLOPs
+
+def _example(model: nn.Module, shape: Sequence[int], batch: int) -> torch.Tensor:
+    p = next(model.parameters(), None)
+    device = p.device if p is not None else torch.device("cpu")
+    return torch.zeros(batch, *[int(s) for s in shape], device=device)
+
+
+def macs_per_sample(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Forward MACs for one sample, counted by thop on a deep copy."""
+    with warnings.catch_warnings():  # thop's import warns about distutils
+        warnings.simplefilter("ignore")
+        import thop
+
+    probe = copy_model(model).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        macs, _ = thop.profile(probe, inputs=(_example(probe, input_shape, 1),), verbose=False)
+    return int(macs)
+
+
+def train_flops_per_sample(model: nn.Module, input_shape: Sequence[int], batch: int = 2) -> int:
+    """FLOPs of one forward + backward pass (cross-entropy on the logits), per sample.
+
+    Runs on a deep copy in training mode; a batch of 2 because BatchNorm refuses to
+    train on a single value per channel.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    probe = copy_model(model).train()
+    x = _example(probe, input_shape, batch)
+    with FlopCounterMode(display=False) as counter:
+        out = probe(x)
+        target = torch.zeros(out.shape[0], dtype=torch.long, device=out.device)
+        F.cross_entropy(out, target).backward()
+    return int(counter.get_total_flops()) // batch
+
+
+def activation_bytes(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Bytes of every leaf module's output for one sample.
+
+    An upper-bound-style estimate of what autograd keeps for the backward pass of one
+    sample (CPU allocators offer no portable peak counter); inference needs far less.
+    """
+    probe = copy_model(model).eval()
+    total = 0
+
+    def hook(_m, _inp, out):
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            total += out.numel() * out.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in probe.modules()
+               if not any(True for _ in m.children())]
+    try:
+        with torch.no_grad():
+            probe(_example(probe, input_shape, 1))
+    finally:
+        for h in handles:
+            h.remove()
+    return int(total)
+
+
+# ------------------------------------------------------------------ latency
+
+def _time_once(model: nn.Module, x: torch.Tensor) -> float:
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    model(x)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def measure_latencies(models: Sequence[nn.Module], input_shape: Sequence[int],
+                      config: LatencyConfig = LatencyConfig()) -> list[float]:
+    """Median ms per batch of each model, repeats interleaved across the models."""
+    config.validate()
+    states = [m.training for m in models]
+    xs = [_example(m, input_shape, config.batch_size) for m in models]
+    times: list[list[float]] = [[] for _ in models]
+    try:
+        for m in models:
+            m.eval()
+        with torch.inference_mode():
+            for _ in range(config.warmup):
+                for m, x in zip(models, xs):
+                    m(x)
+            for _ in range(config.repeats):
+                for i, (m, x) in enumerate(zip(models, xs)):
+                    times[i].append(_time_once(m, x))
+    finally:
+        for m, s in zip(models, states):
+            m.train(s)
+    return [statistics.median(t) for t in times]
+
+
+def measure_latency(model: nn.Module, input_shape: Sequence[int],
+                    config: LatencyConfig = LatencyConfig()) -> float:
+    """Median ms of one forward pass of a batch (`config.batch_size`) on the model's device."""
+    return measure_latencies([model], input_shape, config)[0]
+
+
+# ------------------------------------------------------------------ reports
+
+def cost_report(model: nn.Module, input_shape: Sequence[int],
+                latency: LatencyConfig | None = None, latency_ms: float | None = None) -> CostReport:
+    """Everything above for one model; latency only if a `LatencyConfig` is given."""
+    params = effective_parameters(model)
+    if latency is not None and latency_ms is None:
+        latency_ms = measure_latency(model, input_shape, latency)
+    return CostReport(
+        params=int(sum(p.numel() for p in params)),
+        nonzero_params=count_nonzero(model),
+        macs=macs_per_sample(model, input_shape),
+        train_flops=train_flops_per_sample(model, input_shape),
+        param_bytes=int(sum(p.numel() * p.element_size() for p in params)),
+        activation_bytes=activation_bytes(model, input_shape),
+        latency_ms=latency_ms,
+        latency_batch=latency.batch_size if latency is not None else None,
+    )
+
+
+def compare_costs(dense: nn.Module, pruned: nn.Module, input_shape: Sequence[int],
+                  latency: LatencyConfig | None = None) -> CostComparison:
+    """Dense and pruned side by side; latencies measured interleaved for a fair ratio."""
+    lat: list[float | None] = [None, None]
+    if latency is not None:
+        lat = list(measure_latencies([dense, pruned], input_shape, latency))
+    return CostComparison(cost_report(dense, input_shape, latency, lat[0]),
+                          cost_report(pruned, input_shape, latency, lat[1]))

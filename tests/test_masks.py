@@ -1,0 +1,109 @@
+"""Weight masks: sparsity equals the ratio, layer-wise vs global, permanent on save."""
+import pytest
+import torch
+
+from explorer_core.checkpoint import load_checkpoint
+from explorer_core.errors import ExplorerError
+from explorer_core.masks import (apply_masks, is_masked, make_permanent, save_masked,
+                                 sparsity_report)
+from explorer_core.models import MLP, build_model, default_spec
+
+
+def _mlp(seed=0):
+    torch.manual_seed(seed)
+    return MLP(64, [32, 16], 10)
+
+
+def _scaled_mlp():
+    """fc1 has tiny weights, fc2 large ones: global masking must hit fc1 hardest."""
+    m = _mlp()
+    with torch.no_grad():
+        m.fc1.weight.mul_(0.01)
+        m.fc2.weight.mul_(10.0)
+    return m
+
+
+def test_layerwise_sparsity_equals_ratio_in_every_layer():
+    m = apply_masks(_mlp(), 0.75, "weight")
+    rep = sparsity_report(m)
+    for name, n in (("fc1", 64 * 32), ("fc2", 32 * 16), ("fc3", 16 * 10)):
+        assert rep.layers[name].total == n
+        assert rep.layers[name].zeros == round(0.75 * n)
+    assert rep.sparsity == pytest.approx(0.75, abs=1e-3)
+
+
+def test_layerwise_removes_the_smallest_magnitudes():
+    m = _mlp()
+    w = m.fc2.weight.detach().abs().flatten().clone()
+    apply_masks(m, 0.5, "weight")
+    kept = m.fc2.weight.detach().flatten() != 0
+    assert w[~kept].max() <= w[kept].min()
+
+
+def test_global_sparsity_is_the_ratio_overall_but_not_per_layer():
+    m = apply_masks(_scaled_mlp(), 0.5, "unstructured")
+    rep = sparsity_report(m)
+    total = 64 * 32 + 32 * 16 + 16 * 10
+    assert rep.total == total and rep.zeros == round(0.5 * total)
+    # fc1's weights were scaled down 100x: global ranking removes (nearly) all of them first
+    assert rep.layers["fc1"].sparsity > 0.6
+    assert rep.layers["fc2"].sparsity < 0.1
+    layerwise = sparsity_report(apply_masks(_scaled_mlp(), 0.5, "weight"))
+    assert layerwise.layers["fc1"].sparsity == pytest.approx(0.5)
+    assert layerwise.layers["fc2"].sparsity == pytest.approx(0.5)
+
+
+def test_masked_model_keeps_its_shape_and_masks_hold_through_training_steps():
+    m = apply_masks(_mlp(), 0.6, "weight")
+    shapes = [tuple(lin.weight.shape) for lin in m.linears()]
+    assert shapes == [(32, 64), (16, 32), (10, 16)]
+    zero_before = m.fc1.weight.detach() == 0
+    opt = torch.optim.Adam(m.parameters(), lr=0.1)
+    x, y = torch.randn(32, 64), torch.randint(0, 10, (32,))
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(m(x), y).backward()
+        opt.step()
+    assert torch.all(m.fc1.weight.detach()[zero_before] == 0)
+    assert sparsity_report(m).layers["fc1"].zeros >= int(zero_before.sum())
+
+
+def test_save_makes_masks_permanent_and_reloads_identically(tmp_path):
+    spec = default_spec("mlp", 1, 8, 10, hidden=[32, 16])
+    m = build_model(spec)
+    apply_masks(m, 0.5, "unstructured")
+    x = torch.randn(5, 1, 8, 8)
+    expected = m.eval()(x)
+    save_masked(m, spec, tmp_path / "masked")
+    assert is_masked(m)  # the live model keeps training with its masks
+    ck = load_checkpoint(tmp_path / "masked.safetensors")
+    assert not is_masked(ck.model)
+    assert set(ck.model.state_dict()) == set(build_model(spec).state_dict())
+    assert torch.equal(ck.model(x), expected)
+    assert sparsity_report(ck.model).sparsity == pytest.approx(sparsity_report(m).sparsity)
+
+
+def test_make_permanent_removes_reparametrisation_in_place():
+    m = apply_masks(_mlp(), 0.3)
+    assert "fc1.weight_orig" in m.state_dict()
+    make_permanent(m)
+    assert not is_masked(m)
+    assert "fc1.weight" in m.state_dict() and "fc1.weight_orig" not in m.state_dict()
+    assert sparsity_report(m).layers["fc1"].zeros == round(0.3 * 64 * 32)
+
+
+def test_conv_layers_are_masked_too():
+    m = build_model(default_spec("cnn", 1, 8, 10))
+    rep = sparsity_report(apply_masks(m, 0.5))
+    assert rep.layers["features.0"].zeros == round(0.5 * 16 * 1 * 9)
+
+
+@pytest.mark.parametrize("ratio", [1.0, -0.2])
+def test_bad_ratio_is_refused(ratio):
+    with pytest.raises(ExplorerError, match=r"\[0, 1\)"):
+        apply_masks(_mlp(), ratio)
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ExplorerError, match="unknown mask type"):
+        apply_masks(_mlp(), 0.5, "channel")

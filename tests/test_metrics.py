@@ -1,0 +1,80 @@
+"""Cost metrics against hand counts; no profiler state leaks into the model."""
+import pytest
+import torch
+
+from explorer_core.masks import apply_masks
+from explorer_core.metrics import (LatencyConfig, compare_costs, cost_report, count_nonzero,
+                                   macs_per_sample, measure_latency, train_flops_per_sample)
+from explorer_core.models import MLP, build_model, default_spec
+
+# Linear(784, 256) -> ReLU -> Linear(256, 64) -> ReLU -> Linear(64, 10)
+MACS = 784 * 256 + 256 * 64 + 64 * 10            # one multiply-add per weight: 217 728
+PARAMS = MACS + 256 + 64 + 10                     # plus biases: 218 058
+
+
+def test_mlp_macs_and_params_by_hand():
+    rep = cost_report(MLP(784, [256, 64], 10), (1, 28, 28))
+    assert rep.macs == MACS
+    assert rep.params == PARAMS == rep.nonzero_params
+    assert rep.param_bytes == 4 * PARAMS
+
+
+def test_single_linear_macs():
+    assert macs_per_sample(MLP(784, [], 256), (784,)) == 784 * 256
+
+
+def test_training_flops_by_hand():
+    # Forward: 2 FLOPs per MAC. Backward: weight gradients of every layer (2 per MAC) and
+    # input gradients of every layer except the first (the data needs no gradient).
+    forward = 2 * MACS
+    backward = 2 * MACS + 2 * (256 * 64 + 64 * 10)
+    flops = train_flops_per_sample(MLP(784, [256, 64], 10), (784,))
+    assert flops == forward + backward
+    # "about 3x forward": exactly 3x for every layer but the first, which costs 2x
+    assert 2 * forward < flops < 3 * forward
+    deep = MLP(16, [256, 256], 10)  # small first layer -> close to the rule of thumb
+    assert train_flops_per_sample(deep, (16,)) / (2 * macs_per_sample(deep, (16,))) > 2.9
+
+
+def test_thop_leaves_no_buffers_or_hooks_behind():
+    for model in (MLP(784, [256, 64], 10), build_model(default_spec("resnet18", 1, 8, 10))):
+        keys = list(model.state_dict())
+        hooks = sum(len(m._forward_hooks) for m in model.modules())
+        cost_report(model, (1, 28, 28) if isinstance(model, MLP) else (1, 8, 8))
+        assert list(model.state_dict()) == keys
+        assert sum(len(m._forward_hooks) for m in model.modules()) == hooks
+
+
+def test_masks_reduce_nonzero_but_not_macs():
+    dense = MLP(64, [32], 10)
+    masked = apply_masks(MLP(64, [32], 10), 0.5)
+    comp = compare_costs(dense, masked, (64,))
+    assert comp.pruned.params == comp.dense.params
+    assert comp.pruned.nonzero_params == count_nonzero(masked)
+    assert comp.pruned.nonzero_params == comp.dense.params - round(0.5 * 64 * 32) \
+        - round(0.5 * 32 * 10)
+    assert comp.ratios()["macs"] == 1.0
+
+
+def test_compare_structural_ratios():
+    comp = compare_costs(MLP(64, [32], 10), MLP(64, [8], 10), (64,),
+                         LatencyConfig(batch_size=8, repeats=3, warmup=1))
+    r = comp.ratios()
+    assert r["macs"] == pytest.approx((64 * 8 + 8 * 10) / (64 * 32 + 32 * 10))
+    assert r["mac_reduction"] == pytest.approx(1 / r["macs"])
+    assert r["speedup"] > 0 and comp.dense.latency_batch == 8
+    d = comp.to_dict()
+    assert set(d) == {"dense", "pruned", "ratios"} and d["dense"]["macs"] == 64 * 32 + 32 * 10
+
+
+def test_latency_is_positive_and_restores_training_mode():
+    m = MLP(64, [32], 10).train()
+    assert measure_latency(m, (64,), LatencyConfig(batch_size=4, repeats=3, warmup=0)) > 0
+    assert m.training
+
+
+def test_activation_bytes_of_an_mlp():
+    # leaf outputs for one sample: flatten 784, fc1 256, relu (shared module, called twice)
+    # 256 + 64, fc2 64, fc3 10 -> floats
+    rep = cost_report(MLP(784, [256, 64], 10), (784,))
+    assert rep.activation_bytes == 4 * (784 + 256 + 256 + 64 + 64 + 10)
