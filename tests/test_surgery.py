@@ -1,0 +1,244 @@
+"""Physical removal of neurons / channels: smaller models that compute the same thing."""
+import copy
+
+import pytest
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from explorer_core.checkpoint import load_checkpoint, save_checkpoint
+from explorer_core.criteria import CriterionOptions
+from explorer_core.errors import ExplorerError
+from explorer_core.metrics import macs_per_sample
+from explorer_core.models import MLP, build_model, count_parameters, default_spec, input_shape
+from explorer_core.surgery import (PruneConfig, conv_groups, prune_mlp, prune_structural,
+                                   prune_to_widths)
+
+CONV_ARCHS = ["cnn", "resnet18", "vgg16_bn", "mobilenet_v2", "densenet121"]
+
+
+def _mlp(hidden=(256, 64), seed=0):
+    torch.manual_seed(seed)
+    return MLP(784, list(hidden), 10).eval()
+
+
+# ------------------------------------------------------------------ MLPs
+
+def test_removing_zero_weight_neurons_leaves_outputs_unchanged():
+    m = _mlp()
+    dead1, dead2 = [3, 17, 100, 255], [0, 9, 63]
+    with torch.no_grad():  # zero incoming row and bias -> ReLU output is constantly 0
+        m.fc1.weight[dead1] = 0
+        m.fc1.bias[dead1] = 0
+        m.fc2.weight[dead2] = 0
+        m.fc2.bias[dead2] = 0
+    spec = {"arch": "mlp", "in": 784, "hidden": [256, 64], "out": 10}
+    res = prune_structural(m, spec, PruneConfig("l1", keep=[256 - 4, 64 - 3]))
+    # l1 ranks the all-zero neurons last, so exactly those are removed
+    assert sorted(set(range(256)) - set(res.kept["fc1"])) == dead1
+    assert sorted(set(range(64)) - set(res.kept["fc2"])) == dead2
+    x = torch.randn(32, 784)
+    assert res.model.hidden == [252, 61]
+    torch.testing.assert_close(res.model(x), m(x), rtol=1e-5, atol=1e-6)
+
+
+def test_pruned_mlp_equals_dense_mlp_with_removed_neurons_silenced():
+    m = _mlp((32, 16))
+    keep = {"fc1": torch.tensor([1, 4, 5, 20, 31]), "fc2": torch.tensor([0, 2, 15])}
+    small = prune_mlp(m, keep)
+    silenced = copy.deepcopy(m)
+    with torch.no_grad():
+        for name, n in (("fc1", 32), ("fc2", 16)):
+            drop = torch.ones(n, dtype=torch.bool)
+            drop[keep[name]] = False
+            getattr(silenced, name).weight[drop] = 0
+            getattr(silenced, name).bias[drop] = 0
+    x = torch.randn(16, 784)
+    torch.testing.assert_close(small(x), silenced(x), rtol=1e-5, atol=1e-6)
+
+
+def test_mlp_really_shrinks_by_the_hand_counted_parameters():
+    m = _mlp()
+    res = prune_structural(m, {"arch": "mlp", "in": 784, "hidden": [256, 64], "out": 10},
+                           PruneConfig("l2", keep=[128, 32]))
+    # dense:  784*256+256 + 256*64+64 + 64*10+10 = 218 058
+    # pruned: 784*128+128 + 128*32+32 + 32*10+10 = 104 938
+    assert count_parameters(m) == 218_058
+    assert count_parameters(res.model) == 104_938
+    assert res.spec["hidden"] == [128, 32]
+    assert res.widths == {"fc1": 128, "fc2": 32}
+    assert m.hidden == [256, 64]  # the input model is untouched
+
+
+def test_ratio_and_global_ranking_on_mlp():
+    m = _mlp()
+    spec = {"arch": "mlp", "in": 784, "hidden": [256, 64], "out": 10}
+    assert prune_structural(m, spec, PruneConfig("l1", ratio=0.75)).model.hidden == [64, 16]
+    glob = prune_structural(m, spec, PruneConfig("l1", ratio=0.75, global_ranking=True))
+    assert sum(glob.model.hidden) == round(0.25 * 320)
+    assert min(glob.model.hidden) >= 1
+
+
+def test_pruned_mlp_saves_and_reloads_with_identical_outputs(tmp_path):
+    spec = default_spec("mlp", 1, 8, 10, hidden=[32, 16])
+    m = build_model(spec).eval()
+    res = prune_structural(m, spec, PruneConfig("l1", keep=[10, 5]))
+    save_checkpoint(res.model, res.spec, tmp_path / "small")
+    ck = load_checkpoint(tmp_path / "small.safetensors")
+    assert ck.spec["hidden"] == [10, 5]
+    x = torch.randn(8, 1, 8, 8)
+    assert torch.equal(ck.model(x), res.model.eval()(x))
+
+
+def test_prune_to_widths_random_is_reproducible_per_seed():
+    m = _mlp((32, 16))
+    a = prune_to_widths(m, [8, 4], "random", options=CriterionOptions(seed=3))
+    b = prune_to_widths(m, [8, 4], "random", options=CriterionOptions(seed=3))
+    c = prune_to_widths(m, [8, 4], "random", options=CriterionOptions(seed=4))
+    assert torch.equal(a.fc1.weight, b.fc1.weight) and torch.equal(a.fc2.weight, b.fc2.weight)
+    assert not torch.equal(a.fc1.weight, c.fc1.weight)
+
+
+@pytest.mark.parametrize("keep, message", [
+    ([300, 32], "fc1 has 256 units; cannot keep 300"),
+    ([128], "1 keep count.*2 prunable"),
+    ([0, 32], "must be ≥ 1"),
+])
+def test_bad_keep_counts(keep, message):
+    with pytest.raises(ExplorerError, match=message):
+        prune_to_widths(_mlp(), keep, "l1")
+
+
+def test_bad_config_and_unsupported_models():
+    m = _mlp((8,))
+    spec = {"arch": "mlp", "in": 784, "hidden": [8], "out": 10}
+    with pytest.raises(ExplorerError, match=r"\[0, 1\)"):
+        prune_structural(m, spec, PruneConfig("l1", ratio=1.0))
+    with pytest.raises(ExplorerError, match="exactly one"):
+        prune_structural(m, spec, PruneConfig("l1"))
+    with pytest.raises(ExplorerError, match="unknown criterion"):
+        prune_structural(m, spec, PruneConfig("nope", ratio=0.5))
+    with pytest.raises(ExplorerError, match="no hidden layer"):
+        prune_structural(MLP(784, [], 10), {"arch": "slp", "in": 784, "out": 10},
+                         PruneConfig("l1", ratio=0.5))
+    with pytest.raises(ExplorerError, match="does not support model"):
+        prune_structural(m, {"arch": "transformer"}, PruneConfig("l1", ratio=0.5))
+    with pytest.raises(ExplorerError, match="kept index 9 is out of range"):
+        prune_mlp(m, {"fc1": [0, 9]})
+
+
+# ------------------------------------------------------------------ conv nets
+
+@pytest.fixture(scope="module")
+def dense_models():
+    """Dense 1×8×8 models, built once (torchvision initialisation is slow).
+
+    BatchNorm statistics and affine parameters are randomised so that BN(0) != 0: a
+    freshly initialised BN maps 0 to 0 and would hide channels removed from the wrong
+    consumer.
+    """
+    torch.manual_seed(0)
+    out = {}
+    for arch in CONV_ARCHS:
+        spec = default_spec(arch, 1, 8, 10)
+        model = build_model(spec).eval()
+        with torch.no_grad():
+            for bn in model.modules():
+                if isinstance(bn, nn.BatchNorm2d):
+                    bn.running_mean.uniform_(-0.5, 0.5)
+                    bn.running_var.uniform_(0.5, 1.5)
+                    bn.weight.uniform_(0.5, 1.5)
+                    bn.bias.uniform_(-0.2, 0.2)
+        out[arch] = (spec, model)
+    return out
+
+
+@pytest.mark.parametrize("arch", CONV_ARCHS)
+def test_half_the_channels_runs_with_fewer_macs_and_rebuilds_exactly(arch, dense_models, tmp_path):
+    spec, dense = dense_models[arch]
+    before = {k: tuple(v.shape) for k, v in dense.state_dict().items()}
+    res = prune_structural(dense, spec, PruneConfig("l1", ratio=0.5))
+    assert {k: tuple(v.shape) for k, v in dense.state_dict().items()} == before  # untouched
+    # every group keeps round(n/2) of its channels (all widths here are even)
+    assert all(res.widths[name] == n // 2 for name, n in res.dense_widths.items())
+    x = torch.randn(3, *input_shape(spec))
+    y = res.model.eval()(x)
+    assert y.shape == (3, 10)
+    # Each conv / linear loses half its inputs and/or half its outputs, so MACs fall to at
+    # most one half (a quarter where both halve).
+    assert macs_per_sample(res.model, input_shape(spec)) < 0.5 * macs_per_sample(dense, input_shape(spec))
+    assert count_parameters(res.model) < count_parameters(dense)
+    save_checkpoint(res.model, res.spec, tmp_path / "pruned")
+    ck = load_checkpoint(tmp_path / "pruned.safetensors")
+    assert torch.equal(ck.model(x), y)
+    rebuilt = build_model(res.spec, res.model.state_dict()).eval()
+    assert torch.equal(rebuilt(x), y)
+
+
+def _kill_channels(model: nn.Module, spec, root_name: str, channels: list[int]) -> None:
+    """Make channels of a group exactly zero everywhere they are produced.
+
+    Zero filters (and biases) of every coupled producer and zero BatchNorm shift and
+    running mean: BN(0) = 0, ReLU(0) = 0, so each consumer receives 0 on those channels.
+    """
+    graph = tp.DependencyGraph().build_dependency(
+        model, example_inputs=torch.zeros(1, *input_shape(spec)))
+    root = model.get_submodule(root_name)
+    pruner = graph.get_pruner_of_module(root)
+    group = graph.get_pruning_group(root, pruner.prune_out_channels, channels)
+    fn = tp.pruner.function
+    with torch.no_grad():
+        for dep, idxs in group:
+            layer, handler = dep.target.module, dep.handler
+            idx = torch.tensor(idxs, dtype=torch.long)
+            if handler in (fn.prune_conv_out_channels, fn.prune_depthwise_conv_out_channels,
+                           fn.prune_linear_out_channels):
+                layer.weight[idx] = 0
+                if layer.bias is not None:
+                    layer.bias[idx] = 0
+            elif handler == fn.prune_batchnorm_out_channels:
+                layer.running_mean[idx] = 0
+                layer.bias[idx] = 0
+
+
+@pytest.mark.parametrize("arch", CONV_ARCHS)
+def test_removing_dead_channels_leaves_outputs_unchanged(arch, dense_models):
+    """Checks that every consumer (concat, residual add, depthwise conv) loses the right
+    input channels: removing channels that are exactly zero must not change the output."""
+    spec, dense = dense_models[arch]
+    model = copy.deepcopy(dense)
+    groups = conv_groups(model, spec)
+    chosen = {groups[0][0]: [0, 3], groups[len(groups) // 2][0]: [1, 2, 5],
+              groups[-1][0]: [4]}
+    for name, chans in chosen.items():
+        _kill_channels(model, spec, name, chans)
+    keep = [n - len(chosen.get(name, [])) for name, n in groups]
+    res = prune_structural(model, spec, PruneConfig("l1", keep=keep))
+    for name, chans in chosen.items():
+        assert sorted(set(range(res.dense_widths[name])) - set(res.kept[name])) == chans
+    x = torch.randn(4, *input_shape(spec))
+    torch.testing.assert_close(res.model.eval()(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_conv_keep_counts_follow_group_order_and_are_checked(dense_models):
+    spec, dense = dense_models["cnn"]
+    groups = conv_groups(dense, spec)
+    assert groups == [("features.0", 16), ("features.3", 32), ("classifier.0", 128)]
+    res = prune_structural(dense, spec, PruneConfig("l2", keep=[4, 8, 10]))
+    assert res.spec["channels"] == [4, 8] and res.spec["hidden"] == [10]
+    x = torch.randn(2, 1, 8, 8)
+    # the CNN spec alone builds the right shapes
+    assert torch.equal(build_model(res.spec, res.model.state_dict()).eval()(x), res.model.eval()(x))
+    with pytest.raises(ExplorerError, match="2 keep count.*3 prunable"):
+        prune_structural(dense, spec, PruneConfig("l2", keep=[4, 8]))
+    with pytest.raises(ExplorerError, match="features.0 has 16 units; cannot keep 17"):
+        prune_structural(dense, spec, PruneConfig("l2", keep=[17, 8, 10]))
+
+
+def test_global_ranking_on_a_conv_net_never_empties_a_group(dense_models):
+    spec, dense = dense_models["resnet18"]
+    res = prune_structural(dense, spec, PruneConfig("l1", ratio=0.9, global_ranking=True))
+    total = sum(res.dense_widths.values())
+    assert sum(res.widths.values()) == round(0.1 * total)
+    assert min(res.widths.values()) >= 1
+    assert res.model.eval()(torch.randn(2, 1, 8, 8)).shape == (2, 10)
