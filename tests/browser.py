@@ -3,14 +3,19 @@
 Used through the fixtures in conftest.py (`streamlit_server`, `browser`, `app_page`);
 import the helpers directly in browser tests:
 
-    from browser import open_app, wait_for_app, rerun_after
+    from browser import chart_marks, open_app, rerun_after, wait_for_charts
 
     def test_my_page(app_page, streamlit_server):
-        open_app(app_page, streamlit_server, "compare")    # st.Page url_path
-        with rerun_after(app_page):                         # wait for the rerun it causes
-            app_page.get_by_label("Epochs").fill("3")
+        open_app(app_page, streamlit_server, "compare")    # st.Page url_path, "" = default
+        with rerun_after(app_page):                         # waits for the rerun it causes
+            app_page.get_by_role("spinbutton", name="Epochs").fill("3")
             app_page.keyboard.press("Enter")
-        expect(app_page.get_by_text("3 epochs")).to_be_visible()
+        wait_for_charts(app_page)
+        assert any("Epoch: 3" in m for m in chart_marks(app_page, 0))
+
+Locate inputs by role + name: `get_by_label` also matches the "Help for …" tooltip
+button Streamlit adds next to labels with `help=`. Tables drawn by `st.dataframe` are
+canvases; their cells are readable as `[data-testid="glide-cell-<col>-<row>"]`.
 
 Only Debian's /usr/bin/chromium is used (never `playwright install`, no downloads), and
 a missing Chromium fails the test instead of skipping it: CI installs the package.
@@ -160,8 +165,55 @@ def rerun_after(page, timeout_ms: int = RUN_TIMEOUT_MS) -> Iterator[None]:
                            timeout=timeout_ms)
 
 
+def wait_for_charts(page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
+    """Wait until every Altair/Vega-Lite chart on the page has drawn its marks.
+
+    vega-embed draws after the script run ends, so `wait_for_app` alone can see empty charts.
+    """
+    page.wait_for_function("""() => [...document.querySelectorAll(
+        '[data-testid="stVegaLiteChart"]')].every(c => c.querySelector('svg .role-frame, canvas'))""",
+                           timeout=timeout_ms)
+
+
+def chart_marks(page, index: int = 0) -> list[str]:
+    """ARIA labels of the marks of the index-th chart, e.g. 'Iteration: 7; Neurons kept: 54; …'.
+
+    Vega writes one per drawn point, so a test can assert what the chart shows in words.
+    """
+    chart = page.locator('[data-testid="stVegaLiteChart"]').nth(index)
+    return chart.locator("svg [aria-label]").evaluate_all(
+        "els => els.map(e => e.getAttribute('aria-label'))")
+
+
 def open_app(page, server_url: str, url_path: str = "",
              timeout_ms: int = RUN_TIMEOUT_MS) -> None:
     """Open a page of the app by its `st.Page` url_path ('' = the default page) and wait."""
     page.goto(f"{server_url}/{url_path}", timeout=timeout_ms)
     wait_for_app(page, timeout_ms)
+
+
+def screenshot(server_url: str, out: Path, url_path: str = "",
+               viewport: tuple[int, int] = (1400, 1750)) -> Path:
+    """PNG of one page of the running app as a person sees it (charts drawn)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = launch_chromium(pw)
+        try:
+            page = chromium.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            open_app(page, server_url, url_path)
+            wait_for_charts(page)
+            page.screenshot(path=str(out))
+        finally:
+            chromium.close()
+    return out
+
+
+if __name__ == "__main__":  # refresh the README screenshot: python tests/browser.py [url_path]
+    server = start_streamlit()
+    try:
+        target = ROOT / ".github" / "screenshot.png"
+        target.parent.mkdir(exist_ok=True)
+        print(screenshot(server.url, target, sys.argv[1] if len(sys.argv) > 1 else ""))
+    finally:
+        server.stop()

@@ -9,7 +9,9 @@ Browser helpers (`open_app`, `wait_for_app`, `rerun_after`) live in tests/browse
 """
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -21,7 +23,14 @@ for path in (ROOT, TESTS):  # `import explorer_core`, `from pages._common …`, 
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from browser import launch_chromium, start_streamlit  # noqa: E402
+from browser import RUN_TIMEOUT_MS, launch_chromium, start_streamlit  # noqa: E402
+
+# Runs, sweeps and cached baselines of the whole test session (and of the app server it
+# starts) go to a scratch folder, never into the repository's runs/ or models_cache/.
+_SCRATCH = Path(tempfile.mkdtemp(prefix="explorer-tests-"))
+os.environ.setdefault("EXPLORER_RUNS", str(_SCRATCH / "runs"))
+os.environ.setdefault("EXPLORER_SWEEPS", str(_SCRATCH / "sweeps"))
+os.environ.setdefault("EXPLORER_CACHE", str(_SCRATCH / "models_cache"))
 
 # The first run of a page imports torch and Altair; AppTest's 3 s default is too tight.
 APPTEST_TIMEOUT_S = 60
@@ -53,8 +62,11 @@ def streamlit_server() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def browser():
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # `expect` polls until the page shows what it should; its 5 s default is too short
+    # for a rerun plus chart drawing on a busy 2-core machine.
+    expect.set_options(timeout=RUN_TIMEOUT_MS)
     with sync_playwright() as pw:
         try:
             chromium = launch_chromium(pw)
@@ -69,6 +81,7 @@ def app_page(browser):
     """A new tab in its own context (fresh Streamlit session), 1400×1000, downloads allowed."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000},
                                   accept_downloads=True)
+    context.set_default_timeout(RUN_TIMEOUT_MS)
     page = context.new_page()
     try:
         yield page

@@ -1,0 +1,94 @@
+"""The Retention curve page in real headless Chromium: what a person sees and downloads."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import expect
+
+from browser import chart_marks, open_app, rerun_after, wait_for_charts
+
+# 256/64 halved each iteration (q = 0.5), floored at 1 neuron, computed by hand.
+RETAIN_Q_HALF = """Iteration h1NodesRetained h2NodesRetained perNodesRetained
+0 256 64 100
+1 128 32 50
+2 64 16 25
+3 32 8 12.5
+4 16 4 6.25
+5 8 2 3.125
+6 4 1 1.5625
+7 2 1 0.9375
+8 1 1 0.625
+"""
+
+
+def cell(page, col: int, row: int):
+    return page.locator(f'[data-testid="stDataFrame"] [data-testid="glide-cell-{col}-{row}"]')
+
+
+def iteration_chart_point(page, iteration: int, kept: int):
+    return page.locator('[data-testid="stVegaLiteChart"]').first.locator(
+        f'svg [aria-label^="Iteration: {iteration}; Neurons kept: {kept};"]')
+
+
+def set_q(page, value: str) -> None:
+    with rerun_after(page):
+        box = page.get_by_role("spinbutton", name="q (keep factor)")
+        box.fill(value)
+        box.press("Enter")
+
+
+def test_change_q_see_table_and_chart_change_and_download_retain(app_page, streamlit_server,
+                                                                 tmp_path):
+    page = app_page
+    open_app(page, streamlit_server)
+    expect(page.get_by_role("heading", name="Retention curve")).to_be_visible()
+    wait_for_charts(page)
+
+    # the thesis schedule: iteration 7 keeps 54 and 13 neurons
+    expect(cell(page, 1, 7)).to_have_text("54")
+    expect(cell(page, 2, 7)).to_have_text("13")
+    expect(iteration_chart_point(page, 7, 54)).to_have_count(1)
+    before = chart_marks(page, 0)
+
+    set_q(page, "0.5")
+
+    expect(cell(page, 1, 1)).to_have_text("128")
+    expect(cell(page, 2, 1)).to_have_text("32")
+    expect(iteration_chart_point(page, 1, 128)).to_have_count(1)
+    expect(iteration_chart_point(page, 7, 54)).to_have_count(0)
+    after = chart_marks(page, 0)
+    assert after != before
+    assert not any(m.startswith("Iteration: 9;") for m in after)  # 9 rows: iterations 0–8
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="retain.txt").click()
+    assert download.value.suggested_filename == "retain.txt"
+    saved = tmp_path / "retain.txt"
+    download.value.save_as(saved)
+    assert saved.read_text() == RETAIN_Q_HALF
+
+
+def test_out_of_range_q_shows_an_error_and_the_page_recovers(app_page, streamlit_server):
+    page = app_page
+    open_app(page, streamlit_server)
+    set_q(page, "1.5")
+    alert = page.locator('[data-testid="stAlert"]')
+    expect(alert).to_contain_text("q must lie strictly between 0 and 1")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(0)
+
+    set_q(page, "0.8")
+    expect(alert).to_have_count(0)
+    expect(cell(page, 1, 8)).to_have_text("43")
+
+
+def test_png_download_is_a_png(app_page, streamlit_server, tmp_path):
+    page = app_page
+    open_app(page, streamlit_server)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="pruneNodesDistribution.png").click()
+    saved = Path(tmp_path / download.value.suggested_filename)
+    download.value.save_as(saved)
+    assert saved.name == "pruneNodesDistribution.png"
+    assert saved.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,127 @@
+"""`python -m explorer_core retention`: files on disk, one-line errors, documented options."""
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "explorer_core", "retention", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from the IHDR chunk, which must follow the signature."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_writes_retain_txt_and_both_pngs(tmp_path):
+    out = tmp_path / "schedule"
+    result = run_cli("--widths", "256", "64", "--q", "0.8", "--iterations", "31",
+                     "--kind", "geometric", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = (out / "retain.txt").read_text().splitlines()
+    assert lines[0] == "Iteration h1NodesRetained h2NodesRetained perNodesRetained"
+    assert "7 54 13 20.9375" in lines
+    assert "8 43 11 16.875" in lines
+    assert lines[-1].split()[1:3] == ["1", "1"]
+    for name in ("pruneNodesIteration.png", "pruneNodesDistribution.png"):
+        width, height = png_size(out / name)
+        assert width > 300 and height > 200
+    assert sorted(p.name for p in out.iterdir()) == [
+        "pruneNodesDistribution.png", "pruneNodesIteration.png", "retain.txt"]
+
+
+def test_widths_from_a_checkpoint_sidecar_without_plots(tmp_path):
+    sidecar = tmp_path / "best_model.json"
+    sidecar.write_text(json.dumps({"spec": {"arch": "mlp", "in": 64, "hidden": [40, 10],
+                                            "out": 10}}))
+    result = run_cli("--spec", str(sidecar), "--q", "0.5", "--no-plots", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    # 40, 10 halved each time; 2.5 rounds to 2 (half to even) and widths never drop below 1
+    assert (tmp_path / "retain.txt").read_text() == (
+        "Iteration h1NodesRetained h2NodesRetained perNodesRetained\n"
+        "0 40 10 100\n1 20 5 50\n2 10 2 24\n3 5 1 12\n4 2 1 6\n5 1 1 4\n")
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_bad_q_in_a_real_process_exits_2_with_one_line_and_no_traceback(tmp_path):
+    result = run_cli("--q", "1.5", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == "error: q must lie strictly between 0 and 1, got 1.5"
+    assert not (tmp_path / "retain.txt").exists()
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str, str]:
+    """In-process `main` (fast): argparse errors leave through SystemExit, ours by return."""
+    from explorer_core.cli import main
+
+    try:
+        code = main(["retention", *args])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--q", "0"], "q must lie strictly between 0 and 1"),
+    (["--q", "abc"], "--q"),
+    (["--widths", "256", "0"], "width"),
+    (["--widths", "256", "x"], "--widths"),
+    (["--iterations", "0"], "iterations"),
+    (["--kind", "exponential"], "--kind"),
+    (["--spec", "missing.json"], "missing.json"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, needle):
+    code, out, err = run_main([*args, "--out", str(tmp_path / "out")], capsys)
+    assert code == 2
+    assert out == ""
+    assert "\n" not in err.strip()
+    assert needle in err
+    assert not (tmp_path / "out" / "retain.txt").exists()
+
+
+def test_a_spec_that_is_not_json_exits_2(tmp_path, capsys):
+    weights = tmp_path / "model.json"
+    weights.write_bytes(b"\x80\x04\x95 pickled bytes")
+    code, _, err = run_main(["--spec", str(weights), "--out", str(tmp_path)], capsys)
+    assert code == 2
+    assert err.strip() == f"error: {weights} is not a JSON file"
+
+
+def test_help_documents_every_option(capsys):
+    code, out, _ = run_main(["--help"], capsys)
+    assert code == 0
+    for option in ("--widths", "--spec", "--q", "--iterations", "--kind", "--out",
+                   "--no-plots"):
+        assert option in out
+    for kind in ("geometric", "linear", "cubic"):
+        assert kind in out
+    for name in ("retain.txt", "pruneNodesIteration.png", "pruneNodesDistribution.png"):
+        assert name in out
+
+
+def test_every_retention_option_has_help_text():
+    import argparse
+
+    from explorer_core.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    retention = sub.choices["retention"]
+    options = [a for a in retention._actions if a.option_strings]
+    assert len(options) >= 7
+    for action in options:
+        assert action.help and len(action.help) > 10, action.option_strings

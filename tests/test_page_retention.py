@@ -1,0 +1,125 @@
+"""Retention curve page under AppTest: defaults, edits, bad input, hand-over to pruning."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+KEPT = "% of hidden neurons kept"
+
+
+def table(at):
+    assert len(at.dataframe) == 1
+    return at.dataframe[0].value
+
+
+def errors(at) -> list[str]:
+    return [e.value for e in at.error]
+
+
+@pytest.fixture
+def page(app_test):
+    at = app_test()  # the app opens on the Retention curve page
+    assert not at.exception
+    return at
+
+
+def test_app_opens_on_the_retention_page_with_the_thesis_table(page):
+    assert page.title[0].value == "Retention curve"
+    assert errors(page) == []
+    df = table(page)
+    assert list(df.columns) == ["Iteration", "Layer 1 (of 256)", "Layer 2 (of 64)", KEPT]
+    assert df.iloc[0].tolist() == [0, 256, 64, 100]
+    assert df.iloc[7].tolist() == [7, 54, 13, 20.9375]
+    assert df.iloc[8].tolist() == [8, 43, 11, 16.875]
+    assert df.iloc[-1][["Layer 1 (of 256)", "Layer 2 (of 64)"]].tolist() == [1, 1]
+    assert df["Iteration"].tolist() == list(range(len(df)))
+
+
+def test_default_schedule_is_handed_to_the_pruning_page(page):
+    assert page.session_state["retention_schedule"] == {
+        "widths": [256, 64], "q": 0.8, "iterations": 31, "kind": "geometric"}
+    assert any("Iterative pruning" in c.value for c in page.caption)
+
+
+def test_offers_the_four_downloads(page):
+    labels = [b.label for b in page.download_button]
+    assert labels == ["retain.txt", "retain.csv", "pruneNodesIteration.png",
+                      "pruneNodesDistribution.png"]
+
+
+def test_changing_q_changes_the_table_and_the_saved_schedule(page):
+    page.number_input(key="ret_q").set_value(0.5).run()
+    assert not page.exception
+    df = table(page)
+    # 256 and 64 halved: 128/32, 64/16 … then 2/1 and 1/1 (64 * 0.5**7 = 0.5 → at least 1)
+    assert df["Layer 1 (of 256)"].tolist() == [256, 128, 64, 32, 16, 8, 4, 2, 1]
+    assert df["Layer 2 (of 64)"].tolist() == [64, 32, 16, 8, 4, 2, 1, 1, 1]
+    assert df[KEPT].tolist()[:3] == [100, 50, 25]
+    assert page.session_state["retention_schedule"]["q"] == 0.5
+
+
+def test_linear_kind_and_fewer_iterations(page):
+    page.radio(key="ret_kind").set_value("linear")
+    page.number_input(key="ret_iterations").set_value(5).run()
+    df = table(page)
+    assert df["Layer 1 (of 256)"].tolist() == [256, 192, 128, 64, 1]
+    assert page.session_state["retention_schedule"]["kind"] == "linear"
+    assert page.session_state["retention_schedule"]["iterations"] == 5
+
+
+def test_three_layers_typed_with_spaces(page):
+    page.text_input(key="ret_widths").set_value("300 100   10").run()
+    df = table(page)
+    assert list(df.columns)[1:4] == ["Layer 1 (of 300)", "Layer 2 (of 100)", "Layer 3 (of 10)"]
+    assert page.session_state["retention_schedule"]["widths"] == [300, 100, 10]
+
+
+@pytest.mark.parametrize("widget,key,value,message", [
+    ("number_input", "ret_q", 1.5, "q must lie strictly between 0 and 1"),
+    ("number_input", "ret_q", 0.0, "q must lie strictly between 0 and 1"),
+    ("number_input", "ret_iterations", 0, "iterations must be a whole number ≥ 1"),
+    ("text_input", "ret_widths", "256, 0", "hidden widths must be whole numbers ≥ 1"),
+    ("text_input", "ret_widths", "256, abc", "'abc' is not one"),
+    ("text_input", "ret_widths", "", "e.g. 256, 64"),
+])
+def test_bad_input_shows_one_error_and_keeps_the_last_good_schedule(page, widget, key, value,
+                                                                    message):
+    getattr(page, widget)(key=key).set_value(value).run()
+    assert not page.exception
+    assert len(errors(page)) == 1 and message in errors(page)[0]
+    assert len(page.dataframe) == 0
+    assert page.session_state["retention_schedule"]["widths"] == [256, 64]
+    assert page.session_state["retention_schedule"]["q"] == 0.8
+
+
+def test_page_recovers_after_bad_input(page):
+    page.number_input(key="ret_q").set_value(2.0).run()
+    assert errors(page)
+    page.number_input(key="ret_q").set_value(0.8).run()
+    assert errors(page) == []
+    assert table(page).iloc[7].tolist() == [7, 54, 13, 20.9375]
+
+
+def test_widths_read_from_an_uploaded_checkpoint_sidecar(page):
+    sidecar = {"spec": {"arch": "mlp", "in": 64, "hidden": [54, 13], "out": 10},
+               "metrics": {"test_acc": 97.26}}
+    page.file_uploader(key="ret_spec").set_value(
+        ("best_model.json", json.dumps(sidecar).encode(), "application/json")).run()
+    assert not page.exception and errors(page) == []
+    assert page.text_input(key="ret_widths").value == "54, 13"
+    assert table(page).iloc[0].tolist() == [0, 54, 13, 100]
+    assert page.session_state["retention_schedule"]["widths"] == [54, 13]
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"\x80\x04\x95 not json", "best_model.json is not a JSON file"),
+    (json.dumps({"arch": "slp", "in": 64, "out": 10}).encode(), "no prunable layer widths"),
+])
+def test_unusable_upload_shows_an_error_and_keeps_the_widths(page, content, message):
+    page.file_uploader(key="ret_spec").set_value(
+        ("best_model.json", content, "application/json")).run()
+    assert not page.exception
+    assert any(message in e for e in errors(page))
+    assert page.text_input(key="ret_widths").value == "256, 64"
+    assert table(page).iloc[0].tolist() == [0, 256, 64, 100]
