@@ -45,13 +45,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 STARTUP_TIMEOUT_S = 90
 RUN_TIMEOUT_MS = 60_000
 
-# The app has finished a script run: connected, script idle, no running-man icon.
+# The app has finished a script run and drawn it: connected, script idle, no running-man
+# icon, and no skeletons (element code is lazy-loaded; a busy machine shows placeholders
+# for seconds after the run has ended).
 _IDLE_JS = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   return !!app
     && app.getAttribute('data-test-connection-state') === 'CONNECTED'
     && app.getAttribute('data-test-script-state') === 'notRunning'
-    && !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]');
+    && !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')
+    && !document.querySelector('[data-testid="stSkeleton"], [data-testid="stAppSkeleton"]');
 }"""
 
 # Counts script runs that start from now on, so a wait cannot pass on the *previous*
@@ -193,7 +196,7 @@ def open_app(page, server_url: str, url_path: str = "",
 
 
 def screenshot(server_url: str, out: Path, url_path: str = "",
-               viewport: tuple[int, int] = (1400, 1750)) -> Path:
+               viewport: tuple[int, int] = (1400, 1420)) -> Path:
     """PNG of one page of the running app as a person sees it (charts drawn)."""
     from playwright.sync_api import sync_playwright
 
