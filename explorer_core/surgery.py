@@ -246,7 +246,7 @@ def _build_graph(model: nn.Module, spec: Spec) -> _Graph:
     was_training = model.training
     model.eval()  # BatchNorm cannot trace a batch of one in training mode
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.enable_grad():  # tracing relies on autograd
             warnings.simplefilter("ignore")
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
     except Exception as exc:  # tracing errors come in many types

@@ -175,30 +175,31 @@ def test_half_the_channels_runs_with_fewer_macs_and_rebuilds_exactly(arch, dense
     assert torch.equal(rebuilt(x), y)
 
 
-def _kill_channels(model: nn.Module, spec, root_name: str, channels: list[int]) -> None:
-    """Make channels of a group exactly zero everywhere they are produced.
+def _kill_channels(model: nn.Module, spec, chosen: dict[str, list[int]]) -> None:
+    """Make the chosen channels of each group exactly zero wherever they are produced.
 
     Zero filters (and biases) of every coupled producer and zero BatchNorm shift and
     running mean: BN(0) = 0, ReLU(0) = 0, so each consumer receives 0 on those channels.
     """
     graph = tp.DependencyGraph().build_dependency(
         model, example_inputs=torch.zeros(1, *input_shape(spec)))
-    root = model.get_submodule(root_name)
-    pruner = graph.get_pruner_of_module(root)
-    group = graph.get_pruning_group(root, pruner.prune_out_channels, channels)
     fn = tp.pruner.function
-    with torch.no_grad():
-        for dep, idxs in group:
-            layer, handler = dep.target.module, dep.handler
-            idx = torch.tensor(idxs, dtype=torch.long)
-            if handler in (fn.prune_conv_out_channels, fn.prune_depthwise_conv_out_channels,
-                           fn.prune_linear_out_channels):
-                layer.weight[idx] = 0
-                if layer.bias is not None:
+    producers = (fn.prune_conv_out_channels, fn.prune_depthwise_conv_out_channels,
+                 fn.prune_linear_out_channels)
+    for root_name, channels in chosen.items():
+        root = model.get_submodule(root_name)
+        group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels,
+                                        channels)
+        with torch.no_grad():
+            for dep, idxs in group:
+                layer, idx = dep.target.module, torch.tensor(idxs, dtype=torch.long)
+                if dep.handler in producers:  # bound methods: compare with ==, not `is`
+                    layer.weight[idx] = 0
+                    if layer.bias is not None:
+                        layer.bias[idx] = 0
+                elif dep.handler == fn.prune_batchnorm_out_channels:
+                    layer.running_mean[idx] = 0
                     layer.bias[idx] = 0
-            elif handler == fn.prune_batchnorm_out_channels:
-                layer.running_mean[idx] = 0
-                layer.bias[idx] = 0
 
 
 @pytest.mark.parametrize("arch", CONV_ARCHS)
@@ -210,8 +211,7 @@ def test_removing_dead_channels_leaves_outputs_unchanged(arch, dense_models):
     groups = conv_groups(model, spec)
     chosen = {groups[0][0]: [0, 3], groups[len(groups) // 2][0]: [1, 2, 5],
               groups[-1][0]: [4]}
-    for name, chans in chosen.items():
-        _kill_channels(model, spec, name, chans)
+    _kill_channels(model, spec, chosen)
     keep = [n - len(chosen.get(name, [])) for name, n in groups]
     res = prune_structural(model, spec, PruneConfig("l1", keep=keep))
     for name, chans in chosen.items():
@@ -242,3 +242,10 @@ def test_global_ranking_on_a_conv_net_never_empties_a_group(dense_models):
     assert sum(res.widths.values()) == round(0.1 * total)
     assert min(res.widths.values()) >= 1
     assert res.model.eval()(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_conv_pruning_works_when_called_under_no_grad(dense_models):
+    spec, dense = dense_models["cnn"]
+    with torch.no_grad():  # tracing needs autograd; surgery re-enables it locally
+        res = prune_structural(dense, spec, PruneConfig("l1", ratio=0.5))
+    assert res.spec["channels"] == [8, 16]
