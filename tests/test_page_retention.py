@@ -123,3 +123,14 @@ def test_unusable_upload_shows_an_error_and_keeps_the_widths(page, content, mess
     assert any(message in e for e in errors(page))
     assert page.text_input(key="ret_widths").value == "256, 64"
     assert table(page).iloc[0].tolist() == [0, 256, 64, 100]
+
+
+def test_schedule_survives_a_visit_to_the_pruning_page(page):
+    page.text_input(key="ret_widths").set_value("100, 50").run()
+    page.number_input(key="ret_q").set_value(0.6).run()
+    page.switch_page("pages/iterative.py").run()
+    assert not page.exception
+    page.switch_page("pages/retention.py").run()
+    assert page.text_input(key="ret_widths").value == "100, 50"
+    assert page.number_input(key="ret_q").value == 0.6
+    assert table(page).iloc[1].tolist()[:3] == [1, 60, 30]
