@@ -1,0 +1,120 @@
+"""`prune-once`: structurally prune a saved model one time and report what it saved.
+
+Writes `<out>.safetensors` + `<out>.json` (a normal checkpoint: spec with the new
+widths) and `<out>.scores.json` (per-layer scores, kept indices, dense vs pruned costs),
+so a single pruning step can be scripted, inspected and compared without the app.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..cli import command
+from ..criteria import CRITERIA, CriterionOptions, get_criterion
+from ..data import DATASETS, Split, load_dataset
+from ..errors import DatasetUnavailable, ExplorerError
+from ..fileio import atomic_write_json
+from ..metrics import LatencyConfig, compare_costs
+from ..models import Spec, input_shape
+from ..surgery import PruneConfig, prune_structural
+
+# Sidecar fields that still describe the pruned model (its data and preprocessing);
+# metrics, history and iteration numbers of the source model do not.
+CARRIED_META = ("dataset", "normalisation", "class_names")
+
+
+@command("prune-once", "prune a saved model once; write the smaller checkpoint, scores and costs")
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, required=True, metavar="F",
+                   help="model to prune (.safetensors with its .json spec)")
+    p.add_argument("--criterion", required=True, metavar="C",
+                   help=f"significance criterion: {', '.join(CRITERIA)}")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--keep", type=int, nargs="+", metavar="N",
+                     help="units kept per prunable layer (MLP: one per hidden layer)")
+    how.add_argument("--ratio", type=float,
+                     help="fraction of units removed from every layer, in [0, 1)")
+    p.add_argument("--global", dest="global_ranking", action="store_true",
+                   help="rank all layers together on per-layer-normalised scores")
+    p.add_argument("--dataset", choices=sorted(DATASETS),
+                   help="calibration data for data-driven criteria (default: the checkpoint's "
+                        "dataset, else digits)")
+    p.add_argument("--samples", type=int, default=2048,
+                   help="calibration samples drawn from the training split (default 2048)")
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling and 'random'")
+    p.add_argument("--latency-batch", type=int, default=256,
+                   help="batch size of the CPU latency measurement (default 256)")
+    p.add_argument("--latency-repeats", type=int, default=10,
+                   help="timed repeats; the median is reported (default 10)")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.add_argument("--out", type=Path, required=True, metavar="G",
+                   help="output stem: writes G.safetensors, G.json and G.scores.json")
+    p.set_defaults(run=run)
+
+
+def _dataset_name(args: argparse.Namespace, meta: Mapping[str, Any]) -> str:
+    if args.dataset:
+        return args.dataset
+    ds = meta.get("dataset")
+    if isinstance(ds, Mapping):
+        ds = ds.get("name")
+    return ds if isinstance(ds, str) and ds in DATASETS else "digits"
+
+
+def _calibration(args: argparse.Namespace, spec: Spec, meta: Mapping[str, Any]) -> tuple[Split, str]:
+    name = _dataset_name(args, meta)
+    try:
+        data = load_dataset(name, seed=args.seed)
+    except DatasetUnavailable as exc:
+        raise ExplorerError(f"criterion {args.criterion!r} needs calibration data, but dataset "
+                            f"{name!r} is unavailable: {exc}") from None
+    want, have = input_shape(spec), data.info.input_shape
+    if math.prod(want) != math.prod(have):  # an MLP flattens, so only the size must match
+        raise ExplorerError(f"dataset {name!r} has inputs {'×'.join(map(str, have))} but the "
+                            f"model expects {'×'.join(map(str, want))}; pick --dataset")
+    return data.train.subset(args.samples, args.seed), name
+
+
+def _stem(path: Path) -> Path:
+    return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.samples < 1:
+        raise ExplorerError(f"--samples must be ≥ 1, got {args.samples}")
+    criterion = get_criterion(args.criterion)
+    options = CriterionOptions(seed=args.seed, max_samples=args.samples)
+    config = PruneConfig(args.criterion, keep=args.keep, ratio=args.ratio,
+                         global_ranking=args.global_ranking, options=options).validate()
+    latency = None if args.no_latency else LatencyConfig(args.latency_batch, args.latency_repeats,
+                                                         warmup=2).validate()
+    ck = load_checkpoint(args.checkpoint)
+    data, dataset = None, None
+    if criterion.needs_data:
+        data, dataset = _calibration(args, ck.spec, ck.meta)
+    result = prune_structural(ck.model, ck.spec, config, data)
+    costs = compare_costs(ck.model, result.model, input_shape(ck.spec), latency)
+
+    out = _stem(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    settings = {"criterion": args.criterion, "keep": args.keep, "ratio": args.ratio,
+                "global_ranking": args.global_ranking, "dataset": dataset,
+                "samples": args.samples if data is not None else None, "seed": args.seed}
+    meta = {k: ck.meta[k] for k in CARRIED_META if k in ck.meta}
+    meta.update({"pruned_from": str(args.checkpoint), "prune": settings,
+                 "widths": result.widths})
+    tensor_path = save_checkpoint(result.model, result.spec, out, meta)
+    scores_path = atomic_write_json(out.with_name(out.name + ".scores.json"), {
+        "source": str(args.checkpoint), **settings,
+        "layers": result.to_dict(), "metrics": costs.to_dict()})
+
+    r = costs.ratios()
+    print(f"wrote {tensor_path} and {scores_path}")
+    print(f"params {costs.dense.params:,} → {costs.pruned.params:,}  "
+          f"MACs/sample {costs.dense.macs:,} → {costs.pruned.macs:,} "
+          f"({r['mac_reduction']:.2f}× fewer)"
+          + (f"  latency speed-up {r['speedup']:.2f}×" if r["speedup"] else ""))
+    return 0

@@ -1,0 +1,114 @@
+"""`python -m explorer_core prune-once` as a user runs it: files out, one-line errors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from explorer_core.checkpoint import load_checkpoint, save_checkpoint
+from explorer_core.cli import main
+from explorer_core.models import build_model, count_parameters, default_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "explorer_core", "prune-once", *args],
+                          cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture()
+def saved_mlp(tmp_path):
+    torch.manual_seed(0)
+    spec = default_spec("mlp", 1, 8, 10, hidden=[32, 16])
+    model = build_model(spec)
+    save_checkpoint(model, spec, tmp_path / "dense", {"dataset": "digits",
+                                                      "metrics": {"test_acc": 90.0}})
+    return tmp_path / "dense.safetensors", model
+
+
+def test_writes_smaller_checkpoint_scores_and_metrics(saved_mlp, tmp_path):
+    ckpt, dense = saved_mlp
+    proc = _run("--checkpoint", str(ckpt), "--criterion", "l1", "--keep", "8", "4",
+                "--out", str(tmp_path / "small"), "--latency-batch", "16",
+                "--latency-repeats", "3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    small = load_checkpoint(tmp_path / "small.safetensors")
+    assert small.spec["hidden"] == [8, 4]
+    # 64*8+8 + 8*4+4 + 4*10+10
+    assert count_parameters(small.model) == 606
+    assert small.meta["dataset"] == "digits" and "metrics" not in small.meta
+    report = json.loads((tmp_path / "small.scores.json").read_text())
+    fc1 = report["layers"]["fc1"]
+    assert fc1["dense"] == 32 and fc1["kept_count"] == 8 and len(fc1["scores"]) == 32
+    # l1 keeps the 8 rows of fc1 with the largest absolute weight sums
+    l1 = dense.fc1.weight.detach().abs().sum(1)
+    assert sorted(fc1["kept"]) == sorted(torch.topk(l1, 8).indices.tolist())
+    m = report["metrics"]
+    assert m["dense"]["macs"] == 64 * 32 + 32 * 16 + 16 * 10
+    assert m["pruned"]["macs"] == 64 * 8 + 8 * 4 + 4 * 10
+    assert m["dense"]["latency_ms"] > 0 and m["ratios"]["speedup"] > 0
+
+
+def test_ratio_global_and_a_data_driven_criterion(saved_mlp, tmp_path):
+    ckpt, _ = saved_mlp
+    proc = _run("--checkpoint", str(ckpt), "--criterion", "taylor", "--ratio", "0.5",
+                "--global", "--samples", "200", "--no-latency",
+                "--out", str(tmp_path / "g.safetensors"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "g.scores.json").read_text())
+    assert report["dataset"] == "digits" and report["samples"] == 200
+    kept = sum(layer["kept_count"] for layer in report["layers"].values())
+    assert kept == 24  # half of 32 + 16, shared across layers
+    assert report["metrics"]["pruned"]["latency_ms"] is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--criterion", "l1", "--keep", "40", "4"], "layer fc1 has 32 units; cannot keep 40"),
+    (["--criterion", "l1", "--keep", "8"], "1 keep count(s) for 2 prunable layer(s)"),
+    (["--criterion", "l1", "--ratio", "1.0"], "ratio must be in [0, 1)"),
+    (["--criterion", "l1", "--ratio", "-0.5"], "ratio must be in [0, 1)"),
+    (["--criterion", "nope", "--ratio", "0.5"], "unknown criterion 'nope'"),
+    (["--criterion", "taylor", "--ratio", "0.5", "--dataset", "fashion_mnist"],
+     "has inputs 1×28×28 but the model expects 1×8×8"),
+])
+def test_bad_inputs_exit_2_with_one_line(saved_mlp, tmp_path, args, message, capsys):
+    # In-process through the same entry point as `python -m explorer_core` (a subprocess
+    # per case would mostly measure torch's import time); the subprocess tests below
+    # cover the process boundary.
+    ckpt, _ = saved_mlp
+    code = main(["prune-once", "--checkpoint", str(ckpt), *args, "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_data_criterion_with_unavailable_dataset(saved_mlp, tmp_path):
+    ckpt, _ = saved_mlp
+    proc = _run("--checkpoint", str(ckpt), "--criterion", "taylor", "--ratio", "0.5",
+                "--dataset", "mnist", "--out", str(tmp_path / "x"), cwd=tmp_path,
+                env={"EXPLORER_DATA": str(tmp_path / "empty")})
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert "needs calibration data, but dataset 'mnist' is unavailable" in lines[0]
+
+
+def test_bad_checkpoint_and_model_without_hidden_layer(tmp_path):
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    proc = _run("--checkpoint", str(tmp_path / "junk.safetensors"), "--criterion", "l1",
+                "--ratio", "0.5", "--out", str(tmp_path / "x"), cwd=tmp_path)
+    assert proc.returncode == 2 and "not a valid safetensors file" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    spec = default_spec("slp", 1, 8, 10)
+    save_checkpoint(build_model(spec), spec, tmp_path / "slp")
+    proc = _run("--checkpoint", str(tmp_path / "slp.safetensors"), "--criterion", "l1",
+                "--ratio", "0.5", "--out", str(tmp_path / "x"), cwd=tmp_path)
+    assert proc.returncode == 2 and "no hidden layer" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
