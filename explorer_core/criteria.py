@@ -10,15 +10,20 @@ loops are over layers (or calibration batches).
 """
 from __future__ import annotations
 
+import warnings
 import zlib
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
+import torch.fx as fx
+import torch.nn.functional as F
 from torch import nn
 
 from .data import Split
 from .errors import ExplorerError
+from .interval import iasa, module_activation, trace
 from .models import prunable_layers
 
 Scores = dict[str, torch.Tensor]
@@ -110,13 +115,249 @@ def random_scores(model: nn.Module, layers: list[str], data: Split | None,
     return out
 
 
+def kmeans_scores(model: nn.Module, layers: list[str], data: Split | None,
+                  options: CriterionOptions) -> Scores:
+    """Cluster each layer's weight vectors; prune every cluster in proportion to its size.
+
+    Expressed as scores so that keeping the top N of a layer implements the rule: inside
+    a cluster of size s the member of norm rank r (0 = largest L2 norm) scores 1 − r/s, so
+    a threshold t keeps about s·(1 − t) members of every cluster; singleton clusters score
+    2 and are always kept. A tie-break below the smallest gap between distinct 1 − r/s
+    values (1/n²) prefers the larger norm across clusters.
+    """
+    from sklearn.cluster import KMeans
+
+    out: Scores = {}
+    for name in layers:
+        w = unit_weights(model.get_submodule(name)).float().cpu().numpy().astype(np.float64)
+        n = w.shape[0]
+        norms = np.linalg.norm(w, axis=1)
+        k = options.kmeans_k if options.kmeans_k is not None else max(2, n // 4)
+        k = int(min(max(1, k), n))
+        if k >= n:  # every unit its own cluster
+            labels = np.arange(n)
+        else:
+            with warnings.catch_warnings():  # duplicate vectors: fewer distinct clusters
+                warnings.simplefilter("ignore")
+                labels = KMeans(n_clusters=k, n_init=1, random_state=options.seed).fit_predict(w)
+        sizes = np.bincount(labels)
+        starts = np.cumsum(sizes) - sizes
+        order = np.lexsort((-norms, labels))  # by cluster, then by descending norm
+        rank = np.empty(n)
+        rank[order] = np.arange(n) - starts[labels[order]]
+        size = sizes[labels]
+        score = np.where(size == 1, 2.0, 1.0 - rank / size)
+        score += 0.5 / n ** 2 * norms / max(float(norms.max()), 1e-30)
+        out[name] = torch.from_numpy(score).float()
+    return out
+
+
+def taylor_scores(model: nn.Module, layers: list[str], data: Split | None,
+                  options: CriterionOptions) -> Scores:
+    """First-order Taylor importance (Molchanov et al. 2017).
+
+    Per sample and unit |mean over positions of a · ∂L/∂a| with a the layer's output and L
+    the sample's cross-entropy, averaged over the calibration samples and L2-normalised
+    per layer (so layers of different depth are comparable). The model runs in eval mode
+    (BatchNorm statistics and dropout untouched) and no parameter gradients are stored.
+    """
+    calib = data.subset(options.max_samples, options.seed)
+    device = _device(model, calib.x)
+    modules = {n: model.get_submodule(n) for n in layers}
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook(name: str):
+        def fn(module, inputs, output):
+            captured[name] = output
+            return output.clone()  # an in-place op downstream must not overwrite `a`
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in modules.items()]
+    was = model.training
+    model.eval()
+    sums = {n: torch.zeros(m.weight.shape[0], dtype=torch.float64, device=device)
+            for n, m in modules.items()}
+    try:
+        with torch.enable_grad():
+            for xb, yb in calib.batches(options.batch_size):
+                captured.clear()
+                xb = xb.to(device).requires_grad_(True)  # so frozen models still get ∂L/∂a
+                loss = F.cross_entropy(model(xb), yb.to(device), reduction="sum")
+                acts = [captured[n] for n in layers]
+                grads = torch.autograd.grad(loss, acts, allow_unused=True)
+                for n, a, g in zip(layers, acts, grads):
+                    if g is None:  # the layer does not reach the loss
+                        continue
+                    prod = (a.detach() * g).double()
+                    per_sample = prod.flatten(2).mean(2) if prod.dim() > 2 else prod
+                    sums[n] += per_sample.abs().sum(0)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    out: Scores = {}
+    for n, s in sums.items():
+        s = s / len(calib)
+        out[n] = (s / s.norm().clamp_min(1e-30)).float()
+    return out
+
+
+# ops a unit's value may pass through, per channel, on its way to the next layer
+_CHANNELWISE_MODULES = (nn.modules.batchnorm._BatchNorm, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+                        nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
+                        nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool2d,
+                        nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.Flatten)
+_CHANNELWISE_FUNCTIONS = {F.relu, torch.relu, F.relu6, torch.sigmoid, torch.tanh, torch.flatten,
+                          F.adaptive_avg_pool2d, F.avg_pool2d, F.max_pool2d, F.dropout}
+_CHANNELWISE_METHODS = {"relu", "sigmoid", "tanh", "flatten", "view", "reshape", "contiguous"}
+
+
+def _next_layer(gm: fx.GraphModule, layer: str) -> str:
+    """The one Linear / Conv that receives `layer`'s units through channel-wise ops only."""
+    calls = [n for n in gm.graph.nodes if n.op == "call_module" and n.target == layer]
+    if len(calls) != 1:
+        raise ExplorerError(f"contribution does not support layer {layer!r}: it is called "
+                            f"{len(calls)} times")
+    node = calls[0]
+    while True:
+        users = list(node.users)
+        if len(users) != 1:
+            what = f"{len(users)} consumers (e.g. a residual add or concatenation)" if users \
+                else "no consumer (it does not reach the output)"
+            break
+        node = users[0]
+        if node.op == "call_module":
+            m = gm.get_submodule(node.target)
+            if isinstance(m, UNIT_LAYERS):
+                return node.target
+            if isinstance(m, _CHANNELWISE_MODULES) or module_activation(m) is not None:
+                continue
+            what = f"{type(m).__name__} ('{node.target}')"
+        elif node.op == "call_function" and node.target in _CHANNELWISE_FUNCTIONS:
+            continue
+        elif node.op == "call_method" and node.target in _CHANNELWISE_METHODS:
+            continue
+        else:
+            what = f"{getattr(node.target, '__name__', node.target)} ('{node.name}')"
+        break
+    raise ExplorerError(f"contribution does not support layer {layer!r}: its output reaches "
+                        f"{what}; it is defined where a layer feeds exactly one next layer "
+                        f"(MLP, CNN, VGG), not across residual adds or concatenations")
+
+
+def _abs_map(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """x through the next layer with |W| and no bias."""
+    w = module.weight.detach().abs().to(x.dtype)
+    return F.linear(x, w) if isinstance(module, nn.Linear) else module._conv_forward(x, w, None)
+
+
+def _abs_transpose(module: nn.Module, in_shape: torch.Size, cot: torch.Tensor) -> torch.Tensor:
+    """|W|ᵀ cot: what each input element of the next layer sends on, weighted by |W|."""
+    with torch.enable_grad():
+        x = torch.zeros(in_shape, dtype=cot.dtype, device=cot.device, requires_grad=True)
+        return torch.autograd.grad(_abs_map(module, x), x, cot)[0]
+
+
+def contribution_scores(model: nn.Module, layers: list[str], data: Split | None,
+                        options: CriterionOptions) -> Scores:
+    """Mean over samples of |a_j| × Σ_k |W_kj| (train-time pruning's contribution).
+
+    a_j is unit j's value as the next layer receives it (after its activation, BN,
+    pooling); W is the next layer's weight. For conv nets Σ_k |W_kj| runs over every
+    output (channel, position) the input element reaches, and the positions of channel j
+    add up. With `contribution_normalise` each term is divided by the total input
+    Σ_j |a_j||W_kj| of the receiving unit k, i.e. the share unit j has in what k receives.
+    Only for layers that feed exactly one next layer (see `_next_layer`).
+    """
+    gm = trace(model)
+    consumers = {n: _next_layer(gm, n) for n in layers}
+    calib = data.subset(options.max_samples, options.seed)
+    device = _device(model, calib.x)
+    received: dict[str, torch.Tensor] = {}
+
+    def pre_hook(name: str):
+        def fn(module, inputs):
+            received[name] = inputs[0].detach()
+        return fn
+
+    targets = set(consumers.values())
+    handles = [model.get_submodule(t).register_forward_pre_hook(pre_hook(t)) for t in targets]
+    was = model.training
+    model.eval()
+    sums = {n: torch.zeros(model.get_submodule(n).weight.shape[0], dtype=torch.float64,
+                           device=device) for n in layers}
+    try:
+        with torch.no_grad():
+            for xb, _ in calib.batches(options.batch_size):
+                received.clear()
+                model(xb.to(device))
+                for n in layers:
+                    nxt = model.get_submodule(consumers[n])
+                    a = received[consumers[n]].double().abs()
+                    if options.contribution_normalise:
+                        total = _abs_map(nxt, a)
+                        cot = 1.0 / total.clamp_min(1e-12)
+                    else:
+                        cot = torch.ones_like(_abs_map(nxt, a[:1]))
+                    sent = _abs_transpose(nxt, a.shape if options.contribution_normalise
+                                          else a[:1].shape, cot)
+                    per = a * sent  # (B, …): |a| × Σ_k |W_k·| (/ total input of k)
+                    units = sums[n].shape[0]
+                    if per.shape[1] % units if per.dim() == 2 else per.shape[1] != units:
+                        raise ExplorerError(f"contribution: layer {n!r} has {units} units but "
+                                            f"{consumers[n]!r} receives {tuple(per.shape[1:])}")
+                    per = per.reshape(per.shape[0], units, -1).sum(2)
+                    sums[n] += per.sum(0)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return {n: (s / len(calib)).float() for n, s in sums.items()}
+
+
+def interval_adjoint_scores(model: nn.Module, layers: list[str], data: Split | None,
+                            options: CriterionOptions) -> Scores:
+    """IASA (see `interval.py`): width of the pre-activation interval × max |adjoint|.
+
+    The whole-domain box uses every sample of `data` (min / max is cheap, and a subset
+    would shrink the box); ε-boxes use `max_samples` of them. Scores are float64: on deep
+    conv nets interval bounds outgrow float32.
+    """
+    if options.eps is None:
+        x = data.x
+    else:
+        x = data.subset(options.max_samples, options.seed).x
+    return iasa(model, x, layers, options.eps, options.per_class, options.batch_size)
+
+
+def _device(model: nn.Module, fallback: torch.Tensor) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return fallback.device
+
+
 # ------------------------------------------------------------------ registry
 
 CRITERIA: dict[str, Criterion] = {
+    "interval_adjoint": Criterion(
+        "interval_adjoint", "Interval adjoint (IASA)", True, interval_adjoint_scores,
+        description="Width of each unit's pre-activation interval over the input domain × "
+                    "max |interval adjoint| of Σ logits (the thesis' method)."),
     "l1": Criterion("l1", "L1 norm of weights", False, l1_scores,
                     description="Sum of |w| over each unit's incoming weights."),
     "l2": Criterion("l2", "L2 norm of weights", False, l2_scores,
                     description="Euclidean norm of each unit's incoming weights."),
+    "taylor": Criterion("taylor", "First-order Taylor", True, taylor_scores,
+                        description="|mean of activation × loss gradient|, L2-normalised per "
+                                    "layer (Molchanov et al. 2017)."),
+    "contribution": Criterion("contribution", "Contribution (|a| × outgoing |W|)", True,
+                              contribution_scores,
+                              description="Mean |activation| × Σ |outgoing weights|; MLP, CNN "
+                                          "and VGG layers (not across residual adds / concats)."),
+    "kmeans": Criterion("kmeans", "k-means clusters", False, kmeans_scores,
+                        description="Cluster weight vectors; keep singletons, prune each "
+                                    "cluster in proportion to its size."),
     "random": Criterion("random", "Random (seeded)", False, random_scores,
                         description="Uniform random scores; same seed, same scores."),
 }
@@ -136,7 +377,8 @@ def compute_scores(model: nn.Module, criterion: str, data: Split | None = None,
     """One 1-D float tensor per layer (default: `prunable_layers(model)`), higher = keep.
 
     The length of each tensor is the layer's out_features / out_channels. Scores live on
-    the CPU so callers can rank and save them without caring where the model runs.
+    the CPU so callers can rank and save them without caring where the model runs; they
+    are float32, except interval_adjoint's float64 (deep nets' bounds outgrow float32).
     Raises ExplorerError for an unknown criterion, a data-driven criterion called without
     data, and layers whose units cannot be scored (naming the layer).
     """
@@ -148,4 +390,8 @@ def compute_scores(model: nn.Module, criterion: str, data: Split | None = None,
     for name in layers:
         unit_module(model, name, criterion)
     scores = crit.fn(model, layers, data, options)
-    return {n: scores[n].detach().float().cpu() for n in layers}
+    out = {}
+    for n in layers:
+        s = scores[n].detach().cpu()
+        out[n] = s if s.dtype == torch.float64 else s.float()
+    return out
