@@ -12,15 +12,38 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 
+def _current_umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` so readers see either the old or the new file, never half.
+
+    `mkstemp` creates its file with mode 0600; the result gets the mode a plain
+    `open(path, "w")` would give (the old file's mode, or 0666 minus the umask) so
+    results stay readable by the user's other tools.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_current_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -45,7 +68,11 @@ def format_number(value: float | int) -> str:
 
 
 def table_text(columns: Sequence[str], rows: Iterable[Sequence[float | int]]) -> str:
-    """Space-separated table with one header line and no comment marks."""
+    """Space-separated table with one header line and no comment marks.
+
+    Byte-for-byte what `numpy.savetxt(f, rows, header=' '.join(columns), comments='',
+    fmt='%g')` writes, so the thesis' plotting scripts read our files unchanged.
+    """
     lines = [" ".join(columns)]
     for row in rows:
         lines.append(" ".join(format_number(v) for v in row))
@@ -54,6 +81,7 @@ def table_text(columns: Sequence[str], rows: Iterable[Sequence[float | int]]) ->
 
 def write_table(path: str | os.PathLike, columns: Sequence[str],
                 rows: Iterable[Sequence[float | int]]) -> Path:
+    """Atomically write a thesis-format table (see `table_text`)."""
     return atomic_write_text(path, table_text(columns, rows))
 
 
