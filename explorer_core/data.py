@@ -11,10 +11,11 @@ import gzip
 import os
 import pickle
 import struct
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Union
 
 import numpy as np
 import torch
@@ -102,7 +103,7 @@ def _idx_folders(info: DatasetInfo, root: Path) -> list[Path]:
     return folders
 
 
-def locate(name: str, root: Path | None = None) -> Path | None:
+def locate(name: str, root: Path | str | None = None) -> Path | None:
     """Folder holding the dataset's files, or None if it is not on disk."""
     info = get_info(name)
     if not info.files:
@@ -117,77 +118,192 @@ def locate(name: str, root: Path | None = None) -> Path | None:
     return None
 
 
-def availability(name: str, root: Path | None = None) -> tuple[bool, str]:
+def availability(name: str, root: Path | str | None = None) -> tuple[bool, str]:
     """(available, reason) — the reason names the folder the files must go into."""
     info = get_info(name)
     where = locate(name, root)
     if where is not None:
         return True, f"{info.title}: found in {where}" if info.files else f"{info.title}: bundled"
     root = Path(root) if root else default_data_root()
-    hint = f"{info.title} is not available offline: place {', '.join(info.files)} " \
-           f"(optionally .gz) in {root / info.folder}"
+    return False, f"{info.title} is not available offline: {_placement_hint(info, root)}"
+
+
+def _placement_hint(info: DatasetInfo, root: Path) -> str:
+    hint = f"place {', '.join(info.files)}"
+    if info.name != "cifar10":
+        hint += " (optionally .gz)"
+    hint += f" in {root / info.folder}"
     if info.name == "fashion_mnist":
         hint += f", or install the Debian package dataset-fashion-mnist ({DEBIAN_FASHION_MNIST})"
-    return False, hint
+    return hint
 
 
-def download_dataset(name: str, root: Path | None = None) -> Path:
-    """Fetch a torchvision dataset into the data root (prints torchvision's progress)."""
+def _short_reason(exc: BaseException) -> str:
+    """The most specific line of a (possibly multi-line) network error, kept short."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[-1] if lines else exc.__class__.__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _files_under(*folders: Path) -> set[Path]:
+    return {p for f in folders if f.is_dir() for p in f.iterdir() if p.is_file()}
+
+
+def download_timeout() -> float:
+    """Seconds a silent connection may stall a download (`EXPLORER_DOWNLOAD_TIMEOUT`)."""
+    try:
+        value = float(os.environ.get("EXPLORER_DOWNLOAD_TIMEOUT", "20"))
+    except ValueError:
+        value = 20.0
+    return value if value > 0 else 20.0
+
+
+def download_dataset(name: str, root: Path | str | None = None,
+                     timeout: float | None = None) -> Path:
+    """Fetch a torchvision dataset into the data root; returns the folder holding it.
+
+    torchvision prints a progress bar per file. Its downloads use urllib without a
+    timeout, so a firewall that drops packets would hang them for minutes: the socket
+    default timeout is lowered for the duration of the call, making an offline attempt
+    fail within seconds with a one-line `DatasetUnavailable` naming the folder to fill
+    by hand. Partial files of a failed attempt are removed so they are not later
+    mistaken for the dataset. Data already on disk (e.g. the Debian package) is used
+    as is, without downloading.
+    """
     info = get_info(name)
     if not info.files:
         return Path(".")
+    where = locate(name, root)
+    if where is not None:
+        return where
     root = Path(root) if root else default_data_root()
+    import socket
+
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, _TORCHVISION_CLASS[name])
+    target = root / info.folder
+    before = _files_under(root, target)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout if timeout is not None else download_timeout())
+    print(f"downloading {info.title} into {target}", flush=True)
     try:
+        root.mkdir(parents=True, exist_ok=True)
         for train in (True, False):
             cls(str(root), train=train, download=True)
-    except Exception as exc:  # network errors come in many types
-        ok, reason = availability(name, root)
-        raise DatasetUnavailable(f"download of {info.title} failed ({exc.__class__.__name__}); "
-                                 f"{reason}") from None
+    except BaseException as exc:
+        for leftover in _files_under(root, target) - before:
+            leftover.unlink(missing_ok=True)
+        if not isinstance(exc, Exception):
+            raise
+        raise DatasetUnavailable(f"download of {info.title} failed ({_short_reason(exc)}); "
+                                 f"to use it offline, {_placement_hint(info, root)}") from None
+    finally:
+        socket.setdefaulttimeout(previous)
     where = locate(name, root)
     if where is None:
         raise DatasetUnavailable(availability(name, root)[1])
     return where
 
 
+def _read_exact(fh, out: np.ndarray) -> int:
+    """Fill `out` from `fh` (gzip reads may return short); returns the bytes read."""
+    view = memoryview(out).cast("B")
+    got = 0
+    while got < len(view):
+        n = fh.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
 def _read_idx(path: Path) -> np.ndarray:
+    """Decode an unsigned-byte IDX file (raw or .gz) straight into one numpy array.
+
+    The pixels are read into a preallocated array rather than via `read()` + copy, so
+    a 47 MB image file costs 47 MB, not 94. Any damage (bad magic, a header promising
+    more bytes than the file holds, trailing bytes, a broken gzip stream) becomes a
+    `DatasetUnavailable` naming the file.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
-    if len(data) < 8:
-        raise DatasetUnavailable(f"{path} is truncated")
-    zero, dtype, ndim = data[0:2], data[2], data[3]
-    if zero != b"\x00\x00" or dtype != 0x08:
-        raise DatasetUnavailable(f"{path} is not an unsigned-byte IDX file")
-    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).copy()
-    if arr.size != int(np.prod(dims)):
-        raise DatasetUnavailable(f"{path} is truncated or corrupt")
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(4)
+            if len(head) < 4:
+                raise DatasetUnavailable(f"{path} is truncated: no IDX header")
+            if head[:2] != b"\x00\x00" or head[2] != 0x08 or not 1 <= head[3] <= 4:
+                raise DatasetUnavailable(f"{path} is not an unsigned-byte IDX file "
+                                         f"(header {head.hex()})")
+            ndim = head[3]
+            raw_dims = fh.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise DatasetUnavailable(f"{path} is truncated inside its IDX header")
+            dims = struct.unpack(f">{ndim}I", raw_dims)
+            expected = int(np.prod(dims, dtype=np.int64))
+            if expected > 2 ** 34:
+                raise DatasetUnavailable(f"{path} is corrupt: header claims {dims}")
+            arr = np.empty(expected, dtype=np.uint8)
+            got = _read_exact(fh, arr)
+            if got < expected:
+                raise DatasetUnavailable(f"{path} is truncated: {got} of {expected} data bytes")
+            if fh.read(1):
+                raise DatasetUnavailable(f"{path} is corrupt: bytes after the {expected} "
+                                         "the header announces")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DatasetUnavailable(f"{path} is unreadable ({exc.__class__.__name__}: "
+                                 f"{_short_reason(exc)})") from None
     return arr.reshape(dims)
 
 
 class _CifarUnpickler(pickle.Unpickler):
-    """CIFAR's python batches are pickles: allow only numpy array reconstruction."""
+    """CIFAR's python batches are pickles: allow only what rebuilds numpy arrays.
+
+    Anything else (os.system, builtins.open, eval, …) is refused *before* it could be
+    called: `find_class` is where a pickle obtains every callable it would invoke.
+    """
     _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"),
                 ("numpy.core.multiarray", "_reconstruct"),
                 ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+                ("_codecs", "encode")}
 
     def find_class(self, module: str, name: str):
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}, which could run code")
 
 
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_batch(path: Path, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
     with open(path, "rb") as fh:
         batch = _CifarUnpickler(fh, encoding="latin1").load()
-    x = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    y = np.asarray(batch["labels"], dtype=np.int64)
-    return x, y
+    if not isinstance(batch, dict) or "data" not in batch or "labels" not in batch:
+        raise DatasetUnavailable(f"{path} is not a CIFAR batch (no 'data' and 'labels')")
+    x = np.asarray(batch["data"])
+    y = np.asarray(batch["labels"])
+    if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or y.shape != (x.shape[0],):
+        raise DatasetUnavailable(f"{path} has data of shape {x.shape} ({x.dtype}) and "
+                                 f"{y.shape[0] if y.ndim else 0} labels; expected (N, 3072) "
+                                 "uint8 and N labels")
+    y = y.astype(np.int64)
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise DatasetUnavailable(f"{path} has labels outside 0..{num_classes - 1}")
+    return x.reshape(-1, 3, 32, 32), y
+
+
+def _check_idx_pair(info: DatasetInfo, where: Path, images: np.ndarray,
+                    labels: np.ndarray, which: str) -> None:
+    size = info.size
+    if images.ndim != 3 or images.shape[1:] != (size, size):
+        raise DatasetUnavailable(f"{info.title} {which} images in {where} have shape "
+                                 f"{images.shape}, expected (N, {size}, {size})")
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise DatasetUnavailable(f"{info.title} {which} files in {where} disagree: "
+                                 f"{images.shape[0]} images but {labels.shape} labels")
+    if labels.size and labels.max() >= info.num_classes:
+        raise DatasetUnavailable(f"{info.title} {which} labels in {where} go up to "
+                                 f"{labels.max()}, expected < {info.num_classes}")
 
 
 def _load_raw(name: str, root: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -209,18 +325,26 @@ def _load_raw(name: str, root: Path | None) -> tuple[np.ndarray, np.ndarray, np.
         raise DatasetUnavailable(availability(name, root)[1])
     try:
         if name == "cifar10":
-            parts = [_read_cifar_batch(where / f) for f in info.files[:5]]
-            xt, yt = _read_cifar_batch(where / "test_batch")
-            return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                    xt, yt)
-        arrays = [_read_idx(_find_idx(where, f)) for f in info.files]
-    except (OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as exc:
-        raise DatasetUnavailable(f"{info.title} files in {where} are unreadable: {exc}") from None
-    x_train, y_train, x_test, y_test = arrays
+            parts = [_read_cifar_batch(where / f, info.num_classes) for f in info.files[:5]]
+            xt, yt = _read_cifar_batch(where / "test_batch", info.num_classes)
+            x_train = np.concatenate([p[0] for p in parts])
+            y_train = np.concatenate([p[1] for p in parts])
+            del parts
+            return x_train, y_train, xt, yt
+        x_train, y_train, x_test, y_test = (_read_idx(_find_idx(where, f)) for f in info.files)
+    except (OSError, EOFError, KeyError, ValueError, TypeError, AttributeError,
+            pickle.UnpicklingError) as exc:
+        raise DatasetUnavailable(f"{info.title} files in {where} are unreadable: "
+                                 f"{_short_reason(exc)}") from None
+    _check_idx_pair(info, where, x_train, y_train, "training")
+    _check_idx_pair(info, where, x_test, y_test, "test")
     return (x_train[:, None], y_train.astype(np.int64), x_test[:, None], y_test.astype(np.int64))
 
 
 # ---------------------------------------------------------------- tensor-resident splits
+
+Index = Union[slice, torch.Tensor]
+
 
 @dataclass
 class Split:
@@ -231,18 +355,33 @@ class Split:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
-    def batches(self, batch_size: int, shuffle: bool = False,
-                generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def index_batches(self, batch_size: int, shuffle: bool = False,
+                      generator: torch.Generator | None = None) -> Iterator[Index]:
+        """Which samples form each batch, without gathering them.
+
+        Every sample appears exactly once per pass; the last batch may be smaller.
+        Yielding indices lets the training loop gather one micro-batch at a time, so
+        an effective batch of 60 000 never materialises as one 188 MB copy.
+        """
         n = len(self)
-        batch_size = max(1, min(int(batch_size), n))
+        batch_size = max(1, min(int(batch_size), n)) if n else 1
         if shuffle:
             order = torch.randperm(n, generator=generator, device="cpu").to(self.x.device)
             for i in range(0, n, batch_size):
-                idx = order[i:i + batch_size]
-                yield self.x[idx], self.y[idx]
+                yield order[i:i + batch_size]
         else:
             for i in range(0, n, batch_size):
-                yield self.x[i:i + batch_size], self.y[i:i + batch_size]
+                yield slice(i, min(i + batch_size, n))
+
+    def take(self, index: Index) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and labels of `index` (a view for slices, a gathered copy otherwise)."""
+        return self.x[index], self.y[index]
+
+    def batches(self, batch_size: int, shuffle: bool = False,
+                generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(x, y) batches by index slicing; shuffled order comes from `generator`."""
+        for index in self.index_batches(batch_size, shuffle, generator):
+            yield self.take(index)
 
     def subset(self, n: int, seed: int = 0) -> "Split":
         n = min(n, len(self))
@@ -256,6 +395,11 @@ class Split:
 
 @dataclass
 class Dataset:
+    """A dataset's three splits; instances are shared by `load_dataset`'s cache.
+
+    Treat the tensors as read-only: an in-place edit would leak into every other
+    caller that loaded the same dataset in this process.
+    """
     info: DatasetInfo
     train: Split
     val: Split
@@ -277,39 +421,72 @@ class Dataset:
                        self.test.to(device), self.seed, self.val_fraction, self.extra)
 
 
-def normalise(info: DatasetInfo, images_uint8: torch.Tensor) -> torch.Tensor:
-    x = images_uint8.to(torch.float32).div_(255.0)
-    mean = torch.tensor(info.mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(info.std, dtype=torch.float32).view(1, -1, 1, 1)
+def normalise(info: DatasetInfo, images_uint8: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 images (N, C, H, W) → float32 `(x / 255 - mean) / std`, per channel.
+
+    The float tensor is the only new allocation (all arithmetic is in place), which
+    matters at 60 000 × 784 floats.
+    """
+    if isinstance(images_uint8, np.ndarray):
+        x = torch.from_numpy(images_uint8.astype(np.float32))
+    else:
+        x = images_uint8.to(torch.float32, copy=True)
+    x.div_(255.0)
+    mean = torch.tensor(info.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(info.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
     return x.sub_(mean).div_(std)
 
 
-@lru_cache(maxsize=4)
+def _split_indices(n: int, seed: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices of a seeded permutation; val takes round(n * fraction)."""
+    n_val = int(round(n * val_fraction))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    return order[n_val:], order[:n_val]
+
+
+@lru_cache(maxsize=3)
 def _load_cached(name: str, root: str, seed: int, val_fraction: float) -> Dataset:
+    """Decode once, split the uint8 arrays, then normalise each split on its own.
+
+    Splitting before normalising keeps the peak at one float copy of the data (plus
+    the uint8 arrays, 1/4 of that), instead of a float copy of the whole training set
+    and a second float copy of its train/val parts. The uint8 arrays are dropped on
+    return; only the three float splits stay cached.
+    """
     info = get_info(name)
     x_train, y_train, x_test, y_test = _load_raw(name, Path(root) if root else None)
-    n = len(y_train)
-    n_val = int(round(n * val_fraction))
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    val_idx, train_idx = order[:n_val], order[n_val:]
-    xt = normalise(info, torch.from_numpy(np.ascontiguousarray(x_train)))
-    yt = torch.from_numpy(np.ascontiguousarray(y_train))
-    test = Split(normalise(info, torch.from_numpy(np.ascontiguousarray(x_test))),
-                 torch.from_numpy(np.ascontiguousarray(y_test)))
-    return Dataset(info, Split(xt[train_idx], yt[train_idx]), Split(xt[val_idx], yt[val_idx]),
-                   test, seed, val_fraction)
+    train_idx, val_idx = _split_indices(len(y_train), seed, val_fraction)
+    splits = []
+    for idx in (train_idx, val_idx):
+        splits.append(Split(normalise(info, x_train[idx]),
+                            torch.from_numpy(y_train[idx].astype(np.int64))))
+    del x_train
+    test = Split(normalise(info, x_test), torch.from_numpy(y_test.astype(np.int64)))
+    return Dataset(info, splits[0], splits[1], test, seed, val_fraction)
 
 
 def load_dataset(name: str = "digits", root: Path | str | None = None, seed: int = 0,
                  val_fraction: float = 0.1) -> Dataset:
-    """Load (once per process) and split a dataset; raises DatasetUnavailable offline."""
-    get_info(name)
-    if not 0 <= val_fraction < 1:
-        raise ExplorerError(f"validation fraction must be in [0, 1), got {val_fraction}")
-    return _load_cached(name, str(root or ""), int(seed), float(val_fraction))
+    """Load (once per process, cached) and split a dataset; DatasetUnavailable offline.
+
+    The validation split is a seeded random `val_fraction` of the official training
+    set; the test split is the official one (a fixed 20 % for Digits).
+    """
+    info = get_info(name)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ExplorerError(f"seed must be a whole number, got {seed!r}")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) \
+            or not 0 <= val_fraction < 1:
+        raise ExplorerError(f"validation fraction must be in [0, 1), got {val_fraction!r}")
+    resolved = "" if not info.files else str(Path(root) if root else default_data_root())
+    return _load_cached(name, resolved, int(seed), float(val_fraction))
 
 
-def list_datasets(root: Path | None = None) -> list[tuple[DatasetInfo, bool, str]]:
+def clear_cache() -> None:
+    """Forget loaded datasets (frees their memory once no caller holds them)."""
+    _load_cached.cache_clear()
+
+
+def list_datasets(root: Path | str | None = None) -> list[tuple[DatasetInfo, bool, str]]:
     """Every registered dataset with (available, reason) — for pickers."""
     return [(info, *availability(name, root)) for name, info in DATASETS.items()]
-

@@ -1,3 +1,4 @@
 """CLI commands, one module each; importing this package registers them all."""
 from . import prune, retention  # noqa: F401
 from . import prune_once  # noqa: F401
+from . import datasets  # noqa: F401
