@@ -212,31 +212,111 @@ def spec_for_dataset(arch: str, info, hidden: list[int] | None = None) -> Spec:
     return default_spec(arch, info.channels, info.size, info.num_classes, hidden)
 
 
+def _whole(value: Any, field: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ExplorerError(f"model spec field {field!r} must be a whole number ≥ {minimum}, "
+                            f"got {value!r}")
+    return value
+
+
+def _widths(value: Any, field: str) -> list[int]:
+    if not isinstance(value, (list, tuple)):
+        raise ExplorerError(f"model spec field {field!r} must be a list of widths, got {value!r}")
+    for h in value:
+        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+            raise ExplorerError(f"{field} widths must be whole numbers ≥ 1, got {h!r}")
+    return list(value)
+
+
 def validate_spec(spec: Mapping[str, Any]) -> Spec:
+    """Check a spec before building; every problem is a one-line `ExplorerError`.
+
+    Specs arrive from JSON files and from pages, so types are checked, not assumed:
+    a width of "64" or 0 must be refused here rather than deep inside torch.
+    """
     if not isinstance(spec, Mapping) or "arch" not in spec:
         raise ExplorerError("model spec must be a JSON object with an 'arch' field")
     arch = spec["arch"]
-    if arch not in ARCHS:
+    if not isinstance(arch, str) or arch not in ARCHS:
         raise ExplorerError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)}")
-    need = ("in", "out") if arch in FULLY_CONNECTED else ("in_ch", "out")
-    for key in need:
-        v = spec.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ExplorerError(f"model spec field {key!r} must be a whole number ≥ 1, got {v!r}")
-    for h in spec.get("hidden", []) or []:
-        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
-            raise ExplorerError(f"hidden widths must be whole numbers ≥ 1, got {h!r}")
+    if arch in FULLY_CONNECTED:
+        _whole(spec.get("in"), "in")
+    else:
+        _whole(spec.get("in_ch"), "in_ch")
+        if "size" in spec:
+            _whole(spec["size"], "size")
+    _whole(spec.get("out"), "out")
+    if "hidden" in spec and spec["hidden"] is not None:
+        if arch == "slp" and spec["hidden"]:
+            raise ExplorerError("an 'slp' has no hidden layers; use 'mlp' for hidden widths")
+        _widths(spec["hidden"], "hidden")
+    if "channels" in spec:
+        if not _widths(spec["channels"], "channels") and arch == "cnn":
+            raise ExplorerError("a 'cnn' needs at least one conv layer in 'channels'")
+    act = spec.get("activation", "relu")
+    if act not in ACTIVATIONS:
+        raise ExplorerError(f"unknown activation {act!r}; choose one of {', '.join(ACTIVATIONS)}")
+    if "input_shape" in spec:
+        shape = _widths(spec["input_shape"], "input_shape")
+        feats = math.prod(shape)
+        if arch in FULLY_CONNECTED and feats != spec["in"]:
+            raise ExplorerError(f"input_shape {shape} has {feats} values but 'in' is {spec['in']}")
+        if arch not in FULLY_CONNECTED and (len(shape) != 3 or shape[0] != spec["in_ch"]):
+            raise ExplorerError(f"input_shape {shape} does not match in_ch {spec['in_ch']}")
     return dict(spec)
 
 
 def build_model(spec: Mapping[str, Any], state: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
-    """Build a model from its spec; with a state dict, resize layers to it and load it."""
+    """Build a model from its spec; with a state dict, resize layers to it and load it.
+
+    Resizing lets a dense spec carry a pruned state (how Torch-Pruning'd conv nets
+    come back), but the model's interface — input features / channels and number of
+    classes — must agree with the spec, or the model would fail later on real inputs.
+    """
     spec = validate_spec(spec)
     model = ARCHS[spec["arch"]](spec)
     if state is not None:
+        check_interface(model, state)
         resize_to_state(model, state)
         load_state_strict(model, state)
     return model
+
+
+def _interface_layers(model: nn.Module) -> tuple[str | None, nn.Module | None, str | None, nn.Module | None]:
+    """(name, module) of the first Linear/Conv2d and of the last Linear."""
+    first = last = None
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)) and first is None:
+            first = (name, m)
+        if isinstance(m, nn.Linear):
+            last = (name, m)
+    return (*(first or (None, None)), *(last or (None, None)))
+
+
+def check_interface(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse a state whose input width or class count differs from `model`'s.
+
+    Pruning never touches a model's inputs or logits, so a difference there means the
+    weights belong to another dataset or task. Checked on the state before any layer
+    is resized, so a refused load leaves `model` untouched.
+    """
+    first_name, first, last_name, last = _interface_layers(model)
+    if first is not None:
+        w = state.get(f"{first_name}.weight" if first_name else "weight")
+        if isinstance(w, torch.Tensor) and w.dim() >= 2:
+            if isinstance(first, nn.Conv2d):
+                groups = first.groups if first.groups == first.in_channels else 1
+                have, want, what = w.shape[1] * groups, first.in_channels, "input channels"
+            else:
+                have, want, what = w.shape[1], first.in_features, "input features"
+            if have != want:
+                raise ExplorerError(f"weights do not fit the model: {have} {what} in "
+                                    f"{first_name}, the model expects {want}")
+    if last is not None:
+        w = state.get(f"{last_name}.weight" if last_name else "weight")
+        if isinstance(w, torch.Tensor) and w.dim() == 2 and w.shape[0] != last.out_features:
+            raise ExplorerError(f"weights do not fit the model: {w.shape[0]} classes in "
+                                f"{last_name}, the model expects {last.out_features}")
 
 
 def input_shape(spec: Mapping[str, Any]) -> tuple[int, ...]:
@@ -256,13 +336,23 @@ def hidden_widths(model: nn.Module) -> list[int]:
 
 
 def spec_of(model: nn.Module, base: Mapping[str, Any]) -> Spec:
-    """The spec of a (possibly pruned) model: MLP widths, or conv widths for display."""
+    """The spec of a (possibly pruned) model: the widths it has now, not its dense ones.
+
+    MLPs record their hidden widths (enough to rebuild them exactly); the CNN also
+    records its conv channels and FC widths; every conv net records `widths` per conv
+    layer for display (rebuilding those goes through `resize_to_state`).
+    """
     spec = dict(base)
-    if isinstance(model, MLP) and spec.get("arch") == "mlp":
-        spec["hidden"] = model.hidden
-    elif not isinstance(model, MLP):
-        spec["widths"] = {name: m.out_channels for name, m in model.named_modules()
-                          if isinstance(m, nn.Conv2d)}
+    if isinstance(model, MLP):
+        if spec.get("arch") == "mlp":
+            spec["hidden"] = model.hidden
+        return spec
+    spec["widths"] = {name: m.out_channels for name, m in model.named_modules()
+                      if isinstance(m, nn.Conv2d)}
+    if isinstance(model, CNN) and spec.get("arch") == "cnn":
+        spec["channels"] = [m.out_channels for m in model.features if isinstance(m, nn.Conv2d)]
+        spec["hidden"] = [m.out_features for m in model.classifier
+                          if isinstance(m, nn.Linear)][:-1]
     return spec
 
 
