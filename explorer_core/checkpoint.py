@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
+import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,7 +21,8 @@ from torch import nn
 
 from .errors import CheckpointError, ExplorerError
 from .fileio import atomic_write_bytes, atomic_write_json
-from .models import Spec, build_model, load_state_strict, resize_to_state, spec_of
+from .models import (Spec, build_model, check_interface, load_state_strict,
+                     resize_to_state, spec_of)
 
 SUFFIX = ".safetensors"
 
@@ -30,11 +35,19 @@ class Checkpoint:
     path: Path | None = None
 
 
+_KNOWN_SUFFIXES = (SUFFIX, ".json", ".pth", ".pt", ".bin")
+
+
 def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(tensor file, JSON sidecar) for a checkpoint path given with or without suffix.
+
+    Only our own suffixes are replaced: "model.v2" becomes "model.v2.safetensors",
+    not "model.safetensors".
+    """
     p = Path(path)
-    if p.suffix in (SUFFIX, ".json"):
+    if p.suffix in _KNOWN_SUFFIXES:
         p = p.with_suffix("")
-    return p.with_suffix(SUFFIX), p.with_suffix(".json")
+    return p.parent / (p.name + SUFFIX), p.parent / (p.name + ".json")
 
 
 def save_checkpoint(model: nn.Module, spec: Mapping[str, Any], path: str | os.PathLike,
@@ -45,7 +58,7 @@ def save_checkpoint(model: nn.Module, spec: Mapping[str, Any], path: str | os.Pa
     tensor_path, json_path = _paths(path)
     full_spec = spec_of(model, spec)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    info = {"spec": full_spec, **dict(meta or {})}
+    info = {**dict(meta or {}), "spec": full_spec}
     blob = save(state, metadata={"spec": json.dumps(full_spec)})
     atomic_write_bytes(tensor_path, blob)
     atomic_write_json(json_path, info)
@@ -65,30 +78,48 @@ def read_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[s
                           "state dict)")
 
 
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The `__metadata__` of a safetensors blob whose header has already been validated."""
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + size])
+    meta = header.get("__metadata__") or {}
+    return {str(k): str(v) for k, v in meta.items()}
+
+
 def _read_safetensors(p: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Parse one in-memory copy of the file (no second open: the file may be replaced)."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    data = p.read_bytes()
     try:
+        data = p.read_bytes()
         state = load(data)
-        import safetensors
-
-        with safetensors.safe_open(str(p), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except (SafetensorError, ValueError, RuntimeError, OSError) as exc:
+        meta = _safetensors_metadata(data)
+    except (SafetensorError, ValueError, RuntimeError, OSError, struct.error) as exc:
         raise CheckpointError(f"{p.name} is not a valid safetensors file ({exc})") from None
     return state, meta
 
 
-def _read_pth(p: Path) -> dict[str, torch.Tensor]:
-    import pickle
+_GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")
 
+
+def _read_pth(p: Path) -> dict[str, torch.Tensor]:
+    """A `.pth` read with `weights_only=True`: tensors and containers, never objects.
+
+    PyTorch's restricted unpickler refuses any global it does not know (os.system,
+    builtins.open, a model class) *before* calling it, so a malicious file is rejected
+    without running anything. The refused name is quoted in the message.
+    """
     try:
-        obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"{p.name} was refused: it needs unpickling of Python objects, "
-                              "which could run code; save a plain state dict instead") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = _GLOBAL.search(str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(f"{p.name} was refused: it needs unpickling of Python objects"
+                              f"{what}, which could run code; save a plain state dict "
+                              "(torch.save(model.state_dict(), f)) or use .safetensors") from None
     except Exception as exc:  # zip / EOF / storage errors from a corrupt file
         raise CheckpointError(f"{p.name} is corrupt or not a PyTorch file "
                               f"({exc.__class__.__name__})") from None
@@ -127,20 +158,44 @@ def read_spec(path: str | os.PathLike, meta: Mapping[str, str] | None = None) ->
                           "beside it")
 
 
+def _width_mismatch(model: nn.Module, spec: Mapping[str, Any]) -> str | None:
+    """Which recorded width of `spec` the loaded weights contradict, if any."""
+    actual = spec_of(model, spec)
+    for key in ("hidden", "channels", "widths"):
+        if key in spec and spec[key] != actual.get(key):
+            return f"the spec records {key} {spec[key]} but the weights have {actual.get(key)}"
+    return None
+
+
 def load_checkpoint(path: str | os.PathLike, spec: Mapping[str, Any] | None = None,
                     device: str | torch.device = "cpu") -> Checkpoint:
-    """A ready model (eval mode) from our checkpoint, or from a `.pth` plus a spec."""
+    """A ready model (eval mode) from our checkpoint, or from a `.pth` plus a spec.
+
+    A spec read from the checkpoint's own sidecar must match the weights exactly
+    (we write the pruned widths into it, so a difference means the two files do not
+    belong together). A spec passed by the caller is a template: layers may be
+    narrower in the weights (a pruned `.pth` with the dense spec), but inputs and
+    classes must agree.
+    """
     tensor_path = Path(path)
     if tensor_path.suffix == ".json":
         tensor_path = _paths(path)[0]
     state, meta = read_state(tensor_path)
-    info = {"spec": dict(spec)} if spec is not None else read_spec(tensor_path, meta)
+    from_file = spec is None
+    info = read_spec(tensor_path, meta) if from_file else {"spec": dict(spec)}
     try:
         model = build_model(info["spec"], state)
     except CheckpointError:
         raise
     except ExplorerError as exc:
         raise CheckpointError(f"{tensor_path.name}: {exc}") from None
+    except Exception as exc:  # a spec that passes validation but cannot be built
+        raise CheckpointError(f"{tensor_path.name}: cannot build the model of its spec "
+                              f"({exc.__class__.__name__}: {exc})") from None
+    if from_file:
+        problem = _width_mismatch(model, info["spec"])
+        if problem:
+            raise CheckpointError(f"{tensor_path.name}: {problem}")
     model.to(device).eval()
     return Checkpoint(model, dict(info["spec"]), {k: v for k, v in info.items() if k != "spec"},
                       tensor_path)
@@ -150,10 +205,12 @@ def load_pruned_model(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Resize `model`'s layers to a (pruned) checkpoint and load it, in place.
 
     Keeps the thesis' deployment recipe: `model = SimpleNN(); load_pruned_model(model, f);
-    model(x)` — for our safetensors files and for plain `.pth` state dicts.
+    model(x)` — for our safetensors files and for plain `.pth` state dicts. Weights
+    for other inputs or classes are refused before `model` is touched.
     """
     state, _ = read_state(path)
     try:
+        check_interface(model, state)
         resize_to_state(model, state)
         load_state_strict(model, state)
     except ExplorerError as exc:
