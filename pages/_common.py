@@ -64,3 +64,19 @@ def png_download_button(label: str, chart: alt.TopLevelMixin, file_name: str, ke
     st.download_button(label, data=lambda: chart_png_bytes(chart), file_name=file_name,
                        mime="image/png", key=key, on_click="ignore",
                        icon=":material/image:")
+
+
+def require_app_navigation() -> None:
+    """Make a deep link on a freshly started server run through app.py's `st.navigation`.
+
+    Streamlit decides on its first script run whether the app uses the legacy
+    `pages/` folder mode (it does whenever a `pages/` folder exists, until some run
+    calls `st.navigation`). A first visit straight to /<page> therefore runs the page
+    file alone with an auto-generated sidebar; switching the flag and rerunning sends
+    the same URL through app.py instead.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()

@@ -14,7 +14,8 @@ from explorer_core.charts import (DISTRIBUTION_PNG, ITERATION_PNG, retention_dis
 from explorer_core.errors import ExplorerError
 from explorer_core.schedule import (SCHEDULES, RetentionTable, ScheduleConfig, retention_table,
                                     widths_from_spec)
-from pages._common import format_int_list, parse_int_list, png_download_button, read_json_upload
+from pages._common import (format_int_list, parse_int_list, png_download_button,
+                           read_json_upload, require_app_navigation)
 
 SESSION_KEY = "retention_schedule"
 
@@ -138,6 +139,7 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
                    f"{config.kind} schedule.")
 
 
+require_app_navigation()
 st.title("Retention curve")
 st.markdown("Plan a structured-pruning run: how many neurons each hidden layer keeps at "
             "every iteration, before any training. Pick the schedule here; the table is the "

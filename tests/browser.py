@@ -149,14 +149,28 @@ def launch_chromium(playwright):
                                       headless=True)
 
 
+# Idle must hold this long: a script that calls st.rerun() shows "notRunning" for a
+# moment between its two runs, and a page would look finished while still blank.
+SETTLE_MS = 400
+
+_SETTLED_JS = """([settleMs]) => {
+  const idle = (%s)();
+  const now = performance.now();
+  if (!idle) { window.__stIdleSince = null; return false; }
+  if (window.__stIdleSince == null) window.__stIdleSince = now;
+  return now - window.__stIdleSince >= settleMs;
+}""" % _IDLE_JS
+
+
 def wait_for_app(page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
-    """Wait until the app is rendered and its script run has finished.
+    """Wait until the app is rendered and its script has finished running (and stays so).
 
     Use after `page.goto` or any time the page should be idle. After an input that
     triggers a rerun, prefer `rerun_after`, which also waits for that rerun to start.
     """
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
-    page.wait_for_function(_IDLE_JS, timeout=timeout_ms)
+    page.evaluate("() => { window.__stIdleSince = null; }")
+    page.wait_for_function(_SETTLED_JS, arg=[SETTLE_MS], timeout=timeout_ms, polling=100)
 
 
 @contextmanager
@@ -164,8 +178,8 @@ def rerun_after(page, timeout_ms: int = RUN_TIMEOUT_MS) -> Iterator[None]:
     """Run the body (an input that makes Streamlit rerun), then wait for that rerun to finish."""
     page.evaluate(_COUNT_RUNS_JS)
     yield
-    page.wait_for_function(f"() => window.__stRunsStarted > 0 && ({_IDLE_JS})()",
-                           timeout=timeout_ms)
+    page.wait_for_function("() => window.__stRunsStarted > 0", timeout=timeout_ms)
+    wait_for_app(page, timeout_ms)
 
 
 def wait_for_charts(page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:

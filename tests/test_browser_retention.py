@@ -92,3 +92,24 @@ def test_png_download_is_a_png(app_page, streamlit_server, tmp_path):
     download.value.save_as(saved)
     assert saved.name == "pruneNodesDistribution.png"
     assert saved.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_deep_link_on_a_fresh_server_opens_the_page_inside_the_app(browser):
+    """First visit straight to /retention: Streamlit must not fall back to its legacy
+    pages/ folder mode (which would list every file in pages/ as a page)."""
+    from browser import start_streamlit
+
+    server = start_streamlit()  # its own server: the first request decides the mode
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        open_app(page, server.url, "retention")
+        expect(page.get_by_role("heading", name="Retention curve")).to_be_visible()
+        expect(cell(page, 1, 7)).to_have_text("54")
+        nav = page.locator('[data-testid="stSidebarNav"]')
+        expect(nav).to_contain_text("Retention curve")
+        expect(nav).not_to_contain_text("_common")
+        expect(nav).not_to_contain_text("common")
+    finally:
+        context.close()
+        server.stop()
