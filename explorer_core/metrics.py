@@ -35,10 +35,16 @@ from .masks import copy_model
 
 @dataclass(frozen=True)
 class LatencyConfig:
-    """Batch size, timed repeats and untimed warm-up runs of a latency measurement."""
+    """Batch size, timed repeats and untimed warm-up runs of a latency measurement.
+
+    `threads`: torch intra-op threads while timing (None = leave as is). One thread
+    gives the steadiest ratios on a small shared machine: a multi-threaded GEMM whose
+    peer thread is descheduled waits for it, which makes timings erratic under load.
+    """
     batch_size: int = 256
     repeats: int = 30
     warmup: int = 5
+    threads: int | None = None
 
     def validate(self) -> "LatencyConfig":
         for name in ("batch_size", "repeats"):
@@ -47,6 +53,8 @@ class LatencyConfig:
                 raise ExplorerError(f"latency {name} must be a whole number ≥ 1, got {v!r}")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ExplorerError(f"latency warm-up must be a whole number ≥ 0, got {self.warmup!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ExplorerError(f"latency threads must be a whole number ≥ 1, got {self.threads!r}")
         return self
 
 
@@ -129,10 +137,13 @@ def count_nonzero(model: nn.Module) -> int:
 
 # ------------------------------------------------------------------ MACs / FLOPs
 
-def _example(model: nn.Module, shape: Sequence[int], batch: int) -> torch.Tensor:
+def _device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
-    device = p.device if p is not None else torch.device("cpu")
-    return torch.zeros(batch, *[int(s) for s in shape], device=device)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _example(model: nn.Module, shape: Sequence[int], batch: int) -> torch.Tensor:
+    return torch.zeros(batch, *[int(s) for s in shape], device=_device(model))
 
 
 def macs_per_sample(model: nn.Module, input_shape: Sequence[int]) -> int:
@@ -207,9 +218,14 @@ def measure_latencies(models: Sequence[nn.Module], input_shape: Sequence[int],
     """Median ms per batch of each model, repeats interleaved across the models."""
     config.validate()
     states = [m.training for m in models]
-    xs = [_example(m, input_shape, config.batch_size) for m in models]
+    gen = torch.Generator().manual_seed(0)  # real-looking inputs; values do not change GEMM work
+    x = torch.randn(config.batch_size, *[int(s) for s in input_shape], generator=gen)
+    xs = [x.to(_device(m)) for m in models]
     times: list[list[float]] = [[] for _ in models]
+    threads = torch.get_num_threads()
     try:
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
         for m in models:
             m.eval()
         with torch.inference_mode():
@@ -220,6 +236,7 @@ def measure_latencies(models: Sequence[nn.Module], input_shape: Sequence[int],
                 for i, (m, x) in enumerate(zip(models, xs)):
                     times[i].append(_time_once(m, x))
     finally:
+        torch.set_num_threads(threads)
         for m, s in zip(models, states):
             m.train(s)
     return [statistics.median(t) for t in times]

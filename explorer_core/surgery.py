@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping
 import torch
 import torch_pruning as tp
 from torch import nn
+from torch.nn.utils import prune as torch_prune
 
 from .criteria import CriterionOptions, compute_scores, get_criterion
 from .data import Split
@@ -289,6 +290,9 @@ def _prune_graph_family(model: nn.Module, spec: Spec, config: PruneConfig, data:
                         spec_update: Callable[[nn.Module, Spec], Spec] | None = None) -> PruneResult:
     if isinstance(model, MLP):
         raise ExplorerError(f"the spec says {spec.get('arch')!r} but the model is an MLP")
+    if torch_prune.is_pruned(model):
+        raise ExplorerError("the model carries weight masks; make them permanent "
+                            "(masks.make_permanent) before removing channels")
     pruned = copy.deepcopy(model)
     g = _build_graph(pruned, spec)
     if not g.groups:

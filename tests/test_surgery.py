@@ -249,3 +249,14 @@ def test_conv_pruning_works_when_called_under_no_grad(dense_models):
     with torch.no_grad():  # tracing needs autograd; surgery re-enables it locally
         res = prune_structural(dense, spec, PruneConfig("l1", ratio=0.5))
     assert res.spec["channels"] == [8, 16]
+
+
+def test_masked_conv_net_must_be_made_permanent_first(dense_models):
+    from explorer_core.masks import apply_masks, copy_model, make_permanent
+
+    spec, dense = dense_models["cnn"]
+    masked = apply_masks(copy_model(dense), 0.5)
+    with pytest.raises(ExplorerError, match="make them permanent"):
+        prune_structural(masked, spec, PruneConfig("l1", ratio=0.5))
+    res = prune_structural(make_permanent(masked), spec, PruneConfig("l1", ratio=0.5))
+    assert res.spec["channels"] == [8, 16]
