@@ -30,6 +30,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.download:
+        if not DATASETS[args.download].files:
+            print(f"{args.download}: bundled with scikit-learn, nothing to download")
+            return 0
         where = download_dataset(args.download, args.root, timeout=args.timeout)
         print(f"{args.download}: available in {where}")
         return 0
