@@ -1,6 +1,5 @@
 """Cost metrics against hand counts; no profiler state leaks into the model."""
 import pytest
-import torch
 
 from explorer_core.masks import apply_masks
 from explorer_core.metrics import (LatencyConfig, compare_costs, cost_report, count_nonzero,
