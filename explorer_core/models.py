@@ -298,8 +298,12 @@ def check_interface(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None
 
     Pruning never touches a model's inputs or logits, so a difference there means the
     weights belong to another dataset or task. Checked on the state before any layer
-    is resized, so a refused load leaves `model` untouched.
+    is resized, so a refused load leaves `model` untouched. Layer names come first:
+    weights of a deeper or shallower net are reported as missing / unexpected layers.
     """
+    problems = _key_problems(model.state_dict(), state)
+    if problems:
+        raise ExplorerError("weights do not fit the model: " + "; ".join(problems))
     first_name, first, last_name, last = _interface_layers(model)
     if first is not None:
         w = state.get(f"{first_name}.weight" if first_name else "weight")
@@ -402,18 +406,23 @@ def resize_to_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.M
     return model
 
 
-def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
-    """load_state_dict with a one-line message naming what does not fit."""
-    own = model.state_dict()
+def _key_problems(own: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> list[str]:
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-             if k in state and tuple(state[k].shape) != tuple(v.shape)]
     problems = []
     if missing:
         problems.append(f"missing {', '.join(missing[:3])}" + (" …" if len(missing) > 3 else ""))
     if unexpected:
         problems.append(f"unexpected {', '.join(unexpected[:3])}" + (" …" if len(unexpected) > 3 else ""))
+    return problems
+
+
+def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """load_state_dict with a one-line message naming what does not fit."""
+    own = model.state_dict()
+    problems = _key_problems(own, state)
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
     if wrong:
         problems.append(f"shape mismatch {', '.join(wrong[:3])}" + (" …" if len(wrong) > 3 else ""))
     if problems:
