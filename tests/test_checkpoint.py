@@ -1,0 +1,264 @@
+"""Checkpoints: save → load → identical outputs, the thesis' deployment recipe for our
+files and plain `.pth` state dicts, refusal of pickles that would run code (and proof
+that they did not run), and one-line errors for corrupt or mismatched files."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from explorer_core import SimpleNN, load_pruned_model
+from explorer_core.checkpoint import load_checkpoint, read_state, save_checkpoint
+from explorer_core.errors import CheckpointError
+from explorer_core.models import MLP, build_model, default_spec
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    msg = str(exc.value)
+    assert msg and "\n" not in msg, f"message must be one line: {msg!r}"
+    return msg
+
+
+def pruned_simplenn(seed: int = 0) -> MLP:
+    """A 784-100-30-10 MLP, as a pruned thesis SimpleNN would be."""
+    torch.manual_seed(seed)
+    return MLP(784, [100, 30], 10)
+
+
+def randomise_bn(model: nn.Module) -> None:
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+
+
+CASES = {
+    "mlp": (lambda: default_spec("mlp", 1, 8, 10), (1, 8, 8)),
+    "pruned_mlp": (lambda: {**default_spec("mlp"), "hidden": [100, 30]}, (1, 28, 28)),
+    "cnn": (lambda: default_spec("cnn", 1, 28, 10), (1, 28, 28)),
+    "resnet18": (lambda: default_spec("resnet18", 3, 32, 10), (3, 32, 32)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_save_load_gives_identical_outputs(tmp_path, case):
+    make_spec, shape = CASES[case]
+    torch.manual_seed(1)
+    spec = make_spec()
+    model = build_model(spec)
+    randomise_bn(model)
+    model.eval()
+    x = torch.randn(3, *shape)
+    want = model(x)
+    path = save_checkpoint(model, spec, tmp_path / "best_model", meta={"val_acc": 91.5})
+    assert path.name == "best_model.safetensors" and (tmp_path / "best_model.json").is_file()
+    ckpt = load_checkpoint(path)
+    assert not ckpt.model.training
+    assert torch.equal(ckpt.model(x), want)
+    assert ckpt.meta == {"val_acc": 91.5} and ckpt.spec["arch"] == spec["arch"]
+    # also loadable through the JSON path and without the sidecar (spec in metadata)
+    assert torch.equal(load_checkpoint(tmp_path / "best_model.json").model(x), want)
+    (tmp_path / "best_model.json").unlink()
+    assert torch.equal(load_checkpoint(path).model(x), want)
+
+
+def test_pruned_mlp_checkpoint_records_its_widths(tmp_path):
+    model = pruned_simplenn()
+    path = save_checkpoint(model, default_spec("mlp"), tmp_path / "m")  # dense base spec
+    info = json.loads((tmp_path / "m.json").read_text())
+    assert info["spec"]["hidden"] == [100, 30] and info["spec"]["in"] == 784
+    assert load_checkpoint(path).model.hidden == [100, 30]
+
+
+def test_meta_cannot_overwrite_the_spec(tmp_path):
+    model = pruned_simplenn()
+    path = save_checkpoint(model, default_spec("mlp"), tmp_path / "m", meta={"spec": "junk"})
+    assert load_checkpoint(path).model.hidden == [100, 30]
+
+
+def test_thesis_recipe_with_our_safetensors(tmp_path):
+    pruned = pruned_simplenn().eval()
+    x = torch.randn(5, 1, 28, 28)
+    path = save_checkpoint(pruned, default_spec("mlp"), tmp_path / "best_model")
+
+    model = SimpleNN()
+    load_pruned_model(model, path)
+    out = model(x)
+
+    assert torch.equal(out, pruned(x))
+    assert model.hidden == [100, 30] and not model.training
+
+
+def test_thesis_recipe_with_a_plain_pth_state_dict(tmp_path):
+    pruned = pruned_simplenn(3).eval()
+    x = torch.randn(5, 784)
+    f = tmp_path / "model_pruned.pth"
+    torch.save(pruned.state_dict(), f)
+
+    model = SimpleNN()
+    load_pruned_model(model, f)
+    assert torch.equal(model(x), pruned(x))
+
+
+def test_pth_wrapped_state_dicts_load(tmp_path):
+    pruned = pruned_simplenn(4).eval()
+    x = torch.randn(2, 784)
+    f = tmp_path / "wrapped.pt"
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in pruned.state_dict().items()}}, f)
+    model = load_pruned_model(SimpleNN(), f)
+    assert torch.equal(model(x), pruned(x))
+    ckpt = load_checkpoint(f, spec=default_spec("mlp"))  # a .pth plus a (dense) spec
+    assert torch.equal(ckpt.model(x), pruned(x))
+
+
+# ------------------------------------------------------------------ malicious pickles
+
+class _TouchesFile:
+    """Unpickling this would create `marker` (a stand-in for any code execution)."""
+
+    def __init__(self, marker: Path, how: str):
+        self.marker, self.how = marker, how
+
+    def __reduce__(self):
+        if self.how == "system":
+            return (os.system, (f"touch {self.marker}",))
+        return (open, (str(self.marker), "w"))
+
+
+def write_malicious(path: Path, marker: Path, how: str, fmt: str) -> None:
+    payload = {"fc1.weight": torch.zeros(2, 2), "evil": _TouchesFile(marker, how)}
+    if fmt == "torch.save":
+        torch.save(payload, path)
+    else:  # a raw pickle stream, as an attacker could write by hand
+        path.write_bytes(pickle.dumps(_TouchesFile(marker, how), protocol=2))
+
+
+@pytest.mark.parametrize("fmt", ["torch.save", "raw"])
+@pytest.mark.parametrize("how", ["system", "open"])
+def test_pth_that_would_run_code_is_refused_and_does_not_run(tmp_path, how, fmt):
+    marker = tmp_path / "pwned"
+    f = tmp_path / "evil.pth"
+    write_malicious(f, marker, how, fmt)
+    assert not marker.exists()
+    for load in (lambda: load_pruned_model(SimpleNN(), f),
+                 lambda: load_checkpoint(f, spec=default_spec("mlp")),
+                 lambda: read_state(f)):
+        with pytest.raises(CheckpointError) as exc:
+            load()
+        msg = one_line(exc)
+        assert "refused" in msg and "evil.pth" in msg
+    assert not marker.exists(), "unpickling ran the payload"
+
+
+def test_whole_pickled_model_is_refused_with_advice(tmp_path):
+    f = tmp_path / "whole_model.pth"
+    torch.save(SimpleNN(), f)  # the thesis' old habit: pickling the module object
+    with pytest.raises(CheckpointError) as exc:
+        load_pruned_model(SimpleNN(), f)
+    msg = one_line(exc)
+    assert "refused" in msg and "state dict" in msg
+
+
+# ------------------------------------------------------------- corrupt / mismatched
+
+@pytest.fixture
+def saved(tmp_path) -> Path:
+    return save_checkpoint(pruned_simplenn(), default_spec("mlp"), tmp_path / "best_model")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "header_only", "garbage", "empty",
+                                    "huge_header"])
+def test_corrupt_safetensors_are_refused(saved, damage):
+    blob = saved.read_bytes()
+    broken = {"truncated": blob[: len(blob) // 2], "header_only": blob[:40],
+              "garbage": os.urandom(200), "empty": b"",
+              "huge_header": (10 ** 12).to_bytes(8, "little") + blob[8:]}[damage]
+    saved.write_bytes(broken)
+    for load in (lambda: load_checkpoint(saved), lambda: load_pruned_model(SimpleNN(), saved)):
+        with pytest.raises(CheckpointError) as exc:
+            load()
+        assert saved.name in one_line(exc)
+
+
+def test_corrupt_pth_is_refused(tmp_path):
+    f = tmp_path / "broken.pth"
+    torch.save(pruned_simplenn().state_dict(), f)
+    f.write_bytes(f.read_bytes()[:300])
+    with pytest.raises(CheckpointError) as exc:
+        load_pruned_model(SimpleNN(), f)
+    assert "broken.pth" in one_line(exc)
+
+
+@pytest.mark.parametrize("text,word", [("{not json", "JSON"), ('{"val_acc": 3}', "spec"),
+                                       ('{"spec": {"arch": "gpt"}}', "gpt"),
+                                       ('{"spec": [1, 2]}', "spec")])
+def test_bad_sidecar_json_is_refused(saved, text, word):
+    saved.with_suffix(".json").write_text(text)
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(saved)
+    assert word in one_line(exc)
+
+
+def test_sidecar_spec_that_does_not_match_the_weights_is_refused(saved):
+    sidecar = saved.with_suffix(".json")
+    info = json.loads(sidecar.read_text())
+    for spec, word in (({**info["spec"], "hidden": [256, 64]}, "hidden"),   # dense widths
+                       ({**info["spec"], "hidden": [100]}, "unexpected"),  # other depth
+                       ({**info["spec"], "in": 64, "input_shape": [1, 8, 8]}, "input"),
+                       ({**info["spec"], "out": 7}, "classes"),
+                       (default_spec("cnn", 1, 28, 10), "missing")):
+        sidecar.write_text(json.dumps({"spec": spec}))
+        with pytest.raises(CheckpointError) as exc:
+            load_checkpoint(saved)
+        assert word in one_line(exc), spec
+
+
+def test_weights_for_another_input_size_are_refused_and_model_untouched(tmp_path):
+    torch.manual_seed(0)
+    digits_model = MLP(64, [20, 10], 10)
+    path = save_checkpoint(digits_model, default_spec("mlp", 1, 8, 10), tmp_path / "d")
+    model = SimpleNN()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError) as exc:
+        load_pruned_model(model, path)
+    assert "input features" in one_line(exc)
+    after = model.state_dict()
+    assert model.hidden == [256, 64] and all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path, spec=default_spec("mlp"))  # explicit spec: interface still checked
+
+
+def test_missing_and_unsupported_files(tmp_path):
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(tmp_path / "nothing.safetensors")
+    assert "not found" in one_line(exc)
+    odd = tmp_path / "weights.npz"
+    odd.write_bytes(b"PK")
+    with pytest.raises(CheckpointError) as exc:
+        load_pruned_model(SimpleNN(), odd)
+    assert "unsupported" in one_line(exc)
+    lonely = tmp_path / "lonely.pth"
+    torch.save(pruned_simplenn().state_dict(), lonely)
+    with pytest.raises(CheckpointError) as exc:  # no spec anywhere
+        load_checkpoint(lonely)
+    assert "lonely.json" in one_line(exc)
+    torch.save({"a": 1, "b": "text"}, tmp_path / "notstate.pth")
+    with pytest.raises(CheckpointError) as exc:
+        load_pruned_model(SimpleNN(), tmp_path / "notstate.pth")
+    assert "state dict" in one_line(exc)
+
+
+def test_dotted_names_keep_their_stem(tmp_path):
+    model = pruned_simplenn()
+    path = save_checkpoint(model, default_spec("mlp"), tmp_path / "model.v2")
+    assert path.name == "model.v2.safetensors"
+    assert (tmp_path / "model.v2.json").is_file()
+    assert load_checkpoint(path).model.hidden == [100, 30]
