@@ -875,9 +875,11 @@ def iasa(model: nn.Module, x: Tensor, layers: list[str], eps: float | None = Non
         device = next(model.parameters()).device
     except StopIteration:
         device = x.device
-    x = x.detach().to(device)
+    x = x.detach()
     if not x.is_floating_point():
         x = x.float()
+    if x.device != device:
+        x = x.to(device)
     if _mlp_layers_only(model, layers):
         run = lambda box: (mlp_scores(model, box, None, per_class), 0)  # noqa: E731
         dtypes = (torch.float64,)
@@ -887,23 +889,28 @@ def iasa(model: nn.Module, x: Tensor, layers: list[str], eps: float | None = Non
         dtypes = (torch.float32, torch.float64)
     for dtype in dtypes:
         try:
-            return _iasa_pass(run, x.to(dtype), eps, batch_size)
+            return _iasa_pass(run, x, dtype, eps, batch_size)
         except _Overflow:
             continue
     raise ExplorerError(f"interval_adjoint: interval bounds of {type(model).__name__} overflow "
                         f"even in float64 (the network is too deep for interval bounds)")
 
 
+def _cast(box: Interval, dtype: torch.dtype) -> Interval:
+    return Interval(box.lo.to(dtype), box.hi.to(dtype))
+
+
 def _iasa_pass(run: Callable[[Interval], tuple[dict[str, Tensor], int]], x: Tensor,
-               eps: float | None, batch_size: int) -> dict[str, Tensor]:
-    """One IASA pass in x's dtype; `run(box)` returns (scores (B, units), memory cost)."""
+               dtype: torch.dtype, eps: float | None, batch_size: int) -> dict[str, Tensor]:
+    """One IASA pass in `dtype`; `run(box)` returns (scores (B, units), memory cost).
+    Boxes are cut from `x` in its own dtype and cast, so the data is never copied whole."""
     if eps is None:
-        scores, _ = run(input_box(x))
+        scores, _ = run(_cast(input_box(x), dtype))
         return {n: s[0].to(torch.float64) for n, s in scores.items()}
     total: dict[str, Tensor] = {}
     i, chunk = 0, 1  # the first pass measures one box's memory and sizes the chunks
     while i < len(x):
-        scores, cost = run(input_box(x[i:i + chunk], eps))
+        scores, cost = run(_cast(input_box(x[i:i + chunk].to(dtype), eps), dtype))
         for n, s in scores.items():
             s = s.sum(0).to(torch.float64)
             total[n] = total[n] + s if n in total else s
