@@ -356,7 +356,11 @@ class GraphForward:
 
     def module_nodes(self, target: str) -> list[str]:
         """Names of the call_module nodes that run the submodule `target`."""
-        return [n.name for n in self.gm.graph.nodes if n.op == "call_module" and n.target == target]
+        return _module_nodes(self.gm, target)
+
+
+def _module_nodes(gm: fx.GraphModule, target: str) -> list[str]:
+    return [n.name for n in gm.graph.nodes if n.op == "call_module" and n.target == target]
 
 
 def _unsupported(what: str, node: fx.Node) -> ExplorerError:
@@ -812,8 +816,7 @@ def graph_scores(model: nn.Module | fx.GraphModule, box: Interval, layers: list[
 def _graph_scores(gm: fx.GraphModule, box: Interval, layers: list[str], seed: Tensor | None,
                   per_class: bool) -> tuple[dict[str, Tensor], int]:
     """Scores and the number of interval elements one pass stored (for chunk sizing)."""
-    nodes = {layer: [n.name for n in gm.graph.nodes
-                     if n.op == "call_module" and n.target == layer] for layer in layers}
+    nodes = {layer: _module_nodes(gm, layer) for layer in layers}
     for layer, names in nodes.items():
         if not names:
             raise ExplorerError(f"interval_adjoint: layer {layer!r} is not used in the "
@@ -835,19 +838,6 @@ def _graph_scores(gm: fx.GraphModule, box: Interval, layers: list[str], seed: Te
         out[layer] = total
     seeds = next(iter(adjoints.values())).lo.shape[0] if adjoints else 1
     return out, fwd.elements * (2 + 2 * seeds)
-
-
-def interval_adjoint_scores(model: nn.Module, box: Interval, layers: list[str],
-                            seed: Tensor | None = None, per_class: bool = False
-                            ) -> dict[str, Tensor]:
-    """IASA scores (B, units) per layer for one batch of boxes, in the box's dtype.
-
-    MLPs take the matmul path, everything else the fx graph pass.
-    """
-    if _mlp_layers_only(model, layers):
-        scores = mlp_scores(model, box, seed, per_class)
-        return {n: scores[n] for n in layers}
-    return graph_scores(model, box, layers, seed, per_class)
 
 
 def _mlp_layers_only(model: nn.Module, layers: list[str]) -> bool:

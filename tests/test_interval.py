@@ -17,7 +17,8 @@ from explorer_core.data import Split
 from explorer_core.errors import ExplorerError
 from explorer_core.interval import (Interval, graph_interval_adjoint, graph_interval_forward,
                                     graph_scores, iasa, input_box, interval_adjoint,
-                                    interval_forward, interval_mul, mlp_scores, trace)
+                                    interval_conv, interval_forward, interval_linear,
+                                    interval_mul, mlp_scores, module_activation, trace)
 from explorer_core.models import MLP
 
 TOL = 1e-9  # float64 throughout: room for rounding only
@@ -52,6 +53,41 @@ def test_interval_product_encloses_all_products():
     # and it is tight: the bounds are attained at corners
     corners = torch.stack([a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi])
     assert torch.allclose(p.lo, corners.min(0).values) and torch.allclose(p.hi, corners.max(0).values)
+
+
+@pytest.mark.parametrize("module", [nn.ReLU(), nn.ReLU6(), nn.Sigmoid(), nn.Tanh(),
+                                    nn.Hardtanh(-1.0, 2.0), nn.LeakyReLU(0.1)],
+                         ids=lambda m: type(m).__name__)
+def test_activation_values_and_derivatives_stay_in_their_bounds(module):
+    """Intervals around the kinks (0, 6, -1, 2) and far from them; autograd's derivative
+    (including its convention exactly at a kink) must lie in the derivative bounds."""
+    act = module_activation(module)
+    g = torch.Generator().manual_seed(0)
+    lo = torch.cat([torch.tensor([0.0, -1.0, 6.0, 2.0, -3.0, 5.0, 0.0]),
+                    torch.randn(300, generator=g, dtype=torch.float64).float() * 4]).double()
+    hi = lo + torch.cat([torch.tensor([0.0, 1.0, 0.0, 1.0, 2.0, 2.0, 0.5]),
+                         torch.rand(300, generator=g).float() * 3]).double()
+    iv = Interval(lo, hi)
+    t = torch.cat([torch.zeros(1, len(lo)), torch.ones(1, len(lo)),
+                   torch.rand(500, len(lo), generator=g)]).double()
+    z = (lo + t * (hi - lo)).requires_grad_(True)
+    y = module(z)
+    (dy,) = torch.autograd.grad(y.sum(), z)
+    assert bool(iv.map_monotone(act.fn).contains(y.detach(), 1e-12).all())
+    assert bool(act.deriv(iv).contains(dy, 1e-12).all())
+
+
+def test_affine_helpers_enclose_linear_and_conv_images():
+    g = torch.Generator().manual_seed(1)
+    lin, conv = nn.Linear(5, 4).double(), nn.Conv2d(2, 3, 3, stride=2, padding=1).double()
+    for layer, shape, helper in ((lin, (5,), lambda b: interval_linear(b, lin.weight, lin.bias)),
+                                 (conv, (2, 7, 7), lambda b: interval_conv(b, conv))):
+        lo = torch.randn(1, *shape, generator=g, dtype=torch.float64)
+        box = Interval(lo, lo + torch.rand(1, *shape, generator=g, dtype=torch.float64))
+        out = helper(box)
+        x = samples_in_box(box, 1000, 200, g)
+        with torch.no_grad():
+            assert_inside(Interval(out.lo[0], out.hi[0]), layer(x), type(layer).__name__)
 
 
 # ------------------------------------------------------------------ MLP enclosure
