@@ -53,13 +53,14 @@ class Criterion:
     `fn(model, layers, data, options)` returns `{layer: scores}` for all requested layers
     at once, because data-driven criteria (IASA, Taylor) score every layer from one pass.
     `structural_only`: the scores rank whole units, not single weights, so the criterion
-    cannot drive unstructured weight masks (those use weight magnitude).
+    cannot drive unstructured weight masks (those use weight magnitude). True for every
+    criterion registered here.
     """
     name: str
     title: str
     needs_data: bool
     fn: ScoreFn
-    structural_only: bool = True
+    structural_only: bool = False
     description: str = ""
 
 
@@ -294,20 +295,17 @@ def contribution_scores(model: nn.Module, layers: list[str], data: Split | None,
                 for n in layers:
                     nxt = model.get_submodule(consumers[n])
                     a = received[consumers[n]].double().abs()
-                    if options.contribution_normalise:
-                        total = _abs_map(nxt, a)
-                        cot = 1.0 / total.clamp_min(1e-12)
-                    else:
-                        cot = torch.ones_like(_abs_map(nxt, a[:1]))
-                    sent = _abs_transpose(nxt, a.shape if options.contribution_normalise
-                                          else a[:1].shape, cot)
-                    per = a * sent  # (B, …): |a| × Σ_k |W_k·| (/ total input of k)
                     units = sums[n].shape[0]
-                    if per.shape[1] % units if per.dim() == 2 else per.shape[1] != units:
+                    if (a.shape[1] % units if a.dim() == 2 else a.shape[1] != units):
                         raise ExplorerError(f"contribution: layer {n!r} has {units} units but "
-                                            f"{consumers[n]!r} receives {tuple(per.shape[1:])}")
-                    per = per.reshape(per.shape[0], units, -1).sum(2)
-                    sums[n] += per.sum(0)
+                                            f"{consumers[n]!r} receives {tuple(a.shape[1:])}")
+                    if options.contribution_normalise:  # share of each receiver's input
+                        cot = 1.0 / _abs_map(nxt, a).clamp_min(1e-12)
+                    else:  # the same weight sums for every sample
+                        cot = torch.ones_like(_abs_map(nxt, a[:1]))
+                    sent = _abs_transpose(nxt, cot.shape[:1] + a.shape[1:], cot)
+                    per = a * sent  # (B, …): |a| × Σ_k |W_k·| (/ total input of k)
+                    sums[n] += per.reshape(per.shape[0], units, -1).sum(2).sum(0)
     finally:
         for h in handles:
             h.remove()
@@ -339,28 +337,26 @@ def _device(model: nn.Module, fallback: torch.Tensor) -> torch.device:
 
 # ------------------------------------------------------------------ registry
 
-CRITERIA: dict[str, Criterion] = {
-    "interval_adjoint": Criterion(
-        "interval_adjoint", "Interval adjoint (IASA)", True, interval_adjoint_scores,
-        description="Width of each unit's pre-activation interval over the input domain × "
-                    "max |interval adjoint| of Σ logits (the thesis' method)."),
-    "l1": Criterion("l1", "L1 norm of weights", False, l1_scores,
-                    description="Sum of |w| over each unit's incoming weights."),
-    "l2": Criterion("l2", "L2 norm of weights", False, l2_scores,
-                    description="Euclidean norm of each unit's incoming weights."),
-    "taylor": Criterion("taylor", "First-order Taylor", True, taylor_scores,
-                        description="|mean of activation × loss gradient|, L2-normalised per "
-                                    "layer (Molchanov et al. 2017)."),
-    "contribution": Criterion("contribution", "Contribution (|a| × outgoing |W|)", True,
-                              contribution_scores,
-                              description="Mean |activation| × Σ |outgoing weights|; MLP, CNN "
-                                          "and VGG layers (not across residual adds / concats)."),
-    "kmeans": Criterion("kmeans", "k-means clusters", False, kmeans_scores,
-                        description="Cluster weight vectors; keep singletons, prune each "
-                                    "cluster in proportion to its size."),
-    "random": Criterion("random", "Random (seeded)", False, random_scores,
-                        description="Uniform random scores; same seed, same scores."),
-}
+CRITERIA: dict[str, Criterion] = {c.name: c for c in (
+    Criterion("interval_adjoint", "Interval adjoint (IASA)", True, interval_adjoint_scores, True,
+              "Width of each unit's pre-activation interval over the input domain × max "
+              "|interval adjoint| of Σ logits (the thesis' method)."),
+    Criterion("l1", "L1 norm of weights", False, l1_scores, True,
+              "Sum of |w| over each unit's incoming weights."),
+    Criterion("l2", "L2 norm of weights", False, l2_scores, True,
+              "Euclidean norm of each unit's incoming weights."),
+    Criterion("taylor", "First-order Taylor", True, taylor_scores, True,
+              "|mean of activation × loss gradient|, L2-normalised per layer "
+              "(Molchanov et al. 2017)."),
+    Criterion("contribution", "Contribution (|a| × outgoing |W|)", True, contribution_scores,
+              True, "Mean |activation| × Σ |outgoing weights|; MLP, CNN and VGG layers "
+                    "(not across residual adds / concatenations)."),
+    Criterion("kmeans", "k-means clusters", False, kmeans_scores, True,
+              "Cluster weight vectors; keep singletons, prune each cluster in proportion to "
+              "its size."),
+    Criterion("random", "Random (seeded)", False, random_scores, True,
+              "Uniform random scores; same seed, same scores."),
+)}
 
 
 def get_criterion(name: str) -> Criterion:
