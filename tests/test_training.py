@@ -220,3 +220,25 @@ def test_bad_config_values_are_refused(digits, field):
 def test_wrongly_typed_config_values_are_refused(field, value):
     with pytest.raises(ExplorerError):
         TrainConfig(**{field: value}).validate()
+
+
+def test_cpu_threads_are_set_for_the_run_and_restored(digits):
+    """MLPs train on one thread (immune to OpenMP spin-waiting on a busy machine);
+    an explicit `threads` wins; the caller's setting comes back afterwards."""
+    data = tiny(digits, 64)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        during = []
+        train(small_mlp(digits), data, TrainConfig(epochs=1, batch_size=32),
+              on_batch=lambda m: during.append(torch.get_num_threads()))
+        assert during == [1, 1] and torch.get_num_threads() == 2
+        during.clear()
+        train(small_mlp(digits), data, TrainConfig(epochs=1, batch_size=32, threads=3),
+              on_batch=lambda m: during.append(torch.get_num_threads()))
+        assert during == [3, 3] and torch.get_num_threads() == 2
+        with pytest.raises(Cancelled):
+            train(small_mlp(digits), data, TrainConfig(epochs=1), should_stop=lambda: True)
+        assert torch.get_num_threads() == 2  # restored even when cancelled
+    finally:
+        torch.set_num_threads(before)
