@@ -171,6 +171,9 @@ def download_dataset(name: str, root: Path | str | None = None,
     as is, without downloading.
     """
     info = get_info(name)
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 0 < timeout < float("inf")):
+        raise ExplorerError(f"download timeout must be a positive number of seconds, got {timeout!r}")
     if not info.files:
         return Path(".")
     where = locate(name, root)

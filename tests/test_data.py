@@ -449,7 +449,11 @@ def test_cli_download_of_bundled_or_present_data_needs_no_network(tmp_path):
     assert res.returncode == 0 and str(tmp_path / "MNIST" / "raw") in res.stdout
 
 
-def test_cli_rejects_unknown_dataset_names(tmp_path):
+def test_cli_rejects_unknown_dataset_names_and_bad_timeouts(tmp_path):
     res = run_cli("datasets", "--download", "imagenet")
     assert res.returncode == 2
     assert len([ln for ln in res.stderr.splitlines() if ln.strip()]) == 1
+    res = run_cli("datasets", "--download", "mnist", "--timeout", "0",
+                  env=offline_env(free_port(), tmp_path))
+    err = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2 and len(err) == 1 and "timeout" in err[0], res.stderr
