@@ -8,12 +8,14 @@ that refuses or stalls, so even an online machine downloads nothing.
 from __future__ import annotations
 
 import gzip
+import http.server
 import os
 import pickle
 import socket
 import struct
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -439,6 +441,52 @@ def test_cli_download_gives_up_on_a_stalled_connection(tmp_path):
     assert res.returncode != 0
     err = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(err) == 1 and "CIFAR-10" in err[0] and "timed out" in err[0], res.stderr
+
+
+class _JunkProxy(http.server.BaseHTTPRequestHandler):
+    """A proxy that refuses HTTPS tunnels and answers every plain HTTP request with
+    junk bytes: torchvision writes a file, finds the wrong checksum and gives up."""
+
+    def do_CONNECT(self):
+        self.send_error(403, "no tunnels here")
+
+    def _junk(self, body: bool):
+        blob = b"this is not MNIST" * 64
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(blob)))
+        self.end_headers()
+        if body:
+            self.wfile.write(blob)
+
+    def do_GET(self):
+        self._junk(True)
+
+    def do_HEAD(self):
+        self._junk(False)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_failed_download_removes_its_partial_files(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _JunkProxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        res = run_cli("datasets", "--download", "mnist", "--timeout", "5",
+                      env=offline_env(server.server_address[1], tmp_path))
+    finally:
+        server.shutdown()
+        server.server_close()
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2, res.stderr
+    assert "100%" in res.stderr  # torchvision's progress bar was shown while downloading
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    assert errors == lines[-1:], res.stderr  # one error line, and it comes last
+    assert "corrupted" in errors[0] and str(tmp_path / "MNIST" / "raw") in errors[0]
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], "partial download left behind"
+    assert D.locate("mnist", tmp_path) is None
 
 
 def test_cli_download_of_bundled_or_present_data_needs_no_network(tmp_path):
