@@ -10,6 +10,8 @@ st.set_page_config(page_title="Pruning Explorer", page_icon="✂️", layout="wi
 PAGES = [
     st.Page("pages/retention.py", title="Retention curve", icon=":material/show_chart:",
             url_path="retention", default=True),
+    st.Page("pages/iterative.py", title="Iterative pruning", icon=":material/cut:",
+            url_path="iterative"),
 ]
 
 st.navigation(PAGES).run()

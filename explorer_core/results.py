@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ExplorerError
 from .fileio import read_table, write_table
 from .rundir import VALIDATION_COLUMNS, RunPaths, read_json
+
+if TYPE_CHECKING:
+    from .metrics import LatencyConfig
 
 
 @dataclass
@@ -130,3 +134,40 @@ def run_progress(paths: RunPaths, now: float | None = None) -> RunProgress:
     return RunProgress(state, status.get("message", ""), status.get("iteration"),
                        int(status.get("total_iterations") or 0), len(epochs), total, elapsed, eta,
                        epochs, iterations)
+
+
+def deployment_costs(dense_checkpoint: Path, pruned_checkpoint: Path,
+                     latency: LatencyConfig | None = None) -> list[dict]:
+    """Size, MACs and CPU latency of the dense and the recommended model, as table rows.
+
+    Latencies are timed interleaved on one thread (see `metrics.LatencyConfig`) so the
+    ratio is steady on a shared machine; a handful of repeats keeps the page responsive.
+    """
+    from .checkpoint import load_checkpoint
+    from .metrics import LatencyConfig, compare_costs
+    from .models import input_shape
+
+    dense = load_checkpoint(dense_checkpoint)
+    pruned = load_checkpoint(pruned_checkpoint)
+    shape = input_shape(dense.spec)
+    if input_shape(pruned.spec) != shape:
+        raise ExplorerError(f"{Path(pruned_checkpoint).name} takes inputs of shape "
+                            f"{input_shape(pruned.spec)}, the dense model {shape}")
+    config = latency or LatencyConfig(batch_size=256, repeats=15, warmup=3, threads=1)
+    cmp = compare_costs(dense.model, pruned.model, shape, config)
+    ratios = cmp.ratios()
+
+    def row(name: str, attr: str, fmt, ratio: float | None) -> dict:
+        d, p = getattr(cmp.dense, attr), getattr(cmp.pruned, attr)
+        return {"metric": name, "dense": fmt(d), "recommended": fmt(p),
+                "recommended / dense": None if ratio is None else round(ratio, 4)}
+
+    whole = "{:,}".format
+    return [
+        row("parameters", "params", whole, ratios["params"]),
+        row("size (MB, float32)", "param_bytes", lambda b: f"{b / 2**20:.3f}",
+            cmp.pruned.param_bytes / cmp.dense.param_bytes if cmp.dense.param_bytes else None),
+        row("MACs per sample", "macs", whole, ratios["macs"]),
+        row(f"CPU latency (ms per batch of {config.batch_size})", "latency_ms",
+            lambda v: f"{v:.3f}", None if ratios["speedup"] is None else 1 / ratios["speedup"]),
+    ]

@@ -16,8 +16,12 @@ from explorer_core.criteria import CRITERIA
 from explorer_core.data import list_datasets
 from explorer_core.errors import ExplorerError
 from explorer_core.experiment import RunConfig, create_run, plan
-from explorer_core.results import concatenate, iteration_rows, recommend, run_progress
+from explorer_core.results import (concatenate, deployment_costs, iteration_rows, recommend,
+                                   run_progress)
 from explorer_core.rundir import RunPaths, default_runs_root, list_runs, read_status
+from pages._common import parse_int_list, require_app_navigation
+
+require_app_navigation()
 
 st.title("Iterative pruning")
 st.caption("Prune → retrain → validate, one iteration per row of the retention schedule. "
@@ -25,16 +29,6 @@ st.caption("Prune → retrain → validate, one iteration per row of the retenti
 
 RUNS_ROOT = default_runs_root()
 LIVE_STATES = ("queued", "running")
-
-
-def _parse_widths(text: str) -> list[int]:
-    try:
-        widths = [int(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise ExplorerError(f"hidden widths must be whole numbers separated by commas, got {text!r}") from None
-    if not widths or min(widths) < 1:
-        raise ExplorerError("give at least one hidden width, each ≥ 1")
-    return widths
 
 
 def _defaults() -> dict:
@@ -59,8 +53,10 @@ def setup_form() -> None:
             dataset = c1.selectbox("Dataset", available, format_func=titles.get,
                                    help="Datasets missing offline are listed below the form.")
             widths = c1.text_input("Hidden widths (MLP)", d["widths"])
-            criterion = c1.selectbox("Criterion", list(CRITERIA),
-                                     index=list(CRITERIA).index("interval_adjoint"),
+            names = list(CRITERIA)
+            criterion = c1.selectbox("Criterion", names,
+                                     index=names.index("interval_adjoint")
+                                     if "interval_adjoint" in names else 0,
                                      format_func=lambda c: CRITERIA[c].title)
             kinds = ["geometric", "linear", "cubic"]
             kind = c2.selectbox("Schedule", kinds, index=kinds.index(d["kind"]))
@@ -77,14 +73,16 @@ def setup_form() -> None:
             lr = c3.number_input("Learning rate", 1e-6, 10.0, 1e-3, format="%.5f")
             batch = c3.number_input("Batch size", 1, 100000, 64)
             seed = c3.number_input("Seed", 0, 2**31 - 1, 0)
-            name = st.text_input("Run name", time.strftime("run-%H%M%S"))
+            if "new_run_name" not in st.session_state:  # a fixed default, or typing is lost
+                st.session_state["new_run_name"] = time.strftime("run-%Y%m%d-%H%M%S")
+            name = st.text_input("Run name", key="new_run_name")
             submitted = st.form_submit_button("Start run", type="primary")
         if missing:
             st.caption("Not available offline: " + " · ".join(missing))
     if not submitted:
         return
     try:
-        cfg = RunConfig(name=name.strip(), dataset=dataset, hidden=_parse_widths(widths),
+        cfg = RunConfig(name=name.strip(), dataset=dataset, hidden=list(parse_int_list(widths)),
                         schedule={"q": q, "iterations": int(iterations), "kind": kind},
                         criterion=criterion, retrain=retrain, dense_epochs=int(dense_epochs),
                         retrain_epochs=int(retrain_epochs), patience=int(patience),
@@ -96,12 +94,25 @@ def setup_form() -> None:
         st.error(str(exc))
         return
     st.session_state["active_run"] = str(paths.root)
+    del st.session_state["new_run_name"]  # the next run gets a fresh default name
     st.toast(f"Started {cfg.name}: {len(plan(cfg))} iterations")
 
 
 def _label(paths: RunPaths) -> str:
-    status = read_status(paths)
-    return f"{paths.root.parent.name}/{paths.root.name} — {status.get('state', '?')}"
+    return f"{paths.root.name} ({paths.root.parent.name})"
+
+
+def runs_table(runs: list[RunPaths]) -> None:
+    """Past runs with their state, so a crashed or stopped one is easy to spot."""
+    rows = []
+    for r in runs:
+        status = read_status(r)
+        rows.append({"run": r.root.name, "date": r.root.parent.name,
+                     "state": status.get("state", "?"),
+                     "iterations done": len(r.completed_iterations()),
+                     "of": status.get("total_iterations"), "message": status.get("message", "")})
+    with st.expander(f"All runs ({len(runs)})"):
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
 def pick_run() -> RunPaths | None:
@@ -110,6 +121,7 @@ def pick_run() -> RunPaths | None:
         st.info("No runs yet: set one up above. Iteration 0 trains the dense model, then each "
                 "iteration prunes to the next row of the schedule.")
         return None
+    runs_table(runs)
     keys = [str(r.root) for r in runs]
     active = st.session_state.get("active_run")
     index = keys.index(active) if active in keys else 0
@@ -158,9 +170,9 @@ def live_view(paths: RunPaths, was_live: bool) -> None:
     prog = run_progress(paths)
     if was_live and prog.state not in LIVE_STATES:
         st.rerun()  # the run just ended: redraw the whole page with its results
-    icon = {"running": "⏳", "queued": "⏳", "finished": "✅", "stopped": "⏸️",
-            "interrupted": "⚠️", "failed": "❌"}.get(prog.state, "")
-    st.subheader(f"{icon} {prog.state}")
+    colour = {"running": "blue", "queued": "blue", "finished": "green", "stopped": "orange",
+              "interrupted": "orange", "failed": "red"}.get(prog.state, "gray")
+    st.subheader(f"Status: :{colour}[{prog.state}]")
     if prog.message:
         (st.error if prog.state == "failed" else st.caption)(prog.message)
     st.progress(prog.fraction, text=f"iteration {prog.iteration if prog.iteration is not None else '—'}"
@@ -211,6 +223,12 @@ def results_section(paths: RunPaths, state: str) -> None:
     deploy_section(rows)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _costs(dense: str, pruned: str, mtime: int) -> list[dict]:
+    """Timing takes a second or two: measured once per checkpoint file version."""
+    return deployment_costs(Path(dense), Path(pruned))
+
+
 def deploy_section(rows) -> None:
     st.subheader("Model to deploy")
     tol = st.number_input("Accuracy tolerance (points below dense)", 0.0, 100.0, 1.0, 0.25)
@@ -223,9 +241,9 @@ def deploy_section(rows) -> None:
                f"({' '.join(map(str, r.widths))}), test accuracy {r.test_acc:.2f} % "
                f"({rec.drop:+.2f} points below dense {dense.test_acc:.2f} %).")
     try:
-        from explorer_core.results import deployment_costs
-
-        costs = deployment_costs(dense.checkpoint, r.checkpoint)
+        with st.spinner("Measuring size, MACs and latency…"):
+            costs = _costs(str(dense.checkpoint), str(r.checkpoint),
+                           r.checkpoint.stat().st_mtime_ns)
         st.dataframe(pd.DataFrame(costs), hide_index=True)
     except ExplorerError as exc:
         st.warning(str(exc))

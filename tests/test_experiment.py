@@ -146,7 +146,8 @@ def _wait_for(predicate, timeout=120.0):
 
 def test_sigkill_mid_iteration_resumes_to_identical_results(roots, tmp_path):
     runs, _ = roots
-    over = dict(retrain_epochs=4, schedule={"q": 0.6, "iterations": 5})
+    # small batches make each epoch long enough that a kill lands inside iteration 2
+    over = dict(retrain_epochs=6, batch_size=8, schedule={"q": 0.6, "iterations": 5})
     reference = create_run(small_config("reference", **over), runs)
     assert execute(reference, cache_root=tmp_path / "cache-ref")["state"] == "finished"
 
@@ -155,9 +156,10 @@ def test_sigkill_mid_iteration_resumes_to_identical_results(roots, tmp_path):
     pid = jobs.launch(paths)
 
     def mid_iteration_two() -> bool:
-        return any(e.get("type") == "epoch" and e.get("iteration") == 2 and e.get("epoch") == 2
+        return any(e.get("type") == "epoch" and e.get("iteration") == 2 and e.get("epoch") == 1
                    for e in read_events(paths))
     _wait_for(mid_iteration_two)
+    os.kill(pid, signal.SIGSTOP)  # freeze it first, then die like a crash: no clean-up runs
     os.kill(pid, signal.SIGKILL)
     _wait_for(lambda: read_status(paths)["state"] == "interrupted", timeout=10)
     assert paths.completed_iterations() == [0, 1]
@@ -169,7 +171,7 @@ def test_sigkill_mid_iteration_resumes_to_identical_results(roots, tmp_path):
         assert read_table(paths.train_results(i)) == read_table(reference.train_results(i))
     # events of the killed attempt at iteration 2 were replaced, not duplicated
     epochs_it2 = [e for e in read_events(paths) if e.get("type") == "epoch" and e["iteration"] == 2]
-    assert [e["epoch"] for e in epochs_it2] == [1, 2, 3, 4]
+    assert [e["epoch"] for e in epochs_it2] == [1, 2, 3, 4, 5, 6]
 
 
 def test_results_helpers(roots):

@@ -1,0 +1,117 @@
+"""The Iterative pruning page in headless Chromium, as a user drives it.
+
+Start a short run on Digits, watch the live charts update, leave for another page and
+come back, stop it, resume it, and download validations.txt.
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from explorer_core import jobs
+from explorer_core.rundir import list_runs
+
+from browser import open_app, rerun_after, wait_for_app
+
+RUN_NAME = f"pw-{int(time.time())}"
+
+
+def _fill(page, label: str, value: str) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+
+
+def _progress_text(page) -> str:
+    return page.locator('[data-testid="stProgress"]').inner_text()
+
+
+def _epochs_done(page) -> int:
+    m = re.search(r"epoch (\d+)/(\d+)", _progress_text(page))
+    return int(m.group(1)) if m else -1
+
+
+def _wait_until(predicate, timeout_s: float = 90.0, what: str = "condition") -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception:  # the fragment may be mid-redraw
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def no_stray_workers():
+    """Workers outlive the page by design; the test must not leave one running."""
+    yield
+    for run in list_runs():
+        jobs.kill(run)
+
+
+def test_run_watch_leave_stop_resume_download(app_page, streamlit_server, tmp_path,
+                                              no_stray_workers):
+    page = app_page
+    open_app(page, streamlit_server, "iterative")
+    expect(page.get_by_role("heading", name="Iterative pruning")).to_be_visible()
+
+    _fill(page, "Hidden widths (MLP)", "32, 16")
+    _fill(page, "q (keep factor per iteration)", "0.6")
+    _fill(page, "Schedule iterations", "6")
+    _fill(page, "Dense epochs", "3")
+    _fill(page, "Retrain epochs per iteration", "40")
+    _fill(page, "Batch size", "4")  # slow enough that the Stop lands mid-run
+    page.get_by_label("Criterion").click()
+    page.get_by_role("option", name=re.compile("L2")).click()
+    _fill(page, "Run name", RUN_NAME)
+    with rerun_after(page):
+        page.get_by_role("button", name="Start run").click()
+
+    # live view: progress advances and the epoch chart is drawn and redrawn
+    _wait_until(lambda: _epochs_done(page) >= 1, what="first epoch")
+    expect(page.locator(".vega-embed").first).to_be_visible()
+    first = _epochs_done(page)
+    _wait_until(lambda: _epochs_done(page) > first + 3, what="progress to advance")
+    _wait_until(lambda: page.locator(".vega-embed").count() >= 4, what="per-iteration charts")
+
+    # leave and come back: the run kept going in the background
+    before_leaving = _epochs_done(page)
+    page.get_by_role("link", name="Retention curve").click()
+    expect(page.get_by_role("heading", name="Retention curve")).to_be_visible()
+    wait_for_app(page)
+    time.sleep(2)
+    page.get_by_role("link", name="Iterative pruning").click()
+    expect(page.get_by_role("heading", name="Iterative pruning")).to_be_visible()
+    wait_for_app(page)
+    expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(
+        re.compile(re.escape(RUN_NAME)))
+    _wait_until(lambda: _epochs_done(page) > before_leaving, what="progress after returning")
+
+    # stop it cleanly
+    page.get_by_role("button", name="Stop").click()
+    _wait_until(lambda: page.get_by_role("button", name="Resume").is_visible(), what="stopped")
+    expect(page.get_by_text("stopped").first).to_be_visible()
+    stopped_at = _epochs_done(page)
+
+    # resume to the end
+    wait_for_app(page)  # the page redraws itself once when the run ends
+    with rerun_after(page):
+        page.get_by_role("button", name="Resume").click()
+    _wait_until(lambda: page.get_by_text("finished").first.is_visible(), timeout_s=180,
+                what="finished")
+    wait_for_app(page)
+    assert _epochs_done(page) > stopped_at
+
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download validations.txt").click()
+    target = tmp_path / "validations.txt"
+    info.value.save_as(target)
+    lines = target.read_text().splitlines()
+    assert lines[0] == "Train_Loss Test_Loss Train_Accuracy Test_Accuracy PercentageRetain"
+    # 32/16 at q=0.6: (32,16) (19,10) (12,6) (7,3) (4,2) (2,1): six iterations incl. dense
+    assert len(lines) == 1 + 6
+    assert float(lines[1].split()[4]) == 100
