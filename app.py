@@ -1,17 +1,20 @@
 """Pruning Explorer: `streamlit run app.py`.
 
 Only pages that do their whole job are listed; each page is a thin file in pages/
-over the UI-free core in explorer_core/.
+over the UI-free core in explorer_core/. Sections group the pages by the question
+they answer; a new page adds one `st.Page` line to its section.
 """
 import streamlit as st
 
 st.set_page_config(page_title="Pruning Explorer", page_icon="✂️", layout="wide")
 
-PAGES = [
-    st.Page("pages/retention.py", title="Retention curve", icon=":material/show_chart:",
-            url_path="retention", default=True),
-    st.Page("pages/iterative.py", title="Iterative pruning", icon=":material/cut:",
-            url_path="iterative"),
-]
+PAGES = {
+    "Plan and prune": [
+        st.Page("pages/retention.py", title="Retention curve", icon=":material/show_chart:",
+                url_path="retention", default=True),
+        st.Page("pages/iterative.py", title="Iterative pruning", icon=":material/cut:",
+                url_path="iterative"),
+    ],
+}
 
 st.navigation(PAGES).run()
