@@ -55,6 +55,17 @@ class DatasetInfo:
         return self.channels * self.size * self.size
 
 
+_CIFAR100_CLASSES = """
+apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
+butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab
+crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard
+lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom
+oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine
+possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake
+spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger tractor
+train trout tulip turtle wardrobe whale willow_tree wolf woman worm
+"""
+
 _IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -74,9 +85,18 @@ DATASETS: dict[str, DatasetInfo] = {
         "cifar-10-batches-py",
         ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
          "test_batch")),
+    # CIFAR-100's python version: `train` and `test` pickles with fine (100-class) labels;
+    # class names in the order of torchvision's `meta` file (alphabetical).
+    "cifar100": DatasetInfo(
+        "cifar100", "CIFAR-100", 3, 32, tuple(_CIFAR100_CLASSES.split()),
+        (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "cifar-100-python",
+        ("train", "test")),
 }
 
-_TORCHVISION_CLASS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+_TORCHVISION_CLASS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10",
+                      "cifar100": "CIFAR100"}
+# Datasets stored as python pickles (read with the restricted `_CifarUnpickler`), not IDX.
+_PICKLED = ("cifar10", "cifar100")
 
 
 def get_info(name: str) -> DatasetInfo:
@@ -109,7 +129,7 @@ def locate(name: str, root: Path | str | None = None) -> Path | None:
     if not info.files:
         return Path(".")
     root = Path(root) if root else default_data_root()
-    if info.name == "cifar10":
+    if info.name in _PICKLED:
         folder = root / info.folder
         return folder if all((folder / f).is_file() for f in info.files) else None
     for folder in _idx_folders(info, root):
@@ -130,7 +150,7 @@ def availability(name: str, root: Path | str | None = None) -> tuple[bool, str]:
 
 def _placement_hint(info: DatasetInfo, root: Path) -> str:
     hint = f"place {', '.join(info.files)}"
-    if info.name != "cifar10":
+    if info.name not in _PICKLED:
         hint += " (optionally .gz)"
     hint += f" in {root / info.folder}"
     if info.name == "fashion_mnist":
@@ -278,13 +298,15 @@ class _CifarUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refused to load {module}.{name}, which could run code")
 
 
-def _read_cifar_batch(path: Path, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_batch(path: Path, num_classes: int = 10,
+                      label_key: str = "labels") -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR pickle: CIFAR-10 batches label with 'labels', CIFAR-100 with 'fine_labels'."""
     with open(path, "rb") as fh:
         batch = _CifarUnpickler(fh, encoding="latin1").load()
-    if not isinstance(batch, dict) or "data" not in batch or "labels" not in batch:
-        raise DatasetUnavailable(f"{path} is not a CIFAR batch (no 'data' and 'labels')")
+    if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
+        raise DatasetUnavailable(f"{path} is not a CIFAR batch (no 'data' and '{label_key}')")
     x = np.asarray(batch["data"])
-    y = np.asarray(batch["labels"])
+    y = np.asarray(batch[label_key])
     if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or y.shape != (x.shape[0],):
         raise DatasetUnavailable(f"{path} has data of shape {x.shape} ({x.dtype}) and "
                                  f"{y.shape[0] if y.ndim else 0} labels; expected (N, 3072) "
@@ -333,6 +355,10 @@ def _load_raw(name: str, root: Path | None) -> tuple[np.ndarray, np.ndarray, np.
             x_train = np.concatenate([p[0] for p in parts])
             y_train = np.concatenate([p[1] for p in parts])
             del parts
+            return x_train, y_train, xt, yt
+        if name == "cifar100":
+            x_train, y_train = _read_cifar_batch(where / "train", info.num_classes, "fine_labels")
+            xt, yt = _read_cifar_batch(where / "test", info.num_classes, "fine_labels")
             return x_train, y_train, xt, yt
         x_train, y_train, x_test, y_test = (_read_idx(_find_idx(where, f)) for f in info.files)
     except (OSError, EOFError, KeyError, ValueError, TypeError, AttributeError,
