@@ -73,7 +73,9 @@ def setup_form() -> None:
             lr = c3.number_input("Learning rate", 1e-6, 10.0, 1e-3, format="%.5f")
             batch = c3.number_input("Batch size", 1, 100000, 64)
             seed = c3.number_input("Seed", 0, 2**31 - 1, 0)
-            if "new_run_name" not in st.session_state:  # a fixed default, or typing is lost
+            # a fixed default (a new one each run would wipe what the user typed), renewed
+            # after a start so the next run does not reuse the name
+            if "new_run_name" not in st.session_state or st.session_state.pop("renew_run_name", False):
                 st.session_state["new_run_name"] = time.strftime("run-%Y%m%d-%H%M%S")
             name = st.text_input("Run name", key="new_run_name")
             submitted = st.form_submit_button("Start run", type="primary")
@@ -94,7 +96,7 @@ def setup_form() -> None:
         st.error(str(exc))
         return
     st.session_state["active_run"] = str(paths.root)
-    del st.session_state["new_run_name"]  # the next run gets a fresh default name
+    st.session_state["renew_run_name"] = True
     st.toast(f"Started {cfg.name}: {len(plan(cfg))} iterations")
 
 

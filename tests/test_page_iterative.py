@@ -1,0 +1,130 @@
+"""Iterative pruning page under AppTest: the set-up form, bad input, a started run, results."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from explorer_core import jobs
+from explorer_core.rundir import list_runs, read_status
+
+
+@pytest.fixture
+def runs_root(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    monkeypatch.setenv("EXPLORER_RUNS", str(root))
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
+    yield root
+    for run in list_runs(root):  # workers outlive pages by design; not a test's
+        jobs.kill(run)
+
+
+def widget(items, label: str):
+    found = [w for w in items if w.label == label]
+    assert len(found) == 1, f"no single widget labelled {label!r}: {[w.label for w in items]}"
+    return found[0]
+
+
+def open_page(app_test, state: dict | None = None):
+    """The page file itself: under app.py's navigation AppTest (1.67) drops form
+    submissions made after `switch_page`, so forms are driven on the page directly."""
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import APPTEST_TIMEOUT_S, ROOT
+
+    at = AppTest.from_file(str(ROOT / "pages" / "iterative.py"), default_timeout=APPTEST_TIMEOUT_S)
+    for k, v in (state or {}).items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def fill_small_run(at, name: str) -> None:
+    widget(at.text_input, "Hidden widths (MLP)").set_value("16, 8")
+    widget(at.number_input, "q (keep factor per iteration)").set_value(0.5)
+    widget(at.number_input, "Schedule iterations").set_value(3)
+    widget(at.number_input, "Dense epochs").set_value(2)
+    widget(at.selectbox, "Criterion").set_value("l1")
+    widget(at.number_input, "Seed").set_value(7)
+    at.text_input(key="new_run_name").set_value(name)
+
+
+def test_the_app_lists_the_page(app_test, runs_root):
+    at = app_test("pages/iterative.py")
+    assert not at.exception
+    assert at.title[0].value == "Iterative pruning"
+
+
+def test_defaults_are_the_thesis_settings(app_test, runs_root):
+    at = open_page(app_test)
+    assert at.title[0].value == "Iterative pruning"
+    assert widget(at.selectbox, "Dataset").value == "digits"
+    assert widget(at.selectbox, "Criterion").value == "interval_adjoint"
+    assert widget(at.text_input, "Hidden widths (MLP)").value == "256, 64"
+    assert widget(at.number_input, "q (keep factor per iteration)").value == 0.8
+    assert widget(at.number_input, "Schedule iterations").value == 31
+    assert widget(at.checkbox, "Retrain after each pruning step").value is True
+    assert any("No runs yet" in i.value for i in at.info)
+
+
+def test_schedule_comes_from_the_retention_page(app_test, runs_root):
+    at = open_page(app_test, {"retention_schedule": {"widths": [32, 16], "q": 0.6,
+                                                     "iterations": 7, "kind": "cubic"}})
+    assert widget(at.text_input, "Hidden widths (MLP)").value == "32, 16"
+    assert widget(at.number_input, "q (keep factor per iteration)").value == 0.6
+    assert widget(at.number_input, "Schedule iterations").value == 7
+    assert widget(at.selectbox, "Schedule").value == "cubic"
+    assert any("Retention curve" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("widths, message", [("abc", "whole numbers"),
+                                             ("64, 0", "≥ 1")])
+def test_bad_widths_give_one_clear_error_and_no_run(app_test, runs_root, widths, message):
+    at = open_page(app_test)
+    widget(at.text_input, "Hidden widths (MLP)").set_value(widths)
+    widget(at.button, "Start run").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and message in at.error[0].value, [e.value for e in at.error]
+    assert list_runs(runs_root) == []
+
+
+def test_start_runs_in_the_background_and_shows_results(app_test, runs_root):
+    at = open_page(app_test)
+    fill_small_run(at, "apptest-run")
+    widget(at.button, "Start run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+
+    runs = list_runs(runs_root)
+    assert [r.root.name for r in runs] == ["apptest-run"]
+    config = json.loads(runs[0].config.read_text())
+    assert (config["hidden"], config["criterion"], config["seed"], config["dense_epochs"]) == \
+        ([16, 8], "l1", 7, 2)
+    assert config["schedule"] == {"q": 0.5, "iterations": 3, "kind": "geometric"}
+    assert read_status(runs[0])["state"] in ("queued", "running", "finished")
+    assert jobs.wait(runs[0], timeout=120)["state"] == "finished"
+
+    at.run()  # the page finds the finished run and shows its results
+    assert not at.exception
+    assert "apptest-run" in widget(at.selectbox, "Run").value
+    results = [df.value for df in at.dataframe if "test acc" in df.value.columns]
+    assert len(results) == 1 and results[0]["iteration"].tolist() == [0, 1, 2]
+    assert results[0]["widths"].tolist() == ["16 8", "8 4", "4 2"]
+    labels = [b.label for b in at.get("download_button")]
+    assert "Download validations.txt" in labels
+    assert "Download checkpoint (.safetensors)" in labels
+    # the recommended model is measured next to the dense one
+    costs = [df.value for df in at.dataframe if "metric" in df.value.columns]
+    assert len(costs) == 1
+    assert costs[0]["metric"].tolist()[:3] == ["parameters", "size (MB, float32)", "MACs per sample"]
+    assert any("Iteration" in s.value for s in at.success)
+
+    # the name field got a fresh default for the next run
+    assert at.text_input(key="new_run_name").value != "apptest-run"
+    # reusing a name is refused with a message; the finished run is untouched
+    before = runs[0].validations.read_bytes()
+    fill_small_run(at, "apptest-run")
+    widget(at.button, "Start run").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "already exists" in at.error[0].value
+    assert len(list_runs(runs_root)) == 1 and runs[0].validations.read_bytes() == before
