@@ -1,0 +1,419 @@
+"""Which neurons matter for one image, and what each of them looks at (captum).
+
+* Prediction: softmax probabilities and the top-k classes.
+* Layer view: `LayerConductance` gives every unit of a hidden layer (neuron of a Linear,
+  channel of a Conv, spatially summed) its share of the target logit for this image;
+  beside it the layer's interval-adjoint (IASA) significance, which is about the whole
+  input domain rather than one image.
+* Neuron view: input-pixel maps of how a chosen unit responds — `NeuronConductance`
+  (the unit's share of the target logit, spread over the pixels) or
+  `NeuronIntegratedGradients` (the unit's own activation, spread over the pixels); for
+  conv layers also Grad-CAM of a channel, upsampled to the image.
+
+Speed: the maps of all requested neurons come from ONE captum call. The input is
+repeated once per neuron and a selector picks neuron k for copy k, so the n_steps × n
+interpolated inputs go through the model as one batch (captum orders them step-major:
+copy k of every step sits at rows ≡ k mod n). Results are cached per neuron
+(`AttributionCache`), so switching the neuron a person looks at costs nothing and
+adding one neuron computes only that one.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ExplorerError
+from .imaging import InputFormat
+from .models import prunable_layers
+
+BASELINES: dict[str, str] = {
+    "black": "black image (every pixel 0)",
+    "blurred": "blurred copy of the image",
+    "mean": "the dataset's mean colour (0 after normalisation)",
+}
+MAX_STEPS = 256
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    title: str
+    kinds: tuple[str, ...]      # layer kinds it applies to: "linear", "conv"
+    uses_baseline: bool
+    description: str
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("neuron_conductance", "NeuronConductance", ("linear", "conv"), True,
+           "How much each pixel's change from the baseline flows through this unit into the "
+           "target class (pixels sum to the unit's layer conductance). Conv channels: the "
+           "channel's most active position."),
+    Method("neuron_integrated_gradients", "NeuronIntegratedGradients", ("linear", "conv"), True,
+           "How much each pixel moves this unit's own output from the baseline (pixels sum "
+           "to that change). Conv channels: the whole channel's summed output."),
+    Method("gradcam", "Grad-CAM (channel)", ("conv",), False,
+           "ReLU(mean gradient of the target over the channel × the channel's activation), "
+           "upsampled to the image: where the channel supports the target class."),
+)}
+
+
+@dataclass(frozen=True)
+class AttributionSettings:
+    """Method, baseline and integration steps of the neuron maps."""
+    method: str = "neuron_conductance"
+    baseline: str = "black"
+    steps: int = 32
+
+    def validate(self, kind: str | None = None) -> "AttributionSettings":
+        if self.method not in METHODS:
+            raise ExplorerError(f"unknown attribution method {self.method!r}; choose one of "
+                                f"{', '.join(METHODS)}")
+        if self.baseline not in BASELINES:
+            raise ExplorerError(f"unknown baseline {self.baseline!r}; choose one of "
+                                f"{', '.join(BASELINES)}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) \
+                or not 2 <= self.steps <= MAX_STEPS:
+            raise ExplorerError(f"attribution steps must be a whole number in 2–{MAX_STEPS}, "
+                                f"got {self.steps!r}")
+        if kind is not None and kind not in METHODS[self.method].kinds:
+            raise ExplorerError(f"{METHODS[self.method].title} does not apply to {kind} layers; "
+                                f"choose one of {', '.join(m.title for m in methods_for(kind))}")
+        return self
+
+
+def methods_for(kind: str) -> list[Method]:
+    return [m for m in METHODS.values() if kind in m.kinds]
+
+
+# ------------------------------------------------------------------ layers and predictions
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    kind: str   # "linear" | "conv"
+    units: int
+
+    def label(self) -> str:
+        what = "neurons" if self.kind == "linear" else "channels"
+        return f"{self.name} ({self.units} {what})"
+
+
+def hidden_layers(model: nn.Module) -> list[LayerInfo]:
+    """The layers whose units can be inspected: every Conv2d and every hidden Linear."""
+    out = []
+    for name in prunable_layers(model):
+        m = model.get_submodule(name)
+        if isinstance(m, nn.Conv2d):
+            out.append(LayerInfo(name, "conv", m.out_channels))
+        elif isinstance(m, nn.Linear):
+            out.append(LayerInfo(name, "linear", m.out_features))
+    return out
+
+
+def layer_info(model: nn.Module, layer: str) -> LayerInfo:
+    for info in hidden_layers(model):
+        if info.name == layer:
+            return info
+    raise ExplorerError(f"the model has no hidden layer {layer!r}; it has "
+                        f"{', '.join(i.name for i in hidden_layers(model)) or 'none'}")
+
+
+def _device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N, classes) for inputs (N, C, H, W), on the CPU."""
+    model.eval()
+    with torch.inference_mode():
+        logits = model(x.to(_device(model)))
+    return torch.softmax(logits.float(), dim=1).cpu()
+
+
+def top_k(probs: torch.Tensor, k: int, class_names: Sequence[str]) -> list[dict]:
+    """The k most probable classes of one probability vector, best first."""
+    probs = probs.reshape(-1)
+    k = max(1, min(int(k), probs.numel()))
+    values, indices = torch.topk(probs, k)
+    names = list(class_names)
+    return [{"rank": r + 1, "class_index": int(i),
+             "class": names[int(i)] if int(i) < len(names) else str(int(i)),
+             "probability": float(v)} for r, (v, i) in enumerate(zip(values, indices))]
+
+
+# ------------------------------------------------------------------ baselines
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur with edge replication, for any image size (8×8 too)."""
+    radius = max(1, int(round(3 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = x.shape[1]
+    kx = kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
+    ky = kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+    y = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kx, groups=c)
+    return F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), ky, groups=c)
+
+
+def baseline_for(x: torch.Tensor, kind: str, fmt: InputFormat) -> torch.Tensor:
+    """The reference input the integration starts from, in the model's input space.
+
+    black: pixel value 0 → (0 − mean) / std per channel (not the tensor 0, which is the
+    mean colour). blurred: a Gaussian blur (σ = 1/10 of the image side, at least 1 px)
+    keeps the colours but removes the shapes. mean: the dataset's mean colour, 0.
+    """
+    if kind not in BASELINES:
+        raise ExplorerError(f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")
+    if kind == "mean":
+        return torch.zeros_like(x)
+    if kind == "black":
+        mean = torch.tensor(fmt.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(fmt.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        return ((0.0 - mean) / std).expand_as(x).contiguous()
+    sigma = max(1.0, max(x.shape[-2:]) / 10.0)
+    return _gaussian_blur(x, sigma)
+
+
+# ------------------------------------------------------------------ attributions
+
+def _target_module(model: nn.Module, layer: str) -> tuple[nn.Module, LayerInfo]:
+    info = layer_info(model, layer)
+    return model.get_submodule(layer), info
+
+
+def layer_conductance(model: nn.Module, layer: str, x: torch.Tensor, target: int,
+                      baseline: torch.Tensor, steps: int = 32) -> torch.Tensor:
+    """Conductance of every unit of `layer` for class `target` (units,), CPU float32.
+
+    Conv channels sum their positions. By completeness the units' values add up to the
+    target logit's change from the baseline to the image (up to the integration error).
+    """
+    from captum.attr import LayerConductance
+
+    module, info = _target_module(model, layer)
+    model.eval()
+    dev = _device(model)
+    attr = LayerConductance(model, module).attribute(
+        x.to(dev), baselines=baseline.to(dev), target=int(target), n_steps=int(steps))
+    attr = attr.detach().float()
+    if attr.dim() > 2:
+        attr = attr.flatten(2).sum(-1)
+    return attr[0].cpu()
+
+
+def _check_neurons(neurons: Sequence[int], info: LayerInfo) -> torch.Tensor:
+    idx = torch.as_tensor([int(n) for n in neurons], dtype=torch.long)
+    if idx.numel() == 0:
+        raise ExplorerError("choose at least one neuron")
+    bad = idx[(idx < 0) | (idx >= info.units)]
+    if bad.numel():
+        raise ExplorerError(f"{info.name} has units 0–{info.units - 1}; {int(bad[0])} does not exist")
+    return idx
+
+
+def _peak_positions(model: nn.Module, module: nn.Module, x: torch.Tensor,
+                    channels: torch.Tensor) -> torch.Tensor:
+    """Flat index (c·h·w) of each channel's most active position for this image."""
+    seen: dict[str, torch.Tensor] = {}
+    handle = module.register_forward_hook(lambda _m, _i, out: seen.__setitem__("out", out.detach()))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    act = seen["out"][0]                      # (C, h, w)
+    per_channel = act.flatten(1)[channels]    # (n, h·w)
+    positions = per_channel.argmax(1)
+    return channels.to(act.device) * act[0].numel() + positions
+
+
+def _row_selector(flat_index: torch.Tensor, reduce_channel: torch.Tensor | None = None
+                  ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """captum neuron selector for a batch of n input copies: row r picks unit r mod n.
+
+    With `reduce_channel` (channel per copy), the whole channel's output is summed
+    instead of one position (NeuronIntegratedGradients on conv channels).
+    """
+    n = flat_index.numel()
+
+    def select(out: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(out.shape[0], device=out.device)
+        if reduce_channel is not None:
+            ch = reduce_channel.to(out.device).repeat(out.shape[0] // n)
+            return out[rows, ch].flatten(1).sum(1)
+        idx = flat_index.to(out.device).repeat(out.shape[0] // n)
+        return out.flatten(1)[rows, idx]
+
+    return select
+
+
+def neuron_maps(model: nn.Module, layer: str, neurons: Sequence[int], x: torch.Tensor,
+                target: int, settings: AttributionSettings, fmt: InputFormat) -> torch.Tensor:
+    """Input-pixel maps (n, H, W) of the given units, one batched captum call, CPU float32.
+
+    Channels of RGB inputs are summed, so every map has the image's size.
+    """
+    from captum.attr import (LayerAttribution, LayerGradCam, NeuronConductance,
+                             NeuronIntegratedGradients)
+
+    module, info = _target_module(model, layer)
+    settings.validate(info.kind)
+    idx = _check_neurons(neurons, info)
+    model.eval()
+    dev = _device(model)
+    x = x.to(dev)
+    n = idx.numel()
+    if settings.method == "gradcam":
+        cam = LayerGradCam(model, module).attribute(x, target=int(target),
+                                                    relu_attributions=True,
+                                                    attr_dim_summation=False)
+        cam = cam.detach()[0, idx.to(dev)].unsqueeze(1)               # (n, 1, h, w)
+        up = LayerAttribution.interpolate(cam, (fmt.height, fmt.width), "bilinear")
+        return up[:, 0].float().cpu()
+    baseline = baseline_for(x, settings.baseline, fmt)
+    xs = x.expand(n, *x.shape[1:]).contiguous()
+    bs = baseline.expand(n, *baseline.shape[1:]).contiguous()
+    if info.kind == "linear":
+        selector = _row_selector(idx)
+    elif settings.method == "neuron_conductance":
+        selector = _row_selector(_peak_positions(model, module, x, idx.to(dev)))
+    else:
+        selector = _row_selector(idx, reduce_channel=idx)
+    with warnings.catch_warnings():  # captum warns that callables must not aggregate: ours do not
+        warnings.simplefilter("ignore", UserWarning)
+        if settings.method == "neuron_conductance":
+            attr = NeuronConductance(model, module).attribute(
+                xs, selector, baselines=bs, target=int(target), n_steps=settings.steps,
+                method="gausslegendre")
+        else:
+            attr = NeuronIntegratedGradients(model, module).attribute(
+                xs, selector, baselines=bs, n_steps=settings.steps,
+                method="gausslegendre")
+    return attr.detach().float().sum(1).cpu()
+
+
+# ------------------------------------------------------------------ significance and tables
+
+def iasa_scores(model: nn.Module, dataset: str) -> dict[str, torch.Tensor]:
+    """Interval-adjoint significance of every hidden unit, over the dataset's training box."""
+    from .criteria import compute_scores
+    from .data import load_dataset
+
+    data = load_dataset(dataset)
+    return compute_scores(model, "interval_adjoint", data.train,
+                          layers=[i.name for i in hidden_layers(model)])
+
+
+def rank_units(conductance: torch.Tensor) -> list[int]:
+    """Units by |conductance|, largest first; ties by index (stable)."""
+    order = torch.argsort(conductance.abs(), descending=True, stable=True)
+    return [int(i) for i in order]
+
+
+def neuron_table(conductance: torch.Tensor, iasa: torch.Tensor | None = None) -> pd.DataFrame:
+    """One row per unit, ranked by |conductance|, with the IASA score and its rank."""
+    c = conductance.detach().cpu().double().numpy()
+    n = c.shape[0]
+    frame = pd.DataFrame({"neuron": np.arange(n), "conductance": c})
+    frame["rank"] = 0
+    frame.loc[rank_units(conductance), "rank"] = np.arange(1, n + 1)
+    if iasa is not None:
+        s = iasa.detach().cpu().double().numpy()
+        if s.shape[0] != n:
+            raise ExplorerError(f"{s.shape[0]} IASA scores for {n} units")
+        frame["iasa"] = s
+        order = np.argsort(-s, kind="stable")
+        iasa_rank = np.empty(n, dtype=np.int64)
+        iasa_rank[order] = np.arange(1, n + 1)
+        frame["iasa_rank"] = iasa_rank
+    return frame.sort_values("rank").reset_index(drop=True)
+
+
+def tensor_key(x: torch.Tensor) -> str:
+    """A short content hash of an input: the same picture gives the same cache entries."""
+    t = x.detach().cpu().contiguous()
+    return hashlib.sha1(t.numpy().tobytes() + str(tuple(t.shape)).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------ cache
+
+class AttributionCache:
+    """Bounded LRU of attribution results, one entry per neuron map.
+
+    Keys carry everything a result depends on (model version, image content, layer,
+    target class, method, baseline, steps), so a hit is always the map that would be
+    computed. `computed` counts the neuron maps actually computed (tests and the page
+    use it to show that a switch came from the cache). Thread-safe: Streamlit reruns
+    of one session may overlap.
+    """
+
+    def __init__(self, max_entries: int = 4096):
+        self.max_entries = int(max_entries)
+        self._store: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.RLock()
+        self.computed = 0
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def _get(self, key: Hashable) -> Any:
+        value = self._store.get(key)
+        if value is not None:
+            self._store.move_to_end(key)
+        return value
+
+    def _put(self, key: Hashable, value: Any) -> None:
+        self._store[key] = value
+        self._store.move_to_end(key)
+        while len(self._store) > self.max_entries:
+            self._store.popitem(last=False)
+
+    def memo(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """The cached value of `key`, computing (and storing) it on a miss."""
+        with self._lock:
+            value = self._get(key)
+            if value is None:
+                value = compute()
+                self._put(key, value)
+            return value
+
+    def neuron_maps(self, model: nn.Module, model_key: str, x: torch.Tensor, layer: str,
+                    neurons: Sequence[int], target: int, settings: AttributionSettings,
+                    fmt: InputFormat) -> dict[int, np.ndarray]:
+        """Maps {neuron: (H, W)} of `neurons`; only the missing ones are computed, batched."""
+        base = ("map", model_key, tensor_key(x), layer, int(target), settings)
+        wanted = list(dict.fromkeys(int(n) for n in neurons))
+        with self._lock:
+            out = {n: self._get(base + (n,)) for n in wanted}
+            missing = [n for n, v in out.items() if v is None]
+            if missing:
+                maps = neuron_maps(model, layer, missing, x, target, settings, fmt).numpy()
+                self.computed += len(missing)
+                for n, m in zip(missing, maps):
+                    out[n] = m
+                    self._put(base + (n,), m)
+            return out
+
+    def layer_conductance(self, model: nn.Module, model_key: str, x: torch.Tensor, layer: str,
+                          target: int, settings: AttributionSettings,
+                          fmt: InputFormat) -> torch.Tensor:
+        key = ("layer", model_key, tensor_key(x), layer, int(target), settings.baseline,
+               settings.steps)
+        return self.memo(key, lambda: layer_conductance(
+            model, layer, x, target, baseline_for(x.to(_device(model)), settings.baseline, fmt),
+            settings.steps))
+
+    def iasa(self, model: nn.Module, model_key: str, dataset: str) -> Mapping[str, torch.Tensor]:
+        return self.memo(("iasa", model_key, dataset), lambda: iasa_scores(model, dataset))

@@ -1,0 +1,403 @@
+"""Images in and out of a model: uploads → model input, test samples, heatmap pictures.
+
+A model only understands inputs shaped and normalised like its training data (Digits is
+1×8×8, Fashion-MNIST 1×28×28, CIFAR 3×32×32; each with its own mean / std), so every
+picture a person brings goes through one conversion (`convert_image`) whose result is
+shown next to the original: what the model really sees is part of the explanation.
+
+Uploads are untrusted bytes. They are decoded only by Pillow's decoders for five
+formats, their size is checked from the header before any pixel is decoded (a 40
+megapixel cap, so a small "decompression bomb" file cannot eat the machine's memory),
+and every failure is a one-line `ExplorerError`.
+
+The second half turns attribution maps into pictures: a diverging colour map, overlays
+on the converted input, and a labelled grid for downloads. Pure numpy + Pillow, no
+matplotlib.
+"""
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+
+from .data import DATASETS, DatasetInfo
+from .errors import ExplorerError
+from .models import FULLY_CONNECTED, input_shape
+
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF")
+UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "webp", "gif")
+MAX_PIXELS = 40_000_000
+FITS = ("pad", "stretch", "crop")
+FIT_TITLES = {"pad": "keep aspect, pad to square", "stretch": "stretch to the model's size",
+              "crop": "keep aspect, crop the centre"}
+# Originals are kept only as display thumbnails: a 40 MP photo must not stay in memory.
+THUMBNAIL_SIDE = 512
+
+
+# ------------------------------------------------------------------ what the model expects
+
+@dataclass(frozen=True)
+class InputFormat:
+    """Shape, normalisation and class names of a model's input/output.
+
+    `dataset` names the training data when known (it supplies test samples and the
+    IASA input box); `assumed` says the normalisation was guessed from the input shape
+    because the checkpoint did not record it.
+    """
+    channels: int
+    height: int
+    width: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...]
+    dataset: str | None = None
+    assumed: bool = False
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    @property
+    def mode(self) -> str:
+        return "L" if self.channels == 1 else "RGB"
+
+    def describe(self) -> str:
+        colour = "grayscale" if self.channels == 1 else "RGB"
+        mean = ", ".join(f"{m:g}" for m in self.mean)
+        std = ", ".join(f"{s:g}" for s in self.std)
+        return f"{colour} {self.height}×{self.width}, normalised (x − {mean}) / {std}"
+
+
+def _square_shape(features: int) -> tuple[int, int, int] | None:
+    """(C, S, S) for a flat input width: 1×S×S first, then 3×S×S."""
+    for channels in (1, 3):
+        if features % channels == 0:
+            side = math.isqrt(features // channels)
+            if side * side * channels == features:
+                return (channels, side, side)
+    return None
+
+
+def _matching_dataset(shape: tuple[int, int, int], classes: int | None) -> DatasetInfo | None:
+    for info in DATASETS.values():
+        if info.input_shape == shape and (classes is None or info.num_classes == classes):
+            return info
+    return None
+
+
+def input_format(spec: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
+                 dataset: str | None = None) -> InputFormat:
+    """What `spec`'s model expects, from the checkpoint's metadata where it was recorded.
+
+    Our checkpoints record the dataset, normalisation and class names; an uploaded
+    `.pth` with a bare spec may not. Then `dataset` (the user's choice) or the one
+    registered dataset with the same input shape and class count supplies them, and
+    the result is marked `assumed` so the page can say so.
+    """
+    meta = dict(meta or {})
+    shape = input_shape(spec)
+    if len(shape) == 1:
+        if spec.get("arch") not in FULLY_CONNECTED:
+            raise ExplorerError(f"cannot tell the image size of a {spec.get('arch')} input")
+        square = _square_shape(shape[0])
+        if square is None:
+            raise ExplorerError(f"the model takes {shape[0]} input values, which is no square "
+                                "grayscale or RGB image; add 'input_shape' [C, H, W] to its spec")
+        shape = square
+    if len(shape) != 3:
+        raise ExplorerError(f"the model's input shape {list(shape)} is not [C, H, W]")
+    channels, height, width = (int(v) for v in shape)
+    classes = int(spec["out"]) if isinstance(spec.get("out"), int) else None
+    name = dataset or meta.get("dataset")
+    info = DATASETS.get(name) if isinstance(name, str) else None
+    assumed = False
+    if info is None:
+        info = _matching_dataset((channels, height, width), classes)
+        assumed = info is not None or "normalisation" not in meta
+    elif info.input_shape != (channels, height, width):
+        raise ExplorerError(f"the model takes {channels}×{height}×{width} inputs, but "
+                            f"{info.title} images are {'×'.join(map(str, info.input_shape))}")
+    norm = meta.get("normalisation") if isinstance(meta.get("normalisation"), Mapping) else {}
+    mean = tuple(float(v) for v in norm.get("mean", info.mean if info else (0.5,) * channels))
+    std = tuple(float(v) for v in norm.get("std", info.std if info else (0.5,) * channels))
+    if len(mean) != channels or len(std) != channels or any(s <= 0 for s in std):
+        raise ExplorerError(f"the recorded normalisation (mean {list(mean)}, std {list(std)}) "
+                            f"does not fit {channels} input channel(s)")
+    names = meta.get("class_names")
+    if not (isinstance(names, list) and len(names) == classes):
+        names = list(info.classes) if info is not None and info.num_classes == classes else \
+            [str(i) for i in range(classes or 0)]
+    return InputFormat(channels, height, width, mean, std, tuple(str(n) for n in names),
+                       info.name if info is not None else None, assumed)
+
+
+def normalise(pixels: np.ndarray, fmt: InputFormat) -> torch.Tensor:
+    """uint8 pixels (H, W) or (H, W, 3) → float tensor (1, C, H, W) in the model's space."""
+    arr = pixels.astype(np.float32) / 255.0
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    x = torch.from_numpy(np.ascontiguousarray(arr))
+    mean = torch.tensor(fmt.mean, dtype=torch.float32).view(-1, 1, 1)
+    std = torch.tensor(fmt.std, dtype=torch.float32).view(-1, 1, 1)
+    return ((x - mean) / std).unsqueeze(0)
+
+
+def denormalise(x: torch.Tensor, fmt: InputFormat) -> np.ndarray:
+    """Inverse of `normalise` for one input (C, H, W) → uint8 (H, W) or (H, W, 3)."""
+    mean = torch.tensor(fmt.mean, dtype=torch.float32).view(-1, 1, 1)
+    std = torch.tensor(fmt.std, dtype=torch.float32).view(-1, 1, 1)
+    px = (x.detach().cpu().float().reshape(fmt.shape) * std + mean).clamp(0, 1) * 255.0
+    arr = px.round().to(torch.uint8).numpy()
+    return arr[0] if fmt.channels == 1 else arr.transpose(1, 2, 0)
+
+
+# ------------------------------------------------------------------ reading uploads
+
+def open_image(data: bytes, name: str = "image",
+               draft: tuple[str, int] | None = None) -> Image.Image:
+    """Decode an uploaded PNG / JPEG / BMP / WebP / GIF (first frame), safely.
+
+    The pixel count is read from the header before decoding; a file over `MAX_PIXELS`
+    is refused without allocating its pixels. Pillow's own bomb guard (which fires at
+    other limits) is mapped to the same message. EXIF rotation is applied, so a phone
+    photo is the right way up. `draft` (mode, side) lets a JPEG decode at a reduced
+    scale no smaller than `side`, which makes big photos load several times faster.
+    """
+    if not data:
+        raise ExplorerError(f"{name} is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    except Image.DecompressionBombError:
+        raise ExplorerError(f"{name} is too large: over {MAX_PIXELS // 1_000_000} megapixels") \
+            from None
+    except UnidentifiedImageError:
+        raise ExplorerError(f"{name} is not an image Pillow can read as PNG, JPEG, BMP, WebP "
+                            "or GIF") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ExplorerError(f"{name} is a damaged image ({exc.__class__.__name__}: {exc})") \
+            from None
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ExplorerError(f"{name} is {width}×{height} = {width * height / 1e6:.1f} megapixels; "
+                            f"the limit is {MAX_PIXELS // 1_000_000}")
+    if width < 1 or height < 1:
+        raise ExplorerError(f"{name} has no pixels")
+    try:
+        image.seek(0)  # GIF / WebP animations: the first frame
+        if draft is not None and image.format == "JPEG":
+            image.draft(draft[0], (draft[1], draft[1]))
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise ExplorerError(f"{name} is a damaged or truncated {image.format} image "
+                            f"({exc.__class__.__name__})") from None
+    return image
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Transparent areas become white: drawings saved with a transparent background."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit PNGs, float TIFF-likes
+        arr = np.asarray(image, dtype=np.float64)
+        top = arr.max() if arr.size and arr.max() > 0 else 1.0
+        return Image.fromarray(np.round(arr / top * 255).astype(np.uint8), "L")
+    return image
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How a picture becomes model input.
+
+    `invert`: for dark strokes on light paper (MNIST-style models saw light on dark).
+    `fit`: pad (keep aspect ratio, fill with the border colour), stretch, or crop.
+    `autocontrast`: stretch the grey levels to the full range (faint pencil drawings).
+    """
+    invert: bool = False
+    fit: str = "pad"
+    autocontrast: bool = False
+
+    def validate(self) -> "ConvertOptions":
+        if self.fit not in FITS:
+            raise ExplorerError(f"unknown fit {self.fit!r}; choose one of {', '.join(FITS)}")
+        return self
+
+
+@dataclass
+class ConvertedImage:
+    """One picture as shown (thumbnail) and as the model sees it (pixels, tensor)."""
+    name: str
+    original: Image.Image          # display thumbnail of the upload (≤ THUMBNAIL_SIDE)
+    original_size: tuple[int, int]  # (width, height) before conversion
+    original_mode: str
+    pixels: np.ndarray             # uint8 (H, W) or (H, W, 3): the converted input
+    tensor: torch.Tensor           # (1, C, H, W) normalised
+    label: int | None = None       # true class, for test-set samples
+
+
+def _border_colour(image: Image.Image) -> int | tuple[int, ...]:
+    """Median colour of the outermost pixels: the natural padding for a drawing."""
+    arr = np.asarray(image)
+    edge = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]], axis=0)
+    med = np.median(edge, axis=0)
+    return int(med) if np.ndim(med) == 0 else tuple(int(v) for v in med)
+
+
+def convert_image(image: Image.Image, fmt: InputFormat, options: ConvertOptions = ConvertOptions(),
+                  name: str = "image") -> ConvertedImage:
+    """Grayscale / RGB, invert, contrast, fit to the model's size, normalise."""
+    options.validate()
+    size = (fmt.width, fmt.height)
+    original_size, original_mode = image.size, image.mode
+    work = _flatten_alpha(image).convert(fmt.mode)
+    if options.invert:
+        work = ImageOps.invert(work)
+    if options.autocontrast:
+        work = ImageOps.autocontrast(work)
+    if options.fit == "stretch":
+        resized = work.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    elif options.fit == "crop":
+        resized = ImageOps.fit(work, size, Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+    else:
+        resized = ImageOps.pad(work, size, Image.Resampling.LANCZOS, color=_border_colour(work))
+    pixels = np.asarray(resized, dtype=np.uint8).copy()
+    thumb = image.copy()
+    thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+    return ConvertedImage(name, _flatten_alpha(thumb).convert("RGB"), original_size,
+                          original_mode, pixels, normalise(pixels, fmt))
+
+
+def load_upload(data: bytes, name: str, fmt: InputFormat,
+                options: ConvertOptions = ConvertOptions()) -> ConvertedImage:
+    """Bytes of an uploaded picture → `ConvertedImage`, or a one-line ExplorerError."""
+    image = open_image(data, name, (fmt.mode, max(fmt.width, fmt.height, THUMBNAIL_SIDE)))
+    return convert_image(image, fmt, options, name)
+
+
+def dataset_samples(fmt: InputFormat, indices: Sequence[int]) -> list[ConvertedImage]:
+    """Samples of the model's own test split, already in its input space."""
+    from .data import load_dataset
+
+    if fmt.dataset is None:
+        raise ExplorerError("the model's dataset is unknown, so it has no test samples; "
+                            "upload images instead")
+    data = load_dataset(fmt.dataset)
+    test = data.test
+    if tuple(test.x.shape[1:]) != fmt.shape:
+        raise ExplorerError(f"{data.info.title} inputs are {tuple(test.x.shape[1:])}, the model "
+                            f"takes {fmt.shape}")
+    out = []
+    for i in indices:
+        if not 0 <= int(i) < len(test):
+            raise ExplorerError(f"test sample {i} does not exist: the {data.info.title} test set "
+                                f"has {len(test)} images (0–{len(test) - 1})")
+        x = test.x[int(i)].detach().cpu().float()
+        pixels = denormalise(x, fmt)
+        label = int(test.y[int(i)])
+        name = f"test #{int(i)} ({fmt.class_names[label] if label < len(fmt.class_names) else label})"
+        out.append(ConvertedImage(name, Image.fromarray(pixels).convert("RGB"),
+                                  (fmt.width, fmt.height), fmt.mode, pixels, x.unsqueeze(0), label))
+    return out
+
+
+# ------------------------------------------------------------------ heatmap pictures
+
+def display_scale(height: int, width: int, target: int = 160) -> int:
+    """Integer factor that brings a small input near `target` pixels (8×8 → 20×)."""
+    return max(1, round(target / max(height, width)))
+
+
+def upscale(pixels: np.ndarray, target: int = 160) -> Image.Image:
+    """Nearest-neighbour enlargement: an 8×8 input stays eight crisp blocks per row."""
+    image = Image.fromarray(pixels)
+    k = display_scale(pixels.shape[0], pixels.shape[1], target)
+    return image.resize((pixels.shape[1] * k, pixels.shape[0] * k), Image.Resampling.NEAREST)
+
+
+def diverging_rgb(values: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Signed values → (RGB uint8, alpha in [0, 1]): red positive, blue negative.
+
+    `scale` is the value mapped to full colour (default: this map's max |value|), so a
+    grid can share one scale and its tiles stay comparable. An all-zero map is white
+    with zero alpha: nothing to show.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    s = float(scale) if scale is not None else float(np.abs(v).max()) if v.size else 0.0
+    t = np.clip(v / s, -1.0, 1.0) if s > 0 else np.zeros_like(v)
+    a = np.abs(t)
+    red = np.array([178, 24, 43], dtype=np.float64)
+    blue = np.array([33, 102, 172], dtype=np.float64)
+    white = np.array([255, 255, 255], dtype=np.float64)
+    colour = np.where(t[..., None] >= 0, red, blue)
+    rgb = white + (colour - white) * a[..., None]
+    return np.round(rgb).astype(np.uint8), a
+
+
+def heatmap_image(values: np.ndarray, scale: float | None = None, target: int = 160) -> Image.Image:
+    """A (H, W) attribution map alone, in the diverging colours, enlarged."""
+    rgb, _ = diverging_rgb(values, scale)
+    return upscale(rgb, target)
+
+
+def overlay_image(pixels: np.ndarray, values: np.ndarray, scale: float | None = None,
+                  target: int = 160, strength: float = 0.85) -> Image.Image:
+    """The attribution map over a dimmed grey copy of the input, enlarged.
+
+    Where the map is weak the input shows through, so one sees *which strokes* a
+    neuron reacts to. Maps smaller than the input (none here) are not resampled:
+    callers pass maps at input resolution.
+    """
+    grey = np.asarray(Image.fromarray(pixels).convert("L"), dtype=np.float64)
+    base = 255.0 - 0.45 * (255.0 - grey)  # dimmed so the colours dominate
+    rgb, alpha = diverging_rgb(values, scale)
+    a = (strength * alpha)[..., None]
+    mixed = base[..., None] * (1 - a) + rgb.astype(np.float64) * a
+    return upscale(np.round(mixed).astype(np.uint8), target)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size
+        return ImageFont.load_default()
+
+
+def grid_image(tiles: Sequence[Image.Image], captions: Sequence[str], columns: int = 4,
+               title: str | None = None) -> Image.Image:
+    """Tiles in rows of `columns` with a caption under each (for the PNG download)."""
+    if not tiles:
+        raise ExplorerError("no heatmaps to put in a grid")
+    tw = max(t.width for t in tiles)
+    th = max(t.height for t in tiles)
+    pad, cap = 10, 22
+    head = 30 if title else 0
+    cols = max(1, min(columns, len(tiles)))
+    rows = math.ceil(len(tiles) / cols)
+    sheet = Image.new("RGB", (cols * (tw + pad) + pad, head + rows * (th + cap + pad) + pad),
+                      "white")
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((pad, 8), title, fill="black", font=_font(16))
+    font = _font(13)
+    for i, (tile, text) in enumerate(zip(tiles, captions)):
+        r, c = divmod(i, cols)
+        x = pad + c * (tw + pad)
+        y = head + pad + r * (th + cap + pad)
+        sheet.paste(tile.convert("RGB"), (x, y))
+        draw.text((x, y + th + 4), text, fill="black", font=font)
+    return sheet
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
