@@ -213,3 +213,22 @@ def test_cli_prune_and_concatenate(roots, tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "q must lie" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_deployment_costs_compare_dense_and_recommended(roots):
+    from explorer_core.results import deployment_costs
+
+    runs, cache = roots
+    paths = create_run(small_config("costs"), runs)
+    execute(paths, cache_root=cache)
+    rows = iteration_rows(paths)
+    table = {r["metric"]: r for r in deployment_costs(rows[0].checkpoint, rows[-1].checkpoint)}
+    # 64-32-16-10 dense vs 64-4-2-10: parameters and MACs by hand
+    dense_params = 64 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10
+    small_params = 64 * 4 + 4 + 4 * 2 + 2 + 2 * 10 + 10
+    assert table["parameters"]["dense"] == f"{dense_params:,}"
+    assert table["parameters"]["recommended"] == f"{small_params:,}"
+    assert table["parameters"]["recommended / dense"] == round(small_params / dense_params, 4)
+    assert table["MACs per sample"]["recommended / dense"] < 0.2
+    latency = [r for m, r in table.items() if m.startswith("CPU latency")]
+    assert len(latency) == 1 and latency[0]["recommended / dense"] > 0
