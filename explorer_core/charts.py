@@ -162,7 +162,7 @@ def _lines(frame: pd.DataFrame, x: alt.X, y_title: str, title: str) -> alt.Chart
 def epoch_chart(epochs: list[dict]) -> alt.HConcatChart:
     """Per-epoch loss and accuracy (train / test) of one iteration: the live training view."""
     it = epochs[0].get("iteration", 0) if epochs else 0
-    x = alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1))
+    x = alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1, format="d"))
     loss = _lines(_long(epochs, "epoch", {"train_loss": "train", "test_loss": "test"}), x,
                   "Cross-entropy", f"Loss, iteration {it}")
     acc = _lines(_long(epochs, "epoch", {"train_acc": "train", "test_acc": "test"}), x,
@@ -193,7 +193,7 @@ def iteration_widths_chart(iterations: list[dict]) -> alt.Chart:
     rows = [{"iteration": r["iteration"], "Series": f"h{i + 1}", "Value": w}
             for r in iterations for i, w in enumerate(r.get("widths", []))]
     frame = pd.DataFrame(rows, columns=["iteration", "Series", "Value"])
-    x = alt.X("iteration:Q", title="Iteration", axis=alt.Axis(tickMinStep=1))
+    x = alt.X("iteration:Q", title="Iteration", axis=alt.Axis(tickMinStep=1, format="d"))
     return _lines(frame, x, "Neurons kept", "Neurons per hidden layer")
 
 
@@ -239,3 +239,138 @@ def neuron_ranking_chart(table: pd.DataFrame, top: int = 24, title: str = "") ->
                     tooltip=["neuron:Q", "iasa_rank:Q", alt.Tooltip("iasa:Q", format=".4g")])
             .properties(width=WIDTH, height=HEIGHT // 2))
     return alt.vconcat(cond, iasa)
+
+
+# ------------------------------------------------------------------ train-time pruning
+
+# Fixed colours per variant key, so "importance", "random" and "none" look the same on
+# every chart, page and PNG whatever the criterion's label says.
+TRAIN_TIME_COLOURS = {"importance": "#1f77b4", "random": "#ff7f0e", "none": "#7f7f7f"}
+
+
+def _variant_colour(labels: dict[str, str]) -> alt.Color:
+    keys = [k for k in TRAIN_TIME_COLOURS if k in labels]
+    return alt.Color("Variant:N", title="Variant", sort=[labels[k] for k in keys],
+                     scale=alt.Scale(domain=[labels[k] for k in keys],
+                                     range=[TRAIN_TIME_COLOURS[k] for k in keys]))
+
+
+def _epoch_means(epochs: list[dict], metric: str, labels: dict[str, str]) -> pd.DataFrame:
+    """Mean, min and max over seeds of `metric` per (variant, epoch)."""
+    rows = [{"Variant": labels.get(e["variant"], e["variant"]), "Epoch": e["epoch"],
+             "seed": e["seed"], "v": e[metric]} for e in epochs if e.get(metric) is not None]
+    frame = pd.DataFrame(rows, columns=["Variant", "Epoch", "seed", "v"])
+    if frame.empty:
+        return pd.DataFrame(columns=["Variant", "Epoch", "Value", "Low", "High", "Seeds"])
+    g = frame.groupby(["Variant", "Epoch"], sort=False)["v"]
+    out = g.agg(Value="mean", Low="min", High="max", Seeds="count").reset_index()
+    return out
+
+
+def _prune_rules(prune_points: list[int] | None) -> alt.Chart | None:
+    """Dashed verticals between epoch p and p+1 where the pruned variants lose units."""
+    if not prune_points:
+        return None
+    frame = pd.DataFrame({"Prune after epoch": prune_points,
+                          "x": [p + 0.5 for p in prune_points]})
+    return (alt.Chart(frame).mark_rule(strokeDash=[3, 3], color="#bbbbbb")
+            .encode(x="x:Q", tooltip=["Prune after epoch:Q"]))
+
+
+def train_time_curve_chart(epochs: list[dict], metric: str, y_title: str, title: str,
+                           labels: dict[str, str], prune_points: list[int] | None = None
+                           ) -> alt.LayerChart:
+    """One line per variant (mean over seeds) of a per-epoch metric; prunes as dashed rules.
+
+    With several seeds a band shows their min–max, so a gap between two variants can be
+    told apart from seed noise at a glance.
+    """
+    frame = _epoch_means(epochs, metric, labels)
+    x = alt.X("Epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1),
+              scale=alt.Scale(zero=False))
+    colour = _variant_colour(labels)
+    base = alt.Chart(frame, title=title)
+    line = base.mark_line(point=True).encode(
+        x=x, y=alt.Y("Value:Q", title=y_title, scale=alt.Scale(zero=False)), color=colour,
+        tooltip=["Variant:N", "Epoch:Q", alt.Tooltip("Value:Q", title=y_title, format=".4g"),
+                 alt.Tooltip("Seeds:Q", title="seeds")])
+    layers = []
+    rules = _prune_rules(prune_points)
+    if rules is not None:
+        layers.append(rules)
+    if not frame.empty and frame["Seeds"].max() > 1:
+        layers.append(base.mark_area(opacity=0.15).encode(x=x, y="Low:Q", y2="High:Q",
+                                                         color=colour))
+    layers.append(line)
+    return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT)
+
+
+def train_time_widths_chart(epochs: list[dict], labels: dict[str, str]) -> alt.FacetChart:
+    """Units per prunable layer during each epoch, one panel per variant.
+
+    Panels rather than one plot: importance and random pruning remove the same number
+    of units by design, so their lines would lie on top of each other.
+    """
+    rows = {}
+    for e in epochs:
+        for layer, w in (e.get("widths") or {}).items():
+            rows[(e["variant"], e["epoch"], layer)] = w  # equal for every seed
+    frame = pd.DataFrame([{"Variant": labels.get(v, v), "Epoch": ep, "Layer": layer,
+                           "Units": w} for (v, ep, layer), w in rows.items()],
+                         columns=["Variant", "Epoch", "Layer", "Units"])
+    order = [labels[k] for k in TRAIN_TIME_COLOURS if k in labels]
+    return (alt.Chart(frame)
+            .mark_line(point=True, interpolate="step-after")
+            .encode(x=alt.X("Epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1),
+                            scale=alt.Scale(zero=False)),
+                    y=alt.Y("Units:Q", title="Neurons / channels"),
+                    color=alt.Color("Layer:N", title="Layer", sort=None,
+                                    scale=alt.Scale(scheme="tableau10")),
+                    tooltip=["Variant:N", "Layer:N", "Epoch:Q", "Units:Q"])
+            .properties(width=(WIDTH - 60) // 3, height=HEIGHT * 2 // 3)
+            .facet(column=alt.Column("Variant:N", title=None, sort=order),
+                   title="Units per hidden layer"))
+
+
+def train_time_sizes_chart(rows: list[dict], labels: dict[str, str]) -> alt.LayerChart:
+    """Final parameter count per variant (mean over seeds), hidden units written on the bars."""
+    frame = pd.DataFrame([{"Variant": labels.get(r["variant"], r["variant"]),
+                           "Parameters": r.get("params"),
+                           "Hidden units": sum((r.get("widths") or {}).values())} for r in rows],
+                         columns=["Variant", "Parameters", "Hidden units"])
+    if not frame.empty:
+        frame = frame.groupby("Variant", sort=False).mean().reset_index()
+        frame["Text"] = [f"{p:,.0f} params · {u:,.0f} units" for p, u
+                         in zip(frame["Parameters"], frame["Hidden units"])]
+    y = alt.Y("Variant:N", title=None, sort=[labels[k] for k in TRAIN_TIME_COLOURS if k in labels])
+    base = alt.Chart(frame, title="Final model size")
+    bars = base.mark_bar().encode(
+        x=alt.X("Parameters:Q", title="Parameters"), y=y, color=_variant_colour(labels),
+        tooltip=["Variant:N", alt.Tooltip("Parameters:Q", format=",.0f"),
+                 alt.Tooltip("Hidden units:Q", format=",.0f")])
+    text = base.mark_text(align="left", dx=4, color="#333").encode(
+        x="Parameters:Q", y=y, text="Text:N")
+    return alt.layer(bars, text).properties(width=WIDTH - 120, height=max(60, 40 * len(frame)))
+
+
+# Per task: (file / chart name, metric, axis title, chart title) of the curve charts.
+TRAIN_TIME_CURVES = {
+    "classifier": [("accuracy", "test_acc", "Test accuracy (%)", "Test accuracy per epoch"),
+                   ("loss", "test_loss", "Test cross-entropy", "Test loss per epoch")],
+    "vae": [("reconstruction", "test_recon", "Reconstruction BCE per image",
+             "Test reconstruction loss per epoch"),
+            ("kl", "test_kl", "KL per image", "Test KL divergence per epoch"),
+            ("elbo", "test_loss", "Negative ELBO per image", "Test loss (reconstruction + KL)")],
+}
+
+
+def train_time_charts(task: str, epochs: list[dict], rows: list[dict], labels: dict[str, str],
+                      prune_points: list[int] | None = None) -> dict[str, alt.TopLevelMixin]:
+    """Every chart of a train-time comparison by name (the PNG file stems of a run)."""
+    out: dict[str, alt.TopLevelMixin] = {
+        name: train_time_curve_chart(epochs, metric, y_title, title, labels, prune_points)
+        for name, metric, y_title, title in TRAIN_TIME_CURVES[task]}
+    out["widths"] = train_time_widths_chart(epochs, labels)
+    if rows:
+        out["sizes"] = train_time_sizes_chart(rows, labels)
+    return out

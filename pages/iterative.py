@@ -190,13 +190,12 @@ def live_view(paths: RunPaths, was_live: bool) -> None:
         current = prog.iteration if prog.iteration is not None else prog.epochs[-1]["iteration"]
         current_epochs = [e for e in prog.epochs if e["iteration"] == current] or \
             [e for e in prog.epochs if e["iteration"] == prog.epochs[-1]["iteration"]]
-        c1, c2 = st.columns(2)
-        c1.altair_chart(charts.epoch_chart(current_epochs), width="stretch")
+        st.altair_chart(charts.epoch_chart(current_epochs), width="content")
         if prog.iterations:
-            c2.altair_chart(charts.iteration_accuracy_chart(prog.iterations), width="stretch")
-            c3, c4 = st.columns(2)
-            c3.altair_chart(charts.iteration_loss_chart(prog.iterations), width="stretch")
-            c4.altair_chart(charts.iteration_widths_chart(prog.iterations), width="stretch")
+            c1, c2, c3 = st.columns(3)
+            c1.altair_chart(charts.iteration_accuracy_chart(prog.iterations), width="stretch")
+            c2.altair_chart(charts.iteration_loss_chart(prog.iterations), width="stretch")
+            c3.altair_chart(charts.iteration_widths_chart(prog.iterations), width="stretch")
 
 
 def results_section(paths: RunPaths, state: str) -> None:
@@ -208,7 +207,9 @@ def results_section(paths: RunPaths, state: str) -> None:
                            "% kept": r.percent_retained, "train acc": r.train_acc,
                            "test acc": r.test_acc, "train loss": r.train_loss,
                            "test loss": r.test_loss} for r in rows])
-    st.dataframe(table, hide_index=True, width="stretch")
+    two = st.column_config.NumberColumn(format="%.2f")
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={c: two for c in table.columns if c not in ("iteration", "widths")})
     if state not in LIVE_STATES and st.button("Write concatenated results",
                                               help="validations.txt, accuracies.png, losses.png"):
         try:
@@ -241,7 +242,8 @@ def deploy_section(rows) -> None:
     r, dense = rec.row, rec.dense
     st.success(f"Iteration {r.iteration}: {r.percent_retained:.1f} % of hidden neurons "
                f"({' '.join(map(str, r.widths))}), test accuracy {r.test_acc:.2f} % "
-               f"({rec.drop:+.2f} points below dense {dense.test_acc:.2f} %).")
+               f"({abs(rec.drop):.2f} points {'below' if rec.drop > 0 else 'above'} "
+               f"the dense model's {dense.test_acc:.2f} %).")
     try:
         with st.spinner("Measuring size, MACs and latency…"):
             costs = _costs(str(dense.checkpoint), str(r.checkpoint),
