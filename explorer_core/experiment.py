@@ -23,7 +23,7 @@ from . import __version__
 from .cache import get_baseline
 from .checkpoint import load_checkpoint, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions
-from .data import Dataset, load_dataset, get_info
+from .data import Dataset, availability, get_info, load_dataset
 from .errors import Cancelled, ExplorerError
 from .fileio import atomic_write_json, write_table
 from .models import MLP, default_spec
@@ -111,8 +111,15 @@ def model_spec(cfg: RunConfig, data_info) -> dict:
 
 
 def create_run(cfg: RunConfig, root: Path | None = None) -> RunPaths:
-    """Make the run folder with config.json, retain.txt and a queued status."""
+    """Make the run folder with config.json, retain.txt and a queued status.
+
+    A dataset missing offline is refused here, before any folder exists, so a typo
+    does not leave a failed run behind.
+    """
     cfg.validate()
+    ok, reason = availability(cfg.dataset)
+    if not ok:
+        raise ExplorerError(reason)
     paths = new_run_dir(cfg.name, root)
     info = get_info(cfg.dataset)
     record = {**cfg.to_dict(), "spec": model_spec(cfg, info), "created": time.time(),

@@ -213,6 +213,14 @@ def test_cli_prune_and_concatenate(roots, tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "q must lie" in bad.stderr
     assert "Traceback" not in bad.stderr
+    # a dataset missing offline: one line naming the folder, and no run folder left behind
+    before = sorted(p.name for p in runs.glob("*/*"))
+    offline = subprocess.run([sys.executable, "-m", "explorer_core", "prune", "--dataset", "cifar10",
+                              "--runs-root", str(runs), "--name", "nodata"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert offline.returncode == 2 and offline.stderr.strip().count("\n") == 0
+    assert "not available offline" in offline.stderr and "cifar" in offline.stderr.lower()
+    assert sorted(p.name for p in runs.glob("*/*")) == before
 
 
 def test_deployment_costs_compare_dense_and_recommended(roots):
