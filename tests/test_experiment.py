@@ -217,7 +217,8 @@ def test_cli_prune_and_concatenate(roots, tmp_path):
     before = sorted(p.name for p in runs.glob("*/*"))
     offline = subprocess.run([sys.executable, "-m", "explorer_core", "prune", "--dataset", "cifar10",
                               "--runs-root", str(runs), "--name", "nodata"],
-                             capture_output=True, text=True, env=env, timeout=120)
+                             capture_output=True, text=True, timeout=120,
+                             env={**env, "EXPLORER_DATA": str(tmp_path / "empty-data-root")})
     assert offline.returncode == 2 and offline.stderr.strip().count("\n") == 0
     assert "not available offline" in offline.stderr and "cifar" in offline.stderr.lower()
     assert sorted(p.name for p in runs.glob("*/*")) == before
