@@ -13,18 +13,26 @@ from ..rundir import RunPaths
 
 
 def _progress_printer(total_epochs: int):
-    """A one-line progress bar on stderr, redrawn per epoch and iteration."""
+    """A one-line progress bar on stderr, redrawn per epoch and iteration.
+
+    Into a log file or pipe (not a terminal) it writes one plain line per iteration
+    instead, so the log stays readable.
+    """
     state = {"epochs": 0, "start": time.time()}
+    terminal = sys.stderr.isatty()
+    redraw = "\r" if terminal else ""
 
     def show(event: dict) -> None:
         if event.get("type") == "epoch":
             state["epochs"] += 1
+        if not terminal and event.get("type") != "iteration":
+            return
         done = min(state["epochs"] / max(total_epochs, 1), 1.0)
         bar = "#" * int(30 * done) + "-" * (30 - int(30 * done))
         elapsed = time.time() - state["start"]
         eta = elapsed / done - elapsed if done > 0 else float("nan")
         acc = event.get("test_acc")
-        line = (f"\r[{bar}] {100 * done:5.1f} %  it {event.get('iteration')}  "
+        line = (f"{redraw}[{bar}] {100 * done:5.1f} %  it {event.get('iteration')}  "
                 f"{'' if acc is None else f'test acc {acc:.2f} %  '}"
                 f"elapsed {elapsed:.0f} s  eta {eta:.0f} s ")
         print(line, end="", file=sys.stderr, flush=True)
