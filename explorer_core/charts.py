@@ -199,22 +199,23 @@ def iteration_widths_chart(iterations: list[dict]) -> alt.Chart:
 
 # ------------------------------------------------------------------ inspect (one image)
 
-def topk_chart(rows: list[dict], title: str = "Top classes") -> alt.Chart:
+def topk_chart(rows: list[dict], title: str = "Top classes", width: int = WIDTH // 2) -> alt.Chart:
     """Horizontal bars of the top-k classes (`attribution.top_k` rows), most probable on top."""
     frame = pd.DataFrame(rows, columns=["rank", "class_index", "class", "probability"])
     frame["label"] = [f"{c} ({i})" if str(c) != str(i) else str(c)
                       for c, i in zip(frame["class"], frame["class_index"])]
     return (alt.Chart(frame, title=title).mark_bar()
             .encode(x=alt.X("probability:Q", title="Probability", scale=alt.Scale(domain=[0, 1])),
-                    y=alt.Y("label:N", title=None, sort=alt.SortField("rank")),
+                    y=alt.Y("label:N", title=None, sort=frame["label"].tolist()),
                     color=alt.condition(alt.datum.rank == 1, alt.value("#b2182b"),
                                         alt.value("#8c8c8c")),
                     tooltip=["class:N", "class_index:Q",
                              alt.Tooltip("probability:Q", format=".2%")])
-            .properties(width=WIDTH // 2, height=max(60, 22 * len(frame))))
+            .properties(width=width, height=alt.Step(24)))
 
 
-def neuron_ranking_chart(table: pd.DataFrame, top: int = 24, title: str = "") -> alt.VConcatChart:
+def neuron_ranking_chart(table: pd.DataFrame, top: int = 24, title: str = "",
+                         width: int = WIDTH) -> alt.VConcatChart:
     """Conductance of the `top` units ranked by |conductance|, IASA score of the same units below.
 
     `table` is `attribution.neuron_table`. Both panels share the unit order, so a unit
@@ -230,14 +231,14 @@ def neuron_ranking_chart(table: pd.DataFrame, top: int = 24, title: str = "") ->
                                         alt.value("#2166ac")),
                     tooltip=["neuron:Q", "rank:Q", alt.Tooltip("conductance:Q", format=".4g")]
                     + (["iasa_rank:Q"] if "iasa" in frame else []))
-            .properties(width=WIDTH, height=HEIGHT // 2))
+            .properties(width=width, height=HEIGHT // 2))
     if "iasa" not in frame:
         return alt.vconcat(cond)
     iasa = (alt.Chart(frame, title="Interval-adjoint significance (whole input domain)")
             .mark_bar(color="#5e3c99")
             .encode(x=x, y=alt.Y("iasa:Q", title="IASA score"),
                     tooltip=["neuron:Q", "iasa_rank:Q", alt.Tooltip("iasa:Q", format=".4g")])
-            .properties(width=WIDTH, height=HEIGHT // 2))
+            .properties(width=width, height=HEIGHT // 2))
     return alt.vconcat(cond, iasa)
 
 

@@ -304,7 +304,7 @@ def dataset_samples(fmt: InputFormat, indices: Sequence[int]) -> list[ConvertedI
         pixels = denormalise(x, fmt)
         label = int(test.y[int(i)])
         name = f"test #{int(i)} ({fmt.class_names[label] if label < len(fmt.class_names) else label})"
-        out.append(ConvertedImage(name, Image.fromarray(pixels).convert("RGB"),
+        out.append(ConvertedImage(name, upscale(pixels).convert("RGB"),
                                   (fmt.width, fmt.height), fmt.mode, pixels, x.unsqueeze(0), label))
     return out
 
@@ -359,7 +359,7 @@ def overlay_image(pixels: np.ndarray, values: np.ndarray, scale: float | None = 
     grey = np.asarray(Image.fromarray(pixels).convert("L"), dtype=np.float64)
     base = 255.0 - 0.45 * (255.0 - grey)  # dimmed so the colours dominate
     rgb, alpha = diverging_rgb(values, scale)
-    a = (strength * alpha)[..., None]
+    a = (strength * alpha ** 0.6)[..., None]  # lift mid values: weak evidence stays visible
     mixed = base[..., None] * (1 - a) + rgb.astype(np.float64) * a
     return upscale(np.round(mixed).astype(np.uint8), target)
 

@@ -1,0 +1,565 @@
+"""Inspect: load a checkpoint, classify images, see which neurons matter and what they see.
+
+The page a researcher shows a supervisor: here is the (pruned) model, here is what it
+predicts for this picture, here are the neurons that carry the decision and the pixels
+each of them responds to — optionally next to a second model (dense vs pruned). All
+maths lives in explorer_core (imaging, attribution, catalog); results are cached per
+session so changing the neuron one looks at is instant.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from explorer_core import charts
+from explorer_core.attribution import (BASELINES, METHODS, AttributionCache, AttributionSettings,
+                                       hidden_layers, methods_for, neuron_table, predict, top_k)
+from explorer_core.catalog import (UploadedFile, list_cache_checkpoints, list_run_checkpoints,
+                                   list_sweep_checkpoints, load_upload, summary)
+from explorer_core.checkpoint import Checkpoint, load_checkpoint
+from explorer_core.data import DATASETS, availability
+from explorer_core.errors import ExplorerError
+from explorer_core.imaging import (FIT_TITLES, FITS, MAX_PIXELS, UPLOAD_TYPES, ConvertedImage,
+                                   ConvertOptions, InputFormat, dataset_samples, grid_image,
+                                   heatmap_image, input_format, normalise, open_image,
+                                   convert_image, overlay_image, png_bytes, upscale)
+from explorer_core.models import ARCH_TITLES, default_spec
+from pages._common import parse_int_list, require_app_navigation
+
+require_app_navigation()
+
+st.title("Inspect")
+st.caption("Load a checkpoint, classify images, and see which neurons carry the decision and "
+           "which pixels each of them responds to. Pick a second checkpoint to compare "
+           "(e.g. dense vs pruned) — every view then shows both.")
+
+SOURCES = ("Past runs", "Sweeps", "Cached baselines", "Upload")
+OPENED = "Opened checkpoint"
+MAX_LOADED = 4
+GRID_COLUMNS = 4
+
+
+@dataclass
+class Loaded:
+    """A model ready to inspect: weights, input format, summary, and a stable cache key."""
+    key: str
+    label: str
+    ck: Checkpoint
+    fmt: InputFormat
+    info: dict[str, Any]
+
+
+def _state(name: str, factory):
+    if name not in st.session_state:
+        st.session_state[name] = factory()
+    return st.session_state[name]
+
+
+def _cache() -> AttributionCache:
+    return _state("insp_cache", AttributionCache)
+
+
+def _remember(loaded: Loaded) -> Loaded:
+    models: dict[str, Loaded] = _state("insp_models", dict)
+    models[loaded.key] = loaded
+    while len(models) > MAX_LOADED:
+        models.pop(next(iter(models)))
+    return loaded
+
+
+def _test_accuracy(ck: Checkpoint, fmt: InputFormat) -> float | None:
+    """Recorded test accuracy, else measured on the model's test split when it is on disk."""
+    recorded = (ck.meta.get("metrics") or {}).get("test_acc")
+    if isinstance(recorded, (int, float)):
+        return float(recorded)
+    if fmt.dataset is None or not availability(fmt.dataset)[0]:
+        return None
+    from explorer_core.data import load_dataset
+    from explorer_core.training import evaluate
+
+    return evaluate(ck.model, load_dataset(fmt.dataset).test)[1]
+
+
+def _build(key: str, label: str, ck: Checkpoint, dataset: str | None = None) -> Loaded:
+    fmt = input_format(ck.spec, ck.meta, dataset)
+    info = summary(ck)
+    info["test_acc"] = _test_accuracy(ck, fmt)
+    return _remember(Loaded(key, label, ck, fmt, info))
+
+
+def load_path(path: str, label: str) -> Loaded:
+    p = Path(path)
+    try:
+        stamp = p.stat().st_mtime_ns
+    except OSError:
+        raise ExplorerError(f"checkpoint not found: {p}") from None
+    key = f"{p.resolve()}@{stamp}"
+    models: dict[str, Loaded] = _state("insp_models", dict)
+    if key in models:
+        return models[key]
+    return _build(key, label, load_checkpoint(p))
+
+
+# ------------------------------------------------------------------ choosing models
+
+def _catalog() -> dict[str, Any]:
+    return {"runs": list_run_checkpoints(), "sweeps": list_sweep_checkpoints(),
+            "cache": list_cache_checkpoints()}
+
+
+def apply_handoff(catalog: dict[str, Any]) -> None:
+    """Open the checkpoint another page asked for (Iterative pruning's "Open on Inspect")."""
+    path = st.session_state.pop("inspect_checkpoint", None)
+    if not path:
+        return
+    target = str(Path(path))
+    for run, entries in catalog["runs"].items():
+        for entry in entries:
+            if str(entry.path) == target:
+                st.session_state.update(insp_src_a=SOURCES[0], insp_run_a=run,
+                                        insp_it_a=target)
+                # the run's dense model is ready as the comparison (tick "Compare")
+                st.session_state.update(insp_src_b=SOURCES[0], insp_run_b=run,
+                                        insp_it_b=str(entries[0].path))
+                return
+    for source, name in (("sweeps", SOURCES[1]), ("cache", SOURCES[2])):
+        for entry in catalog[source]:
+            if str(entry.path) == target:
+                st.session_state.update({"insp_src_a": name, f"insp_{source}_a": target})
+                return
+    st.session_state["insp_opened_a"] = target
+    st.session_state["insp_src_a"] = OPENED
+
+
+def _entry_picker(entries, slot: str, what: str, empty: str):
+    if not entries:
+        st.info(empty)
+        return None
+    paths = [str(e.path) for e in entries]
+    labels = {str(e.path): e.label for e in entries}
+    key = f"insp_{what}_{slot}"
+    if st.session_state.get(key) not in paths:
+        st.session_state.pop(key, None)
+    chosen = st.selectbox("Checkpoint", paths, format_func=labels.get, key=key)
+    return chosen, labels[chosen]
+
+
+def _upload_picker(slot: str) -> Loaded | None:
+    files = st.file_uploader(
+        "Checkpoint: .safetensors (+ its .json), or a .pth state dict (+ a .json spec)",
+        type=["safetensors", "json", "pth", "pt"], accept_multiple_files=True,
+        key=f"insp_upload_{slot}",
+        help="Nothing uploaded is unpickled: .pth files are read as plain tensors only.")
+    if not files:
+        st.caption("Upload the weights and, unless the spec is inside them, the model spec.")
+        return None
+    uploaded = [UploadedFile(f.name, f.getvalue()) for f in files]
+    needs_spec = not any(f.name.lower().endswith((".json", ".safetensors")) for f in uploaded)
+    spec = None
+    dataset = None
+    if needs_spec:
+        st.caption("A .pth holds only tensors: describe the model it belongs to.")
+        c1, c2, c3 = st.columns(3)
+        names = [n for n in DATASETS]
+        dataset = c1.selectbox("Trained on", names, format_func=lambda n: DATASETS[n].title,
+                               key=f"insp_pth_data_{slot}")
+        arch = c2.selectbox("Architecture", ["mlp", "slp", "cnn"], format_func=ARCH_TITLES.get,
+                            key=f"insp_pth_arch_{slot}")
+        hidden = c3.text_input("Hidden widths (dense)", "256, 64", key=f"insp_pth_hidden_{slot}",
+                               help="Pruned weights may be narrower: layers are fitted to them.")
+        info = DATASETS[dataset]
+        spec = default_spec(arch, info.channels, info.size, info.num_classes,
+                            list(parse_int_list(hidden)) if arch != "slp" else None)
+    digest = hashlib.sha1()
+    for f in uploaded:
+        digest.update(f.name.encode() + b"\0" + f.data)
+    digest.update(repr(spec).encode())
+    key = f"upload:{digest.hexdigest()[:16]}"
+    models: dict[str, Loaded] = _state("insp_models", dict)
+    if key in models:
+        return models[key]
+    ck = load_upload(uploaded, spec)
+    if dataset and "dataset" not in ck.meta:
+        ck.meta["dataset"] = dataset
+    weights = next(f.name for f in uploaded if not f.name.lower().endswith(".json"))
+    return _build(key, f"upload {weights}", ck)
+
+
+def pick_model(slot: str, catalog: dict[str, Any]) -> Loaded | None:
+    """Source → run → iteration (or sweep / cache entry, or upload); errors shown, not raised."""
+    sources = list(SOURCES) + ([OPENED] if st.session_state.get(f"insp_opened_{slot}") else [])
+    if st.session_state.get(f"insp_src_{slot}") not in sources:
+        st.session_state.pop(f"insp_src_{slot}", None)
+    source = st.radio("Source", sources, horizontal=True, key=f"insp_src_{slot}")
+    try:
+        if source == SOURCES[0]:
+            runs = catalog["runs"]
+            if not runs:
+                st.info("No completed iterations yet: run the Iterative pruning page, or pick "
+                        "another source.")
+                return None
+            if st.session_state.get(f"insp_run_{slot}") not in runs:
+                st.session_state.pop(f"insp_run_{slot}", None)
+            run = st.selectbox("Run", list(runs), key=f"insp_run_{slot}")
+            picked = _entry_picker(runs[run], slot, "it", "This run has no checkpoint yet.")
+            if not picked:
+                return None
+            short = f"{run.split(' (')[0]} · {picked[1].split(':')[0]}"
+            return load_path(picked[0], short)
+        if source == SOURCES[1]:
+            picked = _entry_picker(catalog["sweeps"], slot, "sweeps",
+                                   "No sweep checkpoints yet (Compare page).")
+            return load_path(picked[0], f"sweep {picked[1].split(':')[0]}") if picked else None
+        if source == SOURCES[2]:
+            picked = _entry_picker(catalog["cache"], slot, "cache",
+                                   "No cached dense baselines in models_cache/ yet.")
+            return load_path(picked[0], f"baseline {picked[1].split(':')[0]}") if picked else None
+        if source == OPENED:
+            path = st.session_state[f"insp_opened_{slot}"]
+            st.caption(path)
+            return load_path(path, Path(path).name)
+        return _upload_picker(slot)
+    except ExplorerError as exc:
+        st.error(str(exc))
+        return None
+
+
+def model_card(m: Loaded) -> None:
+    info = m.info
+    st.markdown(f"**{m.label}**")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Test accuracy", f"{info['test_acc']:.2f} %" if info["test_acc"] is not None else "—")
+    c2.metric("Parameters", f"{info['parameters']:,}")
+    c3.metric("MACs / image", f"{info['macs']:,}")
+    kept = info.get("percent_retained")
+    c4.metric("Hidden kept", f"{kept:.1f} %" if isinstance(kept, (int, float)) else "—")
+    widths = " · ".join(str(w) for w in info["widths"]) or "none"
+    data = DATASETS[m.fmt.dataset].title if m.fmt.dataset else "unknown dataset"
+    st.caption(f"{ARCH_TITLES.get(info['arch'], info['arch'])} · hidden widths {widths} · "
+               f"{data} · input {m.fmt.describe()}"
+               + (" (assumed: the checkpoint does not record it)" if m.fmt.assumed else ""))
+    with st.expander("Model spec"):
+        st.json(m.ck.spec, expanded=False)
+
+
+def _default_second(catalog: dict[str, Any]) -> None:
+    """First time "Compare" is on: the same run's dense model (or its last iteration)."""
+    if "insp_src_b" in st.session_state or st.session_state.get("insp_src_a") != SOURCES[0]:
+        return
+    entries = catalog["runs"].get(st.session_state.get("insp_run_a"), [])
+    if len(entries) < 2:
+        return
+    first = str(entries[0].path)
+    other = str(entries[-1].path) if st.session_state.get("insp_it_a") == first else first
+    st.session_state.update(insp_src_b=SOURCES[0], insp_run_b=st.session_state["insp_run_a"],
+                            insp_it_b=other)
+
+
+def models_section() -> list[Loaded]:
+    catalog = _catalog()
+    apply_handoff(catalog)
+    compare = st.toggle("Compare with a second checkpoint", key="insp_compare",
+                        help="E.g. the dense model (iteration 0) next to a pruned iteration.")
+    cols = st.columns(2) if compare else [st.container()]
+    out = []
+    for slot, col, title in zip("ab", cols, ("Model", "Second model")):
+        with col:
+            if slot == "b":
+                _default_second(catalog)
+            st.subheader(title)
+            m = pick_model(slot, catalog)
+            if m is not None:
+                model_card(m)
+                out.append(m)
+    return out
+
+
+# ------------------------------------------------------------------ images
+
+def _convert_for(m: Loaded, images: list[tuple[str, bytes]], options: ConvertOptions,
+                 errors: list[str]) -> list[ConvertedImage | None]:
+    out: list[ConvertedImage | None] = []
+    for name, data in images:
+        try:
+            image = open_image(data, name, (m.fmt.mode, max(m.fmt.height, m.fmt.width, 512)))
+            out.append(convert_image(image, m.fmt, options, name))
+        except ExplorerError as exc:
+            if str(exc) not in errors:
+                errors.append(str(exc))
+            out.append(None)
+    return out
+
+
+def images_section(models: list[Loaded]) -> list[list[ConvertedImage | None]] | None:
+    """One list of converted inputs per model (same pictures, each model's own format)."""
+    st.header("Classify")
+    source = st.radio("Images", ["Upload images", "Test-set samples"], horizontal=True,
+                      key="insp_img_src")
+    primary = models[0]
+    if source == "Test-set samples":
+        if primary.fmt.dataset is None or not availability(primary.fmt.dataset)[0]:
+            st.warning(availability(primary.fmt.dataset)[1] if primary.fmt.dataset
+                       else "The model's dataset is unknown: upload images instead.")
+            return None
+        c1, c2 = st.columns(2)
+        start = c1.number_input("First test sample", 0, 1_000_000, 0, key="insp_first")
+        count = c2.number_input("How many", 1, 32, 4, key="insp_count")
+        try:
+            samples = dataset_samples(primary.fmt, range(int(start), int(start) + int(count)))
+        except ExplorerError as exc:
+            st.error(str(exc))
+            return None
+        per_model: list[list[ConvertedImage | None]] = [samples]
+        for m in models[1:]:
+            if m.fmt.shape != primary.fmt.shape:
+                st.warning(f"{m.label} takes {m.fmt.shape} inputs; the samples are "
+                           f"{primary.fmt.shape}.")
+                per_model.append([None] * len(samples))
+                continue
+            per_model.append([ConvertedImage(s.name, s.original, s.original_size, s.original_mode,
+                                             s.pixels, normalise(s.pixels, m.fmt), s.label)
+                              for s in samples])
+        return per_model
+    files = st.file_uploader("Images: PNG, JPEG, BMP, WebP or GIF (first frame), up to "
+                             f"{MAX_PIXELS // 1_000_000} megapixels", type=list(UPLOAD_TYPES),
+                             accept_multiple_files=True, key="insp_images")
+    c1, c2, c3 = st.columns(3)
+    invert = c1.toggle("Invert (dark drawing on light paper)", key="insp_invert",
+                       help="MNIST-style models saw light digits on a dark background.")
+    autocontrast = c2.toggle("Stretch contrast", key="insp_autocontrast")
+    fit = c3.selectbox("Fit to the model's size", FITS, format_func=FIT_TITLES.get, key="insp_fit")
+    if not files:
+        st.info("Upload one or more pictures, or switch to test-set samples.")
+        return None
+    images = [(f.name, f.getvalue()) for f in files]
+    options = ConvertOptions(invert=invert, fit=fit, autocontrast=autocontrast)
+    errors: list[str] = []
+    per_model = [_convert_for(m, images, options, errors) for m in models]
+    for e in errors:
+        st.error(e)
+    if all(c is None for c in per_model[0]):
+        return None
+    return per_model
+
+
+def predictions_view(models: list[Loaded], per_model, k: int) -> int | None:
+    """Top-k charts for the chosen picture; a summary table when there are several."""
+    names = [c.name for c in per_model[0] if c is not None]
+    valid = [i for i, c in enumerate(per_model[0]) if c is not None]
+    if len(valid) > 1:
+        rows = []
+        for i in valid:
+            row: dict[str, Any] = {"image": per_model[0][i].name}
+            for j, (m, conv) in enumerate(zip(models, per_model)):
+                tag = "" if len(models) == 1 else f" ({'AB'[j]})"
+                if conv[i] is None:
+                    continue
+                best = top_k(predict(m.ck.model, conv[i].tensor)[0], 1, m.fmt.class_names)[0]
+                row[f"predicted{tag}"] = best["class"]
+                row[f"probability{tag}"] = round(best["probability"], 4)
+            if per_model[0][i].label is not None:
+                row["true class"] = models[0].fmt.class_names[per_model[0][i].label]
+            rows.append(row)
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        pick = st.selectbox("Picture to inspect", range(len(valid)),
+                            format_func=lambda j: names[j], key="insp_pick")
+        index = valid[int(pick)] if int(pick) < len(valid) else valid[0]
+    else:
+        index = valid[0]
+    widths = [1, 1] + [2] * len(models)
+    cols = st.columns(widths)
+    first = per_model[0][index]
+    cols[0].image(first.original, caption=f"original · {first.original_size[0]}×"
+                  f"{first.original_size[1]} {first.original_mode}", width="stretch")
+    cols[1].image(upscale(first.pixels), caption=f"model input · {models[0].fmt.describe()}",
+                  width="stretch")
+    for col, m, conv in zip(cols[2:], models, per_model):
+        if conv[index] is None:
+            col.warning(f"{m.label}: this picture could not be converted for it.")
+            continue
+        rows = top_k(predict(m.ck.model, conv[index].tensor)[0], k, m.fmt.class_names)
+        col.markdown(f"{m.label}: predicted **{rows[0]['class']}** "
+                     f"({rows[0]['probability']:.1%})")
+        col.altair_chart(charts.topk_chart(rows, title=f"Top {len(rows)} classes",
+                                           width=300 if len(models) == 1 else 220),
+                         width="content")
+    if len(models) > 1 and per_model[1][index] is not None and \
+            models[1].fmt.shape != models[0].fmt.shape:
+        cols[1].image(upscale(per_model[1][index].pixels), caption="second model's input")
+    return index
+
+
+# ------------------------------------------------------------------ sensitivity
+
+def _settings_row(models: list[Loaded]) -> tuple[str, str, AttributionSettings, int, bool] | None:
+    layers = hidden_layers(models[0].ck.model)
+    if not layers:
+        st.info("This model has no hidden layer to inspect (a single linear layer).")
+        return None
+    c1, c2, c3 = st.columns(3)
+    names = [l.name for l in layers]
+    if st.session_state.get("insp_layer") not in names:
+        st.session_state.pop("insp_layer", None)
+    layer = c1.selectbox("Hidden layer", names, key="insp_layer",
+                         format_func=lambda n: next(l.label() for l in layers if l.name == n))
+    kind = next(l.kind for l in layers if l.name == layer)
+    classes = ["predicted"] + [str(i) for i in range(len(models[0].fmt.class_names))]
+    target = c2.selectbox("Explain class", classes, key="insp_target",
+                          format_func=lambda c: "the predicted class" if c == "predicted"
+                          else f"{c}: {models[0].fmt.class_names[int(c)]}")
+    methods = methods_for(kind)
+    method_names = [m.name for m in methods]
+    if st.session_state.get("insp_method") not in method_names:
+        st.session_state.pop("insp_method", None)
+    method = c3.selectbox("Neuron heatmaps", method_names, key="insp_method",
+                          format_func=lambda n: METHODS[n].title, help=" · ".join(
+                              f"{m.title}: {m.description}" for m in methods))
+    c4, c5, c6, c7 = st.columns(4)
+    baseline = c4.selectbox("Baseline", list(BASELINES), format_func=BASELINES.get,
+                            key="insp_baseline",
+                            disabled=not METHODS[method].uses_baseline)
+    steps = c5.slider("Integration steps", 4, 128, 32, key="insp_steps",
+                      help="More steps: closer to the exact integral, slower.")
+    count = c6.number_input("Neurons in the grid", 1, 32, 8, key="insp_grid_n")
+    shared = c7.toggle("One colour scale for the grid", True, key="insp_shared",
+                       help="On: tiles are comparable. Off: each tile uses its own range.")
+    return layer, target, AttributionSettings(method, baseline, int(steps)), int(count), shared
+
+
+def _iasa(m: Loaded, layer: str):
+    if m.fmt.dataset is None:
+        return None, "IASA scores need the model's training data, which is unknown."
+    ok, reason = availability(m.fmt.dataset)
+    if not ok:
+        return None, reason
+    try:
+        scores = _cache().iasa(m.ck.model, m.key, m.fmt.dataset)
+    except ExplorerError as exc:
+        return None, str(exc)
+    return scores.get(layer), None
+
+
+def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, target_choice: str,
+                      settings: AttributionSettings, count: int, shared: bool) -> None:
+    cache = _cache()
+    model = m.ck.model
+    names = {l.name: l for l in hidden_layers(model)}
+    if layer not in names:
+        st.warning(f"{m.label} has no layer {layer}.")
+        return
+    info = names[layer]
+    x = conv.tensor
+    probs = predict(model, x)[0]
+    target = int(probs.argmax()) if target_choice == "predicted" else int(target_choice)
+    if target >= probs.numel():
+        st.warning(f"{m.label} has only {probs.numel()} classes.")
+        return
+    cname = m.fmt.class_names[target] if target < len(m.fmt.class_names) else str(target)
+    conductance = cache.layer_conductance(model, m.key, x, layer, target, settings, m.fmt)
+    iasa, why = _iasa(m, layer)
+    table = neuron_table(conductance, iasa)
+    unit = "neuron" if info.kind == "linear" else "channel"
+    st.markdown(f"**{m.label}** — {info.label()}, explaining class **{cname}**")
+    compare = st.session_state.get("insp_compare", False)
+    st.altair_chart(charts.neuron_ranking_chart(
+        table, top=16 if compare else 24, width=400 if compare else 560,
+        title=f"Conductance for class {cname} (top {min(16 if compare else 24, len(table))} "
+              f"of {info.units})"), width="content")
+    if why:
+        st.caption(f"No IASA scores: {why}")
+    csv_name = f"scores_{slot}_{layer}_class{target}.csv"
+    st.download_button("Scores (CSV)", table.to_csv(index=False).encode(), csv_name,
+                       mime="text/csv", key=f"insp_csv_{slot}", on_click="ignore",
+                       icon=":material/table:")
+    ranked = table["neuron"].tolist()
+    grid_key = f"insp_neurons_{slot}_{m.key}_{layer}_{target}_{conv.name}"
+    chosen = st.multiselect(f"{unit.capitalize()}s in the grid (default: top {count} by "
+                            "|conductance|)", ranked, default=ranked[:count], key=grid_key,
+                            format_func=lambda n: f"{unit} {n}")
+    if not chosen:
+        st.info(f"Pick at least one {unit}.")
+        return
+    before = cache.computed
+    with st.spinner(f"Computing {METHODS[settings.method].title} heatmaps…"):
+        maps = cache.neuron_maps(model, m.key, x, layer, chosen, target, settings, m.fmt)
+    scale = max(float(abs(maps[n]).max()) for n in chosen) if shared else None
+    rank_of = dict(zip(table["neuron"], table["rank"]))
+    cond_of = dict(zip(table["neuron"], table["conductance"]))
+    iasa_rank = dict(zip(table["neuron"], table["iasa_rank"])) if "iasa_rank" in table else {}
+    tiles, captions = [], []
+    for n in chosen:
+        tiles.append(overlay_image(conv.pixels, maps[n], scale, target=120))
+        captions.append(f"{unit} {n} · #{rank_of[n]} · {cond_of[n]:+.3g}")
+    st.caption(f"{METHODS[settings.method].title} over the model input; red raises, blue "
+               f"lowers. Rank = by |conductance| for class {cname}"
+               + (f"; computed {cache.computed - before} new map(s)" if cache.computed > before
+                  else "; all from the cache"))
+    for start in range(0, len(tiles), GRID_COLUMNS):
+        cols = st.columns(GRID_COLUMNS)
+        for col, tile, cap in zip(cols, tiles[start:start + GRID_COLUMNS],
+                                  captions[start:start + GRID_COLUMNS]):
+            col.image(tile, caption=cap, width="stretch")
+    sheet = grid_image(tiles, captions, GRID_COLUMNS,
+                       title=f"{m.label[:70]} · {layer} · class {cname}")
+    st.download_button("Heatmap grid (PNG)", png_bytes(sheet), f"heatmaps_{slot}_{layer}.png",
+                       mime="image/png", key=f"insp_grid_png_{slot}", on_click="ignore",
+                       icon=":material/image:")
+
+    st.markdown(f"**One {unit} up close**")
+    focus_key = f"insp_focus_{slot}"
+    if st.session_state.get(focus_key) not in ranked:
+        st.session_state.pop(focus_key, None)
+    focus = st.selectbox(f"{unit.capitalize()}", ranked, key=focus_key,
+                         format_func=lambda n: f"{unit} {n} — rank {rank_of[n]}, conductance "
+                         f"{cond_of[n]:+.3g}" + (f", IASA rank {iasa_rank[n]}" if iasa_rank else ""))
+    one = cache.neuron_maps(model, m.key, x, layer, [focus], target, settings, m.fmt)[focus]
+    c1, c2, c3 = st.columns(3)
+    c1.image(upscale(conv.pixels), caption="model input", width="stretch")
+    c2.image(heatmap_image(one), caption=f"{unit} {focus}: heatmap", width="stretch")
+    big = overlay_image(conv.pixels, one)
+    c3.image(big, caption=f"{unit} {focus}: overlay", width="stretch")
+    st.download_button(f"{unit.capitalize()} {focus} heatmap (PNG)", png_bytes(big),
+                       f"heatmap_{slot}_{layer}_{unit}{focus}.png", mime="image/png",
+                       key=f"insp_focus_png_{slot}", on_click="ignore", icon=":material/image:")
+
+
+def sensitivity_section(models: list[Loaded], per_model, index: int) -> None:
+    st.header("Sensitivity")
+    row = _settings_row(models)
+    if row is None:
+        return
+    layer, target, settings, count, shared = row
+    cols = st.columns(len(models)) if len(models) > 1 else [st.container()]
+    for slot, col, m, conv in zip("ab", cols, models, per_model):
+        with col:
+            if conv[index] is None:
+                st.warning(f"{m.label}: no input for this picture.")
+                continue
+            try:
+                model_sensitivity(m, slot, conv[index], layer, target, settings, count, shared)
+            except ExplorerError as exc:
+                st.error(str(exc))
+
+
+# ------------------------------------------------------------------ page
+
+def main() -> None:
+    models = models_section()
+    if not models:
+        return
+    per_model = images_section(models)
+    if per_model is None:
+        return
+    k = st.number_input("Top-k classes", 1, 20, 5, key="insp_k")
+    index = predictions_view(models, per_model, int(k))
+    if index is None:
+        return
+    sensitivity_section(models, per_model, index)
+
+
+main()
