@@ -15,6 +15,8 @@ PAGES = {
         st.Page("pages/iterative.py", title="Iterative pruning", icon=":material/cut:",
                 url_path="iterative"),
     ],
+    "Inspect": [st.Page("pages/inspect.py", title="Inspect", icon=":material/visibility:",
+                        url_path="inspect")],
 }
 
 st.navigation(PAGES).run()
