@@ -95,12 +95,13 @@ def list_run_checkpoints(root: Path | None = None) -> dict[str, list[CheckpointE
     return out
 
 
-def _sidecar_entries(folder: Path, source: str, group_of) -> list[CheckpointEntry]:
-    """`*.safetensors` with a `.json` sidecar under `folder`, newest first."""
+def _sidecar_entries(folder: Path, source: str, group_of,
+                     recursive: bool = True) -> list[CheckpointEntry]:
+    """`*.safetensors` with a `.json` sidecar in (or under) `folder`, newest first."""
     if not folder.is_dir():
         return []
     found = []
-    for tensor in folder.rglob("*.safetensors"):
+    for tensor in (folder.rglob if recursive else folder.glob)("*.safetensors"):
         sidecar = tensor.with_suffix(".json")
         meta = read_json(sidecar) if sidecar.is_file() else None
         if not isinstance(meta, dict) or "spec" not in meta:
@@ -133,7 +134,7 @@ def list_cache_checkpoints(root: Path | None = None) -> list[CheckpointEntry]:
     from .cache import default_cache_root
 
     root = Path(root or default_cache_root())
-    return _sidecar_entries(root, "cache", lambda rel: "models_cache")
+    return _sidecar_entries(root, "cache", lambda rel: "models_cache", recursive=False)
 
 
 # ------------------------------------------------------------------ uploads

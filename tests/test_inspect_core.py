@@ -1,0 +1,424 @@
+"""Inspect core: image conversion, bad images, top-k, attributions, cache, catalog, uploads."""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from explorer_core.attribution import (AttributionCache, AttributionSettings, baseline_for,
+                                       hidden_layers, layer_conductance, neuron_maps,
+                                       neuron_table, predict, rank_units, top_k)
+from explorer_core.catalog import (UploadedFile, list_cache_checkpoints, list_sweep_checkpoints,
+                                   load_upload, summary)
+from explorer_core.checkpoint import save_checkpoint
+from explorer_core.errors import CheckpointError, ExplorerError
+from explorer_core.imaging import (MAX_PIXELS, ConvertOptions, convert_image, dataset_samples,
+                                   denormalise, grid_image, input_format, load_upload as load_image,
+                                   normalise, open_image, overlay_image, png_bytes)
+from explorer_core.models import build_model, default_spec
+
+DIGITS = {"dataset": "digits"}
+
+
+def encode(image: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def stroke_picture(size=(60, 40), mode="RGB") -> Image.Image:
+    """Dark vertical bar on white paper, like a pen drawing."""
+    img = Image.new(mode, size, "white")
+    img.paste("black", (size[0] // 2 - 8, 5, size[0] // 2 + 8, size[1] - 5))
+    return img
+
+
+@pytest.fixture(scope="module")
+def digits_fmt():
+    return input_format(default_spec("mlp", 1, 8, 10, [32, 16]), DIGITS)
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    torch.manual_seed(0)
+    return build_model(default_spec("mlp", 1, 8, 10, [32, 16])).eval()
+
+
+# ------------------------------------------------------------------ input format
+
+def test_input_format_from_meta_and_guessed():
+    fmt = input_format(default_spec("mlp", 1, 28, 10), {"dataset": "fashion_mnist"})
+    assert fmt.shape == (1, 28, 28) and fmt.class_names[0] == "T-shirt/top" and not fmt.assumed
+    flat = input_format({"arch": "mlp", "in": 3072, "hidden": [64], "out": 10})
+    assert flat.shape == (3, 32, 32) and flat.dataset == "cifar10" and flat.assumed
+    odd = input_format({"arch": "mlp", "in": 100, "hidden": [8], "out": 3})
+    assert odd.shape == (1, 10, 10) and odd.dataset is None and odd.class_names == ("0", "1", "2")
+    meta = {"normalisation": {"mean": [0.5], "std": [0.25]}, "class_names": list("abcdefghij")}
+    own = input_format(default_spec("mlp", 1, 8, 10), meta)
+    assert own.mean == (0.5,) and own.std == (0.25,) and own.class_names[1] == "b"
+    with pytest.raises(ExplorerError, match="no square"):
+        input_format({"arch": "mlp", "in": 10, "out": 2})
+    with pytest.raises(ExplorerError, match="Digits"):
+        input_format(default_spec("mlp", 1, 28, 10), {"dataset": "digits"})
+
+
+def test_normalise_denormalise_round_trip(digits_fmt):
+    pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    x = normalise(pixels, digits_fmt)
+    assert x.shape == (1, 1, 8, 8)
+    assert torch.allclose(x[0, 0, 0, 1], torch.tensor((4 / 255 - 0.3053) / 0.3759))
+    assert np.array_equal(denormalise(x[0], digits_fmt), pixels)
+
+
+# ------------------------------------------------------------------ conversion
+
+@pytest.mark.parametrize("fmt_name", ["PNG", "JPEG", "BMP", "WEBP", "GIF"])
+def test_every_upload_format_converts_to_the_model_size(fmt_name, digits_fmt):
+    data = encode(stroke_picture(), fmt_name)
+    conv = load_image(data, f"pic.{fmt_name.lower()}", digits_fmt)
+    assert conv.pixels.shape == (8, 8) and conv.pixels.dtype == np.uint8
+    assert conv.tensor.shape == (1, 1, 8, 8)
+    assert conv.original_size == (60, 40)
+    # the dark bar is in the middle columns, the paper is white around it
+    assert conv.pixels[4, 3:5].mean() < 100 and conv.pixels[4, 0] > 200
+
+
+def test_rgb_model_gets_rgb_at_its_size():
+    fmt = input_format(default_spec("cnn", 3, 32, 10), {"dataset": "cifar10"})
+    img = Image.new("RGB", (50, 50), (255, 0, 0))
+    conv = convert_image(img, fmt)
+    assert conv.pixels.shape == (32, 32, 3) and conv.tensor.shape == (1, 3, 32, 32)
+    assert tuple(conv.pixels[16, 16]) == (255, 0, 0)
+    assert torch.allclose(conv.tensor[0, :, 0, 0],
+                          torch.tensor([(1 - 0.4914) / 0.2470, (0 - 0.4822) / 0.2435,
+                                        (0 - 0.4465) / 0.2616]), atol=1e-5)
+
+
+def test_invert_turns_dark_on_light_into_light_on_dark(digits_fmt):
+    img = stroke_picture((40, 40))
+    plain = convert_image(img, digits_fmt)
+    inverted = convert_image(img, digits_fmt, ConvertOptions(invert=True))
+    assert np.array_equal(inverted.pixels.astype(int), 255 - plain.pixels.astype(int))
+    assert inverted.pixels[0, 0] < 10 and inverted.pixels[4, 3:5].mean() > 150
+
+
+@pytest.mark.parametrize("fit", ["pad", "stretch", "crop"])
+def test_fits_keep_the_model_size_and_pad_with_the_paper_colour(fit, digits_fmt):
+    wide = Image.new("L", (80, 20), 255)   # white paper, dark dot in the middle
+    wide.paste(0, (36, 6, 44, 14))
+    conv = convert_image(wide, digits_fmt, ConvertOptions(fit=fit))
+    assert conv.pixels.shape == (8, 8)
+    if fit == "pad":  # padded rows are paper white, not black bars
+        assert conv.pixels[0].min() == 255 and conv.pixels[-1].min() == 255
+    if fit == "crop":  # the centre 20×20 crop: the dot fills much of it
+        assert conv.pixels.min() < 60
+
+
+def test_transparent_background_becomes_white(digits_fmt):
+    img = Image.new("RGBA", (16, 16), (0, 0, 0, 0))
+    img.paste((0, 0, 0, 255), (6, 0, 10, 16))
+    conv = load_image(encode(img, "PNG"), "t.png", digits_fmt)
+    assert conv.pixels[4, 0] >= 250 and conv.pixels[4, 4] < 80
+
+
+def test_gif_uses_the_first_frame(digits_fmt):
+    frames = [Image.new("L", (16, 16), 255), Image.new("L", (16, 16), 0)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    conv = load_image(buf.getvalue(), "anim.gif", digits_fmt)
+    assert conv.pixels.min() == 255
+
+
+def test_sixteen_bit_png_is_scaled_to_eight_bits(digits_fmt):
+    arr = np.full((10, 10), 65535, dtype=np.uint16)
+    arr[:, :5] = 0
+    conv = load_image(encode(Image.fromarray(arr), "PNG"), "deep.png", digits_fmt,
+                      ConvertOptions(fit="stretch"))
+    assert conv.pixels[:, 0].max() == 0 and conv.pixels[:, -1].min() == 255
+
+
+def test_test_samples_come_from_the_models_test_split(digits_fmt):
+    samples = dataset_samples(digits_fmt, [0, 5])
+    assert [s.tensor.shape for s in samples] == [(1, 1, 8, 8)] * 2
+    assert samples[0].label is not None and samples[0].pixels.shape == (8, 8)
+    with pytest.raises(ExplorerError, match="does not exist"):
+        dataset_samples(digits_fmt, [10_000])
+
+
+# ------------------------------------------------------------------ bad images
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG with a valid IHDR claiming width×height and no pixel data."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"", "empty"),
+    (b"hello, this is a text file\n" * 10, "not an image"),
+    (b"%PDF-1.4 fake", "not an image"),
+    (encode(stroke_picture(), "PNG")[:120], "damaged"),
+    (png_header(8000, 6000), "megapixels"),        # 48 MP: refused from the header alone
+    (png_header(100_000, 100_000), "megapixels"),  # 10 GP: Pillow's own bomb guard
+])
+def test_bad_images_are_refused_with_a_clear_message(data, words):
+    with pytest.raises(ExplorerError) as exc:
+        open_image(data, "upload.png")
+    assert words in str(exc.value) and "upload.png" in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_forty_megapixels_pass_the_size_check():
+    assert MAX_PIXELS == 40_000_000
+    with pytest.raises(ExplorerError) as exc:  # 4000×2500 = 10 MP is allowed: fails on its data
+        open_image(png_header(4000, 2500), "ten.png")
+    assert "damaged" in str(exc.value) and "megapixels" not in str(exc.value)
+
+
+# ------------------------------------------------------------------ predictions
+
+def test_top_k_is_sorted_named_and_clipped(mlp, digits_fmt):
+    probs = predict(mlp, torch.randn(3, 1, 8, 8))
+    assert probs.shape == (3, 10)
+    assert torch.allclose(probs.sum(1), torch.ones(3))
+    rows = top_k(probs[0], 3, digits_fmt.class_names)
+    assert [r["rank"] for r in rows] == [1, 2, 3]
+    assert rows[0]["probability"] >= rows[1]["probability"] >= rows[2]["probability"]
+    assert rows[0]["class_index"] == int(probs[0].argmax())
+    assert rows[0]["class"] == digits_fmt.class_names[rows[0]["class_index"]]
+    assert len(top_k(probs[0], 50, digits_fmt.class_names)) == 10
+    named = top_k(torch.tensor([0.1, 0.7, 0.2]), 2, ["cat", "dog", "emu"])
+    assert [(r["class"], r["probability"]) for r in named] == [("dog", pytest.approx(0.7)),
+                                                                ("emu", pytest.approx(0.2))]
+
+
+# ------------------------------------------------------------------ attributions
+
+@pytest.mark.parametrize("method", ["neuron_conductance", "neuron_integrated_gradients"])
+def test_mlp_neuron_maps_have_the_image_shape(mlp, digits_fmt, method):
+    x = torch.randn(1, 1, 8, 8)
+    for layer, units in (("fc1", 32), ("fc2", 16)):
+        maps = neuron_maps(mlp, layer, [0, 3, units - 1], x, 2,
+                           AttributionSettings(method, "blurred", 8), digits_fmt)
+        assert maps.shape == (3, 8, 8) and torch.isfinite(maps).all()
+        cond = layer_conductance(mlp, layer, x, 2, baseline_for(x, "black", digits_fmt), 8)
+        assert cond.shape == (units,)
+
+
+def test_batched_maps_equal_one_captum_call_per_neuron(mlp, digits_fmt):
+    from captum.attr import NeuronConductance
+
+    x = torch.randn(1, 1, 8, 8)
+    neurons = [5, 0, 17]
+    maps = neuron_maps(mlp, "fc1", neurons, x, 4,
+                       AttributionSettings("neuron_conductance", "black", 12), digits_fmt)
+    base = baseline_for(x, "black", digits_fmt)
+    for k, n in enumerate(neurons):
+        ref = NeuronConductance(mlp, mlp.fc1).attribute(x, n, baselines=base, target=4,
+                                                        n_steps=12, method="gausslegendre")
+        assert torch.allclose(maps[k], ref.sum(1)[0], atol=1e-6)
+
+
+def test_neuron_conductance_sums_to_the_layer_conductance(mlp, digits_fmt):
+    x = torch.randn(1, 1, 8, 8)
+    base = baseline_for(x, "black", digits_fmt)
+    layer = layer_conductance(mlp, "fc1", x, 1, base, 200)
+    maps = neuron_maps(mlp, "fc1", list(range(32)), x, 1,
+                       AttributionSettings("neuron_conductance", "black", 200), digits_fmt)
+    assert torch.allclose(maps.sum((1, 2)), layer, atol=0.02 * float(layer.abs().max()))
+    logit_change = (mlp(x) - mlp(base))[0, 1].item()
+    assert layer.sum().item() == pytest.approx(logit_change, rel=0.05, abs=1e-3)
+
+
+def test_a_disconnected_neuron_has_an_all_zero_heatmap(digits_fmt):
+    torch.manual_seed(1)
+    model = build_model(default_spec("mlp", 1, 8, 10, [32, 16])).eval()
+    with torch.no_grad():
+        model.fc1.weight[7] = 0      # no incoming weights (its bias stays)
+        model.fc2.weight[:, 7] = 0   # no outgoing weights
+    x = torch.randn(1, 1, 8, 8)
+    for method in ("neuron_conductance", "neuron_integrated_gradients"):
+        maps = neuron_maps(model, "fc1", [7, 8], x, 3, AttributionSettings(method, "black", 16),
+                           digits_fmt)
+        assert torch.count_nonzero(maps[0]) == 0
+        assert torch.count_nonzero(maps[1]) > 0
+    cond = layer_conductance(model, "fc1", x, 3, baseline_for(x, "black", digits_fmt), 16)
+    assert cond[7] == 0
+    rgb, alpha = __import__("explorer_core.imaging", fromlist=["x"]).diverging_rgb(
+        maps[0].numpy())
+    assert alpha.max() == 0  # drawn as nothing at all
+
+
+@pytest.mark.parametrize("method", ["gradcam", "neuron_conductance",
+                                    "neuron_integrated_gradients"])
+def test_conv_channels_get_maps_upsampled_to_the_image(method):
+    torch.manual_seed(0)
+    spec = default_spec("cnn", 3, 16, 10)
+    spec["channels"], spec["hidden"] = [4, 6], [12]
+    model = build_model(spec).eval()
+    fmt = input_format(spec)
+    x = torch.randn(1, 3, 16, 16)
+    assert [l.kind for l in hidden_layers(model)] == ["conv", "conv", "linear"]
+    maps = neuron_maps(model, "features.3", [0, 5], x, 2, AttributionSettings(method, "mean", 6),
+                       fmt)
+    assert maps.shape == (2, 16, 16) and torch.isfinite(maps).all()
+    if method == "gradcam":
+        assert (maps >= 0).all()
+    cond = layer_conductance(model, "features.0", x, 2, baseline_for(x, "mean", fmt), 6)
+    assert cond.shape == (4,)
+
+
+def test_bad_settings_and_neurons_are_refused(mlp, digits_fmt):
+    x = torch.randn(1, 1, 8, 8)
+    with pytest.raises(ExplorerError, match="does not apply"):
+        neuron_maps(mlp, "fc1", [0], x, 0, AttributionSettings("gradcam"), digits_fmt)
+    with pytest.raises(ExplorerError, match="steps"):
+        AttributionSettings(steps=1).validate()
+    with pytest.raises(ExplorerError, match="does not exist"):
+        neuron_maps(mlp, "fc1", [32], x, 0, AttributionSettings(), digits_fmt)
+    with pytest.raises(ExplorerError, match="no hidden layer"):
+        neuron_maps(mlp, "fc3", [0], x, 0, AttributionSettings(), digits_fmt)
+
+
+def test_baselines(digits_fmt):
+    x = torch.randn(1, 1, 8, 8)
+    black = baseline_for(x, "black", digits_fmt)
+    assert np.all(denormalise(black[0], digits_fmt) == 0)
+    assert torch.count_nonzero(baseline_for(x, "mean", digits_fmt)) == 0
+    blurred = baseline_for(x, "blurred", digits_fmt)
+    assert blurred.shape == x.shape and blurred.std() < x.std()
+    assert blurred.mean().item() == pytest.approx(x.mean().item(), abs=0.3)
+
+
+def test_neuron_table_ranks_by_magnitude_with_iasa_beside():
+    cond = torch.tensor([0.1, -0.5, 0.3, 0.0])
+    iasa = torch.tensor([4.0, 1.0, 3.0, 2.0], dtype=torch.float64)
+    table = neuron_table(cond, iasa)
+    assert table["neuron"].tolist() == [1, 2, 0, 3] == rank_units(cond)
+    assert table["rank"].tolist() == [1, 2, 3, 4]
+    assert table.set_index("neuron")["iasa_rank"].to_dict() == {0: 1, 2: 2, 3: 3, 1: 4}
+
+
+def test_cache_computes_each_neuron_map_once(mlp, digits_fmt):
+    cache = AttributionCache()
+    x = torch.randn(1, 1, 8, 8)
+    s = AttributionSettings("neuron_integrated_gradients", "black", 8)
+    first = cache.neuron_maps(mlp, "m", x, "fc1", [0, 1, 2], 3, s, digits_fmt)
+    assert cache.computed == 3
+    again = cache.neuron_maps(mlp, "m", x, "fc1", [2, 0], 3, s, digits_fmt)
+    assert cache.computed == 3 and np.array_equal(again[0], first[0])
+    cache.neuron_maps(mlp, "m", x, "fc1", [0, 1, 2, 9], 3, s, digits_fmt)
+    assert cache.computed == 4  # only neuron 9 was new
+    cache.neuron_maps(mlp, "m", x, "fc1", [0], 3, AttributionSettings(
+        "neuron_integrated_gradients", "black", 9), digits_fmt)
+    cache.neuron_maps(mlp, "m", x + 1, "fc1", [0], 3, s, digits_fmt)
+    assert cache.computed == 6  # other steps, other image: recomputed
+    small = AttributionCache(max_entries=2)
+    small.neuron_maps(mlp, "m", x, "fc1", [0, 1, 2], 3, s, digits_fmt)
+    assert len(small) == 2
+
+
+def test_heatmap_pictures(digits_fmt):
+    pixels = np.zeros((8, 8), dtype=np.uint8)
+    values = np.zeros((8, 8))
+    values[0, 0], values[7, 7] = 1.0, -1.0
+    tile = overlay_image(pixels, values, target=80)
+    assert tile.size == (80, 80)
+    r, g, b = tile.getpixel((2, 2))
+    assert r > b  # positive is red
+    r, g, b = tile.getpixel((77, 77))
+    assert b > r  # negative is blue
+    sheet = grid_image([tile] * 5, [f"n{i}" for i in range(5)], columns=4, title="t")
+    assert sheet.width > 4 * 80 and sheet.height > 2 * 80
+    assert Image.open(io.BytesIO(png_bytes(sheet))).format == "PNG"
+
+
+# ------------------------------------------------------------------ catalog and uploads
+
+@pytest.fixture
+def saved(tmp_path, mlp):
+    meta = {"dataset": "digits", "metrics": {"test_acc": 91.5}, "percent_retained": 100.0}
+    return save_checkpoint(mlp, default_spec("mlp", 1, 8, 10, [32, 16]), tmp_path / "m", meta)
+
+
+def test_sweep_and_cache_folders_are_listed(tmp_path, saved):
+    sweeps = tmp_path / "sweeps" / "grid-1" / "cell-3"
+    sweeps.mkdir(parents=True)
+    for suffix in (".safetensors", ".json"):
+        (sweeps / f"model{suffix}").write_bytes(saved.with_suffix(suffix).read_bytes())
+    (sweeps / "orphan.safetensors").write_bytes(b"no sidecar")
+    entries = list_sweep_checkpoints(tmp_path / "sweeps")
+    assert [e.group for e in entries] == ["grid-1"]
+    assert entries[0].test_acc == 91.5 and "91.50" in entries[0].label
+    assert [e.path.name for e in list_cache_checkpoints(tmp_path)] == ["m.safetensors"]
+    assert list_sweep_checkpoints(tmp_path / "missing") == []
+
+
+def test_upload_of_our_checkpoint_pair(saved, mlp):
+    files = [UploadedFile("best.safetensors", saved.read_bytes()),
+             UploadedFile("best.json", saved.with_suffix(".json").read_bytes())]
+    ck = load_upload(files)
+    x = torch.randn(2, 1, 8, 8)
+    assert torch.equal(ck.model(x), mlp(x))
+    assert ck.meta["dataset"] == "digits" and ck.path is None
+    info = summary(ck)
+    assert info["widths"] == [32, 16] and info["parameters"] == 64 * 32 + 32 + 32 * 16 + 16 + 170
+    assert info["macs"] == 64 * 32 + 32 * 16 + 16 * 10 and info["test_acc"] == 91.5
+
+
+def test_upload_of_a_plain_state_dict_with_a_spec(tmp_path, mlp):
+    buf = io.BytesIO()
+    torch.save(mlp.state_dict(), buf)
+    spec = default_spec("mlp", 1, 8, 10, [64, 64])  # dense template; weights are narrower
+    ck = load_upload([UploadedFile("weights.pth", buf.getvalue())], spec)
+    assert ck.model.hidden == [32, 16]
+    with pytest.raises(ExplorerError, match="needs a model spec"):
+        load_upload([UploadedFile("weights.pth", buf.getvalue())])
+
+
+class _TouchesFile:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_pickle_upload_is_refused_and_does_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    buf = io.BytesIO()
+    torch.save({"fc1.weight": torch.zeros(2, 2), "x": _TouchesFile(marker)}, buf)
+    raw = pickle.dumps(_TouchesFile(marker), protocol=2)
+    spec = default_spec("mlp", 1, 8, 10)
+    for name, data in (("evil.pth", buf.getvalue()), ("evil.pt", raw)):
+        with pytest.raises(CheckpointError) as exc:
+            load_upload([UploadedFile(name, data)], spec)
+        assert "refused" in str(exc.value) and name in str(exc.value)
+        assert "upload" + Path(name).suffix not in str(exc.value)  # the user's name, not ours
+    assert not marker.exists(), "loading the upload ran its code"
+
+
+def test_bad_checkpoint_uploads_get_clear_messages(saved):
+    pair = saved.read_bytes(), saved.with_suffix(".json").read_bytes()
+    wrong = b'{"spec": {"arch": "mlp", "in": 64, "hidden": [99, 16], "out": 10}}'
+    cases = [
+        ([UploadedFile("a.safetensors", b"garbage")], "not a valid safetensors"),
+        ([UploadedFile("a.safetensors", pair[0]), UploadedFile("a.json", wrong)], "99"),
+        ([UploadedFile("a.json", pair[1])], "no weights file"),
+        ([UploadedFile("a.safetensors", pair[0]), UploadedFile("notes.txt", b"x")], "notes.txt"),
+        ([UploadedFile("a.safetensors", pair[0]), UploadedFile("a.json", b"{nope")], "not a JSON"),
+    ]
+    for files, words in cases:
+        with pytest.raises(ExplorerError) as exc:
+            load_upload(files)
+        assert words in str(exc.value)
