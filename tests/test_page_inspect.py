@@ -1,0 +1,161 @@
+"""Inspect page under AppTest: hand-over from Iterative pruning, test samples, uploads,
+bad files, dense vs pruned, and that switching the neuron is served from the cache."""
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+PAGE = "pages/inspect.py"
+
+
+@pytest.fixture(scope="module")
+def digits_run():
+    """A real two-iteration run on Digits (dense 32-16, then pruned to 16-8) in the scratch runs."""
+    from explorer_core.experiment import RunConfig, create_run, execute
+
+    cfg = RunConfig(name=f"inspect-{os.getpid()}-{int(time.time())}", dataset="digits",
+                    hidden=[32, 16], schedule={"q": 0.5, "iterations": 2, "kind": "geometric"},
+                    dense_epochs=15, retrain_epochs=3, use_cache=False)
+    paths = create_run(cfg)
+    assert execute(paths)["state"] == "finished"
+    return paths
+
+
+def errors(at) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def grid_captions(at) -> list[str]:
+    return [c for img in at.image for c in img.captions if " · #" in c]
+
+
+def charts(at) -> int:
+    return len(at.get("vega_lite_chart"))
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def open_page(app_test, checkpoint: Path | None = None):
+    from streamlit.testing.v1 import AppTest
+    from conftest import APPTEST_TIMEOUT_S, ROOT
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=APPTEST_TIMEOUT_S)
+    if checkpoint is not None:
+        at.session_state["inspect_checkpoint"] = str(checkpoint)
+    at.switch_page(PAGE)
+    return at.run()
+
+
+def test_without_checkpoints_the_page_says_where_they_come_from(tmp_path, monkeypatch, app_test):
+    for var in ("EXPLORER_RUNS", "EXPLORER_SWEEPS", "EXPLORER_CACHE"):
+        monkeypatch.setenv(var, str(tmp_path / var))
+    at = app_test(PAGE)
+    assert not at.exception and errors(at) == []
+    assert at.title[0].value == "Inspect"
+    assert any("Iterative pruning" in i.value for i in at.info)
+    at.radio(key="insp_src_a").set_value("Cached baselines").run()
+    assert any("models_cache" in i.value for i in at.info) and not at.exception
+
+
+def test_hand_over_opens_the_checkpoint_and_explains_test_samples(app_test, digits_run):
+    pruned = digits_run.best_model(1)
+    at = open_page(app_test, pruned)
+    assert not at.exception and errors(at) == []
+    assert at.radio(key="insp_src_a").value == "Past runs"
+    assert at.selectbox(key="insp_it_a").value == str(pruned)
+    import json
+    meta = json.loads(pruned.with_suffix(".json").read_text())
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test accuracy"] == f"{meta['metrics']['test_acc']:.2f} %"
+    assert metrics["Parameters"] == f"{64 * 16 + 16 + 16 * 8 + 8 + 8 * 10 + 10:,}"
+    assert metrics["MACs / image"] == f"{64 * 16 + 16 * 8 + 8 * 10:,}"
+    assert metrics["Hidden kept"] == "50.0 %"
+
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()
+    assert not at.exception and errors(at) == []
+    assert any("predicted" in m.value for m in at.markdown)
+    assert charts(at) == 2  # top-k bars, conductance + IASA ranking
+    assert len(grid_captions(at)) == 8  # top 8 neurons of fc1 (16 neurons)
+    focus = at.selectbox(key="insp_focus_a")
+    assert len(focus.options) == 16 and "rank 1" in focus.options[0]
+    assert all("IASA rank" in o for o in focus.options)
+    labels = [b.label for b in at.download_button]
+    assert "Scores (CSV)" in labels and "Heatmap grid (PNG)" in labels
+
+    cache = at.session_state["insp_cache"]
+    computed = cache.computed
+    grid = at.multiselect(key=next(k for k in at.session_state.keys()
+                                   if k.startswith("insp_neurons_a"))).value
+    at.selectbox(key="insp_focus_a").set_value(grid[3]).run()
+    assert not at.exception and cache.computed == computed  # switching within the grid: cached
+    outside = next(n for n in range(16) if n not in grid)
+    at.selectbox(key="insp_focus_a").set_value(outside).run()
+    assert cache.computed == computed + 1  # a new neuron: exactly one map computed
+    assert any(f"neuron {outside}: heatmap" in c for img in at.image for c in img.captions)
+
+    at.selectbox(key="insp_layer").set_value("fc2").run()
+    assert not at.exception and len(grid_captions(at)) == 8
+
+
+def test_uploaded_drawing_is_classified_and_invert_changes_the_input(app_test, digits_run):
+    at = open_page(app_test, digits_run.best_model(0))
+    drawing = Image.new("L", (64, 64), 255)
+    drawing.paste(0, (28, 8, 36, 56))  # a dark "1" on white paper
+    at.file_uploader(key="insp_images").set_value(("one.png", png(drawing), "image/png")).run()
+    assert not at.exception and errors(at) == []
+    assert any("predicted" in m.value for m in at.markdown)
+    assert any(c.startswith("original · 64×64") for img in at.image for c in img.captions)
+    assert len(grid_captions(at)) == 8
+    cache = at.session_state["insp_cache"]
+    before = cache.computed
+    at.toggle(key="insp_invert").set_value(True).run()
+    assert not at.exception and cache.computed >= before + 8  # a different input: new maps
+
+
+def test_bad_images_and_a_code_running_checkpoint_get_messages(app_test, digits_run, tmp_path):
+    at = open_page(app_test, digits_run.best_model(0))
+    good = Image.new("L", (16, 16), 0)
+    at.file_uploader(key="insp_images").set_value([
+        ("notes.png", b"just some text, not a picture", "image/png"),
+        ("ok.png", png(good), "image/png"),
+    ]).run()
+    assert not at.exception
+    assert any("notes.png is not an image" in e for e in errors(at))
+    assert len(grid_captions(at)) == 8  # the good picture is still explained
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    buf = io.BytesIO()
+    torch.save({"fc1.weight": torch.zeros(2, 2), "x": Evil()}, buf)
+    at.radio(key="insp_src_a").set_value("Upload").run()
+    at.file_uploader(key="insp_upload_a").set_value(
+        ("evil.pth", buf.getvalue(), "application/octet-stream")).run()
+    assert not at.exception
+    assert any("evil.pth was refused" in e for e in errors(at))
+    assert not marker.exists()
+
+
+def test_dense_and_pruned_side_by_side(app_test, digits_run):
+    at = open_page(app_test, digits_run.best_model(1))
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()
+    at.toggle(key="insp_compare").set_value(True).run()
+    assert not at.exception and errors(at) == []
+    assert at.selectbox(key="insp_it_b").value == str(digits_run.best_model(0))
+    assert charts(at) == 4  # top-k and ranking per model
+    assert len(grid_captions(at)) == 16
+    table = at.dataframe[0].value
+    assert {"predicted (A)", "predicted (B)", "true class"} <= set(table.columns)
