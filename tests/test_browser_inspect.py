@@ -1,0 +1,92 @@
+"""The Inspect page in headless Chromium, as a person uses it.
+
+Upload a small Digits MLP checkpoint (our safetensors + JSON pair, trained here for a few
+epochs), upload a PNG through the browser's file chooser, see the predicted class and the
+grid of neuron heatmaps, then switch the neuron looked at up close.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+from PIL import Image
+from playwright.sync_api import expect
+
+from explorer_core.attribution import predict, top_k
+from explorer_core.checkpoint import save_checkpoint
+from explorer_core.data import load_dataset
+from explorer_core.imaging import denormalise, input_format, load_upload
+from explorer_core.models import build_model, default_spec
+from explorer_core.training import TrainConfig, evaluate, train
+
+from browser import open_app, rerun_after, wait_for_app, wait_for_charts
+
+
+def _uploader(page, text: str):
+    return page.locator('[data-testid="stFileUploader"]').filter(has_text=text)
+
+
+def _grid_captions(page) -> list[str]:
+    return [t for t in page.locator('[data-testid="stImageCaption"]').all_inner_texts()
+            if " · #" in t]
+
+
+def test_upload_checkpoint_and_png_see_prediction_and_heatmaps(app_page, streamlit_server,
+                                                               tmp_path):
+    # a real checkpoint: MLP 64-32-16-10 trained briefly on Digits
+    torch.manual_seed(0)
+    data = load_dataset("digits")
+    spec = default_spec("mlp", 1, 8, 10, [32, 16])
+    model = build_model(spec)
+    train(model, data, TrainConfig(epochs=15, batch_size=32, seed=0))
+    acc = evaluate(model, data.test)[1]
+    assert acc > 85
+    stem = tmp_path / "digits_mlp"
+    weights = save_checkpoint(model, spec, stem, {
+        "dataset": "digits", "metrics": {"test_acc": acc},
+        "normalisation": {"mean": list(data.info.mean), "std": list(data.info.std)},
+        "class_names": list(data.info.classes)})
+    # a PNG the test draws: a Digits test image enlarged to 64×64
+    fmt = input_format(spec, {"dataset": "digits"})
+    sample = denormalise(data.test.x[3], fmt)
+    picture = tmp_path / "digit.png"
+    Image.fromarray(sample).resize((64, 64), Image.Resampling.NEAREST).save(picture)
+    expected = top_k(predict(model.eval(), load_upload(picture.read_bytes(), "digit.png",
+                                                       fmt).tensor)[0], 1, fmt.class_names)[0]
+
+    page = app_page
+    open_app(page, streamlit_server, "inspect")
+    expect(page.get_by_role("heading", name="Inspect", exact=True)).to_be_visible()
+    with rerun_after(page):
+        page.locator('[data-testid="stRadio"]').filter(has_text="Source") \
+            .get_by_text("Upload", exact=True).click()
+    with rerun_after(page):
+        _uploader(page, "Checkpoint").locator('input[type="file"]').set_input_files(
+            [str(weights), str(weights.with_suffix(".json"))])
+    wait_for_app(page)
+    expect(page.get_by_text(f"{acc:.2f} %")).to_be_visible()
+    expect(page.get_by_text("hidden widths 32 · 16")).to_be_visible()
+
+    with page.expect_file_chooser() as chooser:
+        _uploader(page, "Images").get_by_role("button", name=re.compile("Upload")).click()
+    with rerun_after(page):
+        chooser.value.set_files(str(picture))
+    wait_for_app(page)
+    wait_for_charts(page)
+    expect(page.get_by_text(re.compile(rf"predicted {re.escape(expected['class'])} \("))) \
+        .to_be_visible()
+    expect(page.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible()
+    assert len(_grid_captions(page)) == 8
+    assert not page.locator('[data-testid="stException"]').count()
+
+    # switch the neuron looked at up close: another heatmap, drawn from the cache
+    focus = page.get_by_label("Neuron", exact=True)
+    focus.scroll_into_view_if_needed()  # the list only opens for a select in view
+    focus.click()
+    option = page.get_by_role("option").nth(3)
+    neuron = re.match(r"neuron (\d+)", option.inner_text()).group(1)
+    with rerun_after(page):
+        option.click()
+    expect(page.get_by_text(f"neuron {neuron}: heatmap", exact=True)).to_be_visible()
+    expect(page.get_by_text("all from the cache")).to_be_visible()
+    assert len(_grid_captions(page)) == 8
