@@ -412,7 +412,7 @@ def _settings_row(models: list[Loaded]) -> tuple[str, str, AttributionSettings, 
     target = c2.selectbox("Explain class", classes, key="insp_target",
                           format_func=lambda c: "the predicted class" if c == "predicted"
                           else f"{c}: {models[0].fmt.class_names[int(c)]}")
-    methods = methods_for(kind)
+    methods = sorted(methods_for(kind), key=lambda m: m.name != "gradcam")  # conv: Grad-CAM first
     method_names = [m.name for m in methods]
     if st.session_state.get("insp_method") not in method_names:
         st.session_state.pop("insp_method", None)

@@ -159,3 +159,26 @@ def test_dense_and_pruned_side_by_side(app_test, digits_run):
     assert len(grid_captions(at)) == 16
     table = at.dataframe[0].value
     assert {"predicted (A)", "predicted (B)", "true class"} <= set(table.columns)
+
+
+def test_uploaded_conv_net_gets_grad_cam_of_its_channels(app_test, tmp_path):
+    from explorer_core.checkpoint import save_checkpoint
+    from explorer_core.models import build_model, default_spec
+
+    torch.manual_seed(0)
+    spec = default_spec("cnn", 1, 8, 10)
+    spec["channels"], spec["hidden"] = [6, 8], [16]
+    weights = save_checkpoint(build_model(spec), spec, tmp_path / "cnn", {"dataset": "digits"})
+    at = app_test(PAGE)
+    at.radio(key="insp_src_a").set_value("Upload").run()
+    at.file_uploader(key="insp_upload_a").set_value([
+        ("cnn.safetensors", weights.read_bytes(), "application/octet-stream"),
+        ("cnn.json", weights.with_suffix(".json").read_bytes(), "application/json")]).run()
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()
+    assert not at.exception and errors(at) == []
+    assert at.selectbox(key="insp_layer").value == "features.0"
+    assert at.selectbox(key="insp_method").value == "gradcam"
+    assert len(grid_captions(at)) == 6 and all(c.startswith("channel") for c in grid_captions(at))
+    at.selectbox(key="insp_layer").set_value("classifier.0").run()  # a hidden Linear layer
+    assert not at.exception and at.selectbox(key="insp_method").value == "neuron_conductance"
+    assert len(grid_captions(at)) == 8
