@@ -426,7 +426,7 @@ def _settings_row(models: list[Loaded]) -> tuple[str, str, AttributionSettings, 
     steps = c5.slider("Integration steps", 4, 128, 32, key="insp_steps",
                       help="More steps: closer to the exact integral, slower.")
     count = c6.number_input("Neurons in the grid", 1, 32, 8, key="insp_grid_n")
-    shared = c7.toggle("One colour scale for the grid", True, key="insp_shared",
+    shared = c7.toggle("Shared colour scale", True, key="insp_shared",
                        help="On: tiles are comparable. Off: each tile uses its own range.")
     return layer, target, AttributionSettings(method, baseline, int(steps)), int(count), shared
 
