@@ -1,0 +1,94 @@
+"""`inspect`: classify a picture with a checkpoint and write its neuron heatmaps.
+
+The Inspect page without a browser: the same conversion, top-k, layer conductance,
+IASA scores and neuron maps, written as `<out>/predictions.json`, `<out>/scores.csv`
+(every unit of the layer, ranked) and `<out>/heatmaps.png` (the grid of overlays).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..attribution import (BASELINES, METHODS, AttributionCache, AttributionSettings,
+                           hidden_layers, neuron_table, predict, top_k)
+from ..checkpoint import load_checkpoint
+from ..cli import command
+from ..data import availability
+from ..errors import ExplorerError
+from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..imaging import FITS, ConvertOptions, grid_image, input_format, load_upload, overlay_image, png_bytes
+
+
+@command("inspect", "classify an image with a checkpoint; write top-k, neuron scores and heatmaps")
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, required=True, metavar="F",
+                   help="model (.safetensors with its .json spec; never unpickled)")
+    p.add_argument("--image", type=Path, required=True, metavar="P",
+                   help="PNG, JPEG, BMP, WebP or GIF (first frame), up to 40 megapixels")
+    p.add_argument("--invert", action="store_true", help="dark drawing on light paper")
+    p.add_argument("--autocontrast", action="store_true", help="stretch the grey levels")
+    p.add_argument("--fit", choices=FITS, default="pad", help="how to reach the model's size")
+    p.add_argument("--layer", help="hidden layer (default: the first)")
+    p.add_argument("--target", type=int, help="class to explain (default: the predicted one)")
+    p.add_argument("--method", choices=sorted(METHODS), help="neuron maps (default: "
+                   "neuron_conductance; gradcam for conv layers)")
+    p.add_argument("--baseline", choices=sorted(BASELINES), default="black")
+    p.add_argument("--steps", type=int, default=32, help="integration steps (default 32)")
+    p.add_argument("--neurons", type=int, default=8, help="top units in the grid (default 8)")
+    p.add_argument("--top-k", type=int, default=5, help="classes listed (default 5)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    ck = load_checkpoint(args.checkpoint)
+    fmt = input_format(ck.spec, ck.meta)
+    try:
+        data = args.image.read_bytes()
+    except OSError as exc:
+        raise ExplorerError(f"cannot read {args.image}: {exc.strerror or exc}") from None
+    conv = load_upload(data, args.image.name, fmt,
+                       ConvertOptions(args.invert, args.fit, args.autocontrast))
+    probs = predict(ck.model, conv.tensor)[0]
+    rows = top_k(probs, args.top_k, fmt.class_names)
+    layers = hidden_layers(ck.model)
+    if not layers:
+        raise ExplorerError(f"{args.checkpoint.name} has no hidden layer to inspect")
+    layer = next((l for l in layers if l.name == args.layer), None) if args.layer else layers[0]
+    if layer is None:
+        raise ExplorerError(f"no hidden layer {args.layer!r}; choose one of "
+                            f"{', '.join(l.name for l in layers)}")
+    target = rows[0]["class_index"] if args.target is None else args.target
+    if not 0 <= target < probs.numel():
+        raise ExplorerError(f"--target must be a class in 0–{probs.numel() - 1}")
+    method = args.method or ("gradcam" if layer.kind == "conv" else "neuron_conductance")
+    settings = AttributionSettings(method, args.baseline, args.steps).validate(layer.kind)
+    if args.neurons < 1:
+        raise ExplorerError("--neurons must be at least 1")
+    cache = AttributionCache()
+    cond = cache.layer_conductance(ck.model, "cli", conv.tensor, layer.name, target, settings, fmt)
+    iasa = None
+    if fmt.dataset and availability(fmt.dataset)[0]:
+        iasa = cache.iasa(ck.model, "cli", fmt.dataset)[layer.name]
+    table = neuron_table(cond, iasa)
+    chosen = table["neuron"].head(args.neurons).tolist()
+    maps = cache.neuron_maps(ck.model, "cli", conv.tensor, layer.name, chosen, target, settings,
+                             fmt)
+    scale = max(float(np.abs(maps[n]).max()) for n in chosen)
+    unit = "neuron" if layer.kind == "linear" else "channel"
+    tiles = [overlay_image(conv.pixels, maps[n], scale, target=120) for n in chosen]
+    captions = [f"{unit} {n} · #{r}" for n, r in zip(chosen, table["rank"].head(args.neurons))]
+    sheet = grid_image(tiles, captions, 4, title=f"{args.checkpoint.name} · {layer.name} · "
+                       f"class {fmt.class_names[target]} · {METHODS[method].title}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out / "predictions.json", {
+        "image": args.image.name, "top_k": rows, "explained_class": target,
+        "layer": layer.name, "method": method, "baseline": args.baseline, "steps": args.steps,
+        "input": fmt.describe(), "neurons": chosen})
+    atomic_write_text(args.out / "scores.csv", table.to_csv(index=False))
+    atomic_write_bytes(args.out / "heatmaps.png", png_bytes(sheet))
+    print(f"{args.image.name}: predicted {rows[0]['class']} ({rows[0]['probability']:.1%}); "
+          f"wrote predictions.json, scores.csv, heatmaps.png to {args.out}")
+    return 0

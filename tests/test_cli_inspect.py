@@ -1,0 +1,52 @@
+"""`python -m explorer_core inspect`: prediction, scores and heatmaps from the command line."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import torch
+from PIL import Image
+
+from explorer_core.checkpoint import save_checkpoint
+from explorer_core.cli import main
+from explorer_core.models import build_model, default_spec
+
+
+def _checkpoint(tmp_path):
+    torch.manual_seed(0)
+    spec = default_spec("mlp", 1, 8, 10, [32, 16])
+    return save_checkpoint(build_model(spec), spec, tmp_path / "m", {"dataset": "digits"})
+
+
+def test_inspect_writes_predictions_scores_and_heatmaps(tmp_path, capsys):
+    ck = _checkpoint(tmp_path)
+    img = tmp_path / "d.png"
+    drawing = Image.new("L", (40, 40), 255)
+    drawing.paste(0, (16, 4, 24, 36))
+    drawing.save(img)
+    out = tmp_path / "out"
+    assert main(["inspect", "--checkpoint", str(ck), "--image", str(img), "--invert",
+                 "--neurons", "6", "--layer", "fc2", "--out", str(out)]) == 0
+    pred = json.loads((out / "predictions.json").read_text())
+    assert pred["layer"] == "fc2" and len(pred["top_k"]) == 5 and len(pred["neurons"]) == 6
+    assert pred["explained_class"] == pred["top_k"][0]["class_index"]
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert len(rows) == 16 and {"neuron", "conductance", "rank", "iasa", "iasa_rank"} <= set(rows[0])
+    assert [int(r["neuron"]) for r in rows[:6]] == pred["neurons"]
+    assert Image.open(out / "heatmaps.png").format == "PNG"
+    assert "predicted" in capsys.readouterr().out
+
+
+def test_inspect_bad_inputs_exit_with_one_line(tmp_path):
+    ck = _checkpoint(tmp_path)
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a picture")
+    proc = subprocess.run([sys.executable, "-m", "explorer_core", "inspect", "--checkpoint",
+                           str(ck), "--image", str(junk), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, cwd=tmp_path,
+                          env={"PYTHONPATH": str(__import__("conftest").ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "junk.png is not an image" in proc.stderr
+    assert not (tmp_path / "o").exists()
