@@ -41,6 +41,9 @@ class DatasetInfo:
     std: tuple[float, ...]
     folder: str  # torchvision sub-folder under the data root ("" for bundled data)
     files: tuple[str, ...]  # what must be present there
+    # (official training, test) sample counts: lets a page estimate run times without
+    # loading the data
+    samples: tuple[int, int] = (0, 0)
 
     @property
     def num_classes(self) -> int:
@@ -71,26 +74,27 @@ _IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 
 DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo("digits", "Digits (8×8, bundled)", 1, 8,
-                          tuple(str(i) for i in range(10)), (0.3053,), (0.3759,), "", ()),
+                          tuple(str(i) for i in range(10)), (0.3053,), (0.3759,), "", (), (1438, 359)),
     "mnist": DatasetInfo("mnist", "MNIST", 1, 28, tuple(str(i) for i in range(10)),
-                         (0.1307,), (0.3081,), "MNIST/raw", _IDX),
+                         (0.1307,), (0.3081,), "MNIST/raw", _IDX, (60000, 10000)),
     "fashion_mnist": DatasetInfo(
         "fashion_mnist", "Fashion-MNIST", 1, 28,
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-         "Sneaker", "Bag", "Ankle boot"), (0.2860,), (0.3530,), "FashionMNIST/raw", _IDX),
+         "Sneaker", "Bag", "Ankle boot"), (0.2860,), (0.3530,), "FashionMNIST/raw", _IDX,
+        (60000, 10000)),
     "cifar10": DatasetInfo(
         "cifar10", "CIFAR-10", 3, 32,
         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
          "truck"), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
         "cifar-10-batches-py",
         ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
-         "test_batch")),
+         "test_batch"), (50000, 10000)),
     # CIFAR-100's python version: `train` and `test` pickles with fine (100-class) labels;
     # class names in the order of torchvision's `meta` file (alphabetical).
     "cifar100": DatasetInfo(
         "cifar100", "CIFAR-100", 3, 32, tuple(_CIFAR100_CLASSES.split()),
         (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "cifar-100-python",
-        ("train", "test")),
+        ("train", "test"), (50000, 10000)),
 }
 
 _TORCHVISION_CLASS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10",

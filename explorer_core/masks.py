@@ -8,6 +8,9 @@ Two kinds, one registry (`MASK_TYPES`):
 * `"unstructured"` — global: the `ratio` of all those weights together with the smallest
   |w| (`prune.global_unstructured`); layers with small weights lose more.
 
+Which weights go is chosen by a method (`MASK_METHODS`): `"magnitude"` (smallest |w|,
+the usual rule) or `"random"` (seeded; the control a magnitude mask must beat).
+
 The output layer is masked too (Han et al. 2015 prune every layer); biases and
 BatchNorm parameters are not. Masks zero weights but do not make a model faster — dense
 kernels still multiply the zeros; only structural pruning (`surgery`) shrinks work.
@@ -45,30 +48,44 @@ def maskable_layers(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, MASKABLE)]
 
 
-def _layerwise(targets: list[tuple[nn.Module, str]], ratio: float) -> None:
+Targets = list[tuple[nn.Module, str]]
+Method = type[prune.BasePruningMethod]
+
+
+def _layerwise(targets: Targets, ratio: float, method: Method) -> None:
     for module, name in targets:
-        prune.l1_unstructured(module, name, amount=ratio)
+        method.apply(module, name, amount=ratio)
 
 
-def _global(targets: list[tuple[nn.Module, str]], ratio: float) -> None:
-    prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=ratio)
+def _global(targets: Targets, ratio: float, method: Method) -> None:
+    prune.global_unstructured(targets, pruning_method=method, amount=ratio)
 
 
-MASK_TYPES: dict[str, Callable[[list[tuple[nn.Module, str]], float], None]] = {
+MASK_TYPES: dict[str, Callable[[Targets, float, Method], None]] = {
     "weight": _layerwise,
     "unstructured": _global,
 }
 
+MASK_METHODS: dict[str, Method] = {
+    "magnitude": prune.L1Unstructured,
+    "random": prune.RandomUnstructured,
+}
+
 
 def apply_masks(model: nn.Module, ratio: float, kind: str = "weight",
-                layers: list[str] | None = None) -> nn.Module:
-    """Mask the `ratio` of smallest-magnitude weights, in place; returns the model.
+                layers: list[str] | None = None, method: str = "magnitude",
+                seed: int = 0) -> nn.Module:
+    """Mask the `ratio` of weights `method` ranks lowest, in place; returns the model.
 
     Masking an already masked model removes `ratio` of the *remaining* weights (torch's
     semantics for repeated pruning), which is what iterative magnitude pruning wants.
+    `seed` fixes the random method's choice without touching the global RNG.
     """
     if kind not in MASK_TYPES:
         raise ExplorerError(f"unknown mask type {kind!r}; choose one of {', '.join(MASK_TYPES)}")
+    if method not in MASK_METHODS:
+        raise ExplorerError(f"unknown mask method {method!r}; choose one of "
+                            f"{', '.join(MASK_METHODS)}")
     ratio = check_ratio(ratio)
     names = maskable_layers(model) if layers is None else list(layers)
     targets = []
@@ -83,7 +100,9 @@ def apply_masks(model: nn.Module, ratio: float, kind: str = "weight",
         targets.append((module, "weight"))
     if not targets:
         raise ExplorerError("the model has no Linear or Conv2d layer to mask")
-    MASK_TYPES[kind](targets, ratio)
+    with torch.random.fork_rng(devices=[]):  # torch's random method draws from the global RNG
+        torch.manual_seed(seed)
+        MASK_TYPES[kind](targets, ratio, MASK_METHODS[method])
     return model
 
 

@@ -6,7 +6,7 @@ predict latency only roughly — so the pages show them side by side.
 
 * MACs per sample come from thop, which counts multiply-accumulates of the forward pass
   (none for ReLU, pooling or adds) and leaves `total_ops` / `total_params` buffers and
-  hooks on every module it visits. It always profiles a deep copy (`masks.copy_model`),
+  hooks on every module it visits. It always profiles a deep copy (`_probe`),
   so the caller's model (and its state dict) never changes.
 * Training FLOPs per sample come from `torch.utils.flop_counter.FlopCounterMode` over
   one forward + backward pass. It counts 2 FLOPs per MAC of matmuls / convs and only
@@ -19,6 +19,7 @@ predict latency only roughly — so the pages show them side by side.
 """
 from __future__ import annotations
 
+import resource
 import statistics
 import time
 import warnings
@@ -30,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ExplorerError
+from torch.nn.utils import prune
+
 from .masks import copy_model
 
 
@@ -142,6 +145,22 @@ def _device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def _probe(model: nn.Module) -> nn.Module:
+    """A private deep copy to profile: the caller's own hooks removed.
+
+    `deepcopy` copies forward hooks too, so a hook the caller put on the model (to
+    count passes, capture activations) would fire for our measuring pass. Pruning
+    masks are pre-hooks that compute the weights, so those stay.
+    """
+    probe = copy_model(model)
+    for module in probe.modules():
+        module._forward_hooks.clear()
+        for key, hook in list(module._forward_pre_hooks.items()):
+            if not isinstance(hook, prune.BasePruningMethod):
+                del module._forward_pre_hooks[key]
+    return probe
+
+
 def _example(model: nn.Module, shape: Sequence[int], batch: int) -> torch.Tensor:
     return torch.zeros(batch, *[int(s) for s in shape], device=_device(model))
 
@@ -152,7 +171,7 @@ def macs_per_sample(model: nn.Module, input_shape: Sequence[int]) -> int:
         warnings.simplefilter("ignore")
         import thop
 
-    probe = copy_model(model).eval()
+    probe = _probe(model).eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         macs, _ = thop.profile(probe, inputs=(_example(probe, input_shape, 1),), verbose=False)
@@ -167,7 +186,7 @@ def train_flops_per_sample(model: nn.Module, input_shape: Sequence[int], batch: 
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    probe = copy_model(model).train()
+    probe = _probe(model).train()
     x = _example(probe, input_shape, batch)
     with FlopCounterMode(display=False) as counter:
         out = probe(x)
@@ -182,7 +201,7 @@ def activation_bytes(model: nn.Module, input_shape: Sequence[int]) -> int:
     An upper-bound-style estimate of what autograd keeps for the backward pass of one
     sample (CPU allocators offer no portable peak counter); inference needs far less.
     """
-    probe = copy_model(model).eval()
+    probe = _probe(model).eval()
     total = 0
 
     def hook(_m, _inp, out):
@@ -276,3 +295,57 @@ def compare_costs(dense: nn.Module, pruned: nn.Module, input_shape: Sequence[int
         lat = list(measure_latencies([dense, pruned], input_shape, latency))
     return CostComparison(cost_report(dense, input_shape, latency, lat[0]),
                           cost_report(pruned, input_shape, latency, lat[1]))
+
+
+# ------------------------------------------------------------------ peak memory
+
+def _vm_hwm_bytes() -> int | None:
+    """This process's peak resident set (VmHWM) in bytes, or None off Linux."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class PeakMemory:
+    """Measured peak memory of the work done inside a `with` block.
+
+    On Linux the kernel's peak-RSS counter is reset on entry (`/proc/self/clear_refs`,
+    value 5) and read on exit, so the figure belongs to this block, not to the whole
+    process's life; it includes what the process already held (data, other models).
+    Where the reset is refused the lifetime peak (`ru_maxrss`) is reported and
+    `scope` says so. On CUDA the allocator's peak of the block is measured too.
+    """
+
+    def __init__(self, device: torch.device | str | None = None):
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.peak_bytes: int | None = None
+        self.cuda_peak_bytes: int | None = None
+        self.scope = "block"
+
+    def __enter__(self) -> "PeakMemory":
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+        except OSError:
+            self.scope = "process lifetime"
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        hwm = _vm_hwm_bytes() if self.scope == "block" else None
+        if hwm is None:
+            self.scope = "process lifetime"
+            hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+        self.peak_bytes = int(hwm)
+        if self.device.type == "cuda":
+            self.cuda_peak_bytes = int(torch.cuda.max_memory_allocated(self.device))
+
+    @property
+    def peak_mb(self) -> float | None:
+        return self.peak_bytes / 2 ** 20 if self.peak_bytes is not None else None

@@ -75,6 +75,7 @@ class TrainConfig:
     patience: int = 0  # 0 = no early stopping
     seed: int = 0
     max_micro_batch: int = 2048  # largest slice that goes through the model at once
+    memory_budget_mb: int = 3072  # activations of one micro-batch stay below this (see micro_batch_size)
     eval_batch_size: int = 4096
     device: str = "auto"
     lr_schedule: str = "stable_decay"
@@ -88,6 +89,7 @@ class TrainConfig:
             raise ExplorerError(f"unknown learning-rate schedule {self.lr_schedule!r}; choose "
                                 f"one of {', '.join(LR_SCHEDULES)}")
         for name, minimum in (("epochs", 0), ("batch_size", 1), ("max_micro_batch", 1),
+                              ("memory_budget_mb", 1),
                               ("eval_batch_size", 1), ("patience", 0), ("seed", 0),
                               ("threads", 0)):
             v = getattr(self, name)
@@ -137,6 +139,33 @@ def cpu_threads_for(model: nn.Module, cfg: TrainConfig) -> int:
     if any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
         return torch.get_num_threads()
     return 1
+
+
+# Training holds more than the module outputs `activation_bytes` counts: autograd's saved
+# tensors, gradients flowing back, concatenations inside blocks. Measured peak-RSS growth
+# of one forward + backward per sample, as a multiple of those outputs (3×32×32 inputs):
+# DenseNet-121 0.9, ResNet-18 1.1, MobileNetV2 1.2, VGG16-BN 1.7.
+ACTIVATION_OVERHEAD = 2
+
+
+def micro_batch_size(model: nn.Module, input_shape: tuple[int, ...], cfg: TrainConfig) -> int:
+    """Samples per forward/backward slice: as large as allowed, as small as memory needs.
+
+    `max_micro_batch` caps it; a model whose activations for one sample are large (a
+    DenseNet on 32×32 keeps ~48 MB) gets fewer, so that `ACTIVATION_OVERHEAD` × the
+    activations of one slice stay within `memory_budget_mb`. The gradient is the same
+    whatever the slice size (see `_train_epoch`), so any effective batch — 60 000
+    included — trains in bounded memory. Deterministic for a given model and config,
+    so cached baselines stay reproducible.
+    """
+    micro = min(cfg.batch_size, cfg.max_micro_batch)
+    if micro <= 1:
+        return 1
+    from .metrics import activation_bytes
+
+    per_sample = activation_bytes(model, input_shape) * ACTIVATION_OVERHEAD
+    fit = (cfg.memory_budget_mb * 2 ** 20) // max(per_sample, 1)
+    return int(max(1, min(micro, fit)))
 
 
 @dataclass
@@ -208,15 +237,18 @@ def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, cfg
                  gen: torch.Generator, device: torch.device,
                  should_stop: Callable[[], bool] | None,
                  on_batch: Callable[[nn.Module], None] | None,
-                 schedule: _StepSchedule | None = None) -> tuple[float, float]:
+                 schedule: _StepSchedule | None = None,
+                 micro: int | None = None) -> tuple[float, float]:
     """One pass over `split`; one optimiser step per effective batch.
 
-    Each effective batch is gathered one micro-batch at a time (at most
-    `max_micro_batch` samples): memory stays bounded however large `batch_size` is.
+    Each effective batch is gathered one micro-batch at a time (`micro` samples, by
+    default `max_micro_batch`; `train` sizes it with `micro_batch_size`): memory stays
+    bounded however large `batch_size` is.
     Micro-batch losses are means, so each is weighted by its share of the batch: the
     accumulated gradient is exactly that of the mean loss over the whole batch. (With
     BatchNorm the normalisation statistics are per micro-batch, as in any accumulation.)
     """
+    micro = micro or cfg.max_micro_batch
     model.train()
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -226,9 +258,9 @@ def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, cfg
             raise Cancelled()
         n = index.numel() if isinstance(index, torch.Tensor) else index.stop - index.start
         opt.zero_grad(set_to_none=True)
-        for i in range(0, n, cfg.max_micro_batch):
-            part = index[i:i + cfg.max_micro_batch] if isinstance(index, torch.Tensor) else \
-                slice(index.start + i, min(index.start + i + cfg.max_micro_batch, index.stop))
+        for i in range(0, n, micro):
+            part = index[i:i + micro] if isinstance(index, torch.Tensor) else \
+                slice(index.start + i, min(index.start + i + micro, index.stop))
             xm, ym = split.take(part)
             xm, ym = xm.to(device, non_blocking=True), ym.to(device, non_blocking=True)
             logits = model(xm)
@@ -284,6 +316,7 @@ def _train(model: nn.Module, data: Dataset, cfg: TrainConfig,
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = math.ceil(len(data.train) / min(cfg.batch_size, max(len(data.train), 1)))
     schedule = _StepSchedule(opt, cfg, steps_per_epoch)
+    micro = micro_batch_size(model, data.info.input_shape, cfg)
     result = TrainResult()
     select = data.val if len(data.val) else data.test
     best_loss = math.inf
@@ -292,7 +325,7 @@ def _train(model: nn.Module, data: Dataset, cfg: TrainConfig,
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         tr_loss, tr_acc = _train_epoch(model, opt, data.train, cfg, gen, device, should_stop,
-                                       on_batch, schedule)
+                                       on_batch, schedule, micro)
         val_loss, val_acc = evaluate(model, data.val, cfg.eval_batch_size)
         te_loss, te_acc = evaluate(model, data.test, cfg.eval_batch_size)
         sel_loss = val_loss if select is data.val else te_loss

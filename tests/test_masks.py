@@ -107,3 +107,31 @@ def test_bad_ratio_is_refused(ratio):
 def test_unknown_kind_is_refused():
     with pytest.raises(ExplorerError, match="unknown mask type"):
         apply_masks(_mlp(), 0.5, "channel")
+
+
+@pytest.mark.parametrize("kind", ["weight", "unstructured"])
+def test_random_masks_are_seeded_and_differ_from_magnitude(kind):
+    def masks(method, seed):
+        m = apply_masks(_mlp(), 0.5, kind, method=method, seed=seed)
+        return torch.cat([m.fc1.weight_mask.flatten(), m.fc2.weight_mask.flatten()])
+
+    a, b, c = masks("random", 1), masks("random", 1), masks("random", 2)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.equal(a, masks("magnitude", 1))
+    # the seed does not leak into (or come from) the global generator
+    model = _mlp()
+    torch.manual_seed(0)
+    first = torch.rand(3)
+    torch.manual_seed(0)
+    apply_masks(model, 0.5, kind, method="random", seed=5)
+    assert torch.equal(torch.rand(3), first)
+
+
+def test_random_layerwise_masks_hit_the_ratio_in_every_layer():
+    rep = sparsity_report(apply_masks(_mlp(), 0.25, "weight", method="random", seed=3))
+    assert all(s.sparsity == pytest.approx(0.25, abs=1 / s.total) for s in rep.layers.values())
+
+
+def test_unknown_mask_method_is_refused():
+    with pytest.raises(ExplorerError, match="mask method"):
+        apply_masks(_mlp(), 0.5, method="biggest")

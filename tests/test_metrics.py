@@ -77,3 +77,45 @@ def test_activation_bytes_of_an_mlp():
     # 256 + 64, fc2 64, fc3 10 -> floats
     rep = cost_report(MLP(784, [256, 64], 10), (784,))
     assert rep.activation_bytes == 4 * (784 + 256 + 256 + 64 + 64 + 10)
+
+
+def test_peak_memory_is_measured_per_block():
+    """200 MB allocated inside a block raise its peak by about that; a later block that
+    allocates nothing reports a lower peak, so the counter really was reset."""
+    import torch
+
+    from explorer_core.metrics import PeakMemory
+
+    with PeakMemory() as idle:
+        pass
+    with PeakMemory() as busy:
+        block = torch.ones(50 * 2 ** 20)  # 200 MB of float32, touched
+        del block
+    with PeakMemory() as after:
+        pass
+    assert busy.scope == "block"
+    assert busy.peak_bytes - idle.peak_bytes > 190 * 2 ** 20
+    assert after.peak_bytes < busy.peak_bytes - 150 * 2 ** 20
+    assert busy.peak_mb == busy.peak_bytes / 2 ** 20
+
+
+def test_profiling_does_not_fire_the_callers_hooks():
+    """MACs, FLOPs and activation sizes come from a private copy; a hook on the caller's
+    model (e.g. one counting passes) must not see those passes."""
+    from explorer_core.metrics import activation_bytes
+
+    model = MLP(64, [32], 10)
+    calls = []
+    model.fc1.register_forward_pre_hook(lambda m, a: calls.append(1))
+    model.fc1.register_forward_hook(lambda m, a, o: calls.append(2))
+    macs_per_sample(model, (1, 8, 8))
+    train_flops_per_sample(model, (1, 8, 8))
+    activation_bytes(model, (1, 8, 8))
+    assert calls == []
+
+
+def test_profiling_a_masked_model_keeps_its_masks():
+    """Mask pre-hooks compute the weights, so the private copy keeps them."""
+    masked = apply_masks(MLP(64, [32], 10), 0.5)
+    assert cost_report(masked, (1, 8, 8)).nonzero_params < cost_report(MLP(64, [32], 10), (1, 8, 8)).params
+    assert train_flops_per_sample(masked, (1, 8, 8)) > 0

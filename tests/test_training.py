@@ -242,3 +242,49 @@ def test_cpu_threads_are_set_for_the_run_and_restored(digits):
         assert torch.get_num_threads() == 2  # restored even when cancelled
     finally:
         torch.set_num_threads(before)
+
+
+def test_micro_batch_shrinks_for_models_with_large_activations():
+    """DenseNet-121 on 32×32 keeps ~46 MB of activations per sample: a 2048-sample slice
+    would need ~190 GB. Its slice is sized so twice the activations fit the budget; an
+    MLP's slice is simply the cap, and a tiny budget still leaves one sample."""
+    from explorer_core.metrics import activation_bytes
+    from explorer_core.models import default_spec
+    from explorer_core.training import ACTIVATION_OVERHEAD, micro_batch_size
+
+    spec = default_spec("densenet121", 3, 32, 10)
+    dense = build_model(spec)
+    cfg = TrainConfig(batch_size=60000)
+    micro = micro_batch_size(dense, tuple(spec["input_shape"]), cfg)
+    per_sample = activation_bytes(dense, spec["input_shape"])
+    assert 1 < micro < cfg.max_micro_batch
+    assert micro * per_sample * ACTIVATION_OVERHEAD <= cfg.memory_budget_mb * 2 ** 20
+    assert (micro + 1) * per_sample * ACTIVATION_OVERHEAD > cfg.memory_budget_mb * 2 ** 20
+    assert micro_batch_size(dense, tuple(spec["input_shape"]),
+                            TrainConfig(batch_size=60000, memory_budget_mb=1)) == 1
+
+    mlp_spec = default_spec("mlp", 1, 28, 10)
+    mlp = build_model(mlp_spec)
+    assert micro_batch_size(mlp, (1, 28, 28), TrainConfig(batch_size=60000)) == 2048
+    assert micro_batch_size(mlp, (1, 28, 28), TrainConfig(batch_size=64)) == 64
+
+
+def test_training_slices_each_batch_to_the_sized_micro_batch(digits):
+    """A 16 384-neuron hidden layer keeps ~131 kB per sample; with a 1 MB budget and twice
+    that per sample, 4 samples fit: a 60-sample batch goes through in slices of ≤ 4
+    whose sizes add up to the batch."""
+    from explorer_core.metrics import activation_bytes
+    from explorer_core.training import ACTIVATION_OVERHEAD, micro_batch_size
+
+    model = small_mlp(digits, hidden=(16384,))
+    cfg = TrainConfig(epochs=1, batch_size=60, memory_budget_mb=1)
+    per_sample = activation_bytes(model, digits.info.input_shape) * ACTIVATION_OVERHEAD
+    expected = int(2 ** 20 // per_sample)
+    assert 1 < expected < 60
+    assert micro_batch_size(model, digits.info.input_shape, cfg) == expected
+    seen = []
+    hook = model.fc1.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[0]))
+    train(model, tiny(digits, 60), cfg)
+    hook.remove()
+    train_passes = seen[:math.ceil(60 / expected)]  # then come the evaluation passes
+    assert max(train_passes) == expected and sum(train_passes) == 60
