@@ -21,7 +21,8 @@ from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import Dataset
 from .errors import CheckpointError
 from .models import build_model
-from .training import EpochMetrics, TrainConfig, TrainResult, evaluate, train
+from .metrics import PeakMemory
+from .training import EpochMetrics, TrainConfig, TrainResult, evaluate, resolve_device, train
 
 
 def default_cache_root() -> Path:
@@ -29,11 +30,21 @@ def default_cache_root() -> Path:
 
 
 def baseline_key(spec: Mapping[str, Any], data: Dataset, cfg: TrainConfig) -> str:
+    return baseline_key_for(spec, data.name, data.seed, data.val_fraction, cfg)
+
+
+def baseline_key_for(spec: Mapping[str, Any], dataset: str, split_seed: int,
+                     val_fraction: float, cfg: TrainConfig) -> str:
+    """The cache key without loading the data (a page estimating a sweep's time asks)."""
     train = {k: v for k, v in cfg.to_dict().items() if k not in ("device", "eval_batch_size")}
-    blob = json.dumps({"spec": dict(spec), "dataset": data.name, "split_seed": data.seed,
-                       "val_fraction": data.val_fraction, "train": train},
+    blob = json.dumps({"spec": dict(spec), "dataset": dataset, "split_seed": split_seed,
+                       "val_fraction": val_fraction, "train": train},
                       sort_keys=True)
-    return f"{spec['arch']}-{data.name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+    return f"{spec['arch']}-{dataset}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def is_cached(key: str, root: Path | None = None) -> bool:
+    return (Path(root or default_cache_root()) / f"{key}.safetensors").is_file()
 
 
 @dataclass
@@ -44,6 +55,8 @@ class Baseline:
     from_cache: bool
     key: str
     path: Path
+    train_seconds: float | None = None  # wall time of the training that made it
+    peak_mb: float | None = None        # measured peak memory of that training
 
 
 def _metrics(model: nn.Module, data: Dataset, batch: int) -> dict[str, float]:
@@ -66,16 +79,19 @@ def get_baseline(spec: Mapping[str, Any], data: Dataset, cfg: TrainConfig,
         try:
             ck: Checkpoint = load_checkpoint(path)
             return Baseline(ck.model, ck.meta.get("metrics", {}), ck.meta.get("history", []),
-                            True, key, path)
+                            True, key, path, ck.meta.get("train_seconds"), ck.meta.get("peak_mb"))
         except CheckpointError:
             pass  # a damaged cache entry is simply retrained and overwritten
     torch.manual_seed(cfg.seed)  # the initial weights are part of what the key promises
     model = build_model(spec)
-    result: TrainResult = train(model, data, cfg, on_epoch=on_epoch, should_stop=should_stop)
+    with PeakMemory(resolve_device(cfg.device)) as memory:
+        result: TrainResult = train(model, data, cfg, on_epoch=on_epoch, should_stop=should_stop)
     model.eval()
     metrics = _metrics(model, data, cfg.eval_batch_size)
     history = [m.to_dict() for m in result.history]
     save_checkpoint(model, spec, path, {"metrics": metrics, "history": history,
                                         "best_epoch": result.best_epoch,
-                                        "dataset": data.name, "train": cfg.to_dict()})
-    return Baseline(model, metrics, history, False, key, path)
+                                        "dataset": data.name, "train": cfg.to_dict(),
+                                        "train_seconds": result.seconds,
+                                        "peak_mb": memory.peak_mb})
+    return Baseline(model, metrics, history, False, key, path, result.seconds, memory.peak_mb)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -26,8 +25,9 @@ from .criteria import CRITERIA, CriterionOptions
 from .data import Dataset, availability, get_info, load_dataset
 from .errors import Cancelled, ExplorerError
 from .fileio import atomic_write_json, write_table
+from .jobs import worker_session
 from .models import MLP, default_spec
-from .rundir import (TRAIN_COLUMNS, VALIDATION_COLUMNS, RunLock, RunPaths, append_event,
+from .rundir import (TRAIN_COLUMNS, VALIDATION_COLUMNS, RunPaths, append_event,
                      new_run_dir, read_json, truncate_events, write_status)
 from .schedule import RetentionTable, ScheduleConfig, retention_table, write_retain
 from .surgery import prune_to_widths
@@ -241,28 +241,9 @@ def execute(paths: RunPaths, from_iteration: int | None = None,
 
     Holds the run's lock for the whole time, so a second writer is refused.
     """
-    with RunLock(paths):
-        paths.stop_request.unlink(missing_ok=True)
-        stop_flag = {"stop": False}
-
-        def stop() -> bool:
-            return stop_flag["stop"] or paths.stop_request.exists() or bool(
-                should_stop and should_stop())
-
-        previous_handler = _install_sigterm(stop_flag)
-        try:
-            return _execute_locked(paths, from_iteration, stop, on_event or (lambda e: None),
-                                   cache_root)
-        finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
-
-
-def _install_sigterm(flag: dict):
-    try:
-        return signal.signal(signal.SIGTERM, lambda *_: flag.__setitem__("stop", True))
-    except ValueError:  # not the main thread: rely on the stop-request file
-        return None
+    with worker_session(paths, should_stop) as stop:
+        return _execute_locked(paths, from_iteration, stop, on_event or (lambda e: None),
+                               cache_root)
 
 
 def resume_point(paths: RunPaths, from_iteration: int | None) -> int:

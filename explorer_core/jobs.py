@@ -12,10 +12,12 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 from .errors import ExplorerError
-from .rundir import RunPaths, is_locked, read_status, write_status
+from .rundir import RunLock, RunPaths, is_locked, read_status, write_status
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,3 +62,31 @@ def kill(paths: RunPaths) -> None:
             os.kill(int(pid), signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@contextmanager
+def worker_session(paths: RunPaths, should_stop: Callable[[], bool] | None = None
+                   ) -> Iterator[Callable[[], bool]]:
+    """Be the one writer of `paths` for the block; yields the `stop()` predicate to poll.
+
+    `stop()` turns true on a stop-request file (the page's Stop button), on SIGTERM, or
+    when the caller's own `should_stop` does; long loops check it between batches.
+    A second writer is refused by the lock with a one-line `ExplorerError`.
+    """
+    with RunLock(paths):
+        paths.stop_request.unlink(missing_ok=True)
+        flag = {"stop": False}
+
+        def stop() -> bool:
+            return flag["stop"] or paths.stop_request.exists() or bool(
+                should_stop and should_stop())
+
+        try:
+            previous = signal.signal(signal.SIGTERM, lambda *_: flag.__setitem__("stop", True))
+        except ValueError:  # not the main thread: the stop-request file still works
+            previous = None
+        try:
+            yield stop
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)

@@ -237,3 +237,65 @@ def is_locked(paths: RunPaths) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+# ------------------------------------------------------------------ compare sweeps
+
+def default_sweeps_root() -> Path:
+    """Where Compare sweeps live (`EXPLORER_SWEEPS`, default ./sweeps)."""
+    return Path(os.environ.get("EXPLORER_SWEEPS", "sweeps"))
+
+
+@dataclass(frozen=True)
+class SweepPaths(RunPaths):
+    """A Compare sweep: one JSON per finished cell, tables rebuilt from them.
+
+    ```
+    sweeps/<YYYY-MM-DD>/<sweep-name>/
+      config.json status.json events.jsonl run.lock stop.request worker.log
+      cells/<cell-id>.json                 one finished cell (written last: marks it done)
+      checkpoints/<cell-id>.safetensors    the cell's pruned model (+ .json spec)
+      results.csv                          one row per finished cell, rebuilt after each
+      summary.csv                          mean and std over repeats
+    ```
+    Per-cell files make resume exact (a cell is done iff its JSON exists) and keep the
+    CSV whole on a crash: it is rewritten atomically from the cell files.
+    """
+
+    @property
+    def cells_dir(self) -> Path:
+        return self.root / "cells"
+
+    def cell(self, cell_id: str) -> Path:
+        return self.cells_dir / f"{cell_id}.json"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    def checkpoint(self, cell_id: str) -> Path:
+        return self.checkpoints_dir / f"{cell_id}.safetensors"
+
+    @property
+    def baselines_dir(self) -> Path:
+        """Dense baselines of a sweep that does not use the shared models_cache/."""
+        return self.root / "baselines"
+
+    @property
+    def results_csv(self) -> Path:
+        return self.root / "results.csv"
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.root / "summary.csv"
+
+    def chart_png(self, name: str) -> Path:
+        return self.root / f"{name}.png"
+
+    def finished_cells(self) -> set[str]:
+        return {p.stem for p in self.cells_dir.glob("*.json")} if self.cells_dir.is_dir() else set()
+
+
+def list_sweeps(root: Path | None = None) -> list[SweepPaths]:
+    """All sweeps under `root` (default `default_sweeps_root()`), newest first."""
+    return [SweepPaths(r.root) for r in list_runs(root or default_sweeps_root())]

@@ -1,0 +1,141 @@
+"""`compare`: run a Compare sweep headless (the page's background worker runs this too)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..cli import command
+from ..errors import ExplorerError
+from ..rundir import SweepPaths
+
+# flag → SweepConfig field (lists and scalars alike: argparse already typed them)
+_FLAG_FIELDS = ("name", "models", "datasets", "batch_sizes", "types", "criteria", "ratios",
+                "finetune_epochs", "repeats", "seed", "dense_epochs", "lr", "optimizer",
+                "mlp_hidden", "calibration_samples", "latency_batch", "latency_repeats")
+
+
+@command("compare", "run or resume a sweep over models, datasets, batch sizes, pruning "
+                    "types, criteria and ratios")
+def configure(p: argparse.ArgumentParser) -> None:
+    from ..data import DATASETS
+    from ..models import ARCHS
+    from ..pruning_types import ALL_CRITERIA, PRUNING_TYPES
+
+    p.add_argument("--config", type=Path, help="sweep.json with SweepConfig fields (flags override)")
+    p.add_argument("--resume", type=Path, metavar="SWEEP_DIR",
+                   help="continue this sweep, skipping its finished cells")
+    p.add_argument("--name", help="sweep name (folder sweeps/<date>/<name>)")
+    p.add_argument("--sweeps-root", type=Path, help="root folder of sweeps (default: ./sweeps)")
+    p.add_argument("--models", nargs="+", choices=list(ARCHS), metavar="M",
+                   help=f"models: {', '.join(ARCHS)} (default mlp)")
+    p.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), metavar="D",
+                   help="datasets (default digits)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", metavar="B", help="default 64")
+    p.add_argument("--types", nargs="+", choices=list(PRUNING_TYPES), metavar="T",
+                   help=f"pruning types: {', '.join(PRUNING_TYPES)} (default neuron weight)")
+    p.add_argument("--criteria", nargs="+", choices=list(ALL_CRITERIA), metavar="C",
+                   help=f"criteria: {', '.join(ALL_CRITERIA)}")
+    p.add_argument("--ratios", type=float, nargs="+", metavar="R",
+                   help="fractions removed, 0 to 1 (default 0 0.1 … 1)")
+    p.add_argument("--finetune-epochs", type=int, help="fine-tuning after pruning, 0 = one-shot")
+    p.add_argument("--repeats", type=int, help="seeds per cell (mean and std are reported)")
+    p.add_argument("--seed", type=int, help="first seed (default 0)")
+    p.add_argument("--dense-epochs", type=int, help="epochs of the dense baselines (default 5)")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    p.add_argument("--mlp-hidden", type=int, nargs="+", metavar="H", help="default 256 64")
+    p.add_argument("--calibration-samples", type=int, help="for data-driven criteria (2048)")
+    p.add_argument("--latency-batch", type=int, help="batch of the latency timing (64)")
+    p.add_argument("--latency-repeats", type=int, help="timed repeats, 0 = no latency (10)")
+    p.add_argument("--no-checkpoints", action="store_true", help="do not save pruned models")
+    p.add_argument("--no-cache", action="store_true", help="do not share models_cache/ baselines")
+    p.add_argument("--estimate", action="store_true",
+                   help="print the grid size and an estimated time, then exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def _config_from(args: argparse.Namespace):
+    from ..sweep import SweepConfig
+
+    base: dict = {}
+    if args.config:
+        try:
+            base = json.loads(args.config.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ExplorerError(f"cannot read {args.config}: {exc}") from None
+        if not isinstance(base, dict):
+            raise ExplorerError(f"{args.config} must hold a JSON object")
+    for name in _FLAG_FIELDS:
+        if getattr(args, name) is not None:
+            base[name] = getattr(args, name)
+    if args.no_checkpoints:
+        base["save_checkpoints"] = False
+    if args.no_cache:
+        base["use_cache"] = False
+    base.setdefault("name", time.strftime("sweep-%H%M%S"))
+    try:
+        return SweepConfig.from_dict(base).validate()
+    except TypeError as exc:
+        raise ExplorerError(f"bad sweep setting: {exc}") from None
+
+
+def _progress_printer(total: int):
+    """One line per finished cell; a redrawn bar on a terminal."""
+    state = {"start": time.time()}
+    terminal = sys.stderr.isatty()
+
+    def show(event: dict) -> None:
+        if event.get("type") != "cell":
+            return
+        done = event["index"]
+        frac = min(done / max(total, 1), 1.0)
+        bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
+        elapsed = time.time() - state["start"]
+        acc = event.get("test_acc")
+        line = (f"[{bar}] {done}/{total}  {event['cell_id']}  {event['status']}"
+                f"{'' if acc is None else f'  test acc {acc:.2f} %'}  elapsed {elapsed:.0f} s")
+        print(("\r" + line) if terminal else line, end="" if terminal else "\n",
+              file=sys.stderr, flush=True)
+    return show
+
+
+def _print_plan(cfg) -> None:
+    from ..estimate import estimate
+    from ..sweep import plan
+
+    the_plan = plan(cfg)
+    est = estimate(cfg, the_plan)
+    print(f"{len(the_plan.cells)} cells over {len(the_plan.groups)} baselines "
+          f"({est.baselines_to_train} to train, {est.baselines_cached} cached); "
+          f"estimated {est.seconds / 60:.1f} min")
+    for model, kind, why in the_plan.skipped:
+        print(f"skipped: {kind} pruning of {model}: {why}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..sweep import create_sweep, execute, load_config, plan
+
+    if args.resume:
+        paths = SweepPaths(args.resume)
+        if not paths.config.is_file():
+            raise ExplorerError(f"{args.resume} is not a sweep folder (no config.json)")
+        cfg = load_config(paths)
+    else:
+        cfg = _config_from(args)
+        if args.estimate:
+            _print_plan(cfg)
+            return 0
+        paths = create_sweep(cfg, args.sweeps_root)
+        print(f"sweep folder: {paths.root}", file=sys.stderr)
+    total = len(plan(cfg).cells)
+    status = execute(paths, on_event=None if args.quiet else _progress_printer(total))
+    if sys.stderr.isatty() and not args.quiet:
+        print(file=sys.stderr)
+    print(f"{status['state']}: {status.get('message', '')} ({paths.results_csv})")
+    if status["state"] == "failed":
+        raise ExplorerError(status.get("message", "sweep failed"))
+    return 0 if status["state"] == "finished" else 3

@@ -1,0 +1,497 @@
+"""Compare sweeps: models × datasets × batch sizes × seeds × pruning types × criteria × ratios.
+
+A sweep answers "which pruning, at which ratio, on which model, costs how much accuracy
+and buys how much compute?" on one harness. Its grid expands into cells; the cells of
+one (model, dataset, batch size, seed) share one dense baseline, trained once and cached
+in `models_cache/` (keyed by spec, dataset, training config and seed), so every pruned
+cell — and every later sweep with the same settings — reuses it.
+
+Each cell prunes a copy of its baseline (`pruning_types`), optionally fine-tunes it,
+evaluates it on the test split and measures its costs; the result is one JSON file in
+the sweep folder, written last, so a sweep killed anywhere resumes by skipping the cells
+whose file exists. Costs that depend only on the architecture (MACs, FLOPs, latency)
+are measured once per distinct set of widths and shared by the cells that have it —
+different criteria at one ratio give the same widths.
+
+Ratio 0 cells are the baseline itself (no fine-tuning: nothing was pruned); ratio 1
+cells are dead models (`pruning_types.dead_model`), reported with the accuracy of their
+constant prediction. A cell whose criterion cannot handle the model (e.g. contribution
+across residual adds) is recorded as failed with the reason and the sweep goes on.
+"""
+from __future__ import annotations
+
+import gc
+import itertools
+import math
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from . import __version__
+from .cache import Baseline, get_baseline
+from .checkpoint import save_checkpoint
+from .criteria import CRITERIA, CriterionOptions
+from .data import Dataset, availability, get_info, load_dataset
+from .errors import Cancelled, ExplorerError
+from .fileio import atomic_write_json
+from .jobs import worker_session
+from .masks import is_masked, permanent_copy
+from .metrics import (CostReport, LatencyConfig, PeakMemory, cost_report, count_nonzero,
+                      measure_latency)
+from .models import ARCHS, Spec, spec_for_dataset, spec_of
+from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_model,
+                            pruned_widths)
+from .rundir import (SweepPaths, append_event, default_sweeps_root, new_run_dir, read_json,
+                     write_status)
+from .training import OPTIMIZERS, TrainConfig, evaluate, resolve_device, train
+
+DEFAULT_RATIOS = [round(i / 10, 1) for i in range(11)]
+BATCH_PRESETS = (32, 256, 4000, 60000)
+SPLIT_SEED = 0  # one train / validation split for every seed: repeats vary init and order
+
+
+@dataclass
+class SweepConfig:
+    """Everything that defines a sweep (saved as config.json, read back on resume).
+
+    `ratios` are fractions in [0, 1] of units (structural types) or weights (masks)
+    removed. `criteria` are filtered per type (`pruning_types.criteria_for`): mask
+    types use `magnitude` / `random`, structural types any core criterion.
+    `repeats` runs every cell with seeds `seed … seed + repeats - 1`.
+    `latency_repeats` = 0 skips latency timing.
+    """
+    name: str = "sweep"
+    models: list[str] = field(default_factory=lambda: ["mlp"])
+    datasets: list[str] = field(default_factory=lambda: ["digits"])
+    batch_sizes: list[int] = field(default_factory=lambda: [64])
+    types: list[str] = field(default_factory=lambda: ["neuron", "weight"])
+    criteria: list[str] = field(default_factory=lambda: ["interval_adjoint", "l1", "random",
+                                                         "magnitude"])
+    ratios: list[float] = field(default_factory=lambda: list(DEFAULT_RATIOS))
+    finetune_epochs: int = 0
+    repeats: int = 1
+    seed: int = 0
+    dense_epochs: int = 5
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    mlp_hidden: list[int] = field(default_factory=lambda: [256, 64])
+    calibration_samples: int = 2048
+    latency_batch: int = 64
+    latency_repeats: int = 10
+    save_checkpoints: bool = True
+    use_cache: bool = True
+    val_fraction: float = 0.1
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.repeats))
+
+    def train_config(self, batch_size: int, seed: int, epochs: int) -> TrainConfig:
+        return TrainConfig(epochs=epochs, batch_size=batch_size, lr=self.lr,
+                           optimizer=self.optimizer, seed=seed)
+
+    def spec(self, arch: str, dataset: str) -> Spec:
+        hidden = list(self.mlp_hidden) if arch == "mlp" else None
+        return spec_for_dataset(arch, get_info(dataset), hidden)
+
+    def latency(self) -> LatencyConfig | None:
+        """One thread: on a shared CPU, two threads' spin-waits made timings erratic
+        (a 64-256-64 MLP measured 10 ms per batch, its half-size copy 22 ms)."""
+        if not self.latency_repeats:
+            return None
+        return LatencyConfig(batch_size=self.latency_batch, repeats=self.latency_repeats,
+                             warmup=5, threads=1).validate()
+
+    def validate(self) -> "SweepConfig":
+        _names(self.models, "models", ARCHS)
+        for d in _names(self.datasets, "datasets", None):
+            get_info(d)
+        _names(self.types, "pruning types", PRUNING_TYPES)
+        _names(self.criteria, "criteria", ALL_CRITERIA)
+        if not isinstance(self.batch_sizes, list) or not self.batch_sizes or any(
+                _bad_whole(b, 1) for b in self.batch_sizes) or \
+                len(set(self.batch_sizes)) != len(self.batch_sizes):
+            raise ExplorerError(f"batch sizes must be distinct whole numbers ≥ 1, got "
+                                f"{self.batch_sizes!r}")
+        if not isinstance(self.ratios, list) or not self.ratios or any(
+                isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1
+                for r in self.ratios) or len(set(self.ratios)) != len(self.ratios):
+            raise ExplorerError(f"ratios must be distinct fractions between 0 and 1 (0 % to "
+                                f"100 %), got {self.ratios!r}")
+        for name, minimum in (("finetune_epochs", 0), ("repeats", 1), ("seed", 0),
+                              ("dense_epochs", 1), ("calibration_samples", 1),
+                              ("latency_batch", 1), ("latency_repeats", 0)):
+            if _bad_whole(getattr(self, name), minimum):
+                raise ExplorerError(f"{name.replace('_', ' ')} must be a whole number ≥ "
+                                    f"{minimum}, got {getattr(self, name)!r}")
+        if "mlp" in self.models and (not isinstance(self.mlp_hidden, list) or not self.mlp_hidden
+                                     or any(_bad_whole(h, 1) for h in self.mlp_hidden)):
+            raise ExplorerError(f"MLP hidden widths must be whole numbers ≥ 1, got "
+                                f"{self.mlp_hidden!r}")
+        if not (isinstance(self.val_fraction, (int, float)) and 0 <= self.val_fraction < 1):
+            raise ExplorerError(f"validation fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ExplorerError(f"unknown optimiser {self.optimizer!r}; choose one of "
+                                f"{', '.join(OPTIMIZERS)}")
+        self.train_config(self.batch_sizes[0], self.seed, self.dense_epochs).validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SweepConfig":
+        if not isinstance(d, Mapping):
+            raise ExplorerError("a sweep config must be a JSON object")
+        unknown = set(d) - set(cls.__dataclass_fields__) - {"versions", "created"}
+        if unknown:
+            raise ExplorerError(f"unknown sweep setting(s): {', '.join(sorted(unknown))}")
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def _bad_whole(value: Any, minimum: int) -> bool:
+    return isinstance(value, bool) or not isinstance(value, int) or value < minimum
+
+
+def _names(values: Any, what: str, known: Iterable[str] | None) -> list[str]:
+    if not isinstance(values, list) or not values or len(set(values)) != len(values):
+        raise ExplorerError(f"{what}: pick at least one, each once (got {values!r})")
+    if known is not None:
+        unknown = [v for v in values if v not in known]
+        if unknown:
+            raise ExplorerError(f"unknown {what} {unknown[0]!r}; choose from {', '.join(known)}")
+    return values
+
+
+# ------------------------------------------------------------------ the grid
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    dataset: str
+    batch_size: int
+    seed: int
+    type: str
+    criterion: str
+    ratio: float
+
+    @property
+    def group(self) -> tuple[str, str, int, int]:
+        """The baseline this cell prunes: (model, dataset, batch size, seed)."""
+        return (self.model, self.dataset, self.batch_size, self.seed)
+
+    @property
+    def id(self) -> str:
+        """Stable, file-name-safe identity (fields never contain '-')."""
+        return (f"{self.model}-{self.dataset}-b{self.batch_size}-s{self.seed}-{self.type}-"
+                f"{self.criterion}-r{format(round(self.ratio * 100, 6), 'g')}")
+
+    def describe(self) -> str:
+        return (f"{self.model} · {self.dataset} · batch {self.batch_size} · seed {self.seed} · "
+                f"{self.type} · {self.criterion} · {self.ratio * 100:g} %")
+
+
+@dataclass
+class Plan:
+    cells: list[Cell]
+    skipped: list[tuple[str, str, str]]   # (model, pruning type, why it does not apply)
+
+    @property
+    def groups(self) -> list[tuple[str, str, int, int]]:
+        return list(dict.fromkeys(c.group for c in self.cells))
+
+
+def applicability(cfg: SweepConfig) -> dict[tuple[str, str], dict[str, str | None]]:
+    """{(model, dataset): {type: reason it does not apply, or None}} from built models."""
+    from .models import build_model
+
+    out: dict[tuple[str, str], dict[str, str | None]] = {}
+    for arch, dataset in itertools.product(cfg.models, cfg.datasets):
+        model = build_model(cfg.spec(arch, dataset))
+        out[(arch, dataset)] = {t: PRUNING_TYPES[t].applies(model) for t in cfg.types}
+    return out
+
+
+def plan(cfg: SweepConfig) -> Plan:
+    """Expand the grid in run order: baseline by baseline, then type, criterion, ratio."""
+    cfg.validate()
+    fits = applicability(cfg)
+    cells: list[Cell] = []
+    skipped: dict[tuple[str, str], str] = {}
+    for arch, dataset in itertools.product(cfg.models, cfg.datasets):
+        for batch, seed in itertools.product(cfg.batch_sizes, cfg.seeds):
+            for t in cfg.types:
+                reason = fits[(arch, dataset)][t]
+                if reason:
+                    skipped[(arch, t)] = reason
+                    continue
+                for criterion in criteria_for(t, cfg.criteria):
+                    cells += [Cell(arch, dataset, batch, seed, t, criterion, float(r))
+                              for r in sorted(cfg.ratios)]
+    return Plan(cells, [(m, t, why) for (m, t), why in skipped.items()])
+
+
+# ------------------------------------------------------------------ creating and running
+
+def create_sweep(cfg: SweepConfig, root: Path | None = None) -> SweepPaths:
+    """Make the sweep folder with config.json and a queued status.
+
+    Refused before any folder exists when a dataset is missing offline or the grid has
+    no cell (every chosen type is inapplicable to every chosen model).
+    """
+    cfg.validate()
+    for dataset in cfg.datasets:
+        ok, reason = availability(dataset)
+        if not ok:
+            raise ExplorerError(reason)
+    the_plan = plan(cfg)
+    if not the_plan.cells:
+        reasons = "; ".join(f"{t} on {m}: {why}" for m, t, why in the_plan.skipped)
+        raise ExplorerError(f"the grid has no cell to run ({reasons})")
+    paths = SweepPaths(new_run_dir(cfg.name, root or default_sweeps_root()).root)
+    atomic_write_json(paths.config, {**cfg.to_dict(), "created": time.time(),
+                                     "versions": {"explorer": __version__,
+                                                  "torch": torch.__version__}})
+    write_status(paths, "queued", total_cells=len(the_plan.cells), cells_done=0)
+    return paths
+
+
+def load_config(paths: SweepPaths) -> SweepConfig:
+    record = read_json(paths.config)
+    if not isinstance(record, dict):
+        raise ExplorerError(f"{paths.root} is not a sweep folder (no readable config.json)")
+    return SweepConfig.from_dict(record).validate()
+
+
+def execute(paths: SweepPaths, should_stop: Callable[[], bool] | None = None,
+            on_event: Callable[[dict], None] | None = None,
+            cache_root: Path | None = None) -> dict:
+    """Run (or resume) the sweep in this process; returns the final status."""
+    paths = SweepPaths(Path(paths.root))
+    with worker_session(paths, should_stop) as stop:
+        return _execute_locked(paths, stop, on_event or (lambda e: None), cache_root)
+
+
+def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
+                    on_event: Callable[[dict], None], cache_root: Path | None) -> dict:
+    from .sweep_results import write_tables
+
+    try:
+        cfg = load_config(paths)
+        the_plan = plan(cfg)
+    except ExplorerError as exc:
+        return write_status(paths, "failed", message=str(exc))
+    write_tables(paths)  # the CSV matches the finished cells before lines are appended
+    done = paths.finished_cells()
+    todo = [c for c in the_plan.cells if c.id not in done]
+    write_status(paths, "running", pid=os.getpid(), message="", started=time.time(),
+                 total_cells=len(the_plan.cells), cells_done=len(done),
+                 cells_at_start=len(done), activity="starting")
+    runner = _Runner(paths, cfg, stop, on_event, cache_root, len(the_plan.cells), len(done))
+    try:
+        for group, cells in itertools.groupby(todo, key=lambda c: c.group):
+            runner.run_group(group, list(cells))
+        rows = write_tables(paths)
+        failed = sum(r.get("status") == "failed" for r in rows)
+        dead = sum(r.get("status") == "dead" for r in rows)
+        message = f"{len(rows)} cells" + (f", {failed} failed" if failed else "") + \
+            (f", {dead} dead (100 % pruned)" if dead else "")
+        return write_status(paths, "finished", message=message, finished=time.time(),
+                            activity="", cells_done=len(rows))
+    except Cancelled:
+        write_tables(paths)
+        return write_status(paths, "stopped", activity="",
+                            message="stopped by request; resume skips the finished cells")
+    except ExplorerError as exc:
+        write_tables(paths)
+        return write_status(paths, "failed", message=str(exc), activity="")
+    except Exception as exc:  # the trace goes to worker.log, one line to the page
+        traceback.print_exc()
+        write_tables(paths)
+        return write_status(paths, "failed", message=f"{exc.__class__.__name__}: {exc}",
+                            activity="")
+
+
+@dataclass
+class _Dense:
+    """The baseline of one group and what every cell of the group reads from it."""
+    baseline: Baseline
+    spec: Spec
+    data: Dataset
+    costs: CostReport
+    test_loss: float
+    test_acc: float
+
+
+class _Runner:
+    """Runs the cells of a sweep group by group, keeping one baseline in memory."""
+
+    def __init__(self, paths: SweepPaths, cfg: SweepConfig, stop: Callable[[], bool],
+                 on_event: Callable[[dict], None], cache_root: Path | None, total: int,
+                 done: int):
+        self.paths, self.cfg, self.stop, self.on_event = paths, cfg, stop, on_event
+        self.cache_root = cache_root if cfg.use_cache else paths.baselines_dir
+        self.total, self.done = total, done
+        self.costs: dict[str, CostReport] = {}  # by architecture (spec with widths)
+        self.latency = cfg.latency()
+
+    def emit(self, event: dict) -> None:
+        append_event(self.paths, event)
+        self.on_event(event)
+
+    def activity(self, text: str) -> None:
+        write_status(self.paths, "running", activity=text, cells_done=self.done)
+
+    # -- a group: one baseline, many cells
+    def run_group(self, group: tuple[str, str, int, int], cells: list[Cell]) -> None:
+        dense = self._dense(group)
+        try:
+            for cell in cells:
+                if self.stop():
+                    raise Cancelled()
+                self.activity(f"cell {self.done + 1}/{self.total}: {cell.describe()}")
+                row = self._run_cell(cell, dense)
+                self._record(cell, row)
+        finally:
+            del dense
+            gc.collect()
+
+    def _dense(self, group: tuple[str, str, int, int]) -> _Dense:
+        arch, dataset, batch, seed = group
+        cfg = self.cfg
+        data = load_dataset(dataset, seed=SPLIT_SEED, val_fraction=cfg.val_fraction)
+        spec = cfg.spec(arch, dataset)
+        label = f"{arch} · {dataset} · batch {batch} · seed {seed}"
+        self.activity(f"dense baseline {label}")
+
+        def on_epoch(m) -> None:
+            self.emit({"type": "epoch", "group": list(group), **m.to_dict()})
+            self.activity(f"training dense baseline {label}: epoch {m.epoch}/{cfg.dense_epochs}")
+
+        baseline = get_baseline(spec, data, cfg.train_config(batch, seed, cfg.dense_epochs),
+                                self.cache_root, on_epoch=on_epoch, should_stop=self.stop)
+        baseline.model.eval()
+        test_loss, test_acc = evaluate(baseline.model, data.test)
+        costs = self._measure(baseline.model, spec)
+        self.emit({"type": "baseline", "group": list(group), "from_cache": baseline.from_cache,
+                   "test_acc": test_acc, "test_loss": test_loss, "key": baseline.key})
+        return _Dense(baseline, spec, data, costs, test_loss, test_acc)
+
+    def _measure(self, model: nn.Module, spec: Spec) -> CostReport:
+        """Costs of an architecture, measured once per distinct set of widths."""
+        key = repr(sorted(spec_of(model, spec).items()))
+        if key not in self.costs:
+            self.costs[key] = cost_report(model, spec["input_shape"], self.latency)
+        return self.costs[key]
+
+    # -- one cell
+    def _run_cell(self, cell: Cell, dense: _Dense) -> dict:
+        kind = PRUNING_TYPES[cell.type]
+        b = dense.baseline
+        row: dict[str, Any] = {
+            "status": "ok", "note": "", "prune_seconds": 0.0, "finetune_seconds": 0.0,
+            "dense_test_acc": dense.test_acc, "dense_test_loss": dense.test_loss,
+            "dense_macs": dense.costs.macs, "dense_params": dense.costs.params,
+            "dense_latency_ms": dense.costs.latency_ms,
+            "dense_train_seconds": b.train_seconds if b.train_seconds is not None else
+            sum(h.get("seconds", 0.0) for h in b.history),
+            "dense_peak_mb": b.peak_mb, "baseline_from_cache": b.from_cache}
+        start = time.perf_counter()
+        device = resolve_device("auto")
+        with PeakMemory(device) as memory:
+            try:
+                model, spec = self._prune(cell, dense, row)
+                t0 = time.perf_counter()
+                row["test_loss"], row["test_acc"] = evaluate(model, dense.data.test)
+                row["eval_seconds"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                row.update(self._cell_costs(model, spec, cell, dense, row["status"]))
+                row["cost_seconds"] = time.perf_counter() - t0
+                row["widths"] = " ".join(map(str, pruned_widths(model, cell.type)))
+                if self.cfg.save_checkpoints and row["status"] == "ok":
+                    row["checkpoint"] = str(self._save(cell, model, spec, dense, row))
+            except Cancelled:
+                raise
+            except ExplorerError as exc:
+                row.update(status="failed", note=str(exc))
+            except Exception as exc:  # a criterion / model combination torch rejects
+                traceback.print_exc()
+                row.update(status="failed", note=f"{exc.__class__.__name__}: {exc}")
+        row["peak_mb"] = memory.peak_mb
+        row["cell_seconds"] = time.perf_counter() - start
+        return row
+
+    def _prune(self, cell: Cell, dense: _Dense, row: dict) -> tuple[nn.Module, Spec]:
+        base = dense.baseline.model
+        if cell.ratio >= 1:
+            row.update(status="dead", note="100 % pruned: no weight carries the input, the "
+                       "model predicts one constant class")
+            return dead_model(base), dense.spec
+        if cell.ratio == 0:
+            return base, dense.spec  # nothing to prune, nothing to fine-tune
+        options = CriterionOptions(seed=cell.seed, max_samples=self.cfg.calibration_samples)
+        needs_data = cell.criterion in CRITERIA and CRITERIA[cell.criterion].needs_data
+        t0 = time.perf_counter()
+        model, spec = PRUNING_TYPES[cell.type].prune(base, dense.spec, cell.ratio, cell.criterion,
+                                                     dense.data.train if needs_data else None,
+                                                     options)
+        row["prune_seconds"] = time.perf_counter() - t0
+        if self.cfg.finetune_epochs:
+            t0 = time.perf_counter()
+            tcfg = self.cfg.train_config(cell.batch_size, cell.seed, self.cfg.finetune_epochs)
+            train(model, dense.data, tcfg, should_stop=self.stop)
+            row["finetune_seconds"] = time.perf_counter() - t0
+        model.eval()
+        return model, spec
+
+    def _cell_costs(self, model: nn.Module, spec: Spec, cell: Cell, dense: _Dense,
+                    status: str) -> dict:
+        if status == "dead":  # nothing left to compute: no MACs, no latency to speak of
+            report = CostReport(dense.costs.params, count_nonzero(model), 0, 0,
+                                dense.costs.param_bytes, 0)
+        elif cell.ratio == 0:
+            report = dense.costs
+        elif not PRUNING_TYPES[cell.type].structural:
+            # masks keep the architecture (same MACs / FLOPs); the latency of the masked
+            # weights is timed anyway, as deployed (masks folded in), so the table shows it
+            latency = measure_latency(permanent_copy(model), spec["input_shape"], self.latency) \
+                if self.latency is not None else None
+            report = CostReport(**{**asdict(dense.costs), "nonzero_params": count_nonzero(model),
+                                   "latency_ms": latency})
+        else:
+            report = CostReport(**{**asdict(self._measure(model, spec)),
+                                   "nonzero_params": count_nonzero(model)})
+        return {k: v for k, v in report.to_dict().items()
+                if k in ("params", "nonzero_params", "sparsity", "macs", "train_flops",
+                         "latency_ms", "latency_batch")}
+
+    def _save(self, cell: Cell, model: nn.Module, spec: Spec, dense: _Dense, row: dict) -> Path:
+        info = dense.data.info
+        widths = pruned_widths(model, cell.type)
+        dense_units = sum(pruned_widths(dense.baseline.model, cell.type)) or 1
+        percent = 100.0 * (1 - row["sparsity"]) if not PRUNING_TYPES[cell.type].structural \
+            else 100.0 * sum(widths) / dense_units
+        meta = {"metrics": {"test_acc": row["test_acc"], "test_loss": row["test_loss"]},
+                "dataset": info.name, "class_names": list(info.classes),
+                "normalisation": {"mean": list(info.mean), "std": list(info.std)},
+                "widths": widths, "percent_retained": percent, "cell": asdict(cell),
+                "sweep": self.paths.root.name}
+        saved = permanent_copy(model) if is_masked(model) else model
+        return save_checkpoint(saved, spec, self.paths.checkpoint(cell.id), meta)
+
+    def _record(self, cell: Cell, row: dict) -> None:
+        from .sweep_results import append_result
+
+        full = {"cell_id": cell.id, **asdict(cell), **row}
+        atomic_write_json(self.paths.cell(cell.id), full)  # marks the cell done
+        append_result(self.paths, full)
+        self.done += 1
+        self.emit({"type": "cell", "cell_id": cell.id, "status": full["status"],
+                   "test_acc": full.get("test_acc"), "index": self.done})
+        write_status(self.paths, "running", cells_done=self.done)

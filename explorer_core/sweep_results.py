@@ -1,0 +1,166 @@
+"""Reading a sweep back: its cells as a table, the mean ± std over repeats, the Pareto
+front of accuracy against MACs, and live progress.
+
+The cell files (`cells/<id>.json`) are the source of truth. `results.csv` is the same
+rows for other tools: the worker appends one line per finished cell (cheap, so the
+table grows as cells arrive) and rewrites it atomically from the cell files when it
+starts and stops, which also repairs a line torn by a kill. Everything here reads
+files only, so it works for a running, stopped, crashed or finished sweep alike.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from .fileio import atomic_write_text
+from .rundir import SweepPaths, read_events, read_status
+
+KEY_COLUMNS = ["model", "dataset", "batch_size", "seed", "type", "criterion", "ratio"]
+RESULT_COLUMNS = [
+    "cell_id", *KEY_COLUMNS, "status", "test_acc", "test_loss", "dense_test_acc",
+    "dense_test_loss", "params", "nonzero_params", "sparsity", "macs", "dense_macs",
+    "train_flops", "latency_ms", "latency_batch", "dense_latency_ms", "widths",
+    "dense_train_seconds", "finetune_seconds", "prune_seconds", "eval_seconds", "cost_seconds",
+    "cell_seconds", "peak_mb", "dense_peak_mb", "baseline_from_cache", "checkpoint", "note"]
+# Averaged over repeats (seeds) in the summary.
+SUMMARY_METRICS = ["test_acc", "test_loss", "dense_test_acc", "params", "nonzero_params",
+                   "sparsity", "macs", "train_flops", "latency_ms", "dense_train_seconds",
+                   "finetune_seconds", "peak_mb"]
+GROUP_COLUMNS = [c for c in KEY_COLUMNS if c != "seed"]
+
+
+def read_cells(paths: SweepPaths) -> list[dict]:
+    """Every finished cell's row, in a stable order (grid order is restored by sorting)."""
+    rows = []
+    for f in sorted(paths.cells_dir.glob("*.json")) if paths.cells_dir.is_dir() else []:
+        try:
+            rows.append(json.loads(f.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue  # written atomically, so only a foreign file could be unreadable
+    return rows
+
+
+def results_frame(paths: SweepPaths, rows: list[dict] | None = None) -> pd.DataFrame:
+    """One row per finished cell with the fixed `RESULT_COLUMNS` (missing values empty)."""
+    rows = read_cells(paths) if rows is None else rows
+    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    if not frame.empty:
+        frame = frame.sort_values(["model", "dataset", "batch_size", "seed", "type",
+                                  "criterion", "ratio"], kind="stable").reset_index(drop=True)
+    return frame
+
+
+def summary_frame(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over repeats of every metric, per grid point.
+
+    `n` counts the repeats that produced numbers (failed cells have none); `status` is
+    the worst status among the repeats (failed > dead > ok).
+    """
+    cols = [*GROUP_COLUMNS, "n", "status", *[f"{m}_{s}" for m in SUMMARY_METRICS
+                                              for s in ("mean", "std")]]
+    if results.empty:
+        return pd.DataFrame(columns=cols)
+    numeric = results[GROUP_COLUMNS + SUMMARY_METRICS].copy()
+    for m in SUMMARY_METRICS:
+        numeric[m] = pd.to_numeric(numeric[m], errors="coerce")
+    grouped = numeric.groupby(GROUP_COLUMNS, sort=False, dropna=False)
+    stats = grouped[SUMMARY_METRICS].agg(["mean", "std"])
+    stats.columns = [f"{m}_{s}" for m, s in stats.columns]
+    stats["n"] = grouped["test_acc"].count()
+    rank = {"ok": 0, "dead": 1, "failed": 2}
+    worst = results.groupby(GROUP_COLUMNS, sort=False, dropna=False)["status"].agg(
+        lambda s: max(s, key=lambda v: rank.get(v, 3)))
+    stats["status"] = worst
+    return stats.reset_index()[cols]
+
+
+def pareto_mask(frame: pd.DataFrame, cost: str = "macs_mean",
+                value: str = "test_acc_mean") -> pd.Series:
+    """True for points no other point beats: fewer or equal `cost` and higher `value`.
+
+    Ties on both count as one point (the first stays on the front). Rows without
+    numbers (failed cells) are never on the front.
+    """
+    ok = frame[[cost, value]].notna().all(axis=1)
+    pts = frame.loc[ok, [cost, value]].astype(float)
+    order = pts.sort_values([cost, value], ascending=[True, False], kind="stable").index
+    best = float("-inf")
+    front = pd.Series(False, index=frame.index)
+    for i in order:  # one pass over points sorted by cost: a running maximum of value
+        if pts.at[i, value] > best:
+            front.at[i] = True
+            best = pts.at[i, value]
+    return front
+
+
+def _csv_text(frame: pd.DataFrame, header: bool = True) -> str:
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, header=header, float_format="%.6g")
+    return buf.getvalue()
+
+
+def write_tables(paths: SweepPaths, rows: list[dict] | None = None) -> list[dict]:
+    """Rewrite results.csv and summary.csv atomically from the cell files; returns the rows."""
+    rows = read_cells(paths) if rows is None else rows
+    results = results_frame(paths, rows)
+    atomic_write_text(paths.results_csv, _csv_text(results))
+    atomic_write_text(paths.summary_csv, _csv_text(summary_frame(results)))
+    return rows
+
+
+def append_result(paths: SweepPaths, row: dict[str, Any]) -> None:
+    """Add one finished cell to results.csv (header first if the file is new)."""
+    line = _csv_text(pd.DataFrame([row], columns=RESULT_COLUMNS),
+                     header=not paths.results_csv.is_file())
+    with open(paths.results_csv, "a", encoding="utf-8", newline="") as fh:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_results_csv(paths: SweepPaths) -> pd.DataFrame:
+    """results.csv as written (what a download gives): for tests and other tools."""
+    with open(paths.results_csv, newline="", encoding="utf-8") as fh:
+        return pd.DataFrame(list(csv.DictReader(fh)))
+
+
+@dataclass
+class SweepProgress:
+    """What a live view needs, from status.json and the cell files only."""
+    state: str
+    message: str
+    activity: str
+    cells_done: int
+    total_cells: int
+    elapsed: float
+    eta: float | None
+    baseline_epochs: list[dict]
+
+    @property
+    def fraction(self) -> float:
+        return min(self.cells_done / self.total_cells, 1.0) if self.total_cells else 0.0
+
+
+def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
+    status = read_status(paths)
+    state = status.get("state", "unknown")
+    done = len(paths.finished_cells())
+    total = int(status.get("total_cells") or 0)
+    started = status.get("started")
+    end = (status.get("heartbeat") if state not in ("running", "queued") else None) or now \
+        or time.time()
+    elapsed = max(0.0, end - started) if started else 0.0
+    since_start = done - int(status.get("cells_at_start") or 0)
+    eta = None
+    if state == "running" and since_start > 0 and total:
+        eta = max(0.0, (total - done) * elapsed / since_start)
+    epochs = [e for e in read_events(paths) if e.get("type") == "epoch"]
+    return SweepProgress(state, status.get("message", ""), status.get("activity", ""), done,
+                         total, elapsed, eta, epochs)
