@@ -29,12 +29,10 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
 def default_sweeps_root() -> Path:
-    """The sweeps folder (`EXPLORER_SWEEPS`), shared with the sweep module."""
-    try:  # the sweep module owns the location when it exists
-        from .sweep import default_sweeps_root as owner  # type: ignore[attr-defined]
-        return Path(owner())
-    except (ImportError, AttributeError):
-        return Path(os.environ.get("EXPLORER_SWEEPS", "sweeps"))
+    """The sweeps folder (`EXPLORER_SWEEPS`); the layout lives in `rundir`."""
+    from .rundir import default_sweeps_root as owner
+
+    return owner()
 
 
 @dataclass
@@ -123,10 +121,20 @@ def _sidecar_entries(folder: Path, source: str, group_of,
 
 
 def list_sweep_checkpoints(root: Path | None = None) -> list[CheckpointEntry]:
-    """Checkpoints saved by sweeps (any `*.safetensors` + `.json` under the sweeps folder)."""
-    root = Path(root or default_sweeps_root())
-    return _sidecar_entries(root, "sweep", lambda rel: rel.parts[0] if len(rel.parts) > 1
-                            else root.name)
+    """Pruned models saved by Compare sweeps, newest sweep first, grouped by sweep.
+
+    Each is `sweeps/<date>/<sweep>/checkpoints/<cell-id>.safetensors` with its sidecar
+    (`rundir.SweepPaths`); the label is the cell id, which says model, dataset, batch,
+    seed, type, criterion and ratio.
+    """
+    from .rundir import list_sweeps
+
+    out: list[CheckpointEntry] = []
+    for sweep in list_sweeps(Path(root) if root else default_sweeps_root()):
+        name = f"{sweep.root.name} ({sweep.root.parent.name})"
+        out += _sidecar_entries(sweep.checkpoints_dir, "sweep", lambda rel, n=name: n,
+                                recursive=False)
+    return out
 
 
 def list_cache_checkpoints(root: Path | None = None) -> list[CheckpointEntry]:

@@ -352,14 +352,19 @@ def saved(tmp_path, mlp):
 
 
 def test_sweep_and_cache_folders_are_listed(tmp_path, saved):
-    sweeps = tmp_path / "sweeps" / "grid-1" / "cell-3"
-    sweeps.mkdir(parents=True)
+    from explorer_core.rundir import SweepPaths
+
+    sweep = SweepPaths(tmp_path / "sweeps" / "2026-11-20" / "grid-1")
+    sweep.checkpoints_dir.mkdir(parents=True)
+    sweep.config.write_text("{}")
     for suffix in (".safetensors", ".json"):
-        (sweeps / f"model{suffix}").write_bytes(saved.with_suffix(suffix).read_bytes())
-    (sweeps / "orphan.safetensors").write_bytes(b"no sidecar")
+        (sweep.checkpoints_dir / f"mlp-digits-b32-s0-neuron-l1-r50{suffix}").write_bytes(
+            saved.with_suffix(suffix).read_bytes())
+    (sweep.checkpoints_dir / "orphan.safetensors").write_bytes(b"no sidecar")
     entries = list_sweep_checkpoints(tmp_path / "sweeps")
-    assert [e.group for e in entries] == ["grid-1"]
+    assert [e.group for e in entries] == ["grid-1 (2026-11-20)"]
     assert entries[0].test_acc == 91.5 and "91.50" in entries[0].label
+    assert entries[0].label.startswith("mlp-digits-b32-s0-neuron-l1-r50")
     assert [e.path.name for e in list_cache_checkpoints(tmp_path)] == ["m.safetensors"]
     assert list_sweep_checkpoints(tmp_path / "missing") == []
 

@@ -1,0 +1,295 @@
+"""Compare sweeps on Digits: the grid, sane numbers, kill → resume without recomputing,
+dead and failed cells, repeats, the Pareto front, the CLI and the time estimate."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from explorer_core import jobs
+from explorer_core.checkpoint import load_checkpoint
+from explorer_core.data import load_dataset
+from explorer_core.errors import ExplorerError
+from explorer_core.rundir import RunLock, read_events, read_status
+from explorer_core.sweep import SweepConfig, create_sweep, execute, plan
+from explorer_core.sweep_results import (pareto_mask, read_results_csv, results_frame,
+                                         summary_frame)
+from explorer_core.training import evaluate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def grid(name: str, **over) -> SweepConfig:
+    """The acceptance grid: MLP and CNN × 2 criteria × 2 ratios × 2 batch sizes."""
+    base = dict(name=name, models=["mlp", "cnn"], datasets=["digits"], batch_sizes=[32, 128],
+                types=["neuron", "structured", "weight"], criteria=["l1", "taylor", "magnitude"],
+                ratios=[0.0, 0.5], dense_epochs=2, mlp_hidden=[32, 16], latency_repeats=3,
+                latency_batch=16)
+    base.update(over)
+    return SweepConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    """Sweeps and one baseline cache shared by this module's sweeps (as in real use)."""
+    base = tmp_path_factory.mktemp("sweeps")
+    old = {k: os.environ.get(k) for k in ("EXPLORER_SWEEPS", "EXPLORER_CACHE")}
+    os.environ["EXPLORER_SWEEPS"] = str(base / "sweeps")
+    os.environ["EXPLORER_CACHE"] = str(base / "cache")
+    yield base / "sweeps", base / "cache"
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def reference(roots):
+    """One uninterrupted run of the acceptance grid."""
+    paths = create_sweep(grid("reference"))
+    status = execute(paths)
+    assert status["state"] == "finished", status
+    return paths
+
+
+def test_plan_expands_the_grid_and_names_what_does_not_apply():
+    p = plan(grid("p"))
+    # per (model, batch): MLP neuron 2×2 + weight (magnitude) 2 = 6; CNN adds structured 2×2
+    assert len(p.cells) == 2 * 6 + 2 * 10
+    assert [(m, t) for m, t, _ in p.skipped] == [("mlp", "structured")]
+    assert "no conv layer" in p.skipped[0][2]
+    assert {c.criterion for c in p.cells if c.type == "weight"} == {"magnitude"}
+    assert {c.criterion for c in p.cells if c.type != "weight"} == {"l1", "taylor"}
+    assert len({c.id for c in p.cells}) == len(p.cells)
+    assert p.groups == [("mlp", "digits", 32, 0), ("mlp", "digits", 128, 0),
+                        ("cnn", "digits", 32, 0), ("cnn", "digits", 128, 0)]
+
+
+def test_the_grid_completes_with_the_expected_rows_and_sane_values(reference):
+    df = results_frame(reference)
+    assert len(df) == 32 and set(df["status"]) == {"ok"}
+    assert sorted(df["cell_id"]) == sorted(c.id for c in plan(grid("reference")).cells)
+    # ratio 0 is the baseline itself
+    zero = df[df["ratio"] == 0]
+    assert (zero["test_acc"] == zero["dense_test_acc"]).all()
+    assert (zero["test_loss"] == zero["dense_test_loss"]).all()
+    assert (zero["macs"] == zero["dense_macs"]).all()
+    # the dense models learned (chance is 10 %)
+    assert (df["dense_test_acc"] > 30).all()
+    # structural pruning cuts MACs and parameters; masks cut non-zero weights only
+    half = df[df["ratio"] == 0.5]
+    structural = half[half["type"].isin(["neuron", "structured"])]
+    assert (structural["macs"] < structural["dense_macs"]).all()
+    assert (structural["params"] < structural["dense_macs"] * 10).all()
+    assert (structural["nonzero_params"] < zero["params"].max()).all()
+    masked = half[half["type"] == "weight"]
+    assert (masked["macs"] == masked["dense_macs"]).all()
+    for _, row in masked.iterrows():
+        dense_row = zero[(zero["model"] == row["model"]) & (zero["batch_size"] == row["batch_size"])
+                         & (zero["type"] == "weight")].iloc[0]
+        assert row["nonzero_params"] < 0.6 * dense_row["nonzero_params"]
+        assert row["params"] == dense_row["params"]
+        assert 0.45 < row["sparsity"] < 0.55
+    # conv filters removed through dependency groups cut the CNN's work the most
+    cnn = half[half["model"] == "cnn"].groupby("type")["macs"].first()
+    assert cnn["structured"] < cnn["neuron"] < cnn["weight"]
+    # measured, not copied: latency and peak memory are positive numbers
+    assert (df["latency_ms"] > 0).all() and (df["peak_mb"] > 100).all()
+    assert (df["dense_train_seconds"] > 0).all()
+    # one baseline per (model, batch): trained for the first cell, then reused
+    assert df.groupby(["model", "batch_size"])["dense_test_acc"].nunique().eq(1).all()
+
+
+def test_results_csv_is_the_table_and_summary_has_one_row_per_grid_point(reference):
+    csv = read_results_csv(reference)
+    assert len(csv) == 32 and list(csv.columns)[:8] == ["cell_id", "model", "dataset",
+                                                         "batch_size", "seed", "type",
+                                                         "criterion", "ratio"]
+    summary = pd.read_csv(reference.summary_csv)
+    assert len(summary) == 32 and (summary["n"] == 1).all()
+
+
+def test_checkpoints_reload_with_the_accuracy_in_the_table(reference):
+    from explorer_core.catalog import list_sweep_checkpoints
+
+    df = results_frame(reference)
+    row = df[(df["model"] == "cnn") & (df["type"] == "structured") & (df["ratio"] == 0.5)].iloc[0]
+    ck = load_checkpoint(row["checkpoint"])
+    data = load_dataset("digits")
+    assert evaluate(ck.model, data.test)[1] == pytest.approx(row["test_acc"])
+    assert ck.spec["channels"] == [8, 16]
+    masked = df[(df["type"] == "weight") & (df["ratio"] == 0.5)].iloc[0]
+    w = load_checkpoint(masked["checkpoint"]).model
+    assert not any(k.endswith("_orig") or k.endswith("_mask") for k in w.state_dict())
+    entries = [e for e in list_sweep_checkpoints() if e.group.startswith("reference")]
+    assert len(entries) == 32 and all(e.test_acc is not None for e in entries)
+
+
+def test_a_killed_sweep_resumes_without_recomputing_finished_cells(roots, reference):
+    paths = create_sweep(grid("killed"))
+    jobs.launch(paths, "compare")
+    deadline = time.time() + 120
+    while len(paths.finished_cells()) < 4:
+        assert time.time() < deadline, read_status(paths)
+        assert read_status(paths).get("state") in ("queued", "running"), read_status(paths)
+        time.sleep(0.02)
+    jobs.kill(paths)
+    time.sleep(0.5)
+    assert read_status(paths)["state"] == "interrupted"
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in paths.cells_dir.glob("*.json")}
+    assert 4 <= len(before) < 32
+    cell_events_before = sum(e.get("type") == "cell" for e in read_events(paths))
+
+    status = execute(paths)
+    assert status["state"] == "finished", status
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in paths.cells_dir.glob("*.json")}
+    assert len(after) == 32
+    assert all(after[name] == before[name] for name in before)  # untouched, not recomputed
+    new_cell_events = sum(e.get("type") == "cell" for e in read_events(paths)) - cell_events_before
+    assert new_cell_events == 32 - len(before)
+    # and the results are those of the uninterrupted sweep
+    got = results_frame(paths).set_index("cell_id")
+    want = results_frame(reference).set_index("cell_id")
+    assert (got["test_acc"] == want["test_acc"]).all()
+    assert (got["nonzero_params"] == want["nonzero_params"]).all()
+    assert (got["macs"] == want["macs"]).all()
+    assert len(read_results_csv(paths)) == 32  # the CSV was rebuilt whole
+
+
+def test_a_second_writer_is_refused_and_a_stop_request_stops_cleanly(roots, reference):
+    paths = create_sweep(grid("locked", ratios=[0.0, 0.5, 0.75]))
+    with RunLock(paths):
+        with pytest.raises(ExplorerError, match="already being written"):
+            execute(paths)
+        with pytest.raises(ExplorerError, match="already running"):
+            jobs.launch(paths, "compare")
+    calls = {"n": 0}
+
+    def stop_after_some() -> bool:
+        calls["n"] += 1
+        return len(paths.finished_cells()) >= 5
+
+    status = execute(paths, should_stop=stop_after_some)
+    assert status["state"] == "stopped" and "resume" in status["message"]
+    done = len(paths.finished_cells())
+    assert 5 <= done < 48
+    assert len(read_results_csv(paths)) == done
+    assert execute(paths)["state"] == "finished" and len(paths.finished_cells()) == 48
+
+
+def test_ratio_one_is_a_dead_model_with_the_accuracy_of_its_constant_prediction(roots):
+    cfg = grid("dead", models=["mlp"], batch_sizes=[32], types=["neuron", "weight"],
+               criteria=["l1", "magnitude"], ratios=[0.0, 1.0], save_checkpoints=False)
+    paths = create_sweep(cfg)
+    status = execute(paths)
+    assert status["state"] == "finished" and "2 dead" in status["message"]
+    df = results_frame(paths)
+    dead = df[df["ratio"] == 1.0]
+    assert set(dead["status"]) == {"dead"} and (dead["macs"] == 0).all()
+    assert dead["note"].str.contains("constant").all()
+    labels = load_dataset("digits").test.y
+    shares = {100.0 * (labels == k).float().mean().item() for k in range(10)}
+    assert all(any(abs(a - s) < 1e-6 for s in shares) for a in dead["test_acc"])
+
+
+def test_a_failing_criterion_is_recorded_and_the_sweep_goes_on(roots, monkeypatch):
+    from explorer_core import criteria
+
+    def broken(model, layers, data, options):
+        raise ExplorerError("criterion 'l2' does not support this model (test)")
+
+    monkeypatch.setitem(criteria.CRITERIA, "l2",
+                        criteria.Criterion("l2", "L2", False, broken, True))
+    paths = create_sweep(grid("failing", models=["mlp"], batch_sizes=[32], types=["neuron"],
+                              criteria=["l2", "l1"]))
+    status = execute(paths)
+    assert status["state"] == "finished" and "1 failed" in status["message"]
+    df = results_frame(paths).set_index("cell_id")
+    assert df.loc["mlp-digits-b32-s0-neuron-l2-r50", "status"] == "failed"
+    assert "does not support" in df.loc["mlp-digits-b32-s0-neuron-l2-r50", "note"]
+    assert df.loc["mlp-digits-b32-s0-neuron-l1-r50", "status"] == "ok"
+
+
+def test_repeats_give_mean_and_std_over_seeds(roots):
+    paths = create_sweep(grid("repeats", models=["mlp"], batch_sizes=[32], types=["neuron"],
+                              criteria=["random"], ratios=[0.5], repeats=3))
+    execute(paths)
+    df = results_frame(paths)
+    assert sorted(df["seed"]) == [0, 1, 2]
+    s = summary_frame(df)
+    assert len(s) == 1 and s.loc[0, "n"] == 3
+    assert s.loc[0, "test_acc_mean"] == pytest.approx(df["test_acc"].mean())
+    assert s.loc[0, "test_acc_std"] == pytest.approx(df["test_acc"].std())
+    assert s.loc[0, "test_acc_std"] > 0  # different seeds, different models
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    frame = pd.DataFrame({"macs_mean": [100, 50, 50, 20, 80, 10, None],
+                          "test_acc_mean": [95, 90, 85, 70, 89, 60, 99]})
+    assert pareto_mask(frame).tolist() == [True, True, False, True, False, True, False]
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"ratios": [0.5, 1.5]}, "between 0 and 1"),
+    ({"batch_sizes": [0]}, "batch sizes"),
+    ({"models": ["alexnet"]}, "unknown models"),
+    ({"criteria": []}, "pick at least one"),
+    ({"types": ["neuron"], "models": ["slp"]}, "no cell to run"),
+])
+def test_bad_settings_are_refused_before_a_folder_exists(roots, over, message):
+    sweeps, _ = roots
+    before = set(sweeps.rglob("config.json"))
+    with pytest.raises(ExplorerError, match=message):
+        create_sweep(grid("bad", **over))
+    assert set(sweeps.rglob("config.json")) == before
+
+
+def test_a_dataset_missing_offline_is_refused_with_the_folder_to_fill(roots, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.setenv("EXPLORER_DATA", str(tmp_path / "empty"))
+    with pytest.raises(ExplorerError, match="not available offline.*MNIST/raw"):
+        create_sweep(grid("offline", datasets=["mnist"]))
+
+
+def test_estimate_counts_cached_baselines(roots, reference):
+    from explorer_core.estimate import estimate
+
+    cfg = grid("estimate")
+    cached = estimate(cfg, plan(cfg))
+    assert cached.cells == 32 and cached.baselines_cached == 4 and cached.baselines_to_train == 0
+    fresh = estimate(grid("estimate", dense_epochs=3), plan(cfg))
+    assert fresh.baselines_to_train == 4 and fresh.seconds > cached.seconds > 0
+
+
+def test_cli_runs_a_config_file_and_refuses_bad_input_with_one_line(roots, tmp_path):
+    sweeps, cache = roots
+    config = tmp_path / "sweep.json"
+    config.write_text(json.dumps({"name": "cli", "models": ["mlp"], "batch_sizes": [32],
+                                  "types": ["neuron"], "criteria": ["l1"], "ratios": [0, 0.5],
+                                  "dense_epochs": 2, "mlp_hidden": [32, 16]}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-m", "explorer_core", "compare", "--config",
+                          str(config), "--latency-repeats", "0"], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "finished: 2 cells" in run.stdout
+    csv = pd.read_csv(next(sweeps.rglob("cli/results.csv")))
+    assert csv["cell_id"].tolist() == ["mlp-digits-b32-s0-neuron-l1-r0",
+                                       "mlp-digits-b32-s0-neuron-l1-r50"]
+    assert csv["latency_ms"].isna().all()  # --latency-repeats 0 skips timing
+    for args, message in [(["--ratios", "2"], "between 0 and 1"),
+                          (["--config", str(tmp_path / "missing.json")], "cannot read"),
+                          (["--resume", str(tmp_path)], "not a sweep folder")]:
+        bad = subprocess.run([sys.executable, "-m", "explorer_core", "compare", *args],
+                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+        assert bad.returncode == 2 and message in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
