@@ -21,7 +21,8 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .errors import CheckpointError, ExplorerError
 from .models import count_parameters, hidden_widths, input_shape
 from .results import iteration_rows
-from .rundir import RunPaths, list_runs, read_json
+from .rundir import (RunPaths, TrainTimePaths, default_train_time_root, list_runs,
+                     list_train_time_runs, read_json)
 
 # An uploaded spec / sidecar is a few kB; the weights may be large (the server caps uploads).
 MAX_SPEC_BYTES = 1_000_000
@@ -83,11 +84,39 @@ def run_checkpoints(run: RunPaths) -> list[CheckpointEntry]:
     return out
 
 
+def train_time_checkpoints(run: TrainTimePaths) -> list[CheckpointEntry]:
+    """The final classifiers of one train-time run, unpruned first (the reference).
+
+    VAE runs give nothing: their checkpoints are generative models, which the pickers'
+    users (Inspect: classify, attribute to classes) cannot use.
+    """
+    name = f"train-time {run.root.name} ({run.root.parent.name})"
+    order = {"none": 0, "importance": 1, "random": 2}
+    out = []
+    for variant, seed in sorted(run.completed_units(), key=lambda u: (order.get(u[0], 9), u[1])):
+        meta = read_json(run.final_model_json(variant, seed)) or {}
+        if meta.get("task") != "classifier":
+            continue
+        widths = [int(w) for w in meta.get("widths") or []]
+        acc = _acc(meta)
+        out.append(CheckpointEntry(
+            "run", name, f"{meta.get('label', variant)}, seed {seed}: "
+            f"{_describe(acc, None, widths)}", run.final_model(variant, seed), acc, None,
+            widths, None, meta.get("dataset")))
+    return out
+
+
 def list_run_checkpoints(root: Path | None = None) -> dict[str, list[CheckpointEntry]]:
-    """{run label: its iterations}, newest run first; runs without a checkpoint are left out."""
+    """{run label: its checkpoints}, newest run first; runs without a checkpoint are left out.
+
+    Iterative runs list their iterations; train-time runs (under `<root>/train-time`)
+    their final classifiers.
+    """
+    found = [(run.config.stat().st_mtime, run_checkpoints(run)) for run in list_runs(root)]
+    found += [(run.config.stat().st_mtime, train_time_checkpoints(run))
+              for run in list_train_time_runs(default_train_time_root(root))]
     out: dict[str, list[CheckpointEntry]] = {}
-    for run in list_runs(root):
-        entries = run_checkpoints(run)
+    for _, entries in sorted(found, key=lambda t: t[0], reverse=True):
         if entries:
             out[entries[0].group] = entries
     return out

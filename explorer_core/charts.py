@@ -314,7 +314,7 @@ def train_time_widths_chart(epochs: list[dict], labels: dict[str, str]) -> alt.F
     """
     rows = {}
     for e in epochs:
-        for layer, w in (e.get("widths") or {}).items():
+        for layer, w in zip(e.get("layers") or [], e.get("widths") or []):
             rows[(e["variant"], e["epoch"], layer)] = w  # equal for every seed
     frame = pd.DataFrame([{"Variant": labels.get(v, v), "Epoch": ep, "Layer": layer,
                            "Units": w} for (v, ep, layer), w in rows.items()],
@@ -337,7 +337,7 @@ def train_time_sizes_chart(rows: list[dict], labels: dict[str, str]) -> alt.Laye
     """Final parameter count per variant (mean over seeds), hidden units written on the bars."""
     frame = pd.DataFrame([{"Variant": labels.get(r["variant"], r["variant"]),
                            "Parameters": r.get("params"),
-                           "Hidden units": sum((r.get("widths") or {}).values())} for r in rows],
+                           "Hidden units": sum(r.get("widths") or [])} for r in rows],
                          columns=["Variant", "Parameters", "Hidden units"])
     if not frame.empty:
         frame = frame.groupby("Variant", sort=False).mean().reset_index()
@@ -375,3 +375,92 @@ def train_time_charts(task: str, epochs: list[dict], rows: list[dict], labels: d
     if rows:
         out["sizes"] = train_time_sizes_chart(rows, labels)
     return out
+
+
+# ------------------------------------------------------------------ compare sweeps
+
+def _compare_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """Summary rows with display columns: percent, panel label, ± band bounds."""
+    f = summary.copy()
+    f["Ratio (%)"] = f["ratio"].astype(float) * 100
+    f["Panel"] = f["model"] + " · " + f["dataset"]
+    f["Batch"] = f["batch_size"].astype(str)
+    std = f["test_acc_std"].fillna(0.0)
+    f["Low"], f["High"] = f["test_acc_mean"] - std, f["test_acc_mean"] + std
+    return f
+
+
+def compare_ratio_chart(summary: pd.DataFrame) -> alt.FacetChart:
+    """Test accuracy against the pruning ratio: one line per criterion, a band of ±1 std
+    over repeats, one panel per (model · dataset) row and pruning type column. Several
+    batch sizes are told apart by the line's dash."""
+    f = _compare_frame(summary)
+    many_batches = f["Batch"].nunique() > 1
+    x = alt.X("Ratio (%):Q", title="Pruned (%)", scale=alt.Scale(domain=[0, 100]))
+    colour = alt.Color("criterion:N", title="Criterion")
+    line_enc = dict(x=x, y=alt.Y("test_acc_mean:Q", title="Test accuracy (%)",
+                                 scale=alt.Scale(domain=[0, 100])),
+                    color=colour,
+                    tooltip=["model:N", "dataset:N", "type:N", "criterion:N", "Batch:N",
+                             alt.Tooltip("Ratio (%):Q", format=".0f"),
+                             alt.Tooltip("test_acc_mean:Q", title="accuracy", format=".2f"),
+                             alt.Tooltip("test_acc_std:Q", title="std", format=".2f"),
+                             alt.Tooltip("n:Q", title="repeats")])
+    if many_batches:
+        line_enc["strokeDash"] = alt.StrokeDash("Batch:N", title="Batch size")
+    base = alt.Chart()
+    band = base.mark_area(opacity=0.15).encode(  # no legend: its swatches would be faint
+        x=x, y="Low:Q", y2="High:Q", color=alt.Color("criterion:N", legend=None),
+        detail="Batch:N")
+    line = base.mark_line(point=True).encode(**line_enc)
+    return (alt.layer(band, line, data=f)
+            .properties(width=260, height=200)
+            .facet(row=alt.Row("Panel:N", title=None), column=alt.Column("type:N", title=None),
+                   title="Accuracy vs pruning ratio"))
+
+
+def compare_pareto_chart(summary: pd.DataFrame, front: pd.Series) -> alt.LayerChart:
+    """Accuracy against MACs per sample (log axis) for every grid point; the Pareto front
+    (no point has fewer MACs and more accuracy) is drawn as a line. Masks sit at the
+    dense model's MACs: they buy no compute."""
+    f = _compare_frame(summary)
+    f["On front"] = front.reindex(f.index, fill_value=False).map({True: "yes", False: "no"})
+    f = f[f["macs_mean"] > 0]  # dead models (100 %) have no MACs to place on a log axis
+    x = alt.X("macs_mean:Q", title="MACs per sample (log)",
+              scale=alt.Scale(type="log", nice=False, padding=16))
+    y = alt.Y("test_acc_mean:Q", title="Test accuracy (%)")
+    points = alt.Chart(f).mark_point(filled=True, size=60, opacity=0.8).encode(
+        x=x, y=y, color=alt.Color("criterion:N", title="Criterion"),
+        shape=alt.Shape("type:N", title="Type"),
+        tooltip=["model:N", "dataset:N", "Batch:N", "type:N", "criterion:N",
+                 alt.Tooltip("Ratio (%):Q", format=".0f"),
+                 alt.Tooltip("macs_mean:Q", title="MACs", format=",.0f"),
+                 alt.Tooltip("test_acc_mean:Q", title="accuracy", format=".2f"), "On front:N"])
+    line = alt.Chart(f[f["On front"] == "yes"]).mark_line(
+        color="#333", strokeDash=[4, 3], interpolate="step-after").encode(x=x, y=y)
+    return alt.layer(line, points).properties(width=WIDTH, height=HEIGHT,
+                                              title="Accuracy vs compute (Pareto front dashed)")
+
+
+def compare_batch_chart(results: pd.DataFrame) -> alt.HConcatChart:
+    """Effect of batch size on the dense baselines: test accuracy and training time, one
+    line per model · dataset, mean over seeds."""
+    cols = ["model", "dataset", "batch_size", "seed", "dense_test_acc", "dense_train_seconds"]
+    base = results[cols].drop_duplicates(["model", "dataset", "batch_size", "seed"])
+    f = (base.groupby(["model", "dataset", "batch_size"], as_index=False)
+         [["dense_test_acc", "dense_train_seconds"]].mean())
+    f["Model"] = f["model"] + " · " + f["dataset"]
+    x = alt.X("batch_size:Q", title="Batch size (log)",
+              scale=alt.Scale(type="log", nice=False, padding=16))
+    colour = alt.Color("Model:N", title="Model · dataset")
+    tooltip = ["Model:N", "batch_size:Q",
+               alt.Tooltip("dense_test_acc:Q", title="accuracy", format=".2f"),
+               alt.Tooltip("dense_train_seconds:Q", title="training s", format=".1f")]
+    acc = alt.Chart(f, title="Dense test accuracy by batch size").mark_line(point=True).encode(
+        x=x, y=alt.Y("dense_test_acc:Q", title="Test accuracy (%)"), color=colour,
+        tooltip=tooltip)
+    secs = alt.Chart(f, title="Dense training time by batch size").mark_line(point=True).encode(
+        x=x, y=alt.Y("dense_train_seconds:Q", title="Training time (s)"), color=colour,
+        tooltip=tooltip)
+    return alt.hconcat(acc.properties(width=WIDTH // 2, height=HEIGHT - 60),
+                       secs.properties(width=WIDTH // 2, height=HEIGHT - 60))

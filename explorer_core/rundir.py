@@ -239,6 +239,12 @@ def is_locked(paths: RunPaths) -> bool:
         os.close(fd)
 
 
+def filter_events(paths: RunPaths, keep) -> None:
+    """Rewrite events.jsonl with only the events for which `keep(event)` is true (atomic)."""
+    kept = [e for e in read_events(paths) if keep(e)]
+    atomic_write_text(paths.events, "".join(json.dumps(e, sort_keys=True) + "\n" for e in kept))
+
+
 # ------------------------------------------------------------------ compare sweeps
 
 def default_sweeps_root() -> Path:
@@ -299,3 +305,73 @@ class SweepPaths(RunPaths):
 def list_sweeps(root: Path | None = None) -> list[SweepPaths]:
     """All sweeps under `root` (default `default_sweeps_root()`), newest first."""
     return [SweepPaths(r.root) for r in list_runs(root or default_sweeps_root())]
+
+
+# ------------------------------------------------------------------ train-time pruning runs
+
+def default_train_time_root(runs_root: Path | None = None) -> Path:
+    """Train-time runs live in their own sub-root so run lists of other kinds never mix.
+
+    `runs/train-time/<YYYY-MM-DD>/<name>/` is three levels below `runs/`, out of reach of
+    `list_runs`' `*/*/config.json` pattern for iterative runs.
+    """
+    return Path(runs_root or default_runs_root()) / "train-time"
+
+
+@dataclass(frozen=True)
+class TrainTimePaths(RunPaths):
+    """A train-time pruning run: one sub-folder per (variant, seed) plus shared results.
+
+    ```
+    runs/train-time/<YYYY-MM-DD>/<run-name>/
+      config.json status.json events.jsonl run.lock stop.request worker.log
+      variants/<variant>/seed<s>/
+          final_model.safetensors  final_model.json   (JSON last: marks the unit complete)
+          history.txt              per epoch: Epoch <widths…> Params <metrics…>
+          reconstructions.png samples.png            (VAE only)
+      train_time_results/summary.json  <chart>.png
+    ```
+    """
+
+    def unit_dir(self, variant: str, seed: int) -> Path:
+        return self.root / "variants" / variant / f"seed{int(seed)}"
+
+    def final_model(self, variant: str, seed: int) -> Path:
+        return self.unit_dir(variant, seed) / "final_model.safetensors"
+
+    def final_model_json(self, variant: str, seed: int) -> Path:
+        return self.unit_dir(variant, seed) / "final_model.json"
+
+    def history(self, variant: str, seed: int) -> Path:
+        return self.unit_dir(variant, seed) / "history.txt"
+
+    def reconstructions_png(self, variant: str, seed: int) -> Path:
+        return self.unit_dir(variant, seed) / "reconstructions.png"
+
+    def samples_png(self, variant: str, seed: int) -> Path:
+        return self.unit_dir(variant, seed) / "samples.png"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "train_time_results"
+
+    @property
+    def summary(self) -> Path:
+        return self.results_dir / "summary.json"
+
+    def chart_png(self, name: str) -> Path:
+        return self.results_dir / f"{name}.png"
+
+    def completed_units(self) -> list[tuple[str, int]]:
+        """(variant, seed) pairs whose final model is fully written."""
+        done = []
+        for j in sorted(self.root.glob("variants/*/seed*/final_model.json")):
+            seed = j.parent.name.removeprefix("seed")
+            if seed.isdigit() and self.final_model(j.parent.parent.name, int(seed)).is_file():
+                done.append((j.parent.parent.name, int(seed)))
+        return done
+
+
+def list_train_time_runs(root: Path | None = None) -> list[TrainTimePaths]:
+    """All train-time runs under `root` (default `default_train_time_root()`), newest first."""
+    return [TrainTimePaths(r.root) for r in list_runs(root or default_train_time_root())]

@@ -3,4 +3,5 @@ from . import prune, retention  # noqa: F401
 from . import prune_once  # noqa: F401
 from . import datasets  # noqa: F401
 from . import inspect  # noqa: F401
+from . import train_time  # noqa: F401
 from . import compare  # noqa: F401

@@ -1,0 +1,133 @@
+"""`train-time`: prune while training (importance vs random vs none), headless."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..cli import command
+from ..errors import ExplorerError
+
+
+def _progress_printer(total_epochs: int, labels: dict[str, str]):
+    """A one-line progress bar on stderr, redrawn per epoch.
+
+    Into a log file or pipe (the background worker's worker.log) it writes one plain
+    line per finished (variant, seed) instead, so the log stays readable.
+    """
+    state = {"epochs": 0, "start": time.time()}
+    terminal = sys.stderr.isatty()
+
+    def show(event: dict) -> None:
+        if event.get("type") == "epoch":
+            state["epochs"] += 1
+        if event.get("type") != ("epoch" if terminal else "unit"):
+            return
+        done = min(state["epochs"] / max(total_epochs, 1), 1.0)
+        bar = "#" * int(30 * done) + "-" * (30 - int(30 * done))
+        elapsed = time.time() - state["start"]
+        eta = elapsed / done - elapsed if done > 0 else float("nan")
+        metric = (f"test acc {event['test_acc']:.2f} %" if "test_acc" in event else
+                  f"test loss {event.get('test_loss', float('nan')):.3f}")
+        line = (f"[{bar}] {100 * done:5.1f} %  {labels.get(event.get('variant'), '?')} "
+                f"seed {event.get('seed')} epoch {event.get('epoch')}  {metric}  "
+                f"elapsed {elapsed:.0f} s  eta {eta:.0f} s ")
+        print(("\r" + line) if terminal else line, end="" if terminal else "\n",
+              file=sys.stderr, flush=True)
+    return show
+
+
+@command("train-time", "prune during training by neuron importance, against random and no "
+                       "pruning (classifiers and a VAE)")
+def configure(p: argparse.ArgumentParser) -> None:
+    from ..criteria import CRITERIA
+    from ..data import DATASETS
+    from ..train_time import CLASSIFIER_ARCHS, TASKS, VARIANTS
+
+    p.add_argument("--config", type=Path, help="JSON with TrainTimeConfig fields (flags override)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue this run: finished (variant, seed) runs are kept")
+    p.add_argument("--name", help="run name (folder runs/train-time/<date>/<name>)")
+    p.add_argument("--runs-root", type=Path,
+                   help="root folder of train-time runs (default: ./runs/train-time)")
+    p.add_argument("--task", choices=TASKS, help="classifier (default) or vae")
+    p.add_argument("--dataset", choices=sorted(DATASETS), help="default digits")
+    p.add_argument("--arch", choices=CLASSIFIER_ARCHS, help="classifier model (default mlp)")
+    p.add_argument("--hidden", type=int, nargs="+", metavar="H",
+                   help="hidden widths: MLP (default 50 30), CNN fully connected (128), "
+                        "VAE encoder (256)")
+    p.add_argument("--channels", type=int, nargs="+", metavar="C",
+                   help="CNN conv channels (default 16 32)")
+    p.add_argument("--latent", type=int, help="VAE latent size (default 20)")
+    p.add_argument("--epochs", type=int, help="total epochs (default 10)")
+    p.add_argument("--initial-epochs", type=int, help="epochs before the first prune (default 3)")
+    p.add_argument("--prune-every", type=int, metavar="K", help="prune every K epochs (default 1)")
+    p.add_argument("--fraction", type=float,
+                   help="fraction of each hidden layer removed per prune (default 0.1)")
+    p.add_argument("--criterion", choices=sorted(CRITERIA),
+                   help="importance criterion (default contribution; the VAE takes "
+                        "contribution, l1 or l2)")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS,
+                   help="which of the three to run (default all)")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="S", help="seeds (default 0)")
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+_FLAG_FIELDS = ("name", "task", "dataset", "arch", "hidden", "channels", "latent", "epochs",
+                "initial_epochs", "prune_every", "criterion", "variants", "seeds", "optimizer",
+                "lr", "batch_size")
+
+
+def _config_from(args: argparse.Namespace):
+    from ..train_time import TrainTimeConfig
+
+    base: dict = {}
+    if args.config:
+        try:
+            base = json.loads(args.config.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ExplorerError(f"cannot read {args.config}: {exc}") from None
+        if not isinstance(base, dict):
+            raise ExplorerError(f"{args.config} must hold a JSON object")
+    for name in _FLAG_FIELDS:
+        if getattr(args, name) is not None:
+            base[name] = getattr(args, name)
+    if args.fraction is not None:
+        base["prune_fraction"] = args.fraction
+    base.setdefault("name", time.strftime("train-time-%H%M%S"))
+    try:
+        return TrainTimeConfig.from_dict(base)
+    except TypeError as exc:
+        raise ExplorerError(f"bad train-time setting: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..rundir import TrainTimePaths
+    from ..train_time import create_run, execute, load_config, total_epochs
+
+    if args.resume:
+        given = [n for n in (*_FLAG_FIELDS, "config", "fraction") if getattr(args, n) is not None]
+        if given:
+            raise ExplorerError(f"--resume continues a run with its saved settings; drop "
+                                f"--{given[0].replace('_', '-')}")
+        paths = TrainTimePaths(args.resume)
+        if not paths.config.is_file():
+            raise ExplorerError(f"{args.resume} is not a run folder (no config.json)")
+    else:
+        paths = create_run(_config_from(args), args.runs_root)
+        print(f"run folder: {paths.root}", file=sys.stderr)
+    cfg = load_config(paths)
+    show = None if args.quiet else _progress_printer(total_epochs(cfg), cfg.labels())
+    status = execute(paths, on_event=show)
+    if show is not None and sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(f"{status['state']}: {status.get('message', '')} ({paths.root})")
+    if status["state"] == "failed":
+        raise ExplorerError(status.get("message", "run failed"))
+    return 0 if status["state"] == "finished" else 3

@@ -1,0 +1,283 @@
+"""Train-time pruning on Digits: schedule, controls, determinism, stop/resume, VAE, errors, CLI.
+
+Runs are tiny (an MLP 20-12, a handful of epochs) so the whole file takes seconds; every
+run goes to a pytest tmp folder.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from explorer_core import jobs
+from explorer_core.catalog import list_run_checkpoints
+from explorer_core.checkpoint import load_checkpoint
+from explorer_core.cli import main
+from explorer_core.errors import ExplorerError
+from explorer_core.rundir import TrainTimePaths, read_events, read_status
+from explorer_core.train_time import (TrainTimeConfig, create_run, execute, final_rows,
+                                      planned_widths, progress, summarise)
+from explorer_core.vae import load_vae
+
+# Two prunes of 25 % (after epochs 2 and 4), each followed by training.
+SMALL = dict(dataset="digits", hidden=[20, 12], epochs=5, initial_epochs=2, prune_every=2,
+             prune_fraction=0.25, seeds=[0])
+
+
+def run(tmp_path, name: str, **settings) -> TrainTimePaths:
+    paths = create_run(TrainTimeConfig(name=name, **{**SMALL, **settings}), tmp_path)
+    status = execute(paths)
+    assert status["state"] == "finished", status
+    return paths
+
+
+def epochs_of(paths: TrainTimePaths) -> dict[tuple[str, int], list[dict]]:
+    """Epoch events per (variant, seed), without the wall-clock fields."""
+    out: dict[tuple[str, int], list[dict]] = {}
+    for e in read_events(paths):
+        if e["type"] == "epoch":
+            out.setdefault((e["variant"], e["seed"]), []).append(
+                {k: v for k, v in e.items() if k not in ("time", "seconds")})
+    return out
+
+
+def finals(paths: TrainTimePaths) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("checkpoint", "seconds")}
+            for r in final_rows(paths)]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> TrainTimePaths:
+    return run(tmp_path_factory.mktemp("runs") / "train-time", "small")
+
+
+def test_widths_shrink_exactly_on_schedule(small_run):
+    cfg = TrainTimeConfig(**SMALL)
+    assert cfg.prune_points() == [2, 4]
+    plan = planned_widths([20, 12], cfg)
+    assert plan == [[20, 12], [20, 12], [15, 9], [15, 9], [11, 7]]
+    curves = epochs_of(small_run)
+    for variant in ("importance", "random"):
+        events = curves[(variant, 0)]
+        assert [e["epoch"] for e in events] == [1, 2, 3, 4, 5]
+        assert [e["widths"] for e in events] == plan
+        assert all(e["layers"] == ["fc1", "fc2"] for e in events)
+        prunes = [e for e in read_events(small_run)
+                  if e["type"] == "prune" and e["variant"] == variant]
+        assert [(p["epoch"], p["widths_before"], p["widths"]) for p in prunes] == \
+            [(2, [20, 12], [15, 9]), (4, [15, 9], [11, 7])]
+        assert prunes[0]["criterion"] == ("contribution" if variant == "importance" else "random")
+        ck = load_checkpoint(small_run.final_model(variant, 0))
+        assert ck.spec["hidden"] == [11, 7] and ck.model.hidden == [11, 7]
+    # importance and random remove the same number of units, not the same units
+    imp, rnd = curves[("importance", 0)], curves[("random", 0)]
+    assert imp[2]["test_loss"] != rnd[2]["test_loss"]
+
+
+def test_no_pruning_keeps_the_widths_and_shares_the_prefix(small_run):
+    curves = epochs_of(small_run)
+    none = curves[("none", 0)]
+    assert [e["widths"] for e in none] == [[20, 12]] * 5
+    assert not [e for e in read_events(small_run) if e["type"] == "prune" and e["variant"] == "none"]
+    assert load_checkpoint(small_run.final_model("none", 0)).model.hidden == [20, 12]
+    # until the first prune the three variants are one computation
+    for epoch in (0, 1):
+        strip = lambda e: {k: v for k, v in e.items() if k != "variant"}  # noqa: E731
+        assert strip(curves[("importance", 0)][epoch]) == strip(none[epoch]) == \
+            strip(curves[("random", 0)][epoch])
+    assert none[2]["test_loss"] != curves[("importance", 0)][2]["test_loss"]
+
+
+def test_results_summary_history_and_charts(small_run):
+    rows = final_rows(small_run)
+    assert [(r["variant"], r["seed"]) for r in rows] == [("importance", 0), ("random", 0),
+                                                        ("none", 0)]
+    assert [r["widths"] for r in rows] == [[11, 7], [11, 7], [20, 12]]
+    # parameters by hand: 64·11+11 + 11·7+7 + 7·10+10 and 64·20+20 + 20·12+12 + 12·10+10
+    assert [r["params"] for r in rows] == [879, 879, 1682]
+    summary = summarise(rows, "classifier")
+    assert summary["none"]["mean_test_acc"] == pytest.approx(rows[2]["test_acc"])
+    assert summary["importance"]["label"] == "contribution-pruned"
+    header, *lines = small_run.history("random", 0).read_text().splitlines()
+    assert header.split() == ["Epoch", "fc1", "fc2", "Params", "TrainLoss", "TrainAccuracy",
+                              "TestLoss", "TestAccuracy"]
+    assert [ln.split()[:3] for ln in lines] == [["1", "20", "12"], ["2", "20", "12"],
+                                                ["3", "15", "9"], ["4", "15", "9"],
+                                                ["5", "11", "7"]]
+    saved = json.loads(small_run.summary.read_text())
+    assert set(saved["variants"]) == {"importance", "random", "none"}
+    for name in ("accuracy", "loss", "widths", "sizes"):
+        png = small_run.chart_png(name)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    prog = progress(small_run)
+    assert (prog.state, prog.epochs_done, prog.total_epochs, prog.units_done,
+            prog.total_units, prog.fraction) == ("finished", 15, 15, 3, 3, 1.0)
+
+
+def test_same_seed_same_curves_other_seed_other_curves(tmp_path, small_run):
+    again = run(tmp_path, "again")
+    assert epochs_of(again) == epochs_of(small_run)
+    assert finals(again) == finals(small_run)
+    other = run(tmp_path, "other", seeds=[1])
+    assert epochs_of(other)[("none", 1)][-1]["test_loss"] != \
+        epochs_of(small_run)[("none", 0)][-1]["test_loss"]
+
+
+def test_stop_then_resume_gives_the_uninterrupted_results(tmp_path):
+    settings = dict(seeds=[0, 1], variants=["importance", "none"])
+    reference = run(tmp_path, "reference", **settings)
+    paths = create_run(TrainTimeConfig(name="stopped", **{**SMALL, **settings}), tmp_path)
+    seen = {"epochs": 0}
+
+    def count(event: dict) -> None:
+        seen["epochs"] += event["type"] == "epoch"
+
+    # stop in seed 1, after seed 0 was saved
+    status = execute(paths, should_stop=lambda: seen["epochs"] >= 13, on_event=count)
+    assert status["state"] == "stopped" and "resume" in status["message"]
+    assert paths.completed_units() == [("importance", 0), ("none", 0)]
+    assert execute(paths)["state"] == "finished"
+    assert epochs_of(paths) == epochs_of(reference)
+    assert finals(paths) == finals(reference)
+    assert len([e for e in read_events(paths) if e["type"] == "prune"]) == 4
+
+
+def test_sigkill_of_the_background_worker_then_resume(tmp_path):
+    # batch 16 makes seed 1 long enough to kill the worker in the middle of it
+    settings = dict(seeds=[0, 1], variants=["importance", "random"], batch_size=16, epochs=4,
+                    initial_epochs=1, prune_every=1)
+    reference = run(tmp_path, "reference", **settings)
+    paths = create_run(TrainTimeConfig(name="killed", **{**SMALL, **settings}), tmp_path)
+    jobs.launch(paths, "train-time")
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(
+                e.get("seed") == 1 and e["type"] == "epoch" for e in read_events(paths)):
+            time.sleep(0.05)
+        assert paths.completed_units() == [("importance", 0), ("random", 0)]
+    finally:
+        jobs.kill(paths)
+    time.sleep(0.5)
+    assert read_status(paths)["state"] == "interrupted"
+    jobs.launch(paths, "train-time")
+    assert jobs.wait(paths, timeout=180)["state"] == "finished", paths.log.read_text()[-2000:]
+    assert epochs_of(paths) == epochs_of(reference)
+    assert finals(paths) == finals(reference)
+
+
+def test_vae_loss_falls_and_the_pruned_decoder_draws_images(tmp_path):
+    paths = run(tmp_path, "vae", task="vae", hidden=[48], latent=4, epochs=6, initial_epochs=2,
+                prune_every=1, prune_fraction=0.2)
+    curves = epochs_of(paths)
+    cfg = TrainTimeConfig(**{**SMALL, "task": "vae", "hidden": [48], "epochs": 6,
+                             "initial_epochs": 2, "prune_every": 1, "prune_fraction": 0.2})
+    plan = planned_widths([48, 48], cfg)
+    assert plan[-1] == [19, 19]  # 48 → 38 → 30 → 24 → 19 (round half to even)
+    for variant in ("importance", "random", "none"):
+        events = curves[(variant, 0)]
+        losses = [e["test_loss"] for e in events]
+        assert losses[-1] < losses[0] - 1.0, (variant, losses)
+        assert all(e["test_loss"] == pytest.approx(e["test_recon"] + e["test_kl"]) for e in events)
+        assert [e["layers"] for e in events] == [["enc1", "dec1"]] * 6
+        assert [e["widths"] for e in events] == (plan if variant != "none" else [[48, 48]] * 6)
+    model, info = load_vae(paths.final_model("importance", 0))
+    assert (model.widths(), model.latent) == ({"enc1": 19, "dec1": 19}, 4)
+    with torch.no_grad():
+        images = model.decode(torch.randn(5, 4))
+    assert images.shape == (5, 64) and 0 <= images.min() and images.max() <= 1
+    from PIL import Image
+
+    # 16 test images, 8 per row: originals and reconstructions → 4 rows of 8×8 cells ×7
+    recon = Image.open(paths.reconstructions_png("importance", 0))
+    samples = Image.open(paths.samples_png("random", 0))
+    assert recon.size == (8 * 58 + 2, 4 * 58 + 2) and samples.size == (8 * 58 + 2, 4 * 58 + 2)
+    for name in ("reconstruction", "kl", "elbo", "widths", "sizes"):
+        assert paths.chart_png(name).is_file(), name
+
+
+def test_catalog_lists_the_final_classifiers_for_inspect(tmp_path, small_run):
+    runs_root = small_run.root.parents[2]  # <runs root>/train-time/<date>/<name>
+    vae = run(runs_root / "train-time", "vae-run", task="vae", hidden=[16], latent=2, epochs=3)
+    assert vae.completed_units()
+    groups = list_run_checkpoints(runs_root)
+    assert list(groups) == [f"train-time small ({small_run.root.parent.name})"]
+    entries = groups[list(groups)[0]]
+    assert [e.path for e in entries] == [small_run.final_model(v, 0)
+                                         for v in ("none", "importance", "random")]
+    assert entries[1].label.startswith("contribution-pruned, seed 0: 11-7 · test ")
+    assert entries[1].widths == [11, 7] and entries[1].dataset == "digits"
+    assert load_checkpoint(entries[1].path).model.hidden == [11, 7]
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"initial_epochs": 5}, "initial epochs (5) must be fewer than the total epochs (5)"),
+    ({"prune_fraction": 1.0}, "pruning ratio must be in [0, 1)"),
+    ({"prune_fraction": 0.0}, "must be above 0"),
+    ({"hidden": []}, "hidden widths must be a non-empty list"),
+    ({"hidden": [20, "x"]}, "hidden widths must be a non-empty list"),
+    ({"seeds": 3}, "seeds must be a non-empty list"),
+    ({"seeds": [1, 1]}, "seeds must be distinct"),
+    ({"variants": ["none", "magic"]}, "variants must be a list of distinct names"),
+    ({"arch": "resnet18"}, "the model for train-time pruning must be one of mlp, cnn"),
+    ({"criterion": "nope"}, "criterion must be one of interval_adjoint, l1"),
+    ({"task": "vae", "criterion": "taylor"}, "not available for the VAE"),
+    ({"dataset": ["digits"]}, "dataset must be a name"),
+    ({"dataset": "imagenet"}, "unknown dataset"),
+    ({"lr": -1.0}, "learning rate must be a positive number"),
+    ({"epochs": 2.5}, "total epochs must be a whole number"),
+])
+def test_bad_settings_are_one_line_errors_and_make_no_folder(tmp_path, settings, message):
+    with pytest.raises(ExplorerError) as info:
+        create_run(TrainTimeConfig(name="bad", **{**SMALL, **settings}), tmp_path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_unknown_settings_in_a_config_file_are_refused():
+    with pytest.raises(ExplorerError, match="unknown train-time setting"):
+        TrainTimeConfig.from_dict({"epochs": 3, "prune_evry": 2})
+
+
+def test_cli_runs_a_config_file_and_writes_the_results(tmp_path, capsys):
+    config = tmp_path / "tt.json"
+    config.write_text(json.dumps({**SMALL, "name": "from-file", "variants": ["importance",
+                                                                           "none"]}))
+    assert main(["train-time", "--config", str(config), "--epochs", "3", "--initial-epochs", "1",
+                 "--runs-root", str(tmp_path / "runs"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("finished: 2 runs complete")
+    paths = TrainTimePaths(next((tmp_path / "runs").glob("*/from-file")))
+    saved = json.loads(paths.config.read_text())
+    assert (saved["epochs"], saved["initial_epochs"], saved["hidden"]) == (3, 1, [20, 12])
+    assert paths.completed_units() == [("importance", 0), ("none", 0)]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "3", "--initial-epochs", "3"], "error: initial epochs (3) must be fewer"),
+    (["--fraction", "1.5"], "error: pruning ratio must be in [0, 1)"),
+    (["--config", "/nonexistent/tt.json"], "error: cannot read /nonexistent/tt.json"),
+    (["--resume", "/nonexistent/run"], "error: /nonexistent/run is not a run folder"),
+    (["--dataset", "mnist", "--data-root-is-not-a-flag"], "unrecognized arguments"),
+    (["--hidden", "50", "x"], "invalid int value: 'x'"),
+])
+def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, argv, message):
+    assert _cli(["train-time", *argv, "--runs-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not any(tmp_path.iterdir())
+
+
+def _cli(argv: list[str]) -> int:
+    """`main`'s exit code, also for argparse errors (which exit through SystemExit)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+def test_cli_resume_refuses_new_settings(tmp_path, small_run, capsys):
+    assert main(["train-time", "--resume", str(small_run.root), "--epochs", "9"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --resume continues a run with its saved settings; drop --epochs\n"
