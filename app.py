@@ -15,6 +15,10 @@ PAGES = {
         st.Page("pages/iterative.py", title="Iterative pruning", icon=":material/cut:",
                 url_path="iterative"),
     ],
+    "Compare": [
+        st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:",
+                url_path="compare"),
+    ],
     "Inspect": [st.Page("pages/inspect.py", title="Inspect", icon=":material/visibility:",
                         url_path="inspect")],
 }

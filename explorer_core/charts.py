@@ -416,7 +416,8 @@ def compare_ratio_chart(summary: pd.DataFrame) -> alt.FacetChart:
     return (alt.layer(band, line, data=f)
             .properties(width=260, height=200)
             .facet(row=alt.Row("Panel:N", title=None), column=alt.Column("type:N", title=None),
-                   title="Accuracy vs pruning ratio"))
+                   title="Accuracy vs pruning ratio")
+            .configure_legend(orient="bottom"))  # beside three panels it would be clipped
 
 
 def compare_pareto_chart(summary: pd.DataFrame, front: pd.Series) -> alt.LayerChart:

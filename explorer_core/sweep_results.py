@@ -164,3 +164,26 @@ def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
     epochs = [e for e in read_events(paths) if e.get("type") == "epoch"]
     return SweepProgress(state, status.get("message", ""), status.get("activity", ""), done,
                          total, elapsed, eta, epochs)
+
+
+def speedups(results: pd.DataFrame) -> pd.DataFrame:
+    """Per pruning type and ratio: measured speed-up, MAC reduction and non-zero share.
+
+    Means over the finished cells (dead models excluded): `speedup` = dense latency /
+    latency, `mac_reduction` = dense MACs / MACs, `nonzero_share` = non-zero / all
+    parameters. This is what the page quotes next to the charts, so the point that masks
+    buy sparsity but no speed is made with this sweep's own measurements.
+    """
+    ok = results[(results["status"] == "ok") & (results["ratio"] > 0)].copy()
+    cols = ["type", "ratio", "speedup", "mac_reduction", "nonzero_share", "cells"]
+    if ok.empty:
+        return pd.DataFrame(columns=cols)
+    for c in ("latency_ms", "dense_latency_ms", "macs", "dense_macs", "nonzero_params", "params"):
+        ok[c] = pd.to_numeric(ok[c], errors="coerce")
+    ok["speedup"] = ok["dense_latency_ms"] / ok["latency_ms"]
+    ok["mac_reduction"] = ok["dense_macs"] / ok["macs"]
+    ok["nonzero_share"] = ok["nonzero_params"] / ok["params"]
+    out = ok.groupby(["type", "ratio"], as_index=False).agg(
+        speedup=("speedup", "mean"), mac_reduction=("mac_reduction", "mean"),
+        nonzero_share=("nonzero_share", "mean"), cells=("cell_id", "count"))
+    return out[cols]

@@ -43,6 +43,13 @@ def format_int_list(values: Any) -> str:
     return ", ".join(str(int(v)) for v in values)
 
 
+def format_seconds(s: float | None) -> str:
+    """'42 s', '3 min 5 s', or '—' when unknown (elapsed / remaining time of a run)."""
+    if s is None:
+        return "—"
+    return f"{int(s // 60)} min {int(s % 60)} s" if s >= 60 else f"{s:.0f} s"
+
+
 def read_json_upload(uploaded: Any) -> Any:
     """Parse an `st.file_uploader` file as JSON. Only JSON: nothing uploaded is ever unpickled."""
     data = uploaded.getvalue()

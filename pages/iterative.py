@@ -19,7 +19,7 @@ from explorer_core.experiment import RunConfig, create_run, plan
 from explorer_core.results import (concatenate, deployment_costs, iteration_rows, recommend,
                                    run_progress)
 from explorer_core.rundir import RunPaths, default_runs_root, list_runs, read_status
-from pages._common import parse_int_list, require_app_navigation
+from pages._common import format_seconds, parse_int_list, require_app_navigation
 
 require_app_navigation()
 
@@ -162,12 +162,6 @@ def plan_for(paths: RunPaths) -> list:
         return []
 
 
-def _fmt_seconds(s: float | None) -> str:
-    if s is None:
-        return "—"
-    return f"{int(s // 60)} min {int(s % 60)} s" if s >= 60 else f"{s:.0f} s"
-
-
 def live_view(paths: RunPaths, was_live: bool) -> None:
     prog = run_progress(paths)
     if was_live and prog.state not in LIVE_STATES:
@@ -180,8 +174,8 @@ def live_view(paths: RunPaths, was_live: bool) -> None:
     st.progress(prog.fraction, text=f"iteration {prog.iteration if prog.iteration is not None else '—'}"
                 f" of {max(prog.total_iterations - 1, 0)} · epoch {prog.epochs_done}/{prog.total_epochs}")
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Elapsed", _fmt_seconds(prog.elapsed))
-    m2.metric("Remaining (est.)", _fmt_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
+    m1.metric("Elapsed", format_seconds(prog.elapsed))
+    m2.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
     last = prog.iterations[-1] if prog.iterations else None
     m3.metric("Hidden neurons kept", f"{last['percent_retained']:.1f} %" if last else "—")
     m4.metric("Test accuracy", f"{last['test_acc']:.2f} %" if last else "—")

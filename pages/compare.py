@@ -1,0 +1,355 @@
+"""Compare: criteria × pruning types × batch sizes × ratios × models × datasets.
+
+The sweep runs in a background worker (explorer_core.jobs → `compare --resume`); this
+page sets it up, shows the grid's size and an estimated time first, then redraws from
+the sweep folder while cells arrive. Nothing here computes: it calls explorer_core.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from explorer_core import charts, jobs
+from explorer_core.data import list_datasets
+from explorer_core.errors import ExplorerError
+from explorer_core.estimate import estimate
+from explorer_core.models import ARCH_TITLES, ARCHS
+from explorer_core.pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for,
+                                         criterion_title)
+from explorer_core.rundir import SweepPaths, default_sweeps_root, list_sweeps, read_status
+from explorer_core.sweep import BATCH_PRESETS, DEFAULT_RATIOS, SweepConfig, create_sweep, plan
+from explorer_core.sweep_results import (pareto_mask, progress, results_frame, speedups,
+                                         summary_frame)
+from pages._common import format_seconds, parse_int_list, png_download_button, require_app_navigation
+
+require_app_navigation()
+
+st.title("Compare")
+st.caption("Which pruning, at which ratio, on which model, costs how much accuracy and buys "
+           "how much compute? Pick a grid; every cell prunes a cached dense baseline, "
+           "optionally fine-tunes it, and is measured. Sweeps run in the background.")
+
+SWEEPS_ROOT = default_sweeps_root()
+LIVE_STATES = ("queued", "running")
+MASK_NOTE = ("**Masks are not speed-ups.** Weight and unstructured pruning zero weights "
+             "but keep every multiplication: non-zero parameters fall, MACs and latency do "
+             "not. Only neuron and structured pruning make the model smaller and faster.")
+
+
+def _percent_list(text: str) -> list[float]:
+    """'0, 10, 50' (percent) → [0.0, 0.1, 0.5]; a one-line ExplorerError otherwise."""
+    try:
+        values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise ExplorerError(f"ratios must be numbers in percent separated by commas, got "
+                            f"{text!r}") from None
+    return [round(v / 100, 6) for v in values]
+
+
+def _batch_list(chosen: list) -> list[int]:
+    try:
+        return [int(str(b).replace(" ", "").replace("_", "")) for b in chosen]
+    except ValueError:
+        raise ExplorerError(f"batch sizes must be whole numbers, got {', '.join(map(str, chosen))}"
+                            ) from None
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _grid_facts(config: dict) -> dict:
+    """Cells, baselines, what does not apply, and the estimated time of a config."""
+    cfg = SweepConfig.from_dict(config).validate()
+    the_plan = plan(cfg)
+    est = estimate(cfg, the_plan)
+    return {"cells": len(the_plan.cells), "groups": len(the_plan.groups),
+            "skipped": the_plan.skipped, "seconds": est.seconds,
+            "to_train": est.baselines_to_train, "cached": est.baselines_cached,
+            "criteria": {t: criteria_for(t, cfg.criteria) for t in cfg.types}}
+
+
+def setup_form() -> None:
+    datasets = list_datasets()
+    available = [info.name for info, ok, _ in datasets if ok]
+    titles = {info.name: info.title for info, _, _ in datasets}
+    with st.expander("New sweep", expanded=not list_sweeps(SWEEPS_ROOT)):
+        c1, c2, c3 = st.columns(3)
+        models = c1.multiselect("Models", list(ARCHS), default=["mlp"],
+                                format_func=lambda a: ARCH_TITLES.get(a, a))
+        chosen_data = c1.multiselect("Datasets", available, default=["digits"],
+                                     format_func=titles.get)
+        missing = [reason for _, ok, reason in datasets if not ok]
+        if missing:
+            c1.caption("Not available offline: " + " · ".join(missing))
+        batches = c1.multiselect(
+            "Batch sizes", [str(b) for b in sorted({64, *BATCH_PRESETS})], default=["64"],
+            accept_new_options=True,
+            help="Presets, or type any whole number. Batches larger than memory allows are "
+                 "split into micro-batches with gradient accumulation.")
+        types = c2.multiselect("Pruning types", list(PRUNING_TYPES), default=["neuron", "weight"],
+                               format_func=lambda t: PRUNING_TYPES[t].title)
+        crits = c2.multiselect("Criteria", list(ALL_CRITERIA),
+                               default=["interval_adjoint", "l1", "random", "magnitude"],
+                               format_func=criterion_title,
+                               help="Mask types rank weights by magnitude or at random; neuron "
+                                    "and structured pruning rank units by any criterion.")
+        ratios = c2.text_input("Ratios (% removed)",
+                               ", ".join(f"{r * 100:g}" for r in DEFAULT_RATIOS),
+                               help="100 % removes everything: reported as a dead model.")
+        finetune = c3.number_input("Fine-tune epochs after pruning (0 = one-shot)", 0, 1000, 0)
+        repeats = c3.number_input("Repeats (seeds; mean ± std)", 1, 100, 1)
+        dense_epochs = c3.number_input("Dense epochs", 1, 1000, 5)
+        with st.expander("More settings"):
+            m1, m2, m3 = st.columns(3)
+            optimizer = m1.selectbox("Optimiser", ["adam", "adamw", "sgd"])
+            lr = m1.number_input("Learning rate", 1e-6, 10.0, 1e-3, format="%.5f")
+            hidden = m1.text_input("MLP hidden widths", "256, 64")
+            seed = m2.number_input("First seed", 0, 2 ** 31 - 1, 0)
+            calibration = m2.number_input("Calibration samples (data-driven criteria)", 1,
+                                          100000, 2048)
+            latency_batch = m3.number_input("Latency batch", 1, 100000, 64)
+            latency_repeats = m3.number_input("Latency repeats (0 = no timing)", 0, 1000, 10)
+            save = m3.checkbox("Save every pruned model (for Inspect)", True)
+            use_cache = m3.checkbox("Share dense baselines via models_cache/", True)
+        if "new_sweep_name" not in st.session_state or st.session_state.pop("renew_sweep_name",
+                                                                             False):
+            st.session_state["new_sweep_name"] = time.strftime("sweep-%Y%m%d-%H%M%S")
+        name = st.text_input("Sweep name", key="new_sweep_name")
+        try:
+            cfg = SweepConfig(
+                name=name.strip(), models=models, datasets=chosen_data,
+                batch_sizes=_batch_list(batches), types=types, criteria=crits,
+                ratios=_percent_list(ratios), finetune_epochs=int(finetune),
+                repeats=int(repeats), seed=int(seed), dense_epochs=int(dense_epochs),
+                lr=float(lr), optimizer=optimizer, mlp_hidden=list(parse_int_list(hidden)),
+                calibration_samples=int(calibration), latency_batch=int(latency_batch),
+                latency_repeats=int(latency_repeats), save_checkpoints=save,
+                use_cache=use_cache).validate()
+            with st.spinner("Sizing the grid and timing one training step per model…"):
+                facts = _grid_facts(cfg.to_dict())
+        except ExplorerError as exc:
+            st.error(str(exc))
+            return
+        _grid_summary(facts)
+        if st.button("Start sweep", type="primary", disabled=not facts["cells"]):
+            try:
+                paths = create_sweep(cfg, SWEEPS_ROOT)
+                jobs.launch(paths, "compare")
+            except ExplorerError as exc:
+                st.error(str(exc))
+                return
+            st.session_state["active_sweep"] = str(paths.root)
+            st.session_state["renew_sweep_name"] = True
+            st.toast(f"Started {cfg.name}: {facts['cells']} cells")
+            st.rerun()
+
+
+def _grid_summary(facts: dict) -> None:
+    cached = f", {facts['cached']} cached" if facts["cached"] else ""
+    st.info(f"**{facts['cells']} cells** over {facts['groups']} dense baselines "
+            f"({facts['to_train']} to train{cached}) · estimated **≈ "
+            f"{format_seconds(facts['seconds'])}** on this machine (from a timing probe; "
+            "a busy CPU takes longer).")
+    per_type = " · ".join(f"{PRUNING_TYPES[t].title}: {', '.join(c) or '—'}"
+                          for t, c in facts["criteria"].items())
+    st.caption(f"Criteria per type — {per_type}")
+    for model, kind, why in facts["skipped"]:
+        st.caption(f"Not in the grid: {PRUNING_TYPES[kind].title} on "
+                   f"{ARCH_TITLES.get(model, model)} — {why}.")
+
+
+# ------------------------------------------------------------------ picking and watching
+
+def _label(paths: SweepPaths) -> str:
+    return f"{paths.root.name} ({paths.root.parent.name})"
+
+
+def pick_sweep() -> SweepPaths | None:
+    sweeps = list_sweeps(SWEEPS_ROOT)
+    if not sweeps:
+        st.info("No sweeps yet: set one up above. A first grid on Digits (MLP, neuron and "
+                "weight pruning, 11 ratios) takes well under a minute.")
+        return None
+    rows = []
+    for s in sweeps:
+        status = read_status(s)
+        rows.append({"sweep": s.root.name, "date": s.root.parent.name,
+                     "state": status.get("state", "?"),
+                     "cells done": len(s.finished_cells()), "of": status.get("total_cells"),
+                     "message": status.get("message", "")})
+    with st.expander(f"All sweeps ({len(sweeps)})"):
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    keys = [str(s.root) for s in sweeps]
+    active = st.session_state.get("active_sweep")
+    chosen = st.selectbox("Sweep", keys, index=keys.index(active) if active in keys else 0,
+                          format_func=lambda k: _label(SweepPaths(Path(k))))
+    st.session_state["active_sweep"] = chosen
+    return SweepPaths(Path(chosen))
+
+
+def controls(paths: SweepPaths, state: str, done: int, total: int) -> None:
+    if state in LIVE_STATES:
+        if st.button("Stop", type="primary"):
+            jobs.request_stop(paths)
+            st.toast("Stop requested: the sweep stops at the next batch.")
+    elif done < total and st.button("Resume", type="primary",
+                                    help="Continues with the unfinished cells."):
+        try:
+            jobs.launch(paths, "compare")
+        except ExplorerError as exc:
+            st.error(str(exc))
+        else:
+            st.rerun()
+
+
+def live_view(paths: SweepPaths, was_live: bool) -> None:
+    prog = progress(paths)
+    if was_live and prog.state not in LIVE_STATES:
+        st.rerun()  # the sweep just ended: redraw the page with its final results
+    colour = {"running": "blue", "queued": "blue", "finished": "green", "stopped": "orange",
+              "interrupted": "orange", "failed": "red"}.get(prog.state, "gray")
+    st.subheader(f"Status: :{colour}[{prog.state}]")
+    if prog.message:
+        (st.error if prog.state == "failed" else st.caption)(prog.message)
+    st.progress(prog.fraction, text=f"{prog.cells_done} of {prog.total_cells} cells"
+                + (f" · {prog.activity}" if prog.activity else ""))
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Elapsed", format_seconds(prog.elapsed))
+    m2.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
+    m3.metric("Cells done", f"{prog.cells_done} / {prog.total_cells}")
+    controls(paths, prog.state, prog.cells_done, prog.total_cells)
+    results_section(paths, live=prog.state in LIVE_STATES)
+
+
+# ------------------------------------------------------------------ results
+
+def _filter(frame: pd.DataFrame, picks: dict[str, list]) -> pd.DataFrame:
+    for column, values in picks.items():
+        frame = frame[frame[column].isin(values)]
+    return frame
+
+
+def results_section(paths: SweepPaths, live: bool) -> None:
+    results = results_frame(paths)
+    if results.empty:
+        st.caption("No finished cell yet: the first rows appear once the first dense "
+                   "baseline is trained.")
+        return
+    picks = {}
+    options = {"model": "Models", "dataset": "Datasets", "batch_size": "Batch sizes"}
+    shown = [c for c in options if results[c].nunique() > 1]
+    if shown and not live:
+        cols = st.columns(len(shown))
+        for col, column in zip(cols, shown):
+            values = sorted(results[column].unique().tolist())
+            picks[column] = col.multiselect(options[column], values, default=values,
+                                            key=f"filter-{column}")
+    results = _filter(results, picks)
+    summary = summary_frame(results)
+    failed = results[results["status"] == "failed"]
+    if not failed.empty:
+        st.warning(f"{len(failed)} cell(s) failed: " + "; ".join(
+            f"{r.cell_id}: {r.note}" for r in failed.head(3).itertuples())
+            + (" …" if len(failed) > 3 else ""))
+    _speed_note(results)
+    tabs = st.tabs(["Accuracy vs ratio", "Accuracy vs MACs", "Batch size", "Table"])
+    key = "live" if live else "done"
+    with tabs[0]:
+        chart = charts.compare_ratio_chart(summary)
+        st.altair_chart(chart, width="content")
+        if not live:
+            png_download_button("Download PNG", chart, "accuracy_vs_ratio.png", f"png-ratio-{key}")
+    with tabs[1]:
+        datasets = sorted(summary["dataset"].unique())
+        dataset = st.selectbox("Dataset", datasets, key="pareto-dataset") \
+            if len(datasets) > 1 and not live else datasets[0]
+        subset = summary[summary["dataset"] == dataset].reset_index(drop=True)
+        chart = charts.compare_pareto_chart(subset, pareto_mask(subset))
+        st.altair_chart(chart, width="content")
+        st.caption("Every grid point (mean over repeats) on one dataset; dead models (100 %) "
+                   "have no MACs and are left out. Hover for model, ratio and criterion.")
+        if not live:
+            png_download_button("Download PNG", chart, "accuracy_vs_macs.png", f"png-pareto-{key}")
+    with tabs[2]:
+        if results["batch_size"].nunique() < 2:
+            st.caption("This sweep has one batch size: pick two or more to see their effect.")
+        chart = charts.compare_batch_chart(results)
+        st.altair_chart(chart, width="content")
+        if not live:
+            png_download_button("Download PNG", chart, "batch_size.png", f"png-batch-{key}")
+    with tabs[3]:
+        _table(summary, paths, live)
+
+
+def _speed_note(results: pd.DataFrame) -> None:
+    """The mask caveat, with this sweep's own measurements beside it."""
+    speed = speedups(results)
+    st.info(MASK_NOTE)
+    if speed.empty:
+        return
+    view = pd.DataFrame({
+        "type": speed["type"].map(lambda t: PRUNING_TYPES[t].title),
+        "removed %": speed["ratio"] * 100, "speed vs dense": speed["speedup"],
+        "MACs vs dense": 1 / speed["mac_reduction"], "non-zero params %": 100 * speed["nonzero_share"],
+        "cells": speed["cells"]})
+    st.dataframe(view, hide_index=True, column_config={
+        "removed %": st.column_config.NumberColumn(format="%g"),
+        "speed vs dense": st.column_config.NumberColumn(format="%.2f×",
+                                                        help="dense latency / latency (CPU, one thread)"),
+        "MACs vs dense": st.column_config.NumberColumn(format="%.2f×"),
+        "non-zero params %": st.column_config.NumberColumn(format="%.0f")})
+
+
+def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool) -> None:
+    view = summary.rename(columns={"test_acc_mean": "accuracy", "test_acc_std": "± std",
+                                   "test_loss_mean": "cross-entropy", "macs_mean": "MACs",
+                                   "nonzero_params_mean": "non-zero params",
+                                   "params_mean": "params", "latency_ms_mean": "latency ms",
+                                   "train_flops_mean": "train FLOPs",
+                                   "dense_train_seconds_mean": "dense train s",
+                                   "finetune_seconds_mean": "fine-tune s",
+                                   "peak_mb_mean": "peak MB"})
+    view["ratio"] = view["ratio"] * 100
+    keep = ["model", "dataset", "batch_size", "type", "criterion", "ratio", "n", "status",
+            "accuracy", "± std", "cross-entropy", "params", "non-zero params", "MACs",
+            "train FLOPs", "latency ms", "dense train s", "fine-tune s", "peak MB"]
+    two = st.column_config.NumberColumn(format="%.2f")
+    big = st.column_config.NumberColumn(format="localized")
+    st.dataframe(view[keep], hide_index=True, width="stretch", column_config={
+        "ratio": st.column_config.NumberColumn("ratio %", format="%g"),
+        "accuracy": two, "± std": two, "cross-entropy": st.column_config.NumberColumn(format="%.4f"),
+        "latency ms": st.column_config.NumberColumn(format="%.3f"), "dense train s": two,
+        "fine-tune s": two, "peak MB": st.column_config.NumberColumn(format="%.0f"),
+        "params": big, "non-zero params": big, "MACs": big, "train FLOPs": big})
+    st.caption("Sort by clicking a column. One row per grid point: mean (and std) over repeats.")
+    if live:
+        return
+    c1, c2, c3 = st.columns(3)
+    for col, f in ((c1, paths.results_csv), (c2, paths.summary_csv)):
+        if f.is_file():
+            col.download_button(f"Download {f.name}", f.read_bytes(), f.name, mime="text/csv",
+                                key=f"dl-{f.name}", on_click="ignore", icon=":material/download:")
+    _inspect_handover(paths, c3)
+
+
+def _inspect_handover(paths: SweepPaths, where) -> None:
+    """Open one cell's saved model on the Inspect page."""
+    saved = sorted(p.stem for p in paths.checkpoints_dir.glob("*.safetensors")) \
+        if paths.checkpoints_dir.is_dir() else []
+    if not saved:
+        return
+    cell = where.selectbox("Cell to inspect", saved, key="inspect-cell")
+    if where.button("Open on the Inspect page"):
+        st.session_state["inspect_checkpoint"] = str(paths.checkpoint(cell))
+        st.switch_page("pages/inspect.py")
+
+
+setup_form()
+sweep = pick_sweep()
+if sweep is not None:
+    live = read_status(sweep).get("state") in LIVE_STATES
+    if live:
+        st.fragment(live_view, run_every=2.0)(sweep, True)
+    else:
+        live_view(sweep, False)
