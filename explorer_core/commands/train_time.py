@@ -61,9 +61,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int, nargs="+", metavar="C",
                    help="CNN conv channels (default 16 32)")
     p.add_argument("--latent", type=int, help="VAE latent size (default 20)")
-    p.add_argument("--epochs", type=int, help="total epochs (default 10)")
-    p.add_argument("--initial-epochs", type=int, help="epochs before the first prune (default 3)")
-    p.add_argument("--prune-every", type=int, metavar="K", help="prune every K epochs (default 1)")
+    p.add_argument("--epochs", type=int, help="total epochs (default 30)")
+    p.add_argument("--initial-epochs", type=int, help="epochs before the first prune (default 10)")
+    p.add_argument("--prune-every", type=int, metavar="K", help="prune every K epochs (default 3)")
     p.add_argument("--fraction", type=float,
                    help="fraction of each hidden layer removed per prune (default 0.1)")
     p.add_argument("--criterion", choices=sorted(CRITERIA),

@@ -1,0 +1,313 @@
+"""Train-time pruning: prune while training by neuron importance, against random and no pruning.
+
+The comparison runs in a background worker (explorer_core.jobs); this page only sets it
+up, then redraws from the run folder, so leaving the page or closing the tab loses nothing.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from explorer_core import charts, jobs
+from explorer_core.criteria import CRITERIA
+from explorer_core.data import list_datasets
+from explorer_core.errors import ExplorerError
+from explorer_core.models import ARCH_TITLES
+from explorer_core.rundir import (TrainTimePaths, default_train_time_root, list_train_time_runs,
+                                  read_status)
+from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
+                                      TrainTimeConfig, create_run, final_rows, load_config,
+                                      progress, summarise)
+from explorer_core.vae import VAE_CRITERIA
+from pages._common import (format_int_list, format_seconds, parse_int_list, png_download_button,
+                           require_app_navigation)
+
+require_app_navigation()
+
+st.title("Train-time pruning")
+st.caption("Train a network, and every few epochs remove the least important neurons while "
+           "training goes on — next to the same training with random pruning and with no "
+           "pruning (same seeds, same schedule). Runs continue in the background.")
+
+ROOT = default_train_time_root()
+LIVE_STATES = ("queued", "running")
+DEFAULTS = TrainTimeConfig()
+# What the user picks first; it decides the rest of the form: (task, arch) per choice.
+MODELS = {"mlp": ("classifier", "mlp"), "cnn": ("classifier", "cnn"), "vae": ("vae", "mlp")}
+MODEL_TITLES = {"mlp": "MLP classifier", "cnn": "CNN classifier", "vae": "VAE (generative)"}
+WIDTHS_HELP = {
+    "mlp": "Hidden layers (50, 30 as in the original study); every one is pruned.",
+    "cnn": "Fully connected layers after the convs; they are pruned with the conv channels.",
+    "vae": "Encoder layers; the decoder mirrors them. Both are pruned, the latent never.",
+}
+
+
+# ------------------------------------------------------------------ set-up
+
+
+def setup_form() -> None:
+    datasets = list_datasets()
+    available = [info.name for info, ok, _ in datasets if ok]
+    titles = {info.name: info.title for info, _, _ in datasets}
+    missing = [reason for _, ok, reason in datasets if not ok]
+    with st.expander("New comparison", expanded=not list_train_time_runs(ROOT)):
+        model = st.radio("Model", list(MODELS), format_func=MODEL_TITLES.get, horizontal=True,
+                         key="tt_model")
+        task, arch = MODELS[model]
+        criteria = list(CRITERIA) if task == "classifier" else \
+            [c for c in VAE_CRITERIA if c != "random"]
+        with st.form(f"tt_new_{model}"):
+            c1, c2, c3 = st.columns(3)
+            dataset = c1.selectbox("Dataset", available, format_func=titles.get,
+                                   help="Datasets missing offline are listed below the form.")
+            widths = c1.text_input("Hidden widths",
+                                   format_int_list(DEFAULT_HIDDEN["vae" if task == "vae" else arch]),
+                                   help=WIDTHS_HELP[model])
+            if model == "cnn":
+                channels = c1.text_input("Conv channels", format_int_list(DEFAULT_CHANNELS))
+            if task == "vae":
+                latent = c1.number_input("Latent size", 1, 1024, DEFAULTS.latent)
+            epochs = c2.number_input("Total epochs", 2, 10_000, DEFAULTS.epochs)
+            initial = c2.number_input("Initial epochs before the first prune", 1, 10_000,
+                                      DEFAULTS.initial_epochs)
+            every = c2.number_input("Prune every k epochs", 1, 10_000, DEFAULTS.prune_every)
+            fraction = c2.number_input("Removed per prune (% of each hidden layer)", 0.5, 99.0,
+                                       100 * DEFAULTS.prune_fraction, 0.5)
+            criterion = c2.selectbox(
+                "Criterion", criteria, index=criteria.index("contribution"),
+                format_func=lambda c: CRITERIA[c].title if c in CRITERIA else c,
+                help="Ranks the units of each layer; the lowest go. 'Random pruning' removes "
+                     "the same number at random.")
+            with_random = c3.checkbox("Also run random pruning", True)
+            with_none = c3.checkbox("Also run without pruning", True)
+            seeds = c3.text_input("Seeds", "0", help="Each variant runs once per seed; charts "
+                                  "show the mean (and the min–max band) over seeds.")
+            batch = c3.number_input("Batch size", 1, 100_000, DEFAULTS.batch_size)
+            lr = c3.number_input("Learning rate", 1e-6, 10.0, DEFAULTS.lr, format="%.5f")
+            if "tt_name" not in st.session_state or st.session_state.pop("tt_renew_name", False):
+                st.session_state["tt_name"] = time.strftime("tt-%Y%m%d-%H%M%S")
+            name = st.text_input("Run name", key="tt_name")
+            submitted = st.form_submit_button("Start comparison", type="primary")
+        if missing:
+            st.caption("Not available offline: " + " · ".join(missing))
+    if not submitted:
+        return
+    try:
+        variants = ["importance"] + ["random"] * with_random + ["none"] * with_none
+        cfg = TrainTimeConfig(
+            name=name.strip(), task=task, dataset=dataset, arch=arch,
+            hidden=list(parse_int_list(widths)),
+            channels=list(parse_int_list(channels, "conv channels")) if model == "cnn" else None,
+            latent=int(latent) if task == "vae" else DEFAULTS.latent,
+            epochs=int(epochs), initial_epochs=int(initial), prune_every=int(every),
+            prune_fraction=float(fraction) / 100, criterion=criterion, variants=variants,
+            seeds=list(parse_int_list(seeds, "seeds")), batch_size=int(batch), lr=float(lr))
+        paths = create_run(cfg)
+        jobs.launch(paths, "train-time")
+    except ExplorerError as exc:
+        st.error(str(exc))
+        return
+    st.session_state["tt_active"] = str(paths.root)
+    st.session_state["tt_renew_name"] = True
+    st.toast(f"Started {cfg.name}: {len(cfg.prune_points())} prunes, "
+             f"{len(variants)} variants × {len(cfg.seeds)} seed(s)")
+
+
+# ------------------------------------------------------------------ choosing a run
+
+def _label(paths: TrainTimePaths) -> str:
+    return f"{paths.root.name} ({paths.root.parent.name})"
+
+
+def pick_run() -> TrainTimePaths | None:
+    runs = list_train_time_runs(ROOT)
+    if not runs:
+        st.info("No comparisons yet: start one above. The defaults (Digits, MLP 50-30, "
+                f"{DEFAULTS.epochs} epochs, {len(DEFAULTS.prune_points())} prunes) finish in "
+                "seconds.")
+        return None
+    rows = []
+    for r in runs:
+        status = read_status(r)
+        cfg = _config(r)
+        rows.append({"run": r.root.name, "date": r.root.parent.name,
+                     "task": cfg.task if cfg else "?", "dataset": cfg.dataset if cfg else "?",
+                     "state": status.get("state", "?"),
+                     "runs saved": f"{len(r.completed_units())}/{status.get('total_units', '?')}",
+                     "message": status.get("message", "")})
+    with st.expander(f"All comparisons ({len(runs)})"):
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    keys = [str(r.root) for r in runs]
+    active = st.session_state.get("tt_active")
+    chosen = st.selectbox("Comparison", keys, index=keys.index(active) if active in keys else 0,
+                          format_func=lambda k: _label(TrainTimePaths(Path(k))))
+    st.session_state["tt_active"] = chosen
+    return TrainTimePaths(Path(chosen))
+
+
+def _config(paths: TrainTimePaths) -> TrainTimeConfig | None:
+    try:
+        return load_config(paths)
+    except ExplorerError:
+        return None
+
+
+# ------------------------------------------------------------------ live view
+
+def controls(paths: TrainTimePaths, state: str, complete: bool) -> None:
+    c1, _ = st.columns([1, 3])
+    if state in LIVE_STATES:
+        if c1.button("Stop", type="primary"):
+            jobs.request_stop(paths)
+            st.toast("Stop requested: the run stops at the next batch.")
+        return
+    if not complete and c1.button("Resume", type="primary",
+                                  help="Seeds whose runs are saved are kept; the others are "
+                                       "recomputed from their start (same numbers)."):
+        try:
+            jobs.launch(paths, "train-time")
+        except ExplorerError as exc:
+            st.error(str(exc))
+        else:
+            st.rerun()
+
+
+def _describe(cfg: TrainTimeConfig) -> str:
+    model = "VAE" if cfg.task == "vae" else ARCH_TITLES.get(cfg.arch, cfg.arch)
+    points = cfg.prune_points()
+    return (f"{model} {format_int_list(cfg.hidden_widths())} on {cfg.dataset} · "
+            f"{cfg.epochs} epochs · {len(points)} prunes of {100 * cfg.prune_fraction:g} % "
+            f"(after epoch{'s' if len(points) > 1 else ''} {', '.join(map(str, points))}) · "
+            f"criterion {cfg.criterion} · seeds {format_int_list(cfg.seeds)}")
+
+
+def chart_grid(cfg: TrainTimeConfig, epochs: list[dict], rows: list[dict], key: str) -> None:
+    """The curves side by side, then widths and sizes; each with its PNG download."""
+    made = charts.train_time_charts(cfg.task, epochs, rows, cfg.labels(), cfg.prune_points())
+    curves = [n for n in made if n not in ("widths", "sizes")]
+    for i in range(0, len(curves), 2):
+        cols = st.columns(2)
+        for col, name in zip(cols, curves[i:i + 2]):
+            with col:
+                st.altair_chart(made[name], width="stretch")
+                png_download_button(f"{name}.png", made[name], f"{name}.png", f"{key}-{name}")
+    c1, c2 = st.columns(2)
+    with c1:
+        st.altair_chart(made["widths"], width="content")
+        png_download_button("widths.png", made["widths"], "widths.png", f"{key}-widths")
+    if "sizes" in made:
+        with c2:
+            st.altair_chart(made["sizes"], width="content")
+            png_download_button("sizes.png", made["sizes"], "sizes.png", f"{key}-sizes")
+
+
+def live_view(paths: TrainTimePaths, was_live: bool) -> None:
+    prog = progress(paths)
+    if was_live and prog.state not in LIVE_STATES:
+        st.rerun()  # the run just ended: redraw the whole page with its results
+    cfg = _config(paths)
+    colour = {"running": "blue", "queued": "blue", "finished": "green", "stopped": "orange",
+              "interrupted": "orange", "failed": "red"}.get(prog.state, "gray")
+    st.subheader(f"Status: :{colour}[{prog.state}]")
+    if prog.message:
+        (st.error if prog.state == "failed" else st.caption)(prog.message)
+    if cfg is None:
+        st.error(f"{paths.root} has no readable config.json")
+        return
+    st.caption(_describe(cfg))
+    last = prog.epochs[-1] if prog.epochs else {}
+    st.progress(prog.fraction, text=f"epoch events {prog.epochs_done}/{prog.total_epochs} · "
+                f"seed {last.get('seed', '—')}, epoch {last.get('epoch', '—')} · "
+                f"{prog.units_done}/{prog.total_units} variant runs saved")
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Elapsed", format_seconds(prog.elapsed))
+    m2.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
+    m3.metric("Prunes", f"{len(cfg.prune_points())} × {100 * cfg.prune_fraction:g} %")
+    controls(paths, prog.state, prog.units_done >= prog.total_units > 0)
+    if prog.epochs:
+        chart_grid(cfg, prog.epochs, final_rows(paths), "tt-live")
+
+
+# ------------------------------------------------------------------ results
+
+def _fmt(value, digits: int = 2):
+    return None if value is None else round(float(value), digits)
+
+
+def results_section(paths: TrainTimePaths) -> None:
+    cfg = _config(paths)
+    rows = final_rows(paths)
+    if cfg is None or not rows:
+        return
+    st.subheader("Final models")
+    metric = "test_acc" if cfg.task == "classifier" else "test_loss"
+    metric_title = "test accuracy (%)" if cfg.task == "classifier" else "test loss (−ELBO)"
+    summary = summarise(rows, cfg.task)
+    st.dataframe(pd.DataFrame([
+        {"variant": s["label"], f"mean {metric_title}": _fmt(s[f"mean_{metric}"]),
+         "per seed": ", ".join(f"{v:.2f}" for v in s[metric] if v is not None),
+         "hidden units": _fmt(s["mean_hidden_units"], 1), "parameters": _fmt(s["mean_params"], 0)}
+        for s in summary.values()]), hide_index=True, width="stretch")
+    table = pd.DataFrame([{
+        "variant": r["label"], "seed": r["seed"],
+        "widths": " ".join(map(str, r["widths"])), "parameters": r.get("params"),
+        **({"test acc": _fmt(r.get("test_acc")), "test loss": _fmt(r.get("test_loss"), 4)}
+           if cfg.task == "classifier" else
+           {"reconstruction": _fmt(r.get("test_recon")), "KL": _fmt(r.get("test_kl")),
+            "−ELBO": _fmt(r.get("test_loss"))}),
+        "checkpoint": r["checkpoint"]} for r in rows])
+    st.dataframe(table, hide_index=True, width="stretch")
+    options = list(range(len(rows)))
+    pick = st.selectbox("Final model", options,
+                        format_func=lambda i: f"{rows[i]['label']}, seed {rows[i]['seed']}",
+                        key="tt_final_pick")
+    chosen = Path(rows[pick]["checkpoint"])
+    stem = f"{paths.root.name}_{rows[pick]['variant']}_seed{rows[pick]['seed']}"
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Checkpoint (.safetensors)", chosen.read_bytes(), f"{stem}.safetensors",
+                       key="tt_dl_ckpt", on_click="ignore")
+    c2.download_button("Model spec (.json)", chosen.with_suffix(".json").read_bytes(),
+                       f"{stem}.json", key="tt_dl_spec", on_click="ignore")
+    if cfg.task == "classifier":
+        if c3.button("Open on the Inspect page"):
+            st.session_state["inspect_checkpoint"] = str(chosen)
+            st.switch_page("pages/inspect.py")
+    else:
+        c3.caption("VAE checkpoints are generative models: the Inspect page (classifiers) "
+                   "does not open them.")
+        vae_grids(paths, rows)
+
+
+def vae_grids(paths: TrainTimePaths, rows: list[dict]) -> None:
+    """Reconstructions and prior samples of every variant, for one seed, side by side."""
+    st.subheader("Reconstructions and samples")
+    seeds = sorted({r["seed"] for r in rows})
+    seed = st.selectbox("Seed", seeds, key="tt_grid_seed") if len(seeds) > 1 else seeds[0]
+    chosen = [r for r in rows if r["seed"] == seed]
+    st.caption("Reconstructions: originals on odd rows, their reconstructions below them. "
+               "Samples: decoded z ~ N(0, I), the same z for every variant.")
+    cols = st.columns(len(chosen))
+    for col, r in zip(cols, chosen):
+        with col:
+            st.markdown(f"**{r['label']}**")
+            for what, path in (("reconstructions", paths.reconstructions_png(r["variant"], seed)),
+                               ("samples", paths.samples_png(r["variant"], seed))):
+                if not path.is_file():
+                    continue
+                data = path.read_bytes()
+                st.image(data, caption=what, width="stretch")
+                st.download_button(f"{what}.png", data, f"{r['variant']}_seed{seed}_{what}.png",
+                                   mime="image/png", key=f"tt_dl_{r['variant']}_{what}",
+                                   on_click="ignore", icon=":material/image:")
+
+
+setup_form()
+run = pick_run()
+if run is not None:
+    live = read_status(run).get("state") in LIVE_STATES
+    st.fragment(live_view, run_every=1.5 if live else None)(run, live)
+    if not live:
+        results_section(run)

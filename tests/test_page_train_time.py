@@ -1,0 +1,189 @@
+"""Train-time pruning page under AppTest: defaults, per-model form, bad input, a run, results."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from explorer_core import jobs
+from explorer_core.data import list_datasets
+from explorer_core.rundir import default_train_time_root, list_train_time_runs, read_status
+
+
+@pytest.fixture
+def runs_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_RUNS", str(tmp_path / "runs"))
+    root = default_train_time_root()
+    yield root
+    for run in list_train_time_runs(root):  # workers outlive pages by design; not a test's
+        jobs.kill(run)
+
+
+def widget(items, label: str):
+    found = [w for w in items if w.label == label]
+    assert len(found) == 1, f"no single widget labelled {label!r}: {[w.label for w in items]}"
+    return found[0]
+
+
+def open_page(state: dict | None = None):
+    """The page file itself: under app.py's navigation AppTest (1.67) drops form
+    submissions made after `switch_page`, so forms are driven on the page directly."""
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import APPTEST_TIMEOUT_S, ROOT
+
+    at = AppTest.from_file(str(ROOT / "pages" / "train_time.py"),
+                           default_timeout=APPTEST_TIMEOUT_S)
+    for k, v in (state or {}).items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def start(at) -> None:
+    widget(at.button, "Start comparison").click().run()
+    assert not at.exception, at.exception
+
+
+def test_the_app_lists_the_page_in_the_compare_section(runs_root):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import APPTEST_TIMEOUT_S, ROOT
+
+    # its url_path ("train-time") is not its file name: AppTest finds the page only
+    # after a first run has registered the navigation
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=APPTEST_TIMEOUT_S).run()
+    at.switch_page("pages/train_time.py").run()
+    assert not at.exception
+    assert at.title[0].value == "Train-time pruning"
+    source = (ROOT / "app.py").read_text()
+    section = source[source.index('"Compare": ['):source.index('"Inspect":')]
+    assert 'url_path="train-time"' in section and 'title="Train-time pruning"' in section
+
+
+def test_defaults_are_a_quick_digits_mlp_comparison(runs_root):
+    at = open_page()
+    assert widget(at.radio, "Model").value == "mlp"
+    assert widget(at.selectbox, "Dataset").value == "digits"
+    assert widget(at.text_input, "Hidden widths").value == "50, 30"
+    assert widget(at.selectbox, "Criterion").value == "contribution"
+    assert widget(at.number_input, "Removed per prune (% of each hidden layer)").value == 10.0
+    assert (widget(at.number_input, "Total epochs").value,
+            widget(at.number_input, "Initial epochs before the first prune").value,
+            widget(at.number_input, "Prune every k epochs").value) == (30, 10, 3)
+    assert widget(at.checkbox, "Also run random pruning").value is True
+    assert widget(at.checkbox, "Also run without pruning").value is True
+    assert widget(at.text_input, "Seeds").value == "0"
+    assert any("No comparisons yet" in i.value for i in at.info)
+    # datasets that are not on disk are named with their reason instead of being offered
+    offered = widget(at.selectbox, "Dataset").options
+    for info, ok, reason in list_datasets():
+        assert (info.title in offered) == ok, (info.title, offered)
+        assert ok or any(reason in c.value for c in at.caption), reason
+
+
+def test_the_form_follows_the_model(runs_root):
+    at = open_page()
+    assert not [w for w in at.text_input if w.label == "Conv channels"]
+    widget(at.radio, "Model").set_value("cnn").run()
+    assert widget(at.text_input, "Hidden widths").value == "128"
+    assert widget(at.text_input, "Conv channels").value == "16, 32"
+    widget(at.radio, "Model").set_value("vae").run()
+    assert widget(at.text_input, "Hidden widths").value == "256"
+    assert widget(at.number_input, "Latent size").value == 20
+    assert widget(at.selectbox, "Criterion").options == [
+        "Contribution (|a| × outgoing |W|)", "L1 norm of weights", "L2 norm of weights"]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("Hidden widths", "50, x", "whole numbers"),
+    ("Hidden widths", "50, 0", "≥ 1"),
+    ("Seeds", "0, 0", "seeds must be distinct"),
+    ("Run name", "no spaces please", "run name must be"),
+])
+def test_bad_input_gives_one_clear_error_and_no_run(runs_root, field, value, message):
+    at = open_page()
+    widget(at.text_input, field).set_value(value)
+    start(at)
+    assert len(at.error) == 1 and message in at.error[0].value, [e.value for e in at.error]
+    assert "\n" not in at.error[0].value
+    assert list_train_time_runs(runs_root) == []
+
+
+def test_initial_epochs_must_leave_training_after_the_first_prune(runs_root):
+    at = open_page()
+    widget(at.number_input, "Total epochs").set_value(4)
+    widget(at.number_input, "Initial epochs before the first prune").set_value(4)
+    start(at)
+    assert len(at.error) == 1 and "must be fewer than the total epochs" in at.error[0].value
+
+
+def test_start_runs_in_the_background_and_shows_results(runs_root):
+    at = open_page()
+    widget(at.text_input, "Hidden widths").set_value("16, 8")
+    widget(at.number_input, "Total epochs").set_value(4)
+    widget(at.number_input, "Initial epochs before the first prune").set_value(2)
+    widget(at.number_input, "Prune every k epochs").set_value(1)
+    widget(at.number_input, "Removed per prune (% of each hidden layer)").set_value(25.0)
+    widget(at.selectbox, "Criterion").set_value("l1")
+    widget(at.text_input, "Seeds").set_value("3, 4")
+    at.text_input(key="tt_name").set_value("apptest-tt")
+    start(at)
+    assert not at.error, [e.value for e in at.error]
+
+    runs = list_train_time_runs(runs_root)
+    assert [r.root.name for r in runs] == ["apptest-tt"]
+    config = json.loads(runs[0].config.read_text())
+    assert (config["hidden"], config["criterion"], config["seeds"], config["epochs"],
+            config["prune_fraction"], config["variants"]) == \
+        ([16, 8], "l1", [3, 4], 4, 0.25, ["importance", "random", "none"])
+    assert read_status(runs[0])["state"] in ("queued", "running", "finished")
+    assert jobs.wait(runs[0], timeout=120)["state"] == "finished"
+
+    at.run()  # the page finds the finished run and shows its results
+    assert not at.exception
+    assert "apptest-tt" in widget(at.selectbox, "Comparison").value
+    summary = [df.value for df in at.dataframe if "mean test accuracy (%)" in df.value.columns]
+    assert len(summary) == 1
+    assert summary[0]["variant"].tolist() == ["l1-pruned", "random-pruned", "no pruning"]
+    assert summary[0]["hidden units"].tolist() == [13.0, 13.0, 24.0]  # 16,8 → 12,6 → 9,4 (half to even)
+    finals = [df.value for df in at.dataframe if "checkpoint" in df.value.columns]
+    assert len(finals) == 1 and finals[0]["widths"].tolist() == ["9 4"] * 4 + ["16 8"] * 2
+    labels = [b.label for b in at.get("download_button")]
+    for name in ("accuracy.png", "loss.png", "widths.png", "sizes.png",
+                 "Checkpoint (.safetensors)", "Model spec (.json)"):
+        assert name in labels, labels
+    # hand-over to the Inspect page
+    widget(at.selectbox, "Final model").set_value(4).run()
+    widget(at.button, "Open on the Inspect page").click().run()
+    assert at.session_state["inspect_checkpoint"].endswith("variants/none/seed3/"
+                                                           "final_model.safetensors")
+    # the name field got a fresh default; reusing a name is refused with a message
+    assert at.text_input(key="tt_name").value != "apptest-tt"
+    at.text_input(key="tt_name").set_value("apptest-tt")
+    start(at)
+    assert len(at.error) == 1 and "already exists" in at.error[0].value
+
+
+def test_a_vae_run_shows_reconstructions_and_samples(runs_root):
+    at = open_page({"tt_model": "vae"})
+    widget(at.text_input, "Hidden widths").set_value("32")
+    widget(at.number_input, "Latent size").set_value(4)
+    widget(at.number_input, "Total epochs").set_value(3)
+    widget(at.number_input, "Initial epochs before the first prune").set_value(1)
+    widget(at.checkbox, "Also run random pruning").set_value(False)
+    at.text_input(key="tt_name").set_value("apptest-vae")
+    start(at)
+    assert not at.error, [e.value for e in at.error]
+    run = list_train_time_runs(runs_root)[0]
+    assert jobs.wait(run, timeout=120)["state"] == "finished"
+    at.run()
+    assert not at.exception
+    assert len(at.image) == 4  # reconstructions and samples of two variants
+    labels = [b.label for b in at.get("download_button")]
+    assert labels.count("reconstructions.png") == 2 and labels.count("samples.png") == 2
+    for name in ("reconstruction.png", "kl.png", "elbo.png", "widths.png"):
+        assert name in labels, labels
+    assert not [b for b in at.button if b.label == "Open on the Inspect page"]
+    assert any("Inspect page" in c.value for c in at.caption)
