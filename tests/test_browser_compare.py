@@ -1,0 +1,80 @@
+"""The Compare page in headless Chromium, as a user drives it: build a small grid, see its
+size and estimate, run it in the background, see the charts, download the CSV."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from explorer_core import jobs
+from explorer_core.rundir import list_sweeps
+
+from browser import chart_marks, open_app, rerun_after, wait_for_app, wait_for_charts
+
+SWEEP_NAME = f"pw-sweep-{int(time.time())}"
+
+
+@pytest.fixture
+def no_stray_workers():
+    yield
+    for sweep in list_sweeps():
+        jobs.kill(sweep)
+
+
+def _fill(page, label: str, value: str) -> None:
+    with rerun_after(page):
+        box = page.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Enter")
+
+
+def test_build_run_see_charts_download_csv(app_page, streamlit_server, tmp_path,
+                                           no_stray_workers):
+    page = app_page
+    open_app(page, streamlit_server, "compare")
+    expect(page.get_by_role("heading", name="Compare", exact=True)).to_be_visible()
+    if not page.get_by_label("Ratios (% removed)", exact=True).is_visible():
+        with rerun_after(page):
+            page.get_by_text("New sweep", exact=True).click()
+
+    _fill(page, "Ratios (% removed)", "0, 50")
+    _fill(page, "Dense epochs", "2")
+    _fill(page, "Sweep name", SWEEP_NAME)
+    # default grid: MLP on Digits, neuron pruning by IASA / L1 / random, weight masks by
+    # magnitude / random: (3 + 2) criteria × 2 ratios
+    expect(page.get_by_text(re.compile(r"10 cells over 1 dense baselines"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"estimated ≈"))).to_be_visible()
+
+    with rerun_after(page):
+        page.get_by_role("button", name="Start sweep").click()
+    expect(page.get_by_text("finished", exact=True)).to_be_visible(timeout=180_000)
+    wait_for_app(page)
+    expect(page.get_by_text("10 of 10 cells")).to_be_visible()
+
+    # the accuracy-vs-ratio chart has a line per criterion, with points at 0 and 50 %
+    wait_for_charts(page)
+    marks = " ".join(chart_marks(page, 0))
+    for criterion in ("interval_adjoint", "l1", "random", "magnitude"):
+        assert f"criterion: {criterion}" in marks, marks[:500]
+    assert re.search(r"Pruned \(%\): 50", marks)
+    expect(page.get_by_text("Masks are not speed-ups.", exact=False)).to_be_visible()
+
+    page.get_by_role("tab", name="Accuracy vs MACs").click()
+    wait_for_charts(page)
+    expect(page.get_by_text("Pareto front", exact=False).first).to_be_visible()
+
+    page.get_by_role("tab", name="Table").click()
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download results.csv").click()
+    target = tmp_path / "results.csv"
+    info.value.save_as(target)
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert len(rows) == 10
+    assert {r["criterion"] for r in rows} == {"interval_adjoint", "l1", "random", "magnitude"}
+    zero = [r for r in rows if float(r["ratio"]) == 0]
+    assert all(r["test_acc"] == r["dense_test_acc"] for r in zero)
+    assert all(r["status"] == "ok" for r in rows)

@@ -1,0 +1,121 @@
+"""Compare page under AppTest: defaults, grid size before start, bad input, a sweep run in
+the background and its results, a refused duplicate name."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from explorer_core import jobs
+from explorer_core.rundir import list_sweeps, read_status
+
+
+@pytest.fixture
+def sweeps_root(tmp_path, monkeypatch):
+    root = tmp_path / "sweeps"
+    monkeypatch.setenv("EXPLORER_SWEEPS", str(root))
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
+    yield root
+    for sweep in list_sweeps(root):  # workers outlive pages by design; not a test's
+        jobs.kill(sweep)
+
+
+def widget(items, label: str):
+    found = [w for w in items if w.label == label]
+    assert len(found) == 1, f"no single widget labelled {label!r}: {[w.label for w in items]}"
+    return found[0]
+
+
+def open_page():
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import APPTEST_TIMEOUT_S, ROOT
+
+    at = AppTest.from_file(str(ROOT / "pages" / "compare.py"), default_timeout=APPTEST_TIMEOUT_S)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def infos(at) -> str:
+    return " | ".join(i.value for i in at.info)
+
+
+def test_the_app_lists_the_page(app_test, sweeps_root):
+    at = app_test("pages/compare.py")
+    assert not at.exception
+    assert at.title[0].value == "Compare"
+
+
+def test_defaults_and_the_grid_size_before_starting(sweeps_root):
+    at = open_page()
+    assert widget(at.multiselect, "Models").value == ["mlp"]
+    assert widget(at.multiselect, "Datasets").value == ["digits"]
+    assert widget(at.multiselect, "Batch sizes").value == ["64"]
+    assert widget(at.multiselect, "Pruning types").value == ["neuron", "weight"]
+    assert widget(at.text_input, "Ratios (% removed)").value == \
+        "0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100"
+    # neuron: interval_adjoint, l1, random × 11 ratios; weight: magnitude, random × 11
+    assert "55 cells" in infos(at) and "1 dense baselines (1 to train)" in infos(at)
+    assert "estimated" in infos(at)
+    assert any("No sweeps yet" in i.value for i in at.info)
+
+    widget(at.multiselect, "Models").set_value(["mlp", "cnn"]).run()
+    widget(at.multiselect, "Pruning types").set_value(["structured"]).run()
+    assert "33 cells" in infos(at)  # only the CNN has filters to remove
+    assert any("no conv layer" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("label, value, message", [
+    ("Ratios (% removed)", "0, 50, abc", "numbers in percent"),
+    ("Ratios (% removed)", "0, 150", "between 0 and 1"),
+    ("MLP hidden widths", "64, 0", "≥ 1"),
+])
+def test_bad_settings_give_one_clear_error_and_no_start(sweeps_root, label, value, message):
+    at = open_page()
+    widget(at.text_input, label).set_value(value).run()
+    assert not at.exception
+    assert len(at.error) == 1 and message in at.error[0].value, [e.value for e in at.error]
+    assert not [b for b in at.button if b.label == "Start sweep"]
+    assert list_sweeps(sweeps_root) == []
+
+
+def test_start_runs_in_the_background_and_shows_results(sweeps_root):
+    at = open_page()
+    widget(at.text_input, "Ratios (% removed)").set_value("0, 50")
+    widget(at.number_input, "Dense epochs").set_value(2)
+    widget(at.multiselect, "Criteria").set_value(["l1", "magnitude"])
+    at.text_input(key="new_sweep_name").set_value("apptest-sweep").run()
+    assert "4 cells" in infos(at)
+    widget(at.button, "Start sweep").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+
+    sweeps = list_sweeps(sweeps_root)
+    assert [s.root.name for s in sweeps] == ["apptest-sweep"]
+    config = json.loads(sweeps[0].config.read_text())
+    assert (config["ratios"], config["criteria"], config["dense_epochs"]) == \
+        ([0.0, 0.5], ["l1", "magnitude"], 2)
+    assert jobs.wait(sweeps[0], timeout=180)["state"] == "finished"
+
+    at.run()
+    assert not at.exception
+    assert "apptest-sweep" in widget(at.selectbox, "Sweep").value
+    assert "finished" in at.subheader[0].value
+    tables = [df.value for df in at.dataframe if "accuracy" in df.value.columns]
+    assert len(tables) == 1 and len(tables[0]) == 4
+    assert sorted(tables[0]["ratio"].tolist()) == [0, 0, 50, 50]
+    speed = [df.value for df in at.dataframe if "speed vs dense" in df.value.columns]
+    assert len(speed) == 1 and len(speed[0]) == 2  # neuron and weight at 50 %
+    labels = [b.label for b in at.get("download_button")]
+    assert "Download results.csv" in labels and "Download summary.csv" in labels
+    assert any("not speed-ups" in i.value for i in at.info)
+
+    # the name field got a fresh default; reusing a name is refused, the sweep untouched
+    assert at.text_input(key="new_sweep_name").value != "apptest-sweep"
+    before = sweeps[0].results_csv.read_bytes()
+    at.text_input(key="new_sweep_name").set_value("apptest-sweep").run()
+    widget(at.button, "Start sweep").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "already exists" in at.error[0].value
+    assert len(list_sweeps(sweeps_root)) == 1 and sweeps[0].results_csv.read_bytes() == before
+    assert read_status(sweeps[0])["state"] == "finished"
