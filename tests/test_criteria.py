@@ -152,22 +152,36 @@ def test_taylor_is_l2_normalised_and_zero_for_units_that_cannot_reach_the_loss(d
     assert all(abs(s.norm().item() - 1.0) < 1e-5 for s in conv.values())
 
 
-def test_taylor_matches_a_per_sample_reference(digits):
-    """Per sample |a · ∂L/∂a| for each unit, averaged, then L2-normalised (one sample at a time)."""
+def test_taylor_matches_a_per_mini_batch_reference(digits):
+    """Per mini-batch |mean over its samples of a · ∂L/∂a| (L = sum of the samples'
+    cross-entropies, a sample's own term), averaged over the mini-batches weighted by
+    size, then L2-normalised. 20 samples in batches of 7, 7 and 6, one sample at a time."""
     torch.manual_seed(2)
     model = MLP(64, [6], 10, "tanh")
     calib = digits.train.subset(20, seed=0)
+    ordered = calib.subset(20, seed=0)  # the criterion draws its samples in this order
     ref = torch.zeros(6, dtype=torch.float64)
-    for i in range(len(calib)):
-        z = model.fc1(calib.x[i:i + 1].flatten(1))
-        z.retain_grad()
-        loss = nn.functional.cross_entropy(model.fc2(torch.tanh(z)), calib.y[i:i + 1])
-        loss.backward()
-        ref += (z * z.grad).abs()[0].double().detach()
+    for start in (0, 7, 14):
+        batch = torch.zeros(6, dtype=torch.float64)
+        for i in range(start, min(start + 7, 20)):
+            z = model.fc1(ordered.x[i:i + 1].flatten(1))
+            z.retain_grad()
+            loss = nn.functional.cross_entropy(model.fc2(torch.tanh(z)), ordered.y[i:i + 1])
+            loss.backward()
+            batch += (z * z.grad)[0].double().detach()
+        ref += batch.abs()
     ref = ref / ref.norm()
     got = compute_scores(model, "taylor", calib, options=CriterionOptions(max_samples=20,
                                                                            batch_size=7))
     assert torch.allclose(got["fc1"].double(), ref, rtol=1e-4)
+    # the per-sample |·| the criterion does not use gives a different ranking here
+    per_sample = torch.zeros(6, dtype=torch.float64)
+    for i in range(20):
+        z = model.fc1(calib.x[i:i + 1].flatten(1))
+        z.retain_grad()
+        nn.functional.cross_entropy(model.fc2(torch.tanh(z)), calib.y[i:i + 1]).backward()
+        per_sample += (z * z.grad).abs()[0].double().detach()
+    assert not torch.allclose(ref, per_sample / per_sample.norm(), rtol=1e-2)
 
 
 def test_contribution_matches_its_definition(digits):
