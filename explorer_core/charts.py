@@ -251,9 +251,11 @@ TRAIN_TIME_COLOURS = {"importance": "#1f77b4", "random": "#ff7f0e", "none": "#7f
 
 def _variant_colour(labels: dict[str, str]) -> alt.Color:
     keys = [k for k in TRAIN_TIME_COLOURS if k in labels]
+    # opaque swatches: a layer's faint seed band would otherwise set the legend's look
     return alt.Color("Variant:N", title="Variant", sort=[labels[k] for k in keys],
                      scale=alt.Scale(domain=[labels[k] for k in keys],
-                                     range=[TRAIN_TIME_COLOURS[k] for k in keys]))
+                                     range=[TRAIN_TIME_COLOURS[k] for k in keys]),
+                     legend=alt.Legend(symbolOpacity=1, symbolType="circle"))
 
 
 def _epoch_means(epochs: list[dict], metric: str, labels: dict[str, str]) -> pd.DataFrame:
@@ -284,15 +286,23 @@ def train_time_curve_chart(epochs: list[dict], metric: str, y_title: str, title:
     """One line per variant (mean over seeds) of a per-epoch metric; prunes as dashed rules.
 
     With several seeds a band shows their min–max, so a gap between two variants can be
-    told apart from seed noise at a glance.
+    told apart from seed noise at a glance. The y-axis spans the values from the first
+    prune on, where the variants differ; the steep first epochs run off the bottom
+    (clipped) instead of squeezing the comparison into a sliver.
     """
     frame = _epoch_means(epochs, metric, labels)
     x = alt.X("Epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1),
               scale=alt.Scale(zero=False))
     colour = _variant_colour(labels)
     base = alt.Chart(frame, title=title)
-    line = base.mark_line(point=True).encode(
-        x=x, y=alt.Y("Value:Q", title=y_title, scale=alt.Scale(zero=False)), color=colour,
+    y_scale = alt.Scale(zero=False)
+    late = frame[frame["Epoch"] >= min(prune_points)] if prune_points else frame.iloc[:0]
+    if len(late) and late["Epoch"].nunique() > 1:
+        low, high = float(late["Low"].min()), float(late["High"].max())
+        pad = 0.1 * (high - low) or 0.5
+        y_scale = alt.Scale(domain=[low - pad, high + pad], nice=False)
+    line = base.mark_line(point=True, clip=True).encode(
+        x=x, y=alt.Y("Value:Q", title=y_title, scale=y_scale), color=colour,
         tooltip=["Variant:N", "Epoch:Q", alt.Tooltip("Value:Q", title=y_title, format=".4g"),
                  alt.Tooltip("Seeds:Q", title="seeds")])
     layers = []
@@ -300,8 +310,8 @@ def train_time_curve_chart(epochs: list[dict], metric: str, y_title: str, title:
     if rules is not None:
         layers.append(rules)
     if not frame.empty and frame["Seeds"].max() > 1:
-        layers.append(base.mark_area(opacity=0.15).encode(x=x, y="Low:Q", y2="High:Q",
-                                                         color=colour))
+        layers.append(base.mark_area(opacity=0.15, clip=True).encode(
+            x=x, y=alt.Y("Low:Q", scale=y_scale), y2="High:Q", color=colour))
     layers.append(line)
     return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT)
 
@@ -343,15 +353,23 @@ def train_time_sizes_chart(rows: list[dict], labels: dict[str, str]) -> alt.Laye
         frame = frame.groupby("Variant", sort=False).mean().reset_index()
         frame["Text"] = [f"{p:,.0f} params · {u:,.0f} units" for p, u
                          in zip(frame["Parameters"], frame["Hidden units"])]
-    y = alt.Y("Variant:N", title=None, sort=[labels[k] for k in TRAIN_TIME_COLOURS if k in labels])
+    y = alt.Y("Variant:N", title=None, sort=[labels[k] for k in TRAIN_TIME_COLOURS if k in labels],
+              axis=alt.Axis(labelLimit=240))
     base = alt.Chart(frame, title="Final model size")
+    # room right of the longest bar for its label; the y-axis names the variants, so the
+    # colours need no legend
+    top = float(frame["Parameters"].max()) * 1.6 if not frame.empty else 1.0
+    colour = _variant_colour(labels)
+    colour.legend = None
     bars = base.mark_bar().encode(
-        x=alt.X("Parameters:Q", title="Parameters"), y=y, color=_variant_colour(labels),
+        x=alt.X("Parameters:Q", title="Parameters", scale=alt.Scale(domain=[0, top])), y=y,
+        color=colour,
         tooltip=["Variant:N", alt.Tooltip("Parameters:Q", format=",.0f"),
                  alt.Tooltip("Hidden units:Q", format=",.0f")])
     text = base.mark_text(align="left", dx=4, color="#333").encode(
         x="Parameters:Q", y=y, text="Text:N")
-    return alt.layer(bars, text).properties(width=WIDTH - 120, height=max(60, 40 * len(frame)))
+    # a step per bar, not a fixed height: Streamlit's theme collapsed a fixed-height band axis
+    return alt.layer(bars, text).properties(width=WIDTH - 120, height=alt.Step(36))
 
 
 # Per task: (file / chart name, metric, axis title, chart title) of the curve charts.

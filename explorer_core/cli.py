@@ -6,7 +6,9 @@ user error surfaces as one line on stderr and exit code 2; results are files on 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import Callable
 
 from .errors import ExplorerError
@@ -22,6 +24,17 @@ def command(name: str, help: str) -> Callable[[Configure], Configure]:
         COMMANDS[name] = (help, configure, None)  # type: ignore[assignment]
         return configure
     return wrap
+
+
+def read_json_config(path: Path) -> dict:
+    """The JSON object in a `--config` file; anything else is a one-line ExplorerError."""
+    try:
+        base = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ExplorerError(f"cannot read {path}: {exc}") from None
+    if not isinstance(base, dict):
+        raise ExplorerError(f"{path} must hold a JSON object")
+    return base
 
 
 class _Parser(argparse.ArgumentParser):

@@ -50,6 +50,22 @@ def format_seconds(s: float | None) -> str:
     return f"{int(s // 60)} min {int(s % 60)} s" if s >= 60 else f"{s:.0f} s"
 
 
+STATE_COLOURS = {"running": "blue", "queued": "blue", "finished": "green", "stopped": "orange",
+                 "interrupted": "orange", "failed": "red"}
+
+
+def run_label(paths: Any) -> str:
+    """'<name> (<YYYY-MM-DD>)': how run pickers name a run folder."""
+    return f"{paths.root.name} ({paths.root.parent.name})"
+
+
+def status_header(state: str, message: str = "") -> None:
+    """A background run's state in its colour, and its message (as an error if it failed)."""
+    st.subheader(f"Status: :{STATE_COLOURS.get(state, 'gray')}[{state}]")
+    if message:
+        (st.error if state == "failed" else st.caption)(message)
+
+
 def read_json_upload(uploaded: Any) -> Any:
     """Parse an `st.file_uploader` file as JSON. Only JSON: nothing uploaded is ever unpickled."""
     data = uploaded.getvalue()

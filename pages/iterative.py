@@ -19,7 +19,8 @@ from explorer_core.experiment import RunConfig, create_run, plan
 from explorer_core.results import (concatenate, deployment_costs, iteration_rows, recommend,
                                    run_progress)
 from explorer_core.rundir import RunPaths, default_runs_root, list_runs, read_status
-from pages._common import format_seconds, parse_int_list, require_app_navigation
+from pages._common import (format_seconds, parse_int_list, require_app_navigation, run_label,
+                           status_header)
 
 require_app_navigation()
 
@@ -100,10 +101,6 @@ def setup_form() -> None:
     st.toast(f"Started {cfg.name}: {len(plan(cfg))} iterations")
 
 
-def _label(paths: RunPaths) -> str:
-    return f"{paths.root.name} ({paths.root.parent.name})"
-
-
 def runs_table(runs: list[RunPaths]) -> None:
     """Past runs with their state, so a crashed or stopped one is easy to spot."""
     rows = []
@@ -127,7 +124,8 @@ def pick_run() -> RunPaths | None:
     keys = [str(r.root) for r in runs]
     active = st.session_state.get("active_run")
     index = keys.index(active) if active in keys else 0
-    chosen = st.selectbox("Run", keys, index=index, format_func=lambda k: _label(RunPaths(Path(k))))
+    chosen = st.selectbox("Run", keys, index=index,
+                          format_func=lambda k: run_label(RunPaths(Path(k))))
     st.session_state["active_run"] = chosen
     return RunPaths(Path(chosen))
 
@@ -166,11 +164,7 @@ def live_view(paths: RunPaths, was_live: bool) -> None:
     prog = run_progress(paths)
     if was_live and prog.state not in LIVE_STATES:
         st.rerun()  # the run just ended: redraw the whole page with its results
-    colour = {"running": "blue", "queued": "blue", "finished": "green", "stopped": "orange",
-              "interrupted": "orange", "failed": "red"}.get(prog.state, "gray")
-    st.subheader(f"Status: :{colour}[{prog.state}]")
-    if prog.message:
-        (st.error if prog.state == "failed" else st.caption)(prog.message)
+    status_header(prog.state, prog.message)
     st.progress(prog.fraction, text=f"iteration {prog.iteration if prog.iteration is not None else '—'}"
                 f" of {max(prog.total_iterations - 1, 0)} · epoch {prog.epochs_done}/{prog.total_epochs}")
     m1, m2, m3, m4 = st.columns(4)

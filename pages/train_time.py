@@ -23,7 +23,7 @@ from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
                                       progress, summarise)
 from explorer_core.vae import VAE_CRITERIA
 from pages._common import (format_int_list, format_seconds, parse_int_list, png_download_button,
-                           require_app_navigation)
+                           require_app_navigation, run_label, status_header)
 
 require_app_navigation()
 
@@ -118,10 +118,6 @@ def setup_form() -> None:
 
 # ------------------------------------------------------------------ choosing a run
 
-def _label(paths: TrainTimePaths) -> str:
-    return f"{paths.root.name} ({paths.root.parent.name})"
-
-
 def pick_run() -> TrainTimePaths | None:
     runs = list_train_time_runs(ROOT)
     if not runs:
@@ -143,7 +139,7 @@ def pick_run() -> TrainTimePaths | None:
     keys = [str(r.root) for r in runs]
     active = st.session_state.get("tt_active")
     chosen = st.selectbox("Comparison", keys, index=keys.index(active) if active in keys else 0,
-                          format_func=lambda k: _label(TrainTimePaths(Path(k))))
+                          format_func=lambda k: run_label(TrainTimePaths(Path(k))))
     st.session_state["tt_active"] = chosen
     return TrainTimePaths(Path(chosen))
 
@@ -194,13 +190,12 @@ def chart_grid(cfg: TrainTimeConfig, epochs: list[dict], rows: list[dict], key: 
             with col:
                 st.altair_chart(made[name], width="stretch")
                 png_download_button(f"{name}.png", made[name], f"{name}.png", f"{key}-{name}")
-    c1, c2 = st.columns(2)
-    with c1:
-        st.altair_chart(made["widths"], width="content")
-        png_download_button("widths.png", made["widths"], "widths.png", f"{key}-widths")
+    st.altair_chart(made["widths"], width="content")  # three panels: a row of its own
+    png_download_button("widths.png", made["widths"], "widths.png", f"{key}-widths")
     if "sizes" in made:
-        with c2:
-            st.altair_chart(made["sizes"], width="content")
+        col, _ = st.columns(2)
+        with col:
+            st.altair_chart(made["sizes"], width="stretch")
             png_download_button("sizes.png", made["sizes"], "sizes.png", f"{key}-sizes")
 
 
@@ -209,11 +204,7 @@ def live_view(paths: TrainTimePaths, was_live: bool) -> None:
     if was_live and prog.state not in LIVE_STATES:
         st.rerun()  # the run just ended: redraw the whole page with its results
     cfg = _config(paths)
-    colour = {"running": "blue", "queued": "blue", "finished": "green", "stopped": "orange",
-              "interrupted": "orange", "failed": "red"}.get(prog.state, "gray")
-    st.subheader(f"Status: :{colour}[{prog.state}]")
-    if prog.message:
-        (st.error if prog.state == "failed" else st.caption)(prog.message)
+    status_header(prog.state, prog.message)
     if cfg is None:
         st.error(f"{paths.root} has no readable config.json")
         return

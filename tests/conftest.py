@@ -50,6 +50,30 @@ def app_test() -> Callable[..., "AppTest"]:
     return make
 
 
+def widget(items, label: str):
+    """The one AppTest widget labelled `label` among `items` (e.g. `at.text_input`)."""
+    found = [w for w in items if w.label == label]
+    assert len(found) == 1, f"no single widget labelled {label!r}: {[w.label for w in items]}"
+    return found[0]
+
+
+def open_page_file(page: str, state: dict | None = None) -> "AppTest":
+    """AppTest of one page file itself (e.g. "pages/iterative.py"), run once.
+
+    Forms are driven on the page file because, under app.py's navigation, AppTest (1.67)
+    drops form submissions made after `switch_page`. `state` is put into Session State
+    before the first run.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / page), default_timeout=APPTEST_TIMEOUT_S)
+    for k, v in (state or {}).items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 @pytest.fixture(scope="session")
 def streamlit_server() -> Iterator[str]:
     """The running app's root URL; the server is stopped when the session ends."""

@@ -8,6 +8,8 @@ import pytest
 from explorer_core import jobs
 from explorer_core.rundir import list_runs, read_status
 
+from conftest import open_page_file, widget
+
 
 @pytest.fixture
 def runs_root(tmp_path, monkeypatch):
@@ -19,25 +21,8 @@ def runs_root(tmp_path, monkeypatch):
         jobs.kill(run)
 
 
-def widget(items, label: str):
-    found = [w for w in items if w.label == label]
-    assert len(found) == 1, f"no single widget labelled {label!r}: {[w.label for w in items]}"
-    return found[0]
-
-
 def open_page(app_test, state: dict | None = None):
-    """The page file itself: under app.py's navigation AppTest (1.67) drops form
-    submissions made after `switch_page`, so forms are driven on the page directly."""
-    from streamlit.testing.v1 import AppTest
-
-    from conftest import APPTEST_TIMEOUT_S, ROOT
-
-    at = AppTest.from_file(str(ROOT / "pages" / "iterative.py"), default_timeout=APPTEST_TIMEOUT_S)
-    for k, v in (state or {}).items():
-        at.session_state[k] = v
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page_file("pages/iterative.py", state)
 
 
 def fill_small_run(at, name: str) -> None:

@@ -9,6 +9,8 @@ from explorer_core import jobs
 from explorer_core.data import list_datasets
 from explorer_core.rundir import default_train_time_root, list_train_time_runs, read_status
 
+from conftest import open_page_file, widget
+
 
 @pytest.fixture
 def runs_root(tmp_path, monkeypatch):
@@ -19,26 +21,8 @@ def runs_root(tmp_path, monkeypatch):
         jobs.kill(run)
 
 
-def widget(items, label: str):
-    found = [w for w in items if w.label == label]
-    assert len(found) == 1, f"no single widget labelled {label!r}: {[w.label for w in items]}"
-    return found[0]
-
-
 def open_page(state: dict | None = None):
-    """The page file itself: under app.py's navigation AppTest (1.67) drops form
-    submissions made after `switch_page`, so forms are driven on the page directly."""
-    from streamlit.testing.v1 import AppTest
-
-    from conftest import APPTEST_TIMEOUT_S, ROOT
-
-    at = AppTest.from_file(str(ROOT / "pages" / "train_time.py"),
-                           default_timeout=APPTEST_TIMEOUT_S)
-    for k, v in (state or {}).items():
-        at.session_state[k] = v
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page_file("pages/train_time.py", state)
 
 
 def start(at) -> None:

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from ..cli import command
+from ..cli import command, read_json_config
 from ..errors import ExplorerError
 from ..rundir import RunPaths
 
@@ -85,14 +84,7 @@ _FLAG_FIELDS = {"name": "name", "dataset": "dataset", "hidden": "hidden", "crite
 def _config_from(args: argparse.Namespace):
     from ..experiment import RunConfig
 
-    base: dict = {}
-    if args.config:
-        try:
-            base = json.loads(args.config.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ExplorerError(f"cannot read {args.config}: {exc}") from None
-        if not isinstance(base, dict):
-            raise ExplorerError(f"{args.config} must hold a JSON object")
+    base = read_json_config(args.config) if args.config else {}
     for flag, field_name in _FLAG_FIELDS.items():
         if getattr(args, flag) is not None:
             base[field_name] = getattr(args, flag)
