@@ -19,8 +19,9 @@ so the model's output is constant (`dead_model`) — reported as such, not as an
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -32,9 +33,10 @@ from .models import MLP, Spec
 from .ranking import keep_for_ratio
 from .surgery import PruneConfig, conv_groups, mlp_layers, prune_structural
 
-# (model, spec, ratio in [0, 1), criterion, calibration data, options) -> (pruned model, spec)
-PruneFn = Callable[[nn.Module, Spec, float, str, "Split | None", CriterionOptions],
-                   tuple[nn.Module, Spec]]
+# (model, spec, ratio in [0, 1), criterion, calibration data, options, precomputed unit
+# scores or None) -> (pruned model, spec)
+PruneFn = Callable[[nn.Module, Spec, float, str, "Split | None", CriterionOptions,
+                    "Mapping[str, torch.Tensor] | None"], tuple[nn.Module, Spec]]
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def _always(model: nn.Module) -> str | None:
 
 def _masked(kind: str) -> PruneFn:
     def prune(model: nn.Module, spec: Spec, ratio: float, criterion: str, data: Split | None,
-              options: CriterionOptions) -> tuple[nn.Module, Spec]:
+              options: CriterionOptions, scores=None) -> tuple[nn.Module, Spec]:
         return apply_masks(copy_model(model), ratio, kind, method=criterion,
                            seed=options.seed), dict(spec)
     return prune
@@ -92,18 +94,32 @@ def _structural(target: type[nn.Module]) -> PruneFn:
     Torch-Pruning groups, where groups rooted at other layer types keep all units.
     """
     def prune(model: nn.Module, spec: Spec, ratio: float, criterion: str, data: Split | None,
-              options: CriterionOptions) -> tuple[nn.Module, Spec]:
+              options: CriterionOptions, scores=None) -> tuple[nn.Module, Spec]:
         if isinstance(model, MLP):
             keep = [keep_for_ratio(model.get_submodule(n).out_features, ratio)
                     for n in mlp_layers(model)]
         else:
             keep = [keep_for_ratio(units, ratio)
                     if isinstance(model.get_submodule(root), target) else units
-                    for root, units in conv_groups(model, spec)]
-        config = PruneConfig(criterion, keep=keep, options=options)
+                    for root, units in _groups(model, spec)]
+        config = PruneConfig(criterion, keep=keep, options=options, scores=scores)
         result = prune_structural(model, spec, config, data)
         return result.model, result.spec
     return prune
+
+
+_GROUPS: dict[str, list[tuple[str, int]]] = {}
+
+
+def _groups(model: nn.Module, spec: Spec) -> list[tuple[str, int]]:
+    """`surgery.conv_groups`, traced once per architecture (spec and every layer's width)."""
+    shape = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
+    key = json.dumps([spec, shape], sort_keys=True, default=str)
+    if key not in _GROUPS:
+        if len(_GROUPS) > 64:
+            _GROUPS.clear()
+        _GROUPS[key] = conv_groups(model, spec)
+    return _GROUPS[key]
 
 
 _MASK_CRITERIA = tuple(MASK_METHODS)          # magnitude, random

@@ -149,7 +149,7 @@ def write_status(paths: RunPaths, state: str, **fields: Any) -> dict:
     status = read_json(paths.status, {}) or {}
     status.update(fields)
     status.update(state=state, heartbeat=time.time())
-    atomic_write_json(paths.status, status)
+    atomic_write_json(paths.status, status, durable=False)  # a progress report: see fileio
     return status
 
 
@@ -165,12 +165,14 @@ def read_status(paths: RunPaths) -> dict:
 
 
 def append_event(paths: RunPaths, event: dict) -> None:
-    """One JSON object per line; a torn last line is ignored by `read_events`."""
+    """One JSON object per line; a torn last line is ignored by `read_events`.
+
+    Not fsynced: events drive live charts, and what a resume needs is in the durable
+    files (checkpoints, tables, cell files); a killed process loses no written line.
+    """
     line = json.dumps({**event, "time": time.time()}, sort_keys=True) + "\n"
     with open(paths.events, "a", encoding="utf-8") as fh:
         fh.write(line)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def read_events(paths: RunPaths) -> list[dict]:

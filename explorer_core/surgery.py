@@ -57,6 +57,9 @@ class PruneConfig:
     options: CriterionOptions = field(default_factory=CriterionOptions)
     normaliser: str = "max"
     min_fraction: float = 0.0
+    # Scores of `score_layers(model, spec)` computed by the caller for this very model:
+    # a sweep pruning one baseline at many ratios computes each criterion once.
+    scores: Mapping[str, torch.Tensor] | None = None
 
     def validate(self) -> "PruneConfig":
         get_criterion(self.criterion)
@@ -158,12 +161,30 @@ def _prune_mlp_family(model: nn.Module, spec: Spec, config: PruneConfig,
     names = mlp_layers(model)
     if not names:
         raise ExplorerError("this model has no hidden layer, so it has no neurons to prune")
-    scores = compute_scores(model, config.criterion, data, names, config.options)
+    scores = _scores(model, config, data, names)
     kept = choose(scores, config.ranking())
     pruned = prune_mlp(model, kept)
     dense = {n: lin.out_features for n, lin in zip(names, model.linears())}
     return PruneResult(pruned, spec_of(pruned, spec), {n: kept[n].tolist() for n in names},
                        scores, dense)
+
+
+def _scores(model: nn.Module, config: PruneConfig, data: Split | None,
+            layers: list[str]) -> dict[str, torch.Tensor]:
+    """The config's precomputed scores for `layers`, or freshly computed ones."""
+    if config.scores is None:
+        return compute_scores(model, config.criterion, data, layers, config.options)
+    missing = [n for n in layers if n not in config.scores]
+    if missing:
+        raise ExplorerError(f"precomputed scores lack layer(s) {', '.join(missing[:3])}")
+    return {n: config.scores[n] for n in layers}
+
+
+def score_layers(model: nn.Module, spec: Mapping[str, Any]) -> list[str]:
+    """The layers whose scores structural pruning of `model` ranks on (for precomputing)."""
+    if isinstance(model, MLP):
+        return mlp_layers(model)
+    return _coupled_layers(_build_graph(model, dict(spec)))
 
 
 def prune_to_widths(model: MLP, widths: list[int], criterion: str, data: Split | None = None,
@@ -297,7 +318,7 @@ def _prune_graph_family(model: nn.Module, spec: Spec, config: PruneConfig, data:
     g = _build_graph(pruned, spec)
     if not g.groups:
         raise ExplorerError("this model has no prunable channel groups")
-    raw = compute_scores(pruned, config.criterion, data, _coupled_layers(g), config.options)
+    raw = _scores(pruned, config, data, _coupled_layers(g))
     importance = CriterionImportance(raw, g.names)
     scores: dict[str, torch.Tensor] = {}
     for root, group in zip(g.roots, g.groups):

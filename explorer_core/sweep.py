@@ -36,7 +36,7 @@ from torch import nn
 from . import __version__
 from .cache import Baseline, get_baseline
 from .checkpoint import save_checkpoint
-from .criteria import CRITERIA, CriterionOptions
+from .criteria import CRITERIA, CriterionOptions, compute_scores
 from .data import Dataset, availability, get_info, load_dataset
 from .errors import Cancelled, ExplorerError
 from .fileio import atomic_write_json
@@ -49,7 +49,9 @@ from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_mode
                             pruned_widths)
 from .rundir import (SweepPaths, append_event, default_sweeps_root, new_run_dir, read_json,
                      write_status)
-from .training import OPTIMIZERS, TrainConfig, evaluate, resolve_device, train
+from .surgery import score_layers
+from .training import (OPTIMIZERS, TrainConfig, evaluate, idle_cores, resolve_device,
+                       train)
 
 DEFAULT_RATIOS = [round(i / 10, 1) for i in range(11)]
 BATCH_PRESETS = (32, 256, 4000, 60000)
@@ -287,6 +289,9 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
         the_plan = plan(cfg)
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
+    # As many torch threads as cores are idle now: two threads on a shared 2-core box
+    # collapse (see training.cpu_threads_for); scoring and evaluation run on these.
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), idle_cores())))
     write_tables(paths)  # the CSV matches the finished cells before lines are appended
     done = paths.finished_cells()
     todo = [c for c in the_plan.cells if c.id not in done]
@@ -327,6 +332,7 @@ class _Dense:
     costs: CostReport
     test_loss: float
     test_acc: float
+    scores: dict = field(default_factory=dict)  # criterion → unit scores (or its error)
 
 
 class _Runner:
@@ -437,10 +443,12 @@ class _Runner:
             return base, dense.spec  # nothing to prune, nothing to fine-tune
         options = CriterionOptions(seed=cell.seed, max_samples=self.cfg.calibration_samples)
         needs_data = cell.criterion in CRITERIA and CRITERIA[cell.criterion].needs_data
+        data = dense.data.train if needs_data else None
         t0 = time.perf_counter()
-        model, spec = PRUNING_TYPES[cell.type].prune(base, dense.spec, cell.ratio, cell.criterion,
-                                                     dense.data.train if needs_data else None,
-                                                     options)
+        kind = PRUNING_TYPES[cell.type]
+        scores = self._scores(cell, dense, data, options) if kind.structural else None
+        model, spec = kind.prune(base, dense.spec, cell.ratio, cell.criterion, data, options,
+                                 scores)
         row["prune_seconds"] = time.perf_counter() - t0
         if self.cfg.finetune_epochs:
             t0 = time.perf_counter()
@@ -449,6 +457,24 @@ class _Runner:
             row["finetune_seconds"] = time.perf_counter() - t0
         model.eval()
         return model, spec
+
+    def _scores(self, cell: Cell, dense: _Dense, data, options: CriterionOptions):
+        """A criterion's unit scores on the group's baseline, computed once for all ratios.
+
+        Scores depend on the dense model and the calibration data, not on the ratio, so
+        the ten ratios of a default grid share one computation (a failure is kept too).
+        """
+        if cell.criterion not in dense.scores:
+            try:
+                layers = score_layers(dense.baseline.model, dense.spec)
+                dense.scores[cell.criterion] = compute_scores(
+                    dense.baseline.model, cell.criterion, data, layers, options)
+            except ExplorerError as exc:
+                dense.scores[cell.criterion] = exc
+        found = dense.scores[cell.criterion]
+        if isinstance(found, ExplorerError):
+            raise found
+        return found
 
     def _cell_costs(self, model: nn.Module, spec: Spec, cell: Cell, dense: _Dense,
                     status: str) -> dict:
@@ -494,4 +520,3 @@ class _Runner:
         self.done += 1
         self.emit({"type": "cell", "cell_id": cell.id, "status": full["status"],
                    "test_acc": full.get("test_acc"), "index": self.done})
-        write_status(self.paths, "running", cells_done=self.done)

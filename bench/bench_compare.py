@@ -1,0 +1,96 @@
+"""Compare sweeps: cells per minute on a Digits grid, and where the time goes.
+
+    python3 bench/bench_compare.py                  # the default grid below
+    python3 bench/bench_compare.py --finetune 0     # one-shot cells
+
+The grid: MLP (256-64) and CNN on Digits × batch sizes 32 and 256 × neuron, structured
+and weight pruning × criteria l1, taylor and magnitude × ratios 0, 10, …, 100 % × one
+fine-tuning epoch; dense baselines 5 epochs, trained fresh (an empty models_cache).
+
+`execute` runs in this process after a warm-up (imports and the dataset, which a
+worker pays once per sweep and which is printed separately); every outermost call of `training.train` and
+`training.evaluate` is timed (an epoch's own evaluations count as training). Everything
+else — scoring, surgery, dependency graphs, cost measurement (MACs, FLOPs, latency),
+checkpoints, tables — is the harness's overhead. Prints cells per minute and the
+share of wall time spent outside training and evaluation (the issue's target: < 10 %),
+then the overhead broken down by the per-cell timings the sweep records.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _timed(fn, clock: dict):
+    """Wrap fn so its outermost calls add their wall time to clock['inside']."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if clock["depth"]:
+            return fn(*args, **kwargs)
+        clock["depth"] += 1
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            clock["inside"] += time.perf_counter() - t0
+            clock["depth"] -= 1
+    return wrapper
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--finetune", type=int, default=1, help="fine-tuning epochs per cell")
+    parser.add_argument("--dense-epochs", type=int, default=5)
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-compare-"))
+    os.environ["EXPLORER_CACHE"] = str(scratch / "cache")
+    t0 = time.perf_counter()
+    from explorer_core import cache, sweep, training
+    from explorer_core.data import load_dataset
+    from explorer_core.sweep_results import results_frame
+    load_dataset("digits")  # imports scikit-learn: once per worker process
+    start_up = time.perf_counter() - t0
+
+    clock = {"inside": 0.0, "depth": 0}
+    for module in (sweep, cache):  # the names the sweep and the baseline cache call
+        module.train = _timed(training.train, clock)
+        module.evaluate = _timed(training.evaluate, clock)
+
+    cfg = sweep.SweepConfig(
+        name="bench", models=["mlp", "cnn"], datasets=["digits"], batch_sizes=[32, 256],
+        types=["neuron", "structured", "weight"], criteria=["l1", "taylor", "magnitude"],
+        ratios=[round(i / 10, 1) for i in range(11)], finetune_epochs=args.finetune,
+        dense_epochs=args.dense_epochs)
+    paths = sweep.create_sweep(cfg, scratch / "sweeps")
+    t0 = time.perf_counter()
+    status = sweep.execute(paths)
+    wall = time.perf_counter() - t0
+    assert status["state"] == "finished", status
+
+    df = results_frame(paths)
+    cells = len(df)
+    outside = wall - clock["inside"]
+    print(f"grid: {cells} cells ({len(df.groupby(['model', 'batch_size']))} baselines trained "
+          f"fresh), fine-tune {args.finetune} epoch(s)")
+    print(f"worker start-up before the sweep (imports, loading Digits): {start_up:.1f} s, "
+          "once per sweep, not counted below")
+    print(f"wall time {wall:.1f} s  →  {60 * cells / wall:.0f} cells per minute")
+    print(f"training + evaluation {clock['inside']:.1f} s; outside them {outside:.1f} s "
+          f"= {100 * outside / wall:.1f} % of the wall time (target < 10 %)")
+    for column, what in (("prune_seconds", "scoring + surgery"),
+                         ("cost_seconds", "cost measurement (MACs, FLOPs, latency)")):
+        total = df[column].fillna(0).sum()
+        print(f"  {what}: {total:.1f} s ({100 * total / wall:.1f} %)")
+
+
+if __name__ == "__main__":
+    main()
