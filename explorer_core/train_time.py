@@ -666,13 +666,42 @@ def write_summary(paths: TrainTimePaths, cfg: TrainTimeConfig) -> list[Path]:
 
 @dataclass
 class TrainTimeProgress(RunProgress):
-    """The live view's numbers (`results.run_progress`) plus the saved (variant, seed) runs."""
+    """The live view's numbers (`results.run_progress`) plus the saved (variant, seed) runs.
+
+    `work_*` count epochs as computed: an epoch of the shared prefix is one computation
+    but one event per variant, so counting events would make the ETA three times too
+    optimistic while the prefix runs.
+    """
     units_done: int = 0
     total_units: int = 0
+    work_done: float = 0.0
+    work_total: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        return min(self.work_done / self.work_total, 1.0) if self.work_total else 0.0
 
 
 def progress(paths: TrainTimePaths, now: float | None = None) -> TrainTimeProgress:
-    """From status.json, events.jsonl and the saved final models only (pages poll this)."""
+    """From config.json, status.json, events.jsonl and the saved final models (pages poll this)."""
     base = run_progress(paths, now)
-    return TrainTimeProgress(**vars(base), units_done=len(paths.completed_units()),
-                             total_units=int(read_status(paths).get("total_units") or 0))
+    status = read_status(paths)
+    prog = TrainTimeProgress(**vars(base), units_done=len(paths.completed_units()),
+                             total_units=int(status.get("total_units") or 0))
+    try:
+        cfg = load_config(paths)
+    except ExplorerError:
+        return prog
+
+    def work(events: list[dict]) -> float:
+        return sum(1 / len(cfg.variants) if e.get("epoch", 0) <= cfg.initial_epochs else 1
+                   for e in events)
+
+    prog.work_total = float(len(cfg.seeds) * (cfg.initial_epochs + (cfg.epochs - cfg.initial_epochs)
+                                              * len(cfg.variants)))
+    prog.work_done = work(base.epochs)
+    started = status.get("started")
+    recent = work([e for e in base.epochs if started and e.get("time", 0) >= started])
+    if base.eta is not None and recent > 0:
+        prog.eta = max(0.0, (prog.work_total - prog.work_done) * base.elapsed / recent)
+    return prog

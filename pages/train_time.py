@@ -210,8 +210,8 @@ def live_view(paths: TrainTimePaths, was_live: bool) -> None:
         return
     st.caption(_describe(cfg))
     last = prog.epochs[-1] if prog.epochs else {}
-    st.progress(prog.fraction, text=f"epoch events {prog.epochs_done}/{prog.total_epochs} · "
-                f"seed {last.get('seed', '—')}, epoch {last.get('epoch', '—')} · "
+    st.progress(prog.fraction, text=f"{prog.work_done:.0f} of {prog.work_total:.0f} epochs "
+                f"trained · now seed {last.get('seed', '—')}, epoch {last.get('epoch', '—')} · "
                 f"{prog.units_done}/{prog.total_units} variant runs saved")
     m1, m2, m3 = st.columns(3)
     m1.metric("Elapsed", format_seconds(prog.elapsed))

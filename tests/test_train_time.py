@@ -114,6 +114,8 @@ def test_results_summary_history_and_charts(small_run):
     prog = progress(small_run)
     assert (prog.state, prog.epochs_done, prog.total_epochs, prog.units_done,
             prog.total_units, prog.fraction) == ("finished", 15, 15, 3, 3, 1.0)
+    # 2 shared epochs computed once, then 3 epochs for each of the 3 variants
+    assert prog.work_total == 11 and prog.work_done == pytest.approx(11)
 
 
 def test_same_seed_same_curves_other_seed_other_curves(tmp_path, small_run):
