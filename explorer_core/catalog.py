@@ -10,7 +10,6 @@ more than tensors is refused before any of its code could run.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import math
 import os
 import time
 import traceback
@@ -398,7 +397,6 @@ class _Runner:
 
     # -- one cell
     def _run_cell(self, cell: Cell, dense: _Dense) -> dict:
-        kind = PRUNING_TYPES[cell.type]
         b = dense.baseline
         row: dict[str, Any] = {
             "status": "ok", "note": "", "prune_seconds": 0.0, "finetune_seconds": 0.0,

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+import time
+from pathlib import Path
+from typing import Any, Sequence
 
 import altair as alt
+import pandas as pd
 import streamlit as st
 
 from explorer_core.charts import chart_png_bytes
@@ -55,8 +58,26 @@ STATE_COLOURS = {"running": "blue", "queued": "blue", "finished": "green", "stop
 
 
 def run_label(paths: Any) -> str:
-    """'<name> (<YYYY-MM-DD>)': how run pickers name a run folder."""
-    return f"{paths.root.name} ({paths.root.parent.name})"
+    """'<name> (<YYYY-MM-DD>)': how run pickers name a run folder (paths or a folder)."""
+    root = Path(getattr(paths, "root", paths))
+    return f"{root.name} ({root.parent.name})"
+
+
+def run_picker(runs: Sequence[Any], rows: list[dict], label: str, state_key: str,
+               what: str) -> Path:
+    """Past runs as a table (so a crashed or stopped one is easy to spot) and a picker
+    that remembers the choice across reruns; returns the chosen run's folder.
+
+    `rows` are the table's rows, one per run; `what` names them ("runs", "sweeps").
+    """
+    with st.expander(f"All {what} ({len(runs)})"):
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    keys = [str(r.root) for r in runs]
+    active = st.session_state.get(state_key)
+    chosen = st.selectbox(label, keys, index=keys.index(active) if active in keys else 0,
+                          format_func=run_label)
+    st.session_state[state_key] = chosen
+    return Path(chosen)
 
 
 def status_header(state: str, message: str = "") -> None:
@@ -64,6 +85,21 @@ def status_header(state: str, message: str = "") -> None:
     st.subheader(f"Status: :{STATE_COLOURS.get(state, 'gray')}[{state}]")
     if message:
         (st.error if state == "failed" else st.caption)(message)
+
+
+def run_name_input(key: str, prefix: str, label: str = "Run name") -> str:
+    """The run name field: a timestamped default, kept while the user edits it.
+
+    A new default on every script run would wipe what the user typed; after a start,
+    `renew_run_name(key)` makes the next run get a fresh one so a name is not reused.
+    """
+    if key not in st.session_state or st.session_state.pop(f"{key}_renew", False):
+        st.session_state[key] = time.strftime(f"{prefix}-%Y%m%d-%H%M%S")
+    return st.text_input(label, key=key)
+
+
+def renew_run_name(key: str) -> None:
+    st.session_state[f"{key}_renew"] = True
 
 
 def read_json_upload(uploaded: Any) -> Any:

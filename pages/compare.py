@@ -6,9 +6,6 @@ the sweep folder while cells arrive. Nothing here computes: it calls explorer_co
 """
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
@@ -23,7 +20,8 @@ from explorer_core.rundir import SweepPaths, default_sweeps_root, list_sweeps, r
 from explorer_core.sweep import BATCH_PRESETS, DEFAULT_RATIOS, SweepConfig, create_sweep, plan
 from explorer_core.sweep_results import (pareto_mask, progress, results_frame, speedups,
                                          summary_frame)
-from pages._common import format_seconds, parse_int_list, png_download_button, require_app_navigation
+from pages._common import (format_seconds, parse_int_list, png_download_button, renew_run_name,
+                           require_app_navigation, run_name_input, run_picker, status_header)
 
 require_app_navigation()
 
@@ -112,10 +110,7 @@ def setup_form() -> None:
             latency_repeats = m3.number_input("Latency repeats (0 = no timing)", 0, 1000, 10)
             save = m3.checkbox("Save every pruned model (for Inspect)", True)
             use_cache = m3.checkbox("Share dense baselines via models_cache/", True)
-        if "new_sweep_name" not in st.session_state or st.session_state.pop("renew_sweep_name",
-                                                                             False):
-            st.session_state["new_sweep_name"] = time.strftime("sweep-%Y%m%d-%H%M%S")
-        name = st.text_input("Sweep name", key="new_sweep_name")
+        name = run_name_input("new_sweep_name", "sweep", "Sweep name")
         try:
             cfg = SweepConfig(
                 name=name.strip(), models=models, datasets=chosen_data,
@@ -140,7 +135,7 @@ def setup_form() -> None:
                 st.error(str(exc))
                 return
             st.session_state["active_sweep"] = str(paths.root)
-            st.session_state["renew_sweep_name"] = True
+            renew_run_name("new_sweep_name")
             st.toast(f"Started {cfg.name}: {facts['cells']} cells")
             st.rerun()
 
@@ -161,10 +156,6 @@ def _grid_summary(facts: dict) -> None:
 
 # ------------------------------------------------------------------ picking and watching
 
-def _label(paths: SweepPaths) -> str:
-    return f"{paths.root.name} ({paths.root.parent.name})"
-
-
 def pick_sweep() -> SweepPaths | None:
     sweeps = list_sweeps(SWEEPS_ROOT)
     if not sweeps:
@@ -178,14 +169,7 @@ def pick_sweep() -> SweepPaths | None:
                      "state": status.get("state", "?"),
                      "cells done": len(s.finished_cells()), "of": status.get("total_cells"),
                      "message": status.get("message", "")})
-    with st.expander(f"All sweeps ({len(sweeps)})"):
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    keys = [str(s.root) for s in sweeps]
-    active = st.session_state.get("active_sweep")
-    chosen = st.selectbox("Sweep", keys, index=keys.index(active) if active in keys else 0,
-                          format_func=lambda k: _label(SweepPaths(Path(k))))
-    st.session_state["active_sweep"] = chosen
-    return SweepPaths(Path(chosen))
+    return SweepPaths(run_picker(sweeps, rows, "Sweep", "active_sweep", "sweeps"))
 
 
 def controls(paths: SweepPaths, state: str, done: int, total: int) -> None:
@@ -207,11 +191,7 @@ def live_view(paths: SweepPaths, was_live: bool) -> None:
     prog = progress(paths)
     if was_live and prog.state not in LIVE_STATES:
         st.rerun()  # the sweep just ended: redraw the page with its final results
-    colour = {"running": "blue", "queued": "blue", "finished": "green", "stopped": "orange",
-              "interrupted": "orange", "failed": "red"}.get(prog.state, "gray")
-    st.subheader(f"Status: :{colour}[{prog.state}]")
-    if prog.message:
-        (st.error if prog.state == "failed" else st.caption)(prog.message)
+    status_header(prog.state, prog.message)
     st.progress(prog.fraction, text=f"{prog.cells_done} of {prog.total_cells} cells"
                 + (f" · {prog.activity}" if prog.activity else ""))
     m1, m2, m3 = st.columns(3)

@@ -5,7 +5,6 @@ redraws from the run folder, so switching pages or closing the tab loses nothing
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -19,8 +18,8 @@ from explorer_core.experiment import RunConfig, create_run, plan
 from explorer_core.results import (concatenate, deployment_costs, iteration_rows, recommend,
                                    run_progress)
 from explorer_core.rundir import RunPaths, default_runs_root, list_runs, read_status
-from pages._common import (format_seconds, parse_int_list, require_app_navigation, run_label,
-                           status_header)
+from pages._common import (format_seconds, parse_int_list, renew_run_name,
+                           require_app_navigation, run_name_input, run_picker, status_header)
 
 require_app_navigation()
 
@@ -74,11 +73,7 @@ def setup_form() -> None:
             lr = c3.number_input("Learning rate", 1e-6, 10.0, 1e-3, format="%.5f")
             batch = c3.number_input("Batch size", 1, 100000, 64)
             seed = c3.number_input("Seed", 0, 2**31 - 1, 0)
-            # a fixed default (a new one each run would wipe what the user typed), renewed
-            # after a start so the next run does not reuse the name
-            if "new_run_name" not in st.session_state or st.session_state.pop("renew_run_name", False):
-                st.session_state["new_run_name"] = time.strftime("run-%Y%m%d-%H%M%S")
-            name = st.text_input("Run name", key="new_run_name")
+            name = run_name_input("new_run_name", "run")
             submitted = st.form_submit_button("Start run", type="primary")
         if missing:
             st.caption("Not available offline: " + " · ".join(missing))
@@ -97,21 +92,8 @@ def setup_form() -> None:
         st.error(str(exc))
         return
     st.session_state["active_run"] = str(paths.root)
-    st.session_state["renew_run_name"] = True
+    renew_run_name("new_run_name")
     st.toast(f"Started {cfg.name}: {len(plan(cfg))} iterations")
-
-
-def runs_table(runs: list[RunPaths]) -> None:
-    """Past runs with their state, so a crashed or stopped one is easy to spot."""
-    rows = []
-    for r in runs:
-        status = read_status(r)
-        rows.append({"run": r.root.name, "date": r.root.parent.name,
-                     "state": status.get("state", "?"),
-                     "iterations done": len(r.completed_iterations()),
-                     "of": status.get("total_iterations"), "message": status.get("message", "")})
-    with st.expander(f"All runs ({len(runs)})"):
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
 def pick_run() -> RunPaths | None:
@@ -120,14 +102,14 @@ def pick_run() -> RunPaths | None:
         st.info("No runs yet: set one up above. Iteration 0 trains the dense model, then each "
                 "iteration prunes to the next row of the schedule.")
         return None
-    runs_table(runs)
-    keys = [str(r.root) for r in runs]
-    active = st.session_state.get("active_run")
-    index = keys.index(active) if active in keys else 0
-    chosen = st.selectbox("Run", keys, index=index,
-                          format_func=lambda k: run_label(RunPaths(Path(k))))
-    st.session_state["active_run"] = chosen
-    return RunPaths(Path(chosen))
+    rows = []
+    for r in runs:
+        status = read_status(r)
+        rows.append({"run": r.root.name, "date": r.root.parent.name,
+                     "state": status.get("state", "?"),
+                     "iterations done": len(r.completed_iterations()),
+                     "of": status.get("total_iterations"), "message": status.get("message", "")})
+    return RunPaths(run_picker(runs, rows, "Run", "active_run", "runs"))
 
 
 def controls(paths: RunPaths, state: str) -> None:

@@ -9,6 +9,8 @@ import pytest
 from explorer_core import jobs
 from explorer_core.rundir import list_sweeps, read_status
 
+from conftest import open_page_file, widget
+
 
 @pytest.fixture
 def sweeps_root(tmp_path, monkeypatch):
@@ -20,21 +22,8 @@ def sweeps_root(tmp_path, monkeypatch):
         jobs.kill(sweep)
 
 
-def widget(items, label: str):
-    found = [w for w in items if w.label == label]
-    assert len(found) == 1, f"no single widget labelled {label!r}: {[w.label for w in items]}"
-    return found[0]
-
-
 def open_page():
-    from streamlit.testing.v1 import AppTest
-
-    from conftest import APPTEST_TIMEOUT_S, ROOT
-
-    at = AppTest.from_file(str(ROOT / "pages" / "compare.py"), default_timeout=APPTEST_TIMEOUT_S)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page_file("pages/compare.py")
 
 
 def infos(at) -> str:

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from ..cli import command
+from ..cli import command, read_json_config
 from ..errors import ExplorerError
 from ..rundir import SweepPaths
 
@@ -61,14 +60,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def _config_from(args: argparse.Namespace):
     from ..sweep import SweepConfig
 
-    base: dict = {}
-    if args.config:
-        try:
-            base = json.loads(args.config.read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ExplorerError(f"cannot read {args.config}: {exc}") from None
-        if not isinstance(base, dict):
-            raise ExplorerError(f"{args.config} must hold a JSON object")
+    base = read_json_config(args.config) if args.config else {}
     for name in _FLAG_FIELDS:
         if getattr(args, name) is not None:
             base[name] = getattr(args, name)
