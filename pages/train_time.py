@@ -5,7 +5,6 @@ up, then redraws from the run folder, so leaving the page or closing the tab los
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +22,8 @@ from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
                                       progress, summarise)
 from explorer_core.vae import VAE_CRITERIA
 from pages._common import (format_int_list, format_seconds, parse_int_list, png_download_button,
-                           require_app_navigation, run_label, status_header)
+                           renew_run_name, require_app_navigation, run_label, run_name_input,
+                           status_header)
 
 require_app_navigation()
 
@@ -87,9 +87,7 @@ def setup_form() -> None:
                                   "show the mean (and the min–max band) over seeds.")
             batch = c3.number_input("Batch size", 1, 100_000, DEFAULTS.batch_size)
             lr = c3.number_input("Learning rate", 1e-6, 10.0, DEFAULTS.lr, format="%.5f")
-            if "tt_name" not in st.session_state or st.session_state.pop("tt_renew_name", False):
-                st.session_state["tt_name"] = time.strftime("tt-%Y%m%d-%H%M%S")
-            name = st.text_input("Run name", key="tt_name")
+            name = run_name_input("tt_name", "tt")
             submitted = st.form_submit_button("Start comparison", type="primary")
         if missing:
             st.caption("Not available offline: " + " · ".join(missing))
@@ -111,7 +109,7 @@ def setup_form() -> None:
         st.error(str(exc))
         return
     st.session_state["tt_active"] = str(paths.root)
-    st.session_state["tt_renew_name"] = True
+    renew_run_name("tt_name")
     st.toast(f"Started {cfg.name}: {len(cfg.prune_points())} prunes, "
              f"{len(variants)} variants × {len(cfg.seeds)} seed(s)")
 
