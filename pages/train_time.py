@@ -22,7 +22,7 @@ from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
                                       progress, summarise)
 from explorer_core.vae import VAE_CRITERIA
 from pages._common import (format_int_list, format_seconds, parse_int_list, png_download_button,
-                           renew_run_name, require_app_navigation, run_label, run_name_input,
+                           renew_run_name, require_app_navigation, run_name_input, run_picker,
                            status_header)
 
 require_app_navigation()
@@ -132,14 +132,7 @@ def pick_run() -> TrainTimePaths | None:
                      "state": status.get("state", "?"),
                      "runs saved": f"{len(r.completed_units())}/{status.get('total_units', '?')}",
                      "message": status.get("message", "")})
-    with st.expander(f"All comparisons ({len(runs)})"):
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    keys = [str(r.root) for r in runs]
-    active = st.session_state.get("tt_active")
-    chosen = st.selectbox("Comparison", keys, index=keys.index(active) if active in keys else 0,
-                          format_func=lambda k: run_label(TrainTimePaths(Path(k))))
-    st.session_state["tt_active"] = chosen
-    return TrainTimePaths(Path(chosen))
+    return TrainTimePaths(run_picker(runs, rows, "Comparison", "tt_active", "comparisons"))
 
 
 def _config(paths: TrainTimePaths) -> TrainTimeConfig | None:
