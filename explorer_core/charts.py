@@ -397,6 +397,19 @@ def train_time_charts(task: str, epochs: list[dict], rows: list[dict], labels: d
 
 # ------------------------------------------------------------------ compare sweeps
 
+# One colour per criterion on every chart (random in grey: the baseline to beat).
+CRITERION_COLOURS = {"interval_adjoint": "#4c78a8", "l1": "#f58518", "l2": "#e45756",
+                     "taylor": "#54a24b", "contribution": "#72b7b2", "kmeans": "#eeca3b",
+                     "magnitude": "#b279a2", "random": "#9d9d9d"}
+
+
+def _criterion_colour(frame: pd.DataFrame, **legend) -> alt.Color:
+    present = [c for c in CRITERION_COLOURS if c in set(frame["criterion"])]
+    return alt.Color("criterion:N", title="Criterion", legend=alt.Legend(**legend),
+                     scale=alt.Scale(domain=present,
+                                     range=[CRITERION_COLOURS[c] for c in present]))
+
+
 def _compare_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """Summary rows with display columns: percent, panel label, ± band bounds."""
     f = summary.copy()
@@ -415,7 +428,9 @@ def compare_ratio_chart(summary: pd.DataFrame) -> alt.FacetChart:
     f = _compare_frame(summary)
     many_batches = f["Batch"].nunique() > 1
     x = alt.X("Ratio (%):Q", title="Pruned (%)", scale=alt.Scale(domain=[0, 100]))
-    colour = alt.Color("criterion:N", title="Criterion")
+    # one legend for both layers (they share the scale; `legend=None` on the band would
+    # remove it), with opaque swatches although the band is faint
+    colour = _criterion_colour(f, symbolOpacity=1)
     line_enc = dict(x=x, y=alt.Y("test_acc_mean:Q", title="Test accuracy (%)",
                                  scale=alt.Scale(domain=[0, 100])),
                     color=colour,
@@ -427,15 +442,15 @@ def compare_ratio_chart(summary: pd.DataFrame) -> alt.FacetChart:
     if many_batches:
         line_enc["strokeDash"] = alt.StrokeDash("Batch:N", title="Batch size")
     base = alt.Chart()
-    band = base.mark_area(opacity=0.15).encode(  # no legend: its swatches would be faint
-        x=x, y="Low:Q", y2="High:Q", color=alt.Color("criterion:N", legend=None),
-        detail="Batch:N")
+    band = base.mark_area(opacity=0.15).encode(x=x, y="Low:Q", y2="High:Q", color=colour,
+                                               detail="Batch:N")
     line = base.mark_line(point=True).encode(**line_enc)
+    columns = max(1, f["type"].nunique())
+    # panels narrow enough that the legend beside them stays inside the page's width
     return (alt.layer(band, line, data=f)
-            .properties(width=260, height=200)
+            .properties(width=max(160, 600 // columns), height=190)
             .facet(row=alt.Row("Panel:N", title=None), column=alt.Column("type:N", title=None),
-                   title="Accuracy vs pruning ratio")
-            .configure_legend(orient="bottom"))  # beside three panels it would be clipped
+                   title="Accuracy vs pruning ratio"))
 
 
 def compare_pareto_chart(summary: pd.DataFrame, front: pd.Series) -> alt.LayerChart:
@@ -449,8 +464,7 @@ def compare_pareto_chart(summary: pd.DataFrame, front: pd.Series) -> alt.LayerCh
               scale=alt.Scale(type="log", nice=False, padding=16))
     y = alt.Y("test_acc_mean:Q", title="Test accuracy (%)")
     points = alt.Chart(f).mark_point(filled=True, size=60, opacity=0.8).encode(
-        x=x, y=y, color=alt.Color("criterion:N", title="Criterion"),
-        shape=alt.Shape("type:N", title="Type"),
+        x=x, y=y, color=_criterion_colour(f), shape=alt.Shape("type:N", title="Type"),
         tooltip=["model:N", "dataset:N", "Batch:N", "type:N", "criterion:N",
                  alt.Tooltip("Ratio (%):Q", format=".0f"),
                  alt.Tooltip("macs_mean:Q", title="MACs", format=",.0f"),

@@ -246,7 +246,7 @@ def results_section(paths: SweepPaths, live: bool) -> None:
             if len(datasets) > 1 and not live else datasets[0]
         subset = summary[summary["dataset"] == dataset].reset_index(drop=True)
         chart = charts.compare_pareto_chart(subset, pareto_mask(subset))
-        st.altair_chart(chart, width="content")
+        st.altair_chart(chart, width="stretch")
         st.caption("Every grid point (mean over repeats) on one dataset; dead models (100 %) "
                    "have no MACs and are left out. Hover for model, ratio and criterion.")
         if not live:
