@@ -255,7 +255,7 @@ def _variant_colour(labels: dict[str, str]) -> alt.Color:
     return alt.Color("Variant:N", title="Variant", sort=[labels[k] for k in keys],
                      scale=alt.Scale(domain=[labels[k] for k in keys],
                                      range=[TRAIN_TIME_COLOURS[k] for k in keys]),
-                     legend=alt.Legend(symbolOpacity=1, symbolType="circle"))
+                     legend=alt.Legend(symbolOpacity=1, symbolType="circle", orient="bottom"))
 
 
 def _epoch_means(epochs: list[dict], metric: str, labels: dict[str, str]) -> pd.DataFrame:
