@@ -213,13 +213,15 @@ def _app_state(page) -> str:
 
 
 def wait_for_charts(page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
-    """Wait until every Altair/Vega-Lite chart on the page has drawn its marks.
+    """Wait until every visible Altair/Vega-Lite chart on the page has drawn its marks.
 
     vega-embed draws after the script run ends, so `wait_for_app` alone can see empty charts.
+    Charts in an inactive tab are skipped: one that stretches to its container has no
+    width there and is drawn when its tab is shown.
     """
     page.wait_for_function("""() => [...document.querySelectorAll(
-        '[data-testid="stVegaLiteChart"]')].every(c => c.querySelector('svg .role-frame, canvas'))""",
-                           timeout=timeout_ms)
+        '[data-testid="stVegaLiteChart"]')].filter(c => c.offsetParent !== null)
+        .every(c => c.querySelector('svg .role-frame, canvas'))""", timeout=timeout_ms)
 
 
 def chart_marks(page, index: int = 0) -> list[str]:
