@@ -19,7 +19,7 @@ PAGES = {
         st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:",
                 url_path="compare"),
         st.Page("pages/train_time.py", title="Train-time pruning", icon=":material/timeline:",
-                url_path="train-time"),
+                url_path="train_time"),
     ],
     "Inspect": [st.Page("pages/inspect.py", title="Inspect", icon=":material/visibility:",
                         url_path="inspect")],

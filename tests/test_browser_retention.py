@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from playwright.sync_api import expect
 
 from browser import chart_marks, open_app, rerun_after, wait_for_charts
@@ -110,6 +112,28 @@ def test_deep_link_on_a_fresh_server_opens_the_page_inside_the_app(browser):
         expect(nav).to_contain_text("Retention curve")
         expect(nav).not_to_contain_text("_common")
         expect(nav).not_to_contain_text("common")
+    finally:
+        context.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("url_path, heading", [("iterative", "Iterative pruning"),
+                                               ("compare", "Compare"),
+                                               ("train_time", "Train-time pruning"),
+                                               ("inspect", "Inspect")])
+def test_every_page_opens_from_a_deep_link_on_a_fresh_server(browser, url_path, heading):
+    """A bookmark to any page works as the first request: no 'Page not found' dialog
+    (Streamlit's pages/ mode names pages by file, so url_path must match the file)."""
+    from browser import start_streamlit
+
+    server = start_streamlit()
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        open_app(page, server.url, url_path)
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        expect(page.get_by_text("Page not found")).to_have_count(0)
+        expect(page.locator('[data-testid="stException"]')).to_have_count(0)
     finally:
         context.close()
         server.stop()
