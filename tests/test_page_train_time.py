@@ -35,15 +35,16 @@ def test_the_app_lists_the_page_in_the_compare_section(runs_root):
 
     from conftest import APPTEST_TIMEOUT_S, ROOT
 
-    # its url_path ("train-time") is not its file name: AppTest finds the page only
-    # after a first run has registered the navigation
+    # AppTest finds a page only after a first run of app.py has registered the navigation
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=APPTEST_TIMEOUT_S).run()
     at.switch_page("pages/train_time.py").run()
     assert not at.exception
     assert at.title[0].value == "Train-time pruning"
     source = (ROOT / "app.py").read_text()
     section = source[source.index('"Compare": ['):source.index('"Inspect":')]
-    assert 'url_path="train-time"' in section and 'title="Train-time pruning"' in section
+    # url_path = file name: a deep link on a fresh server must find the page (see
+    # test_browser_retention's deep-link test)
+    assert 'url_path="train_time"' in section and 'title="Train-time pruning"' in section
 
 
 def test_defaults_are_a_quick_digits_mlp_comparison(runs_root):
