@@ -47,7 +47,7 @@ from .errors import Cancelled, ExplorerError
 from .fileio import atomic_write_bytes, atomic_write_json, write_table
 from .jobs import worker_session
 from .models import MLP, build_model, count_parameters, prunable_layers, spec_for_dataset
-from .ranking import check_ratio, keep_for_ratio
+from .ranking import keep_for_ratio
 from .results import RunProgress, run_progress
 from .rundir import (TrainTimePaths, append_event, default_train_time_root,
                      filter_events, new_run_dir, read_events, read_json, read_status,
@@ -152,10 +152,11 @@ class TrainTimeConfig:
             raise ExplorerError(f"initial epochs ({self.initial_epochs}) must be fewer than the "
                                 f"total epochs ({self.epochs}): the first prune needs training "
                                 "after it")
-        check_ratio(self.prune_fraction)
-        if not self.prune_fraction > 0:
-            raise ExplorerError("the fraction removed per prune must be above 0 (the 'no "
-                                "pruning' variant is the control without pruning)")
+        f = self.prune_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
+            raise ExplorerError(f"the fraction of each hidden layer removed per prune must be "
+                                f"above 0 and below 1 (e.g. 0.1 = 10 %; the 'no pruning' "
+                                f"variant is the control without pruning), got {f!r}")
         if not isinstance(self.variants, list) or not self.variants or \
                 any(v not in VARIANTS for v in self.variants) or \
                 len(set(self.variants)) != len(self.variants):

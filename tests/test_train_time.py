@@ -215,7 +215,7 @@ def test_catalog_lists_the_final_classifiers_for_inspect(tmp_path, small_run):
 
 @pytest.mark.parametrize("settings, message", [
     ({"initial_epochs": 5}, "initial epochs (5) must be fewer than the total epochs (5)"),
-    ({"prune_fraction": 1.0}, "pruning ratio must be in [0, 1)"),
+    ({"prune_fraction": 1.0}, "removed per prune must be above 0 and below 1"),
     ({"prune_fraction": 0.0}, "must be above 0"),
     ({"hidden": []}, "hidden widths must be a non-empty list"),
     ({"hidden": [20, "x"]}, "hidden widths must be a non-empty list"),
@@ -258,7 +258,7 @@ def test_cli_runs_a_config_file_and_writes_the_results(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--epochs", "3", "--initial-epochs", "3"], "error: initial epochs (3) must be fewer"),
-    (["--fraction", "1.5"], "error: pruning ratio must be in [0, 1)"),
+    (["--fraction", "1.5"], "error: the fraction of each hidden layer removed per prune must be above 0 and below 1"),
     (["--config", "/nonexistent/tt.json"], "error: cannot read /nonexistent/tt.json"),
     (["--resume", "/nonexistent/run"], "error: /nonexistent/run is not a run folder"),
     (["--dataset", "mnist", "--data-root-is-not-a-flag"], "unrecognized arguments"),
