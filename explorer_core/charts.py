@@ -337,6 +337,10 @@ def train_time_widths_chart(epochs: list[dict], labels: dict[str, str]) -> alt.F
                     y=alt.Y("Units:Q", title="Neurons / channels"),
                     color=alt.Color("Layer:N", title="Layer", sort=None,
                                     scale=alt.Scale(scheme="tableau10")),
+                    # layers of equal width (a VAE's encoder and decoder) share one
+                    # line: earlier layers drawn wider, so the lower one shows around it
+                    strokeWidth=alt.StrokeWidth("Layer:O", sort=None, legend=None,
+                                                scale=alt.Scale(range=[5, 1.5])),
                     tooltip=["Variant:N", "Layer:N", "Epoch:Q", "Units:Q"])
             .properties(width=(WIDTH - 60) // 3, height=HEIGHT * 2 // 3)
             .facet(column=alt.Column("Variant:N", title=None, sort=order),
@@ -376,10 +380,10 @@ def train_time_sizes_chart(rows: list[dict], labels: dict[str, str]) -> alt.Laye
 TRAIN_TIME_CURVES = {
     "classifier": [("accuracy", "test_acc", "Test accuracy (%)", "Test accuracy per epoch"),
                    ("loss", "test_loss", "Test cross-entropy", "Test loss per epoch")],
-    "vae": [("reconstruction", "test_recon", "Reconstruction BCE per image",
+    "vae": [("reconstruction", "test_recon", "BCE per image",
              "Test reconstruction loss per epoch"),
             ("kl", "test_kl", "KL per image", "Test KL divergence per epoch"),
-            ("elbo", "test_loss", "Negative ELBO per image", "Test loss (reconstruction + KL)")],
+            ("elbo", "test_loss", "−ELBO per image", "Test loss (reconstruction + KL)")],
 }
 
 

@@ -224,6 +224,26 @@ def wait_for_charts(page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
         .every(c => c.querySelector('svg .role-frame, canvas'))""", timeout=timeout_ms)
 
 
+def clipped_chart_titles(page) -> list[str]:
+    """Titles of visible charts that are not wholly inside their chart's box.
+
+    A chart that stretches to its column is fitted into a fixed height; anything Vega
+    lays out beyond it (a y-axis title longer than the plot is high pushed the chart
+    title up) is cut off by the container, which a reader sees as a half-hidden title.
+    """
+    return page.evaluate("""() => [...document.querySelectorAll(
+        '[data-testid="stVegaLiteChart"]')].filter(c => c.offsetParent !== null)
+        .flatMap(c => {
+          const box = c.getBoundingClientRect();
+          // a glyph box pokes a few pixels out of an intact chart; a quarter is a cut
+          return [...c.querySelectorAll('svg .role-title text')]
+            .filter(t => { const r = t.getBoundingClientRect();
+                           const hidden = Math.max(0, box.top - r.top)
+                                        + Math.max(0, r.bottom - box.bottom);
+                           return hidden > 0.25 * r.height; })
+            .map(t => t.textContent); })""")
+
+
 def chart_marks(page, index: int = 0) -> list[str]:
     """ARIA labels of the marks of the index-th chart, e.g. 'Iteration: 7; Neurons kept: 54; …'.
 

@@ -13,7 +13,8 @@ from playwright.sync_api import expect
 from explorer_core import jobs
 from explorer_core.rundir import list_sweeps
 
-from browser import chart_marks, open_app, rerun_after, wait_for_app, wait_for_charts
+from browser import (chart_marks, clipped_chart_titles, open_app, rerun_after, wait_for_app,
+                     wait_for_charts)
 
 SWEEP_NAME = f"pw-sweep-{int(time.time())}"
 
@@ -65,6 +66,7 @@ def test_build_run_see_charts_download_csv(app_page, streamlit_server, tmp_path,
 
     page.get_by_role("tab", name="Accuracy vs MACs").click()
     wait_for_charts(page)
+    assert clipped_chart_titles(page) == []  # every chart title whole
     expect(page.get_by_text("Pareto front", exact=False).first).to_be_visible()
 
     page.get_by_role("tab", name="Table").click()

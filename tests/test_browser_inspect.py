@@ -19,7 +19,7 @@ from explorer_core.imaging import denormalise, input_format, load_upload
 from explorer_core.models import build_model, default_spec
 from explorer_core.training import TrainConfig, evaluate, train
 
-from browser import open_app, rerun_after, wait_for_app, wait_for_charts
+from browser import clipped_chart_titles, open_app, rerun_after, wait_for_app, wait_for_charts
 
 
 def _uploader(page, text: str):
@@ -73,6 +73,7 @@ def test_upload_checkpoint_and_png_see_prediction_and_heatmaps(app_page, streaml
         chooser.value.set_files(str(picture))
     wait_for_app(page)
     wait_for_charts(page)
+    assert clipped_chart_titles(page) == []  # every chart title whole
     expect(page.get_by_text(re.compile(rf"predicted {re.escape(expected['class'])} \("))) \
         .to_be_visible()
     expect(page.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible()

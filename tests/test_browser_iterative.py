@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from explorer_core import jobs
 from explorer_core.rundir import list_runs
 
-from browser import open_app, rerun_after, wait_for_app
+from browser import clipped_chart_titles, open_app, rerun_after, wait_for_app, wait_for_charts
 
 RUN_NAME = f"pw-{int(time.time())}"
 
@@ -105,6 +105,8 @@ def test_run_watch_leave_stop_resume_download(app_page, streamlit_server, tmp_pa
                 what="finished")
     wait_for_app(page)
     assert _epochs_done(page) > stopped_at
+    wait_for_charts(page)
+    assert clipped_chart_titles(page) == []  # every chart title whole
 
     with page.expect_download() as info:
         page.get_by_role("button", name="Download validations.txt").click()

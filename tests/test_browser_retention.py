@@ -7,7 +7,7 @@ import pytest
 
 from playwright.sync_api import expect
 
-from browser import chart_marks, open_app, rerun_after, wait_for_charts
+from browser import chart_marks, clipped_chart_titles, open_app, rerun_after, wait_for_charts
 
 # 256/64 halved each iteration (q = 0.5), floored at 1 neuron, computed by hand.
 RETAIN_Q_HALF = """Iteration h1NodesRetained h2NodesRetained perNodesRetained
@@ -45,6 +45,7 @@ def test_change_q_see_table_and_chart_change_and_download_retain(app_page, strea
     open_app(page, streamlit_server)
     expect(page.get_by_role("heading", name="Retention curve")).to_be_visible()
     wait_for_charts(page)
+    assert clipped_chart_titles(page) == []  # every chart title whole
 
     # the thesis schedule: iteration 7 keeps 54 and 13 neurons
     expect(cell(page, 1, 7)).to_have_text("54")

@@ -14,7 +14,8 @@ from playwright.sync_api import expect
 from explorer_core import jobs
 from explorer_core.rundir import list_train_time_runs
 
-from browser import chart_marks, open_app, rerun_after, wait_for_app, wait_for_charts
+from browser import (chart_marks, clipped_chart_titles, open_app, rerun_after, wait_for_app,
+                     wait_for_charts)
 
 RUN_NAME = f"pw-tt-{int(time.time())}"
 VARIANTS = ("contribution-pruned", "random-pruned", "no pruning")
@@ -70,6 +71,7 @@ def test_short_comparison_shows_three_curves(app_page, streamlit_server, no_stra
     expect(page.get_by_text("finished").first).to_be_visible(timeout=120_000)
     wait_for_app(page)
     wait_for_charts(page)
+    assert clipped_chart_titles(page) == []  # every chart title whole
 
     # one accuracy chart, three curves: every variant has a point at each of the 12 epochs
     # (polled: the page redraws itself once when the run ends, on a busy machine slowly)
@@ -94,3 +96,31 @@ def test_short_comparison_shows_three_curves(app_page, streamlit_server, no_stra
     expect(page.get_by_role("heading", name="Final models")).to_be_visible()
     expect(page.get_by_role("button", name="Open on the Inspect page")).to_be_visible()
     expect(page.get_by_role("button", name="accuracy.png")).to_be_visible()
+
+
+def test_vae_comparison_charts_and_images(app_page, streamlit_server):
+    """A finished VAE comparison: loss curves with whole titles, and image grids."""
+    from explorer_core.train_time import TrainTimeConfig, create_run, execute
+
+    cfg = TrainTimeConfig(name=f"pw-vae-{int(time.time())}", task="vae", dataset="digits",
+                          epochs=6, initial_epochs=2, prune_every=2, seeds=[0]).validate()
+    paths = create_run(cfg)
+    assert execute(paths)["state"] == "finished"
+
+    page = app_page
+    open_app(page, streamlit_server, "train_time")
+    combo = page.get_by_role("combobox", name="Comparison", exact=True)
+    if cfg.name not in (combo.input_value() or ""):
+        with rerun_after(page):
+            combo.click()
+            page.get_by_role("option", name=re.compile(re.escape(cfg.name))).click()
+    wait_for_charts(page)
+    for title in ("Test reconstruction loss per epoch", "Test KL divergence per epoch",
+                  "Test loss (reconstruction + KL)", "Units per hidden layer"):
+        _chart_index(page, title)
+    # the long y-axis titles once pushed these titles out of their stretched charts
+    assert clipped_chart_titles(page) == []
+    for variant in VARIANTS:
+        expect(page.get_by_text(variant, exact=True).first).to_be_visible()
+    expect(page.get_by_role("button", name="samples.png").first).to_be_visible()
+    expect(page.get_by_role("button", name="reconstructions.png").first).to_be_visible()
