@@ -24,7 +24,8 @@ from .rundir import SweepPaths, read_events, read_status
 KEY_COLUMNS = ["model", "dataset", "batch_size", "seed", "type", "criterion", "ratio"]
 RESULT_COLUMNS = [
     "cell_id", *KEY_COLUMNS, "status", "test_acc", "test_loss", "dense_test_acc",
-    "dense_test_loss", "params", "nonzero_params", "sparsity", "macs", "dense_macs",
+    "dense_test_loss", "params", "dense_params", "nonzero_params", "sparsity", "macs",
+    "dense_macs",
     "train_flops", "latency_ms", "latency_batch", "dense_latency_ms", "widths",
     "dense_train_seconds", "finetune_seconds", "prune_seconds", "eval_seconds", "cost_seconds",
     "cell_seconds", "peak_mb", "dense_peak_mb", "baseline_from_cache", "checkpoint", "note"]
@@ -181,19 +182,21 @@ def speedups(results: pd.DataFrame) -> pd.DataFrame:
     """Per pruning type and ratio: measured speed-up, MAC reduction and non-zero share.
 
     Means over the finished cells (dead models excluded): `speedup` = dense latency /
-    latency, `mac_reduction` = dense MACs / MACs, `nonzero_share` = non-zero / all
-    parameters. This is what the page quotes next to the charts, so the point that masks
+    latency (each cell's pair, timed interleaved), `mac_reduction` = dense MACs / MACs,
+    `nonzero_share` = non-zero parameters / the dense model's parameters (so removed
+    neurons count as removed, as masked weights do). This is what the page quotes next to the charts, so the point that masks
     buy sparsity but no speed is made with this sweep's own measurements.
     """
     ok = results[(results["status"] == "ok") & (results["ratio"] > 0)].copy()
     cols = ["type", "ratio", "speedup", "mac_reduction", "nonzero_share", "cells"]
     if ok.empty:
         return pd.DataFrame(columns=cols)
-    for c in ("latency_ms", "dense_latency_ms", "macs", "dense_macs", "nonzero_params", "params"):
+    for c in ("latency_ms", "dense_latency_ms", "macs", "dense_macs", "nonzero_params",
+              "dense_params"):
         ok[c] = pd.to_numeric(ok[c], errors="coerce")
     ok["speedup"] = ok["dense_latency_ms"] / ok["latency_ms"]
     ok["mac_reduction"] = ok["dense_macs"] / ok["macs"]
-    ok["nonzero_share"] = ok["nonzero_params"] / ok["params"]
+    ok["nonzero_share"] = ok["nonzero_params"] / ok["dense_params"]
     out = ok.groupby(["type", "ratio"], as_index=False).agg(
         speedup=("speedup", "mean"), mac_reduction=("mac_reduction", "mean"),
         nonzero_share=("nonzero_share", "mean"), cells=("cell_id", "count"))

@@ -19,7 +19,7 @@ from explorer_core.errors import ExplorerError
 from explorer_core.rundir import RunLock, read_events, read_status
 from explorer_core.sweep import SweepConfig, create_sweep, execute, plan
 from explorer_core.sweep_results import (pareto_mask, read_results_csv, results_frame,
-                                         summary_frame)
+                                         speedups, summary_frame)
 from explorer_core.training import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +105,23 @@ def test_the_grid_completes_with_the_expected_rows_and_sane_values(reference):
     assert (df["dense_train_seconds"] > 0).all()
     # one baseline per (model, batch): trained for the first cell, then reused
     assert df.groupby(["model", "batch_size"])["dense_test_acc"].nunique().eq(1).all()
+
+
+def test_speedups_pair_each_cell_with_the_dense_model_and_count_removed_units(reference):
+    df = results_frame(reference)
+    half = df[df["ratio"] == 0.5]
+    # every pruned cell carries the dense timing it was interleaved with: a timing of
+    # its own, not the baseline's one cold measurement copied into every row
+    baseline_ms = df[df["ratio"] == 0].groupby(["model", "batch_size"])["latency_ms"].first()
+    assert (half["dense_latency_ms"] > 0).all()
+    paired = half[half["type"] == "weight"]
+    cold = [baseline_ms[(r.model, r.batch_size)] for r in paired.itertuples()]
+    assert list(paired["dense_latency_ms"]) != cold
+    speed = speedups(df).set_index(["type", "ratio"])
+    # removing half the neurons leaves far fewer non-zero parameters than the dense model
+    # had (dividing by the pruned model's own count said 100 %); masks leave about half
+    assert speed.loc[("neuron", 0.5), "nonzero_share"] < 0.8
+    assert 0.45 < speed.loc[("weight", 0.5), "nonzero_share"] < 0.6
 
 
 def test_results_csv_is_the_table_and_summary_has_one_row_per_grid_point(reference):
