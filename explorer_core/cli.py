@@ -67,3 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # an output folder that cannot be made or written, a full disk
+        print(f"error: {_os_reason(exc)}", file=sys.stderr)
+        return 2
+
+
+def _os_reason(exc: OSError) -> str:
+    """One line for a failed file operation, naming the path the user gave."""
+    where = exc.filename if exc.filename is not None else "a file"
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        return f"cannot write into {where}: a file of that name is in the way (need a folder)"
+    return f"cannot write {where}: {exc.strerror or exc}"

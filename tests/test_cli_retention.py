@@ -125,3 +125,13 @@ def test_every_retention_option_has_help_text():
     assert len(options) >= 7
     for action in options:
         assert action.help and len(action.help) > 10, action.option_strings
+
+
+@pytest.mark.parametrize("out", ["a-file", "a-file/sub"])
+def test_an_output_folder_blocked_by_a_file_exits_2_with_one_line(tmp_path, out):
+    (tmp_path / "a-file").write_text("not a folder")
+    result = run_cli("--out", str(tmp_path / out))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"error: cannot write into {tmp_path / out}: a file of "
+                                     "that name is in the way (need a folder)")
