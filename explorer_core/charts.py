@@ -316,6 +316,9 @@ def train_time_curve_chart(epochs: list[dict], metric: str, y_title: str, title:
     return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT)
 
 
+LAYER_COLOURS = ["#7b3294", "#1b9e77", "#c51b7d", "#66a61e", "#8c6d31", "#17becf"]
+
+
 def train_time_widths_chart(epochs: list[dict], labels: dict[str, str]) -> alt.FacetChart:
     """Units per prunable layer during each epoch, one panel per variant.
 
@@ -329,18 +332,24 @@ def train_time_widths_chart(epochs: list[dict], labels: dict[str, str]) -> alt.F
     frame = pd.DataFrame([{"Variant": labels.get(v, v), "Epoch": ep, "Layer": layer,
                            "Units": w} for (v, ep, layer), w in rows.items()],
                          columns=["Variant", "Epoch", "Layer", "Units"])
+    layers = list(dict.fromkeys(frame["Layer"]))
+    frame["Depth"] = frame["Layer"].map({n: i for i, n in enumerate(layers)})
     order = [labels[k] for k in TRAIN_TIME_COLOURS if k in labels]
     return (alt.Chart(frame)
             .mark_line(point=True, interpolate="step-after")
             .encode(x=alt.X("Epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1),
                             scale=alt.Scale(zero=False)),
                     y=alt.Y("Units:Q", title="Neurons / channels"),
-                    color=alt.Color("Layer:N", title="Layer", sort=None,
-                                    scale=alt.Scale(scheme="tableau10")),
+                    # not the variants' blue / orange / grey: these colours are layers
+                    color=alt.Color("Layer:N", title="Layer", sort=layers,
+                                    scale=alt.Scale(domain=layers, range=[
+                                        LAYER_COLOURS[i % len(LAYER_COLOURS)]
+                                        for i in range(len(layers))]),
+                                    legend=alt.Legend(orient="bottom")),
                     # layers of equal width (a VAE's encoder and decoder) share one
-                    # line: earlier layers drawn wider, so the lower one shows around it
-                    strokeWidth=alt.StrokeWidth("Layer:O", sort=None, legend=None,
-                                                scale=alt.Scale(range=[5, 1.5])),
+                    # line: earlier layers drawn wider, so the later one shows inside it
+                    strokeWidth=alt.StrokeWidth("Depth:O", legend=None,
+                                                scale=alt.Scale(range=[4, 1.5])),
                     tooltip=["Variant:N", "Layer:N", "Epoch:Q", "Units:Q"])
             .properties(width=(WIDTH - 60) // 3, height=HEIGHT * 2 // 3)
             .facet(column=alt.Column("Variant:N", title=None, sort=order),
@@ -434,7 +443,7 @@ def compare_ratio_chart(summary: pd.DataFrame) -> alt.FacetChart:
     x = alt.X("Ratio (%):Q", title="Pruned (%)", scale=alt.Scale(domain=[0, 100]))
     # one legend for both layers (they share the scale; `legend=None` on the band would
     # remove it), with opaque swatches although the band is faint
-    colour = _criterion_colour(f, symbolOpacity=1)
+    colour = _criterion_colour(f, symbolOpacity=1, orient="bottom")
     line_enc = dict(x=x, y=alt.Y("test_acc_mean:Q", title="Test accuracy (%)",
                                  scale=alt.Scale(domain=[0, 100])),
                     color=colour,
@@ -443,16 +452,20 @@ def compare_ratio_chart(summary: pd.DataFrame) -> alt.FacetChart:
                              alt.Tooltip("test_acc_mean:Q", title="accuracy", format=".2f"),
                              alt.Tooltip("test_acc_std:Q", title="std", format=".2f"),
                              alt.Tooltip("n:Q", title="repeats")])
-    if many_batches:
-        line_enc["strokeDash"] = alt.StrokeDash("Batch:N", title="Batch size")
+    if many_batches:  # the legend draws dashed strokes (dots would all look alike)
+        line_enc["strokeDash"] = alt.StrokeDash(
+            "Batch:N", title="Batch size", sort=None,
+            legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#333",
+                              symbolFillColor="#333", symbolStrokeWidth=2, symbolSize=400,
+                              orient="bottom"))
     base = alt.Chart()
     band = base.mark_area(opacity=0.15).encode(x=x, y="Low:Q", y2="High:Q", color=colour,
                                                detail="Batch:N")
     line = base.mark_line(point=True).encode(**line_enc)
     columns = max(1, f["type"].nunique())
-    # panels narrow enough that the legend beside them stays inside the page's width
+    # legends below and panels narrow enough that four types fit a 1100-px-wide window
     return (alt.layer(band, line, data=f)
-            .properties(width=max(160, 600 // columns), height=190)
+            .properties(width=max(130, 480 // columns), height=190)
             .facet(row=alt.Row("Panel:N", title=None), column=alt.Column("type:N", title=None),
                    title="Accuracy vs pruning ratio"))
 
@@ -488,8 +501,10 @@ def compare_batch_chart(results: pd.DataFrame) -> alt.HConcatChart:
          [["dense_test_acc", "dense_train_seconds"]].mean())
     f["Model"] = f["model"] + " · " + f["dataset"]
     x = alt.X("batch_size:Q", title="Batch size (log)",
-              scale=alt.Scale(type="log", nice=False, padding=16))
-    colour = alt.Color("Model:N", title="Model · dataset")
+              scale=alt.Scale(type="log", nice=False, padding=16),
+              axis=alt.Axis(values=sorted(int(b) for b in f["batch_size"].unique()),
+                            format="d"))  # ticks at the batch sizes of the sweep
+    colour = alt.Color("Model:N", title="Model · dataset", legend=alt.Legend(orient="bottom"))
     tooltip = ["Model:N", "batch_size:Q",
                alt.Tooltip("dense_test_acc:Q", title="accuracy", format=".2f"),
                alt.Tooltip("dense_train_seconds:Q", title="training s", format=".1f")]
@@ -499,5 +514,5 @@ def compare_batch_chart(results: pd.DataFrame) -> alt.HConcatChart:
     secs = alt.Chart(f, title="Dense training time by batch size").mark_line(point=True).encode(
         x=x, y=alt.Y("dense_train_seconds:Q", title="Training time (s)"), color=colour,
         tooltip=tooltip)
-    return alt.hconcat(acc.properties(width=WIDTH // 2, height=HEIGHT - 60),
-                       secs.properties(width=WIDTH // 2, height=HEIGHT - 60))
+    return alt.hconcat(acc.properties(width=WIDTH // 2 - 30, height=HEIGHT - 60),
+                       secs.properties(width=WIDTH // 2 - 30, height=HEIGHT - 60))

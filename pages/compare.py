@@ -272,7 +272,7 @@ def _speed_note(results: pd.DataFrame) -> None:
         "type": speed["type"].map(lambda t: PRUNING_TYPES[t].title),
         "removed %": speed["ratio"] * 100, "speed vs dense": speed["speedup"],
         "MACs vs dense": 1 / speed["mac_reduction"],
-        "non-zero params vs dense %": 100 * speed["nonzero_share"],
+        "non-zero %": 100 * speed["nonzero_share"],
         "cells": speed["cells"]})
     st.dataframe(view, hide_index=True, column_config={
         "removed %": st.column_config.NumberColumn(format="%g"),
@@ -280,7 +280,8 @@ def _speed_note(results: pd.DataFrame) -> None:
                                                         help="dense latency / latency (CPU, one thread; the two timed "
                                                              "interleaved, per cell)"),
         "MACs vs dense": st.column_config.NumberColumn(format="%.2f×"),
-        "non-zero params vs dense %": st.column_config.NumberColumn(format="%.0f")})
+        "non-zero %": st.column_config.NumberColumn(
+            format="%.0f", help="non-zero parameters / the dense model's parameters")})
 
 
 def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool) -> None:

@@ -174,13 +174,11 @@ def _describe(cfg: TrainTimeConfig) -> str:
 def chart_grid(cfg: TrainTimeConfig, epochs: list[dict], rows: list[dict], key: str) -> None:
     """The curves side by side, then widths and sizes; each with its PNG download."""
     made = charts.train_time_charts(cfg.task, epochs, rows, cfg.labels(), cfg.prune_points())
-    curves = [n for n in made if n not in ("widths", "sizes")]
-    for i in range(0, len(curves), 2):
-        cols = st.columns(2)
-        for col, name in zip(cols, curves[i:i + 2]):
-            with col:
-                st.altair_chart(made[name], width="stretch")
-                png_download_button(f"{name}.png", made[name], f"{name}.png", f"{key}-{name}")
+    # one curve per row: side by side, a laptop-sized window left each chart ~300 px,
+    # too narrow for the three variants' legend and a readable plot
+    for name in [n for n in made if n not in ("widths", "sizes")]:
+        st.altair_chart(made[name], width="stretch")
+        png_download_button(f"{name}.png", made[name], f"{name}.png", f"{key}-{name}")
     st.altair_chart(made["widths"], width="content")  # three panels: a row of its own
     png_download_button("widths.png", made["widths"], "widths.png", f"{key}-widths")
     if "sizes" in made:
