@@ -701,8 +701,15 @@ def progress(paths: TrainTimePaths, now: float | None = None) -> TrainTimeProgre
     prog.work_total = float(len(cfg.seeds) * (cfg.initial_epochs + (cfg.epochs - cfg.initial_epochs)
                                               * len(cfg.variants)))
     prog.work_done = work(base.epochs)
+    # The rate is taken between epochs of this session, from its first epoch on: the
+    # worker's start-up (imports, data) before it is no part of the remaining work, and
+    # counting it made the first estimates several times too long.
     started = status.get("started")
-    recent = work([e for e in base.epochs if started and e.get("time", 0) >= started])
-    if base.eta is not None and recent > 0:
-        prog.eta = max(0.0, (prog.work_total - prog.work_done) * base.elapsed / recent)
+    recent = [e for e in base.epochs if started and e.get("time", 0) >= started]
+    first = [e for e in recent if (e.get("seed"), e.get("epoch")) ==
+             (recent[0].get("seed"), recent[0].get("epoch"))] if recent else []
+    after = recent[len(first):] if recent[:len(first)] == first else []
+    if base.eta is not None and after:
+        span = (now or time.time()) - first[-1]["time"]
+        prog.eta = max(0.0, (prog.work_total - prog.work_done) * span / work(after))
     return prog

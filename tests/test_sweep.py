@@ -16,10 +16,11 @@ from explorer_core import jobs
 from explorer_core.checkpoint import load_checkpoint
 from explorer_core.data import load_dataset
 from explorer_core.errors import ExplorerError
-from explorer_core.rundir import RunLock, read_events, read_status
+from explorer_core.rundir import RunLock, read_events, read_status, write_status
 from explorer_core.sweep import SweepConfig, create_sweep, execute, plan
 from explorer_core.sweep_results import (pareto_mask, read_results_csv, results_frame,
                                          speedups, summary_frame)
+from explorer_core.sweep_results import progress as sweep_progress
 from explorer_core.training import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,6 +179,26 @@ def test_a_killed_sweep_resumes_without_recomputing_finished_cells(roots, refere
     assert (got["nonzero_params"] == want["nonzero_params"]).all()
     assert (got["macs"] == want["macs"]).all()
     assert len(read_results_csv(paths)) == 32  # the CSV was rebuilt whole
+
+
+def test_remaining_time_counts_cells_and_baselines_not_the_start_up(roots, reference):
+    """Six cells of the first group done at 0.5 s each after a 3 s baseline, while the
+    worker took 100 s to start: 26 cells and three baselines remain."""
+    paths = create_sweep(grid("eta"))
+    first = [f for f in sorted(reference.cells_dir.glob("*.json"))
+             if json.loads(f.read_text())["model"] == "mlp"
+             and json.loads(f.read_text())["batch_size"] == 32]
+    assert len(first) == 6
+    paths.cells_dir.mkdir(parents=True, exist_ok=True)
+    for f in first:
+        row = json.loads(f.read_text())
+        row.update(cell_seconds=0.5, dense_train_seconds=3.0, baseline_from_cache=False)
+        paths.cell(row["cell_id"]).write_text(json.dumps(row))
+    now = time.time()
+    write_status(paths, "running", started=now - 100.0, total_cells=32)
+    with RunLock(paths):
+        eta = sweep_progress(paths, now=now).eta
+    assert eta == pytest.approx(26 * 0.5 + 3 * 3.0)
 
 
 def test_a_second_writer_is_refused_and_a_stop_request_stops_cleanly(roots, reference):

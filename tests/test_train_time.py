@@ -16,9 +16,10 @@ from explorer_core.catalog import list_run_checkpoints
 from explorer_core.checkpoint import load_checkpoint
 from explorer_core.cli import main
 from explorer_core.errors import ExplorerError
-from explorer_core.rundir import TrainTimePaths, read_events, read_status
+from explorer_core.rundir import (RunLock, TrainTimePaths, read_events, read_status,
+                                  write_status)
 from explorer_core.train_time import (TrainTimeConfig, create_run, execute, final_rows,
-                                      planned_widths, progress, summarise)
+                                      planned_widths, progress, summarise, total_epochs)
 from explorer_core.vae import load_vae
 
 # Two prunes of 25 % (after epochs 2 and 4), each followed by training.
@@ -283,3 +284,19 @@ def test_cli_resume_refuses_new_settings(tmp_path, small_run, capsys):
     assert main(["train-time", "--resume", str(small_run.root), "--epochs", "9"]) == 2
     err = capsys.readouterr().err
     assert err == "error: --resume continues a run with its saved settings; drop --epochs\n"
+
+
+def test_remaining_time_is_paced_by_epochs_not_by_the_workers_start_up(tmp_path):
+    """A worker that took 100 s to start, then trained an epoch a second: three of the
+    22 units of work done (the shared epochs count a third per variant), 19 left."""
+    cfg = TrainTimeConfig(name="eta", epochs=10, initial_epochs=4, prune_every=2,
+                          seeds=[0]).validate()
+    paths = create_run(cfg, tmp_path)
+    now = time.time()
+    write_status(paths, "running", started=now - 100.0, total_epochs=total_epochs(cfg))
+    events = [{"type": "epoch", "variant": v, "seed": 0, "epoch": ep, "test_acc": 50.0,
+               "time": now - 3 + ep} for ep in (1, 2, 3) for v in cfg.variants]
+    paths.events.write_text("".join(json.dumps(e) + "\n" for e in events))
+    with RunLock(paths):
+        eta = progress(paths, now=now).eta
+    assert eta == pytest.approx(19.0)
