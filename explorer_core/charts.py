@@ -78,7 +78,8 @@ def retention_iteration_chart(table: RetentionTable, log_scale: bool = False) ->
         alt.Chart(data, title="Neurons kept per hidden layer")
         .mark_line(point=True)
         .encode(
-            x=alt.X("Iteration:Q", axis=alt.Axis(tickMinStep=1), title="Iteration"),
+            # whole-number ticks: a one-row table otherwise labels its tick "0.000000"
+            x=alt.X("Iteration:Q", axis=alt.Axis(tickMinStep=1, format="d"), title="Iteration"),
             y=alt.Y("Neurons kept:Q", scale=_axis_scale(log_scale), title="Neurons kept"),
             color=alt.Color("Layer:N", sort=None, title="Hidden layer",
                             scale=alt.Scale(scheme="tableau10")),
@@ -151,41 +152,84 @@ def _long(records: list[dict], x: str, series: dict[str, str]) -> pd.DataFrame:
 
 
 def _lines(frame: pd.DataFrame, x: alt.X, y_title: str, title: str) -> alt.Chart:
+    # legend under the plot, in a row: beside it, it eats the width of a narrow column
+    # (and was cut off by the page edge at 1100 px)
     return (alt.Chart(frame, title=title).mark_line(point=True)
             .encode(x=x, y=alt.Y("Value:Q", title=y_title, scale=alt.Scale(zero=False)),
-                    color=alt.Color("Series:N", title=None, sort=None),
+                    color=alt.Color("Series:N", title=None, sort=None,
+                                    legend=alt.Legend(orient="bottom", direction="horizontal",
+                                                      columns=4)),
                     tooltip=[x.shorthand if hasattr(x, "shorthand") else x, "Series:N",
                              alt.Tooltip("Value:Q", format=".4g")])
             .properties(width=WIDTH, height=HEIGHT))
 
 
-def epoch_chart(epochs: list[dict]) -> alt.HConcatChart:
-    """Per-epoch loss and accuracy (train / test) of one iteration: the live training view."""
+KEPT_NOTE = "kept: lowest validation loss"
+
+
+def _epoch_x() -> alt.X:
+    return alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1, format="d"))
+
+
+def _with_kept(chart: alt.Chart, epochs: list[dict], kept: int | None, key: str,
+               y_title: str) -> alt.Chart | alt.LayerChart:
+    """Mark the epoch whose weights were saved: a dashed rule and a ring on the test curve.
+
+    The table and the metrics report that epoch, not the last one, so the chart shows
+    where the reported number comes from.
+    """
+    row = next((e for e in epochs if e.get("epoch") == kept), None)
+    if row is None or row.get(key) is None:
+        return chart
+    mark = pd.DataFrame([{"epoch": kept, "Value": row[key], "Kept": KEPT_NOTE}])
+    tooltip = [alt.Tooltip("Kept:N", title="epoch saved"), alt.Tooltip("epoch:Q", title="Epoch"),
+               alt.Tooltip("Value:Q", title=f"test {y_title.lower()}", format=".4g")]
+    base = alt.Chart(mark).encode(x=alt.X("epoch:Q"), tooltip=tooltip)
+    rule = base.mark_rule(strokeDash=[4, 3], color="#555", strokeWidth=1.5)
+    ring = base.mark_point(shape="circle", size=160, filled=False, strokeWidth=2.5,
+                           color="#d62728").encode(y="Value:Q")
+    return alt.layer(chart, rule, ring)
+
+
+def epoch_loss_chart(epochs: list[dict], kept: int | None = None) -> alt.Chart | alt.LayerChart:
+    """Per-epoch train / test loss of one iteration, the saved (`kept`) epoch marked."""
     it = epochs[0].get("iteration", 0) if epochs else 0
-    x = alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1, format="d"))
-    loss = _lines(_long(epochs, "epoch", {"train_loss": "train", "test_loss": "test"}), x,
-                  "Cross-entropy", f"Loss, iteration {it}")
-    acc = _lines(_long(epochs, "epoch", {"train_acc": "train", "test_acc": "test"}), x,
-                 "Accuracy (%)", f"Accuracy, iteration {it}")
-    return alt.hconcat(loss.properties(width=WIDTH // 2), acc.properties(width=WIDTH // 2))
+    chart = _lines(_long(epochs, "epoch", {"train_loss": "train", "test_loss": "test"}),
+                   _epoch_x(), "Cross-entropy", f"Loss, iteration {it}")
+    return _with_kept(chart.properties(width=WIDTH // 2), epochs, kept, "test_loss", "loss")
+
+
+def epoch_accuracy_chart(epochs: list[dict], kept: int | None = None
+                         ) -> alt.Chart | alt.LayerChart:
+    """Per-epoch train / test accuracy of one iteration, the saved (`kept`) epoch marked."""
+    it = epochs[0].get("iteration", 0) if epochs else 0
+    chart = _lines(_long(epochs, "epoch", {"train_acc": "train", "test_acc": "test"}),
+                   _epoch_x(), "Accuracy (%)", f"Accuracy, iteration {it}")
+    return _with_kept(chart.properties(width=WIDTH // 2), epochs, kept, "test_acc", "accuracy")
+
+
+def epoch_chart(epochs: list[dict], kept: int | None = None) -> alt.HConcatChart:
+    """Loss and accuracy side by side (fixed width: for PNGs; pages show the two charts
+    in columns so each can stretch to its column)."""
+    return alt.hconcat(epoch_loss_chart(epochs, kept), epoch_accuracy_chart(epochs, kept))
 
 
 def _retained_axis() -> alt.X:
     # reversed: pruning proceeds left to right, from the dense model to the smallest
-    return alt.X("percent_retained:Q", title="% of hidden neurons retained",
+    return alt.X("percent_retained:Q", title="% neurons kept (log)",
                  scale=alt.Scale(type="log", reverse=True, nice=False, padding=10))
 
 
 def iteration_accuracy_chart(iterations: list[dict]) -> alt.Chart:
     """Train / test accuracy of each iteration's best model against % of neurons retained."""
     frame = _long(iterations, "percent_retained", {"train_acc": "train", "test_acc": "test"})
-    return _lines(frame, _retained_axis(), "Accuracy (%)", "Accuracy vs neurons retained")
+    return _lines(frame, _retained_axis(), "Accuracy (%)", "Accuracy vs neurons kept")
 
 
 def iteration_loss_chart(iterations: list[dict]) -> alt.Chart:
     """Train / test loss of each iteration's best model against % of neurons retained."""
     frame = _long(iterations, "percent_retained", {"train_loss": "train", "test_loss": "test"})
-    return _lines(frame, _retained_axis(), "Cross-entropy", "Loss vs neurons retained")
+    return _lines(frame, _retained_axis(), "Cross-entropy", "Loss vs neurons kept")
 
 
 def iteration_widths_chart(iterations: list[dict]) -> alt.Chart:

@@ -253,7 +253,10 @@ def resume_point(paths: RunPaths, from_iteration: int | None) -> int:
         contiguous += 1
     if from_iteration is None:
         return contiguous
-    if from_iteration < 0 or from_iteration > contiguous:
+    if from_iteration < 0:
+        raise ExplorerError(f"cannot restart at iteration {from_iteration}: "
+                            "the iteration must be 0 or more")
+    if from_iteration > contiguous:
         raise ExplorerError(f"cannot restart at iteration {from_iteration}: iterations 0–"
                             f"{contiguous - 1} are complete, so restart at {contiguous} or earlier"
                             if contiguous else

@@ -76,10 +76,46 @@ class Recommendation:
     row: IterationRow
     dense: IterationRow
     tolerance: float
+    pruned: int = 0  # completed pruned iterations the pick was chosen from
 
     @property
     def drop(self) -> float:
         return self.dense.test_acc - self.row.test_acc
+
+    @property
+    def is_dense(self) -> bool:
+        """No pruned iteration is within the tolerance: the dense model itself is the pick."""
+        return self.row.iteration == self.dense.iteration
+
+    def summary(self) -> str:
+        """One sentence for a person; never presents the dense model as a pruned one."""
+        r, dense = self.row, self.dense
+        if self.is_dense:
+            why = (f"none of the {self.pruned} pruned iterations stays within "
+                   f"{self.tolerance:g} point{'' if self.tolerance == 1 else 's'} of it" if self.pruned else
+                   "no pruned iteration is complete yet")
+            return (f"Deploy the dense model itself (iteration 0, test accuracy "
+                    f"{dense.test_acc:.2f} %): {why}.")
+        return (f"Iteration {r.iteration}: {r.percent_retained:.1f} % of hidden neurons "
+                f"({' '.join(map(str, r.widths))}), test accuracy {r.test_acc:.2f} % "
+                f"({abs(self.drop):.2f} points {'below' if self.drop > 0 else 'above'} "
+                f"the dense model's {dense.test_acc:.2f} %).")
+
+
+def kept_epoch(epochs: list[dict]) -> int | None:
+    """The epoch whose weights an iteration saved: the lowest validation loss (the test
+    loss when there was no validation split), the first one on a tie — as `training.fit`
+    chooses it."""
+    best, best_loss = None, None
+    for e in epochs:
+        loss = e.get("val_loss")
+        if loss is None or loss != loss:  # no validation split: selected on the test loss
+            loss = e.get("test_loss")
+        if loss is None or loss != loss:
+            continue
+        if best_loss is None or loss < best_loss:
+            best, best_loss = e.get("epoch"), loss
+    return best
 
 
 def recommend(rows: list[IterationRow], tolerance: float) -> Recommendation | None:
@@ -89,7 +125,7 @@ def recommend(rows: list[IterationRow], tolerance: float) -> Recommendation | No
     dense = rows[0]
     fit = [r for r in rows if dense.test_acc - r.test_acc <= tolerance]
     best = min(fit, key=lambda r: (r.percent_retained, -r.test_acc))
-    return Recommendation(best, dense, tolerance)
+    return Recommendation(best, dense, tolerance, pruned=len(rows) - 1)
 
 
 @dataclass

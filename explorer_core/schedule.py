@@ -97,6 +97,15 @@ class RetentionTable:
     def __len__(self) -> int:
         return len(self.widths)
 
+    def iterations_text(self) -> str:
+        """How many iterations the table holds, counted as the thesis does: the dense
+        row is iteration 0, so 5 rows are '5 iterations (0–4, 0 = dense model)'.
+        The page and the CLI both say it this way."""
+        n = len(self)
+        if n <= 1:
+            return f"{n} iteration (0 = dense model only)"
+        return f"{n} iterations (0–{n - 1}, 0 = dense model)"
+
 
 def retention_table(config: ScheduleConfig) -> RetentionTable:
     """Widths per iteration; duplicates skipped, ending at the first all-ones row.

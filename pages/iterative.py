@@ -15,8 +15,8 @@ from explorer_core.criteria import CRITERIA
 from explorer_core.data import list_datasets
 from explorer_core.errors import ExplorerError
 from explorer_core.experiment import RunConfig, create_run, plan
-from explorer_core.results import (concatenate, deployment_costs, iteration_rows, recommend,
-                                   run_progress)
+from explorer_core.results import (concatenate, deployment_costs, iteration_rows, kept_epoch,
+                                   recommend, run_progress)
 from explorer_core.rundir import RunPaths, default_runs_root, list_runs, read_status
 from pages._common import (format_seconds, parse_int_list, renew_run_name,
                            require_app_navigation, run_name_input, run_picker, status_header)
@@ -160,12 +160,21 @@ def live_view(paths: RunPaths, was_live: bool) -> None:
         current = prog.iteration if prog.iteration is not None else prog.epochs[-1]["iteration"]
         current_epochs = [e for e in prog.epochs if e["iteration"] == current] or \
             [e for e in prog.epochs if e["iteration"] == prog.epochs[-1]["iteration"]]
-        st.altair_chart(charts.epoch_chart(current_epochs), width="content")
+        kept = kept_epoch(current_epochs)
+        # two charts a row, each stretched to its column: three in a row (or a fixed-width
+        # pair) ran off the page or squeezed the plots to a sliver at 1100 px
+        c1, c2 = st.columns(2)
+        c1.altair_chart(charts.epoch_accuracy_chart(current_epochs, kept), width="stretch")
+        c2.altair_chart(charts.epoch_loss_chart(current_epochs, kept), width="stretch")
+        if kept is not None:
+            st.caption(f"Ringed, on the dashed line: epoch {kept}, the one kept (lowest "
+                       "validation loss). The metrics, the results table and the deploy "
+                       "pick report the kept epoch, not the last one.")
         if prog.iterations:
-            c1, c2, c3 = st.columns(3)
+            c1, c2 = st.columns(2)
             c1.altair_chart(charts.iteration_accuracy_chart(prog.iterations), width="stretch")
             c2.altair_chart(charts.iteration_loss_chart(prog.iterations), width="stretch")
-            c3.altair_chart(charts.iteration_widths_chart(prog.iterations), width="stretch")
+            st.altair_chart(charts.iteration_widths_chart(prog.iterations), width="stretch")
 
 
 def results_section(paths: RunPaths, state: str) -> None:
@@ -183,9 +192,13 @@ def results_section(paths: RunPaths, state: str) -> None:
     if state not in LIVE_STATES and st.button("Write concatenated results",
                                               help="validations.txt, accuracies.png, losses.png"):
         try:
-            concatenate(paths)
+            written = concatenate(paths)
         except ExplorerError as exc:
             st.error(str(exc))
+        else:
+            names = ", ".join(f.name for f in written)
+            st.success(f"Wrote {names} to {paths.validations.parent}")
+            st.toast(f"Wrote {names}")
     files = [paths.validations, paths.accuracies_png, paths.losses_png]
     cols = st.columns(3)
     for col, f in zip(cols, files):
@@ -202,18 +215,7 @@ def _costs(dense: str, pruned: str, mtime: int) -> list[dict]:
     return deployment_costs(Path(dense), Path(pruned))
 
 
-def deploy_section(rows) -> None:
-    st.subheader("Model to deploy")
-    tol = st.number_input("Accuracy tolerance (points below dense)", 0.0, 100.0, 1.0, 0.25)
-    rec = recommend(rows, tol)
-    if rec is None:
-        st.caption("The dense model (iteration 0) is not complete yet.")
-        return
-    r, dense = rec.row, rec.dense
-    st.success(f"Iteration {r.iteration}: {r.percent_retained:.1f} % of hidden neurons "
-               f"({' '.join(map(str, r.widths))}), test accuracy {r.test_acc:.2f} % "
-               f"({abs(rec.drop):.2f} points {'below' if rec.drop > 0 else 'above'} "
-               f"the dense model's {dense.test_acc:.2f} %).")
+def _cost_table(dense, r) -> None:
     try:
         with st.spinner("Measuring size, MACs and latency…"):
             costs = _costs(str(dense.checkpoint), str(r.checkpoint),
@@ -221,6 +223,22 @@ def deploy_section(rows) -> None:
         st.dataframe(pd.DataFrame(costs), hide_index=True)
     except ExplorerError as exc:
         st.warning(str(exc))
+
+
+def deploy_section(rows) -> None:
+    st.subheader("Model to deploy")
+    tol = st.number_input("Accuracy tolerance (points below dense)", 0.0, 100.0, 1.0, 0.25)
+    rec = recommend(rows, tol)
+    if rec is None:
+        st.caption("The dense model (iteration 0) is not complete yet.")
+        return
+    r = rec.row
+    if rec.is_dense:
+        # no cost table: timing the dense model against itself measures noise, not a speed-up
+        st.info(rec.summary() + " Raise the tolerance to consider pruned ones.")
+    else:
+        st.success(rec.summary())
+        _cost_table(rec.dense, r)
     c1, c2 = st.columns(2)
     c1.download_button("Download checkpoint (.safetensors)", r.checkpoint.read_bytes(),
                        f"iteration{r.iteration}_best_model.safetensors", key="dl-ckpt")

@@ -74,8 +74,8 @@ def _inputs() -> ScheduleConfig:
                                   "neurons, 0 < q < 1.")
         iterations = c_iter.number_input(
             "Iterations", key="ret_iterations", step=1, max_value=10_000,
-            help="How many pruning iterations to tabulate (≥ 1). The table stops early "
-                 "once every layer keeps 1 neuron.")
+            help="How many iterations to tabulate (≥ 1), counting the dense model as "
+                 "iteration 0. The table stops early once every layer keeps 1 neuron.")
         with st.expander("Read the widths from a model spec or a checkpoint's .json"):
             st.file_uploader("Model spec or checkpoint sidecar (.json)", type=["json"],
                              key="ret_spec", on_change=_widths_from_upload,
@@ -103,9 +103,10 @@ def _display_frame(table: RetentionTable) -> pd.DataFrame:
 def _show(table: RetentionTable, config: ScheduleConfig) -> None:
     last = table.widths[-1]
     m1, m2, m3 = st.columns(3)
-    m1.metric("Iterations in the table", len(table) - 1,
-              help="Rows after the dense row 0; rows that would repeat the previous widths "
-                   "are skipped.")
+    # counted as retain.txt and the CLI count them: the dense row is iteration 0
+    m1.metric("Iterations in the table", len(table),
+              help=f"{table.iterations_text()}, one row each in retain.txt. Rows that "
+                   "would repeat the previous widths are skipped.")
     m2.metric("Neurons kept at the end", f"{sum(last)} of {sum(table.dense)}")
     m3.metric("% kept at the end", f"{table.percent(last):.3g} %")
 

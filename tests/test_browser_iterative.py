@@ -45,6 +45,39 @@ def _wait_until(predicate, timeout_s: float = 90.0, what: str = "condition") -> 
     raise AssertionError(f"timed out waiting for {what}")
 
 
+# Per visible chart: how wide it is against its container and the page's content column,
+# how wide its plot area is, and whether its legends lie inside the container.
+_CHART_FIT_JS = """() => {
+  const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+  const mb = main.getBoundingClientRect();
+  const right = mb.right - parseFloat(getComputedStyle(main).paddingRight);
+  return [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+    .filter(c => c.offsetParent !== null).map(c => {
+      const box = c.getBoundingClientRect();
+      const svg = c.querySelector('svg').getBoundingClientRect();
+      const plot = c.querySelector('svg .role-frame path.background');
+      return {title: (c.querySelector('svg .role-title text') || {}).textContent || '?',
+              svg: svg.width, container: box.width, overflow: svg.right - Math.min(box.right, right),
+              plot: plot ? plot.getBoundingClientRect().width : 0,
+              legends_out: [...c.querySelectorAll('svg .role-legend')].map(l => l.getBoundingClientRect())
+                .filter(r => r.left < box.left - 1 || r.right > Math.min(box.right, right) + 1).length};
+    });
+}"""
+
+
+def chart_fit_problems(page, min_plot: float = 150) -> list[str]:
+    """Charts wider than their column or the page, legends cut off, plots squeezed thin."""
+    problems = []
+    for c in page.evaluate(_CHART_FIT_JS):
+        if c["svg"] > c["container"] + 1 or c["overflow"] > 1:
+            problems.append(f"{c['title']}: {c['svg']:.0f} px in {c['container']:.0f} px")
+        if c["legends_out"]:
+            problems.append(f"{c['title']}: legend outside the chart")
+        if c["plot"] < min_plot:
+            problems.append(f"{c['title']}: plot only {c['plot']:.0f} px wide")
+    return problems
+
+
 @pytest.fixture
 def no_stray_workers():
     """Workers outlive the page by design; the test must not leave one running."""
@@ -107,6 +140,17 @@ def test_run_watch_leave_stop_resume_download(app_page, streamlit_server, tmp_pa
     assert _epochs_done(page) > stopped_at
     wait_for_charts(page)
     assert clipped_chart_titles(page) == []  # every chart title whole
+    assert chart_fit_problems(page) == []  # 1400 px wide
+
+    # a 1100 px laptop window: every chart still fits its column, legends and all
+    page.set_viewport_size({"width": 1100, "height": 800})
+    try:
+        _wait_until(lambda: chart_fit_problems(page) == [], timeout_s=15, what="charts to fit")
+    except AssertionError:
+        pass
+    assert chart_fit_problems(page) == []
+    assert len(page.evaluate(_CHART_FIT_JS)) == 5
+    page.set_viewport_size({"width": 1400, "height": 1000})
 
     with page.expect_download() as info:
         page.get_by_role("button", name="Download validations.txt").click()

@@ -126,6 +126,21 @@ def test_restart_from_iteration_redoes_later_iterations(roots):
         execute(paths, from_iteration=9, cache_root=cache)
 
 
+def test_negative_restart_iteration_says_it_must_be_0_or_more(roots, capsys):
+    from explorer_core.cli import main
+    from explorer_core.experiment import resume_point
+
+    runs, _ = roots
+    paths = create_run(small_config("neg"), runs)
+    with pytest.raises(ExplorerError, match="0 or more") as info:
+        resume_point(paths, -1)
+    assert "earlier" not in str(info.value)
+    code = main(["prune", "--resume", str(paths.root), "--from-iteration", "-1", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.strip() == "error: --from-iteration must be ≥ 0, got -1"
+
+
 def test_max_drop_stops_the_run(roots):
     runs, cache = roots
     paths = create_run(small_config("drop", max_drop=0.0, retrain=False,
@@ -241,3 +256,24 @@ def test_deployment_costs_compare_dense_and_recommended(roots):
     assert table["MACs per sample"]["recommended / dense"] < 0.2
     latency = [r for m, r in table.items() if m.startswith("CPU latency")]
     assert len(latency) == 1 and latency[0]["recommended / dense"] > 0
+
+
+def test_recommending_the_dense_model_says_so_and_kept_epoch_is_lowest_val_loss():
+    from explorer_core.results import IterationRow, kept_epoch
+
+    def row(i, acc):
+        return IterationRow(i, [8 >> i], 100 / 2 ** i, 0.1, 0.2, acc, acc, Path(f"{i}.st"))
+
+    rows = [row(0, 61.28), row(1, 50.0), row(2, 40.0)]
+    rec = recommend(rows, 1.0)
+    assert rec.is_dense and rec.row.iteration == 0
+    assert rec.summary().startswith("Deploy the dense model itself")
+    assert "points above" not in rec.summary() and "2 pruned iterations" in rec.summary()
+    assert "no pruned iteration is complete" in recommend(rows[:1], 1.0).summary()
+    assert not recommend(rows, 15.0).is_dense
+    # the saved epoch is the lowest validation loss, not the best test accuracy or the last
+    epochs = [{"epoch": 1, "val_loss": 0.5, "test_acc": 90.0},
+              {"epoch": 2, "val_loss": 0.3, "test_acc": 98.05},
+              {"epoch": 3, "val_loss": 0.4, "test_acc": 98.89}]
+    assert kept_epoch(epochs) == 2
+    assert kept_epoch([{"epoch": 1, "test_loss": 0.9}, {"epoch": 2, "test_loss": 0.2}]) == 2

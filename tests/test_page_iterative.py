@@ -113,3 +113,39 @@ def test_start_runs_in_the_background_and_shows_results(app_test, runs_root):
     assert not at.exception
     assert len(at.error) == 1 and "already exists" in at.error[0].value
     assert len(list_runs(runs_root)) == 1 and runs[0].validations.read_bytes() == before
+
+
+def _vega_specs(at) -> list[str]:
+    return [el.proto.spec for el in at.get("vega_lite_chart")]
+
+
+def test_dense_only_run_kept_epoch_and_concatenate_feedback(app_test, runs_root):
+    """A run whose only model is the dense one: the deploy pick says so plainly (no
+    dense-vs-dense timing), the epoch charts mark the kept epoch, and writing the
+    concatenated results names the files written."""
+    from explorer_core.experiment import RunConfig, create_run
+
+    cfg = RunConfig(name="dense-only", dataset="digits", hidden=[16, 8],
+                    schedule={"q": 0.5, "iterations": 1, "kind": "geometric"}, criterion="l1",
+                    dense_epochs=3, batch_size=64, seed=1)
+    paths = create_run(cfg, runs_root)
+    jobs.launch(paths)  # a worker process, as the page starts it (its pid is killed after)
+    assert jobs.wait(paths, timeout=120)["state"] == "finished"
+
+    at = open_page(app_test)
+    assert not at.exception
+    # 3. the kept epoch is marked on the epoch charts and explained in a caption
+    specs = _vega_specs(at)
+    assert sum("epoch saved" in s and "strokeDash" in s for s in specs) == 2
+    assert any("the one kept (lowest validation loss)" in c.value for c in at.caption)
+    # 2. the dense model is the pick: said plainly, no ratio of two timings of it
+    assert any("Deploy the dense model itself" in i.value for i in at.info), \
+        [i.value for i in at.info]
+    assert not [s.value for s in at.success if "points above" in s.value]
+    assert not [df for df in at.dataframe if "metric" in df.value.columns]
+    # 4. writing the concatenated results says what was written
+    widget(at.button, "Write concatenated results").click().run()
+    assert not at.exception
+    assert any("validations.txt, accuracies.png, losses.png" in s.value for s in at.success), \
+        [s.value for s in at.success]
+    assert paths.validations.is_file()

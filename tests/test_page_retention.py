@@ -134,3 +134,18 @@ def test_schedule_survives_a_visit_to_the_pruning_page(page):
     assert page.text_input(key="ret_widths").value == "100, 50"
     assert page.number_input(key="ret_q").value == 0.6
     assert table(page).iloc[1].tolist()[:3] == [1, 60, 30]
+
+
+@pytest.mark.parametrize("iterations, shown, span", [(5, "5", "0–4"), (1, "1", "dense model only")])
+def test_iteration_count_matches_retain_txt_rows_and_the_cli(page, iterations, shown, span):
+    """The dense row is iteration 0 (thesis, retain.txt): 5 rows are 5 iterations, as
+    `retention` on the command line prints ('wrote retain.txt (5 iterations, …')."""
+    page.number_input(key="ret_iterations").set_value(iterations).run()
+    assert not page.exception and errors(page) == []
+    assert len(table(page)) == iterations
+    metric = [m for m in page.metric if m.label == "Iterations in the table"][0]
+    assert metric.value == shown
+    assert span in metric.proto.help
+    # whole-number ticks on the iteration axis, also when there is a single row ("0.000000")
+    spec = json.loads(page.get("vega_lite_chart")[0].proto.spec)
+    assert spec["encoding"]["x"]["axis"]["format"] == "d"

@@ -110,6 +110,8 @@ def run_prune(args: argparse.Namespace) -> int:
     from ..experiment import create_run, execute, load_run_config, plan, total_epochs
     from ..rundir import read_status
 
+    if args.from_iteration is not None and args.from_iteration < 0:
+        raise ExplorerError(f"--from-iteration must be ≥ 0, got {args.from_iteration}")
     if args.resume:
         paths = RunPaths(args.resume)
         if not paths.config.is_file():
