@@ -162,10 +162,12 @@ def run_progress(paths: RunPaths, now: float | None = None) -> RunProgress:
     end = (status.get("heartbeat") if state not in ("running", "queued") else None) or now or time.time()
     elapsed = max(0.0, end - started) if started else 0.0
     # epochs trained in this process run (not replayed or from before a resume) set the pace
+    # paced from the first such epoch on: the worker's start-up (imports, data) before
+    # it is no part of the remaining work, and counting it inflated the first estimates
     recent = [e for e in epochs if started and e.get("time", 0) >= started]
     eta = None
-    if state == "running" and recent and total:
-        per_epoch = elapsed / len(recent)
+    if state == "running" and len(recent) > 1 and total:
+        per_epoch = ((now or time.time()) - recent[0]["time"]) / (len(recent) - 1)
         eta = max(0.0, (total - len(epochs)) * per_epoch)
     return RunProgress(state, status.get("message", ""), status.get("iteration"),
                        int(status.get("total_iterations") or 0), len(epochs), total, elapsed, eta,

@@ -16,7 +16,7 @@ from explorer_core.errors import ExplorerError
 from explorer_core.experiment import RunConfig, create_run, execute, plan
 from explorer_core.fileio import read_table
 from explorer_core.results import concatenate, iteration_rows, recommend, run_progress
-from explorer_core.rundir import RunLock, RunPaths, read_events, read_status
+from explorer_core.rundir import RunLock, RunPaths, read_events, read_status, write_status
 from explorer_core.schedule import read_retain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,3 +277,17 @@ def test_recommending_the_dense_model_says_so_and_kept_epoch_is_lowest_val_loss(
               {"epoch": 3, "val_loss": 0.4, "test_acc": 98.89}]
     assert kept_epoch(epochs) == 2
     assert kept_epoch([{"epoch": 1, "test_loss": 0.9}, {"epoch": 2, "test_loss": 0.2}]) == 2
+
+
+def test_remaining_time_is_paced_by_epochs_not_by_the_workers_start_up(tmp_path):
+    """100 s to start the worker, then an epoch a second: 3 of 10 epochs done, 7 s left."""
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    now = time.time()
+    write_status(paths, "running", started=now - 100.0, total_epochs=10)
+    paths.events.write_text("".join(
+        json.dumps({"type": "epoch", "iteration": 0, "epoch": ep, "time": now - 3 + ep}) + "\n"
+        for ep in (1, 2, 3)))
+    with RunLock(paths):
+        eta = run_progress(paths, now=now).eta
+    assert eta == pytest.approx(7.0)
