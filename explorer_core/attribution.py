@@ -86,8 +86,10 @@ class AttributionSettings:
             raise ExplorerError(f"attribution steps must be a whole number in 2–{MAX_STEPS}, "
                                 f"got {self.steps!r}")
         if kind is not None and kind not in METHODS[self.method].kinds:
-            raise ExplorerError(f"{METHODS[self.method].title} does not apply to {kind} layers; "
-                                f"choose one of {', '.join(m.title for m in methods_for(kind))}")
+            # names, not titles: they are what `inspect --method` accepts
+            raise ExplorerError(f"{self.method} ({METHODS[self.method].title}) does not apply "
+                                f"to {kind} layers; choose one of "
+                                f"{', '.join(m.name for m in methods_for(kind))}")
         return self
 
 

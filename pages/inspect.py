@@ -60,6 +60,41 @@ def _state(name: str, factory):
     return st.session_state[name]
 
 
+# Streamlit forgets a widget's value when a run does not draw it, e.g. while another page
+# is open: these widget keys are copied to a plain session-state dict every run and put
+# back before the widgets are drawn, so the page looks as it was left after a page switch.
+# (File uploaders and buttons cannot be set from session state; they are not kept.)
+KEPT = "insp_kept"
+KEPT_KEYS = {f"insp_{what}_{slot}" for slot in "ab" for what in (
+    "src", "run", "it", "sweeps", "cache", "pth_data", "pth_arch", "pth_hidden", "focus")} | {
+    "insp_compare", "insp_img_src", "insp_first", "insp_count", "insp_invert",
+    "insp_autocontrast", "insp_fit", "insp_k", "insp_pick", "insp_layer", "insp_target",
+    "insp_method", "insp_baseline", "insp_steps", "insp_grid_n", "insp_shared"}
+KEPT_PREFIXES = ("insp_neurons_",)
+
+
+def _kept(key: str) -> bool:
+    return key in KEPT_KEYS or key.startswith(KEPT_PREFIXES)
+
+
+def keep_widget_state() -> None:
+    """Remember this run's widget values; restore those Streamlit dropped while away."""
+    kept: dict[str, Any] = _state(KEPT, dict)
+    for key in [k for k in st.session_state if isinstance(k, str) and _kept(k)]:
+        kept[key] = st.session_state[key]
+    for key, value in kept.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+def _default(key: str, value: Any) -> str:
+    """A widget's first value, set through session state (not the widget's own default,
+    which Streamlit would flag next to a restored value); returns the key."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+    return key
+
+
 def _cache() -> AttributionCache:
     return _state("insp_cache", AttributionCache)
 
@@ -170,7 +205,8 @@ def _upload_picker(slot: str) -> Loaded | None:
                                key=f"insp_pth_data_{slot}")
         arch = c2.selectbox("Architecture", ["mlp", "slp", "cnn"], format_func=ARCH_TITLES.get,
                             key=f"insp_pth_arch_{slot}")
-        hidden = c3.text_input("Hidden widths (dense)", "256, 64", key=f"insp_pth_hidden_{slot}",
+        hidden = c3.text_input("Hidden widths (dense)",
+                               key=_default(f"insp_pth_hidden_{slot}", "256, 64"),
                                help="Pruned weights may be narrower: layers are fitted to them.")
         info = DATASETS[dataset]
         spec = default_spec(arch, info.channels, info.size, info.num_classes,
@@ -229,15 +265,27 @@ def pick_model(slot: str, catalog: dict[str, Any]) -> Loaded | None:
         return None
 
 
-def model_card(m: Loaded) -> None:
+def _count(n: int) -> tuple[str, str | None]:
+    """A count short enough for a metric tile ('1.23 M'), and its exact value as help."""
+    if n >= 1_000_000:
+        return f"{n / 1e6:.3g} M", f"{n:,}"
+    return f"{n:,}", None
+
+
+def model_card(m: Loaded, narrow: bool = False) -> None:
+    """Headline numbers as metric tiles; `narrow` (half a page, in compare mode): two a row,
+    so no value is cut to "9…" next to the other model's card."""
     info = m.info
     st.markdown(f"**{m.label}**")
-    c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Test accuracy", f"{info['test_acc']:.2f} %" if info["test_acc"] is not None else "—")
-    c2.metric("Parameters", f"{info['parameters']:,}")
-    c3.metric("MACs / image", f"{info['macs']:,}")
+    cols = [c for _ in range(2) for c in st.columns(2)] if narrow else st.columns(4)
     kept = info.get("percent_retained")
-    c4.metric("Hidden kept", f"{kept:.1f} %" if isinstance(kept, (int, float)) else "—")
+    params, params_help = _count(info["parameters"])
+    macs, macs_help = _count(info["macs"])
+    cols[0].metric("Test accuracy",
+                   f"{info['test_acc']:.2f} %" if info["test_acc"] is not None else "—")
+    cols[1].metric("Parameters", params, help=params_help)
+    cols[2].metric("MACs / image", macs, help=macs_help)
+    cols[3].metric("Hidden kept", f"{kept:.1f} %" if isinstance(kept, (int, float)) else "—")
     widths = " · ".join(str(w) for w in info["widths"]) or "none"
     data = DATASETS[m.fmt.dataset].title if m.fmt.dataset else "unknown dataset"
     st.caption(f"{ARCH_TITLES.get(info['arch'], info['arch'])} · hidden widths {widths} · "
@@ -274,7 +322,7 @@ def models_section() -> list[Loaded]:
             st.subheader(title)
             m = pick_model(slot, catalog)
             if m is not None:
-                model_card(m)
+                model_card(m, narrow=compare)
                 out.append(m)
     return out
 
@@ -307,8 +355,8 @@ def images_section(models: list[Loaded]) -> list[list[ConvertedImage | None]] | 
                        else "The model's dataset is unknown: upload images instead.")
             return None
         c1, c2 = st.columns(2)
-        start = c1.number_input("First test sample", 0, 1_000_000, 0, key="insp_first")
-        count = c2.number_input("How many", 1, 32, 4, key="insp_count")
+        start = c1.number_input("First test sample", 0, 1_000_000, key=_default("insp_first", 0))
+        count = c2.number_input("How many", 1, 32, key=_default("insp_count", 4))
         try:
             samples = dataset_samples(primary.fmt, range(int(start), int(start) + int(count)))
         except ExplorerError as exc:
@@ -366,6 +414,8 @@ def predictions_view(models: list[Loaded], per_model, k: int) -> int | None:
                 row["true class"] = models[0].fmt.class_names[per_model[0][i].label]
             rows.append(row)
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        if st.session_state.get("insp_pick") not in range(len(valid)):
+            st.session_state.pop("insp_pick", None)
         pick = st.selectbox("Picture to inspect", range(len(valid)),
                             format_func=lambda j: names[j], key="insp_pick")
         index = valid[int(pick)] if int(pick) < len(valid) else valid[0]
@@ -385,9 +435,8 @@ def predictions_view(models: list[Loaded], per_model, k: int) -> int | None:
         rows = top_k(predict(m.ck.model, conv[index].tensor)[0], k, m.fmt.class_names)
         col.markdown(f"{m.label}: predicted **{rows[0]['class']}** "
                      f"({rows[0]['probability']:.1%})")
-        col.altair_chart(charts.topk_chart(rows, title=f"Top {len(rows)} classes",
-                                           width=300 if len(models) == 1 else 220),
-                         width="content")
+        col.altair_chart(charts.topk_chart(rows, title=f"Top {len(rows)} classes"),
+                         width="stretch")  # fits its column at any window width
     if len(models) > 1 and per_model[1][index] is not None and \
             models[1].fmt.shape != models[0].fmt.shape:
         cols[1].image(upscale(per_model[1][index].pixels), caption="second model's input")
@@ -423,10 +472,10 @@ def _settings_row(models: list[Loaded]) -> tuple[str, str, AttributionSettings, 
     baseline = c4.selectbox("Baseline", list(BASELINES), format_func=BASELINES.get,
                             key="insp_baseline",
                             disabled=not METHODS[method].uses_baseline)
-    steps = c5.slider("Integration steps", 4, 128, 32, key="insp_steps",
+    steps = c5.slider("Integration steps", 4, 128, key=_default("insp_steps", 32),
                       help="More steps: closer to the exact integral, slower.")
-    count = c6.number_input("Neurons in the grid", 1, 32, 8, key="insp_grid_n")
-    shared = c7.toggle("Shared colour scale", True, key="insp_shared",
+    count = c6.number_input("Neurons in the grid", 1, 32, key=_default("insp_grid_n", 8))
+    shared = c7.toggle("Shared colour scale", key=_default("insp_shared", True),
                        help="On: tiles are comparable. Off: each tile uses its own range.")
     return layer, target, AttributionSettings(method, baseline, int(steps)), int(count), shared
 
@@ -442,6 +491,24 @@ def _iasa(m: Loaded, layer: str):
     except ExplorerError as exc:
         return None, str(exc)
     return scores.get(layer), None
+
+
+def _ranking_chart(table: pd.DataFrame, cname: str, units: int, narrow: bool):
+    """Conductance + IASA ranking; `narrow` (half a page): fewer bars and titles short
+    enough for the column (the class is named in the line above the chart)."""
+    top = 16 if narrow else 24
+    shown = f"top {min(top, len(table))} of {units}"
+    chart = charts.neuron_ranking_chart(
+        table, top=top, title=f"Conductance, {shown}" if narrow
+        else f"Conductance for class {cname} ({shown})")
+    if narrow:  # the long titles were cut at the right in a ~300 px column (1100 px window)
+        for i, panel in enumerate(getattr(chart, "vconcat", [])):
+            if i:
+                panel.title = "IASA score (whole input domain)"
+            x = getattr(getattr(panel, "encoding", None), "x", None)
+            if x is not None and not isinstance(x, dict):
+                x.title = "Unit (by |conductance|)"
+    return chart
 
 
 def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, target_choice: str,
@@ -466,10 +533,7 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
     unit = "neuron" if info.kind == "linear" else "channel"
     st.markdown(f"**{m.label}** — {info.label()}, explaining class **{cname}**")
     compare = st.session_state.get("insp_compare", False)
-    st.altair_chart(charts.neuron_ranking_chart(
-        table, top=16 if compare else 24, width=400 if compare else 560,
-        title=f"Conductance for class {cname} (top {min(16 if compare else 24, len(table))} "
-              f"of {info.units})"), width="content")
+    st.altair_chart(_ranking_chart(table, cname, info.units, narrow=compare), width="stretch")
     if why:
         st.caption(f"No IASA scores: {why}")
     csv_name = f"scores_{slot}_{layer}_class{target}.csv"
@@ -478,8 +542,10 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
                        icon=":material/table:")
     ranked = table["neuron"].tolist()
     grid_key = f"insp_neurons_{slot}_{m.key}_{layer}_{target}_{conv.name}"
+    if [n for n in st.session_state.get(grid_key, []) if n not in ranked]:
+        st.session_state.pop(grid_key)  # a kept choice this model lacks: start afresh
     chosen = st.multiselect(f"{unit.capitalize()}s in the grid (default: top {count} by "
-                            "|conductance|)", ranked, default=ranked[:count], key=grid_key,
+                            "|conductance|)", ranked, key=_default(grid_key, ranked[:count]),
                             format_func=lambda n: f"{unit} {n}")
     if not chosen:
         st.info(f"Pick at least one {unit}.")
@@ -549,13 +615,14 @@ def sensitivity_section(models: list[Loaded], per_model, index: int) -> None:
 # ------------------------------------------------------------------ page
 
 def main() -> None:
+    keep_widget_state()  # before the hand-over, which overrides what is restored
     models = models_section()
     if not models:
         return
     per_model = images_section(models)
     if per_model is None:
         return
-    k = st.number_input("Top-k classes", 1, 20, 5, key="insp_k")
+    k = st.number_input("Top-k classes", 1, 20, key=_default("insp_k", 5))
     index = predictions_view(models, per_model, int(k))
     if index is None:
         return

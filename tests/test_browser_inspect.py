@@ -7,6 +7,7 @@ grid of neuron heatmaps, then switch the neuron looked at up close.
 from __future__ import annotations
 
 import re
+import time
 
 import torch
 from PIL import Image
@@ -15,6 +16,7 @@ from playwright.sync_api import expect
 from explorer_core.attribution import predict, top_k
 from explorer_core.checkpoint import save_checkpoint
 from explorer_core.data import load_dataset
+from explorer_core.experiment import RunConfig, create_run, execute
 from explorer_core.imaging import denormalise, input_format, load_upload
 from explorer_core.models import build_model, default_spec
 from explorer_core.training import TrainConfig, evaluate, train
@@ -91,3 +93,75 @@ def test_upload_checkpoint_and_png_see_prediction_and_heatmaps(app_page, streaml
     expect(page.get_by_text(f"neuron {neuron}: heatmap", exact=True)).to_be_visible()
     expect(page.get_by_text("all from the cache")).to_be_visible()
     assert len(_grid_captions(page)) == 8
+
+
+# Metric values whose text is wider than their tile (Streamlit then shows "98.0…" / "9…").
+_CUT_METRICS_JS = """() => [...document.querySelectorAll('[data-testid="stMetricValue"]')]
+  .filter(e => e.offsetParent !== null).filter(e => {
+    const box = e.querySelector('.stMarkdownEllipsis') || e;
+    const text = document.createRange(); text.selectNodeContents(box);
+    return text.getBoundingClientRect().width > box.clientWidth + 1; })
+  .map(e => e.innerText)"""
+
+# Charts drawn wider than the column that holds them (they spill into the neighbour).
+_SPILLED_CHARTS_JS = """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+  .filter(c => c.offsetParent !== null).filter(c => {
+    const col = (c.closest('[data-testid="stColumn"]') || c.parentElement).getBoundingClientRect();
+    const drawn = (c.querySelector('svg, canvas') || c).getBoundingClientRect();
+    return drawn.left < col.left - 1 || drawn.right > col.right + 1; })
+  .map(c => c.querySelector('svg .role-title text')?.textContent || '?')"""
+
+
+def _select(page, label: str, option: str) -> None:
+    combo = page.get_by_role("combobox", name=label, exact=True).first
+    if option in (combo.input_value() or ""):
+        return
+    combo.scroll_into_view_if_needed()  # the list only opens for a select in view
+    with rerun_after(page):
+        combo.click()
+        page.get_by_role("option", name=re.compile(re.escape(option))).click()
+
+
+def test_compare_fits_at_1100px_and_choices_survive_a_page_switch(app_page, streamlit_server):
+    cfg = RunConfig(name=f"pw-inspect-{int(time.time())}", dataset="digits", hidden=[32, 16],
+                    schedule={"q": 0.5, "iterations": 2, "kind": "geometric"},
+                    dense_epochs=2, retrain_epochs=1, use_cache=False)
+    assert execute(create_run(cfg))["state"] == "finished"
+
+    page = app_page
+    page.set_viewport_size({"width": 1100, "height": 800})
+    open_app(page, streamlit_server, "inspect")
+    _select(page, "Run", cfg.name)
+    _select(page, "Checkpoint", "iteration 1")
+    with rerun_after(page):
+        page.get_by_text("Test-set samples", exact=True).click()
+    with rerun_after(page):
+        box = page.get_by_role("spinbutton", name="First test sample")
+        box.fill("10")
+        box.press("Enter")
+    with rerun_after(page):
+        page.get_by_text("Compare with a second checkpoint").click()
+    wait_for_charts(page)
+    assert page.locator('[data-testid="stMetricValue"]').count() == 8
+    for width, height in ((1100, 800), (1400, 1000)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(500)  # let the columns and charts re-lay out
+        wait_for_charts(page)
+        assert page.evaluate(_CUT_METRICS_JS) == [], width  # every number whole
+        assert page.evaluate(_SPILLED_CHARTS_JS) == [], width  # every chart in its column
+        assert clipped_chart_titles(page) == [], width
+    assert not page.locator('[data-testid="stException"]').count()
+
+    # another page and back through the sidebar: the page is as it was left
+    page.get_by_role("link", name="Retention curve").click()
+    expect(page.get_by_role("heading", name="Retention curve")).to_be_visible()
+    wait_for_app(page)
+    page.get_by_role("link", name="Inspect").click()
+    expect(page.get_by_role("heading", name="Inspect", exact=True)).to_be_visible()
+    wait_for_app(page)
+    expect(page.get_by_role("combobox", name="Checkpoint", exact=True).first).to_have_value(
+        re.compile("^iteration 1"))
+    expect(page.get_by_role("radio", name="Test-set samples")).to_be_checked()
+    expect(page.get_by_role("spinbutton", name="First test sample")).to_have_value("10")
+    expect(page.get_by_role("switch", name="Compare with a second checkpoint")).to_be_checked()
+    assert page.locator('[data-testid="stMetricValue"]').count() == 8

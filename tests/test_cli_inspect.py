@@ -50,3 +50,15 @@ def test_inspect_bad_inputs_exit_with_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "junk.png is not an image" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_method_the_layer_cannot_use_names_the_values_method_accepts(tmp_path, capsys):
+    ck = _checkpoint(tmp_path)
+    img = tmp_path / "d.png"
+    Image.new("L", (8, 8), 0).save(img)
+    assert main(["inspect", "--checkpoint", str(ck), "--image", str(img), "--method", "gradcam",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "choose one of neuron_conductance, neuron_integrated_gradients" in err
+    assert not (tmp_path / "o").exists()

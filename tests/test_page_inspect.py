@@ -182,3 +182,35 @@ def test_uploaded_conv_net_gets_grad_cam_of_its_channels(app_test, tmp_path):
     at.selectbox(key="insp_layer").set_value("classifier.0").run()  # a hidden Linear layer
     assert not at.exception and at.selectbox(key="insp_method").value == "neuron_conductance"
     assert len(grid_captions(at)) == 8
+
+
+def test_choices_survive_a_visit_to_another_page(app_test, digits_run):
+    """Streamlit drops the state of widgets a run does not draw: the page keeps its own copy."""
+    dense, pruned = str(digits_run.best_model(0)), str(digits_run.best_model(1))
+    at = open_page(app_test, digits_run.best_model(0))
+    at.selectbox(key="insp_it_a").set_value(pruned).run()
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()
+    at.number_input(key="insp_first").set_value(10).run()
+    at.number_input(key="insp_k").set_value(3).run()
+    assert not at.exception and errors(at) == []
+
+    at.switch_page("pages/retention.py")
+    at.run()
+    assert not at.exception and at.title[0].value != "Inspect"
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception and errors(at) == []
+    assert at.selectbox(key="insp_it_a").value == pruned
+    assert at.radio(key="insp_img_src").value == "Test-set samples"
+    assert at.number_input(key="insp_first").value == 10
+    assert at.number_input(key="insp_k").value == 3
+    assert len(grid_captions(at)) == 8
+
+    # another page's "Open on Inspect" still wins over what was remembered
+    at.switch_page("pages/retention.py")
+    at.run()
+    at.session_state["inspect_checkpoint"] = dense
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception and at.selectbox(key="insp_it_a").value == dense
+    assert at.number_input(key="insp_first").value == 10
