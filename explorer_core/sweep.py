@@ -239,12 +239,9 @@ def plan(cfg: SweepConfig) -> Plan:
 
 # ------------------------------------------------------------------ creating and running
 
-def create_sweep(cfg: SweepConfig, root: Path | None = None) -> SweepPaths:
-    """Make the sweep folder with config.json and a queued status.
-
-    Refused before any folder exists when a dataset is missing offline or the grid has
-    no cell (every chosen type is inapplicable to every chosen model).
-    """
+def runnable_plan(cfg: SweepConfig) -> Plan:
+    """The plan, or a one-line reason why nothing could run (a dataset missing offline,
+    every chosen type inapplicable to every model, no chosen criterion fitting a type)."""
     cfg.validate()
     for dataset in cfg.datasets:
         ok, reason = availability(dataset)
@@ -252,8 +249,22 @@ def create_sweep(cfg: SweepConfig, root: Path | None = None) -> SweepPaths:
             raise ExplorerError(reason)
     the_plan = plan(cfg)
     if not the_plan.cells:
-        reasons = "; ".join(f"{t} on {m}: {why}" for m, t, why in the_plan.skipped)
+        if the_plan.skipped:
+            reasons = "; ".join(f"{t} on {m}: {why}" for m, t, why in the_plan.skipped)
+        else:
+            reasons = "none of the chosen criteria ranks the chosen pruning types; " + "; ".join(
+                f"{t} takes {', '.join(sorted(PRUNING_TYPES[t].criteria))}" for t in cfg.types)
         raise ExplorerError(f"the grid has no cell to run ({reasons})")
+    return the_plan
+
+
+def create_sweep(cfg: SweepConfig, root: Path | None = None) -> SweepPaths:
+    """Make the sweep folder with config.json and a queued status.
+
+    Refused before any folder exists when a dataset is missing offline or the grid has
+    no cell (every chosen type is inapplicable to every chosen model).
+    """
+    the_plan = runnable_plan(cfg)
     paths = SweepPaths(new_run_dir(cfg.name, root or default_sweeps_root()).root)
     atomic_write_json(paths.config, {**cfg.to_dict(), "created": time.time(),
                                      "versions": {"explorer": __version__,

@@ -135,6 +135,13 @@ class TrainTimeConfig:
             _choice(self.arch, CLASSIFIER_ARCHS, "the model for train-time pruning")
             _choice(self.criterion, tuple(CRITERIA), "criterion")
         else:
+            # not recorded in config.json as if they had been used
+            if self.arch != "mlp":
+                raise ExplorerError(f"the VAE is fully connected: the model {self.arch!r} "
+                                    "applies to classifiers only")
+            if self.channels is not None:
+                raise ExplorerError("the VAE is fully connected: conv channels apply to the "
+                                    "CNN classifier only")
             if not isinstance(self.criterion, str):
                 raise ExplorerError(f"criterion must be a name, got {self.criterion!r}")
             vae.check_criterion(self.criterion)

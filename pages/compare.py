@@ -44,6 +44,9 @@ def _percent_list(text: str) -> list[float]:
     except ValueError:
         raise ExplorerError(f"ratios must be numbers in percent separated by commas, got "
                             f"{text!r}") from None
+    bad = [v for v in values if not 0 <= v <= 100]
+    if bad:  # said in percent, as typed (the core would quote fractions)
+        raise ExplorerError(f"ratios must lie between 0 and 100 %, got {', '.join(f'{v:g}' for v in bad)}")
     return [round(v / 100, 6) for v in values]
 
 
@@ -79,7 +82,7 @@ def setup_form() -> None:
                                      format_func=titles.get)
         missing = [reason for _, ok, reason in datasets if not ok]
         if missing:
-            c1.caption("Not available offline: " + " · ".join(missing))
+            c1.caption(" · ".join(missing))  # each reason names the dataset
         batches = c1.multiselect(
             "Batch sizes", [str(b) for b in sorted({64, *BATCH_PRESETS})], default=["64"],
             accept_new_options=True,

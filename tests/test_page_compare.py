@@ -57,7 +57,7 @@ def test_defaults_and_the_grid_size_before_starting(sweeps_root):
 
 @pytest.mark.parametrize("label, value, message", [
     ("Ratios (% removed)", "0, 50, abc", "numbers in percent"),
-    ("Ratios (% removed)", "0, 150", "between 0 and 1"),
+    ("Ratios (% removed)", "0, 150", "ratios must lie between 0 and 100 %, got 150"),
     ("MLP hidden widths", "64, 0", "≥ 1"),
 ])
 def test_bad_settings_give_one_clear_error_and_no_start(sweeps_root, label, value, message):

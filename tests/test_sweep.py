@@ -280,6 +280,9 @@ def test_pareto_front_keeps_only_undominated_points():
     ({"models": ["alexnet"]}, "unknown models"),
     ({"criteria": []}, "pick at least one"),
     ({"types": ["neuron"], "models": ["slp"]}, "no cell to run"),
+    ({"types": ["neuron"], "criteria": ["magnitude"]},
+     r"no cell to run \(none of the chosen criteria ranks the chosen pruning types; neuron "
+     r"takes .*l1"),
 ])
 def test_bad_settings_are_refused_before_a_folder_exists(roots, over, message):
     sweeps, _ = roots
@@ -294,6 +297,10 @@ def test_a_dataset_missing_offline_is_refused_with_the_folder_to_fill(roots, tmp
     monkeypatch.setenv("EXPLORER_DATA", str(tmp_path / "empty"))
     with pytest.raises(ExplorerError, match="not available offline.*MNIST/raw"):
         create_sweep(grid("offline", datasets=["mnist"]))
+    # the estimate says so too, instead of a time for a sweep that could not start
+    from explorer_core.cli import main
+
+    assert main(["compare", "--datasets", "mnist", "--estimate"]) == 2
 
 
 def test_estimate_counts_cached_baselines(roots, reference):

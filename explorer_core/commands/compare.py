@@ -97,9 +97,9 @@ def _progress_printer(total: int):
 
 def _print_plan(cfg) -> None:
     from ..estimate import estimate
-    from ..sweep import plan
+    from ..sweep import runnable_plan
 
-    the_plan = plan(cfg)
+    the_plan = runnable_plan(cfg)  # what could not run is said now, not after the estimate
     est = estimate(cfg, the_plan)
     print(f"{len(the_plan.cells)} cells over {len(the_plan.groups)} baselines "
           f"({est.baselines_to_train} to train, {est.baselines_cached} cached); "
