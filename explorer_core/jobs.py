@@ -55,13 +55,22 @@ def wait(paths: RunPaths, timeout: float = 60.0, poll: float = 0.2) -> dict:
 
 
 def kill(paths: RunPaths) -> None:
-    """Hard-kill a worker (SIGKILL): what a crash looks like; resume recovers from it."""
-    pid = read_status(paths).get("pid")
-    if pid:
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    """Hard-kill a worker (SIGKILL): what a crash looks like; resume recovers from it.
+
+    Only a live worker: the pid in status.json outlives its process, and once the run
+    is over it may belong to anyone — a run executed in this very process (as the tests
+    and the CLI do) records our own pid, and killing it took the test session down.
+    """
+    status = read_status(paths)
+    pid = status.get("pid")
+    if not pid or int(pid) == os.getpid():
+        return
+    if not is_locked(paths) and status.get("state") != "queued":  # no writer holds the run
+        return
+    try:
+        os.kill(int(pid), signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 @contextmanager

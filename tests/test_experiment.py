@@ -291,3 +291,26 @@ def test_remaining_time_is_paced_by_epochs_not_by_the_workers_start_up(tmp_path)
     with RunLock(paths):
         eta = run_progress(paths, now=now).eta
     assert eta == pytest.approx(7.0)
+
+
+def test_kill_spares_a_finished_runs_pid_and_its_own_process(tmp_path):
+    """status.json keeps the writer's pid after the run: killing by it hit whatever process
+    had that pid by then — in the test suite, pytest itself (runs executed in-process)."""
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_status(paths, "finished", pid=bystander.pid)
+        jobs.kill(paths)
+        time.sleep(0.2)
+        assert bystander.poll() is None  # not a worker of this run any more: left alone
+    finally:
+        bystander.kill()
+        bystander.wait()
+    script = ("import os, sys; from pathlib import Path; from explorer_core import jobs; "
+              "from explorer_core.rundir import RunLock, RunPaths, write_status; "
+              "p = RunPaths(Path(sys.argv[1])); write_status(p, 'running', pid=os.getpid()); "
+              "lock = RunLock(p).__enter__(); jobs.kill(p); print('alive')")
+    done = subprocess.run([sys.executable, "-c", script, str(paths.root)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0 and done.stdout.strip() == "alive", done
