@@ -91,6 +91,9 @@ def test_run_watch_leave_stop_resume_download(app_page, streamlit_server, tmp_pa
     page = app_page
     open_app(page, streamlit_server, "iterative")
     expect(page.get_by_role("heading", name="Iterative pruning")).to_be_visible()
+    # the set-up form is folded away once runs exist (other tests may have made some)
+    if not page.get_by_label("Hidden widths (MLP)", exact=True).is_visible():
+        page.get_by_text("New run", exact=True).click()
 
     _fill(page, "Hidden widths (MLP)", "32, 16")
     _fill(page, "q (keep factor per iteration)", "0.6")

@@ -57,6 +57,9 @@ def test_short_comparison_shows_three_curves(app_page, streamlit_server, no_stra
     with rerun_after(page):
         page.get_by_role("link", name="Train-time pruning").click()
     expect(page.get_by_role("heading", name="Train-time pruning")).to_be_visible()
+    # the set-up form is folded away once comparisons exist (other tests may have made some)
+    if not page.get_by_label("Total epochs", exact=True).is_visible():
+        page.get_by_text("New comparison", exact=True).click()
 
     page.get_by_label("Total epochs", exact=True).fill("12")
     page.get_by_label("Initial epochs before the first prune", exact=True).fill("3")
