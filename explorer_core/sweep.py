@@ -403,18 +403,13 @@ class _Runner:
                    "test_acc": test_acc, "test_loss": test_loss, "key": baseline.key})
         return _Dense(baseline, spec, data, costs, test_loss, test_acc)
 
-    def _measure(self, model: nn.Module, spec: Spec) -> CostReport:
-        """Costs of an architecture, measured once per distinct set of widths."""
-        key = _arch_key(model, spec)
+    def _measure(self, model: nn.Module, spec: Spec, timed: bool = True) -> CostReport:
+        """Costs of an architecture, measured once per distinct set of widths; without
+        latency when `timed` is false (a pruned model is timed against the dense one)."""
+        key = ("timed " if timed else "sizes ") + _arch_key(model, spec)
         if key not in self.costs:
-            self.costs[key] = cost_report(model, spec["input_shape"], self.latency)
-        return self.costs[key]
-
-    def _measure_sizes(self, model: nn.Module, spec: Spec) -> CostReport:
-        """Costs but latency of an architecture (timed against the dense model instead)."""
-        key = "sizes " + _arch_key(model, spec)
-        if key not in self.costs:
-            self.costs[key] = cost_report(model, spec["input_shape"])
+            self.costs[key] = cost_report(model, spec["input_shape"],
+                                          self.latency if timed else None)
         return self.costs[key]
 
     def _paired_latency(self, model: nn.Module, spec: Spec, dense: _Dense,
@@ -429,14 +424,17 @@ class _Runner:
         """
         if self.latency is None:
             return None, None
-        pair = (_arch_key(dense.baseline.model, dense.spec), key) if key is not None else None
-        if pair is None or pair not in self.latencies:
-            timed = measure_latencies([dense.baseline.model, model], spec["input_shape"],
-                                      self.latency)
-            if pair is None:
-                return timed[0], timed[1]
-            self.latencies[pair] = (timed[0], timed[1])
+        if key is None:
+            return self._time_pair(model, spec, dense)
+        pair = (_arch_key(dense.baseline.model, dense.spec), key)
+        if pair not in self.latencies:
+            self.latencies[pair] = self._time_pair(model, spec, dense)
         return self.latencies[pair]
+
+    def _time_pair(self, model: nn.Module, spec: Spec, dense: _Dense) -> tuple[float, float]:
+        dense_ms, pruned_ms = measure_latencies([dense.baseline.model, model],
+                                                spec["input_shape"], self.latency)
+        return dense_ms, pruned_ms
 
     # -- one cell
     def _run_cell(self, cell: Cell, dense: _Dense) -> dict:
@@ -533,7 +531,7 @@ class _Runner:
                                    "latency_ms": latency})
         else:
             dense_ms, latency = self._paired_latency(model, spec, dense, _arch_key(model, spec))
-            report = CostReport(**{**asdict(self._measure_sizes(model, spec)),
+            report = CostReport(**{**asdict(self._measure(model, spec, timed=False)),
                                    "nonzero_params": count_nonzero(model), "latency_ms": latency,
                                    "latency_batch": dense.costs.latency_batch})
         out = {k: v for k, v in report.to_dict().items()
