@@ -269,7 +269,9 @@ def create_sweep(cfg: SweepConfig, root: Path | None = None) -> SweepPaths:
     atomic_write_json(paths.config, {**cfg.to_dict(), "created": time.time(),
                                      "versions": {"explorer": __version__,
                                                   "torch": torch.__version__}})
-    write_status(paths, "queued", total_cells=len(the_plan.cells), cells_done=0)
+    # the baselines in run order, for the remaining-time estimate (no model built to poll)
+    write_status(paths, "queued", total_cells=len(the_plan.cells), cells_done=0,
+                 groups=[list(g) for g in the_plan.groups])
     return paths
 
 

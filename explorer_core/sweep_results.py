@@ -18,7 +18,6 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import ExplorerError
 from .fileio import atomic_write_text
 from .rundir import SweepPaths, read_events, read_status
 
@@ -161,7 +160,7 @@ class SweepProgress:
         return min(self.cells_done / self.total_cells, 1.0) if self.total_cells else 0.0
 
 
-def _eta(paths: SweepPaths, total: int) -> float | None:
+def _eta(paths: SweepPaths, total: int, groups: list[list]) -> float | None:
     """Seconds left: the cells still to run at the mean time of a finished cell, plus a
     dense baseline for every group not begun, at the training time measured for its model.
 
@@ -169,8 +168,6 @@ def _eta(paths: SweepPaths, total: int) -> float | None:
     and the first baseline as the price of one cell: 74 minutes at cell 1 of 440 for a
     sweep that took 2.5.
     """
-    from .sweep import load_config, plan
-
     rows = read_cells(paths)
     seconds = [float(r["cell_seconds"]) for r in rows if r.get("cell_seconds") is not None]
     if not seconds:
@@ -181,10 +178,6 @@ def _eta(paths: SweepPaths, total: int) -> float | None:
         if not r.get("baseline_from_cache") and r.get("dense_train_seconds") is not None:
             trained.setdefault(r["model"], []).append(float(r["dense_train_seconds"]))
     begun = {(r["model"], r["dataset"], r["batch_size"], r["seed"]) for r in rows}
-    try:
-        groups = plan(load_config(paths)).groups
-    except ExplorerError:
-        return remaining
     everything = [t for ts in trained.values() for t in ts]
     for model, *_ in (g for g in groups if tuple(g) not in begun):
         known = trained.get(model) or everything
@@ -201,7 +194,8 @@ def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
     end = (status.get("heartbeat") if state not in ("running", "queued") else None) or now \
         or time.time()
     elapsed = max(0.0, end - started) if started else 0.0
-    eta = _eta(paths, total) if state == "running" and done and total else None
+    eta = _eta(paths, total, status.get("groups") or []) \
+        if state == "running" and done and total else None
     epochs = [e for e in read_events(paths) if e.get("type") == "epoch"]
     return SweepProgress(state, status.get("message", ""), status.get("activity", ""), done,
                          total, elapsed, eta, epochs)
