@@ -259,16 +259,18 @@ def topk_chart(rows: list[dict], title: str = "Top classes", width: int = WIDTH 
 
 
 def neuron_ranking_chart(table: pd.DataFrame, top: int = 24, title: str = "",
-                         width: int = WIDTH) -> alt.VConcatChart:
+                         width: int = WIDTH, short: bool = False) -> alt.VConcatChart:
     """Conductance of the `top` units ranked by |conductance|, IASA score of the same units below.
 
     `table` is `attribution.neuron_table`. Both panels share the unit order, so a unit
     that matters for this image but scores low on IASA (or the reverse) stands out.
+    `short`: titles for half a page (the long ones were cut in a ~300 px column).
     """
     frame = table.head(top).copy()
     frame["unit"] = frame["neuron"].astype(str)
     order = frame["unit"].tolist()
-    x = alt.X("unit:N", title="Unit (ranked by |conductance| for this image)", sort=order)
+    x = alt.X("unit:N", sort=order, title="Unit (by |conductance|)" if short
+              else "Unit (ranked by |conductance| for this image)")
     cond = (alt.Chart(frame, title=title or "Conductance for the target class").mark_bar()
             .encode(x=x, y=alt.Y("conductance:Q", title="Conductance"),
                     color=alt.condition(alt.datum.conductance >= 0, alt.value("#b2182b"),
@@ -278,7 +280,8 @@ def neuron_ranking_chart(table: pd.DataFrame, top: int = 24, title: str = "",
             .properties(width=width, height=HEIGHT // 2))
     if "iasa" not in frame:
         return alt.vconcat(cond)
-    iasa = (alt.Chart(frame, title="Interval-adjoint significance (whole input domain)")
+    iasa = (alt.Chart(frame, title="IASA score (whole input domain)" if short
+                      else "Interval-adjoint significance (whole input domain)")
             .mark_bar(color="#5e3c99")
             .encode(x=x, y=alt.Y("iasa:Q", title="IASA score"),
                     tooltip=["neuron:Q", "iasa_rank:Q", alt.Tooltip("iasa:Q", format=".4g")])

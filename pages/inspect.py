@@ -498,17 +498,9 @@ def _ranking_chart(table: pd.DataFrame, cname: str, units: int, narrow: bool):
     enough for the column (the class is named in the line above the chart)."""
     top = 16 if narrow else 24
     shown = f"top {min(top, len(table))} of {units}"
-    chart = charts.neuron_ranking_chart(
-        table, top=top, title=f"Conductance, {shown}" if narrow
+    return charts.neuron_ranking_chart(
+        table, top=top, short=narrow, title=f"Conductance, {shown}" if narrow
         else f"Conductance for class {cname} ({shown})")
-    if narrow:  # the long titles were cut at the right in a ~300 px column (1100 px window)
-        for i, panel in enumerate(getattr(chart, "vconcat", [])):
-            if i:
-                panel.title = "IASA score (whole input domain)"
-            x = getattr(getattr(panel, "encoding", None), "x", None)
-            if x is not None and not isinstance(x, dict):
-                x.title = "Unit (by |conductance|)"
-    return chart
 
 
 def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, target_choice: str,
