@@ -46,7 +46,8 @@ def _percent_list(text: str) -> list[float]:
                             f"{text!r}") from None
     bad = [v for v in values if not 0 <= v <= 100]
     if bad:  # said in percent, as typed (the core would quote fractions)
-        raise ExplorerError(f"ratios must lie between 0 and 100 %, got {', '.join(f'{v:g}' for v in bad)}")
+        raise ExplorerError("ratios must lie between 0 and 100 %, got "
+                            + ", ".join(f"{v:g}" for v in bad))
     return [round(v / 100, 6) for v in values]
 
 
