@@ -23,6 +23,7 @@ a missing Chromium fails the test instead of skipping it: CI installs the packag
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -35,6 +36,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -252,6 +255,31 @@ def chart_marks(page, index: int = 0) -> list[str]:
     chart = page.locator('[data-testid="stVegaLiteChart"]').nth(index)
     return chart.locator("svg [aria-label]").evaluate_all(
         "els => els.map(e => e.getAttribute('aria-label'))")
+
+
+def choose_option(page, label: str, option: str | re.Pattern, attempts: int = 4) -> None:
+    """Pick `option` (text contained in it, or a pattern) from the selectbox named `label`.
+
+    The list only opens for a select in view, and a redraw of the page (a live fragment
+    refreshing, a rerun still settling) can close it before the click lands: so the
+    select is scrolled into view, and opened again if its list did not appear. The
+    caller wraps this in `rerun_after` when the choice makes the script run again.
+    """
+    pattern = option if isinstance(option, re.Pattern) else re.compile(re.escape(option))
+    combo = page.get_by_role("combobox", name=label, exact=True).first
+    for _ in range(attempts):
+        combo.scroll_into_view_if_needed()
+        combo.click()
+        choice = page.get_by_role("option", name=pattern).first
+        try:
+            choice.wait_for(state="visible", timeout=5_000)
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            continue
+        choice.click()
+        return
+    raise AssertionError(f"the list of {label!r} did not open with {pattern.pattern!r} "
+                         f"in {attempts} attempts")
 
 
 def open_app(page, server_url: str, url_path: str = "",

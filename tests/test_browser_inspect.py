@@ -21,7 +21,8 @@ from explorer_core.imaging import denormalise, input_format, load_upload
 from explorer_core.models import build_model, default_spec
 from explorer_core.training import TrainConfig, evaluate, train
 
-from browser import clipped_chart_titles, open_app, rerun_after, wait_for_app, wait_for_charts
+from browser import (choose_option, clipped_chart_titles, open_app, rerun_after, wait_for_app,
+                     wait_for_charts)
 
 
 def _uploader(page, text: str):
@@ -116,10 +117,8 @@ def _select(page, label: str, option: str) -> None:
     combo = page.get_by_role("combobox", name=label, exact=True).first
     if option in (combo.input_value() or ""):
         return
-    combo.scroll_into_view_if_needed()  # the list only opens for a select in view
     with rerun_after(page):
-        combo.click()
-        page.get_by_role("option", name=re.compile(re.escape(option))).click()
+        choose_option(page, label, option)
 
 
 def test_compare_fits_at_1100px_and_choices_survive_a_page_switch(app_page, streamlit_server):

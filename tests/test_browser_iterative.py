@@ -14,7 +14,8 @@ from playwright.sync_api import expect
 from explorer_core import jobs
 from explorer_core.rundir import list_runs
 
-from browser import clipped_chart_titles, open_app, rerun_after, wait_for_app, wait_for_charts
+from browser import (choose_option, clipped_chart_titles, open_app, rerun_after, wait_for_app,
+                     wait_for_charts)
 
 RUN_NAME = f"pw-{int(time.time())}"
 
@@ -101,8 +102,7 @@ def test_run_watch_leave_stop_resume_download(app_page, streamlit_server, tmp_pa
     _fill(page, "Dense epochs", "3")
     _fill(page, "Retrain epochs per iteration", "40")
     _fill(page, "Batch size", "4")  # slow enough that the Stop lands mid-run
-    page.get_by_label("Criterion").click()
-    page.get_by_role("option", name=re.compile("L2")).click()
+    choose_option(page, "Criterion", "L2")  # inside the form: no rerun
     _fill(page, "Run name", RUN_NAME)
     with rerun_after(page):
         page.get_by_role("button", name="Start run").click()

@@ -14,8 +14,8 @@ from playwright.sync_api import expect
 from explorer_core import jobs
 from explorer_core.rundir import list_train_time_runs
 
-from browser import (chart_marks, clipped_chart_titles, open_app, rerun_after, wait_for_app,
-                     wait_for_charts)
+from browser import (chart_marks, choose_option, clipped_chart_titles, open_app, rerun_after,
+                     wait_for_app, wait_for_charts)
 
 RUN_NAME = f"pw-tt-{int(time.time())}"
 VARIANTS = ("contribution-pruned", "random-pruned", "no pruning")
@@ -115,8 +115,7 @@ def test_vae_comparison_charts_and_images(app_page, streamlit_server):
     combo = page.get_by_role("combobox", name="Comparison", exact=True)
     if cfg.name not in (combo.input_value() or ""):
         with rerun_after(page):
-            combo.click()
-            page.get_by_role("option", name=re.compile(re.escape(cfg.name))).click()
+            choose_option(page, "Comparison", cfg.name)
     wait_for_charts(page)
     for title in ("Test reconstruction loss per epoch", "Test KL divergence per epoch",
                   "Test loss (reconstruction + KL)", "Units per hidden layer"):
