@@ -102,22 +102,6 @@ class Recommendation:
                 f"the dense model's {dense.test_acc:.2f} %).")
 
 
-def kept_epoch(epochs: list[dict]) -> int | None:
-    """The epoch whose weights an iteration saved: the lowest validation loss (the test
-    loss when there was no validation split), the first one on a tie — as `training.fit`
-    chooses it."""
-    best, best_loss = None, None
-    for e in epochs:
-        loss = e.get("val_loss")
-        if loss is None or loss != loss:  # no validation split: selected on the test loss
-            loss = e.get("test_loss")
-        if loss is None or loss != loss:
-            continue
-        if best_loss is None or loss < best_loss:
-            best, best_loss = e.get("epoch"), loss
-    return best
-
-
 def recommend(rows: list[IterationRow], tolerance: float) -> Recommendation | None:
     """The smallest model whose test accuracy is within `tolerance` points of the dense one."""
     if not rows or rows[0].iteration != 0:

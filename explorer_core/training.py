@@ -12,7 +12,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -344,6 +344,27 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig,
         torch.set_num_threads(previous_threads)
 
 
+def kept_epoch(epochs: Sequence[EpochMetrics | Mapping[str, Any]]) -> int | None:
+    """The epoch whose weights training keeps: the lowest validation loss, or the lowest
+    test loss when there is no validation split (its loss is NaN); the first on a tie.
+
+    The one rule for the trainer (which asks after every epoch whether the newest one is
+    it) and for live views that mark the kept epoch from logged epoch records. An epoch
+    with no finite loss is kept only until a later one has a finite loss.
+    """
+    best: int | None = None
+    best_loss = math.nan
+    for e in epochs:
+        d = e.to_dict() if isinstance(e, EpochMetrics) else e
+        loss = d.get("val_loss")
+        if loss is None or math.isnan(loss):
+            loss = d.get("test_loss")
+        loss = math.nan if loss is None else float(loss)
+        if best is None or loss < best_loss or (math.isnan(best_loss) and not math.isnan(loss)):
+            best, best_loss = d.get("epoch"), loss
+    return best
+
+
 def _train(model: nn.Module, data: Dataset, cfg: TrainConfig,
            on_epoch: Callable[[EpochMetrics], None] | None,
            should_stop: Callable[[], bool] | None,
@@ -357,8 +378,6 @@ def _train(model: nn.Module, data: Dataset, cfg: TrainConfig,
     schedule = _StepSchedule(opt, cfg, steps_per_epoch)
     micro = micro_batch_size(model, data.info.input_shape, cfg)
     result = TrainResult()
-    select = data.val if len(data.val) else data.test
-    best_loss = math.inf
     bad_epochs = 0
     start = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
@@ -367,12 +386,10 @@ def _train(model: nn.Module, data: Dataset, cfg: TrainConfig,
                                        on_batch, schedule, micro)
         val_loss, val_acc = evaluate(model, data.val, cfg.eval_batch_size)
         te_loss, te_acc = evaluate(model, data.test, cfg.eval_batch_size)
-        sel_loss = val_loss if select is data.val else te_loss
         metrics = EpochMetrics(epoch, tr_loss, tr_acc, val_loss, val_acc, te_loss, te_acc,
                                time.perf_counter() - t0)
         result.history.append(metrics)
-        if sel_loss < best_loss or result.best_state is None:
-            best_loss = sel_loss
+        if kept_epoch(result.history) == epoch:
             result.best_epoch = epoch
             result.best_state = state_copy(model)
             bad_epochs = 0

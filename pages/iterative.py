@@ -15,9 +15,10 @@ from explorer_core.criteria import CRITERIA
 from explorer_core.data import list_datasets
 from explorer_core.errors import ExplorerError
 from explorer_core.experiment import RunConfig, create_run, plan
-from explorer_core.results import (concatenate, deployment_costs, iteration_rows, kept_epoch,
-                                   recommend, run_progress)
+from explorer_core.results import (concatenate, deployment_costs, iteration_rows, recommend,
+                                   run_progress)
 from explorer_core.rundir import RunPaths, default_runs_root, list_runs, read_status
+from explorer_core.training import kept_epoch
 from pages._common import (format_seconds, parse_int_list, renew_run_name,
                            require_app_navigation, run_name_input, run_picker, status_header)
 

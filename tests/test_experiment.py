@@ -259,7 +259,8 @@ def test_deployment_costs_compare_dense_and_recommended(roots):
 
 
 def test_recommending_the_dense_model_says_so_and_kept_epoch_is_lowest_val_loss():
-    from explorer_core.results import IterationRow, kept_epoch
+    from explorer_core.results import IterationRow
+    from explorer_core.training import kept_epoch
 
     def row(i, acc):
         return IterationRow(i, [8 >> i], 100 / 2 ** i, 0.1, 0.2, acc, acc, Path(f"{i}.st"))

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from explorer_core.data import Dataset, Split, load_dataset
 from explorer_core.errors import Cancelled, ExplorerError
 from explorer_core.models import build_model, spec_for_dataset
-from explorer_core.training import LR_SCHEDULES, TrainConfig, evaluate, train
+from explorer_core.training import LR_SCHEDULES, TrainConfig, evaluate, kept_epoch, train
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,22 @@ def test_early_stopping_keeps_the_best_validation_epoch(digits):
     assert all(torch.equal(final[k], states[best][k]) for k in final)
     assert not torch.equal(final["fc1.weight"], states[len(result.history)]["fc1.weight"])
     assert evaluate(model, bad_val)[0] == pytest.approx(val_losses[best - 1], rel=1e-6)
+    # a live view reading the logged epoch records marks the same epoch as kept
+    assert kept_epoch([m.to_dict() for m in result.history]) == result.best_epoch
+
+
+def test_kept_epoch_falls_back_to_test_loss_and_skips_diverged_epochs():
+    nan = float("nan")
+    no_val = [{"epoch": 1, "val_loss": nan, "test_loss": 0.9},
+              {"epoch": 2, "val_loss": nan, "test_loss": 0.2},
+              {"epoch": 3, "val_loss": nan, "test_loss": 0.2}]
+    assert kept_epoch(no_val) == 2  # first on a tie
+    diverged_first = [{"epoch": 1, "val_loss": nan, "test_loss": nan},
+                      {"epoch": 2, "val_loss": 0.7, "test_loss": 0.8},
+                      {"epoch": 3, "val_loss": 0.9, "test_loss": 0.1}]
+    assert kept_epoch(diverged_first) == 2  # selected on validation, never on test
+    assert kept_epoch([{"epoch": 1, "val_loss": nan, "test_loss": nan}]) == 1
+    assert kept_epoch([]) is None
 
 
 def test_should_stop_cancels_between_batches(digits):
