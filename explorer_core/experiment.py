@@ -28,7 +28,8 @@ from .fileio import atomic_write_json, write_table
 from .jobs import worker_session
 from .models import MLP, default_spec
 from .rundir import (TRAIN_COLUMNS, VALIDATION_COLUMNS, RunPaths, append_event,
-                     new_run_dir, read_json, truncate_events, write_status)
+                     new_run_dir, read_json, session_start, truncate_events,
+                     write_status)
 from .schedule import RetentionTable, ScheduleConfig, retention_table, write_retain
 from .surgery import prune_to_widths
 from .training import EpochMetrics, TrainConfig, evaluate, train
@@ -275,7 +276,7 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
     truncate_events(paths, start)
     write_status(paths, "running", pid=os.getpid(), iteration=start, epoch=0, message="",
                  total_iterations=len(table), total_epochs=total_epochs(cfg, len(table)),
-                 started=time.time())
+                 **session_start(paths))
     try:
         data = load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction)
         ctx = _Context(paths, cfg, data, table, stop, on_event, cache_root)

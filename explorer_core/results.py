@@ -134,7 +134,7 @@ class RunProgress:
 def run_progress(paths: RunPaths, now: float | None = None) -> RunProgress:
     import time
 
-    from .rundir import read_events, read_status
+    from .rundir import elapsed_seconds, read_events, read_status
 
     status = read_status(paths)
     events = read_events(paths)
@@ -143,8 +143,7 @@ def run_progress(paths: RunPaths, now: float | None = None) -> RunProgress:
     total = int(status.get("total_epochs") or 0)
     started = status.get("started")
     state = status.get("state", "unknown")
-    end = (status.get("heartbeat") if state not in ("running", "queued") else None) or now or time.time()
-    elapsed = max(0.0, end - started) if started else 0.0
+    elapsed = elapsed_seconds(status, now)
     # epochs trained in this process run (not replayed or from before a resume) set the pace
     # paced from the first such epoch on: the worker's start-up (imports, data) before
     # it is no part of the remaining work, and counting it inflated the first estimates

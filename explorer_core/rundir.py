@@ -153,6 +153,30 @@ def write_status(paths: RunPaths, state: str, **fields: Any) -> dict:
     return status
 
 
+def session_start(paths: RunPaths) -> dict[str, float]:
+    """Status fields for a worker (re)starting on a run: `started` = now, and
+    `elapsed_before` = the time earlier sessions worked (each from its start to its last
+    heartbeat), so a resumed run's elapsed time counts all of its work, not just the
+    time since the last Resume. `started` alone still paces remaining-time estimates."""
+    old = read_json(paths.status, {}) or {}
+    before = float(old.get("elapsed_before") or 0.0)
+    if old.get("started") and old.get("heartbeat"):
+        before += max(0.0, float(old["heartbeat"]) - float(old["started"]))
+    return {"started": time.time(), "elapsed_before": before}
+
+
+def elapsed_seconds(status: dict, now: float | None = None) -> float:
+    """Time worked on a run over all its sessions: to now while it runs, else to its
+    last heartbeat (see `session_start`)."""
+    before = float(status.get("elapsed_before") or 0.0)
+    started = status.get("started")
+    if not started:
+        return before
+    live = status.get("state") in ("running", "queued")
+    end = (None if live else status.get("heartbeat")) or now or time.time()
+    return before + max(0.0, end - started)
+
+
 def read_status(paths: RunPaths) -> dict:
     """The status, with a dead writer's 'running' reported as 'interrupted'."""
     status = read_json(paths.status, {}) or {}

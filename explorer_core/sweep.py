@@ -46,7 +46,7 @@ from .models import ARCHS, Spec, spec_for_dataset, spec_of
 from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_model,
                             pruned_widths)
 from .rundir import (SweepPaths, append_event, default_sweeps_root, new_run_dir, read_json,
-                     write_status)
+                     session_start, write_status)
 from .surgery import score_layers
 from .training import (OPTIMIZERS, TrainConfig, evaluate, idle_cores, resolve_device,
                        train)
@@ -306,7 +306,7 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
     write_tables(paths)  # the CSV matches the finished cells before lines are appended
     done = paths.finished_cells()
     todo = [c for c in the_plan.cells if c.id not in done]
-    write_status(paths, "running", pid=os.getpid(), message="", started=time.time(),
+    write_status(paths, "running", pid=os.getpid(), message="", **session_start(paths),
                  total_cells=len(the_plan.cells), cells_done=len(done),
                  cells_at_start=len(done), activity="starting")
     runner = _Runner(paths, cfg, stop, on_event, cache_root, len(the_plan.cells), len(done))

@@ -12,14 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from .fileio import atomic_write_text
-from .rundir import SweepPaths, read_events, read_status
+from .rundir import SweepPaths, elapsed_seconds, read_events, read_status
 
 KEY_COLUMNS = ["model", "dataset", "batch_size", "seed", "type", "criterion", "ratio"]
 RESULT_COLUMNS = [
@@ -190,10 +189,7 @@ def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
     state = status.get("state", "unknown")
     done = len(paths.finished_cells())
     total = int(status.get("total_cells") or 0)
-    started = status.get("started")
-    end = (status.get("heartbeat") if state not in ("running", "queued") else None) or now \
-        or time.time()
-    elapsed = max(0.0, end - started) if started else 0.0
+    elapsed = elapsed_seconds(status, now)
     eta = _eta(paths, total, status.get("groups") or []) \
         if state == "running" and done and total else None
     epochs = [e for e in read_events(paths) if e.get("type") == "epoch"]

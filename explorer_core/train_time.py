@@ -51,7 +51,7 @@ from .ranking import keep_for_ratio
 from .results import RunProgress, run_progress
 from .rundir import (TrainTimePaths, append_event, default_train_time_root,
                      filter_events, new_run_dir, read_events, read_json, read_status,
-                     write_status)
+                     session_start, write_status)
 from .surgery import PruneConfig, prune_mlp, prune_structural
 # The epoch loop and the step-wise LR schedule of the training engine: train-time pruning
 # needs them across optimiser rebuilds, which `training.train` (one optimiser per call,
@@ -482,7 +482,7 @@ def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
     done = set(paths.completed_units())
     filter_events(paths, lambda e: (e.get("variant"), e.get("seed")) in done)
     counter = {"epochs": sum(1 for e in read_events(paths) if e.get("type") == "epoch")}
-    write_status(paths, "running", pid=os.getpid(), message="", started=time.time(),
+    write_status(paths, "running", pid=os.getpid(), message="", **session_start(paths),
                  total_epochs=total_epochs(cfg), epoch=counter["epochs"], units_done=len(done),
                  total_units=len(cfg.variants) * len(cfg.seeds))
 

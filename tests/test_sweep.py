@@ -219,7 +219,17 @@ def test_a_second_writer_is_refused_and_a_stop_request_stops_cleanly(roots, refe
     done = len(paths.finished_cells())
     assert 5 <= done < 48
     assert len(read_results_csv(paths)) == done
+    first_session = sweep_progress(paths).elapsed
+    assert first_session > 0
+    time.sleep(0.5)  # idle between Stop and Resume: not work, not counted
+    resumed = time.time()
     assert execute(paths)["state"] == "finished" and len(paths.finished_cells()) == 48
+    final = read_status(paths)
+    second_session = final["heartbeat"] - final["started"]
+    assert resumed <= final["started"] and second_session <= time.time() - resumed
+    # the elapsed time covers both sessions (it restarted from zero on Resume)
+    assert sweep_progress(paths).elapsed == pytest.approx(first_session + second_session,
+                                                          abs=1e-3)
 
 
 def test_ratio_one_is_a_dead_model_with_the_accuracy_of_its_constant_prediction(roots):
