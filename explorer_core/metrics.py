@@ -195,12 +195,27 @@ def train_flops_per_sample(model: nn.Module, input_shape: Sequence[int], batch: 
     return int(counter.get_total_flops()) // batch
 
 
+_ACTIVATIONS: dict[tuple[str, tuple[int, ...]], int] = {}
+
+
 def activation_bytes(model: nn.Module, input_shape: Sequence[int]) -> int:
     """Bytes of every leaf module's output for one sample.
 
     An upper-bound-style estimate of what autograd keeps for the backward pass of one
     sample (CPU allocators offer no portable peak counter); inference needs far less.
+    Sizes depend on the architecture only, so they are measured once per architecture
+    (its repr, which names every layer's shape) and input shape: every `train` call asks,
+    and the probe's deep copy and forward pass cost a Compare cell on Digits ~3 ms.
     """
+    key = (repr(model), tuple(int(s) for s in input_shape))
+    if key not in _ACTIVATIONS:
+        if len(_ACTIVATIONS) > 256:
+            _ACTIVATIONS.clear()
+        _ACTIVATIONS[key] = _measure_activation_bytes(model, input_shape)
+    return _ACTIVATIONS[key]
+
+
+def _measure_activation_bytes(model: nn.Module, input_shape: Sequence[int]) -> int:
     probe = _probe(model).eval()
     total = 0
 

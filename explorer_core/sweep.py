@@ -37,7 +37,7 @@ from .checkpoint import save_checkpoint
 from .criteria import CRITERIA, CriterionOptions, compute_scores
 from .data import Dataset, availability, get_info, load_dataset
 from .errors import Cancelled, ExplorerError
-from .fileio import atomic_write_json
+from .fileio import OrderedWriter, atomic_write_json
 from .jobs import worker_session
 from .masks import is_masked, permanent_copy
 from .metrics import (CostReport, LatencyConfig, PeakMemory, cost_report, count_nonzero,
@@ -311,8 +311,11 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
                  cells_at_start=len(done), activity="starting")
     runner = _Runner(paths, cfg, stop, on_event, cache_root, len(the_plan.cells), len(done))
     try:
-        for group, cells in itertools.groupby(todo, key=lambda c: c.group):
-            runner.run_group(group, list(cells))
+        try:
+            for group, cells in itertools.groupby(todo, key=lambda c: c.group):
+                runner.run_group(group, list(cells))
+        finally:
+            runner.writer.close()  # every finished cell on disk before the tables are built
         rows = write_tables(paths)
         failed = sum(r.get("status") == "failed" for r in rows)
         dead = sum(r.get("status") == "dead" for r in rows)
@@ -327,6 +330,11 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
     except ExplorerError as exc:
         write_tables(paths)
         return write_status(paths, "failed", message=str(exc), activity="")
+    except OSError as exc:  # the disk refused a checkpoint or record: resume once fixed
+        write_tables(paths)
+        return write_status(paths, "failed", activity="", message=(
+            f"could not write the sweep's files ({exc.strerror or exc}: {exc.filename}); "
+            "free or fix the folder and resume"))
     except Exception as exc:  # the trace goes to worker.log, one line to the page
         traceback.print_exc()
         write_tables(paths)
@@ -364,6 +372,7 @@ class _Runner:
         # (dense, pruned) latencies timed together, by the pair of architectures
         self.latencies: dict[tuple[str, str], tuple[float, float]] = {}
         self.latency = cfg.latency()
+        self.writer = OrderedWriter()  # checkpoints and cell records, off the main thread
 
     def emit(self, event: dict) -> None:
         append_event(self.paths, event)
@@ -381,8 +390,8 @@ class _Runner:
             if self.stop():
                 raise Cancelled()
             self.activity(f"cell {self.done + 1}/{self.total}: {cell.describe()}")
-            row = self._run_cell(cell, dense)
-            self._record(cell, row)
+            model, spec, row = self._run_cell(cell, dense)
+            self._record(cell, model, spec, dense, row)
 
     def _dense(self, group: tuple[str, str, int, int]) -> _Dense:
         arch, dataset, batch, seed = group
@@ -439,7 +448,8 @@ class _Runner:
         return dense_ms, pruned_ms
 
     # -- one cell
-    def _run_cell(self, cell: Cell, dense: _Dense) -> dict:
+    def _run_cell(self, cell: Cell, dense: _Dense) -> tuple[nn.Module | None, Spec | None, dict]:
+        """Prune, fine-tune, evaluate and measure one cell: (model, spec, its table row)."""
         b = dense.baseline
         row: dict[str, Any] = {
             "status": "ok", "note": "", "prune_seconds": 0.0, "finetune_seconds": 0.0,
@@ -449,6 +459,8 @@ class _Runner:
             "dense_train_seconds": b.train_seconds if b.train_seconds is not None else
             sum(h.get("seconds", 0.0) for h in b.history),
             "dense_peak_mb": b.peak_mb, "baseline_from_cache": b.from_cache}
+        model: nn.Module | None = None
+        spec: Spec | None = None
         start = time.perf_counter()
         device = resolve_device("auto")
         with PeakMemory(device) as memory:
@@ -461,8 +473,6 @@ class _Runner:
                 row.update(self._cell_costs(model, spec, cell, dense, row["status"]))
                 row["cost_seconds"] = time.perf_counter() - t0
                 row["widths"] = " ".join(map(str, pruned_widths(model, cell.type)))
-                if self.cfg.save_checkpoints and row["status"] == "ok":
-                    row["checkpoint"] = str(self._save(cell, model, spec, dense, row))
             except Cancelled:
                 raise
             except ExplorerError as exc:
@@ -472,7 +482,7 @@ class _Runner:
                 row.update(status="failed", note=f"{exc.__class__.__name__}: {exc}")
         row["peak_mb"] = memory.peak_mb
         row["cell_seconds"] = time.perf_counter() - start
-        return row
+        return model, spec, row
 
     def _prune(self, cell: Cell, dense: _Dense, row: dict) -> tuple[nn.Module, Spec]:
         base = dense.baseline.model
@@ -557,12 +567,27 @@ class _Runner:
         saved = permanent_copy(model) if is_masked(model) else model
         return save_checkpoint(saved, spec, self.paths.checkpoint(cell.id), meta)
 
-    def _record(self, cell: Cell, row: dict) -> None:
+    def _record(self, cell: Cell, model: nn.Module | None, spec: Spec | None, dense: _Dense,
+                row: dict) -> None:
+        """Queue the cell's checkpoint, then its record (which marks it done), for the writer."""
+        save = self.cfg.save_checkpoints and row["status"] == "ok" and model is not None
+        if save:
+            row["checkpoint"] = str(self.paths.checkpoint(cell.id))
+        full = {"cell_id": cell.id, **asdict(cell), **row}
+        self.done += 1
+        event = {"type": "cell", "cell_id": cell.id, "status": full["status"],
+                 "test_acc": full.get("test_acc"), "index": self.done}
+        kept = model if save else None
+        self.writer.submit(lambda: self._write_cell(full, event, cell, kept, spec, dense))
+        self.on_event(event)
+
+    def _write_cell(self, full: dict, event: dict, cell: Cell, model: nn.Module | None,
+                    spec: Spec | None, dense: _Dense) -> None:
+        """On the writer thread: checkpoint first, then the record, CSV line and event."""
         from .sweep_results import append_result
 
-        full = {"cell_id": cell.id, **asdict(cell), **row}
+        if model is not None:
+            self._save(cell, model, spec, dense, full)
         atomic_write_json(self.paths.cell(cell.id), full)  # marks the cell done
         append_result(self.paths, full)
-        self.done += 1
-        self.emit({"type": "cell", "cell_id": cell.id, "status": full["status"],
-                   "test_acc": full.get("test_acc"), "index": self.done})
+        append_event(self.paths, event)

@@ -100,3 +100,29 @@ def test_table_of_numpy_rows_and_special_values():
     assert text == savetxt(["a", "b"], rows)
     lines = text.splitlines()
     assert lines[0] == "a b" and lines[1] == "1.5 nan" and math.isinf(float(lines[2].split()[0]))
+
+
+def test_ordered_writer_keeps_the_order_and_stops_at_a_failed_write():
+    import time
+
+    from explorer_core.fileio import OrderedWriter
+
+    done: list[int] = []
+    writer = OrderedWriter(depth=2)  # submits wait for the slow writes: order still kept
+    for i in range(20):
+        writer.submit(lambda i=i: (time.sleep(0.002), done.append(i)))
+    writer.close()
+    assert done == list(range(20))
+
+    written: list[str] = []
+
+    def disk_full() -> None:
+        raise OSError("No space left on device")
+
+    writer = OrderedWriter()
+    writer.submit(lambda: written.append("checkpoint 1"))
+    writer.submit(disk_full)
+    writer.submit(lambda: written.append("record 2"))  # must not mark a cell whose write failed
+    with pytest.raises(OSError, match="No space left"):
+        writer.close()
+    assert written == ["checkpoint 1"]

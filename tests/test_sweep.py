@@ -232,6 +232,25 @@ def test_a_second_writer_is_refused_and_a_stop_request_stops_cleanly(roots, refe
                                                           abs=1e-3)
 
 
+def test_a_failed_checkpoint_write_fails_the_sweep_without_marking_the_cell_done(roots, reference):
+    """Checkpoints and records are written off the main thread: a write that fails (here a
+    file where the checkpoints folder should be) still stops the sweep with the reason,
+    no cell is recorded without its checkpoint, and a resume after the fix completes."""
+    paths = create_sweep(grid("unwritable", models=["mlp"], batch_sizes=[32]))
+    paths.checkpoints_dir.write_text("in the way")
+    status = execute(paths)
+    assert status["state"] == "failed" and "could not write" in status["message"]
+    assert str(paths.checkpoints_dir) in status["message"]
+    recorded = [json.loads(f.read_text()) for f in paths.cells_dir.glob("*.json")]
+    assert all(r["status"] != "ok" for r in recorded)  # every ok cell has a checkpoint
+    assert len(read_results_csv(paths)) == len(recorded)
+    paths.checkpoints_dir.unlink()
+    assert execute(paths)["state"] == "finished"
+    rows = results_frame(paths)
+    assert len(rows) == len(plan(grid("unwritable", models=["mlp"], batch_sizes=[32])).cells)
+    assert all(Path(c).is_file() for c in rows.loc[rows["status"] == "ok", "checkpoint"])
+
+
 def test_ratio_one_is_a_dead_model_with_the_accuracy_of_its_constant_prediction(roots):
     cfg = grid("dead", models=["mlp"], batch_sizes=[32], types=["neuron", "weight"],
                criteria=["l1", "magnitude"], ratios=[0.0, 1.0], save_checkpoints=False)
