@@ -257,29 +257,36 @@ def chart_marks(page, index: int = 0) -> list[str]:
         "els => els.map(e => e.getAttribute('aria-label'))")
 
 
-def choose_option(page, label: str, option: str | re.Pattern, attempts: int = 4) -> None:
-    """Pick `option` (text contained in it, or a pattern) from the selectbox named `label`.
+def choose_option(page, label: str, option: str | re.Pattern | int, attempts: int = 4) -> str:
+    """Pick `option` (text contained in it, a pattern, or a position in the list) from the
+    selectbox named `label`; returns the chosen option's text.
 
     The list only opens for a select in view, and a redraw of the page (a live fragment
     refreshing, a rerun still settling) can close it before the click lands: so the
     select is scrolled into view, and opened again if its list did not appear. The
     caller wraps this in `rerun_after` when the choice makes the script run again.
     """
-    pattern = option if isinstance(option, re.Pattern) else re.compile(re.escape(option))
+    if isinstance(option, int):
+        choice = page.get_by_role("option").nth(option)
+        wanted = f"option {option}"
+    else:
+        pattern = option if isinstance(option, re.Pattern) else re.compile(re.escape(option))
+        choice = page.get_by_role("option", name=pattern).first
+        wanted = repr(pattern.pattern)
     combo = page.get_by_role("combobox", name=label, exact=True).first
     for _ in range(attempts):
         combo.scroll_into_view_if_needed()
         combo.click()
-        choice = page.get_by_role("option", name=pattern).first
         try:
             choice.wait_for(state="visible", timeout=5_000)
         except PlaywrightTimeout:
             page.keyboard.press("Escape")
             continue
+        text = choice.inner_text()
         choice.click()
-        return
-    raise AssertionError(f"the list of {label!r} did not open with {pattern.pattern!r} "
-                         f"in {attempts} attempts")
+        return text
+    raise AssertionError(f"the list of {label!r} did not open with {wanted} in {attempts} "
+                         "attempts")
 
 
 def open_app(page, server_url: str, url_path: str = "",

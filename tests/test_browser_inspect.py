@@ -84,13 +84,9 @@ def test_upload_checkpoint_and_png_see_prediction_and_heatmaps(app_page, streaml
     assert not page.locator('[data-testid="stException"]').count()
 
     # switch the neuron looked at up close: another heatmap, drawn from the cache
-    focus = page.get_by_label("Neuron", exact=True)
-    focus.scroll_into_view_if_needed()  # the list only opens for a select in view
-    focus.click()
-    option = page.get_by_role("option").nth(3)
-    neuron = re.match(r"neuron (\d+)", option.inner_text()).group(1)
     with rerun_after(page):
-        option.click()
+        chosen = choose_option(page, "Neuron", 3)
+    neuron = re.match(r"neuron (\d+)", chosen).group(1)
     expect(page.get_by_text(f"neuron {neuron}: heatmap", exact=True)).to_be_visible()
     expect(page.get_by_text("all from the cache")).to_be_visible()
     assert len(_grid_captions(page)) == 8
