@@ -12,7 +12,7 @@ from explorer_core.errors import ExplorerError
 from explorer_core.metrics import macs_per_sample
 from explorer_core.models import MLP, build_model, count_parameters, default_spec, input_shape
 from explorer_core.surgery import (PruneConfig, conv_groups, prune_mlp, prune_structural,
-                                   prune_to_widths)
+                                   prune_structural_series, prune_to_widths)
 
 CONV_ARCHS = ["cnn", "resnet18", "vgg16_bn", "mobilenet_v2", "densenet121"]
 
@@ -260,3 +260,40 @@ def test_masked_conv_net_must_be_made_permanent_first(dense_models):
         prune_structural(masked, spec, PruneConfig("l1", ratio=0.5))
     res = prune_structural(make_permanent(masked), spec, PruneConfig("l1", ratio=0.5))
     assert res.spec["channels"] == [8, 16]
+
+
+def _same_state(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("arch", CONV_ARCHS)
+def test_a_series_along_one_graph_equals_pruning_each_ratio_alone(arch, dense_models):
+    """Successive removals on one traced copy give exactly the models (weights, specs,
+    kept units) that pruning the dense model at each ratio alone gives, and earlier
+    results stay as they were while later steps prune on."""
+    spec, dense = dense_models[arch]
+    configs = [PruneConfig("l1", ratio=r) for r in (0.25, 0.5, 0.75)]
+    series = list(prune_structural_series(dense, spec, configs))
+    for config, got in zip(configs, series):
+        alone = prune_structural(dense, spec, config)
+        assert got.kept == alone.kept and got.spec == alone.spec
+        assert _same_state(got.model, alone.model)
+    assert len({sum(r.widths.values()) for r in series}) == 3  # three different models
+
+
+def test_a_series_of_an_mlp_and_a_non_nested_step_match_single_pruning(dense_models):
+    m = _mlp()
+    spec = {"arch": "mlp", "in": 784, "hidden": [256, 64], "out": 10}
+    configs = [PruneConfig("l2", keep=[200, 50]), PruneConfig("l2", keep=[100, 20])]
+    for config, got in zip(configs, prune_structural_series(m, spec, configs)):
+        assert _same_state(got.model, prune_structural(m, spec, config).model)
+    # growing keep counts are not nested in the previous step: a fresh copy is pruned
+    spec, dense = dense_models["cnn"]
+    configs = [PruneConfig("l1", keep=[4, 8, 10]), PruneConfig("l1", keep=[12, 30, 100])]
+    got = list(prune_structural_series(dense, spec, configs))
+    assert got[1].spec["channels"] == [12, 30]
+    assert _same_state(got[1].model, prune_structural(dense, spec, configs[1]).model)
+    with pytest.raises(ExplorerError, match="one criterion"):
+        prune_structural_series(dense, spec, [PruneConfig("l1", ratio=0.5),
+                                              PruneConfig("l2", ratio=0.6)])
