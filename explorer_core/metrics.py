@@ -24,13 +24,13 @@ import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ExplorerError
+from .errors import Cancelled, ExplorerError
 from torch.nn.utils import prune
 
 from .masks import copy_model
@@ -248,8 +248,13 @@ def _time_once(model: nn.Module, x: torch.Tensor) -> float:
 
 
 def measure_latencies(models: Sequence[nn.Module], input_shape: Sequence[int],
-                      config: LatencyConfig = LatencyConfig()) -> list[float]:
-    """Median ms per batch of each model, repeats interleaved across the models."""
+                      config: LatencyConfig = LatencyConfig(),
+                      should_stop: Callable[[], bool] | None = None) -> list[float]:
+    """Median ms per batch of each model, repeats interleaved across the models.
+
+    `should_stop` is asked between rounds (one pass of every model): timing a dozen
+    large models takes minutes, and a Stop must not wait for all of it (`Cancelled`).
+    """
     config.validate()
     states = [m.training for m in models]
     gen = torch.Generator().manual_seed(0)  # real-looking inputs; values do not change GEMM work
@@ -264,9 +269,11 @@ def measure_latencies(models: Sequence[nn.Module], input_shape: Sequence[int],
             m.eval()
         with torch.inference_mode():
             for _ in range(config.warmup):
+                _check(should_stop)
                 for m, x in zip(models, xs):
                     m(x)
             for _ in range(config.repeats):
+                _check(should_stop)
                 for i, (m, x) in enumerate(zip(models, xs)):
                     times[i].append(_time_once(m, x))
     finally:
@@ -274,6 +281,11 @@ def measure_latencies(models: Sequence[nn.Module], input_shape: Sequence[int],
         for m, s in zip(models, states):
             m.train(s)
     return [statistics.median(t) for t in times]
+
+
+def _check(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise Cancelled()
 
 
 def measure_latency(model: nn.Module, input_shape: Sequence[int],

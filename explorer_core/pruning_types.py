@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -31,12 +31,12 @@ from .data import Split
 from .masks import MASK_METHODS, apply_masks, copy_model
 from .models import MLP, Spec
 from .ranking import keep_for_ratio
-from .surgery import PruneConfig, conv_groups, mlp_layers, prune_structural
+from .surgery import PruneConfig, conv_groups, mlp_layers, prune_structural_series
 
-# (model, spec, ratio in [0, 1), criterion, calibration data, options, precomputed unit
-# scores or None) -> (pruned model, spec)
-PruneFn = Callable[[nn.Module, Spec, float, str, "Split | None", CriterionOptions,
-                    "Mapping[str, torch.Tensor] | None"], tuple[nn.Module, Spec]]
+# (model, spec, ratios in [0, 1), criterion, calibration data, options, precomputed unit
+# scores or None) -> one (pruned model, spec) per ratio, lazily, in order
+SeriesFn = Callable[[nn.Module, Spec, Sequence[float], str, "Split | None", CriterionOptions,
+                     "Mapping[str, torch.Tensor] | None"], Iterator[tuple[nn.Module, Spec]]]
 
 
 @dataclass(frozen=True)
@@ -44,16 +44,23 @@ class PruningType:
     """A registered pruning type.
 
     `criteria`: the criteria it can rank with, in display order; `applies(model)` says
-    why it cannot be used on a model (None when it can); `prune` returns a pruned copy
-    (the input model is never changed).
+    why it cannot be used on a model (None when it can); `series` yields a pruned copy
+    per ratio (the input model is never changed) — structural types share one scoring
+    and one traced graph across the ratios of a criterion, which is why a sweep asks
+    for all of them at once; `prune` is the one-ratio case.
     """
     name: str
     title: str
     structural: bool
     criteria: tuple[str, ...]
     applies: Callable[[nn.Module], str | None]
-    prune: PruneFn
+    series: SeriesFn
     description: str = ""
+
+    def prune(self, model: nn.Module, spec: Spec, ratio: float, criterion: str,
+              data: Split | None, options: CriterionOptions,
+              scores: Mapping[str, torch.Tensor] | None = None) -> tuple[nn.Module, Spec]:
+        return next(self.series(model, spec, [ratio], criterion, data, options, scores))
 
 
 def hidden_linear_layers(model: nn.Module) -> list[str]:
@@ -79,33 +86,38 @@ def _always(model: nn.Module) -> str | None:
     return None
 
 
-def _masked(kind: str) -> PruneFn:
-    def prune(model: nn.Module, spec: Spec, ratio: float, criterion: str, data: Split | None,
-              options: CriterionOptions, scores=None) -> tuple[nn.Module, Spec]:
-        return apply_masks(copy_model(model), ratio, kind, method=criterion,
-                           seed=options.seed), dict(spec)
-    return prune
+def _masked(kind: str) -> SeriesFn:
+    def series(model: nn.Module, spec: Spec, ratios: Sequence[float], criterion: str,
+               data: Split | None, options: CriterionOptions,
+               scores=None) -> Iterator[tuple[nn.Module, Spec]]:
+        for ratio in ratios:
+            yield apply_masks(copy_model(model), ratio, kind, method=criterion,
+                              seed=options.seed), dict(spec)
+    return series
 
 
-def _structural(target: type[nn.Module]) -> PruneFn:
+def _structural(target: type[nn.Module]) -> SeriesFn:
     """Remove `ratio` of the units of every group whose root is a `target` layer.
 
     MLPs go through our own neuron surgery (all hidden layers); conv nets through
     Torch-Pruning groups, where groups rooted at other layer types keep all units.
     """
-    def prune(model: nn.Module, spec: Spec, ratio: float, criterion: str, data: Split | None,
-              options: CriterionOptions, scores=None) -> tuple[nn.Module, Spec]:
+    def keep(model: nn.Module, spec: Spec, ratio: float) -> list[int]:
         if isinstance(model, MLP):
-            keep = [keep_for_ratio(model.get_submodule(n).out_features, ratio)
+            return [keep_for_ratio(model.get_submodule(n).out_features, ratio)
                     for n in mlp_layers(model)]
-        else:
-            keep = [keep_for_ratio(units, ratio)
-                    if isinstance(model.get_submodule(root), target) else units
-                    for root, units in _groups(model, spec)]
-        config = PruneConfig(criterion, keep=keep, options=options, scores=scores)
-        result = prune_structural(model, spec, config, data)
-        return result.model, result.spec
-    return prune
+        return [keep_for_ratio(units, ratio)
+                if isinstance(model.get_submodule(root), target) else units
+                for root, units in _groups(model, spec)]
+
+    def series(model: nn.Module, spec: Spec, ratios: Sequence[float], criterion: str,
+               data: Split | None, options: CriterionOptions,
+               scores=None) -> Iterator[tuple[nn.Module, Spec]]:
+        configs = [PruneConfig(criterion, keep=keep(model, spec, r), options=options,
+                               scores=scores) for r in ratios]
+        for result in prune_structural_series(model, spec, configs, data):
+            yield result.model, result.spec
+    return series
 
 
 _GROUPS: dict[str, list[tuple[str, int]]] = {}

@@ -9,9 +9,12 @@ cell — and every later sweep with the same settings — reuses it.
 Each cell prunes a copy of its baseline (`pruning_types`), optionally fine-tunes it,
 evaluates it on the test split and measures its costs; the result is one JSON file in
 the sweep folder, written last, so a sweep killed anywhere resumes by skipping the cells
-whose file exists. Costs that depend only on the architecture (MACs, FLOPs, latency)
-are measured once per distinct set of widths and shared by the cells that have it —
-different criteria at one ratio give the same widths.
+whose file exists. The cells of one pruning type and criterion (a "block", in rising
+ratio) get their pruned models from one series — one scoring, one traced dependency
+graph — a chunk at a time, and a chunk's models are timed in one interleaved
+measurement with the dense model. Costs that depend only on the architecture (MACs,
+FLOPs, latency of structural models) are measured once per distinct set of widths and
+shared by the cells that have it — different criteria at one ratio give the same widths.
 
 Ratio 0 cells are the baseline itself (no fine-tuning: nothing was pruned); ratio 1
 cells are dead models (`pruning_types.dead_model`), reported with the accuracy of their
@@ -26,7 +29,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -53,6 +56,8 @@ from .training import (OPTIMIZERS, TrainConfig, evaluate, idle_cores, resolve_de
 
 DEFAULT_RATIOS = [round(i / 10, 1) for i in range(11)]
 BATCH_PRESETS = (32, 256, 4000, 60000)
+ACTIVITY_EVERY_S = 0.5
+CHUNK_BYTES = 1 << 30  # pruned models of a block held (and timed) together
 SPLIT_SEED = 0  # one train / validation split for every seed: repeats vary init and order
 
 
@@ -354,6 +359,18 @@ class _Dense:
     scores: dict = field(default_factory=dict)  # criterion → unit scores (or its error)
 
 
+@dataclass
+class _Prepared:
+    """A cell's pruned model before fine-tuning, or why it could not be made."""
+    model: nn.Module | None
+    spec: Spec | None
+    structural: bool
+    seconds: float                   # scoring (first cell of a block) and surgery
+    error: Exception | None = None
+    latency: tuple[float, float] | None = None   # (dense, pruned) ms, timed together
+    timing_seconds: float = 0.0      # this cell's share of its chunk's timing
+
+
 def _arch_key(model: nn.Module, spec: Spec) -> str:
     """One string per architecture (the spec with its widths): the cost caches' key."""
     return repr(sorted(spec_of(model, spec).items()))
@@ -372,13 +389,21 @@ class _Runner:
         # (dense, pruned) latencies timed together, by the pair of architectures
         self.latencies: dict[tuple[str, str], tuple[float, float]] = {}
         self.latency = cfg.latency()
+        self._reported = float("-inf")  # when activity was last written
         self.writer = OrderedWriter()  # checkpoints and cell records, off the main thread
 
     def emit(self, event: dict) -> None:
         append_event(self.paths, event)
         self.on_event(event)
 
-    def activity(self, text: str) -> None:
+    def activity(self, text: str, force: bool = True) -> None:
+        """Report what runs now; per-cell reports (`force=False`) at most every 0.5 s —
+        a Digits cell takes ~50 ms and each status write ~1.3 ms, while the page polls
+        about once a second."""
+        now = time.monotonic()
+        if not force and now - self._reported < ACTIVITY_EVERY_S:
+            return
+        self._reported = now
         write_status(self.paths, "running", activity=text, cells_done=self.done)
 
     # -- a group: one baseline, many cells
@@ -386,11 +411,26 @@ class _Runner:
         # One group's baseline at a time: reference counting frees it when the next
         # group starts (a full gc.collect() cost 0.26 s per group and freed nothing more).
         dense = self._dense(group)
+        for _, block in itertools.groupby(cells, key=lambda c: (c.type, c.criterion)):
+            self._run_block(list(block), dense)
+
+    def _run_block(self, cells: list[Cell], dense: _Dense) -> None:
+        """The cells of one pruning type and criterion, in rising ratio.
+
+        Their pruned models come from one series (one scoring, one traced graph) and are
+        made a chunk at a time before any is fine-tuned, so a chunk's models are timed in
+        one interleaved measurement with the dense model (`_time_chunk`).
+        """
+        pruned = self._series([c for c in cells if 0 < c.ratio < 1], dense)
+        size = self._chunk_size(dense)
+        ready: dict[str, _Prepared] = {}
         for cell in cells:
             if self.stop():
                 raise Cancelled()
-            self.activity(f"cell {self.done + 1}/{self.total}: {cell.describe()}")
-            model, spec, row = self._run_cell(cell, dense)
+            if 0 < cell.ratio < 1 and cell.id not in ready:
+                ready = self._prepare(pruned, size, dense, cell)
+            self.activity(f"cell {self.done + 1}/{self.total}: {cell.describe()}", force=False)
+            model, spec, row = self._run_cell(cell, dense, ready.pop(cell.id, None))
             self._record(cell, model, spec, dense, row)
 
     def _dense(self, group: tuple[str, str, int, int]) -> _Dense:
@@ -423,33 +463,104 @@ class _Runner:
                                           self.latency if timed else None)
         return self.costs[key]
 
-    def _paired_latency(self, model: nn.Module, spec: Spec, dense: _Dense,
-                        key: str | None = None) -> tuple[float | None, float | None]:
-        """(dense, pruned) ms per batch, their repeats interleaved.
+    # -- pruned models, a chunk at a time
+    def _series(self, cells: list[Cell], dense: _Dense) -> Iterator[tuple[Cell, _Prepared]]:
+        """Each cell with its pruned, not yet fine-tuned model, in the cells' order.
+
+        When the criterion fails (e.g. contribution across residual adds) or torch
+        rejects the model, that cell and the rest of the block carry the error.
+        """
+        if not cells:
+            return
+        first = cells[0]
+        kind = PRUNING_TYPES[first.type]
+        options = CriterionOptions(seed=first.seed, max_samples=self.cfg.calibration_samples)
+        needs_data = first.criterion in CRITERIA and CRITERIA[first.criterion].needs_data
+        data = dense.data.train if needs_data else None
+        done = 0
+        t0 = time.perf_counter()
+        try:
+            scores = self._scores(first, dense, data, options) if kind.structural else None
+            models = kind.series(dense.baseline.model, dense.spec, [c.ratio for c in cells],
+                                 first.criterion, data, options, scores)
+            for cell in cells:
+                model, spec = next(models)
+                seconds = time.perf_counter() - t0
+                done += 1
+                yield cell, _Prepared(model, spec, kind.structural, seconds)
+                t0 = time.perf_counter()
+        except Cancelled:
+            raise
+        except Exception as exc:  # a criterion / model combination torch rejects
+            if not isinstance(exc, ExplorerError):
+                traceback.print_exc()
+            for cell in cells[done:]:
+                yield cell, _Prepared(None, None, kind.structural, 0.0, error=exc)
+
+    def _chunk_size(self, dense: _Dense) -> int:
+        """Pruned models held at once: a masked model holds its weights twice (original
+        and mask) and is copied once more for timing, so ~3× the dense parameter bytes."""
+        return max(1, int(CHUNK_BYTES // max(3 * dense.costs.param_bytes, 1)))
+
+    def _prepare(self, pruned: Iterator[tuple[Cell, _Prepared]], size: int, dense: _Dense,
+                 cell: Cell) -> dict[str, _Prepared]:
+        self.activity(f"pruning {cell.type} · {cell.criterion} from {cell.ratio * 100:g} % on "
+                      f"(cells {self.done + 1}/{self.total} on)")
+        chunk: dict[str, _Prepared] = {}
+        for c, prepared in itertools.islice(pruned, size):
+            if self.stop():
+                raise Cancelled()
+            chunk[c.id] = prepared
+        self._time_chunk(chunk, dense)
+        return chunk
+
+    def _time_chunk(self, chunk: dict[str, _Prepared], dense: _Dense) -> None:
+        """Time the chunk's models together with the dense model, repeats interleaved.
 
         A speed-up is a ratio of two timings, so both are taken in the same moments: the
         baseline's own timing, taken once and cold (and, from the page, while the server
-        was busy) made a 9 %-smaller CNN look 2.25× faster and masks 1.5× faster. `key`
-        names an architecture pair whose timing later cells reuse (structural pruning);
-        masked models are timed each, as deployed.
+        was busy) made a 9 %-smaller CNN look 2.25× faster and masks 1.5× faster. Timing
+        a chunk in one measurement times the dense model once per chunk instead of once
+        per cell. Latency depends on the shapes a model computes with, not on the values
+        of its weights, so a structural model is timed before fine-tuning (and an
+        architecture once per sweep, whatever criterion made it); a masked model is timed
+        with its masks folded in, as deployed — its zeros stay where they are while it
+        is fine-tuned.
         """
         if self.latency is None:
-            return None, None
-        if key is None:
-            return self._time_pair(model, spec, dense)
-        pair = (_arch_key(dense.baseline.model, dense.spec), key)
-        if pair not in self.latencies:
-            self.latencies[pair] = self._time_pair(model, spec, dense)
-        return self.latencies[pair]
-
-    def _time_pair(self, model: nn.Module, spec: Spec, dense: _Dense) -> tuple[float, float]:
-        dense_ms, pruned_ms = measure_latencies([dense.baseline.model, model],
-                                                spec["input_shape"], self.latency)
-        return dense_ms, pruned_ms
+            return
+        dense_key = _arch_key(dense.baseline.model, dense.spec)
+        todo: dict[str, tuple[nn.Module, list[_Prepared]]] = {}
+        for cell_id, p in chunk.items():
+            if p.error is not None:
+                continue
+            if p.structural:
+                key = (dense_key, _arch_key(p.model, p.spec))
+                if key in self.latencies:
+                    p.latency = self.latencies[key]
+                    continue
+                todo.setdefault(repr(key), (p.model, []))[1].append(p)
+            else:
+                todo[cell_id] = (permanent_copy(p.model), [p])
+        if not todo:
+            return
+        self.activity(f"timing {len(todo)} pruned model(s) against the dense one "
+                      f"(cells {self.done + 1}/{self.total} on)")
+        t0 = time.perf_counter()
+        dense_ms, *times = measure_latencies(
+            [dense.baseline.model] + [m for m, _ in todo.values()], dense.spec["input_shape"],
+            self.latency, should_stop=self.stop)
+        share = (time.perf_counter() - t0) / sum(len(ps) for _, ps in todo.values())
+        for (_, prepared), ms in zip(todo.values(), times):
+            for p in prepared:
+                p.latency, p.timing_seconds = (dense_ms, ms), share
+                if p.structural:
+                    self.latencies[(dense_key, _arch_key(p.model, p.spec))] = (dense_ms, ms)
 
     # -- one cell
-    def _run_cell(self, cell: Cell, dense: _Dense) -> tuple[nn.Module | None, Spec | None, dict]:
-        """Prune, fine-tune, evaluate and measure one cell: (model, spec, its table row)."""
+    def _run_cell(self, cell: Cell, dense: _Dense, prepared: _Prepared | None
+                  ) -> tuple[nn.Module | None, Spec | None, dict]:
+        """Fine-tune, evaluate and measure one cell: (model, spec, its table row)."""
         b = dense.baseline
         row: dict[str, Any] = {
             "status": "ok", "note": "", "prune_seconds": 0.0, "finetune_seconds": 0.0,
@@ -465,13 +576,14 @@ class _Runner:
         device = resolve_device("auto")
         with PeakMemory(device) as memory:
             try:
-                model, spec = self._prune(cell, dense, row)
+                model, spec = self._pruned(cell, dense, row, prepared)
                 t0 = time.perf_counter()
                 row["test_loss"], row["test_acc"] = evaluate(model, dense.data.test)
                 row["eval_seconds"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                row.update(self._cell_costs(model, spec, cell, dense, row["status"]))
-                row["cost_seconds"] = time.perf_counter() - t0
+                row.update(self._cell_costs(model, spec, cell, dense, row["status"], prepared))
+                row["cost_seconds"] = time.perf_counter() - t0 + (
+                    prepared.timing_seconds if prepared is not None else 0.0)
                 row["widths"] = " ".join(map(str, pruned_widths(model, cell.type)))
             except Cancelled:
                 raise
@@ -481,10 +593,14 @@ class _Runner:
                 traceback.print_exc()
                 row.update(status="failed", note=f"{exc.__class__.__name__}: {exc}")
         row["peak_mb"] = memory.peak_mb
-        row["cell_seconds"] = time.perf_counter() - start
+        row["cell_seconds"] = time.perf_counter() - start + row["prune_seconds"] + (
+            prepared.timing_seconds if prepared is not None else 0.0)
         return model, spec, row
 
-    def _prune(self, cell: Cell, dense: _Dense, row: dict) -> tuple[nn.Module, Spec]:
+    def _pruned(self, cell: Cell, dense: _Dense, row: dict, prepared: _Prepared | None
+                ) -> tuple[nn.Module, Spec]:
+        """The cell's model: the baseline (ratio 0), a dead copy (ratio 1) or its prepared
+        pruned model, fine-tuned."""
         base = dense.baseline.model
         if cell.ratio >= 1:
             row.update(status="dead", note="100 % pruned: no weight carries the input, the "
@@ -492,15 +608,14 @@ class _Runner:
             return dead_model(base), dense.spec
         if cell.ratio == 0:
             return base, dense.spec  # nothing to prune, nothing to fine-tune
-        options = CriterionOptions(seed=cell.seed, max_samples=self.cfg.calibration_samples)
-        needs_data = cell.criterion in CRITERIA and CRITERIA[cell.criterion].needs_data
-        data = dense.data.train if needs_data else None
-        t0 = time.perf_counter()
-        kind = PRUNING_TYPES[cell.type]
-        scores = self._scores(cell, dense, data, options) if kind.structural else None
-        model, spec = kind.prune(base, dense.spec, cell.ratio, cell.criterion, data, options,
-                                 scores)
-        row["prune_seconds"] = time.perf_counter() - t0
+        if prepared.error is not None:
+            exc = prepared.error
+            if isinstance(exc, ExplorerError):
+                raise exc
+            raise ExplorerError(f"{exc.__class__.__name__}: {exc}")
+        model, spec = prepared.model, prepared.spec
+        prepared.model = None  # the chunk no longer holds it once the cell is done
+        row["prune_seconds"] = prepared.seconds
         if self.cfg.finetune_epochs:
             t0 = time.perf_counter()
             tcfg = self.cfg.train_config(cell.batch_size, cell.seed, self.cfg.finetune_epochs)
@@ -528,23 +643,21 @@ class _Runner:
         return found
 
     def _cell_costs(self, model: nn.Module, spec: Spec, cell: Cell, dense: _Dense,
-                    status: str) -> dict:
+                    status: str, prepared: _Prepared | None) -> dict:
         dense_ms: float | None = None
         if status == "dead":  # nothing left to compute: no MACs, no latency to speak of
             report = CostReport(dense.costs.params, count_nonzero(model), 0, 0,
                                 dense.costs.param_bytes, 0)
         elif cell.ratio == 0:
             report = dense.costs
-        elif not PRUNING_TYPES[cell.type].structural:
-            # masks keep the architecture (same MACs / FLOPs); the latency of the masked
-            # weights is timed anyway, as deployed (masks folded in), so the table shows it
-            dense_ms, latency = self._paired_latency(permanent_copy(model), spec, dense)
-            report = CostReport(**{**asdict(dense.costs), "nonzero_params": count_nonzero(model),
-                                   "latency_ms": latency})
         else:
-            dense_ms, latency = self._paired_latency(model, spec, dense, _arch_key(model, spec))
-            report = CostReport(**{**asdict(self._measure(model, spec, timed=False)),
-                                   "nonzero_params": count_nonzero(model), "latency_ms": latency,
+            dense_ms, latency = prepared.latency or (None, None)
+            if PRUNING_TYPES[cell.type].structural:
+                sizes = asdict(self._measure(model, spec, timed=False))
+            else:  # masks keep the architecture: the dense MACs and FLOPs
+                sizes = asdict(dense.costs)
+            report = CostReport(**{**sizes, "nonzero_params": count_nonzero(model),
+                                   "latency_ms": latency,
                                    "latency_batch": dense.costs.latency_batch})
         out = {k: v for k, v in report.to_dict().items()
                if k in ("params", "nonzero_params", "sparsity", "macs", "train_flops",

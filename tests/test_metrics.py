@@ -2,8 +2,10 @@
 import pytest
 
 from explorer_core.masks import apply_masks
+from explorer_core.errors import Cancelled
 from explorer_core.metrics import (LatencyConfig, compare_costs, cost_report, count_nonzero,
-                                   macs_per_sample, measure_latency, train_flops_per_sample)
+                                   macs_per_sample, measure_latencies, measure_latency,
+                                   train_flops_per_sample)
 from explorer_core.models import MLP, build_model, default_spec
 
 # Linear(784, 256) -> ReLU -> Linear(256, 64) -> ReLU -> Linear(64, 10)
@@ -70,6 +72,20 @@ def test_latency_is_positive_and_restores_training_mode():
     m = MLP(64, [32], 10).train()
     assert measure_latency(m, (64,), LatencyConfig(batch_size=4, repeats=3, warmup=0)) > 0
     assert m.training
+
+
+def test_a_stop_request_ends_a_latency_measurement_between_rounds():
+    models = [MLP(64, [32], 10) for _ in range(3)]
+    asked = []
+
+    def stop_in_the_third_round() -> bool:
+        asked.append(1)
+        return len(asked) == 3
+
+    with pytest.raises(Cancelled):
+        measure_latencies(models, (64,), LatencyConfig(batch_size=4, repeats=5, warmup=1),
+                          should_stop=stop_in_the_third_round)
+    assert len(asked) == 3 and all(m.training for m in models)  # modes restored
 
 
 def test_activation_bytes_of_an_mlp():

@@ -251,6 +251,47 @@ def test_a_failed_checkpoint_write_fails_the_sweep_without_marking_the_cell_done
     assert all(Path(c).is_file() for c in rows.loc[rows["status"] == "ok", "checkpoint"])
 
 
+def test_a_blocks_models_are_timed_together_with_the_dense_model(roots, monkeypatch):
+    """The masked models of a block (one per ratio) and its new architectures are timed
+    in one interleaved measurement with the dense model instead of a dense + pruned pair
+    per cell; widths timed once are not timed again; a memory budget too small for two
+    models falls back to pairs."""
+    from explorer_core import sweep
+
+    sizes: list[int] = []
+    real = sweep.measure_latencies
+
+    def counting(models, *args, **kwargs):
+        sizes.append(len(models))
+        return real(models, *args, **kwargs)
+
+    monkeypatch.setattr(sweep, "measure_latencies", counting)
+    over = dict(models=["mlp"], batch_sizes=[32], types=["weight", "neuron"],
+                criteria=["magnitude", "l1", "taylor"], ratios=[0.0, 0.25, 0.5, 0.75, 1.0],
+                save_checkpoints=False)
+    paths = create_sweep(grid("together", **over))
+    assert execute(paths)["state"] == "finished"
+    # weight · magnitude: dense + 3 masked models; neuron · l1: dense + 3 architectures;
+    # neuron · taylor: the same widths as l1's, already timed
+    assert sizes == [4, 4]
+    df = results_frame(paths)
+    pruned = df[(df["ratio"] > 0) & (df["ratio"] < 1)]
+    assert (pruned["latency_ms"] > 0).all()
+    # each block's cells carry the one dense timing they were measured with
+    assert pruned.groupby("type")["dense_latency_ms"].nunique().eq(1).all()
+    neuron = pruned[pruned["type"] == "neuron"].pivot(index="ratio", columns="criterion",
+                                                      values="latency_ms")
+    assert (neuron["l1"] == neuron["taylor"]).all()
+
+    sizes.clear()
+    monkeypatch.setattr(sweep, "CHUNK_BYTES", 1)
+    paths = create_sweep(grid("pairs", **over))
+    assert execute(paths)["state"] == "finished"
+    assert sizes == [2] * 6
+    again = results_frame(paths).set_index("cell_id")
+    assert (again["test_acc"] == df.set_index("cell_id")["test_acc"]).all()
+
+
 def test_ratio_one_is_a_dead_model_with_the_accuracy_of_its_constant_prediction(roots):
     cfg = grid("dead", models=["mlp"], batch_sizes=[32], types=["neuron", "weight"],
                criteria=["l1", "magnitude"], ratios=[0.0, 1.0], save_checkpoints=False)
