@@ -7,6 +7,7 @@ A stop is a request file the worker checks between batches, so files are never t
 """
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -74,6 +75,15 @@ def kill(paths: RunPaths) -> None:
 
 
 @contextmanager
+def _start_up_objects_frozen() -> Iterator[None]:
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+@contextmanager
 def worker_session(paths: RunPaths, should_stop: Callable[[], bool] | None = None
                    ) -> Iterator[Callable[[], bool]]:
     """Be the one writer of `paths` for the block; yields the `stop()` predicate to poll.
@@ -81,8 +91,15 @@ def worker_session(paths: RunPaths, should_stop: Callable[[], bool] | None = Non
     `stop()` turns true on a stop-request file (the page's Stop button), on SIGTERM, or
     when the caller's own `should_stop` does; long loops check it between batches.
     A second writer is refused by the lock with a one-line `ExplorerError`.
+
+    While the block runs, the objects the process already holds are frozen out of the
+    garbage collector's full passes: pruning makes many short-lived objects (model
+    copies, dependency graphs) that trigger them, and each walked the ~430 000 objects
+    importing torch, pandas and scikit-learn leaves — 150 ms a pass (0.17 s of GC in an
+    11 s Digits Compare benchmark, 0.01 s frozen). Frozen objects are never collected,
+    so they are handed back afterwards.
     """
-    with RunLock(paths):
+    with RunLock(paths), _start_up_objects_frozen():
         paths.stop_request.unlink(missing_ok=True)
         flag = {"stop": False}
 

@@ -23,8 +23,6 @@ across residual adds) is recorded as failed with the reason and the sweep goes o
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import itertools
 import os
 import time
@@ -294,24 +292,8 @@ def execute(paths: SweepPaths, should_stop: Callable[[], bool] | None = None,
             cache_root: Path | None = None) -> dict:
     """Run (or resume) the sweep in this process; returns the final status."""
     paths = SweepPaths(Path(paths.root))
-    with worker_session(paths, should_stop) as stop, _start_up_objects_frozen():
+    with worker_session(paths, should_stop) as stop:
         return _execute_locked(paths, stop, on_event or (lambda e: None), cache_root)
-
-
-@contextlib.contextmanager
-def _start_up_objects_frozen() -> Iterator[None]:
-    """Keep what the process already holds out of the garbage collector's full passes.
-
-    A sweep makes many short-lived objects (model copies, dependency graphs), which
-    triggers full collections, and each walked the ~430 000 objects that importing
-    torch, pandas and scikit-learn leaves (150 ms per pass on the Digits benchmark).
-    Frozen objects are never collected, so they are handed back afterwards.
-    """
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
