@@ -250,7 +250,8 @@ def _time_once(model: nn.Module, x: torch.Tensor) -> float:
 def measure_latencies(models: Sequence[nn.Module], input_shape: Sequence[int],
                       config: LatencyConfig = LatencyConfig(),
                       should_stop: Callable[[], bool] | None = None) -> list[float]:
-    """Median ms per batch of each model, repeats interleaved across the models.
+    """Median ms per batch of each model, repeats interleaved across the models (each
+    round in another order).
 
     `should_stop` is asked between rounds (one pass of every model): timing a dozen
     large models takes minutes, and a Stop must not wait for all of it (`Cancelled`).
@@ -272,15 +273,21 @@ def measure_latencies(models: Sequence[nn.Module], input_shape: Sequence[int],
                 _check(should_stop)
                 for m, x in zip(models, xs):
                     m(x)
-            for _ in range(config.repeats):
+            for r in range(config.repeats):
                 _check(should_stop)
-                for i, (m, x) in enumerate(zip(models, xs)):
-                    times[i].append(_time_once(m, x))
+                for i in _rotated(len(models), r):
+                    times[i].append(_time_once(models[i], xs[i]))
     finally:
         torch.set_num_threads(threads)
         for m, s in zip(models, states):
             m.train(s)
     return [statistics.median(t) for t in times]
+
+
+def _rotated(n: int, shift: int) -> list[int]:
+    """0 … n-1 starting at `shift`: each round starts with another model, so no model is
+    always the one timed first after the loop's own work (or always last)."""
+    return [(shift + i) % n for i in range(n)]
 
 
 def _check(should_stop: Callable[[], bool] | None) -> None:

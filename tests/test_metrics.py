@@ -88,6 +88,30 @@ def test_a_stop_request_ends_a_latency_measurement_between_rounds():
     assert len(asked) == 3 and all(m.training for m in models)  # modes restored
 
 
+def test_each_round_of_an_interleaved_timing_starts_with_another_model():
+    """No model is always timed first (right after the loop's own work) or always last."""
+    import torch
+
+    calls: list[int] = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, i: int):
+            super().__init__()
+            self.i = i
+            self.lin = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            calls.append(self.i)
+            return self.lin(x)
+
+    times = measure_latencies([Recorder(i) for i in range(3)], (4,),
+                              LatencyConfig(batch_size=2, repeats=6, warmup=0))
+    assert len(times) == 3 and all(t > 0 for t in times)
+    rounds = [calls[k:k + 3] for k in range(0, len(calls), 3)]
+    assert all(sorted(r) == [0, 1, 2] for r in rounds)  # every model once per round
+    assert [r[0] for r in rounds] == [0, 1, 2, 0, 1, 2]
+
+
 def test_activation_bytes_of_an_mlp():
     # leaf outputs for one sample: flatten 784, fc1 256, relu (shared module, called twice)
     # 256 + 64, fc2 64, fc3 10 -> floats
