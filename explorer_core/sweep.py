@@ -467,35 +467,38 @@ class _Runner:
     def _series(self, cells: list[Cell], dense: _Dense) -> Iterator[tuple[Cell, _Prepared]]:
         """Each cell with its pruned, not yet fine-tuned model, in the cells' order.
 
-        When the criterion fails (e.g. contribution across residual adds) or torch
-        rejects the model, that cell and the rest of the block carry the error.
+        A cell whose pruning fails (the criterion cannot handle the model, e.g.
+        contribution across residual adds, or torch rejects it) carries the error, and
+        the cells after it start a new series: each cell fails only for itself (a
+        criterion's own failure is kept with its scores, so it repeats at once).
         """
-        if not cells:
-            return
-        first = cells[0]
-        kind = PRUNING_TYPES[first.type]
-        options = CriterionOptions(seed=first.seed, max_samples=self.cfg.calibration_samples)
-        needs_data = first.criterion in CRITERIA and CRITERIA[first.criterion].needs_data
-        data = dense.data.train if needs_data else None
-        done = 0
-        t0 = time.perf_counter()
-        try:
-            scores = self._scores(first, dense, data, options) if kind.structural else None
-            models = kind.series(dense.baseline.model, dense.spec, [c.ratio for c in cells],
-                                 first.criterion, data, options, scores)
-            for cell in cells:
-                model, spec = next(models)
-                seconds = time.perf_counter() - t0
-                done += 1
-                yield cell, _Prepared(model, spec, kind.structural, seconds)
-                t0 = time.perf_counter()
-        except Cancelled:
-            raise
-        except Exception as exc:  # a criterion / model combination torch rejects
-            if not isinstance(exc, ExplorerError):
-                traceback.print_exc()
-            for cell in cells[done:]:
-                yield cell, _Prepared(None, None, kind.structural, 0.0, error=exc)
+        while cells:
+            first = cells[0]
+            kind = PRUNING_TYPES[first.type]
+            options = CriterionOptions(seed=first.seed, max_samples=self.cfg.calibration_samples)
+            needs_data = first.criterion in CRITERIA and CRITERIA[first.criterion].needs_data
+            data = dense.data.train if needs_data else None
+            done = 0
+            t0 = time.perf_counter()
+            try:
+                scores = self._scores(first, dense, data, options) if kind.structural else None
+                models = kind.series(dense.baseline.model, dense.spec,
+                                     [c.ratio for c in cells], first.criterion, data, options,
+                                     scores)
+                for cell in cells:
+                    model, spec = next(models)
+                    seconds = time.perf_counter() - t0
+                    done += 1
+                    yield cell, _Prepared(model, spec, kind.structural, seconds)
+                    t0 = time.perf_counter()
+                return
+            except Cancelled:
+                raise
+            except Exception as exc:  # a criterion / model combination torch rejects
+                if not isinstance(exc, ExplorerError):
+                    traceback.print_exc()
+                yield cells[done], _Prepared(None, None, kind.structural, 0.0, error=exc)
+                cells = cells[done + 1:]
 
     def _chunk_size(self, dense: _Dense) -> int:
         """Pruned models held at once: a masked model holds its weights twice (original

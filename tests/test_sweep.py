@@ -325,6 +325,29 @@ def test_a_failing_criterion_is_recorded_and_the_sweep_goes_on(roots, monkeypatc
     assert df.loc["mlp-digits-b32-s0-neuron-l1-r50", "status"] == "ok"
 
 
+def test_a_ratio_torch_rejects_fails_only_its_own_cell(roots, monkeypatch):
+    """Cells of a block share one pruning series; a step that raises fails that cell and
+    the later ratios are pruned by a new series."""
+    from explorer_core import surgery
+
+    real = surgery.prune_mlp
+
+    def rejecting_half(model, keep):
+        if len(keep["fc1"]) == 16:  # 50 % of 32
+            raise RuntimeError("simulated kernel failure")
+        return real(model, keep)
+
+    monkeypatch.setattr(surgery, "prune_mlp", rejecting_half)
+    paths = create_sweep(grid("one-bad-ratio", models=["mlp"], batch_sizes=[32],
+                              types=["neuron"], criteria=["l1"], ratios=[0.25, 0.5, 0.75],
+                              save_checkpoints=False))
+    assert execute(paths)["state"] == "finished"
+    df = results_frame(paths).set_index("ratio")
+    assert df.loc[0.5, "status"] == "failed" and "simulated kernel" in df.loc[0.5, "note"]
+    assert df.loc[0.25, "status"] == "ok" and df.loc[0.75, "status"] == "ok"
+    assert df.loc[0.75, "widths"] == "8 4"
+
+
 def test_repeats_give_mean_and_std_over_seeds(roots):
     paths = create_sweep(grid("repeats", models=["mlp"], batch_sizes=[32], types=["neuron"],
                               criteria=["random"], ratios=[0.5], repeats=3))
