@@ -56,6 +56,8 @@ def main() -> None:
                         help="wide: the grid above; acceptance: the issue's test grid (MLP and "
                              "CNN × l1, taylor × ratios 0, 50 % × batches 32, 128; neuron and "
                              "weight pruning)")
+    parser.add_argument("--models", default="mlp,cnn",
+                        help="comma-separated models, e.g. resnet18 (default mlp,cnn)")
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-compare-"))
@@ -76,7 +78,7 @@ def main() -> None:
 
     wide = args.grid == "wide"
     cfg = sweep.SweepConfig(
-        name="bench", models=["mlp", "cnn"], datasets=[args.dataset],
+        name="bench", models=args.models.split(","), datasets=[args.dataset],
         batch_sizes=[32, 256] if wide else [32, 128],
         types=["neuron", "structured", "weight"] if wide else ["neuron", "weight"],
         criteria=["l1", "taylor", "magnitude"],

@@ -304,3 +304,35 @@ def test_training_slices_each_batch_to_the_sized_micro_batch(digits):
     hook.remove()
     train_passes = seen[:math.ceil(60 / expected)]  # then come the evaluation passes
     assert max(train_passes) == expected and sum(train_passes) == 60
+
+
+def test_this_process_own_threads_do_not_count_as_busy_cores(monkeypatch):
+    """A sweep's checkpoint writer keeps one of two cores busy while training samples
+    the idle cores: that core is ours, so training still gets both threads."""
+    import threading
+    import time as _time
+
+    from explorer_core import training
+
+    assert training.idle_of((100, 1000), (100, 1020), own_cores=1.0, cores=2) == 1
+    assert training.idle_of((100, 1000), (110, 1020), own_cores=1.0, cores=2) == 2
+    assert training.idle_of((100, 1000), (120, 1020), own_cores=0.4, cores=2) == 2  # capped
+    # the whole machine is busy but only because of this process's writer thread
+    samples = iter([(0, 0), (10, 20)])  # half the machine idle over the window
+    monkeypatch.setattr(training, "_cpu_times", lambda: next(samples))
+    monkeypatch.setattr(training.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(training, "_IDLE_CACHE", {})
+    stop = threading.Event()
+
+    def spin() -> None:  # burns CPU in this process, like a writer serialising a model
+        while not stop.is_set():
+            sum(i * i for i in range(1000))
+
+    worker = threading.Thread(target=spin, daemon=True)
+    worker.start()
+    try:
+        _time.sleep(0.05)
+        assert training.idle_cores(window_s=0.3) == 2
+    finally:
+        stop.set()
+        worker.join()
