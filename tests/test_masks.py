@@ -135,3 +135,44 @@ def test_random_layerwise_masks_hit_the_ratio_in_every_layer():
 def test_unknown_mask_method_is_refused():
     with pytest.raises(ExplorerError, match="mask method"):
         apply_masks(_mlp(), 0.5, method="biggest")
+
+
+@pytest.mark.parametrize("kind", ["weight", "unstructured"])
+@pytest.mark.parametrize("method, torch_method", [("magnitude", "L1Unstructured"),
+                                                  ("random", "RandomUnstructured")])
+def test_masks_are_those_of_torchs_own_methods(kind, method, torch_method):
+    """Our k-th value selection masks exactly what torch's top-k methods mask (tie-free
+    weights; seeded draws alike), including a second masking of a masked model."""
+    from torch.nn.utils import prune
+
+    def torchs(ratio, seed, model):
+        targets = [(m, "weight") for m in (model.fc1, model.fc2, model.fc3)]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if kind == "weight":
+                for module, name in targets:
+                    getattr(prune, torch_method).apply(module, name, amount=ratio)
+            else:
+                prune.global_unstructured(targets, getattr(prune, torch_method), amount=ratio)
+        return model
+
+    for ratio in (0.1, 0.5, 0.93):
+        ours = apply_masks(_mlp(), ratio, kind, method=method, seed=7)
+        theirs = torchs(ratio, 7, _mlp())
+        for layer in ("fc1", "fc2", "fc3"):
+            assert torch.equal(getattr(ours, layer).weight_mask, getattr(theirs, layer).weight_mask)
+    ours = apply_masks(apply_masks(_mlp(), 0.5, kind, method=method, seed=1), 0.5, kind,
+                       method=method, seed=2)
+    theirs = torchs(0.5, 2, torchs(0.5, 1, _mlp()))
+    assert torch.equal(ours.fc2.weight_mask, theirs.fc2.weight_mask)
+
+
+def test_weights_tied_at_the_threshold_go_lowest_index_first():
+    layer = torch.nn.Linear(6, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.5, 0.1, -0.1, 0.1, 0.9, -0.3]]))
+    apply_masks(layer, 0.5, "weight", layers=[""])
+    # three smallest |w|: the three 0.1s (indices 1, 2, 3)
+    assert layer.weight_mask.tolist() == [[1, 0, 0, 0, 1, 1]]
+    apply_masks(layer, 1 / 3, "weight", layers=[""])  # a third of the remaining three
+    assert layer.weight_mask.tolist() == [[1, 0, 0, 0, 1, 0]]  # |-0.3| is the smallest
