@@ -51,7 +51,7 @@ from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_mode
 from .rundir import (SweepPaths, append_event, default_sweeps_root, new_run_dir, read_json,
                      session_start, write_status)
 from .surgery import score_layers
-from .training import (OPTIMIZERS, TrainConfig, evaluate, idle_cores, resolve_device,
+from .training import (OPTIMIZERS, IdleProbe, TrainConfig, evaluate, resolve_device,
                        train)
 
 DEFAULT_RATIOS = [round(i / 10, 1) for i in range(11)]
@@ -300,16 +300,18 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
                     on_event: Callable[[dict], None], cache_root: Path | None) -> dict:
     from .sweep_results import write_tables
 
+    probe = IdleProbe()  # sampled while the worker reads its config and tables
     try:
         cfg = load_config(paths)
         the_plan = plan(cfg)
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
+    done = paths.finished_cells()
+    if done or paths.results_csv.exists():
+        write_tables(paths)  # the CSV matches the finished cells before lines are appended
     # As many torch threads as cores are idle now: two threads on a shared 2-core box
     # collapse (see training.cpu_threads_for); scoring and evaluation run on these.
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), idle_cores())))
-    write_tables(paths)  # the CSV matches the finished cells before lines are appended
-    done = paths.finished_cells()
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), probe.cores())))
     todo = [c for c in the_plan.cells if c.id not in done]
     write_status(paths, "running", pid=os.getpid(), message="", **session_start(paths),
                  total_cells=len(the_plan.cells), cells_done=len(done),

@@ -162,26 +162,43 @@ def _cpu_times() -> tuple[int, int] | None:
 def idle_cores(window_s: float = 0.1) -> int:
     """How many cores no other process is using, sampled over `window_s` (cached for 30 s).
 
-    Called before this process starts computing; what its own other threads use in the
-    window (the sweep's checkpoint writer) is counted as idle — it is ours, not another
-    program's: counting it made a ResNet-18 sweep train on one thread for minutes
-    (9.7 s per fine-tune epoch instead of 5.1 s). Where /proc/stat is missing, every
-    core counts as idle (torch's default applies).
+    Called before this process starts computing (see `IdleProbe` to sample while it
+    does). Where /proc/stat is missing, every core counts as idle (torch's default).
     """
-    now = time.monotonic()
-    if now - _IDLE_CACHE.get("at", -IDLE_CACHE_S) < IDLE_CACHE_S:
+    if time.monotonic() - _IDLE_CACHE.get("at", -IDLE_CACHE_S) < IDLE_CACHE_S:
         return int(_IDLE_CACHE["cores"])
-    cores = os.cpu_count() or 1
-    first = _cpu_times()
-    if first is None:
-        return cores
-    own_before, wall_before = time.process_time(), time.monotonic()
-    time.sleep(window_s)
-    second = _cpu_times()
-    own = (time.process_time() - own_before) / max(time.monotonic() - wall_before, 1e-9)
-    idle = idle_of(first, second, own, cores)
-    _IDLE_CACHE.update(at=now, cores=idle)
-    return idle
+    return IdleProbe().cores(window_s)
+
+
+class IdleProbe:
+    """Idle cores over a window that starts now and ends at `cores()`.
+
+    What this process itself uses in the window counts as idle — it is ours, not another
+    program's: counting the sweep's checkpoint writer made a ResNet-18 sweep train on one
+    thread for minutes (9.7 s per fine-tune epoch instead of 5.1 s). So the window can
+    overlap the worker's own start-up instead of being slept through.
+    """
+
+    def __init__(self) -> None:
+        self.first = _cpu_times()
+        self.own, self.wall = time.process_time(), time.monotonic()
+
+    def cores(self, window_s: float = 0.1) -> int:
+        """The idle cores (after sleeping whatever is left of `window_s`); cached for
+        `idle_cores` for 30 s."""
+        count = os.cpu_count() or 1
+        if self.first is None:
+            return count
+        left = window_s - (time.monotonic() - self.wall)
+        if left > 0:
+            time.sleep(left)
+        second = _cpu_times()
+        if second is None:
+            return count
+        own = (time.process_time() - self.own) / max(time.monotonic() - self.wall, 1e-9)
+        idle = idle_of(self.first, second, own, count)
+        _IDLE_CACHE.update(at=time.monotonic(), cores=idle)
+        return idle
 
 
 def idle_of(first: tuple[int, int], second: tuple[int, int], own_cores: float,

@@ -336,3 +336,22 @@ def test_this_process_own_threads_do_not_count_as_busy_cores(monkeypatch):
     finally:
         stop.set()
         worker.join()
+
+
+def test_an_idle_probe_window_can_overlap_this_process_own_work(monkeypatch):
+    """The worker samples idle cores while it reads its config: its own work in the
+    window counts as idle, and no extra sleep follows a window already long enough."""
+    import time as _time
+
+    from explorer_core import training
+
+    samples = iter([(0, 0), (10, 20)])  # half of two cores idle: the other half is us
+    monkeypatch.setattr(training, "_cpu_times", lambda: next(samples))
+    monkeypatch.setattr(training.os, "cpu_count", lambda: 2)
+    probe = training.IdleProbe()
+    end = _time.process_time() + 0.25
+    while _time.process_time() < end:  # the worker's own start-up work
+        sum(i * i for i in range(1000))
+    before = _time.monotonic()
+    assert probe.cores(window_s=0.1) == 2
+    assert _time.monotonic() - before < 0.05  # the window was already over
