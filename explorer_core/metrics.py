@@ -35,6 +35,10 @@ from torch.nn.utils import prune
 
 from .masks import copy_model
 
+with warnings.catch_warnings():  # thop's import warns about distutils
+    warnings.simplefilter("ignore")
+    import thop  # with the other imports: a worker pays it at start, not in its first cell
+
 
 @dataclass(frozen=True)
 class LatencyConfig:
@@ -167,10 +171,6 @@ def _example(model: nn.Module, shape: Sequence[int], batch: int) -> torch.Tensor
 
 def macs_per_sample(model: nn.Module, input_shape: Sequence[int]) -> int:
     """Forward MACs for one sample, counted by thop on a deep copy."""
-    with warnings.catch_warnings():  # thop's import warns about distutils
-        warnings.simplefilter("ignore")
-        import thop
-
     probe = _probe(model).eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
