@@ -366,7 +366,6 @@ class _Prepared:
     """A cell's pruned model before fine-tuning, or why it could not be made."""
     model: nn.Module | None
     spec: Spec | None
-    structural: bool
     seconds: float                   # scoring (first cell of a block) and surgery
     error: Exception | None = None
     latency: tuple[float, float] | None = None   # (dense, pruned) ms, timed together
@@ -425,14 +424,14 @@ class _Runner:
         """
         pruned = self._series([c for c in cells if 0 < c.ratio < 1], dense)
         size = self._chunk_size(dense)
-        ready: dict[str, _Prepared] = {}
+        ready: dict[Cell, _Prepared] = {}
         for cell in cells:
             if self.stop():
                 raise Cancelled()
-            if 0 < cell.ratio < 1 and cell.id not in ready:
+            if 0 < cell.ratio < 1 and cell not in ready:
                 ready = self._prepare(pruned, size, dense, cell)
             self.activity(f"cell {self.done + 1}/{self.total}: {cell.describe()}", force=False)
-            model, spec, row = self._run_cell(cell, dense, ready.pop(cell.id, None))
+            model, spec, row = self._run_cell(cell, dense, ready.pop(cell, None))
             self._record(cell, model, spec, dense, row)
 
     def _dense(self, group: tuple[str, str, int, int]) -> _Dense:
@@ -491,7 +490,7 @@ class _Runner:
                     model, spec = next(models)
                     seconds = time.perf_counter() - t0
                     done += 1
-                    yield cell, _Prepared(model, spec, kind.structural, seconds)
+                    yield cell, _Prepared(model, spec, seconds)
                     t0 = time.perf_counter()
                 return
             except Cancelled:
@@ -499,7 +498,7 @@ class _Runner:
             except Exception as exc:  # a criterion / model combination torch rejects
                 if not isinstance(exc, ExplorerError):
                     traceback.print_exc()
-                yield cells[done], _Prepared(None, None, kind.structural, 0.0, error=exc)
+                yield cells[done], _Prepared(None, None, 0.0, error=exc)
                 cells = cells[done + 1:]
 
     def _chunk_size(self, dense: _Dense) -> int:
@@ -508,18 +507,18 @@ class _Runner:
         return max(1, int(CHUNK_BYTES // max(3 * dense.costs.param_bytes, 1)))
 
     def _prepare(self, pruned: Iterator[tuple[Cell, _Prepared]], size: int, dense: _Dense,
-                 cell: Cell) -> dict[str, _Prepared]:
+                 cell: Cell) -> dict[Cell, _Prepared]:
         self.activity(f"pruning {cell.type} · {cell.criterion} from {cell.ratio * 100:g} % on "
                       f"(cells {self.done + 1}/{self.total} on)")
-        chunk: dict[str, _Prepared] = {}
+        chunk: dict[Cell, _Prepared] = {}
         for c, prepared in itertools.islice(pruned, size):
             if self.stop():
                 raise Cancelled()
-            chunk[c.id] = prepared
+            chunk[c] = prepared
         self._time_chunk(chunk, dense)
         return chunk
 
-    def _time_chunk(self, chunk: dict[str, _Prepared], dense: _Dense) -> None:
+    def _time_chunk(self, chunk: dict[Cell, _Prepared], dense: _Dense) -> None:
         """Time the chunk's models together with the dense model, repeats interleaved.
 
         A speed-up is a ratio of two timings, so both are taken in the same moments: the
@@ -535,18 +534,20 @@ class _Runner:
         if self.latency is None:
             return
         dense_key = _arch_key(dense.baseline.model, dense.spec)
-        todo: dict[str, tuple[nn.Module, list[_Prepared]]] = {}
-        for cell_id, p in chunk.items():
+        # what to time → (the model timed, the cells it stands for); structural models
+        # are keyed by their architecture pair (the cache key), masked ones by their cell
+        todo: dict[tuple[str, str] | Cell, tuple[nn.Module, list[_Prepared]]] = {}
+        for cell, p in chunk.items():
             if p.error is not None:
                 continue
-            if p.structural:
+            if PRUNING_TYPES[cell.type].structural:
                 key = (dense_key, _arch_key(p.model, p.spec))
                 if key in self.latencies:
                     p.latency = self.latencies[key]
                     continue
-                todo.setdefault(repr(key), (p.model, []))[1].append(p)
+                todo.setdefault(key, (p.model, []))[1].append(p)
             else:
-                todo[cell_id] = (permanent_copy(p.model), [p])
+                todo[cell] = (permanent_copy(p.model), [p])
         if not todo:
             return
         self.activity(f"timing {len(todo)} pruned model(s) against the dense one "
@@ -556,11 +557,11 @@ class _Runner:
             [dense.baseline.model] + [m for m, _ in todo.values()], dense.spec["input_shape"],
             self.latency, should_stop=self.stop)
         share = (time.perf_counter() - t0) / sum(len(ps) for _, ps in todo.values())
-        for (_, prepared), ms in zip(todo.values(), times):
+        for (key, (_, prepared)), ms in zip(todo.items(), times):
+            if not isinstance(key, Cell):
+                self.latencies[key] = (dense_ms, ms)
             for p in prepared:
                 p.latency, p.timing_seconds = (dense_ms, ms), share
-                if p.structural:
-                    self.latencies[(dense_key, _arch_key(p.model, p.spec))] = (dense_ms, ms)
 
     # -- one cell
     def _run_cell(self, cell: Cell, dense: _Dense, prepared: _Prepared | None
