@@ -51,8 +51,8 @@ from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_mode
 from .rundir import (SweepPaths, append_event, default_sweeps_root, new_run_dir, read_json,
                      session_start, write_status)
 from .surgery import score_layers
-from .training import (OPTIMIZERS, IdleProbe, TrainConfig, evaluate, resolve_device,
-                       train)
+from .training import (OPTIMIZERS, TrainConfig, evaluate, resolve_device,
+                       start_up_probe, train)
 
 DEFAULT_RATIOS = [round(i / 10, 1) for i in range(11)]
 BATCH_PRESETS = (32, 256, 4000, 60000)
@@ -107,11 +107,13 @@ class SweepConfig:
 
     def latency(self) -> LatencyConfig | None:
         """One thread: on a shared CPU, two threads' spin-waits made timings erratic
-        (a 64-256-64 MLP measured 10 ms per batch, its half-size copy 22 ms)."""
+        (a 64-256-64 MLP measured 10 ms per batch, its half-size copy 22 ms). Two
+        warm-up runs: only a model's first run is cold (MLP 0.87 ms then 0.22, 0.16,
+        0.14 …; CNN on Digits 3.1 then 1.2, 1.1 …; ResNet-18 113 then 94, 93 …)."""
         if not self.latency_repeats:
             return None
         return LatencyConfig(batch_size=self.latency_batch, repeats=self.latency_repeats,
-                             warmup=5, threads=1).validate()
+                             warmup=2, threads=1).validate()
 
     def validate(self) -> "SweepConfig":
         _names(self.models, "models", ARCHS)
@@ -300,7 +302,7 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
                     on_event: Callable[[dict], None], cache_root: Path | None) -> dict:
     from .sweep_results import write_tables
 
-    probe = IdleProbe()  # sampled while the worker reads its config and tables
+    probe = start_up_probe()  # sampled over the worker's start-up
     try:
         cfg = load_config(paths)
         the_plan = plan(cfg)
@@ -399,13 +401,16 @@ class _Runner:
 
     def activity(self, text: str, force: bool = True) -> None:
         """Report what runs now; per-cell reports (`force=False`) at most every 0.5 s —
-        a Digits cell takes ~50 ms and each status write ~1.3 ms, while the page polls
-        about once a second."""
+        a Digits cell takes ~50 ms, while the page polls about once a second. The
+        writer thread writes them (~1.3 ms each, ~50 per Digits benchmark grid), in
+        order with the cells; the main thread writes status only before and after."""
         now = time.monotonic()
         if not force and now - self._reported < ACTIVITY_EVERY_S:
             return
         self._reported = now
-        write_status(self.paths, "running", activity=text, cells_done=self.done)
+        done = self.done
+        self.writer.submit(lambda: write_status(self.paths, "running", activity=text,
+                                                cells_done=done))
 
     # -- a group: one baseline, many cells
     def run_group(self, group: tuple[str, str, int, int], cells: list[Cell]) -> None:

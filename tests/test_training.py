@@ -355,3 +355,24 @@ def test_an_idle_probe_window_can_overlap_this_process_own_work(monkeypatch):
     before = _time.monotonic()
     assert probe.cores(window_s=0.1) == 2
     assert _time.monotonic() - before < 0.05  # the window was already over
+
+
+def test_start_up_probe_samples_over_the_start_up_instead_of_sleeping(monkeypatch):
+    """A worker's first question (a sweep's threads) uses the window opened at import."""
+    from explorer_core import training
+
+    started = training.IdleProbe()  # as at import
+    monkeypatch.setattr(training, "_STARTED", started)
+    t0 = training.time.monotonic()
+    while training.time.monotonic() - t0 < 0.15:  # the worker's start-up: its own CPU
+        sum(i * i for i in range(1000))
+    slept: list[float] = []
+    monkeypatch.setattr(training.time, "sleep", slept.append)
+    assert training.start_up_probe() is started
+    assert 1 <= started.cores() <= (training.os.cpu_count() or 1)
+    assert slept == []  # the 0.1 s window is over: nothing to sleep through
+    started.wall -= training.IDLE_CACHE_S  # a stale window: a long-lived process asks anew
+    fresh = training.start_up_probe()
+    assert fresh is not started
+    fresh.cores(window_s=0.05)
+    assert slept and 0 < slept[0] <= 0.05
