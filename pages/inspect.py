@@ -63,7 +63,8 @@ def _state(name: str, factory):
 # Streamlit forgets a widget's value when a run does not draw it, e.g. while another page
 # is open: these widget keys are copied to a plain session-state dict every run and put
 # back before the widgets are drawn, so the page looks as it was left after a page switch.
-# (File uploaders and buttons cannot be set from session state; they are not kept.)
+# (Buttons and file uploaders cannot be set from session state; `_uploads` keeps the
+# uploaded files themselves instead.)
 KEPT = "insp_kept"
 KEPT_KEYS = {f"insp_{what}_{slot}" for slot in "ab" for what in (
     "src", "run", "it", "sweeps", "cache", "pth_data", "pth_arch", "pth_hidden", "focus")} | {
@@ -93,6 +94,37 @@ def _default(key: str, value: Any) -> str:
     if key not in st.session_state:
         st.session_state[key] = value
     return key
+
+
+def _uploads(label: str, key: str, **kwargs: Any) -> list[tuple[str, bytes]]:
+    """(name, bytes) of the uploader's files — or, once the uploader comes back empty
+    after a visit to another page (or to the other source), the files uploaded before.
+
+    Streamlit empties a file uploader that a run did not draw and cannot refill it, so
+    the files are kept in session state and named under the empty uploader, with a
+    button to forget them; removing files in the uploader itself forgets them too.
+    """
+    memory, restored = f"{key}_memory", f"{key}_restored"
+    returning = key not in st.session_state  # the last run did not draw this uploader
+    files = st.file_uploader(label, key=key, accept_multiple_files=True, **kwargs)
+    if files:
+        st.session_state[memory] = [(f.name, f.getvalue()) for f in files]
+        st.session_state.pop(restored, None)
+        return st.session_state[memory]
+    kept = st.session_state.get(memory)
+    if kept and (returning or st.session_state.get(restored)):
+        st.session_state[restored] = True
+        c1, c2 = st.columns([4, 1], vertical_alignment="center")
+        c1.caption("Using the files uploaded before: " + ", ".join(n for n, _ in kept)
+                   + ". Upload others to replace them.")
+        if c2.button("Forget them", key=f"{key}_forget"):
+            st.session_state.pop(memory, None)
+            st.session_state.pop(restored, None)
+            st.rerun()
+        return kept
+    st.session_state.pop(memory, None)  # removed in the uploader
+    st.session_state.pop(restored, None)
+    return []
 
 
 def _cache() -> AttributionCache:
@@ -185,15 +217,14 @@ def _entry_picker(entries, slot: str, what: str, empty: str):
 
 
 def _upload_picker(slot: str) -> Loaded | None:
-    files = st.file_uploader(
+    files = _uploads(
         "Checkpoint: .safetensors (+ its .json), or a .pth state dict (+ a .json spec)",
-        type=["safetensors", "json", "pth", "pt"], accept_multiple_files=True,
-        key=f"insp_upload_{slot}",
+        f"insp_upload_{slot}", type=["safetensors", "json", "pth", "pt"],
         help="Nothing uploaded is unpickled: .pth files are read as plain tensors only.")
     if not files:
         st.caption("Upload the weights and, unless the spec is inside them, the model spec.")
         return None
-    uploaded = [UploadedFile(f.name, f.getvalue()) for f in files]
+    uploaded = [UploadedFile(name, data) for name, data in files]
     needs_spec = not any(f.name.lower().endswith((".json", ".safetensors")) for f in uploaded)
     spec = None
     dataset = None
@@ -373,18 +404,17 @@ def images_section(models: list[Loaded]) -> list[list[ConvertedImage | None]] | 
                                              s.pixels, normalise(s.pixels, m.fmt), s.label)
                               for s in samples])
         return per_model
-    files = st.file_uploader("Images: PNG, JPEG, BMP, WebP or GIF (first frame), up to "
-                             f"{MAX_PIXELS // 1_000_000} megapixels", type=list(UPLOAD_TYPES),
-                             accept_multiple_files=True, key="insp_images")
+    images = _uploads("Images: PNG, JPEG, BMP, WebP or GIF (first frame), up to "
+                      f"{MAX_PIXELS // 1_000_000} megapixels", "insp_images",
+                      type=list(UPLOAD_TYPES))
     c1, c2, c3 = st.columns(3)
     invert = c1.toggle("Invert (dark drawing on light paper)", key="insp_invert",
                        help="MNIST-style models saw light digits on a dark background.")
     autocontrast = c2.toggle("Stretch contrast", key="insp_autocontrast")
     fit = c3.selectbox("Fit to the model's size", FITS, format_func=FIT_TITLES.get, key="insp_fit")
-    if not files:
+    if not images:
         st.info("Upload one or more pictures, or switch to test-set samples.")
         return None
-    images = [(f.name, f.getvalue()) for f in files]
     options = ConvertOptions(invert=invert, fit=fit, autocontrast=autocontrast)
     errors: list[str] = []
     per_model = [_convert_for(m, images, options, errors) for m in models]

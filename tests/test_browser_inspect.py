@@ -91,6 +91,26 @@ def test_upload_checkpoint_and_png_see_prediction_and_heatmaps(app_page, streaml
     expect(page.get_by_text("all from the cache")).to_be_visible()
     assert len(_grid_captions(page)) == 8
 
+    # another page and back: the uploaders come back empty, the uploaded files do not
+    page.get_by_role("link", name="Retention curve").click()
+    expect(page.get_by_role("heading", name="Retention curve")).to_be_visible()
+    wait_for_app(page)
+    page.get_by_role("link", name="Inspect").click()
+    expect(page.get_by_role("heading", name="Inspect", exact=True)).to_be_visible()
+    wait_for_app(page)
+    expect(page.get_by_text(f"{acc:.2f} %")).to_be_visible()
+    expect(page.get_by_text(re.compile(rf"predicted {re.escape(expected['class'])} \("))) \
+        .to_be_visible()
+    expect(page.get_by_text("Using the files uploaded before: digits_mlp.safetensors, "
+                            "digits_mlp.json")).to_be_visible()
+    expect(page.get_by_text("Using the files uploaded before: digit.png")).to_be_visible()
+    with rerun_after(page):
+        page.get_by_role("button", name="Forget them").nth(1).click()
+    expect(page.get_by_text("Upload one or more pictures, or switch to test-set samples.")) \
+        .to_be_visible()
+    expect(page.get_by_text(f"{acc:.2f} %")).to_be_visible()  # the checkpoint stays
+    assert not page.locator('[data-testid="stException"]').count()
+
 
 # Metric values whose text is wider than their tile (Streamlit then shows "98.0…" / "9…").
 _CUT_METRICS_JS = """() => [...document.querySelectorAll('[data-testid="stMetricValue"]')]

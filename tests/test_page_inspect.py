@@ -121,6 +121,12 @@ def test_uploaded_drawing_is_classified_and_invert_changes_the_input(app_test, d
     at.toggle(key="insp_invert").set_value(True).run()
     assert not at.exception and cache.computed >= before + 8  # a different input: new maps
 
+    # removed in the uploader itself: forgotten, not brought back from memory
+    at.file_uploader(key="insp_images").set_value([]).run()
+    assert not at.exception and not any("predicted" in m.value for m in at.markdown)
+    assert any("Upload one or more pictures" in i.value for i in at.info)
+    assert "insp_images_memory" not in at.session_state
+
 
 def test_bad_images_and_a_code_running_checkpoint_get_messages(app_test, digits_run, tmp_path):
     at = open_page(app_test, digits_run.best_model(0))
