@@ -365,6 +365,36 @@ def _graph_series(model: nn.Module, spec: Spec, configs: Sequence[PruneConfig],
                           dense)
 
 
+@torch.no_grad()
+def replay_removal(model: nn.Module, spec: Mapping[str, Any],
+                   kept: Mapping[str, Sequence[int]]) -> nn.Module:
+    """The removal a `PruneResult` made (its `kept`, in dense numbering), done again on
+    a copy of another model with the dense model's shapes.
+
+    Why: train-time pruning carries the optimiser's moments through the surgery by
+    putting them into such a copy (see `train_time.carry_optimizer`). MLPs replay
+    `prune_mlp`; conv nets trace the copy and remove the same channels group by group,
+    in the order `_graph_series` does. The given model is left untouched.
+    """
+    if isinstance(model, MLP):
+        return prune_mlp(model, kept)
+    working = copy.deepcopy(model)
+    g = _build_graph(working, dict(spec))
+    unknown = sorted(set(kept) - set(g.roots))
+    if unknown:
+        raise ExplorerError(f"no channel group rooted at {unknown[0]!r}; groups: "
+                            f"{', '.join(g.roots)}")
+    for root, group in zip(g.roots, g.groups):
+        if root not in kept:
+            continue
+        dense = len(group[0].idxs)
+        removed = sorted(set(range(dense)) - {int(i) for i in kept[root]})
+        if removed:
+            module, handler = group[0].dep.target.module, group[0].dep.handler
+            g.graph.get_pruning_group(module, handler, removed).prune()
+    return working
+
+
 def _cnn_spec(model: nn.Module, spec: Spec) -> Spec:
     """The CNN's own spec fields follow its new widths, so the spec alone builds it."""
     spec = dict(spec)

@@ -16,7 +16,7 @@ learning-rate step); the variants then train side by side, one epoch each in tur
 live charts grow all curves together. A variant's curve is exactly what it would be
 if it ran alone, and bit-for-bit repeatable on a CPU. The learning-rate schedule spans
 the whole run; after each prune the optimiser is rebuilt for the new (smaller)
-parameters (Adam's moments of removed units have no meaning any more).
+parameters and keeps the moments of the units that stay (`carry_optimizer`).
 
 Two tasks share the loop: "classifier" (MLP or CNN, cross-entropy, accuracy) and "vae"
 (a fully connected VAE, reconstruction + KL, image grids; see `vae.py`). Runs live in
@@ -46,13 +46,13 @@ from .data import Dataset, availability, get_info, load_dataset
 from .errors import Cancelled, ExplorerError
 from .fileio import atomic_write_bytes, atomic_write_json, write_table
 from .jobs import worker_session
-from .models import MLP, build_model, count_parameters, prunable_layers, spec_for_dataset
+from .models import build_model, count_parameters, prunable_layers, spec_for_dataset
 from .ranking import keep_for_ratio
 from .results import RunProgress, run_progress
 from .rundir import (TrainTimePaths, append_event, default_train_time_root,
                      filter_events, new_run_dir, read_events, read_json, read_status,
                      session_start, write_status)
-from .surgery import PruneConfig, prune_mlp, prune_structural
+from .surgery import PruneConfig, prune_structural, replay_removal
 # The epoch loop and the step-wise LR schedule of the training engine: train-time pruning
 # needs them across optimiser rebuilds, which `training.train` (one optimiser per call,
 # best-epoch restore) does not offer.
@@ -273,10 +273,8 @@ class ClassifierTask:
         config = PruneConfig(criterion, ratio=self.cfg.prune_fraction, options=options)
         calibration = self.data.train if CRITERIA[criterion].needs_data else None
         result = prune_structural(model, spec, config, calibration)
-        # an MLP's surgery can be replayed on the optimiser's moments; Torch-Pruning's
-        # graph surgery (CNN) gives no such replay, so its optimiser starts afresh
-        redo = (lambda m: prune_mlp(m, result.kept)) if isinstance(model, MLP) else None
-        return Pruned(result.model, result.spec, redo)
+        return Pruned(result.model, result.spec,
+                      lambda m: replay_removal(m, spec, result.kept))
 
     def save(self, paths: TrainTimePaths, variant: str, seed: int, model: nn.Module,
              spec: dict, meta: dict) -> None:
@@ -385,7 +383,9 @@ def carry_optimizer(opt: torch.optim.Optimizer, old: nn.Module, new: nn.Module,
     Training then goes on as if the removed units had never existed: resetting Adam
     instead makes every weight take a full-size first step again, which measurably hurt
     the pruned variants against the unpruned one (Digits, MLP 50-30, 7 prunes of 10 %,
-    5 seeds: contribution 92.8 → 94.1 %, random 86.2 → 91.9 % with the state carried).
+    5 seeds: contribution 92.8 → 94.1 %, random 86.2 → 91.9 % with the state carried;
+    CNN 16-32-128, 7 prunes of 20 %, l1, 5 seeds: 83.7 ± 4.4 → 88.4 ± 1.5 %, random
+    63.5 ± 18.7 → 80.3 ± 7.6 %).
     Each per-parameter state tensor (Adam's moments, SGD's momentum) is put into a copy
     of `old` and cut by `redo`; step counts are kept. Without `redo`: a fresh optimiser.
     """
