@@ -28,10 +28,11 @@ from .training import micro_batch_size
 
 PROBE_STEP_S = 0.1
 PROBE_MAX_BATCH = 512
-# Work outside epochs, measured on a Digits grid of 80 cells (2 cores): a worker's
-# start (imports, data) ~3 s; per baseline (evaluating it, its costs, the dependency
-# graph) ~0.5 s; per cell (costs, files) ~0.02 s.
-START_S, PER_GROUP_S, PER_CELL_S = 3.0, 0.5, 0.02
+# Work outside epochs, measured on 2 cores: a worker's start — imports, the dataset, the
+# first optimiser (which imports torch._dynamo, ~2 s) — 5.2 s (a one-cell Digits sweep
+# from the CLI took 5.7–6.1 s in all); per baseline (evaluating it, its costs, the
+# dependency graph) ~0.5 s; per cell (costs, files) ~0.02 s.
+START_S, PER_GROUP_S, PER_CELL_S = 5.2, 0.5, 0.02
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class Estimate:
 
 def estimate(cfg, the_plan, cache_root=None) -> Estimate:
     """Seconds a sweep (`sweep.SweepConfig`, `sweep.Plan`) should take on this machine."""
-    from .sweep import SPLIT_SEED
+    from .sweep import LATENCY_WARMUP, SPLIT_SEED
 
     cache_root = cache_root or default_cache_root()
     total, trained, cached = START_S, 0, 0
@@ -140,5 +141,6 @@ def estimate(cfg, the_plan, cache_root=None) -> Estimate:
                 total += 3 * timing.evaluate(min(cfg.calibration_samples, n_train))
             total += cfg.finetune_epochs * per_epoch
             if cfg.latency_repeats and not PRUNING_TYPES[cell.type].structural:
-                total += (cfg.latency_repeats + 5) * timing.evaluate(cfg.latency_batch)
+                total += (cfg.latency_repeats + LATENCY_WARMUP) * timing.evaluate(
+                    cfg.latency_batch)
     return Estimate(total, len(the_plan.cells), trained, cached)

@@ -58,6 +58,9 @@ DEFAULT_RATIOS = [round(i / 10, 1) for i in range(11)]
 BATCH_PRESETS = (32, 256, 4000, 60000)
 ACTIVITY_EVERY_S = 0.5
 CHUNK_BYTES = 1 << 30  # pruned models of a block held (and timed) together
+# Untimed runs before a latency measurement: only a model's first run is cold (MLP 0.87 ms
+# then 0.22, 0.16, 0.14 …; CNN on Digits 3.1 then 1.2, 1.1 …; ResNet-18 113 then 94, 93 …)
+LATENCY_WARMUP = 2
 SPLIT_SEED = 0  # one train / validation split for every seed: repeats vary init and order
 
 
@@ -107,13 +110,11 @@ class SweepConfig:
 
     def latency(self) -> LatencyConfig | None:
         """One thread: on a shared CPU, two threads' spin-waits made timings erratic
-        (a 64-256-64 MLP measured 10 ms per batch, its half-size copy 22 ms). Two
-        warm-up runs: only a model's first run is cold (MLP 0.87 ms then 0.22, 0.16,
-        0.14 …; CNN on Digits 3.1 then 1.2, 1.1 …; ResNet-18 113 then 94, 93 …)."""
+        (a 64-256-64 MLP measured 10 ms per batch, its half-size copy 22 ms)."""
         if not self.latency_repeats:
             return None
         return LatencyConfig(batch_size=self.latency_batch, repeats=self.latency_repeats,
-                             warmup=2, threads=1).validate()
+                             warmup=LATENCY_WARMUP, threads=1).validate()
 
     def validate(self) -> "SweepConfig":
         _names(self.models, "models", ARCHS)
