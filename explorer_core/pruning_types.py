@@ -19,7 +19,6 @@ so the model's output is constant (`dead_model`) — reported as such, not as an
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
@@ -108,7 +107,7 @@ def _structural(target: type[nn.Module]) -> SeriesFn:
                     for n in mlp_layers(model)]
         return [keep_for_ratio(units, ratio)
                 if isinstance(model.get_submodule(root), target) else units
-                for root, units in _groups(model, spec)]
+                for root, units in conv_groups(model, spec)]
 
     def series(model: nn.Module, spec: Spec, ratios: Sequence[float], criterion: str,
                data: Split | None, options: CriterionOptions,
@@ -118,20 +117,6 @@ def _structural(target: type[nn.Module]) -> SeriesFn:
         for result in prune_structural_series(model, spec, configs, data):
             yield result.model, result.spec
     return series
-
-
-_GROUPS: dict[str, list[tuple[str, int]]] = {}
-
-
-def _groups(model: nn.Module, spec: Spec) -> list[tuple[str, int]]:
-    """`surgery.conv_groups`, traced once per architecture (spec and every layer's width)."""
-    shape = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
-    key = json.dumps([spec, shape], sort_keys=True, default=str)
-    if key not in _GROUPS:
-        if len(_GROUPS) > 64:
-            _GROUPS.clear()
-        _GROUPS[key] = conv_groups(model, spec)
-    return _GROUPS[key]
 
 
 _MASK_CRITERIA = tuple(MASK_METHODS)          # magnitude, random

@@ -220,6 +220,27 @@ def test_removing_dead_channels_leaves_outputs_unchanged(arch, dense_models):
     torch.testing.assert_close(res.model.eval()(x), model(x), rtol=1e-4, atol=1e-5)
 
 
+def test_graph_facts_are_traced_once_per_architecture(dense_models, monkeypatch):
+    """Groups and scored layers come from one trace per architecture; another set of
+    widths is another architecture and is traced anew, with its own answers."""
+    from explorer_core import surgery
+
+    spec, dense = dense_models["cnn"]
+    traced = []
+    build = surgery._build_graph
+    monkeypatch.setattr(surgery, "_FACTS", {})
+    monkeypatch.setattr(surgery, "_build_graph", lambda m, s: traced.append(1) or build(m, s))
+    first = conv_groups(copy.deepcopy(dense), spec)
+    layers = surgery.score_layers(copy.deepcopy(dense), spec)
+    assert conv_groups(dense, spec) == first and len(traced) == 1
+    assert layers == ["features.0", "features.3", "classifier.0"]
+    small = prune_structural(dense, spec, PruneConfig("l1", keep=[4, 8, 10]))
+    assert len(traced) == 2  # pruning traces its own working copy, not via the facts
+    assert conv_groups(small.model, small.spec) == [("features.0", 4), ("features.3", 8),
+                                                    ("classifier.0", 10)]
+    assert len(traced) == 3
+
+
 def test_conv_keep_counts_follow_group_order_and_are_checked(dense_models):
     spec, dense = dense_models["cnn"]
     groups = conv_groups(dense, spec)
