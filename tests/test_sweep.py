@@ -429,3 +429,34 @@ def test_cli_runs_a_config_file_and_refuses_bad_input_with_one_line(roots, tmp_p
                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
         assert bad.returncode == 2 and message in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+def test_status_reports_what_runs_and_ends_on_the_final_state(roots, monkeypatch):
+    """The activity line names each step as it comes (written off the main thread, in
+    order with the cells), and no late report overwrites the final state."""
+    from explorer_core import sweep
+
+    written: list[dict] = []
+    real = sweep.write_status
+
+    def recording(paths, state, **fields):
+        status = real(paths, state, **fields)
+        written.append(dict(status))
+        return status
+
+    monkeypatch.setattr(sweep, "ACTIVITY_EVERY_S", 0.0)  # every per-cell report too
+    monkeypatch.setattr(sweep, "write_status", recording)
+    cfg = grid("activity", models=["mlp"], batch_sizes=[32], types=["neuron", "weight"],
+               criteria=["l1", "magnitude"])
+    paths = create_sweep(cfg)
+    assert execute(paths)["state"] == "finished"
+    running = [s for s in written if s["state"] == "running"]
+    texts = [s.get("activity", "") for s in running]
+    assert any(t.startswith("pruning neuron · l1 from 50 %") for t in texts), texts
+    assert any(t.startswith("timing 1 pruned model(s)") for t in texts), texts
+    assert sum(t.startswith("cell ") for t in texts) == len(plan(cfg).cells)
+    done = [s["cells_done"] for s in running]
+    assert done == sorted(done)  # never goes back
+    assert written[-1]["state"] == "finished" and written[-1]["activity"] == ""
+    assert read_status(paths)["state"] == "finished"
+    assert read_status(paths)["cells_done"] == len(plan(cfg).cells)
