@@ -300,14 +300,15 @@ def _graph_facts(model: nn.Module, spec: Mapping[str, Any]
     """
     shapes = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
     key = json.dumps([type(model).__name__, dict(spec), shapes], sort_keys=True, default=str)
-    if key not in _FACTS:
+    facts = _FACTS.get(key)
+    if facts is None:
+        g = _build_graph(model, dict(spec))
+        facts = ([(root, len(group[0].idxs)) for root, group in zip(g.roots, g.groups)],
+                 _coupled_layers(g))
         if len(_FACTS) > 64:
             _FACTS.clear()
-        g = _build_graph(model, dict(spec))
-        _FACTS[key] = ([(root, len(group[0].idxs)) for root, group in zip(g.roots, g.groups)],
-                       _coupled_layers(g))
-    groups, layers = _FACTS[key]
-    return list(groups), list(layers)
+        _FACTS[key] = facts
+    return list(facts[0]), list(facts[1])
 
 
 def conv_groups(model: nn.Module, spec: Spec) -> list[tuple[str, int]]:

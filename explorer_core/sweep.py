@@ -334,22 +334,19 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
         return write_status(paths, "finished", message=message, finished=time.time(),
                             activity="", cells_done=len(rows))
     except Cancelled:
-        write_tables(paths)
-        return write_status(paths, "stopped", activity="",
+        return write_status(paths, "stopped", activity="", cells_done=len(write_tables(paths)),
                             message="stopped by request; resume skips the finished cells")
     except ExplorerError as exc:
-        write_tables(paths)
-        return write_status(paths, "failed", message=str(exc), activity="")
+        return write_status(paths, "failed", message=str(exc), activity="",
+                            cells_done=len(write_tables(paths)))
     except OSError as exc:  # the disk refused a checkpoint or record: resume once fixed
-        write_tables(paths)
-        return write_status(paths, "failed", activity="", message=(
-            f"could not write the sweep's files ({exc.strerror or exc}: {exc.filename}); "
-            "free or fix the folder and resume"))
+        return write_status(paths, "failed", activity="", cells_done=len(write_tables(paths)),
+                            message=(f"could not write the sweep's files ({exc.strerror or exc}: "
+                                     f"{exc.filename}); free or fix the folder and resume"))
     except Exception as exc:  # the trace goes to worker.log, one line to the page
         traceback.print_exc()
-        write_tables(paths)
         return write_status(paths, "failed", message=f"{exc.__class__.__name__}: {exc}",
-                            activity="")
+                            activity="", cells_done=len(write_tables(paths)))
 
 
 @dataclass

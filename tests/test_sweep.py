@@ -219,6 +219,7 @@ def test_a_second_writer_is_refused_and_a_stop_request_stops_cleanly(roots, refe
     done = len(paths.finished_cells())
     assert 5 <= done < 48
     assert len(read_results_csv(paths)) == done
+    assert read_status(paths)["cells_done"] == done  # not the last throttled report's count
     first_session = sweep_progress(paths).elapsed
     assert first_session > 0
     time.sleep(0.5)  # idle between Stop and Resume: not work, not counted

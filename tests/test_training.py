@@ -359,20 +359,29 @@ def test_an_idle_probe_window_can_overlap_this_process_own_work(monkeypatch):
 
 def test_start_up_probe_samples_over_the_start_up_instead_of_sleeping(monkeypatch):
     """A worker's first question (a sweep's threads) uses the window opened at import."""
+    import itertools
+    import time
+    import types
+
     from explorer_core import training
 
+    # half the machine idle in every window; this process's own work counts as idle too
+    monkeypatch.setattr(training, "_cpu_times", itertools.cycle([(0, 0), (10, 20)]).__next__)
+    monkeypatch.setattr(training.os, "cpu_count", lambda: 2)
+    slept: list[float] = []
+    clock = types.SimpleNamespace(monotonic=time.monotonic, process_time=time.process_time,
+                                  sleep=slept.append)
+    monkeypatch.setattr(training, "time", clock)
     started = training.IdleProbe()  # as at import
     monkeypatch.setattr(training, "_STARTED", started)
-    t0 = training.time.monotonic()
-    while training.time.monotonic() - t0 < 0.15:  # the worker's start-up: its own CPU
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 0.15:  # the worker's start-up: its own CPU
         sum(i * i for i in range(1000))
-    slept: list[float] = []
-    monkeypatch.setattr(training.time, "sleep", slept.append)
     assert training.start_up_probe() is started
-    assert 1 <= started.cores() <= (training.os.cpu_count() or 1)
+    assert 1 <= started.cores() <= 2  # 1 idle core + our own start-up work (≤ 1 core)
     assert slept == []  # the 0.1 s window is over: nothing to sleep through
     started.wall -= training.IDLE_CACHE_S  # a stale window: a long-lived process asks anew
     fresh = training.start_up_probe()
     assert fresh is not started
-    fresh.cores(window_s=0.05)
-    assert slept and 0 < slept[0] <= 0.05
+    fresh.cores(window_s=10.0)
+    assert len(slept) == 1 and 9.0 < slept[0] <= 10.0  # a new window is slept through
