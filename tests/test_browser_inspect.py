@@ -29,6 +29,17 @@ def _uploader(page, text: str):
     return page.locator('[data-testid="stFileUploader"]').filter(has_text=text)
 
 
+def _away_and_back(page) -> None:
+    """To the Retention page and back to Inspect through the sidebar, as a person would
+    (one session: a reload would start a new one)."""
+    page.get_by_role("link", name="Retention curve").click()
+    expect(page.get_by_role("heading", name="Retention curve")).to_be_visible()
+    wait_for_app(page)
+    page.get_by_role("link", name="Inspect").click()
+    expect(page.get_by_role("heading", name="Inspect", exact=True)).to_be_visible()
+    wait_for_app(page)
+
+
 def _grid_captions(page) -> list[str]:
     return [t for t in page.locator('[data-testid="stImageCaption"]').all_inner_texts()
             if " · #" in t]
@@ -92,12 +103,7 @@ def test_upload_checkpoint_and_png_see_prediction_and_heatmaps(app_page, streaml
     assert len(_grid_captions(page)) == 8
 
     # another page and back: the uploaders come back empty, the uploaded files do not
-    page.get_by_role("link", name="Retention curve").click()
-    expect(page.get_by_role("heading", name="Retention curve")).to_be_visible()
-    wait_for_app(page)
-    page.get_by_role("link", name="Inspect").click()
-    expect(page.get_by_role("heading", name="Inspect", exact=True)).to_be_visible()
-    wait_for_app(page)
+    _away_and_back(page)
     expect(page.get_by_text(f"{acc:.2f} %")).to_be_visible()
     expect(page.get_by_text(re.compile(rf"predicted {re.escape(expected['class'])} \("))) \
         .to_be_visible()
@@ -168,12 +174,7 @@ def test_compare_fits_at_1100px_and_choices_survive_a_page_switch(app_page, stre
     assert not page.locator('[data-testid="stException"]').count()
 
     # another page and back through the sidebar: the page is as it was left
-    page.get_by_role("link", name="Retention curve").click()
-    expect(page.get_by_role("heading", name="Retention curve")).to_be_visible()
-    wait_for_app(page)
-    page.get_by_role("link", name="Inspect").click()
-    expect(page.get_by_role("heading", name="Inspect", exact=True)).to_be_visible()
-    wait_for_app(page)
+    _away_and_back(page)
     expect(page.get_by_role("combobox", name="Checkpoint", exact=True).first).to_have_value(
         re.compile("^iteration 1"))
     expect(page.get_by_role("radio", name="Test-set samples")).to_be_checked()
