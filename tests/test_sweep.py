@@ -461,3 +461,20 @@ def test_status_reports_what_runs_and_ends_on_the_final_state(roots, monkeypatch
     assert written[-1]["state"] == "finished" and written[-1]["activity"] == ""
     assert read_status(paths)["state"] == "finished"
     assert read_status(paths)["cells_done"] == len(plan(cfg).cells)
+
+
+def test_a_stopped_sweep_counts_the_cells_on_disk_as_done(roots, monkeypatch):
+    """Per-cell reports are throttled, so the stopped status must count the finished
+    cells itself (it kept the count of the block's last report)."""
+    from explorer_core import sweep
+
+    monkeypatch.setattr(sweep, "ACTIVITY_EVERY_S", 1e9)  # no per-cell report after the first
+    cfg = grid("stop-count", models=["mlp"], batch_sizes=[32], types=["weight"],
+               criteria=["magnitude"], ratios=[0.0, 0.2, 0.4, 0.6, 0.8])
+    paths = create_sweep(cfg)
+    recorded: list[dict] = []
+    status = execute(paths, should_stop=lambda: len(recorded) >= 3,
+                     on_event=lambda e: recorded.append(e) if e["type"] == "cell" else None)
+    assert status["state"] == "stopped"
+    assert len(paths.finished_cells()) == 3
+    assert read_status(paths)["cells_done"] == 3
