@@ -34,6 +34,7 @@ from .errors import Cancelled, ExplorerError
 from torch.nn.utils import prune
 
 from .masks import copy_model
+from .models import architecture_key
 
 with warnings.catch_warnings():  # thop's import warns about distutils
     warnings.simplefilter("ignore")
@@ -195,7 +196,7 @@ def train_flops_per_sample(model: nn.Module, input_shape: Sequence[int], batch: 
     return int(counter.get_total_flops()) // batch
 
 
-_ACTIVATIONS: dict[tuple[str, tuple[int, ...]], int] = {}
+_ACTIVATIONS: dict[str, int] = {}
 
 
 def activation_bytes(model: nn.Module, input_shape: Sequence[int]) -> int:
@@ -204,10 +205,10 @@ def activation_bytes(model: nn.Module, input_shape: Sequence[int]) -> int:
     An upper-bound-style estimate of what autograd keeps for the backward pass of one
     sample (CPU allocators offer no portable peak counter); inference needs far less.
     Sizes depend on the architecture only, so they are measured once per architecture
-    (its repr, which names every layer's shape) and input shape: every `train` call asks,
-    and the probe's deep copy and forward pass cost a Compare cell on Digits ~3 ms.
+    and input shape: every `train` call asks, and the probe's deep copy and forward pass
+    cost a Compare cell on Digits ~3 ms.
     """
-    key = (repr(model), tuple(int(s) for s in input_shape))
+    key = architecture_key(model, input_shape)
     if key not in _ACTIVATIONS:
         if len(_ACTIVATIONS) > 256:
             _ACTIVATIONS.clear()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -358,6 +358,13 @@ def spec_of(model: nn.Module, base: Mapping[str, Any]) -> Spec:
         spec["hidden"] = [m.out_features for m in model.classifier
                           if isinstance(m, nn.Linear)][:-1]
     return spec
+
+
+def architecture_key(model: nn.Module, input_shape: Sequence[int]) -> str:
+    """One string per architecture and input shape: the key of every cache of what
+    depends on shapes alone (costs, activation sizes, dependency groups). A model's
+    repr names each layer's type and widths, its activation included."""
+    return f"{tuple(int(s) for s in input_shape)} {model!r}"
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -22,7 +22,6 @@ to the state's shapes).
 from __future__ import annotations
 
 import copy
-import json
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -35,7 +34,7 @@ from torch.nn.utils import prune as torch_prune
 from .criteria import CriterionOptions, compute_scores, get_criterion
 from .data import Split
 from .errors import ExplorerError
-from .models import MLP, Spec, input_shape, spec_of
+from .models import MLP, Spec, architecture_key, input_shape, spec_of
 from .ranking import RankingConfig, check_ratio, choose
 
 
@@ -293,13 +292,12 @@ _FACTS: dict[str, tuple[list[tuple[str, int]], list[str]]] = {}
 def _graph_facts(model: nn.Module, spec: Mapping[str, Any]
                  ) -> tuple[list[tuple[str, int]], list[str]]:
     """(`conv_groups`, the coupled layers `score_layers` names) of a conv net, traced
-    once per architecture (its spec and every parameter's shape).
+    once per architecture (`models.architecture_key`).
 
     A sweep asks for both in every block, and a trace costs 3 ms for the Digits CNN,
     1.3 s for DenseNet-121; the answers depend on the architecture alone.
     """
-    shapes = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
-    key = json.dumps([type(model).__name__, dict(spec), shapes], sort_keys=True, default=str)
+    key = architecture_key(model, input_shape(spec))
     facts = _FACTS.get(key)
     if facts is None:
         g = _build_graph(model, dict(spec))

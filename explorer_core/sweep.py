@@ -45,7 +45,7 @@ from .jobs import worker_session
 from .masks import is_masked, permanent_copy
 from .metrics import (CostReport, LatencyConfig, PeakMemory, cost_report, count_nonzero,
                       measure_latencies)
-from .models import ARCHS, Spec, spec_for_dataset, spec_of
+from .models import ARCHS, Spec, architecture_key, spec_for_dataset
 from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_model,
                             pruned_widths)
 from .rundir import (SweepPaths, append_event, default_sweeps_root, new_run_dir, read_json,
@@ -373,8 +373,8 @@ class _Prepared:
 
 
 def _arch_key(model: nn.Module, spec: Spec) -> str:
-    """One string per architecture (the spec with its widths): the cost caches' key."""
-    return repr(sorted(spec_of(model, spec).items()))
+    """The cost caches' key (`models.architecture_key`)."""
+    return architecture_key(model, spec["input_shape"])
 
 
 class _Runner:
