@@ -34,6 +34,12 @@ def _cubic(t: int, iterations: int, q: float) -> float:
     return (1.0 - progress) ** 3
 
 
+# retain.txt writes numbers with %g (DESIGN §3): six significant digits, so wider layers
+# would be written rounded (1234567 → 1.23457e+06) and read back wrong.
+MAX_WIDTH = 999_999
+# A geometric schedule with q = 0.999 takes ~5 500 iterations to bring 256 neurons to one.
+MAX_ITERATIONS = 10_000
+
 SCHEDULES: dict[str, KeepFraction] = {
     "geometric": _geometric,
     "linear": _linear,
@@ -57,11 +63,15 @@ class ScheduleConfig:
         for w in self.widths:
             if isinstance(w, bool) or not isinstance(w, int) or w < 1:
                 raise ExplorerError(f"hidden widths must be whole numbers ≥ 1, got {w!r}")
+            if w > MAX_WIDTH:
+                raise ExplorerError(f"hidden widths must be at most {MAX_WIDTH:,} (retain.txt "
+                                    f"stores six significant digits), got {w:,}")
         if not isinstance(self.q, (int, float)) or math.isnan(self.q) or not 0 < self.q < 1:
             raise ExplorerError(f"q must lie strictly between 0 and 1, got {self.q!r}")
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) \
-                or self.iterations < 1:
-            raise ExplorerError(f"iterations must be a whole number ≥ 1, got {self.iterations!r}")
+                or not 1 <= self.iterations <= MAX_ITERATIONS:
+            raise ExplorerError(f"iterations must be a whole number from 1 to "
+                                f"{MAX_ITERATIONS:,}, got {self.iterations!r}")
         return self
 
     def to_dict(self) -> dict:

@@ -18,6 +18,7 @@ from explorer_core.experiment import RunConfig, create_run, plan
 from explorer_core.results import (concatenate, deployment_costs, iteration_rows, recommend,
                                    run_progress)
 from explorer_core.rundir import RunPaths, default_runs_root, list_runs, read_status
+from explorer_core.schedule import MAX_ITERATIONS
 from explorer_core.training import kept_epoch
 from pages._common import (format_seconds, parse_int_list, renew_run_name,
                            require_app_navigation, run_name_input, run_picker, status_header)
@@ -61,8 +62,12 @@ def setup_form() -> None:
                                      format_func=lambda c: CRITERIA[c].title)
             kinds = ["geometric", "linear", "cubic"]
             kind = c2.selectbox("Schedule", kinds, index=kinds.index(d["kind"]))
-            q = c2.number_input("q (keep factor per iteration)", 0.01, 0.99, d["q"], 0.01)
-            iterations = c2.number_input("Schedule iterations", 1, 500, d["iterations"])
+            # No bounds tighter than the core's: any schedule the Retention page accepted
+            # must fit here (RunConfig.validate judges q).
+            q = c2.number_input("q (keep factor per iteration)", value=d["q"], step=0.01,
+                                format="%.3f", help="Geometric schedule only: 0 < q < 1.")
+            iterations = c2.number_input("Schedule iterations", 1, MAX_ITERATIONS,
+                                         d["iterations"])
             max_drop = c2.number_input("Stop when accuracy drops more than (points, 0 = never)",
                                        0.0, 100.0, 0.0, 0.5)
             min_neurons = c2.number_input("Stop at this many hidden neurons", 1, 100000, 1)
@@ -82,7 +87,7 @@ def setup_form() -> None:
         return
     try:
         cfg = RunConfig(name=name.strip(), dataset=dataset, hidden=list(parse_int_list(widths)),
-                        schedule={"q": q, "iterations": int(iterations), "kind": kind},
+                        schedule={"q": float(q), "iterations": int(iterations), "kind": kind},
                         criterion=criterion, retrain=retrain, dense_epochs=int(dense_epochs),
                         retrain_epochs=int(retrain_epochs), patience=int(patience),
                         optimizer=optimizer, lr=float(lr), batch_size=int(batch), seed=int(seed),

@@ -12,8 +12,8 @@ import streamlit as st
 from explorer_core.charts import (DISTRIBUTION_PNG, ITERATION_PNG, retention_distribution_chart,
                                   retention_iteration_chart)
 from explorer_core.errors import ExplorerError
-from explorer_core.schedule import (SCHEDULES, RetentionTable, ScheduleConfig, retention_table,
-                                    widths_from_spec)
+from explorer_core.schedule import (MAX_ITERATIONS, SCHEDULES, RetentionTable, ScheduleConfig,
+                                    retention_table, widths_from_spec)
 from pages._common import (format_int_list, parse_int_list, png_download_button,
                            read_json_upload, require_app_navigation)
 
@@ -73,7 +73,7 @@ def _inputs() -> ScheduleConfig:
                              help="Geometric schedule only: each iteration keeps q of the "
                                   "neurons, 0 < q < 1.")
         iterations = c_iter.number_input(
-            "Iterations", key="ret_iterations", step=1, max_value=10_000,
+            "Iterations", key="ret_iterations", step=1, max_value=MAX_ITERATIONS,
             help="How many iterations to tabulate (≥ 1), counting the dense model as "
                  "iteration 0. The table stops early once every layer keeps 1 neuron.")
         with st.expander("Read the widths from a model spec or a checkpoint's .json"):

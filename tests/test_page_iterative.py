@@ -63,6 +63,30 @@ def test_schedule_comes_from_the_retention_page(app_test, runs_root):
     assert any("Retention curve" in i.value for i in at.info)
 
 
+@pytest.mark.parametrize("q, iterations", [(0.995, 31), (0.005, 31), (0.8, 600),
+                                           (0.9995, 10_000)])
+def test_any_schedule_the_retention_page_accepts_opens_here(app_test, runs_root, q, iterations):
+    """The form once had tighter bounds (q 0.01–0.99, ≤ 500 iterations) than the Retention
+    page: handing over q = 0.995 or 600 iterations replaced the whole page by a traceback."""
+    at = open_page(app_test, {"retention_schedule": {"widths": [32, 16], "q": q,
+                                                     "iterations": iterations,
+                                                     "kind": "geometric"}})
+    assert not at.exception
+    assert widget(at.number_input, "q (keep factor per iteration)").value == q
+    assert widget(at.number_input, "Schedule iterations").value == iterations
+    assert any("No runs yet" in i.value for i in at.info)  # the page below the form is drawn
+
+
+@pytest.mark.parametrize("q", [0.0, 1.0, 1.5])
+def test_q_outside_zero_one_gives_one_clear_error_and_no_run(app_test, runs_root, q):
+    at = open_page(app_test)
+    widget(at.number_input, "q (keep factor per iteration)").set_value(q)
+    widget(at.button, "Start run").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "q must lie strictly between 0 and 1" in at.error[0].value
+    assert list_runs(runs_root) == []
+
+
 @pytest.mark.parametrize("widths, message", [("abc", "whole numbers"),
                                              ("64, 0", "≥ 1")])
 def test_bad_widths_give_one_clear_error_and_no_run(app_test, runs_root, widths, message):
