@@ -106,16 +106,25 @@ def test_q_outside_open_unit_interval_is_refused(q):
         ScheduleConfig((256, 64), q, 31).validate()
 
 
-@pytest.mark.parametrize("widths", [(0,), (256, 0), (-3,), (2.5,), ()])
+@pytest.mark.parametrize("widths", [(0,), (256, 0), (-3,), (2.5,), (), (1_000_000,),
+                                    (10**20,)])
 def test_bad_widths_are_refused(widths):
     with pytest.raises(ExplorerError, match="width"):
         ScheduleConfig(widths, 0.8, 31).validate()
 
 
-@pytest.mark.parametrize("iterations", [0, -1, 2.0])
+@pytest.mark.parametrize("iterations", [0, -1, 2.0, 10_001])
 def test_bad_iterations_are_refused(iterations):
     with pytest.raises(ExplorerError, match="iterations"):
         ScheduleConfig((256, 64), 0.8, iterations).validate()
+
+
+def test_the_widest_and_longest_schedules_round_trip_through_retain_txt(tmp_path):
+    """The bounds are where retain.txt's six significant digits stop holding a width."""
+    table = retention_table(ScheduleConfig((999_999, 3), 0.999, 10_000))
+    back = read_retain(write_retain(tmp_path / "retain.txt", table))
+    assert back.dense == (999_999, 3) and back.widths == table.widths
+    assert len(table.widths) > 1000
 
 
 def test_unknown_kind_is_refused():
