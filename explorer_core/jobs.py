@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import ExplorerError
-from .rundir import RunLock, RunPaths, is_locked, read_status, write_status
+from .rundir import RunLock, RunPaths, is_locked, read_status, session_start, write_status
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Set for a worker `launch` starts: when it did. A Stop pressed while the worker is still
+# starting (4–7 s of imports) is newer than this and must survive the worker's start.
+LAUNCHED_AT_ENV = "EXPLORER_LAUNCHED_AT"
 
 
 def launch(paths: RunPaths, command: str = "prune", extra: list[str] | None = None) -> int:
@@ -30,12 +33,15 @@ def launch(paths: RunPaths, command: str = "prune", extra: list[str] | None = No
     paths.stop_request.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "explorer_core", command, "--resume", str(paths.root.resolve()),
             *(extra or [])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    env = {**os.environ, LAUNCHED_AT_ENV: repr(time.time()), "PYTHONPATH": os.pathsep.join(
         [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    # The earlier sessions' work is summed now: the queued status's heartbeat would
+    # otherwise make the time the run sat stopped or dead count as worked.
+    session = session_start(paths)
     with open(paths.log, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=os.getcwd(), env=env, start_new_session=True)
-    write_status(paths, "queued", pid=proc.pid, message="starting worker")
+    write_status(paths, "queued", pid=proc.pid, message="starting worker", **session)
     return proc.pid
 
 
@@ -83,6 +89,25 @@ def _start_up_objects_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
+def _forget_stale_stop_request(paths: RunPaths) -> None:
+    """Drop a stop request left from an earlier session, keep one made since `launch`.
+
+    A worker started from the command line clears any request (there is no Stop button
+    to have pressed for it); a launched worker only one older than its launch.
+    """
+    try:
+        made = paths.stop_request.stat().st_mtime
+    except FileNotFoundError:
+        return
+    launched = os.environ.get(LAUNCHED_AT_ENV)
+    try:
+        stale = launched is None or made < float(launched)
+    except ValueError:
+        stale = True
+    if stale:
+        paths.stop_request.unlink(missing_ok=True)
+
+
 @contextmanager
 def worker_session(paths: RunPaths, should_stop: Callable[[], bool] | None = None
                    ) -> Iterator[Callable[[], bool]]:
@@ -100,7 +125,7 @@ def worker_session(paths: RunPaths, should_stop: Callable[[], bool] | None = Non
     so they are handed back afterwards.
     """
     with RunLock(paths), _start_up_objects_frozen():
-        paths.stop_request.unlink(missing_ok=True)
+        _forget_stale_stop_request(paths)
         flag = {"stop": False}
 
         def stop() -> bool:

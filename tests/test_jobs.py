@@ -1,0 +1,100 @@
+"""Background workers as the pages start them: Stop while a worker is still starting,
+stale stop requests, and the elapsed time of a resumed run.
+
+Each kind of run (iterative pruning, Compare sweep, train-time pruning) goes through
+the same `jobs.launch` → `worker_session`, so each is checked with a real worker process.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from explorer_core import experiment, jobs, sweep, train_time
+from explorer_core.rundir import elapsed_seconds, read_status
+
+
+def _iterative(root):
+    cfg = experiment.RunConfig(name="iterative", dataset="digits", hidden=[16, 8],
+                               schedule={"q": 0.5, "iterations": 3}, criterion="l1",
+                               dense_epochs=2, retrain_epochs=1, seed=0)
+    return experiment.create_run(cfg, root / "runs"), "prune", experiment.execute
+
+
+def _sweep(root):
+    cfg = sweep.SweepConfig(name="sweep", models=["mlp"], batch_sizes=[32], types=["neuron"],
+                            criteria=["l1"], ratios=[0.0, 0.3, 0.6], dense_epochs=2,
+                            mlp_hidden=[16, 8], latency_repeats=0)
+    return sweep.create_sweep(cfg, root / "sweeps"), "compare", sweep.execute
+
+
+def _train_time(root):
+    cfg = train_time.TrainTimeConfig(name="train-time", dataset="digits", hidden=[20, 12],
+                                     epochs=4, initial_epochs=1, prune_every=1,
+                                     prune_fraction=0.25, seeds=[0])
+    return train_time.create_run(cfg, root / "train_time"), "train-time", train_time.execute
+
+
+KINDS = {"iterative": _iterative, "compare": _sweep, "train-time": _train_time}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(jobs.LAUNCHED_AT_ENV, raising=False)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_stop_pressed_while_the_worker_starts_stops_the_run(tmp_path, cache, kind):
+    """The worker spends seconds importing before it takes the run; a Stop pressed in
+    that window (the page shows "queued" and a Stop button) was erased when it did,
+    and the run went to its end."""
+    paths, command, _ = KINDS[kind](tmp_path)
+    jobs.launch(paths, command)
+    try:
+        assert read_status(paths)["state"] == "queued"
+        jobs.request_stop(paths)
+        status = jobs.wait(paths, timeout=120)
+    finally:
+        jobs.kill(paths)
+    assert status["state"] == "stopped", (status, paths.log.read_text()[-2000:])
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_stop_request_left_from_before_does_not_stop_a_command_line_start(tmp_path, cache,
+                                                                           kind):
+    paths, _, execute = KINDS[kind](tmp_path)
+    jobs.request_stop(paths)  # e.g. a stop honoured by a worker killed before it cleaned up
+    assert execute(paths)["state"] == "finished"
+
+
+def test_a_resume_counts_the_time_worked_not_the_time_the_run_sat_stopped(tmp_path, cache):
+    paths, command, execute = _sweep(tmp_path)
+    calls = {"n": 0}
+
+    def stop_soon() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 20
+
+    assert execute(paths, should_stop=stop_soon)["state"] == "stopped"
+    worked = elapsed_seconds(read_status(paths))
+    assert worked > 0
+    # the run then sat stopped for five minutes before Resume was pressed
+    status = read_status(paths)
+    status["started"] -= 300.0
+    status["heartbeat"] -= 300.0
+    paths.status.write_text(json.dumps(status))
+    assert elapsed_seconds(read_status(paths)) == pytest.approx(worked)
+
+    pressed = time.time()
+    jobs.launch(paths, command)
+    try:
+        queued = read_status(paths)
+        assert queued["elapsed_before"] == pytest.approx(worked, abs=1e-3)
+        assert elapsed_seconds(queued) < worked + (time.time() - pressed) + 1e-3
+        final = jobs.wait(paths, timeout=120)
+    finally:
+        jobs.kill(paths)
+    assert final["state"] == "finished", paths.log.read_text()[-2000:]
+    assert elapsed_seconds(final) < worked + (time.time() - pressed)
