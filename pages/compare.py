@@ -221,15 +221,20 @@ def results_section(paths: SweepPaths, live: bool) -> None:
                    "baseline is trained.")
         return
     picks = {}
-    options = {"model": "Models", "dataset": "Datasets", "batch_size": "Batch sizes"}
+    options = {"model": "Show models", "dataset": "Show datasets", "batch_size": "Show batch sizes"}
     shown = [c for c in options if results[c].nunique() > 1]
     if shown and not live:
         cols = st.columns(len(shown))
         for col, column in zip(cols, shown):
             values = sorted(results[column].unique().tolist())
+            # Keyed by sweep and values: each sweep opens with all of its rows shown
+            # (one shared key showed a sweep only the values another sweep had left).
             picks[column] = col.multiselect(options[column], values, default=values,
-                                            key=f"filter-{column}")
+                                            key=f"filter-{paths.root}-{column}-{values}")
     results = _filter(results, picks)
+    if results.empty:
+        st.info("Nothing selected: pick at least one value in each filter above.")
+        return
     summary = summary_frame(results)
     failed = results[results["status"] == "failed"]
     if not failed.empty:
@@ -246,7 +251,7 @@ def results_section(paths: SweepPaths, live: bool) -> None:
             png_download_button("Download PNG", chart, "accuracy_vs_ratio.png", f"png-ratio-{key}")
     with tabs[1]:
         datasets = sorted(summary["dataset"].unique())
-        dataset = st.selectbox("Dataset", datasets, key="pareto-dataset") \
+        dataset = st.selectbox("Dataset", datasets, key=f"pareto-dataset-{paths.root}") \
             if len(datasets) > 1 and not live else datasets[0]
         subset = summary[summary["dataset"] == dataset].reset_index(drop=True)
         chart = charts.compare_pareto_chart(subset, pareto_mask(subset))

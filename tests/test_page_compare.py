@@ -108,3 +108,35 @@ def test_start_runs_in_the_background_and_shows_results(sweeps_root):
     assert len(at.error) == 1 and "already exists" in at.error[0].value
     assert len(list_sweeps(sweeps_root)) == 1 and sweeps[0].results_csv.read_bytes() == before
     assert read_status(sweeps[0])["state"] == "finished"
+
+
+def test_results_filters_belong_to_their_sweep_and_an_empty_one_says_so(sweeps_root):
+    """Clearing a filter drew a traceback (IndexError); and the filters were shared by
+    every sweep, so a second sweep opened showing only the values the first had left."""
+    from explorer_core.sweep import SweepConfig, create_sweep, execute
+
+    made = {}
+    for name, batches in (("alpha", [32, 64]), ("beta", [64, 128])):
+        cfg = SweepConfig(name=name, batch_sizes=batches, types=["neuron"], criteria=["l1"],
+                          ratios=[0.0, 0.5], dense_epochs=1, mlp_hidden=[16, 8],
+                          latency_repeats=0, save_checkpoints=False)
+        made[name] = create_sweep(cfg, sweeps_root)
+        assert execute(made[name])["state"] == "finished"
+
+    def shown_batches(at) -> list[int]:
+        table = [df.value for df in at.dataframe if "accuracy" in df.value.columns][0]
+        return sorted(set(table["batch_size"].tolist()))
+
+    at = open_page()
+    widget(at.selectbox, "Sweep").set_value(str(made["alpha"].root)).run()
+    assert widget(at.multiselect, "Show batch sizes").value == [32, 64]
+    widget(at.multiselect, "Show batch sizes").set_value([64]).run()
+    assert shown_batches(at) == [64]
+    widget(at.multiselect, "Show batch sizes").set_value([]).run()
+    assert not at.exception
+    assert "Nothing selected" in infos(at)
+
+    widget(at.selectbox, "Sweep").set_value(str(made["beta"].root)).run()
+    assert not at.exception
+    assert widget(at.multiselect, "Show batch sizes").value == [64, 128]
+    assert shown_batches(at) == [64, 128]
