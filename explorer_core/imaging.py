@@ -17,6 +17,7 @@ matplotlib.
 from __future__ import annotations
 
 import io
+import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -124,8 +125,10 @@ def input_format(spec: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
         raise ExplorerError(f"the model takes {channels}×{height}×{width} inputs, but "
                             f"{info.title} images are {'×'.join(map(str, info.input_shape))}")
     norm = meta.get("normalisation") if isinstance(meta.get("normalisation"), Mapping) else {}
-    mean = tuple(float(v) for v in norm.get("mean", info.mean if info else (0.5,) * channels))
-    std = tuple(float(v) for v in norm.get("std", info.std if info else (0.5,) * channels))
+    mean = _channel_values(norm.get("mean", info.mean if info else (0.5,) * channels),
+                           channels, "mean")
+    std = _channel_values(norm.get("std", info.std if info else (0.5,) * channels),
+                          channels, "std")
     if len(mean) != channels or len(std) != channels or any(s <= 0 for s in std):
         raise ExplorerError(f"the recorded normalisation (mean {list(mean)}, std {list(std)}) "
                             f"does not fit {channels} input channel(s)")
@@ -135,6 +138,22 @@ def input_format(spec: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
             [str(i) for i in range(classes or 0)]
     return InputFormat(channels, height, width, mean, std, tuple(str(n) for n in names),
                        info.name if info is not None else None, assumed)
+
+
+def _channel_values(value: Any, channels: int, what: str) -> tuple[float, ...]:
+    """A sidecar's normalisation mean or std: a list with one number per channel, or one
+    number for every channel (how a grayscale model's is often written)."""
+    values = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else value
+    ok = isinstance(values, (list, tuple)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in values)
+    if not ok:
+        raise ExplorerError(f"the checkpoint's normalisation {what} must be a number or a list "
+                            f"of numbers, got {json.dumps(value)[:60]}")
+    if len(values) == 1:
+        values = list(values) * channels
+    return tuple(float(v) for v in values)
 
 
 def normalise(pixels: np.ndarray, fmt: InputFormat) -> torch.Tensor:

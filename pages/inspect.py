@@ -141,7 +141,8 @@ def _remember(loaded: Loaded) -> Loaded:
 
 def _test_accuracy(ck: Checkpoint, fmt: InputFormat) -> float | None:
     """Recorded test accuracy, else measured on the model's test split when it is on disk."""
-    recorded = (ck.meta.get("metrics") or {}).get("test_acc")
+    metrics = ck.meta.get("metrics")  # an uploaded sidecar may hold anything here
+    recorded = metrics.get("test_acc") if isinstance(metrics, dict) else None
     if isinstance(recorded, (int, float)):
         return float(recorded)
     if fmt.dataset is None or not availability(fmt.dataset)[0]:

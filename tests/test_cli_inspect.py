@@ -62,3 +62,17 @@ def test_a_method_the_layer_cannot_use_names_the_values_method_accepts(tmp_path,
     assert err.count("\n") == 0
     assert "choose one of neuron_conductance, neuron_integrated_gradients" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_sidecar_with_malformed_normalisation_exits_2_with_one_line(tmp_path, capsys):
+    ck = _checkpoint(tmp_path)
+    sidecar = ck.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    meta["normalisation"] = {"mean": ["x"], "std": [0]}
+    sidecar.write_text(json.dumps(meta))
+    img = tmp_path / "d.png"
+    Image.new("L", (8, 8), 0).save(img)
+    assert main(["inspect", "--checkpoint", str(ck), "--image", str(img),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "normalisation mean must be a number" in err

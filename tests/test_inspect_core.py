@@ -70,6 +70,23 @@ def test_input_format_from_meta_and_guessed():
         input_format(default_spec("mlp", 1, 28, 10), {"dataset": "digits"})
 
 
+def test_a_scalar_normalisation_applies_to_every_channel():
+    gray = input_format(default_spec("mlp", 1, 8, 10), {"normalisation": {"mean": 0.3, "std": 0.2}})
+    assert gray.mean == (0.3,) and gray.std == (0.2,)
+    rgb = input_format(default_spec("mlp", 3, 32, 10), {"normalisation": {"mean": 0.5, "std": [0.2]}})
+    assert rgb.mean == (0.5,) * 3 and rgb.std == (0.2,) * 3
+
+
+@pytest.mark.parametrize("norm, match", [({"mean": ["x"], "std": [0.3]}, "mean must be a number"),
+                                         ({"mean": [0.1], "std": "wide"}, "std must be a number"),
+                                         ({"mean": [0.1], "std": [True]}, "std must be a number"),
+                                         ({"mean": [0.1, 0.2], "std": [0.3]}, "does not fit 1")])
+def test_a_malformed_normalisation_is_one_clear_error(norm, match):
+    with pytest.raises(ExplorerError, match=match) as info:
+        input_format(default_spec("mlp", 1, 8, 10), {"normalisation": norm})
+    assert "\n" not in str(info.value)
+
+
 def test_normalise_denormalise_round_trip(digits_fmt):
     pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
     x = normalise(pixels, digits_fmt)

@@ -155,6 +155,29 @@ def test_bad_images_and_a_code_running_checkpoint_get_messages(app_test, digits_
     assert not marker.exists()
 
 
+def test_an_uploaded_sidecar_with_odd_metadata_gets_a_message_not_a_traceback(app_test,
+                                                                             digits_run):
+    """Sidecars are hand-edited: scalar normalisation (natural for grayscale) works,
+    junk in it is named, and metrics that are not a mapping are ignored."""
+    import json
+
+    weights = digits_run.best_model(0).read_bytes()
+    meta = json.loads(digits_run.best_model(0).with_suffix(".json").read_text())
+    at = open_page(app_test)
+    at.radio(key="insp_src_a").set_value("Upload").run()
+    for norm, metrics, message in (({"mean": 0.3, "std": 0.3}, [1, 2], None),
+                                   ({"mean": ["x"], "std": [0]}, {}, "mean must be a number")):
+        sidecar = json.dumps({**meta, "normalisation": norm, "metrics": metrics}).encode()
+        at.file_uploader(key="insp_upload_a").set_value([
+            ("m.safetensors", weights, "application/octet-stream"),
+            ("m.json", sidecar, "application/json")]).run()
+        assert not at.exception, at.exception
+        if message is None:
+            assert not errors(at)
+        else:
+            assert any(message in e for e in errors(at)), errors(at)
+
+
 def test_dense_and_pruned_side_by_side(app_test, digits_run):
     at = open_page(app_test, digits_run.best_model(1))
     at.radio(key="insp_img_src").set_value("Test-set samples").run()
