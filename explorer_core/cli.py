@@ -37,6 +37,21 @@ def read_json_config(path: Path) -> dict:
     return base
 
 
+# What still means something beside --resume: the rest are settings saved in the folder.
+_RESUME_OPTIONS = frozenset({"command", "run", "resume", "quiet", "from_iteration"})
+
+
+def refuse_settings_beside_resume(args: argparse.Namespace) -> None:
+    """--resume continues a run with the settings saved in its folder; a setting given
+    beside it would be silently ignored (a resumed sweep ran its old ratios, `--estimate`
+    ran the sweep), so it is refused instead."""
+    given = [name for name, value in vars(args).items()
+             if name not in _RESUME_OPTIONS and value is not None and value is not False]
+    if given:
+        raise ExplorerError(f"--resume continues a run with its saved settings; drop "
+                            f"--{given[0].replace('_', '-')}")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like our own errors
         self.exit(2, f"{self.prog}: error: {message}\n")

@@ -98,3 +98,26 @@ def test_a_resume_counts_the_time_worked_not_the_time_the_run_sat_stopped(tmp_pa
         jobs.kill(paths)
     assert final["state"] == "finished", paths.log.read_text()[-2000:]
     assert elapsed_seconds(final) < worked + (time.time() - pressed)
+
+
+@pytest.mark.parametrize("kind, flags", [
+    ("iterative", ["--lr", "0.01"]),
+    ("iterative", ["--no-retrain"]),
+    ("compare", ["--ratios", "0.5", "0.9"]),
+    ("compare", ["--estimate"]),
+    ("compare", ["--config", "/nonexistent.json"]),
+    ("train-time", ["--runs-root", "elsewhere"]),
+])
+def test_resume_from_the_command_line_refuses_settings_it_would_ignore(tmp_path, cache, capsys,
+                                                                      kind, flags):
+    """A resumed sweep ran its saved ratios and `--estimate` ran the whole sweep, with
+    exit 0 and no word that the flags were ignored."""
+    from explorer_core.cli import main
+
+    paths, command, _ = KINDS[kind](tmp_path)
+    before = sorted(p.name for p in paths.root.iterdir())
+    assert main([command, "--resume", str(paths.root), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: --resume continues a run with its saved settings; drop "
+                   f"{flags[0]}\n")
+    assert sorted(p.name for p in paths.root.iterdir()) == before  # nothing ran

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import command, read_json_config
+from ..cli import command, read_json_config, refuse_settings_beside_resume
 from ..errors import ExplorerError
 from ..rundir import SweepPaths
 
@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sweep import create_sweep, execute, load_config, plan
 
     if args.resume:
+        refuse_settings_beside_resume(args)
         paths = SweepPaths(args.resume)
         if not paths.config.is_file():
             raise ExplorerError(f"{args.resume} is not a sweep folder (no config.json)")

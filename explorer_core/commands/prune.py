@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import command, read_json_config
+from ..cli import command, read_json_config, refuse_settings_beside_resume
 from ..errors import ExplorerError
 from ..rundir import RunPaths
 
@@ -113,6 +113,7 @@ def run_prune(args: argparse.Namespace) -> int:
     if args.from_iteration is not None and args.from_iteration < 0:
         raise ExplorerError(f"--from-iteration must be ≥ 0, got {args.from_iteration}")
     if args.resume:
+        refuse_settings_beside_resume(args)
         paths = RunPaths(args.resume)
         if not paths.config.is_file():
             raise ExplorerError(f"{args.resume} is not a run folder (no config.json)")

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import command, read_json_config
+from ..cli import command, read_json_config, refuse_settings_beside_resume
 from ..errors import ExplorerError
 
 
@@ -104,10 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train_time import create_run, execute, load_config, total_epochs
 
     if args.resume:
-        given = [n for n in (*_FLAG_FIELDS, "config", "fraction") if getattr(args, n) is not None]
-        if given:
-            raise ExplorerError(f"--resume continues a run with its saved settings; drop "
-                                f"--{given[0].replace('_', '-')}")
+        refuse_settings_beside_resume(args)
         paths = TrainTimePaths(args.resume)
         if not paths.config.is_file():
             raise ExplorerError(f"{args.resume} is not a run folder (no config.json)")
