@@ -141,6 +141,9 @@ def load_run_config(paths: RunPaths) -> RunConfig:
     record = read_json(paths.config)
     if not isinstance(record, dict):
         raise ExplorerError(f"{paths.root} is not a run folder (no readable config.json)")
+    if not isinstance(record.get("spec"), dict):  # create_run writes the model it prunes there
+        raise ExplorerError(f"{paths.config} has no model spec: it was not made by this "
+                            "tool; start a new run instead")
     return RunConfig.from_dict(record).validate()
 
 
@@ -265,14 +268,36 @@ def resume_point(paths: RunPaths, from_iteration: int | None) -> int:
     return from_iteration
 
 
+def _stopping_reason(cfg: RunConfig, dense: dict, last: dict, i: int) -> str | None:
+    """Why the run ends after iteration `i` (the max-drop rule), from the two iterations'
+    checkpoint metadata; None to go on."""
+    dense_acc = (dense.get("metrics") or {}).get("test_acc")
+    acc = (last.get("metrics") or {}).get("test_acc")
+    if cfg.max_drop is None or i == 0 or dense_acc is None or acc is None:
+        return None
+    if dense_acc - acc <= cfg.max_drop:
+        return None
+    return (f"stopped at iteration {i}: test accuracy {acc:.2f} % is more than "
+            f"{cfg.max_drop:g} points below the dense {dense_acc:.2f} %")
+
+
 def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[[], bool],
                     on_event: Callable[[dict], None], cache_root: Path | None) -> dict:
     cfg = load_run_config(paths)
     table = plan(cfg)
     start = resume_point(paths, from_iteration)
-    for child in paths.root.iterdir():  # results from the restart point on are redone
-        if child.name.isdigit() and int(child.name) >= start:
-            shutil.rmtree(child)
+    if start > 1 and start < len(table):
+        reason = _stopping_reason(cfg, read_json(paths.best_model_json(0)) or {},
+                                  read_json(paths.best_model_json(start - 1)) or {}, start - 1)
+        if reason:  # continuing would go past the rule that ended the run
+            return write_status(paths, "finished", message=reason, iteration=start - 1)
+    redone = [child for child in paths.root.iterdir()
+              if child.name.isdigit() and int(child.name) >= start]
+    for child in redone:  # results from the restart point on are redone
+        shutil.rmtree(child)
+    if redone:  # the concatenated results held the removed iterations: rebuilt at the end
+        for stale in (paths.validations, paths.accuracies_png, paths.losses_png):
+            stale.unlink(missing_ok=True)
     truncate_events(paths, start)
     write_status(paths, "running", pid=os.getpid(), iteration=start, epoch=0, message="",
                  total_iterations=len(table), total_epochs=total_epochs(cfg, len(table)),
@@ -288,10 +313,9 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
             dense = dense or metrics
             _emit(ctx, {"type": "iteration", "iteration": i, "widths": list(table.widths[i]),
                         "percent_retained": table.percent(table.widths[i]), **metrics})
-            if cfg.max_drop is not None and i > 0 and \
-                    dense["test_acc"] - metrics["test_acc"] > cfg.max_drop:
-                reason = (f"stopped at iteration {i}: test accuracy {metrics['test_acc']:.2f} % is "
-                          f"more than {cfg.max_drop:g} points below the dense {dense['test_acc']:.2f} %")
+            stopped = _stopping_reason(cfg, {"metrics": dense}, {"metrics": metrics}, i)
+            if stopped:
+                reason = stopped
                 break
             if stop():
                 raise Cancelled()

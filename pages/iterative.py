@@ -127,10 +127,14 @@ def controls(paths: RunPaths, state: str) -> None:
         return
     done = len(paths.completed_iterations())
     total = len(plan_for(paths))
-    if state != "finished" or done < total:
-        restart = c3.number_input("Restart from iteration", 0, max(done, 0), done,
+    # A finished run (its schedule done, or ended by its stopping rule) can only be redone
+    # from an earlier iteration: continuing it would go past the rule.
+    finished = state == "finished"
+    last = max(done - 1, 0) if finished else max(done, 0)
+    if not finished or done > 1:
+        restart = c3.number_input("Restart from iteration", 0, last, last,
                                   help="Like the thesis' begin_itr: iterations from here on are redone.")
-        if c1.button("Resume", type="primary"):
+        if c1.button("Restart" if finished else "Resume", type="primary"):
             try:
                 jobs.launch(paths, extra=["--from-iteration", str(int(restart))])
             except ExplorerError as exc:

@@ -150,6 +150,55 @@ def test_max_drop_stops_the_run(roots):
     assert len(paths.completed_iterations()) < len(plan(small_config("x", schedule={"q": 0.3, "iterations": 6})))
 
 
+def test_resuming_a_run_ended_by_its_stopping_rule_does_not_go_past_the_rule(roots):
+    """Each resume trained one more iteration past the max-drop rule (and the page
+    offered Resume beside "finished"); redoing from an earlier iteration still works."""
+    runs, cache = roots
+    cfg = small_config("drop-resume", max_drop=0.0, retrain=False,
+                       schedule={"q": 0.3, "iterations": 6})
+    paths = create_run(cfg, runs)
+    first = execute(paths, cache_root=cache)
+    assert first["state"] == "finished" and "points below the dense" in first["message"]
+    done = paths.completed_iterations()
+    assert 1 < len(done) + 1 <= len(plan(cfg))
+    rows = read_table(paths.validations)
+    again = execute(paths, cache_root=cache)
+    assert again["state"] == "finished" and again["message"] == first["message"]
+    assert paths.completed_iterations() == done and read_table(paths.validations) == rows
+    redo = execute(paths, from_iteration=1, cache_root=cache)  # seeded: the same numbers
+    assert redo["message"] == first["message"] and paths.completed_iterations() == done
+
+
+def test_a_restart_removes_the_concatenated_results_of_the_iterations_it_redoes(roots):
+    """Killed during a restart, the run kept validations.txt and the PNGs of all the
+    old iterations beside the fewer iteration folders left, and offered them for download."""
+    runs, cache = roots
+    paths = create_run(small_config("stale"), runs)
+    assert execute(paths, cache_root=cache)["state"] == "finished"
+    assert paths.validations.is_file() and paths.accuracies_png.is_file()
+    calls = {"n": 0}
+
+    def stop_at_once() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 1
+
+    status = execute(paths, from_iteration=2, should_stop=stop_at_once, cache_root=cache)
+    assert status["state"] == "stopped" and paths.completed_iterations() == [0, 1]
+    assert not paths.validations.exists()
+    assert not paths.accuracies_png.exists() and not paths.losses_png.exists()
+
+
+def test_a_run_folder_whose_config_has_no_spec_is_one_clear_error(tmp_path, capsys):
+    from explorer_core.cli import main
+
+    folder = tmp_path / "hand-made"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"dataset": "digits", "hidden": [32]}))
+    assert main(["prune", "--resume", str(folder), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no model spec" in err
+
+
 def _wait_for(predicate, timeout=120.0):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -173,3 +173,25 @@ def test_dense_only_run_kept_epoch_and_concatenate_feedback(app_test, runs_root)
     assert any("validations.txt, accuracies.png, losses.png" in s.value for s in at.success), \
         [s.value for s in at.success]
     assert paths.validations.is_file()
+
+
+def test_a_finished_run_offers_a_restart_from_an_earlier_iteration_not_a_resume(app_test,
+                                                                                 runs_root):
+    """A run ended by its stopping rule showed "finished" beside Resume, which went on
+    past the rule; now only a redo from an earlier iteration is offered."""
+    from explorer_core.experiment import RunConfig, create_run, execute
+
+    cfg = RunConfig(name="ended", dataset="digits", hidden=[16, 8], criterion="l1",
+                    schedule={"q": 0.3, "iterations": 6, "kind": "geometric"}, retrain=False,
+                    max_drop=0.0, dense_epochs=3, batch_size=64, seed=1)
+    paths = create_run(cfg, runs_root)
+    status = execute(paths)
+    assert status["state"] == "finished" and "points below" in status["message"]
+    done = len(paths.completed_iterations())
+
+    at = open_page(app_test)
+    assert not at.exception
+    labels = [b.label for b in at.button]
+    assert "Restart" in labels and "Resume" not in labels
+    restart = widget(at.number_input, "Restart from iteration")
+    assert restart.value == done - 1 and restart.max == done - 1
