@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -44,7 +45,8 @@ def baseline_key_for(spec: Mapping[str, Any], dataset: str, split_seed: int,
 
 
 def is_cached(key: str, root: Path | None = None) -> bool:
-    return (Path(root or default_cache_root()) / f"{key}.safetensors").is_file()
+    path = Path(root or default_cache_root()) / f"{key}.safetensors"
+    return path.is_file() and path.with_suffix(".json").is_file()  # see `_cached`
 
 
 @dataclass
@@ -75,13 +77,9 @@ def get_baseline(spec: Mapping[str, Any], data: Dataset, cfg: TrainConfig,
     root = Path(root or default_cache_root())
     key = baseline_key(spec, data, cfg)
     path = root / f"{key}.safetensors"
-    if path.is_file():
-        try:
-            ck: Checkpoint = load_checkpoint(path)
-            return Baseline(ck.model, ck.meta.get("metrics", {}), ck.meta.get("history", []),
-                            True, key, path, ck.meta.get("train_seconds"), ck.meta.get("peak_mb"))
-        except CheckpointError:
-            pass  # a damaged cache entry is simply retrained and overwritten
+    found = _cached(path, key)
+    if found is not None:
+        return found
     torch.manual_seed(cfg.seed)  # the initial weights are part of what the key promises
     model = build_model(spec)
     with PeakMemory(resolve_device(cfg.device)) as memory:
@@ -89,9 +87,32 @@ def get_baseline(spec: Mapping[str, Any], data: Dataset, cfg: TrainConfig,
     model.eval()
     metrics = _metrics(model, data, cfg.eval_batch_size)
     history = [m.to_dict() for m in result.history]
-    save_checkpoint(model, spec, path, {"metrics": metrics, "history": history,
-                                        "best_epoch": result.best_epoch,
-                                        "dataset": data.name, "train": cfg.to_dict(),
-                                        "train_seconds": result.seconds,
-                                        "peak_mb": memory.peak_mb})
+    try:
+        save_checkpoint(model, spec, path, {"metrics": metrics, "history": history,
+                                            "best_epoch": result.best_epoch,
+                                            "dataset": data.name, "train": cfg.to_dict(),
+                                            "train_seconds": result.seconds,
+                                            "peak_mb": memory.peak_mb})
+    except OSError as exc:  # the cache only saves time: a read-only or full disk must not
+        # throw away the baseline just trained (and fail every resume the same way)
+        print(f"warning: could not cache the dense baseline in {root} "
+              f"({exc.strerror or exc}); going on without the cache", file=sys.stderr)
     return Baseline(model, metrics, history, False, key, path, result.seconds, memory.peak_mb)
+
+
+def _cached(path: Path, key: str) -> Baseline | None:
+    """The cached baseline, or None when there is none or it is damaged (retrained then).
+
+    The sidecar is written after the weights and holds what a baseline reports
+    (metrics, history, training time): weights without it were cut off mid-write.
+    """
+    if not (path.is_file() and path.with_suffix(".json").is_file()):
+        return None
+    try:
+        ck: Checkpoint = load_checkpoint(path)
+    except CheckpointError:
+        return None
+    if not isinstance(ck.meta.get("metrics"), dict) or not isinstance(ck.meta.get("history"), list):
+        return None
+    return Baseline(ck.model, ck.meta["metrics"], ck.meta["history"], True, key, path,
+                    ck.meta.get("train_seconds"), ck.meta.get("peak_mb"))
