@@ -127,11 +127,17 @@ class SweepConfig:
                 len(set(self.batch_sizes)) != len(self.batch_sizes):
             raise ExplorerError(f"batch sizes must be distinct whole numbers ≥ 1, got "
                                 f"{self.batch_sizes!r}")
-        if not isinstance(self.ratios, list) or not self.ratios or any(
-                isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1
-                for r in self.ratios) or len(set(self.ratios)) != len(self.ratios):
-            raise ExplorerError(f"ratios must be distinct fractions between 0 and 1 (0 % to "
-                                f"100 %), got {self.ratios!r}")
+        if not isinstance(self.ratios, list) or not self.ratios:
+            raise ExplorerError("give at least one ratio (a fraction removed, 0 to 1)")
+        if any(isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1
+               for r in self.ratios):
+            raise ExplorerError(f"ratios must be fractions between 0 and 1 (0 % to 100 %), "
+                                f"got {self.ratios!r}")
+        labels = [ratio_label(r) for r in self.ratios]
+        twice = next((label for label in labels if labels.count(label) > 1), None)
+        if twice is not None:  # one cell id, one result: the other would be overwritten
+            raise ExplorerError(f"ratios must be distinct: {twice} % is given twice (ratios are "
+                                "told apart to 6 significant digits of their percent)")
         for name, minimum in (("finetune_epochs", 0), ("repeats", 1), ("seed", 0),
                               ("dense_epochs", 1), ("calibration_samples", 1),
                               ("latency_batch", 1), ("latency_repeats", 0)):
@@ -161,6 +167,11 @@ class SweepConfig:
         if unknown:
             raise ExplorerError(f"unknown sweep setting(s): {', '.join(sorted(unknown))}")
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def ratio_label(ratio: float) -> str:
+    """A ratio's percent as it names cells (6 significant digits): 0.5 → '50'."""
+    return format(round(ratio * 100, 6), "g")
 
 
 def _bad_whole(value: Any, minimum: int) -> bool:
@@ -198,7 +209,7 @@ class Cell:
     def id(self) -> str:
         """Stable, file-name-safe identity (fields never contain '-')."""
         return (f"{self.model}-{self.dataset}-b{self.batch_size}-s{self.seed}-{self.type}-"
-                f"{self.criterion}-r{format(round(self.ratio * 100, 6), 'g')}")
+                f"{self.criterion}-r{ratio_label(self.ratio)}")
 
     def describe(self) -> str:
         return (f"{self.model} · {self.dataset} · batch {self.batch_size} · seed {self.seed} · "

@@ -44,6 +44,8 @@ def _percent_list(text: str) -> list[float]:
     except ValueError:
         raise ExplorerError(f"ratios must be numbers in percent separated by commas, got "
                             f"{text!r}") from None
+    if not values:
+        raise ExplorerError("enter at least one ratio in percent, e.g. 0, 50, 90")
     bad = [v for v in values if not 0 <= v <= 100]
     if bad:  # said in percent, as typed (the core would quote fractions)
         raise ExplorerError("ratios must lie between 0 and 100 %, got "

@@ -58,6 +58,9 @@ def test_defaults_and_the_grid_size_before_starting(sweeps_root):
 @pytest.mark.parametrize("label, value, message", [
     ("Ratios (% removed)", "0, 50, abc", "numbers in percent"),
     ("Ratios (% removed)", "0, 150", "ratios must lie between 0 and 100 %, got 150"),
+    ("Ratios (% removed)", "10, 10", "ratios must be distinct: 10 % is given twice"),
+    ("Ratios (% removed)", "33.33333, 33.333334", "33.3333 % is given twice"),
+    ("Ratios (% removed)", " , ", "enter at least one ratio in percent"),
     ("MLP hidden widths", "64, 0", "≥ 1"),
 ])
 def test_bad_settings_give_one_clear_error_and_no_start(sweeps_root, label, value, message):

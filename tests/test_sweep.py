@@ -370,6 +370,9 @@ def test_pareto_front_keeps_only_undominated_points():
 
 @pytest.mark.parametrize("over, message", [
     ({"ratios": [0.5, 1.5]}, "between 0 and 1"),
+    ({"ratios": []}, "at least one ratio"),
+    # two ratios that name one cell: one result overwrote the other, the sweep never ended
+    ({"ratios": [0.333333, 0.3333334]}, "33.3333 % is given twice"),
     ({"batch_sizes": [0]}, "batch sizes"),
     ({"models": ["alexnet"]}, "unknown models"),
     ({"criteria": []}, "pick at least one"),
