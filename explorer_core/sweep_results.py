@@ -193,8 +193,10 @@ def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
     eta = _eta(paths, total, status.get("groups") or []) \
         if state == "running" and done and total else None
     epochs = [e for e in read_events(paths) if e.get("type") == "epoch"]
-    return SweepProgress(state, status.get("message", ""), status.get("activity", ""), done,
-                         total, elapsed, eta, epochs)
+    # what runs now: nothing once the worker is gone (a killed one left its last report)
+    activity = status.get("activity", "") if state in ("queued", "running") else ""
+    return SweepProgress(state, status.get("message", ""), activity, done, total, elapsed, eta,
+                         epochs)
 
 
 def speedups(results: pd.DataFrame) -> pd.DataFrame:

@@ -201,6 +201,18 @@ def test_remaining_time_counts_cells_and_baselines_not_the_start_up(roots, refer
     assert eta == pytest.approx(26 * 0.5 + 3 * 3.0)
 
 
+def test_a_dead_workers_last_activity_is_not_shown_as_what_runs_now(roots):
+    """After a kill the status read 'interrupted' but the progress line still said
+    'pruning neuron · random from 30 % on'."""
+    paths = create_sweep(grid("dead-activity"))
+    write_status(paths, "running", started=time.time() - 5, total_cells=32,
+                 activity="pruning neuron · l1 from 50 % on")
+    with RunLock(paths):  # a live worker holds the run: its activity is current
+        assert sweep_progress(paths).activity == "pruning neuron · l1 from 50 % on"
+    assert sweep_progress(paths).state == "interrupted"  # no writer left: it died
+    assert sweep_progress(paths).activity == ""
+
+
 def test_a_second_writer_is_refused_and_a_stop_request_stops_cleanly(roots, reference):
     paths = create_sweep(grid("locked", ratios=[0.0, 0.5, 0.75]))
     with RunLock(paths):
