@@ -134,6 +134,9 @@ class TrainTimeConfig:
         if self.task == "classifier":
             _choice(self.arch, CLASSIFIER_ARCHS, "the model for train-time pruning")
             _choice(self.criterion, tuple(CRITERIA), "criterion")
+            if self.arch != "cnn" and self.channels is not None:
+                raise ExplorerError(f"conv channels apply to the CNN only; the {self.arch} has "
+                                    "none (drop them)")
         else:
             # not recorded in config.json as if they had been used
             if self.arch != "mlp":

@@ -23,14 +23,15 @@ from explorer_core.errors import ExplorerError
 MAX_JSON_BYTES = 1_000_000
 
 
-def parse_int_list(text: str, what: str = "hidden widths") -> tuple[int, ...]:
+def parse_int_list(text: str, what: str = "hidden widths", example: str = "256, 64"
+                   ) -> tuple[int, ...]:
     """'256, 64' or '256 64' → (256, 64); anything else → an ExplorerError naming the culprit.
 
     Range checks stay in the core (`ScheduleConfig.validate`) so page and CLI agree.
     """
     parts = [p for p in re.split(r"[,\s;]+", text.strip()) if p]
     if not parts:
-        raise ExplorerError(f"enter {what} as whole numbers separated by commas, e.g. 256, 64")
+        raise ExplorerError(f"enter {what} as whole numbers separated by commas, e.g. {example}")
     values = []
     for part in parts:
         try:

@@ -98,11 +98,11 @@ def setup_form() -> None:
         cfg = TrainTimeConfig(
             name=name.strip(), task=task, dataset=dataset, arch=arch,
             hidden=list(parse_int_list(widths)),
-            channels=list(parse_int_list(channels, "conv channels")) if model == "cnn" else None,
+            channels=list(parse_int_list(channels, "conv channels", "16, 32")) if model == "cnn" else None,
             latent=int(latent) if task == "vae" else DEFAULTS.latent,
             epochs=int(epochs), initial_epochs=int(initial), prune_every=int(every),
             prune_fraction=float(fraction) / 100, criterion=criterion, variants=variants,
-            seeds=list(parse_int_list(seeds, "seeds")), batch_size=int(batch), lr=float(lr))
+            seeds=list(parse_int_list(seeds, "seeds", "0, 1, 2")), batch_size=int(batch), lr=float(lr))
         paths = create_run(cfg)
         jobs.launch(paths, "train-time")
     except ExplorerError as exc:

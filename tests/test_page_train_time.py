@@ -85,6 +85,7 @@ def test_the_form_follows_the_model(runs_root):
     ("Hidden widths", "50, x", "whole numbers"),
     ("Hidden widths", "50, 0", "≥ 1"),
     ("Seeds", "0, 0", "seeds must be distinct"),
+    ("Seeds", "", "enter seeds as whole numbers separated by commas, e.g. 0, 1, 2"),
     ("Run name", "no spaces please", "run name must be"),
 ])
 def test_bad_input_gives_one_clear_error_and_no_run(runs_root, field, value, message):

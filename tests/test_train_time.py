@@ -218,6 +218,7 @@ def test_catalog_lists_the_final_classifiers_for_inspect(tmp_path, small_run):
     ({"initial_epochs": 5}, "initial epochs (5) must be fewer than the total epochs (5)"),
     ({"task": "vae", "arch": "cnn"}, "the model 'cnn' applies to classifiers only"),
     ({"task": "vae", "channels": [8]}, "conv channels apply to the CNN classifier only"),
+    ({"channels": [8]}, "conv channels apply to the CNN only; the mlp has none"),
     ({"prune_fraction": 1.0}, "removed per prune must be above 0 and below 1"),
     ({"prune_fraction": 0.0}, "must be above 0"),
     ({"hidden": []}, "hidden widths must be a non-empty list"),
@@ -268,7 +269,8 @@ def test_cli_runs_a_config_file_and_writes_the_results(tmp_path, capsys):
     (["--hidden", "50", "x"], "invalid int value: 'x'"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, argv, message):
-    assert _cli(["train-time", *argv, "--runs-root", str(tmp_path)]) == 2
+    where = [] if "--resume" in argv else ["--runs-root", str(tmp_path)]  # resume: refused
+    assert _cli(["train-time", *argv, *where]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not any(tmp_path.iterdir())
