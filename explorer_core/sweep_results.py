@@ -40,9 +40,11 @@ def read_cells(paths: SweepPaths) -> list[dict]:
     rows = []
     for f in sorted(paths.cells_dir.glob("*.json")) if paths.cells_dir.is_dir() else []:
         try:
-            rows.append(json.loads(f.read_text()))
-        except (OSError, json.JSONDecodeError):
+            row = json.loads(f.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue  # written atomically, so only a foreign file could be unreadable
+        if isinstance(row, dict):  # likewise a list or number: not a cell record
+            rows.append(row)
     return rows
 
 

@@ -201,6 +201,19 @@ def test_remaining_time_counts_cells_and_baselines_not_the_start_up(roots, refer
     assert eta == pytest.approx(26 * 0.5 + 3 * 3.0)
 
 
+def test_foreign_files_among_the_cell_records_are_skipped(roots, reference):
+    """A hand-edited `[1, 2]` among the records crashed the page and `compare --resume`."""
+    import shutil
+
+    paths = create_sweep(grid("foreign"))
+    shutil.copytree(reference.cells_dir, paths.cells_dir)
+    (paths.cells_dir / "notes.json").write_text("[1, 2]")
+    (paths.cells_dir / "binary.json").write_bytes(b"\xff\xfe")
+    assert len(results_frame(paths)) == 32
+    assert execute(paths)["state"] == "finished"
+    assert len(read_results_csv(paths)) == 32
+
+
 def test_a_dead_workers_last_activity_is_not_shown_as_what_runs_now(roots):
     """After a kill the status read 'interrupted' but the progress line still said
     'pruning neuron · random from 30 % on'."""
