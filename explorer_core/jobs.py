@@ -36,8 +36,9 @@ def launch(paths: RunPaths, command: str = "prune", extra: list[str] | None = No
     env = {**os.environ, LAUNCHED_AT_ENV: repr(time.time()), "PYTHONPATH": os.pathsep.join(
         [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     # The earlier sessions' work is summed now: the queued status's heartbeat would
-    # otherwise make the time the run sat stopped or dead count as worked.
-    session = session_start(paths)
+    # otherwise make the time the run sat stopped or dead count as worked. No session
+    # runs until the worker starts one, so the worker's start-up is not counted either.
+    session = {"elapsed_before": session_start(paths)["elapsed_before"], "started": None}
     with open(paths.log, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=os.getcwd(), env=env, start_new_session=True)

@@ -92,7 +92,7 @@ def test_a_resume_counts_the_time_worked_not_the_time_the_run_sat_stopped(tmp_pa
     try:
         queued = read_status(paths)
         assert queued["elapsed_before"] == pytest.approx(worked, abs=1e-3)
-        assert elapsed_seconds(queued) < worked + (time.time() - pressed) + 1e-3
+        assert elapsed_seconds(queued) == pytest.approx(worked, abs=1e-3)  # still starting
         final = jobs.wait(paths, timeout=120)
     finally:
         jobs.kill(paths)
