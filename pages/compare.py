@@ -17,7 +17,8 @@ from explorer_core.models import ARCH_TITLES, ARCHS
 from explorer_core.pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for,
                                          criterion_title)
 from explorer_core.rundir import SweepPaths, default_sweeps_root, list_sweeps, read_status
-from explorer_core.sweep import BATCH_PRESETS, DEFAULT_RATIOS, SweepConfig, create_sweep, plan
+from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, SweepConfig, create_sweep, plan,
+                                 ratio_label)
 from explorer_core.sweep_results import (pareto_mask, progress, results_frame, speedups,
                                          summary_frame)
 from pages._common import (format_seconds, parse_int_list, png_download_button, renew_run_name,
@@ -70,7 +71,8 @@ def _grid_facts(config: dict) -> dict:
     return {"cells": len(the_plan.cells), "groups": len(the_plan.groups),
             "skipped": the_plan.skipped, "seconds": est.seconds,
             "to_train": est.baselines_to_train, "cached": est.baselines_cached,
-            "criteria": {t: criteria_for(t, cfg.criteria) for t in cfg.types}}
+            "criteria": {t: criteria_for(t, cfg.criteria) for t in cfg.types},
+            "ratios": [ratio_label(r) for r in cfg.ratios]}
 
 
 def setup_form() -> None:
@@ -155,6 +157,8 @@ def _grid_summary(facts: dict) -> None:
     per_type = " · ".join(f"{PRUNING_TYPES[t].title}: {', '.join(c) or '—'}"
                           for t, c in facts["criteria"].items())
     st.caption(f"Criteria per type — {per_type}")
+    # as the cells are named: "0.5" typed for half shows up here as 0.5 %
+    st.caption("Removed per cell — " + ", ".join(f"{r} %" for r in facts["ratios"]))
     for model, kind, why in facts["skipped"]:
         st.caption(f"Not in the grid: {PRUNING_TYPES[kind].title} on "
                    f"{ARCH_TITLES.get(model, model)} — {why}.")

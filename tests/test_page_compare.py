@@ -53,6 +53,9 @@ def test_defaults_and_the_grid_size_before_starting(sweeps_root):
     widget(at.multiselect, "Pruning types").set_value(["structured"]).run()
     assert "33 cells" in infos(at)  # only the CNN has filters to remove
     assert any("no conv layer" in c.value for c in at.caption)
+    # the ratios as the cells will be named: fractions typed by mistake show as tiny percents
+    widget(at.text_input, "Ratios (% removed)").set_value("0.5, 0.25").run()
+    assert any("Removed per cell — 0.5 %, 0.25 %" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("label, value, message", [
