@@ -387,6 +387,27 @@ def test_repeats_give_mean_and_std_over_seeds(roots):
     assert s.loc[0, "test_acc_std"] > 0  # different seeds, different models
 
 
+def test_the_csv_tables_keep_counts_of_millions_exact(roots):
+    """summary.csv wrote a 2 241 546-parameter model as 2.24155e+06 (six digits)."""
+    paths = create_sweep(grid("millions", models=["mlp"], batch_sizes=[64], types=["neuron",
+                              "weight"], criteria=["l1", "magnitude"], ratios=[0.0, 0.3],
+                              mlp_hidden=[2048, 1024], dense_epochs=1, latency_repeats=0,
+                              save_checkpoints=False))
+    assert execute(paths)["state"] == "finished"
+    cells = results_frame(paths)
+    assert cells["params"].max() > 2_000_000
+    written = read_results_csv(paths).set_index("cell_id")
+    for row in cells.itertuples():
+        for column in ("params", "nonzero_params", "macs", "train_flops"):
+            assert written.loc[row.cell_id, column] == str(int(getattr(row, column)))
+    summary = pd.read_csv(paths.summary_csv, dtype=str)
+    expected = summary_frame(cells)
+    for column in ("params_mean", "nonzero_params_mean", "macs_mean", "train_flops_mean"):
+        assert summary[column].tolist() == [str(int(v)) for v in expected[column]]
+    assert float(summary["test_acc_mean"][0]) == pytest.approx(expected["test_acc_mean"][0],
+                                                               abs=1e-8)
+
+
 def test_pareto_front_keeps_only_undominated_points():
     frame = pd.DataFrame({"macs_mean": [100, 50, 50, 20, 80, 10, None],
                           "test_acc_mean": [95, 90, 85, 70, 89, 60, 99]})
