@@ -87,9 +87,12 @@ def pareto_mask(frame: pd.DataFrame, cost: str = "macs_mean",
     """True for points no other point beats: fewer or equal `cost` and higher `value`.
 
     Ties on both count as one point (the first stays on the front). Rows without
-    numbers (failed cells) are never on the front.
+    numbers (failed cells) and dead models (no cost: 100 % pruned, nothing computed) are
+    never on the front: they are no trade-off, and a hidden dead model at 0 MACs kept
+    the cheapest drawn points off it.
     """
-    ok = frame[[cost, value]].notna().all(axis=1)
+    ok = frame[[cost, value]].notna().all(axis=1) & (pd.to_numeric(frame[cost],
+                                                                  errors="coerce") > 0)
     pts = frame.loc[ok, [cost, value]].astype(float)
     order = pts.sort_values([cost, value], ascending=[True, False], kind="stable").index
     best = float("-inf")
@@ -213,25 +216,30 @@ def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
 
 
 def speedups(results: pd.DataFrame) -> pd.DataFrame:
-    """Per pruning type and ratio: measured speed-up, MAC reduction and non-zero share.
+    """Per model, dataset, pruning type and ratio: measured speed-up, MAC share and
+    non-zero share.
 
-    Means over the finished cells (dead models excluded): `speedup` = dense latency /
-    latency (each cell's pair, timed interleaved), `mac_reduction` = dense MACs / MACs,
-    `nonzero_share` = non-zero parameters / the dense model's parameters (so removed
-    neurons count as removed, as masked weights do). This is what the page quotes next to the charts, so the point that masks
-    buy sparsity but no speed is made with this sweep's own measurements.
+    Means over the finished cells (dead models excluded; batch sizes and seeds pooled, as
+    they change neither the architecture nor the latency batch): `speedup` = dense
+    latency / latency (each cell's pair, timed interleaved), `mac_share` = MACs / dense
+    MACs, `nonzero_share` = non-zero parameters / the dense model's parameters (so
+    removed neurons count as removed, as masked weights do). Models are never pooled: a
+    half-width MLP and a CNN whose convs keep their size share no meaningful mean. This
+    is what the page quotes next to the charts, so the point that masks buy sparsity but
+    no speed is made with this sweep's own measurements.
     """
     ok = results[(results["status"] == "ok") & (results["ratio"] > 0)].copy()
-    cols = ["type", "ratio", "speedup", "mac_reduction", "nonzero_share", "cells"]
+    keys = ["model", "dataset", "type", "ratio"]
+    cols = [*keys, "speedup", "mac_share", "nonzero_share", "cells"]
     if ok.empty:
         return pd.DataFrame(columns=cols)
     for c in ("latency_ms", "dense_latency_ms", "macs", "dense_macs", "nonzero_params",
               "dense_params"):
         ok[c] = pd.to_numeric(ok[c], errors="coerce")
     ok["speedup"] = ok["dense_latency_ms"] / ok["latency_ms"]
-    ok["mac_reduction"] = ok["dense_macs"] / ok["macs"]
+    ok["mac_share"] = ok["macs"] / ok["dense_macs"]
     ok["nonzero_share"] = ok["nonzero_params"] / ok["dense_params"]
-    out = ok.groupby(["type", "ratio"], as_index=False).agg(
-        speedup=("speedup", "mean"), mac_reduction=("mac_reduction", "mean"),
+    out = ok.groupby(keys, as_index=False).agg(
+        speedup=("speedup", "mean"), mac_share=("mac_share", "mean"),
         nonzero_share=("nonzero_share", "mean"), cells=("cell_id", "count"))
     return out[cols]

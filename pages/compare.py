@@ -284,11 +284,15 @@ def _speed_note(results: pd.DataFrame) -> None:
     if speed.empty:
         return
     view = pd.DataFrame({
+        "model": speed["model"].map(lambda m: ARCH_TITLES.get(m, m)),
+        "dataset": speed["dataset"],
         "type": speed["type"].map(lambda t: PRUNING_TYPES[t].title),
         "removed %": speed["ratio"] * 100, "speed vs dense": speed["speedup"],
-        "MACs vs dense": 1 / speed["mac_reduction"],
+        "MACs vs dense": speed["mac_share"],
         "non-zero %": 100 * speed["nonzero_share"],
         "cells": speed["cells"]})
+    if speed["dataset"].nunique() < 2:
+        view = view.drop(columns="dataset")
     st.dataframe(view, hide_index=True, column_config={
         "removed %": st.column_config.NumberColumn(format="%g"),
         "speed vs dense": st.column_config.NumberColumn(format="%.2f×",

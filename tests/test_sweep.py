@@ -118,11 +118,21 @@ def test_speedups_pair_each_cell_with_the_dense_model_and_count_removed_units(re
     paired = half[half["type"] == "weight"]
     cold = [baseline_ms[(r.model, r.batch_size)] for r in paired.itertuples()]
     assert list(paired["dense_latency_ms"]) != cold
-    speed = speedups(df).set_index(["type", "ratio"])
+    speed = speedups(df).set_index(["model", "type", "ratio"])
     # removing half the neurons leaves far fewer non-zero parameters than the dense model
     # had (dividing by the pruned model's own count said 100 %); masks leave about half
-    assert speed.loc[("neuron", 0.5), "nonzero_share"] < 0.8
-    assert 0.45 < speed.loc[("weight", 0.5), "nonzero_share"] < 0.6
+    for model in ("mlp", "cnn"):
+        assert speed.loc[(model, "neuron", 0.5), "nonzero_share"] < 0.8
+        assert 0.45 < speed.loc[(model, "weight", 0.5), "nonzero_share"] < 0.6
+    # one row per model, its MAC share that of its own cells: the MLP and the CNN (whose
+    # convs keep their size under neuron pruning) were pooled into one mean matching neither
+    for model in ("mlp", "cnn"):
+        cells = half[(half["model"] == model) & (half["type"] == "neuron")]
+        assert speed.loc[(model, "neuron", 0.5), "mac_share"] == \
+            pytest.approx((cells["macs"] / cells["dense_macs"]).mean())
+        assert speed.loc[(model, "neuron", 0.5), "cells"] == len(cells)
+    assert speed.loc[("mlp", "neuron", 0.5), "mac_share"] < \
+        speed.loc[("cnn", "neuron", 0.5), "mac_share"]
 
 
 def test_results_csv_is_the_table_and_summary_has_one_row_per_grid_point(reference):
@@ -412,6 +422,10 @@ def test_pareto_front_keeps_only_undominated_points():
     frame = pd.DataFrame({"macs_mean": [100, 50, 50, 20, 80, 10, None],
                           "test_acc_mean": [95, 90, 85, 70, 89, 60, 99]})
     assert pareto_mask(frame).tolist() == [True, True, False, True, False, True, False]
+    # a dead model (0 MACs, the constant class's accuracy) is no trade-off: the cheapest
+    # live point beside it is on the front even though the dead one "weakly dominates" it
+    dead = pd.DataFrame({"macs_mean": [0, 140, 1232], "test_acc_mean": [11.23, 11.23, 60.0]})
+    assert pareto_mask(dead).tolist() == [False, True, True]
 
 
 @pytest.mark.parametrize("over, message", [
