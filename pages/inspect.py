@@ -567,8 +567,14 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
     grid_key = f"insp_neurons_{slot}_{m.key}_{layer}_{target}_{conv.name}"
     if [n for n in st.session_state.get(grid_key, []) if n not in ranked]:
         st.session_state.pop(grid_key)  # a kept choice this model lacks: start afresh
+    # Until the user picks units, the grid follows the ranking: a new baseline, step count
+    # or grid size re-ranks, and the grid once kept the old top 8 (captioned #30 …).
+    auto_key, top = f"{grid_key}_auto", ranked[:count]
+    if st.session_state.get(grid_key, top) == st.session_state.get(auto_key, top):
+        st.session_state[grid_key] = top
+    st.session_state[auto_key] = top
     chosen = st.multiselect(f"{unit.capitalize()}s in the grid (default: top {count} by "
-                            "|conductance|)", ranked, key=_default(grid_key, ranked[:count]),
+                            "|conductance|)", ranked, key=grid_key,
                             format_func=lambda n: f"{unit} {n}")
     if not chosen:
         st.info(f"Pick at least one {unit}.")

@@ -11,6 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import widget
+
 PAGE = "pages/inspect.py"
 
 
@@ -126,6 +128,28 @@ def test_uploaded_drawing_is_classified_and_invert_changes_the_input(app_test, d
     assert not at.exception and not any("predicted" in m.value for m in at.markdown)
     assert any("Upload one or more pictures" in i.value for i in at.info)
     assert "insp_images_memory" not in at.session_state
+
+
+def test_the_grid_follows_the_ranking_until_units_are_picked(app_test, digits_run):
+    """A new baseline re-ranks the neurons, but the grid kept the old top 8 (captioned
+    #1, #3, #2, #7, #30 …), and a new grid size was ignored."""
+    def ranks(at) -> list[str]:
+        return [c.split(" · ")[1] for c in grid_captions(at)]
+
+    at = open_page(app_test, digits_run.best_model(1))
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()
+    assert ranks(at) == [f"#{i}" for i in range(1, 9)]
+    for baseline in ("mean", "blurred"):
+        at.selectbox(key="insp_baseline").set_value(baseline).run()
+        assert not at.exception and ranks(at) == [f"#{i}" for i in range(1, 9)], baseline
+    widget(at.number_input, "Neurons in the grid").set_value(4).run()
+    assert ranks(at) == ["#1", "#2", "#3", "#4"]
+    grid = [w for w in at.multiselect if "in the grid" in w.label][0]
+    picked = grid.value[::-1][:2]  # the user's own choice stays through a re-ranking
+    grid.set_value(picked).run()
+    at.selectbox(key="insp_baseline").set_value("mean").run()
+    grid = [w for w in at.multiselect if "in the grid" in w.label][0]
+    assert grid.value == picked
 
 
 def test_bad_images_and_a_code_running_checkpoint_get_messages(app_test, digits_run, tmp_path):
