@@ -134,6 +134,12 @@ class TrainTimeConfig:
         if self.task == "classifier":
             _choice(self.arch, CLASSIFIER_ARCHS, "the model for train-time pruning")
             _choice(self.criterion, tuple(CRITERIA), "criterion")
+            if self.criterion == "random" and isinstance(self.variants, list) and \
+                    {"importance", "random"} <= set(self.variants):
+                # two variants of one name: their seeds were pooled into one curve
+                raise ExplorerError("with the criterion random, the criterion-pruned variant is "
+                                    "a second random-pruned one: pick a ranking criterion or "
+                                    "drop one of the two variants")
             if self.arch != "cnn" and self.channels is not None:
                 raise ExplorerError(f"conv channels apply to the CNN only; the {self.arch} has "
                                     "none (drop them)")

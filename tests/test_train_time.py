@@ -219,6 +219,7 @@ def test_catalog_lists_the_final_classifiers_for_inspect(tmp_path, small_run):
     ({"task": "vae", "arch": "cnn"}, "the model 'cnn' applies to classifiers only"),
     ({"task": "vae", "channels": [8]}, "conv channels apply to the CNN classifier only"),
     ({"channels": [8]}, "conv channels apply to the CNN only; the mlp has none"),
+    ({"criterion": "random"}, "the criterion-pruned variant is a second random-pruned one"),
     ({"prune_fraction": 1.0}, "removed per prune must be above 0 and below 1"),
     ({"prune_fraction": 0.0}, "must be above 0"),
     ({"hidden": []}, "hidden widths must be a non-empty list"),
