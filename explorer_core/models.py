@@ -333,10 +333,13 @@ def input_shape(spec: Mapping[str, Any]) -> tuple[int, ...]:
 
 
 def hidden_widths(model: nn.Module) -> list[int]:
-    """Neurons per hidden Linear layer (MLP) or output channels per conv (conv nets)."""
+    """Neurons per hidden Linear layer (MLP); for conv nets the output channels of every
+    conv, then the neurons of every Linear layer but the last (the logits) — the CNN's
+    128-unit layer is pruned like its channels, so a card without it hid that pruning."""
     if isinstance(model, MLP):
         return model.hidden
-    return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
+    return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)] + linears[:-1]
 
 
 def spec_of(model: nn.Module, base: Mapping[str, Any]) -> Spec:

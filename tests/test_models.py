@@ -10,8 +10,8 @@ from torch import nn
 
 from explorer_core.errors import ExplorerError
 from explorer_core.models import (ARCHS, CNN, MLP, SimpleNN, build_model, default_spec,
-                                  load_state_strict, prunable_layers, resize_to_state,
-                                  spec_of, validate_spec)
+                                  hidden_widths, load_state_strict, prunable_layers,
+                                  resize_to_state, spec_of, validate_spec)
 
 SHAPES = {"digits": (1, 8), "fashion": (1, 28), "cifar": (3, 32)}
 
@@ -216,3 +216,12 @@ def test_spec_of_records_cnn_widths():
     spec = spec_of(model, default_spec("cnn", 1, 28, 10))
     assert spec["channels"] == [8, 4] and spec["hidden"] == [20]
     assert spec["widths"] == {"features.0": 8, "features.3": 4}
+
+
+def test_hidden_widths_of_a_cnn_include_its_fully_connected_hidden_layers():
+    """Inspect's card showed a CNN pruned from 128 to 64 hidden units as '16 · 32', the
+    dense model's widths."""
+    assert hidden_widths(CNN(1, 8, [16, 32], [128], 10)) == [16, 32, 128]
+    assert hidden_widths(CNN(1, 8, [12, 24], [64], 10)) == [12, 24, 64]
+    assert hidden_widths(CNN(1, 8, [8], [], 10)) == [8]  # convs straight to the logits
+    assert hidden_widths(MLP(64, [32, 16], 10)) == [32, 16]
