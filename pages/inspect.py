@@ -569,7 +569,7 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
         st.session_state.pop(grid_key)  # a kept choice this model lacks: start afresh
     # Until the user picks units, the grid follows the ranking: a new baseline, step count
     # or grid size re-ranks, and the grid once kept the old top 8 (captioned #30 …).
-    auto_key, top = f"{grid_key}_auto", ranked[:count]
+    auto_key, top = f"insp_top_{grid_key}", ranked[:count]
     if st.session_state.get(grid_key, top) == st.session_state.get(auto_key, top):
         st.session_state[grid_key] = top
     st.session_state[auto_key] = top
