@@ -268,6 +268,7 @@ def test_cli_runs_a_config_file_and_writes_the_results(tmp_path, capsys):
     (["--resume", "/nonexistent/run"], "error: /nonexistent/run is not a run folder"),
     (["--dataset", "mnist", "--data-root-is-not-a-flag"], "unrecognized arguments"),
     (["--hidden", "50", "x"], "invalid int value: 'x'"),
+    (["--latent", "4"], "error: --latent sets the VAE's latent size; a classifier has none"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, argv, message):
     where = [] if "--resume" in argv else ["--runs-root", str(tmp_path)]  # resume: refused

@@ -93,6 +93,10 @@ def _config_from(args: argparse.Namespace):
     if args.fraction is not None:
         base["prune_fraction"] = args.fraction
     base.setdefault("name", time.strftime("train-time-%H%M%S"))
+    if args.latent is not None and base.get("task", "classifier") != "vae":
+        # the config keeps a default latent size for every task, so only the flag tells
+        raise ExplorerError("--latent sets the VAE's latent size; a classifier has none "
+                            "(drop it, or add --task vae)")
     try:
         return TrainTimeConfig.from_dict(base)
     except TypeError as exc:
