@@ -45,8 +45,13 @@ def baseline_key_for(spec: Mapping[str, Any], dataset: str, split_seed: int,
 
 
 def is_cached(key: str, root: Path | None = None) -> bool:
-    path = Path(root or default_cache_root()) / f"{key}.safetensors"
-    return path.is_file() and path.with_suffix(".json").is_file()  # see `_cached`
+    return _complete(Path(root or default_cache_root()) / f"{key}.safetensors")
+
+
+def _complete(path: Path) -> bool:
+    """Weights and sidecar both on disk: the sidecar, written second, holds what a
+    baseline reports (metrics, history, training time); weights alone were cut off."""
+    return path.is_file() and path.with_suffix(".json").is_file()
 
 
 @dataclass
@@ -101,12 +106,8 @@ def get_baseline(spec: Mapping[str, Any], data: Dataset, cfg: TrainConfig,
 
 
 def _cached(path: Path, key: str) -> Baseline | None:
-    """The cached baseline, or None when there is none or it is damaged (retrained then).
-
-    The sidecar is written after the weights and holds what a baseline reports
-    (metrics, history, training time): weights without it were cut off mid-write.
-    """
-    if not (path.is_file() and path.with_suffix(".json").is_file()):
+    """The cached baseline, or None when there is none or it is damaged (retrained then)."""
+    if not _complete(path):
         return None
     try:
         ck: Checkpoint = load_checkpoint(path)

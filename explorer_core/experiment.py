@@ -268,11 +268,15 @@ def resume_point(paths: RunPaths, from_iteration: int | None) -> int:
     return from_iteration
 
 
-def _stopping_reason(cfg: RunConfig, dense: dict, last: dict, i: int) -> str | None:
-    """Why the run ends after iteration `i` (the max-drop rule), from the two iterations'
-    checkpoint metadata; None to go on."""
-    dense_acc = (dense.get("metrics") or {}).get("test_acc")
-    acc = (last.get("metrics") or {}).get("test_acc")
+def _recorded_accuracy(paths: RunPaths, i: int) -> float | None:
+    """Test accuracy of a completed iteration, from its checkpoint's metadata."""
+    return ((read_json(paths.best_model_json(i)) or {}).get("metrics") or {}).get("test_acc")
+
+
+def _stopping_reason(cfg: RunConfig, dense_acc: float | None, acc: float | None,
+                     i: int) -> str | None:
+    """Why the run ends after iteration `i` at test accuracy `acc` (the max-drop rule);
+    None to go on."""
     if cfg.max_drop is None or i == 0 or dense_acc is None or acc is None:
         return None
     if dense_acc - acc <= cfg.max_drop:
@@ -287,8 +291,8 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
     table = plan(cfg)
     start = resume_point(paths, from_iteration)
     if start > 1 and start < len(table):
-        reason = _stopping_reason(cfg, read_json(paths.best_model_json(0)) or {},
-                                  read_json(paths.best_model_json(start - 1)) or {}, start - 1)
+        reason = _stopping_reason(cfg, _recorded_accuracy(paths, 0),
+                                  _recorded_accuracy(paths, start - 1), start - 1)
         if reason:  # continuing would go past the rule that ended the run
             return write_status(paths, "finished", message=reason, iteration=start - 1)
     redone = [child for child in paths.root.iterdir()
@@ -313,7 +317,7 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
             dense = dense or metrics
             _emit(ctx, {"type": "iteration", "iteration": i, "widths": list(table.widths[i]),
                         "percent_retained": table.percent(table.widths[i]), **metrics})
-            stopped = _stopping_reason(cfg, {"metrics": dense}, {"metrics": metrics}, i)
+            stopped = _stopping_reason(cfg, dense["test_acc"], metrics["test_acc"], i)
             if stopped:
                 reason = stopped
                 break
