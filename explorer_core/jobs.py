@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import ExplorerError
-from .rundir import RunLock, RunPaths, is_locked, read_status, session_start, write_status
+from .rundir import (LIVE_STATES, RunLock, RunPaths, is_locked, read_status, session_start,
+                     write_status)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Set for a worker `launch` starts: when it did. A Stop pressed while the worker is still
@@ -56,7 +57,7 @@ def wait(paths: RunPaths, timeout: float = 60.0, poll: float = 0.2) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
         status = read_status(paths)
-        if status.get("state") not in ("queued", "running"):
+        if status.get("state") not in LIVE_STATES:
             return status
         time.sleep(poll)
     raise TimeoutError(f"{paths.root} still running after {timeout:.0f} s")

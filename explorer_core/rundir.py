@@ -25,6 +25,7 @@ from .errors import ExplorerError
 from .fileio import atomic_write_json, atomic_write_text
 
 STATES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
+LIVE_STATES = ("queued", "running")  # a worker is starting or working on the run
 TRAIN_COLUMNS = ["TrainLoss", "TrainAccuracy", "TestLoss", "TestAccuracy"]
 VALIDATION_COLUMNS = ["Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy",
                       "PercentageRetain"]
@@ -172,7 +173,7 @@ def elapsed_seconds(status: dict, now: float | None = None) -> float:
     started = status.get("started")
     if not started:
         return before
-    live = status.get("state") in ("running", "queued")
+    live = status.get("state") in LIVE_STATES
     end = (None if live else status.get("heartbeat")) or now or time.time()
     return before + max(0.0, end - started)
 
@@ -180,7 +181,7 @@ def elapsed_seconds(status: dict, now: float | None = None) -> float:
 def read_status(paths: RunPaths) -> dict:
     """The status, with a dead writer's 'running' reported as 'interrupted'."""
     status = read_json(paths.status, {}) or {}
-    if status.get("state") in ("running", "queued") and not is_locked(paths):
+    if status.get("state") in LIVE_STATES and not is_locked(paths):
         started = status.get("heartbeat", 0)
         # a just-launched worker may not hold the lock yet
         if status.get("state") == "running" or time.time() - started > 30:

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from .fileio import atomic_write_text
-from .rundir import SweepPaths, elapsed_seconds, read_events, read_status
+from .rundir import LIVE_STATES, SweepPaths, elapsed_seconds, read_events, read_status
 
 KEY_COLUMNS = ["model", "dataset", "batch_size", "seed", "type", "criterion", "ratio"]
 RESULT_COLUMNS = [
@@ -210,7 +210,7 @@ def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
         if state == "running" and done and total else None
     epochs = [e for e in read_events(paths) if e.get("type") == "epoch"]
     # what runs now: nothing once the worker is gone (a killed one left its last report)
-    activity = status.get("activity", "") if state in ("queued", "running") else ""
+    activity = status.get("activity", "") if state in LIVE_STATES else ""
     return SweepProgress(state, status.get("message", ""), activity, done, total, elapsed, eta,
                          epochs)
 

@@ -16,7 +16,8 @@ from explorer_core.estimate import estimate
 from explorer_core.models import ARCH_TITLES, ARCHS
 from explorer_core.pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for,
                                          criterion_title)
-from explorer_core.rundir import SweepPaths, default_sweeps_root, list_sweeps, read_status
+from explorer_core.rundir import (LIVE_STATES, SweepPaths, default_sweeps_root, list_sweeps,
+                                  read_status)
 from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, SweepConfig, create_sweep, plan,
                                  ratio_label)
 from explorer_core.sweep_results import (pareto_mask, progress, results_frame, speedups,
@@ -32,7 +33,6 @@ st.caption("Which pruning, at which ratio, on which model, costs how much accura
            "optionally fine-tunes it, and is measured. Sweeps run in the background.")
 
 SWEEPS_ROOT = default_sweeps_root()
-LIVE_STATES = ("queued", "running")
 MASK_NOTE = ("**Masks are not speed-ups.** Weight and unstructured pruning zero weights "
              "but keep every multiplication: non-zero parameters fall, MACs and latency do "
              "not. Only neuron and structured pruning make the model smaller and faster.")

@@ -17,7 +17,8 @@ from explorer_core.errors import ExplorerError
 from explorer_core.experiment import RunConfig, create_run, plan
 from explorer_core.results import (concatenate, deployment_costs, iteration_rows, recommend,
                                    run_progress)
-from explorer_core.rundir import RunPaths, default_runs_root, list_runs, read_status
+from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, list_runs,
+                                  read_status)
 from explorer_core.schedule import MAX_ITERATIONS
 from explorer_core.training import kept_epoch
 from pages._common import (format_seconds, parse_int_list, renew_run_name,
@@ -30,7 +31,6 @@ st.caption("Prune → retrain → validate, one iteration per row of the retenti
            "Runs continue in the background; come back any time.")
 
 RUNS_ROOT = default_runs_root()
-LIVE_STATES = ("queued", "running")
 
 
 def _defaults() -> dict:
@@ -126,11 +126,10 @@ def controls(paths: RunPaths, state: str) -> None:
             st.toast("Stop requested: the run stops at the next batch.")
         return
     done = len(paths.completed_iterations())
-    total = len(plan_for(paths))
     # A finished run (its schedule done, or ended by its stopping rule) can only be redone
     # from an earlier iteration: continuing it would go past the rule.
     finished = state == "finished"
-    last = max(done - 1, 0) if finished else max(done, 0)
+    last = done - 1 if finished else done
     if not finished or done > 1:
         restart = c3.number_input("Restart from iteration", 0, last, last,
                                   help="Like the thesis' begin_itr: iterations from here on are redone.")
@@ -141,15 +140,6 @@ def controls(paths: RunPaths, state: str) -> None:
                 st.error(str(exc))
             else:
                 st.rerun()
-
-
-def plan_for(paths: RunPaths) -> list:
-    from explorer_core.experiment import load_run_config
-
-    try:
-        return plan(load_run_config(paths)).widths
-    except ExplorerError:
-        return []
 
 
 def live_view(paths: RunPaths, was_live: bool) -> None:

@@ -15,8 +15,8 @@ from explorer_core.criteria import CRITERIA
 from explorer_core.data import list_datasets
 from explorer_core.errors import ExplorerError
 from explorer_core.models import ARCH_TITLES
-from explorer_core.rundir import (TrainTimePaths, default_train_time_root, list_train_time_runs,
-                                  read_status)
+from explorer_core.rundir import (LIVE_STATES, TrainTimePaths, default_train_time_root,
+                                  list_train_time_runs, read_status)
 from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
                                       TrainTimeConfig, create_run, final_rows, load_config,
                                       progress, summarise)
@@ -33,7 +33,6 @@ st.caption("Train a network, and every few epochs remove the least important neu
            "pruning (same seeds, same schedule). Runs continue in the background.")
 
 ROOT = default_train_time_root()
-LIVE_STATES = ("queued", "running")
 DEFAULTS = TrainTimeConfig()
 # What the user picks first; it decides the rest of the form: (task, arch) per choice.
 MODELS = {"mlp": ("classifier", "mlp"), "cnn": ("classifier", "cnn"), "vae": ("vae", "mlp")}
