@@ -312,7 +312,7 @@ def execute(paths: SweepPaths, should_stop: Callable[[], bool] | None = None,
 
 def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
                     on_event: Callable[[dict], None], cache_root: Path | None) -> dict:
-    from .sweep_results import write_tables
+    from .sweep_results import finished_ids, write_tables
 
     probe = start_up_probe()  # sampled over the worker's start-up
     try:
@@ -320,7 +320,7 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
         the_plan = plan(cfg)
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
-    done = paths.finished_cells()
+    done = finished_ids(paths) & {c.id for c in the_plan.cells}
     if done or paths.results_csv.exists():
         write_tables(paths)  # the CSV matches the finished cells before lines are appended
     # As many torch threads as cores are idle now: two threads on a shared 2-core box

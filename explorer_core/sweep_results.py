@@ -36,16 +36,26 @@ GROUP_COLUMNS = [c for c in KEY_COLUMNS if c != "seed"]
 
 
 def read_cells(paths: SweepPaths) -> list[dict]:
-    """Every finished cell's row, in a stable order (grid order is restored by sorting)."""
+    """Every finished cell's row, in a stable order (grid order is restored by sorting).
+
+    A record names itself (`cell_id` = its file's name); anything else in the folder —
+    a hand-made note, a copy, something unreadable — is not a finished cell, so it
+    counts neither in the tables nor in the progress, and resume does not skip for it.
+    """
     rows = []
     for f in sorted(paths.cells_dir.glob("*.json")) if paths.cells_dir.is_dir() else []:
         try:
             row = json.loads(f.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue  # written atomically, so only a foreign file could be unreadable
-        if isinstance(row, dict):  # likewise a list or number: not a cell record
+        if isinstance(row, dict) and row.get("cell_id") == f.stem:
             rows.append(row)
     return rows
+
+
+def finished_ids(paths: SweepPaths) -> set[str]:
+    """The ids of the finished cells (`read_cells`)."""
+    return {r["cell_id"] for r in read_cells(paths)}
 
 
 def results_frame(paths: SweepPaths, rows: list[dict] | None = None) -> pd.DataFrame:
@@ -175,7 +185,7 @@ class SweepProgress:
         return min(self.cells_done / self.total_cells, 1.0) if self.total_cells else 0.0
 
 
-def _eta(paths: SweepPaths, total: int, groups: list[list]) -> float | None:
+def _eta(rows: list[dict], total: int, groups: list[list]) -> float | None:
     """Seconds left: the cells still to run at the mean time of a finished cell, plus a
     dense baseline for every group not begun, at the training time measured for its model.
 
@@ -183,7 +193,6 @@ def _eta(paths: SweepPaths, total: int, groups: list[list]) -> float | None:
     and the first baseline as the price of one cell: 74 minutes at cell 1 of 440 for a
     sweep that took 2.5.
     """
-    rows = read_cells(paths)
     seconds = [float(r["cell_seconds"]) for r in rows if r.get("cell_seconds") is not None]
     if not seconds:
         return None
@@ -203,10 +212,11 @@ def _eta(paths: SweepPaths, total: int, groups: list[list]) -> float | None:
 def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
     status = read_status(paths)
     state = status.get("state", "unknown")
-    done = len(paths.finished_cells())
+    rows = read_cells(paths)
+    done = len(rows)
     total = int(status.get("total_cells") or 0)
     elapsed = elapsed_seconds(status, now)
-    eta = _eta(paths, total, status.get("groups") or []) \
+    eta = _eta(rows, total, status.get("groups") or []) \
         if state == "running" and done and total else None
     epochs = [e for e in read_events(paths) if e.get("type") == "epoch"]
     # what runs now: nothing once the worker is gone (a killed one left its last report)

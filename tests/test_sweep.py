@@ -224,6 +224,31 @@ def test_foreign_files_among_the_cell_records_are_skipped(roots, reference):
     assert len(read_results_csv(paths)) == 32
 
 
+def test_only_records_that_name_themselves_count_as_finished_cells(roots, reference):
+    """A JSON object that is not a cell record ('notes.json' with a dict in it, a copy of
+    a record under another name) counted as a finished cell: the progress read 33 of 32,
+    and a record replaced by a note was skipped on resume and missing from the table."""
+    import shutil
+
+    paths = create_sweep(grid("foreign-objects"))
+    shutil.copytree(reference.cells_dir, paths.cells_dir)
+    records = sorted(paths.cells_dir.glob("*.json"))
+    replaced = records[5]
+    (paths.cells_dir / "notes.json").write_text(json.dumps({"todo": "rerun with 3 seeds"}))
+    shutil.copy(records[0], paths.cells_dir / "copy of a cell.json")
+    replaced.write_text(json.dumps({"note": "hand-edited"}))
+
+    write_status(paths, "stopped", total_cells=32)
+    assert sweep_progress(paths).cells_done == 31
+    assert len(results_frame(paths)) == 31
+
+    assert execute(paths)["state"] == "finished"
+    assert sweep_progress(paths).cells_done == 32 and read_status(paths)["cells_done"] == 32
+    assert json.loads(replaced.read_text())["cell_id"] == replaced.stem  # recomputed
+    assert sorted(results_frame(paths)["cell_id"]) == sorted(
+        p.stem for p in reference.cells_dir.glob("*.json"))
+
+
 def test_a_dead_workers_last_activity_is_not_shown_as_what_runs_now(roots):
     """After a kill the status read 'interrupted' but the progress line still said
     'pruning neuron · random from 30 % on'."""
