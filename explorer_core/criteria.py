@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import warnings
 import zlib
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -41,6 +41,45 @@ class CriterionOptions:
     per_class: bool = False         # IASA: seed one class at a time, score = max over classes
     kmeans_k: int | None = None     # clusters per layer (default max(2, n_units // 4))
     contribution_normalise: bool = False  # contribution: share of each receiving neuron's input
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "CriterionOptions":
+        """Options from a config's `criterion_options`, checked when the run is created: a
+        misspelt key or a wrong value used to surface only at the first pruning, after
+        the dense model had trained, as a `TypeError` traceback."""
+        if not isinstance(values, Mapping):
+            raise ExplorerError(f"criterion options must be an object of named values, got "
+                                f"{values!r}")
+        known = [f.name for f in fields(cls)]
+        unknown = [k for k in values if k not in known]
+        if unknown:
+            raise ExplorerError(f"unknown criterion option {unknown[0]!r}; known: "
+                                f"{', '.join(known)}")
+        return cls(**values).validate()
+
+    def validate(self) -> "CriterionOptions":
+        def whole(name: str, minimum: int, optional: bool = False) -> None:
+            v = getattr(self, name)
+            if (v is None and optional) or (isinstance(v, int) and not isinstance(v, bool)
+                                            and v >= minimum):
+                return
+            raise ExplorerError(f"criterion option {name} must be a whole number ≥ {minimum}"
+                                f"{' or null' if optional else ''}, got {v!r}")
+
+        whole("seed", 0)
+        whole("max_samples", 1)
+        whole("batch_size", 1)
+        whole("kmeans_k", 1, optional=True)
+        for name in ("per_class", "contribution_normalise"):
+            if not isinstance(getattr(self, name), bool):
+                raise ExplorerError(f"criterion option {name} must be true or false, got "
+                                    f"{getattr(self, name)!r}")
+        eps = self.eps
+        if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float))
+                                or not 0 < eps < float("inf")):
+            raise ExplorerError(f"criterion option eps (the half-width of IASA's per-sample "
+                                f"boxes) must be a number > 0 or null, got {eps!r}")
+        return self
 
 
 ScoreFn = Callable[[nn.Module, list[str], "Split | None", CriterionOptions], Scores]

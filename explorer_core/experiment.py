@@ -67,6 +67,7 @@ class RunConfig:
         if not self.hidden:
             raise ExplorerError("an iterative pruning run needs at least one hidden layer")
         self.schedule_config().validate()
+        CriterionOptions.from_dict(self.criterion_options)
         self.train_config(0).validate()
         if self.retrain_epochs < 0 or (self.retrain and self.retrain_epochs < 1):
             raise ExplorerError("retraining needs at least 1 epoch per iteration")
@@ -217,7 +218,7 @@ def _dense_iteration(ctx: _Context) -> dict:
 def _prune_iteration(ctx: _Context, i: int) -> dict:
     cfg = ctx.cfg
     previous = load_checkpoint(ctx.paths.best_model(i - 1)).model
-    options = CriterionOptions(**{**cfg.criterion_options, "seed": cfg.seed + i})
+    options = CriterionOptions.from_dict({**cfg.criterion_options, "seed": cfg.seed + i})
     calibration = ctx.data.train if CRITERIA[cfg.criterion].needs_data else None
     model = prune_to_widths(previous, list(ctx.table.widths[i]), cfg.criterion, calibration,
                             options)

@@ -199,6 +199,40 @@ def test_a_run_folder_whose_config_has_no_spec_is_one_clear_error(tmp_path, caps
     assert err.count("\n") == 1 and "has no model spec" in err
 
 
+@pytest.mark.parametrize("options, says", [
+    ({"per_clas": True}, "unknown criterion option 'per_clas'"),
+    ({"eps": -0.1}, "eps"),
+    ({"eps": "small"}, "eps"),
+    ({"per_class": "yes"}, "per_class must be true or false"),
+    ({"max_samples": 0}, "max_samples must be a whole number ≥ 1"),
+    ({"kmeans_k": 2.5}, "kmeans_k"),
+])
+def test_bad_criterion_options_are_refused_before_any_training(roots, tmp_path, capsys, options,
+                                                               says):
+    """A misspelt key trained the dense model, then failed at iteration 1 with a
+    TypeError traceback and a failed run."""
+    from explorer_core.cli import main
+
+    runs, _ = roots
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"name": "opts", "dataset": "digits", "hidden": [16],
+                                  "criterion": "interval_adjoint",
+                                  "criterion_options": options}))
+    assert main(["prune", "--config", str(config), "--runs-root", str(runs), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err and "Traceback" not in err
+    assert not list(runs.glob("*/*"))  # refused before a run folder existed
+
+
+def test_valid_criterion_options_are_accepted_and_kept(roots):
+    paths = create_run(small_config("eps-boxes", criterion="interval_adjoint",
+                                    schedule={"q": 0.5, "iterations": 2, "kind": "geometric"},
+                                    criterion_options={"eps": 0.05, "per_class": True}))
+    assert execute(paths)["state"] == "finished"
+    assert json.loads(paths.config.read_text())["criterion_options"] == {"eps": 0.05,
+                                                                        "per_class": True}
+
+
 def _wait_for(predicate, timeout=120.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
