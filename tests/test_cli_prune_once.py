@@ -112,3 +112,24 @@ def test_bad_checkpoint_and_model_without_hidden_layer(tmp_path):
                 "--ratio", "0.5", "--out", str(tmp_path / "x"), cwd=tmp_path)
     assert proc.returncode == 2 and "no hidden layer" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_interval_adjoint_boxes_the_whole_training_split_whatever_samples_says(saved_mlp,
+                                                                                tmp_path, capsys):
+    """prune-once built IASA's box from a random `--samples` subset (2048 of Fashion-MNIST's
+    54 000), so one model scored differently here than in the iterative, Compare and
+    train-time runs, which box the whole training split."""
+    from explorer_core.criteria import CriterionOptions, compute_scores
+    from explorer_core.data import load_dataset
+
+    ckpt, model = saved_mlp
+    assert main(["prune-once", "--checkpoint", str(ckpt), "--criterion", "interval_adjoint",
+                 "--ratio", "0.5", "--samples", "100", "--no-latency",
+                 "--out", str(tmp_path / "iasa")]) == 0
+    report = json.loads((tmp_path / "iasa.scores.json").read_text())
+    train = load_dataset("digits", seed=0).train
+    assert report["samples"] == len(train)
+    want = compute_scores(model, "interval_adjoint", train, ["fc1", "fc2"], CriterionOptions())
+    for layer in ("fc1", "fc2"):
+        got = torch.tensor(report["layers"][layer]["scores"])
+        assert torch.allclose(got, want[layer].float(), rtol=1e-5), layer

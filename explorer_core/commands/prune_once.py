@@ -43,7 +43,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="calibration data for data-driven criteria (default: the checkpoint's "
                         "dataset, else digits)")
     p.add_argument("--samples", type=int, default=2048,
-                   help="calibration samples drawn from the training split (default 2048)")
+                   help="calibration samples drawn from the training split for taylor and "
+                        "contribution (default 2048); interval_adjoint's input box spans the "
+                        "whole training split, as in the iterative, Compare and train-time runs")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and 'random'")
     p.add_argument("--latency-batch", type=int, default=256,
                    help="batch size of the CPU latency measurement (default 256)")
@@ -75,7 +77,15 @@ def _calibration(args: argparse.Namespace, spec: Spec, meta: Mapping[str, Any]) 
     if math.prod(want) != math.prod(have):  # an MLP flattens, so only the size must match
         raise ExplorerError(f"dataset {name!r} has inputs {'×'.join(map(str, have))} but the "
                             f"model expects {'×'.join(map(str, want))}; pick --dataset")
-    return data.train.subset(args.samples, args.seed), name
+    # the criteria draw their own `max_samples` (IASA takes every sample for its box)
+    return data.train, name
+
+
+def _samples_used(args: argparse.Namespace, data: Split | None) -> int | None:
+    """Training samples the criterion read: IASA's box spans all of them."""
+    if data is None:
+        return None
+    return len(data) if args.criterion == "interval_adjoint" else min(args.samples, len(data))
 
 
 def _stem(path: Path) -> Path:
@@ -102,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = {"criterion": args.criterion, "keep": args.keep, "ratio": args.ratio,
                 "global_ranking": args.global_ranking, "dataset": dataset,
-                "samples": args.samples if data is not None else None, "seed": args.seed}
+                "samples": _samples_used(args, data), "seed": args.seed}
     meta = {k: ck.meta[k] for k in CARRIED_META if k in ck.meta}
     meta.update({"pruned_from": str(args.checkpoint), "prune": settings,
                  "widths": result.widths})
