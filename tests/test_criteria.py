@@ -152,6 +152,52 @@ def test_taylor_is_l2_normalised_and_zero_for_units_that_cannot_reach_the_loss(d
     assert all(abs(s.norm().item() - 1.0) < 1e-5 for s in conv.values())
 
 
+class _ConvBN(nn.Module):
+    """conv → BN → ReLU → pool → linear, with BN statistics far from the identity."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 10)
+        with torch.no_grad():
+            self.bn.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0, 0.0]))
+            self.bn.running_var.copy_(torch.tensor([0.2, 3.0, 1.0, 0.5]))
+            self.bn.weight.copy_(torch.tensor([1.5, 0.3, -0.8, 1.0]))
+            self.bn.bias.copy_(torch.tensor([0.7, -0.4, 1.2, 0.1]))
+
+    def forward(self, x):
+        z = torch.relu(self.bn(self.conv(x)))
+        return self.fc(nn.functional.adaptive_avg_pool2d(z, 1).flatten(1))
+
+
+def test_taylor_scores_a_conv_channel_by_its_batchnorm_output(digits):
+    """Removing a conv channel removes its BN channel too, so a is the BN output: the conv
+    output alone (what was scored) ranked channels by a value BN's shift replaces."""
+    torch.manual_seed(4)
+    model = _ConvBN().eval()
+    calib = digits.train.subset(30, seed=0)
+    ordered = calib.subset(30, seed=0)  # the criterion's draw order
+    ref = torch.zeros(4, dtype=torch.float64)
+    pre_bn = torch.zeros(4, dtype=torch.float64)
+    for start in (0, 10, 20):
+        xb, yb = ordered.x[start:start + 10], ordered.y[start:start + 10]
+        c = model.conv(xb)
+        c.retain_grad()
+        b = model.bn(c)
+        b.retain_grad()
+        z = torch.relu(b)
+        out = model.fc(nn.functional.adaptive_avg_pool2d(z, 1).flatten(1))
+        nn.functional.cross_entropy(out, yb, reduction="sum").backward()
+        ref += (b * b.grad).double().flatten(2).mean(2).sum(0).abs().detach()
+        pre_bn += (c * c.grad).double().flatten(2).mean(2).sum(0).abs().detach()
+    ref, pre_bn = ref / ref.norm(), pre_bn / pre_bn.norm()
+    got = compute_scores(model, "taylor", calib, ["conv"],
+                         CriterionOptions(max_samples=30, batch_size=10))["conv"].double()
+    assert torch.allclose(got, ref, rtol=1e-4)
+    assert not torch.allclose(got, pre_bn, rtol=1e-2)  # the two readings differ here
+
+
 def test_taylor_matches_a_per_mini_batch_reference(digits):
     """Per mini-batch |mean over its samples of a · ∂L/∂a| (L = sum of the samples'
     cross-entropies, a sample's own term), averaged over the mini-batches weighted by
