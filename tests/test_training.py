@@ -342,19 +342,22 @@ def test_an_idle_probe_window_can_overlap_this_process_own_work(monkeypatch):
     """The worker samples idle cores while it reads its config: its own work in the
     window counts as idle, and no extra sleep follows a window already long enough."""
     import time as _time
+    import types
 
     from explorer_core import training
 
     samples = iter([(0, 0), (10, 20)])  # half of two cores idle: the other half is us
     monkeypatch.setattr(training, "_cpu_times", lambda: next(samples))
     monkeypatch.setattr(training.os, "cpu_count", lambda: 2)
+    slept: list[float] = []
+    monkeypatch.setattr(training, "time", types.SimpleNamespace(
+        monotonic=_time.monotonic, process_time=_time.process_time, sleep=slept.append))
     probe = training.IdleProbe()
     end = _time.process_time() + 0.25
     while _time.process_time() < end:  # the worker's own start-up work
         sum(i * i for i in range(1000))
-    before = _time.monotonic()
     assert probe.cores(window_s=0.1) == 2
-    assert _time.monotonic() - before < 0.05  # the window was already over
+    assert slept == []  # the window was already over: no sleep (not a wall-clock bound)
 
 
 def test_start_up_probe_samples_over_the_start_up_instead_of_sleeping(monkeypatch):
