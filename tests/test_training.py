@@ -341,7 +341,6 @@ def test_this_process_own_threads_do_not_count_as_busy_cores(monkeypatch):
 def test_an_idle_probe_window_can_overlap_this_process_own_work(monkeypatch):
     """The worker samples idle cores while it reads its config: its own work in the
     window counts as idle, and no extra sleep follows a window already long enough."""
-    import time as _time
     import types
 
     from explorer_core import training
@@ -349,13 +348,13 @@ def test_an_idle_probe_window_can_overlap_this_process_own_work(monkeypatch):
     samples = iter([(0, 0), (10, 20)])  # half of two cores idle: the other half is us
     monkeypatch.setattr(training, "_cpu_times", lambda: next(samples))
     monkeypatch.setattr(training.os, "cpu_count", lambda: 2)
+    now = {"wall": 100.0, "own": 7.0}  # a fake clock: the machine's load cannot move it
     slept: list[float] = []
     monkeypatch.setattr(training, "time", types.SimpleNamespace(
-        monotonic=_time.monotonic, process_time=_time.process_time, sleep=slept.append))
+        monotonic=lambda: now["wall"], process_time=lambda: now["own"], sleep=slept.append))
     probe = training.IdleProbe()
-    end = _time.process_time() + 0.25
-    while _time.process_time() < end:  # the worker's own start-up work
-        sum(i * i for i in range(1000))
+    now["wall"] += 0.25  # the worker's own start-up work: one core for 0.25 s
+    now["own"] += 0.25
     assert probe.cores(window_s=0.1) == 2
     assert slept == []  # the window was already over: no sleep (not a wall-clock bound)
 
