@@ -30,7 +30,11 @@ from .models import MLP, default_spec
 from .rundir import (TRAIN_COLUMNS, VALIDATION_COLUMNS, RunPaths, append_event,
                      new_run_dir, read_json, session_start, truncate_events,
                      write_status)
-from .schedule import RetentionTable, ScheduleConfig, retention_table, write_retain
+from .schedule import (RetentionTable, ScheduleConfig, read_retain, retention_table,
+                       table_from_rows, write_retain)
+
+# `RunConfig.schedule["kind"]` of a run that follows a given table (`prune --retain`)
+TABLE_SCHEDULE = "table"
 from .surgery import prune_to_widths
 from .training import EpochMetrics, TrainConfig, evaluate, train
 
@@ -66,7 +70,7 @@ class RunConfig:
                                 f"{', '.join(CRITERIA)}")
         if not self.hidden:
             raise ExplorerError("an iterative pruning run needs at least one hidden layer")
-        self.schedule_config().validate()
+        self.schedule_table()
         CriterionOptions.from_dict(self.criterion_options)
         self.train_config(0).validate()
         if self.retrain_epochs < 0 or (self.retrain and self.retrain_epochs < 1):
@@ -81,6 +85,21 @@ class RunConfig:
         s = self.schedule
         return ScheduleConfig(tuple(self.hidden), float(s.get("q", 0.8)),
                               int(s.get("iterations", 31)), s.get("kind", "geometric"))
+
+    def schedule_table(self) -> RetentionTable:
+        """The widths per iteration: from a rule (`ScheduleConfig`), or — kind "table" —
+        the rows of a retain.txt the run follows as given (`prune --retain`), whose
+        first row must be the dense widths."""
+        if not isinstance(self.schedule, Mapping):
+            raise ExplorerError(f"the schedule must be an object, got {self.schedule!r}")
+        if self.schedule.get("kind") != TABLE_SCHEDULE:
+            return retention_table(self.schedule_config())
+        table = table_from_rows(self.schedule.get("rows"), "the schedule's table")
+        if list(table.dense) != list(self.hidden):
+            raise ExplorerError(f"the schedule's table starts at widths "
+                                f"{' '.join(map(str, table.dense))} but the model's hidden "
+                                f"widths are {' '.join(map(str, self.hidden))}")
+        return table
 
     def train_config(self, iteration: int) -> TrainConfig:
         return TrainConfig(epochs=self.dense_epochs if iteration == 0 else self.retrain_epochs,
@@ -100,7 +119,7 @@ class RunConfig:
 
 def plan(cfg: RunConfig) -> RetentionTable:
     """The schedule rows this run will visit, cut at the minimum-neuron rule."""
-    table = retention_table(cfg.schedule_config())
+    table = cfg.schedule_table()
     rows = [w for w in table.widths if sum(w) >= cfg.min_neurons] or table.widths[:1]
     return RetentionTable(table.dense, rows)
 
@@ -269,6 +288,24 @@ def resume_point(paths: RunPaths, from_iteration: int | None) -> int:
     return from_iteration
 
 
+def _check_retain(paths: RunPaths, table: RetentionTable) -> None:
+    """The run folder's retain.txt is the schedule the loop follows (written from
+    config.json); an edited one used to be ignored silently, leaving a folder whose
+    retain.txt and checkpoints disagree. A missing one is written again."""
+    if not paths.retain.exists():
+        write_retain(paths.retain, table)
+        return
+    try:
+        found = read_retain(paths.retain).widths
+    except ExplorerError:
+        found = None
+    if found != table.widths:
+        raise ExplorerError(f"{paths.retain} no longer matches the schedule in config.json "
+                            f"(edited?); the run follows config.json. Delete retain.txt to have "
+                            f"it written again, or follow the edited table in a new run: "
+                            f"prune --retain <file>")
+
+
 def _recorded_accuracy(paths: RunPaths, i: int) -> float | None:
     """Test accuracy of a completed iteration, from its checkpoint's metadata."""
     return ((read_json(paths.best_model_json(i)) or {}).get("metrics") or {}).get("test_acc")
@@ -288,8 +325,12 @@ def _stopping_reason(cfg: RunConfig, dense_acc: float | None, acc: float | None,
 
 def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[[], bool],
                     on_event: Callable[[dict], None], cache_root: Path | None) -> dict:
-    cfg = load_run_config(paths)
-    table = plan(cfg)
+    try:
+        cfg = load_run_config(paths)
+        table = plan(cfg)
+        _check_retain(paths, table)
+    except ExplorerError as exc:  # a launched worker has no terminal: the page reads this
+        return write_status(paths, "failed", message=str(exc))
     start = resume_point(paths, from_iteration)
     if start > 1 and start < len(table):
         reason = _stopping_reason(cfg, _recorded_accuracy(paths, 0),

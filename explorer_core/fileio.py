@@ -140,7 +140,12 @@ def write_table(path: str | os.PathLike, columns: Sequence[str],
 
 def read_table(path: str | os.PathLike) -> tuple[list[str], list[list[float]]]:
     """Read a table written by `write_table` (or numpy.savetxt with comments='')."""
-    lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
+    return parse_table(Path(path).read_text())
+
+
+def parse_table(text: str) -> tuple[list[str], list[list[float]]]:
+    """`read_table` of a table's text (an upload has no path)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         return [], []
     columns = lines[0].lstrip("#").split()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import ExplorerError
-from .fileio import read_table, table_text, atomic_write_text
+from .fileio import atomic_write_text, parse_table, table_text
 
 # A keep fraction for iteration t of T (t = 0 keeps everything).
 KeepFraction = Callable[[int, int, float], float]
@@ -144,15 +144,61 @@ def write_retain(path: str | Path, table: RetentionTable) -> Path:
 def read_retain(path: str | Path) -> RetentionTable:
     """Read a retain.txt; the dense widths are those of its first row."""
     try:
-        columns, rows = read_table(path)
-    except (OSError, ValueError) as exc:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
         raise ExplorerError(f"cannot read retention table {path}: {exc}") from None
+    return parse_retain(text, str(path))
+
+
+def parse_retain(text: str, source: str = "retain.txt") -> RetentionTable:
+    """A retain.txt's rows, checked as a schedule the pruning loop can follow
+    (`table_from_rows`); `source` names the file in messages."""
+    try:
+        columns, rows = parse_table(text)
+    except ValueError as exc:
+        raise ExplorerError(f"{source} is not a retain.txt table ({exc})") from None
     layer_cols = [i for i, c in enumerate(columns) if c.endswith("NodesRetained")
                   and c.startswith("h")]
     if not rows or not layer_cols:
-        raise ExplorerError(f"{path} is not a retain.txt table (no hN NodesRetained columns)")
-    widths = [tuple(int(r[i]) for i in layer_cols) for r in rows]
-    return RetentionTable(dense=widths[0], widths=widths)
+        raise ExplorerError(f"{source} is not a retain.txt table (its header has no "
+                            f"h1NodesRetained … columns, or it has no rows)")
+    if any(len(r) != len(columns) for r in rows):
+        raise ExplorerError(f"{source}: every row needs {len(columns)} values, one per column "
+                            f"of its header")
+    widths = []
+    for n, r in enumerate(rows, start=1):
+        values = [r[i] for i in layer_cols]
+        bad = next((v for v in values if not float(v).is_integer()), None)
+        if bad is not None:
+            raise ExplorerError(f"{source}, row {n}: {bad:g} is not a whole number of neurons")
+        widths.append([int(v) for v in values])
+    return table_from_rows(widths, source)
+
+
+def table_from_rows(rows: list, source: str = "the schedule") -> RetentionTable:
+    """A hand-made schedule (the widths per iteration, the first row the dense model),
+    refused with one line unless the loop can follow it: whole widths from 1 to
+    `MAX_WIDTH`, as many per row as the first row has, none growing (a pruned layer
+    cannot grow back)."""
+    if not isinstance(rows, list) or not rows:
+        raise ExplorerError(f"{source} has no rows")
+    out: list[tuple[int, ...]] = []
+    for n, row in enumerate(rows, start=1):
+        if not isinstance(row, (list, tuple)) or len(row) != len(rows[0]) or not row:
+            raise ExplorerError(f"{source}, row {n}: give one width per hidden layer "
+                                f"({len(rows[0]) if isinstance(rows[0], (list, tuple)) else '?'}"
+                                f" like the first row), got {row!r}")
+        for w in row:
+            if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= MAX_WIDTH:
+                raise ExplorerError(f"{source}, row {n}: widths must be whole numbers from 1 to "
+                                    f"{MAX_WIDTH:,}, got {w!r}")
+        if out and any(w > prev for w, prev in zip(row, out[-1])):
+            raise ExplorerError(f"{source}, row {n}: {' '.join(map(str, row))} grows from "
+                                f"{' '.join(map(str, out[-1]))} — a pruned layer cannot grow back")
+        out.append(tuple(row))
+    if len(out) > MAX_ITERATIONS:
+        raise ExplorerError(f"{source} has {len(out):,} rows; at most {MAX_ITERATIONS:,}")
+    return RetentionTable(dense=out[0], widths=out)
 
 
 def widths_from_spec(info: Mapping[str, Any]) -> tuple[int, ...]:

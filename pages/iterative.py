@@ -14,12 +14,12 @@ from explorer_core import charts, jobs
 from explorer_core.criteria import CRITERIA
 from explorer_core.data import list_datasets
 from explorer_core.errors import ExplorerError
-from explorer_core.experiment import RunConfig, create_run, plan
+from explorer_core.experiment import TABLE_SCHEDULE, RunConfig, create_run, plan
 from explorer_core.results import (concatenate, deployment_costs, iteration_rows, recommend,
                                    run_progress)
 from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, list_runs,
                                   read_status)
-from explorer_core.schedule import MAX_ITERATIONS
+from explorer_core.schedule import MAX_ITERATIONS, parse_retain
 from explorer_core.training import kept_epoch
 from pages._common import (format_seconds, parse_int_list, renew_run_name,
                            require_app_navigation, run_name_input, run_picker, status_header)
@@ -71,6 +71,12 @@ def setup_form() -> None:
             max_drop = c2.number_input("Stop when accuracy drops more than (points, 0 = never)",
                                        0.0, 100.0, 0.0, 0.5)
             min_neurons = c2.number_input("Stop at this many hidden neurons", 1, 100000, 1)
+            retain_file = c2.file_uploader(
+                "…or follow a retain.txt", type=["txt"], key="new_run_retain",
+                help="A retention table (the Retention page's download, the `retention` "
+                     "command's file, or one edited by hand): its first row is the dense "
+                     "model's widths, each later row one iteration. It replaces the hidden "
+                     "widths and the schedule set here.")
             retrain = c3.checkbox("Retrain after each pruning step", True)
             dense_epochs = c3.number_input("Dense epochs", 1, 1000, 5)
             retrain_epochs = c3.number_input("Retrain epochs per iteration", 1, 1000, 1)
@@ -86,8 +92,11 @@ def setup_form() -> None:
     if not submitted:
         return
     try:
-        cfg = RunConfig(name=name.strip(), dataset=dataset, hidden=list(parse_int_list(widths)),
-                        schedule={"q": float(q), "iterations": int(iterations), "kind": kind},
+        hidden = list(parse_int_list(widths))
+        schedule = {"q": float(q), "iterations": int(iterations), "kind": kind}
+        if retain_file is not None:
+            hidden, schedule = _followed_table(retain_file)
+        cfg = RunConfig(name=name.strip(), dataset=dataset, hidden=hidden, schedule=schedule,
                         criterion=criterion, retrain=retrain, dense_epochs=int(dense_epochs),
                         retrain_epochs=int(retrain_epochs), patience=int(patience),
                         optimizer=optimizer, lr=float(lr), batch_size=int(batch), seed=int(seed),
@@ -100,6 +109,16 @@ def setup_form() -> None:
     st.session_state["active_run"] = str(paths.root)
     renew_run_name("new_run_name")
     st.toast(f"Started {cfg.name}: {len(plan(cfg))} iterations")
+
+
+def _followed_table(upload) -> tuple[list[int], dict]:
+    """Hidden widths and a table schedule from an uploaded retain.txt (read as text)."""
+    try:
+        text = upload.getvalue().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ExplorerError(f"{upload.name} is not a text file; upload a retain.txt") from None
+    table = parse_retain(text, upload.name)
+    return list(table.dense), {"kind": TABLE_SCHEDULE, "rows": [list(w) for w in table.widths]}
 
 
 def pick_run() -> RunPaths | None:

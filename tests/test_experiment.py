@@ -233,6 +233,40 @@ def test_valid_criterion_options_are_accepted_and_kept(roots):
                                                                         "per_class": True}
 
 
+def test_prune_follows_a_retain_txt_and_refuses_an_edited_one_on_resume(roots, tmp_path,
+                                                                         capsys):
+    """The loop rebuilt its schedule from config.json and never read retain.txt: a table
+    made with `retention` or by hand could not be followed, and an edited retain.txt in a
+    run folder was silently ignored (its checkpoints then contradicted it)."""
+    from explorer_core.cli import main
+
+    runs, _ = roots
+    table = tmp_path / "mine.txt"
+    table.write_text("Iteration h1NodesRetained h2NodesRetained perNodesRetained\n"
+                     "0 32 16 100\n1 20 10 62.5\n2 10 5 31.25\n")
+    assert main(["prune", "--retain", str(table), "--q", "0.5", "--runs-root", str(runs)]) == 2
+    assert "leave out --q" in capsys.readouterr().err
+    assert main(["prune", "--retain", str(table), "--name", "table", "--dense-epochs", "2",
+                 "--criterion", "l1", "--runs-root", str(runs), "--quiet"]) == 0
+    paths = RunPaths(next(runs.glob("*/table")))
+    assert [json.loads(paths.best_model_json(i).read_text())["widths"] for i in range(3)] == \
+        [[32, 16], [20, 10], [10, 5]]
+    assert read_retain(paths.retain).widths == read_retain(table).widths
+    capsys.readouterr()
+
+    edited = paths.retain.read_text().replace("1 20 10", "1 20 12")
+    paths.retain.write_text(edited)
+    assert main(["prune", "--resume", str(paths.root), "--from-iteration", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no longer matches the schedule in config.json" in err
+    assert paths.retain.read_text() == edited  # the user's edit is not overwritten
+    assert paths.best_model_json(2).is_file()  # nor any result
+
+    paths.retain.unlink()  # as the message says: deleted, it is written again
+    assert main(["prune", "--resume", str(paths.root), "--from-iteration", "2", "--quiet"]) == 0
+    assert read_retain(paths.retain).widths == [(32, 16), (20, 10), (10, 5)]
+
+
 def _wait_for(predicate, timeout=120.0):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -139,6 +139,43 @@ def test_start_runs_in_the_background_and_shows_results(app_test, runs_root):
     assert len(list_runs(runs_root)) == 1 and runs[0].validations.read_bytes() == before
 
 
+RETAIN = ("Iteration h1NodesRetained h2NodesRetained perNodesRetained\n"
+          "0 16 8 100\n1 12 8 83.3333\n2 6 3 37.5\n")
+
+
+def test_a_run_follows_an_uploaded_retain_txt(app_test, runs_root):
+    """A hand-made table (here 16 8 → 12 8 → 6 3, no rule makes it) sets the widths of
+    every iteration; the widths and schedule fields are replaced by it."""
+    at = open_page(app_test)
+    fill_small_run(at, "follows-table")
+    at.file_uploader(key="new_run_retain").set_value(("mine.txt", RETAIN.encode(), "text/plain"))
+    widget(at.button, "Start run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run = list_runs(runs_root)[0]
+    config = json.loads(run.config.read_text())
+    assert config["hidden"] == [16, 8]
+    assert config["schedule"] == {"kind": "table", "rows": [[16, 8], [12, 8], [6, 3]]}
+    assert jobs.wait(run, timeout=120)["state"] == "finished"
+    widths = [json.loads(run.best_model_json(i).read_text())["widths"] for i in range(3)]
+    assert widths == [[16, 8], [12, 8], [6, 3]]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"Iteration h1NodesRetained perNodesRetained\n0 16 100\n1 20 125\n", "cannot grow back"),
+    (b"Iteration h1NodesRetained perNodesRetained\n0 16 100\n1 12.5 78\n", "not a whole number"),
+    (b"a b c\n1 2 3\n", "is not a retain.txt table"),
+    (b"\x80\x81PK\x03\x04", "is not a text file"),
+])
+def test_a_bad_retain_txt_gets_one_message_and_no_run(app_test, runs_root, content, message):
+    at = open_page(app_test)
+    at.file_uploader(key="new_run_retain").set_value(("bad.txt", content, "text/plain"))
+    widget(at.button, "Start run").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and message in at.error[0].value, [e.value for e in at.error]
+    assert "bad.txt" in at.error[0].value
+    assert list_runs(runs_root) == []
+
+
 def _vega_specs(at) -> list[str]:
     return [el.proto.spec for el in at.get("vega_lite_chart")]
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
@@ -204,3 +205,31 @@ def test_widths_from_conv_specs_list_channels_then_hidden():
 def test_widths_from_spec_refuses_what_it_cannot_use(info, match):
     with pytest.raises(ExplorerError, match=match):
         widths_from_spec(info)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Iteration h1NodesRetained perNodesRetained\n0 12.7 100\n", "12.7 is not a whole number"),
+    ("Iteration h1NodesRetained perNodesRetained\n0 0 100\n", "from 1 to 999,999, got 0"),
+    ("Iteration h1NodesRetained perNodesRetained\n0 1.23457e+06 100\n", "got 1234570"),
+    ("Iteration h1NodesRetained perNodesRetained\n0 8 100\n1 9 112.5\n", "cannot grow back"),
+    ("Iteration h1NodesRetained h2NodesRetained perNodesRetained\n0 8 4 100\n1 4 2\n",
+     "every row needs 4 values"),
+    ("Iteration perNodesRetained\n0 100\n", "is not a retain.txt table"),
+    ("Iteration h1NodesRetained perNodesRetained\n", "is not a retain.txt table"),
+    ("Iteration h1NodesRetained perNodesRetained\n0 eight 100\n", "is not a retain.txt table"),
+])
+def test_a_retain_txt_the_loop_could_not_follow_is_refused(text, message):
+    """read_retain truncated 12.7 to 12 and took widths of 0, growing widths and %g-rounded
+    numbers; a table is now read only as a schedule the loop can follow."""
+    from explorer_core.schedule import parse_retain
+
+    with pytest.raises(ExplorerError, match=re.escape(message)):
+        parse_retain(text, "hand.txt")
+
+
+def test_what_write_retain_writes_reads_back_as_the_same_schedule(tmp_path):
+    from explorer_core.schedule import read_retain
+
+    table = retention_table(ScheduleConfig((300, 100, 20), 0.7, 40, "cubic"))
+    path = write_retain(tmp_path / "retain.txt", table)
+    assert read_retain(path).widths == table.widths and read_retain(path).dense == table.dense

@@ -57,6 +57,11 @@ def configure_prune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--q", type=float, help="geometric keep factor per iteration (default 0.8)")
     p.add_argument("--iterations", type=int, help="schedule length (default 31)")
     p.add_argument("--kind", choices=["geometric", "linear", "cubic"], help="schedule kind")
+    p.add_argument("--retain", type=Path, metavar="FILE",
+                   help="follow this retain.txt (e.g. from the `retention` command, or edited "
+                        "by hand) instead of a rule: its first row is the dense model's widths, "
+                        "each later row one iteration; not with --hidden, --q, --iterations, "
+                        "--kind")
     p.add_argument("--criterion", choices=sorted(CRITERIA), help="default interval_adjoint")
     p.add_argument("--no-retrain", action="store_true", help="prune without retraining")
     p.add_argument("--dense-epochs", type=int, help="epochs for the dense model (default 5)")
@@ -82,7 +87,8 @@ _FLAG_FIELDS = {"name": "name", "dataset": "dataset", "hidden": "hidden", "crite
 
 
 def _config_from(args: argparse.Namespace):
-    from ..experiment import RunConfig
+    from ..experiment import TABLE_SCHEDULE, RunConfig
+    from ..schedule import read_retain
 
     base = read_json_config(args.config) if args.config else {}
     for flag, field_name in _FLAG_FIELDS.items():
@@ -94,6 +100,15 @@ def _config_from(args: argparse.Namespace):
             schedule[key] = getattr(args, key)
     if schedule:
         base["schedule"] = {**RunConfig().schedule, **schedule}
+    if args.retain is not None:
+        given = [f"--{k}" for k in ("hidden", "q", "iterations", "kind")
+                 if getattr(args, k) is not None]
+        if given:
+            raise ExplorerError(f"--retain gives the widths of every iteration; leave out "
+                                f"{', '.join(given)}")
+        table = read_retain(args.retain)
+        base["hidden"] = list(table.dense)
+        base["schedule"] = {"kind": TABLE_SCHEDULE, "rows": [list(w) for w in table.widths]}
     if args.no_retrain:
         base["retrain"] = False
     if args.no_cache:
