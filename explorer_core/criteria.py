@@ -43,10 +43,12 @@ class CriterionOptions:
     contribution_normalise: bool = False  # contribution: share of each receiving neuron's input
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "CriterionOptions":
+    def from_dict(cls, values: Mapping[str, Any], criterion: str | None = None
+                  ) -> "CriterionOptions":
         """Options from a config's `criterion_options`, checked when the run is created: a
         misspelt key or a wrong value used to surface only at the first pruning, after
-        the dense model had trained, as a `TypeError` traceback."""
+        the dense model had trained, as a `TypeError` traceback. With `criterion`, an
+        option another criterion reads (`OPTION_OWNERS`) is refused: it would do nothing."""
         if not isinstance(values, Mapping):
             raise ExplorerError(f"criterion options must be an object of named values, got "
                                 f"{values!r}")
@@ -55,7 +57,13 @@ class CriterionOptions:
         if unknown:
             raise ExplorerError(f"unknown criterion option {unknown[0]!r}; known: "
                                 f"{', '.join(known)}")
-        return cls(**values).validate()
+        options = cls(**values).validate()
+        if criterion is not None:
+            for name, owner in OPTION_OWNERS.items():
+                if owner != criterion and getattr(options, name) != getattr(cls, name):
+                    raise ExplorerError(f"criterion option {name} applies to {owner} only, "
+                                        f"not to {criterion}")
+        return options
 
     def validate(self) -> "CriterionOptions":
         def whole(name: str, minimum: int, optional: bool = False) -> None:
@@ -81,6 +89,10 @@ class CriterionOptions:
                                 f"boxes) must be a number > 0 or null, got {eps!r}")
         return self
 
+
+# The options only one criterion reads.
+OPTION_OWNERS = {"eps": "interval_adjoint", "per_class": "interval_adjoint",
+                 "kmeans_k": "kmeans", "contribution_normalise": "contribution"}
 
 ScoreFn = Callable[[nn.Module, list[str], "Split | None", CriterionOptions], Scores]
 

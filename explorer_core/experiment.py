@@ -71,7 +71,7 @@ class RunConfig:
         if not self.hidden:
             raise ExplorerError("an iterative pruning run needs at least one hidden layer")
         self.schedule_table()
-        CriterionOptions.from_dict(self.criterion_options)
+        CriterionOptions.from_dict(self.criterion_options, self.criterion)
         self.train_config(0).validate()
         if self.retrain_epochs < 0 or (self.retrain and self.retrain_epochs < 1):
             raise ExplorerError("retraining needs at least 1 epoch per iteration")

@@ -60,6 +60,15 @@ def setup_form() -> None:
                                      index=names.index("interval_adjoint")
                                      if "interval_adjoint" in names else 0,
                                      format_func=lambda c: CRITERIA[c].title)
+            eps = c1.number_input(
+                "Interval-adjoint ε (0 = box around the training set)", 0.0, 1000.0, 0.0, 0.01,
+                format="%.3f", help="Interval-adjoint only: one input box [x − ε, x + ε] per "
+                                    "training sample (normalised input space) instead of one "
+                                    "box around the whole training set.")
+            per_class = c1.checkbox(
+                "Interval-adjoint per-class seeds",
+                help="Interval-adjoint only: seed one class at a time; a neuron scores its "
+                     "largest value over the classes.")
             kinds = ["geometric", "linear", "cubic"]
             kind = c2.selectbox("Schedule", kinds, index=kinds.index(d["kind"]))
             # No bounds tighter than the core's: any schedule the Retention page accepted
@@ -96,8 +105,10 @@ def setup_form() -> None:
         schedule = {"q": float(q), "iterations": int(iterations), "kind": kind}
         if retain_file is not None:
             hidden, schedule = _followed_table(retain_file)
+        options = {k: v for k, v in (("eps", float(eps) or None), ("per_class", per_class or None))
+                   if v is not None}
         cfg = RunConfig(name=name.strip(), dataset=dataset, hidden=hidden, schedule=schedule,
-                        criterion=criterion, retrain=retrain, dense_epochs=int(dense_epochs),
+                        criterion=criterion, criterion_options=options, retrain=retrain, dense_epochs=int(dense_epochs),
                         retrain_epochs=int(retrain_epochs), patience=int(patience),
                         optimizer=optimizer, lr=float(lr), batch_size=int(batch), seed=int(seed),
                         max_drop=float(max_drop) or None, min_neurons=int(min_neurons))

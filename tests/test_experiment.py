@@ -233,6 +233,20 @@ def test_valid_criterion_options_are_accepted_and_kept(roots):
                                                                         "per_class": True}
 
 
+def test_cli_interval_adjoint_options(roots, capsys):
+    from explorer_core.cli import main
+
+    runs, _ = roots
+    assert main(["prune", "--criterion", "l1", "--eps", "0.1", "--runs-root", str(runs)]) == 2
+    assert "eps applies to interval_adjoint only, not to l1" in capsys.readouterr().err
+    assert main(["prune", "--per-class", "--eps", "0.05", "--hidden", "16", "--q", "0.5",
+                 "--iterations", "2", "--dense-epochs", "1", "--name", "iasa-options",
+                 "--runs-root", str(runs), "--quiet"]) == 0
+    config = json.loads(next(runs.glob("*/iasa-options/config.json")).read_text())
+    assert config["criterion"] == "interval_adjoint"
+    assert config["criterion_options"] == {"eps": 0.05, "per_class": True}
+
+
 def test_prune_follows_a_retain_txt_and_refuses_an_edited_one_on_resume(roots, tmp_path,
                                                                          capsys):
     """The loop rebuilt its schedule from config.json and never read retain.txt: a table

@@ -176,6 +176,28 @@ def test_a_bad_retain_txt_gets_one_message_and_no_run(app_test, runs_root, conte
     assert list_runs(runs_root) == []
 
 
+def test_interval_adjoint_options_reach_the_run_and_are_refused_for_other_criteria(
+        app_test, runs_root):
+    """DESIGN §4's IASA options (ε-boxes, per-class seeds) had no control: only a
+    hand-written run.json reached them."""
+    at = open_page(app_test)
+    fill_small_run(at, "eps-other")  # criterion l1
+    widget(at.number_input, "Interval-adjoint ε (0 = box around the training set)").set_value(0.05)
+    widget(at.button, "Start run").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "applies to interval_adjoint only" in at.error[0].value
+    assert list_runs(runs_root) == []
+
+    widget(at.selectbox, "Criterion").set_value("interval_adjoint")
+    widget(at.checkbox, "Interval-adjoint per-class seeds").check()
+    widget(at.button, "Start run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run = list_runs(runs_root)[0]
+    assert json.loads(run.config.read_text())["criterion_options"] == {"eps": 0.05,
+                                                                      "per_class": True}
+    assert jobs.wait(run, timeout=120)["state"] == "finished"
+
+
 def _vega_specs(at) -> list[str]:
     return [el.proto.spec for el in at.get("vega_lite_chart")]
 

@@ -63,6 +63,12 @@ def configure_prune(p: argparse.ArgumentParser) -> None:
                         "each later row one iteration; not with --hidden, --q, --iterations, "
                         "--kind")
     p.add_argument("--criterion", choices=sorted(CRITERIA), help="default interval_adjoint")
+    p.add_argument("--eps", type=float, metavar="E",
+                   help="interval_adjoint: per-sample ε-boxes [x − E, x + E] in the normalised "
+                        "input space instead of the box around the whole training set")
+    p.add_argument("--per-class", action="store_true",
+                   help="interval_adjoint: seed one class at a time; a neuron's score is its "
+                        "largest over the classes")
     p.add_argument("--no-retrain", action="store_true", help="prune without retraining")
     p.add_argument("--dense-epochs", type=int, help="epochs for the dense model (default 5)")
     p.add_argument("--retrain-epochs", type=int, help="epochs per pruning iteration (default 1)")
@@ -109,6 +115,11 @@ def _config_from(args: argparse.Namespace):
         table = read_retain(args.retain)
         base["hidden"] = list(table.dense)
         base["schedule"] = {"kind": TABLE_SCHEDULE, "rows": [list(w) for w in table.widths]}
+    flags = {k: v for k, v in (("eps", args.eps), ("per_class", args.per_class or None))
+             if v is not None}
+    if flags:  # over the file's options (RunConfig.validate judges them all)
+        given = base.get("criterion_options") or {}
+        base["criterion_options"] = {**given, **flags} if isinstance(given, dict) else given
     if args.no_retrain:
         base["retrain"] = False
     if args.no_cache:
