@@ -92,15 +92,23 @@ def run_name_input(key: str, prefix: str, label: str = "Run name") -> str:
     """The run name field: a timestamped default, kept while the user edits it.
 
     A new default on every script run would wipe what the user typed; after a start,
-    `renew_run_name(key)` makes the next run get a fresh one so a name is not reused.
+    `announce_start(key, …)` gives the field a fresh one so a name is not reused.
     """
     if key not in st.session_state or st.session_state.pop(f"{key}_renew", False):
         st.session_state[key] = time.strftime(f"{prefix}-%Y%m%d-%H%M%S")
     return st.text_input(label, key=key)
 
 
-def renew_run_name(key: str) -> None:
-    st.session_state[f"{key}_renew"] = True
+def announce_start(name_key: str, message: str) -> None:
+    """After a run starts: a fresh default in the name field, a toast, and a rerun.
+
+    The rerun makes the field show the fresh name at once. Left for the next script run
+    — which, in a form, is the next Start — the renewal overwrote the name the user had
+    typed for that next run with a timestamp.
+    """
+    st.session_state[f"{name_key}_renew"] = True
+    st.toast(message)
+    st.rerun()
 
 
 def read_json_upload(uploaded: Any) -> Any:

@@ -22,7 +22,7 @@ from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, SweepConfig, cre
                                  ratio_label)
 from explorer_core.sweep_results import (pareto_mask, progress, results_frame, speedups,
                                          summary_frame)
-from pages._common import (format_seconds, parse_int_list, png_download_button, renew_run_name,
+from pages._common import (announce_start, format_seconds, parse_int_list, png_download_button,
                            require_app_navigation, run_name_input, run_picker, status_header)
 
 require_app_navigation()
@@ -143,9 +143,7 @@ def setup_form() -> None:
                 st.error(str(exc))
                 return
             st.session_state["active_sweep"] = str(paths.root)
-            renew_run_name("new_sweep_name")
-            st.toast(f"Started {cfg.name}: {facts['cells']} cells")
-            st.rerun()
+            announce_start("new_sweep_name", f"Started {cfg.name}: {facts['cells']} cells")
 
 
 def _grid_summary(facts: dict) -> None:

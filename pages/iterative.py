@@ -21,7 +21,7 @@ from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, list
                                   read_status)
 from explorer_core.schedule import MAX_ITERATIONS, parse_retain
 from explorer_core.training import kept_epoch
-from pages._common import (format_seconds, parse_int_list, renew_run_name,
+from pages._common import (announce_start, format_seconds, parse_int_list,
                            require_app_navigation, run_name_input, run_picker, status_header)
 
 require_app_navigation()
@@ -118,8 +118,7 @@ def setup_form() -> None:
         st.error(str(exc))
         return
     st.session_state["active_run"] = str(paths.root)
-    renew_run_name("new_run_name")
-    st.toast(f"Started {cfg.name}: {len(plan(cfg))} iterations")
+    announce_start("new_run_name", f"Started {cfg.name}: {len(plan(cfg))} iterations")
 
 
 def _followed_table(upload) -> tuple[list[int], dict]:

@@ -21,9 +21,9 @@ from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
                                       TrainTimeConfig, create_run, final_rows, load_config,
                                       progress, summarise)
 from explorer_core.vae import VAE_CRITERIA
-from pages._common import (format_int_list, format_seconds, parse_int_list, png_download_button,
-                           renew_run_name, require_app_navigation, run_name_input, run_picker,
-                           status_header)
+from pages._common import (announce_start, format_int_list, format_seconds, parse_int_list,
+                           png_download_button, require_app_navigation, run_name_input,
+                           run_picker, status_header)
 
 require_app_navigation()
 
@@ -108,9 +108,8 @@ def setup_form() -> None:
         st.error(str(exc))
         return
     st.session_state["tt_active"] = str(paths.root)
-    renew_run_name("tt_name")
-    st.toast(f"Started {cfg.name}: {len(cfg.prune_points())} prunes, "
-             f"{len(variants)} variants × {len(cfg.seeds)} seed(s)")
+    announce_start("tt_name", f"Started {cfg.name}: {len(cfg.prune_points())} prunes, "
+                              f"{len(variants)} variants × {len(cfg.seeds)} seed(s)")
 
 
 # ------------------------------------------------------------------ choosing a run

@@ -139,6 +139,22 @@ def test_start_runs_in_the_background_and_shows_results(app_test, runs_root):
     assert len(list_runs(runs_root)) == 1 and runs[0].validations.read_bytes() == before
 
 
+def test_the_name_typed_for_the_next_run_is_the_name_it_gets(app_test, runs_root):
+    """Typing a name and pressing Start right after starting a run gave the new run a
+    timestamp name instead: the fresh default waited for the next script run — the Start
+    itself — and overwrote what had been typed."""
+    at = open_page(app_test)
+    fill_small_run(at, "name-first")
+    widget(at.button, "Start run").click().run()
+    assert not at.error, [e.value for e in at.error]
+    fresh = at.text_input(key="new_run_name").value
+    assert fresh != "name-first"  # the field shows a fresh default at once
+    at.text_input(key="new_run_name").set_value("name-second")
+    widget(at.button, "Start run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert sorted(r.root.name for r in list_runs(runs_root)) == ["name-first", "name-second"]
+
+
 RETAIN = ("Iteration h1NodesRetained h2NodesRetained perNodesRetained\n"
           "0 16 8 100\n1 12 8 83.3333\n2 6 3 37.5\n")
 

@@ -152,6 +152,21 @@ def test_start_runs_in_the_background_and_shows_results(runs_root):
     assert len(at.error) == 1 and "already exists" in at.error[0].value
 
 
+def test_the_name_typed_for_the_next_run_is_the_name_it_gets(runs_root):
+    """As on the Iterative page: 'tt3' typed right after a start became tt-<timestamp>."""
+    at = open_page()
+    widget(at.number_input, "Total epochs").set_value(3)
+    widget(at.number_input, "Initial epochs before the first prune").set_value(1)
+    at.text_input(key="tt_name").set_value("tt-first")
+    start(at)
+    assert not at.error, [e.value for e in at.error]
+    at.text_input(key="tt_name").set_value("tt-second")
+    start(at)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert sorted(r.root.name for r in list_train_time_runs(runs_root)) == ["tt-first",
+                                                                              "tt-second"]
+
+
 def test_a_vae_run_shows_reconstructions_and_samples(runs_root):
     at = open_page({"tt_model": "vae"})
     widget(at.text_input, "Hidden widths").set_value("32")
