@@ -9,6 +9,7 @@ session so changing the neuron one looks at is instant.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ def _state(name: str, factory):
 # uploaded files themselves instead.)
 KEPT = "insp_kept"
 KEPT_KEYS = {f"insp_{what}_{slot}" for slot in "ab" for what in (
-    "src", "run", "it", "sweeps", "cache", "pth_data", "pth_arch", "pth_hidden", "focus")} | {
+    "src", "run", "it", "sweeps", "cache", "pth_data", "pth_arch", "pth_hidden")} | {
     "insp_compare", "insp_img_src", "insp_first", "insp_count", "insp_invert",
     "insp_autocontrast", "insp_fit", "insp_k", "insp_pick", "insp_layer", "insp_target",
     "insp_method", "insp_baseline", "insp_steps", "insp_grid_n", "insp_shared"}
@@ -606,12 +607,21 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
                        icon=":material/image:")
 
     st.markdown(f"**One {unit} up close**")
-    focus_key = f"insp_focus_{slot}"
-    if st.session_state.get(focus_key) not in ranked:
-        st.session_state.pop(focus_key, None)
-    focus = st.selectbox(f"{unit.capitalize()}", ranked, key=focus_key,
-                         format_func=lambda n: f"{unit} {n} — rank {rank_of[n]}, conductance "
-                         f"{cond_of[n]:+.3g}" + (f", IASA rank {iasa_rank[n]}" if iasa_rank else ""))
+    labels = {n: f"{unit} {n} — rank {rank_of[n]}, conductance {cond_of[n]:+.3g}"
+                 + (f", IASA rank {iasa_rank[n]}" if iasa_rank else "") for n in ranked}
+    # Keyed by its labels: under one key the closed box went on showing the rank and
+    # conductance of the picture before (a neuron "rank 1, +0.246" now ranked 46). The
+    # user's pick carries over to the new box; until there is one, the focus is rank 1.
+    pick_key = f"insp_focus_pick_{slot}"
+    box_key = f"insp_focus_{slot}_{zlib.crc32(repr(labels).encode()):08x}"
+    picked = st.session_state.get(pick_key)
+
+    def remember_pick() -> None:
+        st.session_state[pick_key] = st.session_state[box_key]
+
+    focus = st.selectbox(unit.capitalize(), ranked, key=box_key, format_func=labels.__getitem__,
+                         index=ranked.index(picked) if picked in ranked else 0,
+                         on_change=remember_pick)
     one = cache.neuron_maps(model, m.key, x, layer, [focus], target, settings, m.fmt)[focus]
     c1, c2, c3 = st.columns(3)
     c1.image(upscale(conv.pixels), caption="model input", width="stretch")

@@ -58,6 +58,13 @@ def open_page(app_test, checkpoint: Path | None = None):
     return at.run()
 
 
+def focus_box(at, slot: str = "a"):
+    """The "One neuron up close" box (keyed by its labels, so it is found by prefix)."""
+    boxes = [b for b in at.selectbox if (b.key or "").startswith(f"insp_focus_{slot}_")]
+    assert len(boxes) == 1, [b.key for b in at.selectbox]
+    return boxes[0]
+
+
 def test_without_checkpoints_the_page_says_where_they_come_from(tmp_path, monkeypatch, app_test):
     for var in ("EXPLORER_RUNS", "EXPLORER_SWEEPS", "EXPLORER_CACHE"):
         monkeypatch.setenv(var, str(tmp_path / var))
@@ -88,7 +95,7 @@ def test_hand_over_opens_the_checkpoint_and_explains_test_samples(app_test, digi
     assert any("predicted" in m.value for m in at.markdown)
     assert charts(at) == 2  # top-k bars, conductance + IASA ranking
     assert len(grid_captions(at)) == 8  # top 8 neurons of fc1 (16 neurons)
-    focus = at.selectbox(key="insp_focus_a")
+    focus = focus_box(at)
     assert len(focus.options) == 16 and "rank 1" in focus.options[0]
     assert all("IASA rank" in o for o in focus.options)
     labels = [b.label for b in at.download_button]
@@ -98,10 +105,10 @@ def test_hand_over_opens_the_checkpoint_and_explains_test_samples(app_test, digi
     computed = cache.computed
     grid = at.multiselect(key=next(k for k in at.session_state.keys()
                                    if k.startswith("insp_neurons_a"))).value
-    at.selectbox(key="insp_focus_a").set_value(grid[3]).run()
+    focus_box(at).set_value(grid[3]).run()
     assert not at.exception and cache.computed == computed  # switching within the grid: cached
     outside = next(n for n in range(16) if n not in grid)
-    at.selectbox(key="insp_focus_a").set_value(outside).run()
+    focus_box(at).set_value(outside).run()
     assert cache.computed == computed + 1  # a new neuron: exactly one map computed
     assert any(f"neuron {outside}: heatmap" in c for img in at.image for c in img.captions)
 
@@ -150,6 +157,27 @@ def test_the_grid_follows_the_ranking_until_units_are_picked(app_test, digits_ru
     at.selectbox(key="insp_baseline").set_value("mean").run()
     grid = [w for w in at.multiselect if "in the grid" in w.label][0]
     assert grid.value == picked
+
+
+def test_the_up_close_box_shows_the_current_rank_and_keeps_a_users_pick(app_test, digits_run):
+    """After Invert re-ranked the neurons, the closed box still read "neuron 39 — rank 1,
+    conductance +0.246" for a neuron now ranked 46: it kept its old value and labels."""
+    at = open_page(app_test, digits_run.best_model(1))
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()
+    tops = set()
+    for target in ("0", "1", "2", "3"):  # another class to explain: another ranking
+        at.selectbox(key="insp_target").set_value(target).run()
+        box = focus_box(at)
+        assert not at.exception and "— rank 1," in box.options[box.index], target
+        tops.add(box.value)
+    assert len(tops) > 1  # the rankings differ, so the focus had to move
+    # the user's pick stays through a re-ranking, labelled with its new rank
+    pick = focus_box(at).options[5].split(" ")[1]
+    focus_box(at).set_value(int(pick)).run()
+    at.selectbox(key="insp_baseline").set_value("mean").run()
+    box = focus_box(at)
+    assert box.value == int(pick) and box.options[box.index].startswith(f"neuron {pick} — rank ")
+    assert any(f"neuron {pick}: heatmap" in c for img in at.image for c in img.captions)
 
 
 def test_bad_images_and_a_code_running_checkpoint_get_messages(app_test, digits_run, tmp_path):
