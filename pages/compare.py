@@ -20,8 +20,8 @@ from explorer_core.rundir import (LIVE_STATES, SweepPaths, default_sweeps_root, 
                                   read_status)
 from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, SweepConfig, create_sweep, plan,
                                  ratio_label)
-from explorer_core.sweep_results import (pareto_mask, progress, results_frame, speedups,
-                                         summary_frame)
+from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread, pareto_mask,
+                                         progress, results_frame, speedups, summary_frame)
 from pages._common import (announce_start, format_seconds, parse_int_list, png_download_button,
                            require_app_navigation, run_name_input, run_picker, status_header)
 
@@ -281,24 +281,48 @@ def _speed_note(results: pd.DataFrame) -> None:
     st.info(MASK_NOTE)
     if speed.empty:
         return
+    timed = speed["speedup"].notna().any()
     view = pd.DataFrame({
         "model": speed["model"].map(lambda m: ARCH_TITLES.get(m, m)),
         "dataset": speed["dataset"],
         "type": speed["type"].map(lambda t: PRUNING_TYPES[t].title),
         "removed %": speed["ratio"] * 100, "speed vs dense": speed["speedup"],
+        "range": [f"{lo:.2f}–{hi:.2f}×" if n > 1 and lo == lo else "—" for lo, hi, n in
+                  zip(speed["speedup_min"], speed["speedup_max"], speed["cells"])],
         "MACs vs dense": speed["mac_share"],
         "non-zero %": 100 * speed["nonzero_share"],
         "cells": speed["cells"]})
     if speed["dataset"].nunique() < 2:
         view = view.drop(columns="dataset")
+    if not timed:  # latency timing was off: no column of blanks
+        view = view.drop(columns=["speed vs dense", "range"])
+        st.caption("Latency was not timed in this sweep: MACs and non-zero parameters only.")
+    _unsteady_timing_warning(results)
     st.dataframe(view, hide_index=True, column_config={
         "removed %": st.column_config.NumberColumn(format="%g"),
         "speed vs dense": st.column_config.NumberColumn(format="%.2f×",
                                                         help="dense latency / latency (CPU, one thread; the two timed "
                                                              "interleaved, per cell)"),
+        "range": st.column_config.TextColumn(
+            help="slowest–fastest speed-up over the cells pooled in the row (criteria, "
+                 "batch sizes, seeds)"),
         "MACs vs dense": st.column_config.NumberColumn(format="%.2f×"),
         "non-zero %": st.column_config.NumberColumn(
             format="%.0f", help="non-zero parameters / the dense model's parameters")})
+
+
+def _unsteady_timing_warning(results: pd.DataFrame) -> None:
+    spread = dense_timing_spread(results)
+    shaky = spread[spread["spread"] > UNSTEADY_TIMING]
+    if shaky.empty:
+        return
+    which = "; ".join(f"{ARCH_TITLES.get(r.model, r.model)} on {r.dataset}: "
+                      f"{r.dense_ms_min:.3g}–{r.dense_ms_max:.3g} ms ({r.spread:.1f}×)"
+                      for r in shaky.itertuples())
+    st.warning(f"**These speed-ups are rough.** The dense model's own latency varied across "
+               f"this sweep's timings — {which} — so the CPU was busy with other work while "
+               f"timing. Accuracy, MACs and parameters are unaffected; for firm speed-ups run "
+               f"the sweep again with the machine otherwise idle.")
 
 
 def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool) -> None:
@@ -314,6 +338,11 @@ def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool) -> None:
     keep = ["model", "dataset", "batch_size", "type", "criterion", "ratio", "n", "status",
             "accuracy", "± std", "cross-entropy", "params", "non-zero params", "MACs",
             "train FLOPs", "latency ms", "dense train s", "fine-tune s", "peak MB"]
+    repeats = pd.to_numeric(view["n"], errors="coerce").max() > 1
+    if not repeats:  # one seed per point: a std column would hold nothing but blanks
+        keep.remove("± std")
+    if view["latency ms"].isna().all():
+        keep.remove("latency ms")
     two = st.column_config.NumberColumn(format="%.2f")
     big = st.column_config.NumberColumn(format="localized")
     st.dataframe(view[keep], hide_index=True, width="stretch", column_config={
@@ -322,7 +351,8 @@ def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool) -> None:
         "latency ms": st.column_config.NumberColumn(format="%.3f"), "dense train s": two,
         "fine-tune s": two, "peak MB": st.column_config.NumberColumn(format="%.0f"),
         "params": big, "non-zero params": big, "MACs": big, "train FLOPs": big})
-    st.caption("Sort by clicking a column. One row per grid point: mean (and std) over repeats.")
+    st.caption("Sort by clicking a column. One row per grid point"
+               + (": mean and std over repeats." if repeats else " (one seed each)."))
     if live:
         return
     c1, c2, c3 = st.columns(3)

@@ -146,3 +146,48 @@ def test_results_filters_belong_to_their_sweep_and_an_empty_one_says_so(sweeps_r
     assert not at.exception
     assert widget(at.multiselect, "Show batch sizes").value == [64, 128]
     assert shown_batches(at) == [64, 128]
+
+
+def _finished_sweep(root, name: str, **over):
+    from explorer_core.sweep import SweepConfig, create_sweep, execute
+
+    cfg = SweepConfig(**{"name": name, "types": ["neuron", "weight"],
+                         "criteria": ["l1", "magnitude"], "ratios": [0.0, 0.5],
+                         "dense_epochs": 1, "mlp_hidden": [16, 8], "latency_repeats": 3,
+                         "save_checkpoints": False, **over})
+    paths = create_sweep(cfg, root)
+    assert execute(paths)["state"] == "finished"
+    return paths
+
+
+def test_speed_ups_from_unsteady_timings_are_flagged_as_rough(sweeps_root):
+    """On a CPU shared with other jobs the dense CNN timed 2.43 ms in one block and
+    9.81 ms in another, and the page showed "6.58× faster" as a plain fact."""
+    paths = _finished_sweep(sweeps_root, "shared-cpu", repeats=2)
+    at = open_page()
+    widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
+    assert not at.exception and not [w for w in at.warning if "rough" in w.value]
+    speed = [df.value for df in at.dataframe if "speed vs dense" in df.value.columns][0]
+    assert speed["range"].str.fullmatch(r"\d+\.\d\d–\d+\.\d\d×").all()  # two seeds per row
+
+    cells = sorted(paths.cells_dir.glob("*.json"))
+    for f, ms in zip(cells, [2.43, 9.81] * len(cells)):  # as if timed on a busy machine
+        row = json.loads(f.read_text())
+        row["dense_latency_ms"] = ms
+        f.write_text(json.dumps(row))
+    at.run()
+    warning = [w.value for w in at.warning if "rough" in w.value]
+    assert len(warning) == 1 and "2.43–9.81 ms (4.0×)" in warning[0]
+
+
+def test_tables_leave_out_columns_a_sweep_has_no_numbers_for(sweeps_root):
+    """One seed: the '± std' column held only 'None'; latency off: so did 'speed vs dense'."""
+    paths = _finished_sweep(sweeps_root, "untimed", latency_repeats=0)
+    at = open_page()
+    widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
+    assert not at.exception
+    table = [df.value for df in at.dataframe if "accuracy" in df.value.columns][0]
+    assert "± std" not in table.columns and "latency ms" not in table.columns
+    speed = [df.value for df in at.dataframe if "MACs vs dense" in df.value.columns][0]
+    assert "speed vs dense" not in speed.columns and "range" not in speed.columns
+    assert any("Latency was not timed" in c.value for c in at.caption)
