@@ -189,16 +189,26 @@ def live_view(paths: RunPaths, was_live: bool) -> None:
         current = prog.iteration if prog.iteration is not None else prog.epochs[-1]["iteration"]
         current_epochs = [e for e in prog.epochs if e["iteration"] == current] or \
             [e for e in prog.epochs if e["iteration"] == prog.epochs[-1]["iteration"]]
-        kept = kept_epoch(current_epochs)
+        shown = current_epochs[0]["iteration"]
+        live = prog.state in LIVE_STATES
+        complete = shown in paths.completed_iterations()
+        # an iteration a stop or crash cut short kept nothing: no ring for it
+        kept = kept_epoch(current_epochs) if complete or live else None
         # two charts a row, each stretched to its column: three in a row (or a fixed-width
         # pair) ran off the page or squeezed the plots to a sliver at 1100 px
         c1, c2 = st.columns(2)
         c1.altair_chart(charts.epoch_accuracy_chart(current_epochs, kept), width="stretch")
         c2.altair_chart(charts.epoch_loss_chart(current_epochs, kept), width="stretch")
-        if kept is not None:
+        if kept is not None and complete:
             st.caption(f"Ringed, on the dashed line: epoch {kept}, the one kept (lowest "
                        "validation loss). The metrics, the results table and the deploy "
                        "pick report the kept epoch, not the last one.")
+        elif kept is not None:
+            st.caption(f"Ringed, on the dashed line: epoch {kept}, the best so far (lowest "
+                       "validation loss): the one kept if the iteration ended now.")
+        else:
+            st.caption(f"Iteration {shown} did not finish, so no model of it was kept; "
+                       "resuming redoes it.")
         if prog.iterations:
             c1, c2 = st.columns(2)
             c1.altair_chart(charts.iteration_accuracy_chart(prog.iterations), width="stretch")

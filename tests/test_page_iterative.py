@@ -250,6 +250,30 @@ def test_dense_only_run_kept_epoch_and_concatenate_feedback(app_test, runs_root)
     assert paths.validations.is_file()
 
 
+def test_an_iteration_cut_short_is_not_said_to_have_kept_an_epoch(app_test, runs_root):
+    """After a Stop in iteration 6 the chart ringed epoch 32 as "the one kept … the
+    results table and the deploy pick report the kept epoch" — none of which had it."""
+    import shutil
+
+    from explorer_core.experiment import RunConfig, create_run, execute
+    from explorer_core.rundir import write_status
+
+    cfg = RunConfig(name="cut-short", dataset="digits", hidden=[16, 8], criterion="l1",
+                    schedule={"q": 0.5, "iterations": 3, "kind": "geometric"},
+                    dense_epochs=2, retrain_epochs=3, batch_size=64, seed=1)
+    paths = create_run(cfg, runs_root)
+    assert execute(paths)["state"] == "finished"
+    shutil.rmtree(paths.root / "2")  # as if stopped during iteration 2's retraining
+    write_status(paths, "stopped", iteration=2, message="stopped by request")
+
+    at = open_page(app_test)
+    assert not at.exception
+    assert not any("the one kept" in c.value for c in at.caption)
+    assert any("Iteration 2 did not finish, so no model of it was kept" in c.value
+               for c in at.caption)
+    assert not any("epoch saved" in s for s in _vega_specs(at))
+
+
 def test_a_finished_run_offers_a_restart_from_an_earlier_iteration_not_a_resume(app_test,
                                                                                  runs_root):
     """A run ended by its stopping rule showed "finished" beside Resume, which went on
