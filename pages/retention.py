@@ -152,5 +152,11 @@ try:
 except ExplorerError as exc:
     st.error(str(exc), icon=":material/error:")
 else:
-    st.session_state[SESSION_KEY] = config.to_dict()
+    # Handed to the Iterative page only when it is a choice: the landing page's defaults,
+    # saved on every visit, made that page always say "Schedule taken from the Retention
+    # curve page" (its own defaults are the same).
+    if config == ScheduleConfig():
+        st.session_state.pop(SESSION_KEY, None)
+    else:
+        st.session_state[SESSION_KEY] = config.to_dict()
     _show(table, config)

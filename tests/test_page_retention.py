@@ -36,10 +36,16 @@ def test_app_opens_on_the_retention_page_with_the_thesis_table(page):
     assert df["Iteration"].tolist() == list(range(len(df)))
 
 
-def test_default_schedule_is_handed_to_the_pruning_page(page):
+def test_a_chosen_schedule_is_handed_to_the_pruning_page_the_defaults_are_not(page):
+    """The landing page saved its defaults on every visit, so the Iterative page always
+    said "Schedule taken from the Retention curve page", chosen or not."""
+    assert "retention_schedule" not in page.session_state
+    page.number_input(key="ret_q").set_value(0.7).run()
     assert page.session_state["retention_schedule"] == {
-        "widths": [256, 64], "q": 0.8, "iterations": 31, "kind": "geometric"}
+        "widths": [256, 64], "q": 0.7, "iterations": 31, "kind": "geometric"}
     assert any("Iterative pruning" in c.value for c in page.caption)
+    page.number_input(key="ret_q").set_value(0.8).run()  # back to the defaults
+    assert "retention_schedule" not in page.session_state
 
 
 def test_offers_the_four_downloads(page):
@@ -85,12 +91,14 @@ def test_three_layers_typed_with_spaces(page):
 ])
 def test_bad_input_shows_one_error_and_keeps_the_last_good_schedule(page, widget, key, value,
                                                                     message):
+    page.text_input(key="ret_widths").set_value("200, 50").run()
+    page.number_input(key="ret_q").set_value(0.7).run()
     getattr(page, widget)(key=key).set_value(value).run()
     assert not page.exception
     assert len(errors(page)) == 1 and message in errors(page)[0]
     assert len(page.dataframe) == 0
-    assert page.session_state["retention_schedule"]["widths"] == [256, 64]
-    assert page.session_state["retention_schedule"]["q"] == 0.8
+    assert page.session_state["retention_schedule"]["widths"] == [200, 50]
+    assert page.session_state["retention_schedule"]["q"] == 0.7
 
 
 def test_page_recovers_after_bad_input(page):
