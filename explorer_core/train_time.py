@@ -624,6 +624,8 @@ def _save_unit(paths: TrainTimePaths, cfg: TrainTimeConfig, task, variant: str, 
             ("random" if variant == "random" else None),
             "metrics": _final(history[-1]), "layers": history[-1]["layers"],
             "widths": history[-1]["widths"],
+            # the share the Inspect page shows, as iterative and Compare checkpoints record it
+            "percent_retained": 100.0 * sum(history[-1]["widths"]) / sum(history[0]["widths"]),
             "epochs": cfg.epochs, "prune_points": cfg.prune_points(),
             "prune_fraction": cfg.prune_fraction}
     task.save(paths, variant, seed, b.model, b.spec, meta)  # JSON last: marks it complete

@@ -318,7 +318,10 @@ def model_card(m: Loaded, narrow: bool = False) -> None:
                    f"{info['test_acc']:.2f} %" if info["test_acc"] is not None else "—")
     cols[1].metric("Parameters", params, help=params_help)
     cols[2].metric("MACs / image", macs, help=macs_help)
-    cols[3].metric("Hidden kept", f"{kept:.1f} %" if isinstance(kept, (int, float)) else "—")
+    known = isinstance(kept, (int, float))
+    cols[3].metric("Hidden kept", f"{kept:.1f} %" if known else "—",
+                   help=None if known else "The checkpoint does not record the dense widths "
+                                           "it was pruned from (no sidecar .json with them).")
     widths = " · ".join(str(w) for w in info["widths"]) or "none"
     data = DATASETS[m.fmt.dataset].title if m.fmt.dataset else "unknown dataset"
     st.caption(f"{ARCH_TITLES.get(info['arch'], info['arch'])} · hidden widths {widths} · "

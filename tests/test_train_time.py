@@ -72,6 +72,8 @@ def test_widths_shrink_exactly_on_schedule(small_run):
         assert prunes[0]["criterion"] == ("contribution" if variant == "importance" else "random")
         ck = load_checkpoint(small_run.final_model(variant, 0))
         assert ck.spec["hidden"] == [11, 7] and ck.model.hidden == [11, 7]
+        # the share Inspect shows as "Hidden kept" (it showed "—" for these models)
+        assert ck.meta["percent_retained"] == pytest.approx(100 * (11 + 7) / (20 + 12))
     # importance and random remove the same number of units, not the same units
     imp, rnd = curves[("importance", 0)], curves[("random", 0)]
     assert imp[2]["test_loss"] != rnd[2]["test_loss"]
