@@ -77,15 +77,15 @@ def setup_form() -> None:
                                 format="%.3f", help="Geometric schedule only: 0 < q < 1.")
             iterations = c2.number_input("Schedule iterations", 1, MAX_ITERATIONS,
                                          d["iterations"])
-            max_drop = c2.number_input("Stop when accuracy drops more than (points, 0 = never)",
-                                       0.0, 100.0, 0.0, 0.5)
-            min_neurons = c2.number_input("Stop at this many hidden neurons", 1, 100000, 1)
             retain_file = c2.file_uploader(
                 "…or follow a retain.txt", type=["txt"], key="new_run_retain",
                 help="A retention table (the Retention page's download, the `retention` "
                      "command's file, or one edited by hand): its first row is the dense "
                      "model's widths, each later row one iteration. It replaces the hidden "
                      "widths and the schedule set here.")
+            max_drop = c2.number_input("Stop when accuracy drops more than (points, 0 = never)",
+                                       0.0, 100.0, 0.0, 0.5)
+            min_neurons = c2.number_input("Stop at this many hidden neurons", 1, 100000, 1)
             retrain = c3.checkbox("Retrain after each pruning step", True)
             dense_epochs = c3.number_input("Dense epochs", 1, 1000, 5)
             retrain_epochs = c3.number_input("Retrain epochs per iteration", 1, 1000, 1)
