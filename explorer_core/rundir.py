@@ -140,14 +140,22 @@ def list_runs(root: Path | None = None) -> list[RunPaths]:
 def read_json(path: Path, default: Any = None) -> Any:
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return default
+
+
+def read_record(path: Path) -> dict:
+    """A JSON object from one of the folder's own files, or {} for anything else (a
+    missing, torn or hand-edited file: `[1, 2]` in status.json crashed the CLI, and the
+    run list of the Iterative page — for every run)."""
+    found = read_json(path, {})
+    return found if isinstance(found, dict) else {}
 
 
 def write_status(paths: RunPaths, state: str, **fields: Any) -> dict:
     if state not in STATES:
         raise ValueError(f"unknown state {state}")
-    status = read_json(paths.status, {}) or {}
+    status = read_record(paths.status)
     status.update(fields)
     status.update(state=state, heartbeat=time.time())
     atomic_write_json(paths.status, status, durable=False)  # a progress report: see fileio
@@ -159,7 +167,7 @@ def session_start(paths: RunPaths) -> dict[str, float]:
     `elapsed_before` = the time earlier sessions worked (each from its start to its last
     heartbeat), so a resumed run's elapsed time counts all of its work, not just the
     time since the last Resume. `started` alone still paces remaining-time estimates."""
-    old = read_json(paths.status, {}) or {}
+    old = read_record(paths.status)
     before = float(old.get("elapsed_before") or 0.0)
     if old.get("started") and old.get("heartbeat"):
         before += max(0.0, float(old["heartbeat"]) - float(old["started"]))
@@ -180,7 +188,7 @@ def elapsed_seconds(status: dict, now: float | None = None) -> float:
 
 def read_status(paths: RunPaths) -> dict:
     """The status, with a dead writer's 'running' reported as 'interrupted'."""
-    status = read_json(paths.status, {}) or {}
+    status = read_record(paths.status)
     if status.get("state") in LIVE_STATES and not is_locked(paths):
         started = status.get("heartbeat", 0)
         # a just-launched worker may not hold the lock yet
@@ -201,16 +209,20 @@ def append_event(paths: RunPaths, event: dict) -> None:
 
 
 def read_events(paths: RunPaths) -> list[dict]:
+    """The event objects; a torn last line (a killed writer) and anything else that is
+    not a JSON object (a hand-edited line, a stray byte) are skipped."""
     try:
-        lines = paths.events.read_text(encoding="utf-8").splitlines()
+        lines = paths.events.read_bytes().decode("utf-8", errors="replace").splitlines()
     except OSError:
         return []
     out = []
     for line in lines:
         try:
-            out.append(json.loads(line))
+            event = json.loads(line)
         except json.JSONDecodeError:
-            continue  # torn final line of a killed writer
+            continue
+        if isinstance(event, dict):
+            out.append(event)
     return out
 
 

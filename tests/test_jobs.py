@@ -121,3 +121,19 @@ def test_resume_from_the_command_line_refuses_settings_it_would_ignore(tmp_path,
     assert err == ("error: --resume continues a run with its saved settings; drop "
                    f"{flags[0]}\n")
     assert sorted(p.name for p in paths.root.iterdir()) == before  # nothing ran
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_hand_edited_status_and_events_do_not_crash_a_resume(tmp_path, cache, capsys, kind):
+    """`[1, 2]` in status.json, and a non-object line or a stray non-UTF-8 byte in
+    events.jsonl, ended every resume with an AttributeError / UnicodeDecodeError
+    traceback (rc 1)."""
+    from explorer_core.cli import main
+
+    paths, command, _ = KINDS[kind](tmp_path)
+    paths.status.write_text("[1, 2]")
+    paths.events.write_bytes(b'42\n{"type": "note"}\n\xff\xfe garbage\n')
+    assert read_status(paths) == {}
+    assert main([command, "--resume", str(paths.root), "--quiet"]) == 0
+    assert read_status(paths)["state"] == "finished"
+    assert "Traceback" not in capsys.readouterr().err

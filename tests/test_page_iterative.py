@@ -294,3 +294,18 @@ def test_a_finished_run_offers_a_restart_from_an_earlier_iteration_not_a_resume(
     assert "Restart" in labels and "Resume" not in labels
     restart = widget(at.number_input, "Restart from iteration")
     assert restart.value == done - 1 and restart.max == done - 1
+
+
+def test_a_hand_edited_status_file_does_not_take_the_run_list_down(app_test, runs_root):
+    """`[1, 2]` in one run's status.json put an exception on the page for every run."""
+    from explorer_core.experiment import RunConfig, create_run
+
+    healthy = create_run(RunConfig(name="healthy", hidden=[16]), runs_root)
+    edited = create_run(RunConfig(name="edited", hidden=[16]), runs_root)
+    edited.status.write_text("[1, 2]")
+    edited.events.write_bytes(b"42\n\xff\n")
+    at = open_page(app_test)
+    assert not at.exception
+    for run in (healthy, edited):
+        widget(at.selectbox, "Run").set_value(str(run.root)).run()
+        assert not at.exception
