@@ -131,12 +131,22 @@ def _csv_text(frame: pd.DataFrame, header: bool = True) -> str:
     return buf.getvalue()
 
 
+def tables_text(results: pd.DataFrame) -> dict[str, str]:
+    """{"results.csv": …, "summary.csv": …} of these rows, as the sweep folder holds them.
+
+    The page's downloads are built with this from the cell records: served from the
+    folder, a sweep killed mid-way gave a summary.csv of the cells done when a worker
+    last started or stopped (10 of 26).
+    """
+    return {"results.csv": _csv_text(results), "summary.csv": _csv_text(summary_frame(results))}
+
+
 def write_tables(paths: SweepPaths, rows: list[dict] | None = None) -> list[dict]:
     """Rewrite results.csv and summary.csv atomically from the cell files; returns the rows."""
     rows = read_cells(paths) if rows is None else rows
-    results = results_frame(paths, rows)
-    atomic_write_text(paths.results_csv, _csv_text(results))
-    atomic_write_text(paths.summary_csv, _csv_text(summary_frame(results)))
+    texts = tables_text(results_frame(paths, rows))
+    atomic_write_text(paths.results_csv, texts["results.csv"])
+    atomic_write_text(paths.summary_csv, texts["summary.csv"])
     return rows
 
 

@@ -21,7 +21,8 @@ from explorer_core.rundir import (LIVE_STATES, SweepPaths, default_sweeps_root, 
 from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, SweepConfig, create_sweep, plan,
                                  ratio_label)
 from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread, pareto_mask,
-                                         progress, results_frame, speedups, summary_frame)
+                                         progress, results_frame, speedups, summary_frame,
+                                         tables_text)
 from pages._common import (announce_start, format_seconds, parse_int_list, png_download_button,
                            require_app_navigation, run_name_input, run_picker, status_header)
 
@@ -219,7 +220,7 @@ def _filter(frame: pd.DataFrame, picks: dict[str, list]) -> pd.DataFrame:
 
 
 def results_section(paths: SweepPaths, live: bool) -> None:
-    results = results_frame(paths)
+    results = everything = results_frame(paths)
     if results.empty:
         st.caption("No finished cell yet: the first rows appear once the first dense "
                    "baseline is trained.")
@@ -272,7 +273,7 @@ def results_section(paths: SweepPaths, live: bool) -> None:
         if not live:
             png_download_button("Download PNG", chart, "batch_size.png", f"png-batch-{key}")
     with tabs[3]:
-        _table(summary, paths, live)
+        _table(summary, paths, live, everything)
 
 
 def _speed_note(results: pd.DataFrame) -> None:
@@ -325,7 +326,8 @@ def _unsteady_timing_warning(results: pd.DataFrame) -> None:
                f"the sweep again with the machine otherwise idle.")
 
 
-def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool) -> None:
+def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool,
+           everything: pd.DataFrame) -> None:
     view = summary.rename(columns={"test_acc_mean": "accuracy", "test_acc_std": "± std",
                                    "test_loss_mean": "cross-entropy", "macs_mean": "MACs",
                                    "nonzero_params_mean": "non-zero params",
@@ -356,10 +358,10 @@ def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool) -> None:
     if live:
         return
     c1, c2, c3 = st.columns(3)
-    for col, f in ((c1, paths.results_csv), (c2, paths.summary_csv)):
-        if f.is_file():
-            col.download_button(f"Download {f.name}", f.read_bytes(), f.name, mime="text/csv",
-                                key=f"dl-{f.name}", on_click="ignore", icon=":material/download:")
+    for col, name in ((c1, "results.csv"), (c2, "summary.csv")):  # every finished cell
+        col.download_button(f"Download {name}", lambda n=name: tables_text(everything)[n],
+                            name, mime="text/csv", key=f"dl-{name}", on_click="ignore",
+                            icon=":material/download:")
     _inspect_handover(paths, c3)
 
 

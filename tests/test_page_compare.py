@@ -191,3 +191,20 @@ def test_tables_leave_out_columns_a_sweep_has_no_numbers_for(sweeps_root):
     speed = [df.value for df in at.dataframe if "MACs vs dense" in df.value.columns][0]
     assert "speed vs dense" not in speed.columns and "range" not in speed.columns
     assert any("Latency was not timed" in c.value for c in at.caption)
+
+
+def test_table_downloads_come_from_the_cell_records_not_files_a_kill_left_behind(sweeps_root):
+    """A sweep killed mid-way had no summary.csv (or one of the cells done when a worker
+    last started): the page offered no download, or a summary that disagreed with it."""
+    from explorer_core.sweep_results import read_cells, results_frame, tables_text
+
+    paths = _finished_sweep(sweeps_root, "killed-tables")
+    written = {f.name: f.read_text() for f in (paths.results_csv, paths.summary_csv)}
+    assert tables_text(results_frame(paths, read_cells(paths))) == written
+    paths.summary_csv.unlink()
+    paths.results_csv.write_text(written["results.csv"].splitlines()[0] + "\n")  # stale
+    at = open_page()
+    widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
+    assert not at.exception
+    labels = [b.label for b in at.get("download_button")]
+    assert "Download results.csv" in labels and "Download summary.csv" in labels
