@@ -28,7 +28,7 @@ from .fileio import atomic_write_json, write_table
 from .jobs import worker_session
 from .models import MLP, default_spec
 from .rundir import (TRAIN_COLUMNS, VALIDATION_COLUMNS, RunPaths, append_event,
-                     new_run_dir, read_json, session_start, truncate_events,
+                     failed_write, new_run_dir, read_json, session_start, truncate_events,
                      write_status)
 from .schedule import (RetentionTable, ScheduleConfig, read_retain, retention_table,
                        table_from_rows, write_retain)
@@ -374,6 +374,8 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
                             "from the last completed iteration")
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
+    except OSError as exc:  # the disk refused a checkpoint or table: resume once fixed
+        return failed_write(paths, exc, "the run's files")
     except Exception as exc:  # keep the trace for the log, a line for the page
         traceback.print_exc()
         return write_status(paths, "failed", message=f"{exc.__class__.__name__}: {exc}")

@@ -162,6 +162,19 @@ def write_status(paths: RunPaths, state: str, **fields: Any) -> dict:
     return status
 
 
+def failed_write(paths: RunPaths, exc: OSError, what: str, **fields: Any) -> dict:
+    """The run failed because the disk refused one of its files (full, read-only, gone):
+    one line that says which file and that a resume continues once it is fixed — for the
+    page in status.json, or, when even that cannot be written, as an `ExplorerError`
+    (the command line's one-line error) instead of a traceback."""
+    message = (f"could not write {what} ({exc.strerror or exc}: {exc.filename}); free or "
+               "fix the folder and resume")
+    try:
+        return write_status(paths, "failed", message=message, **fields)
+    except OSError:
+        raise ExplorerError(message) from None
+
+
 def session_start(paths: RunPaths) -> dict[str, float]:
     """Status fields for a worker (re)starting on a run: `started` = now, and
     `elapsed_before` = the time earlier sessions worked (each from its start to its last

@@ -48,8 +48,8 @@ from .metrics import (CostReport, LatencyConfig, PeakMemory, cost_report, count_
 from .models import ARCHS, Spec, architecture_key, spec_for_dataset
 from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_model,
                             pruned_widths)
-from .rundir import (SweepPaths, append_event, default_sweeps_root, new_run_dir, read_json,
-                     session_start, write_status)
+from .rundir import (SweepPaths, append_event, default_sweeps_root, failed_write, new_run_dir,
+                     read_json, session_start, write_status)
 from .surgery import score_layers
 from .training import (OPTIMIZERS, TrainConfig, evaluate, resolve_device,
                        start_up_probe, train)
@@ -351,9 +351,8 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
         return write_status(paths, "failed", message=str(exc), activity="",
                             cells_done=len(write_tables(paths)))
     except OSError as exc:  # the disk refused a checkpoint or record: resume once fixed
-        return write_status(paths, "failed", activity="", cells_done=len(write_tables(paths)),
-                            message=(f"could not write the sweep's files ({exc.strerror or exc}: "
-                                     f"{exc.filename}); free or fix the folder and resume"))
+        return failed_write(paths, exc, "the sweep's files", activity="",
+                            cells_done=len(finished_ids(paths)))
     except Exception as exc:  # the trace goes to worker.log, one line to the page
         traceback.print_exc()
         return write_status(paths, "failed", message=f"{exc.__class__.__name__}: {exc}",

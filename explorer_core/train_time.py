@@ -49,7 +49,7 @@ from .jobs import worker_session
 from .models import build_model, count_parameters, prunable_layers, spec_for_dataset
 from .ranking import keep_for_ratio
 from .results import RunProgress, run_progress
-from .rundir import (TrainTimePaths, append_event, default_train_time_root,
+from .rundir import (TrainTimePaths, append_event, default_train_time_root, failed_write,
                      filter_events, new_run_dir, read_events, read_json, read_status,
                      session_start, write_status)
 from .surgery import PruneConfig, prune_structural, replay_removal
@@ -518,6 +518,8 @@ def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
                             "with the unfinished variants")
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
+    except OSError as exc:  # the disk refused a checkpoint or table: resume once fixed
+        return failed_write(paths, exc, "the run's files")
     except Exception as exc:  # the trace goes to the worker log, one line to the page
         traceback.print_exc()
         return write_status(paths, "failed", message=f"{exc.__class__.__name__}: {exc}")

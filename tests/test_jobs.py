@@ -137,3 +137,46 @@ def test_hand_edited_status_and_events_do_not_crash_a_resume(tmp_path, cache, ca
     assert main([command, "--resume", str(paths.root), "--quiet"]) == 0
     assert read_status(paths)["state"] == "finished"
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("status_writable", [True, False])
+def test_a_full_disk_is_one_line_naming_the_file_and_the_run_resumes(tmp_path, cache, capsys,
+                                                                     monkeypatch, kind,
+                                                                     status_writable):
+    """Prune and train-time printed tracebacks and 'OSError: [Errno 28] No space left on
+    device' with no file named; when status.json could not be written either, it stayed
+    'running'. (Compare already said it in one line.)"""
+    import errno
+
+    from explorer_core import checkpoint, rundir
+    from explorer_core.cli import main
+
+    paths, command, _ = KINDS[kind](tmp_path)
+    real_save = checkpoint.save_checkpoint
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(paths.root / "x.safetensors"))
+
+    for module in (experiment, train_time, sweep):
+        monkeypatch.setattr(module, "save_checkpoint", full, raising=False)
+    if not status_writable:
+        real_write = rundir.write_status
+
+        def status_too(p, state, **fields):
+            if state == "failed":
+                raise OSError(errno.ENOSPC, "No space left on device", str(p.status))
+            return real_write(p, state, **fields)
+
+        for module in (rundir, experiment, train_time, sweep):
+            monkeypatch.setattr(module, "write_status", status_too, raising=False)
+    assert main([command, "--resume", str(paths.root), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert "No space left on device" in err and "x.safetensors" in err and "resume" in err
+
+    monkeypatch.undo()
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
+    assert checkpoint.save_checkpoint is real_save
+    assert main([command, "--resume", str(paths.root), "--quiet"]) == 0
+    assert read_status(paths)["state"] == "finished"
