@@ -9,10 +9,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 from .errors import ExplorerError
 
+T = TypeVar("T")
 Configure = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[str, Configure, Run]] = {}
@@ -35,6 +36,19 @@ def read_json_config(path: Path) -> dict:
     if not isinstance(base, dict):
         raise ExplorerError(f"{path} must hold a JSON object")
     return base
+
+
+def saved_settings(paths: Any, load: Callable[[Any], T]) -> T:
+    """A run's saved settings (`load(paths)`); when they cannot be read, its status.json
+    says why as well: a worker a page launched has no terminal, and its run sat
+    "queued", then "interrupted", with the reason only in worker.log."""
+    from .rundir import write_status
+
+    try:
+        return load(paths)
+    except ExplorerError as exc:
+        write_status(paths, "failed", message=str(exc))
+        raise
 
 
 # What still means something beside --resume: the rest are settings saved in the folder.

@@ -180,3 +180,15 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_run_resumes(tmp_path, c
     assert checkpoint.save_checkpoint is real_save
     assert main([command, "--resume", str(paths.root), "--quiet"]) == 0
     assert read_status(paths)["state"] == "finished"
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_launched_worker_that_cannot_read_its_settings_says_why(tmp_path, cache, kind):
+    """With an unreadable config.json the page showed "queued — starting worker", then
+    "interrupted", on every Resume; the reason was only in worker.log."""
+    paths, _, _ = KINDS[kind](tmp_path)
+    paths.config.write_text('{"name": ')  # torn by hand
+    jobs.launch(paths, {"iterative": "prune"}.get(kind, kind))
+    status = jobs.wait(paths, timeout=120)
+    assert status["state"] == "failed", status
+    assert str(paths.root) in status["message"] and "config.json" in status["message"]

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import command, read_json_config, refuse_settings_beside_resume
+from ..cli import command, read_json_config, refuse_settings_beside_resume, saved_settings
 from ..errors import ExplorerError
 from ..rundir import SweepPaths
 
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         paths = SweepPaths(args.resume)
         if not paths.config.is_file():
             raise ExplorerError(f"{args.resume} is not a sweep folder (no config.json)")
-        cfg = load_config(paths)
+        cfg = saved_settings(paths, load_config)
     else:
         cfg = _config_from(args)
         if args.estimate:

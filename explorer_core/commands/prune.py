@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import command, read_json_config, refuse_settings_beside_resume
+from ..cli import command, read_json_config, refuse_settings_beside_resume, saved_settings
 from ..errors import ExplorerError
 from ..rundir import RunPaths
 
@@ -148,7 +148,7 @@ def run_prune(args: argparse.Namespace) -> int:
             raise ExplorerError("--from-iteration needs --resume RUN_DIR")
         paths = create_run(_config_from(args), args.runs_root)
         print(f"run folder: {paths.root}", file=sys.stderr)
-    cfg = load_run_config(paths)
+    cfg = saved_settings(paths, load_run_config)
     show = None if args.quiet else _progress_printer(total_epochs(cfg, len(plan(cfg))))
     status = execute(paths, args.from_iteration, on_event=show)
     print(f"{status['state']}: {status.get('message', '')} ({paths.root})")

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import command, read_json_config, refuse_settings_beside_resume
+from ..cli import command, read_json_config, refuse_settings_beside_resume, saved_settings
 from ..errors import ExplorerError
 
 
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         paths = create_run(_config_from(args), args.runs_root)
         print(f"run folder: {paths.root}", file=sys.stderr)
-    cfg = load_config(paths)
+    cfg = saved_settings(paths, load_config)
     show = None if args.quiet else _progress_printer(total_epochs(cfg), cfg.labels())
     status = execute(paths, on_event=show)
     if show is not None and sys.stderr.isatty():
