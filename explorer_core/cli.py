@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -25,6 +27,12 @@ def command(name: str, help: str) -> Callable[[Configure], Configure]:
         COMMANDS[name] = (help, configure, None)  # type: ignore[assignment]
         return configure
     return wrap
+
+
+def default_name(prefix: str) -> str:
+    """A run name nobody gave: the time and this process's id, so two commands started
+    in the same second (a batch script) do not both claim `run-090355`."""
+    return f"{prefix}-{time.strftime('%H%M%S')}-{os.getpid()}"
 
 
 def read_json_config(path: Path) -> dict:

@@ -121,10 +121,17 @@ def new_run_dir(name: str, root: Path | None = None, day: _dt.date | None = None
     validate_run_name(name)
     day = day or _dt.date.today()
     path = Path(root or default_runs_root()) / day.isoformat() / name
-    if path.exists() and any(path.iterdir()):
-        raise ExplorerError(f"a run named {name!r} already exists at {path}; pick another name "
-                            "or resume it")
-    path.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Atomic: of two processes starting runs of one name, exactly one gets the folder
+        # (checking first and creating after let both in, the second's config.json over
+        # the first's, and the first then ran the second's grid).
+        path.mkdir()
+    except FileExistsError:
+        raise ExplorerError(f"a run named {name!r} already exists at {path}; pick another "
+                            "name" + (" or resume it" if any(path.iterdir()) else
+                                      " (that folder is empty: delete it to reuse the name)")
+                            ) from None
     return RunPaths(path)
 
 

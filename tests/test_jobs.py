@@ -192,3 +192,38 @@ def test_a_launched_worker_that_cannot_read_its_settings_says_why(tmp_path, cach
     status = jobs.wait(paths, timeout=120)
     assert status["state"] == "failed", status
     assert str(paths.root) in status["message"] and "config.json" in status["message"]
+
+
+def test_two_processes_starting_one_run_name_get_one_folder_between_them(tmp_path):
+    """The folder was checked, then created: two processes both got it, the second's
+    config.json overwrote the first's, and the first ran the second's grid."""
+    import subprocess
+    import sys
+
+    script = ("import sys, time\n"
+              "from explorer_core.errors import ExplorerError\n"
+              "from explorer_core.rundir import new_run_dir\n"
+              "while time.time() < float(sys.argv[1]): pass\n"
+              "try:\n"
+              "    new_run_dir('same', sys.argv[2]); print('got it')\n"
+              "except ExplorerError as exc:\n"
+              "    print('refused:', exc)\n")
+    for attempt in range(5):
+        root = tmp_path / f"try{attempt}"
+        go = time.time() + 3.0  # both past their imports, then both at once
+        procs = [subprocess.Popen([sys.executable, "-c", script, repr(go), str(root)],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+        assert outs[0] == "got it" and outs[1].startswith("refused: a run named 'same'"), outs
+
+
+def test_default_run_names_differ_between_processes_in_the_same_second():
+    """`run-HHMMSS`: two headless commands started in one second, the second refused."""
+    import subprocess
+    import sys
+
+    same_second = ("import time; time.strftime = lambda fmt, *a: '090355'\n"
+                   "from explorer_core.cli import default_name; print(default_name('run'))")
+    names = {subprocess.run([sys.executable, "-c", same_second], capture_output=True,
+                            text=True, check=True).stdout.strip() for _ in range(2)}
+    assert len(names) == 2 and all(n.startswith("run-090355") for n in names), names

@@ -6,7 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import command, read_json_config, refuse_settings_beside_resume, saved_settings
+from ..cli import (command, default_name, read_json_config, refuse_settings_beside_resume,
+                   saved_settings)
 from ..errors import ExplorerError
 from ..rundir import SweepPaths
 
@@ -68,7 +69,7 @@ def _config_from(args: argparse.Namespace):
         base["save_checkpoints"] = False
     if args.no_cache:
         base["use_cache"] = False
-    base.setdefault("name", time.strftime("sweep-%H%M%S"))
+    base.setdefault("name", default_name("sweep"))
     try:
         return SweepConfig.from_dict(base).validate()
     except TypeError as exc:

@@ -6,7 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import command, read_json_config, refuse_settings_beside_resume, saved_settings
+from ..cli import (command, default_name, read_json_config, refuse_settings_beside_resume,
+                   saved_settings)
 from ..errors import ExplorerError
 from ..rundir import RunPaths
 
@@ -125,7 +126,7 @@ def _config_from(args: argparse.Namespace):
     if args.no_cache:
         base["use_cache"] = False
     if "name" not in base:
-        base["name"] = time.strftime("run-%H%M%S")
+        base["name"] = default_name("run")
     try:
         return RunConfig.from_dict(base)
     except TypeError as exc:
@@ -134,7 +135,6 @@ def _config_from(args: argparse.Namespace):
 
 def run_prune(args: argparse.Namespace) -> int:
     from ..experiment import create_run, execute, load_run_config, plan, total_epochs
-    from ..rundir import read_status
 
     if args.from_iteration is not None and args.from_iteration < 0:
         raise ExplorerError(f"--from-iteration must be ≥ 0, got {args.from_iteration}")

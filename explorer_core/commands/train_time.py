@@ -6,7 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import command, read_json_config, refuse_settings_beside_resume, saved_settings
+from ..cli import (command, default_name, read_json_config, refuse_settings_beside_resume,
+                   saved_settings)
 from ..errors import ExplorerError
 
 
@@ -92,7 +93,7 @@ def _config_from(args: argparse.Namespace):
             base[name] = getattr(args, name)
     if args.fraction is not None:
         base["prune_fraction"] = args.fraction
-    base.setdefault("name", time.strftime("train-time-%H%M%S"))
+    base.setdefault("name", default_name("train-time"))
     if args.latent is not None and base.get("task", "classifier") != "vae":
         # the config keeps a default latent size for every task, so only the flag tells
         raise ExplorerError("--latent sets the VAE's latent size; a classifier has none "
