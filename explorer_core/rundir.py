@@ -100,13 +100,27 @@ class RunPaths:
         return self.results_dir / "losses.png"
 
     def completed_iterations(self) -> list[int]:
-        """Iterations whose best model and metrics are fully written (the resume points)."""
+        """Iterations whose best model and metrics are fully written (the resume points).
+
+        The sidecar is written last and marks the iteration done, so it must hold the
+        metrics the results are built from: a truncated or hand-edited one counted as
+        done, and its iteration then broke every resume or vanished from validations.txt.
+        """
         done = []
         for child in self.root.iterdir() if self.root.is_dir() else []:
-            if child.name.isdigit() and self.best_model_json(int(child.name)).is_file() \
-                    and self.best_model(int(child.name)).is_file():
+            if child.name.isdigit() and self.best_model(int(child.name)).is_file() and \
+                    _has_metrics(self.best_model_json(int(child.name)), ITERATION_METRICS):
                 done.append(int(child.name))
         return sorted(done)
+
+
+# What an iteration's best_model.json must report (the validation rows are made of them).
+ITERATION_METRICS = ("train_loss", "test_loss", "train_acc", "test_acc")
+
+
+def _has_metrics(sidecar: Path, keys: tuple[str, ...]) -> bool:
+    metrics = read_record(sidecar).get("metrics")
+    return isinstance(metrics, dict) and all(k in metrics for k in keys)
 
 
 def validate_run_name(name: str) -> str:
@@ -422,11 +436,14 @@ class TrainTimePaths(RunPaths):
         return self.results_dir / f"{name}.png"
 
     def completed_units(self) -> list[tuple[str, int]]:
-        """(variant, seed) pairs whose final model is fully written."""
+        """(variant, seed) pairs whose final model is fully written, its sidecar (written
+        last) with its metrics: a truncated one counted as done, and the summary then
+        averaged one seed as if it were two."""
         done = []
         for j in sorted(self.root.glob("variants/*/seed*/final_model.json")):
             seed = j.parent.name.removeprefix("seed")
-            if seed.isdigit() and self.final_model(j.parent.parent.name, int(seed)).is_file():
+            if seed.isdigit() and self.final_model(j.parent.parent.name, int(seed)).is_file() \
+                    and _has_metrics(j, ()):
                 done.append((j.parent.parent.name, int(seed)))
         return done
 

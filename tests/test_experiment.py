@@ -233,6 +233,32 @@ def test_valid_criterion_options_are_accepted_and_kept(roots):
                                                                         "per_class": True}
 
 
+@pytest.mark.parametrize("damage", ["truncated", "no train_loss", "a list"])
+def test_a_damaged_best_model_json_is_redone_not_counted_as_done(roots, tmp_path, damage):
+    """A torn best_model.json of the last iteration made every resume fail; of a middle
+    one, validations.txt lost its row without a word; a `metrics` without train_loss
+    ended resume and concatenate in a KeyError traceback."""
+    import shutil
+
+    paths = create_run(small_config("sidecars", schedule={"q": 0.5, "iterations": 4}))
+    assert execute(paths)["state"] == "finished"
+    want = paths.validations.read_text()
+    copy = RunPaths(shutil.copytree(paths.root, tmp_path / "copy"))
+    sidecar = copy.best_model_json(2)
+    meta = json.loads(sidecar.read_text())
+    if damage == "truncated":
+        sidecar.write_text(sidecar.read_text()[:50])
+    elif damage == "no train_loss":
+        del meta["metrics"]["train_loss"]
+        sidecar.write_text(json.dumps(meta))
+    else:
+        sidecar.write_text("[1, 2]")
+    assert copy.completed_iterations() == [0, 1, 3]
+    assert execute(copy)["state"] == "finished"  # redone from iteration 2
+    assert copy.completed_iterations() == [0, 1, 2, 3]
+    assert copy.validations.read_text() == want
+
+
 def test_cli_interval_adjoint_options(roots, capsys):
     from explorer_core.cli import main
 

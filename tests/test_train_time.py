@@ -350,3 +350,21 @@ def test_pruning_carries_each_kept_weights_optimiser_moments(arch):
         assert int(after["step"]) == int(before["step"]) == 3
         for moment in ("exp_avg", "exp_avg_sq"):
             assert torch.equal(after[moment].flatten(), before[moment].flatten()[position])
+
+
+def test_a_damaged_final_model_json_is_redone_not_counted(tmp_path, small_run):
+    """A truncated final_model.json counted as a finished unit: resume said "6 runs
+    complete" and the summary averaged one seed's accuracy as the variant's mean."""
+    import json
+    import shutil
+
+    paths = TrainTimePaths(shutil.copytree(small_run.root, tmp_path / "copy"))
+    want = finals(small_run)
+    sidecar = paths.final_model_json("random", 0)
+    sidecar.write_text(sidecar.read_text()[:40])  # torn by hand
+    assert ("random", 0) not in paths.completed_units()
+    assert execute(paths)["state"] == "finished"
+    assert finals(paths) == want  # the unit was redone, to the same result
+    summary = json.loads(paths.summary.read_text())
+    assert summary["variants"]["random"]["test_acc"] == [r["test_acc"] for r in want
+                                                         if r["variant"] == "random"]
