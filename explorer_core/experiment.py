@@ -28,8 +28,8 @@ from .fileio import atomic_write_json, write_table
 from .jobs import worker_session
 from .models import MLP, default_spec
 from .rundir import (TRAIN_COLUMNS, VALIDATION_COLUMNS, RunPaths, append_event,
-                     failed_write, new_run_dir, read_json, session_start, truncate_events,
-                     write_status)
+                     failed_write, new_run_dir, read_events, read_json, read_record,
+                     session_start, truncate_events, write_status)
 from .schedule import (RetentionTable, ScheduleConfig, read_retain, retention_table,
                        table_from_rows, write_retain)
 
@@ -306,6 +306,23 @@ def _check_retain(paths: RunPaths, table: RetentionTable) -> None:
                             f"prune --retain <file>")
 
 
+def _iteration_event(table: RetentionTable, i: int, metrics: dict) -> dict:
+    return {"type": "iteration", "iteration": i, "widths": list(table.widths[i]),
+            "percent_retained": table.percent(table.widths[i]), **metrics}
+
+
+def _restore_iteration_events(paths: RunPaths, table: RetentionTable, start: int) -> None:
+    """Log again, from its checkpoint, a kept iteration whose event a kill (between the
+    checkpoint and the event) or a full disk lost: the page's per-iteration charts and
+    metrics are drawn from the events, and missed that iteration for good."""
+    logged = {e.get("iteration") for e in read_events(paths) if e.get("type") == "iteration"}
+    for i in range(min(start, len(table))):
+        if i not in logged:
+            metrics = read_record(paths.best_model_json(i)).get("metrics")
+            if isinstance(metrics, dict):
+                append_event(paths, _iteration_event(table, i, metrics))
+
+
 def _recorded_accuracy(paths: RunPaths, i: int) -> float | None:
     """Test accuracy of a completed iteration, from its checkpoint's metadata."""
     return ((read_json(paths.best_model_json(i)) or {}).get("metrics") or {}).get("test_acc")
@@ -345,6 +362,7 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
         for stale in (paths.validations, paths.accuracies_png, paths.losses_png):
             stale.unlink(missing_ok=True)
     truncate_events(paths, start)
+    _restore_iteration_events(paths, table, start)
     write_status(paths, "running", pid=os.getpid(), iteration=start, epoch=0, message="",
                  total_iterations=len(table), total_epochs=total_epochs(cfg, len(table)),
                  **session_start(paths))
@@ -357,8 +375,7 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
             write_status(paths, "running", iteration=i, epoch=0)
             metrics = _dense_iteration(ctx) if i == 0 else _prune_iteration(ctx, i)
             dense = dense or metrics
-            _emit(ctx, {"type": "iteration", "iteration": i, "widths": list(table.widths[i]),
-                        "percent_retained": table.percent(table.widths[i]), **metrics})
+            _emit(ctx, _iteration_event(table, i, metrics))
             stopped = _stopping_reason(cfg, dense["test_acc"], metrics["test_acc"], i)
             if stopped:
                 reason = stopped

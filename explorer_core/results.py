@@ -139,7 +139,8 @@ def run_progress(paths: RunPaths, now: float | None = None) -> RunProgress:
     status = read_status(paths)
     events = read_events(paths)
     epochs = [e for e in events if e.get("type") == "epoch"]
-    iterations = [e for e in events if e.get("type") == "iteration"]
+    iterations = sorted((e for e in events if e.get("type") == "iteration"),
+                        key=lambda e: e.get("iteration", 0))  # restored ones come late
     total = int(status.get("total_epochs") or 0)
     started = status.get("started")
     state = status.get("state", "unknown")

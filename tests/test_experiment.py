@@ -259,6 +259,25 @@ def test_a_damaged_best_model_json_is_redone_not_counted_as_done(roots, tmp_path
     assert copy.validations.read_text() == want
 
 
+def test_an_iteration_event_a_kill_lost_is_logged_again_on_resume(roots):
+    """Killed between saving iteration 2 and logging it: after the resume all iterations
+    were on disk, but the page's per-iteration charts never showed iteration 2."""
+    from explorer_core.rundir import append_event
+
+    paths = create_run(small_config("lost-event", schedule={"q": 0.5, "iterations": 4}))
+    assert execute(paths)["state"] == "finished"
+    want = [e for e in read_events(paths) if e["type"] == "iteration"]
+    kept = [e for e in read_events(paths) if not (e["type"] == "iteration"
+                                                  and e["iteration"] in (1, 2))]
+    paths.events.write_text("")
+    for e in kept:
+        append_event(paths, {k: v for k, v in e.items() if k != "time"})
+    assert execute(paths)["state"] == "finished"  # nothing left to run: a resume
+    got = run_progress(paths).iterations
+    strip = lambda es: [{k: v for k, v in e.items() if k != "time"} for e in es]  # noqa: E731
+    assert strip(got) == strip(want)
+
+
 def test_cli_interval_adjoint_options(roots, capsys):
     from explorer_core.cli import main
 
