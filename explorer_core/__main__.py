@@ -1,5 +1,10 @@
 import sys
 
-from .cli import main
+try:
+    from .cli import main  # imports torch: seconds, in which a Ctrl-C must be one line too
 
-sys.exit(main())
+    code = main()
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    code = 130
+sys.exit(code)

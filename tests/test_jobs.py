@@ -227,3 +227,24 @@ def test_default_run_names_differ_between_processes_in_the_same_second():
     names = {subprocess.run([sys.executable, "-c", same_second], capture_output=True,
                             text=True, check=True).stdout.strip() for _ in range(2)}
     assert len(names) == 2 and all(n.startswith("run-090355") for n in names), names
+
+
+@pytest.mark.parametrize("delay_s", [0.3, 0.8, 1.5, 3.0])
+def test_ctrl_c_at_any_moment_of_a_command_is_one_line(tmp_path, delay_s):
+    """Interrupted in its first seconds (importing torch, before the CLI's own handling),
+    `python -m explorer_core` printed a KeyboardInterrupt traceback."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "explorer_core", "prune", "--dataset", "digits", "--hidden", "8",
+         "--q", "0.5", "--iterations", "2", "--dense-epochs", "200", "--quiet",
+         "--runs-root", str(tmp_path / "runs")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**__import__("os").environ, "EXPLORER_CACHE": str(tmp_path / "cache")})
+    time.sleep(delay_s)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    assert proc.returncode in (130, 3), (proc.returncode, out, err)
