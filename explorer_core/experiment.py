@@ -32,11 +32,11 @@ from .rundir import (TRAIN_COLUMNS, VALIDATION_COLUMNS, RunPaths, append_event,
                      session_start, truncate_events, write_status)
 from .schedule import (RetentionTable, ScheduleConfig, read_retain, retention_table,
                        table_from_rows, write_retain)
+from .surgery import prune_to_widths
+from .training import EpochMetrics, TrainConfig, evaluate, train
 
 # `RunConfig.schedule["kind"]` of a run that follows a given table (`prune --retain`)
 TABLE_SCHEDULE = "table"
-from .surgery import prune_to_widths
-from .training import EpochMetrics, TrainConfig, evaluate, train
 
 
 @dataclass
@@ -325,7 +325,7 @@ def _restore_iteration_events(paths: RunPaths, table: RetentionTable, start: int
 
 def _recorded_accuracy(paths: RunPaths, i: int) -> float | None:
     """Test accuracy of a completed iteration, from its checkpoint's metadata."""
-    return ((read_json(paths.best_model_json(i)) or {}).get("metrics") or {}).get("test_acc")
+    return (read_record(paths.best_model_json(i)).get("metrics") or {}).get("test_acc")
 
 
 def _stopping_reason(cfg: RunConfig, dense_acc: float | None, acc: float | None,
