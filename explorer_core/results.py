@@ -175,7 +175,7 @@ def deployment_costs(dense_checkpoint: Path, pruned_checkpoint: Path,
     if input_shape(pruned.spec) != shape:
         raise ExplorerError(f"{Path(pruned_checkpoint).name} takes inputs of shape "
                             f"{input_shape(pruned.spec)}, the dense model {shape}")
-    config = latency or LatencyConfig(batch_size=256, repeats=15, warmup=3, threads=1)
+    config = latency or LatencyConfig(batch_size=256, repeats=15, warmup=3)
     cmp = compare_costs(dense.model, pruned.model, shape, config)
     ratios = cmp.ratios()
 

@@ -109,12 +109,13 @@ class SweepConfig:
         return spec_for_dataset(arch, get_info(dataset), hidden)
 
     def latency(self) -> LatencyConfig | None:
-        """One thread: on a shared CPU, two threads' spin-waits made timings erratic
-        (a 64-256-64 MLP measured 10 ms per batch, its half-size copy 22 ms)."""
+        """On one thread (`LatencyConfig`'s default): on a shared CPU, two threads'
+        spin-waits made timings erratic (a 64-256-64 MLP measured 10 ms per batch, its
+        half-size copy 22 ms)."""
         if not self.latency_repeats:
             return None
         return LatencyConfig(batch_size=self.latency_batch, repeats=self.latency_repeats,
-                             warmup=LATENCY_WARMUP, threads=1).validate()
+                             warmup=LATENCY_WARMUP).validate()
 
     def validate(self) -> "SweepConfig":
         _names(self.models, "models", ARCHS)

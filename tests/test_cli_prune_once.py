@@ -133,3 +133,25 @@ def test_interval_adjoint_boxes_the_whole_training_split_whatever_samples_says(s
     for layer in ("fc1", "fc2"):
         got = torch.tensor(report["layers"][layer]["scores"])
         assert torch.allclose(got, want[layer].float(), rtol=1e-5), layer
+
+
+def test_latency_is_timed_on_one_thread_like_the_sweeps(saved_mlp, tmp_path, monkeypatch):
+    """prune-once kept torch's thread count while timing: beside two busy processes a
+    2.7×-faster pruned CNN read 1.00× (104 ms each), other runs 0.31× … 28.43×."""
+    import torch as _torch
+
+    from explorer_core import metrics
+
+    seen: list[int] = []
+    real = metrics.measure_latencies
+
+    def spy(models, shape, config=metrics.LatencyConfig(), should_stop=None):
+        seen.append(config.threads)
+        return real(models, shape, config, should_stop)
+
+    monkeypatch.setattr(metrics, "measure_latencies", spy)
+    before = _torch.get_num_threads()
+    ckpt, _ = saved_mlp
+    assert main(["prune-once", "--checkpoint", str(ckpt), "--criterion", "l1", "--ratio", "0.5",
+                 "--latency-repeats", "3", "--out", str(tmp_path / "one")]) == 0
+    assert seen == [1] and _torch.get_num_threads() == before
