@@ -352,8 +352,11 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
         return write_status(paths, "failed", message=str(exc), activity="",
                             cells_done=len(write_tables(paths)))
     except OSError as exc:  # the disk refused a checkpoint or record: resume once fixed
-        return failed_write(paths, exc, "the sweep's files", activity="",
-                            cells_done=len(finished_ids(paths)))
+        try:
+            done = len(write_tables(paths))
+        except OSError:  # a full disk takes the tables too: a resume rebuilds them
+            done = len(finished_ids(paths))
+        return failed_write(paths, exc, "the sweep's files", activity="", cells_done=done)
     except Exception as exc:  # the trace goes to worker.log, one line to the page
         traceback.print_exc()
         return write_status(paths, "failed", message=f"{exc.__class__.__name__}: {exc}",
