@@ -36,7 +36,7 @@ from torch import nn
 
 from . import __version__
 from .cache import Baseline, get_baseline
-from .checkpoint import save_checkpoint
+from .checkpoint import link_checkpoint, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions, compute_scores
 from .data import Dataset, availability, get_info, load_dataset
 from .errors import Cancelled, ExplorerError
@@ -373,6 +373,7 @@ class _Dense:
     test_loss: float
     test_acc: float
     scores: dict = field(default_factory=dict)  # criterion → unit scores (or its error)
+    saved: Path | None = None  # the first ratio-0 cell's checkpoint (the baseline's file)
 
 
 @dataclass
@@ -700,8 +701,14 @@ class _Runner:
                 "normalisation": {"mean": list(info.mean), "std": list(info.std)},
                 "widths": widths, "percent_retained": percent, "cell": asdict(cell),
                 "sweep": self.paths.root.name}
+        target = self.paths.checkpoint(cell.id)
+        if cell.ratio == 0:  # the baseline itself: one file per group, linked for the rest
+            if dense.saved is None:
+                dense.saved = save_checkpoint(model, spec, target, meta)
+                return dense.saved
+            return link_checkpoint(dense.saved, target, meta)
         saved = permanent_copy(model) if is_masked(model) else model
-        return save_checkpoint(saved, spec, self.paths.checkpoint(cell.id), meta)
+        return save_checkpoint(saved, spec, target, meta)
 
     def _record(self, cell: Cell, model: nn.Module | None, spec: Spec | None, dense: _Dense,
                 row: dict) -> None:
