@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
@@ -108,6 +108,9 @@ class Estimate:
     cells: int
     baselines_to_train: int
     baselines_cached: int
+    # per baseline group, in run order: [its dense training, the mean of its cells] (s);
+    # a running sweep's remaining time is paced by these (`sweep_results.progress`)
+    groups: list[list[float]] = field(default_factory=list)
 
 
 def estimate(cfg, the_plan, cache_root=None) -> Estimate:
@@ -116,8 +119,10 @@ def estimate(cfg, the_plan, cache_root=None) -> Estimate:
 
     cache_root = cache_root or default_cache_root()
     total, trained, cached = START_S, 0, 0
+    per_group: list[list[float]] = []
     for group in the_plan.groups:
         total += PER_GROUP_S
+        at_start = total
         arch, dataset, batch, seed = group
         info = get_info(dataset)
         n_all, n_test = info.samples
@@ -133,7 +138,9 @@ def estimate(cfg, the_plan, cache_root=None) -> Estimate:
         else:
             trained += 1
             total += cfg.dense_epochs * per_epoch + timing.evaluate(n_all + n_test)
-        for cell in (c for c in the_plan.cells if c.group == group):
+        baseline_s, cells_from = total - at_start, total
+        cells = [c for c in the_plan.cells if c.group == group]
+        for cell in cells:
             total += PER_CELL_S + timing.evaluate(n_test)
             if not 0 < cell.ratio < 1:
                 continue
@@ -143,4 +150,5 @@ def estimate(cfg, the_plan, cache_root=None) -> Estimate:
             if cfg.latency_repeats and not PRUNING_TYPES[cell.type].structural:
                 total += (cfg.latency_repeats + LATENCY_WARMUP) * timing.evaluate(
                     cfg.latency_batch)
-    return Estimate(total, len(the_plan.cells), trained, cached)
+        per_group.append([baseline_s, (total - cells_from) / max(len(cells), 1)])
+    return Estimate(total, len(the_plan.cells), trained, cached, per_group)

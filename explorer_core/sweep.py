@@ -278,20 +278,28 @@ def runnable_plan(cfg: SweepConfig) -> Plan:
     return the_plan
 
 
-def create_sweep(cfg: SweepConfig, root: Path | None = None) -> SweepPaths:
+def create_sweep(cfg: SweepConfig, root: Path | None = None,
+                 estimated: list[list[float]] | None = None) -> SweepPaths:
     """Make the sweep folder with config.json and a queued status.
 
     Refused before any folder exists when a dataset is missing offline or the grid has
-    no cell (every chosen type is inapplicable to every chosen model).
+    no cell (every chosen type is inapplicable to every chosen model). `estimated`: the
+    pre-start estimate's times per group (`estimate.Estimate.groups`), kept for the
+    remaining-time estimate of the running sweep.
     """
     the_plan = runnable_plan(cfg)
     paths = SweepPaths(new_run_dir(cfg.name, root or default_sweeps_root()).root)
     atomic_write_json(paths.config, {**cfg.to_dict(), "created": time.time(),
                                      "versions": {"explorer": __version__,
                                                   "torch": torch.__version__}})
-    # the baselines in run order, for the remaining-time estimate (no model built to poll)
+    # the baselines in run order, with their cell counts, for the remaining-time
+    # estimate (no model built to poll)
+    groups = the_plan.groups
     write_status(paths, "queued", total_cells=len(the_plan.cells), cells_done=0,
-                 groups=[list(g) for g in the_plan.groups])
+                 groups=[list(g) for g in groups],
+                 group_cells=[sum(c.group == g for c in the_plan.cells) for g in groups],
+                 **({"group_estimates": estimated}
+                    if estimated and len(estimated) == len(groups) else {}))
     return paths
 
 

@@ -70,7 +70,7 @@ def _grid_facts(config: dict) -> dict:
     the_plan = plan(cfg)
     est = estimate(cfg, the_plan)
     return {"cells": len(the_plan.cells), "groups": len(the_plan.groups),
-            "skipped": the_plan.skipped, "seconds": est.seconds,
+            "skipped": the_plan.skipped, "seconds": est.seconds, "per_group": est.groups,
             "to_train": est.baselines_to_train, "cached": est.baselines_cached,
             "criteria": {t: criteria_for(t, cfg.criteria) for t in cfg.types},
             "ratios": [ratio_label(r) for r in cfg.ratios]}
@@ -138,7 +138,7 @@ def setup_form() -> None:
         _grid_summary(facts)
         if st.button("Start sweep", type="primary", disabled=not facts["cells"]):
             try:
-                paths = create_sweep(cfg, SWEEPS_ROOT)
+                paths = create_sweep(cfg, SWEEPS_ROOT, facts["per_group"])
                 jobs.launch(paths, "compare")
             except ExplorerError as exc:
                 st.error(str(exc))

@@ -211,6 +211,32 @@ def test_remaining_time_counts_cells_and_baselines_not_the_start_up(roots, refer
     assert eta == pytest.approx(26 * 0.5 + 3 * 3.0)
 
 
+def test_remaining_time_prices_each_groups_cells_by_the_estimate_at_the_measured_pace(
+        roots, reference):
+    """The finished cells' mean priced the CNN's cells like the MLP cells that came first
+    (42 s shown, 118 s left). With the pre-start estimate per group, six MLP cells that
+    took twice their estimate leave each remaining group at twice its own estimate."""
+    cfg = grid("eta-paced")
+    groups = plan(cfg).groups  # mlp b32, mlp b128, cnn b32, cnn b128; 6, 6, 10, 10 cells
+    estimated = [[3.0, 0.25], [2.0, 0.25], [8.0, 1.5], [6.0, 1.5]]
+    paths = create_sweep(cfg, estimated=estimated)
+    assert read_status(paths)["group_cells"] == [6, 6, 10, 10]
+    first = [f for f in sorted(reference.cells_dir.glob("*.json"))
+             if json.loads(f.read_text())["model"] == "mlp"
+             and json.loads(f.read_text())["batch_size"] == 32]
+    paths.cells_dir.mkdir(parents=True, exist_ok=True)
+    for f in first:  # 0.5 s each against 0.25 s estimated: twice as slow
+        row = json.loads(f.read_text())
+        row.update(cell_seconds=0.5, dense_train_seconds=3.0, baseline_from_cache=False)
+        paths.cell(row["cell_id"]).write_text(json.dumps(row))
+    write_status(paths, "running", started=time.time() - 100.0)
+    with RunLock(paths):
+        eta = sweep_progress(paths).eta
+    left = (6 * 0.25 + 2.0) + (10 * 1.5 + 8.0) + (10 * 1.5 + 6.0)
+    assert [list(g) for g in groups] == read_status(paths)["groups"]
+    assert eta == pytest.approx(2 * left)
+
+
 def test_foreign_files_among_the_cell_records_are_skipped(roots, reference):
     """A hand-edited `[1, 2]` among the records crashed the page and `compare --resume`."""
     import shutil
@@ -493,6 +519,14 @@ def test_estimate_counts_cached_baselines(roots, reference):
     assert cached.cells == 32 and cached.baselines_cached == 4 and cached.baselines_to_train == 0
     fresh = estimate(grid("estimate", dense_epochs=3), plan(cfg))
     assert fresh.baselines_to_train == 4 and fresh.seconds > cached.seconds > 0
+    # per group: [baseline, mean cell]; cached baselines cost nothing, and the groups'
+    # parts add up to the total but for the fixed start-up and per-group costs
+    from explorer_core.estimate import PER_GROUP_S, START_S
+
+    assert [b for b, _ in cached.groups] == [0.0] * 4 and all(b > 0 for b, _ in fresh.groups)
+    counts = [sum(c.group == g for c in plan(cfg).cells) for g in plan(cfg).groups]
+    assert sum(b + n * c for (b, c), n in zip(fresh.groups, counts)) == pytest.approx(
+        fresh.seconds - START_S - 4 * PER_GROUP_S)
 
 
 def test_cli_runs_a_config_file_and_refuses_bad_input_with_one_line(roots, tmp_path):
