@@ -21,7 +21,7 @@ from .errors import CheckpointError, ExplorerError
 from .models import count_parameters, hidden_widths, input_shape
 from .results import iteration_rows
 from .rundir import (RunPaths, TrainTimePaths, default_train_time_root, list_runs,
-                     list_train_time_runs, read_json)
+                     list_train_time_runs, read_json, read_record)
 
 # An uploaded spec / sidecar is a few kB; the weights may be large (the server caps uploads).
 MAX_SPEC_BYTES = 1_000_000
@@ -74,7 +74,7 @@ def run_checkpoints(run: RunPaths) -> list[CheckpointEntry]:
     name = f"{run.root.name} ({run.root.parent.name})"
     out = []
     for row in iteration_rows(run):
-        meta = read_json(run.best_model_json(row.iteration)) or {}
+        meta = read_record(run.best_model_json(row.iteration))
         out.append(CheckpointEntry(
             "run", name, f"iteration {row.iteration}: "
             f"{_describe(row.test_acc, row.percent_retained, row.widths)}",
@@ -93,7 +93,7 @@ def train_time_checkpoints(run: TrainTimePaths) -> list[CheckpointEntry]:
     order = {"none": 0, "importance": 1, "random": 2}
     out = []
     for variant, seed in sorted(run.completed_units(), key=lambda u: (order.get(u[0], 9), u[1])):
-        meta = read_json(run.final_model_json(variant, seed)) or {}
+        meta = read_record(run.final_model_json(variant, seed))
         if meta.get("task") != "classifier":
             continue
         widths = [int(w) for w in meta.get("widths") or []]

@@ -369,7 +369,7 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
     try:
         data = load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction)
         ctx = _Context(paths, cfg, data, table, stop, on_event, cache_root)
-        dense = (read_json(paths.best_model_json(0)) or {}).get("metrics") if start > 0 else None
+        dense = read_record(paths.best_model_json(0)).get("metrics") if start > 0 else None
         reason = "schedule complete"
         for i in range(start, len(table)):
             write_status(paths, "running", iteration=i, epoch=0)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ExplorerError
 from .fileio import read_table, write_table
-from .rundir import VALIDATION_COLUMNS, RunPaths, read_json
+from .rundir import VALIDATION_COLUMNS, RunPaths, read_record
 
 if TYPE_CHECKING:
     from .metrics import LatencyConfig
@@ -39,7 +39,7 @@ def iteration_rows(paths: RunPaths) -> list[IterationRow]:
     """One row per completed iteration, iteration 0 (dense) first."""
     rows = []
     for i in paths.completed_iterations():
-        meta = read_json(paths.best_model_json(i)) or {}
+        meta = read_record(paths.best_model_json(i))
         m = meta.get("metrics", {})
         if not m:
             continue

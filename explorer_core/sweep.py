@@ -321,7 +321,7 @@ def execute(paths: SweepPaths, should_stop: Callable[[], bool] | None = None,
 
 def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
                     on_event: Callable[[dict], None], cache_root: Path | None) -> dict:
-    from .sweep_results import finished_ids, write_tables
+    from .sweep_results import finished_ids, read_cells, write_tables
 
     probe = start_up_probe()  # sampled over the worker's start-up
     try:
@@ -329,9 +329,11 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
         the_plan = plan(cfg)
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
-    done = finished_ids(paths) & {c.id for c in the_plan.cells}
-    if done or paths.results_csv.exists():
-        write_tables(paths)  # the CSV matches the finished cells before lines are appended
+    rows = read_cells(paths)
+    done = {r["cell_id"] for r in rows} & {c.id for c in the_plan.cells}
+    if rows or paths.results_csv.exists():
+        # the CSV matches the finished cells before lines are appended
+        write_tables(paths, rows)
     # As many torch threads as cores are idle now: two threads on a shared 2-core box
     # collapse (see training.cpu_threads_for); scoring and evaluation run on these.
     torch.set_num_threads(max(1, min(torch.get_num_threads(), probe.cores())))

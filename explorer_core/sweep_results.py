@@ -211,7 +211,7 @@ def _eta(rows: list[dict], total: int, groups: list[list]) -> float | None:
     for r in rows:
         if not r.get("baseline_from_cache") and r.get("dense_train_seconds") is not None:
             trained.setdefault(r["model"], []).append(float(r["dense_train_seconds"]))
-    begun = {(r["model"], r["dataset"], r["batch_size"], r["seed"]) for r in rows}
+    begun = {_group_of(r) for r in rows}
     everything = [t for ts in trained.values() for t in ts]
     for model, *_ in (g for g in groups if tuple(g) not in begun):
         known = trained.get(model) or everything

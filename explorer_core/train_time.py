@@ -50,7 +50,7 @@ from .models import build_model, count_parameters, prunable_layers, spec_for_dat
 from .ranking import keep_for_ratio
 from .results import RunProgress, run_progress
 from .rundir import (TrainTimePaths, append_event, default_train_time_root, failed_write,
-                     filter_events, new_run_dir, read_events, read_json, read_status,
+                     filter_events, new_run_dir, read_events, read_json, read_record, read_status,
                      session_start, write_status)
 from .surgery import PruneConfig, prune_structural, replay_removal
 # The epoch loop and the step-wise LR schedule of the training engine: train-time pruning
@@ -639,7 +639,7 @@ def final_rows(paths: TrainTimePaths) -> list[dict]:
     """One row per completed (variant, seed): final metrics, widths, params, checkpoint."""
     rows = []
     for variant, seed in paths.completed_units():
-        meta = read_json(paths.final_model_json(variant, seed)) or {}
+        meta = read_record(paths.final_model_json(variant, seed))
         rows.append({"variant": variant, "seed": seed, "label": meta.get("label", variant),
                      **meta.get("metrics", {}), "widths": meta.get("widths", []),
                      "checkpoint": str(paths.final_model(variant, seed))})
