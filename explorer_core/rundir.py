@@ -371,9 +371,6 @@ class SweepPaths(RunPaths):
     def chart_png(self, name: str) -> Path:
         return self.root / f"{name}.png"
 
-    def finished_cells(self) -> set[str]:
-        return {p.stem for p in self.cells_dir.glob("*.json")} if self.cells_dir.is_dir() else set()
-
 
 def list_sweeps(root: Path | None = None) -> list[SweepPaths]:
     """All sweeps under `root` (default `default_sweeps_root()`), newest first."""

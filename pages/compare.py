@@ -20,8 +20,8 @@ from explorer_core.rundir import (LIVE_STATES, SweepPaths, default_sweeps_root, 
                                   read_status)
 from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, SweepConfig, create_sweep, plan,
                                  ratio_label)
-from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread, pareto_mask,
-                                         progress, results_frame, speedups, summary_frame,
+from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
+                                         finished_count, pareto_mask, progress, results_frame, speedups, summary_frame,
                                          tables_text)
 from pages._common import (announce_start, format_seconds, parse_int_list, png_download_button,
                            require_app_navigation, run_name_input, run_picker, status_header)
@@ -176,7 +176,7 @@ def pick_sweep() -> SweepPaths | None:
         status = read_status(s)
         rows.append({"sweep": s.root.name, "date": s.root.parent.name,
                      "state": status.get("state", "?"),
-                     "cells done": len(s.finished_cells()), "of": status.get("total_cells"),
+                     "cells done": finished_count(s), "of": status.get("total_cells"),
                      "message": status.get("message", "")})
     return SweepPaths(run_picker(sweeps, rows, "Sweep", "active_sweep", "sweeps"))
 

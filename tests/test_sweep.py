@@ -18,8 +18,9 @@ from explorer_core.data import load_dataset
 from explorer_core.errors import ExplorerError
 from explorer_core.rundir import RunLock, read_events, read_status, write_status
 from explorer_core.sweep import SweepConfig, create_sweep, execute, plan
-from explorer_core.sweep_results import (pareto_mask, read_results_csv, results_frame,
-                                         speedups, summary_frame)
+from explorer_core.sweep_results import (finished_count, finished_ids, pareto_mask,
+                                         read_results_csv, results_frame, speedups,
+                                         summary_frame)
 from explorer_core.sweep_results import progress as sweep_progress
 from explorer_core.training import evaluate
 
@@ -164,7 +165,7 @@ def test_a_killed_sweep_resumes_without_recomputing_finished_cells(roots, refere
     paths = create_sweep(grid("killed"))
     jobs.launch(paths, "compare")
     deadline = time.time() + 120
-    while len(paths.finished_cells()) < 4:
+    while len(finished_ids(paths)) < 4:
         assert time.time() < deadline, read_status(paths)
         assert read_status(paths).get("state") in ("queued", "running"), read_status(paths)
         time.sleep(0.02)
@@ -267,9 +268,11 @@ def test_only_records_that_name_themselves_count_as_finished_cells(roots, refere
     write_status(paths, "stopped", total_cells=32)
     assert sweep_progress(paths).cells_done == 31
     assert len(results_frame(paths)) == 31
+    assert finished_count(paths) == 31  # the sweep list on the Compare page
 
     assert execute(paths)["state"] == "finished"
     assert sweep_progress(paths).cells_done == 32 and read_status(paths)["cells_done"] == 32
+    assert finished_count(paths) == 32  # read again: a record landed in the folder
     assert json.loads(replaced.read_text())["cell_id"] == replaced.stem  # recomputed
     assert sorted(results_frame(paths)["cell_id"]) == sorted(
         p.stem for p in reference.cells_dir.glob("*.json"))
@@ -298,11 +301,11 @@ def test_a_second_writer_is_refused_and_a_stop_request_stops_cleanly(roots, refe
 
     def stop_after_some() -> bool:
         calls["n"] += 1
-        return len(paths.finished_cells()) >= 5
+        return len(finished_ids(paths)) >= 5
 
     status = execute(paths, should_stop=stop_after_some)
     assert status["state"] == "stopped" and "resume" in status["message"]
-    done = len(paths.finished_cells())
+    done = len(finished_ids(paths))
     assert 5 <= done < 48
     assert len(read_results_csv(paths)) == done
     assert read_status(paths)["cells_done"] == done  # not the last throttled report's count
@@ -310,7 +313,7 @@ def test_a_second_writer_is_refused_and_a_stop_request_stops_cleanly(roots, refe
     assert first_session > 0
     time.sleep(0.5)  # idle between Stop and Resume: not work, not counted
     resumed = time.time()
-    assert execute(paths)["state"] == "finished" and len(paths.finished_cells()) == 48
+    assert execute(paths)["state"] == "finished" and len(finished_ids(paths)) == 48
     final = read_status(paths)
     second_session = final["heartbeat"] - final["started"]
     assert resumed <= final["started"] and second_session <= time.time() - resumed
@@ -598,7 +601,7 @@ def test_a_stopped_sweep_counts_the_cells_on_disk_as_done(roots, monkeypatch):
     status = execute(paths, should_stop=lambda: len(recorded) >= 3,
                      on_event=lambda e: recorded.append(e) if e["type"] == "cell" else None)
     assert status["state"] == "stopped"
-    assert len(paths.finished_cells()) == 3
+    assert len(finished_ids(paths)) == 3
     assert read_status(paths)["cells_done"] == 3
 
 
