@@ -159,3 +159,23 @@ def test_profiling_a_masked_model_keeps_its_masks():
     masked = apply_masks(MLP(64, [32], 10), 0.5)
     assert cost_report(masked, (1, 8, 8)).nonzero_params < cost_report(MLP(64, [32], 10), (1, 8, 8)).params
     assert train_flops_per_sample(masked, (1, 8, 8)) > 0
+
+
+@pytest.mark.parametrize("arch, shape", [("cnn", (1, 8, 8)), ("resnet18", (3, 32, 32))])
+def test_one_report_counts_on_one_copy_what_each_count_gets_on_its_own(arch, shape):
+    """`cost_report` makes one private copy for its three counts (thop leaves buffers
+    behind until it is done, the FLOPs pass trains BatchNorm): each must still equal the
+    count made alone on a fresh copy, and the caller's model must keep its state."""
+    from explorer_core import metrics
+
+    spec = default_spec(arch, in_ch=shape[0], size=shape[1], classes=10)
+    model = build_model(spec).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = cost_report(model, shape)
+    metrics._ACTIVATIONS.clear()  # measured again, not read from the report's cache entry
+    assert report.macs == macs_per_sample(model, shape) > 0
+    assert report.train_flops == train_flops_per_sample(model, shape) > 2 * report.macs
+    assert report.activation_bytes == metrics.activation_bytes(model, shape) > 0
+    assert not model.training
+    assert model.state_dict().keys() == before.keys()
+    assert all(model.state_dict()[k].equal(v) for k, v in before.items())
