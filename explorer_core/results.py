@@ -151,11 +151,25 @@ def run_progress(paths: RunPaths, now: float | None = None) -> RunProgress:
     recent = [e for e in epochs if started and e.get("time", 0) >= started]
     eta = None
     if state == "running" and len(recent) > 1 and total:
-        per_epoch = ((now or time.time()) - recent[0]["time"]) / (len(recent) - 1)
-        eta = max(0.0, (total - len(epochs)) * per_epoch)
+        eta = _remaining(recent, total - len(epochs), now or time.time())
     return RunProgress(state, status.get("message", ""), status.get("iteration"),
                        int(status.get("total_iterations") or 0), len(epochs), total, elapsed, eta,
                        epochs, iterations)
+
+
+def _remaining(recent: list[dict], left: int, now: float) -> float:
+    """Seconds for the `left` epochs, the one under way included, at the pace between
+    the epochs this session logged.
+
+    The pace is taken between finished epochs only: pacing by `now` counted the epoch
+    under way as time spent without a finished epoch (epochs at 0, 10 and 20 s, at
+    25 s: 87.5 s shown, 65 s left). The epoch under way is credited with the time it
+    has run, at most one epoch's worth, so a slow epoch does not count down below the
+    epochs still to come.
+    """
+    per_epoch = (recent[-1]["time"] - recent[0]["time"]) / (len(recent) - 1)
+    under_way = min(max(now - recent[-1]["time"], 0.0), per_epoch)
+    return max(0.0, left * per_epoch - under_way)
 
 
 def deployment_costs(dense_checkpoint: Path, pruned_checkpoint: Path,

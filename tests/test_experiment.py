@@ -470,6 +470,22 @@ def test_remaining_time_is_paced_by_epochs_not_by_the_workers_start_up(tmp_path)
     assert eta == pytest.approx(7.0)
 
 
+def test_remaining_time_credits_the_epoch_under_way(tmp_path):
+    """Epochs end at 0, 10 and 20 s; at 25 s, 7 of 10 epochs remain, the first half run:
+    65 s left (pacing by the clock read 87.5 s). A stalled epoch counts down no further
+    than the six epochs after it."""
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    t0 = time.time() - 100.0
+    write_status(paths, "running", started=t0 - 5.0, total_epochs=10)
+    paths.events.write_text("".join(
+        json.dumps({"type": "epoch", "iteration": 0, "epoch": ep, "time": t0 + 10.0 * ep}) + "\n"
+        for ep in (0, 1, 2)))
+    with RunLock(paths):
+        assert run_progress(paths, now=t0 + 25.0).eta == pytest.approx(65.0)
+        assert run_progress(paths, now=t0 + 80.0).eta == pytest.approx(60.0)
+
+
 def test_kill_spares_a_finished_runs_pid_and_its_own_process(tmp_path):
     """status.json keeps the writer's pid after the run: killing by it hit whatever process
     had that pid by then — in the test suite, pytest itself (runs executed in-process)."""
