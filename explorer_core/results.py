@@ -158,18 +158,24 @@ def run_progress(paths: RunPaths, now: float | None = None) -> RunProgress:
 
 
 def _remaining(recent: list[dict], left: int, now: float) -> float:
-    """Seconds for the `left` epochs, the one under way included, at the pace between
-    the epochs this session logged.
+    """Seconds for the `left` epochs, the one under way included (`paced_remaining`)."""
+    return paced_remaining(recent[-1]["time"] - recent[0]["time"], len(recent) - 1, left,
+                           now - recent[-1]["time"])
 
-    The pace is taken between finished epochs only: pacing by `now` counted the epoch
-    under way as time spent without a finished epoch (epochs at 0, 10 and 20 s, at
-    25 s: 87.5 s shown, 65 s left). The epoch under way is credited with the time it
-    has run, at most one epoch's worth, so a slow epoch does not count down below the
-    epochs still to come.
+
+def paced_remaining(span: float, work_in_span: float, work_left: float,
+                    since_last: float) -> float:
+    """Seconds for `work_left` epochs' work at the pace of the last `span` seconds, which
+    did `work_in_span`, with `since_last` seconds already spent on the epoch under way.
+
+    The pace is taken between finished epochs only: pacing by the clock counted the
+    epoch under way as time spent without a finished epoch (epochs ending at 0, 10 and
+    20 s, at 25 s: 87.5 s shown, 65 s left). The epoch under way is credited with the
+    time it has run, at most one epoch's worth, so a slow epoch does not count down
+    below the epochs still to come.
     """
-    per_epoch = (recent[-1]["time"] - recent[0]["time"]) / (len(recent) - 1)
-    under_way = min(max(now - recent[-1]["time"], 0.0), per_epoch)
-    return max(0.0, left * per_epoch - under_way)
+    per_epoch = span / work_in_span
+    return max(0.0, work_left * per_epoch - min(max(since_last, 0.0), per_epoch))
 
 
 def deployment_costs(dense_checkpoint: Path, pruned_checkpoint: Path,

@@ -48,7 +48,7 @@ from .fileio import atomic_write_bytes, atomic_write_json, write_table
 from .jobs import worker_session
 from .models import build_model, count_parameters, prunable_layers, spec_for_dataset
 from .ranking import keep_for_ratio
-from .results import RunProgress, run_progress
+from .results import RunProgress, paced_remaining, run_progress
 from .rundir import (TrainTimePaths, append_event, default_train_time_root, failed_write,
                      filter_events, new_run_dir, read_events, read_json, read_record, read_status,
                      session_start, write_status)
@@ -730,6 +730,7 @@ def progress(paths: TrainTimePaths, now: float | None = None) -> TrainTimeProgre
              (recent[0].get("seed"), recent[0].get("epoch"))] if recent else []
     after = recent[len(first):] if recent[:len(first)] == first else []
     if base.eta is not None and after:
-        span = (now or time.time()) - first[-1]["time"]
-        prog.eta = max(0.0, (prog.work_total - prog.work_done) * span / work(after))
+        prog.eta = paced_remaining(after[-1]["time"] - first[-1]["time"], work(after),
+                                   prog.work_total - prog.work_done,
+                                   (now or time.time()) - after[-1]["time"])
     return prog

@@ -310,6 +310,21 @@ def test_remaining_time_is_paced_by_epochs_not_by_the_workers_start_up(tmp_path)
     assert eta == pytest.approx(19.0)
 
 
+def test_remaining_time_credits_the_epoch_under_way(tmp_path):
+    """Epochs of 10 s each: at 5 s into the fourth of 22 units of work, 185 s remain (the
+    clock-paced estimate read 19 × 12.5 = 237.5 s)."""
+    cfg = TrainTimeConfig(name="eta-mid", epochs=10, initial_epochs=4, prune_every=2,
+                          seeds=[0]).validate()
+    paths = create_run(cfg, tmp_path)
+    t0 = time.time() - 1000.0
+    write_status(paths, "running", started=t0 - 5.0, total_epochs=total_epochs(cfg))
+    events = [{"type": "epoch", "variant": v, "seed": 0, "epoch": ep, "test_acc": 50.0,
+               "time": t0 + 10.0 * ep} for ep in (1, 2, 3) for v in cfg.variants]
+    paths.events.write_text("".join(json.dumps(e) + "\n" for e in events))
+    with RunLock(paths):
+        assert progress(paths, now=t0 + 35.0).eta == pytest.approx(185.0)
+
+
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 def test_pruning_carries_each_kept_weights_optimiser_moments(arch):
     """After a prune, every kept weight continues with its own Adam moments and step count.
