@@ -332,8 +332,9 @@ UNSTEADY_TIMING = 1.5
 
 
 def dense_timing_spread(results: pd.DataFrame) -> pd.DataFrame:
-    """Per model and dataset: the fastest and slowest timing of the dense model in this
-    sweep (each pruned model is timed beside a fresh dense timing) and their ratio.
+    """Per model and dataset: the fastest and slowest timing of the dense model beside
+    the pruned models of this sweep (each is timed with a fresh dense timing) and their
+    ratio.
 
     The dense model does not change, so its timings differ only by what else the CPU was
     doing. A spread past `UNSTEADY_TIMING` (a CNN's 2.43 and 9.81 ms on a machine shared
@@ -341,7 +342,9 @@ def dense_timing_spread(results: pd.DataFrame) -> pd.DataFrame:
     letting such speed-ups pass as measurements.
     """
     cols = ["model", "dataset", "dense_ms_min", "dense_ms_max", "spread"]
-    timed = results[results["status"] == "ok"].copy()
+    # the paired timings only: a ratio-0 cell carries the baseline's own one-off timing,
+    # which no speed-up is computed from
+    timed = results[(results["status"] == "ok") & (results["ratio"] > 0)].copy()
     timed["dense_latency_ms"] = pd.to_numeric(timed["dense_latency_ms"], errors="coerce")
     timed = timed.dropna(subset=["dense_latency_ms"])
     if timed.empty:

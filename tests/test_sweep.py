@@ -18,7 +18,8 @@ from explorer_core.data import load_dataset
 from explorer_core.errors import ExplorerError
 from explorer_core.rundir import RunLock, read_events, read_status, write_status
 from explorer_core.sweep import SweepConfig, create_sweep, execute, plan
-from explorer_core.sweep_results import (finished_count, finished_ids, pareto_mask,
+from explorer_core.sweep_results import (dense_timing_spread, finished_count, finished_ids,
+                                         pareto_mask,
                                          read_results_csv, results_frame, speedups,
                                          summary_frame)
 from explorer_core.sweep_results import progress as sweep_progress
@@ -621,3 +622,14 @@ def test_the_ratio_0_cells_of_a_baseline_share_one_tensor_file(roots, reference)
                 float(group.loc[group["cell_id"] == cell_id, "test_acc"].iloc[0]))
     ratio_half = rows[(rows["ratio"] == 0.5) & (rows["status"] == "ok")]
     assert len({Path(c).stat().st_ino for c in ratio_half["checkpoint"]}) == len(ratio_half)
+
+
+def test_timing_spread_reads_only_the_timings_speed_ups_are_paired_with():
+    """Ratio-0 cells carry the baseline's own one-off timing, which no speed-up uses; a
+    cold 9 ms one beside steady 2.4–2.6 ms pairs flagged every speed-up as rough."""
+    rows = [{"cell_id": f"c{i}", "model": "cnn", "dataset": "digits", "status": "ok",
+             "ratio": ratio, "dense_latency_ms": ms}
+            for i, (ratio, ms) in enumerate([(0.0, 9.0), (0.5, 2.4), (0.5, 2.6), (1.0, None)])]
+    spread = dense_timing_spread(pd.DataFrame(rows)).iloc[0]
+    assert (spread["dense_ms_min"], spread["dense_ms_max"]) == (2.4, 2.6)
+    assert spread["spread"] == pytest.approx(2.6 / 2.4)
