@@ -151,16 +151,11 @@ def run_progress(paths: RunPaths, now: float | None = None) -> RunProgress:
     recent = [e for e in epochs if started and e.get("time", 0) >= started]
     eta = None
     if state == "running" and len(recent) > 1 and total:
-        eta = _remaining(recent, total - len(epochs), now or time.time())
+        eta = paced_remaining(recent[-1]["time"] - recent[0]["time"], len(recent) - 1,
+                              total - len(epochs), (now or time.time()) - recent[-1]["time"])
     return RunProgress(state, status.get("message", ""), status.get("iteration"),
                        int(status.get("total_iterations") or 0), len(epochs), total, elapsed, eta,
                        epochs, iterations)
-
-
-def _remaining(recent: list[dict], left: int, now: float) -> float:
-    """Seconds for the `left` epochs, the one under way included (`paced_remaining`)."""
-    return paced_remaining(recent[-1]["time"] - recent[0]["time"], len(recent) - 1, left,
-                           now - recent[-1]["time"])
 
 
 def paced_remaining(span: float, work_in_span: float, work_left: float,

@@ -21,8 +21,8 @@ from explorer_core.rundir import (LIVE_STATES, SweepPaths, default_sweeps_root, 
 from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, SweepConfig, create_sweep, plan,
                                  ratio_label)
 from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
-                                         finished_count, pareto_mask, progress, results_frame, speedups, summary_frame,
-                                         tables_text)
+                                         finished_count, pareto_mask, progress, results_frame,
+                                         speedups, summary_frame, tables_text)
 from pages._common import (announce_start, format_seconds, parse_int_list, png_download_button,
                            require_app_navigation, run_name_input, run_picker, status_header)
 
