@@ -23,7 +23,7 @@ from .cache import get_baseline
 from .checkpoint import load_checkpoint, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions
 from .data import Dataset, availability, get_info, load_dataset
-from .errors import Cancelled, ExplorerError
+from .errors import Cancelled, ExplorerError, raise_if_interrupted
 from .fileio import atomic_write_json, write_table
 from .jobs import worker_session
 from .models import MLP, default_spec
@@ -394,5 +394,6 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
     except OSError as exc:  # the disk refused a checkpoint or table: resume once fixed
         return failed_write(paths, exc, "the run's files")
     except Exception as exc:  # keep the trace for the log, a line for the page
+        raise_if_interrupted(exc)
         traceback.print_exc()
         return write_status(paths, "failed", message=f"{exc.__class__.__name__}: {exc}")

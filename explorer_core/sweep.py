@@ -39,7 +39,7 @@ from .cache import Baseline, get_baseline
 from .checkpoint import link_checkpoint, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions, compute_scores
 from .data import Dataset, availability, get_info, load_dataset
-from .errors import Cancelled, ExplorerError
+from .errors import Cancelled, ExplorerError, raise_if_interrupted
 from .fileio import OrderedWriter, atomic_write_json
 from .jobs import worker_session
 from .masks import is_masked, permanent_copy
@@ -368,6 +368,7 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
             done = len(finished_ids(paths))
         return failed_write(paths, exc, "the sweep's files", activity="", cells_done=done)
     except Exception as exc:  # the trace goes to worker.log, one line to the page
+        raise_if_interrupted(exc)
         traceback.print_exc()
         return write_status(paths, "failed", message=f"{exc.__class__.__name__}: {exc}",
                             activity="", cells_done=len(write_tables(paths)))
@@ -524,6 +525,7 @@ class _Runner:
             except Cancelled:
                 raise
             except Exception as exc:  # a criterion / model combination torch rejects
+                raise_if_interrupted(exc)
                 if not isinstance(exc, ExplorerError):
                     traceback.print_exc()
                 yield cells[done], _Prepared(None, None, 0.0, error=exc)
@@ -624,6 +626,7 @@ class _Runner:
             except ExplorerError as exc:
                 row.update(status="failed", note=str(exc))
             except Exception as exc:  # a criterion / model combination torch rejects
+                raise_if_interrupted(exc)
                 traceback.print_exc()
                 row.update(status="failed", note=f"{exc.__class__.__name__}: {exc}")
         row["peak_mb"] = memory.peak_mb

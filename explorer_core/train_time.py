@@ -43,7 +43,7 @@ from . import __version__, vae
 from .checkpoint import save_checkpoint
 from .criteria import CRITERIA, CriterionOptions
 from .data import Dataset, availability, get_info, load_dataset
-from .errors import Cancelled, ExplorerError
+from .errors import Cancelled, ExplorerError, raise_if_interrupted
 from .fileio import atomic_write_bytes, atomic_write_json, write_table
 from .jobs import worker_session
 from .models import build_model, count_parameters, prunable_layers, spec_for_dataset
@@ -521,6 +521,7 @@ def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
     except OSError as exc:  # the disk refused a checkpoint or table: resume once fixed
         return failed_write(paths, exc, "the run's files")
     except Exception as exc:  # the trace goes to the worker log, one line to the page
+        raise_if_interrupted(exc)
         traceback.print_exc()
         return write_status(paths, "failed", message=f"{exc.__class__.__name__}: {exc}")
 

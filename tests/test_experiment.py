@@ -486,6 +486,28 @@ def test_remaining_time_credits_the_epoch_under_way(tmp_path):
         assert run_progress(paths, now=t0 + 80.0).eta == pytest.approx(60.0)
 
 
+@pytest.mark.parametrize("ctrl_c", [False, True])
+def test_a_run_that_fails_after_a_ctrl_c_is_interrupted_not_crashed(roots, monkeypatch, ctrl_c):
+    """In 1 of 40 Ctrl-Cs in `prune`'s first second, a library swallowed the interrupt
+    mid-import; loading Digits then raised RecursionError, printed as a crash."""
+    from explorer_core import errors, experiment
+
+    def half_imported(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    runs, cache = roots
+    monkeypatch.setattr(experiment, "load_dataset", half_imported)
+    monkeypatch.setattr(errors, "_INTERRUPTED", [ctrl_c])
+    paths = create_run(small_config(f"swallowed-{ctrl_c}"), runs)
+    if ctrl_c:
+        with pytest.raises(KeyboardInterrupt):
+            execute(paths, cache_root=cache)
+        assert read_status(paths)["state"] != "failed"
+    else:
+        status = execute(paths, cache_root=cache)
+        assert status["state"] == "failed" and "RecursionError" in status["message"]
+
+
 def test_kill_spares_a_finished_runs_pid_and_its_own_process(tmp_path):
     """status.json keeps the writer's pid after the run: killing by it hit whatever process
     had that pid by then — in the test suite, pytest itself (runs executed in-process)."""

@@ -439,6 +439,31 @@ def test_a_ratio_torch_rejects_fails_only_its_own_cell(roots, monkeypatch):
     assert df.loc[0.75, "widths"] == "8 4"
 
 
+@pytest.mark.parametrize("ctrl_c", [False, True])
+def test_an_error_after_a_ctrl_c_is_the_interrupt_not_a_failed_cell(roots, monkeypatch, ctrl_c):
+    """A Ctrl-C swallowed by a library mid-import left numpy half-imported; the next
+    import raised RecursionError, recorded as a failure with a traceback. After a Ctrl-C
+    (`errors.on_interrupt` ran) such an error is the interrupt; without one it stays
+    the cell's failure."""
+    from explorer_core import errors, surgery
+
+    def broken(model, keep):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(surgery, "prune_mlp", broken)
+    monkeypatch.setattr(errors, "_INTERRUPTED", [ctrl_c])
+    paths = create_sweep(grid(f"swallowed-ctrl-c-{ctrl_c}", models=["mlp"], batch_sizes=[32],
+                              types=["neuron"], criteria=["l1"], ratios=[0.5],
+                              save_checkpoints=False))
+    if ctrl_c:
+        with pytest.raises(KeyboardInterrupt):
+            execute(paths)
+        assert not finished_ids(paths)
+    else:
+        assert execute(paths)["state"] == "finished"
+        assert results_frame(paths)["status"].tolist() == ["failed"]
+
+
 def test_repeats_give_mean_and_std_over_seeds(roots):
     paths = create_sweep(grid("repeats", models=["mlp"], batch_sizes=[32], types=["neuron"],
                               criteria=["random"], ratios=[0.5], repeats=3))
