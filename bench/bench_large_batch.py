@@ -11,8 +11,8 @@ activation memory (33 samples for this DenseNet-121 with the default 3 GB budget
 The images are random: memory and time do not depend on pixel values, and no dataset
 is downloaded. `--limit N` trains on the first N samples only (the 60 000 stay in
 memory): every micro-batch has the same memory pattern — its activations are freed
-after its backward pass — so the peak of N samples is the peak of the full step (measured: 330 samples 2.86 GB, all
-60 000 3.01 GB).
+after its backward pass — so the peak of N samples is the peak of the full step
+(measured: 330 samples 2.86 GB, all 60 000 3.01 GB).
 
 Prints the micro-batch size, the process's resident memory before training, the
 measured peak during it (`metrics.PeakMemory`), seconds per sample, and what a fixed

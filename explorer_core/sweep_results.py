@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -255,11 +256,8 @@ def _paced_eta(rows: list[dict], groups: list[list], counts: list[int],
     A mean over the finished cells priced a CNN's cells like the MLP cells that came
     first: 42 s left where 118 s were (reviewer, 286 cells of MLP then CNN).
     """
-    done: dict[tuple, int] = {}
-    real = 0.0
-    for r in rows:
-        done[_group_of(r)] = done.get(_group_of(r), 0) + 1
-        real += float(r.get("cell_seconds") or 0.0)
+    done = Counter(_group_of(r) for r in rows)
+    real = sum(float(r.get("cell_seconds") or 0.0) for r in rows)
     expected = sum(done.get(tuple(g), 0) * e[1] for g, e in zip(groups, estimated))
     pace = real / expected if real > 0 and expected > 0 else 1.0
     remaining = 0.0
