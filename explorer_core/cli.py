@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from .errors import ExplorerError
+from .errors import ExplorerError, interrupted
 
 T = TypeVar("T")
 Configure = Callable[[argparse.ArgumentParser], None]
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
     except ExplorerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # an output folder that cannot be made or written, a full disk
         print(f"error: {_os_reason(exc)}", file=sys.stderr)
         return 2
+    if interrupted():  # a Ctrl-C a library swallowed: the run stopped for it, say so
+        print("interrupted", file=sys.stderr)
+        return 130
+    return code
 
 
 def _os_reason(exc: OSError) -> str:

@@ -51,6 +51,13 @@ def on_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def interrupted() -> bool:
+    """Whether this process was sent a Ctrl-C, even one a library swallowed: a run polls
+    it with its stop request (a swallowed Ctrl-C once let a run train on to the end and
+    exit 0), and the CLI exits 130 after it whatever the run returned."""
+    return _INTERRUPTED[0]
+
+
 def raise_if_interrupted(exc: BaseException) -> None:
     """For catch-all handlers: an error after a Ctrl-C is the Ctrl-C's doing, so the
     interrupt goes on (one line from the CLI) instead of a failure with a traceback."""

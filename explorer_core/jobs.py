@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import ExplorerError
+from .errors import ExplorerError, interrupted
 from .rundir import (LIVE_STATES, RunLock, RunPaths, is_locked, read_status, session_start,
                      write_status)
 
@@ -115,8 +115,9 @@ def worker_session(paths: RunPaths, should_stop: Callable[[], bool] | None = Non
                    ) -> Iterator[Callable[[], bool]]:
     """Be the one writer of `paths` for the block; yields the `stop()` predicate to poll.
 
-    `stop()` turns true on a stop-request file (the page's Stop button), on SIGTERM, or
-    when the caller's own `should_stop` does; long loops check it between batches.
+    `stop()` turns true on a stop-request file (the page's Stop button), on SIGTERM, on a
+    Ctrl-C a library swallowed (`errors.interrupted`), or when the caller's own
+    `should_stop` does; long loops check it between batches.
     A second writer is refused by the lock with a one-line `ExplorerError`.
 
     While the block runs, the objects the process already holds are frozen out of the
@@ -131,7 +132,7 @@ def worker_session(paths: RunPaths, should_stop: Callable[[], bool] | None = Non
         flag = {"stop": False}
 
         def stop() -> bool:
-            return flag["stop"] or paths.stop_request.exists() or bool(
+            return flag["stop"] or interrupted() or paths.stop_request.exists() or bool(
                 should_stop and should_stop())
 
         try:

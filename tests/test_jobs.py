@@ -248,3 +248,62 @@ def test_ctrl_c_at_any_moment_of_a_command_is_one_line(tmp_path, delay_s):
     out, err = proc.communicate(timeout=120)
     assert "Traceback" not in err, err
     assert proc.returncode in (130, 3), (proc.returncode, out, err)
+
+
+# A library that swallows a Ctrl-C inside `exec` of a string (dataclasses, typing and
+# namedtuple build functions that way while torch imports) sets CPython's "unhandled
+# KeyboardInterrupt" flag; the command's own code then decides how it ends.
+_SWALLOWING_MAIN = '''
+import sys
+sys.path.insert(0, {root!r})
+import explorer_core.cli as cli
+from explorer_core.errors import on_interrupt
+
+real_main = cli.main
+
+def main(argv=None):
+    try:
+        exec("on_interrupt(2, None)", {{"on_interrupt": on_interrupt}})
+    except KeyboardInterrupt:
+        pass  # swallowed, as a library importing itself does
+    {after}
+
+cli.main = main
+import runpy
+sys.argv = ["explorer_core"]
+runpy.run_module("explorer_core", run_name="__main__", alter_sys=True)
+'''
+
+
+@pytest.mark.parametrize("after, code", [
+    ("return real_main(['datasets'])", 130),  # the command went on: still the interrupt
+    ("raise ImportError('numpy half-imported')", 130),  # a later error: the interrupt's doing
+])
+def test_a_ctrl_c_a_library_swallowed_ends_the_command_as_the_interrupt(tmp_path, after, code):
+    """Before: the swallowed Ctrl-C's flag killed a finished command with SIGINT (exit −2),
+    and an error after it printed a traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "swallow.py"
+    script.write_text(_SWALLOWING_MAIN.format(root=str(Path(__file__).resolve().parents[1]),
+                                              after=after))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert proc.stderr.strip().splitlines() == ["interrupted"], proc.stderr
+
+
+def test_a_run_stops_for_a_ctrl_c_a_library_swallowed(tmp_path, monkeypatch):
+    """A swallowed Ctrl-C with no later error let `prune` train to the end and exit 0."""
+    from explorer_core import cli, errors
+
+    monkeypatch.setattr(errors, "_INTERRUPTED", [True])
+    root = tmp_path / "runs"
+    code = cli.main(["prune", "--dataset", "digits", "--hidden", "8", "--q", "0.5",
+                     "--iterations", "2", "--dense-epochs", "50", "--quiet",
+                     "--runs-root", str(root)])
+    assert code == 130
+    [status] = [json.loads(p.read_text()) for p in root.rglob("status.json")]
+    assert status["state"] == "stopped", status
