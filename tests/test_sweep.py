@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from explorer_core import jobs
 from explorer_core.checkpoint import load_checkpoint
 from explorer_core.data import load_dataset
 from explorer_core.errors import ExplorerError
+from explorer_core.masks import is_masked
 from explorer_core.rundir import RunLock, read_events, read_status, write_status
 from explorer_core.sweep import SweepConfig, create_sweep, execute, plan
 from explorer_core.sweep_results import (dense_timing_spread, finished_count, finished_ids,
@@ -342,18 +344,29 @@ def test_a_failed_checkpoint_write_fails_the_sweep_without_marking_the_cell_done
     assert all(Path(c).is_file() for c in rows.loc[rows["status"] == "ok", "checkpoint"])
 
 
+def sparsity_of(model) -> float:
+    """Share of zeros among the Linear / Conv weights (what masks zero)."""
+    weights = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Linear,
+                                                                   torch.nn.Conv2d))]
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+
+
 def test_a_blocks_models_are_timed_together_with_the_dense_model(roots, monkeypatch):
-    """The masked models of a block (one per ratio) and its new architectures are timed
-    in one interleaved measurement with the dense model instead of a dense + pruned pair
-    per cell; widths timed once are not timed again; a memory budget too small for two
-    models falls back to pairs."""
+    """A block's new architectures are timed in one interleaved measurement with the
+    dense model instead of a dense + pruned pair per cell; widths timed once are not
+    timed again; masked models, which keep the dense shapes, are timed once — the
+    sparsest, masks folded in — and their cells share it; a memory budget too small for
+    two models falls back to pairs."""
     from explorer_core import sweep
 
     sizes: list[int] = []
     real = sweep.measure_latencies
 
+    timed_models: list[list] = []
+
     def counting(models, *args, **kwargs):
         sizes.append(len(models))
+        timed_models.append(list(models))
         return real(models, *args, **kwargs)
 
     monkeypatch.setattr(sweep, "measure_latencies", counting)
@@ -362,23 +375,27 @@ def test_a_blocks_models_are_timed_together_with_the_dense_model(roots, monkeypa
                 save_checkpoints=False)
     paths = create_sweep(grid("together", **over))
     assert execute(paths)["state"] == "finished"
-    # weight · magnitude: dense + 3 masked models; neuron · l1: dense + 3 architectures;
-    # neuron · taylor: the same widths as l1's, already timed
-    assert sizes == [4, 4]
+    # weight · magnitude: dense + the 75 % masked model; neuron · l1: dense + 3
+    # architectures; neuron · taylor: the same widths as l1's, already timed
+    assert sizes == [2, 4]
+    assert [len(m) for m in timed_models] == [2, 4]
+    masked = timed_models[0][1]
+    assert not is_masked(masked) and abs(sparsity_of(masked) - 0.75) < 0.01
     df = results_frame(paths)
     pruned = df[(df["ratio"] > 0) & (df["ratio"] < 1)]
     assert (pruned["latency_ms"] > 0).all()
     # each block's cells carry the one dense timing they were measured with
     assert pruned.groupby("type")["dense_latency_ms"].nunique().eq(1).all()
+    assert pruned[pruned["type"] == "weight"]["latency_ms"].nunique() == 1
     neuron = pruned[pruned["type"] == "neuron"].pivot(index="ratio", columns="criterion",
                                                       values="latency_ms")
-    assert (neuron["l1"] == neuron["taylor"]).all()
+    assert (neuron["l1"] == neuron["taylor"]).all() and neuron["l1"].nunique() == 3
 
     sizes.clear()
     monkeypatch.setattr(sweep, "CHUNK_BYTES", 1)
     paths = create_sweep(grid("pairs", **over))
     assert execute(paths)["state"] == "finished"
-    assert sizes == [2] * 6
+    assert sizes == [2] * 4  # one masked model (the first chunk's), 3 architectures
     again = results_frame(paths).set_index("cell_id")
     assert (again["test_acc"] == df.set_index("cell_id")["test_acc"]).all()
 
@@ -448,10 +465,12 @@ def test_an_error_after_a_ctrl_c_is_the_interrupt_not_a_failed_cell(roots, monke
     from explorer_core import errors, surgery
 
     def broken(model, keep):
+        if ctrl_c:  # the Ctrl-C lands while the cell is being pruned
+            errors._INTERRUPTED[0] = True
         raise RecursionError("maximum recursion depth exceeded")
 
     monkeypatch.setattr(surgery, "prune_mlp", broken)
-    monkeypatch.setattr(errors, "_INTERRUPTED", [ctrl_c])
+    monkeypatch.setattr(errors, "_INTERRUPTED", [False])
     paths = create_sweep(grid(f"swallowed-ctrl-c-{ctrl_c}", models=["mlp"], batch_sizes=[32],
                               types=["neuron"], criteria=["l1"], ratios=[0.5],
                               save_checkpoints=False))
