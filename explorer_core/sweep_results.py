@@ -124,10 +124,14 @@ def pareto_mask(frame: pd.DataFrame, cost: str = "macs_mean",
     Ties on both count as one point (the first stays on the front). Rows without
     numbers (failed cells) and dead models (no cost: 100 % pruned, nothing computed) are
     never on the front: they are no trade-off, and a hidden dead model at 0 MACs kept
-    the cheapest drawn points off it.
+    the cheapest drawn points off it. Nor is a grid point some of whose repeats failed
+    (`status` failed in the summary): its mean rests on the repeats that happened to
+    work, so it would promise what the setting does not reliably deliver.
     """
     ok = frame[[cost, value]].notna().all(axis=1) & (pd.to_numeric(frame[cost],
                                                                   errors="coerce") > 0)
+    if "status" in frame.columns:
+        ok &= frame["status"] != "failed"
     pts = frame.loc[ok, [cost, value]].astype(float)
     order = pts.sort_values([cost, value], ascending=[True, False], kind="stable").index
     best = float("-inf")
@@ -297,31 +301,44 @@ def speedups(results: pd.DataFrame) -> pd.DataFrame:
     """Per model, dataset, pruning type and ratio: measured speed-up, MAC share and
     non-zero share.
 
-    Means over the finished cells (dead models excluded; batch sizes and seeds pooled, as
-    they change neither the architecture nor the latency batch): `speedup` = dense
-    latency / latency (each cell's pair, timed interleaved), `mac_share` = MACs / dense
-    MACs, `nonzero_share` = non-zero parameters / the dense model's parameters (so
-    removed neurons count as removed, as masked weights do). Models are never pooled: a
-    half-width MLP and a CNN whose convs keep their size share no meaningful mean. This
-    is what the page quotes next to the charts, so the point that masks buy sparsity but
-    no speed is made with this sweep's own measurements.
+    Over the finished cells (dead models excluded; batch sizes and seeds pooled, as they
+    change neither the architecture nor the latency batch): `mac_share` = MACs / dense
+    MACs and `nonzero_share` = non-zero parameters / the dense model's parameters (so
+    removed neurons count as removed, as masked weights do) are means over the cells.
+    `speedup` = dense latency / latency is a mean over the row's distinct timings, with
+    its min and max: cells that share an architecture (criteria giving the same widths,
+    other batch sizes and seeds) or a mask type share one timing (`sweep._latency_key`),
+    and a mean over cells counted that one measurement once per cell — twelve cells
+    showed "1.52–1.52×" as if they were twelve measurements. `timings` counts the
+    distinct timings, `cells` every cell of the row (timed or not). Models are never
+    pooled: a half-width MLP and a CNN whose convs keep their size share no meaningful
+    mean. This is what the page quotes next to the charts, so the point that masks buy
+    sparsity but no speed is made with this sweep's own measurements.
     """
     ok = results[(results["status"] == "ok") & (results["ratio"] > 0)].copy()
     keys = ["model", "dataset", "type", "ratio"]
-    cols = [*keys, "speedup", "speedup_min", "speedup_max", "mac_share", "nonzero_share",
-            "cells"]
+    cols = [*keys, "speedup", "speedup_min", "speedup_max", "timings", "mac_share",
+            "nonzero_share", "cells"]
     if ok.empty:
         return pd.DataFrame(columns=cols)
     for c in ("latency_ms", "dense_latency_ms", "macs", "dense_macs", "nonzero_params",
               "dense_params"):
         ok[c] = pd.to_numeric(ok[c], errors="coerce")
-    ok["speedup"] = ok["dense_latency_ms"] / ok["latency_ms"]
     ok["mac_share"] = ok["macs"] / ok["dense_macs"]
     ok["nonzero_share"] = ok["nonzero_params"] / ok["dense_params"]
     out = ok.groupby(keys, as_index=False).agg(
+        mac_share=("mac_share", "mean"), nonzero_share=("nonzero_share", "mean"),
+        cells=("cell_id", "count"))
+    # one row per measurement: a timing is its (dense, pruned) pair, which every cell
+    # sharing it carries unchanged
+    timed = ok.dropna(subset=["latency_ms", "dense_latency_ms"]).drop_duplicates(
+        [*keys, "dense_latency_ms", "latency_ms"])
+    timed = timed.assign(speedup=timed["dense_latency_ms"] / timed["latency_ms"])
+    speed = timed.groupby(keys, as_index=False).agg(
         speedup=("speedup", "mean"), speedup_min=("speedup", "min"),
-        speedup_max=("speedup", "max"), mac_share=("mac_share", "mean"),
-        nonzero_share=("nonzero_share", "mean"), cells=("cell_id", "count"))
+        speedup_max=("speedup", "max"), timings=("speedup", "count"))
+    out = out.merge(speed, on=keys, how="left")
+    out["timings"] = out["timings"].fillna(0).astype(int)
     return out[cols]
 
 

@@ -288,25 +288,30 @@ def _speed_note(results: pd.DataFrame) -> None:
         "dataset": speed["dataset"],
         "type": speed["type"].map(lambda t: PRUNING_TYPES[t].title),
         "removed %": speed["ratio"] * 100, "speed vs dense": speed["speedup"],
-        "range": [f"{lo:.2f}–{hi:.2f}×" if n > 1 and lo == lo else "—" for lo, hi, n in
-                  zip(speed["speedup_min"], speed["speedup_max"], speed["cells"])],
+        "range": [f"{lo:.2f}–{hi:.2f}×" if n > 1 else "—" for lo, hi, n in
+                  zip(speed["speedup_min"], speed["speedup_max"], speed["timings"])],
+        "timings": speed["timings"],
         "MACs vs dense": speed["mac_share"],
         "non-zero %": 100 * speed["nonzero_share"],
         "cells": speed["cells"]})
     if speed["dataset"].nunique() < 2:
         view = view.drop(columns="dataset")
     if not timed:  # latency timing was off: no column of blanks
-        view = view.drop(columns=["speed vs dense", "range"])
+        view = view.drop(columns=["speed vs dense", "range", "timings"])
         st.caption("Latency was not timed in this sweep: MACs and non-zero parameters only.")
     _unsteady_timing_warning(results)
     st.dataframe(view, hide_index=True, column_config={
         "removed %": st.column_config.NumberColumn(format="%g"),
-        "speed vs dense": st.column_config.NumberColumn(format="%.2f×",
-                                                        help="dense latency / latency (CPU, one thread; the two timed "
-                                                             "interleaved, per cell)"),
+        "speed vs dense": st.column_config.NumberColumn(
+            format="%.2f×", help="dense latency / latency (CPU, one thread; the two timed "
+                                 "interleaved), mean over the row's distinct timings"),
         "range": st.column_config.TextColumn(
-            help="slowest–fastest speed-up over the cells pooled in the row (criteria, "
-                 "batch sizes, seeds)"),
+            help="slowest–fastest of the row's distinct timings (— for a single one)"),
+        "timings": st.column_config.NumberColumn(
+            help="distinct latency measurements behind the row: cells with the same "
+                 "architecture (criteria giving the same widths, batch sizes, seeds) share "
+                 "one, and a mask type is timed once per sweep — masked models keep the "
+                 "dense shapes"),
         "MACs vs dense": st.column_config.NumberColumn(format="%.2f×"),
         "non-zero %": st.column_config.NumberColumn(
             format="%.0f", help="non-zero parameters / the dense model's parameters")})

@@ -168,11 +168,13 @@ def test_speed_ups_from_unsteady_timings_are_flagged_as_rough(sweeps_root):
              if json.loads(f.read_text())["ratio"] > 0]
 
     def dense_timings(timings: list[float]) -> None:
-        """The dense model's paired timings, set (the machine running the tests is as
-        busy as it happens to be: its own timings may be steady or not)."""
-        for f, ms in zip(cells, timings * len(cells)):
+        """The dense model's paired timings, one per seed (the machine running the tests
+        is as busy as it happens to be: its own timings may be steady or not). The two
+        seeds' models have one architecture, so the sweep timed them once; distinct
+        dense timings make them two measurements."""
+        for f in cells:
             row = json.loads(f.read_text())
-            row["dense_latency_ms"] = ms
+            row["dense_latency_ms"] = timings[row["seed"]]
             f.write_text(json.dumps(row))
 
     dense_timings([2.43, 2.61])  # steady: no warning
@@ -180,7 +182,8 @@ def test_speed_ups_from_unsteady_timings_are_flagged_as_rough(sweeps_root):
     widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
     assert not at.exception and not [w for w in at.warning if "rough" in w.value]
     speed = [df.value for df in at.dataframe if "speed vs dense" in df.value.columns][0]
-    assert speed["range"].str.fullmatch(r"\d+\.\d\d–\d+\.\d\d×").all()  # two seeds per row
+    assert speed["range"].str.fullmatch(r"\d+\.\d\d–\d+\.\d\d×").all()  # two timings per row
+    assert (speed["timings"] == 2).all() and (speed["cells"] == 2).all()
 
     dense_timings([2.43, 9.81])  # as if timed on a busy machine
     at.run()

@@ -400,6 +400,31 @@ def test_a_blocks_models_are_timed_together_with_the_dense_model(roots, monkeypa
     assert (again["test_acc"] == df.set_index("cell_id")["test_acc"]).all()
 
 
+def test_speed_ups_are_pooled_over_distinct_timings_not_cells():
+    """Cells sharing one timing (same widths from two criteria, or one mask type) carry
+    the same (dense, pruned) pair; a mean over cells counted it once per cell and showed
+    "1.52–1.52×" as a range of twelve measurements."""
+    def cell(i, criterion, dense_ms, ms, ratio=0.5, kind="neuron"):
+        return {"cell_id": f"c{i}", "model": "cnn", "dataset": "digits", "batch_size": 32,
+                "seed": 0, "type": kind, "criterion": criterion, "ratio": ratio,
+                "status": "ok", "latency_ms": ms, "dense_latency_ms": dense_ms, "macs": 50,
+                "dense_macs": 100, "nonzero_params": 5, "dense_params": 10}
+
+    rows = [cell(0, "l1", 3.0, 1.0), cell(1, "taylor", 3.0, 1.0),  # one timing, 3×
+            cell(2, "random", 2.0, 2.0),                              # another, 1×
+            cell(3, "l1", 3.0, 1.5, ratio=0.25),                      # a row of one timing
+            cell(4, "magnitude", 2.0, 2.0, kind="weight"),            # an untimed cell and
+            cell(5, "magnitude", None, None, kind="weight")]          # a timed one
+    speed = speedups(pd.DataFrame(rows)).set_index(["type", "ratio"])
+    half = speed.loc[("neuron", 0.5)]
+    assert half["timings"] == 2 and half["cells"] == 3
+    assert half["speedup"] == pytest.approx(2.0)  # (3 + 1) / 2, not (3 + 3 + 1) / 3
+    assert (half["speedup_min"], half["speedup_max"]) == (1.0, 3.0)
+    assert speed.loc[("neuron", 0.25), "timings"] == 1
+    masks = speed.loc[("weight", 0.5)]
+    assert masks["timings"] == 1 and masks["cells"] == 2 and masks["speedup"] == 1.0
+
+
 def test_ratio_one_is_a_dead_model_with_the_accuracy_of_its_constant_prediction(roots):
     cfg = grid("dead", models=["mlp"], batch_sizes=[32], types=["neuron", "weight"],
                criteria=["l1", "magnitude"], ratios=[0.0, 1.0], save_checkpoints=False)
@@ -525,6 +550,10 @@ def test_pareto_front_keeps_only_undominated_points():
     # live point beside it is on the front even though the dead one "weakly dominates" it
     dead = pd.DataFrame({"macs_mean": [0, 140, 1232], "test_acc_mean": [11.23, 11.23, 60.0]})
     assert pareto_mask(dead).tolist() == [False, True, True]
+    # a grid point with a failed repeat: its mean is over the repeats that worked
+    partly = pd.DataFrame({"macs_mean": [50, 60, 100], "test_acc_mean": [95, 90, 96],
+                           "status": ["failed", "ok", "ok"]})
+    assert pareto_mask(partly).tolist() == [False, True, True]
 
 
 @pytest.mark.parametrize("over, message", [
