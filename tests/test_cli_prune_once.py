@@ -155,3 +155,31 @@ def test_latency_is_timed_on_one_thread_like_the_sweeps(saved_mlp, tmp_path, mon
     assert main(["prune-once", "--checkpoint", str(ckpt), "--criterion", "l1", "--ratio", "0.5",
                  "--latency-repeats", "3", "--out", str(tmp_path / "one")]) == 0
     assert seen == [1] and _torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("checkpoint, out", [
+    ("dense.safetensors", "dense"),
+    ("dense.safetensors", "dense.safetensors"),
+    ("dense.safetensors", "./dense.safetensors"),
+    ("dense.safetensors", "{abs}/dense"),
+    ("dense.safetensors", "dense.json"),
+    ("dense.safetensors", "link"),           # link.safetensors → dense.safetensors
+    ("dense.safetensors", "sidecar-link"),   # sidecar-link.json → dense.json
+    ("dense.json", "./dense"),
+    ("link.safetensors", "{abs}/dense.safetensors"),
+])
+def test_out_naming_the_input_is_refused_and_leaves_it_untouched(saved_mlp, tmp_path, monkeypatch,
+                                                                  capsys, checkpoint, out):
+    """`--out model` beside `model.safetensors` replaced the dense checkpoint and its
+    sidecar by the pruned model and exited 0; every spelling of that path is refused."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link.safetensors").symlink_to("dense.safetensors")
+    (tmp_path / "sidecar-link.json").symlink_to("dense.json")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code = main(["prune-once", "--checkpoint", checkpoint, "--criterion", "l1", "--ratio", "0.5",
+                 "--no-latency", "--out", out.format(abs=tmp_path)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(lines) == 1 and "would overwrite the checkpoint being pruned" in lines[0], lines
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert load_checkpoint(tmp_path / "dense.safetensors").spec["hidden"] == [32, 16]

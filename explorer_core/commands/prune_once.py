@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..checkpoint import _paths as checkpoint_files
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..cli import command
 from ..criteria import CRITERIA, CriterionOptions, get_criterion
@@ -92,9 +93,41 @@ def _stem(path: Path) -> Path:
     return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
 
 
+def _scores_path(stem: Path) -> Path:
+    return stem.with_name(stem.name + ".scores.json")
+
+
+def _input_files(checkpoint: Path) -> tuple[Path, Path]:
+    """(weights, sidecar) that `load_checkpoint` reads for `--checkpoint`: a sidecar
+    names its weights, and the spec always comes from the sidecar beside the weights."""
+    tensor = checkpoint_files(checkpoint)[0] if checkpoint.suffix == ".json" else checkpoint
+    return tensor, checkpoint_files(tensor)[1]
+
+
+def _output_files(out: Path) -> tuple[Path, Path, Path]:
+    """Every file `run` writes for `--out` (the names `save_checkpoint` gives, and the scores)."""
+    stem = _stem(out)
+    return (*checkpoint_files(stem), _scores_path(stem))
+
+
+def refuse_overwriting_input(checkpoint: Path, out: Path) -> None:
+    """Refuse an `--out` that names the checkpoint being pruned, however it is spelled.
+
+    `--out model` beside `model.safetensors` replaced the dense model and its sidecar by
+    the pruned one and exited 0: the model a person prunes again at another ratio was
+    gone. Paths are compared resolved, so `./model.safetensors`, an absolute path, the
+    `.json` sidecar's name and a symlink to either are the same file.
+    """
+    inputs = {p.resolve() for p in _input_files(checkpoint)}
+    if any(p.resolve() in inputs for p in _output_files(out)):
+        raise ExplorerError(f"--out {out} would overwrite the checkpoint being pruned "
+                            f"({checkpoint}); pick another name")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise ExplorerError(f"--samples must be ≥ 1, got {args.samples}")
+    refuse_overwriting_input(args.checkpoint, args.out)
     criterion = get_criterion(args.criterion)
     options = CriterionOptions(seed=args.seed, max_samples=args.samples)
     config = PruneConfig(args.criterion, keep=args.keep, ratio=args.ratio,
@@ -117,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     meta.update({"pruned_from": str(args.checkpoint), "prune": settings,
                  "widths": result.widths})
     tensor_path = save_checkpoint(result.model, result.spec, out, meta)
-    scores_path = atomic_write_json(out.with_name(out.name + ".scores.json"), {
+    scores_path = atomic_write_json(_scores_path(out), {
         "source": str(args.checkpoint), **settings,
         "layers": result.to_dict(), "metrics": costs.to_dict()})
 
