@@ -135,3 +135,16 @@ def test_an_output_folder_blocked_by_a_file_exits_2_with_one_line(tmp_path, out)
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == (f"error: cannot write into {tmp_path / out}: a file of "
                                      "that name is in the way (need a folder)")
+
+
+def test_spec_and_widths_together_are_refused(tmp_path, capsys):
+    """`--widths` beside `--spec` was silently ignored: the table came from the spec
+    while the command line asked for other widths."""
+    sidecar = tmp_path / "best_model.json"
+    sidecar.write_text(json.dumps({"spec": {"arch": "mlp", "in": 64, "hidden": [40, 10],
+                                            "out": 10}}))
+    code, out, err = run_main(["--spec", str(sidecar), "--widths", "256", "64", "--no-plots",
+                               "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and out == ""
+    assert err.strip() == "error: give the widths with --spec or with --widths, not both"
+    assert not (tmp_path / "out").exists()

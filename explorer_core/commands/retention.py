@@ -10,11 +10,14 @@ from ..errors import ExplorerError
 from ..schedule import (SCHEDULES, ScheduleConfig, retention_table, widths_from_spec,
                         write_retain)
 
+DEFAULT_WIDTHS = (256, 64)
+
 
 @command("retention", "compute a retention schedule and write retain.txt and its plots")
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--widths", type=int, nargs="+", default=[256, 64], metavar="H",
-                   help="hidden-layer widths of the dense model (default: 256 64)")
+    p.add_argument("--widths", type=int, nargs="+", metavar="H",
+                   help=f"hidden-layer widths of the dense model (default: "
+                        f"{' '.join(map(str, DEFAULT_WIDTHS))})")
     p.add_argument("--spec", type=Path, metavar="JSON",
                    help="read the widths from a model spec or a checkpoint's .json sidecar "
                         "instead of --widths (JSON only, weights are never opened)")
@@ -41,8 +44,18 @@ def _spec_widths(path: Path) -> tuple[int, ...]:
         raise ExplorerError(f"{path} is not a JSON file") from None
 
 
+def _widths(args: argparse.Namespace) -> tuple[int, ...]:
+    """The dense widths from `--spec` or `--widths`; both at once is refused: `--widths`
+    beside `--spec` was silently ignored, so the table was not the one asked for."""
+    if args.spec and args.widths:
+        raise ExplorerError("give the widths with --spec or with --widths, not both")
+    if args.spec:
+        return _spec_widths(args.spec)
+    return tuple(args.widths or DEFAULT_WIDTHS)
+
+
 def run(args: argparse.Namespace) -> int:
-    widths = _spec_widths(args.spec) if args.spec else tuple(args.widths)
+    widths = _widths(args)
     cfg = ScheduleConfig(widths, args.q, args.iterations, args.kind).validate()
     table = retention_table(cfg)
     args.out.mkdir(parents=True, exist_ok=True)
