@@ -129,9 +129,10 @@ def input_format(spec: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
                            channels, "mean")
     std = _channel_values(norm.get("std", info.std if info else (0.5,) * channels),
                           channels, "std")
-    if len(mean) != channels or len(std) != channels or any(s <= 0 for s in std):
+    if len(mean) != channels or len(std) != channels:
         raise ExplorerError(f"the recorded normalisation (mean {list(mean)}, std {list(std)}) "
                             f"does not fit {channels} input channel(s)")
+    _check_std(std)
     names = meta.get("class_names")
     if not (isinstance(names, list) and len(names) == classes):
         names = list(info.classes) if info is not None and info.num_classes == classes else \
@@ -154,6 +155,19 @@ def _channel_values(value: Any, channels: int, what: str) -> tuple[float, ...]:
     if len(values) == 1:
         values = list(values) * channels
     return tuple(float(v) for v in values)
+
+
+def _check_std(std: Sequence[float]) -> None:
+    """Every std must be above 0: the input is divided by it, so a 0 (a hand-edited
+    sidecar, or one channel's std of a constant dataset) makes every pixel ±inf or NaN,
+    and a negative one flips the picture. Named as such: "does not fit the channels"
+    sent people looking at the channel count."""
+    for channel, s in enumerate(std):
+        if s <= 0:
+            why = ("dividing by 0 would make the input inf" if s == 0 else
+                   "a negative std would flip the input")
+            raise ExplorerError(f"the recorded normalisation std {list(std)} is {s:g} for "
+                                f"channel {channel}: every std must be above 0 ({why})")
 
 
 def normalise(pixels: np.ndarray, fmt: InputFormat) -> torch.Tensor:

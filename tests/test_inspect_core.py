@@ -87,6 +87,20 @@ def test_a_malformed_normalisation_is_one_clear_error(norm, match):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("channels, std, words", [
+    (1, [0], "std [0.0] is 0 for channel 0: every std must be above 0 (dividing by 0 would "
+             "make the input inf)"),
+    (3, 0.0, "std [0.0, 0.0, 0.0] is 0 for channel 0"),  # one number for every channel
+    (3, [0.2, -0.1, 0.3], "is -0.1 for channel 1: every std must be above 0 (a negative")])
+def test_a_zero_or_negative_std_is_named_as_the_problem(channels, std, words):
+    """{"mean": [0.5], "std": [0]} was reported as not fitting the channels."""
+    with pytest.raises(ExplorerError) as info:
+        input_format(default_spec("mlp", channels, 8, 10),
+                     {"normalisation": {"mean": [0.5], "std": std}})
+    assert words in str(info.value) and "does not fit" not in str(info.value)
+    assert "\n" not in str(info.value)
+
+
 def test_normalise_denormalise_round_trip(digits_fmt):
     pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
     x = normalise(pixels, digits_fmt)
