@@ -1,0 +1,169 @@
+"""Typed settings: a config dataclass built from JSON only from values of its fields' types.
+
+Why: configs come from JSON files (`--config`, and the config.json of every run and
+sweep, read back on resume) and went into the dataclasses unchecked: `"retrain": "no"`
+retrained (a non-empty string is truthy), `"iterations": 2.5` became 2, and a list
+where a name goes ended in a TypeError traceback. The annotations already say what
+each value must be, so they are the one place the types are written: `from_json`
+checks every value against its field's annotation, `check_fields` does the same for a
+config built in code (whose config.json would otherwise not read back as it was
+written). JSON has few types, so few annotations are understood (`_PLAIN`, `_GENERIC`);
+another one is a programming error, raised as TypeError when its class is first used.
+
+Also the limits the config kinds share (`MAX_SEED`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable, Collection, Mapping, TypeVar
+
+from .errors import ExplorerError
+
+T = TypeVar("T")
+
+# Seeds are kept to 31 bits: a 100-digit seed passed every check and failed mid-run in a
+# random generator; 2**31 - 1 is the largest seed every library here takes (and the
+# pages' seed inputs allow).
+MAX_SEED = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class _Type:
+    """What one annotation accepts, and how a message names it (alone / in a list)."""
+    one: str
+    many: str
+    accepts: Callable[[Any], bool]
+    nested: type | None = None  # a dataclass field: its JSON object is built with from_json
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_PLAIN: dict[Any, _Type] = {
+    bool: _Type("true or false", "true / false values", lambda v: isinstance(v, bool)),
+    int: _Type("a whole number", "whole numbers", _is_int),
+    float: _Type("a number", "numbers", _is_number),
+    str: _Type("a string", "strings", lambda v: isinstance(v, str)),
+    dict: _Type("an object", "objects", lambda v: isinstance(v, dict)),
+    list: _Type("a list", "lists", lambda v: isinstance(v, list)),
+    type(None): _Type("null", "nulls", lambda v: v is None),
+    Any: _Type("any value", "values", lambda v: True),
+}
+
+
+def _list_of(args: tuple) -> _Type:
+    item = _compile(args[0])
+    return _Type(f"a list of {item.many}", f"lists of {item.many}",
+                 lambda v: isinstance(v, list) and all(item.accepts(x) for x in v))
+
+
+def _dict_of(args: tuple) -> _Type:
+    key, value = _compile(args[0]), _compile(args[1])
+    return _Type(f"an object of {value.many}", f"objects of {value.many}",
+                 lambda v: isinstance(v, dict) and all(key.accepts(k) and value.accepts(x)
+                                                       for k, x in v.items()))
+
+
+def _union(args: tuple) -> _Type:
+    options = [_compile(a) for a in args]
+    return _Type(" or ".join(o.one for o in options), " or ".join(o.many for o in options),
+                 lambda v: any(o.accepts(v) for o in options))
+
+
+_GENERIC: dict[Any, Callable[[tuple], _Type]] = {
+    list: _list_of,
+    dict: _dict_of,
+    typing.Union: _union,        # Optional[X], Union[X, Y]
+    types.UnionType: _union,     # X | None
+}
+
+
+def _compile(annotation: Any) -> _Type:
+    if annotation in _PLAIN:
+        return _PLAIN[annotation]
+    origin = typing.get_origin(annotation)
+    if origin in _GENERIC:
+        return _GENERIC[origin](typing.get_args(annotation))
+    if dataclasses.is_dataclass(annotation):
+        return _Type("an object", "objects", lambda v: isinstance(v, Mapping), annotation)
+    raise TypeError(f"settings: no JSON check for the annotation {annotation!r}")
+
+
+@functools.cache
+def field_types(cls: type) -> dict[str, _Type]:
+    """`cls`'s init fields and what each accepts, resolved once per class: configs are
+    read for every run a page lists, so the annotations are not evaluated each time."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: _compile(hints[f.name]) for f in dataclasses.fields(cls) if f.init}
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`value` for a one-line message: its repr, cut short (a 100-digit seed, a long list)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4 300-digit str limit
+        return "a number of thousands of digits"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _wrong(what: str, name: str, kind: _Type, value: Any) -> ExplorerError:
+    return ExplorerError(f"{what} setting {name} must be {kind.one}, got {shown(value)}")
+
+
+def from_json(cls: type[T], mapping: Any, what: str, *, ignore: Collection[str] = (),
+              null_is_default: Collection[str] = (), prefix: str = "") -> T:
+    """`cls` built from a JSON object whose every value has its field's type.
+
+    `what` names the config in messages ("run" → "run setting seed must be …").
+    Keys in `ignore` are bookkeeping written beside the settings (versions, creation
+    time) and are dropped; any other key that is not a field is refused. A null for
+    a field in `null_is_default` means "not given" (the field's default). `prefix`
+    names a nested object's settings ("schedule." → "schedule.q").
+    """
+    if not isinstance(mapping, Mapping):
+        raise ExplorerError(f"a {what} config must be a JSON object" if not prefix else
+                            f"{what} setting {prefix.rstrip('.')} must be an object, "
+                            f"got {shown(mapping)}")
+    fields = field_types(cls)
+    unknown = [k for k in mapping if k not in fields and k not in ignore]
+    if unknown:
+        raise ExplorerError(f"unknown {what} setting(s): "
+                            f"{', '.join(sorted(prefix + str(k) for k in unknown))}")
+    values = {}
+    for name, value in mapping.items():
+        kind = fields.get(name)
+        if kind is None or (value is None and name in null_is_default):
+            continue
+        if not kind.accepts(value):
+            raise _wrong(what, prefix + name, kind, value)
+        values[name] = (value if kind.nested is None else
+                        from_json(kind.nested, value, what, prefix=f"{prefix}{name}."))
+    return cls(**values)
+
+
+def check_fields(config: Any, what: str, prefix: str = "") -> None:
+    """Refuse a config built in code whose values are not of their fields' types: its
+    config.json would not read back as written (`"seed": 1.0`, a tuple, `name=None`
+    written as null and read back as the default)."""
+    for name, kind in field_types(type(config)).items():
+        value = getattr(config, name)
+        if kind.nested is not None and isinstance(value, kind.nested):
+            check_fields(value, what, f"{prefix}{name}.")
+        elif kind.nested is not None or not kind.accepts(value):
+            raise _wrong(what, prefix + name, kind, value)
+
+
+def check_seed(value: int, what: str) -> int:
+    """A seed within 0 … MAX_SEED (the type is checked by the annotations)."""
+    if not 0 <= value <= MAX_SEED:
+        raise ExplorerError(f"{what} must be within 0 … {MAX_SEED:,}, got {shown(value)}")
+    return value
