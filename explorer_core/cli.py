@@ -46,16 +46,30 @@ def read_json_config(path: Path) -> dict:
     return base
 
 
-def saved_settings(paths: Any, load: Callable[[Any], T]) -> T:
-    """A run's saved settings (`load(paths)`); when they cannot be read, its status.json
-    says why as well: a worker a page launched has no terminal, and its run sat
-    "queued", then "interrupted", with the reason only in worker.log."""
-    from .rundir import write_status
+def launched_by_page() -> bool:
+    """True in a worker `jobs.launch` started (it sets `jobs.LAUNCHED_AT_ENV`): a process
+    with no terminal, whose only way to tell the page anything is the run's files."""
+    from .jobs import LAUNCHED_AT_ENV
 
+    return os.environ.get(LAUNCHED_AT_ENV) is not None
+
+
+def saved_settings(paths: Any, load: Callable[[Any], T]) -> T:
+    """A run's saved settings (`load(paths)`).
+
+    When they cannot be read, a worker a page launched also says why in status.json: it
+    has no terminal, and its run sat "queued", then "interrupted", with the reason only
+    in worker.log. A command typed at a terminal only prints the reason and leaves the
+    folder as it was: `compare --resume` pointed at a finished iterative run (another
+    kind of folder) rewrote that run's status to "failed".
+    """
     try:
         return load(paths)
     except ExplorerError as exc:
-        write_status(paths, "failed", message=str(exc))
+        if launched_by_page():
+            from .rundir import write_status
+
+            write_status(paths, "failed", message=str(exc))
         raise
 
 
