@@ -32,11 +32,39 @@ from .rundir import (TRAIN_COLUMNS, VALIDATION_COLUMNS, RunPaths, append_event,
                      session_start, truncate_events, write_status)
 from .schedule import (RetentionTable, ScheduleConfig, read_retain, retention_table,
                        table_from_rows, write_retain)
+from .settings import check_fields, check_seed, from_json
 from .surgery import prune_to_widths
 from .training import EpochMetrics, TrainConfig, evaluate, train
 
 # `RunConfig.schedule["kind"]` of a run that follows a given table (`prune --retain`)
 TABLE_SCHEDULE = "table"
+# Written beside the settings in config.json; not settings themselves.
+_RECORD_KEYS = frozenset({"versions", "spec", "created"})
+
+
+@dataclass(frozen=True)
+class RuleSchedule:
+    """`RunConfig.schedule` of a run that follows a rule: `ScheduleConfig` without the
+    widths (those are the run's `hidden`). A dataclass so that `settings.from_json`
+    checks its keys and types like the run's own: `"q": "0.5"` was accepted and
+    `"iterations": 2.5` became 2."""
+    q: float = 0.8
+    iterations: int = 31
+    kind: str = "geometric"
+
+
+@dataclass(frozen=True)
+class TableSchedule:
+    """`RunConfig.schedule` of a run that follows a given table (`prune --retain`).
+
+    `rows` are checked row by row by `schedule.table_from_rows`, whose messages name
+    the row. `q` and `iterations` mean nothing here, but `prune --config` merges the
+    rule's defaults into any schedule object it reads, so run folders made that way
+    hold them: they are accepted (typed) and ignored, so those runs still resume."""
+    kind: str = TABLE_SCHEDULE
+    rows: list = field(default_factory=list)
+    q: float | None = None
+    iterations: int | None = None
 
 
 @dataclass
@@ -64,6 +92,9 @@ class RunConfig:
     use_cache: bool = True
 
     def validate(self) -> "RunConfig":
+        """One-line ExplorerError for any bad setting. Types first: the value checks
+        below assume them (a list as the dataset name failed a dict lookup)."""
+        check_fields(self, "run")
         get_info(self.dataset)
         if self.criterion not in CRITERIA:
             raise ExplorerError(f"unknown criterion {self.criterion!r}; choose one of "
@@ -79,22 +110,31 @@ class RunConfig:
             raise ExplorerError(f"max accuracy drop must be ≥ 0 points, got {self.max_drop}")
         if self.min_neurons < 1:
             raise ExplorerError(f"minimum neurons must be ≥ 1, got {self.min_neurons}")
+        check_seed(self.seed, "seed")
         return self
 
+    def schedule_settings(self) -> RuleSchedule | TableSchedule:
+        """The schedule object, its keys and types checked (by the form its kind picks)."""
+        if not isinstance(self.schedule, Mapping):
+            raise ExplorerError(f"the schedule must be an object, got {self.schedule!r}")
+        form = TableSchedule if self.schedule.get("kind") == TABLE_SCHEDULE else RuleSchedule
+        return from_json(form, self.schedule, "run", prefix="schedule.")
+
     def schedule_config(self) -> ScheduleConfig:
-        s = self.schedule
-        return ScheduleConfig(tuple(self.hidden), float(s.get("q", 0.8)),
-                              int(s.get("iterations", 31)), s.get("kind", "geometric"))
+        """The rule of a run that follows one (not of a table: that has no rule)."""
+        s = self.schedule_settings()
+        if not isinstance(s, RuleSchedule):
+            raise ExplorerError("this run follows a given table, not a schedule rule")
+        return ScheduleConfig(tuple(self.hidden), s.q, s.iterations, s.kind)
 
     def schedule_table(self) -> RetentionTable:
         """The widths per iteration: from a rule (`ScheduleConfig`), or — kind "table" —
         the rows of a retain.txt the run follows as given (`prune --retain`), whose
         first row must be the dense widths."""
-        if not isinstance(self.schedule, Mapping):
-            raise ExplorerError(f"the schedule must be an object, got {self.schedule!r}")
-        if self.schedule.get("kind") != TABLE_SCHEDULE:
+        s = self.schedule_settings()
+        if isinstance(s, RuleSchedule):
             return retention_table(self.schedule_config())
-        table = table_from_rows(self.schedule.get("rows"), "the schedule's table")
+        table = table_from_rows(s.rows, "the schedule's table")
         if list(table.dense) != list(self.hidden):
             raise ExplorerError(f"the schedule's table starts at widths "
                                 f"{' '.join(map(str, table.dense))} but the model's hidden "
@@ -111,10 +151,9 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RunConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__) - {"versions", "spec", "created"}
-        if unknown:
-            raise ExplorerError(f"unknown run setting(s): {', '.join(sorted(unknown))}")
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        """A run.json or a run folder's config.json, every value of its setting's type
+        (`settings.from_json`); `"name": null` means no name given."""
+        return from_json(cls, d, "run", ignore=_RECORD_KEYS, null_is_default=("name",))
 
 
 def plan(cfg: RunConfig) -> RetentionTable:
