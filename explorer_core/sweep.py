@@ -51,6 +51,8 @@ from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_mode
                             pruned_widths)
 from .rundir import (SweepPaths, append_event, default_sweeps_root, failed_write, new_run_dir,
                      read_json, session_start, write_status)
+from .schedule import MAX_WIDTH
+from .settings import MAX_SEED, check_fields, from_json, shown
 from .surgery import score_layers
 from .training import (OPTIMIZERS, TrainConfig, evaluate, resolve_device,
                        start_up_probe, train)
@@ -63,6 +65,11 @@ CHUNK_BYTES = 1 << 30  # pruned models of a block held (and timed) together
 # then 0.22, 0.16, 0.14 …; CNN on Digits 3.1 then 1.2, 1.1 …; ResNet-18 113 then 94, 93 …)
 LATENCY_WARMUP = 2
 SPLIT_SEED = 0  # one train / validation split for every seed: repeats vary init and order
+# A larger latency batch ran into allocator errors (one input tensor of the whole batch).
+MAX_LATENCY_BATCH = 65_536
+# Cells a sweep may have: the plan holds every cell in memory (10**11 repeats ran out of
+# memory while it was built), and a million cells is weeks of work on a CPU.
+MAX_GRID_CELLS = 1_000_000
 
 
 @dataclass
@@ -118,12 +125,23 @@ class SweepConfig:
         return LatencyConfig(batch_size=self.latency_batch, repeats=self.latency_repeats,
                              warmup=LATENCY_WARMUP).validate()
 
+    def grid_size(self) -> int:
+        """How many cells the grid has at most (types that do not apply to a model are
+        dropped later, by `plan`), counted without expanding it."""
+        per_seed = sum(len(criteria_for(t, self.criteria)) for t in self.types)
+        return (len(self.models) * len(self.datasets) * len(self.batch_sizes) * self.repeats
+                * per_seed * len(self.ratios))
+
     def validate(self) -> "SweepConfig":
+        """One-line ExplorerError for any bad setting. Types first: the value checks
+        below assume them (a list of lists of criteria failed in `set`)."""
+        check_fields(self, "sweep")
         _names(self.models, "models", ARCHS)
         for d in _names(self.datasets, "datasets", None):
             get_info(d)
         _names(self.types, "pruning types", PRUNING_TYPES)
         _names(self.criteria, "criteria", ALL_CRITERIA)
+        _check_grid(self)
         if not isinstance(self.batch_sizes, list) or not self.batch_sizes or any(
                 _bad_whole(b, 1) for b in self.batch_sizes) or \
                 len(set(self.batch_sizes)) != len(self.batch_sizes):
@@ -135,8 +153,7 @@ class SweepConfig:
                for r in self.ratios):
             raise ExplorerError(f"ratios must be fractions between 0 and 1 (0 % to 100 %), "
                                 f"got {self.ratios!r}")
-        labels = [ratio_label(r) for r in self.ratios]
-        twice = next((label for label in labels if labels.count(label) > 1), None)
+        twice = _first_repeat(ratio_label(r) for r in self.ratios)
         if twice is not None:  # one cell id, one result: the other would be overwritten
             raise ExplorerError(f"ratios must be distinct: {twice} % is given twice (ratios are "
                                 "told apart to 6 significant digits of their percent)")
@@ -150,6 +167,7 @@ class SweepConfig:
                                      or any(_bad_whole(h, 1) for h in self.mlp_hidden)):
             raise ExplorerError(f"MLP hidden widths must be whole numbers ≥ 1, got "
                                 f"{self.mlp_hidden!r}")
+        _check_limits(self)
         if not (isinstance(self.val_fraction, (int, float)) and 0 <= self.val_fraction < 1):
             raise ExplorerError(f"validation fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -163,17 +181,48 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SweepConfig":
-        if not isinstance(d, Mapping):
-            raise ExplorerError("a sweep config must be a JSON object")
-        unknown = set(d) - set(cls.__dataclass_fields__) - {"versions", "created"}
-        if unknown:
-            raise ExplorerError(f"unknown sweep setting(s): {', '.join(sorted(unknown))}")
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        """A sweep.json or a sweep folder's config.json, every value of its setting's
+        type (`settings.from_json`); `"name": null` means no name given."""
+        return from_json(cls, d, "sweep", ignore=("versions", "created"),
+                         null_is_default=("name",))
+
+
+def _check_limits(cfg: SweepConfig) -> None:
+    """Bounds past which a sweep failed late or exhausted memory instead of starting."""
+    if any(h > MAX_WIDTH for h in cfg.mlp_hidden):
+        raise ExplorerError(f"MLP hidden widths (mlp_hidden) must be at most {MAX_WIDTH:,}, "
+                            f"got {shown(cfg.mlp_hidden)}")
+    if cfg.latency_batch > MAX_LATENCY_BATCH:
+        raise ExplorerError(f"latency batch (latency_batch) must be at most "
+                            f"{MAX_LATENCY_BATCH:,}, got {shown(cfg.latency_batch)}")
+    if cfg.seed + cfg.repeats - 1 > MAX_SEED:
+        raise ExplorerError(f"seeds (seed … seed + repeats − 1) must be within 0 … "
+                            f"{MAX_SEED:,}, got seed {shown(cfg.seed)} with {shown(cfg.repeats)} "
+                            f"repeats")
+
+
+def _check_grid(cfg: SweepConfig) -> None:
+    """Refuse a grid too large to plan, from its dimensions (before it is expanded)."""
+    cells = cfg.grid_size()
+    if cells > MAX_GRID_CELLS:
+        raise ExplorerError(f"the grid has {shown(cells)} cells (models × datasets × batch sizes "
+                            f"× repeats × criteria per type × ratios); at most "
+                            f"{MAX_GRID_CELLS:,}")
 
 
 def ratio_label(ratio: float) -> str:
     """A ratio's percent as it names cells (6 significant digits): 0.5 → '50'."""
     return format(round(ratio * 100, 6), "g")
+
+
+def _first_repeat(values: Iterable[str]) -> str | None:
+    """The first value seen twice (in linear time: a grid may have many ratios)."""
+    seen: set[str] = set()
+    for v in values:
+        if v in seen:
+            return v
+        seen.add(v)
+    return None
 
 
 def _bad_whole(value: Any, minimum: int) -> bool:
