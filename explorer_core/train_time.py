@@ -52,6 +52,8 @@ from .results import RunProgress, paced_remaining, run_progress
 from .rundir import (TrainTimePaths, append_event, default_train_time_root, failed_write,
                      filter_events, new_run_dir, read_events, read_json, read_record, read_status,
                      session_start, write_status)
+from .schedule import MAX_WIDTH
+from .settings import MAX_SEED, check_fields, from_json, shown
 from .surgery import PruneConfig, prune_structural, replay_removal
 # The epoch loop and the step-wise LR schedule of the training engine: train-time pruning
 # needs them across optimiser rebuilds, which `training.train` (one optimiser per call,
@@ -126,7 +128,11 @@ class TrainTimeConfig:
                 "none": "no pruning"}
 
     def validate(self) -> "TrainTimeConfig":
-        """Every bad setting becomes a one-line ExplorerError (configs come from JSON files)."""
+        """Every bad setting becomes a one-line ExplorerError (configs come from JSON files).
+
+        The checks of this class's own settings come first: they word the message per
+        setting and are safe for any type; then every field's type (`check_fields`),
+        before the training settings, whose checks assume them."""
         _choice(self.task, TASKS, "task")
         if not isinstance(self.dataset, str):
             raise ExplorerError(f"dataset must be a name, got {self.dataset!r}")
@@ -135,7 +141,7 @@ class TrainTimeConfig:
             _choice(self.arch, CLASSIFIER_ARCHS, "the model for train-time pruning")
             _choice(self.criterion, tuple(CRITERIA), "criterion")
             if self.criterion == "random" and isinstance(self.variants, list) and \
-                    {"importance", "random"} <= set(self.variants):
+                    {"importance", "random"} <= {v for v in self.variants if isinstance(v, str)}:
                 # two variants of one name: their seeds were pooled into one curve
                 raise ExplorerError("with the criterion random, the criterion-pruned variant is "
                                     "a second random-pruned one: pick a ranking criterion or "
@@ -157,10 +163,10 @@ class TrainTimeConfig:
             _whole(self.latent, "latent size", 1)
         if self.hidden is not None:
             # the CNN may go straight from its convs to the logits; MLP and VAE need a layer
-            _whole_list(self.hidden, "hidden widths",
+            _whole_list(self.hidden, "hidden widths", maximum=MAX_WIDTH,
                         empty_ok=self.task == "classifier" and self.arch == "cnn")
         if self.task == "classifier" and self.arch == "cnn" and self.channels is not None:
-            _whole_list(self.channels, "conv channels")
+            _whole_list(self.channels, "conv channels", maximum=MAX_WIDTH)
         _whole(self.epochs, "total epochs", 2)
         _whole(self.initial_epochs, "initial epochs", 1)
         _whole(self.prune_every, "prune every k epochs", 1)
@@ -178,13 +184,14 @@ class TrainTimeConfig:
                 len(set(self.variants)) != len(self.variants):
             raise ExplorerError(f"variants must be a list of distinct names among "
                                 f"{', '.join(VARIANTS)}; got {self.variants!r}")
-        _whole_list(self.seeds, "seeds", minimum=0)
+        _whole_list(self.seeds, "seeds", minimum=0, maximum=MAX_SEED)
         if len(set(self.seeds)) != len(self.seeds):
             raise ExplorerError(f"seeds must be distinct, got {self.seeds!r}")
         _whole(self.calibration_samples, "calibration samples", 1)
         if isinstance(self.val_fraction, bool) or \
                 not (isinstance(self.val_fraction, (int, float)) and 0 <= self.val_fraction < 1):
             raise ExplorerError(f"validation fraction must be in [0, 1), got {self.val_fraction!r}")
+        check_fields(self, "train-time")
         self.train_config(self.seeds[0]).validate()
         return self
 
@@ -193,12 +200,10 @@ class TrainTimeConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainTimeConfig":
-        if not isinstance(d, Mapping):
-            raise ExplorerError("a train-time config must be a JSON object")
-        unknown = set(d) - set(cls.__dataclass_fields__) - {"versions", "created", "spec"}
-        if unknown:
-            raise ExplorerError(f"unknown train-time setting(s): {', '.join(sorted(unknown))}")
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        """A JSON config or a run folder's config.json, every value of its setting's type
+        (`settings.from_json`); `"name": null` means no name given."""
+        return from_json(cls, d, "train-time", ignore=("versions", "created", "spec"),
+                         null_is_default=("name",))
 
 
 def _whole(value: Any, what: str, minimum: int) -> int:
@@ -207,11 +212,16 @@ def _whole(value: Any, what: str, minimum: int) -> int:
     return value
 
 
-def _whole_list(values: Any, what: str, minimum: int = 1, empty_ok: bool = False) -> list[int]:
+def _whole_list(values: Any, what: str, minimum: int = 1, empty_ok: bool = False,
+                maximum: int | None = None) -> list[int]:
+    """`values` if a list of whole numbers within minimum … maximum (`maximum`: widths
+    and seeds past it ran out of memory or failed mid-run)."""
     if not isinstance(values, list) or (not values and not empty_ok) or any(
             isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in values):
         raise ExplorerError(f"{what} must be a {'' if empty_ok else 'non-empty '}list of whole "
-                            f"numbers ≥ {minimum}, got {values!r}")
+                            f"numbers ≥ {minimum}, got {shown(values)}")
+    if maximum is not None and any(v > maximum for v in values):
+        raise ExplorerError(f"{what} must be at most {maximum:,}, got {shown(values)}")
     return values
 
 
