@@ -262,3 +262,53 @@ def test_dotted_names_keep_their_stem(tmp_path):
     assert path.name == "model.v2.safetensors"
     assert (tmp_path / "model.v2.json").is_file()
     assert load_checkpoint(path).model.hidden == [100, 30]
+
+
+# ------------------------------------------------------------------ non-finite weights
+
+def poisoned_simplenn(seed: int = 5) -> MLP:
+    """A pruned SimpleNN with NaN in fc1.bias and -inf in fc2.weight: layer order names
+    fc1.bias first, though a safetensors file lists fc2.weight before it."""
+    model = pruned_simplenn(seed)
+    with torch.no_grad():
+        model.fc1.bias[7] = float("nan")
+        model.fc2.weight[0, :3] = float("-inf")
+    return model
+
+
+def test_nan_weights_are_refused_by_every_loader_naming_the_first_bad_tensor(tmp_path):
+    """A NaN checkpoint loaded fine and predicted "8 (nan%)"."""
+    model = poisoned_simplenn()
+    ours = save_checkpoint(model, default_spec("mlp"), tmp_path / "nan")
+    pth = tmp_path / "nan.pth"
+    torch.save(model.state_dict(), pth)
+    for name, load in (("nan.safetensors", lambda: load_checkpoint(ours)),
+                       ("nan.pth", lambda: load_checkpoint(pth, spec=default_spec("mlp"))),
+                       ("nan.safetensors", lambda: load_pruned_model(SimpleNN(), ours)),
+                       ("nan.pth", lambda: load_pruned_model(SimpleNN(), pth))):
+        with pytest.raises(CheckpointError) as exc:
+            load()
+        msg = one_line(exc)
+        assert msg.startswith(f"{name} has weights that are not finite: fc1.bias holds NaN "
+                              "(1 of 100 values)"), msg
+
+
+def test_inf_weights_are_refused_but_huge_finite_ones_load(tmp_path):
+    """±inf is refused before the thesis model is touched; values whose float32 sum
+    overflows to inf (the check's quick path sums each tensor) are no bad values."""
+    model = pruned_simplenn(6)
+    with torch.no_grad():
+        model.fc3.bias[:2] = 3e38
+    big = save_checkpoint(model, default_spec("mlp"), tmp_path / "big")
+    assert torch.equal(load_checkpoint(big).model.fc3.bias, model.fc3.bias)
+    with torch.no_grad():
+        model.fc3.weight[2, 1] = float("inf")
+    path = save_checkpoint(model, default_spec("mlp"), tmp_path / "inf")
+    target = SimpleNN()
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(CheckpointError) as exc:
+        load_pruned_model(target, path)
+    assert "fc3.weight holds ±inf (1 of 300 values)" in one_line(exc)
+    assert target.hidden == [256, 64]
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
+

@@ -422,6 +422,22 @@ def test_upload_of_a_plain_state_dict_with_a_spec(tmp_path, mlp):
         load_upload([UploadedFile("weights.pth", buf.getvalue())])
 
 
+def test_an_upload_with_nan_weights_is_refused_under_its_own_name(saved, mlp):
+    with torch.no_grad():
+        broken = {k: v.clone() for k, v in mlp.state_dict().items()}
+        broken["fc2.weight"][3, 3] = float("nan")
+    buf = io.BytesIO()
+    torch.save(broken, buf)
+    for files, spec in (([UploadedFile("mine.pth", buf.getvalue())],
+                         default_spec("mlp", 1, 8, 10, [64, 64])),
+                        ([UploadedFile("mine.pth", buf.getvalue()),
+                          UploadedFile("mine.json", saved.with_suffix(".json").read_bytes())], None)):
+        with pytest.raises(CheckpointError) as exc:
+            load_upload(files, spec)
+        assert str(exc.value).startswith("mine.pth has weights that are not finite: fc2.weight "
+                                         "holds NaN (1 of 512 values)"), str(exc.value)
+
+
 class _TouchesFile:
     def __init__(self, marker: Path):
         self.marker = marker

@@ -295,3 +295,29 @@ def test_choices_survive_a_visit_to_another_page(app_test, digits_run):
     at.run()
     assert not at.exception and at.selectbox(key="insp_it_a").value == dense
     assert at.number_input(key="insp_first").value == 10
+
+
+def _upload(at, *files: tuple[str, bytes]):
+    at.radio(key="insp_src_a").set_value("Upload").run()
+    return at.file_uploader(key="insp_upload_a").set_value(
+        [(name, data, "application/octet-stream") for name, data in files]).run()
+
+
+def test_an_uploaded_checkpoint_with_nan_weights_is_refused_with_one_line(app_test, tmp_path):
+    """It loaded, and test samples were "predicted 8 (nan%)"."""
+    from explorer_core.checkpoint import save_checkpoint
+    from explorer_core.models import build_model, default_spec
+
+    torch.manual_seed(0)
+    spec = default_spec("mlp", 1, 8, 10, [32, 16])
+    model = build_model(spec)
+    with torch.no_grad():
+        model.fc1.weight[5, 5] = float("nan")
+    weights = save_checkpoint(model, spec, tmp_path / "nan", {"dataset": "digits"})
+    at = _upload(app_test(PAGE), ("nan.safetensors", weights.read_bytes()),
+                 ("nan.json", weights.with_suffix(".json").read_bytes()))
+    assert not at.exception, at.exception
+    assert errors(at) == ["nan.safetensors has weights that are not finite: fc1.weight holds NaN "
+                          "(1 of 2048 values); a model with them predicts nothing meaningful "
+                          "(did its training diverge?)"]
+    assert not at.metric and not any("predicted" in m.value for m in at.markdown)
