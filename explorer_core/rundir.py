@@ -130,12 +130,36 @@ def validate_run_name(name: str) -> str:
     return name
 
 
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest of `folder` and its parents that exists and is not a folder, if any."""
+    for p in (folder, *folder.parents):
+        if p.is_dir():
+            return None
+        if p.exists() or p.is_symlink():  # a file, or a dangling link
+            return p
+    return None
+
+
+def _blocked_root_message(root: Path, folder: Path) -> str:
+    """One line naming the root the user gave and the file that blocks it: the OSError
+    named `<root>/<date>`, a folder the user never typed, as "the file in the way"."""
+    blocker = _file_in_the_way(folder)
+    if blocker is None or blocker == root:
+        return (f"cannot write into {root}: a file of that name is in the way "
+                "(need a folder)")
+    return f"cannot write into {root}: {blocker} is a file in the way (need a folder)"
+
+
 def new_run_dir(name: str, root: Path | None = None, day: _dt.date | None = None) -> RunPaths:
     """`<root>/<YYYY-MM-DD>/<name>`; refuses to reuse an existing run's folder."""
     validate_run_name(name)
     day = day or _dt.date.today()
-    path = Path(root or default_runs_root()) / day.isoformat() / name
-    path.parent.mkdir(parents=True, exist_ok=True)
+    root = Path(root or default_runs_root())
+    path = root / day.isoformat() / name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ExplorerError(_blocked_root_message(root, path.parent)) from None
     try:
         # Atomic: of two processes starting runs of one name, exactly one gets the folder
         # (checking first and creating after let both in, the second's config.json over

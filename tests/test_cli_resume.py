@@ -81,3 +81,46 @@ def test_a_page_launched_worker_still_records_why_it_cannot_resume(tmp_path, at_
     status = read_record(folder / "status.json")
     assert status["state"] == "failed" and status["message"] == printed
 
+
+# ------------------------------------------------------------------ a root that is a file
+
+_NEW = {"prune": ["--dataset", "digits", "--hidden", "8", "4", "--iterations", "2"],
+        "compare": ["--models", "mlp", "--types", "neuron", "--criteria", "l1",
+                    "--ratios", "0"],
+        "train-time": ["--dataset", "digits", "--hidden", "8", "4", "--epochs", "2",
+                       "--initial-epochs", "1", "--prune-every", "1"]}
+_ROOT_FLAG = {"prune": "--runs-root", "compare": "--sweeps-root", "train-time": "--runs-root"}
+
+
+@pytest.mark.parametrize("command", list(_NEW))
+def test_a_root_that_is_a_file_is_named_as_the_file_in_the_way(tmp_path, at_a_terminal,
+                                                               capsys, command):
+    """The message named `<file>/<date>` — a folder the user never typed — as the file
+    in the way; it names the root they gave."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("mine")
+    assert main([command, *_NEW[command], _ROOT_FLAG[command], str(blocker), "--name", "x",
+                 "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: cannot write into {blocker}: a file of that name is in the way (need a folder)")
+    assert blocker.read_text() == "mine"
+
+
+@pytest.mark.parametrize("command, root, env", [
+    ("prune", "not-a-folder/sub", None),
+    ("train-time", None, "not-a-folder"),  # the default root: $EXPLORER_RUNS/train-time
+])
+def test_a_file_above_the_root_is_named_beside_the_root(tmp_path, at_a_terminal, monkeypatch,
+                                                        capsys, command, root, env):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("mine")
+    args = [command, *_NEW[command], "--name", "x", "--quiet"]
+    if root:
+        args += [_ROOT_FLAG[command], str(tmp_path / root)]
+        given = tmp_path / root
+    else:
+        monkeypatch.setenv("EXPLORER_RUNS", str(tmp_path / env))
+        given = tmp_path / env / "train-time"
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: cannot write into {given}: {blocker} is a file in the way (need a folder)")
