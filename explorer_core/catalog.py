@@ -206,6 +206,8 @@ def load_upload(files: Sequence[UploadedFile], spec: Mapping[str, Any] | None = 
     `spec`), or a plain `.pth` / `.pt` state dict plus a spec (an uploaded `.json` or
     `spec`). The bytes go to a private temporary folder under fixed names — an uploaded
     name never becomes a path — and the folder is removed as soon as the model is built.
+    A `.pth` of a pruned model with the dense spec reports the share of hidden units it
+    kept (`meta["percent_retained"]`), as our own checkpoints do.
     """
     weights = [f for f in files if Path(f.name).suffix.lower() in WEIGHT_SUFFIXES]
     specs = [f for f in files if Path(f.name).suffix.lower() == ".json"]
@@ -236,7 +238,8 @@ def load_upload(files: Sequence[UploadedFile], spec: Mapping[str, Any] | None = 
             ck = load_checkpoint(tensor)
         else:
             ck = load_checkpoint(tensor, spec=info["spec"])
-            ck.meta = {k: v for k, v in info.items() if k != "spec"}
+            # the share kept of the given spec's widths, unless the uploaded sidecar records it
+            ck.meta = {**ck.meta, **{k: v for k, v in info.items() if k != "spec"}}
     except CheckpointError as exc:  # name the user's file, not our temporary one
         raise CheckpointError(str(exc).replace(tensor.name, w.name)) from None
     finally:

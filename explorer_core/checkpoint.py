@@ -21,7 +21,7 @@ from torch import nn
 
 from .errors import CheckpointError, ExplorerError
 from .fileio import atomic_write_bytes, atomic_write_json
-from .models import (Spec, build_model, check_interface, load_state_strict,
+from .models import (Spec, build_model, check_interface, hidden_widths, load_state_strict,
                      resize_to_state, spec_of)
 
 SUFFIX = ".safetensors"
@@ -221,6 +221,12 @@ def _refuse_non_finite(state: Mapping[str, torch.Tensor], order: Iterable[str], 
                               "with them predicts nothing meaningful (did its training diverge?)")
 
 
+def _percent_kept(dense: list[int], model: nn.Module) -> float | None:
+    """Hidden units kept, in % of `dense` (what iterative, Compare and train-time
+    checkpoints record as `percent_retained`); None for a model without hidden units."""
+    return 100.0 * sum(hidden_widths(model)) / sum(dense) if sum(dense) else None
+
+
 def load_checkpoint(path: str | os.PathLike, spec: Mapping[str, Any] | None = None,
                     device: str | torch.device = "cpu") -> Checkpoint:
     """A ready model (eval mode) from our checkpoint, or from a `.pth` plus a spec.
@@ -229,7 +235,9 @@ def load_checkpoint(path: str | os.PathLike, spec: Mapping[str, Any] | None = No
     (we write the pruned widths into it, so a difference means the two files do not
     belong together). A spec passed by the caller is a template: layers may be
     narrower in the weights (a pruned `.pth` with the dense spec), but inputs and
-    classes must agree. Weights holding NaN or ±inf are refused.
+    classes must agree; the share of the template's hidden units the weights keep is
+    then `meta["percent_retained"]`, as our own pruned checkpoints record it. Weights
+    holding NaN or ±inf are refused.
     """
     tensor_path = Path(path)
     if tensor_path.suffix == ".json":
@@ -238,7 +246,11 @@ def load_checkpoint(path: str | os.PathLike, spec: Mapping[str, Any] | None = No
     from_file = spec is None
     info = read_spec(tensor_path, meta) if from_file else {"spec": dict(spec)}
     try:
-        model = build_model(info["spec"], state)
+        model = build_model(info["spec"])
+        dense = hidden_widths(model)
+        check_interface(model, state)
+        resize_to_state(model, state)
+        load_state_strict(model, state)
     except CheckpointError:
         raise
     except ExplorerError as exc:
@@ -251,9 +263,12 @@ def load_checkpoint(path: str | os.PathLike, spec: Mapping[str, Any] | None = No
         problem = _width_mismatch(model, info["spec"])
         if problem:
             raise CheckpointError(f"{tensor_path.name}: {problem}")
+    extra = {k: v for k, v in info.items() if k != "spec"}
+    kept = None if from_file else _percent_kept(dense, model)
+    if kept is not None:
+        extra["percent_retained"] = kept
     model.to(device).eval()
-    return Checkpoint(model, dict(info["spec"]), {k: v for k, v in info.items() if k != "spec"},
-                      tensor_path)
+    return Checkpoint(model, dict(info["spec"]), extra, tensor_path)
 
 
 def load_pruned_model(model: nn.Module, path: str | os.PathLike) -> nn.Module:

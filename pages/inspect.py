@@ -240,7 +240,8 @@ def _upload_picker(slot: str) -> Loaded | None:
                             key=f"insp_pth_arch_{slot}")
         hidden = c3.text_input("Hidden widths (dense)",
                                key=_default(f"insp_pth_hidden_{slot}", "256, 64"),
-                               help="Pruned weights may be narrower: layers are fitted to them.")
+                               help="Pruned weights may be narrower: layers are fitted to "
+                                    "them, and Hidden kept is their share of these widths.")
         info = DATASETS[dataset]
         spec = default_spec(arch, info.channels, info.size, info.num_classes,
                             list(parse_int_list(hidden)) if arch != "slp" else None)
@@ -319,9 +320,10 @@ def model_card(m: Loaded, narrow: bool = False) -> None:
     cols[1].metric("Parameters", params, help=params_help)
     cols[2].metric("MACs / image", macs, help=macs_help)
     known = isinstance(kept, (int, float))
-    cols[3].metric("Hidden kept", f"{kept:.1f} %" if known else "—",
-                   help=None if known else "The checkpoint does not record the dense widths "
-                                           "it was pruned from (no sidecar .json with them).")
+    why = ("The model has no hidden layer." if not info["widths"] else
+           "The checkpoint does not record the dense widths it was pruned from (no sidecar "
+           ".json with them).")
+    cols[3].metric("Hidden kept", f"{kept:.1f} %" if known else "—", help=None if known else why)
     widths = " · ".join(str(w) for w in info["widths"]) or "none"
     data = DATASETS[m.fmt.dataset].title if m.fmt.dataset else "unknown dataset"
     st.caption(f"{ARCH_TITLES.get(info['arch'], info['arch'])} · hidden widths {widths} · "

@@ -312,3 +312,20 @@ def test_inf_weights_are_refused_but_huge_finite_ones_load(tmp_path):
     assert target.hidden == [256, 64]
     assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
 
+
+# ------------------------------------------------------------------ share kept of a dense spec
+
+def test_a_pth_with_the_dense_spec_records_the_share_of_hidden_units_it_kept(tmp_path):
+    """Our checkpoints record percent_retained; a .pth loaded with the dense spec had none."""
+    f = tmp_path / "pruned.pth"
+    torch.save(pruned_simplenn().state_dict(), f)  # 100-30 of the dense 256-64
+    ck = load_checkpoint(f, spec=default_spec("mlp"))
+    assert ck.meta["percent_retained"] == pytest.approx(100 * (100 + 30) / (256 + 64))
+    cnn_spec = {**default_spec("cnn", 1, 28, 10), "channels": [16, 32], "hidden": [128]}
+    torch.manual_seed(0)
+    small = build_model({**cnn_spec, "channels": [8, 16], "hidden": [32]})
+    torch.save(small.state_dict(), tmp_path / "cnn.pth")  # conv channels and FC units alike
+    ck = load_checkpoint(tmp_path / "cnn.pth", spec=cnn_spec)
+    assert ck.meta["percent_retained"] == pytest.approx(100 * (8 + 16 + 32) / (16 + 32 + 128))
+    saved = save_checkpoint(pruned_simplenn(), default_spec("mlp"), tmp_path / "own")
+    assert "percent_retained" not in load_checkpoint(saved).meta  # its sidecar's spec is exact

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import struct
@@ -420,6 +421,20 @@ def test_upload_of_a_plain_state_dict_with_a_spec(tmp_path, mlp):
     assert ck.model.hidden == [32, 16]
     with pytest.raises(ExplorerError, match="needs a model spec"):
         load_upload([UploadedFile("weights.pth", buf.getvalue())])
+
+
+def test_a_pruned_pth_with_the_dense_spec_reports_the_share_kept(tmp_path, mlp):
+    """The page showed "Hidden kept —" for a pruned .pth given with its dense spec."""
+    buf = io.BytesIO()
+    torch.save(mlp.state_dict(), buf)  # 32-16
+    pth = UploadedFile("weights.pth", buf.getvalue())
+    ck = load_upload([pth], default_spec("mlp", 1, 8, 10, [64, 32]))
+    assert summary(ck)["percent_retained"] == pytest.approx(50.0)
+    dense = UploadedFile("dense.json", json.dumps(default_spec("mlp", 1, 8, 10, [64, 64])).encode())
+    assert summary(load_upload([pth, dense]))["percent_retained"] == pytest.approx(100 * 48 / 128)
+    sidecar = UploadedFile("m.json", json.dumps({  # a sidecar's own record wins
+        "spec": default_spec("mlp", 1, 8, 10, [32, 16]), "percent_retained": 12.5}).encode())
+    assert summary(load_upload([pth, sidecar]))["percent_retained"] == 12.5
 
 
 def test_an_upload_with_nan_weights_is_refused_under_its_own_name(saved, mlp):

@@ -321,3 +321,35 @@ def test_an_uploaded_checkpoint_with_nan_weights_is_refused_with_one_line(app_te
                           "(1 of 2048 values); a model with them predicts nothing meaningful "
                           "(did its training diverge?)"]
     assert not at.metric and not any("predicted" in m.value for m in at.markdown)
+
+
+def test_a_pruned_pth_with_the_dense_widths_shows_how_much_it_kept(app_test):
+    """A pruned .pth with the dense spec described on the page showed "Hidden kept —"."""
+    from explorer_core.models import MLP
+
+    torch.manual_seed(0)
+    buf = io.BytesIO()
+    torch.save(MLP(64, [16, 8], 10).state_dict(), buf)  # pruned from a 32-16 Digits MLP
+    at = _upload(app_test(PAGE), ("pruned.pth", buf.getvalue()))
+    assert at.selectbox(key="insp_pth_data_a").value == "digits"
+    at.text_input(key="insp_pth_hidden_a").set_value("32, 16").run()
+    assert not at.exception and errors(at) == []
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Hidden kept"] == "50.0 %"
+    assert metrics["Parameters"] == f"{64 * 16 + 16 + 16 * 8 + 8 + 8 * 10 + 10:,}"
+    at.text_input(key="insp_pth_hidden_a").set_value("64, 32").run()  # other dense widths
+    assert {m.label: m.value for m in at.metric}["Hidden kept"] == "25.0 %"
+
+
+def test_a_pth_without_hidden_layers_says_so_instead_of_blaming_a_missing_sidecar(app_test):
+    """A .pth given with a spec now always reports its share kept; only a model without
+    hidden units has none, and "no sidecar .json" was the wrong reason for that."""
+    from explorer_core.models import build_model, default_spec
+
+    buf = io.BytesIO()
+    torch.save(build_model(default_spec("slp", 1, 8, 10)).state_dict(), buf)
+    at = _upload(app_test(PAGE), ("slp.pth", buf.getvalue()))
+    at.selectbox(key="insp_pth_arch_a").set_value("slp").run()
+    assert not at.exception and errors(at) == []
+    kept = next(m for m in at.metric if m.label == "Hidden kept")
+    assert kept.value == "—" and kept.proto.help == "The model has no hidden layer."
