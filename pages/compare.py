@@ -82,23 +82,25 @@ def setup_form() -> None:
     titles = {info.name: info.title for info, _, _ in datasets}
     with st.expander("New sweep", expanded=not list_sweeps(SWEEPS_ROOT)):
         c1, c2, c3 = st.columns(3)
-        models = c1.multiselect("Models", list(ARCHS), default=["mlp"],
+        # wrap=True on every multiselect: placed straight in a column, Streamlit keeps the
+        # chips on one scrolling row, so of four pruning types chosen one seemed chosen
+        models = c1.multiselect("Models", list(ARCHS), default=["mlp"], wrap=True,
                                 format_func=lambda a: ARCH_TITLES.get(a, a))
-        chosen_data = c1.multiselect("Datasets", available, default=["digits"],
+        chosen_data = c1.multiselect("Datasets", available, default=["digits"], wrap=True,
                                      format_func=titles.get)
         missing = [reason for _, ok, reason in datasets if not ok]
         if missing:
             c1.caption(" · ".join(missing))  # each reason names the dataset
         batches = c1.multiselect(
             "Batch sizes", [str(b) for b in sorted({64, *BATCH_PRESETS})], default=["64"],
-            accept_new_options=True,
+            accept_new_options=True, wrap=True,
             help="Presets, or type any whole number. Batches larger than memory allows are "
                  "split into micro-batches with gradient accumulation.")
         types = c2.multiselect("Pruning types", list(PRUNING_TYPES), default=["neuron", "weight"],
-                               format_func=lambda t: PRUNING_TYPES[t].title)
+                               wrap=True, format_func=lambda t: PRUNING_TYPES[t].title)
         crits = c2.multiselect("Criteria", list(ALL_CRITERIA),
                                default=["interval_adjoint", "l1", "random", "magnitude"],
-                               format_func=criterion_title,
+                               format_func=criterion_title, wrap=True,
                                help="Mask types rank weights by magnitude or at random; neuron "
                                     "and structured pruning rank units by any criterion.")
         ratios = c2.text_input("Ratios (% removed)",
@@ -234,7 +236,7 @@ def results_section(paths: SweepPaths, live: bool) -> None:
             values = sorted(results[column].unique().tolist())
             # Keyed by sweep and values: each sweep opens with all of its rows shown
             # (one shared key showed a sweep only the values another sweep had left).
-            picks[column] = col.multiselect(options[column], values, default=values,
+            picks[column] = col.multiselect(options[column], values, default=values, wrap=True,
                                             key=f"filter-{paths.root}-{column}-{values}")
     results = _filter(results, picks)
     if results.empty:

@@ -247,6 +247,37 @@ def clipped_chart_titles(page) -> list[str]:
             .map(t => t.textContent); })""")
 
 
+def multiselect_chips(page, label: str) -> list[dict]:
+    """The chosen options of the multiselect named `label`, each with whether a person
+    sees its chip whole: `{"text": …, "visible": bool}`.
+
+    A chip counts as hidden when any part of it lies outside its chip area: a single
+    row of chips scrolls sideways, so chips past the edge are out of sight (a chip that
+    is merely shortened with an ellipsis stays inside and counts as seen).
+    """
+    widget = page.locator('[data-testid="stMultiSelect"]').filter(
+        has=page.get_by_text(label, exact=True))
+    return widget.first.evaluate("""el => {
+      const area = el.querySelector('[data-testid="stMultiSelectTagsContainer"]')
+        .getBoundingClientRect();
+      return [...el.querySelectorAll('[data-testid="stMultiSelectTagsContainer"] [data-tag]')]
+        .map(t => { const r = t.getBoundingClientRect();
+                    return {text: t.getAttribute('aria-label'),
+                            visible: r.left >= area.left - 1 && r.right <= area.right + 1
+                                     && r.top >= area.top - 1 && r.bottom <= area.bottom + 1}; });
+    }""")
+
+
+def choose_in_multiselect(page, label: str, option: str) -> None:
+    """Add `option` (its exact text) to the multiselect named `label` and wait for the rerun."""
+    widget = page.locator('[data-testid="stMultiSelect"]').filter(
+        has=page.get_by_text(label, exact=True)).first
+    with rerun_after(page):
+        widget.get_by_role("combobox").click()
+        page.get_by_role("option", name=option, exact=True).click()
+        page.keyboard.press("Escape")
+
+
 def chart_marks(page, index: int = 0) -> list[str]:
     """ARIA labels of the marks of the index-th chart, e.g. 'Iteration: 7; Neurons kept: 54; …'.
 

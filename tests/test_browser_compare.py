@@ -13,8 +13,8 @@ from playwright.sync_api import expect
 from explorer_core import jobs
 from explorer_core.rundir import list_sweeps
 
-from browser import (chart_marks, clipped_chart_titles, open_app, rerun_after, wait_for_app,
-                     wait_for_charts)
+from browser import (chart_marks, choose_in_multiselect, clipped_chart_titles,
+                     multiselect_chips, open_app, rerun_after, wait_for_app, wait_for_charts)
 
 SWEEP_NAME = f"pw-sweep-{int(time.time())}"
 
@@ -33,14 +33,34 @@ def _fill(page, label: str, value: str) -> None:
         box.press("Enter")
 
 
+def _open_form(page) -> None:
+    if not page.get_by_label("Ratios (% removed)", exact=True).is_visible():
+        with rerun_after(page):
+            page.get_by_text("New sweep", exact=True).click()
+
+
+def test_every_chosen_option_of_the_form_stays_in_sight(app_page, streamlit_server):
+    """With four pruning types chosen only one chip showed: the chips of a multiselect in
+    a column stayed on one row that scrolled sideways. Now they wrap onto new rows."""
+    page = app_page
+    open_app(page, streamlit_server, "compare")
+    _open_form(page)
+    for option in ("Unstructured (global masks)", "Structured (remove conv filters)"):
+        choose_in_multiselect(page, "Pruning types", option)
+    chips = {label: multiselect_chips(page, label)
+             for label in ("Models", "Datasets", "Batch sizes", "Pruning types", "Criteria")}
+    assert len(chips["Pruning types"]) == 4 and len(chips["Criteria"]) == 4, chips
+    hidden = {label: [c["text"] for c in found if not c["visible"]]
+              for label, found in chips.items()}
+    assert hidden == {label: [] for label in chips}
+
+
 def test_build_run_see_charts_download_csv(app_page, streamlit_server, tmp_path,
                                            no_stray_workers):
     page = app_page
     open_app(page, streamlit_server, "compare")
     expect(page.get_by_role("heading", name="Compare", exact=True)).to_be_visible()
-    if not page.get_by_label("Ratios (% removed)", exact=True).is_visible():
-        with rerun_after(page):
-            page.get_by_text("New sweep", exact=True).click()
+    _open_form(page)
 
     _fill(page, "Ratios (% removed)", "0, 50")
     _fill(page, "Dense epochs", "2")

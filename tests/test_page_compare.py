@@ -136,6 +136,10 @@ def test_results_filters_belong_to_their_sweep_and_an_empty_one_says_so(sweeps_r
     at = open_page()
     widget(at.selectbox, "Sweep").set_value(str(made["alpha"].root)).run()
     assert widget(at.multiselect, "Show batch sizes").value == [32, 64]
+    # every multiselect, form and filters, wraps its chips (see test_browser_compare)
+    assert {m.label: m.proto.wrap for m in at.multiselect} == dict.fromkeys(
+        ["Models", "Datasets", "Batch sizes", "Pruning types", "Criteria", "Show batch sizes"],
+        True)
     widget(at.multiselect, "Show batch sizes").set_value([64]).run()
     assert shown_batches(at) == [64]
     widget(at.multiselect, "Show batch sizes").set_value([]).run()
