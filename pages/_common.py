@@ -1,7 +1,8 @@
-"""Small helpers every page shares: parsing typed input, JSON uploads, PNG downloads.
+"""Small helpers every page shares: parsing typed input, JSON uploads, PNG downloads, Stop.
 
 They exist so each page reports bad input the same way (one `st.error` line from an
-`ExplorerError`, never a traceback) and offers chart PNGs identical to the CLI's files.
+`ExplorerError`, never a traceback), offers chart PNGs identical to the CLI's files, and
+stops a background job the same way.
 The leading underscore keeps Streamlit from treating this module as a page.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from explorer_core import jobs
 from explorer_core.charts import chart_png_bytes
 from explorer_core.errors import ExplorerError
 
@@ -86,6 +88,30 @@ def status_header(state: str, message: str = "") -> None:
     st.subheader(f"Status: :{STATE_COLOURS.get(state, 'gray')}[{state}]")
     if message:
         (st.error if state == "failed" else st.caption)(message)
+
+
+def stop_button(paths: Any, what: str = "run", where: Any = None) -> None:
+    """Stop for a live background job; "Stopping…", disabled, from the click until it stops.
+
+    A stop is a request file the worker checks between batches, and its status says
+    "running" until it has finished the batch and written its files — seconds, during
+    which an unchanged Stop looked as if the click was lost. The request file is the
+    page's record that a stop is pending (a launch deletes any old one), so every visitor
+    of the run sees the same. The click makes the request in the button's callback,
+    before the rerun draws the button, so the label changes at once. `where` is the
+    column to draw in (default: the page).
+    """
+    pending = paths.stop_request.exists()
+    (where or st).button(
+        "Stopping…" if pending else "Stop", type="primary", disabled=pending,
+        key=f"stop-{paths.root}", on_click=_request_stop, args=(paths, what),
+        help=f"Stop requested: the {what} stops at the next batch." if pending else
+        f"Stops the {what} at the next batch; Resume continues it later.")
+
+
+def _request_stop(paths: Any, what: str) -> None:
+    jobs.request_stop(paths)
+    st.toast(f"Stop requested: the {what} stops at the next batch.")
 
 
 def run_name_input(key: str, prefix: str, label: str = "Run name") -> str:

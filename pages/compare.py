@@ -24,7 +24,8 @@ from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
                                          finished_count, pareto_mask, progress, results_frame,
                                          speedups, summary_frame, tables_text)
 from pages._common import (announce_start, format_seconds, parse_int_list, png_download_button,
-                           require_app_navigation, run_name_input, run_picker, status_header)
+                           require_app_navigation, run_name_input, run_picker, status_header,
+                           stop_button)
 
 require_app_navigation()
 
@@ -185,9 +186,7 @@ def pick_sweep() -> SweepPaths | None:
 
 def controls(paths: SweepPaths, state: str, done: int, total: int) -> None:
     if state in LIVE_STATES:
-        if st.button("Stop", type="primary"):
-            jobs.request_stop(paths)
-            st.toast("Stop requested: the sweep stops at the next batch.")
+        stop_button(paths, "sweep")
     elif done < total and st.button("Resume", type="primary",
                                     help="Continues with the unfinished cells."):
         try:

@@ -22,7 +22,8 @@ from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, list
 from explorer_core.schedule import MAX_ITERATIONS, parse_retain
 from explorer_core.training import kept_epoch
 from pages._common import (announce_start, format_seconds, parse_int_list,
-                           require_app_navigation, run_name_input, run_picker, status_header)
+                           require_app_navigation, run_name_input, run_picker, status_header,
+                           stop_button)
 
 require_app_navigation()
 
@@ -150,9 +151,7 @@ def pick_run() -> RunPaths | None:
 def controls(paths: RunPaths, state: str) -> None:
     c1, c2, c3 = st.columns([1, 1, 2])
     if state in LIVE_STATES:
-        if c1.button("Stop", type="primary"):
-            jobs.request_stop(paths)
-            st.toast("Stop requested: the run stops at the next batch.")
+        stop_button(paths, "run", c1)
         return
     done = len(paths.completed_iterations())
     # A finished run (its schedule done, or ended by its stopping rule) can only be redone

@@ -23,7 +23,7 @@ from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
 from explorer_core.vae import VAE_CRITERIA
 from pages._common import (announce_start, format_int_list, format_seconds, parse_int_list,
                            png_download_button, require_app_navigation, run_name_input,
-                           run_picker, status_header)
+                           run_picker, status_header, stop_button)
 
 require_app_navigation()
 
@@ -145,9 +145,7 @@ def _config(paths: TrainTimePaths) -> TrainTimeConfig | None:
 def controls(paths: TrainTimePaths, state: str, complete: bool) -> None:
     c1, _ = st.columns([1, 3])
     if state in LIVE_STATES:
-        if c1.button("Stop", type="primary"):
-            jobs.request_stop(paths)
-            st.toast("Stop requested: the run stops at the next batch.")
+        stop_button(paths, "run", c1)
         return
     if not complete and c1.button("Resume", type="primary",
                                   help="Seeds whose runs are saved are kept; the others are "

@@ -188,3 +188,28 @@ def test_a_vae_run_shows_reconstructions_and_samples(runs_root):
         assert name in labels, labels
     assert not [b for b in at.button if b.label == "Open on the Inspect page"]
     assert any("Inspect page" in c.value for c in at.caption)
+
+
+def test_stop_reads_stopping_and_is_disabled_until_the_worker_has_stopped(runs_root):
+    """After Stop the page went on showing "running" beside an active Stop button for
+    seconds (the worker finishes its batch first), with only a toast to say the click
+    counted. The button now reads "Stopping…" and is disabled until the run has stopped."""
+    from explorer_core.rundir import RunLock, write_status
+    from explorer_core.train_time import TrainTimeConfig, create_run
+
+    paths = create_run(TrainTimeConfig(name="to-stop"))
+    with RunLock(paths):  # this test is the worker: the run is live while it holds the lock
+        write_status(paths, "running", message="seed 0")
+        at = open_page()
+        stop = widget(at.button, "Stop")
+        assert not stop.disabled
+        stop.click().run()
+        assert not at.exception
+        assert paths.stop_request.exists()  # the worker's signal
+        assert any("running" in h.value for h in at.subheader)  # it has not stopped yet
+        assert [(b.label, b.disabled) for b in at.button if "Stop" in b.label] == \
+            [("Stopping…", True)]
+        write_status(paths, "stopped", message="stopped by request")
+    at.run()
+    assert not [b.label for b in at.button if "Stop" in b.label]
+    assert "Resume" in [b.label for b in at.button]
