@@ -580,7 +580,7 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
         st.session_state[grid_key] = top
     st.session_state[auto_key] = top
     chosen = st.multiselect(f"{unit.capitalize()}s in the grid (default: top {count} by "
-                            "|conductance|)", ranked, key=grid_key,
+                            "|conductance|)", ranked, key=grid_key, wrap=True,
                             format_func=lambda n: f"{unit} {n}")
     if not chosen:
         st.info(f"Pick at least one {unit}.")

@@ -152,6 +152,7 @@ def test_the_grid_follows_the_ranking_until_units_are_picked(app_test, digits_ru
     widget(at.number_input, "Neurons in the grid").set_value(4).run()
     assert ranks(at) == ["#1", "#2", "#3", "#4"]
     grid = [w for w in at.multiselect if "in the grid" in w.label][0]
+    assert grid.proto.wrap  # eight chips in one sideways-scrolling row hid most of them
     picked = grid.value[::-1][:2]  # the user's own choice stays through a re-ranking
     grid.set_value(picked).run()
     at.selectbox(key="insp_baseline").set_value("mean").run()
