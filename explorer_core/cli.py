@@ -39,7 +39,7 @@ def read_json_config(path: Path) -> dict:
     """The JSON object in a `--config` file; anything else is a one-line ExplorerError."""
     try:
         base = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # bad JSON or UTF-8; an integer past 4 300 digits
         raise ExplorerError(f"cannot read {path}: {exc}") from None
     if not isinstance(base, dict):
         raise ExplorerError(f"{path} must hold a JSON object")

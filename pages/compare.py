@@ -18,8 +18,8 @@ from explorer_core.pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_f
                                          criterion_title)
 from explorer_core.rundir import (LIVE_STATES, SweepPaths, default_sweeps_root, list_sweeps,
                                   read_status)
-from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, SweepConfig, create_sweep, plan,
-                                 ratio_label)
+from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH,
+                                 SweepConfig, create_sweep, plan, ratio_label)
 from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
                                          finished_count, pareto_mask, progress, results_frame,
                                          speedups, summary_frame, tables_text)
@@ -118,7 +118,7 @@ def setup_form() -> None:
             seed = m2.number_input("First seed", 0, 2 ** 31 - 1, 0)
             calibration = m2.number_input("Calibration samples (data-driven criteria)", 1,
                                           100000, 2048)
-            latency_batch = m3.number_input("Latency batch", 1, 100000, 64)
+            latency_batch = m3.number_input("Latency batch", 1, MAX_LATENCY_BATCH, 64)
             latency_repeats = m3.number_input("Latency repeats (0 = no timing)", 0, 1000, 10)
             save = m3.checkbox("Save every pruned model (for Inspect)", True)
             use_cache = m3.checkbox("Share dense baselines via models_cache/", True)

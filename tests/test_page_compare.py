@@ -119,7 +119,7 @@ def test_start_runs_in_the_background_and_shows_results(sweeps_root):
 def test_results_filters_belong_to_their_sweep_and_an_empty_one_says_so(sweeps_root):
     """Clearing a filter drew a traceback (IndexError); and the filters were shared by
     every sweep, so a second sweep opened showing only the values the first had left."""
-    from explorer_core.sweep import SweepConfig, create_sweep, execute
+    from explorer_core.sweep import MAX_LATENCY_BATCH, SweepConfig, create_sweep, execute
 
     made = {}
     for name, batches in (("alpha", [32, 64]), ("beta", [64, 128])):
@@ -140,6 +140,8 @@ def test_results_filters_belong_to_their_sweep_and_an_empty_one_says_so(sweeps_r
     assert {m.label: m.proto.wrap for m in at.multiselect} == dict.fromkeys(
         ["Models", "Datasets", "Batch sizes", "Pruning types", "Criteria", "Show batch sizes"],
         True)
+    # the form offers no latency batch the core refuses (it allowed 100 000 > 65 536)
+    assert widget(at.number_input, "Latency batch").max == MAX_LATENCY_BATCH
     widget(at.multiselect, "Show batch sizes").set_value([64]).run()
     assert shown_batches(at) == [64]
     widget(at.multiselect, "Show batch sizes").set_value([]).run()

@@ -69,7 +69,8 @@ def _config_from(args: argparse.Namespace):
         base["save_checkpoints"] = False
     if args.no_cache:
         base["use_cache"] = False
-    base.setdefault("name", default_name("sweep"))
+    if base.get("name") is None:  # absent or null: no name given
+        base["name"] = default_name("sweep")
     try:
         return SweepConfig.from_dict(base).validate()
     except TypeError as exc:

@@ -101,12 +101,7 @@ def _config_from(args: argparse.Namespace):
     for flag, field_name in _FLAG_FIELDS.items():
         if getattr(args, flag) is not None:
             base[field_name] = getattr(args, flag)
-    schedule = dict(base.get("schedule", {}))
-    for key in ("q", "iterations", "kind"):
-        if getattr(args, key) is not None:
-            schedule[key] = getattr(args, key)
-    if schedule:
-        base["schedule"] = {**RunConfig().schedule, **schedule}
+    _merge_schedule_flags(base, args, RunConfig().schedule, TABLE_SCHEDULE)
     if args.retain is not None:
         given = [f"--{k}" for k in ("hidden", "q", "iterations", "kind")
                  if getattr(args, k) is not None]
@@ -125,12 +120,40 @@ def _config_from(args: argparse.Namespace):
         base["retrain"] = False
     if args.no_cache:
         base["use_cache"] = False
-    if "name" not in base:
+    if base.get("name") is None:  # absent or null: no name given
         base["name"] = default_name("run")
     try:
         return RunConfig.from_dict(base)
     except TypeError as exc:
         raise ExplorerError(f"bad run setting: {exc}") from None
+
+
+def _merge_schedule_flags(base: dict, args: argparse.Namespace, defaults: dict,
+                          table_kind: str) -> None:
+    """Put --q / --iterations / --kind over the config file's schedule, in place.
+
+    A rule schedule (from the file, or none) is completed with the rule's defaults so
+    config.json records every value the run follows. A table schedule (`rows`) is left
+    as it is: the rule's flags mean nothing for it, and merging them in made a table
+    schedule carry q and iterations it ignores — so they are refused beside one, as is
+    a schedule that is not an object (`"schedule": 5` was a TypeError traceback).
+    """
+    flags = {k: getattr(args, k) for k in ("q", "iterations", "kind")
+             if getattr(args, k) is not None}
+    given = base.pop("schedule", None)  # null, like an absent schedule: the defaults
+    if given is None and not flags:
+        return
+    if given is not None and not isinstance(given, dict):
+        raise ExplorerError(f"the config's schedule must be an object such as "
+                            f'{{"q": 0.8, "iterations": 31}}, got {given!r:.60}')
+    given = given or {}
+    if given.get("kind") == table_kind:
+        if flags:
+            raise ExplorerError(f"the config's schedule is a table of widths (rows); "
+                                f"--{next(iter(flags))} applies to a rule schedule")
+        base["schedule"] = given
+        return
+    base["schedule"] = {**defaults, **given, **flags}
 
 
 def run_prune(args: argparse.Namespace) -> int:

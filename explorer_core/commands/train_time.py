@@ -93,7 +93,8 @@ def _config_from(args: argparse.Namespace):
             base[name] = getattr(args, name)
     if args.fraction is not None:
         base["prune_fraction"] = args.fraction
-    base.setdefault("name", default_name("train-time"))
+    if base.get("name") is None:  # absent or null: no name given
+        base["name"] = default_name("train-time")
     if args.latent is not None and base.get("task", "classifier") != "vae":
         # the config keeps a default latent size for every task, so only the flag tells
         raise ExplorerError("--latent sets the VAE's latent size; a classifier has none "

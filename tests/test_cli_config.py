@@ -1,0 +1,95 @@
+"""`--config` files the commands merge their flags into, read as users write them: a
+schedule that is not an object, a table schedule beside the rule's flags, a null name,
+an absurdly long number — each one line and exit 2, or the documented default."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from explorer_core import cli
+from explorer_core.experiment import load_run_config
+from explorer_core.rundir import RunPaths
+
+
+def _config(tmp_path, obj) -> str:
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(obj) if not isinstance(obj, str) else obj)
+    return str(path)
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+@pytest.mark.parametrize("schedule", [5, [["q", 0.5]], "geometric"])
+def test_a_schedule_that_is_not_an_object_is_one_line(tmp_path, capsys, schedule):
+    """`"schedule": 5` or null was a TypeError traceback; a list of pairs became a dict."""
+    root = tmp_path / "runs"
+    code = cli.main(["prune", "--config", _config(tmp_path, {"schedule": schedule}),
+                     "--q", "0.5", "--runs-root", str(root), "--quiet"])
+    assert code == 2 and "schedule" in _one_line(capsys)
+    assert not root.exists()
+
+
+def test_the_rules_flags_beside_a_table_schedule_are_refused(tmp_path, capsys):
+    """--q over a table schedule from a file was silently ignored."""
+    table = {"hidden": [8, 4], "schedule": {"kind": "table", "rows": [[8, 4], [4, 2]]}}
+    root = tmp_path / "runs"
+    code = cli.main(["prune", "--config", _config(tmp_path, table), "--q", "0.5",
+                     "--runs-root", str(root), "--quiet"])
+    assert code == 2 and "--q" in _one_line(capsys) and not root.exists()
+
+
+def test_a_table_schedule_from_a_file_is_saved_as_given(tmp_path, capsys, monkeypatch):
+    """The rule's defaults (q, iterations) were merged into any schedule object read."""
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
+    table = {"dataset": "digits", "hidden": [8, 4], "dense_epochs": 1, "retrain_epochs": 1,
+             "schedule": {"kind": "table", "rows": [[8, 4], [4, 2]]}}
+    root = tmp_path / "runs"
+    code = cli.main(["prune", "--config", _config(tmp_path, table), "--runs-root", str(root),
+                     "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    [config] = root.rglob("config.json")
+    assert json.loads(config.read_text())["schedule"] == table["schedule"]
+    assert load_run_config(RunPaths(config.parent)).schedule == table["schedule"]
+
+
+@pytest.mark.parametrize("flags", [[], ["--iterations", "4"]])
+def test_a_partial_rule_schedule_is_completed_with_the_rules_defaults(tmp_path, flags):
+    """config.json records every value the run follows; a null schedule, like a
+    missing one, is the default rule."""
+    from explorer_core.commands.prune import _config_from
+    from explorer_core.experiment import RunConfig
+
+    over = {"iterations": 4} if flags else {}
+    for schedule, expected in (({"q": 0.5}, {"q": 0.5}), (None, {})):
+        args = cli.build_parser().parse_args(
+            ["prune", "--config", _config(tmp_path, {"schedule": schedule}), *flags])
+        assert _config_from(args).schedule == {**RunConfig().schedule, **expected, **over}
+
+
+@pytest.mark.parametrize("command, kind", [("prune", "run"), ("compare", "sweep"),
+                                           ("train-time", "train-time")])
+def test_a_null_name_means_no_name_given(tmp_path, command, kind):
+    """`"name": null` gave the plain default ("run") in prune and crashed or named the
+    folder 'None' elsewhere; unnamed runs get the time-stamped default, whose process id
+    keeps two commands started in one second apart."""
+    from importlib import import_module
+
+    module = import_module(f"explorer_core.commands.{command.replace('-', '_')}")
+    args = cli.build_parser().parse_args(
+        [command, "--config", _config(tmp_path, {"name": None})])
+    cfg = module._config_from(args)
+    assert re.fullmatch(rf"{kind}-\d{{6}}-\d+", cfg.name), cfg.name
+
+
+def test_a_number_too_long_to_read_is_one_line(tmp_path, capsys):
+    """Python refuses integers past 4 300 digits with a ValueError the reader let through."""
+    root = tmp_path / "runs"
+    code = cli.main(["prune", "--config", _config(tmp_path, '{"seed": ' + "9" * 5000 + "}"),
+                     "--runs-root", str(root), "--quiet"])
+    assert code == 2 and "cannot read" in _one_line(capsys) and not root.exists()
