@@ -167,7 +167,8 @@ def read_spec(path: str | os.PathLike, meta: Mapping[str, str] | None = None) ->
     if json_path.is_file():
         try:
             info = json.loads(json_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # ValueError: also
+            # an integer past Python's 4 300-digit limit, not only bad JSON
             raise CheckpointError(f"{json_path.name} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
         if not isinstance(info, dict) or "spec" not in info:
             raise CheckpointError(f"{json_path.name} has no 'spec' field")

@@ -27,9 +27,9 @@ from .errors import Cancelled, ExplorerError, raise_if_interrupted
 from .fileio import atomic_write_json, write_table
 from .jobs import worker_session
 from .models import MLP, default_spec
-from .rundir import (TRAIN_COLUMNS, VALIDATION_COLUMNS, RunPaths, append_event,
-                     failed_write, new_run_dir, read_events, read_json, read_record,
-                     session_start, truncate_events, write_status)
+from .rundir import (ITERATIVE_RUN, TRAIN_COLUMNS, VALIDATION_COLUMNS, RunPaths, WrongKindError,
+                     append_event, check_kind, failed_write, new_run_dir, read_events,
+                     read_json, read_record, session_start, truncate_events, write_status)
 from .schedule import (RetentionTable, ScheduleConfig, read_retain, retention_table,
                        table_from_rows, write_retain)
 from .settings import check_fields, check_seed, from_json
@@ -197,9 +197,11 @@ def total_epochs(cfg: RunConfig, iterations: int) -> int:
 
 
 def load_run_config(paths: RunPaths) -> RunConfig:
+    """The run's settings; another kind of folder is named as what it is."""
     record = read_json(paths.config)
     if not isinstance(record, dict):
         raise ExplorerError(f"{paths.root} is not a run folder (no readable config.json)")
+    check_kind(paths, record, ITERATIVE_RUN)
     if not isinstance(record.get("spec"), dict):  # create_run writes the model it prunes there
         raise ExplorerError(f"{paths.config} has no model spec: it was not made by this "
                             "tool; start a new run instead")
@@ -385,6 +387,8 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
         cfg = load_run_config(paths)
         table = plan(cfg)
         _check_retain(paths, table)
+    except WrongKindError:  # not this kind's status to overwrite
+        raise
     except ExplorerError as exc:  # a launched worker has no terminal: the page reads this
         return write_status(paths, "failed", message=str(exc))
     start = resume_point(paths, from_iteration)

@@ -182,10 +182,17 @@ def list_runs(root: Path | None = None) -> list[RunPaths]:
 
 # ------------------------------------------------------------------ status and events
 
+# What `json.loads` raises for text it cannot turn into values: bad JSON
+# (JSONDecodeError is a ValueError), a number past Python's 4 300-digit int limit (a plain
+# ValueError, which escaped as a traceback), nesting deeper than the recursion limit.
+JSON_ERRORS = (UnicodeDecodeError, ValueError, RecursionError)
+
+
 def read_json(path: Path, default: Any = None) -> Any:
+    """The JSON in `path`, or `default` for a missing, torn or hand-edited file."""
     try:
         return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, *JSON_ERRORS):
         return default
 
 
@@ -277,7 +284,7 @@ def read_events(paths: RunPaths) -> list[dict]:
     for line in lines:
         try:
             event = json.loads(line)
-        except json.JSONDecodeError:
+        except JSON_ERRORS:
             continue
         if isinstance(event, dict):
             out.append(event)
@@ -288,6 +295,48 @@ def truncate_events(paths: RunPaths, from_iteration: int) -> None:
     """Drop events of iterations ≥ `from_iteration` (before they are redone on resume)."""
     kept = [e for e in read_events(paths) if e.get("iteration", -1) < from_iteration]
     atomic_write_text(paths.events, "".join(json.dumps(e, sort_keys=True) + "\n" for e in kept))
+
+
+# ------------------------------------------------------------------ kinds of folder
+
+ITERATIVE_RUN = "an iterative pruning run"
+COMPARE_SWEEP = "a Compare sweep"
+TRAIN_TIME_RUN = "a train-time pruning run"
+# Settings only one kind's config.json holds (tests keep these in step with the config
+# classes): how a folder's kind is told when it is resumed as another kind.
+KIND_KEYS: dict[str, frozenset[str]] = {
+    ITERATIVE_RUN: frozenset({"schedule", "retrain", "retrain_epochs", "max_drop",
+                              "min_neurons", "criterion_options", "patience", "spec"}),
+    COMPARE_SWEEP: frozenset({"models", "datasets", "batch_sizes", "types", "criteria",
+                              "ratios", "repeats", "finetune_epochs", "mlp_hidden",
+                              "latency_batch", "latency_repeats", "save_checkpoints"}),
+    TRAIN_TIME_RUN: frozenset({"task", "arch", "channels", "latent", "epochs",
+                               "initial_epochs", "prune_every", "prune_fraction", "variants",
+                               "seeds", "weight_decay", "lr_schedule", "threads", "device"}),
+}
+
+
+class WrongKindError(ExplorerError):
+    """The folder is another kind of run than the one asked for (nothing was changed)."""
+
+
+def folder_kind(record: Any) -> str | None:
+    """Which kind of folder a config.json belongs to: the kind most of whose own
+    settings it holds; None when that is not clear (none, or a tie)."""
+    if not isinstance(record, dict):
+        return None
+    hits = sorted(((len(keys & record.keys()), kind) for kind, keys in KIND_KEYS.items()),
+                  reverse=True)
+    (best, kind), (second, _) = hits[0], hits[1]
+    return kind if best > second else None
+
+
+def check_kind(paths: RunPaths, record: Any, expected: str) -> None:
+    """Refuse a folder of another kind with what it is: loading it as this kind said
+    `unknown sweep setting(s): activation, batch_size, …` or `has no model spec`."""
+    kind = folder_kind(record)
+    if kind is not None and kind != expected:
+        raise WrongKindError(f"{paths.root} is {kind}, not {expected}")
 
 
 # ------------------------------------------------------------------ the one-writer lock

@@ -49,8 +49,9 @@ from .metrics import (CostReport, LatencyConfig, PeakMemory, cost_report, count_
 from .models import ARCHS, Spec, architecture_key, spec_for_dataset
 from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_model,
                             pruned_widths)
-from .rundir import (SweepPaths, append_event, default_sweeps_root, failed_write, new_run_dir,
-                     read_json, session_start, write_status)
+from .rundir import (COMPARE_SWEEP, SweepPaths, WrongKindError, append_event, check_kind,
+                     default_sweeps_root, failed_write, new_run_dir, read_json, session_start,
+                     write_status)
 from .schedule import MAX_WIDTH
 from .settings import MAX_SEED, check_fields, from_json, shown
 from .surgery import score_layers
@@ -354,9 +355,11 @@ def create_sweep(cfg: SweepConfig, root: Path | None = None,
 
 
 def load_config(paths: SweepPaths) -> SweepConfig:
+    """The sweep's settings; another kind of folder is named as what it is."""
     record = read_json(paths.config)
     if not isinstance(record, dict):
         raise ExplorerError(f"{paths.root} is not a sweep folder (no readable config.json)")
+    check_kind(paths, record, COMPARE_SWEEP)
     return SweepConfig.from_dict(record).validate()
 
 
@@ -377,6 +380,8 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
     try:
         cfg = load_config(paths)
         the_plan = plan(cfg)
+    except WrongKindError:  # not this kind's status to overwrite
+        raise
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
     rows = read_cells(paths)

@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 
 from .fileio import atomic_write_text
-from .rundir import LIVE_STATES, SweepPaths, elapsed_seconds, read_events, read_status
+from .rundir import (JSON_ERRORS, LIVE_STATES, SweepPaths, elapsed_seconds, read_events,
+                     read_status)
 
 KEY_COLUMNS = ["model", "dataset", "batch_size", "seed", "type", "criterion", "ratio"]
 RESULT_COLUMNS = [
@@ -47,7 +48,7 @@ def read_cells(paths: SweepPaths) -> list[dict]:
     for f in sorted(paths.cells_dir.glob("*.json")) if paths.cells_dir.is_dir() else []:
         try:
             row = json.loads(f.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, *JSON_ERRORS):
             continue  # written atomically, so only a foreign file could be unreadable
         if isinstance(row, dict) and row.get("cell_id") == f.stem:
             rows.append(row)

@@ -49,9 +49,10 @@ from .jobs import worker_session
 from .models import build_model, count_parameters, prunable_layers, spec_for_dataset
 from .ranking import keep_for_ratio
 from .results import RunProgress, paced_remaining, run_progress
-from .rundir import (TrainTimePaths, append_event, default_train_time_root, failed_write,
-                     filter_events, new_run_dir, read_events, read_json, read_record, read_status,
-                     session_start, write_status)
+from .rundir import (TRAIN_TIME_RUN, TrainTimePaths, WrongKindError, append_event, check_kind,
+                     default_train_time_root, failed_write, filter_events, new_run_dir,
+                     read_events, read_json, read_record, read_status, session_start,
+                     write_status)
 from .schedule import MAX_WIDTH
 from .settings import MAX_SEED, check_fields, from_json, shown
 from .surgery import PruneConfig, prune_structural, replay_removal
@@ -473,9 +474,11 @@ def total_epochs(cfg: TrainTimeConfig) -> int:
 
 
 def load_config(paths: TrainTimePaths) -> TrainTimeConfig:
+    """The run's settings; another kind of folder is named as what it is."""
     record = read_json(paths.config)
     if not isinstance(record, dict):
         raise ExplorerError(f"{paths.root} is not a run folder (no readable config.json)")
+    check_kind(paths, record, TRAIN_TIME_RUN)
     return TrainTimeConfig.from_dict(record).validate()
 
 
@@ -496,6 +499,8 @@ def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
                     on_event: Callable[[dict], None]) -> dict:
     try:
         cfg = load_config(paths)
+    except WrongKindError:  # not this kind's status to overwrite
+        raise
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
     done = set(paths.completed_units())

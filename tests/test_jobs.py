@@ -307,3 +307,93 @@ def test_a_run_stops_for_a_ctrl_c_a_library_swallowed(tmp_path, monkeypatch):
     assert code == 130
     [status] = [json.loads(p.read_text()) for p in root.rglob("status.json")]
     assert status["state"] == "stopped", status
+
+
+# ------------------------------------------------------------------ the wrong kind of folder
+
+_LOADERS = {"iterative": (experiment.load_run_config, experiment.execute,
+                          "an iterative pruning run"),
+            "compare": (sweep.load_config, sweep.execute, "a Compare sweep"),
+            "train-time": (train_time.load_config, train_time.execute,
+                           "a train-time pruning run")}
+
+
+@pytest.mark.parametrize("kind, other", [(k, o) for k in KINDS for o in KINDS if k != o])
+def test_resuming_another_kind_of_folder_says_what_it_is(tmp_path, cache, kind, other):
+    """`compare --resume` on an iterative run said `unknown sweep setting(s): activation,
+    batch_size, …`; `prune --resume` on a sweep said its config.json `has no model spec`."""
+    from explorer_core.rundir import RunPaths, SweepPaths, TrainTimePaths
+
+    made, _, _ = KINDS[other](tmp_path)
+    before = made.status.read_bytes()
+    as_kind = {"iterative": RunPaths, "compare": SweepPaths,
+               "train-time": TrainTimePaths}[kind](made.root)
+    load, execute, expected = _LOADERS[kind]
+    what = _LOADERS[other][2]
+    with pytest.raises(jobs.ExplorerError) as caught:
+        load(as_kind)
+    assert str(caught.value) == f"{made.root} is {what}, not {expected}"
+    with pytest.raises(jobs.ExplorerError, match=f"is {what}, not {expected}"):
+        execute(as_kind)
+    assert made.status.read_bytes() == before  # the other kind's status left as it was
+
+
+def test_each_kinds_own_settings_are_its_config_fields_and_no_other_kinds():
+    """`rundir.KIND_KEYS` tells the kinds apart; a renamed setting must not blur them."""
+    import dataclasses
+
+    from explorer_core.rundir import KIND_KEYS
+
+    fields = {"an iterative pruning run": {f.name for f in dataclasses.fields(
+                  experiment.RunConfig)} | {"spec"},
+              "a Compare sweep": {f.name for f in dataclasses.fields(sweep.SweepConfig)},
+              "a train-time pruning run": {f.name for f in dataclasses.fields(
+                  train_time.TrainTimeConfig)}}
+    assert set(KIND_KEYS) == set(fields)
+    for kind, keys in KIND_KEYS.items():
+        assert keys <= fields[kind], kind
+        others = set().union(*(f for k, f in fields.items() if k != kind))
+        assert not keys & others, (kind, keys & others)
+
+
+# ------------------------------------------------------------------ unreadable JSON
+
+HUGE = "1" * 5000  # past Python's 4 300-digit int conversion limit
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_number_of_thousands_of_digits_is_unreadable_json_not_a_traceback(tmp_path, cache,
+                                                                          kind):
+    """json.loads raises a plain ValueError for it, which read_json did not catch."""
+    from explorer_core.rundir import read_events, read_json, read_record
+
+    paths, _, execute = KINDS[kind](tmp_path)
+    load = _LOADERS[kind][0]
+    paths.status.write_text('{"state": "running", "pid": ' + HUGE + "}")
+    paths.events.write_text('{"type": "note", "n": ' + HUGE + '}\n{"type": "kept"}\n')
+    assert read_json(paths.status, "default") == "default"
+    assert read_record(paths.status) == {} and read_status(paths) == {}
+    assert [e["type"] for e in read_events(paths)] == ["kept"]
+    assert execute(paths)["state"] == "finished"  # a resume goes on
+
+    config = json.loads(paths.config.read_text())
+    paths.config.write_text(json.dumps(config)[:-1] + ', "seed": ' + HUGE + "}")
+    with pytest.raises(jobs.ExplorerError, match="no readable config.json"):
+        load(paths)
+    status = execute(paths)
+    assert status["state"] == "failed" and "no readable config.json" in status["message"]
+
+
+def test_a_checkpoint_sidecar_with_a_number_of_thousands_of_digits_is_one_line(tmp_path):
+    """read_spec caught only JSONDecodeError: the int-limit ValueError was a traceback on
+    Inspect and in the inspect command."""
+    from explorer_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from explorer_core.models import build_model, default_spec
+
+    spec = default_spec("mlp", 1, 8, 10, [8])
+    saved = save_checkpoint(build_model(spec), spec, tmp_path / "model")
+    sidecar = saved.with_suffix(".json")
+    sidecar.write_text(sidecar.read_text().rstrip()[:-1] + ', "n": ' + HUGE + "}")
+    with pytest.raises(CheckpointError, match="model.json is not valid JSON") as caught:
+        load_checkpoint(saved)
+    assert "\n" not in str(caught.value)
