@@ -342,25 +342,29 @@ def check_kind(paths: RunPaths, record: Any, expected: str) -> None:
 # ------------------------------------------------------------------ the one-writer lock
 
 class RunLock:
-    """An exclusive `flock` on run.lock: released by the kernel if the writer dies."""
+    """An exclusive `flock` on the run folder itself: released by the kernel if the
+    writer dies.
+
+    Why the folder and not run.lock: a flock belongs to one file, and deleting run.lock
+    by hand (a "stale lock file" to a person) let the next process create a new file
+    and lock that one — two writers in one folder. The folder cannot be replaced while
+    it holds the run. run.lock still names the writer's pid, for people to read.
+    """
 
     def __init__(self, paths: RunPaths):
         self.paths = paths
         self._fd: int | None = None
 
     def __enter__(self) -> "RunLock":
-        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+        fd = _open_folder(self.paths.root)
+        if fd is None:
+            raise ExplorerError(f"{self.paths.root} is not a run folder (no such folder)")
+        if not _flock_exclusive(fd):
             os.close(fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise ExplorerError(f"run {self.paths.root} is already being written by another "
-                                    "process; stop it first or wait for it to finish") from None
-            raise
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+            raise ExplorerError(f"run {self.paths.root} is already being written by another "
+                                "process; stop it first or wait for it to finish")
         self._fd = fd
+        _note_writer(self.paths.lock)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -370,10 +374,46 @@ class RunLock:
             self._fd = None
 
 
+def _open_folder(root: Path) -> int | None:
+    """A read-only descriptor of the folder (what the lock is taken on), None if absent."""
+    try:
+        return os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+
+
+def _flock_exclusive(fd: int, tries: int = 5, pause_s: float = 0.01) -> bool:
+    """Take the exclusive lock without waiting for a writer; False if one holds it.
+
+    A few quick tries: `is_locked` probes with a shared lock for microseconds (the pages
+    poll it), and a worker starting in that instant must not take the probe for a writer.
+    """
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if attempt < tries - 1:
+            time.sleep(pause_s)
+    return False
+
+
+def _note_writer(lock_file: Path) -> None:
+    """Write our pid into run.lock for people; only a note, so a failure is ignored (a
+    folder where run.lock was replaced by a folder still has its real lock)."""
+    try:
+        atomic_write_text(lock_file, str(os.getpid()), durable=False)
+    except OSError:
+        pass
+
+
 def is_locked(paths: RunPaths) -> bool:
-    if not paths.lock.exists():
+    """Whether a writer holds the run (its folder's lock; run.lock itself may be gone)."""
+    fd = _open_folder(paths.root)
+    if fd is None:
         return False
-    fd = os.open(paths.lock, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:

@@ -309,6 +309,84 @@ def test_a_run_stops_for_a_ctrl_c_a_library_swallowed(tmp_path, monkeypatch):
     assert status["state"] == "stopped", status
 
 
+# ------------------------------------------------------------------ the one-writer lock
+
+_HOLD_LOCK = ("import sys, time; from pathlib import Path; "
+              "from explorer_core.rundir import RunLock, RunPaths; "
+              "lock = RunLock(RunPaths(Path(sys.argv[1]))).__enter__(); "
+              "print('locked', flush=True); time.sleep(120)")
+_TRY_LOCK = """
+import sys
+from pathlib import Path
+from explorer_core.errors import ExplorerError
+from explorer_core.rundir import RunLock, RunPaths
+try:
+    RunLock(RunPaths(Path(sys.argv[1]))).__enter__()
+except ExplorerError as exc:
+    print(exc)
+    sys.exit(3)
+print("got the lock")
+"""
+
+
+def _python(code: str, *args: str, **kwargs):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=root, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def test_deleting_run_lock_by_hand_lets_no_second_writer_in(tmp_path, cache):
+    """The lock was a flock on run.lock: deleted by hand, the next process created a new
+    run.lock, locked it and wrote into the folder beside the running writer."""
+    from explorer_core.rundir import RunLock, is_locked, write_status
+
+    paths, command, _ = _iterative(tmp_path)
+    holder = _python(_HOLD_LOCK, str(paths.root))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert paths.lock.read_text() == str(holder.pid)  # run.lock names the writer
+        write_status(paths, "running", pid=holder.pid)
+        paths.lock.unlink()  # "a stale lock file"
+
+        contender = _python(_TRY_LOCK, str(paths.root))
+        out, _ = contender.communicate(timeout=120)
+        assert contender.returncode == 3, out
+        assert "already being written by another process" in out
+        assert not paths.lock.exists()  # the refused process wrote nothing
+        assert is_locked(paths)
+        assert read_status(paths)["state"] == "running"  # alive, not 'interrupted'
+        with pytest.raises(jobs.ExplorerError, match="already running"):
+            jobs.launch(paths, command)
+        with pytest.raises(jobs.ExplorerError, match="already being written"):
+            RunLock(paths).__enter__()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not is_locked(paths)  # the kernel released the dead writer's lock
+    assert read_status(paths)["state"] == "interrupted"
+    with RunLock(paths):
+        assert is_locked(paths)
+
+
+def test_a_run_lock_replaced_by_a_folder_still_locks_and_is_one_line_elsewhere(tmp_path):
+    """run.lock only names the writer now; the lock needs nothing but the run folder."""
+    from explorer_core.rundir import RunLock, RunPaths, is_locked
+
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    paths.lock.mkdir()
+    with RunLock(paths):
+        assert is_locked(paths)
+    assert not is_locked(paths)
+    with pytest.raises(jobs.ExplorerError, match="no such folder"):
+        RunLock(RunPaths(tmp_path / "gone")).__enter__()
+    assert not is_locked(RunPaths(tmp_path / "gone"))
+
+
 # ------------------------------------------------------------------ the wrong kind of folder
 
 _LOADERS = {"iterative": (experiment.load_run_config, experiment.execute,
