@@ -32,7 +32,7 @@ from .rundir import (ITERATIVE_RUN, TRAIN_COLUMNS, VALIDATION_COLUMNS, RunPaths,
                      read_json, read_record, session_start, truncate_events, write_status)
 from .schedule import (RetentionTable, ScheduleConfig, read_retain, retention_table,
                        table_from_rows, write_retain)
-from .settings import check_fields, check_seed, from_json
+from .settings import check_fields, check_seed, from_json, shown
 from .surgery import prune_to_widths
 from .training import EpochMetrics, TrainConfig, evaluate, train
 
@@ -197,7 +197,8 @@ def total_epochs(cfg: RunConfig, iterations: int) -> int:
 
 
 def load_run_config(paths: RunPaths) -> RunConfig:
-    """The run's settings; another kind of folder is named as what it is."""
+    """The run's settings, refused (one line) when they no longer fit what the run has
+    recorded: resuming then mixed models or failed deep inside training."""
     record = read_json(paths.config)
     if not isinstance(record, dict):
         raise ExplorerError(f"{paths.root} is not a run folder (no readable config.json)")
@@ -205,7 +206,57 @@ def load_run_config(paths: RunPaths) -> RunConfig:
     if not isinstance(record.get("spec"), dict):  # create_run writes the model it prunes there
         raise ExplorerError(f"{paths.config} has no model spec: it was not made by this "
                             "tool; start a new run instead")
-    return RunConfig.from_dict(record).validate()
+    cfg = RunConfig.from_dict(record).validate()
+    check_recorded_models(paths, cfg, record["spec"])
+    return cfg
+
+
+# Which settings of config.json decide each key of the model spec (for the message).
+_SPEC_SETTINGS = {"in": "dataset", "out": "dataset", "input_shape": "dataset",
+                  "hidden": "hidden", "activation": "activation", "arch": "model"}
+
+
+def check_recorded_models(paths: RunPaths, cfg: RunConfig, spec: Mapping[str, Any]) -> None:
+    """Refuse settings edited after the run began (e.g. its dataset, digits →
+    fashion_mnist): the spec recorded in config.json and each completed iteration's
+    best_model.json must agree with the model the settings imply, or a resume fails deep
+    in training ("mat1 and mat2 shapes cannot be multiplied") or mixes two runs in one.
+
+    Only keys that are recorded and differ count: an older version's sidecar without
+    `input_shape` still resumes.
+    """
+    implied = model_spec(cfg, get_info(cfg.dataset))
+    table = plan(cfg)
+    _check_spec(spec, implied, f"{paths.config.name}'s model spec", cfg)
+    for i in paths.completed_iterations():
+        meta = read_record(paths.best_model_json(i))
+        where = f"iteration {i}'s {paths.best_model_json(i).name}"
+        recorded = meta.get("spec")
+        if isinstance(recorded, dict):
+            # an iteration's widths are its schedule row (the dense widths at 0)
+            widths = {"hidden": list(table.widths[i])} if i < len(table) else {}
+            _check_spec(recorded, {**implied, **widths}, where, cfg,
+                        {"hidden": "hidden" if i == 0 else "schedule"})
+        if isinstance(meta.get("dataset"), str) and meta["dataset"] != cfg.dataset:
+            raise _edited(where, f"dataset {meta['dataset']}", "dataset", cfg.dataset)
+
+
+def _check_spec(recorded: Mapping[str, Any], implied: Mapping[str, Any], where: str,
+                cfg: RunConfig, settings: Mapping[str, str] | None = None) -> None:
+    """Raise `_edited` for the first key `recorded` holds with another value than
+    `implied`, naming the setting of config.json that decides it."""
+    for key, value in implied.items():
+        if key in recorded and recorded[key] != value:
+            setting = {**_SPEC_SETTINGS, **(settings or {})}.get(key, key)
+            now = getattr(cfg, setting, value)
+            needs = "" if (setting, now) == (key, value) else f" (which needs {key} {shown(value)})"
+            raise _edited(where, f"{key} {shown(recorded[key])}", setting, f"{shown(now)}{needs}")
+
+
+def _edited(where: str, recorded: str, setting: str, now: str) -> ExplorerError:
+    return ExplorerError(f"config.json was edited after the run began: {where} records "
+                         f"{recorded}, but config.json's {setting} is now {now}; put it back "
+                         f"to resume, or start a new run with these settings")
 
 
 # ------------------------------------------------------------------ one iteration

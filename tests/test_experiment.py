@@ -13,7 +13,7 @@ import pytest
 
 from explorer_core import jobs
 from explorer_core.errors import ExplorerError
-from explorer_core.experiment import RunConfig, create_run, execute, plan
+from explorer_core.experiment import RunConfig, create_run, execute, load_run_config, plan
 from explorer_core.fileio import read_table
 from explorer_core.results import concatenate, iteration_rows, recommend, run_progress
 from explorer_core.rundir import RunLock, RunPaths, read_events, read_status, write_status
@@ -257,6 +257,65 @@ def test_a_damaged_best_model_json_is_redone_not_counted_as_done(roots, tmp_path
     assert execute(copy)["state"] == "finished"  # redone from iteration 2
     assert copy.completed_iterations() == [0, 1, 2, 3]
     assert copy.validations.read_text() == want
+
+
+def _stopped_after_iteration(paths: RunPaths, last: int, cache) -> None:
+    status = execute(paths, cache_root=cache,
+                     should_stop=lambda: len(paths.completed_iterations()) > last)
+    assert status["state"] == "stopped" and paths.completed_iterations() == list(range(last + 1))
+
+
+@pytest.mark.parametrize("edit", ["dataset", "dataset and its spec"])
+def test_a_dataset_edited_after_the_run_began_is_refused_before_anything_runs(roots, edit):
+    """digits → fashion_mnist in config.json after iteration 2: the resume trained on and
+    failed deep inside with 'mat1 and mat2 shapes cannot be multiplied'. Edited together
+    with the spec in config.json, the completed iterations' best_model.json still say
+    what the run was."""
+    runs, cache = roots
+    paths = create_run(small_config("edited"), runs)
+    _stopped_after_iteration(paths, 2, cache)
+    original = paths.config.read_text()
+    config = json.loads(original)
+    config["dataset"] = "fashion_mnist"
+    if edit == "dataset and its spec":
+        config["spec"].update({"in": 784, "input_shape": [1, 28, 28]})
+    paths.config.write_text(json.dumps(config))
+    def files() -> dict:  # all but status.json (which says why) and run.lock (the pid)
+        return {p: p.read_bytes() for p in paths.root.rglob("*")
+                if p.is_file() and p not in (paths.status, paths.lock)}
+
+    before = files()
+
+    with pytest.raises(ExplorerError) as caught:
+        load_run_config(paths)
+    message = str(caught.value)
+    assert "\n" not in message and "dataset" in message and "fashion_mnist" in message
+    assert ("config.json's model spec records in 64" if edit == "dataset" else
+            "iteration 0's best_model.json records in 64") in message
+    status = execute(paths, cache_root=cache)
+    assert status["state"] == "failed" and status["message"] == message
+    assert "shapes cannot be multiplied" not in status["message"]
+    # nothing ran: no iteration redone or added, no event logged
+    assert files() == before
+    assert paths.completed_iterations() == [0, 1, 2]
+
+    paths.config.write_text(original)  # put back: the run goes on
+    assert execute(paths, cache_root=cache)["state"] == "finished"
+
+
+def test_specs_from_an_older_version_without_input_shape_still_resume(roots):
+    """Only a recorded key that disagrees counts: a spec that lacks one (an older
+    version's sidecar had no input_shape) is no reason to refuse."""
+    runs, cache = roots
+    paths = create_run(small_config("older"), runs)
+    _stopped_after_iteration(paths, 2, cache)
+    for sidecar in [paths.config] + [paths.best_model_json(i) for i in range(3)]:
+        record = json.loads(sidecar.read_text())
+        del record["spec"]["input_shape"], record["spec"]["activation"]
+        sidecar.write_text(json.dumps(record))
+    assert load_run_config(paths).dataset == "digits"
+    assert execute(paths, cache_root=cache)["state"] == "finished"
+    assert paths.completed_iterations() == list(range(len(plan(small_config("older")))))
 
 
 def test_an_iteration_event_a_kill_lost_is_logged_again_on_resume(roots):
