@@ -28,6 +28,7 @@ import itertools
 import os
 import time
 import traceback
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -346,9 +347,10 @@ def create_sweep(cfg: SweepConfig, root: Path | None = None,
     # the baselines in run order, with their cell counts, for the remaining-time
     # estimate (no model built to poll)
     groups = the_plan.groups
+    per_group = Counter(c.group for c in the_plan.cells)  # one pass: near the cell limit,
+    # counting each group's cells over all cells took minutes
     write_status(paths, "queued", total_cells=len(the_plan.cells), cells_done=0,
-                 groups=[list(g) for g in groups],
-                 group_cells=[sum(c.group == g for c in the_plan.cells) for g in groups],
+                 groups=[list(g) for g in groups], group_cells=[per_group[g] for g in groups],
                  **({"group_estimates": estimated}
                     if estimated and len(estimated) == len(groups) else {}))
     return paths

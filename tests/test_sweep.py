@@ -706,3 +706,23 @@ def test_timing_spread_reads_only_the_timings_speed_ups_are_paired_with():
     spread = dense_timing_spread(pd.DataFrame(rows)).iloc[0]
     assert (spread["dense_ms_min"], spread["dense_ms_max"]) == (2.4, 2.6)
     assert spread["spread"] == pytest.approx(2.6 / 2.4)
+
+
+def test_creating_a_sweep_counts_each_groups_cells_in_one_pass(roots, monkeypatch):
+    """group_cells was counted as groups × cells (minutes near the 1 000 000-cell limit)."""
+    from explorer_core.sweep import Cell
+
+    calls = {"n": 0}
+    real = Cell.group
+
+    def counted(self):
+        calls["n"] += 1
+        return real.fget(self)
+
+    cfg = grid("many-groups", models=["mlp"], batch_sizes=[32, 64], types=["neuron"],
+               criteria=["l1"], ratios=[0.0, 0.5], repeats=50, latency_repeats=0)
+    monkeypatch.setattr(Cell, "group", property(counted))
+    paths = create_sweep(cfg)
+    cells = 2 * 50 * 2
+    assert calls["n"] <= 3 * cells  # linear: was 100 groups × 200 cells
+    assert read_status(paths)["group_cells"] == [2] * 100
