@@ -18,7 +18,7 @@ from explorer_core.checkpoint import load_checkpoint
 from explorer_core.data import load_dataset
 from explorer_core.errors import ExplorerError
 from explorer_core.masks import is_masked
-from explorer_core.rundir import RunLock, read_events, read_status, write_status
+from explorer_core.rundir import RunLock, SweepPaths, read_events, read_status, write_status
 from explorer_core.sweep import SweepConfig, create_sweep, execute, plan
 from explorer_core.sweep_results import (dense_timing_spread, finished_count, finished_ids,
                                          pareto_mask,
@@ -706,6 +706,66 @@ def test_timing_spread_reads_only_the_timings_speed_ups_are_paired_with():
     spread = dense_timing_spread(pd.DataFrame(rows)).iloc[0]
     assert (spread["dense_ms_min"], spread["dense_ms_max"]) == (2.4, 2.6)
     assert spread["spread"] == pytest.approx(2.6 / 2.4)
+
+
+# ------------------------------------------------------------------ hand-edited sweeps
+
+@pytest.fixture(scope="module")
+def six_points(roots):
+    """A finished six-point grid (2 criteria × 3 ratios) with two repeats: 12 cells."""
+    paths = create_sweep(grid("six-points", models=["mlp"], batch_sizes=[32], types=["neuron"],
+                              criteria=["l1", "random"], ratios=[0.0, 0.5, 0.75], repeats=2,
+                              dense_epochs=1, latency_repeats=0))
+    assert execute(paths)["state"] == "finished"
+    return paths
+
+
+def copy_of(paths: SweepPaths, name: str) -> SweepPaths:
+    import shutil
+
+    return SweepPaths(shutil.copytree(paths.root, paths.root.parent / name))
+
+
+EDITED = "mlp-digits-b32-s1-neuron-l1-r50"
+
+
+@pytest.mark.parametrize("field, value", [("ratio", None), ("test_acc", "abc"),
+                                          ("batch_size", "32"), ("seed", 0)])
+def test_a_hand_edited_cell_record_is_not_a_finished_cell(six_points, field, value):
+    """`"ratio": null` made a seventh summary row of a six-point grid and `"test_acc":
+    "abc"` went into results.csv; a record counts only if its grid fields, typed as a
+    Cell's, rebuild its name and its metrics are numbers or empty."""
+    paths = copy_of(six_points, f"edited-{field}")
+    want = json.loads(paths.cell(EDITED).read_text())
+    paths.cell(EDITED).write_text(json.dumps({**want, field: value}))
+
+    assert finished_count(paths) == 11 and EDITED not in finished_ids(paths)
+    summary = summary_frame(results_frame(paths))
+    assert len(summary) == 6 and summary["ratio"].notna().all()
+
+    assert execute(paths)["state"] == "finished"
+    redone = json.loads(paths.cell(EDITED).read_text())
+    assert redone[field] == want[field] and redone["test_acc"] == want["test_acc"]
+    csv_rows = read_results_csv(paths)
+    assert len(csv_rows) == 12 and csv_rows["test_acc"].astype(float).notna().all()
+    assert len(pd.read_csv(paths.summary_csv)) == 6
+    assert finished_count(paths) == 12
+
+
+def test_metrics_may_be_empty_and_any_number_but_not_text_or_flags(six_points):
+    """What a record may hold beside its grid fields: None for what a cell did not
+    measure (a failed cell has no accuracy), ints or floats; a true/false or a status no
+    cell ends with is a hand edit."""
+    from explorer_core.sweep_results import is_cell_record
+
+    row = json.loads(six_points.cell(EDITED).read_text())
+    assert is_cell_record(row, EDITED)
+    assert is_cell_record({**row, "latency_ms": None, "params": 10, "ratio": 0.5}, EDITED)
+    assert not is_cell_record({**row, "params": True}, EDITED)
+    assert not is_cell_record({**row, "status": "great"}, EDITED)
+    assert not is_cell_record({**row, "ratio": 0.25}, EDITED)
+    assert not is_cell_record({**row, "seed": True}, EDITED)  # True == 1, but not a seed
+    assert not is_cell_record(row, EDITED.replace("s1", "s0"))
 
 
 def test_creating_a_sweep_counts_each_groups_cells_in_one_pass(roots, monkeypatch):
