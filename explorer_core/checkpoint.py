@@ -88,6 +88,54 @@ def link_checkpoint(source: str | os.PathLike, path: str | os.PathLike,
     return tensor_path
 
 
+# A safetensors header this large is no header of ours (the format's own limit is 100 MB).
+_MAX_HEADER = 100_000_000
+
+
+def checkpoint_intact(path: str | os.PathLike) -> bool:
+    """Whether a checkpoint's files look whole, read cheaply: the tensor file's header
+    parses and the data it lists ends exactly at the end of the file (a zero-byte or
+    truncated file fails), and the sidecar is a JSON object with a spec.
+
+    For resuming a sweep, whose finished cells each name a checkpoint: a file emptied or
+    cut short counted as done. Reads headers only, never the tensors.
+    """
+    tensor_path, json_path = _paths(path)
+    try:
+        size = tensor_path.stat().st_size
+        with open(tensor_path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return False
+            (length,) = struct.unpack("<Q", head)
+            if length > min(size - 8, _MAX_HEADER):
+                return False
+            header = json.loads(fh.read(length))
+        info = json.loads(json_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    end = _data_end(header)
+    return end is not None and 8 + length + end == size and isinstance(info, dict) and \
+        isinstance(info.get("spec"), dict)
+
+
+def _data_end(header: Any) -> int | None:
+    """Where the last tensor's bytes end (`data_offsets`), None for a header not of this
+    format."""
+    if not isinstance(header, dict):
+        return None
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
+            return None
+        end = max(end, offsets[1])
+    return end
+
+
 def read_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file or a weights-only `.pth` state dict."""
     p = Path(path)

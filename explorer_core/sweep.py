@@ -29,7 +29,7 @@ import os
 import time
 import traceback
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -38,7 +38,7 @@ from torch import nn
 
 from . import __version__
 from .cache import Baseline, get_baseline
-from .checkpoint import link_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_intact, link_checkpoint, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions, compute_scores
 from .data import Dataset, availability, get_info, load_dataset
 from .errors import Cancelled, ExplorerError, raise_if_interrupted
@@ -387,7 +387,7 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
     rows = read_cells(paths)
-    done = {r["cell_id"] for r in rows} & {c.id for c in the_plan.cells}
+    done = finished_cells(paths, rows, the_plan)
     if rows or paths.results_csv.exists():
         # the CSV matches the finished cells before lines are appended
         write_tables(paths, rows)
@@ -429,6 +429,18 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
         traceback.print_exc()
         return write_status(paths, "failed", message=f"{exc.__class__.__name__}: {exc}",
                             activity="", cells_done=len(write_tables(paths)))
+
+
+_CELL_FIELDS = tuple(f.name for f in fields(Cell))
+
+
+def finished_cells(paths: SweepPaths, rows: list[dict], the_plan: Plan) -> set[str]:
+    """The planned cells a resume skips: a record of exactly that cell whose checkpoint,
+    if it recorded one, is whole (a zero-byte or truncated file counted as done)."""
+    planned = {c.id: c for c in the_plan.cells}
+    return {r["cell_id"] for r in rows if r["cell_id"] in planned
+            and all(r.get(k) == getattr(planned[r["cell_id"]], k) for k in _CELL_FIELDS)
+            and (not r.get("checkpoint") or checkpoint_intact(paths.checkpoint(r["cell_id"])))}
 
 
 @dataclass

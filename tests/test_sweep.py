@@ -768,6 +768,48 @@ def test_metrics_may_be_empty_and_any_number_but_not_text_or_flags(six_points):
     assert not is_cell_record(row, EDITED.replace("s1", "s0"))
 
 
+@pytest.mark.parametrize("damage", ["zero bytes", "truncated", "bad header", "no sidecar"])
+def test_a_damaged_checkpoint_of_a_finished_cell_is_redone_on_resume(six_points, damage):
+    """A zero-byte checkpoints/<cell>.safetensors was not noticed: the cell counted as
+    done. Checked on resume (header and size only), not on every page rerun."""
+    paths = copy_of(six_points, f"damaged-{damage.replace(' ', '-')}")
+    target = paths.checkpoint(EDITED)
+    data = target.read_bytes()
+    if damage == "zero bytes":
+        target.write_bytes(b"")
+    elif damage == "truncated":
+        target.write_bytes(data[:len(data) // 2])
+    elif damage == "bad header":
+        target.write_bytes(b"\xff" * 8 + data[8:])
+    else:
+        target.with_suffix(".json").unlink()
+    records = {p.name: p.read_bytes() for p in paths.cells_dir.iterdir()}
+    assert finished_count(paths) == 12  # the page does not open checkpoints
+
+    assert execute(paths)["state"] == "finished"
+    changed = {p.name for p in paths.cells_dir.iterdir() if p.read_bytes() != records[p.name]}
+    assert changed == {f"{EDITED}.json"}  # only that cell was redone
+    assert target.read_bytes() == data
+    assert load_checkpoint(target).meta["metrics"]["test_acc"] == pytest.approx(
+        json.loads(paths.cell(EDITED).read_text())["test_acc"])
+
+
+def test_a_damaged_baseline_file_redoes_every_ratio_0_cell_that_shares_it(six_points):
+    """The ratio-0 cells of a baseline share one tensor file (hard links): emptied in
+    place, it is damaged for all of them, and all are redone."""
+    config = json.loads(six_points.config.read_text())
+    paths = create_sweep(SweepConfig.from_dict({**config, "name": "damaged-baseline"}))
+    assert execute(paths)["state"] == "finished"  # (a copy would not keep the links)
+    zero = "mlp-digits-b32-s0-neuron-l1-r0"
+    with open(paths.checkpoint(zero), "r+b") as fh:
+        fh.truncate(0)
+    records = {p.name: p.read_bytes() for p in paths.cells_dir.iterdir()}
+    assert execute(paths)["state"] == "finished"
+    changed = {p.name for p in paths.cells_dir.iterdir() if p.read_bytes() != records[p.name]}
+    assert changed == {f"{zero}.json", "mlp-digits-b32-s0-neuron-random-r0.json"}
+    assert all(load_checkpoint(paths.checkpoint(n[:-5])) for n in changed)
+
+
 def test_creating_a_sweep_counts_each_groups_cells_in_one_pass(roots, monkeypatch):
     """group_cells was counted as groups × cells (minutes near the 1 000 000-cell limit)."""
     from explorer_core.sweep import Cell
