@@ -357,12 +357,65 @@ def create_sweep(cfg: SweepConfig, root: Path | None = None,
 
 
 def load_config(paths: SweepPaths) -> SweepConfig:
-    """The sweep's settings; another kind of folder is named as what it is."""
+    """The sweep's settings, refused (one line) for another kind of folder and when
+    config.json was edited in a way the finished cells contradict (`check_finished`)."""
+    from .sweep_results import read_cells
+
+    cfg = _read_config(paths)
+    check_finished(cfg, read_cells(paths))
+    return cfg
+
+
+def _read_config(paths: SweepPaths) -> SweepConfig:
     record = read_json(paths.config)
     if not isinstance(record, dict):
         raise ExplorerError(f"{paths.root} is not a sweep folder (no readable config.json)")
     check_kind(paths, record, COMPARE_SWEEP)
     return SweepConfig.from_dict(record).validate()
+
+
+# Settings that change what a finished cell's numbers mean: the baseline's training, the
+# pruning's calibration, the fine-tuning, the latency timing (and, for MLP cells, the
+# widths). The grid's settings (models, datasets, batch sizes, seed and repeats, types,
+# criteria, ratios) only add or remove cells, whose ids name them.
+CELL_SETTINGS = ("dense_epochs", "lr", "optimizer", "val_fraction", "finetune_epochs",
+                 "calibration_samples", "latency_batch", "latency_repeats")
+
+
+def cell_settings(cfg: SweepConfig, model: str) -> dict[str, Any]:
+    """What a cell of `model` is computed with: recorded in its file (`computed_with`)."""
+    out = {k: getattr(cfg, k) for k in CELL_SETTINGS}
+    if model == "mlp":
+        out["mlp_hidden"] = list(cfg.mlp_hidden)
+    return out
+
+
+def check_finished(cfg: SweepConfig, rows: list[dict]) -> None:
+    """Refuse a resume that would mix cells computed under different settings.
+
+    A cell records what it was computed with; config.json edited since (mlp_hidden: the
+    finished MLP cells were another model) made a resume keep the old cells beside new
+    ones as if they were one sweep. Refused rather than redone: the finished cells are
+    results, and redoing them would replace them without being asked. Records from
+    before cells recorded this are trusted (nothing to compare). `rows`: the finished
+    cells' records (`sweep_results.read_cells`).
+    """
+    changed: dict[str, tuple[Any, Any]] = {}
+    for row in rows:
+        recorded = row.get("computed_with")
+        if not isinstance(recorded, dict):
+            continue
+        now = cell_settings(cfg, row["model"])
+        changed.update({k: (v, now[k]) for k, v in recorded.items()
+                        if k in now and v != now[k] and k not in changed})
+    if changed:
+        what = "; ".join(f"{k} {shown(old)} then, {shown(new)} now"
+                         for k, (old, new) in sorted(changed.items()))
+        raise ExplorerError(f"config.json was edited after cells finished ({what}): a resume "
+                            f"would mix cells computed under both; put "
+                            f"{', '.join(sorted(changed))} back, or start a new sweep with the "
+                            f"new settings (only models, datasets, batch sizes, seed, repeats, "
+                            f"types, criteria and ratios may change on resume)")
 
 
 def execute(paths: SweepPaths, should_stop: Callable[[], bool] | None = None,
@@ -379,14 +432,15 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
     from .sweep_results import finished_ids, read_cells, write_tables
 
     probe = start_up_probe()  # sampled over the worker's start-up
+    rows = read_cells(paths)
     try:
-        cfg = load_config(paths)
+        cfg = _read_config(paths)
+        check_finished(cfg, rows)
         the_plan = plan(cfg)
     except WrongKindError:  # not this kind's status to overwrite
         raise
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
-    rows = read_cells(paths)
     done = finished_cells(paths, rows, the_plan)
     if rows or paths.results_csv.exists():
         # the CSV matches the finished cells before lines are appended
@@ -811,7 +865,8 @@ class _Runner:
         save = self.cfg.save_checkpoints and row["status"] == "ok" and model is not None
         if save:
             row["checkpoint"] = str(self.paths.checkpoint(cell.id))
-        full = {"cell_id": cell.id, **asdict(cell), **row}
+        full = {"cell_id": cell.id, **asdict(cell), **row,
+                "computed_with": cell_settings(self.cfg, cell.model)}
         self.done += 1
         event = {"type": "cell", "cell_id": cell.id, "status": full["status"],
                  "test_acc": full.get("test_acc"), "index": self.done}

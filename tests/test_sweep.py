@@ -19,9 +19,9 @@ from explorer_core.data import load_dataset
 from explorer_core.errors import ExplorerError
 from explorer_core.masks import is_masked
 from explorer_core.rundir import RunLock, SweepPaths, read_events, read_status, write_status
-from explorer_core.sweep import SweepConfig, create_sweep, execute, plan
+from explorer_core.sweep import SweepConfig, create_sweep, execute, load_config, plan
 from explorer_core.sweep_results import (dense_timing_spread, finished_count, finished_ids,
-                                         pareto_mask,
+                                         pareto_mask, read_cells,
                                          read_results_csv, results_frame, speedups,
                                          summary_frame)
 from explorer_core.sweep_results import progress as sweep_progress
@@ -766,6 +766,63 @@ def test_metrics_may_be_empty_and_any_number_but_not_text_or_flags(six_points):
     assert not is_cell_record({**row, "ratio": 0.25}, EDITED)
     assert not is_cell_record({**row, "seed": True}, EDITED)  # True == 1, but not a seed
     assert not is_cell_record(row, EDITED.replace("s1", "s0"))
+
+
+@pytest.mark.parametrize("setting, value", [("mlp_hidden", [24, 12]), ("lr", 0.01),
+                                            ("dense_epochs", 2), ("latency_repeats", 2)])
+def test_a_setting_that_changes_what_finished_cells_mean_is_refused_on_resume(
+        six_points, setting, value):
+    """mlp_hidden edited in config.json: a resume kept the old cells (another model) as
+    done beside new ones. Now a one-line refusal naming the setting; nothing is run."""
+    paths = copy_of(six_points, f"changed-{setting}")
+    config = json.loads(paths.config.read_text())
+    old = config[setting]
+    paths.config.write_text(json.dumps({**config, setting: value}))
+    records = {p.name: p.read_bytes() for p in paths.cells_dir.iterdir()}
+
+    with pytest.raises(ExplorerError) as caught:
+        load_config(paths)
+    message = str(caught.value)
+    assert f"{setting} {old!r} then, {value!r} now" in message and "\n" not in message
+    status = execute(paths)
+    assert status["state"] == "failed" and status["message"] == message
+    assert {p.name: p.read_bytes() for p in paths.cells_dir.iterdir()} == records
+
+    paths.config.write_text(json.dumps(config))  # put back: the sweep resumes
+    assert execute(paths)["state"] == "finished" and finished_count(paths) == 12
+
+
+def test_settings_that_only_add_or_remove_cells_may_change_on_resume(six_points):
+    """More repeats and another ratio add cells; the finished ones stay, untouched."""
+    paths = copy_of(six_points, "grown")
+    config = json.loads(paths.config.read_text())
+    paths.config.write_text(json.dumps({**config, "repeats": 3, "ratios": [0.0, 0.25, 0.5,
+                                                                          0.75]}))
+    records = {p.name: p.read_bytes() for p in paths.cells_dir.iterdir()}
+    assert execute(paths)["state"] == "finished"
+    assert finished_count(paths) == 3 * 2 * 4
+    assert all(paths.cells_dir.joinpath(n).read_bytes() == b for n, b in records.items())
+
+
+def test_a_width_change_redoes_no_cell_but_the_cells_of_the_other_widths_run(six_points):
+    """Cells record what they were computed with, per model: with the MLP's cells gone,
+    new widths are no mix; cells from before cells recorded it are trusted."""
+    paths = copy_of(six_points, "new-widths")
+    for record in paths.cells_dir.glob("*-s1-*.json"):
+        record.unlink()
+    config = json.loads(paths.config.read_text())
+    paths.config.write_text(json.dumps({**config, "mlp_hidden": [24, 12]}))
+    with pytest.raises(ExplorerError, match="mlp_hidden"):
+        load_config(paths)  # the seed-0 cells are the old MLP
+
+    for record in paths.cells_dir.glob("*.json"):  # as an older version wrote them
+        row = json.loads(record.read_text())
+        del row["computed_with"]
+        record.write_text(json.dumps(row))
+    assert execute(paths)["state"] == "finished"
+    widths = {r["seed"]: r["computed_with"]["mlp_hidden"] if "computed_with" in r else None
+              for r in read_cells(paths)}
+    assert widths == {0: None, 1: [24, 12]}
 
 
 @pytest.mark.parametrize("damage", ["zero bytes", "truncated", "bad header", "no sidecar"])
