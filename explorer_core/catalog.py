@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .errors import CheckpointError, ExplorerError
+from .fileio import JSON_ERRORS
 from .models import count_parameters, hidden_widths, input_shape
 from .results import iteration_rows
 from .rundir import (RunPaths, TrainTimePaths, default_train_time_root, list_runs,
@@ -188,7 +189,7 @@ def parse_spec_upload(data: bytes, name: str = "spec.json") -> dict[str, Any]:
         raise ExplorerError(f"{name} is {len(data) // 1024} kB; a model spec is a few kB")
     try:
         obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except JSON_ERRORS:  # bad JSON or UTF-8, an integer past 4 300 digits, deep nesting
         raise ExplorerError(f"{name} is not a JSON file") from None
     if isinstance(obj, dict) and isinstance(obj.get("spec"), dict):
         return obj

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, ExplorerError
-from .fileio import atomic_write_bytes, atomic_write_json
+from .fileio import JSON_ERRORS, atomic_write_bytes, atomic_write_json
 from .models import (Spec, build_model, check_interface, hidden_widths, load_state_strict,
                      resize_to_state, spec_of)
 
@@ -215,8 +215,7 @@ def read_spec(path: str | os.PathLike, meta: Mapping[str, str] | None = None) ->
     if json_path.is_file():
         try:
             info = json.loads(json_path.read_text())
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # ValueError: also
-            # an integer past Python's 4 300-digit limit, not only bad JSON
+        except JSON_ERRORS as exc:
             raise CheckpointError(f"{json_path.name} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
         if not isinstance(info, dict) or "spec" not in info:
             raise CheckpointError(f"{json_path.name} has no 'spec' field")
@@ -224,7 +223,7 @@ def read_spec(path: str | os.PathLike, meta: Mapping[str, str] | None = None) ->
     if meta and "spec" in meta:
         try:
             return {"spec": json.loads(meta["spec"])}
-        except json.JSONDecodeError:
+        except JSON_ERRORS:
             raise CheckpointError("the spec stored in the safetensors metadata is not JSON") from None
     raise CheckpointError(f"no model spec found for {Path(path).name}: expected {json_path.name} "
                           "beside it")

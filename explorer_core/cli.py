@@ -63,12 +63,14 @@ def saved_settings(paths: Any, load: Callable[[Any], T]) -> T:
     folder as it was: `compare --resume` pointed at a finished iterative run (another
     kind of folder) rewrote that run's status to "failed".
     """
+    from .rundir import WrongKindError, write_status
+
     try:
         return load(paths)
+    except WrongKindError:  # another kind's folder: its status is not ours to write
+        raise
     except ExplorerError as exc:
         if launched_by_page():
-            from .rundir import write_status
-
             write_status(paths, "failed", message=str(exc))
         raise
 

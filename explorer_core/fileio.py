@@ -14,6 +14,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 
+# What `json.loads` raises for text it cannot turn into values: bad JSON
+# (JSONDecodeError is a ValueError), a number past Python's 4 300-digit int limit (a plain
+# ValueError, which escaped as a traceback), nesting deeper than the recursion limit —
+# and bad UTF-8 from the read before it. Every reader of files or uploads catches these.
+JSON_ERRORS = (UnicodeDecodeError, ValueError, RecursionError)
+
+
 def _current_umask() -> int:
     """The process umask, read without changing it (os.umask would race other threads)."""
     try:

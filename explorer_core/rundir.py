@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ExplorerError
-from .fileio import atomic_write_json, atomic_write_text
+from .fileio import JSON_ERRORS, atomic_write_json, atomic_write_text
 
 STATES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
 LIVE_STATES = ("queued", "running")  # a worker is starting or working on the run
@@ -181,11 +181,6 @@ def list_runs(root: Path | None = None) -> list[RunPaths]:
 
 
 # ------------------------------------------------------------------ status and events
-
-# What `json.loads` raises for text it cannot turn into values: bad JSON
-# (JSONDecodeError is a ValueError), a number past Python's 4 300-digit int limit (a plain
-# ValueError, which escaped as a traceback), nesting deeper than the recursion limit.
-JSON_ERRORS = (UnicodeDecodeError, ValueError, RecursionError)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from .fileio import atomic_write_text
-from .rundir import (JSON_ERRORS, LIVE_STATES, SweepPaths, elapsed_seconds, read_events,
+from .fileio import JSON_ERRORS, atomic_write_text
+from .rundir import (LIVE_STATES, SweepPaths, elapsed_seconds, read_events,
                      read_status)
 from .sweep import Cell
 

@@ -20,6 +20,7 @@ import streamlit as st
 from explorer_core import jobs
 from explorer_core.charts import chart_png_bytes
 from explorer_core.errors import ExplorerError
+from explorer_core.fileio import JSON_ERRORS
 
 # Uploaded JSON specs and sidecars are a few kB; anything bigger is the wrong file.
 MAX_JSON_BYTES = 1_000_000
@@ -145,7 +146,7 @@ def read_json_upload(uploaded: Any) -> Any:
                             "checkpoint .json is a few kB — pick the .json next to the weights")
     try:
         return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except JSON_ERRORS:  # bad JSON or UTF-8, an integer past 4 300 digits, deep nesting
         raise ExplorerError(f"{uploaded.name} is not a JSON file") from None
 
 

@@ -93,3 +93,40 @@ def test_a_number_too_long_to_read_is_one_line(tmp_path, capsys):
     code = cli.main(["prune", "--config", _config(tmp_path, '{"seed": ' + "9" * 5000 + "}"),
                      "--runs-root", str(root), "--quiet"])
     assert code == 2 and "cannot read" in _one_line(capsys) and not root.exists()
+
+
+HUGE = '{"spec": {"arch": "mlp", "in": ' + "9" * 5000 + "}}"
+
+
+def test_an_integer_too_long_to_read_in_a_spec_or_upload_is_one_line(tmp_path, capsys):
+    """Python refuses integers past 4 300 digits with a plain ValueError; the spec readers
+    caught only JSONDecodeError, so a spec file, an uploaded spec or an uploaded
+    checkpoint .json holding one was a traceback instead of 'not a JSON file'."""
+    from types import SimpleNamespace
+
+    from explorer_core.catalog import parse_spec_upload
+    from explorer_core.errors import ExplorerError
+    from pages._common import read_json_upload
+
+    with pytest.raises(ExplorerError, match="not a JSON file"):
+        parse_spec_upload(HUGE.encode(), "spec.json")
+    upload = SimpleNamespace(name="model.json", getvalue=lambda: HUGE.encode())
+    with pytest.raises(ExplorerError, match="not a JSON file"):
+        read_json_upload(upload)
+    spec = tmp_path / "spec.json"
+    spec.write_text(HUGE)
+    code = cli.main(["retention", "--spec", str(spec), "--out", str(tmp_path / "out")])
+    assert code == 2 and "not a JSON file" in _one_line(capsys)
+
+
+def test_an_integer_too_long_to_read_in_safetensors_metadata_is_a_checkpoint_error(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from explorer_core.checkpoint import read_spec
+    from explorer_core.errors import CheckpointError
+
+    path = tmp_path / "model.safetensors"  # no sidecar: the spec comes from the metadata
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"spec": HUGE[9:-1]})
+    with pytest.raises(CheckpointError, match="not JSON"):
+        read_spec(path, {"spec": HUGE[9:-1]})

@@ -69,17 +69,35 @@ def test_resume_on_another_kind_of_folder_leaves_it_byte_identical(tmp_path, at_
     assert read_record(folder / "status.json")["state"] == "finished"
 
 
-@pytest.mark.parametrize("command, kind", WRONG_KIND)
+OWN_KIND = {"prune": "iterative", "compare": "sweep", "train-time": "train-time"}
+
+
+@pytest.mark.parametrize("command", list(OWN_KIND))
 def test_a_page_launched_worker_still_records_why_it_cannot_resume(tmp_path, at_a_terminal,
                                                                    monkeypatch, capsys,
-                                                                   command, kind):
-    """A worker the page started has no terminal: the reason must reach status.json."""
-    folder = _finished(FOLDERS[kind], tmp_path)
+                                                                   command):
+    """A worker the page started has no terminal: when its own run's settings cannot be
+    read (here a hand-edited config.json), the reason must reach status.json."""
+    folder = _finished(FOLDERS[OWN_KIND[command]], tmp_path)
+    config = folder / "config.json"
+    config.write_text(config.read_text().replace('"name": ', '"name": 7, "_": ', 1))
     monkeypatch.setenv(jobs.LAUNCHED_AT_ENV, repr(time.time()))
     assert main([command, "--resume", str(folder), "--quiet"]) == 2
     printed = capsys.readouterr().err.strip().removeprefix("error: ")
     status = read_record(folder / "status.json")
     assert status["state"] == "failed" and status["message"] == printed
+
+
+@pytest.mark.parametrize("command, kind", WRONG_KIND)
+def test_a_page_launched_worker_leaves_another_kinds_folder_alone(tmp_path, at_a_terminal,
+                                                                  monkeypatch, command, kind):
+    """The other kind's status is not the worker's to write: a finished run read
+    "failed" because a worker of another kind had been pointed at it."""
+    folder = _finished(FOLDERS[kind], tmp_path)
+    before = _snapshot(folder)
+    monkeypatch.setenv(jobs.LAUNCHED_AT_ENV, repr(time.time()))
+    assert main([command, "--resume", str(folder), "--quiet"]) == 2
+    assert _snapshot(folder) == before
 
 
 # ------------------------------------------------------------------ a root that is a file

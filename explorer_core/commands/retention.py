@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..cli import command
 from ..errors import ExplorerError
+from ..fileio import JSON_ERRORS
 from ..schedule import (SCHEDULES, ScheduleConfig, retention_table, widths_from_spec,
                         write_retain)
 
@@ -40,7 +41,7 @@ def _spec_widths(path: Path) -> tuple[int, ...]:
         return widths_from_spec(json.loads(path.read_text(encoding="utf-8")))
     except OSError as exc:
         raise ExplorerError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except JSON_ERRORS:  # bad JSON or UTF-8, an integer past 4 300 digits, deep nesting
         raise ExplorerError(f"{path} is not a JSON file") from None
 
 
