@@ -441,6 +441,7 @@ class SweepPaths(RunPaths):
     sweeps/<YYYY-MM-DD>/<sweep-name>/
       config.json status.json events.jsonl run.lock stop.request worker.log
       cells/<cell-id>.json                 one finished cell (written last: marks it done)
+      cells-outside-grid/<cell-id>.json    finished cells an edited grid dropped on resume
       checkpoints/<cell-id>.safetensors    the cell's pruned model (+ .json spec)
       results.csv                          one row per finished cell, rebuilt after each
       summary.csv                          mean and std over repeats
@@ -455,6 +456,12 @@ class SweepPaths(RunPaths):
 
     def cell(self, cell_id: str) -> Path:
         return self.cells_dir / f"{cell_id}.json"
+
+    @property
+    def outside_grid_dir(self) -> Path:
+        """Records of finished cells a resumed, edited grid no longer has (kept, not
+        counted)."""
+        return self.root / "cells-outside-grid"
 
     @property
     def checkpoints_dir(self) -> Path:

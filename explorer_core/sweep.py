@@ -427,6 +427,24 @@ def execute(paths: SweepPaths, should_stop: Callable[[], bool] | None = None,
         return _execute_locked(paths, stop, on_event or (lambda e: None), cache_root)
 
 
+def _set_aside_outside_grid(paths: SweepPaths, rows: list[dict], the_plan: Plan
+                            ) -> tuple[list[dict], str]:
+    """(the records of cells in the grid, a note on the others) — records of finished
+    cells the edited grid no longer has (fewer repeats, ratios or models) are moved to
+    `cells-outside-grid/`: left in `cells/`, they still counted in the tables and the
+    progress (12 of 8 cells done). Moved, not deleted: they are results."""
+    planned = {c.id for c in the_plan.cells}
+    outside = [r for r in rows if r["cell_id"] not in planned]
+    if not outside:
+        return rows, ""
+    paths.outside_grid_dir.mkdir(exist_ok=True)
+    for r in outside:
+        os.replace(paths.cell(r["cell_id"]), paths.outside_grid_dir / f"{r['cell_id']}.json")
+    return [r for r in rows if r["cell_id"] in planned], (
+        f"; {len(outside)} finished cell(s) outside the edited grid kept in "
+        f"{paths.outside_grid_dir.name}/")
+
+
 def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
                     on_event: Callable[[dict], None], cache_root: Path | None) -> dict:
     from .sweep_results import finished_ids, read_cells, write_tables
@@ -441,6 +459,7 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
         raise
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
+    rows, aside = _set_aside_outside_grid(paths, rows, the_plan)
     done = finished_cells(paths, rows, the_plan)
     if rows or paths.results_csv.exists():
         # the CSV matches the finished cells before lines are appended
@@ -463,7 +482,7 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
         failed = sum(r.get("status") == "failed" for r in rows)
         dead = sum(r.get("status") == "dead" for r in rows)
         message = f"{len(rows)} cells" + (f", {failed} failed" if failed else "") + \
-            (f", {dead} dead (100 % pruned)" if dead else "")
+            (f", {dead} dead (100 % pruned)" if dead else "") + aside
         return write_status(paths, "finished", message=message, finished=time.time(),
                             activity="", cells_done=len(rows))
     except Cancelled:

@@ -885,3 +885,25 @@ def test_creating_a_sweep_counts_each_groups_cells_in_one_pass(roots, monkeypatc
     cells = 2 * 50 * 2
     assert calls["n"] <= 3 * cells  # linear: was 100 groups × 200 cells
     assert read_status(paths)["group_cells"] == [2] * 100
+
+
+def test_cells_an_edited_grid_drops_are_set_aside_not_counted(roots):
+    """Fewer repeats or ratios in config.json, then a resume: the dropped cells' records
+    stayed in cells/ and counted in the tables and the progress (more done than the
+    total); they are kept in cells-outside-grid/, out of both."""
+    paths = create_sweep(grid("shrunk", models=["mlp"], batch_sizes=[32], types=["neuron"],
+                              criteria=["l1"], ratios=[0.0, 0.5], repeats=2,
+                              save_checkpoints=False))
+    assert execute(paths)["state"] == "finished"
+    config = json.loads(paths.config.read_text())
+    config.update(repeats=1, ratios=[0.5])
+    paths.config.write_text(json.dumps(config))
+    status = execute(paths)
+    assert status["state"] == "finished" and "3 finished cell(s) outside" in status["message"]
+    df = results_frame(paths)
+    assert df["cell_id"].tolist() == ["mlp-digits-b32-s0-neuron-l1-r50"]
+    assert finished_count(paths) == status["total_cells"] == status["cells_done"] == 1
+    assert len(read_results_csv(paths)) == 1
+    assert sorted(p.stem for p in paths.outside_grid_dir.glob("*.json")) == [
+        "mlp-digits-b32-s0-neuron-l1-r0", "mlp-digits-b32-s1-neuron-l1-r0",
+        "mlp-digits-b32-s1-neuron-l1-r50"]
