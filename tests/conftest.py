@@ -57,6 +57,54 @@ def widget(items, label: str):
     return found[0]
 
 
+def nan_checkpoint(folder: Path, layer: str = "fc1") -> Path:
+    """A Digits MLP checkpoint (8×8 inputs, 32-16 hidden) with one NaN weight in `layer`:
+    what a diverged training leaves, for the checks that refuse such a model."""
+    import torch
+
+    from explorer_core.checkpoint import save_checkpoint
+    from explorer_core.models import build_model, default_spec
+
+    torch.manual_seed(0)
+    spec = default_spec("mlp", 1, 8, 10, [32, 16])
+    model = build_model(spec)
+    with torch.no_grad():
+        model.get_submodule(layer).weight[0, 0] = float("nan")
+    return save_checkpoint(model, spec, folder / "nan", {"dataset": "digits"})
+
+
+def stop_through_the_page(page: str, paths, **running) -> "AppTest":
+    """Click Stop on `page` while a run counts as live, and check what a person sees.
+
+    The test holds the run's lock itself, as its worker would, and writes status
+    `running` (with the `running` fields). After the click the stop request exists and,
+    while the status still says running, the one Stop button reads "Stopping…" and is
+    disabled — the pages showed an active Stop beside "running" for seconds, with only a
+    toast to say the click counted. Once the status says stopped, Resume replaces it.
+    Returns the page after that last run.
+    """
+    from explorer_core.rundir import RunLock, write_status
+
+    with RunLock(paths):
+        write_status(paths, "running", **running)
+        at = open_page_file(page)
+        stop = widget(at.button, "Stop")
+        assert not stop.disabled
+        stop.click().run()
+        assert not at.exception
+        assert paths.stop_request.exists()  # the worker's signal
+        assert any("running" in h.value for h in at.subheader)  # it has not stopped yet
+        assert [(b.label, b.disabled) for b in at.button if "Stop" in b.label] == \
+            [("Stopping…", True)]
+        at.run()  # the page polling the run folder: still pending, still disabled
+        assert widget(at.button, "Stopping…").disabled
+        write_status(paths, "stopped", message="stopped by request")
+    at.run()
+    assert not [b.label for b in at.button if "Stop" in b.label]
+    assert "Resume" in [b.label for b in at.button]
+    return at
+
+
 def open_page_file(page: str, state: dict | None = None) -> "AppTest":
     """AppTest of one page file itself (e.g. "pages/iterative.py"), run once.
 

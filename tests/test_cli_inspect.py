@@ -80,12 +80,9 @@ def test_a_sidecar_with_malformed_normalisation_exits_2_with_one_line(tmp_path, 
 
 def test_a_checkpoint_with_nan_weights_exits_2_naming_the_tensor(tmp_path, capsys):
     """It used to load and print "predicted 8 (nan%)" with exit code 0."""
-    torch.manual_seed(0)
-    spec = default_spec("mlp", 1, 8, 10, [32, 16])
-    model = build_model(spec)
-    with torch.no_grad():
-        model.fc2.weight[0, 0] = float("nan")
-    ck = save_checkpoint(model, spec, tmp_path / "nan", {"dataset": "digits"})
+    from conftest import nan_checkpoint
+
+    ck = nan_checkpoint(tmp_path, "fc2")
     img = tmp_path / "d.png"
     Image.new("L", (8, 8), 0).save(img)
     assert main(["inspect", "--checkpoint", str(ck), "--image", str(img),

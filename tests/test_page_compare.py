@@ -9,7 +9,7 @@ import pytest
 from explorer_core import jobs
 from explorer_core.rundir import list_sweeps, read_status
 
-from conftest import open_page_file, widget
+from conftest import open_page_file, stop_through_the_page, widget
 
 
 @pytest.fixture
@@ -231,23 +231,8 @@ def test_stop_reads_stopping_and_is_disabled_until_the_worker_has_stopped(sweeps
     """After Stop the page went on showing "running" beside an active Stop button for
     seconds (the worker finishes its batch first), with only a toast to say the click
     counted. The button now reads "Stopping…" and is disabled until the sweep has stopped."""
-    from explorer_core.rundir import RunLock, write_status
     from explorer_core.sweep import SweepConfig, create_sweep
 
     paths = create_sweep(SweepConfig(name="to-stop", types=["neuron"], criteria=["l1"],
                                      ratios=[0.0, 0.5], mlp_hidden=[16, 8]), sweeps_root)
-    with RunLock(paths):  # this test is the worker: the sweep is live while it holds the lock
-        write_status(paths, "running", message="training the dense baseline")
-        at = open_page()
-        stop = widget(at.button, "Stop")
-        assert not stop.disabled
-        stop.click().run()
-        assert not at.exception
-        assert paths.stop_request.exists()  # the worker's signal
-        assert any("running" in h.value for h in at.subheader)  # it has not stopped yet
-        assert [(b.label, b.disabled) for b in at.button if "Stop" in b.label] == \
-            [("Stopping…", True)]
-        write_status(paths, "stopped", message="stopped by request")
-    at.run()
-    assert not [b.label for b in at.button if "Stop" in b.label]
-    assert "Resume" in [b.label for b in at.button]
+    stop_through_the_page("pages/compare.py", paths, message="training the dense baseline")

@@ -306,15 +306,9 @@ def _upload(at, *files: tuple[str, bytes]):
 
 def test_an_uploaded_checkpoint_with_nan_weights_is_refused_with_one_line(app_test, tmp_path):
     """It loaded, and test samples were "predicted 8 (nan%)"."""
-    from explorer_core.checkpoint import save_checkpoint
-    from explorer_core.models import build_model, default_spec
+    from conftest import nan_checkpoint
 
-    torch.manual_seed(0)
-    spec = default_spec("mlp", 1, 8, 10, [32, 16])
-    model = build_model(spec)
-    with torch.no_grad():
-        model.fc1.weight[5, 5] = float("nan")
-    weights = save_checkpoint(model, spec, tmp_path / "nan", {"dataset": "digits"})
+    weights = nan_checkpoint(tmp_path, "fc1")
     at = _upload(app_test(PAGE), ("nan.safetensors", weights.read_bytes()),
                  ("nan.json", weights.with_suffix(".json").read_bytes()))
     assert not at.exception, at.exception

@@ -8,7 +8,7 @@ import pytest
 from explorer_core import jobs
 from explorer_core.rundir import list_runs, read_status
 
-from conftest import open_page_file, widget
+from conftest import open_page_file, stop_through_the_page, widget
 
 
 @pytest.fixture
@@ -311,28 +311,12 @@ def test_a_hand_edited_status_file_does_not_take_the_run_list_down(app_test, run
         assert not at.exception
 
 
-def test_stop_reads_stopping_and_is_disabled_until_the_worker_has_stopped(app_test, runs_root):
+def test_stop_reads_stopping_and_is_disabled_until_the_worker_has_stopped(runs_root):
     """After Stop the page went on showing "running" beside an active Stop button for
     seconds (the worker finishes its batch first), with only a toast to say the click
     counted. The button now reads "Stopping…" and is disabled until the run has stopped."""
     from explorer_core.experiment import RunConfig, create_run
-    from explorer_core.rundir import RunLock, write_status
 
     paths = create_run(RunConfig(name="to-stop", hidden=[16, 8], criterion="l1"), runs_root)
-    with RunLock(paths):  # this test is the worker: the run is live while it holds the lock
-        write_status(paths, "running", iteration=0, message="training the dense model")
-        at = open_page(app_test)
-        stop = widget(at.button, "Stop")
-        assert not stop.disabled
-        stop.click().run()
-        assert not at.exception
-        assert paths.stop_request.exists()  # the worker's signal
-        assert any("running" in h.value for h in at.subheader)  # it has not stopped yet
-        assert [(b.label, b.disabled) for b in at.button if "Stop" in b.label] == \
-            [("Stopping…", True)]
-        at.run()  # the page polling the run folder: still pending, still disabled
-        assert widget(at.button, "Stopping…").disabled
-        write_status(paths, "stopped", message="stopped by request")
-    at.run()
-    assert not [b.label for b in at.button if "Stop" in b.label]
-    assert "Resume" in [b.label for b in at.button]
+    stop_through_the_page("pages/iterative.py", paths, iteration=0,
+                          message="training the dense model")

@@ -9,7 +9,7 @@ from explorer_core import jobs
 from explorer_core.data import list_datasets
 from explorer_core.rundir import default_train_time_root, list_train_time_runs, read_status
 
-from conftest import open_page_file, widget
+from conftest import open_page_file, stop_through_the_page, widget
 
 
 @pytest.fixture
@@ -194,22 +194,7 @@ def test_stop_reads_stopping_and_is_disabled_until_the_worker_has_stopped(runs_r
     """After Stop the page went on showing "running" beside an active Stop button for
     seconds (the worker finishes its batch first), with only a toast to say the click
     counted. The button now reads "Stopping…" and is disabled until the run has stopped."""
-    from explorer_core.rundir import RunLock, write_status
     from explorer_core.train_time import TrainTimeConfig, create_run
 
     paths = create_run(TrainTimeConfig(name="to-stop"))
-    with RunLock(paths):  # this test is the worker: the run is live while it holds the lock
-        write_status(paths, "running", message="seed 0")
-        at = open_page()
-        stop = widget(at.button, "Stop")
-        assert not stop.disabled
-        stop.click().run()
-        assert not at.exception
-        assert paths.stop_request.exists()  # the worker's signal
-        assert any("running" in h.value for h in at.subheader)  # it has not stopped yet
-        assert [(b.label, b.disabled) for b in at.button if "Stop" in b.label] == \
-            [("Stopping…", True)]
-        write_status(paths, "stopped", message="stopped by request")
-    at.run()
-    assert not [b.label for b in at.button if "Stop" in b.label]
-    assert "Resume" in [b.label for b in at.button]
+    stop_through_the_page("pages/train_time.py", paths, message="seed 0")
