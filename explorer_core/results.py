@@ -50,10 +50,48 @@ def iteration_rows(paths: RunPaths) -> list[IterationRow]:
     return rows
 
 
+def thesis_iteration_rows(paths: RunPaths) -> list[IterationRow]:
+    """One row per pruning iteration of a folder the thesis' own scripts wrote.
+
+    Such a folder has the layout we write (DESIGN §3) but not our `config.json` or
+    `best_model.json` sidecars: what each iteration left is its
+    `<i>/prune_w_retrain/validation_results.txt` (i ≥ 1, one row of
+    `VALIDATION_COLUMNS`). Reading it lets `concatenate` rebuild a thesis run's
+    validations.txt and charts, as the thesis' concatenate step did; the dense
+    iteration 0 has no such file, so it is not among the rows. A file that is not such a
+    table is named in the error rather than skipped.
+    """
+    rows = []
+    numbered = sorted(int(d.name) for d in paths.root.iterdir()
+                      if d.is_dir() and d.name.isdigit()) if paths.root.is_dir() else []
+    for i in numbered:
+        table = paths.validation_results(i)
+        if not table.is_file():
+            continue
+        try:
+            columns, values = read_table(table)
+        except (OSError, ValueError, UnicodeDecodeError):
+            values, columns = [], []
+        if columns != VALIDATION_COLUMNS or len(values) != 1:
+            raise ExplorerError(f"{table} is not a validation_results.txt of the thesis layout "
+                                f"(a header {' '.join(VALIDATION_COLUMNS)} and one row)")
+        train_loss, test_loss, train_acc, test_acc, kept = values[0]
+        rows.append(IterationRow(i, [], kept, train_loss, test_loss, train_acc, test_acc,
+                                 paths.best_model(i)))
+    return rows
+
+
 def concatenate(paths: RunPaths) -> list[Path]:
-    """Write validations.txt, accuracies.png and losses.png from the completed iterations."""
-    rows = iteration_rows(paths)
+    """Write validations.txt, accuracies.png and losses.png from the completed iterations
+    — of one of our runs, or of a thesis-layout folder without our config.json
+    (`thesis_iteration_rows`)."""
+    ours = paths.config.is_file()
+    rows = iteration_rows(paths) if ours else thesis_iteration_rows(paths)
     if not rows:
+        if not ours:
+            raise ExplorerError(f"{paths.root} is not a run folder: no config.json, and no "
+                                f"<i>/prune_w_retrain/validation_results.txt of the thesis "
+                                f"layout")
         raise ExplorerError(f"{paths.root} has no completed iteration to concatenate yet")
     write_table(paths.validations, VALIDATION_COLUMNS,
                 [[r.train_loss, r.test_loss, r.train_acc, r.test_acc, r.percent_retained]

@@ -588,3 +588,38 @@ def test_kill_spares_a_finished_runs_pid_and_its_own_process(tmp_path):
     done = subprocess.run([sys.executable, "-c", script, str(paths.root)], capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0 and done.stdout.strip() == "alive", done
+
+
+def test_concatenate_reads_a_folder_the_thesis_scripts_wrote(tmp_path, capsys):
+    """A thesis run has our layout but none of our sidecars: only each pruning iteration's
+    validation_results.txt. `concatenate` refused it ("no config.json"); it now rebuilds
+    validations.txt — the rows numpy.savetxt would write from those files, in iteration
+    order — and the two charts."""
+    import numpy as np
+
+    from explorer_core.cli import main
+    from explorer_core.rundir import VALIDATION_COLUMNS
+
+    run = tmp_path / "thesis-run"
+    rows = {1: [0.21, 0.25, 94.5, 93.1, 80.0], 2: [0.3, 0.33, 92.0, 91.4, 64.0],
+            10: [2.3, 2.3, 11.2, 11.35, 8.4]}  # 10 sorts after 2, not after 1
+    for i, row in rows.items():
+        folder = run / str(i) / "prune_w_retrain"
+        folder.mkdir(parents=True)
+        np.savetxt(folder / "validation_results.txt", [row],
+                   header=" ".join(VALIDATION_COLUMNS), comments="", fmt="%g")
+    assert main(["concatenate", str(run)]) == 0
+    out = run / "prune_w_retrain_results"
+    expected = tmp_path / "expected.txt"
+    np.savetxt(expected, [rows[1], rows[2], rows[10]], header=" ".join(VALIDATION_COLUMNS),
+               comments="", fmt="%g")
+    assert (out / "validations.txt").read_bytes() == expected.read_bytes()
+    assert (out / "accuracies.png").stat().st_size > 0 and (out / "losses.png").stat().st_size
+    capsys.readouterr()
+
+    (run / "2" / "prune_w_retrain" / "validation_results.txt").write_text("loss acc\n1 2\n")
+    assert main(["concatenate", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "2/prune_w_retrain/validation_results.txt" in err
+    assert main(["concatenate", str(tmp_path / "empty")]) == 2
+    assert "not a run folder" in capsys.readouterr().err

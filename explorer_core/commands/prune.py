@@ -180,7 +180,8 @@ def run_prune(args: argparse.Namespace) -> int:
     return 0 if status["state"] == "finished" else 3
 
 
-@command("concatenate", "rebuild validations.txt, accuracies.png and losses.png of a run")
+@command("concatenate", "rebuild validations.txt, accuracies.png and losses.png of a run "
+                        "(ours, or a thesis-layout folder of validation_results.txt files)")
 def configure_concatenate(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.set_defaults(run=run_concatenate)
@@ -189,9 +190,6 @@ def configure_concatenate(p: argparse.ArgumentParser) -> None:
 def run_concatenate(args: argparse.Namespace) -> int:
     from ..results import concatenate
 
-    paths = RunPaths(args.run_dir)
-    if not paths.config.is_file():
-        raise ExplorerError(f"{args.run_dir} is not a run folder (no config.json)")
-    for p in concatenate(paths):
+    for p in concatenate(RunPaths(args.run_dir)):
         print(f"wrote {p}")
     return 0
