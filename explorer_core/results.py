@@ -5,6 +5,7 @@ crashed or a still-running run, and from the page, the CLI or a notebook.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -109,12 +110,61 @@ def read_validations(paths: RunPaths) -> list[dict]:
     return [dict(zip(columns, v)) for v in values]
 
 
+# How far above chance a dense model must be before pruned models can be judged against it,
+# as a share of the distance from chance to 100 %: a model "learned" when its test
+# accuracy is at least chance + LEARNED_SHARE · (100 − chance), i.e. Cohen's kappa
+# against uniform guessing (chance = 1/classes) of at least 0.1. Why a margin and not
+# chance itself: a diverged model that predicts one class scores that class's share of
+# the test set, which is above 1/classes on real splits (MNIST's "1" is 11.35 % of its
+# test set, the collapse DESIGN §7 quotes; 11.14 % on our Digits split), and small test
+# sets add noise (one standard deviation is 1.6 points at 10 % on Digits' 359 test
+# images). Anything that learned is far above the margin (19 % for 10 classes, 55 % for
+# 2, 10.9 % for 100): the thesis' dense MLP is at 97.6 %, a Digits MLP above 90 %.
+LEARNED_SHARE = 0.1
+
+
+def chance_accuracy(classes: int) -> float:
+    """Test accuracy (%) of guessing among `classes` equally likely classes."""
+    return 100.0 / classes
+
+
+def learned_threshold(classes: int) -> float:
+    """The test accuracy (%) at and above which a model counts as having learned
+    (`LEARNED_SHARE` of the way from chance to 100 %)."""
+    chance = chance_accuracy(classes)
+    return chance + LEARNED_SHARE * (100.0 - chance)
+
+
+def has_learned(test_acc: float, classes: int, test_loss: float | None = None) -> bool:
+    """Whether a classifier's test accuracy is clear of chance level (see `LEARNED_SHARE`);
+    a non-finite loss (NaN, inf: training diverged) never counts as learned."""
+    if test_loss is not None and not math.isfinite(test_loss):
+        return False
+    return math.isfinite(test_acc) and test_acc >= learned_threshold(classes)
+
+
+def checkpoint_classes(checkpoint: Path) -> int | None:
+    """How many classes a checkpoint's model tells apart, from its `.json` sidecar
+    (class names, else the spec's output width); None when the sidecar does not say."""
+    meta = read_record(Path(checkpoint).with_suffix(".json"))
+    names = meta.get("class_names")
+    if isinstance(names, list) and len(names) >= 2:
+        return len(names)
+    spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
+    for key in ("out", "classes"):
+        n = spec.get(key)
+        if isinstance(n, int) and not isinstance(n, bool) and n >= 2:
+            return n
+    return None
+
+
 @dataclass
 class Recommendation:
     row: IterationRow
     dense: IterationRow
     tolerance: float
     pruned: int = 0  # completed pruned iterations the pick was chosen from
+    classes: int | None = None  # of the dataset; None: unknown, the dense model is trusted
 
     @property
     def drop(self) -> float:
@@ -125,9 +175,30 @@ class Recommendation:
         """No pruned iteration is within the tolerance: the dense model itself is the pick."""
         return self.row.iteration == self.dense.iteration
 
+    @property
+    def dense_learned(self) -> bool:
+        """False when the dense model is at chance level (`has_learned`). Every pick is
+        measured against the dense model's accuracy, so then there is nothing to
+        recommend: a pruned model "within 1 point" of a model that guesses also guesses."""
+        if self.classes is None:
+            return True
+        return has_learned(self.dense.test_acc, self.classes, self.dense.test_loss)
+
     def summary(self) -> str:
-        """One sentence for a person; never presents the dense model as a pruned one."""
+        """One sentence for a person; never presents the dense model as a pruned one, nor
+        any model as a pick when the dense model did not learn."""
         r, dense = self.row, self.dense
+        if not self.dense_learned:
+            n = self.classes
+            return (f"No model to recommend: the dense model did not learn. Its test "
+                    f"accuracy, {dense.test_acc:.2f} %, is near chance for {n} classes "
+                    f"({chance_accuracy(n):.3g} % by guessing; a model counts as having "
+                    f"learned from {learned_threshold(n):.3g} %, {100 * LEARNED_SHARE:g} % "
+                    f"of the way from chance to 100 %). Every pruned model is judged by how "
+                    f"far it falls below the dense one, so against a model that guesses "
+                    f"the comparison means nothing. Check the training settings — a "
+                    f"learning rate too high for the optimiser makes training diverge; too "
+                    f"few dense epochs leave the model untrained — and start a new run.")
         if self.is_dense:
             why = (f"none of the {self.pruned} pruned iterations stays within "
                    f"{self.tolerance:g} point{'' if self.tolerance == 1 else 's'} of it" if self.pruned else
@@ -140,14 +211,25 @@ class Recommendation:
                 f"the dense model's {dense.test_acc:.2f} %).")
 
 
-def recommend(rows: list[IterationRow], tolerance: float) -> Recommendation | None:
-    """The smallest model whose test accuracy is within `tolerance` points of the dense one."""
+def recommend(rows: list[IterationRow], tolerance: float,
+              classes: int | None = None) -> Recommendation | None:
+    """The smallest model whose test accuracy is within `tolerance` points of the dense one.
+
+    `classes` (default: read from the dense checkpoint's sidecar) lets the pick say when
+    the dense model did not learn (`Recommendation.dense_learned`): then the pick is the
+    dense row and `summary()` says why nothing is recommended, for the page and the CLI alike.
+    """
     if not rows or rows[0].iteration != 0:
         return None
     dense = rows[0]
+    if classes is None:
+        classes = checkpoint_classes(dense.checkpoint)
+    rec = Recommendation(dense, dense, tolerance, pruned=len(rows) - 1, classes=classes)
+    if not rec.dense_learned:
+        return rec
     fit = [r for r in rows if dense.test_acc - r.test_acc <= tolerance]
-    best = min(fit, key=lambda r: (r.percent_retained, -r.test_acc))
-    return Recommendation(best, dense, tolerance, pruned=len(rows) - 1)
+    rec.row = min(fit, key=lambda r: (r.percent_retained, -r.test_acc))
+    return rec
 
 
 @dataclass

@@ -623,3 +623,43 @@ def test_concatenate_reads_a_folder_the_thesis_scripts_wrote(tmp_path, capsys):
     assert err.count("\n") == 0 and "2/prune_w_retrain/validation_results.txt" in err
     assert main(["concatenate", str(tmp_path / "empty")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_no_model_is_recommended_when_the_dense_model_did_not_learn(tmp_path):
+    """SGD at learning rate 10 left the dense model at 11.14 % on Digits (10 classes) and
+    a pruned one at 11.70 % was recommended as '0.56 points above the dense model'.
+    Every pick is judged against the dense model, so when it guesses there is no pick."""
+    import json as _json
+
+    from explorer_core.results import IterationRow, has_learned, learned_threshold
+
+    def row(i, acc, loss=2.3, classes=10):
+        ckpt = tmp_path / f"{i}" / "best_model.safetensors"
+        ckpt.parent.mkdir(exist_ok=True)
+        ckpt.with_suffix(".json").write_text(_json.dumps(
+            {"class_names": [str(c) for c in range(classes)],
+             "spec": {"arch": "mlp", "in": 64, "hidden": [8], "out": classes}}))
+        return IterationRow(i, [64 >> i, 32 >> i], 100 / 2 ** i, loss, loss, acc, acc, ckpt)
+
+    rows = [row(0, 11.14), row(1, 9.89), row(2, 11.70)]
+    rec = recommend(rows, 1.0)  # the classes come from the dense checkpoint's sidecar
+    assert not rec.dense_learned and rec.row.iteration == 0
+    text = rec.summary()
+    assert "did not learn" in text and "11.14 %" in text and "10 classes" in text
+    assert "learning rate" in text
+    assert "Iteration 2" not in text and "above" not in text
+    # a pick is made as before once the dense model learned
+    learned = [row(0, 90.0), row(1, 89.5), row(2, 60.0)]
+    good = recommend(learned, 1.0)
+    assert good.dense_learned and good.row.iteration == 1
+    # the threshold lies between chance and perfect, and depends on the number of classes
+    for classes in (2, 10, 100):
+        assert 100 / classes < learned_threshold(classes) < 100
+    assert not has_learned(52.0, 2) and has_learned(52.0, 10)
+    assert not has_learned(11.35, 10)  # MNIST's collapse to its largest class (DESIGN §7)
+    # a diverged loss is no learning, whatever the accuracy
+    assert not recommend([row(0, 60.0, loss=float("nan")), row(1, 60.0)], 1.0).dense_learned
+    # an explicit class count wins over the sidecar
+    assert not recommend([row(0, 40.0, classes=2), row(1, 40.0, classes=2)], 1.0).dense_learned
+    assert recommend([row(0, 40.0, classes=2), row(1, 40.0, classes=2)], 1.0,
+                     classes=10).dense_learned
