@@ -91,6 +91,10 @@ def status_header(state: str, message: str = "") -> None:
         (st.error if state == "failed" else st.caption)(message)
 
 
+# How long after a Stop click its toast may still be shown (the rerun follows at once).
+STOP_TOAST_SECONDS = 10.0
+
+
 def stop_button(paths: Any, what: str = "run", where: Any = None) -> None:
     """Stop for a live background job; "Stopping…", disabled, from the click until it stops.
 
@@ -101,18 +105,31 @@ def stop_button(paths: Any, what: str = "run", where: Any = None) -> None:
     of the run sees the same. The click makes the request in the button's callback,
     before the rerun draws the button, so the label changes at once. `where` is the
     column to draw in (default: the page).
+
+    The toast is shown here, by the rerun the click causes, not in the callback: the
+    button lives in a fragment, and an element drawn from a fragment's callback is
+    unsupported (Streamlit logs a warning for each such click and may draw it at the top
+    of the app). The callback only leaves the message in Session State, stamped with the
+    time of the click: if the job ended before the rerun, no Stop is drawn, and the
+    message must not pop up at the next run's Stop.
     """
+    key = f"stop-{paths.root}"
+    message, clicked = st.session_state.pop(f"{key}-toast", (None, 0.0))
+    if message and time.time() - clicked < STOP_TOAST_SECONDS:
+        st.toast(message)
     pending = paths.stop_request.exists()
     (where or st).button(
         "Stopping…" if pending else "Stop", type="primary", disabled=pending,
-        key=f"stop-{paths.root}", on_click=_request_stop, args=(paths, what),
+        key=key, on_click=_request_stop, args=(paths, what, key),
         help=f"Stop requested: the {what} stops at the next batch." if pending else
         f"Stops the {what} at the next batch; Resume continues it later.")
 
 
-def _request_stop(paths: Any, what: str) -> None:
+def _request_stop(paths: Any, what: str, key: str) -> None:
+    """The Stop button's callback: the request file, and the toast for the rerun to show."""
     jobs.request_stop(paths)
-    st.toast(f"Stop requested: the {what} stops at the next batch.")
+    st.session_state[f"{key}-toast"] = (f"Stop requested: the {what} stops at the next batch.",
+                                        time.time())
 
 
 def run_name_input(key: str, prefix: str, label: str = "Run name") -> str:

@@ -18,7 +18,7 @@ from explorer_core.experiment import TABLE_SCHEDULE, RunConfig, create_run, plan
 from explorer_core.results import (concatenate, deployment_costs, iteration_rows, recommend,
                                    run_progress)
 from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, list_runs,
-                                  read_status)
+                                  read_json, read_status)
 from explorer_core.schedule import MAX_ITERATIONS, parse_retain
 from explorer_core.training import kept_epoch
 from pages._common import (announce_start, format_seconds, parse_int_list,
@@ -51,31 +51,20 @@ def setup_form() -> None:
         if d["from_page"]:
             st.info("Schedule taken from the Retention curve page.")
         missing = [reason for _, ok, reason in datasets if not ok]
+        criterion, options = criterion_inputs()
         with st.form("new_run"):
             c1, c2, c3 = st.columns(3)
             dataset = c1.selectbox("Dataset", available, format_func=titles.get,
                                    help="Datasets missing offline are listed below the form.")
             widths = c1.text_input("Hidden widths (MLP)", d["widths"])
-            names = list(CRITERIA)
-            criterion = c1.selectbox("Criterion", names,
-                                     index=names.index("interval_adjoint")
-                                     if "interval_adjoint" in names else 0,
-                                     format_func=lambda c: CRITERIA[c].title)
-            eps = c1.number_input(
-                "Interval-adjoint ε (0 = box around the training set)", 0.0, 1000.0, 0.0, 0.01,
-                format="%.3f", help="Interval-adjoint only: one input box [x − ε, x + ε] per "
-                                    "training sample (normalised input space) instead of one "
-                                    "box around the whole training set.")
-            per_class = c1.checkbox(
-                "Interval-adjoint per-class seeds",
-                help="Interval-adjoint only: seed one class at a time; a neuron scores its "
-                     "largest value over the classes.")
             kinds = ["geometric", "linear", "cubic"]
             kind = c2.selectbox("Schedule", kinds, index=kinds.index(d["kind"]))
             # No bounds tighter than the core's: any schedule the Retention page accepted
             # must fit here (RunConfig.validate judges q).
+            # %g shows the value as typed: "%.3f" showed q = 0.0001 as 0.000
             q = c2.number_input("q (keep factor per iteration)", value=d["q"], step=0.01,
-                                format="%.3f", help="Geometric schedule only: 0 < q < 1.")
+                                format="%g", help="Geometric schedule only: 0 < q < 1. "
+                                                  "Linear and cubic schedules ignore it.")
             iterations = c2.number_input("Schedule iterations", 1, MAX_ITERATIONS,
                                          d["iterations"])
             retain_file = c2.file_uploader(
@@ -106,8 +95,6 @@ def setup_form() -> None:
         schedule = {"q": float(q), "iterations": int(iterations), "kind": kind}
         if retain_file is not None:
             hidden, schedule = _followed_table(retain_file)
-        options = {k: v for k, v in (("eps", float(eps) or None), ("per_class", per_class or None))
-                   if v is not None}
         cfg = RunConfig(name=name.strip(), dataset=dataset, hidden=hidden, schedule=schedule,
                         criterion=criterion, criterion_options=options, retrain=retrain, dense_epochs=int(dense_epochs),
                         retrain_epochs=int(retrain_epochs), patience=int(patience),
@@ -120,6 +107,42 @@ def setup_form() -> None:
         return
     st.session_state["active_run"] = str(paths.root)
     announce_start("new_run_name", f"Started {cfg.name}: {len(plan(cfg))} iterations")
+
+
+def criterion_inputs() -> tuple[str, dict]:
+    """The criterion and the options only interval-adjoint has (ε-boxes, per-class seeds).
+
+    Outside the form so the options can follow the criterion: they are disabled, and not
+    sent, for any other criterion. Inside it, an ε kept from an earlier interval-adjoint
+    run went with the next L1 run, which the core refuses ("criterion option eps applies
+    to interval_adjoint only"), until the field was reset by hand.
+    """
+    names = list(CRITERIA)
+    c1, c2, c3 = st.columns(3, vertical_alignment="bottom")
+    criterion = c1.selectbox("Criterion", names,
+                             index=names.index("interval_adjoint")
+                             if "interval_adjoint" in names else 0,
+                             format_func=lambda c: CRITERIA[c].title, key="new_run_criterion",
+                             help="Scores every hidden neuron before each pruning step; the "
+                                  "lowest-scoring ones of each layer are removed.")
+    iasa = criterion == "interval_adjoint"
+    eps = c2.number_input(
+        "Interval-adjoint ε (0 = box around the training set)", 0.0, 1000.0, 0.0, 0.01,
+        format="%g", key="new_run_eps", disabled=not iasa,
+        help="Interval-adjoint only: one input box [x − ε, x + ε] per training sample "
+             "(normalised input space) instead of one box around the whole training set.")
+    per_class = c3.checkbox(
+        "Interval-adjoint per-class seeds", key="new_run_per_class", disabled=not iasa,
+        help="Interval-adjoint only: seed one class at a time; a neuron scores its largest "
+             "value over the classes.")
+    if not iasa:
+        st.caption(f"ε and per-class seeds are options of the interval-adjoint criterion: "
+                   f"{CRITERIA[criterion].title} does not use them, so they are left out "
+                   f"of the run.")
+        return criterion, {}
+    options = {k: v for k, v in (("eps", float(eps) or None), ("per_class", per_class or None))
+               if v is not None}
+    return criterion, options
 
 
 def _followed_table(upload) -> tuple[list[int], dict]:
@@ -244,7 +267,7 @@ def results_section(paths: RunPaths, state: str) -> None:
             col.download_button(f"Download {f.name}", f.read_bytes(), f.name,
                                 mime="image/png" if f.suffix == ".png" else "text/plain",
                                 key=f"dl-{f.name}")
-    deploy_section(rows)
+    deploy_section(paths, rows)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -263,12 +286,28 @@ def _cost_table(dense, r) -> None:
         st.warning(str(exc))
 
 
-def deploy_section(rows) -> None:
+def _training_settings(paths: RunPaths) -> str:
+    """' This run: optimiser sgd, learning rate 10, 3 dense epochs.' (or '' if unreadable):
+    the settings to check when the dense model did not learn."""
+    cfg = read_json(paths.config, {})
+    try:
+        epochs = int(cfg["dense_epochs"])
+        return (f" This run: optimiser {cfg['optimizer']}, learning rate {float(cfg['lr']):g}, "
+                f"{epochs} dense epoch{'' if epochs == 1 else 's'}.")
+    except (TypeError, ValueError, KeyError):  # a hand-edited config.json: say nothing
+        return ""
+
+
+def deploy_section(paths: RunPaths, rows) -> None:
     st.subheader("Model to deploy")
     tol = st.number_input("Accuracy tolerance (points below dense)", 0.0, 100.0, 1.0, 0.25)
     rec = recommend(rows, tol)
     if rec is None:
         st.caption("The dense model (iteration 0) is not complete yet.")
+        return
+    if not rec.dense_learned:
+        # nothing to deploy or to measure: the judgement and its reason are the core's
+        st.warning(rec.summary() + _training_settings(paths), icon=":material/warning:")
         return
     r = rec.row
     if rec.is_dense:
