@@ -45,6 +45,9 @@ SCHEDULES: dict[str, KeepFraction] = {
     "linear": _linear,
     "cubic": _cubic,
 }
+# The schedules whose keep fraction depends on q. The ramps ignore it, so their q is not
+# checked: q = 5 left over from typing refused a linear schedule that never reads it.
+USES_Q = frozenset({"geometric"})
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,9 @@ class ScheduleConfig:
             if w > MAX_WIDTH:
                 raise ExplorerError(f"hidden widths must be at most {MAX_WIDTH:,} (retain.txt "
                                     f"stores six significant digits), got {w:,}")
-        if not isinstance(self.q, (int, float)) or math.isnan(self.q) or not 0 < self.q < 1:
+        q = self.q
+        if self.kind in USES_Q and (isinstance(q, bool) or not isinstance(q, (int, float))
+                                    or math.isnan(q) or not 0 < q < 1):
             raise ExplorerError(f"q must lie strictly between 0 and 1, got {self.q!r}")
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) \
                 or not 1 <= self.iterations <= MAX_ITERATIONS:
@@ -82,9 +87,16 @@ class ScheduleConfig:
 
 @dataclass
 class RetentionTable:
-    """Rows of retain.txt: `widths[i]` are the neurons kept per layer at iteration i."""
+    """Rows of retain.txt: `widths[i]` are the neurons kept per layer at iteration i.
+
+    `steps[i]` is the schedule step t the rule was evaluated at for row i (only for a
+    table made by `retention_table`; not part of retain.txt). It differs from i once a
+    step is skipped because it repeats the previous widths: iteration i is the i-th
+    pruning iteration actually run, t counts the rule's steps.
+    """
     dense: tuple[int, ...]
     widths: list[tuple[int, ...]] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list, compare=False)
 
     @property
     def columns(self) -> list[str]:
@@ -120,8 +132,10 @@ class RetentionTable:
 def retention_table(config: ScheduleConfig) -> RetentionTable:
     """Widths per iteration; duplicates skipped, ending at the first all-ones row.
 
-    Iterations are renumbered consecutively after skipping, because the pruning loop
-    uses the row number as the iteration folder (`<i>/prune_w_retrain`).
+    Iterations are renumbered consecutively after skipping (DESIGN §3: one row per
+    iteration, and a step that prunes nothing is no iteration), because the pruning loop
+    uses the row number as the iteration folder (`<i>/prune_w_retrain`). The step t each
+    row was computed at is kept in `steps`, so a page can show both.
     """
     config.validate()
     keep = SCHEDULES[config.kind]
@@ -132,6 +146,7 @@ def retention_table(config: ScheduleConfig) -> RetentionTable:
         if table.widths and row == table.widths[-1]:
             continue
         table.widths.append(row)
+        table.steps.append(t)
         if all(n == 1 for n in row):
             break
     return table

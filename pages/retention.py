@@ -12,16 +12,16 @@ import streamlit as st
 from explorer_core.charts import (DISTRIBUTION_PNG, ITERATION_PNG, retention_distribution_chart,
                                   retention_iteration_chart)
 from explorer_core.errors import ExplorerError
-from explorer_core.schedule import (MAX_ITERATIONS, SCHEDULES, RetentionTable, ScheduleConfig,
-                                    retention_table, widths_from_spec)
+from explorer_core.schedule import (MAX_ITERATIONS, SCHEDULES, USES_Q, RetentionTable,
+                                    ScheduleConfig, retention_table, widths_from_spec)
 from pages._common import (format_int_list, parse_int_list, png_download_button,
                            read_json_upload, require_app_navigation)
 
 SESSION_KEY = "retention_schedule"
 
 KIND_HELP = {
-    "geometric": "N_t = max(1, round(h·q^t)): every iteration keeps a fraction q of the "
-                 "dense width (the thesis' rule).",
+    "geometric": "N_t = max(1, round(h·q^t)) at schedule step t: every step keeps a "
+                 "fraction q of the dense width (the thesis' rule).",
     "linear": "Width falls by the same number of neurons each iteration and reaches 1 at "
               "the last one (q is not used).",
     "cubic": "Zhu & Gupta (2017): prunes fast early and gently near the end, reaching 1 at "
@@ -69,9 +69,17 @@ def _inputs() -> ScheduleConfig:
             help="Neurons per hidden layer, comma separated: 256, 64 is the thesis' "
                  "784-256-64-10 MLP.")
         c_q, c_iter = st.columns(2)
-        q = c_q.number_input("q (keep factor)", key="ret_q", step=0.05, format="%.3f",
+        # The radio below is drawn later but its value is known: a ramp does not use q,
+        # so q is disabled there (and not checked: a q left at 5 no longer blocks it).
+        # No widget bounds: the core's 0 < q < 1 is strict, which min/max cannot say.
+        # %g shows the value as typed; "%.3f" showed 0.0001 as 0.000 (accepted) while
+        # 0 itself is refused.
+        uses_q = st.session_state.get("ret_kind") in USES_Q
+        q = c_q.number_input("q (keep factor)", key="ret_q", step=0.05, format="%g",
+                             disabled=not uses_q,
                              help="Geometric schedule only: each iteration keeps q of the "
-                                  "neurons, 0 < q < 1.")
+                                  "neurons, 0 < q < 1." if uses_q else
+                                  "Not used by this schedule (geometric only).")
         iterations = c_iter.number_input(
             "Iterations", key="ret_iterations", step=1, max_value=MAX_ITERATIONS,
             help="How many iterations to tabulate (≥ 1), counting the dense model as "
@@ -86,18 +94,45 @@ def _inputs() -> ScheduleConfig:
     kinds = list(SCHEDULES)
     kind = kinds_col.radio("Schedule", kinds, key="ret_kind",
                            captions=[KIND_HELP.get(k, "") for k in kinds])
-    if q is None or iterations is None:
-        raise ExplorerError("enter both q and the number of iterations")
+    if iterations is None:
+        raise ExplorerError("enter the number of iterations")
+    if q is None:
+        if kind in USES_Q:
+            raise ExplorerError("enter q, the keep factor of the geometric schedule")
+        q = ScheduleConfig().q  # an empty q the ramp does not use: any number will do
     return ScheduleConfig(parse_int_list(widths_text), float(q), int(iterations), kind)
 
 
+STEP_COLUMN = "t (schedule step)"
+
+
+def _skips_steps(table: RetentionTable) -> bool:
+    """Whether some schedule step was skipped (it repeated the previous row's widths), so
+    that Iteration and t part ways."""
+    return table.steps != list(range(len(table.steps)))
+
+
 def _display_frame(table: RetentionTable) -> pd.DataFrame:
-    """retain.txt's columns with names a person reads at a glance."""
+    """retain.txt's columns with names a person reads at a glance, and — when a step was
+    skipped — the schedule step t of each row next to its Iteration."""
     frame = pd.DataFrame(table.rows(), columns=table.columns)
     names = {f"h{i + 1}NodesRetained": f"Layer {i + 1} (of {w})" for i, w in enumerate(table.dense)}
     names["perNodesRetained"] = "% of hidden neurons kept"
-    return frame.rename(columns=names).astype({"Iteration": int, **{n: int for n in names.values()
-                                                                    if n.startswith("Layer")}})
+    whole = {"Iteration": int, **{n: int for n in names.values() if n.startswith("Layer")}}
+    if _skips_steps(table):
+        frame.insert(1, STEP_COLUMN, table.steps)
+        whole[STEP_COLUMN] = int
+    return frame.rename(columns=names).astype(whole)
+
+
+def _step_caption(table: RetentionTable) -> str:
+    """Why Iteration and t differ: retain.txt's numbering (DESIGN §3) is the format's."""
+    row = next(i for i, t in enumerate(table.steps) if t != i)
+    return (f"Iteration counts the pruning iterations actually run (retain.txt's numbering: "
+            f"a run keeps iteration i in its folder `<i>/prune_w_retrain`); t counts the "
+            f"schedule's steps, the t of the formula. A step whose widths equal the previous "
+            f"row's prunes nothing, so it is no iteration and retain.txt skips it: from row "
+            f"{row} on, Iteration is smaller than t (row {row} is t = {table.steps[row]}).")
 
 
 def _show(table: RetentionTable, config: ScheduleConfig) -> None:
@@ -125,6 +160,8 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
     table_col.dataframe(_display_frame(table), hide_index=True, width="stretch",
                         column_config={"% of hidden neurons kept":
                                        st.column_config.NumberColumn(format="%.4g")})
+    if _skips_steps(table):
+        table_col.caption(_step_caption(table))
     with download_col:
         st.markdown("**Downloads**")
         st.download_button("retain.txt", table.to_text(), file_name="retain.txt",

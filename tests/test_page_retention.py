@@ -6,6 +6,7 @@ import json
 import pytest
 
 KEPT = "% of hidden neurons kept"
+STEP = "t (schedule step)"
 
 
 def table(at):
@@ -28,10 +29,11 @@ def test_app_opens_on_the_retention_page_with_the_thesis_table(page):
     assert page.title[0].value == "Retention curve"
     assert errors(page) == []
     df = table(page)
-    assert list(df.columns) == ["Iteration", "Layer 1 (of 256)", "Layer 2 (of 64)", KEPT]
-    assert df.iloc[0].tolist() == [0, 256, 64, 100]
-    assert df.iloc[7].tolist() == [7, 54, 13, 20.9375]
-    assert df.iloc[8].tolist() == [8, 43, 11, 16.875]
+    # the thesis' schedule skips steps near its end, so the step t is shown beside Iteration
+    assert list(df.columns) == ["Iteration", STEP, "Layer 1 (of 256)", "Layer 2 (of 64)", KEPT]
+    assert df.iloc[0].tolist() == [0, 0, 256, 64, 100]
+    assert df.iloc[7].tolist() == [7, 7, 54, 13, 20.9375]
+    assert df.iloc[8].tolist() == [8, 8, 43, 11, 16.875]
     assert df.iloc[-1][["Layer 1 (of 256)", "Layer 2 (of 64)"]].tolist() == [1, 1]
     assert df["Iteration"].tolist() == list(range(len(df)))
 
@@ -77,7 +79,8 @@ def test_linear_kind_and_fewer_iterations(page):
 def test_three_layers_typed_with_spaces(page):
     page.text_input(key="ret_widths").set_value("300 100   10").run()
     df = table(page)
-    assert list(df.columns)[1:4] == ["Layer 1 (of 300)", "Layer 2 (of 100)", "Layer 3 (of 10)"]
+    assert [c for c in df.columns if c.startswith("Layer")] == \
+        ["Layer 1 (of 300)", "Layer 2 (of 100)", "Layer 3 (of 10)"]
     assert page.session_state["retention_schedule"]["widths"] == [300, 100, 10]
 
 
@@ -106,7 +109,7 @@ def test_page_recovers_after_bad_input(page):
     assert errors(page)
     page.number_input(key="ret_q").set_value(0.8).run()
     assert errors(page) == []
-    assert table(page).iloc[7].tolist() == [7, 54, 13, 20.9375]
+    assert table(page).iloc[7].tolist() == [7, 7, 54, 13, 20.9375]
 
 
 def test_widths_read_from_an_uploaded_checkpoint_sidecar(page):
@@ -116,7 +119,9 @@ def test_widths_read_from_an_uploaded_checkpoint_sidecar(page):
         ("best_model.json", json.dumps(sidecar).encode(), "application/json")).run()
     assert not page.exception and errors(page) == []
     assert page.text_input(key="ret_widths").value == "54, 13"
-    assert table(page).iloc[0].tolist() == [0, 54, 13, 100]
+    assert table(page).iloc[0].tolist()[:2] == [0, 0]
+    assert table(page).iloc[0][["Layer 1 (of 54)", "Layer 2 (of 13)", KEPT]].tolist() == \
+        [54, 13, 100]
     assert page.session_state["retention_schedule"]["widths"] == [54, 13]
 
 
@@ -130,7 +135,8 @@ def test_unusable_upload_shows_an_error_and_keeps_the_widths(page, content, mess
     assert not page.exception
     assert any(message in e for e in errors(page))
     assert page.text_input(key="ret_widths").value == "256, 64"
-    assert table(page).iloc[0].tolist() == [0, 256, 64, 100]
+    assert table(page).iloc[0][["Iteration", "Layer 1 (of 256)", "Layer 2 (of 64)", KEPT]
+                               ].tolist() == [0, 256, 64, 100]
 
 
 def test_schedule_survives_a_visit_to_the_pruning_page(page):
@@ -141,7 +147,8 @@ def test_schedule_survives_a_visit_to_the_pruning_page(page):
     page.switch_page("pages/retention.py").run()
     assert page.text_input(key="ret_widths").value == "100, 50"
     assert page.number_input(key="ret_q").value == 0.6
-    assert table(page).iloc[1].tolist()[:3] == [1, 60, 30]
+    assert table(page).iloc[1][["Iteration", "Layer 1 (of 100)", "Layer 2 (of 50)"]
+                               ].tolist() == [1, 60, 30]
 
 
 @pytest.mark.parametrize("iterations, shown, span", [(5, "5", "0–4"), (1, "1", "dense model only")])
@@ -157,3 +164,45 @@ def test_iteration_count_matches_retain_txt_rows_and_the_cli(page, iterations, s
     # whole-number ticks on the iteration axis, also when there is a single row ("0.000000")
     spec = json.loads(page.get("vega_lite_chart")[0].proto.spec)
     assert spec["encoding"]["x"]["axis"]["format"] == "d"
+
+
+def test_each_row_shows_the_step_t_its_widths_come_from_and_the_caption_says_why(page):
+    """With 256, 64 and q = 0.8, row 22 showed 1 neuron in layer 1 while the formula gives
+    round(256 · 0.8^22) = 2: retain.txt numbers the iterations run, and two steps repeated
+    the previous widths. The page now shows each row's t and says why they differ."""
+    df = table(page)
+    q = page.number_input(key="ret_q").value
+    for _, row in df.iterrows():
+        t = row[STEP]
+        assert [row["Layer 1 (of 256)"], row["Layer 2 (of 64)"]] == \
+            [max(1, round(256 * q ** t)), max(1, round(64 * q ** t))]
+    assert df["Iteration"].tolist() == list(range(len(df)))
+    first = next(i for i, t in enumerate(df[STEP]) if t != i)
+    assert max(1, round(256 * q ** first)) != df.iloc[first]["Layer 1 (of 256)"]  # the report
+    caption = [c.value for c in page.caption if "schedule's steps" in c.value]
+    assert len(caption) == 1
+    assert f"row {first} is t = {df[STEP].iloc[first]}" in caption[0]
+    assert "pruning iterations actually run" in caption[0]
+
+
+def test_without_skipped_steps_there_is_no_step_column(page):
+    page.number_input(key="ret_iterations").set_value(5).run()
+    assert STEP not in table(page).columns
+    assert not [c.value for c in page.caption if "schedule's steps" in c.value]
+
+
+@pytest.mark.parametrize("kind", ["linear", "cubic"])
+def test_a_q_the_schedule_does_not_use_does_not_block_it(page, kind):
+    """q = 5 refused the linear schedule, whose description says q is not used."""
+    page.number_input(key="ret_iterations").set_value(5).run()
+    page.radio(key="ret_kind").set_value(kind).run()
+    expected = table(page)
+    page.radio(key="ret_kind").set_value("geometric").run()
+    page.number_input(key="ret_q").set_value(5.0).run()
+    assert len(errors(page)) == 1 and "q must lie strictly between 0 and 1" in errors(page)[0]
+    assert not page.number_input(key="ret_q").disabled
+    page.radio(key="ret_kind").set_value(kind).run()  # a ramp: q is not used
+    assert not page.exception and errors(page) == []
+    assert table(page).equals(expected)
+    assert page.number_input(key="ret_q").disabled
+    assert page.session_state["retention_schedule"]["kind"] == kind

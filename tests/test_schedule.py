@@ -233,3 +233,27 @@ def test_what_write_retain_writes_reads_back_as_the_same_schedule(tmp_path):
     table = retention_table(ScheduleConfig((300, 100, 20), 0.7, 40, "cubic"))
     path = write_retain(tmp_path / "retain.txt", table)
     assert read_retain(path).widths == table.widths and read_retain(path).dense == table.dense
+
+
+@pytest.mark.parametrize("kind", ["linear", "cubic"])
+@pytest.mark.parametrize("q", [5.0, 0.0, -1.0, math.nan])
+def test_a_ramp_ignores_q_so_any_q_is_accepted(kind, q):
+    """The ramps never read q ('q is not used'); a q left at 5 refused them."""
+    table = retention_table(ScheduleConfig((256, 64), q, 9, kind))
+    assert table.widths == retention_table(ScheduleConfig((256, 64), 0.8, 9, kind)).widths
+
+
+def test_each_row_records_the_schedule_step_it_was_computed_at():
+    """retain.txt numbers the iterations run (duplicates skipped); `steps` keeps the t of
+    the formula, so both can be shown: 256·0.8^t gives 2 at t = 22 and 23 (skipped)."""
+    q = 0.8
+    table = retention_table(ScheduleConfig((256, 64), q, 31))
+    assert len(table.steps) == len(table.widths)
+    for t, row in zip(table.steps, table.widths):
+        assert row == tuple(max(1, round(h * q ** t)) for h in (256, 64))
+    assert table.steps[:8] == list(range(8))  # no skip while every step prunes
+    skipped = sorted(set(range(table.steps[-1] + 1)) - set(table.steps))
+    assert skipped and all(
+        tuple(max(1, round(h * q ** t)) for h in (256, 64)) ==
+        tuple(max(1, round(h * q ** (t - 1))) for h in (256, 64)) for t in skipped)
+    assert [r[0] for r in table.rows()] == list(range(len(table)))  # retain.txt unchanged
