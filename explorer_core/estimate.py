@@ -108,9 +108,32 @@ class Estimate:
     cells: int
     baselines_to_train: int
     baselines_cached: int
-    # per baseline group, in run order: [its dense training, the mean of its cells] (s);
-    # a running sweep's remaining time is paced by these (`sweep_results.progress`)
-    groups: list[list[float]] = field(default_factory=list)
+    # per baseline group, in run order, seconds of (`group_times`): its baseline
+    # ("baseline_s", of which "train_s" is dense training, 0 when cached), the mean of
+    # its cells ("cell_s"), of its ratio-0 / 100 % cells ("end_cell_s", an evaluation)
+    # and of its pruned cells ("pruned_cell_s", scoring, surgery, fine-tuning). A running
+    # sweep's remaining time is paced by these (`sweep_results.progress`).
+    groups: list[dict[str, float]] = field(default_factory=list)
+
+
+def is_end_ratio(ratio: float) -> bool:
+    """Ratio 0 (the baseline itself) or 100 % (a dead model): a cell that only evaluates.
+
+    Such a cell takes a few ms where a pruned cell fine-tunes for seconds, so the two
+    are priced apart: paced by a ratio-0 cell against the mean of all cells, a 66-cell
+    Fashion-MNIST sweep said "1 s" left at its first cell and took two minutes.
+    """
+    return not 0 < ratio < 1
+
+
+def group_times(baseline_s: float, train_s: float, end: list[float], pruned: list[float]
+                ) -> dict[str, float]:
+    """One group's entry of `Estimate.groups` from its cells' estimated seconds."""
+    cells = end + pruned
+    return {"baseline_s": baseline_s, "train_s": train_s,
+            "cell_s": sum(cells) / max(len(cells), 1),
+            "end_cell_s": sum(end) / len(end) if end else 0.0,
+            "pruned_cell_s": sum(pruned) / len(pruned) if pruned else 0.0}
 
 
 def estimate(cfg, the_plan, cache_root=None) -> Estimate:
@@ -119,7 +142,7 @@ def estimate(cfg, the_plan, cache_root=None) -> Estimate:
 
     cache_root = cache_root or default_cache_root()
     total, trained, cached = START_S, 0, 0
-    per_group: list[list[float]] = []
+    per_group: list[dict[str, float]] = []
     for group in the_plan.groups:
         total += PER_GROUP_S
         at_start = total
@@ -133,22 +156,28 @@ def estimate(cfg, the_plan, cache_root=None) -> Estimate:
         per_epoch = timing.train_epoch(n_train, batch) + timing.evaluate(n_val + n_test)
         key = baseline_key_for(spec, dataset, SPLIT_SEED, cfg.val_fraction,
                                cfg.train_config(batch, seed, cfg.dense_epochs))
+        train_s = 0.0
         if cfg.use_cache and is_cached(key, cache_root):
             cached += 1
         else:
             trained += 1
-            total += cfg.dense_epochs * per_epoch + timing.evaluate(n_all + n_test)
-        baseline_s, cells_from = total - at_start, total
-        cells = [c for c in the_plan.cells if c.group == group]
-        for cell in cells:
-            total += PER_CELL_S + timing.evaluate(n_test)
-            if not 0 < cell.ratio < 1:
+            train_s = cfg.dense_epochs * per_epoch
+            total += train_s + timing.evaluate(n_all + n_test)
+        baseline_s = total - at_start
+        end: list[float] = []
+        pruned: list[float] = []
+        for cell in (c for c in the_plan.cells if c.group == group):
+            seconds = PER_CELL_S + timing.evaluate(n_test)
+            if is_end_ratio(cell.ratio):
+                end.append(seconds)
                 continue
             if cell.criterion in CRITERIA and CRITERIA[cell.criterion].needs_data:
-                total += 3 * timing.evaluate(min(cfg.calibration_samples, n_train))
-            total += cfg.finetune_epochs * per_epoch
+                seconds += 3 * timing.evaluate(min(cfg.calibration_samples, n_train))
+            seconds += cfg.finetune_epochs * per_epoch
             if cfg.latency_repeats and not PRUNING_TYPES[cell.type].structural:
-                total += (cfg.latency_repeats + LATENCY_WARMUP) * timing.evaluate(
+                seconds += (cfg.latency_repeats + LATENCY_WARMUP) * timing.evaluate(
                     cfg.latency_batch)
-        per_group.append([baseline_s, (total - cells_from) / max(len(cells), 1)])
+            pruned.append(seconds)
+        total += sum(end) + sum(pruned)
+        per_group.append(group_times(baseline_s, train_s, end, pruned))
     return Estimate(total, len(the_plan.cells), trained, cached, per_group)

@@ -20,7 +20,8 @@ from typing import Any
 import pandas as pd
 
 from .fileio import JSON_ERRORS, atomic_write_text
-from .rundir import (LIVE_STATES, SweepPaths, elapsed_seconds, read_events,
+from .estimate import is_end_ratio
+from .rundir import (LIVE_STATES, SweepPaths, elapsed_seconds, read_events, read_json,
                      read_status)
 from .sweep import Cell
 
@@ -265,18 +266,54 @@ class SweepProgress:
         return min(self.cells_done / self.total_cells, 1.0) if self.total_cells else 0.0
 
 
-def _eta(rows: list[dict], total: int, groups: list[list]) -> float | None:
-    """Seconds left: the cells still to run at the mean time of a finished cell, plus a
-    dense baseline for every group not begun, at the training time measured for its model.
+def _end_share(paths: SweepPaths) -> float | None:
+    """The share of a sweep's cells that only evaluate (ratio 0 or 100 %, `is_end_ratio`),
+    from config.json's ratios: every block of cells runs every ratio, so it is exact.
+    None when the config cannot be read."""
+    cfg = read_json(paths.config)
+    ratios = cfg.get("ratios") if isinstance(cfg, dict) else None
+    if not isinstance(ratios, list) or not ratios or not all(
+            isinstance(r, (int, float)) and not isinstance(r, bool) for r in ratios):
+        return None
+    return sum(is_end_ratio(r) for r in ratios) / len(ratios)
+
+
+def _split(cells: int, share: float | None) -> tuple[int, int]:
+    """(cells that only evaluate, pruned cells) of `cells` at an end-ratio share."""
+    end = round(cells * share) if share is not None else 0
+    return end, cells - end
+
+
+def _is_end_row(row: dict) -> bool:
+    return is_end_ratio(float(row["ratio"]))
+
+
+def _eta(rows: list[dict], total: int, groups: list[list], share: float | None
+         ) -> float | None:
+    """Seconds left without a pre-start estimate (a sweep started from the CLI): the
+    cells still to run at the mean time of a finished cell of their kind (pruned, or
+    ratio 0 / 100 %), plus a dense baseline for every group not begun, at the training
+    time measured for its model. None until a pruned cell has finished: a ratio-0 cell
+    (a few ms) says nothing of what fine-tuning costs.
 
     Dividing the time elapsed by the cells done instead counted the worker's start-up
     and the first baseline as the price of one cell: 74 minutes at cell 1 of 440 for a
     sweep that took 2.5.
     """
-    seconds = [float(r["cell_seconds"]) for r in rows if r.get("cell_seconds") is not None]
-    if not seconds:
+    timed = [r for r in rows if r.get("cell_seconds") is not None]
+    if share is None:  # no config to tell the kinds apart: one price for every cell
+        is_end = lambda r: False  # noqa: E731
+    else:
+        is_end = _is_end_row
+    end = [float(r["cell_seconds"]) for r in timed if is_end(r)]
+    pruned = [float(r["cell_seconds"]) for r in timed if not is_end(r)]
+    left_end, left_pruned = _split(total, share)
+    left_end = max(0, left_end - sum(map(is_end, rows)))
+    left_pruned = max(0, left_pruned - sum(not is_end(r) for r in rows))
+    if not timed or (left_pruned and not pruned):
         return None
-    remaining = max(0, total - len(rows)) * sum(seconds) / len(seconds)
+    remaining = left_pruned * (sum(pruned) / len(pruned) if pruned else 0.0)
+    remaining += left_end * (sum(end) / len(end) if end else 0.0)
     trained: dict[str, list[float]] = {}
     for r in rows:
         if not r.get("baseline_from_cache") and r.get("dense_train_seconds") is not None:
@@ -294,29 +331,81 @@ def _group_of(row: dict) -> tuple:
 
 
 def _paced_eta(rows: list[dict], groups: list[list], counts: list[int],
-               estimated: list[list[float]]) -> float:
-    """Seconds left from the pre-start estimate of each group's cells and baseline,
-    scaled by how fast the finished cells ran against their estimate.
+               estimated: list[dict[str, float]], share: float | None) -> float:
+    """Seconds left from the pre-start estimate of each group's baseline and cells
+    (`estimate.Estimate.groups`), scaled by how fast the work done so far ran against
+    its estimate: the pruned cells and the dense baselines trained. Cells that only
+    evaluate (ratio 0, 100 %) take milliseconds and are no measure of pace.
 
     A mean over the finished cells priced a CNN's cells like the MLP cells that came
-    first: 42 s left where 118 s were (reviewer, 286 cells of MLP then CNN).
+    first: 42 s left where 118 s were (reviewer, 286 cells of MLP then CNN). And a pace
+    taken from a first, ratio-0 cell (17 ms against a group mean of 1.25 s, fine-tuning
+    included) said "1 s" left of a sweep that then ran two minutes.
     """
-    done = Counter(_group_of(r) for r in rows)
-    real = sum(float(r.get("cell_seconds") or 0.0) for r in rows)
-    expected = sum(done.get(tuple(g), 0) * e[1] for g, e in zip(groups, estimated))
+    index = {tuple(g): i for i, g in enumerate(groups)}
+    done_end, done_pruned = Counter(), Counter()
+    real = expected = 0.0
+    for r in rows:
+        i = index.get(_group_of(r))
+        if i is None:  # a cell of a group the status does not list (an edited grid)
+            continue
+        if _is_end_row(r):
+            done_end[i] += 1
+            continue
+        done_pruned[i] += 1
+        if r.get("cell_seconds") is not None:
+            real += float(r["cell_seconds"])
+            expected += estimated[i]["pruned_cell_s"]
+    trained = {}  # group → the dense training time its cells record (once per group)
+    for r in rows:
+        i = index.get(_group_of(r))
+        if i is not None and not r.get("baseline_from_cache") and \
+                r.get("dense_train_seconds") is not None:
+            trained[i] = float(r["dense_train_seconds"])
+    for i, seconds in trained.items():
+        if estimated[i]["train_s"] > 0:  # estimated as trained, not taken from the cache
+            real += seconds
+            expected += estimated[i]["train_s"]
     pace = real / expected if real > 0 and expected > 0 else 1.0
     remaining = 0.0
-    for g, n, (baseline_s, cell_s) in zip(groups, counts, estimated):
-        finished = done.get(tuple(g), 0)
-        remaining += max(0, n - finished) * cell_s + (baseline_s if not finished else 0.0)
+    for i, (n, e) in enumerate(zip(counts, estimated)):
+        if share is None or e["end_cell_s"] == e["pruned_cell_s"]:  # one price per cell
+            remaining += max(0, n - done_end[i] - done_pruned[i]) * e["cell_s"]
+        else:
+            n_end, n_pruned = _split(n, share)
+            remaining += max(0, n_end - done_end[i]) * e["end_cell_s"]
+            remaining += max(0, n_pruned - done_pruned[i]) * e["pruned_cell_s"]
+        if not done_end[i] and not done_pruned[i]:
+            remaining += e["baseline_s"]
     return remaining * pace
 
 
-def _estimates_fit(status: dict) -> bool:
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+def _group_estimates(status: dict) -> list[dict[str, float]] | None:
+    """status.json's pre-start estimate per group, or None when it has none that fits its
+    groups. Sweeps of older versions kept `[baseline s, mean cell s]` per group: read as
+    every cell at the mean and the baseline no measure of pace (not known as trained)."""
     groups, counts, est = (status.get(k) for k in ("groups", "group_cells", "group_estimates"))
-    return (isinstance(groups, list) and isinstance(counts, list) and isinstance(est, list)
+    if not (isinstance(groups, list) and isinstance(counts, list) and isinstance(est, list)
             and len(groups) == len(counts) == len(est)
-            and all(isinstance(e, list) and len(e) == 2 for e in est))
+            and all(isinstance(n, int) for n in counts)):
+        return None
+    out = []
+    for e in est:
+        if isinstance(e, list) and len(e) == 2 and all(map(_number, e)):
+            out.append({"baseline_s": e[0], "train_s": 0.0, "cell_s": e[1],
+                        "end_cell_s": e[1], "pruned_cell_s": e[1]})
+        elif isinstance(e, dict) and all(_number(e.get(k)) for k in GROUP_TIME_KEYS):
+            out.append({k: float(e[k]) for k in GROUP_TIME_KEYS})
+        else:
+            return None
+    return out
+
+
+GROUP_TIME_KEYS = ("baseline_s", "train_s", "cell_s", "end_cell_s", "pruned_cell_s")
 
 
 def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
@@ -328,9 +417,10 @@ def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
     elapsed = elapsed_seconds(status, now)
     eta = None
     if state == "running" and done and total:
-        eta = _paced_eta(rows, status["groups"], status["group_cells"],
-                         status["group_estimates"]) if _estimates_fit(status) \
-            else _eta(rows, total, status.get("groups") or [])
+        estimated = _group_estimates(status)
+        share = _end_share(paths)
+        eta = _paced_eta(rows, status["groups"], status["group_cells"], estimated, share) \
+            if estimated is not None else _eta(rows, total, status.get("groups") or [], share)
     epochs = [e for e in read_events(paths) if e.get("type") == "epoch"]
     # what runs now: nothing once the worker is gone (a killed one left its last report)
     activity = status.get("activity", "") if state in LIVE_STATES else ""

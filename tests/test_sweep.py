@@ -241,6 +241,86 @@ def test_remaining_time_prices_each_groups_cells_by_the_estimate_at_the_measured
     assert eta == pytest.approx(2 * left)
 
 
+def _tester_grid(name: str) -> SweepConfig:
+    """The tester's sweep on Digits: MLP, neuron pruning by 3 criteria, 11 ratios, fine-tune
+    2 epochs, 2 repeats: 66 cells in two groups of 33, each block in rising ratio."""
+    return SweepConfig(name=name, types=["neuron"], criteria=["interval_adjoint", "l1", "random"],
+                       ratios=[r / 10 for r in range(11)], finetune_epochs=2, repeats=2,
+                       dense_epochs=3, mlp_hidden=[16, 8])
+
+
+def _record(paths: SweepPaths, cell, seconds: float, dense_seconds: float) -> None:
+    """A finished cell's record as the worker writes it (only what the progress reads)."""
+    paths.cells_dir.mkdir(parents=True, exist_ok=True)
+    row = {f: getattr(cell, f) for f in ("model", "dataset", "batch_size", "seed", "type",
+                                         "criterion", "ratio")}
+    row.update(cell_id=cell.id, status="ok", cell_seconds=seconds,
+               dense_train_seconds=dense_seconds, baseline_from_cache=False)
+    paths.cell(cell.id).write_text(json.dumps(row))
+
+
+def test_remaining_time_after_a_first_ratio_0_cell_is_the_estimate_not_its_milliseconds(roots):
+    """Started from the page (estimated ≈ 1 min 33 s), the sweep said "Remaining (est.) 1 s"
+    after its first cell and ran over two minutes: that cell was a ratio-0 one (17 ms, an
+    evaluation), and its time against the group's mean cell (1.25 s, fine-tuning
+    included) made the pace 0.013. Cells that only evaluate are priced apart and are no
+    measure of pace; the dense baseline trained just before is one."""
+    cfg = _tester_grid("eta-ratio0")
+    cells = plan(cfg).cells
+    assert len(cells) == 66 and cells[0].ratio == 0 and 0 < cells[1].ratio < 1
+    end_s, pruned_s, train_s, baseline_s = 0.04, 1.5, 2.5, 3.0
+    # per group: 3 criteria × (0 % and 100 %) evaluate only, 3 × 9 ratios are pruned
+    group = {"baseline_s": baseline_s, "train_s": train_s, "end_cell_s": end_s,
+             "pruned_cell_s": pruned_s, "cell_s": (6 * end_s + 27 * pruned_s) / 33}
+    paths = create_sweep(cfg, estimated=[group, dict(group)])
+    write_status(paths, "running", started=time.time() - 20.0)
+    left_after_first = (5 * end_s + 27 * pruned_s) + (baseline_s + 6 * end_s + 27 * pruned_s)
+    with RunLock(paths):
+        assert sweep_progress(paths).eta is None  # nothing finished: "—"
+        _record(paths, cells[0], seconds=0.017, dense_seconds=train_s)  # baseline on time
+        assert sweep_progress(paths).eta == pytest.approx(left_after_first)
+        _record(paths, cells[0], seconds=0.017, dense_seconds=2 * train_s)  # twice as long
+        assert sweep_progress(paths).eta == pytest.approx(2 * left_after_first)
+        # the first pruned cell: twice its estimate, the baseline on time
+        _record(paths, cells[0], seconds=0.017, dense_seconds=train_s)
+        _record(paths, cells[1], seconds=2 * pruned_s, dense_seconds=train_s)
+        pace = (train_s + 2 * pruned_s) / (train_s + pruned_s)
+        assert sweep_progress(paths).eta == pytest.approx((left_after_first - pruned_s) * pace)
+
+
+def test_remaining_time_without_an_estimate_waits_for_a_pruned_cell(roots):
+    """A sweep started from the CLI has no pre-start estimate: the finished cells' mean
+    priced 65 cells at a ratio-0 cell's 17 ms. Now "—" until a pruned cell has a time."""
+    cfg = _tester_grid("eta-cli")
+    cells = plan(cfg).cells
+    paths = create_sweep(cfg)
+    write_status(paths, "running", started=time.time() - 20.0)
+    with RunLock(paths):
+        _record(paths, cells[0], seconds=0.017, dense_seconds=2.5)
+        assert sweep_progress(paths).eta is None
+        _record(paths, cells[1], seconds=1.5, dense_seconds=2.5)
+        # 12 of the 66 cells evaluate only (0 and 100 % of 6 blocks); one of each kind is
+        # done, and the second group's baseline is still to train
+        assert sweep_progress(paths).eta == pytest.approx(11 * 0.017 + 53 * 1.5 + 2.5)
+
+
+def test_the_estimate_prices_cells_that_only_evaluate_apart_from_pruned_ones(roots, tmp_path):
+    """What the page stores in status.json when it starts a sweep, read back by the
+    progress: per group the baseline, its training, and each kind of cell."""
+    from explorer_core.estimate import estimate
+    from explorer_core.sweep_results import _group_estimates
+
+    cfg = _tester_grid("eta-estimate")
+    the_plan = plan(cfg)
+    est = estimate(cfg, the_plan, cache_root=tmp_path / "empty-cache")
+    assert len(est.groups) == 2
+    for g in est.groups:
+        assert 0 < g["end_cell_s"] < g["pruned_cell_s"] and g["baseline_s"] >= g["train_s"] > 0
+        assert 33 * g["cell_s"] == pytest.approx(6 * g["end_cell_s"] + 27 * g["pruned_cell_s"])
+    paths = create_sweep(cfg, estimated=est.groups)
+    assert _group_estimates(read_status(paths)) == est.groups
+
+
 def test_foreign_files_among_the_cell_records_are_skipped(roots, reference):
     """A hand-edited `[1, 2]` among the records crashed the page and `compare --resume`."""
     import shutil
@@ -596,14 +676,16 @@ def test_estimate_counts_cached_baselines(roots, reference):
     assert cached.cells == 32 and cached.baselines_cached == 4 and cached.baselines_to_train == 0
     fresh = estimate(grid("estimate", dense_epochs=3), plan(cfg))
     assert fresh.baselines_to_train == 4 and fresh.seconds > cached.seconds > 0
-    # per group: [baseline, mean cell]; cached baselines cost nothing, and the groups'
+    # per group: baseline and mean cell; cached baselines cost nothing, and the groups'
     # parts add up to the total but for the fixed start-up and per-group costs
     from explorer_core.estimate import PER_GROUP_S, START_S
 
-    assert [b for b, _ in cached.groups] == [0.0] * 4 and all(b > 0 for b, _ in fresh.groups)
+    assert [g["baseline_s"] for g in cached.groups] == [0.0] * 4
+    assert [g["train_s"] for g in cached.groups] == [0.0] * 4
+    assert all(g["baseline_s"] >= g["train_s"] > 0 for g in fresh.groups)
     counts = [sum(c.group == g for c in plan(cfg).cells) for g in plan(cfg).groups]
-    assert sum(b + n * c for (b, c), n in zip(fresh.groups, counts)) == pytest.approx(
-        fresh.seconds - START_S - 4 * PER_GROUP_S)
+    assert sum(g["baseline_s"] + n * g["cell_s"] for g, n in zip(fresh.groups, counts)) == \
+        pytest.approx(fresh.seconds - START_S - 4 * PER_GROUP_S)
 
 
 def test_cli_runs_a_config_file_and_refuses_bad_input_with_one_line(roots, tmp_path):
