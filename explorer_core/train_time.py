@@ -504,11 +504,17 @@ def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
     done = set(paths.completed_units())
-    filter_events(paths, lambda e: (e.get("variant"), e.get("seed")) in done)
-    counter = {"epochs": sum(1 for e in read_events(paths) if e.get("type") == "epoch")}
+    events = [e for e in read_events(paths) if e.get("type") == "epoch"]
+    kept = [e for e in events if (e.get("variant"), e.get("seed")) in done]
+    counter = {"epochs": len(kept)}
+    # The epochs of unsaved seeds are dropped below and recomputed: the mark keeps the
+    # progress shown from stepping back meanwhile (`TrainTimeProgress.work_shown`).
+    # Written before the events are dropped, so no poll sees the one without the other.
+    mark = max(work_of(cfg, events), float(read_status(paths).get("work_mark") or 0.0))
     write_status(paths, "running", pid=os.getpid(), message="", **session_start(paths),
                  total_epochs=total_epochs(cfg), epoch=counter["epochs"], units_done=len(done),
-                 total_units=len(cfg.variants) * len(cfg.seeds))
+                 total_units=len(cfg.variants) * len(cfg.seeds), work_mark=mark)
+    filter_events(paths, lambda e: (e.get("variant"), e.get("seed")) in done)
 
     def emit(event: dict) -> None:
         append_event(paths, event)
@@ -701,6 +707,13 @@ def write_summary(paths: TrainTimePaths, cfg: TrainTimeConfig) -> list[Path]:
     return written
 
 
+def work_of(cfg: TrainTimeConfig, events: list[dict]) -> float:
+    """Epochs computed for these epoch events: an epoch of the shared prefix is one
+    computation but one event per variant."""
+    return sum(1 / len(cfg.variants) if e.get("epoch", 0) <= cfg.initial_epochs else 1
+               for e in events)
+
+
 @dataclass
 class TrainTimeProgress(RunProgress):
     """The live view's numbers (`results.run_progress`) plus the saved (variant, seed) runs.
@@ -708,22 +721,42 @@ class TrainTimeProgress(RunProgress):
     `work_*` count epochs as computed: an epoch of the shared prefix is one computation
     but one event per variant, so counting events would make the ETA three times too
     optimistic while the prefix runs.
+
+    A resume recomputes an unsaved seed from its start (a seed's variants are saved
+    together when it ends, and starting over gives exactly an uninterrupted run's
+    numbers), so its epochs from before the stop are dropped and `work_done` falls back.
+    `work_mark` is the most ever counted; `work_shown` and `fraction` never fall below
+    it, and `redo` is what is being recomputed (the page says so).
     """
     units_done: int = 0
     total_units: int = 0
     work_done: float = 0.0
     work_total: float = 0.0
+    work_mark: float = 0.0
+    unsaved: float = 0.0  # epochs computed for seeds whose variants are not saved yet
+    seed: int | None = None  # the seed being trained (live) or cut short (stopped)
+    seed_epoch: int | None = None  # its last epoch with an event (None: none yet)
+
+    @property
+    def work_shown(self) -> float:
+        return max(self.work_done, self.work_mark)
+
+    @property
+    def redo(self) -> float:
+        """Epochs trained before a stop that the resumed run has not recomputed yet."""
+        return max(self.work_mark - self.work_done, 0.0)
 
     @property
     def fraction(self) -> float:
-        return min(self.work_done / self.work_total, 1.0) if self.work_total else 0.0
+        return min(self.work_shown / self.work_total, 1.0) if self.work_total else 0.0
 
 
 def progress(paths: TrainTimePaths, now: float | None = None) -> TrainTimeProgress:
     """From config.json, status.json, events.jsonl and the saved final models (pages poll this)."""
     base = run_progress(paths, now)
     status = read_status(paths)
-    prog = TrainTimeProgress(**vars(base), units_done=len(paths.completed_units()),
+    done = set(paths.completed_units())
+    prog = TrainTimeProgress(**vars(base), units_done=len(done),
                              total_units=int(status.get("total_units") or 0))
     try:
         cfg = load_config(paths)
@@ -731,12 +764,22 @@ def progress(paths: TrainTimePaths, now: float | None = None) -> TrainTimeProgre
         return prog
 
     def work(events: list[dict]) -> float:
-        return sum(1 / len(cfg.variants) if e.get("epoch", 0) <= cfg.initial_epochs else 1
-                   for e in events)
+        return work_of(cfg, events)
 
     prog.work_total = float(len(cfg.seeds) * (cfg.initial_epochs + (cfg.epochs - cfg.initial_epochs)
                                               * len(cfg.variants)))
     prog.work_done = work(base.epochs)
+    try:
+        prog.work_mark = min(float(status.get("work_mark") or 0.0), prog.work_total)
+    except (TypeError, ValueError):  # a hand-edited status.json
+        prog.work_mark = 0.0
+    unsaved = [e for e in base.epochs if (e.get("variant"), e.get("seed")) not in done]
+    prog.unsaved = work(unsaved)
+    # the seed under way: the first with a variant not saved (seeds run in order)
+    prog.seed = next((s for s in cfg.seeds if any((v, s) not in done for v in cfg.variants)),
+                     None)
+    prog.seed_epoch = max((e.get("epoch", 0) for e in unsaved if e.get("seed") == prog.seed),
+                          default=None)
     # The rate is taken between epochs of this session, from its first epoch on: the
     # worker's start-up (imports, data) before it is no part of the remaining work, and
     # counting it made the first estimates several times too long.

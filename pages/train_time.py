@@ -184,6 +184,29 @@ def chart_grid(cfg: TrainTimeConfig, epochs: list[dict], rows: list[dict], key: 
             png_download_button("sizes.png", made["sizes"], "sizes.png", f"{key}-sizes")
 
 
+def _where(prog) -> str:
+    """'now seed 1, epoch 3' while it runs, 'stopped in seed 1, epoch 3' after a stop."""
+    if prog.seed is None:
+        return "every seed done"
+    epoch = "starting" if prog.seed_epoch is None else f"epoch {prog.seed_epoch}"
+    live = prog.state in LIVE_STATES
+    return f"{'now' if live else f'{prog.state} in'} seed {prog.seed}, {epoch}"
+
+
+def redo_note(prog) -> None:
+    """Why a resume trains a seed's first epochs again, before and while it does."""
+    why = ("a seed's variants are saved together when the seed ends, and recomputing it "
+           "from its start gives exactly the numbers of an uninterrupted run")
+    if prog.state in LIVE_STATES and prog.redo >= 0.5:
+        st.caption(f"Seed {prog.seed} restarted from its first epoch: {prog.redo:.0f} "
+                   f"epoch{'s' if round(prog.redo) != 1 else ''} trained before the stop "
+                   f"{'are' if round(prog.redo) != 1 else 'is'} being recomputed ({why}). "
+                   "The count above holds until the recomputation has caught up.")
+    elif prog.state not in LIVE_STATES and prog.unsaved >= 0.5 and prog.seed is not None:
+        st.caption(f"Seed {prog.seed} is not saved yet: Resume keeps the saved seeds and "
+                   f"trains seed {prog.seed} again from its first epoch ({why}).")
+
+
 def live_view(paths: TrainTimePaths, was_live: bool) -> None:
     prog = progress(paths)
     if was_live and prog.state not in LIVE_STATES:
@@ -194,10 +217,10 @@ def live_view(paths: TrainTimePaths, was_live: bool) -> None:
         st.error(f"{paths.root} has no readable config.json")
         return
     st.caption(_describe(cfg))
-    last = prog.epochs[-1] if prog.epochs else {}
-    st.progress(prog.fraction, text=f"{prog.work_done:.0f} of {prog.work_total:.0f} epochs "
-                f"trained · now seed {last.get('seed', '—')}, epoch {last.get('epoch', '—')} · "
-                f"{prog.units_done}/{prog.total_units} variant runs saved")
+    st.progress(prog.fraction, text=f"{prog.work_shown:.0f} of {prog.work_total:.0f} epochs "
+                f"trained · {_where(prog)} · {prog.units_done}/{prog.total_units} variant "
+                f"runs saved")
+    redo_note(prog)
     m1, m2, m3 = st.columns(3)
     m1.metric("Elapsed", format_seconds(prog.elapsed))
     m2.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")

@@ -198,3 +198,54 @@ def test_stop_reads_stopping_and_is_disabled_until_the_worker_has_stopped(runs_r
 
     paths = create_run(TrainTimeConfig(name="to-stop"))
     stop_through_the_page("pages/train_time.py", paths, message="seed 0")
+
+
+def test_a_resume_that_redoes_a_seed_says_so_and_its_count_does_not_fall(runs_root):
+    """After Resume the bar went from '23 of 40 epochs · now seed 1, epoch 3' to '20 of 40
+    · now seed 0, epoch 8' (seed 0 long saved): the resumed run recomputes seed 1 from
+    its start. The stopped page now says Resume will, the running one holds the count
+    and says which seed it is on and why it starts over."""
+    import re
+
+    from explorer_core.rundir import RunLock, read_events, write_status
+    from explorer_core.train_time import TrainTimeConfig, create_run, execute
+
+    cfg = TrainTimeConfig(name="redo", dataset="digits", hidden=[20, 12], epochs=5,
+                          initial_epochs=2, prune_every=2, prune_fraction=0.25, seeds=[0, 1],
+                          variants=["importance", "none"])
+    paths = create_run(cfg, runs_root)
+    seen = {"epochs": 0}
+
+    def count(event: dict) -> None:
+        seen["epochs"] += event["type"] == "epoch"
+
+    assert execute(paths, should_stop=lambda: seen["epochs"] >= 13,
+                   on_event=count)["state"] == "stopped"
+    epochs = [e for e in read_events(paths) if e["type"] == "epoch"]
+    last = max(e["epoch"] for e in epochs if e["seed"] == 1)
+
+    def bar(at) -> str:
+        return at.get("progress")[0].proto.text
+
+    at = open_page()
+    assert not at.exception
+    stopped_text = bar(at)
+    assert f"stopped in seed 1, epoch {last}" in stopped_text
+    assert any("Resume keeps the saved seeds and trains seed 1 again from its first epoch"
+               in c.value for c in at.caption)
+    before = re.match(r"(\d+) of (\d+) epochs", stopped_text).groups()
+
+    # what a poll sees just after the resumed worker dropped seed 1's epochs and trained
+    # its first one again (the worker's own status fields, its lock held)
+    seen["epochs"] = 0
+    assert execute(paths, should_stop=lambda: seen["epochs"] >= 2,
+                   on_event=count)["state"] == "stopped"
+    with RunLock(paths):
+        write_status(paths, "running")
+        at = open_page()
+        assert not at.exception
+        text = bar(at)
+        assert re.match(r"(\d+) of (\d+) epochs", text).groups() == before
+        assert "now seed 1, epoch 1" in text and "seed 0" not in text
+        assert any("Seed 1 restarted from its first epoch" in c.value for c in at.caption)
+        write_status(paths, "stopped")

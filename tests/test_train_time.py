@@ -149,6 +149,51 @@ def test_stop_then_resume_gives_the_uninterrupted_results(tmp_path):
     assert len([e for e in read_events(paths) if e["type"] == "prune"]) == 4
 
 
+def test_progress_never_goes_back_when_a_resume_redoes_an_unsaved_seed(tmp_path):
+    """After a stop in seed 1 the page showed '23 of 40 epochs · now seed 1, epoch 3', and
+    after Resume '20 of 40 · now seed 0, epoch 8': the resume drops the unsaved seed's
+    epochs and recomputes it from its start (same numbers as an uninterrupted run), and
+    the progress counted the events left. It now holds at the most ever counted until
+    the recomputation catches up, and says which seed it is on."""
+    settings = dict(seeds=[0, 1], variants=["importance", "none"])
+    paths = create_run(TrainTimeConfig(name="redo", **{**SMALL, **settings}), tmp_path)
+    seen = {"epochs": 0}
+    shown: list[tuple[float, float]] = []  # (work shown, fraction) at every event
+
+    def watch(event: dict) -> None:
+        seen["epochs"] += event["type"] == "epoch"
+        prog = progress(paths)
+        shown.append((prog.work_shown, prog.fraction))
+
+    # 10 events for seed 0 (saved), then seed 1's two shared epochs; stopped in its third
+    assert execute(paths, should_stop=lambda: seen["epochs"] >= 13, on_event=watch)["state"] \
+        == "stopped"
+    stopped = progress(paths)
+    events = [e for e in read_events(paths) if e["type"] == "epoch"]
+    assert stopped.work_done == pytest.approx(stopped.work_shown)
+    assert (stopped.seed, stopped.seed_epoch) == (1, max(e["epoch"] for e in events
+                                                        if e["seed"] == 1))
+    assert stopped.unsaved > 0 and stopped.units_done == 2
+    before = stopped.work_shown
+
+    resumed: list[object] = []
+
+    def watch_resume(event: dict) -> None:
+        watch(event)
+        resumed.append(progress(paths))
+
+    assert execute(paths, on_event=watch_resume)["state"] == "finished"
+    first = resumed[0]  # seed 1's first epoch again
+    assert first.seed == 1 and first.seed_epoch == 1
+    assert first.work_done < before  # its earlier epochs really are recomputed …
+    assert first.work_shown == pytest.approx(before)  # … but the count does not fall
+    assert first.redo == pytest.approx(before - first.work_done)
+    for (a, fa), (b, fb) in zip(shown, shown[1:]):
+        assert b >= a - 1e-9 and fb >= fa - 1e-9, shown
+    done = progress(paths)
+    assert done.fraction == 1.0 and done.redo == 0 and done.seed is None
+
+
 def test_sigkill_of_the_background_worker_then_resume(tmp_path):
     # batch 16 makes seed 1 long enough to kill the worker in the middle of it
     settings = dict(seeds=[0, 1], variants=["importance", "random"], batch_size=16, epochs=4,
