@@ -243,6 +243,11 @@ def iteration_widths_chart(iterations: list[dict]) -> alt.Chart:
 
 # ------------------------------------------------------------------ inspect (one image)
 
+# Room right of a plot whose last x label ends at its right edge: Streamlit draws charts
+# with no padding, so the "1.0" of a probability axis was cut by its column's edge.
+RIGHT_ROOM = {"left": 5, "top": 5, "bottom": 5, "right": 16}
+
+
 def topk_chart(rows: list[dict], title: str = "Top classes", width: int = WIDTH // 2) -> alt.Chart:
     """Horizontal bars of the top-k classes (`attribution.top_k` rows), most probable on top."""
     frame = pd.DataFrame(rows, columns=["rank", "class_index", "class", "probability"])
@@ -255,7 +260,7 @@ def topk_chart(rows: list[dict], title: str = "Top classes", width: int = WIDTH 
                                         alt.value("#8c8c8c")),
                     tooltip=["class:N", "class_index:Q",
                              alt.Tooltip("probability:Q", format=".2%")])
-            .properties(width=width, height=alt.Step(24)))
+            .properties(width=width, height=alt.Step(24), padding=RIGHT_ROOM))
 
 
 def neuron_ranking_chart(table: pd.DataFrame, top: int = 24, title: str = "",
@@ -333,22 +338,20 @@ def train_time_curve_chart(epochs: list[dict], metric: str, y_title: str, title:
     """One line per variant (mean over seeds) of a per-epoch metric; prunes as dashed rules.
 
     With several seeds a band shows their min–max, so a gap between two variants can be
-    told apart from seed noise at a glance. The y-axis spans the values from the first
-    prune on, where the variants differ; the steep first epochs run off the bottom
-    (clipped) instead of squeezing the comparison into a sliver.
+    told apart from seed noise at a glance. The y-axis spans every value drawn — each
+    line from its first epoch and each band — so the whole curve shows: zoomed on the
+    epochs after the first prune, the accuracy axis began near 91 % and the first six
+    epochs ran off the plot (losses off its top), in the page and in the PNG alike.
     """
     frame = _epoch_means(epochs, metric, labels)
     x = alt.X("Epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1),
               scale=alt.Scale(zero=False))
     colour = _variant_colour(labels)
     base = alt.Chart(frame, title=title)
+    # no fixed domain: the layers share this scale, whose domain is the union of the
+    # lines' means and the bands' min and max
     y_scale = alt.Scale(zero=False)
-    late = frame[frame["Epoch"] >= min(prune_points)] if prune_points else frame.iloc[:0]
-    if len(late) and late["Epoch"].nunique() > 1:
-        low, high = float(late["Low"].min()), float(late["High"].max())
-        pad = 0.1 * (high - low) or 0.5
-        y_scale = alt.Scale(domain=[low - pad, high + pad], nice=False)
-    line = base.mark_line(point=True, clip=True).encode(
+    line = base.mark_line(point=True).encode(
         x=x, y=alt.Y("Value:Q", title=y_title, scale=y_scale), color=colour,
         tooltip=["Variant:N", "Epoch:Q", alt.Tooltip("Value:Q", title=y_title, format=".4g"),
                  alt.Tooltip("Seeds:Q", title="seeds")])
@@ -357,7 +360,7 @@ def train_time_curve_chart(epochs: list[dict], metric: str, y_title: str, title:
     if rules is not None:
         layers.append(rules)
     if not frame.empty and frame["Seeds"].max() > 1:
-        layers.append(base.mark_area(opacity=0.15, clip=True).encode(
+        layers.append(base.mark_area(opacity=0.15).encode(
             x=x, y=alt.Y("Low:Q", scale=y_scale), y2="High:Q", color=colour))
     layers.append(line)
     return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT)

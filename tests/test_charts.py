@@ -1,0 +1,101 @@
+"""Charts as drawn: rendered offline by vl-convert into Vega's scenegraph (the positions
+of every mark, axis label and panel header), so a test sees what a person sees — a
+curve leaving its plot, a tick label at the edge, which panel a point is drawn in."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import vl_convert as vlc
+
+from explorer_core import charts
+
+
+def drawn(chart, **config) -> tuple[dict, list[dict]]:
+    """(the scenegraph, every item of every mark with its absolute x, y and its mark's
+    type, role and name). `config` is merged into the chart's config, as a host's theme
+    would be (Streamlit draws charts without padding)."""
+    spec = chart.to_dict()
+    spec["config"] = {**spec.get("config", {}), **config}
+    graph = vlc.vegalite_to_scenegraph(spec)
+    items: list[dict] = []
+
+    def walk(mark: dict, ox: float, oy: float) -> None:
+        for item in mark.get("items", []):
+            items.append({**item, "marktype": mark.get("marktype"), "role": mark.get("role"),
+                          "name": mark.get("name") or "", "ax": ox + item.get("x", 0),
+                          "ay": oy + item.get("y", 0),
+                          "ay2": oy + item["y2"] if "y2" in item else None})
+            if mark.get("marktype") == "group":
+                for child in item.get("items", []):
+                    walk(child, ox + item.get("x", 0), oy + item.get("y", 0))
+
+    walk(graph["scenegraph"], 0, 0)
+    return graph, items
+
+
+# ------------------------------------------------------------------ train-time curves
+
+LABELS = {"importance": "contribution-pruned", "random": "random-pruned", "none": "no pruning"}
+
+
+def _epochs(metric: str, start: float, end: float, seeds=(0, 1, 2), epochs: int = 12) -> list[dict]:
+    """A curve that moves fast over the first epochs (as training does) and slowly after
+    the prunes, where the variants part; seeds spread the values into a band."""
+    rows = []
+    for variant, seed, epoch in itertools.product(LABELS, seeds, range(1, epochs + 1)):
+        value = end + (start - end) * 0.5 ** (epoch - 1)
+        value += (0.02 * (end - start)) * seed + (0.03 * (start - end) * (epoch - 4)
+                                                  if variant != "none" and epoch > 4 else 0)
+        rows.append({"variant": variant, "seed": seed, "epoch": epoch, metric: value})
+    return rows
+
+
+def _plot_box(items: list[dict]) -> tuple[float, float]:
+    """Top and bottom of the plotting area (the layer's cell group)."""
+    frame = next(i for i in items if i["marktype"] == "group" and i["role"] == "frame")
+    return frame["ay"], frame["ay"] + frame["height"]
+
+
+@pytest.mark.parametrize("task, metrics", [
+    ("classifier", {"test_acc": (20.0, 97.0), "test_loss": (2.3, 0.1)}),
+    ("vae", {"test_recon": (60.0, 24.0), "test_kl": (0.5, 1.6), "test_loss": (61.0, 26.0)}),
+])
+def test_train_time_curves_show_every_epoch_and_band_in_their_plot(task, metrics):
+    """The accuracy axis began near 91 %, so epochs 1–6 left the plot (losses and the
+    VAE's reconstruction and −ELBO off its top), on the page and in the PNG alike: the
+    axis spanned only the epochs after the first prune."""
+    per_metric = [_epochs(metric, start, end) for metric, (start, end) in metrics.items()]
+    epochs = [{k: v for row in rows for k, v in row.items()} for rows in zip(*per_metric)]
+    made = charts.train_time_charts(task, epochs, [], LABELS, prune_points=[4, 6, 8, 10])
+    curves = [name for name, *_ in charts.TRAIN_TIME_CURVES[task]]
+    assert len(curves) == len(metrics)
+    for name in curves:
+        _, items = drawn(made[name])
+        top, bottom = _plot_box(items)
+        marks = [i for i in items if i["role"] == "mark" and i["marktype"] in
+                 ("line", "symbol", "area")]
+        kinds = {i["marktype"] for i in marks}
+        assert kinds == {"line", "symbol", "area"}, (name, kinds)  # points and seed bands
+        points = [i for i in marks if i["marktype"] == "symbol"]
+        assert len(points) == 3 * 12, name  # a point per variant and epoch, none dropped
+        ys = [i["ay"] for i in marks] + [i["ay2"] for i in marks if i["ay2"] is not None]
+        assert top - 0.5 <= min(ys) and max(ys) <= bottom + 0.5, (name, min(ys), max(ys),
+                                                                   top, bottom)
+
+
+# ------------------------------------------------------------------ inspect: top-k
+
+def test_topk_probability_axis_keeps_its_last_label_inside_the_chart():
+    """Streamlit draws charts without padding: the "1.0" of the probability axis, flush
+    with the plot's right edge, was cut by its column's edge."""
+    rows = [{"rank": r, "class_index": c, "class": str(c), "probability": p}
+            for r, (c, p) in enumerate([(9, 0.94), (5, 0.03), (7, 0.02), (8, 0.007)], 1)]
+    graph, items = drawn(charts.topk_chart(rows, title="Top 4 classes"), padding=0)
+    labels = [i for i in items if i["role"] == "axis-label"
+              and i.get("align") in ("right", "center", "left") and i["text"] == "1.0"]
+    assert len(labels) == 1
+    label = labels[0]
+    # a right-aligned label ends at its x; a centred one half its width later (~9 px)
+    end = graph["origin"][0] + label["ax"] + (0 if label["align"] == "right" else 9)
+    assert graph["width"] - end >= 10, (graph["width"], end)
