@@ -520,26 +520,68 @@ def compare_ratio_chart(summary: pd.DataFrame) -> alt.FacetChart:
                    title="Accuracy vs pruning ratio"))
 
 
-def compare_pareto_chart(summary: pd.DataFrame, front: pd.Series) -> alt.LayerChart:
-    """Accuracy against MACs per sample (log axis) for every grid point; the Pareto front
-    (no point has fewer MACs and more accuracy) is drawn as a line. Masks sit at the
-    dense model's MACs: they buy no compute."""
+def _pareto_panels(f: pd.DataFrame) -> tuple[pd.Series, list[str]]:
+    """Each row's panel label and the panels in order: dataset, then model and batch size
+    in grid order. The dataset is always named (accuracies on different datasets are not
+    comparable); the batch size only when the sweep has several."""
+    many_batches = f["batch_size"].nunique() > 1
+    label = f["model"].astype(str) + (" · batch " + f["Batch"] if many_batches else "") \
+        + " · " + f["dataset"].astype(str)
+    order = f.assign(_label=label).drop_duplicates("_label").sort_values(
+        "dataset", kind="stable")["_label"].tolist()
+    return label, order
+
+
+PARETO_NOTE = ("Dashed: the Pareto front of each dataset, over every model, type, criterion "
+               "and batch size shown for it (no point of that dataset has fewer MACs and "
+               "higher accuracy); ringed: the points on it.")
+
+
+def compare_pareto_chart(summary: pd.DataFrame, front: pd.Series) -> alt.FacetChart:
+    """Accuracy against MACs per sample (log axis) for every grid point, one panel per
+    model (· batch size) · dataset, so which model a point belongs to is read off its
+    panel, not only on hover (one shared plot mixed MLP and CNN, both batch sizes, under
+    one front). `front` marks the Pareto-optimal points, one front per dataset
+    (`sweep_results.pareto_by`): each panel draws its dataset's whole front, dashed, so
+    a model's points are seen against the best any model reached there; its own points
+    on the front are ringed. Colour is the criterion, shape the pruning type; masks sit at
+    the dense model's MACs: they buy no compute."""
     f = _compare_frame(summary)
     f["On front"] = front.reindex(f.index, fill_value=False).map({True: "yes", False: "no"})
-    f = f[f["macs_mean"] > 0]  # dead models (100 %) have no MACs to place on a log axis
+    f = f[pd.to_numeric(f["macs_mean"], errors="coerce") > 0]  # dead models: no MACs
+    f["Panel"], panels = _pareto_panels(f)
+    f["Layer"] = "point"
+    # the dataset's front, repeated in each of its panels
+    on = f[f["On front"] == "yes"]
+    lines = [on[on["dataset"] == d].assign(Panel=p, Layer="front")
+             for p, d in f[["Panel", "dataset"]].drop_duplicates().itertuples(index=False)]
+    data = pd.concat([f, *lines], ignore_index=True) if lines else f
     x = alt.X("macs_mean:Q", title="MACs per sample (log)",
               scale=alt.Scale(type="log", nice=False, padding=16))
     y = alt.Y("test_acc_mean:Q", title="Test accuracy (%)")
-    points = alt.Chart(f).mark_point(filled=True, size=60, opacity=0.8).encode(
-        x=x, y=y, color=_criterion_colour(f), shape=alt.Shape("type:N", title="Type"),
+    base = alt.Chart()
+    points = base.mark_point(filled=True, size=60, opacity=0.8).encode(
+        x=x, y=y, color=_criterion_colour(f, orient="bottom"),
+        shape=alt.Shape("type:N", title="Type", legend=alt.Legend(orient="bottom")),
         tooltip=["model:N", "dataset:N", "Batch:N", "type:N", "criterion:N",
                  alt.Tooltip("Ratio (%):Q", format=".0f"),
                  alt.Tooltip("macs_mean:Q", title="MACs", format=",.0f"),
-                 alt.Tooltip("test_acc_mean:Q", title="accuracy", format=".2f"), "On front:N"])
-    line = alt.Chart(f[f["On front"] == "yes"]).mark_line(
-        color="#333", strokeDash=[4, 3], interpolate="step-after").encode(x=x, y=y)
-    return alt.layer(line, points).properties(width=WIDTH, height=HEIGHT,
-                                              title="Accuracy vs compute (Pareto front dashed)")
+                 alt.Tooltip("test_acc_mean:Q", title="accuracy", format=".2f"), "On front:N"]
+    ).transform_filter(alt.datum.Layer == "point")
+    rings = base.mark_point(shape="circle", size=190, filled=False, strokeWidth=1.5,
+                            color="#333").encode(x=x, y=y).transform_filter(
+        (alt.datum.Layer == "point") & (alt.datum["On front"] == "yes"))
+    line = base.mark_line(color="#333", strokeDash=[4, 3], interpolate="step-after").encode(
+        x=x, y=y, order="macs_mean:Q").transform_filter(alt.datum.Layer == "front")
+    # a dataset's panels start a row of their own when they fit one (four as 2 × 2)
+    per_dataset = max(1, len(panels) // max(1, f["dataset"].nunique()))
+    columns = 2 if per_dataset == 4 else min(per_dataset, 3)
+    return (alt.layer(line, rings, points, data=data)
+            .properties(width=max(170, 480 // columns), height=220)
+            .facet(facet=alt.Facet("Panel:N", title=None, sort=panels), columns=columns,
+                   title=alt.TitleParams("Accuracy vs compute", subtitle=[
+                       "dashed: Pareto front per dataset (all its models, types, criteria,",
+                       "batch sizes); ringed: points on it"])))
 
 
 def compare_batch_chart(results: pd.DataFrame) -> alt.HConcatChart:

@@ -185,6 +185,24 @@ def pareto_mask(frame: pd.DataFrame, cost: str = "macs_mean",
     return front
 
 
+# What a Pareto front is drawn over: accuracies on different test sets are not
+# comparable, so each dataset has its own front, over every model, pruning type,
+# criterion and batch size run on it (all are choices for the same task).
+PARETO_OVER = ("dataset",)
+
+
+def pareto_by(frame: pd.DataFrame, by: tuple[str, ...] = PARETO_OVER, cost: str = "macs_mean",
+              value: str = "test_acc_mean") -> pd.Series:
+    """`pareto_mask` within each group of rows with equal `by` values (one front per
+    dataset by default): a point of one dataset never dominates a point of another."""
+    front = pd.Series(False, index=frame.index)
+    if frame.empty:
+        return front
+    for _, rows in frame.groupby(list(by), sort=False, dropna=False):
+        front.loc[rows.index] = pareto_mask(rows, cost, value)
+    return front
+
+
 # Ten significant digits: counts (parameters, MACs, FLOPs run to billions) stay exact
 # even as means over repeats; six wrote a 2 241 546-parameter model as 2.24155e+06.
 FLOAT_FORMAT = "%.10g"

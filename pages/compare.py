@@ -21,7 +21,7 @@ from explorer_core.rundir import (LIVE_STATES, SweepPaths, default_sweeps_root, 
 from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH,
                                  SweepConfig, create_sweep, plan, ratio_label)
 from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
-                                         finished_count, pareto_mask, progress, results_frame,
+                                         finished_count, pareto_by, progress, results_frame,
                                          speedups, summary_frame, tables_text)
 from pages._common import (announce_start, format_seconds, parse_int_list, png_download_button,
                            require_app_navigation, run_name_input, run_picker, status_header,
@@ -256,14 +256,13 @@ def results_section(paths: SweepPaths, live: bool) -> None:
         if not live:
             png_download_button("Download PNG", chart, "accuracy_vs_ratio.png", f"png-ratio-{key}")
     with tabs[1]:
-        datasets = sorted(summary["dataset"].unique())
-        dataset = st.selectbox("Dataset", datasets, key=f"pareto-dataset-{paths.root}") \
-            if len(datasets) > 1 and not live else datasets[0]
-        subset = summary[summary["dataset"] == dataset].reset_index(drop=True)
-        chart = charts.compare_pareto_chart(subset, pareto_mask(subset))
-        st.altair_chart(chart, width="stretch")
-        st.caption("Every grid point (mean over repeats) on one dataset; dead models (100 %) "
-                   "have no MACs and are left out. Hover for model, ratio and criterion.")
+        chart = charts.compare_pareto_chart(summary, pareto_by(summary))
+        st.altair_chart(chart, width="content")
+        st.caption("Every grid point (mean over repeats), one panel per model"
+                   + (" and batch size" if summary["batch_size"].nunique() > 1 else "")
+                   + " on each dataset; dead models (100 %) have no MACs and are left out. "
+                   + charts.PARETO_NOTE + " Accuracies on different datasets are not "
+                   "comparable, so no front spans two. Hover a point for its ratio.")
         if not live:
             png_download_button("Download PNG", chart, "accuracy_vs_macs.png", f"png-pareto-{key}")
     with tabs[2]:

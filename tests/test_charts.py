@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import itertools
 
+import pandas as pd
 import pytest
 import vl_convert as vlc
 
 from explorer_core import charts
+from explorer_core.sweep_results import pareto_by, pareto_mask
 
 
 def drawn(chart, **config) -> tuple[dict, list[dict]]:
@@ -82,6 +84,74 @@ def test_train_time_curves_show_every_epoch_and_band_in_their_plot(task, metrics
         ys = [i["ay"] for i in marks] + [i["ay2"] for i in marks if i["ay2"] is not None]
         assert top - 0.5 <= min(ys) and max(ys) <= bottom + 0.5, (name, min(ys), max(ys),
                                                                    top, bottom)
+
+
+# ------------------------------------------------------------------ compare: Pareto chart
+
+def _summary() -> pd.DataFrame:
+    """Two models, two batch sizes, two datasets; Fashion-MNIST accuracies lower than
+    Digits' at every cost, the CNN more accurate per MAC than the MLP."""
+    rows = []
+    for model, dataset, batch in itertools.product(["mlp", "cnn"], ["digits", "fashion_mnist"],
+                                                   [64, 256]):
+        dense = {"mlp": 20000, "cnn": 90000}[model]
+        for ratio, kind in itertools.product([0.0, 0.5, 0.9], ["neuron", "weight"]):
+            macs = dense if kind == "weight" else dense * (1 - ratio)
+            acc = 95 - 40 * ratio ** 2 - (25 if dataset == "fashion_mnist" else 0) \
+                + (3 if model == "cnn" else 0) - (1 if batch == 256 else 0) \
+                - (5 if kind == "weight" else 0) * ratio
+            rows.append({"model": model, "dataset": dataset, "batch_size": batch,
+                         "type": kind, "criterion": "l1" if kind == "neuron" else "magnitude",
+                         "ratio": ratio, "n": 1, "status": "ok", "test_acc_mean": acc,
+                         "test_acc_std": None, "macs_mean": float(macs)})
+    return pd.DataFrame(rows)
+
+
+def test_a_pareto_front_per_dataset_never_lets_one_dataset_dominate_another():
+    """Accuracies on different test sets are not comparable: over both, Digits' points hid
+    every Fashion-MNIST point from the front."""
+    summary = _summary()
+    fashion = summary["dataset"] == "fashion_mnist"
+    assert not pareto_mask(summary)[fashion].any()  # one front over both: none of them
+    front = pareto_by(summary)
+    for dataset, rows in summary.groupby("dataset"):
+        assert front[rows.index].tolist() == pareto_mask(rows).tolist(), dataset
+        assert front[rows.index].any()
+
+
+def test_accuracy_vs_macs_draws_each_model_in_its_own_panel_with_its_datasets_front():
+    """MLP and CNN, both batch sizes, shared one plot and one front; the model showed only
+    on hover. Now a panel per model · batch size · dataset, headed so, and each panel
+    draws the front of its own dataset."""
+    summary = _summary()
+    front = pareto_by(summary)
+    chart = charts.compare_pareto_chart(summary, front)
+    _, items = drawn(chart)
+    titles = [i for i in items if i["role"] == "title-text" and i["text"]]
+    assert [t["text"] for t in titles if t["text"] == "Accuracy vs compute"]
+    cells = [i for i in items if i["marktype"] == "group" and i["name"] == "cell"]
+    wanted = {f"{m} · batch {b} · {d}" for m, b, d in
+              summary[["model", "batch_size", "dataset"]].drop_duplicates().itertuples(index=False)}
+    assert len(cells) == len(wanted)
+    seen = set()
+    for cell in cells:
+        # the panel's header: the title just above it
+        above = [t for t in titles if cell["ax"] <= t["ax"] <= cell["ax"] + cell["width"]
+                 and t["ay"] < cell["ay"]]
+        header = max(above, key=lambda t: t["ay"])["text"]
+        seen.add(header)
+        model, batch, dataset = header.split(" · ")
+        mine = summary[(summary["model"] == model) & (summary["dataset"] == dataset)
+                       & (summary["batch_size"] == int(batch.split()[1]))]
+        marks = {m.get("name", ""): m.get("items", []) for m in cell["items"]}
+        points = next(v for k, v in marks.items() if k.endswith("layer_2_marks"))
+        assert len(points) == len(mine), header  # this panel's grid points, and only them
+        line = next(v for k, v in marks.items() if k.endswith("layer_0_marks"))
+        # the dashed line: its dataset's front, whichever model's points make it
+        assert len(line) == int((front & (summary["dataset"] == dataset)).sum()), header
+    assert seen == wanted
+    # and the chart says what the front is over
+    assert "per dataset" in " ".join(chart.title.subtitle)
 
 
 # ------------------------------------------------------------------ inspect: top-k
