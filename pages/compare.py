@@ -19,7 +19,8 @@ from explorer_core.pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_f
 from explorer_core.rundir import (LIVE_STATES, SweepPaths, default_sweeps_root, list_sweeps,
                                   read_status)
 from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH,
-                                 SweepConfig, create_sweep, plan, ratio_label)
+                                 SweepConfig, create_sweep, plan, ratio_label,
+                                 runnable_plan)
 from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
                                          finished_count, pareto_by, progress, results_frame,
                                          speedups, summary_frame, tables_text)
@@ -56,12 +57,25 @@ def _percent_list(text: str) -> list[float]:
     return [round(v / 100, 6) for v in values]
 
 
-def _batch_list(chosen: list) -> list[int]:
+def _whole(text: str) -> int | None:
+    """'4 000' or '4_000' → 4000; None for anything that is not a whole number."""
     try:
-        return [int(str(b).replace(" ", "").replace("_", "")) for b in chosen]
+        return int(str(text).replace(" ", "").replace("_", ""))
     except ValueError:
-        raise ExplorerError(f"batch sizes must be whole numbers, got {', '.join(map(str, chosen))}"
-                            ) from None
+        return None
+
+
+def _batch_list(chosen: list) -> list[int]:
+    """The chosen batch sizes as numbers; a one-line ExplorerError naming only the entries
+    that are wrong (it listed every chip, 'got 64, abc, 4000, 60000', for one typo)."""
+    values = [_whole(b) for b in chosen]
+    bad = [str(b) for b, v in zip(chosen, values) if v is None or v < 1]
+    if bad:
+        raise ExplorerError(f"batch sizes must be whole numbers ≥ 1, got {', '.join(bad)}")
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:  # '064' typed beside the preset 64
+        raise ExplorerError(f"batch size {', '.join(map(str, twice))} is given twice")
+    return values
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -69,6 +83,11 @@ def _grid_facts(config: dict) -> dict:
     """Cells, baselines, what does not apply, and the estimated time of a config."""
     cfg = SweepConfig.from_dict(config).validate()
     the_plan = plan(cfg)
+    if not the_plan.cells:  # nothing to estimate: say why instead of "0 cells … ≈ 5 s"
+        try:
+            runnable_plan(cfg)
+        except ExplorerError as exc:
+            return {"cells": 0, "empty": str(exc)}
     est = estimate(cfg, the_plan)
     return {"cells": len(the_plan.cells), "groups": len(the_plan.groups),
             "skipped": the_plan.skipped, "seconds": est.seconds, "per_group": est.groups,
@@ -92,11 +111,15 @@ def setup_form() -> None:
         missing = [reason for _, ok, reason in datasets if not ok]
         if missing:
             c1.caption(" · ".join(missing))  # each reason names the dataset
+        # Typed numbers match presets by prefix only, and Enter never bulk-selects: with
+        # the fuzzy filter and "Select all matches", "0" + Enter added 4000 and 60000.
         batches = c1.multiselect(
             "Batch sizes", [str(b) for b in sorted({64, *BATCH_PRESETS})], default=["64"],
-            accept_new_options=True, wrap=True,
-            help="Presets, or type any whole number. Batches larger than memory allows are "
-                 "split into micro-batches with gradient accumulation.")
+            accept_new_options=True, filter_mode="prefix", select_all=False, wrap=True,
+            help="Presets, or type any whole number and press Enter. A number that begins "
+                 "a preset (6 of 60000) picks the preset on Enter: choose *Add: 6* instead. "
+                 "Batches larger than memory allows are split into micro-batches with "
+                 "gradient accumulation.")
         types = c2.multiselect("Pruning types", list(PRUNING_TYPES), default=["neuron", "weight"],
                                wrap=True, format_func=lambda t: PRUNING_TYPES[t].title)
         crits = c2.multiselect("Criteria", list(ALL_CRITERIA),
@@ -151,6 +174,10 @@ def setup_form() -> None:
 
 
 def _grid_summary(facts: dict) -> None:
+    if not facts["cells"]:
+        reason = facts["empty"]
+        st.warning(f"**Empty grid: nothing to start.** {reason[:1].upper()}{reason[1:]}.")
+        return
     cached = f", {facts['cached']} cached" if facts["cached"] else ""
     st.info(f"**{facts['cells']} cells** over {facts['groups']} dense baselines "
             f"({facts['to_train']} to train{cached}) · estimated **≈ "

@@ -55,6 +55,28 @@ def test_every_chosen_option_of_the_form_stays_in_sight(app_page, streamlit_serv
     assert hidden == {label: [] for label in chips}
 
 
+def test_enter_on_a_typed_batch_size_adds_that_number_not_the_presets_it_is_in(
+        app_page, streamlit_server):
+    """'0' + Enter in Batch sizes added 4000 and 60000: the filter matched every preset
+    holding a 0 and Enter took the first row, "Select 2 matches". Now '0' is added as
+    typed and refused by name alone."""
+    page = app_page
+    open_app(page, streamlit_server, "compare")
+    _open_form(page)
+    box = page.locator('[data-testid="stMultiSelect"]').filter(
+        has=page.get_by_text("Batch sizes", exact=True)).first
+    box.get_by_role("combobox").click()
+    page.keyboard.type("0")
+    expect(page.get_by_role("option", name="Add: 0")).to_be_visible()
+    with rerun_after(page):
+        page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    assert [c["text"] for c in multiselect_chips(page, "Batch sizes")] == ["64", "0"]
+    errors = page.locator('[data-testid="stAlert"]').filter(has_text="batch size")
+    expect(errors).to_have_count(1)
+    assert errors.first.inner_text().strip() == "batch sizes must be whole numbers ≥ 1, got 0"
+
+
 def test_build_run_see_charts_download_csv(app_page, streamlit_server, tmp_path,
                                            no_stray_workers):
     page = app_page

@@ -75,6 +75,45 @@ def test_bad_settings_give_one_clear_error_and_no_start(sweeps_root, label, valu
     assert list_sweeps(sweeps_root) == []
 
 
+@pytest.mark.parametrize("chosen, message", [
+    (["64", "abc", "4000", "60000"], "batch sizes must be whole numbers ≥ 1, got abc"),
+    (["0", "64", "-5"], "batch sizes must be whole numbers ≥ 1, got 0, -5"),
+    (["64", "064"], "batch size 64 is given twice"),
+])
+def test_a_bad_batch_size_is_named_alone(sweeps_root, chosen, message):
+    """The error listed every chip ('got 64, abc, 4000, 60000') for one typo."""
+    at = open_page()
+    widget(at.multiselect, "Batch sizes").set_value(chosen).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [message]
+    assert not [b for b in at.button if b.label == "Start sweep"]
+
+
+def test_typed_batch_sizes_match_presets_by_prefix_and_enter_selects_no_matches(sweeps_root):
+    """'0' + Enter added 4000 and 60000: the fuzzy filter matched both presets and Enter
+    took the first row, "Select 2 matches". (Typing itself is driven in
+    test_browser_compare; here the widget's settings that cause it.)"""
+    box = widget(open_page().multiselect, "Batch sizes")
+    from streamlit.proto.MultiSelect_pb2 import MultiSelect
+
+    modes = MultiSelect.DESCRIPTOR.fields_by_name["filter_mode"].enum_type.values_by_number
+    assert box.proto.accept_new_options and modes[box.proto.filter_mode].name.endswith("PREFIX")
+    assert box.proto.select_all == 0  # never offered, so never the row Enter takes
+
+
+def test_an_empty_grid_says_so_instead_of_zero_cells_in_five_seconds(sweeps_root):
+    """Structured pruning on the single-layer model: the page said "0 cells over 0 dense
+    baselines … estimated ≈ 5 s" beside a disabled Start."""
+    at = open_page()
+    widget(at.multiselect, "Models").set_value(["slp"]).run()
+    widget(at.multiselect, "Pruning types").set_value(["structured"]).run()
+    assert not at.exception and not at.error
+    assert "cells" not in infos(at) and "estimated" not in infos(at)
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and "Empty grid" in warnings[0] and "no conv layer" in warnings[0]
+    assert widget(at.button, "Start sweep").disabled
+
+
 def test_start_runs_in_the_background_and_shows_results(sweeps_root):
     at = open_page()
     widget(at.text_input, "Ratios (% removed)").set_value("0, 50")
