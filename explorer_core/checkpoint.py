@@ -229,12 +229,34 @@ def read_spec(path: str | os.PathLike, meta: Mapping[str, str] | None = None) ->
                           "beside it")
 
 
+_WIDTH_NAMES = {"hidden": "hidden widths", "channels": "conv channels", "widths": "conv widths"}
+
+
+def _dotted(value: Any) -> str:
+    """Widths as a person reads them: [18, 9] → '18·9' ({layer: n} → its values)."""
+    values = list(value.values()) if isinstance(value, Mapping) else value
+    if isinstance(values, list):
+        return "·".join(str(v) for v in values)
+    return str(value)
+
+
 def _width_mismatch(model: nn.Module, spec: Mapping[str, Any]) -> str | None:
-    """Which recorded width of `spec` the loaded weights contradict, if any."""
+    """Which recorded width of `spec` the loaded weights contradict, if any:
+    'hidden widths 18·9 but the weights have 20·10'."""
     actual = spec_of(model, spec)
     for key in ("hidden", "channels", "widths"):
         if key in spec and spec[key] != actual.get(key):
-            return f"the spec records {key} {spec[key]} but the weights have {actual.get(key)}"
+            return (f"{_WIDTH_NAMES[key]} {_dotted(spec[key])} but the weights have "
+                    f"{_dotted(actual.get(key))}")
+    return None
+
+
+def _wider_than_template(dense: list[int], model: nn.Module) -> str | None:
+    """A template spec gives the widths a pruned model came from: weights with a layer
+    wider than that are not pruned from it (their "% kept" would pass 100)."""
+    have = hidden_widths(model)
+    if len(have) == len(dense) and any(h > d for h, d in zip(have, dense)):
+        return f"hidden widths {_dotted(have)}, wider than the model spec's {_dotted(dense)}"
     return None
 
 
@@ -281,10 +303,11 @@ def load_checkpoint(path: str | os.PathLike, spec: Mapping[str, Any] | None = No
 
     A spec read from the checkpoint's own sidecar must match the weights exactly
     (we write the pruned widths into it, so a difference means the two files do not
-    belong together). A spec passed by the caller is a template: layers may be
-    narrower in the weights (a pruned `.pth` with the dense spec), but inputs and
-    classes must agree; the share of the template's hidden units the weights keep is
-    then `meta["percent_retained"]`, as our own pruned checkpoints record it. Weights
+    belong together, and the sidecar's metrics are not those of these weights). A spec
+    passed by the caller is a template: layers may be narrower in the weights (a pruned
+    `.pth` with the dense spec) but not wider, and inputs and classes must agree; the
+    share of the template's hidden units the weights keep is then
+    `meta["percent_retained"]`, as our own pruned checkpoints record it. Weights
     holding NaN or ±inf are refused.
     """
     tensor_path = Path(path)
@@ -310,7 +333,15 @@ def load_checkpoint(path: str | os.PathLike, spec: Mapping[str, Any] | None = No
     if from_file:
         problem = _width_mismatch(model, info["spec"])
         if problem:
-            raise CheckpointError(f"{tensor_path.name}: {problem}")
+            json_path = _paths(tensor_path)[1]
+            where = json_path.name if json_path.is_file() else \
+                f"the spec in {tensor_path.name}'s metadata"
+            raise CheckpointError(f"{where} records {problem}: they are not one checkpoint")
+    else:
+        problem = _wider_than_template(dense, model)
+        if problem:
+            raise CheckpointError(f"{tensor_path.name} has {problem}: give the widths it "
+                                  "was pruned from (or its own)")
     extra = {k: v for k, v in info.items() if k != "spec"}
     kept = None if from_file else _percent_kept(dense, model)
     if kept is not None:

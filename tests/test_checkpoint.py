@@ -329,3 +329,29 @@ def test_a_pth_with_the_dense_spec_records_the_share_of_hidden_units_it_kept(tmp
     assert ck.meta["percent_retained"] == pytest.approx(100 * (8 + 16 + 32) / (16 + 32 + 128))
     saved = save_checkpoint(pruned_simplenn(), default_spec("mlp"), tmp_path / "own")
     assert "percent_retained" not in load_checkpoint(saved).meta  # its sidecar's spec is exact
+
+
+def test_a_sidecar_that_is_not_the_weights_own_says_they_are_not_one_checkpoint(saved):
+    """One line naming the sidecar and both widths, as a person compares them."""
+    sidecar = saved.with_suffix(".json")
+    info = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**info, "spec": {**info["spec"], "hidden": [18, 9]},
+                                   "metrics": {"test_acc": 82.17}}))
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(saved)
+    assert one_line(exc) == ("best_model.json records hidden widths 18·9 but the weights have "
+                             "100·30: they are not one checkpoint")
+
+
+def test_weights_wider_than_a_template_spec_are_refused(tmp_path):
+    """A dense spec is the most a pruned model can have: 120·30 weights with a 100·30
+    spec loaded and reported 120 % kept."""
+    f = tmp_path / "wide.pth"
+    torch.manual_seed(0)
+    torch.save(MLP(784, [120, 30], 10).state_dict(), f)
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(f, spec={**default_spec("mlp"), "hidden": [100, 30]})
+    assert one_line(exc).startswith("wide.pth has hidden widths 120·30, wider than the model "
+                                    "spec's 100·30")
+    ck = load_checkpoint(f, spec={**default_spec("mlp"), "hidden": [120, 30]})  # its own: 100 %
+    assert ck.meta["percent_retained"] == pytest.approx(100.0)
