@@ -93,6 +93,23 @@ class AttributionSettings:
         return self
 
 
+def colour_meaning(method: str, unit: str, class_name: str, scale: float | None = None) -> str:
+    """What red and blue mean in a method's maps, for a legend beside them (a downloaded
+    PNG has no page around it to say so). NeuronIntegratedGradients explains the unit's
+    own output; the other methods its part in the class score. `scale` is the shared
+    value of full colour, None when each map uses its own."""
+    what = (f"the {unit}'s output" if method == "neuron_integrated_gradients"
+            else f"the score of class {class_name}")
+    title = METHODS[method].title if method in METHODS else method
+    shared = (f"; full colour = ±{scale:.3g} on every tile" if scale is not None
+              else "; each tile is scaled to its own largest value")
+    if method == "gradcam":  # a ReLU of gradient × activation: never negative
+        shared = shared.replace("±", "")
+        return (f"{title}: red where the {unit} supports class {class_name} (it has no "
+                f"negative, blue part){shared}.")
+    return f"{title}: red pixels raise {what}, blue pixels lower it, white: no effect{shared}."
+
+
 def methods_for(kind: str) -> list[Method]:
     return [m for m in METHODS.values() if kind in m.kinds]
 

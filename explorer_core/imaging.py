@@ -16,6 +16,7 @@ matplotlib.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -318,20 +319,11 @@ def load_upload(data: bytes, name: str, fmt: InputFormat,
 
 def dataset_samples(fmt: InputFormat, indices: Sequence[int]) -> list[ConvertedImage]:
     """Samples of the model's own test split, already in its input space."""
-    from .data import load_dataset
-
-    if fmt.dataset is None:
-        raise ExplorerError("the model's dataset is unknown, so it has no test samples; "
-                            "upload images instead")
-    data = load_dataset(fmt.dataset)
-    test = data.test
-    if tuple(test.x.shape[1:]) != fmt.shape:
-        raise ExplorerError(f"{data.info.title} inputs are {tuple(test.x.shape[1:])}, the model "
-                            f"takes {fmt.shape}")
+    test, title = _test_split(fmt)
     out = []
     for i in indices:
         if not 0 <= int(i) < len(test):
-            raise ExplorerError(f"test sample {i} does not exist: the {data.info.title} test set "
+            raise ExplorerError(f"test sample {i} does not exist: the {title} test set "
                                 f"has {len(test)} images (0–{len(test) - 1})")
         x = test.x[int(i)].detach().cpu().float()
         pixels = denormalise(x, fmt)
@@ -340,6 +332,44 @@ def dataset_samples(fmt: InputFormat, indices: Sequence[int]) -> list[ConvertedI
         out.append(ConvertedImage(name, upscale(pixels).convert("RGB"),
                                   (fmt.width, fmt.height), fmt.mode, pixels, x.unsqueeze(0), label))
     return out
+
+
+def _test_split(fmt: InputFormat):
+    """(test split, dataset title) of the model's dataset, checked against its input."""
+    from .data import load_dataset
+
+    if fmt.dataset is None:
+        raise ExplorerError("the model's dataset is unknown, so it has no test samples; "
+                            "upload images instead")
+    data = load_dataset(fmt.dataset)
+    if tuple(data.test.x.shape[1:]) != fmt.shape:
+        raise ExplorerError(f"{data.info.title} inputs are {tuple(data.test.x.shape[1:])}, the "
+                            f"model takes {fmt.shape}")
+    return data.test, data.info.title
+
+
+def samples_from(fmt: InputFormat, first: int, count: int
+                    ) -> tuple[list[ConvertedImage], str | None]:
+    """`count` test samples from `first` on, and a note when the set ends sooner.
+
+    Samples 9998–10001 of a 10 000-image set are 9998 and 9999 with a note saying so:
+    refusing the whole request for two missing samples showed nothing at all. A first
+    sample past the end is still an error naming the valid range.
+    """
+    test, title = _test_split(fmt)
+    first, count, size = int(first), int(count), len(test)
+    if not 0 <= first < size:
+        raise ExplorerError(f"test sample {first} does not exist: the {title} test set has "
+                            f"{size} images (0–{size - 1})")
+    if count < 1:
+        raise ExplorerError(f"ask for at least one test sample, not {count}")
+    stop = min(first + count, size)
+    note = None
+    if stop < first + count:
+        shown = f"sample {first}" if stop - first == 1 else f"samples {first}–{stop - 1}"
+        note = (f"Showing test {shown} ({stop - first} of the {count} asked for): the "
+                f"{title} test set has {size} images (0–{size - 1}).")
+    return dataset_samples(fmt, range(first, stop)), note
 
 
 # ------------------------------------------------------------------ heatmap pictures
@@ -397,36 +427,162 @@ def overlay_image(pixels: np.ndarray, values: np.ndarray, scale: float | None = 
     return upscale(np.round(mixed).astype(np.uint8), target)
 
 
+def _font_files() -> list[str]:
+    """TrueType fonts with the glyphs our captions use (·, —, ×, −, accented names):
+    DejaVu Sans from the system's fonts, or the copy matplotlib bundles when installed."""
+    import importlib.util
+    from pathlib import Path
+
+    found = ["DejaVuSans.ttf"]  # Pillow looks it up in the system font folders
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is not None and spec.origin:
+        found.append(str(Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf" /
+                         "DejaVuSans.ttf"))
+    return found
+
+
+@functools.lru_cache(maxsize=None)
 def _font(size: int) -> ImageFont.ImageFont:
-    try:
+    for name in _font_files():
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    try:  # Pillow's own font has no '—', '×' or '−': `_drawable` replaces them
         return ImageFont.load_default(size)
     except TypeError:  # Pillow < 10.1 has one bitmap size
         return ImageFont.load_default()
 
 
+# Replacements for glyphs Pillow's built-in font lacks (drawn as empty boxes).
+_PLAIN = str.maketrans({"—": "-", "–": "-", "−": "-", "×": "x"})
+
+
+def _drawable(text: str, font: ImageFont.ImageFont) -> str:
+    """`text` as the font can draw it: unchanged with a full TrueType font."""
+    return text if isinstance(getattr(font, "path", None), str) else text.translate(_PLAIN)
+
+
+def _text_width(text: str, font: ImageFont.ImageFont) -> float:
+    return font.getlength(_drawable(text, font))
+
+
+def _cut(text: str, width: float, font: ImageFont.ImageFont) -> str:
+    """`text` shortened with '…' until it fits `width` (a last resort: one word too long)."""
+    if _text_width(text, font) <= width:
+        return text
+    while text and _text_width(text + "…", font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def wrap_text(text: str, width: float, font: ImageFont.ImageFont,
+              separators: tuple[str, ...] = (" · ", " ")) -> list[str]:
+    """Lines of `text` no wider than `width` px in `font`, broken at ' · ' where possible,
+    then at spaces; a single word wider than `width` is cut with '…'.
+
+    Drawn captions are not clipped by anything: "+9.35neuron 8 · #2" was one tile's
+    caption running into the next one's.
+    """
+    sep = next((s for s in separators if s in text), None)
+    if _text_width(text, font) <= width or sep is None:
+        return [_cut(text, width, font)]
+    parts = text.split(sep)
+    lines: list[str] = []
+    line = parts[0]
+    for part in parts[1:]:
+        candidate = f"{line}{sep}{part}"
+        if _text_width(candidate, font) <= width:
+            line = candidate
+        else:
+            lines.append(line)
+            line = part
+    lines.append(line)
+    rest = separators[separators.index(sep) + 1:]
+    return [piece for ln in lines for piece in (wrap_text(ln, width, font, rest) if rest
+                                               else [_cut(ln, width, font)])]
+
+
+def _fit_captions(captions: Sequence[str], width: float, size: int = 13, smallest: int = 10,
+                  max_lines: int = 3) -> tuple[ImageFont.ImageFont, list[list[str]]]:
+    """The largest font (from `size` down to `smallest`) whose wrapped captions all fit in
+    `max_lines` lines of `width` px; at the smallest size longer ones are wrapped anyway."""
+    for points in range(size, smallest - 1, -1):
+        font = _font(points)
+        wrapped = [wrap_text(c, width, font) for c in captions]
+        if all(len(w) <= max_lines for w in wrapped) or points == smallest:
+            return font, wrapped
+    raise AssertionError("unreachable")
+
+
+def _line_height(font: ImageFont.ImageFont) -> int:
+    box = font.getbbox("Ag·")
+    return int(box[3] - min(box[1], 0)) + 3
+
+
+def _colour_bar(width: int, height: int) -> Image.Image:
+    """Blue → white → red, the colours of `diverging_rgb` from −1 to +1."""
+    rgb, _ = diverging_rgb(np.linspace(-1.0, 1.0, width)[None, :].repeat(height, 0), 1.0)
+    return Image.fromarray(rgb)
+
+
+# A sheet narrower than this leaves no room for its title and colour legend.
+MIN_SHEET_WIDTH = 380
+
+
 def grid_image(tiles: Sequence[Image.Image], captions: Sequence[str], columns: int = 4,
-               title: str | None = None) -> Image.Image:
-    """Tiles in rows of `columns` with a caption under each (for the PNG download)."""
+               title: str | None = None, legend: str | None = None) -> Image.Image:
+    """Tiles in rows of `columns`, each caption wrapped (or its font shrunk) to its tile's
+    width, the title wrapped to the sheet, and a colour legend at the foot: a blue–white–red
+    bar and `legend` (what the colours mean), so the PNG explains itself off the page.
+    """
     if not tiles:
         raise ExplorerError("no heatmaps to put in a grid")
     tw = max(t.width for t in tiles)
     th = max(t.height for t in tiles)
-    pad, cap = 10, 22
-    head = 30 if title else 0
+    pad = 10
     cols = max(1, min(columns, len(tiles)))
     rows = math.ceil(len(tiles) / cols)
-    sheet = Image.new("RGB", (cols * (tw + pad) + pad, head + rows * (th + cap + pad) + pad),
-                      "white")
+    width = max(cols * (tw + pad) + pad, MIN_SHEET_WIDTH)
+    cell = (width - pad) // cols - pad  # tiles are centred in cells this wide
+    font, wrapped = _fit_captions(captions, cell)
+    cap_line = _line_height(font)
+    cap = max((len(w) for w in wrapped), default=1) * cap_line + 6
+    title_font, legend_font = _font(16), _font(12)
+    title_lines = wrap_text(title, width - 2 * pad, title_font) if title else []
+    head = len(title_lines) * _line_height(title_font) + (8 if title_lines else 0)
+    legend_lines = wrap_text(legend, width - 2 * pad, legend_font) if legend else []
+    bar_h = 12
+    foot = (bar_h + 4 + _line_height(legend_font) + len(legend_lines) * _line_height(legend_font)
+            + pad) if legend else 0
+    sheet = Image.new("RGB", (width, head + rows * (th + cap + pad) + pad + foot), "white")
     draw = ImageDraw.Draw(sheet)
-    if title:
-        draw.text((pad, 8), title, fill="black", font=_font(16))
-    font = _font(13)
-    for i, (tile, text) in enumerate(zip(tiles, captions)):
+    y = 6
+    for line in title_lines:
+        draw.text((pad, y), _drawable(line, title_font), fill="black", font=title_font)
+        y += _line_height(title_font)
+    for i, (tile, lines) in enumerate(zip(tiles, wrapped)):
         r, c = divmod(i, cols)
-        x = pad + c * (tw + pad)
-        y = head + pad + r * (th + cap + pad)
-        sheet.paste(tile.convert("RGB"), (x, y))
-        draw.text((x, y + th + 4), text, fill="black", font=font)
+        x = pad + c * (cell + pad)
+        top = head + pad + r * (th + cap + pad)
+        sheet.paste(tile.convert("RGB"), (x + (cell - tile.width) // 2, top))
+        for k, line in enumerate(lines):
+            lx = x + (cell - _text_width(line, font)) / 2
+            draw.text((lx, top + th + 4 + k * cap_line), _drawable(line, font), fill="black",
+                      font=font)
+    if legend:
+        y = head + rows * (th + cap + pad) + pad
+        bar_w = min(200, width - 2 * pad)
+        sheet.paste(_colour_bar(bar_w, bar_h), (pad, y))
+        draw.rectangle((pad, y, pad + bar_w - 1, y + bar_h - 1), outline=(160, 160, 160))
+        y += bar_h + 2
+        draw.text((pad, y), "lowers", fill=(33, 102, 172), font=legend_font)
+        draw.text((pad + bar_w - _text_width("raises", legend_font), y), "raises",
+                  fill=(178, 24, 43), font=legend_font)
+        y += _line_height(legend_font)
+        for line in legend_lines:
+            draw.text((pad, y), _drawable(line, legend_font), fill="black", font=legend_font)
+            y += _line_height(legend_font)
     return sheet
 
 
