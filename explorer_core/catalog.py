@@ -19,7 +19,8 @@ from typing import Any, Mapping, Sequence
 from .checkpoint import Checkpoint, load_checkpoint
 from .errors import CheckpointError, ExplorerError
 from .fileio import JSON_ERRORS
-from .models import count_parameters, hidden_widths, input_shape
+from .masks import MASK_TYPES
+from .models import ARCH_TITLES, count_parameters, hidden_widths, input_shape
 from .results import iteration_rows
 from .rundir import (RunPaths, TrainTimePaths, default_train_time_root, list_runs,
                      list_train_time_runs, read_json, read_record)
@@ -27,6 +28,15 @@ from .rundir import (RunPaths, TrainTimePaths, default_train_time_root, list_run
 # An uploaded spec / sidecar is a few kB; the weights may be large (the server caps uploads).
 MAX_SPEC_BYTES = 1_000_000
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+# What an uploaded .json may hold and still be a *template* for a .pth (the model it was
+# pruned from, and its data): anything else — metrics, widths, % kept, an iteration —
+# is a record of particular weights, and such a sidecar must match the weights exactly.
+TEMPLATE_KEYS = frozenset({"spec", "dataset", "class_names", "normalisation"})
+# A model with at least this share of its parameters exactly zero is treated as masked
+# when its checkpoint does not say (trained weights are practically never exactly 0).
+MASKED_ZERO_SHARE = 0.01
+# Long width lists (ResNet-18 has 20 conv layers) are cut to this many in a label.
+MAX_LABEL_WIDTHS = 6
 
 
 def default_sweeps_root() -> Path:
@@ -48,10 +58,17 @@ class CheckpointEntry:
     widths: list[int] = field(default_factory=list)
     iteration: int | None = None
     dataset: str | None = None
+    title: str = ""             # short name for a model card; "" = the label before ':'
+    masked: bool = False        # weights masked (non-zero share kept), no unit removed
 
     @property
     def key(self) -> str:
         return str(self.path)
+
+    @property
+    def name(self) -> str:
+        """What a model card calls the checkpoint."""
+        return self.title or self.label.split(":")[0]
 
 
 def _acc(meta: Mapping[str, Any]) -> float | None:
@@ -59,12 +76,49 @@ def _acc(meta: Mapping[str, Any]) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _describe(acc: float | None, percent: float | None, widths: Sequence[int]) -> str:
-    parts = []
-    if widths:
-        parts.append("-".join(str(w) for w in widths))
+def _join_widths(widths: Sequence[int]) -> str:
+    """'256-64'; a long list keeps its ends: '64-64-128-…-512 (20 layers)'."""
+    text = [str(int(w)) for w in widths]
+    if len(text) > MAX_LABEL_WIDTHS:
+        return "-".join(text[:3]) + f"-…-{text[-1]} ({len(text)} layers)"
+    return "-".join(text)
+
+
+def widths_text(spec: Mapping[str, Any] | None, widths: Sequence[int] = ()) -> str:
+    """The widths a label shows. A CNN names its conv channels and its FC units apart
+    ('conv 16-32 · fc 128'): its spec's `hidden` alone ('128') hid the channels, and a
+    sweep records only the kind of unit its pruning type removes."""
+    spec = spec if isinstance(spec, Mapping) else {}
+    channels, hidden = spec.get("channels"), spec.get("hidden")
+    if spec.get("arch") == "cnn" and _int_list(channels) and _int_list(hidden) is not None:
+        fc = f" · fc {_join_widths(hidden)}" if hidden else ""
+        return f"conv {_join_widths(channels)}{fc}"
+    if spec.get("arch") in ("mlp", "slp") and _int_list(hidden) is not None:
+        return _join_widths(hidden)
+    return _join_widths(widths) if _int_list(list(widths)) else ""
+
+
+def _int_list(value: Any) -> list[int] | None:
+    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
+                                       for v in value):
+        return value
+    return None
+
+
+def is_masked_record(meta: Mapping[str, Any]) -> bool | None:
+    """Whether a checkpoint's record says its pruning was by masks (True), by removing
+    units (False), or does not say (None): a sweep cell records its pruning type."""
+    cell = meta.get("cell") if isinstance(meta, Mapping) else None
+    kind = cell.get("type") if isinstance(cell, Mapping) else None
+    return None if not isinstance(kind, str) else kind in MASK_TYPES
+
+
+def _describe(acc: float | None, percent: float | None, widths: str,
+              masked: bool = False) -> str:
+    parts = [widths] if widths else []
     if percent is not None:
-        parts.append(f"{percent:.1f} % kept")
+        # masks zero weights and remove no unit: the share is of non-zero weights
+        parts.append(f"{percent:.1f} % weights non-zero" if masked else f"{percent:.1f} % kept")
     if acc is not None:
         parts.append(f"test {acc:.2f} %")
     return " · ".join(parts)
@@ -76,9 +130,10 @@ def run_checkpoints(run: RunPaths) -> list[CheckpointEntry]:
     out = []
     for row in iteration_rows(run):
         meta = read_record(run.best_model_json(row.iteration))
+        widths = widths_text(meta.get("spec"), row.widths)
         out.append(CheckpointEntry(
-            "run", name, f"iteration {row.iteration}: "
-            f"{_describe(row.test_acc, row.percent_retained, row.widths)}",
+            "run", name,
+            f"iteration {row.iteration}: {_describe(row.test_acc, row.percent_retained, widths)}",
             row.checkpoint, row.test_acc, row.percent_retained, list(row.widths),
             row.iteration, meta.get("dataset")))
     return out
@@ -101,7 +156,8 @@ def train_time_checkpoints(run: TrainTimePaths) -> list[CheckpointEntry]:
         acc = _acc(meta)
         out.append(CheckpointEntry(
             "run", name, f"{meta.get('label', variant)}, seed {seed}: "
-            f"{_describe(acc, None, widths)}", run.final_model(variant, seed), acc, None,
+            f"{_describe(acc, None, widths_text(meta.get('spec'), widths))}",
+            run.final_model(variant, seed), acc, None,
             widths, None, meta.get("dataset")))
     return out
 
@@ -122,31 +178,44 @@ def list_run_checkpoints(root: Path | None = None) -> dict[str, list[CheckpointE
     return out
 
 
-def _sidecar_entries(folder: Path, source: str, group_of,
-                     recursive: bool = True) -> list[CheckpointEntry]:
-    """`*.safetensors` with a `.json` sidecar in (or under) `folder`, newest first."""
+def _sidecar_entries(folder: Path, source: str, group: str,
+                     describe) -> list[CheckpointEntry]:
+    """`*.safetensors` with a `.json` sidecar in `folder`, newest first.
+
+    `describe(stem, meta, spec)` gives (label, title) of one checkpoint."""
     if not folder.is_dir():
         return []
     found = []
-    for tensor in (folder.rglob if recursive else folder.glob)("*.safetensors"):
+    for tensor in folder.glob("*.safetensors"):
         sidecar = tensor.with_suffix(".json")
         meta = read_json(sidecar) if sidecar.is_file() else None
         if not isinstance(meta, dict) or "spec" not in meta:
             continue
         spec = meta["spec"] if isinstance(meta["spec"], dict) else {}
-        widths = meta.get("widths") or spec.get("hidden") or []
-        widths = [int(w) for w in widths] if isinstance(widths, list) else []
+        widths = _int_list(meta.get("widths")) or _int_list(spec.get("hidden")) or []
         percent = meta.get("percent_retained")
         percent = float(percent) if isinstance(percent, (int, float)) else None
-        acc = _acc(meta)
-        rel = tensor.relative_to(folder)
-        label = f"{rel.with_suffix('')}"
-        extra = _describe(acc, percent, widths)
-        found.append((tensor.stat().st_mtime, CheckpointEntry(
-            source, group_of(rel), f"{label}: {extra}" if extra else label, tensor, acc,
-            percent, widths, meta.get("iteration") if isinstance(meta.get("iteration"), int)
-            else None, meta.get("dataset"))))
+        label, title = describe(tensor.stem, meta, spec)
+        try:
+            mtime = tensor.stat().st_mtime
+        except OSError:  # deleted while listing
+            continue
+        found.append((mtime, CheckpointEntry(
+            source, group, label, tensor, _acc(meta), percent, list(widths),
+            meta.get("iteration") if isinstance(meta.get("iteration"), int) else None,
+            meta.get("dataset"), title, bool(is_masked_record(meta)))))
     return [e for _, e in sorted(found, key=lambda t: t[0], reverse=True)]
+
+
+def _cell_label(stem: str, meta: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[str, str]:
+    """'<cell id>: <widths> · <% kept or non-zero> · test <acc>' — the cell id says model,
+    dataset, batch, seed, type, criterion and ratio."""
+    widths = _int_list(meta.get("widths")) or []
+    percent = meta.get("percent_retained")
+    percent = float(percent) if isinstance(percent, (int, float)) else None
+    extra = _describe(_acc(meta), percent, widths_text(spec, widths),
+                      bool(is_masked_record(meta)))
+    return (f"{stem}: {extra}" if extra else stem), stem
 
 
 def list_sweep_checkpoints(root: Path | None = None) -> list[CheckpointEntry]:
@@ -154,24 +223,77 @@ def list_sweep_checkpoints(root: Path | None = None) -> list[CheckpointEntry]:
 
     Each is `sweeps/<date>/<sweep>/checkpoints/<cell-id>.safetensors` with its sidecar
     (`rundir.SweepPaths`); the label is the cell id, which says model, dataset, batch,
-    seed, type, criterion and ratio.
+    seed, type, criterion and ratio — but not the sweep: the same cell id recurs in
+    every sweep of the same grid point, so an entry's `group` ('<sweep> (<date>)') must
+    be shown with it (`sweep_checkpoints` groups them for a picker).
     """
     from .rundir import list_sweeps
 
     out: list[CheckpointEntry] = []
     for sweep in list_sweeps(Path(root) if root else default_sweeps_root()):
         name = f"{sweep.root.name} ({sweep.root.parent.name})"
-        out += _sidecar_entries(sweep.checkpoints_dir, "sweep", lambda rel, n=name: n,
-                                recursive=False)
+        out += _sidecar_entries(sweep.checkpoints_dir, "sweep", name, _cell_label)
     return out
 
 
+def sweep_checkpoints(root: Path | None = None) -> dict[str, list[CheckpointEntry]]:
+    """{'<sweep> (<date>)': its checkpoints}, newest sweep first: pick the sweep, then
+    the cell (a flat list showed four identical cell ids from four sweeps)."""
+    out: dict[str, list[CheckpointEntry]] = {}
+    for entry in list_sweep_checkpoints(root):
+        out.setdefault(entry.group, []).append(entry)
+    return out
+
+
+def _number(value: Any) -> str | None:
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else None
+
+
+def _baseline_label(stem: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+                    ) -> tuple[str, str]:
+    """'MLP 256-64 · Digits · batch 64 · seed 1 · 3 epochs · adam lr 0.001 · test 93.59 %':
+    what tells cached baselines apart (the cache key is a hash of these settings, and
+    'mlp-digits-9df9f13f570b43a3: 256-64 · test 93.59 %' appeared twice)."""
+    from .data import DATASETS
+
+    arch = spec.get("arch")
+    parts = [f"{ARCH_TITLES.get(arch, str(arch)).split(' (')[0]} {widths_text(spec)}".strip()]
+    data = meta.get("dataset")
+    if isinstance(data, str):
+        parts.append(DATASETS[data].title.split(" (")[0] if data in DATASETS else data)
+    train = meta.get("train") if isinstance(meta.get("train"), Mapping) else {}
+    for key, template in (("batch_size", "batch {}"), ("seed", "seed {}"),
+                          ("epochs", "{} epochs")):
+        value = _number(train.get(key))
+        if value is not None:
+            parts.append(template.format(value).replace("1 epochs", "1 epoch")
+                         if value == "1" else template.format(value))
+    optimizer, lr = train.get("optimizer"), _number(train.get("lr"))
+    if isinstance(optimizer, str) or lr is not None:
+        parts.append(" ".join(p for p in (optimizer if isinstance(optimizer, str) else None,
+                                          f"lr {lr}" if lr else None) if p))
+    title = " · ".join(parts)
+    acc = _acc(meta)
+    return (f"{title} · test {acc:.2f} %" if acc is not None else title), title
+
+
 def list_cache_checkpoints(root: Path | None = None) -> list[CheckpointEntry]:
-    """Cached dense baselines in `models_cache/`."""
+    """Cached dense baselines in `models_cache/`, labelled by what they were trained
+    with; two whose settings differ only in what a label leaves out (weight decay,
+    learning-rate schedule …) get their cache key appended, so no two labels are equal."""
     from .cache import default_cache_root
 
     root = Path(root or default_cache_root())
-    return _sidecar_entries(root, "cache", lambda rel: "models_cache", recursive=False)
+    entries = _sidecar_entries(root, "cache", "models_cache", _baseline_label)
+    seen: dict[str, int] = {}
+    for e in entries:
+        seen[e.label] = seen.get(e.label, 0) + 1
+    for e in entries:
+        if seen[e.label] > 1:
+            key = e.path.stem.rsplit("-", 1)[-1][:8]
+            e.label, e.title = f"{e.label} · key {key}", f"{e.title} · key {key}"
+    return entries
 
 
 # ------------------------------------------------------------------ uploads
@@ -199,6 +321,13 @@ def parse_spec_upload(data: bytes, name: str = "spec.json") -> dict[str, Any]:
                         "checkpoint sidecar with a 'spec' field)")
 
 
+def is_template(info: Mapping[str, Any]) -> bool:
+    """Whether an uploaded JSON only describes a model (its spec and data) — a template a
+    pruned `.pth` may be narrower than — rather than recording particular weights
+    (metrics, widths, % kept …), which must then be exactly the uploaded ones."""
+    return set(info) <= TEMPLATE_KEYS
+
+
 def load_upload(files: Sequence[UploadedFile], spec: Mapping[str, Any] | None = None
                 ) -> Checkpoint:
     """A model from uploaded files, never unpickled.
@@ -207,8 +336,12 @@ def load_upload(files: Sequence[UploadedFile], spec: Mapping[str, Any] | None = 
     `spec`), or a plain `.pth` / `.pt` state dict plus a spec (an uploaded `.json` or
     `spec`). The bytes go to a private temporary folder under fixed names — an uploaded
     name never becomes a path — and the folder is removed as soon as the model is built.
-    A `.pth` of a pruned model with the dense spec reports the share of hidden units it
-    kept (`meta["percent_retained"]`), as our own checkpoints do.
+
+    A `.json` that records anything about particular weights (a sidecar: metrics, widths,
+    % kept) must match the weights exactly, as our own pairs do; a sidecar of an 18·9
+    model lent its accuracy and "% kept" to 20·10 weights. A bare spec (or `spec`) is a
+    template: a pruned `.pth` may be narrower, and then reports the share of hidden units
+    it kept (`meta["percent_retained"]`), as our own checkpoints do.
     """
     weights = [f for f in files if Path(f.name).suffix.lower() in WEIGHT_SUFFIXES]
     specs = [f for f in files if Path(f.name).suffix.lower() == ".json"]
@@ -230,39 +363,77 @@ def load_upload(files: Sequence[UploadedFile], spec: Mapping[str, Any] | None = 
         raise ExplorerError(f"{w.name} is a .pth state dict: it needs a model spec (upload the "
                             ".json or describe the model)")
     folder = Path(tempfile.mkdtemp(prefix="explorer-upload-"))  # mode 0700
+    tensor, sidecar = folder / ("upload" + suffix), folder / "upload.json"
     try:
-        tensor = folder / ("upload" + suffix)
         tensor.write_bytes(w.data)
-        if suffix == ".safetensors":
-            if info is not None:
-                (folder / "upload.json").write_text(json.dumps(info))
+        if suffix == ".safetensors" or not is_template(info):
+            if info is not None:  # read as our own pair: the spec must fit exactly
+                sidecar.write_text(json.dumps(info))
             ck = load_checkpoint(tensor)
         else:
             ck = load_checkpoint(tensor, spec=info["spec"])
-            # the share kept of the given spec's widths, unless the uploaded sidecar records it
             ck.meta = {**ck.meta, **{k: v for k, v in info.items() if k != "spec"}}
-    except CheckpointError as exc:  # name the user's file, not our temporary one
-        raise CheckpointError(str(exc).replace(tensor.name, w.name)) from None
+    except CheckpointError as exc:  # name the user's files, not our temporary ones
+        message = str(exc).replace(tensor.name, w.name)
+        raise CheckpointError(message.replace(sidecar.name, specs[0].name) if specs
+                              else message) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     ck.path = None
     return ck
 
 
+# Recorded and re-measured test accuracy of the same weights on the same split agree to
+# rounding; a gap beyond this says the record belongs to other weights.
+ACCURACY_TOLERANCE = 0.5
+
+
+def accuracy_mismatch(recorded: float | None, measured: float | None) -> str | None:
+    """A one-line warning when an uploaded .json's recorded test accuracy is not what its
+    weights score: a sidecar of other weights of the same widths passes the shape check."""
+    if recorded is None or measured is None or abs(recorded - measured) <= ACCURACY_TOLERANCE:
+        return None
+    return (f"The uploaded .json records a test accuracy of {recorded:.2f} %, but these weights "
+            f"score {measured:.2f} %: the .json probably belongs to other weights, so its "
+            "records (accuracy, % kept) are not shown.")
+
+
 # ------------------------------------------------------------------ summary
 
 def summary(ck: Checkpoint) -> dict[str, Any]:
-    """Spec, widths, parameters, MACs and recorded metrics of a loaded checkpoint."""
-    from .metrics import macs_per_sample
+    """Spec, widths, parameters (all and non-zero), MACs, recorded metrics and what the
+    model kept of its dense version.
+
+    `kept` names what `percent_kept` counts: "hidden units" for a model whose units were
+    removed (the recorded share), "non-zero weights" for a masked one — masks remove no
+    unit, so the widths stay dense and "hidden kept 25.7 %" beside widths 256·64 was
+    wrong; the share is measured on the weights. A model counts as masked when its record
+    says so (a sweep cell's pruning type) or, unrecorded, when at least
+    `MASKED_ZERO_SHARE` of its parameters are exactly zero.
+    """
+    from .metrics import count_nonzero, macs_per_sample
 
     shape = input_shape(ck.spec)
     if len(shape) == 1:  # a flat MLP input: thop only needs the feature count
         shape = (shape[0],)
     metrics = ck.meta.get("metrics") if isinstance(ck.meta.get("metrics"), dict) else {}
+    parameters, nonzero = count_parameters(ck.model), count_nonzero(ck.model)
+    recorded = is_masked_record(ck.meta)
+    masked = recorded if recorded is not None else \
+        parameters > 0 and parameters - nonzero >= MASKED_ZERO_SHARE * parameters
+    percent = ck.meta.get("percent_retained")
+    if masked:
+        percent = 100.0 * nonzero / parameters if parameters else None
+    elif not isinstance(percent, (int, float)) or isinstance(percent, bool):
+        percent = None
     return {
         "arch": ck.spec.get("arch"),
         "widths": hidden_widths(ck.model),
-        "parameters": count_parameters(ck.model),
+        "parameters": parameters,
+        "nonzero_parameters": nonzero,
+        "masked": masked,
+        "kept": "non-zero weights" if masked else "hidden units",
+        "percent_kept": percent,
         "macs": macs_per_sample(ck.model, shape),
         "test_acc": metrics.get("test_acc"),
         "percent_retained": ck.meta.get("percent_retained"),

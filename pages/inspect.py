@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +20,17 @@ import streamlit as st
 
 from explorer_core import charts
 from explorer_core.attribution import (BASELINES, METHODS, AttributionCache, AttributionSettings,
-                                       hidden_layers, methods_for, neuron_table, predict, top_k)
-from explorer_core.catalog import (UploadedFile, list_cache_checkpoints, list_run_checkpoints,
-                                   list_sweep_checkpoints, load_upload, summary)
+                                       colour_meaning, hidden_layers, methods_for, neuron_table,
+                                       predict, top_k)
+from explorer_core.catalog import (UploadedFile, accuracy_mismatch, list_cache_checkpoints,
+                                   list_run_checkpoints, load_upload, summary, sweep_checkpoints)
 from explorer_core.checkpoint import Checkpoint, load_checkpoint
 from explorer_core.data import DATASETS, availability
 from explorer_core.errors import ExplorerError
 from explorer_core.imaging import (FIT_TITLES, FITS, MAX_PIXELS, UPLOAD_TYPES, ConvertedImage,
-                                   ConvertOptions, InputFormat, dataset_samples, grid_image,
-                                   heatmap_image, input_format, normalise, open_image,
-                                   convert_image, overlay_image, png_bytes, upscale)
+                                   ConvertOptions, InputFormat, grid_image, heatmap_image,
+                                   input_format, normalise, open_image, convert_image,
+                                   overlay_image, png_bytes, samples_from, upscale)
 from explorer_core.models import ARCH_TITLES, default_spec
 from pages._common import parse_int_list, require_app_navigation
 
@@ -68,7 +70,7 @@ def _state(name: str, factory):
 # uploaded files themselves instead.)
 KEPT = "insp_kept"
 KEPT_KEYS = {f"insp_{what}_{slot}" for slot in "ab" for what in (
-    "src", "run", "it", "sweeps", "cache", "pth_data", "pth_arch", "pth_hidden")} | {
+    "src", "run", "it", "sweep", "cell", "cache", "pth_data", "pth_arch", "pth_hidden")} | {
     "insp_compare", "insp_img_src", "insp_first", "insp_count", "insp_invert",
     "insp_autocontrast", "insp_fit", "insp_k", "insp_pick", "insp_layer", "insp_target",
     "insp_method", "insp_baseline", "insp_steps", "insp_grid_n", "insp_shared"}
@@ -94,6 +96,28 @@ def _default(key: str, value: Any) -> str:
     which Streamlit would flag next to a restored value); returns the key."""
     if key not in st.session_state:
         st.session_state[key] = value
+    return key
+
+
+def _choice(key: str, options: list[Any], label=str) -> str:
+    """Keep the widget `key` on one of `options`, and the browser showing its current
+    label; returns the key.
+
+    Streamlit's browser side keeps showing the label it drew last for a widget whose
+    key stays the same, even when the script has moved on: dropping a value that is no
+    longer an option let the script fall back to the first one while the closed box still
+    read "iteration 5: 18-9 …" over another run's iteration 0, and a value that is still
+    an option kept its old label ("test #0 (Ankle boot)" for the first of samples 9998
+    and 9999). Setting the value through session state tells the browser, so it is set
+    whenever the options or their labels (`label(option)`) differ from the last run's.
+    """
+    shown = repr([(o, label(o)) for o in options])
+    memo = f"{key}__shown"
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = options[0]
+    elif st.session_state.get(memo) != shown:
+        st.session_state[key] = st.session_state[key]
+    st.session_state[memo] = shown
     return key
 
 
@@ -140,12 +164,8 @@ def _remember(loaded: Loaded) -> Loaded:
     return loaded
 
 
-def _test_accuracy(ck: Checkpoint, fmt: InputFormat) -> float | None:
-    """Recorded test accuracy, else measured on the model's test split when it is on disk."""
-    metrics = ck.meta.get("metrics")  # an uploaded sidecar may hold anything here
-    recorded = metrics.get("test_acc") if isinstance(metrics, dict) else None
-    if isinstance(recorded, (int, float)):
-        return float(recorded)
+def _measured_accuracy(ck: Checkpoint, fmt: InputFormat) -> float | None:
+    """Test accuracy of these weights on their dataset's test split, when it is on disk."""
     if fmt.dataset is None or not availability(fmt.dataset)[0]:
         return None
     from explorer_core.data import load_dataset
@@ -154,14 +174,38 @@ def _test_accuracy(ck: Checkpoint, fmt: InputFormat) -> float | None:
     return evaluate(ck.model, load_dataset(fmt.dataset).test)[1]
 
 
-def _build(key: str, label: str, ck: Checkpoint, dataset: str | None = None) -> Loaded:
-    fmt = input_format(ck.spec, ck.meta, dataset)
+def _test_accuracy(ck: Checkpoint, fmt: InputFormat, uploaded: bool
+                   ) -> tuple[float | None, str | None, str | None]:
+    """(accuracy, where it comes from, a warning): the recorded one for our own files; for
+    an upload the measured one, since its .json may belong to other weights of the same
+    shape (a warning says so when the two disagree)."""
+    metrics = ck.meta.get("metrics")  # an uploaded sidecar may hold anything here
+    recorded = metrics.get("test_acc") if isinstance(metrics, dict) else None
+    recorded = float(recorded) if isinstance(recorded, (int, float)) else None
+    if recorded is not None and not uploaded:
+        return recorded, "recorded in the checkpoint's .json", None
+    measured = _measured_accuracy(ck, fmt)
+    if measured is None:
+        return recorded, None if recorded is None else \
+            "recorded in the uploaded .json (not measured: its test data is not here)", None
+    where = f"measured on these weights with the {DATASETS[fmt.dataset].title} test set"
+    return measured, where, accuracy_mismatch(recorded, measured)
+
+
+def _build(key: str, label: str, ck: Checkpoint, uploaded: bool = False,
+           dense: bool = False) -> Loaded:
+    """`dense`: a model nothing was pruned from (a cached baseline), which keeps 100 %."""
+    fmt = input_format(ck.spec, ck.meta)
     info = summary(ck)
-    info["test_acc"] = _test_accuracy(ck, fmt)
+    if dense and info["percent_kept"] is None and not info["masked"]:
+        info["percent_kept"] = 100.0
+    info["test_acc"], info["acc_source"], info["warning"] = _test_accuracy(ck, fmt, uploaded)
+    if info["warning"] and not info["masked"]:
+        info["percent_kept"] = None  # recorded by a .json that is not these weights'
     return _remember(Loaded(key, label, ck, fmt, info))
 
 
-def load_path(path: str, label: str) -> Loaded:
+def load_path(path: str, label: str, dense: bool = False) -> Loaded:
     p = Path(path)
     try:
         stamp = p.stat().st_mtime_ns
@@ -171,13 +215,13 @@ def load_path(path: str, label: str) -> Loaded:
     models: dict[str, Loaded] = _state("insp_models", dict)
     if key in models:
         return models[key]
-    return _build(key, label, load_checkpoint(p))
+    return _build(key, label, load_checkpoint(p), dense=dense)
 
 
 # ------------------------------------------------------------------ choosing models
 
 def _catalog() -> dict[str, Any]:
-    return {"runs": list_run_checkpoints(), "sweeps": list_sweep_checkpoints(),
+    return {"runs": list_run_checkpoints(), "sweeps": sweep_checkpoints(),
             "cache": list_cache_checkpoints()}
 
 
@@ -196,26 +240,30 @@ def apply_handoff(catalog: dict[str, Any]) -> None:
                 st.session_state.update(insp_src_b=SOURCES[0], insp_run_b=run,
                                         insp_it_b=str(entries[0].path))
                 return
-    for source, name in (("sweeps", SOURCES[1]), ("cache", SOURCES[2])):
-        for entry in catalog[source]:
-            if str(entry.path) == target:
-                st.session_state.update({"insp_src_a": name, f"insp_{source}_a": target})
-                return
+    for sweep, entries in catalog["sweeps"].items():
+        if any(str(entry.path) == target for entry in entries):
+            st.session_state.update(insp_src_a=SOURCES[1], insp_sweep_a=sweep,
+                                    insp_cell_a=target)
+            return
+    for entry in catalog["cache"]:
+        if str(entry.path) == target:
+            st.session_state.update(insp_src_a=SOURCES[2], insp_cache_a=target)
+            return
     st.session_state["insp_opened_a"] = target
     st.session_state["insp_src_a"] = OPENED
 
 
 def _entry_picker(entries, slot: str, what: str, empty: str):
+    """The "Checkpoint" box over `entries`; returns the chosen entry (None: there is none)."""
     if not entries:
         st.info(empty)
         return None
-    paths = [str(e.path) for e in entries]
-    labels = {str(e.path): e.label for e in entries}
-    key = f"insp_{what}_{slot}"
-    if st.session_state.get(key) not in paths:
-        st.session_state.pop(key, None)
-    chosen = st.selectbox("Checkpoint", paths, format_func=labels.get, key=key)
-    return chosen, labels[chosen]
+    by_path = {str(e.path): e for e in entries}
+    paths = list(by_path)
+    label = lambda p: by_path[p].label  # noqa: E731
+    chosen = st.selectbox("Checkpoint", paths, format_func=label,
+                          key=_choice(f"insp_{what}_{slot}", paths, label))
+    return by_path[chosen]
 
 
 def _upload_picker(slot: str) -> Loaded | None:
@@ -257,15 +305,14 @@ def _upload_picker(slot: str) -> Loaded | None:
     if dataset and "dataset" not in ck.meta:
         ck.meta["dataset"] = dataset
     weights = next(f.name for f in uploaded if not f.name.lower().endswith(".json"))
-    return _build(key, f"upload {weights}", ck)
+    return _build(key, f"upload {weights}", ck, uploaded=True)
 
 
 def pick_model(slot: str, catalog: dict[str, Any]) -> Loaded | None:
     """Source → run → iteration (or sweep / cache entry, or upload); errors shown, not raised."""
     sources = list(SOURCES) + ([OPENED] if st.session_state.get(f"insp_opened_{slot}") else [])
-    if st.session_state.get(f"insp_src_{slot}") not in sources:
-        st.session_state.pop(f"insp_src_{slot}", None)
-    source = st.radio("Source", sources, horizontal=True, key=f"insp_src_{slot}")
+    source = st.radio("Source", sources, horizontal=True,
+                      key=_choice(f"insp_src_{slot}", sources))
     try:
         if source == SOURCES[0]:
             runs = catalog["runs"]
@@ -273,22 +320,30 @@ def pick_model(slot: str, catalog: dict[str, Any]) -> Loaded | None:
                 st.info("No completed iterations yet: run the Iterative pruning page, or pick "
                         "another source.")
                 return None
-            if st.session_state.get(f"insp_run_{slot}") not in runs:
-                st.session_state.pop(f"insp_run_{slot}", None)
-            run = st.selectbox("Run", list(runs), key=f"insp_run_{slot}")
+            run = st.selectbox("Run", list(runs), key=_choice(f"insp_run_{slot}", list(runs)))
             picked = _entry_picker(runs[run], slot, "it", "This run has no checkpoint yet.")
             if not picked:
                 return None
-            short = f"{run.split(' (')[0]} · {picked[1].split(':')[0]}"
-            return load_path(picked[0], short)
+            return load_path(str(picked.path), f"{run.split(' (')[0]} · {picked.name}")
         if source == SOURCES[1]:
-            picked = _entry_picker(catalog["sweeps"], slot, "sweeps",
-                                   "No sweep checkpoints yet (Compare page).")
-            return load_path(picked[0], f"sweep {picked[1].split(':')[0]}") if picked else None
+            sweeps = catalog["sweeps"]
+            if not sweeps:
+                st.info("No sweep checkpoints yet (Compare page).")
+                return None
+            # the sweep first: a cell id recurs in every sweep over the same grid point
+            label = lambda s: f"{s} · {len(sweeps[s])} checkpoint" \
+                + ("s" if len(sweeps[s]) != 1 else "")  # noqa: E731
+            sweep = st.selectbox("Sweep", list(sweeps), format_func=label,
+                                 key=_choice(f"insp_sweep_{slot}", list(sweeps), label))
+            picked = _entry_picker(sweeps[sweep], slot, "cell", "This sweep saved no checkpoint.")
+            if not picked:
+                return None
+            return load_path(str(picked.path), f"{sweep.split(' (')[0]} · {picked.name}")
         if source == SOURCES[2]:
             picked = _entry_picker(catalog["cache"], slot, "cache",
                                    "No cached dense baselines in models_cache/ yet.")
-            return load_path(picked[0], f"baseline {picked[1].split(':')[0]}") if picked else None
+            return load_path(str(picked.path), f"baseline {picked.name}", dense=True) \
+                if picked else None
         if source == OPENED:
             path = st.session_state[f"insp_opened_{slot}"]
             st.caption(path)
@@ -306,28 +361,54 @@ def _count(n: int) -> tuple[str, str | None]:
     return f"{n:,}", None
 
 
+def _kept_tile(info: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(label, value, help) of the "kept" tile: hidden units for a model whose units were
+    removed, non-zero weights for a masked one (its widths are the dense ones)."""
+    kept = info.get("percent_kept")
+    if info["masked"]:
+        return ("Weights kept", f"{kept:.1f} %" if kept is not None else "—",
+                "Share of the parameters that are not zero. Masks zero weights but remove "
+                "no neuron: the widths stay dense, and the model is no faster.")
+    if kept is not None:
+        return "Hidden kept", f"{kept:.1f} %", "Hidden units (neurons, conv channels) kept " \
+            "of the dense model's."
+    why = ("The model has no hidden layer." if not info["widths"] else
+           "Not known: its .json was refused as not belonging to these weights."
+           if info.get("warning") else
+           "The checkpoint does not record the dense widths it was pruned from (no sidecar "
+           ".json with them).")
+    return "Hidden kept", "—", why
+
+
 def model_card(m: Loaded, narrow: bool = False) -> None:
     """Headline numbers as metric tiles; `narrow` (half a page, in compare mode): two a row,
     so no value is cut to "9…" next to the other model's card."""
     info = m.info
     st.markdown(f"**{m.label}**")
+    if info.get("warning"):
+        st.warning(info["warning"])
     cols = [c for _ in range(2) for c in st.columns(2)] if narrow else st.columns(4)
-    kept = info.get("percent_retained")
     params, params_help = _count(info["parameters"])
     macs, macs_help = _count(info["macs"])
     cols[0].metric("Test accuracy",
-                   f"{info['test_acc']:.2f} %" if info["test_acc"] is not None else "—")
-    cols[1].metric("Parameters", params, help=params_help)
+                   f"{info['test_acc']:.2f} %" if info["test_acc"] is not None else "—",
+                   help=(info.get("acc_source") or "").capitalize() or None)
+    if info["masked"]:  # the dense count says nothing about what the masks kept
+        nonzero, _ = _count(info["nonzero_parameters"])
+        cols[1].metric("Non-zero parameters", nonzero,
+                       help=f"{info['nonzero_parameters']:,} of {info['parameters']:,} "
+                            "parameters; the masks zero the rest.")
+    else:
+        cols[1].metric("Parameters", params, help=params_help)
     cols[2].metric("MACs / image", macs, help=macs_help)
-    known = isinstance(kept, (int, float))
-    why = ("The model has no hidden layer." if not info["widths"] else
-           "The checkpoint does not record the dense widths it was pruned from (no sidecar "
-           ".json with them).")
-    cols[3].metric("Hidden kept", f"{kept:.1f} %" if known else "—", help=None if known else why)
+    label, value, why = _kept_tile(info)
+    cols[3].metric(label, value, help=why)
     widths = " · ".join(str(w) for w in info["widths"]) or "none"
     data = DATASETS[m.fmt.dataset].title if m.fmt.dataset else "unknown dataset"
-    st.caption(f"{ARCH_TITLES.get(info['arch'], info['arch'])} · hidden widths {widths} · "
-               f"{data} · input {m.fmt.describe()}"
+    masked = (f" · masked: {info['nonzero_parameters']:,} of {info['parameters']:,} parameters "
+              "non-zero, no neuron removed" if info["masked"] else "")
+    st.caption(f"{ARCH_TITLES.get(info['arch'], info['arch'])} · hidden widths {widths}"
+               f"{masked} · {data} · input {m.fmt.describe()}"
                + (" (assumed: the checkpoint does not record it)" if m.fmt.assumed else ""))
     with st.expander("Model spec"):
         st.json(m.ck.spec, expanded=False)
@@ -396,10 +477,12 @@ def images_section(models: list[Loaded]) -> list[list[ConvertedImage | None]] | 
         start = c1.number_input("First test sample", 0, 1_000_000, key=_default("insp_first", 0))
         count = c2.number_input("How many", 1, 32, key=_default("insp_count", 4))
         try:
-            samples = dataset_samples(primary.fmt, range(int(start), int(start) + int(count)))
+            samples, note = samples_from(primary.fmt, int(start), int(count))
         except ExplorerError as exc:
             st.error(str(exc))
             return None
+        if note:
+            st.info(note)
         per_model: list[list[ConvertedImage | None]] = [samples]
         for m in models[1:]:
             if m.fmt.shape != primary.fmt.shape:
@@ -446,15 +529,18 @@ def predictions_view(models: list[Loaded], per_model, k: int) -> int | None:
                     continue
                 best = top_k(predict(m.ck.model, conv[i].tensor)[0], 1, m.fmt.class_names)[0]
                 row[f"predicted{tag}"] = best["class"]
-                row[f"probability{tag}"] = round(best["probability"], 4)
+                row[f"probability{tag}"] = best["probability"]
             if per_model[0][i].label is not None:
                 row["true class"] = models[0].fmt.class_names[per_model[0][i].label]
             rows.append(row)
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-        if st.session_state.get("insp_pick") not in range(len(valid)):
-            st.session_state.pop("insp_pick", None)
+        table = pd.DataFrame(rows)
+        # one fixed format: a certain prediction printed as "1" beside "0.9935"
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            c: st.column_config.NumberColumn(c, format="%.4f")
+            for c in table.columns if c.startswith("probability")})
         pick = st.selectbox("Picture to inspect", range(len(valid)),
-                            format_func=lambda j: names[j], key="insp_pick")
+                            format_func=names.__getitem__,
+                            key=_choice("insp_pick", list(range(len(valid))), names.__getitem__))
         index = valid[int(pick)] if int(pick) < len(valid) else valid[0]
     else:
         index = valid[0]
@@ -489,20 +575,19 @@ def _settings_row(models: list[Loaded]) -> tuple[str, str, AttributionSettings, 
         return None
     c1, c2, c3 = st.columns(3)
     names = [l.name for l in layers]
-    if st.session_state.get("insp_layer") not in names:
-        st.session_state.pop("insp_layer", None)
-    layer = c1.selectbox("Hidden layer", names, key="insp_layer",
-                         format_func=lambda n: next(l.label() for l in layers if l.name == n))
+    label = lambda n: next(l.label() for l in layers if l.name == n)  # noqa: E731
+    layer = c1.selectbox("Hidden layer", names, key=_choice("insp_layer", names, label),
+                         format_func=label)
     kind = next(l.kind for l in layers if l.name == layer)
     classes = ["predicted"] + [str(i) for i in range(len(models[0].fmt.class_names))]
-    target = c2.selectbox("Explain class", classes, key="insp_target",
-                          format_func=lambda c: "the predicted class" if c == "predicted"
-                          else f"{c}: {models[0].fmt.class_names[int(c)]}")
+    label = lambda c: "the predicted class" if c == "predicted" \
+        else f"{c}: {models[0].fmt.class_names[int(c)]}"  # noqa: E731
+    target = c2.selectbox("Explain class", classes, key=_choice("insp_target", classes, label),
+                          format_func=label)
     methods = sorted(methods_for(kind), key=lambda m: m.name != "gradcam")  # conv: Grad-CAM first
     method_names = [m.name for m in methods]
-    if st.session_state.get("insp_method") not in method_names:
-        st.session_state.pop("insp_method", None)
-    method = c3.selectbox("Neuron heatmaps", method_names, key="insp_method",
+    method = c3.selectbox("Neuron heatmaps", method_names,
+                          key=_choice("insp_method", method_names),
                           format_func=lambda n: METHODS[n].title, help=" · ".join(
                               f"{m.title}: {m.description}" for m in methods))
     c4, c5, c6, c7 = st.columns(4)
@@ -538,6 +623,11 @@ def _ranking_chart(table: pd.DataFrame, cname: str, units: int, narrow: bool):
     return charts.neuron_ranking_chart(
         table, top=top, short=narrow, title=f"Conductance, {shown}" if narrow
         else f"Conductance for class {cname} ({shown})")
+
+
+def _sheet_png(tiles: list, captions: list[str], columns: int, title: str, legend: str) -> bytes:
+    """A labelled heatmap sheet as PNG bytes; drawn when its download is clicked."""
+    return png_bytes(grid_image(tiles, captions, columns, title=title, legend=legend))
 
 
 def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, target_choice: str,
@@ -596,8 +686,8 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
     for n in chosen:
         tiles.append(overlay_image(conv.pixels, maps[n], scale, target=120))
         captions.append(f"{unit} {n} · #{rank_of[n]} · {cond_of[n]:+.3g}")
-    st.caption(f"{METHODS[settings.method].title} over the model input; red raises, blue "
-               f"lowers. Rank = by |conductance| for class {cname}"
+    meaning = colour_meaning(settings.method, unit, cname, scale)
+    st.caption(f"{meaning} Rank = by |conductance| for class {cname}"
                + (f"; computed {cache.computed - before} new map(s)" if cache.computed > before
                   else "; all from the cache"))
     for start in range(0, len(tiles), GRID_COLUMNS):
@@ -605,9 +695,11 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
         for col, tile, cap in zip(cols, tiles[start:start + GRID_COLUMNS],
                                   captions[start:start + GRID_COLUMNS]):
             col.image(tile, caption=cap, width="stretch")
-    sheet = grid_image(tiles, captions, GRID_COLUMNS,
-                       title=f"{m.label[:70]} · {layer} · class {cname}")
-    st.download_button("Heatmap grid (PNG)", png_bytes(sheet), f"heatmaps_{slot}_{layer}.png",
+    st.download_button("Heatmap grid (PNG)",  # drawn only when clicked
+                       partial(_sheet_png, tiles, captions, GRID_COLUMNS,
+                               f"{m.label} · {info.label()} · class {cname} · {conv.name}",
+                               meaning),
+                       f"heatmaps_{slot}_{layer}.png",
                        mime="image/png", key=f"insp_grid_png_{slot}", on_click="ignore",
                        icon=":material/image:")
 
@@ -633,7 +725,12 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
     c2.image(heatmap_image(one), caption=f"{unit} {focus}: heatmap", width="stretch")
     big = overlay_image(conv.pixels, one)
     c3.image(big, caption=f"{unit} {focus}: overlay", width="stretch")
-    st.download_button(f"{unit.capitalize()} {focus} heatmap (PNG)", png_bytes(big),
+    # the download says what it shows: a bare 168×168 overlay named nothing
+    st.download_button(f"{unit.capitalize()} {focus} heatmap (PNG)", partial(
+        _sheet_png, [upscale(conv.pixels), heatmap_image(one), big],
+        ["model input", f"{unit} {focus}: heatmap", f"{unit} {focus}: overlay"], 3,
+        f"{m.label} · {info.label()} · {labels[focus]} · class {cname} · {conv.name}",
+        colour_meaning(settings.method, unit, cname, float(abs(one).max()))),
                        f"heatmap_{slot}_{layer}_{unit}{focus}.png", mime="image/png",
                        key=f"insp_focus_png_{slot}", on_click="ignore", icon=":material/image:")
 

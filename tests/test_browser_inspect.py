@@ -181,3 +181,52 @@ def test_compare_fits_at_1100px_and_choices_survive_a_page_switch(app_page, stre
     expect(page.get_by_role("spinbutton", name="First test sample")).to_have_value("10")
     expect(page.get_by_role("switch", name="Compare with a second checkpoint")).to_be_checked()
     assert page.locator('[data-testid="stMetricValue"]').count() == 8
+
+
+def _box(page, label: str, nth: int = 0):
+    return page.get_by_role("combobox", name=label, exact=True).nth(nth)
+
+
+def test_closed_boxes_show_the_checkpoint_and_picture_actually_loaded(app_page, streamlit_server):
+    """After Run first-run → "iteration 5…" → Run fashion-run, the closed Checkpoint box
+    still read "iteration 5: 18-9 · 28.1 % kept · test 82.17 %" over fashion-run's
+    iteration 0 (in both model slots); the picture box kept "test #0" likewise."""
+    stamp = int(time.time())
+    names = []
+    for hidden in ([32, 16], [24, 12]):
+        cfg = RunConfig(name=f"pw-boxes-{hidden[0]}-{stamp}", dataset="digits", hidden=hidden,
+                        schedule={"q": 0.5, "iterations": 2, "kind": "geometric"},
+                        dense_epochs=1, retrain_epochs=1, use_cache=False)
+        assert execute(create_run(cfg))["state"] == "finished"
+        names.append(cfg.name)
+    first, second = names
+    size = len(load_dataset("digits").test)
+
+    page = app_page
+    open_app(page, streamlit_server, "inspect")
+    _select(page, "Run", first)
+    _select(page, "Checkpoint", "iteration 1")
+    expect(_box(page, "Checkpoint")).to_have_value(re.compile(r"^iteration 1: 16-8 "))
+    with rerun_after(page):
+        choose_option(page, "Run", second)
+    expect(_box(page, "Checkpoint")).to_have_value(re.compile(r"^iteration 0: 24-12 "))
+    expect(page.get_by_text(f"{second} · iteration 0", exact=True)).to_be_visible()
+
+    with rerun_after(page):
+        page.get_by_text("Compare with a second checkpoint").click()
+    for label, option in (("Run", first), ("Checkpoint", "iteration 1"), ("Run", second)):
+        with rerun_after(page):
+            _box(page, label, 1).click()
+            page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
+    expect(_box(page, "Checkpoint", 1)).to_have_value(re.compile(r"^iteration 0: 24-12 "))
+
+    with rerun_after(page):
+        page.get_by_text("Test-set samples", exact=True).click()
+    expect(_box(page, "Picture to inspect")).to_have_value(re.compile(r"^test #0 "))
+    with rerun_after(page):
+        field = page.get_by_role("spinbutton", name="First test sample")
+        field.fill(str(size - 2))
+        field.press("Enter")
+    expect(_box(page, "Picture to inspect")).to_have_value(re.compile(rf"^test #{size - 2} "))
+    expect(page.get_by_text(f"(2 of the 4 asked for)", exact=False)).to_be_visible()
+    assert not page.locator('[data-testid="stException"]').count()

@@ -18,12 +18,12 @@ from explorer_core.attribution import (AttributionCache, AttributionSettings, ba
                                        hidden_layers, layer_conductance, neuron_maps,
                                        neuron_table, predict, rank_units, top_k)
 from explorer_core.catalog import (UploadedFile, list_cache_checkpoints, list_sweep_checkpoints,
-                                   load_upload, summary)
+                                   load_upload, summary, sweep_checkpoints)
 from explorer_core.checkpoint import save_checkpoint
 from explorer_core.errors import CheckpointError, ExplorerError
 from explorer_core.imaging import (MAX_PIXELS, ConvertOptions, convert_image, dataset_samples,
                                    denormalise, grid_image, input_format, load_upload as load_image,
-                                   normalise, open_image, overlay_image, png_bytes)
+                                   normalise, open_image, overlay_image, png_bytes, samples_from)
 from explorer_core.models import build_model, default_spec
 
 DIGITS = {"dataset": "digits"}
@@ -186,6 +186,22 @@ def test_test_samples_come_from_the_models_test_split(digits_fmt):
 
 
 # ------------------------------------------------------------------ bad images
+
+def test_samples_past_the_end_of_the_test_set_show_what_exists_and_say_so(digits_fmt):
+    """First sample 9998, four asked for, of a 10 000-image set showed nothing but
+    "test sample 10000 does not exist"."""
+    from explorer_core.data import load_dataset
+
+    size = len(load_dataset("digits").test)
+    samples, note = samples_from(digits_fmt, size - 2, 4)
+    assert [s.name.split(" ")[1] for s in samples] == [f"#{size - 2}", f"#{size - 1}"]
+    assert note is not None and f"samples {size - 2}–{size - 1}" in note \
+        and "2 of the 4" in note and f"0–{size - 1}" in note
+    samples, note = samples_from(digits_fmt, 0, 4)  # inside the set: all of them, no note
+    assert len(samples) == 4 and note is None
+    with pytest.raises(ExplorerError, match=f"test sample {size} does not exist.*0–{size - 1}"):
+        samples_from(digits_fmt, size, 4)  # nothing of it exists: still an error
+
 
 def png_header(width: int, height: int) -> bytes:
     """A PNG with a valid IHDR claiming width×height and no pixel data."""
@@ -375,6 +391,54 @@ def test_heatmap_pictures(digits_fmt):
     assert Image.open(io.BytesIO(png_bytes(sheet))).format == "PNG"
 
 
+def _dark_columns(sheet: Image.Image, left: int, right: int, top: int, bottom: int) -> int:
+    """How many pixels darker than mid-grey lie in the box (text drawn there)."""
+    box = np.asarray(sheet.convert("L").crop((left, top, right, bottom)))
+    return int((box < 128).sum())
+
+
+def test_grid_captions_stay_inside_their_tiles_and_a_legend_explains_the_colours():
+    """The downloaded sheet had "+9.35neuron 8 · #2…": captions wider than 112 px tiles ran
+    into the next one and past the sheet's edge, and nothing said what the colours mean."""
+    from explorer_core.attribution import colour_meaning
+
+    tile = Image.new("RGB", (112, 112), (128, 128, 128))  # a Fashion-MNIST tile: 28 × 4
+    captions = [f"neuron {n} · #{n + 1} · {(-1) ** n * 9.35 / (n + 1):+.3g}" for n in range(8)]
+    captions[5] = "channel 1234567890123456789 · #6 · +1.0"  # one word wider than a tile
+    legend = colour_meaning("neuron_conductance", "neuron", "Ankle boot", 0.228)
+    sheet = grid_image([tile] * 8, captions, columns=4, title="fashion-run · iteration 8 · fc1 "
+                       "(21 neurons) · class Ankle boot · test #0 (Ankle boot)", legend=legend)
+    tiles = np.asarray(sheet)
+    grey = np.all(tiles == 128, axis=2)  # tile pixels (text may hold a few such greys)
+    cols = np.flatnonzero(grey.sum(axis=0) >= 112)
+    starts = [c for c in cols if c - 1 not in cols]
+    ends = [c for c in cols if c + 1 not in cols]
+    assert len(starts) == 4  # four tile columns
+    rows = np.flatnonzero(grey.sum(axis=1) >= 112)
+    band = (int(rows.min()), int(rows.max()) + 60)  # both rows of tiles and their captions
+    # nothing is drawn in the gaps between the tile columns, nor beyond the sheet's edge
+    for end, start in zip(ends, starts[1:]):
+        gap_left, gap_right = int(end) + 2, int(start) - 1
+        assert _dark_columns(sheet, gap_left, gap_right, *band) == 0, (end, start)
+    assert _dark_columns(sheet, sheet.width - 4, sheet.width, 0, sheet.height) == 0
+    # the legend: a blue-to-red bar below the tiles
+    foot = tiles[rows.max() + 1:]
+    reds = np.all(np.abs(foot.astype(int) - (178, 24, 43)) < 12, axis=2).sum()
+    blues = np.all(np.abs(foot.astype(int) - (33, 102, 172)) < 12, axis=2).sum()
+    assert reds > 20 and blues > 20
+    assert "red pixels raise the score of class Ankle boot" in legend and "±0.228" in legend
+
+
+def test_the_legend_says_what_each_method_explains():
+    from explorer_core.attribution import colour_meaning
+
+    assert "the neuron's output" in colour_meaning("neuron_integrated_gradients", "neuron", "3")
+    assert "class 3" in colour_meaning("neuron_conductance", "neuron", "3")
+    assert "no" in colour_meaning("gradcam", "channel", "3") and "blue" in \
+        colour_meaning("gradcam", "channel", "3")
+    assert "own largest value" in colour_meaning("neuron_conductance", "neuron", "3", None)
+
+
 # ------------------------------------------------------------------ catalog and uploads
 
 @pytest.fixture
@@ -489,3 +553,124 @@ def test_bad_checkpoint_uploads_get_clear_messages(saved):
         with pytest.raises(ExplorerError) as exc:
             load_upload(files)
         assert words in str(exc.value)
+
+
+def _pth(model: torch.nn.Module) -> bytes:
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getvalue()
+
+
+def test_a_sidecar_of_other_widths_is_refused_for_a_pth_but_a_dense_template_is_not(saved, mlp):
+    """wrongshape.pth (20·10) with first5.json (the sidecar of an 18·9 model) loaded as
+    20·10 and showed the sidecar's 82.17 % and 28.1 % kept."""
+    torch.manual_seed(1)
+    other = build_model(default_spec("mlp", 1, 8, 10, [20, 10]))
+    sidecar = UploadedFile("first5.json", saved.with_suffix(".json").read_bytes())  # 32·16
+    with pytest.raises(CheckpointError) as exc:
+        load_upload([UploadedFile("wrongshape.pth", _pth(other)), sidecar])
+    assert str(exc.value) == ("first5.json records hidden widths 32·16 but the weights have "
+                              "20·10: they are not one checkpoint")
+    # the same .pth with its own sidecar keeps the sidecar's records
+    ck = load_upload([UploadedFile("m.pth", _pth(mlp)), sidecar])
+    assert summary(ck)["test_acc"] == 91.5 and summary(ck)["percent_kept"] == 100.0
+    # a bare spec is a template: narrower weights are fine and report what they kept …
+    dense = default_spec("mlp", 1, 8, 10, [40, 20])
+    template = UploadedFile("dense.json", json.dumps(dense).encode())
+    kept = summary(load_upload([UploadedFile("wrongshape.pth", _pth(other)), template]))
+    assert kept["widths"] == [20, 10] and kept["percent_kept"] == pytest.approx(50.0)
+    assert kept["test_acc"] is None  # a template records no metrics
+    # … but weights wider than it were not pruned from it
+    with pytest.raises(CheckpointError, match=r"wrongshape.pth has hidden widths 32·16, wider "
+                                              r"than the model spec's 20·10"):
+        load_upload([UploadedFile("wrongshape.pth", _pth(mlp))],
+                    default_spec("mlp", 1, 8, 10, [20, 10]))
+
+
+def test_a_masked_model_reports_non_zero_weights_not_hidden_units(tmp_path, mlp):
+    """A weight-masked sweep cell showed "Hidden kept 25.7 %" beside dense widths 256·64
+    and the dense parameter count."""
+    from explorer_core.masks import apply_masks, make_permanent
+
+    masked = build_model(default_spec("mlp", 1, 8, 10, [32, 16]))
+    masked.load_state_dict(mlp.state_dict())
+    apply_masks(masked, 0.75, "weight")
+    make_permanent(masked)
+    params = sum(p.numel() for p in masked.parameters())
+    nonzero = sum(int((p != 0).sum()) for p in masked.parameters())
+    cell = {"type": "weight", "criterion": "magnitude", "ratio": 0.75}
+    path = save_checkpoint(masked, default_spec("mlp", 1, 8, 10, [32, 16]), tmp_path / "w",
+                           {"dataset": "digits", "percent_retained": 100.0 * nonzero / params,
+                            "cell": cell, "widths": [32, 16]})
+    from explorer_core.checkpoint import load_checkpoint
+
+    info = summary(load_checkpoint(path))
+    assert info["masked"] and info["kept"] == "non-zero weights"
+    assert info["widths"] == [32, 16] and info["parameters"] == params
+    assert info["nonzero_parameters"] == nonzero < params / 2
+    assert info["percent_kept"] == pytest.approx(100.0 * nonzero / params)
+    # without a record of the pruning type the zeros themselves tell
+    bare = load_upload([UploadedFile("w.pth", _pth(masked))], default_spec("mlp", 1, 8, 10,
+                                                                         [32, 16]))
+    assert summary(bare)["masked"] and summary(bare)["kept"] == "non-zero weights"
+    # a model whose units were removed keeps its recorded share of hidden units
+    plain = summary(load_upload([UploadedFile("p.pth", _pth(mlp))],
+                                default_spec("mlp", 1, 8, 10, [64, 32])))
+    assert not plain["masked"] and plain["kept"] == "hidden units" \
+        and plain["percent_kept"] == pytest.approx(50.0)
+    assert plain["nonzero_parameters"] == plain["parameters"]
+
+
+def _sweep_with(root: Path, name: str, saved: Path, cells: dict[str, dict]) -> None:
+    from explorer_core.rundir import SweepPaths
+
+    sweep = SweepPaths(root / "2026-11-20" / name)
+    sweep.checkpoints_dir.mkdir(parents=True)
+    sweep.config.write_text("{}")
+    for cell_id, meta in cells.items():
+        (sweep.checkpoints_dir / f"{cell_id}.safetensors").write_bytes(saved.read_bytes())
+        info = {**json.loads(saved.with_suffix(".json").read_text()), **meta}
+        (sweep.checkpoints_dir / f"{cell_id}.json").write_text(json.dumps(info))
+
+
+def test_sweep_checkpoints_are_grouped_by_sweep_and_masked_cells_say_non_zero(tmp_path, saved):
+    """The Sweeps source listed the same cell id once per sweep, with nothing to tell
+    which sweep each came from."""
+    cell = "mlp-digits-b64-s0-weight-magnitude-r75"
+    masked = {"cell": {"type": "weight"}, "percent_retained": 25.7}
+    _sweep_with(tmp_path / "sweeps", "grid-a", saved, {cell: masked})
+    _sweep_with(tmp_path / "sweeps", "grid-b", saved,
+                {cell: masked, "mlp-digits-b64-s0-neuron-l1-r50": {"cell": {"type": "neuron"},
+                                                                   "percent_retained": 50.0}})
+    groups = sweep_checkpoints(tmp_path / "sweeps")
+    assert set(groups) == {"grid-a (2026-11-20)", "grid-b (2026-11-20)"}
+    assert [e.name for e in groups["grid-a (2026-11-20)"]] == [cell]
+    labels = {e.name: e.label for e in groups["grid-b (2026-11-20)"]}
+    assert "25.7 % weights non-zero" in labels[cell] and "kept" not in labels[cell]
+    assert "50.0 % kept" in labels["mlp-digits-b64-s0-neuron-l1-r50"]
+
+
+def test_cached_baselines_are_labelled_by_what_they_were_trained_with(tmp_path):
+    """Two baselines read "mlp-digits-…: 256-64 · test 93.59 %" (seed 0 and seed 1), and a
+    CNN showed only "128" (its conv channels missing)."""
+    torch.manual_seed(0)
+    mlp_spec = default_spec("mlp", 1, 8, 10, [16, 8])
+    cnn_spec = default_spec("cnn", 1, 8, 10)
+    cnn_spec["channels"], cnn_spec["hidden"] = [6, 12], [24]
+    base = {"dataset": "digits", "metrics": {"test_acc": 93.59}}
+    train = {"batch_size": 64, "epochs": 3, "optimizer": "adam", "lr": 0.001}
+    for key, spec, extra in (("mlp-digits-aaaa", mlp_spec, {"seed": 0}),
+                             ("mlp-digits-bbbb", mlp_spec, {"seed": 1}),
+                             ("mlp-digits-cccc", mlp_spec, {"seed": 1, "weight_decay": 0.1}),
+                             ("cnn-digits-dddd", cnn_spec, {"seed": 0, "batch_size": 256})):
+        save_checkpoint(build_model(spec), spec, tmp_path / key,
+                        {**base, "train": {**train, **extra}})
+    labels = {e.path.stem: e.label for e in list_cache_checkpoints(tmp_path)}
+    assert len(set(labels.values())) == 4  # no two alike
+    assert labels["mlp-digits-aaaa"] == ("MLP 16-8 · Digits · batch 64 · seed 0 · 3 epochs · "
+                                         "adam lr 0.001 · test 93.59 %")
+    assert "seed 1" in labels["mlp-digits-bbbb"]
+    # what the label leaves out (weight decay) is told apart by the cache key
+    assert labels["mlp-digits-bbbb"].endswith("key bbbb")
+    assert labels["mlp-digits-cccc"].endswith("key cccc")
+    assert labels["cnn-digits-dddd"].startswith("CNN conv 6-12 · fc 24 · Digits · batch 256")

@@ -348,3 +348,149 @@ def test_a_pth_without_hidden_layers_says_so_instead_of_blaming_a_missing_sideca
     assert not at.exception and errors(at) == []
     kept = next(m for m in at.metric if m.label == "Hidden kept")
     assert kept.value == "—" and kept.proto.help == "The model has no hidden layer."
+
+
+def _pth_bytes(model) -> bytes:
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getvalue()
+
+
+def test_a_pth_with_another_models_sidecar_is_refused_and_shows_no_metrics(app_test, digits_run):
+    """wrongshape.pth (20·10) with first5.json (an 18·9 sidecar) showed the sidecar's test
+    accuracy and "% kept" for weights that were not its own."""
+    from explorer_core.models import MLP
+
+    sidecar = digits_run.best_model(1).with_suffix(".json")  # the run's 16·8 iteration
+    torch.manual_seed(3)
+    at = _upload(app_test(PAGE), ("wrongshape.pth", _pth_bytes(MLP(64, [20, 10], 10))),
+                 ("first5.json", sidecar.read_bytes()))
+    assert not at.exception
+    assert errors(at) == ["first5.json records hidden widths 16·8 but the weights have 20·10: "
+                          "they are not one checkpoint"]
+    assert not at.metric
+
+
+def test_a_sidecar_of_other_weights_of_the_same_widths_is_caught_by_their_accuracy(app_test,
+                                                                                  digits_run):
+    """Same widths pass the shape check; the accuracy is measured on the uploaded weights,
+    and a record that disagrees is named, its % kept not shown."""
+    import json
+
+    from explorer_core.checkpoint import load_checkpoint
+    from explorer_core.data import load_dataset
+    from explorer_core.models import MLP
+    from explorer_core.training import evaluate
+
+    sidecar = digits_run.best_model(1).with_suffix(".json")
+    recorded = json.loads(sidecar.read_text())["metrics"]["test_acc"]
+    torch.manual_seed(4)
+    stranger = MLP(64, [16, 8], 10).eval()  # untrained: far below the record
+    measured = evaluate(stranger, load_dataset("digits").test)[1]
+    at = _upload(app_test(PAGE), ("other.pth", _pth_bytes(stranger)),
+                 ("best_model.json", sidecar.read_bytes()))
+    assert not at.exception and errors(at) == []
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test accuracy"] == f"{measured:.2f} %" != f"{recorded:.2f} %"
+    assert metrics["Hidden kept"] == "—"
+    assert any(f"records a test accuracy of {recorded:.2f} %" in w.value for w in at.warning)
+    # the run's own weights with their sidecar: the record stands, no warning
+    own = load_checkpoint(digits_run.best_model(1)).model
+    at = _upload(app_test(PAGE), ("own.pth", _pth_bytes(own)),
+                 ("best_model.json", sidecar.read_bytes()))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test accuracy"] == f"{recorded:.2f} %" and metrics["Hidden kept"] == "50.0 %"
+    assert not at.warning
+
+
+def test_a_masked_checkpoint_shows_non_zero_weights_kept_not_hidden_units(app_test, digits_run,
+                                                                          tmp_path):
+    """A weight-masked Compare cell showed "Hidden kept 25.7 %" beside its dense widths
+    and the dense parameter count."""
+    from explorer_core.checkpoint import load_checkpoint, save_checkpoint
+    from explorer_core.masks import apply_masks, make_permanent
+
+    ck = load_checkpoint(digits_run.best_model(0))
+    apply_masks(ck.model, 0.75, "weight")
+    make_permanent(ck.model)
+    params = sum(p.numel() for p in ck.model.parameters())
+    nonzero = sum(int((p != 0).sum()) for p in ck.model.parameters())
+    path = save_checkpoint(ck.model, ck.spec, tmp_path / "mlp-digits-b64-s0-weight-magnitude-r75",
+                           {**ck.meta, "percent_retained": 100.0 * nonzero / params,
+                            "cell": {"type": "weight", "criterion": "magnitude", "ratio": 0.75}})
+    at = open_page(app_test, path)
+    assert not at.exception and errors(at) == []
+    metrics = {m.label: m.value for m in at.metric}
+    assert "Hidden kept" not in metrics and "Parameters" not in metrics
+    assert metrics["Weights kept"] == f"{100.0 * nonzero / params:.1f} %"
+    assert metrics["Non-zero parameters"] == f"{nonzero:,}"
+    assert any(f"{nonzero:,} of {params:,} parameters non-zero, no neuron removed" in c.value
+               and "hidden widths 32 · 16" in c.value for c in at.caption)
+
+
+def test_samples_past_the_end_show_those_that_exist_with_fixed_format_probabilities(app_test,
+                                                                                   digits_run):
+    """First sample 9998, How many 4 of a 10 000-image set showed only an error; and a
+    certain prediction printed as "1" beside "0.9935"."""
+    from explorer_core.data import load_dataset
+
+    size = len(load_dataset("digits").test)
+    at = open_page(app_test, digits_run.best_model(0))
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()
+    at.number_input(key="insp_first").set_value(size - 2).run()
+    assert not at.exception and errors(at) == []
+    assert any(f"samples {size - 2}–{size - 1} (2 of the 4 asked for)" in i.value for i in at.info)
+    table = at.dataframe[0]
+    assert list(table.value["image"].str.split(" ").str[1]) == [f"#{size - 2}", f"#{size - 1}"]
+    import json
+    config = json.loads(table.proto.columns)
+    assert config["probability"]["type_config"]["format"] == "%.4f"
+    assert len(grid_captions(at)) == 8  # the last sample is explained
+    at.number_input(key="insp_first").set_value(size).run()  # none of it exists
+    assert errors(at) == [f"test sample {size} does not exist: the Digits (8×8, bundled) test "
+                          f"set has {size} images (0–{size - 1})"]
+
+
+def test_the_sweep_is_picked_before_its_cells(app_test, digits_run):
+    """Cells of every sweep were listed together, one id four times with no sweep name."""
+    import shutil
+
+    from explorer_core.catalog import default_sweeps_root
+    from explorer_core.rundir import SweepPaths
+
+    cell = "mlp-digits-b64-s0-neuron-l1-r50"
+    names = [f"pick-{os.getpid()}-{i}-{int(time.time())}" for i in range(2)]
+    for name in names:
+        sweep = SweepPaths(default_sweeps_root() / "2026-11-20" / name)
+        sweep.checkpoints_dir.mkdir(parents=True)
+        sweep.config.write_text("{}")
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(digits_run.best_model(1).with_suffix(suffix),
+                        sweep.checkpoints_dir / f"{cell}{suffix}")
+    at = app_test(PAGE)
+    at.radio(key="insp_src_a").set_value("Sweeps").run()
+    box = at.selectbox(key="insp_sweep_a")
+    assert {f"{n} (2026-11-20) · 1 checkpoint" for n in names} <= set(box.options)
+    box.set_value(f"{names[1]} (2026-11-20)").run()
+    assert not at.exception and errors(at) == []
+    cells = at.selectbox(key="insp_cell_a")
+    assert len(cells.options) == 1 and cells.options[0].startswith(f"{cell}: 16-8 · 50.0 % kept")
+    assert any(m.value == f"**{names[1]} · {cell}**" for m in at.markdown)
+
+
+def test_a_cached_baseline_is_dense(app_test, tmp_path, monkeypatch):
+    """A dense baseline showed "Hidden kept —", blamed on a missing record of its widths."""
+    from explorer_core.checkpoint import save_checkpoint
+    from explorer_core.models import build_model, default_spec
+
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
+    spec = default_spec("mlp", 1, 8, 10, [16, 8])
+    save_checkpoint(build_model(spec), spec, tmp_path / "mlp-digits-0123456789abcdef",
+                    {"dataset": "digits", "metrics": {"test_acc": 50.0},
+                     "train": {"batch_size": 32, "seed": 2, "epochs": 4}})
+    at = app_test(PAGE)
+    at.radio(key="insp_src_a").set_value("Cached baselines").run()
+    assert not at.exception and errors(at) == []
+    assert at.selectbox(key="insp_cache_a").options == [
+        "MLP 16-8 · Digits · batch 32 · seed 2 · 4 epochs · test 50.00 %"]
+    assert {m.label: m.value for m in at.metric}["Hidden kept"] == "100.0 %"
