@@ -85,14 +85,39 @@ def run_picker(runs: Sequence[Any], rows: list[dict], label: str, state_key: str
 
 
 def status_header(state: str, message: str = "") -> None:
-    """A background run's state in its colour, and its message (as an error if it failed)."""
+    """A background run's state in its colour, and its message (as an error if it failed).
+
+    Also shows a Stop click's toast (`stop_button`): the header is drawn whether or not
+    the job has already stopped by the rerun that follows the click."""
+    show_pending_toasts()
     st.subheader(f"Status: :{STATE_COLOURS.get(state, 'gray')}[{state}]")
     if message:
         (st.error if state == "failed" else st.caption)(message)
 
 
-# How long after a Stop click its toast may still be shown (the rerun follows at once).
-STOP_TOAST_SECONDS = 10.0
+# How long after a click its toast may still be shown (the rerun follows at once).
+TOAST_SECONDS = 10.0
+_PENDING_TOASTS = "_pending_toasts"
+
+
+def queue_toast(message: str) -> None:
+    """Leave a toast for the script run a callback causes (`show_pending_toasts`).
+
+    A callback must not draw: the job buttons live in fragments, and an element drawn
+    in a fragment's callback is unsupported (Streamlit logs "A fragment rerun was
+    triggered with a callback that displays one or more elements" for each click and
+    may draw it at the top of the app).
+    """
+    st.session_state.setdefault(_PENDING_TOASTS, []).append((message, time.time()))
+
+
+def show_pending_toasts() -> None:
+    """Show the toasts callbacks queued, once. Stamped with their time: a message no
+    run picked up soon after its click (the page went elsewhere) is dropped, not
+    shown out of the blue later."""
+    for message, queued in st.session_state.pop(_PENDING_TOASTS, []):
+        if time.time() - queued < TOAST_SECONDS:
+            st.toast(message)
 
 
 def stop_button(paths: Any, what: str = "run", where: Any = None) -> None:
@@ -106,30 +131,24 @@ def stop_button(paths: Any, what: str = "run", where: Any = None) -> None:
     before the rerun draws the button, so the label changes at once. `where` is the
     column to draw in (default: the page).
 
-    The toast is shown here, by the rerun the click causes, not in the callback: the
-    button lives in a fragment, and an element drawn from a fragment's callback is
-    unsupported (Streamlit logs a warning for each such click and may draw it at the top
-    of the app). The callback only leaves the message in Session State, stamped with the
-    time of the click: if the job ended before the rerun, no Stop is drawn, and the
-    message must not pop up at the next run's Stop.
+    The toast is queued by the callback and drawn by the rerun that follows
+    (`status_header`, or here): drawn in the callback, inside the live view's fragment,
+    it made Streamlit log a warning for every click. The worker may have stopped by that
+    rerun, so the page redraws without a Stop: the header still shows it.
     """
-    key = f"stop-{paths.root}"
-    message, clicked = st.session_state.pop(f"{key}-toast", (None, 0.0))
-    if message and time.time() - clicked < STOP_TOAST_SECONDS:
-        st.toast(message)
+    show_pending_toasts()
     pending = paths.stop_request.exists()
     (where or st).button(
         "Stopping…" if pending else "Stop", type="primary", disabled=pending,
-        key=key, on_click=_request_stop, args=(paths, what, key),
+        key=f"stop-{paths.root}", on_click=_request_stop, args=(paths, what),
         help=f"Stop requested: the {what} stops at the next batch." if pending else
         f"Stops the {what} at the next batch; Resume continues it later.")
 
 
-def _request_stop(paths: Any, what: str, key: str) -> None:
-    """The Stop button's callback: the request file, and the toast for the rerun to show."""
+def _request_stop(paths: Any, what: str) -> None:
+    """The Stop button's callback: the request file, and a toast for the rerun to show."""
     jobs.request_stop(paths)
-    st.session_state[f"{key}-toast"] = (f"Stop requested: the {what} stops at the next batch.",
-                                        time.time())
+    queue_toast(f"Stop requested: the {what} stops at the next batch.")
 
 
 def run_name_input(key: str, prefix: str, label: str = "Run name") -> str:

@@ -102,7 +102,16 @@ def test_run_watch_leave_stop_resume_download(app_page, streamlit_server, tmp_pa
     _fill(page, "Dense epochs", "3")
     _fill(page, "Retrain epochs per iteration", "40")
     _fill(page, "Batch size", "4")  # slow enough that the Stop lands mid-run
-    choose_option(page, "Criterion", "L2")  # inside the form: no rerun
+    # the criterion sits above the form so that interval-adjoint's options follow it:
+    # choosing it reruns the page, and the values typed into the form stay
+    eps = page.get_by_label("Interval-adjoint ε (0 = box around the training set)", exact=True)
+    expect(eps).to_be_enabled()
+    with rerun_after(page):
+        choose_option(page, "Criterion", "L2")
+    expect(eps).to_be_disabled()
+    expect(page.get_by_role("checkbox", name="Interval-adjoint per-class seeds")).to_be_disabled()
+    expect(page.get_by_label("Hidden widths (MLP)", exact=True)).to_have_value("32, 16")
+    expect(page.get_by_label("Batch size", exact=True)).to_have_value("4")
     _fill(page, "Run name", RUN_NAME)
     with rerun_after(page):
         page.get_by_role("button", name="Start run").click()
@@ -127,8 +136,9 @@ def test_run_watch_leave_stop_resume_download(app_page, streamlit_server, tmp_pa
         re.compile(re.escape(RUN_NAME)))
     _wait_until(lambda: _epochs_done(page) > before_leaving, what="progress after returning")
 
-    # stop it cleanly
+    # stop it cleanly; the toast is drawn by the fragment's rerun, not by the callback
     page.get_by_role("button", name="Stop").click()
+    expect(page.locator('[data-testid="stToast"]')).to_contain_text("Stop requested")
     _wait_until(lambda: page.get_by_role("button", name="Resume").is_visible(), what="stopped")
     expect(page.get_by_text("stopped").first).to_be_visible()
     stopped_at = _epochs_done(page)

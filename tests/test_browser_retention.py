@@ -54,14 +54,17 @@ def test_change_q_see_table_and_chart_change_and_download_retain(app_page, strea
     wait_for_charts(page)
     assert clipped_chart_titles(page) == []  # every chart title whole
 
-    # the thesis schedule: iteration 7 keeps 54 and 13 neurons
-    expect(cell(page, 1, 7)).to_have_text("54")
-    expect(cell(page, 2, 7)).to_have_text("13")
+    # the thesis schedule: iteration 7 keeps 54 and 13 neurons (columns: Iteration, the
+    # schedule step t — shown as this schedule skips steps —, layer 1, layer 2, %)
+    expect(cell(page, 2, 7)).to_have_text("54")
+    expect(cell(page, 3, 7)).to_have_text("13")
     expect(iteration_chart_point(page, 7, 54)).to_have_count(1)
     before = chart_marks(page, 0)
 
     set_q(page, "0.5")
 
+    # q = 0.5 skips no step: no t column
+    expect(page.locator('[data-testid="stDataFrame"]')).not_to_contain_text("t (schedule step)")
     expect(cell(page, 1, 1)).to_have_text("128")
     expect(cell(page, 2, 1)).to_have_text("32")
     expect(iteration_chart_point(page, 1, 128)).to_have_count(1)
@@ -90,7 +93,37 @@ def test_out_of_range_q_shows_an_error_and_the_page_recovers(app_page, streamlit
 
     set_q(page, "0.8")
     expect(alert).to_have_count(0)
-    expect(cell(page, 1, 8)).to_have_text("43")
+    expect(cell(page, 2, 8)).to_have_text("43")
+
+
+def test_q_shows_as_typed_and_a_ramp_ignores_it(app_page, streamlit_server):
+    """q = 0.0001 showed as "0.000" (and was accepted, while 0 is refused); q = 5 blocked
+    the linear schedule, whose description says q is not used."""
+    page = app_page
+    open_app(page, streamlit_server)
+    box = page.get_by_role("spinbutton", name="q (keep factor)")
+    alert = page.locator('[data-testid="stAlert"]')
+    set_q(page, "0.0001")
+    expect(box).to_have_value("0.0001")
+    expect(alert).to_have_count(0)
+    set_q(page, "5")
+    expect(alert).to_contain_text("q must lie strictly between 0 and 1")
+    with rerun_after(page):
+        page.get_by_text("linear", exact=True).click()
+    expect(alert).to_have_count(0)
+    expect(box).to_be_disabled()
+    expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(1)
+
+
+def test_the_step_t_and_why_it_differs_from_the_iteration(app_page, streamlit_server):
+    """Row 22 of 256, 64 at q = 0.8 shows 1 neuron, while the caption's formula gives
+    round(256 · 0.8^22) = 2: two steps repeated the row before and were skipped."""
+    page = app_page
+    open_app(page, streamlit_server)
+    frame = page.locator('[data-testid="stDataFrame"]')
+    expect(frame).to_contain_text("t (schedule step)")
+    expect(page.get_by_text("Iteration counts the pruning iterations actually run")).to_contain_text(
+        "row 22 is t = 24")
 
 
 def test_png_download_is_a_png(app_page, streamlit_server, tmp_path):
@@ -115,7 +148,7 @@ def test_deep_link_on_a_fresh_server_opens_the_page_inside_the_app(browser):
         page = context.new_page()
         open_app(page, server.url, "retention")
         expect(page.get_by_role("heading", name="Retention curve")).to_be_visible()
-        expect(cell(page, 1, 7)).to_have_text("54")
+        expect(cell(page, 2, 7)).to_have_text("54")
         nav = page.locator('[data-testid="stSidebarNav"]')
         expect(nav).to_contain_text("Retention curve")
         expect(nav).not_to_contain_text("_common")
@@ -138,7 +171,7 @@ def test_root_and_retention_addresses_open_without_a_dialog(browser, streamlit_s
             open_app(page, streamlit_server, url_path)
             expect(page.get_by_role("heading", name="Retention curve")).to_be_visible()
             seen[visit, f"/{url_path}"] = (dialogs(page), page.url)
-            expect(cell(page, 1, 7)).to_have_text("54")
+            expect(cell(page, 2, 7)).to_have_text("54")
             nav = page.locator('[data-testid="stSidebarNav"]')
             expect(nav.get_by_role("link")).to_have_count(5)  # the start page stays hidden
         finally:

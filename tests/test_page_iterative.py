@@ -391,6 +391,27 @@ def test_the_stop_toast_is_drawn_by_the_fragment_not_by_its_callback(runs_root):
             at.run()  # the next poll: the toast is not shown again
             assert not [t.value for t in at.toast if "Stop requested" in t.value]
             write_status(paths, "stopped", message="stopped by request")
+
+        # a worker that stops before the click's rerun: that rerun draws no Stop button
+        # (the run has ended), and the toast still shows
+        request_stop = jobs.request_stop
+
+        def stop_at_once(run):
+            request_stop(run)
+            write_status(run, "stopped", message="stopped by request")
+
+        paths.stop_request.unlink()  # as a launch does
+        with RunLock(paths):
+            write_status(paths, "running", iteration=0, message="training the dense model")
+            at = open_page_file("pages/iterative.py")
+            try:
+                jobs.request_stop = stop_at_once
+                widget(at.button, "Stop").click().run()
+            finally:
+                jobs.request_stop = request_stop
+            assert not at.exception
+            assert "Resume" in [b.label for b in at.button]
+            assert any("Stop requested" in t.value for t in at.toast)
     finally:
         log.removeHandler(recorder)
     assert not [m for m in recorder.messages if "fragment rerun" in m], recorder.messages
