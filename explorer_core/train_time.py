@@ -510,7 +510,7 @@ def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
     # The epochs of unsaved seeds are dropped below and recomputed: the mark keeps the
     # progress shown from stepping back meanwhile (`TrainTimeProgress.work_shown`).
     # Written before the events are dropped, so no poll sees the one without the other.
-    mark = max(work_of(cfg, events), float(read_status(paths).get("work_mark") or 0.0))
+    mark = max(work_of(cfg, events), _work_mark(read_status(paths)))
     write_status(paths, "running", pid=os.getpid(), message="", **session_start(paths),
                  total_epochs=total_epochs(cfg), epoch=counter["epochs"], units_done=len(done),
                  total_units=len(cfg.variants) * len(cfg.seeds), work_mark=mark)
@@ -707,6 +707,15 @@ def write_summary(paths: TrainTimePaths, cfg: TrainTimeConfig) -> list[Path]:
     return written
 
 
+def _work_mark(status: dict) -> float:
+    """status.json's `work_mark` (0 when absent, or not a number after a hand edit)."""
+    try:
+        mark = float(status.get("work_mark") or 0.0)
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    return mark if math.isfinite(mark) else 0.0
+
+
 def work_of(cfg: TrainTimeConfig, events: list[dict]) -> float:
     """Epochs computed for these epoch events: an epoch of the shared prefix is one
     computation but one event per variant."""
@@ -769,10 +778,7 @@ def progress(paths: TrainTimePaths, now: float | None = None) -> TrainTimeProgre
     prog.work_total = float(len(cfg.seeds) * (cfg.initial_epochs + (cfg.epochs - cfg.initial_epochs)
                                               * len(cfg.variants)))
     prog.work_done = work(base.epochs)
-    try:
-        prog.work_mark = min(float(status.get("work_mark") or 0.0), prog.work_total)
-    except (TypeError, ValueError):  # a hand-edited status.json
-        prog.work_mark = 0.0
+    prog.work_mark = min(_work_mark(status), prog.work_total)
     unsaved = [e for e in base.epochs if (e.get("variant"), e.get("seed")) not in done]
     prog.unsaved = work(unsaved)
     # the seed under way: the first with a variant not saved (seeds run in order)
