@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -35,7 +36,14 @@ def test_inspect_writes_predictions_scores_and_heatmaps(tmp_path, capsys):
     rows = list(csv.DictReader((out / "scores.csv").open()))
     assert len(rows) == 16 and {"neuron", "conductance", "rank", "iasa", "iasa_rank"} <= set(rows[0])
     assert [int(r["neuron"]) for r in rows[:6]] == pred["neurons"]
-    assert Image.open(out / "heatmaps.png").format == "PNG"
+    sheet = Image.open(out / "heatmaps.png")
+    assert sheet.format == "PNG"
+    # the sheet explains its colours off the page, as the page's download does: a
+    # blue-to-red bar (with its lines of text) at its foot, below the tiles and captions
+    foot = np.asarray(sheet.convert("RGB"))[-100:].astype(int)
+    bar = [np.all(np.abs(foot - colour) < 12, axis=2).sum(axis=1)
+           for colour in ((178, 24, 43), (33, 102, 172))]
+    assert ((bar[0] >= 2) & (bar[1] >= 2)).sum() >= 5  # rows holding both ends of the bar
     assert "predicted" in capsys.readouterr().out
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..attribution import (BASELINES, METHODS, AttributionCache, AttributionSettings,
-                           hidden_layers, neuron_table, predict, top_k)
+                           colour_meaning, hidden_layers, neuron_table, predict, top_k)
 from ..checkpoint import load_checkpoint
 from ..cli import command
 from ..data import availability
@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     tiles = [overlay_image(conv.pixels, maps[n], scale, target=120) for n in chosen]
     captions = [f"{unit} {n} · #{r}" for n, r in zip(chosen, table["rank"].head(args.neurons))]
     sheet = grid_image(tiles, captions, 4, title=f"{args.checkpoint.name} · {layer.name} · "
-                       f"class {fmt.class_names[target]} · {METHODS[method].title}")
+                       f"class {fmt.class_names[target]} · {METHODS[method].title}",
+                       legend=colour_meaning(method, unit, fmt.class_names[target], scale))
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "predictions.json", {
         "image": args.image.name, "top_k": rows, "explained_class": target,
