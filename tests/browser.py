@@ -293,8 +293,9 @@ def choose_option(page, label: str, option: str | re.Pattern | int, attempts: in
     selectbox named `label`; returns the chosen option's text.
 
     The list only opens for a select in view, and a redraw of the page (a live fragment
-    refreshing, a rerun still settling) can close it before the click lands: so the
-    select is scrolled into view, and opened again if its list did not appear. The
+    refreshing, a rerun still settling) can close it, or replace its options, before the
+    click lands: so the select is scrolled into view, and opened again if its list did
+    not appear or its option could not be clicked within a few seconds. The
     caller wraps this in `rerun_after` when the choice makes the script run again.
     """
     if isinstance(option, int):
@@ -310,11 +311,13 @@ def choose_option(page, label: str, option: str | re.Pattern | int, attempts: in
         combo.click()
         try:
             choice.wait_for(state="visible", timeout=5_000)
+            text = choice.inner_text(timeout=5_000)
+            # bounded: a list redrawn under the pointer detaches the option, and an
+            # unbounded click kept retrying it for the whole 60 s test timeout (CI run)
+            choice.click(timeout=5_000)
         except PlaywrightTimeout:
             page.keyboard.press("Escape")
             continue
-        text = choice.inner_text()
-        choice.click()
         return text
     raise AssertionError(f"the list of {label!r} did not open with {wanted} in {attempts} "
                          "attempts")
