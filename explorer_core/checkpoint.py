@@ -38,7 +38,7 @@ class Checkpoint:
 _KNOWN_SUFFIXES = (SUFFIX, ".json", ".pth", ".pt", ".bin")
 
 
-def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     """(tensor file, JSON sidecar) for a checkpoint path given with or without suffix.
 
     Only our own suffixes are replaced: "model.v2" becomes "model.v2.safetensors",
@@ -55,7 +55,7 @@ def save_checkpoint(model: nn.Module, spec: Mapping[str, Any], path: str | os.Pa
     """Write `<path>.safetensors` and `<path>.json` atomically; returns the tensor file."""
     from safetensors.torch import save
 
-    tensor_path, json_path = _paths(path)
+    tensor_path, json_path = checkpoint_paths(path)
     full_spec = spec_of(model, spec)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     info = {**dict(meta or {}), "spec": full_spec}
@@ -73,8 +73,8 @@ def link_checkpoint(source: str | os.PathLike, path: str | os.PathLike,
     has no links), made atomically like every other file: the ratio-0 cells of a sweep
     are the same dense model, and saving each took VGG16-BN's 16 copies to 916 MB.
     """
-    src_tensor, src_json = _paths(source)
-    tensor_path, json_path = _paths(path)
+    src_tensor, src_json = checkpoint_paths(source)
+    tensor_path, json_path = checkpoint_paths(path)
     spec = json.loads(src_json.read_text())["spec"]
     tmp = tensor_path.with_name(f".{tensor_path.name}.{os.getpid()}.link")
     tmp.unlink(missing_ok=True)
@@ -100,7 +100,7 @@ def checkpoint_intact(path: str | os.PathLike) -> bool:
     For resuming a sweep, whose finished cells each name a checkpoint: a file emptied or
     cut short counted as done. Reads headers only, never the tensors.
     """
-    tensor_path, json_path = _paths(path)
+    tensor_path, json_path = checkpoint_paths(path)
     try:
         size = tensor_path.stat().st_size
         with open(tensor_path, "rb") as fh:
@@ -211,7 +211,7 @@ def _as_state_dict(obj: Any, name: str) -> dict[str, torch.Tensor]:
 
 def read_spec(path: str | os.PathLike, meta: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The JSON sidecar (spec + metadata), falling back to the safetensors metadata."""
-    _, json_path = _paths(path)
+    _, json_path = checkpoint_paths(path)
     if json_path.is_file():
         try:
             info = json.loads(json_path.read_text())
@@ -312,7 +312,7 @@ def load_checkpoint(path: str | os.PathLike, spec: Mapping[str, Any] | None = No
     """
     tensor_path = Path(path)
     if tensor_path.suffix == ".json":
-        tensor_path = _paths(path)[0]
+        tensor_path = checkpoint_paths(path)[0]
     state, meta = read_state(tensor_path)
     from_file = spec is None
     info = read_spec(tensor_path, meta) if from_file else {"spec": dict(spec)}
@@ -333,7 +333,7 @@ def load_checkpoint(path: str | os.PathLike, spec: Mapping[str, Any] | None = No
     if from_file:
         problem = _width_mismatch(model, info["spec"])
         if problem:
-            json_path = _paths(tensor_path)[1]
+            json_path = checkpoint_paths(tensor_path)[1]
             where = json_path.name if json_path.is_file() else \
                 f"the spec in {tensor_path.name}'s metadata"
             raise CheckpointError(f"{where} records {problem}: they are not one checkpoint")

@@ -183,3 +183,16 @@ def test_out_naming_the_input_is_refused_and_leaves_it_untouched(saved_mlp, tmp_
     assert len(lines) == 1 and "would overwrite the checkpoint being pruned" in lines[0], lines
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     assert load_checkpoint(tmp_path / "dense.safetensors").spec["hidden"] == [32, 16]
+
+
+@pytest.mark.parametrize("out", ["small.pth", "small.safetensors", "small.json", "small"])
+def test_the_scores_file_is_named_like_the_checkpoint_written(saved_mlp, tmp_path, out):
+    """`--out small.pth` wrote small.safetensors and small.json (the suffix is replaced)
+    but small.pth.scores.json beside them."""
+    from explorer_core.cli import main
+
+    ckpt, _ = saved_mlp
+    assert main(["prune-once", "--checkpoint", str(ckpt), "--criterion", "l1", "--ratio",
+                 "0.5", "--no-latency", "--out", str(tmp_path / out)]) == 0
+    written = sorted(p.name for p in tmp_path.glob("small*"))
+    assert written == ["small.json", "small.safetensors", "small.scores.json"]

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..checkpoint import _paths as checkpoint_files
+from ..checkpoint import checkpoint_paths
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..cli import command
 from ..criteria import CRITERIA, CriterionOptions, get_criterion
@@ -90,7 +90,10 @@ def _samples_used(args: argparse.Namespace, data: Split | None) -> int | None:
 
 
 def _stem(path: Path) -> Path:
-    return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    """`--out` without the suffix `save_checkpoint` replaces, so the scores file is named
+    like the checkpoint: `--out small.pth` wrote small.safetensors beside
+    small.pth.scores.json."""
+    return checkpoint_paths(path)[0].with_suffix("")
 
 
 def _scores_path(stem: Path) -> Path:
@@ -100,14 +103,14 @@ def _scores_path(stem: Path) -> Path:
 def _input_files(checkpoint: Path) -> tuple[Path, Path]:
     """(weights, sidecar) that `load_checkpoint` reads for `--checkpoint`: a sidecar
     names its weights, and the spec always comes from the sidecar beside the weights."""
-    tensor = checkpoint_files(checkpoint)[0] if checkpoint.suffix == ".json" else checkpoint
-    return tensor, checkpoint_files(tensor)[1]
+    tensor = checkpoint_paths(checkpoint)[0] if checkpoint.suffix == ".json" else checkpoint
+    return tensor, checkpoint_paths(tensor)[1]
 
 
 def _output_files(out: Path) -> tuple[Path, Path, Path]:
     """Every file `run` writes for `--out` (the names `save_checkpoint` gives, and the scores)."""
     stem = _stem(out)
-    return (*checkpoint_files(stem), _scores_path(stem))
+    return (*checkpoint_paths(stem), _scores_path(stem))
 
 
 def refuse_overwriting_input(checkpoint: Path, out: Path) -> None:
