@@ -76,7 +76,8 @@ def saved_settings(paths: Any, load: Callable[[Any], T]) -> T:
 
 
 # What still means something beside --resume: the rest are settings saved in the folder.
-_RESUME_OPTIONS = frozenset({"command", "run", "resume", "quiet", "from_iteration"})
+_RESUME_OPTIONS = frozenset({"command", "run", "resume", "quiet", "from_iteration",
+                             "tolerance"})
 
 
 def refuse_settings_beside_resume(args: argparse.Namespace) -> None:

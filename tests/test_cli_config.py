@@ -130,3 +130,10 @@ def test_an_integer_too_long_to_read_in_safetensors_metadata_is_a_checkpoint_err
     save_file({"w": torch.zeros(1)}, str(path), metadata={"spec": HUGE[9:-1]})
     with pytest.raises(CheckpointError, match="not JSON"):
         read_spec(path, {"spec": HUGE[9:-1]})
+
+
+def test_a_negative_deploy_tolerance_is_refused_before_any_training(tmp_path, capsys):
+    root = tmp_path / "runs"
+    assert cli.main(["prune", "--dataset", "digits", "--tolerance", "-1", "--runs-root",
+                     str(root), "--quiet"]) == 2
+    assert "--tolerance" in _one_line(capsys) and not root.exists()

@@ -453,6 +453,9 @@ def test_cli_prune_and_concatenate(roots, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "finished" in proc.stdout
     run_dir = next(runs.glob("*/cli"))
+    # a headless run ends with the page's answer: the model to deploy, and where it is
+    pick = recommend(iteration_rows(RunPaths(run_dir)), 1.0)
+    assert f"deploy: {pick.summary()} ({pick.row.checkpoint})" in proc.stdout
     assert (run_dir / "prune_w_retrain_results" / "validations.txt").is_file()
     again = subprocess.run([sys.executable, "-m", "explorer_core", "concatenate", str(run_dir)],
                            capture_output=True, text=True, env=env, timeout=120)

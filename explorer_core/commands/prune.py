@@ -83,6 +83,10 @@ def configure_prune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-neurons", type=int, help="do not prune below this many hidden neurons")
     p.add_argument("--no-cache", action="store_true", help="do not reuse a cached dense model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--tolerance", type=float, metavar="POINTS",
+                   help="for the model to deploy printed at the end: the smallest model within "
+                        "this many points of the dense model's test accuracy (default 1, as "
+                        "on the page)")
     p.set_defaults(run=run_prune)
 
 
@@ -161,6 +165,8 @@ def run_prune(args: argparse.Namespace) -> int:
 
     if args.from_iteration is not None and args.from_iteration < 0:
         raise ExplorerError(f"--from-iteration must be ≥ 0, got {args.from_iteration}")
+    if args.tolerance is not None and not args.tolerance >= 0:  # before any training
+        raise ExplorerError(f"--tolerance must be ≥ 0 points, got {args.tolerance:g}")
     if args.resume:
         refuse_settings_beside_resume(args)
         paths = RunPaths(args.resume)
@@ -177,7 +183,19 @@ def run_prune(args: argparse.Namespace) -> int:
     print(f"{status['state']}: {status.get('message', '')} ({paths.root})")
     if status["state"] == "failed":
         raise ExplorerError(status.get("message", "run failed"))
+    _print_deploy_pick(paths, 1.0 if args.tolerance is None else args.tolerance)
     return 0 if status["state"] == "finished" else 3
+
+
+def _print_deploy_pick(paths: RunPaths, tolerance: float) -> None:
+    """The model the Iterative page would recommend, so a headless run ends with the
+    same answer (and the same refusal when the dense model did not learn)."""
+    from ..results import iteration_rows, recommend
+
+    rec = recommend(iteration_rows(paths), tolerance)
+    if rec is not None:
+        where = "" if not rec.dense_learned else f" ({rec.row.checkpoint})"
+        print(f"deploy: {rec.summary()}{where}")
 
 
 @command("concatenate", "rebuild validations.txt, accuracies.png and losses.png of a run "
