@@ -470,6 +470,11 @@ def test_a_blocks_models_are_timed_together_with_the_dense_model(roots, monkeypa
     neuron = pruned[pruned["type"] == "neuron"].pivot(index="ratio", columns="criterion",
                                                       values="latency_ms")
     assert (neuron["l1"] == neuron["taylor"]).all() and neuron["l1"].nunique() == 3
+    # the baseline is not timed once more on its own: its ratio-0 cells carry the dense
+    # timing of the first chunk, measured before them
+    dense_ms = df[df["ratio"] == 0]["latency_ms"]
+    first_chunk = pruned[pruned["type"] == "weight"]["dense_latency_ms"].iloc[0]
+    assert (dense_ms == first_chunk).all() and (df["dense_latency_ms"] == first_chunk).sum() > 2
 
     sizes.clear()
     monkeypatch.setattr(sweep, "CHUNK_BYTES", 1)
