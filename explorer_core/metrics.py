@@ -29,6 +29,8 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from .errors import Cancelled, ExplorerError
 from torch.nn.utils import prune
@@ -196,15 +198,61 @@ def train_flops_per_sample(model: nn.Module, input_shape: Sequence[int], batch: 
 
 def _count_train_flops(probe: nn.Module, input_shape: Sequence[int], batch: int = 2) -> int:
     """Leaves the probe in training mode, its running statistics moved and gradients set."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     probe.train()
     x = _example(probe, input_shape, batch)
-    with FlopCounterMode(display=False) as counter:
+    with _FlopCount() as counter:
         out = probe(x)
         target = torch.zeros(out.shape[0], dtype=torch.long, device=out.device)
         F.cross_entropy(out, target).backward()
-    return int(counter.get_total_flops()) // batch
+    return int(counter.total) // batch
+
+
+# shape and stride queries: FlopCounterMode lets them fall through (NotImplemented) so
+# that tensors with a non-standard sizes/strides policy answer them themselves
+_QUERIES = frozenset({
+    torch.ops.aten.sym_is_contiguous.default, torch.ops.aten.is_contiguous.default,
+    torch.ops.aten.is_contiguous.memory_format, torch.ops.aten.is_strides_like_format.default,
+    torch.ops.aten.is_non_overlapping_and_dense.default, torch.ops.aten.size.default,
+    torch.ops.aten.sym_size.default, torch.ops.aten.stride.default,
+    torch.ops.aten.sym_stride.default, torch.ops.aten.storage_offset.default,
+    torch.ops.aten.sym_storage_offset.default, torch.ops.aten.numel.default,
+    torch.ops.aten.sym_numel.default, torch.ops.aten.dim.default, torch.ops.prim.layout.default,
+})
+
+
+class _FlopCount(TorchDispatchMode):
+    """Total FLOPs of the ops run inside it, by torch's own formulas (`flop_registry`).
+
+    Why not `FlopCounterMode`: it also enters a `ModuleTracker` (global module hooks and
+    autograd multi-grad hooks on every module's inputs and outputs) to attribute FLOPs to
+    modules, which we never read; that tracking cost more than the counting itself
+    (training FLOPs of a Digits MLP 2.0 → 1.2 ms, CNN 3.5 → 2.35 ms, ResNet-18 on 32×32
+    91 → 77 ms). This is `FlopCounterMode`'s dispatch without it and with the same
+    total: ops without a formula are decomposed (under this mode, so their parts are
+    counted), shape queries pass through. Higher-order operators (compiled or
+    control-flow code, which our eager models never run) raise, as they do under
+    `FlopCounterMode` without a formula for them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs if kwargs else {}
+        if func in _QUERIES:
+            return NotImplemented
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is None:
+            if func is not torch.ops.prim.device.default:
+                with self:
+                    out = func.decompose(*args, **kwargs)
+                if out is not NotImplemented:
+                    return out
+            return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        self.total += formula(*args, **kwargs, out_val=out)
+        return out
 
 
 _ACTIVATIONS: dict[str, int] = {}

@@ -6,7 +6,7 @@ from explorer_core.errors import Cancelled
 from explorer_core.metrics import (LatencyConfig, compare_costs, cost_report, count_nonzero,
                                    macs_per_sample, measure_latencies, measure_latency,
                                    train_flops_per_sample)
-from explorer_core.models import MLP, build_model, default_spec
+from explorer_core.models import ARCHS, MLP, build_model, default_spec
 
 # Linear(784, 256) -> ReLU -> Linear(256, 64) -> ReLU -> Linear(64, 10)
 MACS = 784 * 256 + 256 * 64 + 64 * 10            # one multiply-add per weight: 217 728
@@ -179,3 +179,58 @@ def test_one_report_counts_on_one_copy_what_each_count_gets_on_its_own(arch, sha
     assert not model.training
     assert model.state_dict().keys() == before.keys()
     assert all(model.state_dict()[k].equal(v) for k, v in before.items())
+
+
+# ------------------------------------------------------------------ training FLOPs vs torch
+
+def _flop_counter_mode_per_sample(model, shape, batch: int = 2) -> int:
+    """The reference: torch's own FlopCounterMode over the pass `train_flops_per_sample`
+    makes (a private copy in training mode, cross-entropy on a batch of zeros)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from explorer_core.masks import copy_model
+
+    probe = copy_model(model).train()
+    with FlopCounterMode(display=False) as counter:
+        out = probe(torch.zeros(batch, *shape))
+        F.cross_entropy(out, torch.zeros(batch, dtype=torch.long)).backward()
+    return counter.get_total_flops() // batch
+
+
+def _small_shape(arch: str) -> tuple[int, int, int]:
+    return (1, 8, 8) if arch in ("slp", "mlp", "cnn") else (3, 32, 32)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_training_flops_equal_torchs_flop_counter_on_every_architecture(arch):
+    shape = _small_shape(arch)
+    model = build_model(default_spec(arch, in_ch=shape[0], size=shape[1], classes=10))
+    flops = train_flops_per_sample(model, shape)
+    assert flops == _flop_counter_mode_per_sample(model, shape) > 0
+
+
+def test_training_flops_of_a_masked_model_equal_torchs_flop_counter():
+    shape = _small_shape("cnn")
+    model = apply_masks(build_model(default_spec("cnn", 1, 8, 10)), 0.5)
+    reference = _flop_counter_mode_per_sample(model, shape)
+    assert train_flops_per_sample(model, shape) == reference > 0
+    assert cost_report(model, shape).train_flops == reference
+
+
+def test_flop_count_decomposes_ops_without_a_formula_like_torch():
+    """Under inference mode `aten.linear` reaches the counting mode undecomposed; it has
+    no formula, so its FLOPs are found only by decomposing it into `addmm`."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from explorer_core.metrics import _FlopCount
+
+    model, x = MLP(64, [32], 10).eval(), torch.zeros(3, 64)
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as reference:
+            model(x)
+        with _FlopCount() as counter:
+            model(x)
+    assert counter.total == reference.get_total_flops() > 0
