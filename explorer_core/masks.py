@@ -28,7 +28,9 @@ mask into a plain `weight`, so checkpoints have ordinary keys and rebuild with
 from __future__ import annotations
 
 import copy
+import functools
 import os
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -168,6 +170,115 @@ def make_permanent(model: nn.Module) -> nn.Module:
 
 
 def copy_model(model: nn.Module) -> nn.Module:
+    """An independent copy of a model, masked or not: `copy.deepcopy`'s result, faster.
+
+    A sweep copies models all the time (each ratio of a series, every cost probe, the
+    dead model, the masked models folded for saving): ~250 copies on the Digits Compare
+    benchmark, where `deepcopy` took 0.26 ms per MLP and 0.6 ms per CNN, walking every
+    attribute generically. Modules whose attributes are all plain values (ints, strings,
+    dtypes, hook dictionaries holding only mask hooks — every model `models` builds,
+    pruned or not) are copied by cloning their tensors (`_clone_module`, 0.04 and
+    0.06 ms); anything else goes through `deepcopy` (`_deep_copy`).
+    """
+    if all(_plain_module(m) for m in model.modules()):
+        return _clone_module(model)
+    return _deep_copy(model)
+
+
+# Values a module may hold outside its parameters, buffers and children for the fast
+# copy: immutable, so sharing them between copies is what deepcopy's result amounts to.
+# (classes and functions are what deepcopy itself shares: `copy._deepcopy_atomic`)
+_PLAIN = (int, float, bool, str, bytes, type(None), torch.dtype, torch.device, torch.Size,
+          type, types.FunctionType, types.BuiltinFunctionType)
+_HOOK_DICT_PREFIX = "_"
+# a class defining any of these copies itself its own way: deepcopy must ask it
+_COPY_PROTOCOL = {"__deepcopy__", "__copy__", "__reduce_ex__", "__reduce__", "__getstate__",
+                  "__setstate__"}
+# …except these, whose protocol copies the attribute dictionary as is (conv layers'
+# `__setstate__` only fills in a `padding_mode` missing from old pickles)
+_OWN_COPY_SAFE = (nn.Module, object, nn.modules.conv._ConvNd)
+
+
+def _plain_value(value: Any) -> bool:
+    if isinstance(value, _PLAIN):
+        return True
+    return isinstance(value, tuple) and all(_plain_value(v) for v in value)
+
+
+def _plain_module(module: nn.Module) -> bool:
+    """Whether `_clone_module` copies `module` exactly as `deepcopy` would: no custom
+    copy protocol, no attribute that could be a shared mutable object, and no hook
+    other than a mask's (hooks are functions that may close over the original)."""
+    if not _plain_class(type(module)):
+        return False
+    for key, value in module.__dict__.items():
+        if key in ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"):
+            continue
+        if isinstance(value, dict):
+            if key == "_forward_pre_hooks":
+                if not all(isinstance(h, prune.BasePruningMethod) for h in value.values()):
+                    return False
+            elif not key.startswith(_HOOK_DICT_PREFIX) or value:
+                return False
+            continue
+        if isinstance(value, torch.Tensor):
+            if key in _mask_outputs(module):
+                continue  # a mask's computed weight: recomputed on the copy
+            return False
+        if not _plain_value(value):
+            return False
+    return all(p is None or (type(p) is nn.Parameter and not vars(p))
+               for p in module._parameters.values()) and \
+        all(b is None or (type(b) is torch.Tensor and not vars(b))
+            for b in module._buffers.values())
+
+
+@functools.lru_cache(maxsize=None)
+def _plain_class(cls: type) -> bool:
+    return not any(c not in _OWN_COPY_SAFE and _COPY_PROTOCOL.intersection(vars(c))
+                   for c in cls.__mro__)
+
+
+def _mask_outputs(module: nn.Module) -> set[str]:
+    return {h._tensor_name for h in module._forward_pre_hooks.values()
+            if isinstance(h, prune.BasePruningMethod)}
+
+
+@torch.no_grad()
+def _clone_module(module: nn.Module) -> nn.Module:
+    """A copy of a `_plain_module` tree: the same class and attributes, its own tensors."""
+    new = module.__class__.__new__(module.__class__)
+    state = dict(module.__dict__)
+    for key, value in state.items():
+        if isinstance(value, dict) and key not in ("_parameters", "_buffers", "_modules"):
+            state[key] = type(value)(value)  # its own (empty, or mask) hook dictionary
+    # its own mask hooks too: masking again adds to a hook's container (`prune`)
+    hooks = state["_forward_pre_hooks"]
+    for key, hook in hooks.items():
+        hooks[key] = copy.copy(hook)
+    state["_non_persistent_buffers_set"] = set(module._non_persistent_buffers_set)
+    state["_parameters"] = {k: _clone_parameter(p) for k, p in module._parameters.items()}
+    state["_buffers"] = {k: None if b is None else b.clone() for k, b in module._buffers.items()}
+    state["_modules"] = {k: None if m is None else _clone_module(m)
+                         for k, m in module._modules.items()}
+    for hook in module._forward_pre_hooks.values():  # a mask's weight = orig × mask, anew
+        if isinstance(hook, prune.BasePruningMethod):
+            name = hook._tensor_name
+            state[name] = state["_parameters"][name + "_orig"] * state["_buffers"][name + "_mask"]
+    new.__dict__ = state
+    return new
+
+
+def _clone_parameter(p: nn.Parameter | None) -> nn.Parameter | None:
+    if p is None:
+        return None
+    new = nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad)
+    if p.grad is not None:
+        new.grad = p.grad.detach().clone()
+    return new
+
+
+def _deep_copy(model: nn.Module) -> nn.Module:
     """`copy.deepcopy` that also works on masked models.
 
     A masked layer's `weight` is a computed (non-leaf) tensor, which `deepcopy` refuses;

@@ -34,6 +34,7 @@ from torch.nn.utils import prune as torch_prune
 from .criteria import CriterionOptions, compute_scores, get_criterion
 from .data import Split
 from .errors import ExplorerError
+from .masks import copy_model
 from .models import MLP, Spec, architecture_key, input_shape, spec_of
 from .ranking import RankingConfig, check_ratio, choose
 
@@ -348,7 +349,7 @@ def _graph_series(model: nn.Module, spec: Spec, configs: Sequence[PruneConfig],
     if torch_prune.is_pruned(model):
         raise ExplorerError("the model carries weight masks; make them permanent "
                             "(masks.make_permanent) before removing channels")
-    working = copy.deepcopy(model)
+    working = copy_model(model)
     g = _build_graph(working, spec)
     if not g.groups:
         raise ExplorerError("this model has no prunable channel groups")
@@ -379,7 +380,7 @@ def _graph_series(model: nn.Module, spec: Spec, configs: Sequence[PruneConfig],
                 raise ExplorerError(f"removing {len(removed)} channels of {root} would empty a layer")
             fresh.prune()
             present[root] = kept[root]
-        result = working if step == len(configs) - 1 else copy.deepcopy(working)
+        result = working if step == len(configs) - 1 else copy_model(working)
         new_spec = spec_of(result, spec)
         if spec_update is not None:
             new_spec = spec_update(result, new_spec)

@@ -176,3 +176,83 @@ def test_weights_tied_at_the_threshold_go_lowest_index_first():
     assert layer.weight_mask.tolist() == [[1, 0, 0, 0, 1, 1]]
     apply_masks(layer, 1 / 3, "weight", layers=[""])  # a third of the remaining three
     assert layer.weight_mask.tolist() == [[1, 0, 0, 0, 1, 0]]  # |-0.3| is the smallest
+
+
+# ------------------------------------------------------------------ copy_model
+
+def _small_spec(arch: str) -> dict:
+    from explorer_core.models import default_spec as spec_of_arch
+    small = arch in ("slp", "mlp", "cnn")
+    return spec_of_arch(arch, 1 if small else 3, 28 if small else 32, 10)
+
+
+def _assert_same_model(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+        assert sa[k].data_ptr() != sb[k].data_ptr(), f"{k} shares storage"
+    assert [type(m) for m in a.modules()] == [type(m) for m in b.modules()]
+    assert [m.training for m in a.modules()] == [m.training for m in b.modules()]
+
+
+@pytest.mark.parametrize("arch", ["slp", "mlp", "cnn", "resnet18", "mobilenet_v2",
+                                  "vgg16_bn", "densenet121"])
+def test_copy_model_gives_deepcopys_model_with_its_own_tensors(arch):
+    import copy
+
+    from explorer_core.masks import copy_model
+
+    torch.manual_seed(0)
+    model = build_model(_small_spec(arch))
+    x = torch.randn(4, *_small_spec(arch)["input_shape"])
+    model.train()
+    model(x).sum().backward()  # gradients and moved BatchNorm statistics to copy too
+    model.eval()
+    fast, deep = copy_model(model), copy.deepcopy(model)
+    _assert_same_model(fast, deep)
+    for p, q in zip(fast.parameters(), model.parameters()):
+        assert torch.equal(p.grad, q.grad) and p.grad.data_ptr() != q.grad.data_ptr()
+        assert p.requires_grad == q.requires_grad
+    with torch.no_grad():
+        assert torch.equal(fast(x), model(x))
+        next(fast.parameters()).add_(1.0)  # the copy's weights are its own
+        assert not torch.equal(fast(x), model(x))
+    fast.train()
+    assert not model.training and all(not m.training for m in model.modules())
+
+
+def test_copy_of_a_masked_model_has_its_own_masks_and_hooks():
+    from explorer_core.masks import copy_model, sparsity_report
+
+    model = apply_masks(build_model(default_spec("mlp", 1, 8, 10, hidden=[32, 16])), 0.5)
+    apply_masks(model, 0.0)  # masked twice: the layers' hooks are containers of methods
+    hook = next(iter(model.get_submodule("fc1")._forward_pre_hooks.values()))
+    methods = len(hook._pruning_methods)
+    copied = copy_model(model)
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.equal(copied(x), model(x))
+    layer, original = copied.get_submodule("fc1"), model.get_submodule("fc1")
+    assert torch.equal(layer.weight, original.weight) and layer.weight is not original.weight
+    # masking the copy again (iterative pruning) leaves the original's masks and hooks alone
+    apply_masks(copied, 0.5)
+    assert abs(sparsity_report(model).sparsity - 0.5) < 0.01
+    assert abs(sparsity_report(copied).sparsity - 0.75) < 0.01
+    assert len(hook._pruning_methods) == methods
+    assert torch.equal(copy_model(model)(x), model(x))
+    make_permanent(copied)
+    assert is_masked(model) and not is_masked(copied)
+
+
+def test_copy_model_falls_back_to_deepcopy_for_what_it_cannot_clone():
+    from explorer_core.masks import copy_model
+
+    model = build_model(default_spec("mlp", 1, 8, 10, hidden=[8]))
+    model.notes = ["trained"]           # a mutable attribute: the copy needs its own
+    seen: list[int] = []
+    model.register_forward_hook(lambda m, i, o: seen.append(1))  # deepcopy keeps hooks
+    copied = copy_model(model)
+    copied.notes.append("pruned")
+    assert model.notes == ["trained"]
+    copied(torch.zeros(1, 1, 8, 8))
+    assert seen == [1]
