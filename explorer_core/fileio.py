@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import itertools
 import queue
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -21,43 +21,77 @@ from typing import Any, Callable, Iterable, Sequence
 JSON_ERRORS = (UnicodeDecodeError, ValueError, RecursionError)
 
 
-def _current_umask() -> int:
-    """The process umask, read without changing it (os.umask would race other threads)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
+# Flags of a temporary sibling: a new file of ours only (O_EXCL, no symlink followed),
+# not inherited by child processes.
+_TEMP_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+               | getattr(os, "O_NOFOLLOW", 0))
+_TEMP_TRIES = 10_000  # tempfile's TMP_MAX
+_temp_ids = itertools.count()  # next() is atomic under the GIL: unique per thread too
+
+
+def _open_temp_sibling(target: str) -> tuple[int, str]:
+    """Create and open `.<name>.<pid>-<n>.tmp` beside `target`: (fd, its path).
+
+    Why not `tempfile.mkstemp`: with its random name it took 12 us where this `os.open`
+    takes 3.5 us (tmpfs), and its 0600 file then needed a chmod and, for a new file, a
+    /proc/self/status read for the umask (9 us) — Python work that holds the GIL on the
+    Compare sweep's writer thread, three files per cell. A pid + counter name is unique
+    within the process (threads included) and across processes; a name left by a crashed
+    process with our pid is skipped. `os.open(..., 0o666)` applies the umask itself, as
+    `open(path, "w")` does. The parent directory is created only when missing (a
+    `mkdir(parents=True)` before every write cost 2.4 us).
+    """
+    head, tail = os.path.split(target)
+    for _ in range(_TEMP_TRIES):
+        tmp = os.path.join(head, f".{tail}.{os.getpid()}-{next(_temp_ids)}.tmp")
+        try:
+            return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            if not head or os.path.isdir(head):
+                raise
+            Path(head).mkdir(parents=True, exist_ok=True)
+    raise FileExistsError(f"no free temporary name beside {target}")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """`os.write` until every byte is written (one call may write less)."""
+    view = memoryview(data).cast("B")
+    done = os.write(fd, view)
+    while done < len(view):
+        done += os.write(fd, view[done:])
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> Path:
     """Write `data` to `path` so readers see either the old or the new file, never half.
 
-    `mkstemp` creates its file with mode 0600; the result gets the mode a plain
-    `open(path, "w")` would give (the old file's mode, or 0666 minus the umask) so
-    results stay readable by the user's other tools. `durable=False` skips the fsync:
-    still atomic for every reader and after a crash of the process, only a power cut
-    could lose it — right for progress reports rewritten every few seconds (an fsync
-    cost ~5 ms here, several per sweep cell).
+    The new file keeps the old file's mode, or gets the mode a plain `open(path, "w")`
+    would give (0666 minus the umask), so results stay readable by the user's other
+    tools. `durable=False` skips the fsync: still atomic for every reader and after a
+    crash of the process, only a power cut could lose it — right for progress reports
+    rewritten every few seconds (an fsync cost ~5 ms here, several per sweep cell).
+    Plain `os` calls on a descriptor, no file object: user CPU per 100 kB file on tmpfs
+    fell from 19 us (existing file) / 30 us (new file) to 8 us; the Compare sweep's
+    writer thread holds the GIL the training thread needs for that time.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = path if isinstance(path, Path) else Path(path)  # Path(a Path) parses again: 2 us
+    target = os.fspath(path)
     try:
-        mode = path.stat().st_mode & 0o7777
+        mode: int | None = os.stat(target).st_mode & 0o7777
     except FileNotFoundError:
-        mode = 0o666 & ~_current_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        mode = None  # os.open's 0o666 less the umask
+    fd, tmp = _open_temp_sibling(target)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        try:
+            _write_all(fd, data)
+            if mode is not None:
+                os.fchmod(fd, mode)
             if durable:
-                os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)

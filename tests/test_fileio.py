@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,3 +128,191 @@ def test_ordered_writer_keeps_the_order_and_stops_at_a_failed_write():
     with pytest.raises(OSError, match="No space left"):
         writer.close()
     assert written == ["checkpoint 1"]
+
+
+# --- atomic_write_bytes on plain descriptors: modes, fsync, clean failure, concurrency ---
+
+def _open_mode(path, umask: int) -> int:
+    """The reference: the mode `open(path, "w")` gives a new file under `umask`."""
+    old = os.umask(umask)
+    try:
+        with open(path, "w"):
+            pass
+    finally:
+        os.umask(old)
+    mode = os.stat(path).st_mode & 0o7777
+    os.unlink(path)
+    return mode
+
+
+@pytest.mark.parametrize("umask", [0o027, 0o002, 0o077, 0o000], ids=oct)
+def test_a_new_file_gets_the_mode_open_would_give_under_the_umask(tmp_path, umask):
+    want = _open_mode(tmp_path / "reference", umask)
+    old = os.umask(umask)
+    try:
+        for i, write in enumerate([lambda p: atomic_write_bytes(p, b"x"),
+                                   lambda p: atomic_write_bytes(p, b"x", durable=False),
+                                   lambda p: atomic_write_json(p, {"a": 1})]):
+            path = write(tmp_path / "new" / f"f{i}")  # in a folder that does not exist yet
+            assert path.stat().st_mode & 0o7777 == want == 0o666 & ~umask
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("mode", [0o604, 0o755, 0o400, 0o660], ids=oct)
+def test_an_existing_files_mode_is_kept_whatever_the_umask(tmp_path, mode):
+    path = tmp_path / "kept.bin"
+    path.write_bytes(b"old")
+    path.chmod(mode)
+    old = os.umask(0o077)
+    try:
+        atomic_write_bytes(path, b"new")
+        assert path.stat().st_mode & 0o7777 == mode and path.read_bytes() == b"new"
+        atomic_write_bytes(path, b"newer", durable=False)
+        assert path.stat().st_mode & 0o7777 == mode and path.read_bytes() == b"newer"
+    finally:
+        os.umask(old)
+
+
+def test_missing_parent_folders_are_created(tmp_path):
+    path = atomic_write_text(tmp_path / "a" / "b" / "c" / "x.txt", "deep")
+    assert path.read_text() == "deep"
+    assert path == tmp_path / "a" / "b" / "c" / "x.txt"
+    assert atomic_write_bytes(str(tmp_path / "s" / "y.bin"), b"y").read_bytes() == b"y"
+
+
+def test_a_path_through_a_file_is_an_error_and_leaves_nothing(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OSError):
+        atomic_write_bytes(tmp_path / "file" / "x.bin", b"x")
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def _fd_path(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def test_durable_writes_fsync_the_data_before_the_rename(tmp_path, monkeypatch):
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        synced = _fd_path(fd)  # the file behind the descriptor, and what it holds
+        events.append(("fsync", os.path.basename(synced), Path(synced).read_bytes()))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.basename(src), os.path.basename(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(fileio.os, "fsync", fsync)
+    monkeypatch.setattr(fileio.os, "replace", replace)
+    target = tmp_path / "ckpt.bin"
+    atomic_write_bytes(target, b"payload")
+    (kind, synced, content), (kind2, src, dst) = events
+    assert (kind, kind2, dst, content) == ("fsync", "replace", "ckpt.bin", b"payload")
+    assert synced == src and synced.startswith(".ckpt.bin.") and synced.endswith(".tmp")
+    events.clear()
+    atomic_write_bytes(target, b"progress", durable=False)
+    assert [e[0] for e in events] == ["replace"]  # no fsync when not durable
+    assert target.read_bytes() == b"progress"
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("where", ["write", "fsync", "fchmod", "replace"])
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file_or_descriptor(
+        tmp_path, monkeypatch, where):
+    target = tmp_path / "record.json"
+    atomic_write_text(target, "old\n")
+    target.chmod(0o640)  # an existing file: its mode is copied with fchmod
+
+    def broken(*args, **kwargs):
+        raise OSError(f"{where} failed")
+
+    fds = _open_fds()
+    monkeypatch.setattr(fileio.os, where, broken)
+    with pytest.raises(OSError, match=f"{where} failed"):
+        atomic_write_text(target, "new\n")
+    monkeypatch.undo()
+    assert target.read_text() == "old\n" and target.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
+    assert _open_fds() <= fds
+
+
+def test_an_interrupted_write_leaves_no_temp_file(tmp_path, monkeypatch):
+    def interrupted(fd, data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fileio.os, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(tmp_path / "x.bin", b"data")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_short_writes_are_continued_until_every_byte_is_written(tmp_path, monkeypatch):
+    real_write = os.write
+    calls = []
+
+    def short_write(fd, data):  # what a signal or a full pipe of the kernel may do
+        calls.append(len(data))
+        return real_write(fd, bytes(data)[:1000])
+
+    data = os.urandom(10_500)
+    monkeypatch.setattr(fileio.os, "write", short_write)
+    path = atomic_write_bytes(tmp_path / "x.bin", data)
+    monkeypatch.undo()
+    assert path.read_bytes() == data and len(calls) == 11
+
+
+def test_temp_files_left_by_a_crashed_process_with_our_pid_are_skipped_untouched(
+        tmp_path, monkeypatch):
+    import itertools
+
+    monkeypatch.setattr(fileio, "_temp_ids", itertools.count())
+    leftovers = [tmp_path / f".x.json.{os.getpid()}-{n}.tmp" for n in range(3)]
+    for p in leftovers:
+        p.write_text("half a file of the crashed run")
+    atomic_write_json(tmp_path / "x.json", {"ok": True})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"ok": True}
+    assert all(p.read_text() == "half a file of the crashed run" for p in leftovers)
+    assert len(list(tmp_path.iterdir())) == 4
+
+
+def test_two_threads_writing_one_path_never_leave_a_mixed_or_partial_file(tmp_path):
+    import threading
+
+    target = tmp_path / "shared.bin"
+    size, rounds = 256 * 1024, 60
+    atomic_write_bytes(target, b"\0" * size, durable=False)
+    stop = threading.Event()
+    bad: list[str] = []
+
+    def writer(mark: int) -> None:
+        try:
+            for i in range(rounds):
+                atomic_write_bytes(target, bytes([mark]) * size, durable=(i % 10 == 0))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+            bad.append(f"writer {mark}: {exc!r}")
+
+    def reader() -> None:
+        while not stop.is_set():
+            data = target.read_bytes()
+            if len(data) != size or data.count(data[:1]) != size:
+                bad.append(f"read {len(data)} bytes of {sorted(set(data))}")
+
+    threads = [threading.Thread(target=writer, args=(m,)) for m in (1, 2)]
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    watcher.join()
+    assert bad == []
+    assert target.read_bytes() in (b"\1" * size, b"\2" * size)
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.bin"]
