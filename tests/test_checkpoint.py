@@ -355,3 +355,138 @@ def test_weights_wider_than_a_template_spec_are_refused(tmp_path):
                                     "spec's 100·30")
     ck = load_checkpoint(f, spec={**default_spec("mlp"), "hidden": [120, 30]})  # its own: 100 %
     assert ck.meta["percent_retained"] == pytest.approx(100.0)
+
+
+# ------------------------------------------------ safetensors bytes without the numpy detour
+
+def _sweep_state(arch: str) -> tuple[dict, dict]:
+    """A Digits model of the Compare sweep's benchmark grid: (state as saved, spec)."""
+    from explorer_core.sweep import SweepConfig
+
+    spec = SweepConfig(name="x", models=["mlp", "cnn"], datasets=["digits"]).spec(arch, "digits")
+    torch.manual_seed(3)
+    model = build_model(spec)
+    return {k: v.detach().contiguous() for k, v in model.state_dict().items()}, spec
+
+
+def _mixed_dtypes() -> dict:
+    torch.manual_seed(4)
+    x = torch.randn(3, 5)
+    return {"f64": x.double(), "f32": x, "f16": x.half(), "bf16": x.bfloat16(),
+            "i64": torch.arange(7), "i32": torch.arange(-3, 3, dtype=torch.int32),
+            "i16": torch.tensor([-2, 9], dtype=torch.int16),
+            "i8": torch.tensor([-128, 127], dtype=torch.int8),
+            "u8": torch.tensor([0, 255], dtype=torch.uint8), "bool": x > 0,
+            "scalar": torch.tensor(2.5)}
+
+
+def _exotic_dtypes() -> dict:
+    return {"c64": torch.randn(2, dtype=torch.complex64), "w": torch.randn(3),
+            "f8": torch.randn(4).to(torch.float8_e4m3fn), "u16": torch.arange(3).to(torch.uint16)}
+
+
+def _resnet_state() -> dict:
+    model = build_model(default_spec("resnet18", 3, 32, 10))
+    randomise_bn(model)  # int64 scalar num_batches_tracked buffers among the floats
+    return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+_WHOLE = torch.arange(10.0)
+STATES = {
+    "digits mlp": lambda: _sweep_state("mlp")[0],
+    "digits cnn": lambda: _sweep_state("cnn")[0],
+    "pruned mlp": lambda: dict(pruned_simplenn().state_dict()),
+    "resnet18": _resnet_state,
+    "every common dtype": _mixed_dtypes,
+    "complex, float8, uint16": _exotic_dtypes,
+    "slices of one storage": lambda: {"a": _WHOLE[:4], "b": _WHOLE[4:]},
+    "a view into a larger storage": lambda: {"w": torch.randn(6, 4)[2:5], "b": torch.ones(2)},
+    "an empty tensor": lambda: {"w": torch.randn(2, 2), "none": torch.zeros(0, 3)},
+    "no tensors": lambda: {},
+}
+
+
+@pytest.mark.parametrize("case", list(STATES))
+def test_safetensors_bytes_are_exactly_what_safetensors_save_returns(case):
+    from safetensors.torch import save
+
+    from explorer_core.checkpoint import safetensors_bytes
+
+    state = STATES[case]()
+    # one key, as save_checkpoint writes: safetensors orders several in a per-call random way
+    meta = {"spec": json.dumps({"arch": "mlp", "hidden": [3, 2], "note": "é ü"},
+                               ensure_ascii=False)}
+    assert safetensors_bytes(state, meta) == save(state, metadata=meta)
+    assert safetensors_bytes(state, {}) == save(state, metadata={})
+
+
+BAD_STATES = {  # safetensors refuses these; so must we, with its own error
+    "shared tensors": lambda: (lambda t: {"a": t, "tied": t})(torch.randn(3, 3)),
+    "overlapping views": lambda: (lambda t: {"a": t[:3], "b": t[2:]})(torch.randn(5)),
+    "non-contiguous": lambda: {"t": torch.randn(3, 4).t()},
+    "not a tensor": lambda: {"w": torch.randn(2), "step": 3},
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_STATES))
+def test_state_that_safetensors_refuses_is_refused_with_its_error(case):
+    from safetensors.torch import save
+
+    from explorer_core.checkpoint import safetensors_bytes
+
+    with pytest.raises(Exception) as theirs:
+        save(BAD_STATES[case](), metadata={})
+    with pytest.raises(type(theirs.value)):
+        safetensors_bytes(BAD_STATES[case](), {})
+
+
+def test_without_tensorspec_safetensors_own_save_writes_the_same_bytes(monkeypatch):
+    import safetensors
+    from safetensors.torch import save
+
+    from explorer_core.checkpoint import safetensors_bytes
+
+    state = _sweep_state("cnn")[0]
+    want = save(state, metadata={"spec": "{}"})
+    monkeypatch.delattr(safetensors, "TensorSpec")  # as in safetensors < 0.8
+    assert safetensors_bytes(state, {"spec": "{}"}) == want
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_a_sweep_checkpoint_is_byte_for_byte_what_safetensors_and_json_write(
+        tmp_path, monkeypatch, arch):
+    """The files save_checkpoint wrote before (safetensors' own save, json.dumps with
+    indent=2 and sorted keys), fsynced, with the mode open() would give."""
+    from safetensors.torch import save
+
+    from explorer_core import fileio
+    from explorer_core.models import spec_of
+
+    state, spec = _sweep_state(arch)
+    model = build_model(spec)
+    model.load_state_dict(state)
+    meta = {"metrics": {"test_acc": 91.5, "test_loss": 0.25}, "class_names": list("0123456789"),
+            "normalisation": {"mean": [0.3053], "std": [0.3759]}, "percent_retained": 100.0}
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(fileio.os, "fsync", fsync)
+    old = os.umask(0o027)
+    try:
+        path = save_checkpoint(model, spec, tmp_path / "cells" / f"{arch}-r0", meta)
+    finally:
+        os.umask(old)
+    monkeypatch.undo()
+    full_spec = spec_of(model, spec)
+    assert path.read_bytes() == save(state, metadata={"spec": json.dumps(full_spec)})
+    assert (tmp_path / "cells" / f"{arch}-r0.json").read_text() == \
+        json.dumps({**meta, "spec": full_spec}, indent=2, sort_keys=True) + "\n"
+    names = sorted(p.name for p in (tmp_path / "cells").iterdir())
+    assert names == [f"{arch}-r0.json", f"{arch}-r0.safetensors"]
+    assert all((tmp_path / "cells" / n).stat().st_mode & 0o777 == 0o640 for n in names)
+    assert [os.path.basename(s).split(".tmp")[0].rsplit(".", 1)[0] for s in synced] == \
+        [f".{arch}-r0.safetensors", f".{arch}-r0.json"]
