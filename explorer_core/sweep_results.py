@@ -386,7 +386,7 @@ def append_result(paths: SweepPaths, row: dict[str, Any]) -> None:
     """
     new = not paths.results_csv.is_file()
     with open(paths.results_csv, "a", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
+        writer = csv.writer(fh, lineterminator=os.linesep)  # the line ends of `_csv_text`
         if new:
             writer.writerow(RESULT_COLUMNS)
         writer.writerow([_csv_value(row.get(c)) for c in RESULT_COLUMNS])

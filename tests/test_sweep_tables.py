@@ -242,3 +242,19 @@ def test_a_whole_number_past_int64_fails_as_it_did(real_rows):
         ref_csv_text(frame)
     with pytest.raises(TypeError):
         tables_text(frame)
+
+
+def test_lines_appended_while_a_sweep_runs_end_as_the_rewritten_tables_do(real_rows, tmp_path):
+    """results.csv grows a line per cell and is rewritten when the worker stops: both
+    must end lines alike (appended lines ended in \\r\\n, rewritten ones in \\n)."""
+    from explorer_core.sweep_results import append_result, write_tables
+
+    paths = sweep_paths(tmp_path)
+    rows = sorted(real_rows, key=lambda r: r["cell_id"])[:3]
+    for row in rows:
+        append_result(paths, row)
+    appended = paths.results_csv.read_bytes()
+    write_tables(paths, rows)
+    rewritten = paths.results_csv.read_bytes()
+    assert appended.count(b"\r\n") == rewritten.count(b"\r\n")
+    assert appended.count(b"\n") == rewritten.count(b"\n") == len(rows) + 1
