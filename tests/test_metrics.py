@@ -234,3 +234,29 @@ def test_flop_count_decomposes_ops_without_a_formula_like_torch():
         with _FlopCount() as counter:
             model(x)
     assert counter.total == reference.get_total_flops() > 0
+
+
+def test_flop_formulas_get_the_shapes_torchs_wrapper_gives_them():
+    """Shapes are taken without torch's generic tree walk: the same values as
+    `tree_map(get_shape, …)` for lists, tuples and dicts (a keyword argument included),
+    and any other container is left to torch's wrapper."""
+    from collections import namedtuple
+
+    import torch
+    from torch.utils._pytree import tree_map
+    from torch.utils.flop_counter import flop_registry, get_shape
+
+    from explorer_core.metrics import _FlopCount, _NotALeaf
+
+    x, w = torch.zeros(2, 3, 8, 8), torch.zeros(5, 3, 3, 3)
+    out = torch.nn.functional.conv2d(x, w)
+    args = (x, w, None, [1, 1], [0, 0], [1, 1])
+    kwargs = {"transposed": False, "output_padding": [0, 0], "groups": 1}
+    counter = _FlopCount()
+    value = (args, kwargs, (out, [x, None], 2.5))
+    assert counter._shapes(value) == tree_map(get_shape, value)
+    formula = flop_registry[torch.ops.aten.convolution]
+    assert counter._flops(formula, args, kwargs, out) == formula(*args, **kwargs, out_val=out) > 0
+    for other in (torch.Size([2, 3]), namedtuple("Pair", "a b")(x, w)):
+        with pytest.raises(_NotALeaf):
+            counter._shapes((x, [other]))
