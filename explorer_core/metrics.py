@@ -144,7 +144,13 @@ def effective_parameters(model: nn.Module) -> list[torch.Tensor]:
 
 
 def count_nonzero(model: nn.Module) -> int:
-    return int(sum(int(torch.count_nonzero(t)) for t in effective_parameters(model)))
+    return _count_nonzero(effective_parameters(model))
+
+
+def _count_nonzero(tensors: Sequence[torch.Tensor]) -> int:
+    """One `int` per tensor: on CPU that is faster than adding the counts up as tensors
+    (a Digits CNN: 45 µs against 47-51 µs), so the per-tensor read stays."""
+    return int(sum(int(torch.count_nonzero(t)) for t in tensors))
 
 
 # ------------------------------------------------------------------ MACs / FLOPs
@@ -441,9 +447,10 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int],
 def cost_report(model: nn.Module, input_shape: Sequence[int],
                 latency: LatencyConfig | None = None, latency_ms: float | None = None) -> CostReport:
     """Everything above for one model; latency only if a `LatencyConfig` is given."""
-    params = effective_parameters(model)
     if latency is not None and latency_ms is None:
         latency_ms = measure_latency(model, input_shape, latency)
+    # after the timing: its forward passes recompute a masked layer's `weight`
+    params = effective_parameters(model)
     # one deep copy for the three counts (each used to make its own: ~1.7 ms for the
     # Digits CNN); the training-FLOPs pass, which moves BatchNorm statistics, goes last
     probe = _probe(model)
@@ -451,7 +458,7 @@ def cost_report(model: nn.Module, input_shape: Sequence[int],
     macs = _count_macs(probe, input_shape)
     return CostReport(
         params=int(sum(p.numel() for p in params)),
-        nonzero_params=count_nonzero(model),
+        nonzero_params=_count_nonzero(params),  # effective_parameters once, not twice
         macs=macs,
         train_flops=_count_train_flops(probe, input_shape),
         param_bytes=int(sum(p.numel() * p.element_size() for p in params)),
