@@ -256,3 +256,19 @@ def test_copy_model_falls_back_to_deepcopy_for_what_it_cannot_clone():
     assert model.notes == ["trained"]
     copied(torch.zeros(1, 1, 8, 8))
     assert seen == [1]
+
+
+def test_magnitude_masks_leave_torchs_generators_alone(monkeypatch):
+    """Only the random method draws: magnitude masking neither seeds (0.75 ms a call,
+    on every ratio of a sweep) nor moves the global generator."""
+    seeded = []
+    real = torch.manual_seed
+    monkeypatch.setattr(torch, "manual_seed", lambda s: seeded.append(s) or real(s))
+    mlp, cnn = (build_model(default_spec("mlp", 1, 8, 10, hidden=[16])),
+                build_model(default_spec("cnn", 1, 8, 10)))
+    state = torch.get_rng_state()
+    apply_masks(mlp, 0.5, "weight")
+    apply_masks(cnn, 0.5, "unstructured")
+    assert seeded == [] and torch.equal(torch.get_rng_state(), state)
+    apply_masks(mlp, 0.5, method="random", seed=3)
+    assert seeded == [3] and torch.equal(torch.get_rng_state(), state)
