@@ -898,8 +898,7 @@ class _Runner:
                 dense.saved = save_checkpoint(model, spec, target, meta)
                 return dense.saved
             return link_checkpoint(dense.saved, target, meta)
-        saved = permanent_copy(model) if is_masked(model) else model
-        return save_checkpoint(saved, spec, target, meta)
+        return save_checkpoint(model, spec, target, meta)  # masks folded in
 
     def _record(self, cell: Cell, model: nn.Module | None, spec: Spec | None, dense: _Dense,
                 row: dict) -> None:

@@ -272,3 +272,24 @@ def test_magnitude_masks_leave_torchs_generators_alone(monkeypatch):
     assert seeded == [] and torch.equal(torch.get_rng_state(), state)
     apply_masks(mlp, 0.5, method="random", seed=3)
     assert seeded == [3] and torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+@pytest.mark.parametrize("kind", ["weight", "unstructured"])
+def test_a_masked_model_saves_as_its_permanent_copy_would(tmp_path, arch, kind):
+    """save_checkpoint folds masks itself (the sweep's writer no longer copies each
+    masked model to save it): byte for byte the checkpoint of the permanent copy."""
+    from explorer_core.checkpoint import save_checkpoint
+    from explorer_core.masks import permanent_copy, sparsity_report
+
+    spec = default_spec(arch, 1, 8, 10, hidden=[16, 8] if arch == "mlp" else None)
+    model = apply_masks(build_model(spec), 0.5, kind)
+    apply_masks(model, 0.3, kind)  # masked twice: hooks hold a container
+    direct = save_checkpoint(model, spec, tmp_path / "direct", {"n": 1})
+    copied = save_checkpoint(permanent_copy(model), spec, tmp_path / "copied", {"n": 1})
+    assert direct.read_bytes() == copied.read_bytes()
+    assert direct.with_suffix(".json").read_bytes() == copied.with_suffix(".json").read_bytes()
+    assert is_masked(model)  # saving left the model as it was
+    reloaded = load_checkpoint(direct).model
+    assert not is_masked(reloaded)
+    assert abs(sparsity_report(reloaded).sparsity - sparsity_report(model).sparsity) < 1e-9
