@@ -185,11 +185,12 @@ def copy_model(model: nn.Module) -> nn.Module:
     benchmark, where `deepcopy` took 0.26 ms per MLP and 0.6 ms per CNN, walking every
     attribute generically. Modules whose attributes are all plain values (ints, strings,
     dtypes, hook dictionaries holding only mask hooks — every model `models` builds,
-    pruned or not) are copied by cloning their tensors (`_clone_module`, 0.04 and
-    0.06 ms); anything else goes through `deepcopy` (`_deep_copy`).
+    pruned or not) are copied by cloning their tensors (`_clone_module`, 0.07 and
+    0.15 ms); anything else goes through `deepcopy` (`_deep_copy`).
     """
     if all(_plain_module(m) for m in model.modules()):
-        return _clone_module(model)
+        with torch.no_grad():
+            return _clone_module(model)
     return _deep_copy(model)
 
 
@@ -207,6 +208,15 @@ _COPY_PROTOCOL = {"__deepcopy__", "__copy__", "__reduce_ex__", "__reduce__", "__
 _OWN_COPY_SAFE = (nn.Module, object, nn.modules.conv._ConvNd)
 
 
+# what `_plain_module` lets pass at once: values of these exact types, and torch's own
+# hook dictionaries (`_HOOKS_EMPTY`) when they hold nothing
+_PLAIN_EXACT = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device})
+_OWN_STATE = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"})
+_HOOKS_EMPTY = frozenset(k for k, v in nn.Linear(1, 1).__dict__.items()
+                         if isinstance(v, dict) and k not in _OWN_STATE
+                         and k != "_forward_pre_hooks")
+
+
 def _plain_value(value: Any) -> bool:
     if isinstance(value, _PLAIN):
         return True
@@ -220,7 +230,11 @@ def _plain_module(module: nn.Module) -> bool:
     if not _plain_class(type(module)):
         return False
     for key, value in module.__dict__.items():
-        if key in ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"):
+        if key in _OWN_STATE or type(value) in _PLAIN_EXACT:  # the common cases first
+            continue
+        if key in _HOOKS_EMPTY:
+            if value:
+                return False
             continue
         if isinstance(value, dict):
             if key == "_forward_pre_hooks":
@@ -252,9 +266,9 @@ def _mask_outputs(module: nn.Module) -> set[str]:
             if isinstance(h, prune.BasePruningMethod)}
 
 
-@torch.no_grad()
 def _clone_module(module: nn.Module) -> nn.Module:
-    """A copy of a `_plain_module` tree: the same class and attributes, its own tensors."""
+    """A copy of a `_plain_module` tree: the same class and attributes, its own tensors
+    (called under `torch.no_grad`)."""
     new = module.__class__.__new__(module.__class__)
     state = dict(module.__dict__)
     for key, value in state.items():
@@ -273,7 +287,7 @@ def _clone_module(module: nn.Module) -> nn.Module:
         if isinstance(hook, prune.BasePruningMethod):
             name = hook._tensor_name
             state[name] = state["_parameters"][name + "_orig"] * state["_buffers"][name + "_mask"]
-    new.__dict__ = state
+    vars(new).update(state)  # not `new.__dict__ = …`: that goes through Module.__setattr__
     return new
 
 
