@@ -528,6 +528,15 @@ class _Dense:
     scores: dict = field(default_factory=dict)  # criterion → unit scores (or its error)
     saved: Path | None = None  # the first ratio-0 cell's checkpoint (the baseline's file)
 
+    @property
+    def arch(self) -> str:
+        """The baseline's `_arch_key`, worked out once."""
+        if self._arch is None:
+            self._arch = _arch_key(self.baseline.model, self.spec)
+        return self._arch
+
+    _arch: str | None = None
+
 
 @dataclass
 class _Prepared:
@@ -538,6 +547,7 @@ class _Prepared:
     error: Exception | None = None
     latency: tuple[float, float] | None = None   # (dense, pruned) ms, timed together
     timing_seconds: float = 0.0      # this cell's share of its chunk's timing
+    arch: str | None = None          # its `_arch_key` once asked (a repr walk: ~50 µs)
 
 
 def _arch_key(model: nn.Module, spec: Spec) -> str:
@@ -550,7 +560,9 @@ def _latency_key(cell: Cell, prepared: _Prepared, dense_key: str) -> tuple[str, 
     architecture) for structural models, (dense architecture, mask type) for masked ones,
     whose shapes are the dense model's."""
     if PRUNING_TYPES[cell.type].structural:
-        return dense_key, _arch_key(prepared.model, prepared.spec)
+        if prepared.arch is None:
+            prepared.arch = _arch_key(prepared.model, prepared.spec)
+        return dense_key, prepared.arch
     return dense_key, f"masks: {cell.type}"
 
 
@@ -640,10 +652,11 @@ class _Runner:
                    "test_acc": test_acc, "test_loss": test_loss, "key": baseline.key})
         return _Dense(baseline, spec, data, costs, test_loss, test_acc)
 
-    def _measure(self, model: nn.Module, spec: Spec) -> CostReport:
+    def _measure(self, model: nn.Module, spec: Spec, key: str | None = None) -> CostReport:
         """Sizes of an architecture (no latency: every model is timed against the dense
-        one, `_time_chunk`), measured once per distinct set of widths."""
-        key = _arch_key(model, spec)
+        one, `_time_chunk`), measured once per distinct set of widths (`key`, the
+        model's `_arch_key` when the caller has it)."""
+        key = key or _arch_key(model, spec)
         if key not in self.costs:
             self.costs[key] = cost_report(model, spec["input_shape"])
         return self.costs[key]
@@ -658,7 +671,7 @@ class _Runner:
         outside training and evaluation)."""
         if self.latency is None or dense.costs.latency_ms is not None:
             return
-        key = _arch_key(dense.baseline.model, dense.spec)
+        key = dense.arch
         if key not in self.dense_ms:
             self.dense_ms[key] = measure_latencies([dense.baseline.model],
                                                    dense.spec["input_shape"], self.latency,
@@ -741,7 +754,7 @@ class _Runner:
         """
         if self.latency is None:
             return
-        dense_key = _arch_key(dense.baseline.model, dense.spec)
+        dense_key = dense.arch
         # what to time → (the model timed, its ratio, the cells it stands for)
         todo: dict[tuple[str, str], tuple[nn.Module, float, list[_Prepared]]] = {}
         for cell, p in chunk.items():
@@ -868,7 +881,7 @@ class _Runner:
         else:
             dense_ms, latency = prepared.latency or (None, None)
             if PRUNING_TYPES[cell.type].structural:
-                sizes = asdict(self._measure(model, spec))
+                sizes = asdict(self._measure(model, spec, prepared.arch))
             else:  # masks keep the architecture: the dense MACs and FLOPs
                 sizes = asdict(dense.costs)
             report = CostReport(**{**sizes, "nonzero_params": count_nonzero(model),

@@ -335,3 +335,28 @@ def test_iasa_options_per_class_and_eps(digits):
                                                                               base[name])
         assert (boxes[name] <= whole[name] * (1 + 1e-4)).all(), name
         assert boxes[name].sum() < whole[name].sum()
+
+
+def test_taylor_traces_an_architecture_once_and_scores_each_model_its_own_way(digits,
+                                                                              monkeypatch):
+    """Which module's output a unit is (the BN after a conv) depends on the wiring alone:
+    two models of one architecture share a trace, models of another get their own."""
+    from explorer_core import criteria
+
+    traced = []
+    real = criteria._unit_outputs
+    monkeypatch.setattr(criteria, "_unit_outputs",
+                        lambda m, layers: traced.append(type(m)) or real(m, layers))
+    calib = digits.train.subset(30, seed=0)
+    options = CriterionOptions(max_samples=30, batch_size=10)
+    torch.manual_seed(4)
+    first, second = _ConvBN().eval(), _ConvBN().eval()
+    a = compute_scores(first, "taylor", calib, ["conv"], options)["conv"]
+    b = compute_scores(second, "taylor", calib, ["conv"], options)["conv"]
+    assert traced == [_ConvBN] and not torch.allclose(a, b)
+    # the second model's scores are what a fresh trace gives it (its BN output, too)
+    criteria._UNIT_OUTPUTS.clear()
+    assert torch.equal(compute_scores(second, "taylor", calib, ["conv"], options)["conv"], b)
+    mlp = build_model(default_spec("mlp", 1, 8, 10, hidden=[12]))
+    compute_scores(mlp, "taylor", calib, prunable_layers(mlp), options)
+    assert traced == [_ConvBN, _ConvBN, MLP]
