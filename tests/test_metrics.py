@@ -260,3 +260,38 @@ def test_flop_formulas_get_the_shapes_torchs_wrapper_gives_them():
     for other in (torch.Size([2, 3]), namedtuple("Pair", "a b")(x, w)):
         with pytest.raises(_NotALeaf):
             counter._shapes((x, [other]))
+
+
+def test_peak_memory_opens_the_proc_files_once_and_anew_in_a_forked_child(monkeypatch):
+    """A sweep measures every cell: the /proc files stay open (opening both per cell cost
+    up to 0.1 ms each in a worker). A forked child's descriptors would still read its
+    parent's /proc/self, so the child opens its own."""
+    import os
+
+    from explorer_core import metrics
+
+    with metrics.PeakMemory():
+        pass
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k))
+    for _ in range(5):
+        with metrics.PeakMemory() as block:
+            pass
+        assert block.scope == "block"
+    assert opened == []
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a 200 MB block must show in its own peak
+        try:
+            with metrics.PeakMemory() as idle:
+                pass
+            with metrics.PeakMemory() as busy:  # no torch here: its threads do not fork
+                x = b"\x01" * (200 * 2 ** 20)
+                del x
+            ok = busy.peak_bytes - idle.peak_bytes > 190 * 2 ** 20 and len(opened) == 2
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
