@@ -343,6 +343,7 @@ def test_taylor_traces_an_architecture_once_and_scores_each_model_its_own_way(di
     two models of one architecture share a trace, models of another get their own."""
     from explorer_core import criteria
 
+    monkeypatch.setattr(criteria, "_UNIT_OUTPUTS", {})  # traces of earlier tests set aside
     traced = []
     real = criteria._unit_outputs
     monkeypatch.setattr(criteria, "_unit_outputs",
