@@ -218,9 +218,11 @@ _SPEC_SETTINGS = {"in": "dataset", "out": "dataset", "input_shape": "dataset",
 
 def check_recorded_models(paths: RunPaths, cfg: RunConfig, spec: Mapping[str, Any]) -> None:
     """Refuse settings edited after the run began (e.g. its dataset, digits →
-    fashion_mnist): the spec recorded in config.json and each completed iteration's
-    best_model.json must agree with the model the settings imply, or a resume fails deep
-    in training ("mat1 and mat2 shapes cannot be multiplied") or mixes two runs in one.
+    fashion_mnist, or its learning rate): the spec recorded in config.json and each
+    completed iteration's best_model.json must agree with the model the settings imply,
+    and the settings each iteration recorded (`recorded_settings`) with config.json's,
+    or a resume fails deep in training ("mat1 and mat2 shapes cannot be multiplied") or
+    mixes two runs in one.
 
     Only keys that are recorded and differ count: an older version's sidecar without
     `input_shape` still resumes.
@@ -239,6 +241,35 @@ def check_recorded_models(paths: RunPaths, cfg: RunConfig, spec: Mapping[str, An
                         {"hidden": "hidden" if i == 0 else "schedule"})
         if isinstance(meta.get("dataset"), str) and meta["dataset"] != cfg.dataset:
             raise _edited(where, f"dataset {meta['dataset']}", "dataset", cfg.dataset)
+        _check_settings(meta, cfg, i, where)
+
+
+# The settings of config.json an iteration's result depends on, recorded with it so a
+# resume can tell they were edited since: the dense model (iteration 0) depends on its
+# training, every later one on the pruning and retraining too. (Dataset, widths and
+# schedule are checked through the model spec; `max_drop` and `use_cache` change no result.)
+_DENSE_SETTINGS = ("dense_epochs", "optimizer", "lr", "batch_size", "seed", "val_fraction")
+_PRUNED_SETTINGS = _DENSE_SETTINGS + ("criterion", "criterion_options", "retrain",
+                                      "retrain_epochs", "patience")
+
+
+def recorded_settings(cfg: RunConfig, iteration: int) -> dict[str, Any]:
+    """What iteration `iteration`'s best_model.json records of `cfg` (`check_recorded_models`)."""
+    names = _DENSE_SETTINGS if iteration == 0 else _PRUNED_SETTINGS
+    return {name: getattr(cfg, name) for name in names}
+
+
+def _check_settings(meta: Mapping[str, Any], cfg: RunConfig, i: int, where: str) -> None:
+    """Raise `_edited` for the first setting iteration `i` recorded with another value
+    than config.json now has. Records of older versions hold no `settings`: their
+    criterion (recorded since the first version) is still checked."""
+    recorded = meta.get("settings")
+    if not isinstance(recorded, dict):
+        recorded = {"criterion": meta["criterion"]} if i > 0 and "criterion" in meta else {}
+    now = recorded_settings(cfg, i)
+    for name, value in recorded.items():
+        if name in now and now[name] != value:
+            raise _edited(where, f"{name} {shown(value)}", name, shown(now[name]))
 
 
 def _check_spec(recorded: Mapping[str, Any], implied: Mapping[str, Any], where: str,
@@ -298,7 +329,8 @@ def _save_iteration(ctx: _Context, i: int, model: MLP, history: list[dict], metr
     meta = {"iteration": i, "metrics": metrics, "widths": list(widths), "percent_retained": percent,
             "dataset": ctx.cfg.dataset, "normalisation": {"mean": list(ctx.data.info.mean),
                                                           "std": list(ctx.data.info.std)},
-            "class_names": list(ctx.data.info.classes), "criterion": ctx.cfg.criterion, **extra}
+            "class_names": list(ctx.data.info.classes), "criterion": ctx.cfg.criterion,
+            "settings": recorded_settings(ctx.cfg, i), **extra}
     out = ctx.paths.iteration_dir(i)
     write_table(ctx.paths.train_results(i), TRAIN_COLUMNS,
                 [[h["train_loss"], h["train_acc"], h["test_loss"], h["test_acc"]] for h in history])

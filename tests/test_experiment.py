@@ -666,3 +666,52 @@ def test_no_model_is_recommended_when_the_dense_model_did_not_learn(tmp_path):
     assert not recommend([row(0, 40.0, classes=2), row(1, 40.0, classes=2)], 1.0).dense_learned
     assert recommend([row(0, 40.0, classes=2), row(1, 40.0, classes=2)], 1.0,
                      classes=10).dense_learned
+
+
+@pytest.mark.parametrize("setting, value, first", [
+    ("lr", 0.01, "iteration 0"), ("dense_epochs", 4, "iteration 0"),
+    ("criterion", "random", "iteration 1"), ("retrain_epochs", 2, "iteration 1"),
+    ("criterion_options", {"seed": 5}, "iteration 1")])
+def test_training_and_pruning_settings_edited_after_the_run_began_are_refused(
+        roots, setting, value, first):
+    """A learning rate, epochs or criterion edited in config.json after iteration 2 were
+    followed by the resume without a word: iterations 3 … came from other settings than
+    0 … 2, in one run. Each iteration records the settings it depends on."""
+    runs, cache = roots
+    paths = create_run(small_config("edited"), runs)
+    _stopped_after_iteration(paths, 2, cache)
+    config = json.loads(paths.config.read_text())
+    recorded = config[setting]
+    config[setting] = value
+    paths.config.write_text(json.dumps(config))
+    with pytest.raises(ExplorerError) as caught:
+        load_run_config(paths)
+    message = str(caught.value)
+    assert "\n" not in message and f"{first}'s best_model.json records {setting}" in message
+    assert f"config.json's {setting} is now" in message
+    status = execute(paths, cache_root=cache)
+    assert status["state"] == "failed" and paths.completed_iterations() == [0, 1, 2]
+    # put back, the run resumes and finishes
+    config[setting] = recorded
+    paths.config.write_text(json.dumps(config))
+    assert execute(paths, cache_root=cache)["state"] == "finished"
+
+
+def test_a_run_recorded_before_settings_were_recorded_still_checks_its_criterion(roots):
+    """Iterations of older versions record no settings: they resume as before, except
+    that their recorded criterion (always written) must still be config.json's."""
+    runs, cache = roots
+    paths = create_run(small_config("older"), runs)
+    _stopped_after_iteration(paths, 1, cache)
+    for i in paths.completed_iterations():
+        meta = json.loads(paths.best_model_json(i).read_text())
+        del meta["settings"]
+        paths.best_model_json(i).write_text(json.dumps(meta))
+    config = json.loads(paths.config.read_text())
+    config["lr"] = 0.002  # not recorded by an older version: not checked
+    paths.config.write_text(json.dumps(config))
+    load_run_config(paths)
+    config["criterion"] = "random"
+    paths.config.write_text(json.dumps(config))
+    with pytest.raises(ExplorerError, match="iteration 1's best_model.json records criterion"):
+        load_run_config(paths)
