@@ -499,6 +499,7 @@ def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
                     on_event: Callable[[dict], None]) -> dict:
     try:
         cfg = load_config(paths)
+        check_recorded_settings(paths, cfg)
     except WrongKindError:  # not this kind's status to overwrite
         raise
     except ExplorerError as exc:
@@ -651,8 +652,36 @@ def _save_unit(paths: TrainTimePaths, cfg: TrainTimeConfig, task, variant: str, 
             # the share the Inspect page shows, as iterative and Compare checkpoints record it
             "percent_retained": 100.0 * sum(history[-1]["widths"]) / sum(history[0]["widths"]),
             "epochs": cfg.epochs, "prune_points": cfg.prune_points(),
-            "prune_fraction": cfg.prune_fraction}
+            "prune_fraction": cfg.prune_fraction, "settings": recorded_settings(cfg)}
     task.save(paths, variant, seed, b.model, b.spec, meta)  # JSON last: marks it complete
+
+
+# Settings that change no saved result: which seeds and variants there are (a run may
+# gain some), its name, and where and on how many threads it computes.
+_RESULT_NEUTRAL = ("name", "seeds", "variants", "threads", "device")
+
+
+def recorded_settings(cfg: TrainTimeConfig) -> dict[str, Any]:
+    """What a saved (variant, seed) records of the settings it was computed with."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in _RESULT_NEUTRAL}
+
+
+def check_recorded_settings(paths: TrainTimePaths, cfg: TrainTimeConfig) -> None:
+    """Refuse a config.json edited since a saved (variant, seed) was computed: a resume
+    kept the saved ones and computed the rest with the new settings, so one summary
+    averaged two experiments. Records of older versions hold no `settings`: not checked."""
+    now = recorded_settings(cfg)
+    for variant, seed in paths.completed_units():
+        recorded = read_record(paths.final_model_json(variant, seed)).get("settings")
+        if not isinstance(recorded, dict):
+            continue
+        for name, value in recorded.items():
+            if now.get(name, value) != value:
+                raise ExplorerError(
+                    f"config.json was edited after the run began: {variant} seed {seed} "
+                    f"was computed with {name} {shown(value)}, but config.json's {name} is "
+                    f"now {shown(now[name])}; put it back to resume, or start a new run "
+                    f"with these settings")
 
 
 # ------------------------------------------------------------------ reading a run back

@@ -428,3 +428,32 @@ def test_a_damaged_final_model_json_is_redone_not_counted(tmp_path, small_run):
     summary = json.loads(paths.summary.read_text())
     assert summary["variants"]["random"]["test_acc"] == [r["test_acc"] for r in want
                                                          if r["variant"] == "random"]
+
+
+@pytest.mark.parametrize("setting, value", [("lr", 0.01), ("prune_fraction", 0.2),
+                                            ("criterion", "l1")])
+def test_a_resume_refuses_settings_edited_since_a_seed_was_saved(tmp_path, setting, value):
+    """Seed 0 saved, then lr (or the pruning, or the criterion) edited in config.json:
+    the resume computed seed 1 with the new settings and averaged the two as one
+    experiment. It fails with one line naming the setting; put back, it finishes."""
+    settings = dict(seeds=[0, 1], variants=["importance", "none"])
+    paths = create_run(TrainTimeConfig(name="edited", **{**SMALL, **settings}), tmp_path)
+    seen = {"epochs": 0}
+
+    def count(event: dict) -> None:
+        seen["epochs"] += event["type"] == "epoch"
+
+    assert execute(paths, should_stop=lambda: seen["epochs"] >= 13, on_event=count)["state"] \
+        == "stopped"
+    config = json.loads(paths.config.read_text())
+    recorded, config[setting] = config[setting], value
+    paths.config.write_text(json.dumps(config))
+    status = execute(paths)
+    assert status["state"] == "failed" and "\n" not in status["message"]
+    assert f"seed 0 was computed with {setting}" in status["message"]
+    assert paths.completed_units() == [("importance", 0), ("none", 0)]
+    config[setting] = recorded
+    config["seeds"] = [0, 1, 2]  # more seeds change nothing saved: allowed
+    paths.config.write_text(json.dumps(config))
+    assert execute(paths)["state"] == "finished"
+    assert len(paths.completed_units()) == 6
