@@ -27,7 +27,7 @@ from torch import nn
 
 from .criteria import CRITERIA, CriterionOptions
 from .data import Split
-from .masks import MASK_METHODS, apply_masks, copy_model
+from .masks import MASK_METHODS, copy_model, masked_series
 from .models import MLP, Spec
 from .ranking import keep_for_ratio
 from .surgery import PruneConfig, conv_groups, mlp_layers, prune_structural_series
@@ -89,9 +89,8 @@ def _masked(kind: str) -> SeriesFn:
     def series(model: nn.Module, spec: Spec, ratios: Sequence[float], criterion: str,
                data: Split | None, options: CriterionOptions,
                scores=None) -> Iterator[tuple[nn.Module, Spec]]:
-        for ratio in ratios:
-            yield apply_masks(copy_model(model), ratio, kind, method=criterion,
-                              seed=options.seed), dict(spec)
+        for masked in masked_series(model, list(ratios), kind, criterion, options.seed):
+            yield masked, dict(spec)
     return series
 
 

@@ -293,3 +293,42 @@ def test_a_masked_model_saves_as_its_permanent_copy_would(tmp_path, arch, kind):
     reloaded = load_checkpoint(direct).model
     assert not is_masked(reloaded)
     assert abs(sparsity_report(reloaded).sparsity - sparsity_report(model).sparsity) < 1e-9
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+@pytest.mark.parametrize("kind", ["weight", "unstructured"])
+@pytest.mark.parametrize("method", ["magnitude", "random"])
+def test_a_masked_series_gives_each_ratios_masks_of_apply_masks(arch, kind, method):
+    """One ranking for all of a series' ratios: each model equals apply_masks on its own
+    copy (masks, kept weights), ties included (quantised weights tie by the hundred)."""
+    from explorer_core.masks import copy_model, masked_series
+
+    torch.manual_seed(0)
+    spec = default_spec(arch, 1, 8, 10, hidden=[24, 12] if arch == "mlp" else None)
+    model = build_model(spec)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.round(p * 20) / 20)  # many equal magnitudes
+    ratios = [0.0, 0.1, 0.33, 0.5, 0.9, 0.99]
+    series = list(masked_series(model, ratios, kind, method, seed=4))
+    assert len(series) == len(ratios)
+    for ratio, got in zip(ratios, series):
+        want = apply_masks(copy_model(model), ratio, kind, method=method, seed=4)
+        got_state, want_state = got.state_dict(), want.state_dict()
+        assert sorted(got_state) == sorted(want_state)
+        for key in want_state:
+            assert torch.equal(got_state[key], want_state[key]), (ratio, key)
+    assert not is_masked(model)  # the baseline is left as it was
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.equal(series[3](x), apply_masks(copy_model(model), 0.5, kind, method=method,
+                                                 seed=4)(x))
+
+
+def test_a_masked_series_of_a_masked_model_masks_what_is_left():
+    from explorer_core.masks import copy_model, masked_series, sparsity_report
+
+    model = apply_masks(build_model(default_spec("mlp", 1, 8, 10, hidden=[16])), 0.5)
+    (half_of_rest,) = masked_series(model, [0.5])
+    assert abs(sparsity_report(half_of_rest).sparsity - 0.75) < 0.01
+    assert torch.equal(half_of_rest.fc1.weight_mask,
+                       apply_masks(copy_model(model), 0.5).fc1.weight_mask)
