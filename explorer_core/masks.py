@@ -183,10 +183,10 @@ def masked_series(model: nn.Module, ratios: list[float], kind: str = "weight",
     model for global masks) orders the weights for every ratio: a ratio's mask drops
     the first k, ties lowest index first, as `LowestScores` does. The random method
     draws per call, and a masked model's ratio applies to the weights it has left:
-    both go through `apply_masks` for each ratio.
+    both (and any mask type other than these two) go through `apply_masks` per ratio.
     """
     _check_kind_and_method(kind, method)
-    if method != "magnitude" or is_masked(model):
+    if method != "magnitude" or kind not in ("weight", "unstructured") or is_masked(model):
         for ratio in ratios:
             yield apply_masks(copy_model(model), ratio, kind, method=method, seed=seed)
         return
