@@ -32,7 +32,8 @@ from .rundir import (ITERATIVE_RUN, TRAIN_COLUMNS, VALIDATION_COLUMNS, RunPaths,
                      read_json, read_record, session_start, truncate_events, write_status)
 from .schedule import (RetentionTable, ScheduleConfig, read_retain, retention_table,
                        table_from_rows, write_retain)
-from .settings import check_fields, check_seed, from_json, shown
+from .settings import (check_fields, check_seed, edited_after_start, first_edited,
+                       from_json, shown)
 from .surgery import prune_to_widths
 from .training import EpochMetrics, TrainConfig, evaluate, train
 
@@ -267,9 +268,9 @@ def _check_settings(meta: Mapping[str, Any], cfg: RunConfig, i: int, where: str)
     if not isinstance(recorded, dict):
         recorded = {"criterion": meta["criterion"]} if i > 0 and "criterion" in meta else {}
     now = recorded_settings(cfg, i)
-    for name, value in recorded.items():
-        if name in now and now[name] != value:
-            raise _edited(where, f"{name} {shown(value)}", name, shown(now[name]))
+    name = first_edited(recorded, now)
+    if name is not None:
+        raise _edited(where, f"{name} {shown(recorded[name])}", name, shown(now[name]))
 
 
 def _check_spec(recorded: Mapping[str, Any], implied: Mapping[str, Any], where: str,
@@ -285,9 +286,7 @@ def _check_spec(recorded: Mapping[str, Any], implied: Mapping[str, Any], where: 
 
 
 def _edited(where: str, recorded: str, setting: str, now: str) -> ExplorerError:
-    return ExplorerError(f"config.json was edited after the run began: {where} records "
-                         f"{recorded}, but config.json's {setting} is now {now}; put it back "
-                         f"to resume, or start a new run with these settings")
+    return edited_after_start(f"{where} records {recorded}", setting, now)
 
 
 # ------------------------------------------------------------------ one iteration

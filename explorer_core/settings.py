@@ -115,6 +115,20 @@ def shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def first_edited(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
+    """The first setting `recorded` (what a result was computed with) holds with another
+    value than `now` (config.json's); settings `now` no longer has do not count."""
+    return next((k for k, v in recorded.items() if k in now and now[k] != v), None)
+
+
+def edited_after_start(record: str, setting: str, now: str) -> ExplorerError:
+    """The one line a resume gives when config.json was edited since a result recorded
+    other settings (`record` says which and what)."""
+    return ExplorerError(f"config.json was edited after the run began: {record}, but "
+                         f"config.json's {setting} is now {now}; put it back to resume, or "
+                         f"start a new run with these settings")
+
+
 def _wrong(what: str, name: str, kind: _Type, value: Any) -> ExplorerError:
     return ExplorerError(f"{what} setting {name} must be {kind.one}, got {shown(value)}")
 

@@ -54,7 +54,8 @@ from .rundir import (TRAIN_TIME_RUN, TrainTimePaths, WrongKindError, append_even
                      read_events, read_json, read_record, read_status, session_start,
                      write_status)
 from .schedule import MAX_WIDTH
-from .settings import MAX_SEED, check_fields, from_json, shown
+from .settings import (MAX_SEED, check_fields, edited_after_start, first_edited,
+                       from_json, shown)
 from .surgery import PruneConfig, prune_structural, replay_removal
 # The epoch loop and the step-wise LR schedule of the training engine: train-time pruning
 # needs them across optimiser rebuilds, which `training.train` (one optimiser per call,
@@ -675,13 +676,10 @@ def check_recorded_settings(paths: TrainTimePaths, cfg: TrainTimeConfig) -> None
         recorded = read_record(paths.final_model_json(variant, seed)).get("settings")
         if not isinstance(recorded, dict):
             continue
-        for name, value in recorded.items():
-            if now.get(name, value) != value:
-                raise ExplorerError(
-                    f"config.json was edited after the run began: {variant} seed {seed} "
-                    f"was computed with {name} {shown(value)}, but config.json's {name} is "
-                    f"now {shown(now[name])}; put it back to resume, or start a new run "
-                    f"with these settings")
+        name = first_edited(recorded, now)
+        if name is not None:
+            raise edited_after_start(f"{variant} seed {seed} was computed with {name} "
+                                     f"{shown(recorded[name])}", name, shown(now[name]))
 
 
 # ------------------------------------------------------------------ reading a run back
@@ -801,15 +799,12 @@ def progress(paths: TrainTimePaths, now: float | None = None) -> TrainTimeProgre
     except ExplorerError:
         return prog
 
-    def work(events: list[dict]) -> float:
-        return work_of(cfg, events)
-
     prog.work_total = float(len(cfg.seeds) * (cfg.initial_epochs + (cfg.epochs - cfg.initial_epochs)
                                               * len(cfg.variants)))
-    prog.work_done = work(base.epochs)
+    prog.work_done = work_of(cfg, base.epochs)
     prog.work_mark = min(_work_mark(status), prog.work_total)
     unsaved = [e for e in base.epochs if (e.get("variant"), e.get("seed")) not in done]
-    prog.unsaved = work(unsaved)
+    prog.unsaved = work_of(cfg, unsaved)
     # the seed under way: the first with a variant not saved (seeds run in order)
     prog.seed = next((s for s in cfg.seeds if any((v, s) not in done for v in cfg.variants)),
                      None)
@@ -824,7 +819,7 @@ def progress(paths: TrainTimePaths, now: float | None = None) -> TrainTimeProgre
              (recent[0].get("seed"), recent[0].get("epoch"))] if recent else []
     after = recent[len(first):] if recent[:len(first)] == first else []
     if base.eta is not None and after:
-        prog.eta = paced_remaining(after[-1]["time"] - first[-1]["time"], work(after),
+        prog.eta = paced_remaining(after[-1]["time"] - first[-1]["time"], work_of(cfg, after),
                                    prog.work_total - prog.work_done,
                                    (now or time.time()) - after[-1]["time"])
     return prog
