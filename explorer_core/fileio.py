@@ -5,9 +5,9 @@ temporary sibling and moved into place with `os.replace` (atomic on POSIX).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import itertools
 import queue
 import threading
 from pathlib import Path
