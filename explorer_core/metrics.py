@@ -8,8 +8,8 @@ predict latency only roughly — so the pages show them side by side.
   (none for ReLU, pooling or adds) and leaves `total_ops` / `total_params` buffers and
   hooks on every module it visits. It always profiles a deep copy (`_probe`),
   so the caller's model (and its state dict) never changes.
-* Training FLOPs per sample come from `torch.utils.flop_counter.FlopCounterMode` over
-  one forward + backward pass. It counts 2 FLOPs per MAC of matmuls / convs and only
+* Training FLOPs per sample come from `torch.utils.flop_counter`'s formulas (as
+  `FlopCounterMode` counts them, `_FlopCount`) over one forward + backward pass. It counts 2 FLOPs per MAC of matmuls / convs and only
   what autograd really computes: the first layer gets no input gradient (the data does
   not need one), so an MLP's training step is a little less than the 3× forward of the
   usual rule of thumb.
@@ -531,11 +531,6 @@ class _ProcFiles:
 _PROC = _ProcFiles()
 
 
-def _vm_hwm_bytes() -> int | None:
-    """This process's peak resident set (VmHWM) in bytes, or None off Linux."""
-    return _PROC.peak_bytes()
-
-
 class PeakMemory:
     """Measured peak memory of the work done inside a `with` block.
 
@@ -560,7 +555,7 @@ class PeakMemory:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        hwm = _vm_hwm_bytes() if self.scope == "block" else None
+        hwm = _PROC.peak_bytes() if self.scope == "block" else None
         if hwm is None:
             self.scope = "process lifetime"
             hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
