@@ -9,7 +9,10 @@ import copy
 import csv
 import io
 import math
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +261,21 @@ def test_lines_appended_while_a_sweep_runs_end_as_the_rewritten_tables_do(real_r
     rewritten = paths.results_csv.read_bytes()
     assert appended.count(b"\r\n") == rewritten.count(b"\r\n")
     assert appended.count(b"\n") == rewritten.count(b"\n") == len(rows) + 1
+
+
+# --- the allocator pandas' text columns get ---------------------------------------------
+
+def _arrow_pool(env: dict[str, str]) -> str:
+    code = ("import explorer_core, pandas, pyarrow; pandas.Series(['a']); "
+            "print(pyarrow.default_memory_pool().backend_name)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, cwd=Path(__file__).resolve().parents[1], check=True)
+    return out.stdout.strip()
+
+
+def test_a_process_that_imports_the_core_gives_arrow_the_system_allocator():
+    """mimalloc's start-up cost a worker 25-35 ms at its first text column; a user's own
+    choice of allocator is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    assert _arrow_pool(env) == "system"
+    assert _arrow_pool({**env, "ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}) == "mimalloc"
