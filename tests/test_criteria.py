@@ -358,6 +358,10 @@ def test_taylor_traces_an_architecture_once_and_scores_each_model_its_own_way(di
     # the second model's scores are what a fresh trace gives it (its BN output, too)
     criteria._UNIT_OUTPUTS.clear()
     assert torch.equal(compute_scores(second, "taylor", calib, ["conv"], options)["conv"], b)
+    # a model without BatchNorm is not traced: each layer is its own unit output, as a
+    # trace finds
     mlp = build_model(default_spec("mlp", 1, 8, 10, hidden=[12]))
-    compute_scores(mlp, "taylor", calib, prunable_layers(mlp), options)
-    assert traced == [_ConvBN, _ConvBN, MLP]
+    layers = prunable_layers(mlp)
+    compute_scores(mlp, "taylor", calib, layers, options)
+    assert traced == [_ConvBN, _ConvBN]
+    assert real(mlp, layers) == {n: n for n in layers}
