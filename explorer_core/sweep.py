@@ -642,7 +642,8 @@ class _Runner:
             self.activity(f"training dense baseline {label}: epoch {m.epoch}/{cfg.dense_epochs}")
 
         baseline = get_baseline(spec, data, cfg.train_config(batch, seed, cfg.dense_epochs),
-                                self.cache_root, on_epoch=on_epoch, should_stop=self.stop)
+                                self.cache_root, on_epoch=on_epoch, should_stop=self.stop,
+                                save_with=self.writer.submit)
         baseline.model.eval()
         test_loss, test_acc = evaluate(baseline.model, data.test)
         costs = self._measure(baseline.model, spec)  # latency: `_dense_latency`

@@ -33,6 +33,26 @@ def test_weights_without_their_sidecar_are_retrained_not_reused_empty(tmp_path):
     assert is_cached(first.key, tmp_path)
 
 
+def test_save_with_hands_the_cache_write_to_the_caller(tmp_path, capsys):
+    """A sweep's writer thread writes the baseline, so the sweep need not wait for the
+    disk; the write a failure would have warned about warns when it runs, and raises
+    nothing into the writer (which would stop every later write of the sweep)."""
+    data = load_dataset("digits")
+    queued: list = []
+    baseline = get_baseline(SPEC, data, TRAIN, tmp_path, save_with=queued.append)
+    assert len(queued) == 1 and not is_cached(baseline.key, tmp_path)
+    queued[0]()
+    assert is_cached(baseline.key, tmp_path)
+    assert get_baseline(SPEC, data, TRAIN, tmp_path).metrics == baseline.metrics
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("in the way")
+    get_baseline(SPEC, data, TRAIN, blocked, save_with=queued.append)
+    assert "could not cache" not in capsys.readouterr().err
+    queued[1]()
+    assert "could not cache the dense baseline" in capsys.readouterr().err
+
+
 def test_a_cache_that_cannot_be_written_warns_and_keeps_the_trained_baseline(tmp_path, capsys):
     blocked = tmp_path / "cache"
     blocked.write_text("a file where the cache folder should be")
