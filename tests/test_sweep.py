@@ -115,13 +115,16 @@ def test_the_grid_completes_with_the_expected_rows_and_sane_values(reference):
 def test_speedups_pair_each_cell_with_the_dense_model_and_count_removed_units(reference):
     df = results_frame(reference)
     half = df[df["ratio"] == 0.5]
-    # every pruned cell carries the dense timing it was interleaved with: a timing of
-    # its own, not the baseline's one cold measurement copied into every row
-    baseline_ms = df[df["ratio"] == 0].groupby(["model", "batch_size"])["latency_ms"].first()
+    # every pruned cell carries the dense timing it was interleaved with; the masked
+    # models were timed in the neuron chunk's measurement (the first a group times), so
+    # they carry its dense timing, not one of their own
     assert (half["dense_latency_ms"] > 0).all()
-    paired = half[half["type"] == "weight"]
-    cold = [baseline_ms[(r.model, r.batch_size)] for r in paired.itertuples()]
-    assert list(paired["dense_latency_ms"]) != cold
+    for model in ("mlp", "cnn"):
+        cells = half[half["model"] == model]
+        masked = cells[cells["type"] == "weight"]
+        assert masked["dense_latency_ms"].nunique() == 1
+        assert masked["dense_latency_ms"].iloc[0] in set(
+            cells[cells["type"] == "neuron"]["dense_latency_ms"])
     speed = speedups(df).set_index(["model", "type", "ratio"])
     # removing half the neurons leaves far fewer non-zero parameters than the dense model
     # had (dividing by the pruned model's own count said 100 %); masks leave about half
@@ -485,6 +488,43 @@ def test_a_blocks_models_are_timed_together_with_the_dense_model(roots, monkeypa
     assert (again["test_acc"] == df.set_index("cell_id")["test_acc"]).all()
 
 
+def test_a_groups_first_timed_chunk_times_its_mask_types_too(roots, monkeypatch):
+    """With structural blocks first, the masked model (the sparsest of its block, masks
+    folded in) joins the first chunk's measurement instead of timing the dense model
+    once more with it alone; where the chunk's memory budget has no room, its block
+    times it as before."""
+    from explorer_core import sweep
+
+    timed: list[list] = []
+    real = sweep.measure_latencies
+
+    def recording(models, *args, **kwargs):
+        timed.append(list(models))
+        return real(models, *args, **kwargs)
+
+    monkeypatch.setattr(sweep, "measure_latencies", recording)
+    over = dict(models=["mlp"], batch_sizes=[32], types=["neuron", "weight"],
+                criteria=["l1", "magnitude"], ratios=[0.0, 0.25, 0.5, 0.75, 1.0],
+                save_checkpoints=False)
+    paths = create_sweep(grid("standin", **over))
+    assert execute(paths)["state"] == "finished"
+    assert [len(m) for m in timed] == [5]  # dense, three neuron widths, the masked model
+    masked = timed[0][-1]
+    assert not is_masked(masked) and abs(sparsity_of(masked) - 0.75) < 0.01
+    df = results_frame(paths)
+    pruned = df[(df["ratio"] > 0) & (df["ratio"] < 1)]
+    assert pruned["dense_latency_ms"].nunique() == 1  # one measurement for both types
+    weight = pruned[pruned["type"] == "weight"]
+    assert len(weight) == 3 and weight["latency_ms"].nunique() == 1
+    assert (weight["latency_ms"] > 0).all()
+
+    timed.clear()
+    monkeypatch.setattr(sweep, "CHUNK_BYTES", 1)  # one model per chunk: no room
+    paths = create_sweep(grid("standin-pairs", **over))
+    assert execute(paths)["state"] == "finished"
+    assert [len(m) for m in timed] == [2, 2, 2, 2]
+
+
 def test_speed_ups_are_pooled_over_distinct_timings_not_cells():
     """Cells sharing one timing (same widths from two criteria, or one mask type) carry
     the same (dense, pruned) pair; a mean over cells counted it once per cell and showed
@@ -740,7 +780,8 @@ def test_status_reports_what_runs_and_ends_on_the_final_state(roots, monkeypatch
     running = [s for s in written if s["state"] == "running"]
     texts = [s.get("activity", "") for s in running]
     assert any(t.startswith("pruning neuron · l1 from 50 %") for t in texts), texts
-    assert any(t.startswith("timing 1 pruned model(s)") for t in texts), texts
+    # the 50 % neuron model and, timed with it, the 50 % masked one
+    assert any(t.startswith("timing 2 pruned model(s)") for t in texts), texts
     assert sum(t.startswith("cell ") for t in texts) == len(plan(cfg).cells)
     done = [s["cells_done"] for s in running]
     assert done == sorted(done)  # never goes back
