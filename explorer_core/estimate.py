@@ -117,7 +117,7 @@ class Estimate:
 
 
 def is_end_ratio(ratio: float) -> bool:
-    """Ratio 0 (the baseline itself) or 100 % (a dead model): a cell that only evaluates.
+    """Ratio 0 (the baseline itself) or 100 % (a dead model): a cell that at most evaluates.
 
     Such a cell takes a few ms where a pruned cell fine-tunes for seconds, so the two
     are priced apart: paced by a ratio-0 cell against the mean of all cells, a 66-cell
@@ -163,10 +163,14 @@ def estimate(cfg, the_plan, cache_root=None) -> Estimate:
             trained += 1
             train_s = cfg.dense_epochs * per_epoch
             total += train_s + timing.evaluate(n_all + n_test)
+        total += timing.evaluate(n_test)  # the sweep's own test pass of the baseline
         baseline_s = total - at_start
         end: list[float] = []
         pruned: list[float] = []
         for cell in (c for c in the_plan.cells if c.group == group):
+            if cell.ratio == 0:  # the baseline's test result, evaluated once per group
+                end.append(PER_CELL_S)
+                continue
             seconds = PER_CELL_S + timing.evaluate(n_test)
             if is_end_ratio(cell.ratio):
                 end.append(seconds)

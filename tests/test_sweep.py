@@ -525,6 +525,27 @@ def test_a_groups_first_timed_chunk_times_its_mask_types_too(roots, monkeypatch)
     assert [len(m) for m in timed] == [2, 2, 2, 2]
 
 
+def test_the_baseline_is_evaluated_on_the_test_set_once_per_group(roots, monkeypatch):
+    """Every block's ratio-0 cell evaluated the dense model anew: with three blocks, three
+    more passes over the test set of the model whose result the group already had."""
+    from explorer_core import sweep
+
+    models: list = []
+    real = sweep.evaluate
+    monkeypatch.setattr(sweep, "evaluate", lambda m, *a, **k: models.append(m) or real(m, *a, **k))
+    cfg = grid("eval-once", models=["mlp"], batch_sizes=[32], types=["neuron", "weight"],
+               criteria=["l1", "taylor", "magnitude"], ratios=[0.0, 0.5],
+               save_checkpoints=False, latency_repeats=0)
+    paths = create_sweep(cfg)
+    assert execute(paths)["state"] == "finished"
+    df = results_frame(paths)
+    # the baseline once, then the three pruned models (the cache's own passes aside)
+    assert len(models) == 4 and len({id(m) for m in models}) == 4
+    zero = df[df["ratio"] == 0]
+    assert len(zero) == 3 and (zero["test_acc"] == zero["dense_test_acc"]).all()
+    assert (zero["test_loss"] == zero["dense_test_loss"]).all()
+
+
 def test_speed_ups_are_pooled_over_distinct_timings_not_cells():
     """Cells sharing one timing (same widths from two criteria, or one mask type) carry
     the same (dense, pruned) pair; a mean over cells counted it once per cell and showed
@@ -721,11 +742,13 @@ def test_estimate_counts_cached_baselines(roots, reference):
     assert cached.cells == 32 and cached.baselines_cached == 4 and cached.baselines_to_train == 0
     fresh = estimate(grid("estimate", dense_epochs=3), plan(cfg))
     assert fresh.baselines_to_train == 4 and fresh.seconds > cached.seconds > 0
-    # per group: baseline and mean cell; cached baselines cost nothing, and the groups'
-    # parts add up to the total but for the fixed start-up and per-group costs
+    # per group: baseline and mean cell; a cached baseline costs only its one test pass
+    # (the result of the group's ratio-0 cells), and the groups' parts add up to the
+    # total but for the fixed start-up and per-group costs
     from explorer_core.estimate import PER_GROUP_S, START_S
 
-    assert [g["baseline_s"] for g in cached.groups] == [0.0] * 4
+    assert all(0 < g["baseline_s"] < f["baseline_s"] / 10
+               for g, f in zip(cached.groups, fresh.groups))
     assert [g["train_s"] for g in cached.groups] == [0.0] * 4
     assert all(g["baseline_s"] >= g["train_s"] > 0 for g in fresh.groups)
     counts = [sum(c.group == g for c in plan(cfg).cells) for g in plan(cfg).groups]
