@@ -167,12 +167,16 @@ def estimate(cfg, the_plan, cache_root=None) -> Estimate:
         baseline_s = total - at_start
         end: list[float] = []
         pruned: list[float] = []
+        dead_tested = False
         for cell in (c for c in the_plan.cells if c.group == group):
-            if cell.ratio == 0:  # the baseline's test result, evaluated once per group
+            # the baseline's test result is the group's (above); the dead model, alike for
+            # every type and criterion, is evaluated by the group's first 100 % cell
+            if cell.ratio == 0 or (cell.ratio >= 1 and dead_tested):
                 end.append(PER_CELL_S)
                 continue
             seconds = PER_CELL_S + timing.evaluate(n_test)
             if is_end_ratio(cell.ratio):
+                dead_tested = True
                 end.append(seconds)
                 continue
             if cell.criterion in CRITERIA and CRITERIA[cell.criterion].needs_data:

@@ -525,25 +525,31 @@ def test_a_groups_first_timed_chunk_times_its_mask_types_too(roots, monkeypatch)
     assert [len(m) for m in timed] == [2, 2, 2, 2]
 
 
-def test_the_baseline_is_evaluated_on_the_test_set_once_per_group(roots, monkeypatch):
-    """Every block's ratio-0 cell evaluated the dense model anew: with three blocks, three
-    more passes over the test set of the model whose result the group already had."""
+def test_the_baseline_and_the_dead_model_are_evaluated_once_per_group(roots, monkeypatch):
+    """Every block's ratio-0 cell evaluated the dense model anew, and every block's 100 %
+    cell its own copy of the dead model: with three blocks, four passes over the test set
+    more than the group needs."""
     from explorer_core import sweep
 
     models: list = []
     real = sweep.evaluate
     monkeypatch.setattr(sweep, "evaluate", lambda m, *a, **k: models.append(m) or real(m, *a, **k))
     cfg = grid("eval-once", models=["mlp"], batch_sizes=[32], types=["neuron", "weight"],
-               criteria=["l1", "taylor", "magnitude"], ratios=[0.0, 0.5],
+               criteria=["l1", "taylor", "magnitude"], ratios=[0.0, 0.5, 1.0],
                save_checkpoints=False, latency_repeats=0)
     paths = create_sweep(cfg)
     assert execute(paths)["state"] == "finished"
     df = results_frame(paths)
-    # the baseline once, then the three pruned models (the cache's own passes aside)
-    assert len(models) == 4 and len({id(m) for m in models}) == 4
+    # the baseline once, the three pruned models, the dead model once (the cache's own
+    # passes aside)
+    assert len(models) == 5 and len({id(m) for m in models}) == 5
     zero = df[df["ratio"] == 0]
     assert len(zero) == 3 and (zero["test_acc"] == zero["dense_test_acc"]).all()
     assert (zero["test_loss"] == zero["dense_test_loss"]).all()
+    dead = df[df["ratio"] == 1]
+    assert len(dead) == 3 and (dead["status"] == "dead").all()
+    assert dead["test_acc"].nunique() == 1 and dead["nonzero_params"].nunique() == 1
+    assert (dead["test_acc"] < zero["test_acc"].iloc[0]).all()
 
 
 def test_speed_ups_are_pooled_over_distinct_timings_not_cells():
