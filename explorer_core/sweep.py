@@ -827,11 +827,11 @@ class _Runner:
 
         A masked model is timed once per mask type on the sparsest model of its first
         block; made here from the baseline (a masking, ~1-3 ms on Digits), it joins the
-        group's first timed chunk, so the dense model is timed once for both (a CNN's
-        dense timing was ~20 ms of the Digits test grid's ~0.3 s outside training and
-        evaluation, ResNet-18's ~1 s). Only where the chunk's memory budget has room: a
-        model held beside a full chunk of VGG16-BN is 1.6 GB more. One that cannot be
-        made is left to its block, which times it as before.
+        group's first timed chunk, so the dense model is timed once for both (the Digits
+        CNN's dense timing, ~20 ms, was a fifteenth of the test grid's time outside
+        training and evaluation). Only where the chunk's memory budget (`_chunk_size`)
+        has room for one more model. One that cannot be made is left to its block,
+        which times it as before.
         """
         for kind, cell in list(self.standins.items()):
             key = (dense.arch, f"masks: {kind}")
@@ -840,15 +840,16 @@ class _Runner:
                 continue
             if room < 1:
                 return
+            del self.standins[kind]  # tried once: a failure is its block's to record
             options = CriterionOptions(seed=cell.seed, max_samples=self.cfg.calibration_samples)
             try:
                 model, _ = next(PRUNING_TYPES[kind].series(dense.baseline.model, dense.spec,
                                                            [cell.ratio], cell.criterion, None,
                                                            options, None))
-            except ExplorerError:
+            except Exception as exc:
+                raise_if_interrupted(exc)
                 continue
             todo[key] = (model, cell.ratio, [])
-            del self.standins[kind]
             room -= 1
 
     # -- one cell
