@@ -154,12 +154,15 @@ class OrderedWriter:
                                                             time.monotonic())
             self._latest = (write, due)
         if wake:  # the thread may wait on an empty queue: have it look at the due time
-            self._queue.put(_WAKE)
+            try:
+                self._queue.put_nowait(_WAKE)
+            except queue.Full:  # it has writes to run, and looks at the slot after each
+                pass
 
     def close(self) -> None:
         """Wait for every queued write, stop the thread, raise a write's error. A
-        `submit_latest` write not yet due is dropped: what follows a close (a run's final
-        status) supersedes it."""
+        `submit_latest` write still waiting is dropped: what follows a close (a run's
+        final status) supersedes it."""
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()

@@ -530,8 +530,7 @@ class _Dense:
     test_acc: float
     scores: dict = field(default_factory=dict)  # criterion → unit scores (or its error)
     saved: Path | None = None  # the first ratio-0 cell's checkpoint (the baseline's file)
-    # the 100 % cells' model, alike for every type and criterion, and its (loss, accuracy)
-    dead: nn.Module | None = None
+    # the 100 % cells' (test loss, accuracy): their model is alike for every type and criterion
     dead_result: tuple[float, float] | None = None
 
     @property
@@ -572,14 +571,14 @@ def _latency_key(cell: Cell, prepared: _Prepared, dense_key: str) -> tuple[str, 
     return dense_key, f"masks: {cell.type}"
 
 
-def _tested(model: nn.Module, dense: _Dense) -> tuple[float, float]:
-    """The model's (test loss, accuracy). The baseline (ratio 0) and the dead model
+def _tested(model: nn.Module, cell: Cell, dense: _Dense) -> tuple[float, float]:
+    """The cell's (test loss, accuracy). The baseline (ratio 0) and the dead model
     (100 %) are one model each per group whatever the type and criterion, so they are
     evaluated once per group: every block's end cells made another pass over the test
     set (on the benchmark grid five of each per group)."""
-    if model is dense.baseline.model:
+    if cell.ratio == 0:
         return dense.test_loss, dense.test_acc
-    if model is dense.dead:
+    if cell.ratio >= 1:
         if dense.dead_result is None:
             dense.dead_result = evaluate(model, dense.data.test)
         return dense.dead_result
@@ -815,12 +814,14 @@ class _Runner:
         dense_ms, *times = measure_latencies([dense.baseline.model] + timed,
                                              dense.spec["input_shape"], self.latency,
                                              should_stop=self.stop)
-        share = (time.perf_counter() - t0) / sum(len(ps) for _, _, ps in todo.values())
+        # an equal share per model timed, split among the cells it stands for (a stand-in
+        # stands for none of this chunk's: its block's cells find it timed)
+        per_model = (time.perf_counter() - t0) / len(todo)
         self.dense_ms.setdefault(dense_key, dense_ms)
         for (key, (_, _, prepared)), ms in zip(todo.items(), times):
             self.latencies[key] = (dense_ms, ms)
             for p in prepared:
-                p.latency, p.timing_seconds = (dense_ms, ms), share
+                p.latency, p.timing_seconds = (dense_ms, ms), per_model / len(prepared)
 
     def _add_standins(self, todo: dict, dense: _Dense, room: int) -> None:
         """Time the group's mask types with this chunk, not with a dense timing of their own.
@@ -873,7 +874,7 @@ class _Runner:
             try:
                 model, spec = self._pruned(cell, dense, row, prepared)
                 t0 = time.perf_counter()
-                row["test_loss"], row["test_acc"] = _tested(model, dense)
+                row["test_loss"], row["test_acc"] = _tested(model, cell, dense)
                 row["eval_seconds"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 row.update(self._cell_costs(model, spec, cell, dense, row["status"], prepared))
@@ -901,9 +902,7 @@ class _Runner:
         if cell.ratio >= 1:
             row.update(status="dead", note="100 % pruned: no weight carries the input, the "
                        "model predicts one constant class")
-            if dense.dead is None:  # one per group: 100 % leaves no choice to differ in
-                dense.dead = dead_model(base)
-            return dense.dead, dense.spec
+            return dead_model(base), dense.spec  # a copy per cell, not held for the group
         if cell.ratio == 0:  # nothing to prune, nothing to fine-tune (its test: `_tested`)
             return base, dense.spec
         if prepared.error is not None:
