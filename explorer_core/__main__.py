@@ -11,12 +11,13 @@ import os
 import signal
 import sys
 
-from .errors import interrupted, on_interrupt
+from .errors import interrupted, on_interrupt, raise_pending_interrupt
 
 signal.signal(signal.SIGINT, on_interrupt)  # before the imports a Ctrl-C can break
 try:
     from .cli import main  # imports torch: seconds, in which a Ctrl-C must be one line too
 
+    raise_pending_interrupt()  # one in those imports, which `on_interrupt` let finish
     code = main()
 except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)

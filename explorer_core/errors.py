@@ -40,15 +40,40 @@ _INTERRUPTED = [False]  # set by `on_interrupt`: this process was sent a Ctrl-C
 
 
 def on_interrupt(signum: int, frame: object) -> None:
-    """The CLI's SIGINT handler: remember the Ctrl-C, then raise it as Python would.
+    """The CLI's SIGINT handler: remember the Ctrl-C, then raise it as Python would —
+    unless an import is running, which is left to finish: the run stops at its next
+    check of `interrupted()` and the CLI exits 130 (`python -m explorer_core` checks
+    once its own imports are done).
 
     Why remember: a Ctrl-C that lands while a library imports can be swallowed there,
     leaving a module half-imported; the next import that needs it then fails with
     something else (numpy: a RecursionError in 1 of 40 Ctrl-Cs sent 0.5–1.3 s after
     `prune` started), which the run's catch-all reported as a crash with a traceback.
+    Why not raise inside an import: raised in Python code that a native module's
+    initialisation calls (triton's, imported by the first optimiser), the interrupt
+    became a C++ exception and the process aborted with a traceback
+    ("terminate called after throwing an instance of 'nanobind::python_error'").
     """
     _INTERRUPTED[0] = True
-    raise KeyboardInterrupt
+    if not _importing(frame):
+        raise KeyboardInterrupt
+
+
+def raise_pending_interrupt() -> None:
+    """Raise the Ctrl-C that `on_interrupt` let an import finish first, where a command
+    is about to begin (its imports done, its run folder not yet made): a Ctrl-C in a
+    command's first seconds leaves nothing behind."""
+    if _INTERRUPTED[0]:
+        raise KeyboardInterrupt
+
+
+def _importing(frame: object) -> bool:
+    """Whether `frame` (the interrupted code) runs inside an import."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def interrupted() -> bool:

@@ -25,6 +25,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Set for a worker `launch` starts: when it did. A Stop pressed while the worker is still
 # starting (4–7 s of imports) is newer than this and must survive the worker's start.
 LAUNCHED_AT_ENV = "EXPLORER_LAUNCHED_AT"
+LAUNCH_SLACK_S = 1.0  # see `_forget_stale_stop_request`
 
 
 def launch(paths: RunPaths, command: str = "prune", extra: list[str] | None = None) -> int:
@@ -103,7 +104,11 @@ def _forget_stale_stop_request(paths: RunPaths) -> None:
         return
     launched = os.environ.get(LAUNCHED_AT_ENV)
     try:
-        stale = launched is None or made < float(launched)
+        # with a second's slack: a file's time comes from the kernel's coarse clock, a
+        # tick (~4 ms) behind `time.time()`, so a Stop pressed a few ms after `launch`
+        # looked older than it and was erased (the run went to its end). `launch`
+        # deletes any earlier request, so one made within the slack is this launch's.
+        stale = launched is None or made < float(launched) - LAUNCH_SLACK_S
     except ValueError:
         stale = True
     if stale:

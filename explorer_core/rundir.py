@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ExplorerError
+from .errors import ExplorerError, raise_pending_interrupt
 from .fileio import JSON_ERRORS, atomic_write_json, atomic_write_text
 
 STATES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
@@ -152,6 +152,7 @@ def _blocked_root_message(root: Path, folder: Path) -> str:
 
 def new_run_dir(name: str, root: Path | None = None, day: _dt.date | None = None) -> RunPaths:
     """`<root>/<YYYY-MM-DD>/<name>`; refuses to reuse an existing run's folder."""
+    raise_pending_interrupt()  # a Ctrl-C during the command's imports: no folder
     validate_run_name(name)
     day = day or _dt.date.today()
     root = Path(root or default_runs_root())

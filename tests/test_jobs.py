@@ -61,6 +61,26 @@ def test_stop_pressed_while_the_worker_starts_stops_the_run(tmp_path, cache, kin
     assert status["state"] == "stopped", (status, paths.log.read_text()[-2000:])
 
 
+def test_a_launched_worker_keeps_a_stop_pressed_just_after_launch(tmp_path, monkeypatch):
+    """A file's time comes from the kernel's coarse clock, a tick behind `time.time()`:
+    a Stop pressed a few ms after launch looked older than the launch and was erased
+    (a CI run saw a train-time run go to its end). One from an earlier session goes."""
+    import os
+
+    from explorer_core.rundir import RunPaths
+
+    paths = RunPaths(tmp_path)
+    launched = time.time()
+    monkeypatch.setenv(jobs.LAUNCHED_AT_ENV, repr(launched))
+    jobs.request_stop(paths)
+    os.utime(paths.stop_request, (launched - 0.004, launched - 0.004))  # a tick behind
+    jobs._forget_stale_stop_request(paths)
+    assert paths.stop_request.exists()
+    os.utime(paths.stop_request, (launched - 60, launched - 60))  # an earlier session's
+    jobs._forget_stale_stop_request(paths)
+    assert not paths.stop_request.exists()
+
+
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_a_stop_request_left_from_before_does_not_stop_a_command_line_start(tmp_path, cache,
                                                                            kind):
@@ -299,7 +319,15 @@ def test_a_run_stops_for_a_ctrl_c_a_library_swallowed(tmp_path, monkeypatch):
     """A swallowed Ctrl-C with no later error let `prune` train to the end and exit 0."""
     from explorer_core import cli, errors
 
-    monkeypatch.setattr(errors, "_INTERRUPTED", [True])
+    monkeypatch.setattr(errors, "_INTERRUPTED", [False])
+    real_create = experiment.create_run
+
+    def create_then_swallow(*args, **kwargs):  # swallowed once the run exists
+        paths = real_create(*args, **kwargs)
+        errors._INTERRUPTED[0] = True
+        return paths
+
+    monkeypatch.setattr(experiment, "create_run", create_then_swallow)
     root = tmp_path / "runs"
     code = cli.main(["prune", "--dataset", "digits", "--hidden", "8", "--q", "0.5",
                      "--iterations", "2", "--dense-epochs", "50", "--quiet",
@@ -307,6 +335,45 @@ def test_a_run_stops_for_a_ctrl_c_a_library_swallowed(tmp_path, monkeypatch):
     assert code == 130
     [status] = [json.loads(p.read_text()) for p in root.rglob("status.json")]
     assert status["state"] == "stopped", status
+
+
+def test_a_ctrl_c_inside_an_import_lets_it_finish_and_is_remembered(tmp_path, monkeypatch):
+    """Raised inside a native module's initialisation (triton's, which the first
+    optimiser imports), the interrupt aborted the process with a C++ traceback; outside
+    imports it is raised at once, as before."""
+    import importlib
+    import sys
+
+    from explorer_core import errors
+
+    monkeypatch.setattr(errors, "_INTERRUPTED", [False])
+    (tmp_path / "slow_library.py").write_text(
+        "import sys\n"
+        "from explorer_core.errors import on_interrupt\n"
+        "on_interrupt(2, sys._getframe())  # the Ctrl-C lands here\n"
+        "FINISHED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("slow_library")
+    assert module.FINISHED and errors.interrupted()
+    sys.modules.pop("slow_library", None)
+
+    monkeypatch.setattr(errors, "_INTERRUPTED", [False])
+    with pytest.raises(KeyboardInterrupt):
+        errors.on_interrupt(2, sys._getframe())
+    assert errors.interrupted()
+
+
+def test_a_ctrl_c_before_a_command_began_leaves_no_run_folder(tmp_path, monkeypatch):
+    """A Ctrl-C that `on_interrupt` let an import finish is raised before the run's
+    folder is made: the command ends as the interrupt, with nothing left behind."""
+    from explorer_core import cli, errors
+
+    monkeypatch.setattr(errors, "_INTERRUPTED", [True])
+    root = tmp_path / "runs"
+    code = cli.main(["prune", "--dataset", "digits", "--hidden", "8", "--q", "0.5",
+                     "--iterations", "2", "--dense-epochs", "50", "--quiet",
+                     "--runs-root", str(root)])
+    assert code == 130 and not list(root.rglob("config.json"))
 
 
 # ------------------------------------------------------------------ the one-writer lock
