@@ -559,8 +559,8 @@ def test_a_run_that_fails_after_a_ctrl_c_is_interrupted_not_crashed(roots, monke
 
     runs, cache = roots
     monkeypatch.setattr(experiment, "load_dataset", half_imported)
-    monkeypatch.setattr(errors, "_INTERRUPTED", [ctrl_c])
     paths = create_run(small_config(f"swallowed-{ctrl_c}"), runs)
+    monkeypatch.setattr(errors, "_INTERRUPTED", [ctrl_c])  # swallowed once the run began
     if ctrl_c:
         with pytest.raises(KeyboardInterrupt):
             execute(paths, cache_root=cache)
