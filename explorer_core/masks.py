@@ -249,10 +249,11 @@ def copy_model(model: nn.Module) -> nn.Module:
 
     A sweep copies models all the time (each ratio of a series, every cost probe, the
     dead model): ~155 copies on the Digits Compare benchmark, where `deepcopy` took
-    0.24 ms per MLP and 0.53 ms per CNN, walking every attribute generically. Modules whose attributes are all plain values (ints, strings,
-    dtypes, hook dictionaries holding only mask hooks — every model `models` builds,
-    pruned or not) are copied by cloning their tensors (`_clone_module`, 0.07 and
-    0.15 ms); anything else goes through `deepcopy` (`_deep_copy`).
+    0.24 ms per MLP and 0.53 ms per CNN, walking every attribute generically. Modules
+    whose attributes are all plain values (ints, strings, dtypes, hook dictionaries
+    holding only mask hooks — every model `models` builds, pruned or not) are copied by
+    cloning their tensors (`_clone_module`, 0.07 and 0.15 ms); anything else goes
+    through `deepcopy` (`_deep_copy`).
     """
     if all(_plain_module(m) for m in model.modules()):
         with torch.no_grad():

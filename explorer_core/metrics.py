@@ -9,10 +9,10 @@ predict latency only roughly — so the pages show them side by side.
   hooks on every module it visits. It always profiles a deep copy (`_probe`),
   so the caller's model (and its state dict) never changes.
 * Training FLOPs per sample come from `torch.utils.flop_counter`'s formulas (as
-  `FlopCounterMode` counts them, `_FlopCount`) over one forward + backward pass. It counts 2 FLOPs per MAC of matmuls / convs and only
-  what autograd really computes: the first layer gets no input gradient (the data does
-  not need one), so an MLP's training step is a little less than the 3× forward of the
-  usual rule of thumb.
+  `FlopCounterMode` counts them, `_FlopCount`) over one forward + backward pass. It
+  counts 2 FLOPs per MAC of matmuls / convs and only what autograd really computes: the
+  first layer gets no input gradient (the data does not need one), so an MLP's training
+  step is a little less than the 3× forward of the usual rule of thumb.
 * Latency is the median wall time of repeated forward passes of one batch under
   `torch.inference_mode` after a warm-up; medians resist the outliers of a shared CPU.
   `compare_costs` interleaves the two models' repeats so drift hits both equally.

@@ -568,7 +568,12 @@ def _latency_key(cell: Cell, prepared: _Prepared, dense_key: str) -> tuple[str, 
         if prepared.arch is None:
             prepared.arch = _arch_key(prepared.model, prepared.spec)
         return dense_key, prepared.arch
-    return dense_key, f"masks: {cell.type}"
+    return _mask_latency_key(dense_key, cell.type)
+
+
+def _mask_latency_key(dense_key: str, kind: str) -> tuple[str, str]:
+    """`_latency_key` of a mask type's models: one timing per dense architecture."""
+    return dense_key, f"masks: {kind}"
 
 
 def _tested(model: nn.Module, cell: Cell, dense: _Dense) -> tuple[float, float]:
@@ -835,7 +840,7 @@ class _Runner:
         which times it as before.
         """
         for kind, cell in list(self.standins.items()):
-            key = (dense.arch, f"masks: {kind}")
+            key = _mask_latency_key(dense.arch, kind)
             if key in self.latencies or key in todo:
                 del self.standins[kind]
                 continue
