@@ -35,8 +35,12 @@ def launch(paths: RunPaths, command: str = "prune", extra: list[str] | None = No
     paths.stop_request.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "explorer_core", command, "--resume", str(paths.root.resolve()),
             *(extra or [])]
-    env = {**os.environ, LAUNCHED_AT_ENV: repr(time.time()), "PYTHONPATH": os.pathsep.join(
-        [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    # Unbuffered, with the fault handler on: the log is a file, so Python buffered 8 KB of
+    # it, and a worker that died (SIGKILL, a segfault in native code) lost its last lines
+    # and left no trace of where it was; now a crash dumps every thread's Python stack.
+    env = {**os.environ, LAUNCHED_AT_ENV: repr(time.time()), "PYTHONUNBUFFERED": "1",
+           "PYTHONFAULTHANDLER": "1", "PYTHONPATH": os.pathsep.join(
+               [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     # The earlier sessions' work is summed now: the queued status's heartbeat would
     # otherwise make the time the run sat stopped or dead count as worked. No session
     # runs until the worker starts one, so the worker's start-up is not counted either.

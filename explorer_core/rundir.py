@@ -254,8 +254,35 @@ def read_status(paths: RunPaths) -> dict:
         started = status.get("heartbeat", 0)
         # a just-launched worker may not hold the lock yet
         if status.get("state") == "running" or time.time() - started > 30:
-            status = {**status, "state": "interrupted"}
+            status = {**status, "state": "interrupted", "message": INTERRUPTED_MESSAGE}
     return status
+
+
+# What an interrupted run's status says: its worker died without a word ("starting
+# worker", a queued run's message, was no longer true).
+INTERRUPTED_MESSAGE = ("its worker process ended without finishing: killed, or crashed "
+                       "(worker.log holds its last output); resuming continues from what "
+                       "was saved")
+
+
+def log_tail(paths: RunPaths, max_lines: int = 40, max_bytes: int = 64_000) -> str:
+    """The last lines of the worker's log ("" when there is none): where a run that died
+    or failed shows what its worker printed last. Only the end of the file is read, so
+    a long log costs nothing; undecodable bytes are replaced, not fatal."""
+    try:
+        with open(paths.log, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read()
+    except OSError:
+        return ""
+    # a progress bar redraws its line with \r: keep what a terminal would show last
+    lines = [line.rsplit("\r", 1)[-1] for line in
+             data.decode("utf-8", errors="replace").split("\n")]
+    if size > max_bytes:
+        lines = lines[1:]  # the first line read may be cut
+    return "\n".join([line for line in lines if line.strip()][-max_lines:])
 
 
 def append_event(paths: RunPaths, event: dict) -> None:

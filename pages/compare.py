@@ -228,7 +228,7 @@ def live_view(paths: SweepPaths, was_live: bool) -> None:
     prog = progress(paths)
     if was_live and prog.state not in LIVE_STATES:
         st.rerun()  # the sweep just ended: redraw the page with its final results
-    status_header(prog.state, prog.message)
+    status_header(prog.state, prog.message, paths)
     st.progress(prog.fraction, text=f"{prog.cells_done} of {prog.total_cells} cells"
                 + (f" · {prog.activity}" if prog.activity else ""))
     m1, m2, m3 = st.columns(3)

@@ -197,7 +197,7 @@ def live_view(paths: RunPaths, was_live: bool) -> None:
     prog = run_progress(paths)
     if was_live and prog.state not in LIVE_STATES:
         st.rerun()  # the run just ended: redraw the whole page with its results
-    status_header(prog.state, prog.message)
+    status_header(prog.state, prog.message, paths)
     st.progress(prog.fraction, text=f"iteration {prog.iteration if prog.iteration is not None else '—'}"
                 f" of {max(prog.total_iterations - 1, 0)} · epoch {prog.epochs_done}/{prog.total_epochs}")
     m1, m2, m3, m4 = st.columns(4)

@@ -212,7 +212,7 @@ def live_view(paths: TrainTimePaths, was_live: bool) -> None:
     if was_live and prog.state not in LIVE_STATES:
         st.rerun()  # the run just ended: redraw the whole page with its results
     cfg = _config(paths)
-    status_header(prog.state, prog.message)
+    status_header(prog.state, prog.message, paths)
     if cfg is None:
         st.error(f"{paths.root} has no readable config.json")
         return

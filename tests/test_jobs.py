@@ -7,12 +7,15 @@ the same `jobs.launch` → `worker_session`, so each is checked with a real work
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 import pytest
 
 from explorer_core import experiment, jobs, sweep, train_time
-from explorer_core.rundir import elapsed_seconds, read_status
+from explorer_core.rundir import (INTERRUPTED_MESSAGE, RunPaths, elapsed_seconds, log_tail,
+                                  read_events, read_status)
 
 
 def _iterative(root):
@@ -559,3 +562,50 @@ def test_a_stop_request_is_seen_at_the_very_next_check(tmp_path):
         assert stop()
         paths.stop_request.unlink()
         assert not stop()
+
+
+def test_a_worker_that_crashes_in_native_code_leaves_its_stack_in_the_log(tmp_path, cache):
+    """A page-launched worker once died after its last epoch with no trace: its log was
+    a file, so Python had buffered the last output, no fault handler was on, and the
+    page showed "interrupted" and nothing else. A segfault now writes every thread's
+    Python stack to worker.log, and the status says what happened."""
+    cfg = experiment.RunConfig(name="crash", dataset="digits", hidden=[16, 8],
+                               schedule={"q": 0.5, "iterations": 3}, criterion="l1",
+                               dense_epochs=500, retrain_epochs=1, seed=0)
+    paths = experiment.create_run(cfg, tmp_path / "runs")
+    pid = jobs.launch(paths, "prune")
+    try:
+        deadline = time.time() + 120
+        while not any(e.get("type") == "epoch" for e in read_events(paths)):
+            assert time.time() < deadline, log_tail(paths)
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGSEGV)
+        while read_status(paths)["state"] != "interrupted":
+            assert time.time() < deadline, read_status(paths)
+            time.sleep(0.05)
+    finally:
+        jobs.kill(paths)
+    assert read_status(paths)["message"] == INTERRUPTED_MESSAGE
+    tail = log_tail(paths)
+    assert "Fatal Python error: Segmentation fault" in tail, tail
+    assert 'File "' in tail and "explorer_core" in tail, tail  # where it was
+
+
+def test_log_tail_shows_what_a_terminal_would_of_a_long_log(tmp_path):
+    """The end of the file only, a progress bar's redraws (\\r) as their last state, a
+    line cut by the read left out, bytes that are not UTF-8 replaced."""
+    paths = RunPaths(tmp_path)
+    assert log_tail(paths) == ""  # no log yet
+    bar = "".join(f"\r{i} %" for i in range(101))
+    body = "".join(f"line {i}\n" for i in range(50_000)) + bar + "\n\xff-byte\nlast\n"
+    paths.log.write_bytes(body.encode("latin-1"))
+    lines = log_tail(paths, max_lines=4).splitlines()
+    assert lines == ["line 49999", "100 %", "\ufffd-byte", "last"], lines
+    short = RunPaths(tmp_path / "short")
+    short.root.mkdir()
+    short.log.write_bytes(b"only line")
+    assert log_tail(short) == "only line"
+    cut = log_tail(paths, max_lines=10_000, max_bytes=len(bar) + 60).splitlines()
+    assert cut[-1] == "last" and all(line.startswith(("line ", "100", "\ufffd", "last"))
+                                     for line in cut)
+    assert cut[0] == f"line {int(cut[1].split()[1]) - 1}"  # whole lines only

@@ -426,3 +426,25 @@ def test_stop_reads_stopping_and_is_disabled_until_the_worker_has_stopped(runs_r
     paths = create_run(RunConfig(name="to-stop", hidden=[16, 8], criterion="l1"), runs_root)
     stop_through_the_page("pages/iterative.py", paths, iteration=0,
                           message="training the dense model")
+
+
+def test_a_run_whose_worker_died_says_so_and_shows_its_last_output(app_test, runs_root):
+    """A run whose worker died read "interrupted" and nothing more: the reason, if any,
+    was in worker.log, which the page never showed."""
+    from explorer_core.experiment import RunConfig, create_run
+    from explorer_core.rundir import INTERRUPTED_MESSAGE, write_status
+
+    cfg = RunConfig(name="died", dataset="digits", hidden=[16, 8], criterion="l1",
+                    schedule={"q": 0.5, "iterations": 3}, dense_epochs=2, seed=1)
+    paths = create_run(cfg, runs_root)
+    write_status(paths, "running", iteration=0, message="")  # and no worker holds the run
+    paths.log.write_text("run folder: x\n\rdense 1/2\rdense 2/2\n"
+                         "Fatal Python error: Segmentation fault\n")
+
+    at = open_page(app_test)
+    assert not at.exception
+    assert any("interrupted" in s.value for s in at.subheader)
+    assert any(c.value == INTERRUPTED_MESSAGE for c in at.caption)
+    assert [e.label for e in at.expander if "Worker log" in e.label]
+    shown = [c.value for c in at.code if "Fatal Python error" in c.value]
+    assert shown == ["run folder: x\ndense 2/2\nFatal Python error: Segmentation fault"], shown
