@@ -159,11 +159,11 @@ def estimate(cfg, the_plan, cache_root=None) -> Estimate:
         train_s = 0.0
         if cfg.use_cache and is_cached(key, cache_root):
             cached += 1
-        else:
+            total += timing.evaluate(n_test)  # the sweep tests a cached baseline again
+        else:  # its test result comes from `get_baseline`'s own passes
             trained += 1
             train_s = cfg.dense_epochs * per_epoch
             total += train_s + timing.evaluate(n_all + n_test)
-        total += timing.evaluate(n_test)  # the sweep's own test pass of the baseline
         baseline_s = total - at_start
         end: list[float] = []
         pruned: list[float] = []

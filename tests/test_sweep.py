@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -525,24 +526,37 @@ def test_a_groups_first_timed_chunk_times_its_mask_types_too(roots, monkeypatch)
     assert [len(m) for m in timed] == [2, 2, 2, 2]
 
 
-def test_the_baseline_and_the_dead_model_are_evaluated_once_per_group(roots, monkeypatch):
+@pytest.mark.parametrize("cached", [False, True])
+def test_the_baseline_and_the_dead_model_are_evaluated_once_per_group(roots, monkeypatch,
+                                                                      cached):
     """Every block's ratio-0 cell evaluated the dense model anew, and every block's 100 %
     cell its own copy of the dead model: with three blocks, four passes over the test set
-    more than the group needs."""
-    from explorer_core import sweep
+    more than the group needs. And a baseline just trained was tested by the cache and
+    then by the sweep, with the same batch size: one pass per group too many."""
+    from explorer_core import cache, sweep
 
     models: list = []
-    real = sweep.evaluate
-    monkeypatch.setattr(sweep, "evaluate", lambda m, *a, **k: models.append(m) or real(m, *a, **k))
-    cfg = grid("eval-once", models=["mlp"], batch_sizes=[32], types=["neuron", "weight"],
+    for module in (sweep, cache):
+        real = module.evaluate
+        monkeypatch.setattr(module, "evaluate", lambda m, split, *a, _real=real, **k:
+                            models.append((m, split)) or _real(m, split, *a, **k))
+    cfg = grid(f"eval-once-{cached}", models=["mlp"], batch_sizes=[32], types=["neuron", "weight"],
                criteria=["l1", "taylor", "magnitude"], ratios=[0.0, 0.5, 1.0],
-               save_checkpoints=False, latency_repeats=0)
+               save_checkpoints=False, latency_repeats=0, seed=7 + cached)  # baselines of their own
+    if cached:  # trained and cached by a first sweep
+        assert execute(create_sweep(replace(cfg, name="eval-once-first")))["state"] == "finished"
+        models.clear()
     paths = create_sweep(cfg)
     assert execute(paths)["state"] == "finished"
     df = results_frame(paths)
-    # the baseline once, the three pruned models, the dead model once (the cache's own
-    # passes aside)
-    assert len(models) == 5 and len({id(m) for m in models}) == 5
+    assert (df["baseline_from_cache"] == cached).all()
+    dense = models[0][0]
+    test = [m for m, split in models if len(split) == len(models[-1][1])]  # the test passes
+    assert len({len(split) for _, split in models}) == (1 if cached else 3)  # train, val, test
+    # the baseline once (by the sweep when cached, by the cache when trained), the three
+    # pruned models, the dead model once
+    assert len(test) == 5 and len({id(m) for m in test}) == 5
+    assert sum(m is dense for m in test) == 1
     zero = df[df["ratio"] == 0]
     assert len(zero) == 3 and (zero["test_acc"] == zero["dense_test_acc"]).all()
     assert (zero["test_loss"] == zero["dense_test_loss"]).all()
