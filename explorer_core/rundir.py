@@ -265,7 +265,7 @@ INTERRUPTED_MESSAGE = ("its worker process ended without finishing: killed, or c
                        "was saved")
 
 
-def log_tail(paths: RunPaths, max_lines: int = 40, max_bytes: int = 64_000) -> str:
+def log_tail(paths: RunPaths, max_lines: int = 80, max_bytes: int = 64_000) -> str:
     """The last lines of the worker's log ("" when there is none): where a run that died
     or failed shows what its worker printed last. Only the end of the file is read, so
     a long log costs nothing; undecodable bytes are replaced, not fatal."""
