@@ -260,15 +260,15 @@ def read_status(paths: RunPaths) -> dict:
 
 # What an interrupted run's status says: its worker died without a word ("starting
 # worker", a queued run's message, was no longer true).
-INTERRUPTED_MESSAGE = ("its worker process ended without finishing: killed, or crashed "
-                       "(worker.log holds its last output); resuming continues from what "
-                       "was saved")
+INTERRUPTED_MESSAGE = ("its worker process ended without finishing (killed, or crashed); "
+                       "resuming continues from what was saved")
 
 
 def log_tail(paths: RunPaths, max_lines: int = 80, max_bytes: int = 64_000) -> str:
-    """The last lines of the worker's log ("" when there is none): where a run that died
-    or failed shows what its worker printed last. Only the end of the file is read, so
-    a long log costs nothing; undecodable bytes are replaced, not fatal."""
+    """The last lines of the worker's log ("" when there is none, as for a run started
+    at a terminal): what a worker that died printed last, its fault handler's stack
+    included. Only the end of the file is read, so a long log costs nothing;
+    undecodable bytes are replaced, not fatal."""
     try:
         with open(paths.log, "rb") as fh:
             fh.seek(0, os.SEEK_END)
