@@ -1078,3 +1078,49 @@ def test_cells_an_edited_grid_drops_are_set_aside_not_counted(roots):
     assert sorted(p.stem for p in paths.outside_grid_dir.glob("*.json")) == [
         "mlp-digits-b32-s0-neuron-l1-r0", "mlp-digits-b32-s1-neuron-l1-r0",
         "mlp-digits-b32-s1-neuron-l1-r50"]
+
+
+def test_an_architectures_sizes_are_counted_once_across_sweeps(roots, tmp_path, monkeypatch):
+    """Counting MACs and training FLOPs takes 1–4 s per architecture for ResNet-18 or
+    DenseNet-121, a structural block has one architecture per ratio, and every sweep
+    and resume of the model counted them all again. Now they are kept in the cache; a
+    damaged file is counted again, never trusted."""
+    from explorer_core import sweep
+
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
+    counted: list = []
+    real = sweep.cost_report
+    monkeypatch.setattr(sweep, "cost_report", lambda m, *a, **k: counted.append(m) or
+                        real(m, *a, **k))
+    cfg = grid("sizes-first", models=["cnn"], batch_sizes=[32], types=["structured"],
+               criteria=["l1"], ratios=[0.0, 0.3, 0.6], save_checkpoints=False,
+               latency_repeats=0)
+    columns = ["ratio", "params", "nonzero_params", "macs", "train_flops"]
+
+    def run(name: str, **over) -> pd.DataFrame:
+        paths = create_sweep(replace(cfg, name=name, **over))
+        assert execute(paths)["state"] == "finished"
+        return results_frame(paths)[columns]
+
+    first = run("sizes-first")
+    assert len(counted) == 3  # the dense model and two pruned architectures
+    counted.clear()
+    second = run("sizes-second", criteria=["l2"], batch_sizes=[128])  # other baseline
+    assert counted == []
+    pd.testing.assert_frame_equal(first.drop(columns="nonzero_params"),
+                                  second.drop(columns="nonzero_params"))
+    assert (second["nonzero_params"] > 0).all()  # counted on this sweep's own models
+    assert second["macs"].is_monotonic_decreasing and second["macs"].nunique() == 3
+
+    for stored in (tmp_path / "cache" / "sizes").glob("*.json"):
+        stored.write_text('{"params": -1, "macs": "many"}')
+    third = run("sizes-third")
+    assert len(counted) == 3
+    pd.testing.assert_frame_equal(first, third)
+
+    from explorer_core import metrics
+
+    counted.clear()
+    monkeypatch.setattr(metrics, "SIZES_VERSION", metrics.SIZES_VERSION + 1)  # new counting
+    run("sizes-fourth")
+    assert len(counted) == 3
