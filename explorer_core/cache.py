@@ -22,48 +22,12 @@ from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import Dataset
 from .errors import CheckpointError
 from .models import build_model
-from .fileio import atomic_write_json
-from .metrics import SIZE_FIELDS, CostReport, PeakMemory, sizes_identity
-from .rundir import read_json
+from .metrics import PeakMemory
 from .training import EpochMetrics, TrainConfig, TrainResult, evaluate, resolve_device, train
 
 
 def default_cache_root() -> Path:
     return Path(os.environ.get("EXPLORER_CACHE", "models_cache"))
-
-
-def _sizes_path(arch_key: str, root: Path) -> Path:
-    digest = hashlib.sha256(sizes_identity(arch_key).encode()).hexdigest()
-    return root / "sizes" / f"{digest}.json"
-
-
-def cached_sizes(arch_key: str, root: Path | None = None) -> dict[str, int] | None:
-    """The sizes (`metrics.SIZE_FIELDS`) measured before for this architecture
-    (`models.architecture_key`) by the same counting code, or None.
-
-    Why keep them: counting MACs and training FLOPs takes 1–4 s per architecture for
-    ResNet-18 or DenseNet-121 on 32×32 inputs, a structural sweep has one architecture
-    per ratio, and the same ones come back in every sweep and resume of that model. A
-    damaged or hand-edited file is measured again, never trusted.
-    """
-    record = read_json(_sizes_path(arch_key, Path(root or default_cache_root())))
-    if not isinstance(record, dict):
-        return None
-    sizes = {f: record.get(f) for f in SIZE_FIELDS}
-    if not all(type(v) is int and v >= 0 for v in sizes.values()):
-        return None
-    return sizes
-
-
-def save_sizes(arch_key: str, report: CostReport, root: Path | None = None) -> None:
-    """Keep the architecture's sizes for `cached_sizes`; a cache that cannot be written
-    only costs the next sweep the measurement."""
-    path = _sizes_path(arch_key, Path(root or default_cache_root()))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, {f: getattr(report, f) for f in SIZE_FIELDS}, durable=False)
-    except OSError:
-        pass
 
 
 def baseline_key(spec: Mapping[str, Any], data: Dataset, cfg: TrainConfig) -> str:

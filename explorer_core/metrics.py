@@ -469,31 +469,6 @@ def cost_report(model: nn.Module, input_shape: Sequence[int],
     )
 
 
-# The parts of a `CostReport` that depend on the architecture and input shape alone, and
-# so can be kept across processes (`cache.cached_sizes`); non-zero parameters depend on
-# the weights and latency on the machine's moment, so those are always measured.
-SIZE_FIELDS = ("params", "macs", "train_flops", "param_bytes", "activation_bytes")
-# Raise it when what `cost_report` counts changes: sizes kept by older code are then
-# measured again. torch's and thop's versions are part of the key too (their formulas).
-SIZES_VERSION = 1
-
-
-def sizes_identity(arch_key: str) -> str:
-    """Everything stored sizes of the architecture `arch_key` (`models.architecture_key`)
-    depend on: the architecture and the code that counted them."""
-    return (f"sizes v{SIZES_VERSION} torch {torch.__version__} "
-            f"thop {getattr(thop, '__version__', '?')} {arch_key}")
-
-
-def report_from_sizes(model: nn.Module, sizes: dict[str, int]) -> CostReport:
-    """A `CostReport` of `model` from its architecture's stored sizes: only its non-zero
-    parameters are counted (a forward and backward pass under a FLOP counter, thop's
-    hooks and a deep copy are not needed: 1–4 s for ResNet-18 or DenseNet-121 on 32×32
-    inputs, per architecture)."""
-    return CostReport(**{f: int(sizes[f]) for f in SIZE_FIELDS},
-                      nonzero_params=count_nonzero(model))
-
-
 def compare_costs(dense: nn.Module, pruned: nn.Module, input_shape: Sequence[int],
                   latency: LatencyConfig | None = None) -> CostComparison:
     """Dense and pruned side by side; latencies measured interleaved for a fair ratio."""

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .cache import Baseline, cached_sizes, get_baseline, save_sizes
+from .cache import Baseline, get_baseline
 from .checkpoint import checkpoint_intact, link_checkpoint, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions, compute_scores
 from .data import Dataset, availability, get_info, load_dataset
@@ -46,7 +46,7 @@ from .fileio import OrderedWriter, atomic_write_json
 from .jobs import worker_session
 from .masks import is_masked, permanent_copy
 from .metrics import (CostReport, LatencyConfig, PeakMemory, cost_report, count_nonzero,
-                      measure_latencies, report_from_sizes)
+                      measure_latencies)
 from .models import ARCHS, Spec, architecture_key, spec_for_dataset
 from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_model,
                             pruned_widths)
@@ -710,13 +710,7 @@ class _Runner:
         model's `_arch_key` when the caller has it)."""
         key = key or _arch_key(model, spec)
         if key not in self.costs:
-            sizes = cached_sizes(key, self.cache_root)
-            if sizes is None:
-                report = cost_report(model, spec["input_shape"])
-                self.writer.submit(lambda: save_sizes(key, report, self.cache_root))
-            else:
-                report = report_from_sizes(model, sizes)
-            self.costs[key] = report
+            self.costs[key] = cost_report(model, spec["input_shape"])
         return self.costs[key]
 
     def _dense_latency(self, dense: _Dense) -> None:
