@@ -258,17 +258,26 @@ def read_status(paths: RunPaths) -> dict:
     return status
 
 
-# What an interrupted run's status says: its worker died without a word ("starting
+# What an interrupted run's status says: its process is gone without a word ("starting
 # worker", a queued run's message, was no longer true).
-INTERRUPTED_MESSAGE = ("its worker process ended without finishing (killed, or crashed); "
-                       "resuming continues from what was saved")
+INTERRUPTED_MESSAGE = ("its process ended without finishing (stopped with Ctrl-C, killed, "
+                       "or crashed); resuming continues from what was saved")
+
+# The line `jobs.launch` writes to worker.log before each worker it starts: the log is
+# appended to, and an earlier session's last lines must not pass for this one's.
+LOG_SESSION_MARK = "--- worker started"
+_LOG_LINE_CHARS = 300  # the fault handler's list of extension modules is one ~6 kB line
 
 
 def log_tail(paths: RunPaths, max_lines: int = 80, max_bytes: int = 64_000) -> str:
-    """The last lines of the worker's log ("" when there is none, as for a run started
-    at a terminal): what a worker that died printed last, its fault handler's stack
-    included. Only the end of the file is read, so a long log costs nothing;
-    undecodable bytes are replaced, not fatal."""
+    """The last lines the latest worker wrote to the log ("" when there are none, as for
+    a run started at a terminal): what a worker that died printed last, its fault
+    handler's stack included.
+
+    Only the end of the file is read, so a long log costs nothing. A progress bar's
+    redraws (`\r`) show as their last state, `\r\n` ends a line like `\n`, an
+    overlong line is cut, undecodable bytes are replaced.
+    """
     try:
         with open(paths.log, "rb") as fh:
             fh.seek(0, os.SEEK_END)
@@ -277,12 +286,20 @@ def log_tail(paths: RunPaths, max_lines: int = 80, max_bytes: int = 64_000) -> s
             data = fh.read()
     except OSError:
         return ""
-    # a progress bar redraws its line with \r: keep what a terminal would show last
-    lines = [line.rsplit("\r", 1)[-1] for line in
-             data.decode("utf-8", errors="replace").split("\n")]
-    if size > max_bytes:
-        lines = lines[1:]  # the first line read may be cut
-    return "\n".join([line for line in lines if line.strip()][-max_lines:])
+    lines = data.decode("utf-8", errors="replace").replace("\r\n", "\n").split("\n")
+    if size > max_bytes and len(lines) > 1:
+        lines = lines[1:]  # the first line read is cut, unless it is all there is
+    shown: list[str] = []
+    for line in lines:
+        if line.startswith(LOG_SESSION_MARK):
+            shown = []  # an earlier worker's output
+            continue
+        redraws = [part for part in line.split("\r") if part.strip()]
+        if redraws:
+            last = redraws[-1]
+            shown.append(last if len(last) <= _LOG_LINE_CHARS else
+                         f"{last[:_LOG_LINE_CHARS]} … ({len(last)} characters)")
+    return "\n".join(shown[-max_lines:])
 
 
 def append_event(paths: RunPaths, event: dict) -> None:

@@ -576,17 +576,15 @@ def _mask_latency_key(dense_key: str, kind: str) -> tuple[str, str]:
     return dense_key, f"masks: {kind}"
 
 
-def _baseline_test(baseline: Baseline, data: Dataset, batch: int) -> tuple[float, float]:
+def _baseline_test(baseline: Baseline, data: Dataset) -> tuple[float, float]:
     """The baseline's (test loss, accuracy). One just trained was evaluated on this very
-    test split by `get_baseline`, in batches of `batch` too, so its numbers are the ones
-    another pass would give (the sweep made that pass: one per group, seconds for a
-    CIFAR-10 ResNet); a cached one is evaluated again, on the data as loaded now (its
-    stored metrics are from the day it was trained)."""
-    m = baseline.metrics
-    if not baseline.from_cache and all(isinstance(m.get(k), float)
-                                       for k in ("test_loss", "test_acc")):
-        return m["test_loss"], m["test_acc"]
-    return evaluate(baseline.model, data.test, batch)
+    test split by `get_baseline`, with the same batch size (`training.EVAL_BATCH`), so
+    its numbers are the ones another pass would give (the sweep made that pass: one per
+    group, seconds for a CIFAR-10 ResNet); a cached one is evaluated again, on the data
+    as loaded now (its stored metrics are from the day it was trained)."""
+    if not baseline.from_cache:
+        return baseline.metrics["test_loss"], baseline.metrics["test_acc"]
+    return evaluate(baseline.model, data.test)
 
 
 def _tested(model: nn.Module, cell: Cell, dense: _Dense) -> tuple[float, float]:
@@ -694,11 +692,11 @@ class _Runner:
             self.emit({"type": "epoch", "group": list(group), **m.to_dict()})
             self.activity(f"training dense baseline {label}: epoch {m.epoch}/{cfg.dense_epochs}")
 
-        tcfg = cfg.train_config(batch, seed, cfg.dense_epochs)
-        baseline = get_baseline(spec, data, tcfg, self.cache_root, on_epoch=on_epoch,
-                                should_stop=self.stop, save_with=self.writer.submit)
+        baseline = get_baseline(spec, data, cfg.train_config(batch, seed, cfg.dense_epochs),
+                                self.cache_root, on_epoch=on_epoch, should_stop=self.stop,
+                                save_with=self.writer.submit)
         baseline.model.eval()
-        test_loss, test_acc = _baseline_test(baseline, data, tcfg.eval_batch_size)
+        test_loss, test_acc = _baseline_test(baseline, data)
         costs = self._measure(baseline.model, spec)  # latency: `_dense_latency`
         self.emit({"type": "baseline", "group": list(group), "from_cache": baseline.from_cache,
                    "test_acc": test_acc, "test_loss": test_loss, "key": baseline.key})

@@ -56,6 +56,12 @@ LR_SCHEDULES: dict[str, Callable[[float], float]] = {
 }
 
 
+# Samples per evaluation batch, for every evaluation (a model's numbers on a split do
+# not depend on it, up to float rounding, which is why it must be one value: the sweep
+# reuses a baseline's test result from the cache's pass instead of making its own).
+EVAL_BATCH = 4096
+
+
 @dataclass
 class TrainConfig:
     """Settings of one training run; `validate()` turns bad values into ExplorerError.
@@ -77,7 +83,7 @@ class TrainConfig:
     seed: int = 0
     max_micro_batch: int = 2048  # largest slice that goes through the model at once
     memory_budget_mb: int = 3072  # activations of one micro-batch stay below this (see micro_batch_size)
-    eval_batch_size: int = 4096
+    eval_batch_size: int = EVAL_BATCH
     device: str = "auto"
     lr_schedule: str = "stable_decay"
     threads: int = 0  # CPU threads while training; 0 = auto (see `cpu_threads_for`)
@@ -286,7 +292,7 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int = 4096) -> tuple[float, float]:
+def evaluate(model: nn.Module, split: Split, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
     """(mean cross-entropy, accuracy in %) of `model` on `split`."""
     if len(split) == 0:
         return float("nan"), float("nan")

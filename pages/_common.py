@@ -21,7 +21,7 @@ from explorer_core import jobs
 from explorer_core.charts import chart_png_bytes
 from explorer_core.errors import ExplorerError
 from explorer_core.fileio import JSON_ERRORS
-from explorer_core.rundir import log_tail
+from explorer_core.rundir import RunPaths, log_tail
 
 # Uploaded JSON specs and sidecars are a few kB; anything bigger is the wrong file.
 MAX_JSON_BYTES = 1_000_000
@@ -85,12 +85,12 @@ def run_picker(runs: Sequence[Any], rows: list[dict], label: str, state_key: str
     return Path(chosen)
 
 
-def status_header(state: str, message: str = "", paths: Any = None) -> None:
+def status_header(state: str, message: str, paths: RunPaths) -> None:
     """A background run's state in its colour, and its message (as an error if it failed).
 
-    An interrupted run's worker died without a word, so the last lines it printed (the
-    run folder's `paths`, when given) are offered in a closed expander: the only clue
-    to where it was and why, without opening a terminal.
+    An interrupted run's worker died without a word, so the last lines it printed (in
+    the run folder `paths`) are offered in a closed expander: the only clue to where it
+    was and why, without opening a terminal.
 
     Also shows a Stop click's toast (`stop_button`): the header is drawn whether or not
     the job has already stopped by the rerun that follows the click."""
@@ -98,7 +98,7 @@ def status_header(state: str, message: str = "", paths: Any = None) -> None:
     st.subheader(f"Status: :{STATE_COLOURS.get(state, 'gray')}[{state}]")
     if message:
         (st.error if state == "failed" else st.caption)(message)
-    tail = log_tail(paths) if state == "interrupted" and paths is not None else ""
+    tail = log_tail(paths) if state == "interrupted" else ""
     if tail:
         with st.expander("Worker log (its last lines)"):
             st.code(tail, language=None)

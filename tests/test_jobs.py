@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import time
 
@@ -573,7 +574,13 @@ def test_a_worker_that_crashes_in_native_code_leaves_its_stack_in_the_log(tmp_pa
                                schedule={"q": 0.5, "iterations": 3}, criterion="l1",
                                dense_epochs=500, retrain_epochs=1, seed=0)
     paths = experiment.create_run(cfg, tmp_path / "runs")
-    pid = jobs.launch(paths, "prune")
+    paths.log.write_text("an earlier session's last words\n")
+    cores = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, cores[1]))  # no core file of torch's size
+    try:
+        pid = jobs.launch(paths, "prune")
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, cores)
     try:
         deadline = time.time() + 120
         while not any(e.get("type") == "epoch" for e in read_events(paths)):
@@ -589,6 +596,7 @@ def test_a_worker_that_crashes_in_native_code_leaves_its_stack_in_the_log(tmp_pa
     tail = log_tail(paths)
     assert "Fatal Python error: Segmentation fault" in tail, tail
     assert 'File "' in tail and "explorer_core" in tail, tail  # where it was
+    assert "earlier session" not in tail and "worker started" not in tail, tail
 
 
 def test_log_tail_shows_what_a_terminal_would_of_a_long_log(tmp_path):
@@ -609,3 +617,16 @@ def test_log_tail_shows_what_a_terminal_would_of_a_long_log(tmp_path):
     assert cut[-1] == "last" and all(line.startswith(("line ", "100", "\ufffd", "last"))
                                      for line in cut)
     assert cut[0] == f"line {int(cut[1].split()[1]) - 1}"  # whole lines only
+
+    def tail_of(data: bytes, **kw) -> str:
+        short.log.write_bytes(data)
+        return log_tail(short, **kw)
+
+    assert tail_of(b"epoch 3/5\r\nKilled\r\n") == "epoch 3/5\nKilled"  # Windows line ends
+    redraws = "".join(f"\rdownloading {i} %" for i in range(10_000)).encode()
+    assert tail_of(redraws, max_bytes=1_000) == "downloading 9999 %"  # no \n in the window
+    long = tail_of(b"ok\n" + b"x" * 6_000 + b"\n")  # the fault handler's module list
+    assert long.startswith("ok\nxxx") and long.endswith("… (6000 characters)") and len(long) < 400
+    assert tail_of(b"old run\n--- worker started 2026-12-06T01:00:00+00:00 (prune) ---\n"
+                   b"new run\n") == "new run"  # an earlier worker's output is not this one's
+    assert tail_of(b"old run\n--- worker started 2026-12-06T01:00:00+00:00 (prune) ---\n") == ""

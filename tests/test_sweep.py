@@ -528,13 +528,14 @@ def test_a_groups_first_timed_chunk_times_its_mask_types_too(roots, monkeypatch)
 
 @pytest.mark.parametrize("cached", [False, True])
 def test_the_baseline_and_the_dead_model_are_evaluated_once_per_group(roots, monkeypatch,
-                                                                      cached):
+                                                                      tmp_path, cached):
     """Every block's ratio-0 cell evaluated the dense model anew, and every block's 100 %
     cell its own copy of the dead model: with three blocks, four passes over the test set
     more than the group needs. And a baseline just trained was tested by the cache and
     then by the sweep, with the same batch size: one pass per group too many."""
     from explorer_core import cache, sweep
 
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))  # no baseline cached yet
     models: list = []
     for module in (sweep, cache):
         real = module.evaluate
@@ -542,7 +543,7 @@ def test_the_baseline_and_the_dead_model_are_evaluated_once_per_group(roots, mon
                             models.append((m, split)) or _real(m, split, *a, **k))
     cfg = grid(f"eval-once-{cached}", models=["mlp"], batch_sizes=[32], types=["neuron", "weight"],
                criteria=["l1", "taylor", "magnitude"], ratios=[0.0, 0.5, 1.0],
-               save_checkpoints=False, latency_repeats=0, seed=7 + cached)  # baselines of their own
+               save_checkpoints=False, latency_repeats=0)
     if cached:  # trained and cached by a first sweep
         assert execute(create_sweep(replace(cfg, name="eval-once-first")))["state"] == "finished"
         models.clear()
