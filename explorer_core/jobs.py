@@ -14,12 +14,11 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import ExplorerError, interrupted
-from .rundir import (LIVE_STATES, LOG_SESSION_MARK, RunLock, RunPaths, is_locked, read_status,
+from .rundir import (LIVE_STATES, RunLock, RunPaths, is_locked, log_session_line, read_status,
                      session_start, write_status)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -47,8 +46,7 @@ def launch(paths: RunPaths, command: str = "prune", extra: list[str] | None = No
     # runs until the worker starts one, so the worker's start-up is not counted either.
     session = {"elapsed_before": session_start(paths)["elapsed_before"], "started": None}
     with open(paths.log, "ab") as log:
-        stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-        log.write(f"{LOG_SESSION_MARK} {stamp} ({command}) ---\n".encode())
+        log.write(log_session_line(command))
         log.flush()
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=os.getcwd(), env=env, start_new_session=True)

@@ -266,6 +266,13 @@ INTERRUPTED_MESSAGE = ("its process ended without finishing (stopped with Ctrl-C
 # The line `jobs.launch` writes to worker.log before each worker it starts: the log is
 # appended to, and an earlier session's last lines must not pass for this one's.
 LOG_SESSION_MARK = "--- worker started"
+
+
+def log_session_line(command: str) -> bytes:
+    """The line that opens a worker's part of the log (`LOG_SESSION_MARK`, when, what)."""
+    stamp = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    return f"{LOG_SESSION_MARK} {stamp} ({command}) ---\n".encode()
+
 _LOG_LINE_CHARS = 300  # the fault handler's list of extension modules is one ~6 kB line
 
 
