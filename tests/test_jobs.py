@@ -69,10 +69,6 @@ def test_a_launched_worker_keeps_a_stop_pressed_just_after_launch(tmp_path, monk
     """A file's time comes from the kernel's coarse clock, a tick behind `time.time()`:
     a Stop pressed a few ms after launch looked older than the launch and was erased
     (a CI run saw a train-time run go to its end). One from an earlier session goes."""
-    import os
-
-    from explorer_core.rundir import RunPaths
-
     paths = RunPaths(tmp_path)
     launched = time.time()
     monkeypatch.setenv(jobs.LAUNCHED_AT_ENV, repr(launched))
