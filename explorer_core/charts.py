@@ -15,6 +15,7 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
+from .errors import ChartRenderError
 from .fileio import atomic_write_bytes
 from .schedule import RetentionTable
 
@@ -32,13 +33,42 @@ def chart_png_bytes(chart: alt.TopLevelMixin, scale: float = 2.0) -> bytes:
     Scale 2 keeps text sharp when a PNG is pasted into a thesis or slide.
     """
     buf = io.BytesIO()
-    chart.save(buf, format="png", scale_factor=scale)
+    try:
+        chart.save(buf, format="png", scale_factor=scale)
+    except Exception as exc:  # vl-convert's own errors: ValueError, RuntimeError, …
+        raise ChartRenderError(f"could not render the chart as PNG "
+                               f"({exc.__class__.__name__}: {exc})") from exc
     return buf.getvalue()
 
 
 def save_chart_png(chart: alt.TopLevelMixin, path: str | os.PathLike) -> Path:
-    """Write a chart as PNG atomically, so a crash never leaves half an image in a run folder."""
-    return atomic_write_bytes(path, chart_png_bytes(chart))
+    """Write a chart as PNG atomically, so a crash never leaves half an image in a run folder.
+
+    If it cannot be rendered, an older file of that name is removed: it would show a run
+    as it was before (fewer iterations, other variants) beside tables that are current.
+    """
+    try:
+        return atomic_write_bytes(path, chart_png_bytes(chart))
+    except ChartRenderError as exc:
+        Path(path).unlink(missing_ok=True)
+        raise ChartRenderError(f"{Path(path).name} not written: {exc}") from exc
+
+
+def save_chart_pngs(charts: list[tuple[alt.TopLevelMixin, Path]]) -> list[Path]:
+    """Write each chart to its path; one that cannot be rendered does not stop the rest.
+
+    Raises one `ChartRenderError` naming every image left unwritten, after the others
+    are on disk.
+    """
+    written, problems = [], []
+    for chart, path in charts:
+        try:
+            written.append(save_chart_png(chart, path))
+        except ChartRenderError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ChartRenderError("; ".join(problems))
+    return written
 
 
 # ------------------------------------------------------------------ retention schedule
@@ -136,10 +166,8 @@ def retention_distribution_chart(table: RetentionTable, log_scale: bool = True) 
 def save_retention_pngs(table: RetentionTable, out_dir: str | os.PathLike) -> list[Path]:
     """Write the thesis' two schedule plots into `out_dir`; returns the paths written."""
     out = Path(out_dir)
-    return [
-        save_chart_png(retention_iteration_chart(table), out / ITERATION_PNG),
-        save_chart_png(retention_distribution_chart(table), out / DISTRIBUTION_PNG),
-    ]
+    return save_chart_pngs([(retention_iteration_chart(table), out / ITERATION_PNG),
+                            (retention_distribution_chart(table), out / DISTRIBUTION_PNG)])
 
 
 # ------------------------------------------------------------------ iterative pruning runs

@@ -32,6 +32,14 @@ class CheckpointError(ExplorerError):
     """A checkpoint is corrupt, unsafe to load, or does not fit its model spec."""
 
 
+class ChartRenderError(ExplorerError):
+    """A chart could not be rendered as PNG (vl-convert refused it or failed).
+
+    A derived file only: the numbers it draws are in the tables beside it, so a run
+    that ends with this still finished (its status says which image is missing).
+    """
+
+
 class Cancelled(Exception):
     """Raised inside long work when the caller asked it to stop between batches."""
 

@@ -507,9 +507,9 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
                 break
             if stop():
                 raise Cancelled()
-        from .results import concatenate
+        from .results import concatenate, images_note
 
-        concatenate(paths)
+        reason += images_note(lambda: concatenate(paths))
         return write_status(paths, "finished", message=reason, finished=time.time())
     except Cancelled:
         return write_status(paths, "stopped", message="stopped by request; resume continues "

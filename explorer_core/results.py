@@ -6,11 +6,12 @@ crashed or a still-running run, and from the page, the CLI or a notebook.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from .errors import ExplorerError
+from .errors import ChartRenderError, ExplorerError
 from .fileio import read_table, write_table
 from .rundir import VALIDATION_COLUMNS, RunPaths, read_record
 
@@ -85,7 +86,8 @@ def thesis_iteration_rows(paths: RunPaths) -> list[IterationRow]:
 def concatenate(paths: RunPaths) -> list[Path]:
     """Write validations.txt, accuracies.png and losses.png from the completed iterations
     — of one of our runs, or of a thesis-layout folder without our config.json
-    (`thesis_iteration_rows`)."""
+    (`thesis_iteration_rows`). An image that cannot be rendered raises `ChartRenderError`
+    once the table and the other image are written."""
     ours = paths.config.is_file()
     rows = iteration_rows(paths) if ours else thesis_iteration_rows(paths)
     if not rows:
@@ -97,12 +99,28 @@ def concatenate(paths: RunPaths) -> list[Path]:
     write_table(paths.validations, VALIDATION_COLUMNS,
                 [[r.train_loss, r.test_loss, r.train_acc, r.test_acc, r.percent_retained]
                  for r in rows])
-    from .charts import iteration_accuracy_chart, iteration_loss_chart, save_chart_png
+    from .charts import iteration_accuracy_chart, iteration_loss_chart, save_chart_pngs
 
     records = [r.to_dict() for r in rows]
-    save_chart_png(iteration_accuracy_chart(records), paths.accuracies_png)
-    save_chart_png(iteration_loss_chart(records), paths.losses_png)
-    return [paths.validations, paths.accuracies_png, paths.losses_png]
+    try:
+        return [paths.validations, *save_chart_pngs(
+            [(iteration_accuracy_chart(records), paths.accuracies_png),
+             (iteration_loss_chart(records), paths.losses_png)])]
+    except ChartRenderError as exc:
+        raise ChartRenderError(f"{paths.validations.name} written; {exc}") from exc
+
+
+def images_note(write: Callable[[], object]) -> str:
+    """Run `write` (a run's closing tables and chart images): '' when all were written,
+    else '; <which image is missing and why>' for the finished status. An image that
+    cannot be rendered must not fail a run whose every number is on disk: its status
+    would send the user to resume, which only repeats this step."""
+    try:
+        write()
+    except ChartRenderError as exc:
+        print(f"warning: {exc}", file=sys.stderr)  # worker.log
+        return f"; {exc}"
+    return ""
 
 
 def read_validations(paths: RunPaths) -> list[dict]:

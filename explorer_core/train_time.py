@@ -43,12 +43,12 @@ from . import __version__, vae
 from .checkpoint import save_checkpoint
 from .criteria import CRITERIA, CriterionOptions
 from .data import Dataset, availability, get_info, load_dataset
-from .errors import Cancelled, ExplorerError, raise_if_interrupted
+from .errors import Cancelled, ChartRenderError, ExplorerError, raise_if_interrupted
 from .fileio import atomic_write_bytes, atomic_write_json, write_table
 from .jobs import worker_session
 from .models import build_model, count_parameters, prunable_layers, spec_for_dataset
 from .ranking import keep_for_ratio
-from .results import RunProgress, paced_remaining, run_progress
+from .results import RunProgress, images_note, paced_remaining, run_progress
 from .rundir import (TRAIN_TIME_RUN, TrainTimePaths, WrongKindError, append_event, check_kind,
                      default_train_time_root, failed_write, filter_events, new_run_dir,
                      read_events, read_json, read_record, read_status, session_start,
@@ -533,9 +533,9 @@ def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
             if todo:
                 _run_seed(paths, cfg, task, seed, todo, stop, emit)
                 done |= {(v, seed) for v in todo}
-        write_summary(paths, cfg)
+        note = images_note(lambda: write_summary(paths, cfg))
         return write_status(paths, "finished", finished=time.time(),
-                            message=f"{len(done)} runs complete", units_done=len(done))
+                            message=f"{len(done)} runs complete{note}", units_done=len(done))
     except Cancelled:
         return write_status(paths, "stopped", message="stopped by request; resume continues "
                             "with the unfinished variants")
@@ -718,7 +718,8 @@ def summarise(rows: list[dict], task: str) -> dict[str, dict]:
 
 
 def write_summary(paths: TrainTimePaths, cfg: TrainTimeConfig) -> list[Path]:
-    """summary.json plus the comparison charts as PNG in the results folder."""
+    """summary.json plus the comparison charts as PNG in the results folder (an image that
+    cannot be rendered raises `ChartRenderError` once the rest is written)."""
     from . import charts
 
     rows = final_rows(paths)
@@ -727,11 +728,12 @@ def write_summary(paths: TrainTimePaths, cfg: TrainTimeConfig) -> list[Path]:
     labels = cfg.labels()
     atomic_write_json(paths.summary, {"task": cfg.task, "config": cfg.to_dict(),
                                       "variants": summarise(rows, cfg.task), "runs": rows})
-    written = [paths.summary]
-    for name, chart in charts.train_time_charts(cfg.task, epochs, rows, labels,
-                                                cfg.prune_points()).items():
-        written.append(charts.save_chart_png(chart, paths.chart_png(name)))
-    return written
+    made = charts.train_time_charts(cfg.task, epochs, rows, labels, cfg.prune_points())
+    try:
+        return [paths.summary, *charts.save_chart_pngs(
+            [(chart, paths.chart_png(name)) for name, chart in made.items()])]
+    except ChartRenderError as exc:
+        raise ChartRenderError(f"{paths.summary.name} written; {exc}") from exc
 
 
 def _work_mark(status: dict) -> float:

@@ -4,6 +4,7 @@
 - `streamlit_server` session-wide `streamlit run app.py` on a free localhost port; its URL.
 - `browser`         session-wide Playwright Chromium (Debian's /usr/bin/chromium).
 - `app_page`        a fresh browser tab (own context, downloads allowed) per test.
+- `refused_pngs`    vl-convert failing on every chart (PNG export), for this test.
 
 Browser helpers (`open_app`, `wait_for_app`, `rerun_after`) live in tests/browser.py.
 """
@@ -48,6 +49,17 @@ def app_test() -> Callable[..., "AppTest"]:
         return at.run()
 
     return make
+
+
+@pytest.fixture
+def refused_pngs(monkeypatch) -> None:
+    """vl-convert raising on every chart, as it does on a spec it cannot draw."""
+    import vl_convert
+
+    def refuse(*args, **kwargs):
+        raise ValueError("cannot render this Vega-Lite spec")
+
+    monkeypatch.setattr(vl_convert, "vegalite_to_png", refuse)
 
 
 def widget(items, label: str):

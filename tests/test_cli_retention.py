@@ -148,3 +148,14 @@ def test_spec_and_widths_together_are_refused(tmp_path, capsys):
     assert code == 2 and out == ""
     assert err.strip() == "error: give the widths with --spec or with --widths, not both"
     assert not (tmp_path / "out").exists()
+
+
+def test_charts_that_cannot_be_rendered_leave_retain_txt_and_say_so_in_one_line(
+        tmp_path, capsys, refused_pngs):
+    code, out, err = run_main(["--widths", "32", "16", "--out", str(tmp_path)], capsys)
+    assert code == 2
+    assert "retain.txt" in out
+    assert "\n" not in err.strip() and "Traceback" not in err, err
+    for name in ("pruneNodesIteration.png", "pruneNodesDistribution.png"):
+        assert f"{name} not written" in err, err
+    assert (tmp_path / "retain.txt").is_file() and not list(tmp_path.glob("*.png"))

@@ -442,6 +442,42 @@ def test_results_helpers(roots):
     assert paths.validations in written and paths.validations.is_file()
 
 
+def test_a_run_whose_charts_cannot_be_rendered_finishes_with_its_table(roots, refused_pngs):
+    """The last step of a run, concatenate, also renders two PNGs: vl-convert failing there
+    marked a run with every iteration on disk as failed, sending the user to resume."""
+    runs, cache = roots
+    paths = create_run(small_config("no-pngs"), runs)
+    status = execute(paths, cache_root=cache)
+    assert status["state"] == "finished", status
+    assert "accuracies.png not written" in status["message"]
+    assert "losses.png not written" in status["message"]
+    assert "cannot render this Vega-Lite spec" in status["message"]
+    assert len(read_table(paths.validations)[1]) == len(plan(small_config("no-pngs")))
+    assert not paths.accuracies_png.exists() and not paths.losses_png.exists()
+
+
+def test_concatenate_that_cannot_render_a_chart_removes_its_old_image(roots, monkeypatch,
+                                                                        capsys, request):
+    """An old PNG beside a rebuilt validations.txt would show the run as it was before."""
+    from explorer_core.cli import main
+
+    runs, cache = roots
+    paths = create_run(small_config("stale-pngs"), runs)
+    assert execute(paths, cache_root=cache)["state"] == "finished"
+    assert paths.accuracies_png.is_file() and paths.losses_png.is_file()
+    paths.validations.unlink()
+    request.getfixturevalue("refused_pngs")
+    assert main(["concatenate", str(paths.root)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert "validations.txt written" in err and "accuracies.png not written" in err, err
+    assert paths.validations.is_file()
+    assert not paths.accuracies_png.exists() and not paths.losses_png.exists()
+    monkeypatch.undo()
+    assert concatenate(paths)[1:] == [paths.accuracies_png, paths.losses_png]
+    assert paths.losses_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_cli_prune_and_concatenate(roots, tmp_path):
     runs, _ = roots
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

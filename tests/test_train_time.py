@@ -457,3 +457,16 @@ def test_a_resume_refuses_settings_edited_since_a_seed_was_saved(tmp_path, setti
     paths.config.write_text(json.dumps(config))
     assert execute(paths)["state"] == "finished"
     assert len(paths.completed_units()) == 6
+
+
+def test_a_run_whose_charts_cannot_be_rendered_finishes_with_its_summary(tmp_path,
+                                                                          refused_pngs):
+    """summary.json holds every number the charts draw: a chart vl-convert cannot render
+    leaves the run finished, its status naming the missing images."""
+    paths = run(tmp_path, "no-pngs")
+    status = read_status(paths)
+    assert "runs complete" in status["message"] and "not written" in status["message"]
+    assert "cannot render this Vega-Lite spec" in status["message"]
+    summary = json.loads(paths.summary.read_text())
+    assert len(summary["runs"]) == len(TrainTimeConfig(**SMALL).variants)
+    assert not list(paths.summary.parent.glob("*.png"))
