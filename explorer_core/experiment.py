@@ -463,12 +463,29 @@ def _stopping_reason(cfg: RunConfig, dense_acc: float | None, acc: float | None,
             f"{cfg.max_drop:g} points below the dense {dense_acc:.2f} %")
 
 
+def check_resumable(paths: RunPaths, from_iteration: int | None = None) -> int:
+    """What a worker refuses before it touches the run (settings edited since it began,
+    an edited retain.txt, a restart past the completed iterations); returns the first
+    iteration it would run, or raises `ExplorerError` with the reason.
+
+    The Iterative page asks this before it launches a worker: launched, the refusal
+    only reached the page as a "failed" status, written over a finished run's."""
+    _checked_plan(paths)
+    return resume_point(paths, from_iteration)
+
+
+def _checked_plan(paths: RunPaths) -> tuple[RunConfig, RetentionTable]:
+    """The run's settings and schedule, refused when edited since the run began."""
+    cfg = load_run_config(paths)
+    table = plan(cfg)
+    _check_retain(paths, table)
+    return cfg, table
+
+
 def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[[], bool],
                     on_event: Callable[[dict], None], cache_root: Path | None) -> dict:
     try:
-        cfg = load_run_config(paths)
-        table = plan(cfg)
-        _check_retain(paths, table)
+        cfg, table = _checked_plan(paths)
     except WrongKindError:  # not this kind's status to overwrite
         raise
     except ExplorerError as exc:  # a launched worker has no terminal: the page reads this

@@ -14,7 +14,8 @@ from explorer_core import charts, jobs
 from explorer_core.criteria import CRITERIA
 from explorer_core.data import list_datasets
 from explorer_core.errors import ExplorerError
-from explorer_core.experiment import TABLE_SCHEDULE, RunConfig, create_run, plan
+from explorer_core.experiment import (TABLE_SCHEDULE, RunConfig, check_resumable, create_run,
+                                      plan)
 from explorer_core.results import (concatenate, deployment_costs, iteration_rows, recommend,
                                    run_progress)
 from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, list_runs,
@@ -186,6 +187,7 @@ def controls(paths: RunPaths, state: str) -> None:
                                   help="Like the thesis' begin_itr: iterations from here on are redone.")
         if c1.button("Restart" if finished else "Resume", type="primary"):
             try:
+                check_resumable(paths, int(restart))  # refused here, not as a "failed" run
                 jobs.launch(paths, extra=["--from-iteration", str(int(restart))])
             except ExplorerError as exc:
                 st.error(str(exc))

@@ -343,6 +343,33 @@ def test_a_finished_run_offers_a_restart_from_an_earlier_iteration_not_a_resume(
     assert restart.value == done - 1 and restart.max == done - 1
 
 
+def test_a_restart_refused_for_an_edited_config_says_so_and_leaves_the_run_finished(
+        app_test, runs_root):
+    """Restart launched a worker that refused the edited config.json: the finished run
+    turned "failed", its Restart became a Resume past the schedule's end. The page now
+    refuses before launching anything."""
+    from explorer_core.experiment import RunConfig, create_run, execute
+
+    cfg = RunConfig(name="edited", dataset="digits", hidden=[16, 8], criterion="l1",
+                    schedule={"q": 0.5, "iterations": 3, "kind": "geometric"}, retrain=False,
+                    dense_epochs=1, batch_size=64, seed=1)
+    paths = create_run(cfg, runs_root)
+    assert execute(paths)["state"] == "finished"
+    before = read_status(paths)
+    config = json.loads(paths.config.read_text())
+    config["lr"] = 0.01
+    paths.config.write_text(json.dumps(config))
+
+    at = open_page(app_test)
+    next(b for b in at.button if b.label == "Restart").click().run()
+    assert not at.exception
+    assert any("config.json was edited" in e.value and "lr" in e.value for e in at.error), \
+        [e.value for e in at.error]
+    after = read_status(paths)
+    assert after["state"] == "finished" and after == before
+    assert not paths.log.exists()  # no worker was launched
+
+
 def test_a_hand_edited_status_file_does_not_take_the_run_list_down(app_test, runs_root):
     """`[1, 2]` in one run's status.json put an exception on the page for every run."""
     from explorer_core.experiment import RunConfig, create_run
