@@ -248,8 +248,17 @@ def elapsed_seconds(status: dict, now: float | None = None) -> float:
 
 
 def read_status(paths: RunPaths) -> dict:
-    """The status, with a dead writer's 'running' reported as 'interrupted'."""
+    """The status, with a dead writer's 'running' reported as 'interrupted'.
+
+    Read again once the lock is found free: a writer writes its last status before it
+    lets go of the lock, so a run that ended between the first read and the lock test
+    shows that last status. Judged on the first read alone, such a run was reported
+    dead — `jobs.wait` returned "interrupted" for a run that had finished, a page
+    flashed "interrupted" for a poll.
+    """
     status = read_record(paths.status)
+    if status.get("state") in LIVE_STATES and not is_locked(paths):
+        status = read_record(paths.status)
     if status.get("state") in LIVE_STATES and not is_locked(paths):
         started = status.get("heartbeat", 0)
         # a just-launched worker may not hold the lock yet

@@ -626,3 +626,27 @@ def test_log_tail_shows_what_a_terminal_would_of_a_long_log(tmp_path):
     assert tail_of(b"old run\n--- worker started 2026-12-06T01:00:00+00:00 (prune) ---\n"
                    b"new run\n") == "new run"  # an earlier worker's output is not this one's
     assert tail_of(b"old run\n--- worker started 2026-12-06T01:00:00+00:00 (prune) ---\n") == ""
+
+
+def test_a_run_that_ends_while_its_status_is_read_is_seen_as_it_ended(tmp_path, monkeypatch):
+    """read_status read "running", then found the lock free because the writer had just
+    written "finished" and exited: it reported the run interrupted (a flaky "interrupted"
+    from jobs.wait in CI, a page flashing it for a poll). The writer's last status is
+    written before it lets go of the lock, so it is read again."""
+    from explorer_core import rundir
+
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    rundir.write_status(paths, "running", pid=os.getpid(), message="")
+
+    def writer_ends_now(_paths) -> bool:  # the moment between the read and the lock test
+        rundir.write_status(paths, "finished", message="schedule complete")
+        return False
+
+    monkeypatch.setattr(rundir, "is_locked", writer_ends_now)
+    status = read_status(paths)
+    assert status["state"] == "finished" and status["message"] == "schedule complete"
+
+    rundir.write_status(paths, "running", message="")  # a writer that died mid-run
+    monkeypatch.setattr(rundir, "is_locked", lambda _paths: False)
+    assert read_status(paths)["state"] == "interrupted"
