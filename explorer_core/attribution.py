@@ -37,9 +37,9 @@ from .imaging import InputFormat
 from .models import prunable_layers
 
 BASELINES: dict[str, str] = {
-    "black": "black image (every pixel 0)",
-    "blurred": "blurred copy of the image",
-    "mean": "the dataset's mean colour (0 after normalisation)",
+    "black": "black image",
+    "blurred": "blurred image",
+    "mean": "dataset mean",
 }
 MAX_STEPS = 256
 

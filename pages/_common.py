@@ -46,6 +46,40 @@ def parse_int_list(text: str, what: str = "hidden widths", example: str = "256, 
     return tuple(values)
 
 
+def bounded_number(where: Any, label: str, min_value: float, max_value: float | None = None,
+                   value: Any = "min", **kwargs: Any) -> Any:
+    """`st.number_input` (in `where`: st, a column, a form) whose range is checked here,
+    not in the browser. Returns the number, or None when it is out of range.
+
+    Given min/max, Streamlit refuses a number outside them with only a hover tooltip and
+    keeps the previous one in force: a sweep started after typing 0 dense epochs ran with
+    the 5 before it, and the Retention page kept showing the old table. Here any number
+    is taken, and one outside the range gets a visible one-line error under its field and
+    None, which the page treats as "cannot start". Whole-number bounds make a
+    whole-number field (step 1).
+    """
+    whole = isinstance(min_value, int) and (max_value is None or isinstance(max_value, int))
+    if whole:
+        kwargs.setdefault("step", 1)
+    if value == "min":
+        value = min_value
+    if "key" in kwargs and kwargs["key"] in st.session_state:
+        number = where.number_input(label, **kwargs)  # the state holds its value
+    else:
+        number = where.number_input(label, value=value, **kwargs)
+    if number is None or (min_value <= number and (max_value is None or number <= max_value)):
+        return number
+    if whole:
+        span = f"from {min_value:,} to {max_value:,}" if max_value is not None else \
+            f"≥ {min_value:,}"
+        where.error(f"{label} must be a whole number {span}, got {number:,}")
+    else:
+        span = f"between {min_value:g} and {max_value:g}" if max_value is not None else \
+            f"≥ {min_value:g}"
+        where.error(f"{label} must be {span}, got {number:g}")
+    return None
+
+
 def format_int_list(values: Any) -> str:
     """The inverse of `parse_int_list`, for pre-filling a text input."""
     return ", ".join(str(int(v)) for v in values)

@@ -24,9 +24,9 @@ from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATC
 from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
                                          finished_count, pareto_by, progress, results_frame,
                                          speedups, summary_frame, tables_text)
-from pages._common import (announce_start, format_seconds, parse_int_list, png_download_button,
-                           require_app_navigation, run_name_input, run_picker, status_header,
-                           stop_button)
+from pages._common import (announce_start, bounded_number, format_seconds, parse_int_list,
+                           png_download_button, require_app_navigation, run_name_input,
+                           run_picker, status_header, stop_button)
 
 require_app_navigation()
 
@@ -130,22 +130,26 @@ def setup_form() -> None:
         ratios = c2.text_input("Ratios (% removed)",
                                ", ".join(f"{r * 100:g}" for r in DEFAULT_RATIOS),
                                help="100 % removes everything: reported as a dead model.")
-        finetune = c3.number_input("Fine-tune epochs after pruning (0 = one-shot)", 0, 1000, 0)
-        repeats = c3.number_input("Repeats (seeds; mean ± std)", 1, 100, 1)
-        dense_epochs = c3.number_input("Dense epochs", 1, 1000, 5)
+        finetune = bounded_number(c3, "Fine-tune epochs after pruning (0 = one-shot)", 0, 1000, 0)
+        repeats = bounded_number(c3, "Repeats (seeds; mean ± std)", 1, 100, 1)
+        dense_epochs = bounded_number(c3, "Dense epochs", 1, 1000, 5)
         with st.expander("More settings"):
             m1, m2, m3 = st.columns(3)
             optimizer = m1.selectbox("Optimiser", ["adam", "adamw", "sgd"])
-            lr = m1.number_input("Learning rate", 1e-6, 10.0, 1e-3, format="%.5f")
+            lr = bounded_number(m1, "Learning rate", 1e-6, 10.0, 1e-3, format="%.5f")
             hidden = m1.text_input("MLP hidden widths", "256, 64")
-            seed = m2.number_input("First seed", 0, 2 ** 31 - 1, 0)
-            calibration = m2.number_input("Calibration samples (data-driven criteria)", 1,
-                                          100000, 2048)
-            latency_batch = m3.number_input("Latency batch", 1, MAX_LATENCY_BATCH, 64)
-            latency_repeats = m3.number_input("Latency repeats (0 = no timing)", 0, 1000, 10)
+            seed = bounded_number(m2, "First seed", 0, 2 ** 31 - 1, 0)
+            calibration = bounded_number(m2, "Calibration samples (data-driven criteria)", 1,
+                                         100000, 2048)
+            latency_batch = bounded_number(m3, "Latency batch", 1, MAX_LATENCY_BATCH, 64)
+            latency_repeats = bounded_number(m3, "Latency repeats (0 = no timing)", 0, 1000, 10)
             save = m3.checkbox("Save every pruned model (for Inspect)", True)
             use_cache = m3.checkbox("Share dense baselines via models_cache/", True)
         name = run_name_input("new_sweep_name", "sweep", "Sweep name")
+        numbers = (finetune, repeats, dense_epochs, lr, seed, calibration, latency_batch,
+                   latency_repeats)
+        if any(n is None for n in numbers):  # out of range: said under the field
+            return
         try:
             cfg = SweepConfig(
                 name=name.strip(), models=models, datasets=chosen_data,

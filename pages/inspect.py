@@ -32,7 +32,7 @@ from explorer_core.imaging import (FIT_TITLES, FITS, MAX_PIXELS, UPLOAD_TYPES, C
                                    input_format, normalise, open_image, convert_image,
                                    overlay_image, png_bytes, samples_from, upscale)
 from explorer_core.models import ARCH_TITLES, default_spec
-from pages._common import parse_int_list, require_app_navigation
+from pages._common import bounded_number, parse_int_list, require_app_navigation
 
 require_app_navigation()
 
@@ -474,8 +474,11 @@ def images_section(models: list[Loaded]) -> list[list[ConvertedImage | None]] | 
                        else "The model's dataset is unknown: upload images instead.")
             return None
         c1, c2 = st.columns(2)
-        start = c1.number_input("First test sample", 0, 1_000_000, key=_default("insp_first", 0))
-        count = c2.number_input("How many", 1, 32, key=_default("insp_count", 4))
+        start = bounded_number(c1, "First test sample", 0, 1_000_000,
+                               key=_default("insp_first", 0))
+        count = bounded_number(c2, "How many", 1, 32, key=_default("insp_count", 4))
+        if start is None or count is None:  # out of range: said under the field
+            return None
         try:
             samples, note = samples_from(primary.fmt, int(start), int(count))
         except ExplorerError as exc:
@@ -593,12 +596,17 @@ def _settings_row(models: list[Loaded]) -> tuple[str, str, AttributionSettings, 
     c4, c5, c6, c7 = st.columns(4)
     baseline = c4.selectbox("Baseline", list(BASELINES), format_func=BASELINES.get,
                             key="insp_baseline",
-                            disabled=not METHODS[method].uses_baseline)
+                            disabled=not METHODS[method].uses_baseline,
+                            help="What the attribution starts from. Black image: every "
+                                 "pixel 0. Blurred image: the colours without the shapes. "
+                                 "Dataset mean: the mean colour, 0 after normalisation.")
     steps = c5.slider("Integration steps", 4, 128, key=_default("insp_steps", 32),
                       help="More steps: closer to the exact integral, slower.")
-    count = c6.number_input("Neurons in the grid", 1, 32, key=_default("insp_grid_n", 8))
+    count = bounded_number(c6, "Neurons in the grid", 1, 32, key=_default("insp_grid_n", 8))
     shared = c7.toggle("Shared colour scale", key=_default("insp_shared", True),
                        help="On: tiles are comparable. Off: each tile uses its own range.")
+    if count is None:  # out of range: said under the field
+        return None
     return layer, target, AttributionSettings(method, baseline, int(steps)), int(count), shared
 
 
@@ -763,7 +771,9 @@ def main() -> None:
     per_model = images_section(models)
     if per_model is None:
         return
-    k = st.number_input("Top-k classes", 1, 20, key=_default("insp_k", 5))
+    k = bounded_number(st, "Top-k classes", 1, 20, key=_default("insp_k", 5))
+    if k is None:  # out of range: said under the field
+        return
     index = predictions_view(models, per_model, int(k))
     if index is None:
         return

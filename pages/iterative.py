@@ -22,7 +22,7 @@ from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, list
                                   read_json, read_status)
 from explorer_core.schedule import MAX_ITERATIONS, parse_retain
 from explorer_core.training import kept_epoch
-from pages._common import (announce_start, format_seconds, parse_int_list,
+from pages._common import (announce_start, bounded_number, format_seconds, parse_int_list,
                            require_app_navigation, run_name_input, run_picker, status_header,
                            stop_button)
 
@@ -66,30 +66,32 @@ def setup_form() -> None:
             q = c2.number_input("q (keep factor per iteration)", value=d["q"], step=0.01,
                                 format="%g", help="Geometric schedule only: 0 < q < 1. "
                                                   "Linear and cubic schedules ignore it.")
-            iterations = c2.number_input("Schedule iterations", 1, MAX_ITERATIONS,
-                                         d["iterations"])
+            iterations = bounded_number(c2, "Schedule iterations", 1, MAX_ITERATIONS,
+                                        d["iterations"])
             retain_file = c2.file_uploader(
                 "…or follow a retain.txt", type=["txt"], key="new_run_retain",
                 help="A retention table (the Retention page's download, the `retention` "
                      "command's file, or one edited by hand): its first row is the dense "
                      "model's widths, each later row one iteration. It replaces the hidden "
                      "widths and the schedule set here.")
-            max_drop = c2.number_input("Stop when accuracy drops more than (points, 0 = never)",
-                                       0.0, 100.0, 0.0, 0.5)
-            min_neurons = c2.number_input("Stop at this many hidden neurons", 1, 100000, 1)
+            max_drop = bounded_number(c2, "Stop when accuracy drops more than (points, 0 = never)",
+                                      0.0, 100.0, 0.0, step=0.5)
+            min_neurons = bounded_number(c2, "Stop at this many hidden neurons", 1, 100000, 1)
             retrain = c3.checkbox("Retrain after each pruning step", True)
-            dense_epochs = c3.number_input("Dense epochs", 1, 1000, 5)
-            retrain_epochs = c3.number_input("Retrain epochs per iteration", 1, 1000, 1)
-            patience = c3.number_input("Early-stopping patience (0 = off)", 0, 1000, 0)
+            dense_epochs = bounded_number(c3, "Dense epochs", 1, 1000, 5)
+            retrain_epochs = bounded_number(c3, "Retrain epochs per iteration", 1, 1000, 1)
+            patience = bounded_number(c3, "Early-stopping patience (0 = off)", 0, 1000, 0)
             optimizer = c3.selectbox("Optimiser", ["adam", "adamw", "sgd"])
-            lr = c3.number_input("Learning rate", 1e-6, 10.0, 1e-3, format="%.5f")
-            batch = c3.number_input("Batch size", 1, 100000, 64)
-            seed = c3.number_input("Seed", 0, 2**31 - 1, 0)
+            lr = bounded_number(c3, "Learning rate", 1e-6, 10.0, 1e-3, format="%.5f")
+            batch = bounded_number(c3, "Batch size", 1, 100000, 64)
+            seed = bounded_number(c3, "Seed", 0, 2**31 - 1, 0)
             name = run_name_input("new_run_name", "run")
             submitted = st.form_submit_button("Start run", type="primary")
         if missing:
             st.caption(" · ".join(missing))  # each reason names the dataset
-    if not submitted:
+    numbers = (options, iterations, max_drop, min_neurons, dense_epochs, retrain_epochs,
+               patience, lr, batch, seed)
+    if not submitted or any(n is None for n in numbers):  # out of range: said in the form
         return
     try:
         hidden = list(parse_int_list(widths))
@@ -110,13 +112,14 @@ def setup_form() -> None:
     announce_start("new_run_name", f"Started {cfg.name}: {len(plan(cfg))} iterations")
 
 
-def criterion_inputs() -> tuple[str, dict]:
+def criterion_inputs() -> tuple[str, dict | None]:
     """The criterion and the options only interval-adjoint has (ε-boxes, per-class seeds).
 
     Outside the form so the options can follow the criterion: they are disabled, and not
     sent, for any other criterion. Inside it, an ε kept from an earlier interval-adjoint
     run went with the next L1 run, which the core refuses ("criterion option eps applies
-    to interval_adjoint only"), until the field was reset by hand.
+    to interval_adjoint only"), until the field was reset by hand. Options None: ε is
+    out of range (said under its field).
     """
     names = list(CRITERIA)
     c1, c2, c3 = st.columns(3, vertical_alignment="bottom")
@@ -127,9 +130,9 @@ def criterion_inputs() -> tuple[str, dict]:
                              help="Scores every hidden neuron before each pruning step; the "
                                   "lowest-scoring ones of each layer are removed.")
     iasa = criterion == "interval_adjoint"
-    eps = c2.number_input(
-        "Interval-adjoint ε (0 = box around the training set)", 0.0, 1000.0, 0.0, 0.01,
-        format="%g", key="new_run_eps", disabled=not iasa,
+    eps = bounded_number(
+        c2, "Interval-adjoint ε (0 = box around the training set)", 0.0, 1000.0, 0.0,
+        step=0.01, format="%g", key="new_run_eps", disabled=not iasa,
         help="Interval-adjoint only: one input box [x − ε, x + ε] per training sample "
              "(normalised input space) instead of one box around the whole training set.")
     per_class = c3.checkbox(
@@ -141,6 +144,8 @@ def criterion_inputs() -> tuple[str, dict]:
                    f"{CRITERIA[criterion].title} does not use them, so they are left out "
                    f"of the run.")
         return criterion, {}
+    if eps is None:  # out of range: said under the field
+        return criterion, None
     options = {k: v for k, v in (("eps", float(eps) or None), ("per_class", per_class or None))
                if v is not None}
     return criterion, options
@@ -183,9 +188,10 @@ def controls(paths: RunPaths, state: str) -> None:
     finished = state == "finished"
     last = done - 1 if finished else done
     if not finished or done > 1:
-        restart = c3.number_input("Restart from iteration", 0, last, last,
-                                  help="Like the thesis' begin_itr: iterations from here on are redone.")
-        if c1.button("Restart" if finished else "Resume", type="primary"):
+        restart = bounded_number(c3, "Restart from iteration", 0, last, last, help=(
+            "Like the thesis' begin_itr: iterations from here on are redone."))
+        if c1.button("Restart" if finished else "Resume", type="primary",
+                     disabled=restart is None):
             try:
                 check_resumable(paths, int(restart))  # refused here, not as a "failed" run
                 jobs.launch(paths, extra=["--from-iteration", str(int(restart))])
@@ -302,7 +308,10 @@ def _training_settings(paths: RunPaths) -> str:
 
 def deploy_section(paths: RunPaths, rows) -> None:
     st.subheader("Model to deploy")
-    tol = st.number_input("Accuracy tolerance (points below dense)", 0.0, 100.0, 1.0, 0.25)
+    tol = bounded_number(st, "Accuracy tolerance (points below dense)", 0.0, 100.0, 1.0,
+                         step=0.25)
+    if tol is None:  # out of range: said under the field
+        return
     rec = recommend(rows, tol)
     if rec is None:
         st.caption("The dense model (iteration 0) is not complete yet.")

@@ -71,7 +71,9 @@ def _inputs() -> ScheduleConfig:
         c_q, c_iter = st.columns(2)
         # The radio below is drawn later but its value is known: a ramp does not use q,
         # so q is disabled there (and not checked: a q left at 5 no longer blocks it).
-        # No widget bounds: the core's 0 < q < 1 is strict, which min/max cannot say.
+        # No widget bounds: the core's 0 < q < 1 is strict, which min/max cannot say, and
+        # Streamlit refuses a number outside its bounds with only a hover tooltip while
+        # the table stays that of the previous number (the core names the range).
         # %g shows the value as typed; "%.3f" showed 0.0001 as 0.000 (accepted) while
         # 0 itself is refused.
         uses_q = st.session_state.get("ret_kind") in USES_Q
@@ -81,7 +83,7 @@ def _inputs() -> ScheduleConfig:
                                   "neurons, 0 < q < 1." if uses_q else
                                   "Not used by this schedule (geometric only).")
         iterations = c_iter.number_input(
-            "Iterations", key="ret_iterations", step=1, max_value=MAX_ITERATIONS,
+            "Iterations", key="ret_iterations", step=1,
             help="How many iterations to tabulate (≥ 1), counting the dense model as "
                  "iteration 0. The table stops early once every layer keeps 1 neuron.")
         with st.expander("Read the widths from a model spec or a checkpoint's .json"):

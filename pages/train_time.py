@@ -21,8 +21,8 @@ from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
                                       TrainTimeConfig, create_run, final_rows, load_config,
                                       progress, summarise)
 from explorer_core.vae import VAE_CRITERIA
-from pages._common import (announce_start, format_int_list, format_seconds, parse_int_list,
-                           png_download_button, require_app_navigation, run_name_input,
+from pages._common import (announce_start, bounded_number, format_int_list, format_seconds,
+                           parse_int_list, png_download_button, require_app_navigation, run_name_input,
                            run_picker, status_header, stop_button)
 
 require_app_navigation()
@@ -68,13 +68,13 @@ def setup_form() -> None:
             if model == "cnn":
                 channels = c1.text_input("Conv channels", format_int_list(DEFAULT_CHANNELS))
             if task == "vae":
-                latent = c1.number_input("Latent size", 1, 1024, DEFAULTS.latent)
-            epochs = c2.number_input("Total epochs", 2, 10_000, DEFAULTS.epochs)
-            initial = c2.number_input("Initial epochs before the first prune", 1, 10_000,
-                                      DEFAULTS.initial_epochs)
-            every = c2.number_input("Prune every k epochs", 1, 10_000, DEFAULTS.prune_every)
-            fraction = c2.number_input("Removed per prune (% of each hidden layer)", 0.5, 99.0,
-                                       100 * DEFAULTS.prune_fraction, 0.5)
+                latent = bounded_number(c1, "Latent size", 1, 1024, DEFAULTS.latent)
+            epochs = bounded_number(c2, "Total epochs", 2, 10_000, DEFAULTS.epochs)
+            initial = bounded_number(c2, "Initial epochs before the first prune", 1, 10_000,
+                                     DEFAULTS.initial_epochs)
+            every = bounded_number(c2, "Prune every k epochs", 1, 10_000, DEFAULTS.prune_every)
+            fraction = bounded_number(c2, "Removed per prune (% of each hidden layer)", 0.5, 99.0,
+                                      100 * DEFAULTS.prune_fraction, step=0.5)
             criterion = c2.selectbox(
                 "Criterion", criteria, index=criteria.index("contribution"),
                 format_func=lambda c: CRITERIA[c].title if c in CRITERIA else c,
@@ -84,13 +84,14 @@ def setup_form() -> None:
             with_none = c3.checkbox("Also run without pruning", True)
             seeds = c3.text_input("Seeds", "0", help="Each variant runs once per seed; charts "
                                   "show the mean (and the min–max band) over seeds.")
-            batch = c3.number_input("Batch size", 1, 100_000, DEFAULTS.batch_size)
-            lr = c3.number_input("Learning rate", 1e-6, 10.0, DEFAULTS.lr, format="%.5f")
+            batch = bounded_number(c3, "Batch size", 1, 100_000, DEFAULTS.batch_size)
+            lr = bounded_number(c3, "Learning rate", 1e-6, 10.0, DEFAULTS.lr, format="%.5f")
             name = run_name_input("tt_name", "tt")
             submitted = st.form_submit_button("Start comparison", type="primary")
         if missing:
             st.caption(" · ".join(missing))  # each reason names the dataset
-    if not submitted:
+    numbers = (latent if task == "vae" else 1, epochs, initial, every, fraction, batch, lr)
+    if not submitted or any(n is None for n in numbers):  # out of range: said in the form
         return
     try:
         variants = ["importance"] + ["random"] * with_random + ["none"] * with_none

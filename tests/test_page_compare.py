@@ -179,8 +179,15 @@ def test_results_filters_belong_to_their_sweep_and_an_empty_one_says_so(sweeps_r
     assert {m.label: m.proto.wrap for m in at.multiselect} == dict.fromkeys(
         ["Models", "Datasets", "Batch sizes", "Pruning types", "Criteria", "Show batch sizes"],
         True)
-    # the form offers no latency batch the core refuses (it allowed 100 000 > 65 536)
-    assert widget(at.number_input, "Latency batch").max == MAX_LATENCY_BATCH
+    # the form starts no latency batch the core refuses (it allowed 100 000 > 65 536), and
+    # says so: with widget bounds the browser only kept the previous number, silently
+    widget(at.number_input, "Latency batch").set_value(MAX_LATENCY_BATCH + 1).run()
+    assert [e.value for e in at.error] == [
+        f"Latency batch must be a whole number from 1 to {MAX_LATENCY_BATCH:,}, got "
+        f"{MAX_LATENCY_BATCH + 1:,}"]
+    assert "Start sweep" not in [b.label for b in at.button]
+    widget(at.number_input, "Latency batch").set_value(MAX_LATENCY_BATCH).run()
+    assert not at.error and "Start sweep" in [b.label for b in at.button]
     widget(at.multiselect, "Show batch sizes").set_value([64]).run()
     assert shown_batches(at) == [64]
     widget(at.multiselect, "Show batch sizes").set_value([]).run()

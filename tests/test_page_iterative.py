@@ -340,7 +340,11 @@ def test_a_finished_run_offers_a_restart_from_an_earlier_iteration_not_a_resume(
     labels = [b.label for b in at.button]
     assert "Restart" in labels and "Resume" not in labels
     restart = widget(at.number_input, "Restart from iteration")
-    assert restart.value == done - 1 and restart.max == done - 1
+    assert restart.value == done - 1
+    restart.set_value(done).run()  # continuing past the rule: refused, visibly
+    assert [e.value for e in at.error] == [
+        f"Restart from iteration must be a whole number from 0 to {done - 1:,}, got {done:,}"]
+    assert next(b for b in at.button if b.label == "Restart").disabled
 
 
 def test_a_restart_refused_for_an_edited_config_says_so_and_leaves_the_run_finished(

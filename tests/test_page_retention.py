@@ -88,6 +88,8 @@ def test_three_layers_typed_with_spaces(page):
     ("number_input", "ret_q", 1.5, "q must lie strictly between 0 and 1"),
     ("number_input", "ret_q", 0.0, "q must lie strictly between 0 and 1"),
     ("number_input", "ret_iterations", 0, "iterations must be a whole number from 1 to"),
+    # above the range too: a browser-side max_value kept the old table, saying nothing
+    ("number_input", "ret_iterations", 100_000, "iterations must be a whole number from 1 to"),
     ("text_input", "ret_widths", "256, 0", "hidden widths must be whole numbers ≥ 1"),
     ("text_input", "ret_widths", "256, abc", "'abc' is not one"),
     ("text_input", "ret_widths", "", "e.g. 256, 64"),
@@ -102,6 +104,13 @@ def test_bad_input_shows_one_error_and_keeps_the_last_good_schedule(page, widget
     assert len(page.dataframe) == 0
     assert page.session_state["retention_schedule"]["widths"] == [200, 50]
     assert page.session_state["retention_schedule"]["q"] == 0.7
+
+
+def test_no_number_field_has_a_bound_the_browser_would_enforce(page):
+    """Past a widget's max_value the browser kept the previous number (and its table),
+    with only a hover tooltip; the core judges the numbers and names the range."""
+    assert [(n.key, n.min, n.max) for n in page.number_input] == [
+        ("ret_q", None, None), ("ret_iterations", None, None)]
 
 
 def test_page_recovers_after_bad_input(page):

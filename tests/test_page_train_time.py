@@ -97,6 +97,25 @@ def test_bad_input_gives_one_clear_error_and_no_run(runs_root, field, value, mes
     assert list_train_time_runs(runs_root) == []
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("Batch size", 0, "Batch size must be a whole number from 1 to 100,000, got 0"),
+    ("Total epochs", 1, "Total epochs must be a whole number from 2 to 10,000, got 1"),
+    ("Removed per prune (% of each hidden layer)", 100.0,
+     "Removed per prune (% of each hidden layer) must be between 0.5 and 99, got 100"),
+])
+def test_a_number_out_of_range_gets_one_clear_error_and_no_run(runs_root, field, value,
+                                                              message):
+    """With browser-side bounds, Start did nothing and said nothing: Streamlit kept the
+    previous number and only a hover tooltip told why."""
+    at = open_page()
+    number = widget(at.number_input, field)
+    assert number.min is None and number.max is None  # no bound the browser enforces
+    number.set_value(value)
+    start(at)
+    assert [e.value for e in at.error] == [message]
+    assert list_train_time_runs(runs_root) == []
+
+
 def test_initial_epochs_must_leave_training_after_the_first_prune(runs_root):
     at = open_page()
     widget(at.number_input, "Total epochs").set_value(4)
