@@ -164,6 +164,29 @@ def plan(cfg: RunConfig) -> RetentionTable:
     return RetentionTable(table.dense, rows)
 
 
+def _check_something_to_prune(cfg: RunConfig) -> None:
+    """Refuse a minimum-neuron rule that cuts every pruning step: the run trained the
+    dense model only and reported "schedule complete" (1 000 typed for an 8-4 MLP)."""
+    table = cfg.schedule_table()
+    if len(table) > 1 and len(plan(cfg)) == 1:
+        first = sum(table.widths[1])
+        raise ExplorerError(f"stopping at {cfg.min_neurons:,} hidden neurons leaves nothing to "
+                            f"prune: the dense model has {sum(table.dense):,} and the first "
+                            f"pruning step keeps {first:,}; set the minimum to {first:,} or "
+                            f"fewer")
+
+
+def _end_reason(cfg: RunConfig, table: RetentionTable) -> str:
+    """Why a run that went through its plan ended: the schedule's end, or the
+    minimum-neuron rule that cut it short (`plan`)."""
+    full = cfg.schedule_table()
+    if len(table) < len(full):
+        return (f"stopped after iteration {len(table) - 1}: the next step would keep "
+                f"{sum(full.widths[len(table)]):,} hidden neurons, fewer than the minimum of "
+                f"{cfg.min_neurons:,}")
+    return "schedule complete"
+
+
 def model_spec(cfg: RunConfig, data_info) -> dict:
     spec = default_spec("mlp", data_info.channels, data_info.size, data_info.num_classes,
                         list(cfg.hidden))
@@ -178,6 +201,7 @@ def create_run(cfg: RunConfig, root: Path | None = None) -> RunPaths:
     does not leave a failed run behind.
     """
     cfg.validate()
+    _check_something_to_prune(cfg)
     ok, reason = availability(cfg.dataset)
     if not ok:
         raise ExplorerError(reason)
@@ -512,7 +536,7 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
         data = load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction)
         ctx = _Context(paths, cfg, data, table, stop, on_event, cache_root)
         dense = read_record(paths.best_model_json(0)).get("metrics") if start > 0 else None
-        reason = "schedule complete"
+        reason = _end_reason(cfg, table)
         for i in range(start, len(table)):
             write_status(paths, "running", iteration=i, epoch=0)
             metrics = _dense_iteration(ctx) if i == 0 else _prune_iteration(ctx, i)

@@ -150,6 +150,29 @@ def test_max_drop_stops_the_run(roots):
     assert len(paths.completed_iterations()) < len(plan(small_config("x", schedule={"q": 0.3, "iterations": 6})))
 
 
+def test_a_minimum_neuron_rule_that_cuts_every_step_is_refused_before_any_folder(roots):
+    """1 000 typed for the minimum of a 32-16 MLP trained the dense model alone and said
+    "schedule complete"."""
+    runs, _ = roots
+    with pytest.raises(ExplorerError) as info:
+        create_run(small_config("floor", min_neurons=1000), runs)
+    assert str(info.value) == ("stopping at 1,000 hidden neurons leaves nothing to prune: the "
+                               "dense model has 48 and the first pruning step keeps 29; set "
+                               "the minimum to 29 or fewer")
+    assert not runs.exists() or not any(runs.rglob("config.json"))
+
+
+def test_a_run_cut_short_by_its_minimum_neuron_rule_says_so(roots):
+    runs, cache = roots
+    # 32-16 at q = 0.6 keeps 48, 29, 18, 10, 6 hidden neurons: 10 < 15 ends it after 2
+    paths = create_run(small_config("cut", min_neurons=15), runs)
+    status = execute(paths, cache_root=cache)
+    assert status["state"] == "finished"
+    assert status["message"] == ("stopped after iteration 2: the next step would keep 10 "
+                                 "hidden neurons, fewer than the minimum of 15")
+    assert paths.completed_iterations() == [0, 1, 2]
+
+
 def test_resuming_a_run_ended_by_its_stopping_rule_does_not_go_past_the_rule(roots):
     """Each resume trained one more iteration past the max-drop rule (and the page
     offered Resume beside "finished"); redoing from an earlier iteration still works."""
