@@ -452,12 +452,26 @@ def _prune_seed(seed: int, epoch: int, variant: str) -> int:
 
 # ------------------------------------------------------------------ the run
 
+def _check_something_to_prune(cfg: TrainTimeConfig) -> None:
+    """Refuse a fraction too small to remove one unit of any layer: each keeps
+    `keep_for_ratio` units, which rounds 0.5 % of 50 back to 50, so the pruned variants
+    ran exactly like the unpruned one while the page reported "2 prunes of 0.5 %"."""
+    widths = cfg.hidden_widths() + (cfg.conv_channels() if cfg.task == "classifier"
+                                    and cfg.arch == "cnn" else [])
+    if all(keep_for_ratio(w, cfg.prune_fraction) == w for w in widths):
+        raise ExplorerError(
+            f"removing {100 * cfg.prune_fraction:g} % per prune removes no unit of any layer "
+            f"(widths {' '.join(map(str, widths))}: each rounds back to itself); remove more "
+            f"than {50 / max(widths):.3g} %")
+
+
 def create_run(cfg: TrainTimeConfig, root: Path | None = None) -> TrainTimePaths:
     """Make the run folder with config.json and a queued status.
 
     A dataset missing offline is refused here, before any folder exists.
     """
     cfg.validate()
+    _check_something_to_prune(cfg)
     ok, reason = availability(cfg.dataset)
     if not ok:
         raise ExplorerError(reason)

@@ -470,3 +470,18 @@ def test_a_run_whose_charts_cannot_be_rendered_finishes_with_its_summary(tmp_pat
     summary = json.loads(paths.summary.read_text())
     assert len(summary["runs"]) == len(TrainTimeConfig(**SMALL).variants)
     assert not list(paths.summary.parent.glob("*.png"))
+
+
+def test_a_fraction_that_removes_no_unit_is_refused_before_any_folder(tmp_path):
+    """0.5 % of 50 and 30 neurons rounds back to 50 and 30: the pruned variants ran like
+    the unpruned one while the page said "2 prunes of 0.5 %"."""
+    with pytest.raises(ExplorerError) as info:
+        create_run(TrainTimeConfig(name="tiny", **{**SMALL, "hidden": [50, 30],
+                                                   "prune_fraction": 0.005}), tmp_path)
+    assert str(info.value) == ("removing 0.5 % per prune removes no unit of any layer (widths "
+                               "50 30: each rounds back to itself); remove more than 1 %")
+    assert not any(tmp_path.rglob("config.json"))
+    # one layer that loses a unit is a prune: 2 % of 50 and 30 keeps 49 and 29
+    paths = create_run(TrainTimeConfig(name="small-step", **{**SMALL, "hidden": [50, 30],
+                                                             "prune_fraction": 0.02}), tmp_path)
+    assert paths.config.is_file()
