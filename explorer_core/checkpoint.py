@@ -263,6 +263,9 @@ def _read_pth(p: Path) -> dict[str, torch.Tensor]:
             obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = _GLOBAL.search(str(exc))
+        if found is None and not _looks_like_torch_save(p):  # random bytes, not a refusal
+            raise CheckpointError(f"{p.name} is corrupt or not a PyTorch file "
+                                  "(neither a zip archive nor a pickle)") from None
         what = f" ({found.group(1)})" if found else ""
         raise CheckpointError(f"{p.name} was refused: it needs unpickling of Python objects"
                               f"{what}, which could run code; save a plain state dict "
@@ -271,6 +274,18 @@ def _read_pth(p: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{p.name} is corrupt or not a PyTorch file "
                               f"({exc.__class__.__name__})") from None
     return _as_state_dict(obj, p.name)
+
+
+def _looks_like_torch_save(p: Path) -> bool:
+    """Whether the file begins as `torch.save` writes: a zip archive, or (the legacy
+    format) a pickle's protocol opcode. The restricted unpickler fails on any other
+    bytes too, and its error then read as a refusal of Python objects."""
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
 
 
 def _as_state_dict(obj: Any, name: str) -> dict[str, torch.Tensor]:

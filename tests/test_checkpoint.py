@@ -197,6 +197,17 @@ def test_corrupt_pth_is_refused(tmp_path):
     assert "broken.pth" in one_line(exc)
 
 
+def test_bytes_that_are_no_pytorch_file_are_called_corrupt_not_a_refused_pickle(tmp_path):
+    """The restricted unpickler fails on any bytes, and its error read as a refusal of
+    objects that "could run code" for a file that was no pickle at all."""
+    f = tmp_path / "random.pth"
+    f.write_bytes(bytes(range(1, 256)) * 12)
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(f, spec=default_spec("mlp"))
+    assert one_line(exc) == ("random.pth is corrupt or not a PyTorch file (neither a zip "
+                             "archive nor a pickle)")
+
+
 @pytest.mark.parametrize("text,word", [("{not json", "JSON"), ('{"val_acc": 3}', "spec"),
                                        ('{"spec": {"arch": "gpt"}}', "gpt"),
                                        ('{"spec": [1, 2]}', "spec")])
