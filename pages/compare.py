@@ -18,7 +18,7 @@ from explorer_core.pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_f
                                          criterion_title)
 from explorer_core.rundir import (LIVE_STATES, SweepPaths, default_sweeps_root, list_sweeps,
                                   read_status)
-from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH,
+from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH, Cell,
                                  SweepConfig, create_sweep, plan, ratio_label,
                                  runnable_plan)
 from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
@@ -183,7 +183,8 @@ def _grid_summary(facts: dict) -> None:
         st.warning(f"**Empty grid: nothing to start.** {reason[:1].upper()}{reason[1:]}.")
         return
     cached = f", {facts['cached']} cached" if facts["cached"] else ""
-    st.info(f"**{facts['cells']} cells** over {facts['groups']} dense baselines "
+    baselines = "dense baseline" if facts["groups"] == 1 else "dense baselines"
+    st.info(f"**{facts['cells']} cells** over {facts['groups']} {baselines} "
             f"({facts['to_train']} to train{cached}) · estimated **≈ "
             f"{format_seconds(facts['seconds'])}** on this machine (from a timing probe; "
             "a busy CPU takes longer).")
@@ -393,24 +394,37 @@ def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool,
                + (": mean and std over repeats." if repeats else " (one seed each)."))
     if live:
         return
-    c1, c2, c3 = st.columns(3)
+    c1, c2, _ = st.columns(3)
     for col, name in ((c1, "results.csv"), (c2, "summary.csv")):  # every finished cell
         col.download_button(f"Download {name}", lambda n=name: tables_text(everything)[n],
                             name, mime="text/csv", key=f"dl-{name}", on_click="ignore",
                             icon=":material/download:")
-    _inspect_handover(paths, c3)
+    _inspect_handover(paths, everything)
 
 
-def _inspect_handover(paths: SweepPaths, where) -> None:
-    """Open one cell's saved model on the Inspect page."""
-    saved = sorted(p.stem for p in paths.checkpoints_dir.glob("*.safetensors")) \
-        if paths.checkpoints_dir.is_dir() else []
-    if not saved:
+def _inspect_handover(paths: SweepPaths, results: pd.DataFrame) -> None:
+    """Open one cell's saved model on the Inspect page, the cells named as the grid
+    names them (a raw cell id was cut off before its ratio in the box)."""
+    saved = {p.stem for p in paths.checkpoints_dir.glob("*.safetensors")} \
+        if paths.checkpoints_dir.is_dir() else set()
+    labels = {row.cell_id: _cell_label(row) for row in results.itertuples()
+              if row.cell_id in saved}
+    if not labels:
         return
-    cell = where.selectbox("Cell to inspect", saved, key="inspect-cell")
-    if where.button("Open on the Inspect page"):
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    cell = c1.selectbox("Cell to inspect", list(labels), format_func=labels.get,
+                        key="inspect-cell")
+    if c2.button("Open on the Inspect page"):
         st.session_state["inspect_checkpoint"] = str(paths.checkpoint(cell))
         st.switch_page("pages/inspect.py")
+
+
+def _cell_label(row) -> str:
+    """'MLP · digits · batch 64 · seed 0 · neuron · l1 · 50 % — 91.23 %'."""
+    cell = Cell(row.model, row.dataset, int(row.batch_size), int(row.seed), row.type,
+                row.criterion, float(row.ratio))
+    acc = pd.to_numeric(row.test_acc, errors="coerce")
+    return cell.describe() + (f" — {acc:.2f} % test accuracy" if pd.notna(acc) else "")
 
 
 setup_form()

@@ -104,7 +104,7 @@ def test_build_run_see_charts_download_csv(app_page, streamlit_server, tmp_path,
     _fill(page, "Sweep name", SWEEP_NAME)
     # default grid: MLP on Digits, neuron pruning by IASA / L1 / random, weight masks by
     # magnitude / random: (3 + 2) criteria × 2 ratios
-    expect(page.get_by_text(re.compile(r"10 cells over 1 dense baselines"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"10 cells over 1 dense baseline "))).to_be_visible()
     expect(page.get_by_text(re.compile(r"estimated ≈"))).to_be_visible()
 
     with rerun_after(page):

@@ -45,7 +45,7 @@ def test_defaults_and_the_grid_size_before_starting(sweeps_root):
     assert widget(at.text_input, "Ratios (% removed)").value == \
         "0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100"
     # neuron: interval_adjoint, l1, random × 11 ratios; weight: magnitude, random × 11
-    assert "55 cells" in infos(at) and "1 dense baselines (1 to train)" in infos(at)
+    assert "55 cells" in infos(at) and "1 dense baseline (1 to train)" in infos(at)
     assert "estimated" in infos(at)
     assert any("No sweeps yet" in i.value for i in at.info)
 
@@ -282,3 +282,25 @@ def test_stop_reads_stopping_and_is_disabled_until_the_worker_has_stopped(sweeps
     paths = create_sweep(SweepConfig(name="to-stop", types=["neuron"], criteria=["l1"],
                                      ratios=[0.0, 0.5], mlp_hidden=[16, 8]), sweeps_root)
     stop_through_the_page("pages/compare.py", paths, message="training the dense baseline")
+
+
+def test_a_cell_to_inspect_is_named_as_the_grid_names_it_and_opens_there(sweeps_root):
+    """The cells were listed by raw id, cut off before the ratio in the box."""
+    from explorer_core.sweep import SweepConfig, create_sweep, execute
+
+    cfg = SweepConfig(name="handover", types=["neuron"], criteria=["l1"], ratios=[0.0, 0.5],
+                      dense_epochs=1, mlp_hidden=[16, 8], latency_repeats=0)
+    paths = create_sweep(cfg, sweeps_root)
+    assert execute(paths)["state"] == "finished"
+    at = open_page()
+    widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
+    box = widget(at.selectbox, "Cell to inspect")
+    labels = box.options
+    assert len(labels) == 2 and all(" — " in label and "% test accuracy" in label
+                                    for label in labels), labels
+    half = next(label for label in labels if " · l1 · 50 % — " in label)
+    assert half.startswith("mlp · digits · batch 64 · seed 0 · neuron · l1 · 50 %")
+    box.set_value("mlp-digits-b64-s0-neuron-l1-r50").run()
+    widget(at.button, "Open on the Inspect page").click().run()
+    assert at.session_state["inspect_checkpoint"] == str(
+        paths.checkpoint("mlp-digits-b64-s0-neuron-l1-r50"))
