@@ -22,8 +22,9 @@ from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATC
                                  SweepConfig, create_sweep, plan, ratio_label,
                                  runnable_plan)
 from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
-                                         finished_count, pareto_by, progress, results_frame,
-                                         speedups, summary_frame, tables_text)
+                                         finished_count, mask_timing_departures, pareto_by,
+                                         progress, results_frame, speedups, summary_frame,
+                                         tables_text)
 from pages._common import (announce_start, bounded_number, format_seconds, parse_int_list,
                            png_download_button, require_app_navigation, run_name_input,
                            run_picker, status_header, stop_button)
@@ -350,17 +351,29 @@ def _speed_note(results: pd.DataFrame) -> None:
 
 
 def _unsteady_timing_warning(results: pd.DataFrame) -> None:
+    """Say when this sweep's own timings show a busy CPU: the dense model's latency
+    varied, or a masked model (the dense shapes) did not time at the dense speed."""
     spread = dense_timing_spread(results)
     shaky = spread[spread["spread"] > UNSTEADY_TIMING]
-    if shaky.empty:
+    masks = mask_timing_departures(results)
+    if shaky.empty and masks.empty:
         return
-    which = "; ".join(f"{ARCH_TITLES.get(r.model, r.model)} on {r.dataset}: "
-                      f"{r.dense_ms_min:.3g}–{r.dense_ms_max:.3g} ms ({r.spread:.1f}×)"
-                      for r in shaky.itertuples())
-    st.warning(f"**These speed-ups are rough.** The dense model's own latency varied across "
-               f"this sweep's timings — {which} — so the CPU was busy with other work while "
-               f"timing. Accuracy, MACs and parameters are unaffected; for firm speed-ups run "
-               f"the sweep again with the machine otherwise idle.")
+    why = []
+    if not shaky.empty:
+        which = "; ".join(f"{ARCH_TITLES.get(r.model, r.model)} on {r.dataset}: "
+                          f"{r.dense_ms_min:.3g}–{r.dense_ms_max:.3g} ms ({r.spread:.1f}×)"
+                          for r in shaky.itertuples())
+        why.append(f"The dense model's own latency varied across this sweep's timings — "
+                   f"{which}.")
+    if not masks.empty:
+        which = "; ".join(f"{PRUNING_TYPES[r.type].title} on {ARCH_TITLES.get(r.model, r.model)}"
+                          f" · {r.dataset} at {r.ratio * 100:g} %: {r.speedup:.2f}×"
+                          for r in masks.itertuples())
+        why.append(f"Masked models compute the dense model's shapes and so run at its speed, "
+                   f"yet were timed at — {which}.")
+    st.warning(f"**These speed-ups are rough.** {' '.join(why)} The CPU was busy with other "
+               f"work while timing. Accuracy, MACs and parameters are unaffected; for firm "
+               f"speed-ups run the sweep again with the machine otherwise idle.")
 
 
 def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool,

@@ -304,3 +304,29 @@ def test_a_cell_to_inspect_is_named_as_the_grid_names_it_and_opens_there(sweeps_
     widget(at.button, "Open on the Inspect page").click().run()
     assert at.session_state["inspect_checkpoint"] == str(
         paths.checkpoint("mlp-digits-b64-s0-neuron-l1-r50"))
+
+
+def test_a_masked_model_timed_off_the_dense_speed_makes_the_speed_ups_rough(sweeps_root):
+    from explorer_core.sweep import SweepConfig, create_sweep, execute
+
+    cfg = SweepConfig(name="busy", types=["weight"], criteria=["magnitude"], ratios=[0.0, 0.5],
+                      dense_epochs=1, mlp_hidden=[16, 8], latency_repeats=3,
+                      save_checkpoints=False)
+    paths = create_sweep(cfg, sweeps_root)
+    assert execute(paths)["state"] == "finished"
+    cell = paths.cell("mlp-digits-b64-s0-weight-magnitude-r50")
+    record = json.loads(cell.read_text())
+
+    def rough_warnings(speedup: float) -> list[str]:
+        """The page's warnings with the masked cell timed at `speedup` × the dense speed
+        (set here: the test machine's own timings may be the busy ones)."""
+        cell.write_text(json.dumps({**record,
+                                    "latency_ms": record["dense_latency_ms"] / speedup}))
+        at = open_page()
+        widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
+        return [w.value for w in at.warning if "These speed-ups are rough" in w.value]
+
+    assert rough_warnings(1.1) == []
+    rough = rough_warnings(2.82)
+    assert len(rough) == 1 and "Weight (layer-wise masks) on MLP" in rough[0] \
+        and "at 50 %: 2.82×" in rough[0], rough

@@ -22,6 +22,7 @@ from explorer_core.masks import is_masked
 from explorer_core.rundir import RunLock, SweepPaths, read_events, read_status, write_status
 from explorer_core.sweep import SweepConfig, create_sweep, execute, load_config, plan
 from explorer_core.sweep_results import (dense_timing_spread, finished_count, finished_ids,
+                                         mask_timing_departures,
                                          pareto_mask, read_cells,
                                          read_results_csv, results_frame, speedups,
                                          summary_frame)
@@ -878,6 +879,24 @@ def test_timing_spread_reads_only_the_timings_speed_ups_are_paired_with():
     spread = dense_timing_spread(pd.DataFrame(rows)).iloc[0]
     assert (spread["dense_ms_min"], spread["dense_ms_max"]) == (2.4, 2.6)
     assert spread["spread"] == pytest.approx(2.6 / 2.4)
+
+
+def test_a_masked_model_timed_far_from_the_dense_speed_is_flagged():
+    """A masked model computes the dense shapes: a busy CPU timed a 50 %-masked MLP at
+    2.82× with one dense timing (no spread to flag) right under "masks are no speed-up"."""
+    def row(i, kind, ratio, dense_ms, ms):
+        return {"cell_id": f"c{i}", "model": "mlp", "dataset": "digits", "status": "ok",
+                "type": kind, "ratio": ratio, "dense_latency_ms": dense_ms, "latency_ms": ms,
+                "macs": 100, "dense_macs": 100, "nonzero_params": 50, "dense_params": 100}
+
+    rows = pd.DataFrame([row(0, "weight", 0.5, 0.496, 0.176),       # 2.82×: busy CPU
+                         row(1, "unstructured", 0.5, 0.40, 0.38),   # 1.05×: as it should
+                         row(2, "unstructured", 0.9, 0.40, 0.60),   # 0.67×: too slow
+                         row(3, "neuron", 0.5, 0.40, 0.10)])        # a real speed-up
+    off = mask_timing_departures(rows)
+    assert [(r.type, r.ratio) for r in off.itertuples()] == [("unstructured", 0.9),
+                                                             ("weight", 0.5)]
+    assert off["speedup"].round(2).tolist() == [0.67, 2.82]
 
 
 # ------------------------------------------------------------------ hand-edited sweeps
