@@ -147,6 +147,8 @@ class SweepConfig:
         _names(self.types, "pruning types", PRUNING_TYPES)
         _names(self.criteria, "criteria", ALL_CRITERIA)
         _check_grid(self)
+        if self.batch_sizes == []:
+            raise ExplorerError("pick at least one batch size")
         if not isinstance(self.batch_sizes, list) or not self.batch_sizes or any(
                 _bad_whole(b, 1) for b in self.batch_sizes) or \
                 len(set(self.batch_sizes)) != len(self.batch_sizes):
@@ -235,7 +237,9 @@ def _bad_whole(value: Any, minimum: int) -> bool:
 
 
 def _names(values: Any, what: str, known: Iterable[str] | None) -> list[str]:
-    if not isinstance(values, list) or not values or len(set(values)) != len(values):
+    if isinstance(values, list) and not values:
+        raise ExplorerError(f"pick at least one of the {what}")
+    if not isinstance(values, list) or len(set(values)) != len(values):
         raise ExplorerError(f"{what}: pick at least one, each once (got {values!r})")
     if known is not None:
         unknown = [v for v in values if v not in known]

@@ -731,7 +731,10 @@ def test_pareto_front_keeps_only_undominated_points():
     ({"ratios": [0.333333, 0.3333334]}, "33.3333 % is given twice"),
     ({"batch_sizes": [0]}, "batch sizes"),
     ({"models": ["alexnet"]}, "unknown models"),
-    ({"criteria": []}, "pick at least one"),
+    # an empty choice is said as one, not as a Python list ("… (got [])")
+    ({"criteria": []}, "^pick at least one of the criteria$"),
+    ({"models": []}, "^pick at least one of the models$"),
+    ({"batch_sizes": []}, "^pick at least one batch size$"),
     ({"types": ["neuron"], "models": ["slp"]}, "no cell to run"),
     ({"types": ["neuron"], "criteria": ["magnitude"]},
      r"no cell to run \(none of the chosen criteria ranks the chosen pruning types; neuron "
