@@ -121,6 +121,20 @@ def _choice(key: str, options: list[Any], label=str) -> str:
     return key
 
 
+def _distinct(names: list[str]) -> list[str]:
+    """Names told apart: a second 'three.png' becomes 'three (2).png' (the extension
+    kept last). Two pictures of one name were two rows and two choices reading the same."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            stem, dot, ext = name.rpartition(".")
+            name = f"{stem} ({seen[name]}).{ext}" if dot and stem else f"{name} ({seen[name]})"
+        out.append(name)
+    return out
+
+
 def _uploads(label: str, key: str, **kwargs: Any) -> list[tuple[str, bytes]]:
     """(name, bytes) of the uploader's files — or, once the uploader comes back empty
     after a visit to another page (or to the other source), the files uploaded before.
@@ -133,7 +147,8 @@ def _uploads(label: str, key: str, **kwargs: Any) -> list[tuple[str, bytes]]:
     returning = key not in st.session_state  # the last run did not draw this uploader
     files = st.file_uploader(label, key=key, accept_multiple_files=True, **kwargs)
     if files:
-        st.session_state[memory] = [(f.name, f.getvalue()) for f in files]
+        names = _distinct([f.name for f in files])
+        st.session_state[memory] = [(n, f.getvalue()) for n, f in zip(names, files)]
         st.session_state.pop(restored, None)
         return st.session_state[memory]
     kept = st.session_state.get(memory)

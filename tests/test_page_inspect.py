@@ -137,6 +137,19 @@ def test_uploaded_drawing_is_classified_and_invert_changes_the_input(app_test, d
     assert "insp_images_memory" not in at.session_state
 
 
+def test_two_pictures_of_one_name_are_told_apart(app_test, digits_run):
+    """Two uploads named three.png were two rows and two choices reading "three.png"."""
+    at = open_page(app_test, digits_run.best_model(0))
+    light, dark = Image.new("L", (8, 8), 255), Image.new("L", (8, 8), 0)
+    at.file_uploader(key="insp_images").set_value([
+        ("three.png", png(light), "image/png"), ("three.png", png(dark), "image/png"),
+        ("a.b.png", png(light), "image/png"), ("a.b.png", png(dark), "image/png")]).run()
+    assert not at.exception and errors(at) == []
+    table = [df.value for df in at.dataframe if "image" in df.value.columns][0]
+    assert table["image"].tolist() == ["three.png", "three (2).png", "a.b.png", "a.b (2).png"]
+    assert widget(at.selectbox, "Picture to inspect").options == table["image"].tolist()
+
+
 def test_the_grid_follows_the_ranking_until_units_are_picked(app_test, digits_run):
     """A new baseline re-ranks the neurons, but the grid kept the old top 8 (captioned
     #1, #3, #2, #7, #30 …), and a new grid size was ignored."""
