@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer_core import charts, jobs
+from explorer_core.cache import default_cache_root
 from explorer_core.data import list_datasets
 from explorer_core.errors import ExplorerError
 from explorer_core.estimate import estimate
@@ -79,9 +80,20 @@ def _batch_list(chosen: list) -> list[int]:
     return values
 
 
+def _cache_stamp() -> int:
+    """When models_cache/ last changed (0 if it does not exist yet): a sweep that trains
+    baselines adds files there, which the grid's "to train / cached" counts depend on."""
+    try:
+        return default_cache_root().stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
-def _grid_facts(config: dict) -> dict:
-    """Cells, baselines, what does not apply, and the estimated time of a config."""
+def _grid_facts(config: dict, cache_stamp: int) -> dict:
+    """Cells, baselines, what does not apply, and the estimated time of a config;
+    worked out again when models_cache/ changes (`_cache_stamp`): after a sweep the form
+    kept saying "4 to train" of the baselines it had just cached."""
     cfg = SweepConfig.from_dict(config).validate()
     the_plan = plan(cfg)
     if not the_plan.cells:  # nothing to estimate: say why instead of "0 cells … ≈ 5 s"
@@ -162,7 +174,7 @@ def setup_form() -> None:
                 latency_repeats=int(latency_repeats), save_checkpoints=save,
                 use_cache=use_cache).validate()
             with st.spinner("Sizing the grid and timing one training step per model…"):
-                facts = _grid_facts(cfg.to_dict())
+                facts = _grid_facts(cfg.to_dict(), _cache_stamp())
         except ExplorerError as exc:
             st.error(str(exc))
             return

@@ -333,3 +333,19 @@ def test_a_masked_model_timed_off_the_dense_speed_makes_the_speed_ups_rough(swee
     rough = rough_warnings(2.82)
     assert len(rough) == 1 and "Weight (layer-wise masks) on MLP" in rough[0] \
         and "at 50 %: 2.82×" in rough[0], rough
+
+
+def test_the_grid_summary_counts_the_baselines_cached_since_it_was_shown(sweeps_root):
+    """After a sweep the form kept saying "1 to train" of the baseline it had just cached:
+    the summary was remembered per settings alone."""
+    from explorer_core.sweep import SweepConfig, create_sweep, execute
+
+    at = open_page()
+    widget(at.number_input, "Dense epochs").set_value(1).run()
+    widget(at.text_input, "Ratios (% removed)").set_value("0, 50").run()
+    assert "over 1 dense baseline (1 to train)" in infos(at)
+    cfg = SweepConfig(name="warm", dense_epochs=1, ratios=[0.0, 0.5], latency_repeats=0,
+                      save_checkpoints=False)
+    assert execute(create_sweep(cfg, sweeps_root))["state"] == "finished"
+    at.run()
+    assert "over 1 dense baseline (0 to train, 1 cached)" in infos(at)
