@@ -381,8 +381,8 @@ def _unsteady_timing_warning(results: pd.DataFrame) -> None:
         which = "; ".join(f"{PRUNING_TYPES[r.type].title} on {ARCH_TITLES.get(r.model, r.model)}"
                           f" · {r.dataset} at {r.ratio * 100:g} %: {r.speedup:.2f}×"
                           for r in masks.itertuples())
-        why.append(f"Masked models compute the dense model's shapes and so run at its speed, "
-                   f"yet were timed at — {which}.")
+        why.append(f"Masked models compute the dense shapes, so they run at the dense speed, "
+                   f"yet this sweep timed them otherwise — {which}.")
     st.warning(f"**These speed-ups are rough.** {' '.join(why)} The CPU was busy with other "
                f"work while timing. Accuracy, MACs and parameters are unaffected; for firm "
                f"speed-ups run the sweep again with the machine otherwise idle.")
