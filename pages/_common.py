@@ -205,14 +205,29 @@ def run_name_input(key: str, prefix: str, label: str = "Run name") -> str:
     return st.text_input(label, key=key)
 
 
-def announce_start(name_key: str, message: str) -> None:
-    """After a run starts: a fresh default in the name field, a toast, and a rerun.
+def setup_expander(label: str, key: str, expanded: bool) -> Any:
+    """The expander holding a page's set-up form; closed on the run after a start
+    (`announce_start`), so the new run's live status moves up into view: left open, the
+    form filled the screen and the status sat ~1 100 px below it."""
+    if st.session_state.pop(f"{key}_close", False):
+        st.session_state[key] = False
+    # `expanded` is always the state (the user's last click once there is one): created
+    # without it, AppTest sent the expander back as closed on the next run
+    return st.expander(label, expanded=st.session_state.get(key, expanded), key=key,
+                       on_change="rerun")
+
+
+def announce_start(name_key: str, message: str, form_key: str | None = None) -> None:
+    """After a run starts: a fresh default in the name field, a toast, the set-up form
+    closed (`setup_expander` of key `form_key`), and a rerun.
 
     The rerun makes the field show the fresh name at once. Left for the next script run
     — which, in a form, is the next Start — the renewal overwrote the name the user had
     typed for that next run with a timestamp.
     """
     st.session_state[f"{name_key}_renew"] = True
+    if form_key is not None:
+        st.session_state[f"{form_key}_close"] = True
     st.toast(message)
     st.rerun()
 

@@ -28,7 +28,7 @@ from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
                                          tables_text)
 from pages._common import (announce_start, bounded_number, format_seconds, parse_int_list,
                            png_download_button, require_app_navigation, run_name_input,
-                           run_picker, status_header, stop_button)
+                           run_picker, setup_expander, status_header, stop_button)
 
 require_app_navigation()
 
@@ -113,7 +113,7 @@ def setup_form() -> None:
     datasets = list_datasets()
     available = [info.name for info, ok, _ in datasets if ok]
     titles = {info.name: info.title for info, _, _ in datasets}
-    with st.expander("New sweep", expanded=not list_sweeps(SWEEPS_ROOT)):
+    with setup_expander("New sweep", "new_sweep_form", expanded=not list_sweeps(SWEEPS_ROOT)):
         c1, c2, c3 = st.columns(3)
         # wrap=True on every multiselect: placed straight in a column, Streamlit keeps the
         # chips on one scrolling row, so of four pruning types chosen one seemed chosen
@@ -187,7 +187,8 @@ def setup_form() -> None:
                 st.error(str(exc))
                 return
             st.session_state["active_sweep"] = str(paths.root)
-            announce_start("new_sweep_name", f"Started {cfg.name}: {facts['cells']} cells")
+            announce_start("new_sweep_name", f"Started {cfg.name}: {facts['cells']} cells",
+                           "new_sweep_form")
 
 
 def _grid_summary(facts: dict) -> None:

@@ -23,8 +23,8 @@ from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, list
 from explorer_core.schedule import MAX_ITERATIONS, parse_retain
 from explorer_core.training import kept_epoch
 from pages._common import (announce_start, bounded_number, format_seconds, parse_int_list,
-                           require_app_navigation, run_name_input, run_picker, status_header,
-                           stop_button)
+                           require_app_navigation, run_name_input, run_picker, setup_expander,
+                           status_header, stop_button)
 
 require_app_navigation()
 
@@ -48,7 +48,7 @@ def setup_form() -> None:
     datasets = list_datasets()
     available = [info.name for info, ok, _ in datasets if ok]
     titles = {info.name: info.title for info, _, _ in datasets}
-    with st.expander("New run", expanded=not list_runs(RUNS_ROOT)):
+    with setup_expander("New run", "new_run_form", expanded=not list_runs(RUNS_ROOT)):
         if d["from_page"]:
             st.info("Schedule taken from the Retention curve page.")
         missing = [reason for _, ok, reason in datasets if not ok]
@@ -109,7 +109,8 @@ def setup_form() -> None:
         st.error(str(exc))
         return
     st.session_state["active_run"] = str(paths.root)
-    announce_start("new_run_name", f"Started {cfg.name}: {len(plan(cfg))} iterations")
+    announce_start("new_run_name", f"Started {cfg.name}: {len(plan(cfg))} iterations",
+                   "new_run_form")
 
 
 def criterion_inputs() -> tuple[str, dict | None]:

@@ -22,8 +22,9 @@ from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
                                       progress, summarise)
 from explorer_core.vae import VAE_CRITERIA
 from pages._common import (announce_start, bounded_number, format_int_list, format_seconds,
-                           parse_int_list, png_download_button, require_app_navigation, run_name_input,
-                           run_picker, status_header, stop_button)
+                           parse_int_list, png_download_button, require_app_navigation,
+                           run_name_input, run_picker, setup_expander, status_header,
+                           stop_button)
 
 require_app_navigation()
 
@@ -52,7 +53,7 @@ def setup_form() -> None:
     available = [info.name for info, ok, _ in datasets if ok]
     titles = {info.name: info.title for info, _, _ in datasets}
     missing = [reason for _, ok, reason in datasets if not ok]
-    with st.expander("New comparison", expanded=not list_train_time_runs(ROOT)):
+    with setup_expander("New comparison", "tt_form", expanded=not list_train_time_runs(ROOT)):
         model = st.radio("Model", list(MODELS), format_func=MODEL_TITLES.get, horizontal=True,
                          key="tt_model")
         task, arch = MODELS[model]
@@ -110,7 +111,7 @@ def setup_form() -> None:
         return
     st.session_state["tt_active"] = str(paths.root)
     announce_start("tt_name", f"Started {cfg.name}: {len(cfg.prune_points())} prunes, "
-                              f"{len(variants)} variants × {len(cfg.seeds)} seed(s)")
+                              f"{len(variants)} variants × {len(cfg.seeds)} seed(s)", "tt_form")
 
 
 # ------------------------------------------------------------------ choosing a run

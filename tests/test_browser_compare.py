@@ -109,6 +109,8 @@ def test_build_run_see_charts_download_csv(app_page, streamlit_server, tmp_path,
 
     with rerun_after(page):
         page.get_by_role("button", name="Start sweep").click()
+    # the form closes, so the sweep's live status is in view
+    expect(page.get_by_label("Ratios (% removed)", exact=True)).to_be_hidden()
     expect(page.get_by_text("finished", exact=True)).to_be_visible(timeout=180_000)
     wait_for_app(page)
     expect(page.get_by_text("10 of 10 cells")).to_be_visible()

@@ -103,8 +103,11 @@ def test_bad_widths_give_one_clear_error_and_no_run(app_test, runs_root, widths,
 def test_start_runs_in_the_background_and_shows_results(app_test, runs_root):
     at = open_page(app_test)
     fill_small_run(at, "apptest-run")
+    assert at.session_state["new_run_form"] is True  # the first run: the form open
     widget(at.button, "Start run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    # the form closes, so the run's live status is in view
+    assert at.session_state["new_run_form"] is False
 
     runs = list_runs(runs_root)
     assert [r.root.name for r in runs] == ["apptest-run"]
