@@ -489,13 +489,20 @@ def _stopping_reason(cfg: RunConfig, dense_acc: float | None, acc: float | None,
 
 def check_resumable(paths: RunPaths, from_iteration: int | None = None) -> int:
     """What a worker refuses before it touches the run (settings edited since it began,
-    an edited retain.txt, a restart past the completed iterations); returns the first
-    iteration it would run, or raises `ExplorerError` with the reason.
+    an edited retain.txt, a restart past the completed iterations, its dataset missing,
+    the checkpoint it would go on from unreadable); returns the first iteration it would
+    run, or raises `ExplorerError` with the reason.
 
     The Iterative page asks this before it launches a worker: launched, the refusal
     only reached the page as a "failed" status, written over a finished run's."""
-    _checked_plan(paths)
-    return resume_point(paths, from_iteration)
+    cfg, _ = _checked_plan(paths)
+    start = resume_point(paths, from_iteration)
+    ok, reason = availability(cfg.dataset)
+    if not ok:
+        raise ExplorerError(reason)
+    if start > 0:
+        _check_restart_checkpoint(paths, start - 1)
+    return start
 
 
 def _checked_plan(paths: RunPaths) -> tuple[RunConfig, RetentionTable]:
@@ -506,8 +513,36 @@ def _checked_plan(paths: RunPaths) -> tuple[RunConfig, RetentionTable]:
     return cfg, table
 
 
+def _clear_from(paths: RunPaths, table: RetentionTable, start: int) -> None:
+    """Remove what a (re)start at iteration `start` redoes: its iterations and the
+    concatenated results that held them (rebuilt at the end), and their events."""
+    redone = [child for child in paths.root.iterdir()
+              if child.name.isdigit() and int(child.name) >= start]
+    for child in redone:
+        shutil.rmtree(child)
+    if redone:
+        for stale in (paths.validations, paths.accuracies_png, paths.losses_png):
+            stale.unlink(missing_ok=True)
+    truncate_events(paths, start)
+    _restore_iteration_events(paths, table, start)
+
+
+def _check_restart_checkpoint(paths: RunPaths, i: int) -> None:
+    """The checkpoint a resume prunes from (iteration `i`'s) must load, named if not."""
+    try:
+        load_checkpoint(paths.best_model(i))
+    except ExplorerError as exc:
+        raise ExplorerError(f"iteration {i}'s checkpoint cannot be read, so the run cannot "
+                            f"go on from it: {exc}; restart from an earlier iteration "
+                            f"(--from-iteration {i} or less)") from None
+
+
 def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[[], bool],
                     on_event: Callable[[dict], None], cache_root: Path | None) -> dict:
+    # Everything a resume needs is read before anything is removed: the data and the
+    # checkpoint it restarts from were read only after the iterations from the restart
+    # point on had been deleted, so a dataset gone missing cost a finished run its
+    # iterations and left it "failed".
     try:
         cfg, table = _checked_plan(paths)
     except WrongKindError:  # not this kind's status to overwrite
@@ -515,25 +550,22 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
     except ExplorerError as exc:  # a launched worker has no terminal: the page reads this
         return write_status(paths, "failed", message=str(exc))
     start = resume_point(paths, from_iteration)
+    if start > 0:
+        try:
+            _check_restart_checkpoint(paths, start - 1)
+        except ExplorerError as exc:
+            return write_status(paths, "failed", message=str(exc))
     if start > 1 and start < len(table):
         reason = _stopping_reason(cfg, _recorded_accuracy(paths, 0),
                                   _recorded_accuracy(paths, start - 1), start - 1)
         if reason:  # continuing would go past the rule that ended the run
             return write_status(paths, "finished", message=reason, iteration=start - 1)
-    redone = [child for child in paths.root.iterdir()
-              if child.name.isdigit() and int(child.name) >= start]
-    for child in redone:  # results from the restart point on are redone
-        shutil.rmtree(child)
-    if redone:  # the concatenated results held the removed iterations: rebuilt at the end
-        for stale in (paths.validations, paths.accuracies_png, paths.losses_png):
-            stale.unlink(missing_ok=True)
-    truncate_events(paths, start)
-    _restore_iteration_events(paths, table, start)
-    write_status(paths, "running", pid=os.getpid(), iteration=start, epoch=0, message="",
-                 total_iterations=len(table), total_epochs=total_epochs(cfg, len(table)),
-                 **session_start(paths))
     try:
         data = load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction)
+        _clear_from(paths, table, start)
+        write_status(paths, "running", pid=os.getpid(), iteration=start, epoch=0, message="",
+                     total_iterations=len(table), total_epochs=total_epochs(cfg, len(table)),
+                     **session_start(paths))
         ctx = _Context(paths, cfg, data, table, stop, on_event, cache_root)
         dense = read_record(paths.best_model_json(0)).get("metrics") if start > 0 else None
         reason = _end_reason(cfg, table)

@@ -501,6 +501,68 @@ def test_concatenate_that_cannot_render_a_chart_removes_its_old_image(roots, mon
     assert paths.losses_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_restart_whose_checkpoint_cannot_be_read_removes_nothing(roots, capsys):
+    """--from-iteration deleted the iterations from the restart point on before it read
+    the checkpoint it restarts from (or the dataset): a finished run lost them and was
+    left "failed"."""
+    from explorer_core.cli import main
+
+    runs, cache = roots
+    paths = create_run(small_config("keep-iterations", schedule={"q": 0.6, "iterations": 4,
+                                                                  "kind": "geometric"}), runs)
+    assert execute(paths, cache_root=cache)["state"] == "finished"
+    finished = read_status(paths)
+    paths.best_model(1).write_bytes(b"not a checkpoint")
+    kept = sorted(p.relative_to(paths.root) for p in paths.root.rglob("*") if p.is_file())
+
+    # at a terminal: one line naming the iteration, the folder as it was
+    assert main(["prune", "--resume", str(paths.root), "--from-iteration", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "iteration 1's checkpoint cannot be read" in err, err
+    assert read_status(paths) == finished
+    assert sorted(p.relative_to(paths.root) for p in paths.root.rglob("*")
+                  if p.is_file()) == kept
+    # a worker (no terminal) says why in status.json, and removes nothing either
+    status = execute(paths, 2, cache_root=cache)
+    assert status["state"] == "failed" and "iteration 1's checkpoint" in status["message"]
+    assert paths.completed_iterations() == [0, 1, 2, 3]
+
+
+def test_a_restart_whose_data_cannot_be_loaded_removes_nothing(roots, monkeypatch):
+    from explorer_core import experiment
+    from explorer_core.errors import DatasetUnavailable
+
+    runs, cache = roots
+    paths = create_run(small_config("data-gone", schedule={"q": 0.6, "iterations": 4,
+                                                            "kind": "geometric"}), runs)
+    assert execute(paths, cache_root=cache)["state"] == "finished"
+
+    def gone(*args, **kwargs):
+        raise DatasetUnavailable("Digits is not available offline (as if its files went)")
+
+    monkeypatch.setattr(experiment, "load_dataset", gone)
+    status = execute(paths, 2, cache_root=cache)
+    assert status["state"] == "failed" and "not available offline" in status["message"]
+    assert paths.completed_iterations() == [0, 1, 2, 3]
+    assert paths.validations.is_file() and paths.losses_png.is_file()
+
+
+def test_a_resume_refused_at_a_terminal_leaves_the_status_as_it_was(roots, capsys):
+    """An edited retain.txt was refused by the worker after the command's own checks:
+    the finished run's status turned "failed"."""
+    from explorer_core.cli import main
+
+    runs, cache = roots
+    paths = create_run(small_config("edited-retain"), runs)
+    assert execute(paths, cache_root=cache)["state"] == "finished"
+    finished = read_status(paths)
+    lines = paths.retain.read_text().splitlines()
+    paths.retain.write_text("\n".join(lines[:-1]) + "\n")  # one row fewer
+    assert main(["prune", "--resume", str(paths.root), "--from-iteration", "1"]) == 2
+    assert "retain.txt no longer matches" in capsys.readouterr().err
+    assert read_status(paths) == finished
+
+
 def test_cli_prune_and_concatenate(roots, tmp_path):
     runs, _ = roots
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -448,7 +448,11 @@ def test_a_resume_refuses_settings_edited_since_a_seed_was_saved(tmp_path, setti
     config = json.loads(paths.config.read_text())
     recorded, config[setting] = config[setting], value
     paths.config.write_text(json.dumps(config))
-    status = execute(paths)
+    # at a terminal: the one line, and the status as it was (the worker wrote "failed")
+    stopped = read_status(paths)
+    assert main(["train-time", "--resume", str(paths.root)]) == 2
+    assert read_status(paths) == stopped
+    status = execute(paths)  # a worker, with no terminal, says it in status.json
     assert status["state"] == "failed" and "\n" not in status["message"]
     assert f"seed 0 was computed with {setting}" in status["message"]
     assert paths.completed_units() == [("importance", 0), ("none", 0)]

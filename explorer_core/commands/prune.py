@@ -161,7 +161,8 @@ def _merge_schedule_flags(base: dict, args: argparse.Namespace, defaults: dict,
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    from ..experiment import create_run, execute, load_run_config, plan, total_epochs
+    from ..experiment import (check_resumable, create_run, execute, load_run_config, plan,
+                              total_epochs)
 
     if args.from_iteration is not None and args.from_iteration < 0:
         raise ExplorerError(f"--from-iteration must be ≥ 0, got {args.from_iteration}")
@@ -178,6 +179,9 @@ def run_prune(args: argparse.Namespace) -> int:
         paths = create_run(_config_from(args), args.runs_root)
         print(f"run folder: {paths.root}", file=sys.stderr)
     cfg = saved_settings(paths, load_run_config)
+    if args.resume:  # refused here, the folder as it was (a worker turned a finished run
+        # "failed" over an edited retain.txt, and lost its iterations to a missing dataset)
+        saved_settings(paths, lambda p: check_resumable(p, args.from_iteration))
     show = None if args.quiet else _progress_printer(total_epochs(cfg, len(plan(cfg))))
     status = execute(paths, args.from_iteration, on_event=show)
     print(f"{status['state']}: {status.get('message', '')} ({paths.root})")

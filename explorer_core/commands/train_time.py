@@ -107,7 +107,8 @@ def _config_from(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..rundir import TrainTimePaths
-    from ..train_time import create_run, execute, load_config, total_epochs
+    from ..train_time import (check_recorded_settings, create_run, execute, load_config,
+                              total_epochs)
 
     if args.resume:
         refuse_settings_beside_resume(args)
@@ -118,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         paths = create_run(_config_from(args), args.runs_root)
         print(f"run folder: {paths.root}", file=sys.stderr)
     cfg = saved_settings(paths, load_config)
+    if args.resume:  # refused here, the folder as it was (the worker wrote "failed")
+        saved_settings(paths, lambda p: check_recorded_settings(p, cfg))
     show = None if args.quiet else _progress_printer(total_epochs(cfg), cfg.labels())
     status = execute(paths, on_event=show)
     if show is not None and sys.stderr.isatty():
