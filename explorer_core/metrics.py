@@ -44,6 +44,10 @@ with warnings.catch_warnings():  # thop's import warns about distutils
     import thop  # with the other imports: a worker pays it at start, not in its first cell
 
 
+# A larger latency batch ran into allocator errors (one input tensor of the whole batch).
+MAX_LATENCY_BATCH = 65_536
+
+
 @dataclass(frozen=True)
 class LatencyConfig:
     """Batch size, timed repeats and untimed warm-up runs of a latency measurement.
@@ -64,6 +68,9 @@ class LatencyConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ExplorerError(f"latency {name} must be a whole number ≥ 1, got {v!r}")
+        if self.batch_size > MAX_LATENCY_BATCH:  # prune-once: a 25.6 GB allocation traceback
+            raise ExplorerError(f"latency batch must be at most {MAX_LATENCY_BATCH:,}, got "
+                                f"{self.batch_size:,}")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ExplorerError(f"latency warm-up must be a whole number ≥ 0, got {self.warmup!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):

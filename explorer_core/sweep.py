@@ -45,8 +45,8 @@ from .errors import Cancelled, ExplorerError, raise_if_interrupted
 from .fileio import OrderedWriter, atomic_write_json
 from .jobs import worker_session
 from .masks import is_masked, permanent_copy
-from .metrics import (CostReport, LatencyConfig, PeakMemory, cost_report, count_nonzero,
-                      measure_latencies)
+from .metrics import (MAX_LATENCY_BATCH, CostReport, LatencyConfig, PeakMemory, cost_report,
+                      count_nonzero, measure_latencies)
 from .models import ARCHS, Spec, architecture_key, spec_for_dataset
 from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_model,
                             pruned_widths)
@@ -70,8 +70,6 @@ CHUNK_BYTES = 1 << 30  # pruned models of a block held (and timed) together
 # the spread of repeated measurements (±0.1), for 9 % less timing.
 LATENCY_WARMUP = 1
 SPLIT_SEED = 0  # one train / validation split for every seed: repeats vary init and order
-# A larger latency batch ran into allocator errors (one input tensor of the whole batch).
-MAX_LATENCY_BATCH = 65_536
 # Cells a sweep may have: the plan holds every cell in memory (10**11 repeats ran out of
 # memory while it was built), and a million cells is weeks of work on a CPU.
 MAX_GRID_CELLS = 1_000_000

@@ -75,6 +75,12 @@ def test_ratio_global_and_a_data_driven_criterion(saved_mlp, tmp_path):
     (["--criterion", "nope", "--ratio", "0.5"], "unknown criterion 'nope'"),
     (["--criterion", "taylor", "--ratio", "0.5", "--dataset", "fashion_mnist"],
      "has inputs 1×28×28 but the model expects 1×8×8"),
+    # k-means refused these with a 37-line traceback; a 10**8 latency batch asked the
+    # allocator for 25.6 GB and died with a traceback
+    (["--criterion", "kmeans", "--ratio", "0.5", "--seed", "-1"],
+     "--seed must be within 0 … 2,147,483,647, got -1"),
+    (["--criterion", "l1", "--ratio", "0.5", "--latency-batch", "100000000"],
+     "latency batch must be at most 65,536, got 100,000,000"),
 ])
 def test_bad_inputs_exit_2_with_one_line(saved_mlp, tmp_path, args, message, capsys):
     # In-process through the same entry point as `python -m explorer_core` (a subprocess

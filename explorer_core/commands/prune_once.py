@@ -20,6 +20,7 @@ from ..errors import DatasetUnavailable, ExplorerError
 from ..fileio import atomic_write_json
 from ..metrics import LatencyConfig, compare_costs
 from ..models import Spec, input_shape
+from ..settings import check_seed
 from ..surgery import PruneConfig, prune_structural
 
 # Sidecar fields that still describe the pruned model (its data and preprocessing);
@@ -130,6 +131,7 @@ def refuse_overwriting_input(checkpoint: Path, out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise ExplorerError(f"--samples must be ≥ 1, got {args.samples}")
+    check_seed(args.seed, "--seed")  # k-means refused -1 with a 37-line traceback
     refuse_overwriting_input(args.checkpoint, args.out)
     criterion = get_criterion(args.criterion)
     options = CriterionOptions(seed=args.seed, max_samples=args.samples)
