@@ -54,11 +54,13 @@ def save_chart_png(chart: alt.TopLevelMixin, path: str | os.PathLike) -> Path:
         raise ChartRenderError(f"{Path(path).name} not written: {exc}") from exc
 
 
-def save_chart_pngs(charts: list[tuple[alt.TopLevelMixin, Path]]) -> list[Path]:
+def save_chart_pngs(charts: list[tuple[alt.TopLevelMixin, Path]],
+                    table: Path | None = None) -> list[Path]:
     """Write each chart to its path; one that cannot be rendered does not stop the rest.
 
     Raises one `ChartRenderError` naming every image left unwritten, after the others
-    are on disk.
+    are on disk — and `table`, the file of numbers the caller wrote before them, as
+    written (so the one line says the results are there).
     """
     written, problems = [], []
     for chart, path in charts:
@@ -67,7 +69,8 @@ def save_chart_pngs(charts: list[tuple[alt.TopLevelMixin, Path]]) -> list[Path]:
         except ChartRenderError as exc:
             problems.append(str(exc))
     if problems:
-        raise ChartRenderError("; ".join(problems))
+        raise ChartRenderError((f"{table.name} written; " if table is not None else "")
+                               + "; ".join(problems))
     return written
 
 

@@ -102,12 +102,9 @@ def concatenate(paths: RunPaths) -> list[Path]:
     from .charts import iteration_accuracy_chart, iteration_loss_chart, save_chart_pngs
 
     records = [r.to_dict() for r in rows]
-    try:
-        return [paths.validations, *save_chart_pngs(
-            [(iteration_accuracy_chart(records), paths.accuracies_png),
-             (iteration_loss_chart(records), paths.losses_png)])]
-    except ChartRenderError as exc:
-        raise ChartRenderError(f"{paths.validations.name} written; {exc}") from exc
+    return [paths.validations, *save_chart_pngs(
+        [(iteration_accuracy_chart(records), paths.accuracies_png),
+         (iteration_loss_chart(records), paths.losses_png)], table=paths.validations)]
 
 
 def images_note(write: Callable[[], object]) -> str:

@@ -43,7 +43,7 @@ from . import __version__, vae
 from .checkpoint import save_checkpoint
 from .criteria import CRITERIA, CriterionOptions
 from .data import Dataset, availability, get_info, load_dataset
-from .errors import Cancelled, ChartRenderError, ExplorerError, raise_if_interrupted
+from .errors import Cancelled, ExplorerError, raise_if_interrupted
 from .fileio import atomic_write_bytes, atomic_write_json, write_table
 from .jobs import worker_session
 from .models import build_model, count_parameters, prunable_layers, spec_for_dataset
@@ -743,11 +743,8 @@ def write_summary(paths: TrainTimePaths, cfg: TrainTimeConfig) -> list[Path]:
     atomic_write_json(paths.summary, {"task": cfg.task, "config": cfg.to_dict(),
                                       "variants": summarise(rows, cfg.task), "runs": rows})
     made = charts.train_time_charts(cfg.task, epochs, rows, labels, cfg.prune_points())
-    try:
-        return [paths.summary, *charts.save_chart_pngs(
-            [(chart, paths.chart_png(name)) for name, chart in made.items()])]
-    except ChartRenderError as exc:
-        raise ChartRenderError(f"{paths.summary.name} written; {exc}") from exc
+    return [paths.summary, *charts.save_chart_pngs(
+        [(chart, paths.chart_png(name)) for name, chart in made.items()], table=paths.summary)]
 
 
 def _work_mark(status: dict) -> float:
