@@ -202,3 +202,22 @@ def test_the_scores_file_is_named_like_the_checkpoint_written(saved_mlp, tmp_pat
                  "0.5", "--no-latency", "--out", str(tmp_path / out)]) == 0
     written = sorted(p.name for p in tmp_path.glob("small*"))
     assert written == ["small.json", "small.safetensors", "small.scores.json"]
+
+
+@pytest.mark.parametrize("out, make", [("results/", False), ("results", True),
+                                       ("results/", True)])
+def test_an_out_folder_gets_the_files_inside_named_after_the_checkpoint(saved_mlp, tmp_path,
+                                                                          out, make):
+    """`--out results/` wrote results.safetensors, results.json and results.scores.json
+    beside the folder: argparse's Path dropped the trailing slash."""
+    ckpt, _ = saved_mlp
+    if make:
+        (tmp_path / "results").mkdir()
+    assert main(["prune-once", "--checkpoint", str(ckpt), "--criterion", "l1", "--ratio",
+                 "0.5", "--no-latency", "--out", f"{tmp_path}/{out}"]) == 0
+    inside = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert inside == ["dense-pruned.json", "dense-pruned.safetensors",
+                      "dense-pruned.scores.json"]
+    assert not list(tmp_path.glob("results.*"))
+    assert load_checkpoint(tmp_path / "results" / "dense-pruned.safetensors").spec["hidden"] \
+        == [16, 8]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -40,7 +41,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     how.add_argument("--ratio", type=float,
                      help="fraction of units removed from every layer, in [0, 1)")
     p.add_argument("--global", dest="global_ranking", action="store_true",
-                   help="rank all layers together on per-layer-normalised scores")
+                   help="rank all layers together on per-layer-normalised scores (with "
+                        "--keep, the counts' sum is the budget the layers share)")
     p.add_argument("--dataset", choices=sorted(DATASETS),
                    help="calibration data for data-driven criteria (default: the checkpoint's "
                         "dataset, else digits)")
@@ -54,8 +56,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-repeats", type=int, default=10,
                    help="timed repeats; the median is reported (default 10)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
-    p.add_argument("--out", type=Path, required=True, metavar="G",
-                   help="output stem: writes G.safetensors, G.json and G.scores.json")
+    p.add_argument("--out", required=True, metavar="G",
+                   help="output stem: writes G.safetensors, G.json and G.scores.json; a "
+                        "folder (G/ or an existing one) gets <checkpoint name>-pruned.* inside")
     p.set_defaults(run=run)
 
 
@@ -88,6 +91,16 @@ def _samples_used(args: argparse.Namespace, data: Split | None) -> int | None:
     if data is None:
         return None
     return len(data) if args.criterion == "interval_adjoint" else min(args.samples, len(data))
+
+
+def out_stem(out: str, checkpoint: Path) -> Path:
+    """The stem `--out` names. A folder — written with a trailing separator, or one that
+    exists — gets the files inside, named after the checkpoint: `--out results/` wrote
+    results.safetensors beside the folder (argparse's Path drops the slash)."""
+    path = Path(out)
+    if out.endswith(("/", os.sep)) or path.is_dir():
+        return path / f"{_input_files(checkpoint)[0].with_suffix('').name}-pruned"
+    return path
 
 
 def _stem(path: Path) -> Path:
@@ -132,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise ExplorerError(f"--samples must be ≥ 1, got {args.samples}")
     check_seed(args.seed, "--seed")  # k-means refused -1 with a 37-line traceback
-    refuse_overwriting_input(args.checkpoint, args.out)
+    out_arg = out_stem(args.out, args.checkpoint)
+    refuse_overwriting_input(args.checkpoint, out_arg)
     criterion = get_criterion(args.criterion)
     options = CriterionOptions(seed=args.seed, max_samples=args.samples)
     config = PruneConfig(args.criterion, keep=args.keep, ratio=args.ratio,
@@ -146,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     result = prune_structural(ck.model, ck.spec, config, data)
     costs = compare_costs(ck.model, result.model, input_shape(ck.spec), latency)
 
-    out = _stem(args.out)
+    out = _stem(out_arg)
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = {"criterion": args.criterion, "keep": args.keep, "ratio": args.ratio,
                 "global_ranking": args.global_ranking, "dataset": dataset,
