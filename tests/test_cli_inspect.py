@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -99,4 +100,18 @@ def test_a_checkpoint_with_nan_weights_exits_2_naming_the_tensor(tmp_path, capsy
     err = out.err.strip()
     assert err.count("\n") == 0 and "predicted" not in out.out
     assert "nan.safetensors has weights that are not finite: fc2.weight holds NaN" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("flag", ["--top-k", "--neurons"])
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_a_count_below_one_is_refused_before_anything_is_written(tmp_path, capsys, flag, value):
+    """`--top-k 0` listed the best class and exited 0, as if one had been asked for."""
+    ck = _checkpoint(tmp_path)
+    img = tmp_path / "d.png"
+    Image.new("L", (8, 8), 0).save(img)
+    assert main(["inspect", "--checkpoint", str(ck), "--image", str(img), flag, value,
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {flag} must be at least 1, got {value}"
     assert not (tmp_path / "o").exists()

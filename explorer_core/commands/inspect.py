@@ -42,7 +42,16 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=run)
 
 
+def _check_counts(args: argparse.Namespace) -> None:
+    """Before any work: `--top-k 0` listed one class as if asked to, and a count below 1
+    was found only after the checkpoint, the image and the prediction."""
+    for flag, value in (("--top-k", args.top_k), ("--neurons", args.neurons)):
+        if value < 1:
+            raise ExplorerError(f"{flag} must be at least 1, got {value}")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_counts(args)
     ck = load_checkpoint(args.checkpoint)
     fmt = input_format(ck.spec, ck.meta)
     try:
@@ -65,8 +74,6 @@ def run(args: argparse.Namespace) -> int:
         raise ExplorerError(f"--target must be a class in 0–{probs.numel() - 1}")
     method = args.method or ("gradcam" if layer.kind == "conv" else "neuron_conductance")
     settings = AttributionSettings(method, args.baseline, args.steps).validate(layer.kind)
-    if args.neurons < 1:
-        raise ExplorerError("--neurons must be at least 1")
     cache = AttributionCache()
     cond = cache.layer_conductance(ck.model, "cli", conv.tensor, layer.name, target, settings, fmt)
     iasa = None
