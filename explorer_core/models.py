@@ -424,6 +424,14 @@ def _key_problems(own: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> 
         problems.append(f"missing {', '.join(missing[:3])}" + (" …" if len(missing) > 3 else ""))
     if unexpected:
         problems.append(f"unexpected {', '.join(unexpected[:3])}" + (" …" if len(unexpected) > 3 else ""))
+    # load_state_dict casts silently: 0/1 or whole-number weights (a mask or a label
+    # tensor saved under a weight's name) loaded and predicted nonsense
+    not_float = [f"{k} holds {str(state[k].dtype).removeprefix('torch.')}" for k, v in own.items()
+                 if k in state and isinstance(v, torch.Tensor) and v.is_floating_point()
+                 and isinstance(state[k], torch.Tensor) and not state[k].is_floating_point()]
+    if not_float:
+        problems.append(f"{', '.join(not_float[:3])}" + (" …" if len(not_float) > 3 else "")
+                        + ", not floating-point weights")
     return problems
 
 

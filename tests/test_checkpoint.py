@@ -324,6 +324,30 @@ def test_inf_weights_are_refused_but_huge_finite_ones_load(tmp_path):
     assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
 
 
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int64, torch.uint8])
+def test_weights_that_are_not_floating_point_are_refused_by_every_loader(tmp_path, dtype):
+    """load_state_dict casts silently: a 0/1 mask saved under fc2.weight loaded as the
+    layer's weights, and the model predicted one class for everything."""
+    from safetensors.torch import load_file, save_file
+
+    model = pruned_simplenn()
+    ours = save_checkpoint(model, default_spec("mlp"), tmp_path / "mask")
+    state = load_file(ours)
+    state["fc2.weight"] = state["fc2.weight"] > 0 if dtype is torch.bool \
+        else state["fc2.weight"].round().to(dtype)
+    meta = read_state(ours)[1]
+    save_file(state, ours, metadata=meta)
+    pth = tmp_path / "mask.pth"
+    torch.save(state, pth)
+    name = str(dtype).removeprefix("torch.")
+    for load in (lambda: load_checkpoint(ours), lambda: load_checkpoint(pth, spec=default_spec("mlp")),
+                 lambda: load_pruned_model(SimpleNN(), ours),
+                 lambda: load_pruned_model(SimpleNN(), pth)):
+        with pytest.raises(CheckpointError) as exc:
+            load()
+        assert f"fc2.weight holds {name}, not floating-point weights" in one_line(exc)
+
+
 # ------------------------------------------------------------------ share kept of a dense spec
 
 def test_a_pth_with_the_dense_spec_records_the_share_of_hidden_units_it_kept(tmp_path):
