@@ -388,6 +388,17 @@ def _percent_kept(dense: list[int], model: nn.Module) -> float | None:
     return 100.0 * sum(hidden_widths(model)) / sum(dense) if sum(dense) else None
 
 
+def _refuse_autoencoder(spec: Any, name: str) -> None:
+    """A train-time VAE run's model is our checkpoint too, but not a classifier: Inspect
+    and `prune-once` said "unknown model 'fc_vae'; choose one of slp, mlp, …", as if the
+    file were damaged or from another program."""
+    from .vae import ARCH
+
+    if isinstance(spec, Mapping) and spec.get("arch") == ARCH:
+        raise CheckpointError(f"{name} is a variational autoencoder (a train-time VAE run's "
+                              "model), not a classifier; pick a classifier's checkpoint")
+
+
 def load_checkpoint(path: str | os.PathLike, spec: Mapping[str, Any] | None = None,
                     device: str | torch.device = "cpu") -> Checkpoint:
     """A ready model (eval mode) from our checkpoint, or from a `.pth` plus a spec.
@@ -407,6 +418,7 @@ def load_checkpoint(path: str | os.PathLike, spec: Mapping[str, Any] | None = No
     state, meta = read_state(tensor_path)
     from_file = spec is None
     info = read_spec(tensor_path, meta) if from_file else {"spec": dict(spec)}
+    _refuse_autoencoder(info["spec"], tensor_path.name)
     try:
         model = build_model(info["spec"])
         dense = hidden_widths(model)

@@ -348,6 +348,24 @@ def test_weights_that_are_not_floating_point_are_refused_by_every_loader(tmp_pat
         assert f"fc2.weight holds {name}, not floating-point weights" in one_line(exc)
 
 
+def test_a_vae_checkpoint_is_called_an_autoencoder_not_an_unknown_model(tmp_path, capsys):
+    """Inspect and prune-once said "unknown model 'fc_vae'; choose one of slp, mlp, …"
+    for the model a train-time VAE run saves."""
+    from explorer_core.cli import main
+    from explorer_core.vae import FCVAE, spec_of_vae
+
+    vae = FCVAE(64, [16], 4)
+    path = save_checkpoint(vae, spec_of_vae(vae, [1, 8, 8]), tmp_path / "vae")
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(path)
+    assert one_line(exc) == ("vae.safetensors is a variational autoencoder (a train-time VAE "
+                             "run's model), not a classifier; pick a classifier's checkpoint")
+    assert main(["prune-once", "--checkpoint", str(path), "--criterion", "l1", "--ratio", "0.5",
+                 "--no-latency", "--out", str(tmp_path / "small")]) == 2
+    assert "is a variational autoencoder" in capsys.readouterr().err
+    assert not list(tmp_path.glob("small*"))
+
+
 # ------------------------------------------------------------------ share kept of a dense spec
 
 def test_a_pth_with_the_dense_spec_records_the_share_of_hidden_units_it_kept(tmp_path):
