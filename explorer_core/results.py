@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .errors import ChartRenderError, ExplorerError
 from .fileio import read_table, write_table
-from .rundir import VALIDATION_COLUMNS, RunPaths, read_record
+from .rundir import ITERATIVE_RUN, VALIDATION_COLUMNS, RunPaths, check_kind, read_record
 
 if TYPE_CHECKING:
     from .metrics import LatencyConfig
@@ -89,6 +89,8 @@ def concatenate(paths: RunPaths) -> list[Path]:
     (`thesis_iteration_rows`). An image that cannot be rendered raises `ChartRenderError`
     once the table and the other image are written."""
     ours = paths.config.is_file()
+    if ours:  # a sweep or a train-time folder was said to have "no completed iteration yet"
+        check_kind(paths, read_record(paths.config), ITERATIVE_RUN)
     rows = iteration_rows(paths) if ours else thesis_iteration_rows(paths)
     if not rows:
         if not ours:

@@ -714,6 +714,24 @@ def test_kill_spares_a_finished_runs_pid_and_its_own_process(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == "alive", done
 
 
+@pytest.mark.parametrize("kind", ["sweep", "train-time"])
+def test_concatenate_on_another_kind_of_folder_says_what_it_is(tmp_path, capsys, kind):
+    """A Compare sweep or a train-time run was said to have "no completed iteration to
+    concatenate yet", as if waiting would help."""
+    from explorer_core.cli import main
+    from explorer_core.sweep import SweepConfig, create_sweep
+    from explorer_core.train_time import TrainTimeConfig, create_run as create_train_time
+
+    folder = (create_sweep(SweepConfig(name="s"), tmp_path) if kind == "sweep"
+              else create_train_time(TrainTimeConfig(name="t"), tmp_path)).root
+    before = sorted(p.name for p in folder.iterdir())
+    assert main(["concatenate", str(folder)]) == 2
+    what = "a Compare sweep" if kind == "sweep" else "a train-time pruning run"
+    assert capsys.readouterr().err.strip() == \
+        f"error: {folder} is {what}, not an iterative pruning run"
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
 def test_concatenate_reads_a_folder_the_thesis_scripts_wrote(tmp_path, capsys):
     """A thesis run has our layout but none of our sidecars: only each pruning iteration's
     validation_results.txt. `concatenate` refused it ("no config.json"); it now rebuilds
