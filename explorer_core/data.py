@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Iterator, Union
 
 import numpy as np
 import torch
@@ -498,6 +498,15 @@ def _load_cached(name: str, root: str, seed: int, val_fraction: float) -> Datase
     return Dataset(info, splits[0], splits[1], test, seed, val_fraction)
 
 
+def check_val_fraction(value: Any) -> float:
+    """The share of the training set held out for validation, checked where a run is
+    created (every kind of run saves it) as well as where the data is split: an
+    iterative run with 5 made its folder and then failed."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ExplorerError(f"validation fraction must be in [0, 1), got {value!r}")
+    return float(value)
+
+
 def load_dataset(name: str = "digits", root: Path | str | None = None, seed: int = 0,
                  val_fraction: float = 0.1) -> Dataset:
     """Load (once per process, cached) and split a dataset; DatasetUnavailable offline.
@@ -508,9 +517,7 @@ def load_dataset(name: str = "digits", root: Path | str | None = None, seed: int
     info = get_info(name)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ExplorerError(f"seed must be a whole number, got {seed!r}")
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) \
-            or not 0 <= val_fraction < 1:
-        raise ExplorerError(f"validation fraction must be in [0, 1), got {val_fraction!r}")
+    check_val_fraction(val_fraction)
     resolved = "" if not info.files else str(Path(root) if root else default_data_root())
     return _load_cached(name, resolved, int(seed), float(val_fraction))
 

@@ -22,11 +22,11 @@ from . import __version__
 from .cache import get_baseline
 from .checkpoint import load_checkpoint, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions
-from .data import Dataset, availability, get_info, load_dataset
+from .data import Dataset, availability, check_val_fraction, get_info, load_dataset
 from .errors import Cancelled, ExplorerError, raise_if_interrupted
 from .fileio import atomic_write_json, write_table
 from .jobs import worker_session
-from .models import MLP, default_spec
+from .models import MLP, default_spec, validate_spec
 from .rundir import (ITERATIVE_RUN, TRAIN_COLUMNS, VALIDATION_COLUMNS, RunPaths, WrongKindError,
                      append_event, check_kind, failed_write, new_run_dir, read_events,
                      read_json, read_record, session_start, truncate_events, write_status)
@@ -96,7 +96,8 @@ class RunConfig:
         """One-line ExplorerError for any bad setting. Types first: the value checks
         below assume them (a list as the dataset name failed a dict lookup)."""
         check_fields(self, "run")
-        get_info(self.dataset)
+        validate_spec(model_spec(self, get_info(self.dataset)))  # its activation, widths
+        check_val_fraction(self.val_fraction)
         if self.criterion not in CRITERIA:
             raise ExplorerError(f"unknown criterion {self.criterion!r}; choose one of "
                                 f"{', '.join(CRITERIA)}")

@@ -40,7 +40,7 @@ from . import __version__
 from .cache import Baseline, get_baseline
 from .checkpoint import checkpoint_intact, link_checkpoint, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions, compute_scores
-from .data import Dataset, availability, get_info, load_dataset
+from .data import Dataset, availability, check_val_fraction, get_info, load_dataset
 from .errors import Cancelled, ExplorerError, raise_if_interrupted
 from .fileio import OrderedWriter, atomic_write_json
 from .jobs import worker_session
@@ -173,8 +173,7 @@ class SweepConfig:
             raise ExplorerError(f"MLP hidden widths must be whole numbers ≥ 1, got "
                                 f"{self.mlp_hidden!r}")
         _check_limits(self)
-        if not (isinstance(self.val_fraction, (int, float)) and 0 <= self.val_fraction < 1):
-            raise ExplorerError(f"validation fraction must be in [0, 1), got {self.val_fraction!r}")
+        check_val_fraction(self.val_fraction)
         if self.optimizer not in OPTIMIZERS:
             raise ExplorerError(f"unknown optimiser {self.optimizer!r}; choose one of "
                                 f"{', '.join(OPTIMIZERS)}")

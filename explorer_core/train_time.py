@@ -42,7 +42,7 @@ from torch import nn
 from . import __version__, vae
 from .checkpoint import save_checkpoint
 from .criteria import CRITERIA, CriterionOptions
-from .data import Dataset, availability, get_info, load_dataset
+from .data import Dataset, availability, check_val_fraction, get_info, load_dataset
 from .errors import Cancelled, ExplorerError, raise_if_interrupted
 from .fileio import atomic_write_bytes, atomic_write_json, write_table
 from .jobs import worker_session
@@ -190,9 +190,7 @@ class TrainTimeConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise ExplorerError(f"seeds must be distinct, got {self.seeds!r}")
         _whole(self.calibration_samples, "calibration samples", 1)
-        if isinstance(self.val_fraction, bool) or \
-                not (isinstance(self.val_fraction, (int, float)) and 0 <= self.val_fraction < 1):
-            raise ExplorerError(f"validation fraction must be in [0, 1), got {self.val_fraction!r}")
+        check_val_fraction(self.val_fraction)
         check_fields(self, "train-time")
         self.train_config(self.seeds[0]).validate()
         return self

@@ -247,6 +247,25 @@ def test_bad_criterion_options_are_refused_before_any_training(roots, tmp_path, 
     assert not list(runs.glob("*/*"))  # refused before a run folder existed
 
 
+@pytest.mark.parametrize("setting, says", [
+    ({"val_fraction": 5}, "validation fraction must be in [0, 1), got 5"),
+    ({"val_fraction": True}, "run setting val_fraction must be a number, got True"),
+    ({"activation": "banana"}, "unknown activation 'banana'; choose one of relu, sigmoid, tanh"),
+])
+def test_a_bad_split_or_activation_is_refused_before_a_run_folder_exists(roots, tmp_path, capsys,
+                                                                        setting, says):
+    """Both were found only once the worker loaded the data or built the model: the
+    folder was made, and left "failed"."""
+    from explorer_core.cli import main
+
+    runs, _ = roots
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"name": "bad", "dataset": "digits", "hidden": [16], **setting}))
+    assert main(["prune", "--config", str(config), "--runs-root", str(runs), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"error: {says}\n"
+    assert not runs.exists() or not list(runs.rglob("config.json"))
+
+
 def test_valid_criterion_options_are_accepted_and_kept(roots):
     paths = create_run(small_config("eps-boxes", criterion="interval_adjoint",
                                     schedule={"q": 0.5, "iterations": 2, "kind": "geometric"},
