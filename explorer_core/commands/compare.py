@@ -28,7 +28,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", type=Path, metavar="SWEEP_DIR",
                    help="continue this sweep, skipping its finished cells")
     p.add_argument("--name", help="sweep name (folder sweeps/<date>/<name>)")
-    p.add_argument("--sweeps-root", type=Path, help="root folder of sweeps (default: ./sweeps)")
+    p.add_argument("--sweeps-root", type=Path,
+                   help="root folder of sweeps (default: $EXPLORER_SWEEPS, else ./sweeps)")
     p.add_argument("--models", nargs="+", choices=list(ARCHS), metavar="M",
                    help=f"models: {', '.join(ARCHS)} (default mlp)")
     p.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), metavar="D",

@@ -52,7 +52,8 @@ def configure_prune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-iteration", type=int, metavar="K",
                    help="with --resume: redo from iteration K (like the thesis' begin_itr)")
     p.add_argument("--name", help="run name (folder runs/<date>/<name>)")
-    p.add_argument("--runs-root", type=Path, help="root folder of runs (default: ./runs)")
+    p.add_argument("--runs-root", type=Path,
+                   help="root folder of runs (default: $EXPLORER_RUNS, else ./runs)")
     p.add_argument("--dataset", choices=sorted(DATASETS))
     p.add_argument("--hidden", type=int, nargs="+", metavar="H", help="hidden widths (default 256 64)")
     p.add_argument("--q", type=float, help="geometric keep factor per iteration (default 0.8)")
