@@ -247,6 +247,31 @@ def _read_safetensors(p: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]
     return state, meta
 
 
+def checkpoint_problem(path: str | os.PathLike) -> str | None:
+    """Why our checkpoint at `path` would not load, judged from its header and sidecar
+    without reading the weights; None when neither shows a fault.
+
+    For choosing among many checkpoints (a run's iterations), where loading each would
+    read every file: the Iterative page offered a truncated best_model.safetensors as
+    the model to deploy, and its download. A safetensors header records every tensor's
+    byte range, so a cut-off file is caught here."""
+    from safetensors import safe_open
+
+    tensor = checkpoint_paths(path)[0]
+    if not tensor.is_file():
+        return f"{tensor.name} is missing"
+    try:
+        with safe_open(str(tensor), "pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as exc:  # SafetensorError, OSError: whatever stops it opening
+        return f"{tensor.name} is not a valid safetensors file ({exc})"
+    try:
+        read_spec(tensor, meta)
+    except CheckpointError as exc:
+        return str(exc)
+    return None
+
+
 _GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")
 
 

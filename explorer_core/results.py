@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -182,6 +182,13 @@ class Recommendation:
     tolerance: float
     pruned: int = 0  # completed pruned iterations the pick was chosen from
     classes: int | None = None  # of the dataset; None: unknown, the dense model is trusted
+    # better picks whose checkpoint would not load, best first, with the reason
+    damaged: list[tuple[IterationRow, str]] = field(default_factory=list)
+
+    @property
+    def deployable(self) -> bool:
+        """Whether the pick's checkpoint loads (False only when no candidate's does)."""
+        return all(r is not self.row for r, _ in self.damaged)
 
     @property
     def drop(self) -> float:
@@ -201,9 +208,10 @@ class Recommendation:
             return True
         return has_learned(self.dense.test_acc, self.classes, self.dense.test_loss)
 
-    def summary(self) -> str:
+    def summary(self, damaged: bool = True) -> str:
         """One sentence for a person; never presents the dense model as a pruned one, nor
-        any model as a pick when the dense model did not learn."""
+        any model as a pick when the dense model did not learn. `damaged=False` leaves
+        out `damaged_note()`, for a page that shows it as a warning of its own."""
         r, dense = self.row, self.dense
         if not self.dense_learned:
             n = self.classes
@@ -216,21 +224,41 @@ class Recommendation:
                     f"the comparison means nothing. Check the training settings — a "
                     f"learning rate too high for the optimiser makes training diverge; too "
                     f"few dense epochs leave the model untrained — and start a new run.")
+        if not self.deployable:
+            return f"No checkpoint to deploy: {self.damaged_note()}"
         if self.is_dense:
-            why = (f"none of the {self.pruned} pruned iterations stays within "
-                   f"{self.tolerance:g} point{'' if self.tolerance == 1 else 's'} of it" if self.pruned else
-                   "no pruned iteration is complete yet")
-            return (f"Deploy the dense model itself (iteration 0, test accuracy "
+            within = f"{self.tolerance:g} point{'' if self.tolerance == 1 else 's'}"
+            why = (f"the pruned iterations within {within} of it have checkpoints that do "
+                   f"not load" if self.damaged else
+                   f"none of the {self.pruned} pruned iterations stays within {within} of it"
+                   if self.pruned else "no pruned iteration is complete yet")
+            pick = (f"Deploy the dense model itself (iteration 0, test accuracy "
                     f"{dense.test_acc:.2f} %): {why}.")
-        return (f"Iteration {r.iteration}: {r.percent_retained:.1f} % of hidden neurons "
-                f"({' '.join(map(str, r.widths))}), test accuracy {r.test_acc:.2f} % "
-                f"({abs(self.drop):.2f} points {'below' if self.drop > 0 else 'above'} "
-                f"the dense model's {dense.test_acc:.2f} %).")
+        else:
+            pick = (f"Iteration {r.iteration}: {r.percent_retained:.1f} % of hidden neurons "
+                    f"({' '.join(map(str, r.widths))}), test accuracy {r.test_acc:.2f} % "
+                    f"({abs(self.drop):.2f} points {'below' if self.drop > 0 else 'above'} "
+                    f"the dense model's {dense.test_acc:.2f} %).")
+        return f"{pick} {self.damaged_note()}" if self.damaged and damaged else pick
+
+    def damaged_note(self) -> str:
+        """Which better picks were passed over and how to get them back: a restart from
+        the earliest redoes it and every later iteration."""
+        which = "; ".join(f"iteration {r.iteration}: {why}" for r, why in self.damaged)
+        first = min(r.iteration for r, _ in self.damaged)
+        return (f"Passed over for a checkpoint that does not load — {which}. Restart the "
+                f"run from iteration {first} to write {'it' if len(self.damaged) == 1 else 'them'} "
+                f"again.")
 
 
-def recommend(rows: list[IterationRow], tolerance: float,
-              classes: int | None = None) -> Recommendation | None:
-    """The smallest model whose test accuracy is within `tolerance` points of the dense one.
+def recommend(rows: list[IterationRow], tolerance: float, classes: int | None = None,
+              problem: Callable[[Path], str | None] | None = None
+              ) -> Recommendation | None:
+    """The smallest model whose test accuracy is within `tolerance` points of the dense one
+    and whose checkpoint loads (`problem`, by default `checkpoint.checkpoint_problem`, says
+    why one would not; imported here, as it imports torch; better picks passed
+    over for it are `Recommendation.damaged`, so the page and the CLI can say which
+    iteration to redo rather than offer a broken file).
 
     `classes` (default: read from the dense checkpoint's sidecar) lets the pick say when
     the dense model did not learn (`Recommendation.dense_learned`): then the pick is the
@@ -244,8 +272,18 @@ def recommend(rows: list[IterationRow], tolerance: float,
     rec = Recommendation(dense, dense, tolerance, pruned=len(rows) - 1, classes=classes)
     if not rec.dense_learned:
         return rec
-    fit = [r for r in rows if dense.test_acc - r.test_acc <= tolerance]
-    rec.row = min(fit, key=lambda r: (r.percent_retained, -r.test_acc))
+    if problem is None:
+        from .checkpoint import checkpoint_problem as problem
+    fit = sorted((r for r in rows if dense.test_acc - r.test_acc <= tolerance),
+                 key=lambda r: (r.percent_retained, -r.test_acc))
+    for r in fit:  # the dense row is always within the tolerance
+        found = problem(r.checkpoint)
+        if found is None:
+            rec.row = r
+            break
+        rec.damaged.append((r, found))
+    else:  # nothing loads: the pick stands, and `deployable` says it cannot be had
+        rec.row = fit[0]
     return rec
 
 

@@ -321,12 +321,18 @@ def deploy_section(paths: RunPaths, rows) -> None:
         # nothing to deploy or to measure: the judgement and its reason are the core's
         st.warning(rec.summary() + _training_settings(paths), icon=":material/warning:")
         return
+    if not rec.deployable:  # no download of a file that does not load
+        st.error(rec.summary(), icon=":material/error:")
+        return
     r = rec.row
     if rec.is_dense:
         # no cost table: timing the dense model against itself measures noise, not a speed-up
-        st.info(rec.summary() + " Raise the tolerance to consider pruned ones.")
+        st.info(rec.summary(damaged=False) + " Raise the tolerance to consider pruned ones.")
     else:
-        st.success(rec.summary())
+        st.success(rec.summary(damaged=False))
+    if rec.damaged:
+        st.warning(rec.damaged_note(), icon=":material/warning:")
+    if not rec.is_dense:
         _cost_table(rec.dense, r)
     c1, c2 = st.columns(2)
     c1.download_button("Download checkpoint (.safetensors)", r.checkpoint.read_bytes(),

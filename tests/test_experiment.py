@@ -643,13 +643,16 @@ def test_recommending_the_dense_model_says_so_and_kept_epoch_is_lowest_val_loss(
     def row(i, acc):
         return IterationRow(i, [8 >> i], 100 / 2 ** i, 0.1, 0.2, acc, acc, Path(f"{i}.st"))
 
+    def loads(path):  # the rows name no files: every checkpoint counts as loading
+        return None
+
     rows = [row(0, 61.28), row(1, 50.0), row(2, 40.0)]
-    rec = recommend(rows, 1.0)
+    rec = recommend(rows, 1.0, problem=loads)
     assert rec.is_dense and rec.row.iteration == 0
     assert rec.summary().startswith("Deploy the dense model itself")
     assert "points above" not in rec.summary() and "2 pruned iterations" in rec.summary()
-    assert "no pruned iteration is complete" in recommend(rows[:1], 1.0).summary()
-    assert not recommend(rows, 15.0).is_dense
+    assert "no pruned iteration is complete" in recommend(rows[:1], 1.0, problem=loads).summary()
+    assert not recommend(rows, 15.0, problem=loads).is_dense
     # the saved epoch is the lowest validation loss, not the best test accuracy or the last
     epochs = [{"epoch": 1, "val_loss": 0.5, "test_acc": 90.0},
               {"epoch": 2, "val_loss": 0.3, "test_acc": 98.05},
@@ -784,6 +787,45 @@ def test_concatenate_reads_a_folder_the_thesis_scripts_wrote(tmp_path, capsys):
     assert err.count("\n") == 0 and "2/prune_w_retrain/validation_results.txt" in err
     assert main(["concatenate", str(tmp_path / "empty")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_a_pick_whose_checkpoint_does_not_load_is_passed_over_and_named(roots, capsys):
+    """A truncated best_model.safetensors was recommended, with its download; the next
+    best pick whose checkpoint loads is made instead, and the summary says which
+    iteration to redo. With no checkpoint left, nothing is offered."""
+    from explorer_core.checkpoint import load_checkpoint
+    from explorer_core.cli import main
+
+    runs, cache = roots
+    paths = create_run(small_config("damaged", retrain=False, schedule={"q": 0.3, "iterations": 3}),
+                       runs)
+    assert execute(paths, cache_root=cache)["state"] == "finished"
+    rows = iteration_rows(paths)
+    best = recommend(rows, 100.0)
+    assert best.row.iteration == 2 and not best.damaged  # the smallest, at any tolerance
+    data = rows[2].checkpoint.read_bytes()
+    rows[2].checkpoint.write_bytes(data[:len(data) // 2])
+    with pytest.raises(ExplorerError):
+        load_checkpoint(rows[2].checkpoint)
+    rec = recommend(rows, 100.0)
+    assert rec.row.iteration == 1 and rec.deployable
+    assert [r.iteration for r, _ in rec.damaged] == [2]
+    text = rec.summary()
+    assert text.startswith("Iteration 1: ")
+    assert ("Passed over for a checkpoint that does not load — iteration 2: "
+            "best_model.safetensors is not a valid safetensors file") in text
+    assert text.endswith("Restart the run from iteration 2 to write it again.")
+    load_checkpoint(rec.row.checkpoint)  # what is offered loads
+
+    rows[1].checkpoint.unlink()
+    rows[0].checkpoint.write_bytes(b"")
+    none = recommend(rows, 100.0)
+    assert not none.deployable
+    assert [r.iteration for r, _ in none.damaged] == [2, 1, 0]
+    assert none.summary().startswith("No checkpoint to deploy: Passed over")
+    assert "iteration 1: best_model.safetensors is missing" in none.summary()
+    assert none.summary().endswith("Restart the run from iteration 0 to write them again.")
+    capsys.readouterr()
 
 
 def test_no_model_is_recommended_when_the_dense_model_did_not_learn(tmp_path):

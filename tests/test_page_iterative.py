@@ -264,6 +264,42 @@ def test_a_dense_model_that_did_not_learn_gets_no_recommendation(app_test, runs_
     assert "Download validations.txt" in labels  # the results themselves are still there
 
 
+def test_a_truncated_checkpoint_is_not_offered_to_deploy(app_test, runs_root):
+    """The deploy pick offered a cut-off best_model.safetensors and its download; now the
+    next pick that loads is offered, with a warning naming the iteration to redo, and
+    with no file left that loads nothing is offered."""
+    from explorer_core.experiment import RunConfig, create_run
+    from explorer_core.results import iteration_rows
+
+    cfg = RunConfig(name="cut", dataset="digits", hidden=[16, 8], criterion="l1", retrain=False,
+                    schedule={"q": 0.5, "iterations": 3, "kind": "geometric"}, dense_epochs=3,
+                    batch_size=64, seed=0)
+    paths = create_run(cfg, runs_root)
+    jobs.launch(paths)
+    assert jobs.wait(paths, timeout=120)["state"] == "finished"
+    rows = iteration_rows(paths)
+    data = rows[2].checkpoint.read_bytes()
+    rows[2].checkpoint.write_bytes(data[:100])
+
+    at = open_page(app_test)
+    widget(at.number_input, "Accuracy tolerance (points below dense)").set_value(100.0).run()
+    assert not at.exception
+    assert any(s.value.startswith("Iteration 1: ") for s in at.success), \
+        [s.value for s in at.success]
+    warned = [w.value for w in at.warning if "does not load" in w.value]
+    assert len(warned) == 1 and "iteration 2: best_model.safetensors" in warned[0]
+    assert "Restart the run from iteration 2" in warned[0]
+    downloads = {b.label: b for b in at.get("download_button")}
+    assert "Download checkpoint (.safetensors)" in downloads
+
+    for row in rows[:2]:
+        row.checkpoint.write_bytes(b"")
+    at.run()
+    assert not at.exception
+    assert any(e.value.startswith("No checkpoint to deploy") for e in at.error)
+    assert "Download checkpoint (.safetensors)" not in [b.label for b in at.get("download_button")]
+
+
 def _vega_specs(at) -> list[str]:
     return [el.proto.spec for el in at.get("vega_lite_chart")]
 
