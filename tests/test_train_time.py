@@ -281,6 +281,10 @@ def test_catalog_lists_the_final_classifiers_for_inspect(tmp_path, small_run):
     ({"dataset": "imagenet"}, "unknown dataset"),
     ({"lr": -1.0}, "learning rate must be a positive number"),
     ({"epochs": 2.5}, "total epochs must be a whole number"),
+    # 100 000 started that many OpenMP threads: a traceback and a "failed" folder
+    ({"threads": 100_000}, "threads must be a whole number from 0 (automatic) to 1,024, "
+                           "got 100000"),
+    ({"threads": -1}, "threads must be a whole number from 0 (automatic) to 1,024"),
 ])
 def test_bad_settings_are_one_line_errors_and_make_no_folder(tmp_path, settings, message):
     with pytest.raises(ExplorerError) as info:
@@ -323,6 +327,22 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, argv, messa
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"threads": 100_000}, "error: threads must be a whole number from 0 (automatic) to "
+                           "1,024, got 100000"),
+])
+def test_cli_config_file_settings_refused_in_one_line_before_any_folder(tmp_path, capsys,
+                                                                       settings, message):
+    config = tmp_path / "tt.json"
+    config.write_text(json.dumps({**SMALL, **settings}))
+    runs = tmp_path / "runs"
+    assert _cli(["train-time", "--config", str(config), "--runs-root", str(runs),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == message + "\n"
+    assert not runs.exists()
 
 
 def _cli(argv: list[str]) -> int:
