@@ -285,6 +285,10 @@ def test_catalog_lists_the_final_classifiers_for_inspect(tmp_path, small_run):
     ({"threads": 100_000}, "threads must be a whole number from 0 (automatic) to 1,024, "
                            "got 100000"),
     ({"threads": -1}, "threads must be a whole number from 0 (automatic) to 1,024"),
+    # a VAE-only setting: a classifier took it silently and recorded it as used
+    ({"latent": 8}, "the latent size applies to the VAE only; the mlp classifier has none"),
+    ({"arch": "cnn", "latent": 8}, "the latent size applies to the VAE only; the cnn "
+                                   "classifier has none"),
 ])
 def test_bad_settings_are_one_line_errors_and_make_no_folder(tmp_path, settings, message):
     with pytest.raises(ExplorerError) as info:
@@ -332,6 +336,8 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, argv, messa
 @pytest.mark.parametrize("settings, message", [
     ({"threads": 100_000}, "error: threads must be a whole number from 0 (automatic) to "
                            "1,024, got 100000"),
+    ({"latent": 8}, "error: the latent size applies to the VAE only; the mlp classifier has "
+                    "none (drop it, or set the task to vae)"),
 ])
 def test_cli_config_file_settings_refused_in_one_line_before_any_folder(tmp_path, capsys,
                                                                        settings, message):
@@ -509,3 +515,24 @@ def test_a_fraction_that_removes_no_unit_is_refused_before_any_folder(tmp_path):
     paths = create_run(TrainTimeConfig(name="small-step", **{**SMALL, "hidden": [50, 30],
                                                              "prune_fraction": 0.02}), tmp_path)
     assert paths.config.is_file()
+
+
+def test_a_classifier_run_whose_config_json_records_a_latent_size_still_resumes(tmp_path,
+                                                                               small_run):
+    """Versions before `latent` became VAE-only wrote the default latent size into every
+    classifier run's config.json and saved records: such a run still loads and resumes
+    (the size was never used), while a new classifier config with a latent is refused."""
+    import shutil
+
+    paths = TrainTimePaths(shutil.copytree(small_run.root, tmp_path / "old"))
+    config = json.loads(paths.config.read_text())
+    assert config["latent"] is None  # a classifier records no latent size now
+    paths.config.write_text(json.dumps({**config, "latent": 20}))
+    for variant, seed in paths.completed_units():
+        record = json.loads(paths.final_model_json(variant, seed).read_text())
+        assert "latent" not in record["settings"]
+        record["settings"]["latent"] = 20
+        paths.final_model_json(variant, seed).write_text(json.dumps(record))
+    paths.final_model_json("random", 0).unlink()  # one unit left to compute
+    assert main(["train-time", "--resume", str(paths.root), "--quiet"]) == 0
+    assert finals(paths) == finals(small_run)

@@ -96,7 +96,7 @@ def _config_from(args: argparse.Namespace):
     if base.get("name") is None:  # absent or null: no name given
         base["name"] = default_name("train-time")
     if args.latent is not None and base.get("task", "classifier") != "vae":
-        # the config keeps a default latent size for every task, so only the flag tells
+        # the config's own check says it too; this one names the flag the user typed
         raise ExplorerError("--latent sets the VAE's latent size; a classifier has none "
                             "(drop it, or add --task vae)")
     try:
