@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from . import __version__, vae
-from .checkpoint import save_checkpoint
+from .checkpoint import checkpoint_intact, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions
 from .data import Dataset, availability, get_info, load_dataset
 from .errors import Cancelled, ExplorerError, raise_if_interrupted
@@ -520,13 +520,32 @@ def execute(paths: TrainTimePaths, should_stop: Callable[[], bool] | None = None
             on_event: Callable[[dict], None] | None = None) -> dict:
     """Run (or resume) the comparison in this process; returns the final status.
 
-    Holds the run's lock throughout. Completed (variant, seed) units are kept; events of
-    incomplete ones are dropped and those units are recomputed from their seed's start,
+    Holds the run's lock throughout. Completed (variant, seed) units are kept unless their
+    checkpoint is damaged (`damaged_units`); events of the others are dropped and those units are recomputed from their seed's start,
     which gives exactly the results of an uninterrupted run.
     """
     paths = TrainTimePaths(Path(paths.root))
     with worker_session(paths, should_stop) as stop:
         return _execute_locked(paths, stop, on_event or (lambda e: None))
+
+
+def damaged_units(paths: TrainTimePaths) -> list[tuple[str, int]]:
+    """Saved (variant, seed) runs whose final checkpoint is not whole (`checkpoint_intact`:
+    the tensor file's header and size, the sidecar's spec; headers only).
+
+    A resume computes them again instead of refusing: a junk final_model.safetensors
+    counted as done, so the run "finished" with a checkpoint nothing can load. Redoing
+    loses nothing: the file's weights are gone either way, the unit's numbers come back
+    bit for bit (its seed restarts from the beginning, as for any unsaved unit), and the
+    other runs stay as they are; a refusal would only leave the user to delete it by hand.
+    Checked on resume, not by `completed_units`, which the pages poll (as for sweeps).
+    """
+    return [u for u in paths.completed_units() if not checkpoint_intact(paths.final_model(*u))]
+
+
+def kept_units(paths: TrainTimePaths) -> set[tuple[str, int]]:
+    """The saved (variant, seed) runs a resume keeps; the rest are computed (again)."""
+    return set(paths.completed_units()) - set(damaged_units(paths))
 
 
 def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
@@ -538,7 +557,7 @@ def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
         raise
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
-    done = set(paths.completed_units())
+    done = kept_units(paths)
     events = [e for e in read_events(paths) if e.get("type") == "epoch"]
     kept = [e for e in events if (e.get("variant"), e.get("seed")) in done]
     counter = {"epochs": len(kept)}

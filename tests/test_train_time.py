@@ -456,6 +456,33 @@ def test_a_damaged_final_model_json_is_redone_not_counted(tmp_path, small_run):
                                                          if r["variant"] == "random"]
 
 
+@pytest.mark.parametrize("damage", [lambda b: b"this is not a safetensors file",
+                                    lambda b: b"", lambda b: b[:len(b) // 2]],
+                         ids=["junk", "emptied", "cut-short"])
+def test_a_damaged_final_model_checkpoint_is_redone_on_resume(tmp_path, small_run, capsys,
+                                                              damage):
+    """A junk final_model.safetensors counted as done: resume said "3 runs complete" and
+    left a checkpoint nothing could load. The unit is computed again, to the same weights,
+    and the command names the file."""
+    import shutil
+
+    paths = TrainTimePaths(shutil.copytree(small_run.root, tmp_path / "copy"))
+    junk = paths.final_model("random", 0)
+    junk.write_bytes(damage(junk.read_bytes()))
+    kept = {v: paths.final_model(v, 0).read_bytes() for v in ("importance", "none")}
+    assert main(["train-time", "--resume", str(paths.root), "--quiet"]) == 0
+    redone, original = load_checkpoint(junk), load_checkpoint(small_run.final_model("random", 0))
+    for key, tensor in original.model.state_dict().items():
+        assert torch.equal(redone.model.state_dict()[key], tensor), key
+    assert finals(paths) == finals(small_run)
+    captured = capsys.readouterr()
+    assert captured.err == f"{junk} is damaged: computing random seed 0 again\n"
+    assert captured.out.startswith("finished: 3 runs complete")
+    # the intact units were kept, not recomputed
+    assert {v: paths.final_model(v, 0).read_bytes() for v in kept} == kept
+    assert len(epochs_of(paths)[("random", 0)]) == SMALL["epochs"]
+
+
 @pytest.mark.parametrize("setting, value", [("lr", 0.01), ("prune_fraction", 0.2),
                                             ("criterion", "l1")])
 def test_a_resume_refuses_settings_edited_since_a_seed_was_saved(tmp_path, setting, value):

@@ -105,6 +105,16 @@ def _config_from(args: argparse.Namespace):
         raise ExplorerError(f"bad train-time setting: {exc}") from None
 
 
+def _say_redone(paths) -> None:
+    """Name each saved run whose checkpoint is damaged: the resume computes it again
+    (`train_time.damaged_units` says why), which would otherwise go unmentioned."""
+    from ..train_time import damaged_units
+
+    for variant, seed in damaged_units(paths):
+        print(f"{paths.final_model(variant, seed)} is damaged: computing {variant} seed "
+              f"{seed} again", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..rundir import TrainTimePaths
     from ..train_time import (check_recorded_settings, create_run, execute, load_config,
@@ -121,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = saved_settings(paths, load_config)
     if args.resume:  # refused here, the folder as it was (the worker wrote "failed")
         saved_settings(paths, lambda p: check_recorded_settings(p, cfg))
+        _say_redone(paths)
     show = None if args.quiet else _progress_printer(total_epochs(cfg), cfg.labels())
     status = execute(paths, on_event=show)
     if show is not None and sys.stderr.isatty():
