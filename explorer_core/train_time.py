@@ -548,6 +548,16 @@ def kept_units(paths: TrainTimePaths) -> set[tuple[str, int]]:
     return set(paths.completed_units()) - set(damaged_units(paths))
 
 
+def kept_epochs(paths: TrainTimePaths) -> int:
+    """Epoch events a resume keeps (those of `kept_units`): where its epoch count starts."""
+    return len(_kept_events(read_events(paths), kept_units(paths)))
+
+
+def _kept_events(events: list[dict], done: set[tuple[str, int]]) -> list[dict]:
+    return [e for e in events if e.get("type") == "epoch"
+            and (e.get("variant"), e.get("seed")) in done]
+
+
 def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
                     on_event: Callable[[dict], None]) -> dict:
     try:
@@ -559,8 +569,7 @@ def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
         return write_status(paths, "failed", message=str(exc))
     done = kept_units(paths)
     events = [e for e in read_events(paths) if e.get("type") == "epoch"]
-    kept = [e for e in events if (e.get("variant"), e.get("seed")) in done]
-    counter = {"epochs": len(kept)}
+    counter = {"epochs": len(_kept_events(events, done))}
     # The epochs of unsaved seeds are dropped below and recomputed: the mark keeps the
     # progress shown from stepping back meanwhile (`TrainTimeProgress.work_shown`).
     # Written before the events are dropped, so no poll sees the one without the other.

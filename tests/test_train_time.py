@@ -22,6 +22,8 @@ from explorer_core.train_time import (TrainTimeConfig, create_run, execute, fina
                                       planned_widths, progress, summarise, total_epochs)
 from explorer_core.vae import load_vae
 
+from conftest import bar_at_a_terminal
+
 # Two prunes of 25 % (after epochs 2 and 4), each followed by training.
 SMALL = dict(dataset="digits", hidden=[20, 12], epochs=5, initial_epochs=2, prune_every=2,
              prune_fraction=0.25, seeds=[0])
@@ -363,6 +365,39 @@ def test_cli_resume_refuses_new_settings(tmp_path, small_run, capsys):
     assert main(["train-time", "--resume", str(small_run.root), "--epochs", "9"]) == 2
     err = capsys.readouterr().err
     assert err == "error: --resume continues a run with its saved settings; drop --epochs\n"
+
+
+def test_a_resumed_runs_bar_starts_at_the_epochs_it_kept(tmp_path):
+    """Seed 0 saved (15 of 30 epochs), seed 1 cut short: the resumed command's bar
+    restarted at 0 of 30 (its first frame read 3.3 %, its last 50.0 %). It goes on from
+    the 15 kept: 16 of 30 after the first epoch, 100 % at the end."""
+    paths = create_run(TrainTimeConfig(name="bar", **{**SMALL, "seeds": [0, 1]}), tmp_path)
+    seen = {"epochs": 0}
+
+    def count(event: dict) -> None:
+        seen["epochs"] += event["type"] == "epoch"
+
+    assert execute(paths, should_stop=lambda: seen["epochs"] >= 18, on_event=count)["state"] \
+        == "stopped"
+    assert len(paths.completed_units()) == 3
+    code, frames = bar_at_a_terminal(["train-time", "--resume", str(paths.root)])
+    assert code == 0
+    assert len(frames) == 15  # one per epoch of seed 1, recomputed from its start
+    assert frames[0].startswith("[" + "#" * 16 + "-" * 14 + "]  53.3 %  ")
+    assert frames[-1].startswith("[" + "#" * 30 + "] 100.0 %  no pruning seed 1 epoch 5")
+    assert frames[-1].rstrip().endswith("eta 0 s")
+
+
+def test_the_bars_remaining_time_is_paced_by_this_sessions_epochs():
+    """15 of 30 epochs kept, 5 computed in 10 s: the 10 left take 20 s (counting the
+    kept 15 as if they had taken those 10 s said 5 s)."""
+    from explorer_core.cli import EpochBar
+
+    bar = EpochBar(total=30, done=15, started=time.time() - 10)
+    for kind in ["epoch"] * 5 + ["prune", "unit"]:
+        bar.count({"type": kind})
+    assert bar.done == 20 and bar.bar() == "[" + "#" * 20 + "-" * 10 + "]  66.7 %"
+    assert bar.times() == "elapsed 10 s  eta 20 s"
 
 
 def test_remaining_time_is_paced_by_epochs_not_by_the_workers_start_up(tmp_path):
