@@ -192,7 +192,7 @@ def check_seed(value: int, what: str) -> int:
 
 def check_threads(value: Any, what: str, minimum: int, note: str = "") -> int:
     """A thread count: a whole number within `minimum` … MAX_THREADS (`note` says what
-    the minimum means, e.g. " (0 = automatic)"); the one message names the range."""
+    the minimum means, e.g. " (automatic)"); the one message names the range."""
     if not _is_int(value) or not minimum <= value <= MAX_THREADS:
         raise ExplorerError(f"{what} must be a whole number from {minimum}{note} to "
                             f"{MAX_THREADS:,}, got {shown(value)}")

@@ -521,8 +521,9 @@ def execute(paths: TrainTimePaths, should_stop: Callable[[], bool] | None = None
     """Run (or resume) the comparison in this process; returns the final status.
 
     Holds the run's lock throughout. Completed (variant, seed) units are kept unless their
-    checkpoint is damaged (`damaged_units`); events of the others are dropped and those units are recomputed from their seed's start,
-    which gives exactly the results of an uninterrupted run.
+    checkpoint is damaged (`damaged_units`); events of the others are dropped and those
+    units are recomputed from their seed's start, which gives exactly the results of an
+    uninterrupted run.
     """
     paths = TrainTimePaths(Path(paths.root))
     with worker_session(paths, should_stop) as stop:
@@ -545,7 +546,7 @@ def damaged_units(paths: TrainTimePaths) -> list[tuple[str, int]]:
 
 def kept_units(paths: TrainTimePaths) -> set[tuple[str, int]]:
     """The saved (variant, seed) runs a resume keeps; the rest are computed (again)."""
-    return set(paths.completed_units()) - set(damaged_units(paths))
+    return {u for u in paths.completed_units() if checkpoint_intact(paths.final_model(*u))}
 
 
 def kept_epochs(paths: TrainTimePaths) -> int:
