@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -33,6 +34,43 @@ def default_name(prefix: str) -> str:
     """A run name nobody gave: the time and this process's id, so two commands started
     in the same second (a batch script) do not both claim `run-090355`."""
     return f"{prefix}-{time.strftime('%H%M%S')}-{os.getpid()}"
+
+
+@dataclass
+class EpochBar:
+    """The epoch count behind the progress bars of `prune` and `train-time`.
+
+    `done` starts at the epochs the run kept from before a resume: a resumed run's bar
+    began at 0 of N (and a run stopped halfway ended at 50 %). The remaining time is
+    paced by this session's epochs only; those kept cost no time now.
+    """
+    total: int
+    done: int = 0
+    started: float = field(default_factory=time.time)
+    first: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.first = self.done
+
+    def count(self, event: dict) -> None:
+        """One more epoch for each epoch event."""
+        self.done += event.get("type") == "epoch"
+
+    @property
+    def fraction(self) -> float:
+        return min(self.done / max(self.total, 1), 1.0)
+
+    def bar(self) -> str:
+        """`[#####-----]  50.0 %`, 30 characters wide."""
+        filled = int(30 * self.fraction)
+        return f"[{'#' * filled}{'-' * (30 - filled)}] {100 * self.fraction:5.1f} %"
+
+    def times(self) -> str:
+        """`elapsed 12 s  eta 30 s` (eta nan until this session has trained an epoch)."""
+        elapsed = time.time() - self.started
+        ran = self.done - self.first
+        eta = elapsed / ran * max(self.total - self.done, 0) if ran > 0 else float("nan")
+        return f"elapsed {elapsed:.0f} s  eta {eta:.0f} s"
 
 
 def read_json_config(path: Path) -> dict:

@@ -34,6 +34,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .errors import Cancelled, ExplorerError
+from .settings import check_threads
 from torch.nn.utils import prune
 
 from .masks import copy_model
@@ -73,8 +74,8 @@ class LatencyConfig:
                                 f"{self.batch_size:,}")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ExplorerError(f"latency warm-up must be a whole number ≥ 0, got {self.warmup!r}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ExplorerError(f"latency threads must be a whole number ≥ 1, got {self.threads!r}")
+        if self.threads is not None:
+            check_threads(self.threads, "latency threads", 1)
         return self
 
 

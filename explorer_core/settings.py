@@ -10,7 +10,7 @@ config built in code (whose config.json would otherwise not read back as it was
 written). JSON has few types, so few annotations are understood (`_PLAIN`, `_GENERIC`);
 another one is a programming error, raised as TypeError when its class is first used.
 
-Also the limits the config kinds share (`MAX_SEED`).
+Also the limits the config kinds share (`MAX_SEED`, `MAX_THREADS`).
 """
 from __future__ import annotations
 
@@ -29,6 +29,13 @@ T = TypeVar("T")
 # random generator; 2**31 - 1 is the largest seed every library here takes (and the
 # pages' seed inputs allow).
 MAX_SEED = 2**31 - 1
+
+# CPU threads for torch are kept to a fixed cap, not to this machine's core count: a
+# config.json is read back (and validated) on other machines, where a run made on a
+# big one must still resume. 1 024 is more cores than the machines this runs on have;
+# 100 000 made OpenMP start that many threads and the run died with a traceback
+# (an ImportError once memory ran out) and a "failed" folder.
+MAX_THREADS = 1024
 
 
 @dataclass(frozen=True)
@@ -180,4 +187,13 @@ def check_seed(value: int, what: str) -> int:
     """A seed within 0 … MAX_SEED (the type is checked by the annotations)."""
     if not 0 <= value <= MAX_SEED:
         raise ExplorerError(f"{what} must be within 0 … {MAX_SEED:,}, got {shown(value)}")
+    return value
+
+
+def check_threads(value: Any, what: str, minimum: int, note: str = "") -> int:
+    """A thread count: a whole number within `minimum` … MAX_THREADS (`note` says what
+    the minimum means, e.g. " (automatic)"); the one message names the range."""
+    if not _is_int(value) or not minimum <= value <= MAX_THREADS:
+        raise ExplorerError(f"{what} must be a whole number from {minimum}{note} to "
+                            f"{MAX_THREADS:,}, got {shown(value)}")
     return value

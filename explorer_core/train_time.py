@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from . import __version__, vae
-from .checkpoint import save_checkpoint
+from .checkpoint import checkpoint_intact, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions
 from .data import Dataset, availability, check_val_fraction, get_info, load_dataset
 from .errors import Cancelled, ExplorerError, raise_if_interrupted
@@ -78,6 +78,9 @@ class TrainTimeConfig:
     `hidden`: MLP hidden widths (default 50, 30 as in the original study), the CNN's
     fully connected widths (default 128), or the VAE encoder's widths (default 256,
     mirrored by the decoder). `channels`: the CNN's conv channels (default 16, 32).
+    `latent`: the VAE's latent size (default 20). Settings of one model only are None
+    (the default) for the others, and refused when given for them: a classifier took
+    `"latent": 8` from a config file silently and recorded it as if it had been used.
     `seeds`: every variant runs once per seed; charts show the mean over seeds.
     """
     name: str = "train-time"
@@ -86,7 +89,7 @@ class TrainTimeConfig:
     arch: str = "mlp"
     hidden: list[int] | None = None
     channels: list[int] | None = None
-    latent: int = vae.DEFAULT_LATENT
+    latent: int | None = None
     # Digits: 7 prunes of 10 % (50-30 → 23-14) in a few seconds; on Digits the
     # contribution-pruned MLP then ends ~6 points above the random-pruned one (5 seeds)
     epochs: int = 30
@@ -113,6 +116,9 @@ class TrainTimeConfig:
 
     def conv_channels(self) -> list[int]:
         return list(self.channels) if self.channels is not None else list(DEFAULT_CHANNELS)
+
+    def latent_size(self) -> int:
+        return self.latent if self.latent is not None else vae.DEFAULT_LATENT
 
     def prune_points(self) -> list[int]:
         """Epochs after which a prune happens (1-based); training always follows the last."""
@@ -151,6 +157,9 @@ class TrainTimeConfig:
             if self.arch != "cnn" and self.channels is not None:
                 raise ExplorerError(f"conv channels apply to the CNN only; the {self.arch} has "
                                     "none (drop them)")
+            if self.latent is not None:
+                raise ExplorerError(f"the latent size applies to the VAE only; the {self.arch} "
+                                    "classifier has none (drop it, or set the task to vae)")
         else:
             # not recorded in config.json as if they had been used
             if self.arch != "mlp":
@@ -162,7 +171,8 @@ class TrainTimeConfig:
             if not isinstance(self.criterion, str):
                 raise ExplorerError(f"criterion must be a name, got {self.criterion!r}")
             vae.check_criterion(self.criterion)
-            _whole(self.latent, "latent size", 1)
+            if self.latent is not None:
+                _whole(self.latent, "latent size", 1)
         if self.hidden is not None:
             # the CNN may go straight from its convs to the logits; MLP and VAE need a layer
             _whole_list(self.hidden, "hidden widths", maximum=MAX_WIDTH,
@@ -320,7 +330,7 @@ class VAETask:
         return len(self.pixels.train)
 
     def build(self) -> tuple[nn.Module, dict]:
-        model = vae.FCVAE(self.info.features, self.cfg.hidden_widths(), self.cfg.latent)
+        model = vae.FCVAE(self.info.features, self.cfg.hidden_widths(), self.cfg.latent_size())
         return model, vae.spec_of_vae(model, self.info.input_shape)
 
     @staticmethod
@@ -492,20 +502,59 @@ def load_config(paths: TrainTimePaths) -> TrainTimeConfig:
     if not isinstance(record, dict):
         raise ExplorerError(f"{paths.root} is not a run folder (no readable config.json)")
     check_kind(paths, record, TRAIN_TIME_RUN)
-    return TrainTimeConfig.from_dict(record).validate()
+    return TrainTimeConfig.from_dict(_without_unused_latent(record)).validate()
+
+
+def _without_unused_latent(record: dict) -> dict:
+    """A run folder's config.json without a classifier's latent size: versions before
+    `latent` became VAE-only wrote one for every run (the default 20, or whatever a
+    config file gave), and no classifier ever used it, so those runs still load."""
+    if record.get("task", "classifier") == "vae" or "latent" not in record:
+        return record
+    return {k: v for k, v in record.items() if k != "latent"}
 
 
 def execute(paths: TrainTimePaths, should_stop: Callable[[], bool] | None = None,
             on_event: Callable[[dict], None] | None = None) -> dict:
     """Run (or resume) the comparison in this process; returns the final status.
 
-    Holds the run's lock throughout. Completed (variant, seed) units are kept; events of
-    incomplete ones are dropped and those units are recomputed from their seed's start,
-    which gives exactly the results of an uninterrupted run.
+    Holds the run's lock throughout. Completed (variant, seed) units are kept unless their
+    checkpoint is damaged (`damaged_units`); events of the others are dropped and those
+    units are recomputed from their seed's start, which gives exactly the results of an
+    uninterrupted run.
     """
     paths = TrainTimePaths(Path(paths.root))
     with worker_session(paths, should_stop) as stop:
         return _execute_locked(paths, stop, on_event or (lambda e: None))
+
+
+def damaged_units(paths: TrainTimePaths) -> list[tuple[str, int]]:
+    """Saved (variant, seed) runs whose final checkpoint is not whole (`checkpoint_intact`:
+    the tensor file's header and size, the sidecar's spec; headers only).
+
+    A resume computes them again instead of refusing: a junk final_model.safetensors
+    counted as done, so the run "finished" with a checkpoint nothing can load. Redoing
+    loses nothing: the file's weights are gone either way, the unit's numbers come back
+    bit for bit (its seed restarts from the beginning, as for any unsaved unit), and the
+    other runs stay as they are; a refusal would only leave the user to delete it by hand.
+    Checked on resume, not by `completed_units`, which the pages poll (as for sweeps).
+    """
+    return [u for u in paths.completed_units() if not checkpoint_intact(paths.final_model(*u))]
+
+
+def kept_units(paths: TrainTimePaths) -> set[tuple[str, int]]:
+    """The saved (variant, seed) runs a resume keeps; the rest are computed (again)."""
+    return {u for u in paths.completed_units() if checkpoint_intact(paths.final_model(*u))}
+
+
+def kept_epochs(paths: TrainTimePaths) -> int:
+    """Epoch events a resume keeps (those of `kept_units`): where its epoch count starts."""
+    return len(_kept_events(read_events(paths), kept_units(paths)))
+
+
+def _kept_events(events: list[dict], done: set[tuple[str, int]]) -> list[dict]:
+    return [e for e in events if e.get("type") == "epoch"
+            and (e.get("variant"), e.get("seed")) in done]
 
 
 def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
@@ -517,10 +566,9 @@ def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
         raise
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
-    done = set(paths.completed_units())
+    done = kept_units(paths)
     events = [e for e in read_events(paths) if e.get("type") == "epoch"]
-    kept = [e for e in events if (e.get("variant"), e.get("seed")) in done]
-    counter = {"epochs": len(kept)}
+    counter = {"epochs": len(_kept_events(events, done))}
     # The epochs of unsaved seeds are dropped below and recomputed: the mark keeps the
     # progress shown from stepping back meanwhile (`TrainTimeProgress.work_shown`).
     # Written before the events are dropped, so no poll sees the one without the other.
@@ -674,9 +722,15 @@ def _save_unit(paths: TrainTimePaths, cfg: TrainTimeConfig, task, variant: str, 
 _RESULT_NEUTRAL = ("name", "seeds", "variants", "threads", "device")
 
 
+# Settings of one task only: not recorded for the others (runs of older versions
+# recorded a classifier's unused latent size; leaving it out lets them resume).
+_TASK_ONLY = {"latent": "vae"}
+
+
 def recorded_settings(cfg: TrainTimeConfig) -> dict[str, Any]:
     """What a saved (variant, seed) records of the settings it was computed with."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in _RESULT_NEUTRAL}
+    return {k: v for k, v in cfg.to_dict().items() if k not in _RESULT_NEUTRAL
+            and _TASK_ONLY.get(k, cfg.task) == cfg.task}
 
 
 def check_recorded_settings(paths: TrainTimePaths, cfg: TrainTimeConfig) -> None:

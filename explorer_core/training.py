@@ -20,6 +20,7 @@ from torch import nn
 
 from .data import Dataset, Split
 from .errors import Cancelled, ExplorerError
+from .settings import check_threads
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -97,11 +98,11 @@ class TrainConfig:
                                 f"one of {', '.join(LR_SCHEDULES)}")
         for name, minimum in (("epochs", 0), ("batch_size", 1), ("max_micro_batch", 1),
                               ("memory_budget_mb", 1),
-                              ("eval_batch_size", 1), ("patience", 0), ("seed", 0),
-                              ("threads", 0)):
+                              ("eval_batch_size", 1), ("patience", 0), ("seed", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
                 raise ExplorerError(f"{name} must be a whole number ≥ {minimum}, got {v!r}")
+        check_threads(self.threads, "threads", 0, " (automatic)")
         for name, positive in (("lr", True), ("weight_decay", False)):
             v = getattr(self, name)
             ok = (not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)

@@ -69,7 +69,7 @@ def setup_form() -> None:
             if model == "cnn":
                 channels = c1.text_input("Conv channels", format_int_list(DEFAULT_CHANNELS))
             if task == "vae":
-                latent = bounded_number(c1, "Latent size", 1, 1024, DEFAULTS.latent)
+                latent = bounded_number(c1, "Latent size", 1, 1024, DEFAULTS.latent_size())
             epochs = bounded_number(c2, "Total epochs", 2, 10_000, DEFAULTS.epochs)
             initial = bounded_number(c2, "Initial epochs before the first prune", 1, 10_000,
                                      DEFAULTS.initial_epochs)
@@ -100,7 +100,7 @@ def setup_form() -> None:
             name=name.strip(), task=task, dataset=dataset, arch=arch,
             hidden=list(parse_int_list(widths)),
             channels=list(parse_int_list(channels, "conv channels", "16, 32")) if model == "cnn" else None,
-            latent=int(latent) if task == "vae" else DEFAULTS.latent,
+            latent=int(latent) if task == "vae" else None,
             epochs=int(epochs), initial_epochs=int(initial), prune_every=int(every),
             prune_fraction=float(fraction) / 100, criterion=criterion, variants=variants,
             seeds=list(parse_int_list(seeds, "seeds", "0, 1, 2")), batch_size=int(batch), lr=float(lr))

@@ -62,6 +62,28 @@ def refused_pngs(monkeypatch) -> None:
     monkeypatch.setattr(vl_convert, "vegalite_to_png", refuse)
 
 
+def bar_at_a_terminal(argv: list[str]) -> tuple[int, list[str]]:
+    """`main(argv)` with stderr as a terminal (the CLI then redraws its progress bar with
+    \\r): its exit code and the bar's frames, each from its first '['. Swapped here, in
+    the test's call: pytest puts its own stderr back between a fixture and the test."""
+    import io
+
+    from explorer_core.cli import main
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    err, before = Terminal(), sys.stderr
+    sys.stderr = err
+    try:
+        code = main(argv)
+    finally:
+        sys.stderr = before
+    pieces = err.getvalue().replace("\n", "\r").split("\r")
+    return code, [p[p.index("["):] for p in pieces if p.lstrip().startswith("[")]
+
+
 def widget(items, label: str):
     """The one AppTest widget labelled `label` among `items` (e.g. `at.text_input`)."""
     found = [w for w in items if w.label == label]

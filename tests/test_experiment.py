@@ -114,6 +114,31 @@ def test_stop_request_then_resume(roots):
     assert paths.completed_iterations() == list(range(len(plan(small_config("x")))))
 
 
+def test_a_resumed_prune_bar_starts_at_the_epochs_it_kept(roots):
+    """Iterations 0 and 1 kept (3 + 1 of 5 epochs): the resumed command's bar restarted
+    at 0 % and ended at 20 %. It goes on from 80 % and ends at 100 %."""
+    from explorer_core.experiment import total_epochs
+
+    from conftest import bar_at_a_terminal
+
+    runs, cache = roots
+    cfg = small_config("bar", schedule={"q": 0.6, "iterations": 3, "kind": "geometric"})
+    assert (len(plan(cfg)), total_epochs(cfg, len(plan(cfg)))) == (3, 5)
+    paths = create_run(cfg, runs)
+    seen = {"iterations": 0}
+
+    def count(event: dict) -> None:
+        seen["iterations"] += event["type"] == "iteration"
+
+    assert execute(paths, should_stop=lambda: seen["iterations"] >= 2, on_event=count,
+                   cache_root=cache)["state"] == "stopped"
+    assert paths.completed_iterations() == [0, 1]
+    code, frames = bar_at_a_terminal(["prune", "--resume", str(paths.root)])
+    assert code == 0
+    assert frames[0].startswith("[" + "#" * 24 + "-" * 6 + "]  80.0 %  it 2")  # pruned
+    assert frames[-1].startswith("[" + "#" * 30 + "] 100.0 %  it 2  test acc")
+
+
 def test_restart_from_iteration_redoes_later_iterations(roots):
     runs, cache = roots
     paths = create_run(small_config("redo"), runs)

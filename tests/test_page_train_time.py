@@ -143,6 +143,7 @@ def test_start_runs_in_the_background_and_shows_results(runs_root):
     assert (config["hidden"], config["criterion"], config["seeds"], config["epochs"],
             config["prune_fraction"], config["variants"]) == \
         ([16, 8], "l1", [3, 4], 4, 0.25, ["importance", "random", "none"])
+    assert config["latent"] is None  # the VAE's setting: a classifier has none
     assert read_status(runs[0])["state"] in ("queued", "running", "finished")
     assert jobs.wait(runs[0], timeout=120)["state"] == "finished"
 
@@ -189,6 +190,7 @@ def test_the_name_typed_for_the_next_run_is_the_name_it_gets(runs_root):
 def test_a_vae_run_shows_reconstructions_and_samples(runs_root):
     at = open_page({"tt_model": "vae"})
     widget(at.text_input, "Hidden widths").set_value("32")
+    assert widget(at.number_input, "Latent size").value == 20  # the VAE's default
     widget(at.number_input, "Latent size").set_value(4)
     widget(at.number_input, "Total epochs").set_value(3)
     widget(at.number_input, "Initial epochs before the first prune").set_value(1)
@@ -197,6 +199,7 @@ def test_a_vae_run_shows_reconstructions_and_samples(runs_root):
     start(at)
     assert not at.error, [e.value for e in at.error]
     run = list_train_time_runs(runs_root)[0]
+    assert json.loads(run.config.read_text())["latent"] == 4
     assert jobs.wait(run, timeout=120)["state"] == "finished"
     at.run()
     assert not at.exception

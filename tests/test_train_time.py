@@ -22,6 +22,8 @@ from explorer_core.train_time import (TrainTimeConfig, create_run, execute, fina
                                       planned_widths, progress, summarise, total_epochs)
 from explorer_core.vae import load_vae
 
+from conftest import bar_at_a_terminal
+
 # Two prunes of 25 % (after epochs 2 and 4), each followed by training.
 SMALL = dict(dataset="digits", hidden=[20, 12], epochs=5, initial_epochs=2, prune_every=2,
              prune_fraction=0.25, seeds=[0])
@@ -281,6 +283,14 @@ def test_catalog_lists_the_final_classifiers_for_inspect(tmp_path, small_run):
     ({"dataset": "imagenet"}, "unknown dataset"),
     ({"lr": -1.0}, "learning rate must be a positive number"),
     ({"epochs": 2.5}, "total epochs must be a whole number"),
+    # 100 000 started that many OpenMP threads: a traceback and a "failed" folder
+    ({"threads": 100_000}, "threads must be a whole number from 0 (automatic) to 1,024, "
+                           "got 100000"),
+    ({"threads": -1}, "threads must be a whole number from 0 (automatic) to 1,024"),
+    # a VAE-only setting: a classifier took it silently and recorded it as used
+    ({"latent": 8}, "the latent size applies to the VAE only; the mlp classifier has none"),
+    ({"arch": "cnn", "latent": 8}, "the latent size applies to the VAE only; the cnn "
+                                   "classifier has none"),
 ])
 def test_bad_settings_are_one_line_errors_and_make_no_folder(tmp_path, settings, message):
     with pytest.raises(ExplorerError) as info:
@@ -325,6 +335,24 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, argv, messa
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("settings, message", [
+    ({"threads": 100_000}, "error: threads must be a whole number from 0 (automatic) to "
+                           "1,024, got 100000"),
+    ({"latent": 8}, "error: the latent size applies to the VAE only; the mlp classifier has "
+                    "none (drop it, or set the task to vae)"),
+])
+def test_cli_config_file_settings_refused_in_one_line_before_any_folder(tmp_path, capsys,
+                                                                       settings, message):
+    config = tmp_path / "tt.json"
+    config.write_text(json.dumps({**SMALL, **settings}))
+    runs = tmp_path / "runs"
+    assert _cli(["train-time", "--config", str(config), "--runs-root", str(runs),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == message + "\n"
+    assert not runs.exists()
+
+
 def _cli(argv: list[str]) -> int:
     """`main`'s exit code, also for argparse errors (which exit through SystemExit)."""
     try:
@@ -337,6 +365,39 @@ def test_cli_resume_refuses_new_settings(tmp_path, small_run, capsys):
     assert main(["train-time", "--resume", str(small_run.root), "--epochs", "9"]) == 2
     err = capsys.readouterr().err
     assert err == "error: --resume continues a run with its saved settings; drop --epochs\n"
+
+
+def test_a_resumed_runs_bar_starts_at_the_epochs_it_kept(tmp_path):
+    """Seed 0 saved (15 of 30 epochs), seed 1 cut short: the resumed command's bar
+    restarted at 0 of 30 (its first frame read 3.3 %, its last 50.0 %). It goes on from
+    the 15 kept: 16 of 30 after the first epoch, 100 % at the end."""
+    paths = create_run(TrainTimeConfig(name="bar", **{**SMALL, "seeds": [0, 1]}), tmp_path)
+    seen = {"epochs": 0}
+
+    def count(event: dict) -> None:
+        seen["epochs"] += event["type"] == "epoch"
+
+    assert execute(paths, should_stop=lambda: seen["epochs"] >= 18, on_event=count)["state"] \
+        == "stopped"
+    assert len(paths.completed_units()) == 3
+    code, frames = bar_at_a_terminal(["train-time", "--resume", str(paths.root)])
+    assert code == 0
+    assert len(frames) == 15  # one per epoch of seed 1, recomputed from its start
+    assert frames[0].startswith("[" + "#" * 16 + "-" * 14 + "]  53.3 %  ")
+    assert frames[-1].startswith("[" + "#" * 30 + "] 100.0 %  no pruning seed 1 epoch 5")
+    assert frames[-1].rstrip().endswith("eta 0 s")
+
+
+def test_the_bars_remaining_time_is_paced_by_this_sessions_epochs():
+    """15 of 30 epochs kept, 5 computed in 10 s: the 10 left take 20 s (counting the
+    kept 15 as if they had taken those 10 s said 5 s)."""
+    from explorer_core.cli import EpochBar
+
+    bar = EpochBar(total=30, done=15, started=time.time() - 10)
+    for kind in ["epoch"] * 5 + ["prune", "unit"]:
+        bar.count({"type": kind})
+    assert bar.done == 20 and bar.bar() == "[" + "#" * 20 + "-" * 10 + "]  66.7 %"
+    assert bar.times() == "elapsed 10 s  eta 20 s"
 
 
 def test_remaining_time_is_paced_by_epochs_not_by_the_workers_start_up(tmp_path):
@@ -430,6 +491,33 @@ def test_a_damaged_final_model_json_is_redone_not_counted(tmp_path, small_run):
                                                          if r["variant"] == "random"]
 
 
+@pytest.mark.parametrize("damage", [lambda b: b"this is not a safetensors file",
+                                    lambda b: b"", lambda b: b[:len(b) // 2]],
+                         ids=["junk", "emptied", "cut-short"])
+def test_a_damaged_final_model_checkpoint_is_redone_on_resume(tmp_path, small_run, capsys,
+                                                              damage):
+    """A junk final_model.safetensors counted as done: resume said "3 runs complete" and
+    left a checkpoint nothing could load. The unit is computed again, to the same weights,
+    and the command names the file."""
+    import shutil
+
+    paths = TrainTimePaths(shutil.copytree(small_run.root, tmp_path / "copy"))
+    junk = paths.final_model("random", 0)
+    junk.write_bytes(damage(junk.read_bytes()))
+    kept = {v: paths.final_model(v, 0).read_bytes() for v in ("importance", "none")}
+    assert main(["train-time", "--resume", str(paths.root), "--quiet"]) == 0
+    redone, original = load_checkpoint(junk), load_checkpoint(small_run.final_model("random", 0))
+    for key, tensor in original.model.state_dict().items():
+        assert torch.equal(redone.model.state_dict()[key], tensor), key
+    assert finals(paths) == finals(small_run)
+    captured = capsys.readouterr()
+    assert captured.err == f"{junk} is damaged: computing random seed 0 again\n"
+    assert captured.out.startswith("finished: 3 runs complete")
+    # the intact units were kept, not recomputed
+    assert {v: paths.final_model(v, 0).read_bytes() for v in kept} == kept
+    assert len(epochs_of(paths)[("random", 0)]) == SMALL["epochs"]
+
+
 @pytest.mark.parametrize("setting, value", [("lr", 0.01), ("prune_fraction", 0.2),
                                             ("criterion", "l1")])
 def test_a_resume_refuses_settings_edited_since_a_seed_was_saved(tmp_path, setting, value):
@@ -489,3 +577,24 @@ def test_a_fraction_that_removes_no_unit_is_refused_before_any_folder(tmp_path):
     paths = create_run(TrainTimeConfig(name="small-step", **{**SMALL, "hidden": [50, 30],
                                                              "prune_fraction": 0.02}), tmp_path)
     assert paths.config.is_file()
+
+
+def test_a_classifier_run_whose_config_json_records_a_latent_size_still_resumes(tmp_path,
+                                                                               small_run):
+    """Versions before `latent` became VAE-only wrote the default latent size into every
+    classifier run's config.json and saved records: such a run still loads and resumes
+    (the size was never used), while a new classifier config with a latent is refused."""
+    import shutil
+
+    paths = TrainTimePaths(shutil.copytree(small_run.root, tmp_path / "old"))
+    config = json.loads(paths.config.read_text())
+    assert config["latent"] is None  # a classifier records no latent size now
+    paths.config.write_text(json.dumps({**config, "latent": 20}))
+    for variant, seed in paths.completed_units():
+        record = json.loads(paths.final_model_json(variant, seed).read_text())
+        assert "latent" not in record["settings"]
+        record["settings"]["latent"] = 20
+        paths.final_model_json(variant, seed).write_text(json.dumps(record))
+    paths.final_model_json("random", 0).unlink()  # one unit left to compute
+    assert main(["train-time", "--resume", str(paths.root), "--quiet"]) == 0
+    assert finals(paths) == finals(small_run)

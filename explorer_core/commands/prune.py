@@ -3,38 +3,31 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from ..cli import (command, default_name, read_json_config, refuse_settings_beside_resume,
-                   saved_settings)
+from ..cli import (EpochBar, command, default_name, read_json_config,
+                   refuse_settings_beside_resume, saved_settings)
 from ..errors import ExplorerError
 from ..rundir import RunPaths
 
 
-def _progress_printer(total_epochs: int):
-    """A one-line progress bar on stderr, redrawn per epoch and iteration.
+def _progress_printer(bar: EpochBar):
+    """A one-line progress bar on stderr, redrawn per epoch and iteration (`bar` counts
+    the epochs, from those of the iterations a resume keeps).
 
     Into a log file or pipe (not a terminal) it writes one plain line per iteration
     instead, so the log stays readable.
     """
-    state = {"epochs": 0, "start": time.time()}
     terminal = sys.stderr.isatty()
     redraw = "\r" if terminal else ""
 
     def show(event: dict) -> None:
-        if event.get("type") == "epoch":
-            state["epochs"] += 1
+        bar.count(event)
         if not terminal and event.get("type") != "iteration":
             return
-        done = min(state["epochs"] / max(total_epochs, 1), 1.0)
-        bar = "#" * int(30 * done) + "-" * (30 - int(30 * done))
-        elapsed = time.time() - state["start"]
-        eta = elapsed / done - elapsed if done > 0 else float("nan")
         acc = event.get("test_acc")
-        line = (f"{redraw}[{bar}] {100 * done:5.1f} %  it {event.get('iteration')}  "
-                f"{'' if acc is None else f'test acc {acc:.2f} %  '}"
-                f"elapsed {elapsed:.0f} s  eta {eta:.0f} s ")
+        line = (f"{redraw}{bar.bar()}  it {event.get('iteration')}  "
+                f"{'' if acc is None else f'test acc {acc:.2f} %  '}{bar.times()} ")
         print(line, end="", file=sys.stderr, flush=True)
         if event.get("type") == "iteration":
             print(file=sys.stderr)
@@ -183,13 +176,26 @@ def run_prune(args: argparse.Namespace) -> int:
     if args.resume:  # refused here, the folder as it was (a worker turned a finished run
         # "failed" over an edited retain.txt, and lost its iterations to a missing dataset)
         saved_settings(paths, lambda p: check_resumable(p, args.from_iteration))
-    show = None if args.quiet else _progress_printer(total_epochs(cfg, len(plan(cfg))))
+    done = _kept_epochs(paths, args.from_iteration) if args.resume else 0
+    show = None if args.quiet else _progress_printer(EpochBar(total_epochs(cfg, len(plan(cfg))),
+                                                              done))
     status = execute(paths, args.from_iteration, on_event=show)
     print(f"{status['state']}: {status.get('message', '')} ({paths.root})")
     if status["state"] == "failed":
         raise ExplorerError(status.get("message", "run failed"))
     _print_deploy_pick(paths, 1.0 if args.tolerance is None else args.tolerance)
     return 0 if status["state"] == "finished" else 3
+
+
+def _kept_epochs(paths: RunPaths, from_iteration: int | None) -> int:
+    """Epoch events of the iterations a resume keeps (those before it restarts): where
+    its bar starts, as an uninterrupted run's bar stood there."""
+    from ..experiment import resume_point
+    from ..rundir import read_events
+
+    start = resume_point(paths, from_iteration)
+    return sum(1 for e in read_events(paths) if e.get("type") == "epoch"
+               and isinstance(e.get("iteration"), int) and e["iteration"] < start)
 
 
 def _print_deploy_pick(paths: RunPaths, tolerance: float) -> None:

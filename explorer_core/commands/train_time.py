@@ -3,37 +3,31 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from ..cli import (command, default_name, read_json_config, refuse_settings_beside_resume,
-                   saved_settings)
+from ..cli import (EpochBar, command, default_name, read_json_config,
+                   refuse_settings_beside_resume, saved_settings)
 from ..errors import ExplorerError
 
 
-def _progress_printer(total_epochs: int, labels: dict[str, str]):
-    """A one-line progress bar on stderr, redrawn per epoch.
+def _progress_printer(bar: EpochBar, labels: dict[str, str]):
+    """A one-line progress bar on stderr, redrawn per epoch (`bar` counts the epochs,
+    from those a resume keeps).
 
     Into a log file or pipe (the background worker's worker.log) it writes one plain
     line per finished (variant, seed) instead, so the log stays readable.
     """
-    state = {"epochs": 0, "start": time.time()}
     terminal = sys.stderr.isatty()
 
     def show(event: dict) -> None:
-        if event.get("type") == "epoch":
-            state["epochs"] += 1
+        bar.count(event)
         if event.get("type") != ("epoch" if terminal else "unit"):
             return
-        done = min(state["epochs"] / max(total_epochs, 1), 1.0)
-        bar = "#" * int(30 * done) + "-" * (30 - int(30 * done))
-        elapsed = time.time() - state["start"]
-        eta = elapsed / done - elapsed if done > 0 else float("nan")
         metric = (f"test acc {event['test_acc']:.2f} %" if "test_acc" in event else
                   f"test loss {event.get('test_loss', float('nan')):.3f}")
-        line = (f"[{bar}] {100 * done:5.1f} %  {labels.get(event.get('variant'), '?')} "
+        line = (f"{bar.bar()}  {labels.get(event.get('variant'), '?')} "
                 f"seed {event.get('seed')} epoch {event.get('epoch')}  {metric}  "
-                f"elapsed {elapsed:.0f} s  eta {eta:.0f} s ")
+                f"{bar.times()} ")
         print(("\r" + line) if terminal else line, end="" if terminal else "\n",
               file=sys.stderr, flush=True)
     return show
@@ -96,7 +90,7 @@ def _config_from(args: argparse.Namespace):
     if base.get("name") is None:  # absent or null: no name given
         base["name"] = default_name("train-time")
     if args.latent is not None and base.get("task", "classifier") != "vae":
-        # the config keeps a default latent size for every task, so only the flag tells
+        # the config's own check says it too; this one names the flag the user typed
         raise ExplorerError("--latent sets the VAE's latent size; a classifier has none "
                             "(drop it, or add --task vae)")
     try:
@@ -105,10 +99,20 @@ def _config_from(args: argparse.Namespace):
         raise ExplorerError(f"bad train-time setting: {exc}") from None
 
 
+def _say_redone(paths) -> None:
+    """Name each saved run whose checkpoint is damaged: the resume computes it again
+    (`train_time.damaged_units` says why), which would otherwise go unmentioned."""
+    from ..train_time import damaged_units
+
+    for variant, seed in damaged_units(paths):
+        print(f"{paths.final_model(variant, seed)} is damaged: computing {variant} seed "
+              f"{seed} again", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..rundir import TrainTimePaths
-    from ..train_time import (check_recorded_settings, create_run, execute, load_config,
-                              total_epochs)
+    from ..train_time import (check_recorded_settings, create_run, execute, kept_epochs,
+                              load_config, total_epochs)
 
     if args.resume:
         refuse_settings_beside_resume(args)
@@ -121,7 +125,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = saved_settings(paths, load_config)
     if args.resume:  # refused here, the folder as it was (the worker wrote "failed")
         saved_settings(paths, lambda p: check_recorded_settings(p, cfg))
-    show = None if args.quiet else _progress_printer(total_epochs(cfg), cfg.labels())
+        _say_redone(paths)
+    done = kept_epochs(paths) if args.resume else 0
+    show = None if args.quiet else _progress_printer(EpochBar(total_epochs(cfg), done),
+                                                     cfg.labels())
     status = execute(paths, on_event=show)
     if show is not None and sys.stderr.isatty():
         print(file=sys.stderr)
