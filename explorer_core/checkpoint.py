@@ -168,31 +168,51 @@ def link_checkpoint(source: str | os.PathLike, path: str | os.PathLike,
 _MAX_HEADER = 100_000_000
 
 
-def checkpoint_intact(path: str | os.PathLike) -> bool:
-    """Whether a checkpoint's files look whole, read cheaply: the tensor file's header
-    parses and the data it lists ends exactly at the end of the file (a zero-byte or
-    truncated file fails), and the sidecar is a JSON object with a spec.
+def checkpoint_problem(path: str | os.PathLike) -> str | None:
+    """Why a checkpoint's files do not look whole, read cheaply; None when they do: the
+    tensor file's header parses and the data it lists ends exactly at the end of the
+    file (a zero-byte or truncated file fails), and the sidecar is a JSON object with a
+    spec. Reads headers only, never the tensors.
 
-    For resuming a sweep, whose finished cells each name a checkpoint: a file emptied or
-    cut short counted as done. Reads headers only, never the tensors.
+    For choosing among many checkpoints: a resumed sweep's or train-time run's finished
+    cells (a file emptied or cut short counted as done), and the Iterative page's model
+    to deploy (it offered a truncated best_model.safetensors, and its download).
     """
     tensor_path, json_path = checkpoint_paths(path)
+    cut = f"{tensor_path.name} is cut short or not a safetensors file"
     try:
         size = tensor_path.stat().st_size
         with open(tensor_path, "rb") as fh:
             head = fh.read(8)
             if len(head) < 8:
-                return False
+                return cut
             (length,) = struct.unpack("<Q", head)
             if length > min(size - 8, _MAX_HEADER):
-                return False
+                return cut
             header = json.loads(fh.read(length))
-        info = json.loads(json_path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return False
+    except FileNotFoundError:
+        return f"{tensor_path.name} is missing"
+    except OSError as exc:
+        return f"cannot read {tensor_path.name}: {exc.strerror or exc}"
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return cut
     end = _data_end(header)
-    return end is not None and 8 + length + end == size and isinstance(info, dict) and \
-        isinstance(info.get("spec"), dict)
+    if end is None or 8 + length + end != size:
+        return cut
+    try:
+        info = json.loads(json_path.read_text())
+    except FileNotFoundError:
+        return f"{json_path.name} (its model spec) is missing"
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return f"{json_path.name} (its model spec) is not readable JSON"
+    if not isinstance(info, dict) or not isinstance(info.get("spec"), dict):
+        return f"{json_path.name} has no model spec"
+    return None
+
+
+def checkpoint_intact(path: str | os.PathLike) -> bool:
+    """`checkpoint_problem` finds nothing."""
+    return checkpoint_problem(path) is None
 
 
 def _data_end(header: Any) -> int | None:
@@ -245,31 +265,6 @@ def _read_safetensors(p: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]
     except (SafetensorError, ValueError, RuntimeError, OSError, struct.error) as exc:
         raise CheckpointError(f"{p.name} is not a valid safetensors file ({exc})") from None
     return state, meta
-
-
-def checkpoint_problem(path: str | os.PathLike) -> str | None:
-    """Why our checkpoint at `path` would not load, judged from its header and sidecar
-    without reading the weights; None when neither shows a fault.
-
-    For choosing among many checkpoints (a run's iterations), where loading each would
-    read every file: the Iterative page offered a truncated best_model.safetensors as
-    the model to deploy, and its download. A safetensors header records every tensor's
-    byte range, so a cut-off file is caught here."""
-    from safetensors import safe_open
-
-    tensor = checkpoint_paths(path)[0]
-    if not tensor.is_file():
-        return f"{tensor.name} is missing"
-    try:
-        with safe_open(str(tensor), "pt") as fh:
-            meta = fh.metadata() or {}
-    except Exception as exc:  # SafetensorError, OSError: whatever stops it opening
-        return f"{tensor.name} is not a valid safetensors file ({exc})"
-    try:
-        read_spec(tensor, meta)
-    except CheckpointError as exc:
-        return str(exc)
-    return None
 
 
 _GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")

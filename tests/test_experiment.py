@@ -838,7 +838,7 @@ def test_a_pick_whose_checkpoint_does_not_load_is_passed_over_and_named(roots, c
     text = rec.summary()
     assert text.startswith("Iteration 1: ")
     assert ("Passed over for a checkpoint that does not load — iteration 2: "
-            "best_model.safetensors is not a valid safetensors file") in text
+            "best_model.safetensors is cut short or not a safetensors file") in text
     assert text.endswith("Restart the run from iteration 2 to write it again.")
     load_checkpoint(rec.row.checkpoint)  # what is offered loads
 
