@@ -264,6 +264,12 @@ def read_status(paths: RunPaths) -> dict:
         # a just-launched worker may not hold the lock yet
         if status.get("state") == "running" or time.time() - started > 30:
             status = {**status, "state": "interrupted", "message": INTERRUPTED_MESSAGE}
+    if status.get("state") not in STATES and not is_locked(paths):
+        # a deleted or hand-damaged status.json: the run showed state "?" and "unknown";
+        # what it saved is still there for a resume to continue from
+        status = {**status, "state": "interrupted",
+                  "message": f"its {paths.status.name} is missing or damaged; resuming "
+                             "continues from what was saved"}
     return status
 
 

@@ -153,10 +153,27 @@ def test_hand_edited_status_and_events_do_not_crash_a_resume(tmp_path, cache, ca
     paths, command, _ = KINDS[kind](tmp_path)
     paths.status.write_text("[1, 2]")
     paths.events.write_bytes(b'42\n{"type": "note"}\n\xff\xfe garbage\n')
-    assert read_status(paths) == {}
+    # a damaged status reads as a run to resume (it read {}: state "?" on the pages)
+    status = read_status(paths)
+    assert status["state"] == "interrupted"
+    assert status["message"].startswith("its status.json is missing or damaged")
     assert main([command, "--resume", str(paths.root), "--quiet"]) == 0
     assert read_status(paths)["state"] == "finished"
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_missing_status_reads_as_interrupted_unless_a_worker_holds_the_run(tmp_path):
+    """A run whose status.json was deleted listed as state "?" with nothing to say."""
+    from explorer_core.rundir import RunLock
+
+    paths, _, _ = _iterative(tmp_path)
+    paths.status.unlink()
+    status = read_status(paths)
+    assert status["state"] == "interrupted"
+    assert status["message"] == ("its status.json is missing or damaged; resuming continues "
+                                 "from what was saved")
+    with RunLock(paths):  # a worker at work writes its status any moment: no guess
+        assert read_status(paths) == {}
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
