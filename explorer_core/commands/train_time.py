@@ -45,7 +45,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="continue this run: finished (variant, seed) runs are kept")
     p.add_argument("--name", help="run name (folder runs/train-time/<date>/<name>)")
     p.add_argument("--runs-root", type=Path,
-                   help="root folder of train-time runs (default: ./runs/train-time)")
+                   help="root folder of train-time runs (default: $EXPLORER_RUNS/train-time, "
+                        "else ./runs/train-time)")
     p.add_argument("--task", choices=TASKS, help="classifier (default) or vae")
     p.add_argument("--dataset", choices=sorted(DATASETS), help="default digits")
     p.add_argument("--arch", choices=CLASSIFIER_ARCHS, help="classifier model (default mlp)")
