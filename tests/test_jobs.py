@@ -449,13 +449,14 @@ _ONE_SHOT = {
 }
 
 
-@pytest.mark.parametrize("during", ["start-up"])
+@pytest.mark.parametrize("during", ["start-up", "work"])
 @pytest.mark.parametrize("command", list(_ONE_SHOT))
 def test_a_ctrl_c_while_a_one_shot_command_imports_stops_it_before_it_writes(tmp_path,
                                                                              command, during):
     """A Ctrl-C while the commands imported torch (start-up) was let finish that import
     and checked too early: the command did all its work, wrote every file, printed its
-    report, then exited 130: it now ends before it writes anything."""
+    report, then exited 130. The same held for a Ctrl-C in an import the command makes
+    while it works (its charts, captum): both now end it before it writes anything."""
     _one_shot_inputs(tmp_path)
     out = tmp_path / "out"
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
