@@ -469,6 +469,63 @@ def test_a_ctrl_c_while_a_one_shot_command_imports_stops_it_before_it_writes(tmp
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
+# Runs `python -m explorer_core ARGS` with a slow step at its exit, as a library adds one:
+# an atexit hook, or an object whose teardown takes time. The step says "exiting" on
+# stdout and sleeps; the test sends SIGINT when it reads that line, so the Ctrl-C lands
+# in the step, with no sleep to tune to the machine.
+_SLOW_EXIT = '''
+import atexit, os, runpy, sys, time
+sys.path.insert(0, {root!r})
+
+
+def slow_exit_step():
+    os.write(1, b"exiting\\n")
+    time.sleep(60)
+
+
+class TornDownSlowly:
+    def __del__(self):
+        slow_exit_step()
+
+
+if {moment!r} == "atexit hook":
+    atexit.register(slow_exit_step)
+else:
+    torn_down_slowly = TornDownSlowly()  # at the interpreter's teardown, with __main__
+sys.argv = ["explorer_core", *sys.argv[1:]]
+runpy.run_module("explorer_core", run_name="__main__", alter_sys=True)
+'''
+
+
+@pytest.mark.parametrize("moment", ["atexit hook", "teardown"])
+def test_a_ctrl_c_while_a_finished_command_exits_keeps_its_code_and_prints_nothing(tmp_path,
+                                                                                  moment):
+    """A Ctrl-C in an atexit hook (torch's, weakref's) printed a KeyboardInterrupt
+    traceback; during the interpreter's teardown (0.8 s with torch loaded, SIGINT back at
+    its default action) it killed the process: exit −2. The command had finished and
+    written its files, so it now ends as it would have: its code, its output, nothing
+    more (no teardown runs at all, see `explorer_core.__main__`)."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "slow_exit.py"
+    script.write_text(_SLOW_EXIT.format(root=str(Path(__file__).resolve().parents[1]),
+                                        moment=moment))
+    proc = subprocess.Popen([sys.executable, str(script), "retention", "--no-plots",
+                             "--out", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line == "exiting\n":
+            proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, (proc.returncode, err)
+    assert err == "" and lines[0].startswith("wrote ") and (tmp_path / "retain.txt").is_file()
+
+
 # ------------------------------------------------------------------ the one-writer lock
 
 _HOLD_LOCK = ("import sys, time; from pathlib import Path; "
