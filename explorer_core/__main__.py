@@ -88,8 +88,8 @@ def _exit_now(code: int) -> NoReturn:
 
 
 try:
-    signal.signal(signal.SIGINT, on_interrupt)  # before the imports a Ctrl-C can break
     try:
+        signal.signal(signal.SIGINT, on_interrupt)  # before the imports a Ctrl-C can break
         code: int | None = _command_code()
     finally:  # from here no KeyboardInterrupt: one raised before is handled below
         signal.signal(signal.SIGINT, _on_late_interrupt)

@@ -410,7 +410,7 @@ def _explorer_core_interrupted_while_importing(tmp_path, module: str, args: list
     script.write_text(_CTRL_C_WHILE_IMPORTING.format(
         root=str(Path(__file__).resolve().parents[1]), module=module))
     return subprocess.run([sys.executable, str(script), *args], capture_output=True,
-                          text=True, timeout=300, cwd=tmp_path,
+                          text=True, timeout=300, cwd=tmp_path, check=False,
                           env={**os.environ, "EXPLORER_CACHE": str(tmp_path / "cache")})
 
 
