@@ -146,7 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser()  # imports every command, and torch with them: seconds
+    if interrupted():
+        # A Ctrl-C in those imports, which `errors.on_interrupt` let finish. Checked
+        # here, not only by `python -m explorer_core` before calling `main`: its check
+        # ran before these imports, so one-shot commands (retention, inspect, prune-once,
+        # concatenate, compare --estimate) did all their work and wrote every file,
+        # then exited 130 (Ctrl-C 0.3–2.5 s after start, every time).
+        return _interrupted()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
@@ -157,15 +164,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     except OSError as exc:  # an output folder that cannot be made or written, a full disk
         print(f"error: {_os_reason(exc)}", file=sys.stderr)
         return 2
     if interrupted():  # a Ctrl-C a library swallowed: the run stopped for it, say so
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     return code
+
+
+def _interrupted() -> int:
+    """The end of an interrupted command: one line on stderr, exit code 130."""
+    print("interrupted", file=sys.stderr)
+    return 130
 
 
 def _os_reason(exc: OSError) -> str:

@@ -69,8 +69,11 @@ def on_interrupt(signum: int, frame: object) -> None:
 
 def raise_pending_interrupt() -> None:
     """Raise the Ctrl-C that `on_interrupt` let an import finish first, where a command
-    is about to begin (its imports done, its run folder not yet made): a Ctrl-C in a
-    command's first seconds leaves nothing behind."""
+    is about to begin (its imports done, its run folder not yet made), and where a
+    one-shot command (retention, inspect, prune-once, concatenate, compare --estimate)
+    is about to write its results: a Ctrl-C in a command's first seconds, or in an
+    import its work makes (its charts, captum, parts of torch), leaves nothing behind.
+    Long runs are not stopped here: they poll `interrupted()` and save what they did."""
     if _INTERRUPTED[0]:
         raise KeyboardInterrupt
 

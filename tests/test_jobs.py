@@ -393,6 +393,156 @@ def test_a_ctrl_c_before_a_command_began_leaves_no_run_folder(tmp_path, monkeypa
     assert code == 130 and not list(root.rglob("config.json"))
 
 
+# Runs `python -m explorer_core ARGS` as a shell does, with one finder put in front of the
+# import system: it sends this process a real SIGINT while MODULE is being imported. The
+# Ctrl-C lands in that import, at a known moment, with no sleep to tune to the machine.
+_CTRL_C_WHILE_IMPORTING = '''
+import runpy, signal, sys
+sys.path.insert(0, {root!r})
+
+
+class CtrlCWhileImporting:
+    sent = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r} and not self.sent:
+            self.sent = True
+            signal.raise_signal(signal.SIGINT)  # handled before this returns: in the import
+        return None
+
+
+sys.meta_path.insert(0, CtrlCWhileImporting())
+sys.argv = ["explorer_core", *sys.argv[1:]]
+runpy.run_module("explorer_core", run_name="__main__", alter_sys=True)
+'''
+
+
+def _explorer_core_interrupted_while_importing(tmp_path, module: str, args: list[str]):
+    """`python -m explorer_core ARGS`, sent a Ctrl-C while it imports `module`."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "ctrl_c_while_importing.py"
+    script.write_text(_CTRL_C_WHILE_IMPORTING.format(
+        root=str(Path(__file__).resolve().parents[1]), module=module))
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path, check=False,
+                          env={**os.environ, "EXPLORER_CACHE": str(tmp_path / "cache")})
+
+
+def _one_shot_inputs(tmp_path):
+    """A checkpoint, a picture and a thesis-layout run folder for the one-shot commands."""
+    import torch
+    from PIL import Image
+
+    from explorer_core.checkpoint import save_checkpoint
+    from explorer_core.fileio import write_table
+    from explorer_core.models import build_model, default_spec
+    from explorer_core.rundir import VALIDATION_COLUMNS
+
+    torch.manual_seed(0)
+    spec = default_spec("mlp", 1, 8, 10, [32, 16])
+    save_checkpoint(build_model(spec), spec, tmp_path / "m", {"dataset": "digits"})
+    drawing = Image.new("L", (40, 40), 255)
+    drawing.paste(0, (16, 4, 24, 36))
+    drawing.save(tmp_path / "d.png")
+    run = RunPaths(tmp_path / "out" / "thesis_run")
+    write_table(run.validation_results(1), VALIDATION_COLUMNS, [[0.3, 0.4, 91.0, 90.0, 50.0]])
+
+
+# command → its arguments (OUT: the folder its results go to), and the module it imports
+# lazily while it works, which `python -m explorer_core`'s own check came too early for.
+_ONE_SHOT = {
+    "retention": (["retention", "--out", "OUT"], "explorer_core.charts"),
+    "prune-once": (["prune-once", "--checkpoint", "m.safetensors", "--criterion", "l1",
+                    "--ratio", "0.5", "--latency-repeats", "2", "--out", "OUT/small"],
+                   "torch._dynamo"),  # torch imports it lazily to count or time the models
+    "inspect": (["inspect", "--checkpoint", "m.safetensors", "--image", "d.png", "--out", "OUT"],
+                "captum.attr"),
+    "concatenate": (["concatenate", "OUT/thesis_run"], "explorer_core.charts"),
+    "compare --estimate": (["compare", "--estimate", "--sweeps-root", "OUT/sweeps"],
+                           "explorer_core.estimate"),
+}
+
+
+@pytest.mark.parametrize("during", ["start-up", "work"])
+@pytest.mark.parametrize("command", list(_ONE_SHOT))
+def test_a_ctrl_c_while_a_one_shot_command_imports_stops_it_before_it_writes(tmp_path,
+                                                                             command, during):
+    """A Ctrl-C while the commands imported torch (start-up) was let finish that import
+    and checked too early: the command did all its work, wrote every file, printed its
+    report, then exited 130. The same held for a Ctrl-C in an import the command makes
+    while it works (its charts, captum): both now end it before it writes anything."""
+    _one_shot_inputs(tmp_path)
+    out = tmp_path / "out"
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    args, lazy_module = _ONE_SHOT[command]
+    module = "explorer_core.commands" if during == "start-up" else lazy_module
+    proc = _explorer_core_interrupted_while_importing(
+        tmp_path, module, [a.replace("OUT", str(out)) for a in args])
+    assert (proc.returncode, proc.stderr.splitlines()) == (130, ["interrupted"]), proc.stderr
+    assert proc.stdout == ""  # no report of files written, nor the sweep's estimate
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+# Runs `python -m explorer_core ARGS` with a slow step at its exit, as a library adds one:
+# an atexit hook, or an object whose teardown takes time. The step says "exiting" on
+# stdout and sleeps; the test sends SIGINT when it reads that line, so the Ctrl-C lands
+# in the step, with no sleep to tune to the machine.
+_SLOW_EXIT = '''
+import atexit, os, runpy, sys, time
+sys.path.insert(0, {root!r})
+
+
+def slow_exit_step():
+    os.write(1, b"exiting\\n")
+    time.sleep(60)
+
+
+class TornDownSlowly:
+    def __del__(self):
+        slow_exit_step()
+
+
+if {moment!r} == "atexit hook":
+    atexit.register(slow_exit_step)
+else:
+    torn_down_slowly = TornDownSlowly()  # at the interpreter's teardown, with __main__
+sys.argv = ["explorer_core", *sys.argv[1:]]
+runpy.run_module("explorer_core", run_name="__main__", alter_sys=True)
+'''
+
+
+@pytest.mark.parametrize("moment", ["atexit hook", "teardown"])
+def test_a_ctrl_c_while_a_finished_command_exits_keeps_its_code_and_prints_nothing(tmp_path,
+                                                                                  moment):
+    """A Ctrl-C in an atexit hook (torch's, weakref's) printed a KeyboardInterrupt
+    traceback; during the interpreter's teardown (0.8 s with torch loaded, SIGINT back at
+    its default action) it killed the process: exit −2. The command had finished and
+    written its files, so it now ends as it would have: its code, its output, nothing
+    more (no teardown runs at all, see `explorer_core.__main__`)."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "slow_exit.py"
+    script.write_text(_SLOW_EXIT.format(root=str(Path(__file__).resolve().parents[1]),
+                                        moment=moment))
+    proc = subprocess.Popen([sys.executable, str(script), "retention", "--no-plots",
+                             "--out", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line == "exiting\n":
+            proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, (proc.returncode, err)
+    assert err == "" and lines[0].startswith("wrote ") and (tmp_path / "retain.txt").is_file()
+
+
 # ------------------------------------------------------------------ the one-writer lock
 
 _HOLD_LOCK = ("import sys, time; from pathlib import Path; "
@@ -534,7 +684,8 @@ def test_a_number_of_thousands_of_digits_is_unreadable_json_not_a_traceback(tmp_
     paths.status.write_text('{"state": "running", "pid": ' + HUGE + "}")
     paths.events.write_text('{"type": "note", "n": ' + HUGE + '}\n{"type": "kept"}\n')
     assert read_json(paths.status, "default") == "default"
-    assert read_record(paths.status) == {} and read_status(paths) == {}
+    assert read_record(paths.status) == {}
+    assert read_status(paths)["state"] == "interrupted"  # unreadable: a run to resume
     assert [e["type"] for e in read_events(paths)] == ["kept"]
     assert execute(paths)["state"] == "finished"  # a resume goes on
 

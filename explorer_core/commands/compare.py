@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..cli import (command, default_name, read_json_config, refuse_settings_beside_resume,
                    saved_settings)
-from ..errors import ExplorerError
+from ..errors import ExplorerError, raise_pending_interrupt
 from ..rundir import SweepPaths
 
 # flag → SweepConfig field (lists and scalars alike: argparse already typed them)
@@ -104,6 +104,7 @@ def _print_plan(cfg) -> None:
 
     the_plan = runnable_plan(cfg)  # what could not run is said now, not after the estimate
     est = estimate(cfg, the_plan)
+    raise_pending_interrupt()  # a Ctrl-C in the imports the estimate made: no estimate
     print(f"{len(the_plan.cells)} cells over {len(the_plan.groups)} baselines "
           f"({est.baselines_to_train} to train, {est.baselines_cached} cached); "
           f"estimated {est.seconds / 60:.1f} min")

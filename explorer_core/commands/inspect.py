@@ -16,7 +16,7 @@ from ..attribution import (BASELINES, METHODS, AttributionCache, AttributionSett
 from ..checkpoint import load_checkpoint
 from ..cli import command
 from ..data import availability
-from ..errors import ExplorerError
+from ..errors import ExplorerError, raise_pending_interrupt
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..imaging import FITS, ConvertOptions, grid_image, input_format, load_upload, overlay_image, png_bytes
 
@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     sheet = grid_image(tiles, captions, 4, title=f"{args.checkpoint.name} · {layer.name} · "
                        f"class {fmt.class_names[target]} · {METHODS[method].title}",
                        legend=colour_meaning(method, unit, fmt.class_names[target], scale))
+    raise_pending_interrupt()  # a Ctrl-C in an import of the work (captum, scikit-learn)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "predictions.json", {
         "image": args.image.name, "top_k": rows, "explained_class": target,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..cli import (EpochBar, command, default_name, read_json_config,
                    refuse_settings_beside_resume, saved_settings)
-from ..errors import ExplorerError
+from ..errors import ExplorerError, raise_pending_interrupt
 from ..rundir import RunPaths
 
 
@@ -217,8 +217,10 @@ def configure_concatenate(p: argparse.ArgumentParser) -> None:
 
 
 def run_concatenate(args: argparse.Namespace) -> int:
+    from .. import charts  # noqa: F401  (`concatenate` imports it between its table and images)
     from ..results import concatenate
 
+    raise_pending_interrupt()  # a Ctrl-C in those imports: no table without its images
     for p in concatenate(RunPaths(args.run_dir)):
         print(f"wrote {p}")
     return 0

@@ -17,7 +17,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..cli import command
 from ..criteria import CRITERIA, CriterionOptions, get_criterion
 from ..data import DATASETS, Split, load_dataset
-from ..errors import DatasetUnavailable, ExplorerError
+from ..errors import DatasetUnavailable, ExplorerError, raise_pending_interrupt
 from ..fileio import atomic_write_json
 from ..metrics import LatencyConfig, compare_costs
 from ..models import Spec, input_shape
@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         data, dataset = _calibration(args, ck.spec, ck.meta)
     result = prune_structural(ck.model, ck.spec, config, data)
     costs = compare_costs(ck.model, result.model, input_shape(ck.spec), latency)
+    raise_pending_interrupt()  # a Ctrl-C in an import of the work (torch's compiler): no files
 
     out = _stem(out_arg)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..cli import command
-from ..errors import ExplorerError
+from ..errors import ExplorerError, raise_pending_interrupt
 from ..fileio import JSON_ERRORS
 from ..schedule import (SCHEDULES, ScheduleConfig, retention_table, widths_from_spec,
                         write_retain)
@@ -59,12 +59,13 @@ def run(args: argparse.Namespace) -> int:
     widths = _widths(args)
     cfg = ScheduleConfig(widths, args.q, args.iterations, args.kind).validate()
     table = retention_table(cfg)
+    if not args.no_plots:  # imported before any file is written (altair: 0.3 s)
+        from ..charts import save_retention_pngs
+    raise_pending_interrupt()  # a Ctrl-C in the imports: no retain.txt without its plots
     args.out.mkdir(parents=True, exist_ok=True)
     path = write_retain(args.out / "retain.txt", table)
     print(f"wrote {path} ({len(table)} iterations, ends at {table.percent(table.widths[-1]):.3g} % kept)")
     if not args.no_plots:
-        from ..charts import save_retention_pngs
-
         for p in save_retention_pngs(table, args.out):
             print(f"wrote {p}")
     return 0
