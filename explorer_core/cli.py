@@ -66,11 +66,11 @@ class EpochBar:
         return f"[{'#' * filled}{'-' * (30 - filled)}] {100 * self.fraction:5.1f} %"
 
     def times(self) -> str:
-        """`elapsed 12 s  eta 30 s` (eta nan until this session has trained an epoch)."""
+        """`elapsed 12 s  eta 30 s` (`eta —` until this session has trained an epoch)."""
         elapsed = time.time() - self.started
         ran = self.done - self.first
-        eta = elapsed / ran * max(self.total - self.done, 0) if ran > 0 else float("nan")
-        return f"elapsed {elapsed:.0f} s  eta {eta:.0f} s"
+        eta = f"{elapsed / ran * max(self.total - self.done, 0):.0f} s" if ran > 0 else "—"
+        return f"elapsed {elapsed:.0f} s  eta {eta}"
 
 
 def read_json_config(path: Path) -> dict:

@@ -137,3 +137,16 @@ def test_a_negative_deploy_tolerance_is_refused_before_any_training(tmp_path, ca
     assert cli.main(["prune", "--dataset", "digits", "--tolerance", "-1", "--runs-root",
                      str(root), "--quiet"]) == 2
     assert "--tolerance" in _one_line(capsys) and not root.exists()
+
+
+def test_the_epoch_bar_counts_from_the_kept_epochs_and_has_no_eta_before_one_ran():
+    """A resumed run's bar started at 0; its eta read "nan s" before an epoch ran."""
+    from explorer_core.cli import EpochBar
+
+    bar = EpochBar(total=10, done=4, started=0.0)
+    assert bar.bar().endswith(" 40.0 %") and bar.bar().count("#") == 12
+    assert bar.times().endswith("eta —")
+    bar.count({"type": "iteration"})
+    assert bar.done == 4
+    bar.count({"type": "epoch"})
+    assert bar.done == 5 and bar.times().endswith(" s") and "nan" not in bar.times()
