@@ -28,6 +28,7 @@ import threading
 from typing import NoReturn
 
 from .errors import interrupted, on_interrupt, raise_pending_interrupt
+from .streams import guard_std_streams
 
 INTERRUPTED = 130
 _leaving_with: list[int | None] = [None]  # the exit code, once `_leave` has it
@@ -90,6 +91,7 @@ def _exit_now(code: int) -> NoReturn:
 try:
     try:
         signal.signal(signal.SIGINT, on_interrupt)  # before the imports a Ctrl-C can break
+        guard_std_streams()  # `… | head`: a closed pipe is no failed run (streams.py)
         code: int | None = _command_code()
     finally:  # from here no KeyboardInterrupt: one raised before is handled below
         signal.signal(signal.SIGINT, _on_late_interrupt)

@@ -11,6 +11,7 @@ import os
 import resource
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -141,6 +142,26 @@ def test_resume_from_the_command_line_refuses_settings_it_would_ignore(tmp_path,
     assert err == ("error: --resume continues a run with its saved settings; drop "
                    f"{flags[0]}\n")
     assert sorted(p.name for p in paths.root.iterdir()) == before  # nothing ran
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_reader_that_closes_the_pipe_does_not_fail_the_run(tmp_path, cache, kind):
+    """`compare … | head -3`: the next progress line raised BrokenPipeError, taken for a
+    failed write of the sweep's own files — "failed" after 3 of 20 cells, "free or fix
+    the folder". The run now goes on to its end and exits with its own code."""
+    import subprocess
+    import sys
+
+    paths, command, _ = KINDS[kind](tmp_path)
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "explorer_core", command, "--resume",
+                             str(paths.root)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    proc.stdout.readline()  # `head -1`
+    proc.stdout.close()
+    assert proc.wait(timeout=300) == 0
+    status = read_status(paths)
+    assert status["state"] == "finished", status
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
