@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import textwrap
 from pathlib import Path
 
 import altair as alt
@@ -515,10 +516,17 @@ def _compare_frame(summary: pd.DataFrame) -> pd.DataFrame:
     return f
 
 
-def compare_ratio_chart(summary: pd.DataFrame) -> alt.FacetChart:
+def _wrapped(text: str, width: int = 70) -> list[str]:
+    """A chart subtitle as lines: Vega-Lite does not wrap a title, and one long line
+    widened the whole chart to its length."""
+    return textwrap.wrap(text, width, break_on_hyphens=False)
+
+
+def compare_ratio_chart(summary: pd.DataFrame, note: str | None = None) -> alt.FacetChart:
     """Test accuracy against the pruning ratio: one line per criterion, a band of ±1 std
     over repeats, one panel per (model · dataset) row and pruning type column. Several
-    batch sizes are told apart by the line's dash."""
+    batch sizes are told apart by the line's dash. `note` is the subtitle (what the 0 %
+    point is, `sweep_results.untuned_dense_note`), so a downloaded PNG says it too."""
     f = _compare_frame(summary)
     many_batches = f["Batch"].nunique() > 1
     x = alt.X("Ratio (%):Q", title="Pruned (%)", scale=alt.Scale(domain=[0, 100]))
@@ -548,7 +556,8 @@ def compare_ratio_chart(summary: pd.DataFrame) -> alt.FacetChart:
     return (alt.layer(band, line, data=f)
             .properties(width=max(130, 480 // columns), height=190)
             .facet(row=alt.Row("Panel:N", title=None), column=alt.Column("type:N", title=None),
-                   title="Accuracy vs pruning ratio"))
+                   title=alt.TitleParams("Accuracy vs pruning ratio",
+                                         subtitle=_wrapped(note) if note else [])))
 
 
 def _pareto_panels(f: pd.DataFrame) -> tuple[pd.Series, list[str]]:

@@ -25,7 +25,7 @@ from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATC
 from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
                                          finished_count, mask_timing_departures, pareto_by,
                                          progress, results_frame, speedups, summary_frame,
-                                         tables_text)
+                                         tables_text, untuned_dense_note)
 from pages._common import (announce_start, bounded_number, format_seconds, parse_int_list,
                            png_download_button, require_app_navigation, run_name_input,
                            run_picker, setup_expander, status_header, stop_button)
@@ -297,7 +297,8 @@ def results_section(paths: SweepPaths, live: bool) -> None:
     tabs = st.tabs(["Accuracy vs ratio", "Accuracy vs MACs", "Batch size", "Table"])
     key = "live" if live else "done"
     with tabs[0]:
-        chart = charts.compare_ratio_chart(summary)
+        # what the 0 % points are, in the chart's subtitle so its PNG says it too
+        chart = charts.compare_ratio_chart(summary, untuned_dense_note(paths))
         st.altair_chart(chart, width="content")
         if not live:
             png_download_button("Download PNG", chart, "accuracy_vs_ratio.png", f"png-ratio-{key}")

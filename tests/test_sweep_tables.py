@@ -279,3 +279,25 @@ def test_a_process_that_imports_the_core_gives_arrow_the_system_allocator():
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     assert _arrow_pool(env) == "system"
     assert _arrow_pool({**env, "ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}) == "mimalloc"
+
+
+@pytest.mark.parametrize("epochs, says", [(0, None), (1, "1 more epoch,"), (2, "2 more epochs,")])
+def test_the_ratio_chart_says_what_the_0_percent_point_is_when_cells_were_fine_tuned(
+        real_rows, tmp_path, epochs, says):
+    """With 2 fine-tuning epochs, removing one neuron of a 3-epoch MLP scored 1.7 points
+    above the 0 % point, drawn as a pruning gain: the dense model is not fine-tuned (its
+    accuracy is the baseline's), which the chart and its PNG now say."""
+    from explorer_core.charts import compare_ratio_chart
+    from explorer_core.sweep_results import untuned_dense_note
+
+    paths = create_sweep(SweepConfig(name="note", finetune_epochs=epochs), tmp_path)
+    note = untuned_dense_note(paths)
+    title = compare_ratio_chart(summary_frame(results_frame(paths, real_rows)), note
+                                ).to_dict()["title"]
+    subtitle = " ".join(title["subtitle"]) if isinstance(title, dict) else ""
+    if says is None:
+        assert note is None and subtitle == ""
+        return
+    assert note.startswith("0 % is the dense model as trained; every pruned point was then "
+                           f"fine-tuned {says}")
+    assert subtitle == note and all(len(line) <= 70 for line in title["subtitle"])
