@@ -32,7 +32,7 @@ from .rundir import (ITERATIVE_RUN, TRAIN_COLUMNS, VALIDATION_COLUMNS, RunPaths,
                      read_json, read_record, session_start, truncate_events, write_status)
 from .schedule import (RetentionTable, ScheduleConfig, read_retain, retention_table,
                        table_from_rows, write_retain)
-from .settings import (check_fields, check_seed, edited_after_start, first_edited,
+from .settings import (check_epochs, check_fields, check_seed, edited_after_start, first_edited,
                        from_json, shown)
 from .surgery import prune_to_widths
 from .training import EpochMetrics, TrainConfig, evaluate, train
@@ -105,9 +105,11 @@ class RunConfig:
             raise ExplorerError("an iterative pruning run needs at least one hidden layer")
         self.schedule_table()
         CriterionOptions.from_dict(self.criterion_options, self.criterion)
+        check_epochs(self.dense_epochs, "dense epochs", 1)  # 0 pruned an untrained model
         self.train_config(0).validate()
         if self.retrain_epochs < 0 or (self.retrain and self.retrain_epochs < 1):
             raise ExplorerError("retraining needs at least 1 epoch per iteration")
+        check_epochs(self.retrain_epochs, "retrain epochs", 0)
         if self.max_drop is not None and not self.max_drop >= 0:
             raise ExplorerError(f"max accuracy drop must be ≥ 0 points, got {self.max_drop}")
         if self.min_neurons < 1:

@@ -37,6 +37,11 @@ MAX_SEED = 2**31 - 1
 # (an ImportError once memory ran out) and a "failed" folder.
 MAX_THREADS = 1024
 
+# Epochs of any one training (dense, fine-tuning, retraining, a train-time run): the
+# pages allowed up to 1 000 or 10 000, the CLI anything — `compare --dense-epochs
+# 100000000` planned a 15 929-minute sweep. 10 000 is past any run this lab is for.
+MAX_EPOCHS = 10_000
+
 
 @dataclass(frozen=True)
 class _Type:
@@ -187,6 +192,15 @@ def check_seed(value: int, what: str) -> int:
     """A seed within 0 … MAX_SEED (the type is checked by the annotations)."""
     if not 0 <= value <= MAX_SEED:
         raise ExplorerError(f"{what} must be within 0 … {MAX_SEED:,}, got {shown(value)}")
+    return value
+
+
+def check_epochs(value: Any, what: str, minimum: int, note: str = "") -> int:
+    """An epoch count: a whole number within `minimum` … MAX_EPOCHS (`note` says what the
+    minimum means, e.g. " (one-shot)"); the one message names the range."""
+    if not _is_int(value) or not minimum <= value <= MAX_EPOCHS:
+        raise ExplorerError(f"{what} must be a whole number from {minimum}{note} to "
+                            f"{MAX_EPOCHS:,}, got {shown(value)}")
     return value
 
 

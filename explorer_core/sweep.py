@@ -54,7 +54,7 @@ from .rundir import (COMPARE_SWEEP, SweepPaths, WrongKindError, append_event, ch
                      default_sweeps_root, failed_write, new_run_dir, read_json, session_start,
                      write_status)
 from .schedule import MAX_WIDTH
-from .settings import MAX_SEED, check_fields, from_json, shown
+from .settings import MAX_SEED, check_epochs, check_fields, from_json, shown
 from .surgery import score_layers
 from .training import (OPTIMIZERS, TrainConfig, evaluate, resolve_device,
                        start_up_probe, train)
@@ -196,6 +196,8 @@ def _check_limits(cfg: SweepConfig) -> None:
     if any(h > MAX_WIDTH for h in cfg.mlp_hidden):
         raise ExplorerError(f"MLP hidden widths (mlp_hidden) must be at most {MAX_WIDTH:,}, "
                             f"got {shown(cfg.mlp_hidden)}")
+    check_epochs(cfg.dense_epochs, "dense epochs (dense_epochs)", 1)
+    check_epochs(cfg.finetune_epochs, "fine-tune epochs (finetune_epochs)", 0, " (one-shot)")
     if cfg.latency_batch > MAX_LATENCY_BATCH:
         raise ExplorerError(f"latency batch (latency_batch) must be at most "
                             f"{MAX_LATENCY_BATCH:,}, got {shown(cfg.latency_batch)}")

@@ -54,7 +54,7 @@ from .rundir import (TRAIN_TIME_RUN, TrainTimePaths, WrongKindError, append_even
                      read_events, read_json, read_record, read_status, session_start,
                      write_status)
 from .schedule import MAX_WIDTH
-from .settings import (MAX_SEED, check_fields, edited_after_start, first_edited,
+from .settings import (MAX_SEED, check_epochs, check_fields, edited_after_start, first_edited,
                        from_json, shown)
 from .surgery import PruneConfig, prune_structural, replay_removal
 # The epoch loop and the step-wise LR schedule of the training engine: train-time pruning
@@ -179,7 +179,7 @@ class TrainTimeConfig:
                         empty_ok=self.task == "classifier" and self.arch == "cnn")
         if self.task == "classifier" and self.arch == "cnn" and self.channels is not None:
             _whole_list(self.channels, "conv channels", maximum=MAX_WIDTH)
-        _whole(self.epochs, "total epochs", 2)
+        check_epochs(self.epochs, "total epochs", 2)
         _whole(self.initial_epochs, "initial epochs", 1)
         _whole(self.prune_every, "prune every k epochs", 1)
         if self.initial_epochs >= self.epochs:

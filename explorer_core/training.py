@@ -20,7 +20,7 @@ from torch import nn
 
 from .data import Dataset, Split
 from .errors import Cancelled, ExplorerError
-from .settings import check_threads
+from .settings import check_epochs, check_threads
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -96,7 +96,8 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ExplorerError(f"unknown learning-rate schedule {self.lr_schedule!r}; choose "
                                 f"one of {', '.join(LR_SCHEDULES)}")
-        for name, minimum in (("epochs", 0), ("batch_size", 1), ("max_micro_batch", 1),
+        check_epochs(self.epochs, "epochs", 0)
+        for name, minimum in (("batch_size", 1), ("max_micro_batch", 1),
                               ("memory_budget_mb", 1),
                               ("eval_batch_size", 1), ("patience", 0), ("seed", 0)):
             v = getattr(self, name)

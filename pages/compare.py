@@ -26,6 +26,7 @@ from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
                                          finished_count, mask_timing_departures, pareto_by,
                                          progress, results_frame, speedups, summary_frame,
                                          tables_text, untuned_dense_note)
+from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, format_seconds, parse_int_list,
                            png_download_button, require_app_navigation, run_name_input,
                            run_picker, setup_expander, status_header, stop_button)
@@ -143,9 +144,10 @@ def setup_form() -> None:
         ratios = c2.text_input("Ratios (% removed)",
                                ", ".join(f"{r * 100:g}" for r in DEFAULT_RATIOS),
                                help="100 % removes everything: reported as a dead model.")
-        finetune = bounded_number(c3, "Fine-tune epochs after pruning (0 = one-shot)", 0, 1000, 0)
+        finetune = bounded_number(c3, "Fine-tune epochs after pruning (0 = one-shot)", 0,
+                                  MAX_EPOCHS, 0)
         repeats = bounded_number(c3, "Repeats (seeds; mean ± std)", 1, 100, 1)
-        dense_epochs = bounded_number(c3, "Dense epochs", 1, 1000, 5)
+        dense_epochs = bounded_number(c3, "Dense epochs", 1, MAX_EPOCHS, 5)
         with st.expander("More settings"):
             m1, m2, m3 = st.columns(3)
             optimizer = m1.selectbox("Optimiser", ["adam", "adamw", "sgd"])

@@ -22,6 +22,7 @@ from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, list
                                   read_json, read_status)
 from explorer_core.schedule import MAX_ITERATIONS, parse_retain
 from explorer_core.training import kept_epoch
+from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, format_seconds, parse_int_list,
                            require_app_navigation, run_name_input, run_picker, setup_expander,
                            status_header, stop_button)
@@ -78,8 +79,8 @@ def setup_form() -> None:
                                       0.0, 100.0, 0.0, step=0.5)
             min_neurons = bounded_number(c2, "Stop at this many hidden neurons", 1, 100000, 1)
             retrain = c3.checkbox("Retrain after each pruning step", True)
-            dense_epochs = bounded_number(c3, "Dense epochs", 1, 1000, 5)
-            retrain_epochs = bounded_number(c3, "Retrain epochs per iteration", 1, 1000, 1)
+            dense_epochs = bounded_number(c3, "Dense epochs", 1, MAX_EPOCHS, 5)
+            retrain_epochs = bounded_number(c3, "Retrain epochs per iteration", 1, MAX_EPOCHS, 1)
             patience = bounded_number(c3, "Early-stopping patience (0 = off)", 0, 1000, 0)
             optimizer = c3.selectbox("Optimiser", ["adam", "adamw", "sgd"])
             lr = bounded_number(c3, "Learning rate", 1e-6, 10.0, 1e-3, format="%.5f")

@@ -21,6 +21,7 @@ from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
                                       TrainTimeConfig, create_run, final_rows, load_config,
                                       progress, summarise)
 from explorer_core.vae import VAE_CRITERIA
+from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, format_int_list, format_seconds,
                            parse_int_list, png_download_button, require_app_navigation,
                            run_name_input, run_picker, setup_expander, status_header,
@@ -70,10 +71,10 @@ def setup_form() -> None:
                 channels = c1.text_input("Conv channels", format_int_list(DEFAULT_CHANNELS))
             if task == "vae":
                 latent = bounded_number(c1, "Latent size", 1, 1024, DEFAULTS.latent_size())
-            epochs = bounded_number(c2, "Total epochs", 2, 10_000, DEFAULTS.epochs)
-            initial = bounded_number(c2, "Initial epochs before the first prune", 1, 10_000,
+            epochs = bounded_number(c2, "Total epochs", 2, MAX_EPOCHS, DEFAULTS.epochs)
+            initial = bounded_number(c2, "Initial epochs before the first prune", 1, MAX_EPOCHS,
                                      DEFAULTS.initial_epochs)
-            every = bounded_number(c2, "Prune every k epochs", 1, 10_000, DEFAULTS.prune_every)
+            every = bounded_number(c2, "Prune every k epochs", 1, MAX_EPOCHS, DEFAULTS.prune_every)
             fraction = bounded_number(c2, "Removed per prune (% of each hidden layer)", 0.5, 99.0,
                                       100 * DEFAULTS.prune_fraction, step=0.5)
             criterion = c2.selectbox(

@@ -85,7 +85,7 @@ def test_a_number_out_of_range_is_said_under_its_field_and_nothing_starts(app_pa
     open_app(page, streamlit_server, "compare")
     _open_form(page)
     _fill(page, "Dense epochs", "0")
-    expect(page.get_by_text("Dense epochs must be a whole number from 1 to 1,000, got 0",
+    expect(page.get_by_text("Dense epochs must be a whole number from 1 to 10,000, got 0",
                             exact=True)).to_be_visible()
     expect(page.get_by_role("button", name="Start sweep")).to_have_count(0)
     _fill(page, "Dense epochs", "2")

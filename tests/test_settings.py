@@ -332,3 +332,28 @@ def test_annotations_are_resolved_once_per_class(monkeypatch):
         experiment.RunConfig.from_dict(KINDS["run"].base)
         sweep.SweepConfig.from_dict(KINDS["sweep"].base).validate()
     assert sorted(c.__name__ for c in calls) == ["RunConfig", "SweepConfig"]
+
+
+@pytest.mark.parametrize("command, flags, says", [
+    ("prune", ["--dense-epochs", "0"], "dense epochs must be a whole number from 1 to 10,000, got 0"),
+    ("prune", ["--dense-epochs", "100000"], "dense epochs must be a whole number from 1 to 10,000, got 100000"),
+    ("prune", ["--retrain-epochs", "20000"], "retrain epochs must be a whole number from 0 to 10,000, got 20000"),
+    ("compare", ["--dense-epochs", "100000000", "--estimate"],
+     "dense epochs (dense_epochs) must be a whole number from 1 to 10,000, got 100000000"),
+    ("compare", ["--finetune-epochs", "10001", "--estimate"],
+     "fine-tune epochs (finetune_epochs) must be a whole number from 0 (one-shot) to 10,000, got 10001"),
+    ("train-time", ["--epochs", "10001"], "total epochs must be a whole number from 2 to 10,000, got 10001"),
+])
+def test_every_training_is_capped_at_one_epoch_limit_before_anything_runs(tmp_path, monkeypatch,
+                                                                         capsys, command, flags,
+                                                                         says):
+    """`prune --dense-epochs 0` pruned an untrained model for 22 iterations; `compare
+    --dense-epochs 100000000` planned a 15 929-minute sweep; the pages allowed 1 000 or
+    10 000. One limit (settings.MAX_EPOCHS), checked before a folder is made."""
+    from explorer_core.cli import main
+
+    monkeypatch.setenv("EXPLORER_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("EXPLORER_SWEEPS", str(tmp_path / "sweeps"))
+    assert main([command, *flags, "--quiet"] if "--estimate" not in flags else [command, *flags]) == 2
+    assert capsys.readouterr().err == f"error: {says}\n"
+    assert not list(tmp_path.rglob("config.json"))
