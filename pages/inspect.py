@@ -32,7 +32,8 @@ from explorer_core.imaging import (FIT_TITLES, FITS, MAX_PIXELS, UPLOAD_TYPES, C
                                    input_format, normalise, open_image, convert_image,
                                    overlay_image, png_bytes, samples_from, upscale)
 from explorer_core.models import ARCH_TITLES, default_spec
-from pages._common import bounded_number, parse_int_list, require_app_navigation
+from pages._common import (bounded_number, keep_widget_state, parse_int_list,
+                           require_app_navigation)
 
 require_app_navigation()
 
@@ -63,9 +64,8 @@ def _state(name: str, factory):
     return st.session_state[name]
 
 
-# Streamlit forgets a widget's value when a run does not draw it, e.g. while another page
-# is open: these widget keys are copied to a plain session-state dict every run and put
-# back before the widgets are drawn, so the page looks as it was left after a page switch.
+# Streamlit forgets a widget's value when a run does not draw it (another source picked,
+# another page open): `keep_widget_state` keeps these keys as they were left.
 # (Buttons and file uploaders cannot be set from session state; `_uploads` keeps the
 # uploaded files themselves instead.)
 KEPT = "insp_kept"
@@ -79,16 +79,6 @@ KEPT_PREFIXES = ("insp_neurons_",)
 
 def _kept(key: str) -> bool:
     return key in KEPT_KEYS or key.startswith(KEPT_PREFIXES)
-
-
-def keep_widget_state() -> None:
-    """Remember this run's widget values; restore those Streamlit dropped while away."""
-    kept: dict[str, Any] = _state(KEPT, dict)
-    for key in [k for k in st.session_state if isinstance(k, str) and _kept(k)]:
-        kept[key] = st.session_state[key]
-    for key, value in kept.items():
-        if key not in st.session_state:
-            st.session_state[key] = value
 
 
 def _default(key: str, value: Any) -> str:
@@ -779,7 +769,7 @@ def sensitivity_section(models: list[Loaded], per_model, index: int) -> None:
 # ------------------------------------------------------------------ page
 
 def main() -> None:
-    keep_widget_state()  # before the hand-over, which overrides what is restored
+    keep_widget_state(KEPT, _kept)  # before the hand-over, which overrides what is kept
     models = models_section()
     if not models:
         return

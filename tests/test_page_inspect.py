@@ -507,3 +507,40 @@ def test_a_cached_baseline_is_dense(app_test, tmp_path, monkeypatch):
     assert at.selectbox(key="insp_cache_a").options == [
         "MLP 16-8 · Digits · batch 32 · seed 2 · 4 epochs · test 50.00 %"]
     assert {m.label: m.value for m in at.metric}["Hidden kept"] == "100.0 %"
+
+
+def shown(w):
+    """What the browser draws for a widget it mounts afresh: the value the script sent
+    (`set_value`), else the proto's default — not the server's idea of the value. A
+    server-only value was drawn as the default and sent back on the next run."""
+    p = w.proto
+    value = p.value if p.set_value else p.default
+    return list(value) if hasattr(value, "__len__") else value
+
+
+def test_settings_survive_runs_that_do_not_draw_them(app_test, digits_run, tmp_path):
+    """Source → Upload (no file), a refused checkpoint, then Past runs again: two runs in a
+    row without the settings' widgets. The browser drew Top-k as 0 ("must be … from 1 to
+    20, got 0", nothing drawn), then the grid size as 0, steps 4 and the shared scale off."""
+    from explorer_core.checkpoint import save_checkpoint
+    from explorer_core.vae import FCVAE, spec_of_vae
+
+    vae = FCVAE(64, [16], 4)
+    refused = save_checkpoint(vae, spec_of_vae(vae, [1, 8, 8]), tmp_path / "vae")
+    at = open_page(app_test, digits_run.best_model(1))
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()
+    at.number_input(key="insp_grid_n").set_value(6).run()
+    assert not at.exception and errors(at) == []
+    settings = lambda: (shown(at.number_input(key="insp_k")),  # noqa: E731
+                        shown(at.number_input(key="insp_grid_n")),
+                        shown(at.slider(key="insp_steps")), shown(at.toggle(key="insp_shared")))
+    for _ in range(2):  # any number of hidden runs
+        at.radio(key="insp_src_a").set_value("Upload").run()
+        at.file_uploader(key="insp_upload_a").set_value(
+            [(p.name, p.read_bytes(), "application/octet-stream")
+             for p in (refused, refused.with_suffix(".json"))]).run()
+        assert not at.exception and errors(at) and not at.metric  # refused, nothing below
+        at.radio(key="insp_src_a").set_value("Past runs").run()
+        assert not at.exception and errors(at) == [], errors(at)
+        assert settings() == (5, 6, [32], True)
+        assert len(grid_captions(at)) == 6
