@@ -23,7 +23,8 @@ from explorer_core.attribution import (BASELINES, METHODS, AttributionCache, Att
                                        colour_meaning, hidden_layers, methods_for, neuron_table,
                                        predict, top_k)
 from explorer_core.catalog import (UploadedFile, accuracy_mismatch, list_cache_checkpoints,
-                                   list_run_checkpoints, load_upload, summary, sweep_checkpoints)
+                                   list_run_checkpoints, load_upload, summary, sweep_checkpoints,
+                                   upload_hidden_widths)
 from explorer_core.checkpoint import Checkpoint, load_checkpoint
 from explorer_core.data import DATASETS, availability
 from explorer_core.errors import ExplorerError
@@ -32,7 +33,7 @@ from explorer_core.imaging import (FIT_TITLES, FITS, MAX_PIXELS, UPLOAD_TYPES, C
                                    input_format, normalise, open_image, convert_image,
                                    overlay_image, png_bytes, samples_from, upscale)
 from explorer_core.models import ARCH_TITLES, default_spec
-from pages._common import (bounded_number, keep_widget_state, parse_int_list,
+from pages._common import (bounded_number, format_int_list, keep_widget_state, parse_int_list,
                            require_app_navigation)
 
 require_app_navigation()
@@ -271,6 +272,24 @@ def _entry_picker(entries, slot: str, what: str, empty: str):
     return by_path[chosen]
 
 
+def _own_widths(key: str, uploaded: list[UploadedFile], arch: str) -> str:
+    """Fill the "Hidden widths (dense)" field `key` with the widths of the uploaded
+    weights whenever other weights (or another architecture) are picked; returns the key.
+
+    A fixed "256, 64" made a dense 64-32 upload read "Hidden kept 30.0 %". What the user
+    types stays until the upload or the architecture changes.
+    """
+    digest = hashlib.sha1(arch.encode())
+    for f in uploaded:
+        digest.update(f.name.encode() + b"\0" + f.data)
+    memo = f"{key}__for"
+    if st.session_state.get(memo) != digest.hexdigest() or key not in st.session_state:
+        widths = upload_hidden_widths(uploaded, arch)
+        st.session_state[key] = format_int_list(widths) if widths else "256, 64"
+        st.session_state[memo] = digest.hexdigest()
+    return key
+
+
 def _upload_picker(slot: str) -> Loaded | None:
     files = _uploads(
         "Checkpoint: .safetensors (+ its .json), or a .pth state dict (+ a .json spec)",
@@ -292,9 +311,10 @@ def _upload_picker(slot: str) -> Loaded | None:
         arch = c2.selectbox("Architecture", ["mlp", "slp", "cnn"], format_func=ARCH_TITLES.get,
                             key=f"insp_pth_arch_{slot}")
         hidden = c3.text_input("Hidden widths (dense)",
-                               key=_default(f"insp_pth_hidden_{slot}", "256, 64"),
-                               help="Pruned weights may be narrower: layers are fitted to "
-                                    "them, and Hidden kept is their share of these widths.")
+                               key=_own_widths(f"insp_pth_hidden_{slot}", uploaded, arch),
+                               help="The widths the model had before pruning: at first the "
+                                    "uploaded weights' own (nothing pruned). Give wider ones "
+                                    "if they were pruned; Hidden kept is their share of these.")
         info = DATASETS[dataset]
         spec = default_spec(arch, info.channels, info.size, info.num_classes,
                             list(parse_int_list(hidden)) if arch != "slp" else None)

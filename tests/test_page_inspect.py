@@ -349,6 +349,25 @@ def test_a_pruned_pth_with_the_dense_widths_shows_how_much_it_kept(app_test):
     assert {m.label: m.value for m in at.metric}["Hidden kept"] == "25.0 %"
 
 
+def test_a_dense_pth_defaults_to_its_own_widths_and_keeps_everything(app_test):
+    """A dense 64-32 Digits MLP read "Hidden widths (dense) 256, 64" and "Hidden kept 30.0 %"."""
+    from explorer_core.models import MLP
+
+    torch.manual_seed(0)
+    at = _upload(app_test(PAGE), ("dense.pth", _pth_bytes(MLP(64, [64, 32], 10))))
+    assert not at.exception and errors(at) == []
+    assert at.text_input(key="insp_pth_hidden_a").value == "64, 32"
+    assert {m.label: m.value for m in at.metric}["Hidden kept"] == "100.0 %"
+    at.text_input(key="insp_pth_hidden_a").set_value("128, 64").run()  # said: pruned from wider
+    assert {m.label: m.value for m in at.metric}["Hidden kept"] == "50.0 %"
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()  # the user's widths stay
+    assert at.text_input(key="insp_pth_hidden_a").value == "128, 64"
+    at.file_uploader(key="insp_upload_a").set_value(  # other weights: their own widths
+        [("other.pth", _pth_bytes(MLP(64, [20, 10, 5], 10)), "application/octet-stream")]).run()
+    assert at.text_input(key="insp_pth_hidden_a").value == "20, 10, 5"
+    assert {m.label: m.value for m in at.metric}["Hidden kept"] == "100.0 %"
+
+
 def test_a_pth_without_hidden_layers_says_so_instead_of_blaming_a_missing_sidecar(app_test):
     """A .pth given with a spec now always reports its share kept; only a model without
     hidden units has none, and "no sidecar .json" was the wrong reason for that."""
