@@ -19,7 +19,8 @@ import pandas as pd
 import streamlit as st
 
 from explorer_core import charts
-from explorer_core.attribution import (BASELINES, METHODS, AttributionCache, AttributionSettings,
+from explorer_core.attribution import (BASELINES, MAX_GRID_UNITS, MAX_STEPS, MAX_TOP_K, METHODS,
+                                       MIN_STEPS, AttributionCache, AttributionSettings,
                                        colour_meaning, hidden_layers, methods_for, neuron_table,
                                        predict, top_k)
 from explorer_core.catalog import (UploadedFile, accuracy_mismatch, list_cache_checkpoints,
@@ -625,9 +626,9 @@ def _settings_row(models: list[Loaded]) -> tuple[str, str, AttributionSettings, 
                             help="What the attribution starts from. Black image: every "
                                  "pixel 0. Blurred image: the colours without the shapes. "
                                  "Dataset mean: the mean colour, 0 after normalisation.")
-    steps = c5.slider("Integration steps", 4, 128, key=_default("insp_steps", 32),
+    steps = c5.slider("Integration steps", MIN_STEPS, MAX_STEPS, key=_default("insp_steps", 32),
                       help="More steps: closer to the exact integral, slower.")
-    count = bounded_number(c6, "Neurons in the grid", 1, 32, key=_default("insp_grid_n", 8))
+    count = bounded_number(c6, "Neurons in the grid", 1, MAX_GRID_UNITS, key=_default("insp_grid_n", 8))
     shared = c7.toggle("Shared colour scale", key=_default("insp_shared", True),
                        help="On: tiles are comparable. Off: each tile uses its own range.")
     if count is None:  # out of range: said under the field
@@ -796,7 +797,7 @@ def main() -> None:
     per_model = images_section(models)
     if per_model is None:
         return
-    k = bounded_number(st, "Top-k classes", 1, 20, key=_default("insp_k", 5))
+    k = bounded_number(st, "Top-k classes", 1, MAX_TOP_K, key=_default("insp_k", 5))
     if k is None:  # out of range: said under the field
         return
     index = predictions_view(models, per_model, int(k))

@@ -563,3 +563,21 @@ def test_settings_survive_runs_that_do_not_draw_them(app_test, digits_run, tmp_p
         assert not at.exception and errors(at) == [], errors(at)
         assert settings() == (5, 6, [32], True)
         assert len(grid_captions(at)) == 6
+
+
+def test_the_pages_ranges_are_the_clis(app_test, digits_run):
+    """The page capped the grid at 32 and top-k at 20 and steps at 4–128, the CLI took
+    --neurons 1000, --top-k 50 and --steps 2–256: both now use attribution's constants."""
+    from explorer_core.attribution import MAX_GRID_UNITS, MAX_STEPS, MAX_TOP_K, MIN_STEPS
+
+    at = open_page(app_test, digits_run.best_model(1))
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()
+    steps = at.slider(key="insp_steps")
+    assert (steps.min, steps.max) == (MIN_STEPS, MAX_STEPS) == (2, 256)
+    for key, label, high in (("insp_k", "Top-k classes", MAX_TOP_K),
+                             ("insp_grid_n", "Neurons in the grid", MAX_GRID_UNITS)):
+        at.number_input(key=key).set_value(high).run()
+        assert not at.exception and errors(at) == []
+        at.number_input(key=key).set_value(high + 1).run()
+        assert errors(at) == [f"{label} must be a whole number from 1 to {high}, got {high + 1}"]
+        at.number_input(key=key).set_value(3).run()
