@@ -30,8 +30,8 @@ from explorer_core.checkpoint import Checkpoint, load_checkpoint
 from explorer_core.data import DATASETS, availability
 from explorer_core.errors import ExplorerError
 from explorer_core.imaging import (FIT_TITLES, FITS, MAX_PIXELS, UPLOAD_TYPES, ConvertedImage,
-                                   ConvertOptions, InputFormat, grid_image, heatmap_image,
-                                   input_format, normalise, open_image, convert_image,
+                                   ConvertOptions, InputFormat, flat_input_warning, grid_image,
+                                   heatmap_image, input_format, normalise, open_image, convert_image,
                                    overlay_image, png_bytes, samples_from, upscale)
 from explorer_core.models import ARCH_TITLES, default_spec
 from pages._common import (bounded_number, format_int_list, keep_widget_state, parse_int_list,
@@ -539,6 +539,9 @@ def images_section(models: list[Loaded]) -> list[list[ConvertedImage | None]] | 
     per_model = [_convert_for(m, images, options, errors) for m in models]
     for e in errors:
         st.error(e)
+    flat = [flat_input_warning(c) for c in per_model[0] if c is not None]
+    for warning in dict.fromkeys(w for w in flat if w):  # the blank input, said, not hidden
+        st.warning(warning)
     if all(c is None for c in per_model[0]):
         return None
     return per_model

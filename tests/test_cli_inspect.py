@@ -132,3 +132,31 @@ def test_the_largest_counts_are_taken_and_top_k_past_the_classes_lists_them_all(
                  "--neurons", "32", "--steps", "2", "--out", str(out)]) == 0
     pred = json.loads((out / "predictions.json").read_text())
     assert len(pred["top_k"]) == 10 and len(pred["neurons"]) == 32  # 10 classes, fc1 of 32
+
+
+def _white_ring_on_transparent(path):
+    """A white ring drawn on a fully transparent RGBA canvas (what drawing apps save)."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    ImageDraw.Draw(image).ellipse((12, 8, 52, 56), outline=(255, 255, 255, 255), width=6)
+    image.save(path)
+    return path
+
+
+def test_a_white_drawing_on_transparency_gets_a_warning_and_still_a_result(tmp_path, capsys):
+    """It was laid on white: the model saw a blank image and predicted with no word."""
+    ck = _checkpoint(tmp_path)
+    img = _white_ring_on_transparent(tmp_path / "ring.png")
+    assert main(["inspect", "--checkpoint", str(ck), "--image", str(img),
+                 "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("warning: ring.png: the model's input is "
+                                                   "one flat colour (every pixel 255)")
+    assert "transparent" in err and (tmp_path / "o" / "predictions.json").exists()
+    drawing = Image.new("L", (40, 40), 0)  # an ordinary drawing: no warning
+    drawing.paste(255, (16, 4, 24, 36))
+    drawing.save(tmp_path / "d.png")
+    assert main(["inspect", "--checkpoint", str(ck), "--image", str(tmp_path / "d.png"),
+                 "--out", str(tmp_path / "o2")]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -581,3 +581,18 @@ def test_the_pages_ranges_are_the_clis(app_test, digits_run):
         at.number_input(key=key).set_value(high + 1).run()
         assert errors(at) == [f"{label} must be a whole number from 1 to {high}, got {high + 1}"]
         at.number_input(key=key).set_value(3).run()
+
+
+def test_a_white_drawing_on_transparency_is_warned_about(app_test, digits_run):
+    """Laid on white, the ring vanished: a prediction for a blank image, without a word."""
+    from PIL import ImageDraw
+
+    ring = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    ImageDraw.Draw(ring).ellipse((12, 8, 52, 56), outline=(255, 255, 255, 255), width=6)
+    at = open_page(app_test, digits_run.best_model(1))
+    at.file_uploader(key="insp_images").set_value(("ring.png", png(ring), "image/png")).run()
+    assert not at.exception and errors(at) == []
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "ring.png: the model's input is one flat colour (every pixel 255)"), warnings
+    assert any("predicted" in m.value for m in at.markdown)  # still shown, now explained

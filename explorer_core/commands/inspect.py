@@ -7,6 +7,7 @@ IASA scores and neuron maps, written as `<out>/predictions.json`, `<out>/scores.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ from ..cli import command
 from ..data import availability
 from ..errors import ExplorerError, raise_pending_interrupt
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
-from ..imaging import FITS, ConvertOptions, grid_image, input_format, load_upload, overlay_image, png_bytes
+from ..imaging import (FITS, ConvertOptions, flat_input_warning, grid_image, input_format,
+                       load_upload, overlay_image, png_bytes)
 
 
 @command("inspect", "classify an image with a checkpoint; write top-k, neuron scores and heatmaps")
@@ -106,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
         "input": fmt.describe(), "neurons": chosen})
     atomic_write_text(args.out / "scores.csv", table.to_csv(index=False))
     atomic_write_bytes(args.out / "heatmaps.png", png_bytes(sheet))
+    warning = flat_input_warning(conv)
+    if warning:  # with the result, which stands; a failed run stays one line
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.image.name}: predicted {rows[0]['class']} ({rows[0]['probability']:.1%}); "
           f"wrote predictions.json, scores.csv, heatmaps.png to {args.out}")
     return 0
