@@ -41,7 +41,19 @@ BASELINES: dict[str, str] = {
     "blurred": "blurred image",
     "mean": "dataset mean",
 }
-MAX_STEPS = 256
+# The ranges of the Inspect settings, in one place: the page's fields and `inspect`'s
+# flags both check against these (the page capped the grid at 32 units and top-k at 20
+# while the CLI took --neurons 1000 and --top-k 50; steps were 4–128 against 2–256).
+MIN_STEPS, MAX_STEPS = 2, 256
+MAX_TOP_K = 20         # classes listed; past the model's classes, all of them
+MAX_GRID_UNITS = 32    # neurons / channels in the heatmap grid
+
+
+def check_range(what: str, value: int, low: int, high: int) -> int:
+    """`value` if a whole number in low–high, else a one-line ExplorerError naming `what`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ExplorerError(f"{what} must be a whole number from {low} to {high}, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -81,10 +93,7 @@ class AttributionSettings:
         if self.baseline not in BASELINES:
             raise ExplorerError(f"unknown baseline {self.baseline!r}; choose one of "
                                 f"{', '.join(BASELINES)}")
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) \
-                or not 2 <= self.steps <= MAX_STEPS:
-            raise ExplorerError(f"attribution steps must be a whole number in 2–{MAX_STEPS}, "
-                                f"got {self.steps!r}")
+        check_range("attribution steps", self.steps, MIN_STEPS, MAX_STEPS)
         if kind is not None and kind not in METHODS[self.method].kinds:
             # names, not titles: they are what `inspect --method` accepts
             raise ExplorerError(f"{self.method} ({METHODS[self.method].title}) does not apply "

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, read_state, state_hidden_widths
 from .errors import CheckpointError, ExplorerError
 from .fileio import JSON_ERRORS
 from .masks import MASK_TYPES
@@ -381,6 +381,25 @@ def load_upload(files: Sequence[UploadedFile], spec: Mapping[str, Any] | None = 
         shutil.rmtree(folder, ignore_errors=True)
     ck.path = None
     return ck
+
+
+def upload_hidden_widths(files: Sequence[UploadedFile], arch: str) -> list[int] | None:
+    """The hidden widths of an uploaded `.pth` state dict of `arch`, read from its tensor
+    shapes (the file read only as `read_state` does: `torch.load(weights_only=True)`);
+    None when there is no single weights file or it cannot be read (loading it says why).
+    The page offers them as the dense widths, so an unpruned upload keeps 100 %."""
+    weights = [f for f in files if Path(f.name).suffix.lower() in WEIGHT_SUFFIXES]
+    if len(weights) != 1 or Path(weights[0].name).suffix.lower() == ".safetensors":
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="explorer-upload-"))  # mode 0700
+    tensor = folder / ("upload" + Path(weights[0].name).suffix.lower())  # never the user's name
+    try:
+        tensor.write_bytes(weights[0].data)
+        return state_hidden_widths(read_state(tensor)[0], arch)
+    except CheckpointError:
+        return None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # Recorded and re-measured test accuracy of the same weights on the same split agree to

@@ -320,6 +320,28 @@ def _as_state_dict(obj: Any, name: str) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"{name} does not hold a state dict of tensors")
 
 
+# The weight names of the fully connected layers whose outputs are hidden units, per
+# architecture (MLP: fc1 … fcK; CNN: its classifier's Linear layers).
+_DENSE_WEIGHTS = {"mlp": re.compile(r"fc(\d+)\.weight"),
+                  "cnn": re.compile(r"classifier\.(\d+)\.weight")}
+
+
+def state_hidden_widths(state: Mapping[str, torch.Tensor], arch: str) -> list[int] | None:
+    """The hidden widths of the fully connected layers in a state dict of `arch`, read
+    from the tensor shapes alone (no model built); None when they cannot be read.
+
+    A `.pth` records no spec: offering a fixed "256, 64" as the widths it came from made
+    a dense 64-32 model read "Hidden kept 30.0 %". Its own widths mean "nothing pruned"
+    until the user names wider ones.
+    """
+    pattern = _DENSE_WEIGHTS.get(arch)
+    if pattern is None:
+        return None
+    layers = sorted((int(m.group(1)), t) for k, t in state.items()
+                    if (m := pattern.fullmatch(k)) and isinstance(t, torch.Tensor) and t.dim() == 2)
+    return [int(t.shape[0]) for _, t in layers[:-1]] if len(layers) > 1 else None
+
+
 def read_spec(path: str | os.PathLike, meta: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The JSON sidecar (spec + metadata), falling back to the safetensors metadata."""
     _, json_path = checkpoint_paths(path)

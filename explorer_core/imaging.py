@@ -310,6 +310,24 @@ def convert_image(image: Image.Image, fmt: InputFormat, options: ConvertOptions 
                           original_mode, pixels, normalise(pixels, fmt))
 
 
+def flat_input_warning(conv: ConvertedImage) -> str | None:
+    """A one-line warning when the model's input is one flat colour, else None.
+
+    A white drawing on a transparent background is laid on white (`_flatten_alpha`): the
+    model saw a blank image and its prediction read as an answer. Inverting or
+    stretching a flat image leaves it flat, so the advice is another background.
+    """
+    if conv.pixels.size == 0 or conv.pixels.min() != conv.pixels.max():
+        return None
+    transparent = conv.original_mode in ("RGBA", "LA", "PA")
+    why = (" Transparent pixels are laid on white, so a white drawing on a transparent "
+           "background vanishes: save it on an opaque dark background (or draw in a dark "
+           "colour on white and invert)." if transparent else
+           " Use a picture whose drawing differs from its background.")
+    return (f"{conv.name}: the model's input is one flat colour (every pixel "
+            f"{int(conv.pixels.flat[0])}), so its prediction means nothing.{why}")
+
+
 def load_upload(data: bytes, name: str, fmt: InputFormat,
                 options: ConvertOptions = ConvertOptions()) -> ConvertedImage:
     """Bytes of an uploaded picture → `ConvertedImage`, or a one-line ExplorerError."""

@@ -11,7 +11,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import altair as alt
 import pandas as pd
@@ -46,6 +46,35 @@ def parse_int_list(text: str, what: str = "hidden widths", example: str = "256, 
     return tuple(values)
 
 
+def resend(key: str) -> None:
+    """Hand the value session state holds for widget `key` back to the widget as a value
+    set through session state, so the browser draws it.
+
+    A value Streamlit merely remembers (the widget was not drawn last run, or a value set
+    in a run that did not draw it) is returned by the script but not sent: the browser
+    mounts the widget with its built-in default (0, the slider's minimum, off) and sends
+    that back on the next run. Must run before the widget is drawn in this run.
+    """
+    st.session_state[key] = st.session_state[key]
+
+
+def keep_widget_state(store: str, kept: Callable[[str], bool]) -> None:
+    """Keep the widgets whose keys `kept` accepts as they were left, however many runs
+    did not draw them (another source picked, another page open); call it first thing
+    in every run of the page. `store` names the session-state dict holding the copies.
+
+    Streamlit deletes an undrawn widget's state when a run ends. The copy in `store`
+    brings it back, and every kept value is handed back to its widget as one set through
+    session state (`resend`): a value merely restored was lost again at the end of the
+    next run without the widget, or, once the widget was back, drawn as its default.
+    """
+    copies: dict[str, Any] = st.session_state.setdefault(store, {})
+    for key in [k for k in st.session_state if isinstance(k, str) and kept(k)]:
+        copies[key] = st.session_state[key]
+    for key, value in copies.items():
+        st.session_state[key] = value
+
+
 def bounded_number(where: Any, label: str, min_value: float, max_value: float | None = None,
                    value: Any = "min", **kwargs: Any) -> Any:
     """`st.number_input` (in `where`: st, a column, a form) whose range is checked here,
@@ -64,6 +93,7 @@ def bounded_number(where: Any, label: str, min_value: float, max_value: float | 
     if value == "min":
         value = min_value
     if "key" in kwargs and kwargs["key"] in st.session_state:
+        resend(kwargs["key"])
         number = where.number_input(label, **kwargs)  # the state holds its value
     else:
         number = where.number_input(label, value=value, **kwargs)

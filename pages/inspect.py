@@ -19,20 +19,23 @@ import pandas as pd
 import streamlit as st
 
 from explorer_core import charts
-from explorer_core.attribution import (BASELINES, METHODS, AttributionCache, AttributionSettings,
+from explorer_core.attribution import (BASELINES, MAX_GRID_UNITS, MAX_STEPS, MAX_TOP_K, METHODS,
+                                       MIN_STEPS, AttributionCache, AttributionSettings,
                                        colour_meaning, hidden_layers, methods_for, neuron_table,
                                        predict, top_k)
 from explorer_core.catalog import (UploadedFile, accuracy_mismatch, list_cache_checkpoints,
-                                   list_run_checkpoints, load_upload, summary, sweep_checkpoints)
+                                   list_run_checkpoints, load_upload, summary, sweep_checkpoints,
+                                   upload_hidden_widths)
 from explorer_core.checkpoint import Checkpoint, load_checkpoint
 from explorer_core.data import DATASETS, availability
 from explorer_core.errors import ExplorerError
 from explorer_core.imaging import (FIT_TITLES, FITS, MAX_PIXELS, UPLOAD_TYPES, ConvertedImage,
-                                   ConvertOptions, InputFormat, grid_image, heatmap_image,
-                                   input_format, normalise, open_image, convert_image,
+                                   ConvertOptions, InputFormat, flat_input_warning, grid_image,
+                                   heatmap_image, input_format, normalise, open_image, convert_image,
                                    overlay_image, png_bytes, samples_from, upscale)
 from explorer_core.models import ARCH_TITLES, default_spec
-from pages._common import bounded_number, parse_int_list, require_app_navigation
+from pages._common import (bounded_number, format_int_list, keep_widget_state, parse_int_list,
+                           require_app_navigation)
 
 require_app_navigation()
 
@@ -63,9 +66,8 @@ def _state(name: str, factory):
     return st.session_state[name]
 
 
-# Streamlit forgets a widget's value when a run does not draw it, e.g. while another page
-# is open: these widget keys are copied to a plain session-state dict every run and put
-# back before the widgets are drawn, so the page looks as it was left after a page switch.
+# Streamlit forgets a widget's value when a run does not draw it (another source picked,
+# another page open): `keep_widget_state` keeps these keys as they were left.
 # (Buttons and file uploaders cannot be set from session state; `_uploads` keeps the
 # uploaded files themselves instead.)
 KEPT = "insp_kept"
@@ -79,16 +81,6 @@ KEPT_PREFIXES = ("insp_neurons_",)
 
 def _kept(key: str) -> bool:
     return key in KEPT_KEYS or key.startswith(KEPT_PREFIXES)
-
-
-def keep_widget_state() -> None:
-    """Remember this run's widget values; restore those Streamlit dropped while away."""
-    kept: dict[str, Any] = _state(KEPT, dict)
-    for key in [k for k in st.session_state if isinstance(k, str) and _kept(k)]:
-        kept[key] = st.session_state[key]
-    for key, value in kept.items():
-        if key not in st.session_state:
-            st.session_state[key] = value
 
 
 def _default(key: str, value: Any) -> str:
@@ -281,6 +273,24 @@ def _entry_picker(entries, slot: str, what: str, empty: str):
     return by_path[chosen]
 
 
+def _own_widths(key: str, uploaded: list[UploadedFile], arch: str) -> str:
+    """Fill the "Hidden widths (dense)" field `key` with the widths of the uploaded
+    weights whenever other weights (or another architecture) are picked; returns the key.
+
+    A fixed "256, 64" made a dense 64-32 upload read "Hidden kept 30.0 %". What the user
+    types stays until the upload or the architecture changes.
+    """
+    digest = hashlib.sha1(arch.encode())
+    for f in uploaded:
+        digest.update(f.name.encode() + b"\0" + f.data)
+    memo = f"{key}__for"
+    if st.session_state.get(memo) != digest.hexdigest() or key not in st.session_state:
+        widths = upload_hidden_widths(uploaded, arch)
+        st.session_state[key] = format_int_list(widths) if widths else "256, 64"
+        st.session_state[memo] = digest.hexdigest()
+    return key
+
+
 def _upload_picker(slot: str) -> Loaded | None:
     files = _uploads(
         "Checkpoint: .safetensors (+ its .json), or a .pth state dict (+ a .json spec)",
@@ -302,9 +312,10 @@ def _upload_picker(slot: str) -> Loaded | None:
         arch = c2.selectbox("Architecture", ["mlp", "slp", "cnn"], format_func=ARCH_TITLES.get,
                             key=f"insp_pth_arch_{slot}")
         hidden = c3.text_input("Hidden widths (dense)",
-                               key=_default(f"insp_pth_hidden_{slot}", "256, 64"),
-                               help="Pruned weights may be narrower: layers are fitted to "
-                                    "them, and Hidden kept is their share of these widths.")
+                               key=_own_widths(f"insp_pth_hidden_{slot}", uploaded, arch),
+                               help="The widths the model had before pruning: at first the "
+                                    "uploaded weights' own (nothing pruned). Give wider ones "
+                                    "if they were pruned; Hidden kept is their share of these.")
         info = DATASETS[dataset]
         spec = default_spec(arch, info.channels, info.size, info.num_classes,
                             list(parse_int_list(hidden)) if arch != "slp" else None)
@@ -528,6 +539,9 @@ def images_section(models: list[Loaded]) -> list[list[ConvertedImage | None]] | 
     per_model = [_convert_for(m, images, options, errors) for m in models]
     for e in errors:
         st.error(e)
+    flat = [flat_input_warning(c) for c in per_model[0] if c is not None]
+    for warning in dict.fromkeys(w for w in flat if w):  # the blank input, said, not hidden
+        st.warning(warning)
     if all(c is None for c in per_model[0]):
         return None
     return per_model
@@ -615,9 +629,9 @@ def _settings_row(models: list[Loaded]) -> tuple[str, str, AttributionSettings, 
                             help="What the attribution starts from. Black image: every "
                                  "pixel 0. Blurred image: the colours without the shapes. "
                                  "Dataset mean: the mean colour, 0 after normalisation.")
-    steps = c5.slider("Integration steps", 4, 128, key=_default("insp_steps", 32),
+    steps = c5.slider("Integration steps", MIN_STEPS, MAX_STEPS, key=_default("insp_steps", 32),
                       help="More steps: closer to the exact integral, slower.")
-    count = bounded_number(c6, "Neurons in the grid", 1, 32, key=_default("insp_grid_n", 8))
+    count = bounded_number(c6, "Neurons in the grid", 1, MAX_GRID_UNITS, key=_default("insp_grid_n", 8))
     shared = c7.toggle("Shared colour scale", key=_default("insp_shared", True),
                        help="On: tiles are comparable. Off: each tile uses its own range.")
     if count is None:  # out of range: said under the field
@@ -779,14 +793,14 @@ def sensitivity_section(models: list[Loaded], per_model, index: int) -> None:
 # ------------------------------------------------------------------ page
 
 def main() -> None:
-    keep_widget_state()  # before the hand-over, which overrides what is restored
+    keep_widget_state(KEPT, _kept)  # before the hand-over, which overrides what is kept
     models = models_section()
     if not models:
         return
     per_model = images_section(models)
     if per_model is None:
         return
-    k = bounded_number(st, "Top-k classes", 1, 20, key=_default("insp_k", 5))
+    k = bounded_number(st, "Top-k classes", 1, MAX_TOP_K, key=_default("insp_k", 5))
     if k is None:  # out of range: said under the field
         return
     index = predictions_view(models, per_model, int(k))

@@ -103,15 +103,60 @@ def test_a_checkpoint_with_nan_weights_exits_2_naming_the_tensor(tmp_path, capsy
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("flag", ["--top-k", "--neurons"])
-@pytest.mark.parametrize("value", ["0", "-3"])
-def test_a_count_below_one_is_refused_before_anything_is_written(tmp_path, capsys, flag, value):
-    """`--top-k 0` listed the best class and exited 0, as if one had been asked for."""
+@pytest.mark.parametrize("flag,value,span", [
+    ("--top-k", "0", "1 to 20"), ("--top-k", "-3", "1 to 20"), ("--top-k", "50", "1 to 20"),
+    ("--neurons", "0", "1 to 32"), ("--neurons", "1000", "1 to 32"),
+    ("--steps", "1", "2 to 256"), ("--steps", "257", "2 to 256")])
+def test_counts_outside_the_pages_ranges_are_refused_before_anything_is_written(
+        tmp_path, capsys, flag, value, span):
+    """`--top-k 0` listed the best class and exited 0, as if one had been asked for; and
+    --neurons 1000 / --top-k 50 passed where the page stops at 32 / 20."""
     ck = _checkpoint(tmp_path)
     img = tmp_path / "d.png"
     Image.new("L", (8, 8), 0).save(img)
     assert main(["inspect", "--checkpoint", str(ck), "--image", str(img), flag, value,
                  "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"error: {flag} must be at least 1, got {value}"
+    assert err == f"error: {flag} must be a whole number from {span}, got {value}"
     assert not (tmp_path / "o").exists()
+
+
+def test_the_largest_counts_are_taken_and_top_k_past_the_classes_lists_them_all(tmp_path):
+    ck = _checkpoint(tmp_path)
+    img = tmp_path / "d.png"
+    drawing = Image.new("L", (8, 8), 0)
+    drawing.paste(255, (3, 1, 5, 7))
+    drawing.save(img)
+    out = tmp_path / "o"
+    assert main(["inspect", "--checkpoint", str(ck), "--image", str(img), "--top-k", "20",
+                 "--neurons", "32", "--steps", "2", "--out", str(out)]) == 0
+    pred = json.loads((out / "predictions.json").read_text())
+    assert len(pred["top_k"]) == 10 and len(pred["neurons"]) == 32  # 10 classes, fc1 of 32
+
+
+def _white_ring_on_transparent(path):
+    """A white ring drawn on a fully transparent RGBA canvas (what drawing apps save)."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    ImageDraw.Draw(image).ellipse((12, 8, 52, 56), outline=(255, 255, 255, 255), width=6)
+    image.save(path)
+    return path
+
+
+def test_a_white_drawing_on_transparency_gets_a_warning_and_still_a_result(tmp_path, capsys):
+    """It was laid on white: the model saw a blank image and predicted with no word."""
+    ck = _checkpoint(tmp_path)
+    img = _white_ring_on_transparent(tmp_path / "ring.png")
+    assert main(["inspect", "--checkpoint", str(ck), "--image", str(img),
+                 "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("warning: ring.png: the model's input is "
+                                                   "one flat colour (every pixel 255)")
+    assert "transparent" in err and (tmp_path / "o" / "predictions.json").exists()
+    drawing = Image.new("L", (40, 40), 0)  # an ordinary drawing: no warning
+    drawing.paste(255, (16, 4, 24, 36))
+    drawing.save(tmp_path / "d.png")
+    assert main(["inspect", "--checkpoint", str(ck), "--image", str(tmp_path / "d.png"),
+                 "--out", str(tmp_path / "o2")]) == 0
+    assert "warning" not in capsys.readouterr().err

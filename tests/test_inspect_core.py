@@ -674,3 +674,14 @@ def test_cached_baselines_are_labelled_by_what_they_were_trained_with(tmp_path):
     assert labels["mlp-digits-bbbb"].endswith("key bbbb")
     assert labels["mlp-digits-cccc"].endswith("key cccc")
     assert labels["cnn-digits-dddd"].startswith("CNN conv 6-12 · fc 24 · Digits · batch 256")
+
+
+def test_hidden_widths_are_read_from_a_state_dicts_shapes():
+    from explorer_core.checkpoint import state_hidden_widths
+    from explorer_core.models import MLP, build_model, default_spec
+
+    assert state_hidden_widths(MLP(64, [64, 32], 10).state_dict(), "mlp") == [64, 32]
+    assert state_hidden_widths(MLP(64, [3], 10).state_dict(), "mlp") == [3]
+    cnn = build_model(default_spec("cnn", 1, 8, 10, [40, 20]))
+    assert state_hidden_widths(cnn.state_dict(), "cnn") == [40, 20]
+    assert state_hidden_widths(MLP(64, [64], 10).state_dict(), "slp") is None

@@ -349,6 +349,25 @@ def test_a_pruned_pth_with_the_dense_widths_shows_how_much_it_kept(app_test):
     assert {m.label: m.value for m in at.metric}["Hidden kept"] == "25.0 %"
 
 
+def test_a_dense_pth_defaults_to_its_own_widths_and_keeps_everything(app_test):
+    """A dense 64-32 Digits MLP read "Hidden widths (dense) 256, 64" and "Hidden kept 30.0 %"."""
+    from explorer_core.models import MLP
+
+    torch.manual_seed(0)
+    at = _upload(app_test(PAGE), ("dense.pth", _pth_bytes(MLP(64, [64, 32], 10))))
+    assert not at.exception and errors(at) == []
+    assert at.text_input(key="insp_pth_hidden_a").value == "64, 32"
+    assert {m.label: m.value for m in at.metric}["Hidden kept"] == "100.0 %"
+    at.text_input(key="insp_pth_hidden_a").set_value("128, 64").run()  # said: pruned from wider
+    assert {m.label: m.value for m in at.metric}["Hidden kept"] == "50.0 %"
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()  # the user's widths stay
+    assert at.text_input(key="insp_pth_hidden_a").value == "128, 64"
+    at.file_uploader(key="insp_upload_a").set_value(  # other weights: their own widths
+        [("other.pth", _pth_bytes(MLP(64, [20, 10, 5], 10)), "application/octet-stream")]).run()
+    assert at.text_input(key="insp_pth_hidden_a").value == "20, 10, 5"
+    assert {m.label: m.value for m in at.metric}["Hidden kept"] == "100.0 %"
+
+
 def test_a_pth_without_hidden_layers_says_so_instead_of_blaming_a_missing_sidecar(app_test):
     """A .pth given with a spec now always reports its share kept; only a model without
     hidden units has none, and "no sidecar .json" was the wrong reason for that."""
@@ -507,3 +526,73 @@ def test_a_cached_baseline_is_dense(app_test, tmp_path, monkeypatch):
     assert at.selectbox(key="insp_cache_a").options == [
         "MLP 16-8 · Digits · batch 32 · seed 2 · 4 epochs · test 50.00 %"]
     assert {m.label: m.value for m in at.metric}["Hidden kept"] == "100.0 %"
+
+
+def shown(w):
+    """What the browser draws for a widget it mounts afresh: the value the script sent
+    (`set_value`), else the proto's default — not the server's idea of the value. A
+    server-only value was drawn as the default and sent back on the next run."""
+    p = w.proto
+    value = p.value if p.set_value else p.default
+    return list(value) if hasattr(value, "__len__") else value
+
+
+def test_settings_survive_runs_that_do_not_draw_them(app_test, digits_run, tmp_path):
+    """Source → Upload (no file), a refused checkpoint, then Past runs again: two runs in a
+    row without the settings' widgets. The browser drew Top-k as 0 ("must be … from 1 to
+    20, got 0", nothing drawn), then the grid size as 0, steps 4 and the shared scale off."""
+    from explorer_core.checkpoint import save_checkpoint
+    from explorer_core.vae import FCVAE, spec_of_vae
+
+    vae = FCVAE(64, [16], 4)
+    refused = save_checkpoint(vae, spec_of_vae(vae, [1, 8, 8]), tmp_path / "vae")
+    at = open_page(app_test, digits_run.best_model(1))
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()
+    at.number_input(key="insp_grid_n").set_value(6).run()
+    assert not at.exception and errors(at) == []
+    settings = lambda: (shown(at.number_input(key="insp_k")),  # noqa: E731
+                        shown(at.number_input(key="insp_grid_n")),
+                        shown(at.slider(key="insp_steps")), shown(at.toggle(key="insp_shared")))
+    for _ in range(2):  # any number of hidden runs
+        at.radio(key="insp_src_a").set_value("Upload").run()
+        at.file_uploader(key="insp_upload_a").set_value(
+            [(p.name, p.read_bytes(), "application/octet-stream")
+             for p in (refused, refused.with_suffix(".json"))]).run()
+        assert not at.exception and errors(at) and not at.metric  # refused, nothing below
+        at.radio(key="insp_src_a").set_value("Past runs").run()
+        assert not at.exception and errors(at) == [], errors(at)
+        assert settings() == (5, 6, [32], True)
+        assert len(grid_captions(at)) == 6
+
+
+def test_the_pages_ranges_are_the_clis(app_test, digits_run):
+    """The page capped the grid at 32 and top-k at 20 and steps at 4–128, the CLI took
+    --neurons 1000, --top-k 50 and --steps 2–256: both now use attribution's constants."""
+    from explorer_core.attribution import MAX_GRID_UNITS, MAX_STEPS, MAX_TOP_K, MIN_STEPS
+
+    at = open_page(app_test, digits_run.best_model(1))
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()
+    steps = at.slider(key="insp_steps")
+    assert (steps.min, steps.max) == (MIN_STEPS, MAX_STEPS) == (2, 256)
+    for key, label, high in (("insp_k", "Top-k classes", MAX_TOP_K),
+                             ("insp_grid_n", "Neurons in the grid", MAX_GRID_UNITS)):
+        at.number_input(key=key).set_value(high).run()
+        assert not at.exception and errors(at) == []
+        at.number_input(key=key).set_value(high + 1).run()
+        assert errors(at) == [f"{label} must be a whole number from 1 to {high}, got {high + 1}"]
+        at.number_input(key=key).set_value(3).run()
+
+
+def test_a_white_drawing_on_transparency_is_warned_about(app_test, digits_run):
+    """Laid on white, the ring vanished: a prediction for a blank image, without a word."""
+    from PIL import ImageDraw
+
+    ring = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    ImageDraw.Draw(ring).ellipse((12, 8, 52, 56), outline=(255, 255, 255, 255), width=6)
+    at = open_page(app_test, digits_run.best_model(1))
+    at.file_uploader(key="insp_images").set_value(("ring.png", png(ring), "image/png")).run()
+    assert not at.exception and errors(at) == []
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "ring.png: the model's input is one flat colour (every pixel 255)"), warnings
+    assert any("predicted" in m.value for m in at.markdown)  # still shown, now explained

@@ -7,18 +7,21 @@ IASA scores and neuron maps, written as `<out>/predictions.json`, `<out>/scores.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..attribution import (BASELINES, METHODS, AttributionCache, AttributionSettings,
-                           colour_meaning, hidden_layers, neuron_table, predict, top_k)
+from ..attribution import (BASELINES, MAX_GRID_UNITS, MAX_STEPS, MAX_TOP_K, METHODS, MIN_STEPS,
+                           AttributionCache, AttributionSettings, check_range, colour_meaning,
+                           hidden_layers, neuron_table, predict, top_k)
 from ..checkpoint import load_checkpoint
 from ..cli import command
 from ..data import availability
 from ..errors import ExplorerError, raise_pending_interrupt
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
-from ..imaging import FITS, ConvertOptions, grid_image, input_format, load_upload, overlay_image, png_bytes
+from ..imaging import (FITS, ConvertOptions, flat_input_warning, grid_image, input_format,
+                       load_upload, overlay_image, png_bytes)
 
 
 @command("inspect", "classify an image with a checkpoint; write top-k, neuron scores and heatmaps")
@@ -35,19 +38,26 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=sorted(METHODS), help="neuron maps (default: "
                    "neuron_conductance; gradcam for conv layers)")
     p.add_argument("--baseline", choices=sorted(BASELINES), default="black")
-    p.add_argument("--steps", type=int, default=32, help="integration steps (default 32)")
-    p.add_argument("--neurons", type=int, default=8, help="top units in the grid (default 8)")
-    p.add_argument("--top-k", type=int, default=5, help="classes listed (default 5)")
+    p.add_argument("--steps", type=int, default=32,
+                   help=f"integration steps, {MIN_STEPS}–{MAX_STEPS} (default 32)")
+    p.add_argument("--neurons", type=int, default=8,
+                   help=f"top units in the grid, 1–{MAX_GRID_UNITS} (default 8; a layer with "
+                        "fewer units shows them all)")
+    p.add_argument("--top-k", type=int, default=5,
+                   help=f"classes listed, 1–{MAX_TOP_K} (default 5; more than the model has "
+                        "lists them all)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     p.set_defaults(run=run)
 
 
 def _check_counts(args: argparse.Namespace) -> None:
-    """Before any work: `--top-k 0` listed one class as if asked to, and a count below 1
-    was found only after the checkpoint, the image and the prediction."""
-    for flag, value in (("--top-k", args.top_k), ("--neurons", args.neurons)):
-        if value < 1:
-            raise ExplorerError(f"{flag} must be at least 1, got {value}")
+    """Before any work, against the page's ranges (attribution's constants): `--top-k 0`
+    listed one class as if asked to, a count below 1 was found only after the
+    checkpoint, the image and the prediction, and --neurons 1000 passed where the page
+    stops at 32."""
+    check_range("--top-k", args.top_k, 1, MAX_TOP_K)
+    check_range("--neurons", args.neurons, 1, MAX_GRID_UNITS)
+    check_range("--steps", args.steps, MIN_STEPS, MAX_STEPS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
         "input": fmt.describe(), "neurons": chosen})
     atomic_write_text(args.out / "scores.csv", table.to_csv(index=False))
     atomic_write_bytes(args.out / "heatmaps.png", png_bytes(sheet))
+    warning = flat_input_warning(conv)
+    if warning:  # with the result, which stands; a failed run stays one line
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.image.name}: predicted {rows[0]['class']} ({rows[0]['probability']:.1%}); "
           f"wrote predictions.json, scores.csv, heatmaps.png to {args.out}")
     return 0
