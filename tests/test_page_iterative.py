@@ -264,10 +264,14 @@ def test_a_dense_model_that_did_not_learn_gets_no_recommendation(app_test, runs_
     assert "Download validations.txt" in labels  # the results themselves are still there
 
 
-def test_a_truncated_checkpoint_is_not_offered_to_deploy(app_test, runs_root):
+def test_a_truncated_checkpoint_is_not_offered_to_deploy(app_test, runs_root, monkeypatch,
+                                                         tmp_path):
     """The deploy pick offered a cut-off best_model.safetensors and its download; now the
     next pick that loads is offered, with a warning naming the iteration to redo, and
-    with no file left that loads nothing is offered."""
+    with no file left that loads nothing is offered. The app runs from another folder
+    here: its "Open on the Inspect page" looked for pages/inspect.py in the working
+    folder and was missing."""
+    monkeypatch.chdir(tmp_path)
     from explorer_core.experiment import RunConfig, create_run
     from explorer_core.results import iteration_rows
 
@@ -291,6 +295,7 @@ def test_a_truncated_checkpoint_is_not_offered_to_deploy(app_test, runs_root):
     assert "Restart the run from iteration 2" in warned[0]
     downloads = {b.label: b for b in at.get("download_button")}
     assert "Download checkpoint (.safetensors)" in downloads
+    assert [b for b in at.button if b.label == "Open on the Inspect page"]
 
     for row in rows[:2]:
         row.checkpoint.write_bytes(b"")
