@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Callable
 
 from .errors import ChartRenderError, ExplorerError
 from .fileio import read_table, write_table
-from .rundir import ITERATIVE_RUN, VALIDATION_COLUMNS, RunPaths, check_kind, read_record
+from .rundir import (ITERATIVE_RUN, VALIDATION_COLUMNS, RunLock, RunPaths, check_kind,
+                     read_record)
 
 if TYPE_CHECKING:
     from .metrics import LatencyConfig
@@ -107,6 +108,19 @@ def concatenate(paths: RunPaths) -> list[Path]:
     return [paths.validations, *save_chart_pngs(
         [(iteration_accuracy_chart(records), paths.accuracies_png),
          (iteration_loss_chart(records), paths.losses_png)], table=paths.validations)]
+
+
+def concatenate_held(paths: RunPaths) -> list[Path]:
+    """`concatenate` for a caller that is not the run's writer (the CLI, the page): our
+    run is held (`RunLock`) while its tables are rewritten, so one a worker is writing
+    is refused — beside a worker redoing iterations it wrote a validations.txt of old
+    and new rows. A thesis folder has no writer; another kind's folder is named as such
+    before anything is held."""
+    if not paths.config.is_file():
+        return concatenate(paths)
+    check_kind(paths, read_record(paths.config), ITERATIVE_RUN)
+    with RunLock(paths):
+        return concatenate(paths)
 
 
 def images_note(write: Callable[[], object]) -> str:

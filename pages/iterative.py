@@ -16,7 +16,7 @@ from explorer_core.data import list_datasets
 from explorer_core.errors import ExplorerError
 from explorer_core.experiment import (TABLE_SCHEDULE, RunConfig, check_resumable, create_run,
                                       plan)
-from explorer_core.results import (concatenate, deployment_costs, iteration_rows, recommend,
+from explorer_core.results import (concatenate_held, deployment_costs, iteration_rows, recommend,
                                    run_progress)
 from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, list_runs,
                                   read_json, read_status)
@@ -263,7 +263,7 @@ def results_section(paths: RunPaths, state: str) -> None:
     if state not in LIVE_STATES and st.button("Write concatenated results",
                                               help="validations.txt, accuracies.png, losses.png"):
         try:
-            written = concatenate(paths)
+            written = concatenate_held(paths)
         except ExplorerError as exc:
             st.error(str(exc))
         else:

@@ -761,6 +761,26 @@ def test_kill_spares_a_finished_runs_pid_and_its_own_process(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == "alive", done
 
 
+def test_concatenate_refuses_a_run_a_worker_is_writing(roots, capsys):
+    """Beside `prune --resume … --from-iteration 6` redoing iterations, `concatenate`
+    rewrote validations.txt from old and new rows (exit 0)."""
+    from explorer_core.cli import main
+
+    runs, cache = roots
+    paths = create_run(small_config("held", retrain=False, schedule={"q": 0.5, "iterations": 2}),
+                       runs)
+    assert execute(paths, cache_root=cache)["state"] == "finished"
+    paths.validations.unlink()
+    with RunLock(paths):
+        assert main(["concatenate", str(paths.root)]) == 2
+    assert capsys.readouterr().err == (f"error: run {paths.root} is already being written by "
+                                       "another process; stop it first or wait for it to "
+                                       "finish\n")
+    assert not paths.validations.exists()
+    assert main(["concatenate", str(paths.root)]) == 0
+    assert paths.validations.is_file()
+
+
 @pytest.mark.parametrize("kind", ["sweep", "train-time"])
 def test_concatenate_on_another_kind_of_folder_says_what_it_is(tmp_path, capsys, kind):
     """A Compare sweep or a train-time run was said to have "no completed iteration to

@@ -218,9 +218,9 @@ def configure_concatenate(p: argparse.ArgumentParser) -> None:
 
 def run_concatenate(args: argparse.Namespace) -> int:
     from .. import charts  # noqa: F401  (`concatenate` imports it between its table and images)
-    from ..results import concatenate
+    from ..results import concatenate_held
 
     raise_pending_interrupt()  # a Ctrl-C in those imports: no table without its images
-    for p in concatenate(RunPaths(args.run_dir)):
+    for p in concatenate_held(RunPaths(args.run_dir)):
         print(f"wrote {p}")
     return 0
