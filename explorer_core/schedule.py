@@ -227,6 +227,10 @@ def widths_from_spec(info: Mapping[str, Any]) -> tuple[int, ...]:
     if not isinstance(spec, Mapping) or "arch" not in spec:
         raise ExplorerError("not a model spec: expected a JSON object with an 'arch' field "
                             "(or a checkpoint sidecar with a 'spec' field)")
+    if "enc_hidden" in spec:  # a train-time VAE's spec: it has widths, just not these
+        raise ExplorerError(f"the {spec['arch']} spec is a variational autoencoder's (a "
+                            "train-time VAE run); a retention schedule plans an iterative "
+                            "pruning run of a classifier")
     convs = spec.get("widths", spec.get("channels", [])) if spec["arch"] != "mlp" else []
     if isinstance(convs, Mapping):
         convs = list(convs.values())

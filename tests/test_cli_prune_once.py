@@ -221,3 +221,13 @@ def test_an_out_folder_gets_the_files_inside_named_after_the_checkpoint(saved_ml
     assert not list(tmp_path.glob("results.*"))
     assert load_checkpoint(tmp_path / "results" / "dense-pruned.safetensors").spec["hidden"] \
         == [16, 8]
+
+
+def test_the_report_names_all_three_files_written(saved_mlp, tmp_path, capsys):
+    """It said "wrote small.safetensors and small.scores.json", leaving out small.json,
+    without which the checkpoint does not load."""
+    ckpt, _ = saved_mlp
+    assert main(["prune-once", "--checkpoint", str(ckpt), "--criterion", "l1", "--ratio",
+                 "0.5", "--no-latency", "--out", str(tmp_path / "small")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"wrote {tmp_path / 'small.safetensors'}, small.json and small.scores.json"

@@ -159,3 +159,20 @@ def test_charts_that_cannot_be_rendered_leave_retain_txt_and_say_so_in_one_line(
     for name in ("pruneNodesIteration.png", "pruneNodesDistribution.png"):
         assert f"{name} not written" in err, err
     assert (tmp_path / "retain.txt").is_file() and not list(tmp_path.glob("*.png"))
+
+
+def test_a_vae_spec_is_named_as_such_and_one_iteration_is_singular(tmp_path, capsys):
+    """A VAE sidecar was said to list "no prunable layer widths (a single-layer model has
+    none…)" though it has them; a one-row table printed "(1 iterations, …)"."""
+    from explorer_core.cli import main
+
+    sidecar = tmp_path / "vae.json"
+    sidecar.write_text(json.dumps({"spec": {"arch": "fc_vae", "in": 64, "latent": 4,
+                                            "enc_hidden": [26], "dec_hidden": [26]}}))
+    assert main(["retention", "--spec", str(sidecar), "--no-plots", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "error: the fc_vae spec is a variational autoencoder's (a train-time VAE run); a "
+        "retention schedule plans an iterative pruning run of a classifier\n")
+    assert main(["retention", "--widths", "8", "--iterations", "1", "--no-plots",
+                 "--out", str(tmp_path)]) == 0
+    assert "(1 iteration, ends at 100 % kept)" in capsys.readouterr().out

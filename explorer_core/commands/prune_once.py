@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         "layers": result.to_dict(), "metrics": costs.to_dict()})
 
     r = costs.ratios()
-    print(f"wrote {tensor_path} and {scores_path}")
+    print(f"wrote {tensor_path}, {checkpoint_paths(tensor_path)[1].name} and {scores_path.name}")
     print(f"params {costs.dense.params:,} → {costs.pruned.params:,}  "
           f"MACs/sample {costs.dense.macs:,} → {costs.pruned.macs:,} "
           f"({r['mac_reduction']:.2f}× fewer)"

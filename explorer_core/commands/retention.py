@@ -64,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     raise_pending_interrupt()  # a Ctrl-C in the imports: no retain.txt without its plots
     args.out.mkdir(parents=True, exist_ok=True)
     path = write_retain(args.out / "retain.txt", table)
-    print(f"wrote {path} ({len(table)} iterations, ends at {table.percent(table.widths[-1]):.3g} % kept)")
+    rows = len(table)
+    print(f"wrote {path} ({rows} iteration{'' if rows == 1 else 's'}, ends at "
+          f"{table.percent(table.widths[-1]):.3g} % kept)")
     if not args.no_plots:
         for p in save_retention_pngs(table, args.out):
             print(f"wrote {p}")
