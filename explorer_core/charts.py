@@ -224,18 +224,23 @@ def _with_kept(chart: alt.Chart, epochs: list[dict], kept: int | None, key: str,
 
 
 def epoch_loss_chart(epochs: list[dict], kept: int | None = None) -> alt.Chart | alt.LayerChart:
-    """Per-epoch train / test loss of one iteration, the saved (`kept`) epoch marked."""
+    """Per-epoch train / validation / test loss of one iteration, the saved (`kept`)
+    epoch — lowest validation loss — marked."""
     it = epochs[0].get("iteration", 0) if epochs else 0
-    chart = _lines(_long(epochs, "epoch", {"train_loss": "train", "test_loss": "test"}),
+    # validation drawn too: it decides the kept epoch, which a reader can then check
+    chart = _lines(_long(epochs, "epoch", {"train_loss": "train", "val_loss": "validation",
+                                           "test_loss": "test"}),
                    _epoch_x(), "Cross-entropy", f"Loss, iteration {it}")
     return _with_kept(chart.properties(width=WIDTH // 2), epochs, kept, "test_loss", "loss")
 
 
 def epoch_accuracy_chart(epochs: list[dict], kept: int | None = None
                          ) -> alt.Chart | alt.LayerChart:
-    """Per-epoch train / test accuracy of one iteration, the saved (`kept`) epoch marked."""
+    """Per-epoch train / validation / test accuracy of one iteration, the saved (`kept`)
+    epoch marked."""
     it = epochs[0].get("iteration", 0) if epochs else 0
-    chart = _lines(_long(epochs, "epoch", {"train_acc": "train", "test_acc": "test"}),
+    chart = _lines(_long(epochs, "epoch", {"train_acc": "train", "val_acc": "validation",
+                                           "test_acc": "test"}),
                    _epoch_x(), "Accuracy (%)", f"Accuracy, iteration {it}")
     return _with_kept(chart.properties(width=WIDTH // 2), epochs, kept, "test_acc", "accuracy")
 

@@ -169,3 +169,26 @@ def test_topk_probability_axis_keeps_its_last_label_inside_the_chart():
     # a right-aligned label ends at its x; a centred one half its width later (~9 px)
     end = graph["origin"][0] + label["ax"] + (0 if label["align"] == "right" else 9)
     assert graph["width"] - end >= 10, (graph["width"], end)
+
+
+def test_epoch_charts_draw_the_validation_curve_that_decides_the_kept_epoch():
+    """The kept epoch is the one of lowest validation loss, but only train and test were
+    drawn: a reader could not check the choice the dashed line marks."""
+    from explorer_core.training import kept_epoch
+
+    epochs = [{"iteration": 1, "epoch": e, "train_loss": tl, "val_loss": vl, "test_loss": te,
+               "train_acc": 90.0 + e, "val_acc": va, "test_acc": 80.0 + e}
+              for e, tl, vl, te, va in [(1, 0.9, 0.50, 0.6, 85.0), (2, 0.5, 0.30, 0.4, 88.0),
+                                        (3, 0.3, 0.45, 0.35, 87.0)]]
+    kept = kept_epoch(epochs)
+    assert kept == 2
+    for chart, column in ((charts.epoch_loss_chart(epochs, kept), "val_loss"),
+                          (charts.epoch_accuracy_chart(epochs, kept), "val_acc")):
+        spec = chart.to_dict()
+        datasets = list(spec["datasets"].values())
+        lines = next(d for d in datasets if any("Series" in row for row in d))
+        validation = [(r["epoch"], r["Value"]) for r in lines if r["Series"] == "validation"]
+        assert validation == [(e["epoch"], e[column]) for e in epochs]
+        assert sorted({r["Series"] for r in lines}) == ["test", "train", "validation"]
+        ring = next(d for d in datasets if any("Kept" in row for row in d))
+        assert ring[0]["epoch"] == 2
