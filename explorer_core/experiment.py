@@ -220,6 +220,16 @@ def create_run(cfg: RunConfig, root: Path | None = None) -> RunPaths:
     return paths
 
 
+def _stopped_message(paths: RunPaths) -> str:
+    """Where a resume of a stopped run starts: "from the last completed iteration" was
+    said of runs stopped before their dense model was done, which had none."""
+    done = paths.completed_iterations()
+    if not done:
+        return "stopped by request before the dense model was done; resume starts it again"
+    return (f"stopped by request; resume continues after iteration {max(done)}, the last "
+            "completed")
+
+
 def total_epochs(cfg: RunConfig, iterations: int) -> int:
     return cfg.dense_epochs + (iterations - 1) * (cfg.retrain_epochs if cfg.retrain else 0)
 
@@ -588,8 +598,7 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
         reason += images_note(lambda: concatenate(paths))
         return write_status(paths, "finished", message=reason, finished=time.time())
     except Cancelled:
-        return write_status(paths, "stopped", message="stopped by request; resume continues "
-                            "from the last completed iteration")
+        return write_status(paths, "stopped", message=_stopped_message(paths))
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
     except OSError as exc:  # the disk refused a checkpoint or table: resume once fixed

@@ -109,9 +109,21 @@ def test_stop_request_then_resume(roots):
     assert status["state"] == "stopped"
     done = paths.completed_iterations()
     assert 0 in done and len(done) < len(plan(small_config("x")))
+    assert status["message"] == (f"stopped by request; resume continues after iteration "
+                                 f"{max(done)}, the last completed")
     status = execute(paths, cache_root=cache)
     assert status["state"] == "finished"
     assert paths.completed_iterations() == list(range(len(plan(small_config("x")))))
+
+
+def test_a_run_stopped_before_its_dense_model_does_not_promise_a_completed_iteration(roots):
+    """It said "resume continues from the last completed iteration" with none done."""
+    runs, cache = roots
+    paths = create_run(small_config("early"), runs)
+    status = execute(paths, should_stop=lambda: True, cache_root=cache)
+    assert status["state"] == "stopped" and paths.completed_iterations() == []
+    assert status["message"] == ("stopped by request before the dense model was done; "
+                                 "resume starts it again")
 
 
 def test_a_resumed_prune_bar_starts_at_the_epochs_it_kept(roots):
