@@ -34,6 +34,7 @@ st.caption("Prune → retrain → validate, one iteration per row of the retenti
            "Runs continue in the background; come back any time.")
 
 RUNS_ROOT = default_runs_root()
+INSPECT_PAGE = Path(__file__).resolve().parent / "inspect.py"
 
 
 def _defaults() -> dict:
@@ -276,7 +277,7 @@ def results_section(paths: RunPaths, state: str) -> None:
         if f.is_file():
             col.download_button(f"Download {f.name}", f.read_bytes(), f.name,
                                 mime="image/png" if f.suffix == ".png" else "text/plain",
-                                key=f"dl-{f.name}")
+                                key=f"dl-{f.name}", on_click="ignore")
     deploy_section(paths, rows)
 
 
@@ -336,11 +337,17 @@ def deploy_section(paths: RunPaths, rows) -> None:
     if not rec.is_dense:
         _cost_table(rec.dense, r)
     c1, c2 = st.columns(2)
+    # on_click="ignore": a download reran the page (its cost table too), and a second
+    # download clicked meanwhile was cancelled
     c1.download_button("Download checkpoint (.safetensors)", r.checkpoint.read_bytes(),
-                       f"iteration{r.iteration}_best_model.safetensors", key="dl-ckpt")
+                       f"iteration{r.iteration}_best_model.safetensors", key="dl-ckpt",
+                       on_click="ignore")
     c2.download_button("Download model spec (.json)", r.checkpoint.with_suffix(".json").read_bytes(),
-                       f"iteration{r.iteration}_best_model.json", key="dl-spec")
-    if Path("pages/inspect.py").is_file() and st.button("Open on the Inspect page"):
+                       f"iteration{r.iteration}_best_model.json", key="dl-spec",
+                       on_click="ignore")
+    # beside this file, not the working folder: `streamlit run /path/app.py` from
+    # elsewhere lost the button
+    if INSPECT_PAGE.is_file() and st.button("Open on the Inspect page"):
         st.session_state["inspect_checkpoint"] = str(r.checkpoint)
         st.switch_page("pages/inspect.py")
 
