@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,7 +52,19 @@ def launch(paths: RunPaths, command: str = "prune", extra: list[str] | None = No
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=os.getcwd(), env=env, start_new_session=True)
     write_status(paths, "queued", pid=proc.pid, message="starting worker", **session)
+    _reap_when_done(proc)
     return proc.pid
+
+
+def _reap_when_done(proc: subprocess.Popen) -> None:
+    """Collect the worker's exit status when it ends, off the page's thread.
+
+    Nothing else waits on a launched worker (liveness is read from status and lock
+    files), so each finished or killed worker stayed a `<defunct>` child of the
+    Streamlit server until the server exited. A daemon thread blocked in `wait()` costs
+    no CPU, never delays the page, and does not keep the server from exiting.
+    """
+    threading.Thread(target=proc.wait, name=f"reap-worker-{proc.pid}", daemon=True).start()
 
 
 def request_stop(paths: RunPaths) -> None:
