@@ -322,7 +322,7 @@ def results_section(paths: SweepPaths, live: bool) -> None:
         if not live:
             png_download_button("Download PNG", chart, "batch_size.png", f"png-batch-{key}")
     with tabs[3]:
-        _table(summary, paths, live, everything)
+        _table(summary, paths, live, everything, hidden=len(results) < len(everything))
 
 
 def _speed_note(results: pd.DataFrame) -> None:
@@ -393,7 +393,7 @@ def _unsteady_timing_warning(results: pd.DataFrame) -> None:
 
 
 def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool,
-           everything: pd.DataFrame) -> None:
+           everything: pd.DataFrame, hidden: bool) -> None:
     view = summary.rename(columns={"test_acc_mean": "accuracy", "test_acc_std": "± std",
                                    "test_loss_mean": "cross-entropy", "macs_mean": "MACs",
                                    "nonzero_params_mean": "non-zero params",
@@ -423,12 +423,25 @@ def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool,
                + (": mean and std over repeats." if repeats else " (one seed each)."))
     if live:
         return
+    _table_downloads(everything, hidden)
+    _inspect_handover(paths, everything)
+
+
+def _table_downloads(everything: pd.DataFrame, hidden: bool) -> None:
+    """results.csv and summary.csv of every finished cell, as the CLI writes them.
+
+    The filters narrow the view, not the files: when they hide rows the buttons and a
+    caption say so (a page showing one batch size gave files of all of them, unsaid).
+    """
+    whole = f" (all {len(everything)} cells)" if hidden else ""
     c1, c2, _ = st.columns(3)
-    for col, name in ((c1, "results.csv"), (c2, "summary.csv")):  # every finished cell
-        col.download_button(f"Download {name}", lambda n=name: tables_text(everything)[n],
+    for col, name in ((c1, "results.csv"), (c2, "summary.csv")):
+        col.download_button(f"Download {name}{whole}", lambda n=name: tables_text(everything)[n],
                             name, mime="text/csv", key=f"dl-{name}", on_click="ignore",
                             icon=":material/download:")
-    _inspect_handover(paths, everything)
+    if hidden:
+        st.caption("The filters above apply to the view only: the downloads hold every "
+                   "finished cell of the sweep.")
 
 
 def _inspect_handover(paths: SweepPaths, results: pd.DataFrame) -> None:

@@ -349,3 +349,21 @@ def test_the_grid_summary_counts_the_baselines_cached_since_it_was_shown(sweeps_
     assert execute(create_sweep(cfg, sweeps_root))["state"] == "finished"
     at.run()
     assert "over 1 dense baseline (0 to train, 1 cached)" in infos(at)
+
+
+def test_downloads_say_they_hold_the_whole_sweep_when_a_filter_hides_cells(sweeps_root):
+    """With "Show batch sizes" narrowed to one, results.csv and summary.csv still held
+    every cell, and nothing on the page said so."""
+    paths = _finished_sweep(sweeps_root, "filtered", types=["neuron"], criteria=["l1"],
+                            batch_sizes=[32, 64], latency_repeats=0)
+    at = open_page()
+    widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
+    labels = [b.label for b in at.get("download_button") if ".csv" in b.label]
+    assert labels == ["Download results.csv", "Download summary.csv"]  # nothing hidden
+    assert not any("view only" in c.value for c in at.caption)
+
+    widget(at.multiselect, "Show batch sizes").set_value([64]).run()
+    assert not at.exception
+    labels = [b.label for b in at.get("download_button") if ".csv" in b.label]
+    assert labels == ["Download results.csv (all 4 cells)", "Download summary.csv (all 4 cells)"]
+    assert any("filters above apply to the view only" in c.value for c in at.caption)
