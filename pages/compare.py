@@ -27,9 +27,9 @@ from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
                                          progress, results_frame, speedups, summary_frame,
                                          tables_text, untuned_dense_note)
 from explorer_core.settings import MAX_EPOCHS
-from pages._common import (announce_start, bounded_number, format_seconds, parse_int_list,
-                           png_download_button, require_app_navigation, run_name_input,
-                           run_picker, setup_expander, status_header, stop_button)
+from pages._common import (announce_start, bounded_number, format_seconds, learning_rate_input,
+                           parse_int_list, png_download_button, require_app_navigation,
+                           run_name_input, run_picker, setup_expander, status_header, stop_button)
 
 require_app_navigation()
 
@@ -151,7 +151,7 @@ def setup_form() -> None:
         with st.expander("More settings"):
             m1, m2, m3 = st.columns(3)
             optimizer = m1.selectbox("Optimiser", ["adam", "adamw", "sgd"])
-            lr = bounded_number(m1, "Learning rate", 1e-6, 10.0, 1e-3, format="%.5f")
+            lr = learning_rate_input(m1)
             hidden = m1.text_input("MLP hidden widths", "256, 64")
             seed = bounded_number(m2, "First seed", 0, 2 ** 31 - 1, 0)
             calibration = bounded_number(m2, "Calibration samples (data-driven criteria)", 1,

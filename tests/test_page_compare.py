@@ -367,3 +367,23 @@ def test_downloads_say_they_hold_the_whole_sweep_when_a_filter_hides_cells(sweep
     labels = [b.label for b in at.get("download_button") if ".csv" in b.label]
     assert labels == ["Download results.csv (all 4 cells)", "Download summary.csv (all 4 cells)"]
     assert any("filters above apply to the view only" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("page, submit", [("pages/compare.py", None),
+                                          ("pages/iterative.py", "Start run"),
+                                          ("pages/train_time.py", "Start comparison")])
+def test_the_learning_rate_field_shows_small_rates(sweeps_root, page, submit):
+    """With format "%.5f" the allowed minimum 1e-6 showed as 0.00000, and so did the
+    refused 5e-7. (Python's % stands in for sprintf.js, which writes %g as JavaScript
+    writes the number.)"""
+    at = open_page_file(page)
+    shown = widget(at.number_input, "Learning rate").proto.format
+    for rate in (1e-6, 5e-7, 1e-3, 0.00025):
+        assert float(shown % rate) == pytest.approx(rate, rel=1e-5), (page, shown)
+    widget(at.number_input, "Learning rate").set_value(5e-7)
+    if submit:  # a form: checked when submitted
+        widget(at.button, submit).click()
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error if "Learning rate" in e.value] == [
+        "Learning rate must be between 1e-06 and 10, got 5e-07"]
