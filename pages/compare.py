@@ -252,12 +252,25 @@ def live_view(paths: SweepPaths, was_live: bool) -> None:
     status_header(prog.state, prog.message, paths)
     st.progress(prog.fraction, text=f"{prog.cells_done} of {prog.total_cells} cells"
                 + (f" · {prog.activity}" if prog.activity else ""))
+    _unreadable_note(prog.unreadable)
     m1, m2, m3 = st.columns(3)
     m1.metric("Elapsed", format_seconds(prog.elapsed))
     m2.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
     m3.metric("Cells done", f"{prog.cells_done} / {prog.total_cells}")
     controls(paths, prog.state, prog.cells_done, prog.total_cells)
     results_section(paths, live=prog.state in LIVE_STATES)
+
+
+def _unreadable_note(names: list[str]) -> None:
+    """Why a sweep counts fewer cells than it ran: records truncated or unreadable in
+    cells/ are not finished cells (a finished sweep showed "38 of 40 cells" and a
+    Resume button, and nothing said why)."""
+    if not names:
+        return
+    listed = ", ".join(names[:3]) + (" …" if len(names) > 3 else "")
+    records = "cell record" if len(names) == 1 else "cell records"
+    st.warning(f"{len(names)} {records} could not be read ({listed}); Resume redoes "
+               f"{'that cell' if len(names) == 1 else 'those cells'}.")
 
 
 # ------------------------------------------------------------------ results

@@ -387,3 +387,26 @@ def test_the_learning_rate_field_shows_small_rates(sweeps_root, page, submit):
     assert not at.exception
     assert [e.value for e in at.error if "Learning rate" in e.value] == [
         "Learning rate must be between 1e-06 and 10, got 5e-07"]
+
+
+def test_damaged_cell_records_are_named_beside_the_resume_button(sweeps_root):
+    """A truncated or unreadable cells/*.json: the page showed "Status: finished" and
+    "2 of 4 cells" with a Resume button, and nothing said why."""
+    from explorer_core.sweep_results import scan_cells
+
+    paths = _finished_sweep(sweeps_root, "damaged", types=["neuron"], criteria=["l1"],
+                            batch_sizes=[32, 64], latency_repeats=0)
+    cells = sorted(paths.cells_dir.glob("*.json"))
+    assert len(cells) == 4
+    cells[0].write_text(cells[0].read_text()[:40])  # truncated
+    cells[1].write_bytes(b"\xff\xfe not json")  # unreadable
+    rows, unreadable = scan_cells(paths)
+    assert len(rows) == 2 and unreadable == [cells[0].name, cells[1].name]
+
+    at = open_page()
+    widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
+    assert not at.exception
+    notes = [w.value for w in at.warning if "could not be read" in w.value]
+    assert notes == [f"2 cell records could not be read ({cells[0].name}, {cells[1].name}); "
+                     "Resume redoes those cells."]
+    assert "Resume" in [b.label for b in at.button]
