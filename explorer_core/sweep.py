@@ -52,7 +52,7 @@ from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_mode
                             pruned_widths)
 from .rundir import (COMPARE_SWEEP, SweepPaths, WrongKindError, append_event, check_kind,
                      default_sweeps_root, failed_write, new_run_dir, read_json, session_start,
-                     write_status)
+                     validate_run_name, write_status)
 from .schedule import MAX_WIDTH
 from .settings import MAX_SEED, check_epochs, check_fields, from_json, shown
 from .surgery import score_layers
@@ -336,6 +336,14 @@ def runnable_plan(cfg: SweepConfig) -> Plan:
     return the_plan
 
 
+def startable_plan(cfg: SweepConfig) -> Plan:
+    """The plan `create_sweep` would start, after every check it makes of the settings
+    (the sweep name's form included) — so `compare --estimate` refuses what a start
+    would refuse, instead of estimating a sweep named "a/b" that can never run."""
+    validate_run_name(cfg.name)
+    return runnable_plan(cfg)
+
+
 def create_sweep(cfg: SweepConfig, root: Path | None = None,
                  estimated: list[list[float]] | None = None) -> SweepPaths:
     """Make the sweep folder with config.json and a queued status.
@@ -345,7 +353,7 @@ def create_sweep(cfg: SweepConfig, root: Path | None = None,
     pre-start estimate's times per group (`estimate.Estimate.groups`), kept for the
     remaining-time estimate of the running sweep.
     """
-    the_plan = runnable_plan(cfg)
+    the_plan = startable_plan(cfg)
     paths = SweepPaths(new_run_dir(cfg.name, root or default_sweeps_root()).root)
     atomic_write_json(paths.config, {**cfg.to_dict(), "created": time.time(),
                                      "versions": {"explorer": __version__,

@@ -15,7 +15,7 @@ import json
 import os
 import typing
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,18 +48,29 @@ def read_cells(paths: SweepPaths) -> list[dict]:
 
     A record names itself (`cell_id` = its file's name) and is one (`is_cell_record`);
     anything else in the folder — a hand-made note, a copy, a hand-edited record,
-    something unreadable — is not a finished cell, so it counts neither in the tables
-    nor in the progress, and resume redoes the cell.
+    something truncated or unreadable — is not a finished cell, so it counts neither in
+    the tables nor in the progress, and resume redoes the cell (`scan_cells` names them).
     """
-    rows = []
+    return scan_cells(paths)[0]
+
+
+def scan_cells(paths: SweepPaths) -> tuple[list[dict], list[str]]:
+    """(`read_cells`' rows, the names of the cells/*.json files that are no record).
+
+    The names let a page say why a finished sweep counts fewer cells than it ran
+    ("38 of 40 cells" beside a Resume button, otherwise unexplained); one pass reads both.
+    """
+    rows, unreadable = [], []
     for f in sorted(paths.cells_dir.glob("*.json")) if paths.cells_dir.is_dir() else []:
         try:
             row = json.loads(f.read_text())
-        except (OSError, *JSON_ERRORS):
-            continue  # written atomically, so only a foreign file could be unreadable
+        except (OSError, *JSON_ERRORS):  # truncated (a full disk, a copy), or not JSON
+            row = None
         if is_cell_record(row, f.stem):
             rows.append(row)
-    return rows
+        else:
+            unreadable.append(f.name)
+    return rows, unreadable
 
 
 # A record's grid fields: those of a `sweep.Cell`, of its fields' types (exact types:
@@ -410,6 +421,7 @@ class SweepProgress:
     elapsed: float
     eta: float | None
     baseline_epochs: list[dict]
+    unreadable: list[str] = field(default_factory=list)  # cells/*.json that are no record
 
     @property
     def fraction(self) -> float:
@@ -561,7 +573,7 @@ GROUP_TIME_KEYS = ("baseline_s", "train_s", "cell_s", "end_cell_s", "pruned_cell
 def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
     status = read_status(paths)
     state = status.get("state", "unknown")
-    rows = read_cells(paths)
+    rows, unreadable = scan_cells(paths)
     done = len(rows)
     total = int(status.get("total_cells") or 0)
     elapsed = elapsed_seconds(status, now)
@@ -575,7 +587,7 @@ def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
     # what runs now: nothing once the worker is gone (a killed one left its last report)
     activity = status.get("activity", "") if state in LIVE_STATES else ""
     return SweepProgress(state, status.get("message", ""), activity, done, total, elapsed, eta,
-                         epochs)
+                         epochs, unreadable)
 
 
 def untuned_dense_note(paths: SweepPaths) -> str | None:

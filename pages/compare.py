@@ -27,9 +27,9 @@ from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
                                          progress, results_frame, speedups, summary_frame,
                                          tables_text, untuned_dense_note)
 from explorer_core.settings import MAX_EPOCHS
-from pages._common import (announce_start, bounded_number, format_seconds, parse_int_list,
-                           png_download_button, require_app_navigation, run_name_input,
-                           run_picker, setup_expander, status_header, stop_button)
+from pages._common import (announce_start, bounded_number, format_seconds, learning_rate_input,
+                           parse_int_list, png_download_button, require_app_navigation,
+                           run_name_input, run_picker, setup_expander, status_header, stop_button)
 
 require_app_navigation()
 
@@ -151,7 +151,7 @@ def setup_form() -> None:
         with st.expander("More settings"):
             m1, m2, m3 = st.columns(3)
             optimizer = m1.selectbox("Optimiser", ["adam", "adamw", "sgd"])
-            lr = bounded_number(m1, "Learning rate", 1e-6, 10.0, 1e-3, format="%.5f")
+            lr = learning_rate_input(m1)
             hidden = m1.text_input("MLP hidden widths", "256, 64")
             seed = bounded_number(m2, "First seed", 0, 2 ** 31 - 1, 0)
             calibration = bounded_number(m2, "Calibration samples (data-driven criteria)", 1,
@@ -252,12 +252,25 @@ def live_view(paths: SweepPaths, was_live: bool) -> None:
     status_header(prog.state, prog.message, paths)
     st.progress(prog.fraction, text=f"{prog.cells_done} of {prog.total_cells} cells"
                 + (f" · {prog.activity}" if prog.activity else ""))
+    _unreadable_note(prog.unreadable)
     m1, m2, m3 = st.columns(3)
     m1.metric("Elapsed", format_seconds(prog.elapsed))
     m2.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
     m3.metric("Cells done", f"{prog.cells_done} / {prog.total_cells}")
     controls(paths, prog.state, prog.cells_done, prog.total_cells)
     results_section(paths, live=prog.state in LIVE_STATES)
+
+
+def _unreadable_note(names: list[str]) -> None:
+    """Why a sweep counts fewer cells than it ran: records truncated or unreadable in
+    cells/ are not finished cells (a finished sweep showed "38 of 40 cells" and a
+    Resume button, and nothing said why)."""
+    if not names:
+        return
+    listed = ", ".join(names[:3]) + (" …" if len(names) > 3 else "")
+    records = "cell record" if len(names) == 1 else "cell records"
+    st.warning(f"{len(names)} {records} could not be read ({listed}); Resume redoes "
+               f"{'that cell' if len(names) == 1 else 'those cells'}.")
 
 
 # ------------------------------------------------------------------ results
@@ -322,7 +335,7 @@ def results_section(paths: SweepPaths, live: bool) -> None:
         if not live:
             png_download_button("Download PNG", chart, "batch_size.png", f"png-batch-{key}")
     with tabs[3]:
-        _table(summary, paths, live, everything)
+        _table(summary, paths, live, everything, hidden=len(results) < len(everything))
 
 
 def _speed_note(results: pd.DataFrame) -> None:
@@ -393,7 +406,7 @@ def _unsteady_timing_warning(results: pd.DataFrame) -> None:
 
 
 def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool,
-           everything: pd.DataFrame) -> None:
+           everything: pd.DataFrame, hidden: bool) -> None:
     view = summary.rename(columns={"test_acc_mean": "accuracy", "test_acc_std": "± std",
                                    "test_loss_mean": "cross-entropy", "macs_mean": "MACs",
                                    "nonzero_params_mean": "non-zero params",
@@ -423,12 +436,25 @@ def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool,
                + (": mean and std over repeats." if repeats else " (one seed each)."))
     if live:
         return
+    _table_downloads(everything, hidden)
+    _inspect_handover(paths, everything)
+
+
+def _table_downloads(everything: pd.DataFrame, hidden: bool) -> None:
+    """results.csv and summary.csv of every finished cell, as the CLI writes them.
+
+    The filters narrow the view, not the files: when they hide rows the buttons and a
+    caption say so (a page showing one batch size gave files of all of them, unsaid).
+    """
+    whole = f" (all {len(everything)} cells)" if hidden else ""
     c1, c2, _ = st.columns(3)
-    for col, name in ((c1, "results.csv"), (c2, "summary.csv")):  # every finished cell
-        col.download_button(f"Download {name}", lambda n=name: tables_text(everything)[n],
+    for col, name in ((c1, "results.csv"), (c2, "summary.csv")):
+        col.download_button(f"Download {name}{whole}", lambda n=name: tables_text(everything)[n],
                             name, mime="text/csv", key=f"dl-{name}", on_click="ignore",
                             icon=":material/download:")
-    _inspect_handover(paths, everything)
+    if hidden:
+        st.caption("The filters above apply to the view only: the downloads hold every "
+                   "finished cell of the sweep.")
 
 
 def _inspect_handover(paths: SweepPaths, results: pd.DataFrame) -> None:

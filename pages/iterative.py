@@ -23,9 +23,9 @@ from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, list
 from explorer_core.schedule import MAX_ITERATIONS, parse_retain
 from explorer_core.training import kept_epoch
 from explorer_core.settings import MAX_EPOCHS
-from pages._common import (announce_start, bounded_number, format_seconds, parse_int_list,
-                           require_app_navigation, run_name_input, run_picker, setup_expander,
-                           status_header, stop_button)
+from pages._common import (announce_start, bounded_number, format_seconds, learning_rate_input,
+                           parse_int_list, require_app_navigation, run_name_input, run_picker,
+                           setup_expander, status_header, stop_button)
 
 require_app_navigation()
 
@@ -84,7 +84,7 @@ def setup_form() -> None:
             retrain_epochs = bounded_number(c3, "Retrain epochs per iteration", 1, MAX_EPOCHS, 1)
             patience = bounded_number(c3, "Early-stopping patience (0 = off)", 0, 1000, 0)
             optimizer = c3.selectbox("Optimiser", ["adam", "adamw", "sgd"])
-            lr = bounded_number(c3, "Learning rate", 1e-6, 10.0, 1e-3, format="%.5f")
+            lr = learning_rate_input(c3)
             batch = bounded_number(c3, "Batch size", 1, 100000, 64)
             seed = bounded_number(c3, "Seed", 0, 2**31 - 1, 0)
             name = run_name_input("new_run_name", "run")

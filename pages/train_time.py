@@ -23,9 +23,9 @@ from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
 from explorer_core.vae import VAE_CRITERIA
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, format_int_list, format_seconds,
-                           parse_int_list, png_download_button, require_app_navigation,
-                           run_name_input, run_picker, setup_expander, status_header,
-                           stop_button)
+                           learning_rate_input, parse_int_list, png_download_button,
+                           require_app_navigation, run_name_input, run_picker, setup_expander,
+                           status_header, stop_button)
 
 require_app_navigation()
 
@@ -87,7 +87,7 @@ def setup_form() -> None:
             seeds = c3.text_input("Seeds", "0", help="Each variant runs once per seed; charts "
                                   "show the mean (and the min–max band) over seeds.")
             batch = bounded_number(c3, "Batch size", 1, 100_000, DEFAULTS.batch_size)
-            lr = bounded_number(c3, "Learning rate", 1e-6, 10.0, DEFAULTS.lr, format="%.5f")
+            lr = learning_rate_input(c3, DEFAULTS.lr)
             name = run_name_input("tt_name", "tt")
             submitted = st.form_submit_button("Start comparison", type="primary")
         if missing:

@@ -839,3 +839,30 @@ def test_a_run_that_ends_while_its_status_is_read_is_seen_as_it_ended(tmp_path, 
     rundir.write_status(paths, "running", message="")  # a writer that died mid-run
     monkeypatch.setattr(rundir, "is_locked", lambda _paths: False)
     assert read_status(paths)["state"] == "interrupted"
+
+
+def _is_zombie(pid: int) -> bool:
+    """True while `pid` has ended but no one collected its exit status (state Z)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:  # reaped: gone from the process table
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_a_finished_worker_is_reaped_not_left_defunct(tmp_path, cache):
+    """`launch` never waited on its Popen: each finished or killed worker stayed a
+    `<defunct>` child of the Streamlit server until the server exited."""
+    paths, command, _ = _sweep(tmp_path)
+    pid = jobs.launch(paths, command)
+    try:
+        assert jobs.wait(paths, timeout=120)["state"] == "finished", log_tail(paths)
+    finally:
+        jobs.kill(paths)
+    deadline = time.time() + 30
+    while Path(f"/proc/{pid}").exists() and not _is_zombie(pid):  # still exiting
+        assert time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # the reaper's wait() returns as soon as the child ends
+    assert not _is_zombie(pid)
+    assert not Path(f"/proc/{pid}").exists()

@@ -349,3 +349,64 @@ def test_the_grid_summary_counts_the_baselines_cached_since_it_was_shown(sweeps_
     assert execute(create_sweep(cfg, sweeps_root))["state"] == "finished"
     at.run()
     assert "over 1 dense baseline (0 to train, 1 cached)" in infos(at)
+
+
+def test_downloads_say_they_hold_the_whole_sweep_when_a_filter_hides_cells(sweeps_root):
+    """With "Show batch sizes" narrowed to one, results.csv and summary.csv still held
+    every cell, and nothing on the page said so."""
+    paths = _finished_sweep(sweeps_root, "filtered", types=["neuron"], criteria=["l1"],
+                            batch_sizes=[32, 64], latency_repeats=0)
+    at = open_page()
+    widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
+    labels = [b.label for b in at.get("download_button") if ".csv" in b.label]
+    assert labels == ["Download results.csv", "Download summary.csv"]  # nothing hidden
+    assert not any("view only" in c.value for c in at.caption)
+
+    widget(at.multiselect, "Show batch sizes").set_value([64]).run()
+    assert not at.exception
+    labels = [b.label for b in at.get("download_button") if ".csv" in b.label]
+    assert labels == ["Download results.csv (all 4 cells)", "Download summary.csv (all 4 cells)"]
+    assert any("filters above apply to the view only" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("page, submit", [("pages/compare.py", None),
+                                          ("pages/iterative.py", "Start run"),
+                                          ("pages/train_time.py", "Start comparison")])
+def test_the_learning_rate_field_shows_small_rates(sweeps_root, page, submit):
+    """With format "%.5f" the allowed minimum 1e-6 showed as 0.00000, and so did the
+    refused 5e-7. (Python's % stands in for sprintf.js, which writes %g as JavaScript
+    writes the number.)"""
+    at = open_page_file(page)
+    shown = widget(at.number_input, "Learning rate").proto.format
+    for rate in (1e-6, 5e-7, 1e-3, 0.00025):
+        assert float(shown % rate) == pytest.approx(rate, rel=1e-5), (page, shown)
+    widget(at.number_input, "Learning rate").set_value(5e-7)
+    if submit:  # a form: checked when submitted
+        widget(at.button, submit).click()
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error if "Learning rate" in e.value] == [
+        "Learning rate must be between 1e-06 and 10, got 5e-07"]
+
+
+def test_damaged_cell_records_are_named_beside_the_resume_button(sweeps_root):
+    """A truncated or unreadable cells/*.json: the page showed "Status: finished" and
+    "2 of 4 cells" with a Resume button, and nothing said why."""
+    from explorer_core.sweep_results import scan_cells
+
+    paths = _finished_sweep(sweeps_root, "damaged", types=["neuron"], criteria=["l1"],
+                            batch_sizes=[32, 64], latency_repeats=0)
+    cells = sorted(paths.cells_dir.glob("*.json"))
+    assert len(cells) == 4
+    cells[0].write_text(cells[0].read_text()[:40])  # truncated
+    cells[1].write_bytes(b"\xff\xfe not json")  # unreadable
+    rows, unreadable = scan_cells(paths)
+    assert len(rows) == 2 and unreadable == [cells[0].name, cells[1].name]
+
+    at = open_page()
+    widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
+    assert not at.exception
+    notes = [w.value for w in at.warning if "could not be read" in w.value]
+    assert notes == [f"2 cell records could not be read ({cells[0].name}, {cells[1].name}); "
+                     "Resume redoes those cells."]
+    assert "Resume" in [b.label for b in at.button]

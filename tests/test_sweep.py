@@ -759,6 +759,24 @@ def test_a_dataset_missing_offline_is_refused_with_the_folder_to_fill(roots, tmp
     assert main(["compare", "--datasets", "mnist", "--estimate"]) == 2
 
 
+@pytest.mark.parametrize("name", ["a/b", "", "../../evil"])
+def test_the_estimate_refuses_a_name_a_start_would_refuse(roots, capsys, name):
+    """`compare --estimate --name a/b` printed an estimate and exited 0; the same
+    command without --estimate refused the name."""
+    from explorer_core.cli import main
+
+    sweeps, _ = roots
+    before = sorted(sweeps.rglob("*"))
+    assert main(["compare", "--name", name, "--estimate"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"error: run name must be 1–80 letters, digits, '.', '_' or '-', "
+                   f"starting with a letter or digit; got {name!r}\n")
+    assert main(["compare", "--name", name]) == 2  # a start says the same
+    assert capsys.readouterr().err == err
+    assert sorted(sweeps.rglob("*")) == before
+
+
 def test_estimate_counts_cached_baselines(roots, reference):
     from explorer_core.estimate import estimate
 

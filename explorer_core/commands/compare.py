@@ -100,9 +100,11 @@ def _progress_printer(total: int):
 
 def _print_plan(cfg) -> None:
     from ..estimate import estimate
-    from ..sweep import runnable_plan
+    from ..sweep import startable_plan
 
-    the_plan = runnable_plan(cfg)  # what could not run is said now, not after the estimate
+    # what a start would refuse (a bad name, a missing dataset, an empty grid) is said
+    # now, not after an estimate of a sweep that cannot run
+    the_plan = startable_plan(cfg)
     est = estimate(cfg, the_plan)
     raise_pending_interrupt()  # a Ctrl-C in the imports the estimate made: no estimate
     print(f"{len(the_plan.cells)} cells over {len(the_plan.groups)} baselines "
