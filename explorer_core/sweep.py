@@ -340,8 +340,9 @@ def startable_plan(cfg: SweepConfig) -> Plan:
     """The plan `create_sweep` would start, after every check it makes of the settings
     (the sweep name's form included) — so `compare --estimate` refuses what a start
     would refuse, instead of estimating a sweep named "a/b" that can never run."""
-    validate_run_name(cfg.name)
-    return runnable_plan(cfg)
+    the_plan = runnable_plan(cfg)  # settings' types first: a name that is no string
+    validate_run_name(cfg.name)     # failed inside the name check with a TypeError
+    return the_plan
 
 
 def create_sweep(cfg: SweepConfig, root: Path | None = None,
