@@ -9,12 +9,13 @@ more than tensors is refused before any of its code could run.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from .checkpoint import Checkpoint, load_checkpoint, read_state, state_hidden_widths
 from .errors import CheckpointError, ExplorerError
@@ -362,25 +363,36 @@ def load_upload(files: Sequence[UploadedFile], spec: Mapping[str, Any] | None = 
     if suffix != ".safetensors" and info is None:
         raise ExplorerError(f"{w.name} is a .pth state dict: it needs a model spec (upload the "
                             ".json or describe the model)")
-    folder = Path(tempfile.mkdtemp(prefix="explorer-upload-"))  # mode 0700
-    tensor, sidecar = folder / ("upload" + suffix), folder / "upload.json"
-    try:
-        tensor.write_bytes(w.data)
-        if suffix == ".safetensors" or not is_template(info):
-            if info is not None:  # read as our own pair: the spec must fit exactly
-                sidecar.write_text(json.dumps(info))
-            ck = load_checkpoint(tensor)
-        else:
-            ck = load_checkpoint(tensor, spec=info["spec"])
-            ck.meta = {**ck.meta, **{k: v for k, v in info.items() if k != "spec"}}
-    except CheckpointError as exc:  # name the user's files, not our temporary ones
-        message = str(exc).replace(tensor.name, w.name)
-        raise CheckpointError(message.replace(sidecar.name, specs[0].name) if specs
-                              else message) from None
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with _private_copy(w) as tensor:
+        sidecar = tensor.with_suffix(".json")
+        try:
+            if suffix == ".safetensors" or not is_template(info):
+                if info is not None:  # read as our own pair: the spec must fit exactly
+                    sidecar.write_text(json.dumps(info))
+                ck = load_checkpoint(tensor)
+            else:
+                ck = load_checkpoint(tensor, spec=info["spec"])
+                ck.meta = {**ck.meta, **{k: v for k, v in info.items() if k != "spec"}}
+        except CheckpointError as exc:  # name the user's files, not our temporary ones
+            message = str(exc).replace(tensor.name, w.name)
+            raise CheckpointError(message.replace(sidecar.name, specs[0].name) if specs
+                                  else message) from None
     ck.path = None
     return ck
+
+
+@contextlib.contextmanager
+def _private_copy(weights: UploadedFile) -> Iterator[Path]:
+    """The uploaded weights as `upload.<suffix>` in a private temporary folder (mode
+    0700), removed with everything put beside it on leaving: an uploaded name never
+    becomes a path."""
+    folder = Path(tempfile.mkdtemp(prefix="explorer-upload-"))
+    try:
+        tensor = folder / ("upload" + Path(weights.name).suffix.lower())
+        tensor.write_bytes(weights.data)
+        yield tensor
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def upload_hidden_widths(files: Sequence[UploadedFile], arch: str) -> list[int] | None:
@@ -391,15 +403,11 @@ def upload_hidden_widths(files: Sequence[UploadedFile], arch: str) -> list[int] 
     weights = [f for f in files if Path(f.name).suffix.lower() in WEIGHT_SUFFIXES]
     if len(weights) != 1 or Path(weights[0].name).suffix.lower() == ".safetensors":
         return None
-    folder = Path(tempfile.mkdtemp(prefix="explorer-upload-"))  # mode 0700
-    tensor = folder / ("upload" + Path(weights[0].name).suffix.lower())  # never the user's name
-    try:
-        tensor.write_bytes(weights[0].data)
-        return state_hidden_widths(read_state(tensor)[0], arch)
-    except CheckpointError:
-        return None
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with _private_copy(weights[0]) as tensor:
+        try:
+            return state_hidden_widths(read_state(tensor)[0], arch)
+        except CheckpointError:
+            return None
 
 
 # Recorded and re-measured test accuracy of the same weights on the same split agree to
