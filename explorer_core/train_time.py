@@ -543,8 +543,9 @@ def damaged_units(paths: TrainTimePaths) -> list[tuple[str, int]]:
 
 
 def kept_units(paths: TrainTimePaths) -> set[tuple[str, int]]:
-    """The saved (variant, seed) runs a resume keeps; the rest are computed (again)."""
-    return {u for u in paths.completed_units() if checkpoint_intact(paths.final_model(*u))}
+    """The saved (variant, seed) runs a resume keeps (all but `damaged_units`); the rest
+    are computed (again)."""
+    return set(paths.completed_units()) - set(damaged_units(paths))
 
 
 def kept_epochs(paths: TrainTimePaths) -> int:
