@@ -21,7 +21,7 @@ from .checkpoint import Checkpoint, load_checkpoint, read_state, state_hidden_wi
 from .errors import CheckpointError, ExplorerError
 from .fileio import JSON_ERRORS
 from .masks import MASK_TYPES
-from .models import ARCH_TITLES, count_parameters, hidden_widths, input_shape
+from .models import count_parameters, hidden_widths, input_shape
 from .results import iteration_rows
 from .rundir import (RunPaths, TrainTimePaths, default_train_time_root, list_runs,
                      list_train_time_runs, read_json, read_record)
@@ -256,13 +256,12 @@ def _baseline_label(stem: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
     """'MLP 256-64 · Digits · batch 64 · seed 1 · 3 epochs · adam lr 0.001 · test 93.59 %':
     what tells cached baselines apart (the cache key is a hash of these settings, and
     'mlp-digits-9df9f13f570b43a3: 256-64 · test 93.59 %' appeared twice)."""
-    from .data import DATASETS
+    from .labels import dataset_name, model_name
 
-    arch = spec.get("arch")
-    parts = [f"{ARCH_TITLES.get(arch, str(arch)).split(' (')[0]} {widths_text(spec)}".strip()]
+    parts = [f"{model_name(spec.get('arch'))} {widths_text(spec)}".strip()]
     data = meta.get("dataset")
     if isinstance(data, str):
-        parts.append(DATASETS[data].title.split(" (")[0] if data in DATASETS else data)
+        parts.append(dataset_name(data))
     train = meta.get("train") if isinstance(meta.get("train"), Mapping) else {}
     for key, template in (("batch_size", "batch {}"), ("seed", "seed {}"),
                           ("epochs", "{} epochs")):

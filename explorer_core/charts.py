@@ -504,17 +504,27 @@ CRITERION_COLOURS = {"interval_adjoint": "#4c78a8", "l1": "#f58518", "l2": "#e45
 
 
 def _criterion_colour(frame: pd.DataFrame, **legend) -> alt.Color:
-    present = [c for c in CRITERION_COLOURS if c in set(frame["criterion"])]
-    return alt.Color("criterion:N", title="Criterion", legend=alt.Legend(**legend),
-                     scale=alt.Scale(domain=present,
+    """Coloured by criterion id, labelled by name (`_compare_frame`'s Criterion)."""
+    names = dict(zip(frame["criterion"], frame["Criterion"]))
+    present = [c for c in CRITERION_COLOURS if c in names]
+    return alt.Color("Criterion:N", title="Criterion", legend=alt.Legend(**legend),
+                     scale=alt.Scale(domain=[names[c] for c in present],
                                      range=[CRITERION_COLOURS[c] for c in present]))
 
 
+def _named_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Model, Dataset, Type, Criterion: the id columns by name, for panels, legends and
+    tooltips ('cnn · fashion_mnist' headed a panel). The ids stay for grouping."""
+    from .labels import named  # the registries import torch; the other charts do not need it
+    shown = named(frame[[c for c in ("model", "dataset", "type", "criterion") if c in frame]])
+    return frame.assign(**{c.capitalize(): shown[c] for c in shown})
+
+
 def _compare_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """Summary rows with display columns: percent, panel label, ± band bounds."""
-    f = summary.copy()
+    """Summary rows with display columns: names, percent, panel label, ± band bounds."""
+    f = _named_columns(summary)
     f["Ratio (%)"] = f["ratio"].astype(float) * 100
-    f["Panel"] = f["model"] + " · " + f["dataset"]
+    f["Panel"] = f["Model"] + " · " + f["Dataset"]
     f["Batch"] = f["batch_size"].astype(str)
     std = f["test_acc_std"].fillna(0.0)
     f["Low"], f["High"] = f["test_acc_mean"] - std, f["test_acc_mean"] + std
@@ -541,7 +551,7 @@ def compare_ratio_chart(summary: pd.DataFrame, note: str | None = None) -> alt.F
     line_enc = dict(x=x, y=alt.Y("test_acc_mean:Q", title="Test accuracy (%)",
                                  scale=alt.Scale(domain=[0, 100])),
                     color=colour,
-                    tooltip=["model:N", "dataset:N", "type:N", "criterion:N", "Batch:N",
+                    tooltip=["Model:N", "Dataset:N", "Type:N", "Criterion:N", "Batch:N",
                              alt.Tooltip("Ratio (%):Q", format=".0f"),
                              alt.Tooltip("test_acc_mean:Q", title="accuracy", format=".2f"),
                              alt.Tooltip("test_acc_std:Q", title="std", format=".2f"),
@@ -556,11 +566,11 @@ def compare_ratio_chart(summary: pd.DataFrame, note: str | None = None) -> alt.F
     band = base.mark_area(opacity=0.15).encode(x=x, y="Low:Q", y2="High:Q", color=colour,
                                                detail="Batch:N")
     line = base.mark_line(point=True).encode(**line_enc)
-    columns = max(1, f["type"].nunique())
+    columns = max(1, f["Type"].nunique())
     # legends below and panels narrow enough that four types fit a 1100-px-wide window
     return (alt.layer(band, line, data=f)
             .properties(width=max(130, 480 // columns), height=190)
-            .facet(row=alt.Row("Panel:N", title=None), column=alt.Column("type:N", title=None),
+            .facet(row=alt.Row("Panel:N", title=None), column=alt.Column("Type:N", title=None),
                    title=alt.TitleParams("Accuracy vs pruning ratio",
                                          subtitle=_wrapped(note) if note else [])))
 
@@ -570,8 +580,8 @@ def _pareto_panels(f: pd.DataFrame) -> tuple[pd.Series, list[str]]:
     in grid order. The dataset is always named (accuracies on different datasets are not
     comparable); the batch size only when the sweep has several."""
     many_batches = f["batch_size"].nunique() > 1
-    label = f["model"].astype(str) + (" · batch " + f["Batch"] if many_batches else "") \
-        + " · " + f["dataset"].astype(str)
+    label = f["Model"].astype(str) + (" · batch " + f["Batch"] if many_batches else "") \
+        + " · " + f["Dataset"].astype(str)
     order = f.assign(_label=label).drop_duplicates("_label").sort_values(
         "dataset", kind="stable")["_label"].tolist()
     return label, order
@@ -607,8 +617,8 @@ def compare_pareto_chart(summary: pd.DataFrame, front: pd.Series) -> alt.FacetCh
     base = alt.Chart()
     points = base.mark_point(filled=True, size=60, opacity=0.8).encode(
         x=x, y=y, color=_criterion_colour(f, orient="bottom"),
-        shape=alt.Shape("type:N", title="Type", legend=alt.Legend(orient="bottom")),
-        tooltip=["model:N", "dataset:N", "Batch:N", "type:N", "criterion:N",
+        shape=alt.Shape("Type:N", title="Type", legend=alt.Legend(orient="bottom")),
+        tooltip=["Model:N", "Dataset:N", "Batch:N", "Type:N", "Criterion:N",
                  alt.Tooltip("Ratio (%):Q", format=".0f"),
                  alt.Tooltip("macs_mean:Q", title="MACs", format=",.0f"),
                  alt.Tooltip("test_acc_mean:Q", title="accuracy", format=".2f"), "On front:N"]
@@ -636,7 +646,8 @@ def compare_batch_chart(results: pd.DataFrame) -> alt.HConcatChart:
     base = results[cols].drop_duplicates(["model", "dataset", "batch_size", "seed"])
     f = (base.groupby(["model", "dataset", "batch_size"], as_index=False)
          [["dense_test_acc", "dense_train_seconds"]].mean())
-    f["Model"] = f["model"] + " · " + f["dataset"]
+    f = _named_columns(f)
+    f["Model"] = f["Model"] + " · " + f["Dataset"]
     x = alt.X("batch_size:Q", title="Batch size (log)",
               scale=alt.Scale(type="log", nice=False, padding=16),
               axis=alt.Axis(values=sorted(int(b) for b in f["batch_size"].unique()),

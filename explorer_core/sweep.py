@@ -44,6 +44,7 @@ from .data import Dataset, availability, check_val_fraction, get_info, load_data
 from .errors import Cancelled, ExplorerError, raise_if_interrupted
 from .fileio import OrderedWriter, atomic_write_json
 from .jobs import worker_session
+from .labels import criterion_name, dataset_name, model_name, type_name
 from .masks import is_masked, permanent_copy
 from .metrics import (MAX_LATENCY_BATCH, CostReport, LatencyConfig, PeakMemory, cost_report,
                       count_nonzero, measure_latencies)
@@ -271,8 +272,11 @@ class Cell:
                 f"{self.criterion}-r{ratio_label(self.ratio)}")
 
     def describe(self) -> str:
-        return (f"{self.model} · {self.dataset} · batch {self.batch_size} · seed {self.seed} · "
-                f"{self.type} · {self.criterion} · {self.ratio * 100:g} %")
+        """'CNN · Fashion-MNIST · batch 64 · seed 0 · Neuron · Random · 50 %' (the cell id
+        says it in ids, for files)."""
+        return (f"{model_name(self.model)} · {dataset_name(self.dataset)} · batch "
+                f"{self.batch_size} · seed {self.seed} · {type_name(self.type)} · "
+                f"{criterion_name(self.criterion)} · {self.ratio * 100:g} %")
 
 
 @dataclass

@@ -14,6 +14,8 @@ from explorer_core.cache import default_cache_root
 from explorer_core.data import list_datasets
 from explorer_core.errors import ExplorerError
 from explorer_core.estimate import estimate
+from explorer_core.labels import (NAMERS, criterion_name, dataset_name, model_name, named,
+                                  type_name)
 from explorer_core.models import ARCH_TITLES, ARCHS
 from explorer_core.pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for,
                                          criterion_title)
@@ -204,7 +206,7 @@ def _grid_summary(facts: dict) -> None:
             f"({facts['to_train']} to train{cached}) · estimated **≈ "
             f"{format_seconds(facts['seconds'])}** on this machine (from a timing probe; "
             "a busy CPU takes longer).")
-    per_type = " · ".join(f"{PRUNING_TYPES[t].title}: {', '.join(c) or '—'}"
+    per_type = " · ".join(f"{PRUNING_TYPES[t].title}: {', '.join(map(criterion_name, c)) or '—'}"
                           for t, c in facts["criteria"].items())
     st.caption(f"Criteria per type — {per_type}")
     # as the cells are named: "0.5" typed for half shows up here as 0.5 %
@@ -297,6 +299,7 @@ def results_section(paths: SweepPaths, live: bool) -> None:
             # Keyed by sweep and values: each sweep opens with all of its rows shown
             # (one shared key showed a sweep only the values another sweep had left).
             picks[column] = col.multiselect(options[column], values, default=values, wrap=True,
+                                            format_func=NAMERS.get(column, str),
                                             key=f"filter-{paths.root}-{column}-{values}")
     results = _filter(results, picks)
     if results.empty:
@@ -346,9 +349,9 @@ def _speed_note(results: pd.DataFrame) -> None:
         return
     timed = speed["speedup"].notna().any()
     view = pd.DataFrame({
-        "model": speed["model"].map(lambda m: ARCH_TITLES.get(m, m)),
-        "dataset": speed["dataset"],
-        "type": speed["type"].map(lambda t: PRUNING_TYPES[t].title),
+        "model": speed["model"].map(model_name),
+        "dataset": speed["dataset"].map(dataset_name),
+        "type": speed["type"].map(type_name),
         "removed %": speed["ratio"] * 100, "speed vs dense": speed["speedup"],
         "range": [f"{lo:.2f}–{hi:.2f}×" if n > 1 else "—" for lo, hi, n in
                   zip(speed["speedup_min"], speed["speedup_max"], speed["timings"])],
@@ -389,14 +392,14 @@ def _unsteady_timing_warning(results: pd.DataFrame) -> None:
         return
     why = []
     if not shaky.empty:
-        which = "; ".join(f"{ARCH_TITLES.get(r.model, r.model)} on {r.dataset}: "
+        which = "; ".join(f"{model_name(r.model)} on {dataset_name(r.dataset)}: "
                           f"{r.dense_ms_min:.3g}–{r.dense_ms_max:.3g} ms ({r.spread:.1f}×)"
                           for r in shaky.itertuples())
         why.append(f"The dense model's own latency varied across this sweep's timings — "
                    f"{which}.")
     if not masks.empty:
-        which = "; ".join(f"{PRUNING_TYPES[r.type].title} on {ARCH_TITLES.get(r.model, r.model)}"
-                          f" · {r.dataset} at {r.ratio * 100:g} %: {r.speedup:.2f}×"
+        which = "; ".join(f"{PRUNING_TYPES[r.type].title} on {model_name(r.model)}"
+                          f" · {dataset_name(r.dataset)} at {r.ratio * 100:g} %: {r.speedup:.2f}×"
                           for r in masks.itertuples())
         why.append(f"Masked models compute the dense shapes, so they run at the dense speed, "
                    f"yet this sweep timed them otherwise — {which}.")
@@ -407,7 +410,7 @@ def _unsteady_timing_warning(results: pd.DataFrame) -> None:
 
 def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool,
            everything: pd.DataFrame, hidden: bool) -> None:
-    view = summary.rename(columns={"test_acc_mean": "accuracy", "test_acc_std": "± std",
+    view = named(summary).rename(columns={"test_acc_mean": "accuracy", "test_acc_std": "± std",
                                    "test_loss_mean": "cross-entropy", "macs_mean": "MACs",
                                    "nonzero_params_mean": "non-zero params",
                                    "params_mean": "params", "latency_ms_mean": "latency ms",

@@ -118,8 +118,8 @@ def test_build_run_see_charts_download_csv(app_page, streamlit_server, tmp_path,
     # the accuracy-vs-ratio chart has a line per criterion, with points at 0 and 50 %
     wait_for_charts(page)
     marks = " ".join(chart_marks(page, 0))
-    for criterion in ("interval_adjoint", "l1", "random", "magnitude"):
-        assert f"criterion: {criterion}" in marks, marks[:500]
+    for criterion in ("Interval adjoint", "L1 norm of weights", "Random", "Weight magnitude"):
+        assert f"Criterion: {criterion}" in marks, marks[:500]
     assert re.search(r"Pruned \(%\): 50", marks)
     expect(page.get_by_text("Masks are not speed-ups.", exact=False)).to_be_visible()
 

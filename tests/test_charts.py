@@ -10,6 +10,7 @@ import pytest
 import vl_convert as vlc
 
 from explorer_core import charts
+from explorer_core.labels import named
 from explorer_core.sweep_results import pareto_by, pareto_mask
 
 
@@ -130,8 +131,9 @@ def test_accuracy_vs_macs_draws_each_model_in_its_own_panel_with_its_datasets_fr
     titles = [i for i in items if i["role"] == "title-text" and i["text"]]
     assert [t["text"] for t in titles if t["text"] == "Accuracy vs compute"]
     cells = [i for i in items if i["marktype"] == "group" and i["name"] == "cell"]
+    shown = named(summary)  # panels are headed by name: 'CNN · batch 64 · Fashion-MNIST'
     wanted = {f"{m} · batch {b} · {d}" for m, b, d in
-              summary[["model", "batch_size", "dataset"]].drop_duplicates().itertuples(index=False)}
+              shown[["model", "batch_size", "dataset"]].drop_duplicates().itertuples(index=False)}
     assert len(cells) == len(wanted)
     seen = set()
     for cell in cells:
@@ -141,17 +143,38 @@ def test_accuracy_vs_macs_draws_each_model_in_its_own_panel_with_its_datasets_fr
         header = max(above, key=lambda t: t["ay"])["text"]
         seen.add(header)
         model, batch, dataset = header.split(" · ")
-        mine = summary[(summary["model"] == model) & (summary["dataset"] == dataset)
+        mine = summary[(shown["model"] == model) & (shown["dataset"] == dataset)
                        & (summary["batch_size"] == int(batch.split()[1]))]
         marks = {m.get("name", ""): m.get("items", []) for m in cell["items"]}
         points = next(v for k, v in marks.items() if k.endswith("layer_2_marks"))
         assert len(points) == len(mine), header  # this panel's grid points, and only them
         line = next(v for k, v in marks.items() if k.endswith("layer_0_marks"))
         # the dashed line: its dataset's front, whichever model's points make it
-        assert len(line) == int((front & (summary["dataset"] == dataset)).sum()), header
+        assert len(line) == int((front & (shown["dataset"] == dataset)).sum()), header
     assert seen == wanted
     # and the chart says what the front is over
     assert "per dataset" in " ".join(chart.title.subtitle)
+
+
+def test_compare_charts_name_models_datasets_types_and_criteria_not_their_ids():
+    """Panels read 'cnn · fashion_mnist', columns 'neuron' and the legend 'l1' — the
+    ids of the files. A supervisor reads names; the ids are left to the CSV."""
+    summary = _summary()
+    ratio = charts.compare_ratio_chart(summary)
+    pareto = charts.compare_pareto_chart(summary, pareto_by(summary))
+    batch = charts.compare_batch_chart(summary.assign(
+        seed=0, dense_test_acc=summary["test_acc_mean"], dense_train_seconds=1.0))
+    for chart in (ratio, pareto, batch):
+        _, items = drawn(chart)
+        texts = {i["text"] for i in items if i.get("role") in ("title-text", "legend-label")
+                 and isinstance(i.get("text"), str)}
+        assert not {t for t in texts for raw in ("fashion_mnist", "cnn", "mlp", "digits")
+                    if raw in t.split(" · ")}, texts
+        assert any("Fashion-MNIST" in t for t in texts), texts
+    _, items = drawn(ratio)
+    texts = {i["text"] for i in items if isinstance(i.get("text"), str)}
+    assert {"CNN · Fashion-MNIST", "MLP · Digits", "Neuron", "Weight"} <= texts
+    assert {"L1 norm of weights", "Weight magnitude"} <= texts  # the criterion legend
 
 
 # ------------------------------------------------------------------ inspect: top-k

@@ -301,12 +301,37 @@ def test_a_cell_to_inspect_is_named_as_the_grid_names_it_and_opens_there(sweeps_
     labels = box.options
     assert len(labels) == 2 and all(" — " in label and "% test accuracy" in label
                                     for label in labels), labels
-    half = next(label for label in labels if " · l1 · 50 % — " in label)
-    assert half.startswith("mlp · digits · batch 64 · seed 0 · neuron · l1 · 50 %")
+    half = next(label for label in labels if " · L1 norm of weights · 50 % — " in label)
+    assert half.startswith("MLP · Digits · batch 64 · seed 0 · Neuron · L1 norm of weights · 50 %")
     box.set_value("mlp-digits-b64-s0-neuron-l1-r50").run()
     widget(at.button, "Open on the Inspect page").click().run()
     assert at.session_state["inspect_checkpoint"] == str(
         paths.checkpoint("mlp-digits-b64-s0-neuron-l1-r50"))
+
+
+def test_filters_and_table_name_models_and_datasets_the_csv_keeps_the_ids(sweeps_root):
+    """The filters offered 'cnn' and 'mlp', the table's rows read 'digits', 'neuron',
+    'l1': the files' ids. The page names them; the downloaded CSV keeps the ids."""
+    from explorer_core.sweep import SweepConfig, create_sweep, execute
+
+    cfg = SweepConfig(name="names", models=["mlp", "cnn"], types=["neuron"], criteria=["l1"],
+                      ratios=[0.5], dense_epochs=1, mlp_hidden=[16, 8], latency_repeats=0,
+                      save_checkpoints=False)
+    paths = create_sweep(cfg, sweeps_root)
+    assert execute(paths)["state"] == "finished"
+    at = open_page()
+    widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
+    models = widget(at.multiselect, "Show models")
+    assert sorted(models.options) == ["CNN", "MLP"]
+    assert sorted(models.value) == ["cnn", "mlp"]  # what is filtered on: the ids
+    table = next(d.value for d in at.dataframe if "accuracy" in d.value.columns)
+    assert sorted(table["model"]) == ["CNN", "MLP"]
+    assert set(table["dataset"]) == {"Digits"} and set(table["type"]) == {"Neuron"}
+    assert set(table["criterion"]) == {"L1 norm of weights"}
+    csv = next(b for b in at.get("download_button") if "results.csv" in b.proto.label)
+    from explorer_core.sweep_results import tables_text, results_frame
+    written = tables_text(results_frame(paths))["results.csv"]
+    assert "mlp,digits" in written and "MLP" not in written.split("\n", 1)[1]
 
 
 def test_a_masked_model_timed_off_the_dense_speed_makes_the_speed_ups_rough(sweeps_root):
