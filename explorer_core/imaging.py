@@ -235,10 +235,64 @@ def open_image(data: bytes, name: str = "image",
     return image
 
 
+# A drawing stored in the alpha channel: the colours of its strokes' body (pixels at least
+# half as opaque as the most opaque one) stay within this spread (1st to 99th percentile, of
+# 255) in every channel, and its alpha spans at least this much. Percentiles, so a lossy
+# WebP's noise or a few stray pixels do not hide the drawing.
+ALPHA_DRAWING_COLOUR_SPREAD = 24
+ALPHA_DRAWING_MIN_ALPHA_RANGE = 32
+
+
+def _channel_percentiles(values: np.ndarray, qs: Sequence[float]) -> list[int]:
+    """Percentiles of uint8 values from their histogram: a 40 megapixel image's sort or
+    float copy would cost gigabytes, its histogram 256 counts."""
+    cumulative = np.cumsum(np.bincount(values, minlength=256))
+    return [int(np.searchsorted(cumulative, q / 100 * (cumulative[-1] - 1), side="right"))
+            for q in qs]
+
+
+def _alpha_drawing_colour(rgba: np.ndarray) -> tuple[int, int, int] | None:
+    """The one colour of a drawing that lives in the alpha channel, else None.
+
+    Drawing apps save a pen drawing as one colour whose strokes are the opaque pixels of a
+    transparent canvas; the colour under fully transparent pixels is arbitrary (often
+    black, or whatever a lossy WebP left there), so only the strokes' body is looked at.
+    The alpha channel must vary: a uniformly opaque (or uniformly translucent) picture
+    carries nothing in it.
+    """
+    alpha = rgba[..., 3]
+    top = int(alpha.max())
+    if top - int(alpha.min()) < ALPHA_DRAWING_MIN_ALPHA_RANGE:
+        return None
+    body = alpha >= (top + 1) // 2
+    colour = []
+    for channel in range(3):
+        low, median, high = _channel_percentiles(rgba[..., channel][body], (1, 50, 99))
+        if high - low > ALPHA_DRAWING_COLOUR_SPREAD:
+            return None
+        colour.append(median)
+    return (colour[0], colour[1], colour[2])
+
+
 def _flatten_alpha(image: Image.Image) -> Image.Image:
-    """Transparent areas become white: drawings saved with a transparent background."""
+    """Transparency becomes an opaque background the way a person would have drawn it.
+
+    A picture with real colour content (a photo, a coloured drawing) is laid on white, as
+    if printed on paper. A drawing in the alpha channel alone (one colour, the strokes
+    being where it is opaque) is painted in its colour on the opposite background: white
+    strokes on black, dark strokes on white. Laid on white, a white drawing on a
+    transparent canvas became a blank image the model classified all the same; painted
+    so, it reaches the model like any drawing of that colour, and inversion, contrast and
+    fitting then apply as usual.
+    """
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
+        colour = _alpha_drawing_colour(np.asarray(rgba))
+        if colour is not None:
+            luminance = (299 * colour[0] + 587 * colour[1] + 114 * colour[2]) / 1000
+            paper = (0, 0, 0) if luminance >= 128 else (255, 255, 255)
+            return Image.composite(Image.new("RGB", rgba.size, colour),
+                                   Image.new("RGB", rgba.size, paper), rgba.getchannel("A"))
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit PNGs, float TIFF-likes
@@ -292,7 +346,8 @@ def convert_image(image: Image.Image, fmt: InputFormat, options: ConvertOptions 
     options.validate()
     size = (fmt.width, fmt.height)
     original_size, original_mode = image.size, image.mode
-    work = _flatten_alpha(image).convert(fmt.mode)
+    flat = _flatten_alpha(image)  # once: the thumbnail shows the background the model got
+    work = flat.convert(fmt.mode)
     if options.invert:
         work = ImageOps.invert(work)
     if options.autocontrast:
@@ -304,25 +359,27 @@ def convert_image(image: Image.Image, fmt: InputFormat, options: ConvertOptions 
     else:
         resized = ImageOps.pad(work, size, Image.Resampling.LANCZOS, color=_border_colour(work))
     pixels = np.asarray(resized, dtype=np.uint8).copy()
-    thumb = image.copy()
+    thumb = flat.copy()
     thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-    return ConvertedImage(name, _flatten_alpha(thumb).convert("RGB"), original_size,
+    return ConvertedImage(name, thumb.convert("RGB"), original_size,
                           original_mode, pixels, normalise(pixels, fmt))
 
 
 def flat_input_warning(conv: ConvertedImage) -> str | None:
     """A one-line warning when the model's input is one flat colour, else None.
 
-    A white drawing on a transparent background is laid on white (`_flatten_alpha`): the
-    model saw a blank image and its prediction read as an answer. Inverting or
-    stretching a flat image leaves it flat, so the advice is another background.
+    A blank input still gets a prediction, which reads as an answer. A drawing kept in the
+    alpha channel is no longer flat (`_flatten_alpha` paints it on the opposite
+    background), so what is left is a picture with nothing in it: one colour throughout,
+    or, with transparency, one colour whose transparency does not vary (or a fully
+    transparent canvas). Inverting or stretching a flat image leaves it flat, so the
+    advice is another picture.
     """
     if conv.pixels.size == 0 or conv.pixels.min() != conv.pixels.max():
         return None
     transparent = conv.original_mode in ("RGBA", "LA", "PA")
-    why = (" Transparent pixels are laid on white, so a white drawing on a transparent "
-           "background vanishes: save it on an opaque dark background (or draw in a dark "
-           "colour on white and invert)." if transparent else
+    why = (" Neither its colours nor its transparency show a drawing: use a picture whose "
+           "drawing differs from its background." if transparent else
            " Use a picture whose drawing differs from its background.")
     return (f"{conv.name}: the model's input is one flat colour (every pixel "
             f"{int(conv.pixels.flat[0])}), so its prediction means nothing.{why}")

@@ -22,8 +22,9 @@ from explorer_core.catalog import (UploadedFile, list_cache_checkpoints, list_sw
 from explorer_core.checkpoint import save_checkpoint
 from explorer_core.errors import CheckpointError, ExplorerError
 from explorer_core.imaging import (MAX_PIXELS, ConvertOptions, convert_image, dataset_samples,
-                                   denormalise, grid_image, input_format, load_upload as load_image,
-                                   normalise, open_image, overlay_image, png_bytes, samples_from)
+                                   denormalise, flat_input_warning, grid_image, input_format,
+                                   load_upload as load_image, normalise, open_image,
+                                   overlay_image, png_bytes, samples_from)
 from explorer_core.models import build_model, default_spec
 
 DIGITS = {"dataset": "digits"}
@@ -159,6 +160,117 @@ def test_transparent_background_becomes_white(digits_fmt):
     img.paste((0, 0, 0, 255), (6, 0, 10, 16))
     conv = load_image(encode(img, "PNG"), "t.png", digits_fmt)
     assert conv.pixels[4, 0] >= 250 and conv.pixels[4, 4] < 80
+
+
+def digit_mask(side: int = 56) -> Image.Image:
+    """A "7" as grey levels (0 paper, 255 ink), drawn at 4× and reduced, so its edges are
+    partly covered: the alpha of a drawing app's antialiased strokes."""
+    from PIL import ImageDraw
+
+    big = Image.new("L", (side * 4, side * 4), 0)
+    draw = ImageDraw.Draw(big)
+    draw.line([(side * 0.8, side * 0.8), (side * 3.2, side * 0.8), (side * 1.6, side * 3.3)],
+              fill=255, width=side // 3, joint="curve")
+    return big.resize((side, side), Image.Resampling.LANCZOS)
+
+
+@pytest.fixture(scope="module")
+def mnist_fmt():
+    return input_format(default_spec("mlp", 1, 28, 10), {"dataset": "mnist"})
+
+
+@pytest.fixture(scope="module")
+def cifar_fmt():
+    return input_format(default_spec("cnn", 3, 32, 10), {"dataset": "cifar10"})
+
+
+def in_alpha(mask: Image.Image, colour: tuple[int, ...], mode: str = "RGBA",
+             hidden: tuple[int, ...] | None = None) -> Image.Image:
+    """`mask` drawn in `colour` on a transparent canvas: the colour channels hold `colour`
+    where the drawing is (and `hidden` under the fully transparent pixels, as apps that
+    store black there do), the alpha channel holds the strokes."""
+    bands = len(colour)
+    arr = np.empty((mask.height, mask.width, bands + 1), dtype=np.uint8)
+    arr[..., :bands] = colour
+    alpha = np.asarray(mask)
+    if hidden is not None:
+        arr[alpha == 0, :bands] = hidden
+    arr[..., bands] = alpha
+    return Image.fromarray(arr, mode)
+
+
+@pytest.mark.parametrize("mode, colour, hidden", [
+    ("RGBA", (255, 255, 255), None),        # colour channels all white, only alpha varies
+    ("RGBA", (255, 255, 255), (0, 0, 0)),   # black under the transparency (PIL, many apps)
+    ("LA", (255,), None),                   # grey + alpha PNG
+], ids=["rgba-white", "rgba-black-under", "la-white"])
+def test_a_white_drawing_in_the_alpha_channel_reaches_the_model_as_white_on_black(
+        mode, colour, hidden, mnist_fmt):
+    """Laid on white it was a blank image: now the same input as the opaque white-on-black
+    drawing of the same digit, which is what an MNIST-style model saw in training."""
+    mask = digit_mask()
+    drawn = load_image(encode(in_alpha(mask, colour, mode, hidden), "PNG"), "seven.png",
+                       mnist_fmt)
+    opaque = load_image(encode(mask.convert("RGB"), "PNG"), "seven-opaque.png", mnist_fmt)
+    assert np.abs(drawn.pixels.astype(int) - opaque.pixels.astype(int)).max() <= 1
+    assert torch.allclose(drawn.tensor, opaque.tensor, atol=1.01 / 255 / mnist_fmt.std[0])
+    assert drawn.pixels.max() == 255 and drawn.pixels[0, 0] == 0  # white ink, black paper
+    assert flat_input_warning(drawn) is None
+    # the picture shown as the original is the one the model got, not a white square
+    thumb = np.asarray(drawn.original)
+    assert thumb[0, 0].tolist() == [0, 0, 0] and thumb.max() == 255
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_a_black_drawing_in_the_alpha_channel_is_black_on_white(invert, mnist_fmt):
+    """Dark ink keeps its paper white, so invert gives the MNIST-style input as for any
+    pen drawing."""
+    mask = digit_mask()
+    options = ConvertOptions(invert=invert)
+    drawn = load_image(encode(in_alpha(mask, (0, 0, 0), hidden=(255, 255, 255)), "PNG"),
+                       "seven.png", mnist_fmt, options)
+    paper = load_image(encode(Image.eval(mask, lambda v: 255 - v), "PNG"), "seven-paper.png",
+                       mnist_fmt, options)
+    assert np.abs(drawn.pixels.astype(int) - paper.pixels.astype(int)).max() <= 1
+    assert drawn.pixels[0, 0] == (0 if invert else 255)
+
+
+def test_a_light_colour_drawn_in_alpha_is_painted_on_black(cifar_fmt):
+    """The opposite background of a light ink is black, in colour as in grey."""
+    mask = Image.new("L", (40, 40), 0)
+    mask.paste(255, (16, 4, 24, 36))
+    conv = load_image(encode(in_alpha(mask, (255, 230, 0), hidden=(0, 0, 0)), "PNG"),
+                      "bar.png", cifar_fmt)
+    assert conv.pixels[16, 16].tolist() == [255, 230, 0]
+    assert conv.pixels[16, 2].tolist() == [0, 0, 0] and conv.pixels[1, 1].tolist() == [0, 0, 0]
+
+
+def test_a_colourful_transparent_image_is_still_laid_on_white(cifar_fmt):
+    """Real colour content is a picture, not ink: transparency is white paper, as before.
+    Light colours, so a wrong "alpha drawing" reading would show as a black background."""
+    img = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+    img.paste((255, 255, 0, 255), (8, 8, 20, 32))    # yellow
+    img.paste((0, 255, 255, 255), (20, 8, 32, 32))   # cyan
+    img.paste((255, 0, 255, 128), (8, 32, 32, 36))   # half-transparent magenta
+    conv = load_image(encode(img, "PNG"), "blocks.png", cifar_fmt)
+    assert conv.pixels[2, 2].tolist() == [255, 255, 255]
+    assert conv.pixels[16, 12].tolist() == [255, 255, 0]
+    assert conv.pixels[16, 20].tolist() == [0, 255, 255]
+    assert np.asarray(conv.original)[0, 0].tolist() == [255, 255, 255]
+
+
+@pytest.mark.parametrize("picture, mode", [
+    (Image.new("RGBA", (30, 30), (255, 255, 255, 0)), "RGBA"),     # fully transparent
+    (Image.new("RGBA", (30, 30), (255, 255, 255, 128)), "RGBA"),   # translucent, uniform
+    (Image.new("RGB", (30, 30), (255, 255, 255)), "RGB"),          # white paper, nothing on it
+], ids=["transparent", "translucent", "opaque"])
+def test_a_picture_with_nothing_in_it_is_still_warned_about(picture, mode, mnist_fmt):
+    conv = load_image(encode(picture, "PNG"), "blank.png", mnist_fmt)
+    assert conv.original_mode == mode
+    warning = flat_input_warning(conv)
+    assert warning is not None and warning.startswith(
+        "blank.png: the model's input is one flat colour (every pixel ")
+    assert "\n" not in warning
 
 
 def test_gif_uses_the_first_frame(digits_fmt):

@@ -583,8 +583,11 @@ def test_the_pages_ranges_are_the_clis(app_test, digits_run):
         at.number_input(key=key).set_value(3).run()
 
 
-def test_a_white_drawing_on_transparency_is_warned_about(app_test, digits_run):
-    """Laid on white, the ring vanished: a prediction for a blank image, without a word."""
+def test_a_white_drawing_on_transparency_is_seen_and_a_blank_picture_is_warned_about(
+        app_test, digits_run):
+    """Laid on white, the ring vanished and the page warned of a blank input; now it is
+    painted white on black, so the model sees it and there is nothing to warn of. A picture
+    with nothing in it (a fully transparent canvas) still gets the warning."""
     from PIL import ImageDraw
 
     ring = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
@@ -592,7 +595,12 @@ def test_a_white_drawing_on_transparency_is_warned_about(app_test, digits_run):
     at = open_page(app_test, digits_run.best_model(1))
     at.file_uploader(key="insp_images").set_value(("ring.png", png(ring), "image/png")).run()
     assert not at.exception and errors(at) == []
+    assert [w.value for w in at.warning] == []
+    assert any("predicted" in m.value for m in at.markdown)
+    blank = Image.new("RGBA", (64, 64), (255, 255, 255, 0))
+    at.file_uploader(key="insp_images").set_value(("blank.png", png(blank), "image/png")).run()
+    assert not at.exception and errors(at) == []
     warnings = [w.value for w in at.warning]
     assert len(warnings) == 1 and warnings[0].startswith(
-        "ring.png: the model's input is one flat colour (every pixel 255)"), warnings
+        "blank.png: the model's input is one flat colour (every pixel 255)"), warnings
     assert any("predicted" in m.value for m in at.markdown)  # still shown, now explained
