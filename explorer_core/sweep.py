@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import time
 import traceback
 from collections import Counter
@@ -250,6 +251,10 @@ def _names(values: Any, what: str, known: Iterable[str] | None) -> list[str]:
 
 # ------------------------------------------------------------------ the grid
 
+# `Cell.id`'s form: model-dataset-b<batch>-s<seed>-type-criterion-r<ratio>
+CELL_ID_FORM = re.compile(r"[\w.]+-[\w.]+-b\d+-s\d+-[\w.]+-[\w.]+-r[\w.+-]+")
+
+
 @dataclass(frozen=True)
 class Cell:
     model: str
@@ -265,9 +270,15 @@ class Cell:
         """The baseline this cell prunes: (model, dataset, batch size, seed)."""
         return (self.model, self.dataset, self.batch_size, self.seed)
 
+    @staticmethod
+    def looks_like_id(name: str) -> bool:
+        """Whether `name` has the form of an `id`: a file in cells/ named otherwise (notes
+        of the user's, a copy's "…(1).json") is no cell of ours, read or not."""
+        return CELL_ID_FORM.fullmatch(name) is not None
+
     @property
     def id(self) -> str:
-        """Stable, file-name-safe identity (fields never contain '-')."""
+        """Stable, file-name-safe identity (fields never contain '-'; `CELL_ID_FORM`)."""
         return (f"{self.model}-{self.dataset}-b{self.batch_size}-s{self.seed}-{self.type}-"
                 f"{self.criterion}-r{ratio_label(self.ratio)}")
 

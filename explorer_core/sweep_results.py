@@ -55,7 +55,8 @@ def read_cells(paths: SweepPaths) -> list[dict]:
 
 
 def scan_cells(paths: SweepPaths) -> tuple[list[dict], list[str]]:
-    """(`read_cells`' rows, the names of the cells/*.json files that are no record).
+    """(`read_cells`' rows, the names of the cells/*.json files named as cells that are
+    no record).
 
     The names let a page say why a finished sweep counts fewer cells than it ran
     ("38 of 40 cells" beside a Resume button, otherwise unexplained); one pass reads both.
@@ -68,7 +69,7 @@ def scan_cells(paths: SweepPaths) -> tuple[list[dict], list[str]]:
             row = None
         if is_cell_record(row, f.stem):
             rows.append(row)
-        else:
+        elif Cell.looks_like_id(f.stem):  # a foreign file is none of ours to warn about
             unreadable.append(f.name)
     return rows, unreadable
 

@@ -20,7 +20,7 @@ from explorer_core.models import ARCH_TITLES, ARCHS
 from explorer_core.pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for,
                                          criterion_title)
 from explorer_core.rundir import (LIVE_STATES, SweepPaths, default_sweeps_root, list_sweeps,
-                                  read_status)
+                                  read_status, validate_run_name)
 from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH, Cell,
                                  SweepConfig, create_sweep, plan, ratio_label,
                                  runnable_plan)
@@ -183,7 +183,10 @@ def setup_form() -> None:
             st.error(str(exc))
             return
         _grid_summary(facts)
-        if st.button("Start sweep", type="primary", disabled=not facts["cells"]):
+        bad_name = _name_problem(cfg.name)
+        if bad_name:  # said before Start: the grid above looked ready to run
+            st.error(f"Sweep name: {bad_name}")
+        if st.button("Start sweep", type="primary", disabled=not facts["cells"] or bool(bad_name)):
             try:
                 paths = create_sweep(cfg, SWEEPS_ROOT, facts["per_group"])
                 jobs.launch(paths, "compare")
@@ -193,6 +196,15 @@ def setup_form() -> None:
             st.session_state["active_sweep"] = str(paths.root)
             announce_start("new_sweep_name", f"Started {cfg.name}: {facts['cells']} cells",
                            "new_sweep_form")
+
+
+def _name_problem(name: str) -> str | None:
+    """Why a sweep of this name cannot start, or None (`rundir.validate_run_name`)."""
+    try:
+        validate_run_name(name)
+    except ExplorerError as exc:
+        return str(exc)
+    return None
 
 
 def _grid_summary(facts: dict) -> None:

@@ -114,6 +114,20 @@ def test_an_empty_grid_says_so_instead_of_zero_cells_in_five_seconds(sweeps_root
     assert widget(at.button, "Start sweep").disabled
 
 
+def test_a_bad_sweep_name_is_said_before_start_and_start_is_disabled(sweeps_root):
+    """The grid and its estimate showed beside an enabled Start for a name no sweep can
+    have; only pressing Start said so."""
+    at = open_page()
+    at.text_input(key="new_sweep_name").set_value("my sweep/1").run()
+    assert "cells" in infos(at)  # the grid is still sized
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "Sweep name" in errors[0] and "'my sweep/1'" in errors[0]
+    assert widget(at.button, "Start sweep").disabled
+    at.text_input(key="new_sweep_name").set_value("my-sweep-1").run()
+    assert not at.error and not widget(at.button, "Start sweep").disabled
+    assert list_sweeps(sweeps_root) == []
+
+
 def test_start_runs_in_the_background_and_shows_results(sweeps_root):
     at = open_page()
     widget(at.text_input, "Ratios (% removed)").set_value("0, 50")
@@ -425,6 +439,9 @@ def test_damaged_cell_records_are_named_beside_the_resume_button(sweeps_root):
     assert len(cells) == 4
     cells[0].write_text(cells[0].read_text()[:40])  # truncated
     cells[1].write_bytes(b"\xff\xfe not json")  # unreadable
+    # files of the user's, named as no cell is: none of the sweep's business
+    (paths.cells_dir / "notes.json").write_text('{"todo": "rerun with 3 seeds"}')
+    (paths.cells_dir / f"{cells[2].stem} (1).json").write_text(cells[2].read_text())
     rows, unreadable = scan_cells(paths)
     assert len(rows) == 2 and unreadable == [cells[0].name, cells[1].name]
 
