@@ -115,13 +115,15 @@ def bounded_number(where: Any, label: str, min_value: float, max_value: float | 
 # formats with sprintf.js, whose %g writes the number as JavaScript does (0.000001, 5e-7).
 LR_MIN, LR_MAX = 1e-6, 10.0
 LR_FORMAT = "%g"
+# What + and − add: Streamlit's default for a float, 0.01, took the default 0.001 to 0.011.
+LR_STEP = 1e-4
 
 
 def learning_rate_input(where: Any, value: float = 1e-3, **kwargs: Any) -> float | None:
     """The "Learning rate" field of the run set-up forms (`bounded_number`), one place
     for its range and format so the pages cannot drift apart."""
     return bounded_number(where, "Learning rate", LR_MIN, LR_MAX, value, format=LR_FORMAT,
-                          **kwargs)
+                          step=LR_STEP, **kwargs)
 
 
 def format_int_list(values: Any) -> str:

@@ -452,3 +452,17 @@ def test_damaged_cell_records_are_named_beside_the_resume_button(sweeps_root):
     assert notes == [f"2 cell records could not be read ({cells[0].name}, {cells[1].name}); "
                      "Resume redoes those cells."]
     assert "Resume" in [b.label for b in at.button]
+
+
+@pytest.mark.parametrize("page", ["pages/compare.py", "pages/iterative.py",
+                                  "pages/train_time.py"])
+def test_the_learning_rate_steps_by_a_tenth_of_its_default(sweeps_root, page):
+    """+ took the default 0.001 to 0.011 (Streamlit's float step, 0.01): eleven times the
+    rate for one click."""
+    at = open_page_file(page)
+    field = widget(at.number_input, "Learning rate")
+    assert field.value == pytest.approx(1e-3)
+    assert field.proto.step == pytest.approx(1e-4)  # what the browser's + and − add
+    if page == "pages/compare.py":  # no form: the click counts at once
+        field.increment().run()
+        assert widget(at.number_input, "Learning rate").value == pytest.approx(1.1e-3)
