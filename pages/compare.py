@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from explorer_core import charts, jobs
 from explorer_core.cache import default_cache_root
@@ -22,7 +23,7 @@ from explorer_core.rundir import (LIVE_STATES, SweepPaths, default_sweeps_root, 
 from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH, Cell,
                                  SweepConfig, create_sweep, plan, ratio_label,
                                  runnable_plan)
-from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
+from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_timing_spread,
                                          finished_count, mask_timing_departures, pareto_by,
                                          progress, results_frame, speedups, summary_frame,
                                          tables_text, untuned_dense_note)
@@ -255,10 +256,29 @@ def live_view(paths: SweepPaths, was_live: bool) -> None:
     _unreadable_note(prog.unreadable)
     m1, m2, m3 = st.columns(3)
     m1.metric("Elapsed", format_seconds(prog.elapsed))
-    m2.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
+    if prog.state in LIVE_STATES:
+        _remaining_metric(m2, prog)
+    else:
+        m2.metric("Remaining (est.)", "—")
     m3.metric("Cells done", f"{prog.cells_done} / {prog.total_cells}")
     controls(paths, prog.state, prog.cells_done, prog.total_cells)
     results_section(paths, live=prog.state in LIVE_STATES)
+
+
+def _remaining_metric(col: DeltaGenerator, prog: SweepProgress) -> None:
+    """The time left, counting down while a cell or baseline runs. A step past its
+    estimate is said to be (`SweepProgress.overdue`): the time left is then the work
+    after it, a lower bound, where a plain number read as stuck or as "0 s" done."""
+    if not prog.overdue:
+        col.metric("Remaining (est.)", format_seconds(prog.eta))
+        return
+    value = f"over {format_seconds(prog.eta)}" if prog.eta is not None and prog.eta >= 1 \
+        else "the step under way"
+    col.metric("Remaining (est.)", value,
+               delta=f"step under way: {format_seconds(prog.overdue)} past its estimate",
+               delta_color="orange", delta_arrow="off",
+               help="The cell or baseline being computed has run longer than estimated; "
+                    "the time shown is the work after it.")
 
 
 def _unreadable_note(names: list[str]) -> None:
