@@ -426,6 +426,9 @@ class SweepProgress:
     # seconds the step under way (a cell, or a baseline and its first cell) has run past
     # its estimate, once past `OVERDUE_GRACE_S`; `eta` then leaves that step out
     overdue: float = 0.0
+    # the worker's last report (status.json's heartbeat) once it is gone: where `elapsed`
+    # ends; None while it works
+    last_report: float | None = None
 
     @property
     def fraction(self) -> float:
@@ -645,9 +648,12 @@ def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
                                       work_left=done < total)
     epochs = [e for e in read_events(paths) if e.get("type") == "epoch"]
     # what runs now: nothing once the worker is gone (a killed one left its last report)
-    activity = status.get("activity", "") if state in LIVE_STATES else ""
+    live = state in LIVE_STATES
+    activity = status.get("activity", "") if live else ""
+    heartbeat = status.get("heartbeat")
+    last_report = float(heartbeat) if not live and _number(heartbeat) else None
     return SweepProgress(state, status.get("message", ""), activity, done, total, elapsed, eta,
-                         epochs, unreadable, overdue)
+                         epochs, unreadable, overdue, last_report)
 
 
 def _last_progress(paths: SweepPaths, status: dict) -> float:

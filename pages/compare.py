@@ -6,6 +6,8 @@ the sweep folder while cells arrive. Nothing here computes: it calls explorer_co
 """
 from __future__ import annotations
 
+import datetime as _dt
+
 import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -255,10 +257,12 @@ def live_view(paths: SweepPaths, was_live: bool) -> None:
                 + (f" · {prog.activity}" if prog.activity else ""))
     _unreadable_note(prog.unreadable)
     m1, m2, m3 = st.columns(3)
-    m1.metric("Elapsed", format_seconds(prog.elapsed))
     if prog.state in LIVE_STATES:
+        m1.metric("Elapsed", format_seconds(prog.elapsed),
+                  help="Time worked on this sweep, over all its sessions.")
         _remaining_metric(m2, prog)
-    else:
+    else:  # the clock stopped with the worker: this is how long it ran, not time since
+        m1.metric("Ran for", format_seconds(prog.elapsed), help=_ran_for_help(prog))
         m2.metric("Remaining (est.)", "—")
     m3.metric("Cells done", f"{prog.cells_done} / {prog.total_cells}")
     controls(paths, prog.state, prog.cells_done, prog.total_cells)
@@ -279,6 +283,17 @@ def _remaining_metric(col: DeltaGenerator, prog: SweepProgress) -> None:
                delta_color="orange", delta_arrow="off",
                help="The cell or baseline being computed has run longer than estimated; "
                     "the time shown is the work after it.")
+
+
+def _ran_for_help(prog: SweepProgress) -> str:
+    """What the stopped clock counts: a killed worker's time ends at its last report."""
+    worked = "Time the worker spent on this sweep, over all its sessions"
+    if prog.state != "interrupted" or prog.last_report is None:
+        return worked + ", until it ended; idle time between sessions is not counted."
+    when = _dt.datetime.fromtimestamp(prog.last_report).strftime("%Y-%m-%d %H:%M:%S")
+    return (f"{worked}, up to its last report ({when}). Its process ended without a word "
+            "(killed or crashed), so the step it was on then is not counted; a resume "
+            "redoes that step.")
 
 
 def _unreadable_note(names: list[str]) -> None:

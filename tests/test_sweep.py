@@ -422,6 +422,28 @@ def test_remaining_time_without_an_estimate_counts_down_too(roots):
         assert sweep_progress(paths, now=started + 30).eta == pytest.approx(left - 30)
 
 
+def test_a_killed_sweeps_time_ends_at_its_last_report(roots):
+    """After a kill -9 the status reads 'interrupted' (no writer holds the lock) and the
+    elapsed time stops at the worker's last report: the last moment it is known to have
+    worked, and what a resume counts as this session's work (`session_start`). Counting
+    on to now would grow for as long as the sweep sits dead. The progress gives that
+    report's time, so the page can say where the clock stopped."""
+    paths = create_sweep(grid("killed-elapsed"))
+    now = time.time()
+    status = {**read_status(paths), "state": "running", "pid": 999999, "started": now - 600.0,
+              "heartbeat": now - 100.0, "elapsed_before": 0.0}
+    paths.status.write_text(json.dumps(status))  # as a killed worker left it
+    with RunLock(paths):  # while a worker holds it: to now, no last report yet
+        live = sweep_progress(paths, now=now)
+        assert live.state == "running" and live.elapsed == pytest.approx(600.0)
+        assert live.last_report is None
+    for later in (now, now + 3600.0):
+        dead = sweep_progress(paths, now=later)
+        assert dead.state == "interrupted"
+        assert dead.elapsed == pytest.approx(500.0)  # started → last heartbeat
+        assert dead.last_report == pytest.approx(now - 100.0)
+
+
 def test_the_estimate_prices_cells_that_only_evaluate_apart_from_pruned_ones(roots, tmp_path):
     """What the page stores in status.json when it starts a sweep, read back by the
     progress: per group the baseline, its training, and each kind of cell."""
