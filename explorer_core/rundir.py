@@ -237,7 +237,15 @@ def session_start(paths: RunPaths) -> dict[str, float]:
 
 def elapsed_seconds(status: dict, now: float | None = None) -> float:
     """Time worked on a run over all its sessions: to now while it runs, else to its
-    last heartbeat (see `session_start`)."""
+    last heartbeat (see `session_start`).
+
+    A run that is no longer live stopped working at its last heartbeat as far as its
+    files can tell: a finished, stopped or failed one wrote its last status as it ended,
+    and a killed one (kill -9, a crash: `read_status` then says interrupted) wrote
+    nothing after it, so a step cut short is not counted (nor is it kept: a resume
+    redoes it). Counting on to now would grow for as long as the run sits dead, and a
+    resume counts each earlier session the same way, so its elapsed time goes on from
+    this figure. Pages call it the time the run ran for."""
     before = float(status.get("elapsed_before") or 0.0)
     started = status.get("started")
     if not started:

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import time
 import typing
 from collections import Counter
 from dataclasses import dataclass, field
@@ -423,6 +424,12 @@ class SweepProgress:
     eta: float | None
     baseline_epochs: list[dict]
     unreadable: list[str] = field(default_factory=list)  # cells/*.json that are no record
+    # seconds the step under way (a cell, or a baseline and its first cell) has run past
+    # its estimate, once past `OVERDUE_GRACE_S`; `eta` then leaves that step out
+    overdue: float = 0.0
+    # the worker's last report (status.json's heartbeat) once it is gone: where `elapsed`
+    # ends; None while it works
+    last_report: float | None = None
 
     @property
     def fraction(self) -> float:
@@ -451,13 +458,17 @@ def _is_end_row(row: dict) -> bool:
     return is_end_ratio(float(row["ratio"]))
 
 
-def _eta(rows: list[dict], total: int, groups: list[list], share: float | None
-         ) -> float | None:
-    """Seconds left without a pre-start estimate (a sweep started from the CLI): the
-    cells still to run at the mean time of a finished cell of their kind (pruned, or
-    ratio 0 / 100 %), plus a dense baseline for every group not begun, at the training
-    time measured for its model. None until a pruned cell has finished: a ratio-0 cell
-    (a few ms) says nothing of what fine-tuning costs.
+def _eta(rows: list[dict], total: int, groups: list[list], counts: Any,
+         share: float | None) -> tuple[float, float] | None:
+    """(seconds left, seconds of the step under way) without a pre-start estimate (a
+    sweep started from the CLI): the cells still to run at the mean time of a finished
+    cell of their kind (pruned, or ratio 0 / 100 %), plus a dense baseline for every
+    group not begun, at the training time measured for its model. None until a pruned
+    cell has finished: a ratio-0 cell (a few ms) says nothing of what fine-tuning costs.
+
+    The step under way is the next cell at the mean price of the cells left, after its
+    group's baseline when the group is not begun (`_current_group`, from the status'
+    `group_cells`; without them, a cell alone).
 
     Dividing the time elapsed by the cells done instead counted the worker's start-up
     and the first baseline as the price of one cell: 74 minutes at cell 1 of 440 for a
@@ -475,18 +486,39 @@ def _eta(rows: list[dict], total: int, groups: list[list], share: float | None
     left_pruned = max(0, left_pruned - sum(not is_end(r) for r in rows))
     if not timed or (left_pruned and not pruned):
         return None
-    remaining = left_pruned * (sum(pruned) / len(pruned) if pruned else 0.0)
-    remaining += left_end * (sum(end) / len(end) if end else 0.0)
+    cells = left_pruned * (sum(pruned) / len(pruned) if pruned else 0.0)
+    cells += left_end * (sum(end) / len(end) if end else 0.0)
+    remaining = cells
     trained: dict[str, list[float]] = {}
     for r in rows:
         if not r.get("baseline_from_cache") and r.get("dense_train_seconds") is not None:
             trained.setdefault(r["model"], []).append(float(r["dense_train_seconds"]))
     begun = {_group_of(r) for r in rows}
     everything = [t for ts in trained.values() for t in ts]
-    for model, *_ in (g for g in groups if tuple(g) not in begun):
-        known = trained.get(model) or everything
-        remaining += sum(known) / len(known) if known else 0.0
-    return remaining
+    baselines = {}  # group → its baseline's price, for the groups not begun
+    for g in groups:
+        if tuple(g) not in begun:
+            known = trained.get(g[0]) or everything
+            baselines[tuple(g)] = sum(known) / len(known) if known else 0.0
+    remaining += sum(baselines.values())
+    step = cells / (left_end + left_pruned) if left_end + left_pruned else 0.0
+    current = _current_group(rows, groups, counts)
+    if current is not None:
+        step += baselines.get(current, 0.0)
+    return remaining, step
+
+
+def _current_group(rows: list[dict], groups: list[list], counts: Any) -> tuple | None:
+    """The group the worker is on: the first, in run order, with cells left (a worker
+    runs the cells it has not finished in grid order, group by group). None when the
+    status has no cell counts that fit its groups (older sweeps)."""
+    if not (isinstance(counts, list) and len(counts) == len(groups)):
+        return None
+    done = Counter(_group_of(r) for r in rows)
+    for g, n in zip(groups, counts):
+        if isinstance(n, int) and done[tuple(g)] < n:
+            return tuple(g)
+    return None
 
 
 def _group_of(row: dict) -> tuple:
@@ -494,11 +526,17 @@ def _group_of(row: dict) -> tuple:
 
 
 def _paced_eta(rows: list[dict], groups: list[list], counts: list[int],
-               estimated: list[dict[str, float]], share: float | None) -> float:
-    """Seconds left from the pre-start estimate of each group's baseline and cells
-    (`estimate.Estimate.groups`), scaled by how fast the work done so far ran against
-    its estimate: the pruned cells and the dense baselines trained. Cells that only
-    evaluate (ratio 0, 100 %) take milliseconds and are no measure of pace.
+               estimated: list[dict[str, float]], share: float | None
+               ) -> tuple[float, float]:
+    """(seconds left, seconds of the step under way) from the pre-start estimate of each
+    group's baseline and cells (`estimate.Estimate.groups`), scaled by how fast the work
+    done so far ran against its estimate: the pruned cells and the dense baselines
+    trained. Cells that only evaluate (ratio 0, 100 %) take milliseconds and are no
+    measure of pace.
+
+    The step under way is the next cell of the first group with cells left (the worker
+    runs them in grid order, group by group), priced at the mean of that group's cells
+    left, after the group's baseline when none of its cells is done.
 
     A mean over the finished cells priced a CNN's cells like the MLP cells that came
     first: 42 s left where 118 s were (reviewer, 286 cells of MLP then CNN). And a pace
@@ -531,16 +569,21 @@ def _paced_eta(rows: list[dict], groups: list[list], counts: list[int],
             expected += estimated[i]["train_s"]
     pace = real / expected if real > 0 and expected > 0 else 1.0
     remaining = 0.0
+    step = None
     for i, (n, e) in enumerate(zip(counts, estimated)):
         if share is None or e["end_cell_s"] == e["pruned_cell_s"]:  # one price per cell
-            remaining += max(0, n - done_end[i] - done_pruned[i]) * e["cell_s"]
+            left = max(0, n - done_end[i] - done_pruned[i])
+            cells = left * e["cell_s"]
         else:
             n_end, n_pruned = _split(n, share)
-            remaining += max(0, n_end - done_end[i]) * e["end_cell_s"]
-            remaining += max(0, n_pruned - done_pruned[i]) * e["pruned_cell_s"]
-        if not done_end[i] and not done_pruned[i]:
-            remaining += e["baseline_s"]
-    return remaining * pace
+            left_end, left_pruned = max(0, n_end - done_end[i]), max(0, n_pruned - done_pruned[i])
+            left = left_end + left_pruned
+            cells = left_end * e["end_cell_s"] + left_pruned * e["pruned_cell_s"]
+        baseline = e["baseline_s"] if not done_end[i] and not done_pruned[i] else 0.0
+        remaining += cells + baseline
+        if step is None and left:
+            step = baseline + cells / left
+    return remaining * pace, (step or 0.0) * pace
 
 
 def _number(value: Any) -> bool:
@@ -571,24 +614,86 @@ def _group_estimates(status: dict) -> list[dict[str, float]] | None:
 GROUP_TIME_KEYS = ("baseline_s", "train_s", "cell_s", "end_cell_s", "pruned_cell_s")
 
 
+# A step past its estimate by less than this is not called overdue: estimates are
+# rough, and the page polls every 2 s, so a note for a second or two would flicker on
+# and off between ordinary cells.
+OVERDUE_GRACE_S = 5.0
+# The least remaining time shown while cells are left: "0 s" read as done.
+MIN_REMAINING_S = 1.0
+
+
 def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
+    """The sweep's state, counts and times as of `now` (default: the clock).
+
+    The remaining time counts down between finished cells (`count_down`): the estimate
+    is made when a cell record lands, and the time since then is spent on the step
+    under way.
+    """
+    now = time.time() if now is None else now
     status = read_status(paths)
     state = status.get("state", "unknown")
     rows, unreadable = scan_cells(paths)
     done = len(rows)
     total = int(status.get("total_cells") or 0)
     elapsed = elapsed_seconds(status, now)
-    eta = None
+    eta, overdue = None, 0.0
     if state == "running" and done and total:
         estimated = _group_estimates(status)
         share = _end_share(paths)
-        eta = _paced_eta(rows, status["groups"], status["group_cells"], estimated, share) \
-            if estimated is not None else _eta(rows, total, status.get("groups") or [], share)
+        groups = status.get("groups") or []
+        found = _paced_eta(rows, groups, status["group_cells"], estimated, share) \
+            if estimated is not None else \
+            _eta(rows, total, groups, status.get("group_cells"), share)
+        if found is not None:
+            eta, overdue = count_down(*found, now - _last_progress(paths, status),
+                                      work_left=done < total)
     epochs = [e for e in read_events(paths) if e.get("type") == "epoch"]
     # what runs now: nothing once the worker is gone (a killed one left its last report)
-    activity = status.get("activity", "") if state in LIVE_STATES else ""
+    live = state in LIVE_STATES
+    activity = status.get("activity", "") if live else ""
+    heartbeat = status.get("heartbeat")
+    last_report = float(heartbeat) if not live and _number(heartbeat) else None
     return SweepProgress(state, status.get("message", ""), activity, done, total, elapsed, eta,
-                         epochs, unreadable)
+                         epochs, unreadable, overdue, last_report)
+
+
+def _last_progress(paths: SweepPaths, status: dict) -> float:
+    """When the work under way began: the last cell record's landing (a record lands by
+    a rename into cells/, which sets the folder's mtime: one stat, not one per record),
+    or this session's start when no record landed since (a resumed sweep's records are
+    older). A foreign file dropped into cells/ also sets the mtime: the step under way
+    then counts from it, which at worst shows more time left than there is."""
+    started = status.get("started")
+    begun = float(started) if _number(started) else 0.0
+    try:
+        landed = paths.cells_dir.stat().st_mtime
+    except OSError:
+        landed = 0.0
+    return max(begun, landed)
+
+
+def count_down(left: float, step: float, since: float, work_left: bool = True
+               ) -> tuple[float, float]:
+    """(seconds left, seconds overdue) `since` seconds after an estimate of `left`
+    seconds, `step` of them for the step then begun (a cell, or a baseline and its cell).
+
+    The estimate changes only when a cell finishes, so on a long cell or a baseline's
+    training (minutes) the page showed the same "3 min" for minutes and then jumped.
+    The time since is spent on the step under way, at most its estimate: a step that
+    runs longer does not count down into the work after it. Past its estimate by more
+    than `OVERDUE_GRACE_S`, the overrun is reported (`overdue`) and the time left is the
+    work after the step — how long the step itself still takes is then unknown, which
+    the page says instead of showing "0 s" for as long as the step runs. While cells
+    are left (`work_left`) and none is overdue, never less than `MIN_REMAINING_S`.
+    """
+    spent = max(0.0, since)
+    after = max(0.0, left - step)
+    eta = after + max(0.0, step - spent)
+    if not work_left:  # every cell is done: the worker is writing the tables
+        return eta, 0.0
+    if spent - step > OVERDUE_GRACE_S:
+        return eta, spent - step
+    return max(eta, MIN_REMAINING_S), 0.0
 
 
 def untuned_dense_note(paths: SweepPaths) -> str | None:

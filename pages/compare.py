@@ -6,8 +6,11 @@ the sweep folder while cells arrive. Nothing here computes: it calls explorer_co
 """
 from __future__ import annotations
 
+import datetime as _dt
+
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from explorer_core import charts, jobs
 from explorer_core.cache import default_cache_root
@@ -24,7 +27,7 @@ from explorer_core.rundir import (LIVE_STATES, SweepPaths, default_sweeps_root, 
 from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH, Cell,
                                  SweepConfig, create_sweep, plan, ratio_label,
                                  runnable_plan)
-from explorer_core.sweep_results import (UNSTEADY_TIMING, dense_timing_spread,
+from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_timing_spread,
                                          finished_count, mask_timing_departures, pareto_by,
                                          progress, results_frame, speedups, summary_frame,
                                          tables_text, untuned_dense_note)
@@ -268,11 +271,43 @@ def live_view(paths: SweepPaths, was_live: bool) -> None:
                 + (f" · {prog.activity}" if prog.activity else ""))
     _unreadable_note(prog.unreadable)
     m1, m2, m3 = st.columns(3)
-    m1.metric("Elapsed", format_seconds(prog.elapsed))
-    m2.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
+    if prog.state in LIVE_STATES:
+        m1.metric("Elapsed", format_seconds(prog.elapsed),
+                  help="Time worked on this sweep, over all its sessions.")
+        _remaining_metric(m2, prog)
+    else:  # the clock stopped with the worker: this is how long it ran, not time since
+        m1.metric("Ran for", format_seconds(prog.elapsed), help=_ran_for_help(prog))
+        m2.metric("Remaining (est.)", "—")
     m3.metric("Cells done", f"{prog.cells_done} / {prog.total_cells}")
     controls(paths, prog.state, prog.cells_done, prog.total_cells)
     results_section(paths, live=prog.state in LIVE_STATES)
+
+
+def _remaining_metric(col: DeltaGenerator, prog: SweepProgress) -> None:
+    """The time left, counting down while a cell or baseline runs. A step past its
+    estimate is said to be (`SweepProgress.overdue`): the time left is then the work
+    after it, a lower bound, where a plain number read as stuck or as "0 s" done."""
+    if not prog.overdue:
+        col.metric("Remaining (est.)", format_seconds(prog.eta))
+        return
+    value = f"over {format_seconds(prog.eta)}" if prog.eta is not None and prog.eta >= 1 \
+        else "the step under way"
+    col.metric("Remaining (est.)", value,
+               delta=f"step under way: {format_seconds(prog.overdue)} past its estimate",
+               delta_color="orange", delta_arrow="off",
+               help="The cell or baseline being computed has run longer than estimated; "
+                    "the time shown is the work after it.")
+
+
+def _ran_for_help(prog: SweepProgress) -> str:
+    """What the stopped clock counts: a killed worker's time ends at its last report."""
+    worked = "Time the worker spent on this sweep, over all its sessions"
+    if prog.state != "interrupted" or prog.last_report is None:
+        return worked + ", until it ended; idle time between sessions is not counted."
+    when = _dt.datetime.fromtimestamp(prog.last_report).strftime("%Y-%m-%d %H:%M:%S")
+    return (f"{worked}, up to its last report ({when}). Its process ended without a word "
+            "(killed or crashed), so the step it was on then is not counted; a resume "
+            "redoes that step.")
 
 
 def _unreadable_note(names: list[str]) -> None:

@@ -301,6 +301,65 @@ def test_stop_reads_stopping_and_is_disabled_until_the_worker_has_stopped(sweeps
     stop_through_the_page("pages/compare.py", paths, message="training the dense baseline")
 
 
+def test_the_live_times_count_down_say_an_overrun_and_a_killed_sweep_ran_until_its_report(
+        sweeps_root):
+    """QA: "Remaining (est.)" stood still for the whole of a long cell, then jumped; an
+    overrun would have read "0 s" for as long as it lasted; and after a kill -9 the
+    "Elapsed" of the interrupted sweep stopped at the worker's last report, unexplained.
+    A real sweep's folder with its last cell under way (its record removed, the pruned
+    cell before it taking a minute): the time left counts down from the last record's
+    landing, an overrun is named, and a dead worker's time reads "Ran for" up to its
+    last report."""
+    import os
+    import time
+
+    from explorer_core.rundir import RunLock
+
+    paths = _finished_sweep(sweeps_root, "live-times", types=["neuron"], criteria=["l1"],
+                            ratios=[0.0, 0.5, 0.75], latency_repeats=0)
+    records = {json.loads(f.read_text())["ratio"]: f for f in paths.cells_dir.glob("*.json")}
+    records[0.75].unlink()  # the cell under way
+    row = json.loads(records[0.5].read_text())
+    records[0.5].write_text(json.dumps({**row, "cell_seconds": 60.0}))  # so is the next
+
+    def as_left(landed_ago: float, heartbeat_ago: float = 0.0) -> None:
+        """status.json as a worker on the last cell writes it, that cell's work begun
+        `landed_ago` seconds ago (the last record's landing)."""
+        now = time.time()
+        status = {**json.loads(paths.status.read_text()), "state": "running",
+                  "started": now - 1000.0,
+                  "heartbeat": now - heartbeat_ago, "elapsed_before": 0.0, "activity": ""}
+        paths.status.write_text(json.dumps(status))
+        os.utime(paths.cells_dir, (now - landed_ago, now - landed_ago))
+
+    def metrics() -> dict:
+        at = open_page()
+        widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
+        assert not at.exception
+        return {m.label: m for m in at.metric}
+
+    with RunLock(paths):  # the worker, alive
+        as_left(landed_ago=20.0)
+        left = metrics()["Remaining (est.)"]
+        assert left.value.endswith(" s") and 30 <= int(left.value.split()[0]) <= 40  # 60 − 20
+        assert not left.delta
+
+        as_left(landed_ago=400.0)  # the cell estimated at a minute has run 6 min 40 s
+        left = metrics()["Remaining (est.)"]
+        assert left.value == "the step under way"  # nothing after it, and not "0 s"
+        assert left.delta.startswith("step under way: 5 min") and \
+            left.delta.endswith("past its estimate")
+
+    as_left(landed_ago=400.0, heartbeat_ago=400.0)  # killed 400 s ago: the lock is free
+    shown = metrics()
+    assert "Elapsed" not in shown
+    ran = shown["Ran for"]
+    assert ran.value == "10 min 0 s"  # started 1000 s ago, last report 400 s ago
+    last = read_status(paths)["heartbeat"]
+    assert f"last report ({time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last))})" in ran.help
+    assert shown["Remaining (est.)"].value == "—"
+
+
 def test_a_cell_to_inspect_is_named_as_the_grid_names_it_and_opens_there(sweeps_root):
     """The cells were listed by raw id, cut off before the ratio in the box."""
     from explorer_core.sweep import SweepConfig, create_sweep, execute

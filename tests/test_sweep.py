@@ -213,10 +213,9 @@ def test_remaining_time_counts_cells_and_baselines_not_the_start_up(roots, refer
         row = json.loads(f.read_text())
         row.update(cell_seconds=0.5, dense_train_seconds=3.0, baseline_from_cache=False)
         paths.cell(row["cell_id"]).write_text(json.dumps(row))
-    now = time.time()
-    write_status(paths, "running", started=now - 100.0, total_cells=32)
+    write_status(paths, "running", started=time.time() - 100.0, total_cells=32)
     with RunLock(paths):
-        eta = sweep_progress(paths, now=now).eta
+        eta = _eta_as_landed(paths)
     assert eta == pytest.approx(26 * 0.5 + 3 * 3.0)
 
 
@@ -240,7 +239,7 @@ def test_remaining_time_prices_each_groups_cells_by_the_estimate_at_the_measured
         paths.cell(row["cell_id"]).write_text(json.dumps(row))
     write_status(paths, "running", started=time.time() - 100.0)
     with RunLock(paths):
-        eta = sweep_progress(paths).eta
+        eta = _eta_as_landed(paths)
     left = (6 * 0.25 + 2.0) + (10 * 1.5 + 8.0) + (10 * 1.5 + 6.0)
     assert [list(g) for g in groups] == read_status(paths)["groups"]
     assert eta == pytest.approx(2 * left)
@@ -255,13 +254,28 @@ def _tester_grid(name: str) -> SweepConfig:
 
 
 def _record(paths: SweepPaths, cell, seconds: float, dense_seconds: float) -> None:
-    """A finished cell's record as the worker writes it (only what the progress reads)."""
+    """A finished cell's record as the worker writes it (only what the progress reads),
+    landing as the worker's does: written aside, then renamed into cells/."""
+    from explorer_core.fileio import atomic_write_json
+
     paths.cells_dir.mkdir(parents=True, exist_ok=True)
     row = {f: getattr(cell, f) for f in ("model", "dataset", "batch_size", "seed", "type",
                                          "criterion", "ratio")}
     row.update(cell_id=cell.id, status="ok", cell_seconds=seconds,
                dense_train_seconds=dense_seconds, baseline_from_cache=False)
-    paths.cell(cell.id).write_text(json.dumps(row))
+    atomic_write_json(paths.cell(cell.id), row)
+
+
+def _landed(paths: SweepPaths) -> float:
+    """When the last cell record landed (cells/' mtime): the moment the remaining time
+    is estimated, before any of it is spent on the next step."""
+    return paths.cells_dir.stat().st_mtime
+
+
+def _eta_as_landed(paths: SweepPaths) -> float | None:
+    """The remaining time the moment the last record landed (none of the time since is
+    credited to the step under way)."""
+    return sweep_progress(paths, now=_landed(paths)).eta
 
 
 def test_remaining_time_after_a_first_ratio_0_cell_is_the_estimate_not_its_milliseconds(roots):
@@ -283,14 +297,14 @@ def test_remaining_time_after_a_first_ratio_0_cell_is_the_estimate_not_its_milli
     with RunLock(paths):
         assert sweep_progress(paths).eta is None  # nothing finished: "—"
         _record(paths, cells[0], seconds=0.017, dense_seconds=train_s)  # baseline on time
-        assert sweep_progress(paths).eta == pytest.approx(left_after_first)
+        assert _eta_as_landed(paths) == pytest.approx(left_after_first)
         _record(paths, cells[0], seconds=0.017, dense_seconds=2 * train_s)  # twice as long
-        assert sweep_progress(paths).eta == pytest.approx(2 * left_after_first)
+        assert _eta_as_landed(paths) == pytest.approx(2 * left_after_first)
         # the first pruned cell: twice its estimate, the baseline on time
         _record(paths, cells[0], seconds=0.017, dense_seconds=train_s)
         _record(paths, cells[1], seconds=2 * pruned_s, dense_seconds=train_s)
         pace = (train_s + 2 * pruned_s) / (train_s + pruned_s)
-        assert sweep_progress(paths).eta == pytest.approx((left_after_first - pruned_s) * pace)
+        assert _eta_as_landed(paths) == pytest.approx((left_after_first - pruned_s) * pace)
 
 
 def test_remaining_time_without_an_estimate_waits_for_a_pruned_cell(roots):
@@ -302,11 +316,132 @@ def test_remaining_time_without_an_estimate_waits_for_a_pruned_cell(roots):
     write_status(paths, "running", started=time.time() - 20.0)
     with RunLock(paths):
         _record(paths, cells[0], seconds=0.017, dense_seconds=2.5)
-        assert sweep_progress(paths).eta is None
+        assert _eta_as_landed(paths) is None
         _record(paths, cells[1], seconds=1.5, dense_seconds=2.5)
         # 12 of the 66 cells evaluate only (0 and 100 % of 6 blocks); one of each kind is
         # done, and the second group's baseline is still to train
-        assert sweep_progress(paths).eta == pytest.approx(11 * 0.017 + 53 * 1.5 + 2.5)
+        assert _eta_as_landed(paths) == pytest.approx(11 * 0.017 + 53 * 1.5 + 2.5)
+
+
+def _tester_estimate(end_s: float, pruned_s: float, train_s: float, baseline_s: float
+                     ) -> list[dict[str, float]]:
+    """The pre-start estimate of `_tester_grid`'s two groups, as the page stores it."""
+    group = {"baseline_s": baseline_s, "train_s": train_s, "end_cell_s": end_s,
+             "pruned_cell_s": pruned_s, "cell_s": (6 * end_s + 27 * pruned_s) / 33}
+    return [group, dict(group)]
+
+
+def test_remaining_time_counts_down_while_a_cell_runs(roots):
+    """QA: on a long cell the page showed the same "Remaining (est.) 3 min" for minutes,
+    then jumped: the estimate changed only when a cell finished. The time since the last
+    record landed is spent on the cell under way, up to its estimate; past it, the time
+    left stays at the work after that cell and the overrun is reported, not hidden."""
+    from explorer_core.sweep_results import OVERDUE_GRACE_S
+
+    cfg = _tester_grid("eta-countdown")
+    cells = plan(cfg).cells
+    end_s, pruned_s, train_s, baseline_s = 0.04, 120.0, 300.0, 310.0
+    paths = create_sweep(cfg, estimated=_tester_estimate(end_s, pruned_s, train_s, baseline_s))
+    write_status(paths, "running", started=time.time() - 500.0)
+    with RunLock(paths):
+        _record(paths, cells[0], seconds=end_s, dense_seconds=train_s)  # all on time: pace 1
+        _record(paths, cells[1], seconds=pruned_s, dense_seconds=train_s)
+        landed = _landed(paths)
+
+        def at(seconds: float):
+            return sweep_progress(paths, now=landed + seconds)
+
+        left = (5 * end_s + 26 * pruned_s) + (baseline_s + 6 * end_s + 27 * pruned_s)
+        step = (5 * end_s + 26 * pruned_s) / 31  # the next cell: a mean one of its group
+        assert at(0).eta == pytest.approx(left)
+        assert at(60).eta == pytest.approx(left - 60)  # a minute into the cell: a minute less
+        assert at(60).overdue == 0
+        # just past its estimate: the work after the cell, not yet called overdue
+        assert at(step + 1).eta == pytest.approx(left - step) and at(step + 1).overdue == 0
+        late = at(step + 90)  # a minute and a half past it: said so
+        assert late.eta == pytest.approx(left - step)
+        assert late.overdue == pytest.approx(90) and 90 > OVERDUE_GRACE_S
+
+
+def test_remaining_time_counts_down_through_a_baseline_and_the_last_cell(roots):
+    """A new group's dense baseline trains for minutes before its first cell: the time
+    since the previous group's last record counts down the baseline and that cell. On
+    the last cell, an overrun showed "0 s" for as long as it ran: the time left stays at
+    least `MIN_REMAINING_S` within the estimate and the grace, then the overrun is
+    reported with nothing left after it."""
+    from explorer_core.sweep_results import MIN_REMAINING_S, OVERDUE_GRACE_S
+
+    cfg = _tester_grid("eta-countdown-baseline")
+    cells = plan(cfg).cells
+    end_s, pruned_s, train_s, baseline_s = 0.04, 1.5, 180.0, 190.0
+    paths = create_sweep(cfg, estimated=_tester_estimate(end_s, pruned_s, train_s, baseline_s))
+    write_status(paths, "running", started=time.time() - 500.0)
+    with RunLock(paths):
+        for cell in cells[:33]:  # the first group, each cell on time
+            _record(paths, cell, seconds=end_s if cell.ratio in (0, 1) else pruned_s,
+                    dense_seconds=train_s)
+        landed = _landed(paths)
+        group_cells = 6 * end_s + 27 * pruned_s
+        left = baseline_s + group_cells
+        step = baseline_s + group_cells / 33  # the baseline, then a mean cell of the group
+        assert sweep_progress(paths, now=landed).eta == pytest.approx(left)
+        assert sweep_progress(paths, now=landed + 120).eta == pytest.approx(left - 120)
+        over = sweep_progress(paths, now=landed + step + 30)
+        assert over.eta == pytest.approx(left - step) and over.overdue == pytest.approx(30)
+
+        for cell in cells[33:-1]:  # all but the last cell of the sweep
+            _record(paths, cell, seconds=end_s if cell.ratio in (0, 1) else pruned_s,
+                    dense_seconds=train_s)
+        landed = _landed(paths)
+        last = end_s if cells[-1].ratio in (0, 1) else pruned_s
+        assert sweep_progress(paths, now=landed).eta == pytest.approx(max(last, MIN_REMAINING_S))
+        within = sweep_progress(paths, now=landed + last + OVERDUE_GRACE_S / 2)
+        assert within.eta == MIN_REMAINING_S and within.overdue == 0  # never "0 s" while it runs
+        late = sweep_progress(paths, now=landed + last + 60)
+        assert late.eta == 0 and late.overdue == pytest.approx(60)  # the page says overdue
+
+
+def test_remaining_time_without_an_estimate_counts_down_too(roots):
+    """The CLI's sweeps (no pre-start estimate) count down the same way; a resumed
+    session, whose records are older than its start, counts from its start."""
+    cfg = _tester_grid("eta-cli-countdown")
+    cells = plan(cfg).cells
+    paths = create_sweep(cfg)
+    write_status(paths, "running", started=time.time() - 20.0)
+    with RunLock(paths):
+        _record(paths, cells[0], seconds=0.017, dense_seconds=2.5)
+        _record(paths, cells[1], seconds=90.0, dense_seconds=2.5)
+        landed = _landed(paths)
+        left = 11 * 0.017 + 53 * 90.0 + 2.5
+        assert sweep_progress(paths, now=landed).eta == pytest.approx(left)
+        assert sweep_progress(paths, now=landed + 30).eta == pytest.approx(left - 30)
+
+        started = landed + 3600.0  # resumed an hour later: the records predate the session
+        write_status(paths, "running", started=started)
+        assert sweep_progress(paths, now=started).eta == pytest.approx(left)
+        assert sweep_progress(paths, now=started + 30).eta == pytest.approx(left - 30)
+
+
+def test_a_killed_sweeps_time_ends_at_its_last_report(roots):
+    """After a kill -9 the status reads 'interrupted' (no writer holds the lock) and the
+    elapsed time stops at the worker's last report: the last moment it is known to have
+    worked, and what a resume counts as this session's work (`session_start`). Counting
+    on to now would grow for as long as the sweep sits dead. The progress gives that
+    report's time, so the page can say where the clock stopped."""
+    paths = create_sweep(grid("killed-elapsed"))
+    now = time.time()
+    status = {**read_status(paths), "state": "running", "pid": 999999, "started": now - 600.0,
+              "heartbeat": now - 100.0, "elapsed_before": 0.0}
+    paths.status.write_text(json.dumps(status))  # as a killed worker left it
+    with RunLock(paths):  # while a worker holds it: to now, no last report yet
+        live = sweep_progress(paths, now=now)
+        assert live.state == "running" and live.elapsed == pytest.approx(600.0)
+        assert live.last_report is None
+    for later in (now, now + 3600.0):
+        dead = sweep_progress(paths, now=later)
+        assert dead.state == "interrupted"
+        assert dead.elapsed == pytest.approx(500.0)  # started → last heartbeat
+        assert dead.last_report == pytest.approx(now - 100.0)
 
 
 def test_the_estimate_prices_cells_that_only_evaluate_apart_from_pruned_ones(roots, tmp_path):
