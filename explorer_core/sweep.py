@@ -958,8 +958,14 @@ class _Runner:
         row["prune_seconds"] = prepared.seconds
         if self.cfg.finetune_epochs:
             t0 = time.perf_counter()
-            tcfg = self.cfg.train_config(cell.batch_size, cell.seed, self.cfg.finetune_epochs)
-            train(model, dense.data, tcfg, should_stop=self.stop)
+            epochs = self.cfg.finetune_epochs
+            tcfg = self.cfg.train_config(cell.batch_size, cell.seed, epochs)
+            label = f"cell {self.done + 1}/{self.total}: {cell.describe()}"
+
+            def on_epoch(m) -> None:  # a CNN's fine-tuning takes minutes: say how far
+                self.activity(f"{label} · fine-tuned {m.epoch}/{epochs} epochs")
+
+            train(model, dense.data, tcfg, on_epoch=on_epoch, should_stop=self.stop)
             row["finetune_seconds"] = time.perf_counter() - t0
         model.eval()
         return model, spec

@@ -1017,6 +1017,29 @@ def test_status_reports_what_runs_and_ends_on_the_final_state(roots, monkeypatch
     assert read_status(paths)["cells_done"] == len(plan(cfg).cells)
 
 
+def test_the_activity_line_follows_a_cells_fine_tuning_epoch_by_epoch(roots, monkeypatch):
+    """A cell's status said only "cell 3/4: …" for the whole of its fine-tuning (minutes
+    for a CNN), with no heartbeat: the page could not tell a slow cell from a stuck one."""
+    from explorer_core import sweep
+
+    texts: list[str] = []
+    real = sweep.write_status
+
+    def recording(paths, state, **fields):
+        texts.append(fields.get("activity", ""))
+        return real(paths, state, **fields)
+
+    monkeypatch.setattr(sweep, "ACTIVITY_EVERY_S", 0.0)
+    monkeypatch.setattr(sweep, "write_status", recording)
+    cfg = grid("finetune-activity", models=["mlp"], batch_sizes=[32], types=["neuron"],
+               criteria=["l1"], ratios=[0.0, 0.5], finetune_epochs=3)
+    paths = create_sweep(cfg)
+    assert execute(paths)["state"] == "finished"
+    tuned = [t for t in texts if "fine-tuned" in t]
+    assert tuned == [f"cell 2/2: MLP · Digits · batch 32 · seed 0 · Neuron · L1 norm of "
+                     f"weights · 50 % · fine-tuned {e}/3 epochs" for e in (1, 2, 3)], texts
+
+
 def test_a_stopped_sweep_counts_the_cells_on_disk_as_done(roots, monkeypatch):
     """Per-cell reports are throttled, so the stopped status must count the finished
     cells itself (it kept the count of the block's last report)."""
