@@ -637,13 +637,15 @@ def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
     total = int(status.get("total_cells") or 0)
     elapsed = elapsed_seconds(status, now)
     eta, overdue = None, 0.0
-    if state == "running" and done and total:
+    if state == "running" and total:
         estimated = _group_estimates(status)
         share = _end_share(paths)
         groups = status.get("groups") or []
+        # with the pre-start estimate, from the first moment (at its own pace until work
+        # is done): "—" stood through a first baseline's minutes of training
         found = _paced_eta(rows, groups, status["group_cells"], estimated, share) \
             if estimated is not None else \
-            _eta(rows, total, groups, status.get("group_cells"), share)
+            _eta(rows, total, groups, status.get("group_cells"), share) if done else None
         if found is not None:
             eta, overdue = count_down(*found, now - _last_progress(paths, status),
                                       work_left=done < total)

@@ -294,8 +294,13 @@ def test_remaining_time_after_a_first_ratio_0_cell_is_the_estimate_not_its_milli
     paths = create_sweep(cfg, estimated=[group, dict(group)])
     write_status(paths, "running", started=time.time() - 20.0)
     left_after_first = (5 * end_s + 27 * pruned_s) + (baseline_s + 6 * end_s + 27 * pruned_s)
+    started = read_status(paths)["started"]
+    everything = 2 * (baseline_s + 6 * end_s + 27 * pruned_s)
     with RunLock(paths):
-        assert sweep_progress(paths).eta is None  # nothing finished: "—"
+        # nothing finished: the estimate as made before the start, counting down through
+        # the first baseline and cell (it said "—" for a baseline's minutes of training)
+        assert sweep_progress(paths, now=started).eta == pytest.approx(everything)
+        assert sweep_progress(paths, now=started + 2.0).eta == pytest.approx(everything - 2.0)
         _record(paths, cells[0], seconds=0.017, dense_seconds=train_s)  # baseline on time
         assert _eta_as_landed(paths) == pytest.approx(left_after_first)
         _record(paths, cells[0], seconds=0.017, dense_seconds=2 * train_s)  # twice as long
