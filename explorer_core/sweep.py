@@ -712,7 +712,7 @@ class _Runner:
         cfg = self.cfg
         data = load_dataset(dataset, seed=SPLIT_SEED, val_fraction=cfg.val_fraction)
         spec = cfg.spec(arch, dataset)
-        label = f"{arch} · {dataset} · batch {batch} · seed {seed}"
+        label = f"{model_name(arch)} · {dataset_name(dataset)} · batch {batch} · seed {seed}"
         self.activity(f"dense baseline {label}")
 
         def on_epoch(m) -> None:

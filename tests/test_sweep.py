@@ -1043,6 +1043,8 @@ def test_the_activity_line_follows_a_cells_fine_tuning_epoch_by_epoch(roots, mon
     tuned = [t for t in texts if "fine-tuned" in t]
     assert tuned == [f"cell 2/2: MLP · Digits · batch 32 · seed 0 · Neuron · L1 norm of "
                      f"weights · 50 % · fine-tuned {e}/3 epochs" for e in (1, 2, 3)], texts
+    # and the baseline by name too ('training dense baseline mlp · digits …')
+    assert "training dense baseline MLP · Digits · batch 32 · seed 0: epoch 1/2" in texts
 
 
 def test_a_stopped_sweep_counts_the_cells_on_disk_as_done(roots, monkeypatch):
