@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from .errors import ExplorerError, interrupted
+from .fileio import JSON_ERRORS
 
 T = TypeVar("T")
 Configure = Callable[[argparse.ArgumentParser], None]
@@ -77,8 +78,8 @@ def read_json_config(path: Path) -> dict:
     """The JSON object in a `--config` file; anything else is a one-line ExplorerError."""
     try:
         base = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:  # bad JSON or UTF-8; an integer past 4 300 digits
-        raise ExplorerError(f"cannot read {path}: {exc}") from None
+    except (OSError, *JSON_ERRORS) as exc:  # bad JSON or UTF-8; a 4 300-digit integer;
+        raise ExplorerError(f"cannot read {path}: {exc}") from None  # nested past the stack
     if not isinstance(base, dict):
         raise ExplorerError(f"{path} must hold a JSON object")
     return base

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -28,7 +27,8 @@ from .fileio import atomic_write_json, write_table
 from .jobs import worker_session
 from .models import MLP, default_spec, validate_spec
 from .rundir import (ITERATIVE_RUN, TRAIN_COLUMNS, VALIDATION_COLUMNS, RunPaths, WrongKindError,
-                     append_event, check_kind, failed_write, new_run_dir, read_events,
+                     append_event, check_kind, failed_write, log_traceback, new_run_dir,
+                     read_events,
                      read_json, read_record, session_start, truncate_events, write_status)
 from .schedule import (RetentionTable, ScheduleConfig, read_retain, retention_table,
                        table_from_rows, write_retain)
@@ -603,7 +603,7 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
         return write_status(paths, "failed", message=str(exc))
     except OSError as exc:  # the disk refused a checkpoint or table: resume once fixed
         return failed_write(paths, exc, "the run's files")
-    except Exception as exc:  # keep the trace for the log, a line for the page
+    except Exception as exc:  # the trace goes to the run's log, one line to the page
         raise_if_interrupted(exc)
-        traceback.print_exc()
-        return write_status(paths, "failed", message=f"{exc.__class__.__name__}: {exc}")
+        return write_status(paths, "failed",
+                            message=f"{exc.__class__.__name__}: {exc}{log_traceback(paths)}")

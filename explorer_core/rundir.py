@@ -17,6 +17,7 @@ import json
 import os
 import re
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,24 @@ def failed_write(paths: RunPaths, exc: OSError, what: str, **fields: Any) -> dic
         return write_status(paths, "failed", message=message, **fields)
     except OSError:
         raise ExplorerError(message) from None
+
+
+def log_traceback(paths: RunPaths) -> str:
+    """Append the exception being handled, with its traceback, to the run's log
+    (worker.log), and return a note naming the log for the one-line message.
+
+    An error nobody foresaw (torch's overflow on an absurd learning rate, an allocator's
+    refusal) still needs its trace for a bug report, but not on the terminal: run from
+    the command line, the trace was printed above the one-line reason, 33 lines of it.
+    A page's worker writes its stderr to the same file, so the trace is where it was.
+    """
+    try:
+        with open(paths.log, "a", encoding="utf-8") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} unexpected error\n")
+            traceback.print_exc(file=log)
+    except OSError:  # a full or read-only disk: the one line must still go out
+        return ""
+    return f" (traceback in {paths.log})"
 
 
 def session_start(paths: RunPaths) -> dict[str, float]:

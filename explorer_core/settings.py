@@ -42,6 +42,14 @@ MAX_THREADS = 1024
 # 100000000` planned a 15 929-minute sweep. 10 000 is past any run this lab is for.
 MAX_EPOCHS = 10_000
 
+# Learning rate and weight decay of any training, the pages' range for every entry point.
+# No optimiser here trains at a rate past 10, and past float32's largest number (3.4e38)
+# Adam's update overflowed: `--lr 1e39` ended prune, compare and train-time in a
+# RuntimeError traceback. Below 1e-6 a run of this lab's length does not move the
+# weights. Weight decay past 1 outweighs the gradient itself (and at 1e39 overflowed).
+MIN_LR, MAX_LR = 1e-6, 10.0
+MAX_WEIGHT_DECAY = 1.0
+
 
 @dataclass(frozen=True)
 class _Type:
@@ -211,3 +219,19 @@ def check_threads(value: Any, what: str, minimum: int, note: str = "") -> int:
         raise ExplorerError(f"{what} must be a whole number from {minimum}{note} to "
                             f"{MAX_THREADS:,}, got {shown(value)}")
     return value
+
+
+def check_lr(value: Any, what: str = "learning rate") -> float:
+    """A learning rate: a number within MIN_LR … MAX_LR; the one message names the range."""
+    if not _is_number(value) or not MIN_LR <= value <= MAX_LR:
+        raise ExplorerError(f"{what} must be a number from {MIN_LR:g} to {MAX_LR:g}, got "
+                            f"{shown(value)}")
+    return float(value)
+
+
+def check_weight_decay(value: Any, what: str = "weight decay") -> float:
+    """A weight decay: a number within 0 … MAX_WEIGHT_DECAY."""
+    if not _is_number(value) or not 0 <= value <= MAX_WEIGHT_DECAY:
+        raise ExplorerError(f"{what} must be a number from 0 to {MAX_WEIGHT_DECAY:g}, got "
+                            f"{shown(value)}")
+    return float(value)

@@ -28,7 +28,6 @@ import itertools
 import os
 import re
 import time
-import traceback
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -53,7 +52,8 @@ from .models import ARCHS, Spec, architecture_key, spec_for_dataset
 from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_model,
                             pruned_widths)
 from .rundir import (COMPARE_SWEEP, SweepPaths, WrongKindError, append_event, check_kind,
-                     default_sweeps_root, failed_write, new_run_dir, read_json, session_start,
+                     default_sweeps_root, failed_write, log_traceback, new_run_dir, read_json,
+                     session_start,
                      validate_run_name, write_status)
 from .schedule import MAX_WIDTH
 from .settings import MAX_SEED, check_epochs, check_fields, from_json, shown
@@ -527,10 +527,10 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
         except OSError:  # a full disk takes the tables too: a resume rebuilds them
             done = len(finished_ids(paths))
         return failed_write(paths, exc, "the sweep's files", activity="", cells_done=done)
-    except Exception as exc:  # the trace goes to worker.log, one line to the page
+    except Exception as exc:  # the trace goes to the run's log, one line to the page
         raise_if_interrupted(exc)
-        traceback.print_exc()
-        return write_status(paths, "failed", message=f"{exc.__class__.__name__}: {exc}",
+        return write_status(paths, "failed",
+                            message=f"{exc.__class__.__name__}: {exc}{log_traceback(paths)}",
                             activity="", cells_done=len(write_tables(paths)))
 
 
@@ -790,7 +790,7 @@ class _Runner:
             except Exception as exc:  # a criterion / model combination torch rejects
                 raise_if_interrupted(exc)
                 if not isinstance(exc, ExplorerError):
-                    traceback.print_exc()
+                    log_traceback(self.paths)
                 yield cells[done], _Prepared(None, None, 0.0, error=exc)
                 cells = cells[done + 1:]
 
@@ -930,7 +930,7 @@ class _Runner:
                 row.update(status="failed", note=str(exc))
             except Exception as exc:  # a criterion / model combination torch rejects
                 raise_if_interrupted(exc)
-                traceback.print_exc()
+                log_traceback(self.paths)
                 row.update(status="failed", note=f"{exc.__class__.__name__}: {exc}")
         row["peak_mb"] = memory.peak_mb
         row["cell_seconds"] = time.perf_counter() - start + row["prune_seconds"] + (

@@ -31,7 +31,6 @@ import copy
 import math
 import os
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -50,7 +49,8 @@ from .models import build_model, count_parameters, prunable_layers, spec_for_dat
 from .ranking import keep_for_ratio
 from .results import RunProgress, images_note, paced_remaining, run_progress
 from .rundir import (TRAIN_TIME_RUN, TrainTimePaths, WrongKindError, append_event, check_kind,
-                     default_train_time_root, failed_write, filter_events, new_run_dir,
+                     default_train_time_root, failed_write, filter_events, log_traceback,
+                     new_run_dir,
                      read_events, read_json, read_record, read_status, session_start,
                      write_status)
 from .schedule import MAX_WIDTH
@@ -604,10 +604,10 @@ def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
         return write_status(paths, "failed", message=str(exc))
     except OSError as exc:  # the disk refused a checkpoint or table: resume once fixed
         return failed_write(paths, exc, "the run's files")
-    except Exception as exc:  # the trace goes to the worker log, one line to the page
+    except Exception as exc:  # the trace goes to the run's log, one line to the page
         raise_if_interrupted(exc)
-        traceback.print_exc()
-        return write_status(paths, "failed", message=f"{exc.__class__.__name__}: {exc}")
+        return write_status(paths, "failed",
+                            message=f"{exc.__class__.__name__}: {exc}{log_traceback(paths)}")
 
 
 def _run_seed(paths: TrainTimePaths, cfg: TrainTimeConfig, task, seed: int, todo: list[str],

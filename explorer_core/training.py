@@ -20,7 +20,7 @@ from torch import nn
 
 from .data import Dataset, Split
 from .errors import Cancelled, ExplorerError
-from .settings import check_epochs, check_threads
+from .settings import check_epochs, check_lr, check_threads, check_weight_decay
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -104,14 +104,8 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
                 raise ExplorerError(f"{name} must be a whole number ≥ {minimum}, got {v!r}")
         check_threads(self.threads, "threads", 0, " (automatic)")
-        for name, positive in (("lr", True), ("weight_decay", False)):
-            v = getattr(self, name)
-            ok = (not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
-                  and (v > 0 if positive else v >= 0))
-            if not ok:
-                raise ExplorerError(f"{'learning rate' if name == 'lr' else 'weight decay'} "
-                                    f"must be a {'positive' if positive else 'non-negative'} "
-                                    f"number, got {v!r}")
+        check_lr(self.lr)
+        check_weight_decay(self.weight_decay)
         resolve_device(self.device)
         return self
 

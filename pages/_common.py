@@ -22,6 +22,7 @@ from explorer_core.charts import chart_png_bytes
 from explorer_core.errors import ExplorerError
 from explorer_core.fileio import JSON_ERRORS
 from explorer_core.rundir import RunPaths, log_tail
+from explorer_core.settings import MAX_LR, MIN_LR
 
 # Uploaded JSON specs and sidecars are a few kB; anything bigger is the wrong file.
 MAX_JSON_BYTES = 1_000_000
@@ -113,7 +114,7 @@ def bounded_number(where: Any, label: str, min_value: float, max_value: float | 
 # The learning-rate field's range on every page, and its display format. "%g": with
 # "%.5f" the allowed minimum 1e-6 (and 5e-7, refused) showed as 0.00000. Streamlit
 # formats with sprintf.js, whose %g writes the number as JavaScript does (0.000001, 5e-7).
-LR_MIN, LR_MAX = 1e-6, 10.0
+LR_MIN, LR_MAX = MIN_LR, MAX_LR  # the core's range (`settings.check_lr`)
 LR_FORMAT = "%g"
 # What + and − add: Streamlit's default for a float, 0.01, took the default 0.001 to 0.011.
 LR_STEP = 1e-4

@@ -150,3 +150,60 @@ def test_the_epoch_bar_counts_from_the_kept_epochs_and_has_no_eta_before_one_ran
     assert bar.done == 4
     bar.count({"type": "epoch"})
     assert bar.done == 5 and bar.times().endswith(" s") and "nan" not in bar.times()
+
+
+_SMALL_RUNS = {
+    "prune": ("--runs-root", ["--hidden", "16", "8", "--q", "0.5", "--iterations", "2",
+                              "--dense-epochs", "1", "--no-cache"]),
+    "compare": ("--sweeps-root", ["--ratios", "0", "0.5", "--types", "neuron", "--criteria",
+                                  "l1", "--dense-epochs", "1", "--latency-repeats", "0",
+                                  "--no-cache"]),
+    "train-time": ("--runs-root", ["--epochs", "2", "--initial-epochs", "1"]),
+}
+
+
+@pytest.mark.parametrize("command", list(_SMALL_RUNS))
+@pytest.mark.parametrize("lr", ["1e39", "50", "0"])
+def test_a_learning_rate_out_of_range_is_one_line_and_makes_no_folder(tmp_path, capsys,
+                                                                      monkeypatch, command, lr):
+    """Past float32's range Adam's update overflowed: `--lr 1e39` made the folder, trained,
+    and ended in a 33-line RuntimeError traceback and a failed run."""
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
+    flag, extra = _SMALL_RUNS[command]
+    root = tmp_path / "out"
+    code = cli.main([command, *extra, "--lr", lr, flag, str(root), "--quiet"])
+    line = _one_line(capsys)
+    assert code == 2 and "learning rate must be a number from 1e-06 to 10" in line, line
+    assert not root.exists()
+
+
+@pytest.mark.parametrize("command", list(_SMALL_RUNS))
+def test_a_config_nested_past_the_parsers_depth_is_one_line(tmp_path, capsys, command):
+    """'[' × 100 000 in a --config file: a RecursionError traceback and exit 1."""
+    code = cli.main([command, "--config", _config(tmp_path, "[" * 100_000 + "]" * 100_000),
+                     "--quiet"])
+    line = _one_line(capsys)
+    assert code == 2 and "cfg.json" in line, line
+
+
+def test_an_unforeseen_error_keeps_its_trace_in_the_runs_log_not_on_the_terminal(
+        tmp_path, capsys, monkeypatch):
+    """An error nobody foresaw printed its traceback above the one-line reason. The trace
+    now goes to the run's worker.log, which the reason names."""
+    from explorer_core import sweep
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("an allocator said no")
+
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(sweep, "get_baseline", broken)
+    flag, extra = _SMALL_RUNS["compare"]
+    root = tmp_path / "out"
+    code = cli.main(["compare", *extra, flag, str(root), "--quiet"])
+    captured = capsys.readouterr()
+    assert code != 0 and "Traceback" not in captured.err + captured.out
+    [log] = root.rglob("worker.log")
+    assert f"RuntimeError: an allocator said no (traceback in {log})" in captured.out \
+        + captured.err
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "an allocator said no" in text

@@ -281,7 +281,10 @@ def test_catalog_lists_the_final_classifiers_for_inspect(tmp_path, small_run):
     ({"task": "vae", "criterion": "taylor"}, "not available for the VAE"),
     ({"dataset": ["digits"]}, "dataset must be a name"),
     ({"dataset": "imagenet"}, "unknown dataset"),
-    ({"lr": -1.0}, "learning rate must be a positive number"),
+    ({"lr": -1.0}, "learning rate must be a number from 1e-06 to 10, got -1.0"),
+    # past float32's range Adam's update overflowed: a RuntimeError traceback
+    ({"lr": 1e39}, "learning rate must be a number from 1e-06 to 10, got 1e+39"),
+    ({"weight_decay": 1e39}, "weight decay must be a number from 0 to 1, got 1e+39"),
     ({"epochs": 2.5}, "total epochs must be a whole number"),
     # 100 000 started that many OpenMP threads: a traceback and a "failed" folder
     ({"threads": 100_000}, "threads must be a whole number from 0 (automatic) to 1,024, "
