@@ -306,7 +306,15 @@ def _read_cifar_batch(path: Path, num_classes: int = 10,
                       label_key: str = "labels") -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR pickle: CIFAR-10 batches label with 'labels', CIFAR-100 with 'fine_labels'."""
     with open(path, "rb") as fh:
-        batch = _CifarUnpickler(fh, encoding="latin1").load()
+        try:
+            batch = _CifarUnpickler(fh, encoding="latin1").load()
+        except pickle.UnpicklingError:
+            raise
+        except Exception as exc:  # flipped bytes fail the unpickler in any way at all
+            # (an encoding name 'lbtin1', a huge length): 16 of 3 000 fuzzed batches
+            # escaped as LookupError, MemoryError or SystemError tracebacks
+            raise pickle.UnpicklingError(f"{path.name}: {exc.__class__.__name__}: "
+                                         f"{_short_reason(exc)}") from None
     if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
         raise DatasetUnavailable(f"{path} is not a CIFAR batch (no 'data' and '{label_key}')")
     x = np.asarray(batch["data"])
