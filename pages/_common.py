@@ -21,7 +21,7 @@ from explorer_core import jobs
 from explorer_core.charts import chart_png_bytes
 from explorer_core.errors import ExplorerError
 from explorer_core.fileio import JSON_ERRORS
-from explorer_core.rundir import RunPaths, log_tail
+from explorer_core.rundir import LIVE_STATES, RunPaths, log_tail
 from explorer_core.settings import MAX_LR, MIN_LR
 
 # Uploaded JSON specs and sidecars are a few kB; anything bigger is the wrong file.
@@ -137,6 +137,27 @@ def format_seconds(s: float | None) -> str:
     if s is None:
         return "—"
     return f"{int(s // 60)} min {int(s % 60)} s" if s >= 60 else f"{s:.0f} s"
+
+
+def elapsed_metric(where: Any, state: str, elapsed: float | None, what: str,
+                   last_report: float | None = None) -> None:
+    """"Elapsed" while a worker runs; "Ran for" once it has ended, with what that time
+    counts. A stopped clock labelled "Elapsed" read as time since the start, and a
+    killed worker's time ends at its last report (`rundir.elapsed_seconds`), which
+    only the help can say."""
+    if state in LIVE_STATES:
+        where.metric("Elapsed", format_seconds(elapsed),
+                     help=f"Time worked on this {what}, over all its sessions.")
+        return
+    worked = f"Time the worker spent on this {what}, over all its sessions"
+    if state == "interrupted" and isinstance(last_report, (int, float)):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last_report))
+        note = (f"{worked}, up to its last report ({when}). Its process ended without a "
+                "word (killed or crashed), so the step it was on then is not counted; a "
+                "resume redoes that step.")
+    else:
+        note = f"{worked}, until it ended; idle time between sessions is not counted."
+    where.metric("Ran for", format_seconds(elapsed), help=note)
 
 
 STATE_COLOURS = {"running": "blue", "queued": "blue", "finished": "green", "stopped": "orange",

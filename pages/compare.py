@@ -6,8 +6,6 @@ the sweep folder while cells arrive. Nothing here computes: it calls explorer_co
 """
 from __future__ import annotations
 
-import datetime as _dt
-
 import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -32,9 +30,10 @@ from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_t
                                          progress, results_frame, speedups, summary_frame,
                                          tables_text, untuned_dense_note)
 from explorer_core.settings import MAX_EPOCHS
-from pages._common import (announce_start, bounded_number, format_seconds, learning_rate_input,
-                           parse_int_list, png_download_button, require_app_navigation,
-                           run_name_input, run_picker, setup_expander, status_header, stop_button)
+from pages._common import (announce_start, bounded_number, elapsed_metric, format_seconds,
+                           learning_rate_input, parse_int_list, png_download_button,
+                           require_app_navigation, run_name_input, run_picker, setup_expander,
+                           status_header, stop_button)
 
 require_app_navigation()
 
@@ -271,12 +270,10 @@ def live_view(paths: SweepPaths, was_live: bool) -> None:
                 + (f" · {prog.activity}" if prog.activity else ""))
     _unreadable_note(prog.unreadable)
     m1, m2, m3 = st.columns(3)
+    elapsed_metric(m1, prog.state, prog.elapsed, "sweep", prog.last_report)
     if prog.state in LIVE_STATES:
-        m1.metric("Elapsed", format_seconds(prog.elapsed),
-                  help="Time worked on this sweep, over all its sessions.")
         _remaining_metric(m2, prog)
-    else:  # the clock stopped with the worker: this is how long it ran, not time since
-        m1.metric("Ran for", format_seconds(prog.elapsed), help=_ran_for_help(prog))
+    else:
         m2.metric("Remaining (est.)", "—")
     m3.metric("Cells done", f"{prog.cells_done} / {prog.total_cells}")
     controls(paths, prog.state, prog.cells_done, prog.total_cells)
@@ -297,17 +294,6 @@ def _remaining_metric(col: DeltaGenerator, prog: SweepProgress) -> None:
                delta_color="orange", delta_arrow="off",
                help="The cell or baseline being computed has run longer than estimated; "
                     "the time shown is the work after it.")
-
-
-def _ran_for_help(prog: SweepProgress) -> str:
-    """What the stopped clock counts: a killed worker's time ends at its last report."""
-    worked = "Time the worker spent on this sweep, over all its sessions"
-    if prog.state != "interrupted" or prog.last_report is None:
-        return worked + ", until it ended; idle time between sessions is not counted."
-    when = _dt.datetime.fromtimestamp(prog.last_report).strftime("%Y-%m-%d %H:%M:%S")
-    return (f"{worked}, up to its last report ({when}). Its process ended without a word "
-            "(killed or crashed), so the step it was on then is not counted; a resume "
-            "redoes that step.")
 
 
 def _unreadable_note(names: list[str]) -> None:

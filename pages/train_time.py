@@ -22,7 +22,8 @@ from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
                                       progress, summarise)
 from explorer_core.vae import VAE_CRITERIA
 from explorer_core.settings import MAX_EPOCHS
-from pages._common import (announce_start, bounded_number, format_int_list, format_seconds,
+from pages._common import (announce_start, bounded_number, elapsed_metric, format_int_list,
+                           format_seconds,
                            learning_rate_input, parse_int_list, png_download_button,
                            require_app_navigation, run_name_input, run_picker, setup_expander,
                            status_header, stop_button)
@@ -225,7 +226,7 @@ def live_view(paths: TrainTimePaths, was_live: bool) -> None:
                 f"runs saved")
     redo_note(prog)
     m1, m2, m3 = st.columns(3)
-    m1.metric("Elapsed", format_seconds(prog.elapsed))
+    elapsed_metric(m1, prog.state, prog.elapsed, "comparison", read_status(paths).get("heartbeat"))
     m2.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
     m3.metric("Prunes", f"{len(cfg.prune_points())} × {100 * cfg.prune_fraction:g} %")
     controls(paths, prog.state, prog.units_done >= prog.total_units > 0)

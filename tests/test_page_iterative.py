@@ -121,6 +121,9 @@ def test_start_runs_in_the_background_and_shows_results(app_test, runs_root):
     at.run()  # the page finds the finished run and shows its results
     assert not at.exception
     assert "apptest-run" in widget(at.selectbox, "Run").value
+    # its clock stopped with the worker: how long it ran, not "Elapsed" since the start
+    times = [m for m in at.metric if m.label in ("Elapsed", "Ran for")]
+    assert [m.label for m in times] == ["Ran for"] and "until it ended" in times[0].help
     results = [df.value for df in at.dataframe if "test acc" in df.value.columns]
     assert len(results) == 1 and results[0]["iteration"].tolist() == [0, 1, 2]
     assert results[0]["widths"].tolist() == ["16 8", "8 4", "4 2"]

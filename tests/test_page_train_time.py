@@ -150,6 +150,9 @@ def test_start_runs_in_the_background_and_shows_results(runs_root):
     at.run()  # the page finds the finished run and shows its results
     assert not at.exception
     assert "apptest-tt" in widget(at.selectbox, "Comparison").value
+    # its clock stopped with the worker: how long it ran, not "Elapsed" since the start
+    times = [m for m in at.metric if m.label in ("Elapsed", "Ran for")]
+    assert [m.label for m in times] == ["Ran for"] and "until it ended" in times[0].help
     summary = [df.value for df in at.dataframe if "mean test accuracy (%)" in df.value.columns]
     assert len(summary) == 1
     assert summary[0]["variant"].tolist() == ["l1-pruned", "random-pruned", "no pruning"]
