@@ -385,9 +385,9 @@ def _dense_iteration(ctx: _Context) -> dict:
     baseline = get_baseline(spec, ctx.data, tcfg, ctx.cache_root if cfg.use_cache else
                             ctx.paths.root / ".baseline", on_epoch=_epoch_logger(ctx, 0),
                             should_stop=ctx.should_stop)
-    if baseline.from_cache:  # replay the cached history so the live charts show it
-        for h in baseline.history:
-            _emit(ctx, {"type": "epoch", "iteration": 0, **h})
+    if baseline.from_cache:  # replay the cached history so the live charts show it;
+        for h in baseline.history:  # marked, so it sets no pace (`results.run_progress`)
+            _emit(ctx, {"type": "epoch", "iteration": 0, **h, "replayed": True})
     metrics = _evaluate_all(baseline.model, ctx.data)
     _save_iteration(ctx, 0, baseline.model, baseline.history, metrics,
                     {"baseline_cache": baseline.key, "from_cache": baseline.from_cache})

@@ -336,8 +336,11 @@ def run_progress(paths: RunPaths, now: float | None = None) -> RunProgress:
     elapsed = elapsed_seconds(status, now)
     # epochs trained in this process run (not replayed or from before a resume) set the pace
     # paced from the first such epoch on: the worker's start-up (imports, data) before
-    # it is no part of the remaining work, and counting it inflated the first estimates
-    recent = [e for e in epochs if started and e.get("time", 0) >= started]
+    # it is no part of the remaining work, and counting it inflated the first estimates.
+    # A cached dense model's epochs, replayed in one instant, made the pace 0 s an epoch:
+    # "Remaining 0 s" with the whole pruning schedule ahead.
+    recent = [e for e in epochs if started and e.get("time", 0) >= started
+              and not e.get("replayed")]
     eta = None
     if state == "running" and len(recent) > 1 and total:
         eta = paced_remaining(recent[-1]["time"] - recent[0]["time"], len(recent) - 1,

@@ -712,6 +712,36 @@ def test_remaining_time_is_paced_by_epochs_not_by_the_workers_start_up(tmp_path)
     assert eta == pytest.approx(7.0)
 
 
+def test_a_cached_dense_models_replayed_epochs_set_no_pace(roots):
+    """With the dense model from the cache, its epochs are replayed in one instant: the
+    page read "Remaining 0 s" at iteration 1 of 11, the run's whole schedule ahead."""
+    runs, cache = roots
+    first = create_run(small_config("first"), runs)
+    execute(first, cache_root=cache)
+    again = create_run(small_config("again"), runs)
+    execute(again, cache_root=cache)
+    events = read_events(again)
+    replayed = [e for e in events if e.get("type") == "epoch" and e["iteration"] == 0]
+    assert len(replayed) == 3 and all(e.get("replayed") for e in replayed)
+    # the run as the page saw it: the replayed epochs and the first retraining epoch
+    upto = next(i for i, e in enumerate(events) if e.get("type") == "epoch"
+                and e["iteration"] == 1)
+    started = replayed[0]["time"] - 1.0
+    write_status(again, "running", started=started,
+                 total_epochs=read_status(again)["total_epochs"])
+    again.events.write_text("".join(json.dumps(e) + "\n" for e in events[:upto + 1]))
+    with RunLock(again):
+        # one epoch trained here: no pace yet, so no number (it said 0 s)
+        assert run_progress(again, now=events[upto]["time"] + 0.5).eta is None
+        # a second one gives a pace from trained epochs alone
+        second = {**events[upto], "epoch": events[upto]["epoch"] + 1,
+                  "time": events[upto]["time"] + 2.0}
+        with open(again.events, "a") as fh:
+            fh.write(json.dumps(second) + "\n")
+        left = read_status(again)["total_epochs"] - 5  # 3 dense + 2 retraining epochs
+        assert run_progress(again, now=second["time"]).eta == pytest.approx(2.0 * left)
+
+
 def test_remaining_time_credits_the_epoch_under_way(tmp_path):
     """Epochs end at 0, 10 and 20 s; at 25 s, 7 of 10 epochs remain, the first half run:
     65 s left (pacing by the clock read 87.5 s). A stalled epoch counts down no further
