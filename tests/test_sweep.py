@@ -1037,7 +1037,8 @@ def test_the_activity_line_follows_a_cells_fine_tuning_epoch_by_epoch(roots, mon
     monkeypatch.setattr(sweep, "ACTIVITY_EVERY_S", 0.0)
     monkeypatch.setattr(sweep, "write_status", recording)
     cfg = grid("finetune-activity", models=["mlp"], batch_sizes=[32], types=["neuron"],
-               criteria=["l1"], ratios=[0.0, 0.5], finetune_epochs=3)
+               criteria=["l1"], ratios=[0.0, 0.5], finetune_epochs=3,
+               use_cache=False)  # trained here, whichever test cached it before
     paths = create_sweep(cfg)
     assert execute(paths)["state"] == "finished"
     tuned = [t for t in texts if "fine-tuned" in t]
