@@ -48,7 +48,7 @@ from .labels import criterion_name, dataset_name, model_name, type_name
 from .masks import is_masked, permanent_copy
 from .metrics import (MAX_LATENCY_BATCH, CostReport, LatencyConfig, PeakMemory, cost_report,
                       count_nonzero, measure_latencies)
-from .models import ARCHS, Spec, architecture_key, spec_for_dataset
+from .models import ARCHS, Spec, architecture_key, spec_for_dataset, validate_spec
 from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_model,
                             pruned_widths)
 from .rundir import (COMPARE_SWEEP, SweepPaths, WrongKindError, append_event, check_kind,
@@ -175,6 +175,11 @@ class SweepConfig:
             raise ExplorerError(f"MLP hidden widths must be whole numbers ≥ 1, got "
                                 f"{self.mlp_hidden!r}")
         _check_limits(self)
+        for arch, dataset in itertools.product(self.models, self.datasets):
+            # each model's size (`settings.MAX_PARAMETERS`), counted without building it:
+            # `applicability` builds every model, and one too large to allocate failed
+            # there with a traceback (`compare --mlp-hidden 200000 100000`)
+            validate_spec(self.spec(arch, dataset))
         check_val_fraction(self.val_fraction)
         if self.optimizer not in OPTIMIZERS:
             raise ExplorerError(f"unknown optimiser {self.optimizer!r}; choose one of "
