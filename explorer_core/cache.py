@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, refuse_diverged, save_checkpoint
 from .data import Dataset
 from .errors import CheckpointError
 from .models import build_model
@@ -81,6 +81,9 @@ def get_baseline(spec: Mapping[str, Any], data: Dataset, cfg: TrainConfig,
                  save_with: Callable[[Callable[[], None]], None] | None = None) -> Baseline:
     """Load the cached dense model for this exact setting, or train and cache it.
 
+    A training that diverges (weights not finite) raises `TrainingDiverged` and caches
+    nothing: a NaN baseline was written to the cache, refused by the loader on the next
+    sweep (`_cached`), trained again and written again.
     `save_with`: runs the cache write, e.g. a background writer's `submit` (a Compare
     sweep's), so the next step need not wait for the disk (two files and two fsyncs,
     ~2-5 ms per Digits baseline); by default it is written before this returns. The
@@ -96,6 +99,7 @@ def get_baseline(spec: Mapping[str, Any], data: Dataset, cfg: TrainConfig,
     model = build_model(spec)
     with PeakMemory(resolve_device(cfg.device)) as memory:
         result: TrainResult = train(model, data, cfg, on_epoch=on_epoch, should_stop=should_stop)
+    refuse_diverged(model, "the dense baseline", lower_the_rate(cfg))
     model.eval()
     metrics = _metrics(model, data, cfg.eval_batch_size)
     history = [m.to_dict() for m in result.history]
@@ -104,6 +108,11 @@ def get_baseline(spec: Mapping[str, Any], data: Dataset, cfg: TrainConfig,
             "peak_mb": memory.peak_mb}
     (save_with or _now)(lambda: _save(model, spec, path, meta))
     return Baseline(model, metrics, history, False, key, path, result.seconds, memory.peak_mb)
+
+
+def lower_the_rate(cfg: TrainConfig) -> str:
+    """The advice after a diverged training: its rate and optimiser are what to change."""
+    return f"lower the learning rate (it was {cfg.lr:g} with {cfg.optimizer})"
 
 
 def _now(write: Callable[[], None]) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-from .errors import CheckpointError, ExplorerError
+from .errors import CheckpointError, ExplorerError, TrainingDiverged
 from .fileio import JSON_ERRORS, atomic_write_bytes, atomic_write_json
 from .models import (Spec, build_model, check_interface, hidden_widths, load_state_strict,
                      resize_to_state, spec_of)
@@ -422,6 +422,18 @@ def _refuse_non_finite(state: Mapping[str, torch.Tensor], order: Iterable[str], 
     if problem:
         raise CheckpointError(f"{name} has weights that are not finite: {problem}; a model "
                               "with them predicts nothing meaningful (did its training diverge?)")
+
+
+def refuse_diverged(model: nn.Module, what: str, advice: str) -> None:
+    """Raise `TrainingDiverged` ("<what> diverged: fc1.weight holds NaN (…); <advice>")
+    when `model`'s weights, as a checkpoint of it would hold them (masks folded in), are
+    not finite: the check every loader makes (`first_non_finite`), made where a training
+    ends, so such weights are neither saved nor cached nor reported. A Compare sweep
+    reported the cells of a diverged baseline "ok" (7.80 %, its constant guess) and saved
+    their checkpoints, which Inspect then refused."""
+    problem = first_non_finite(_folded_state(model))
+    if problem:
+        raise TrainingDiverged(f"{what} diverged: {problem}; {advice}")
 
 
 def _percent_kept(dense: list[int], model: nn.Module) -> float | None:

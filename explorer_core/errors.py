@@ -32,6 +32,12 @@ class CheckpointError(ExplorerError):
     """A checkpoint is corrupt, unsafe to load, or does not fit its model spec."""
 
 
+class TrainingDiverged(ExplorerError):
+    """A training ended with weights that are not finite (NaN / ±inf): a model that
+    predicts nothing meaningful, never to be saved, cached or reported as a result
+    (`checkpoint.refuse_diverged`)."""
+
+
 class ChartRenderError(ExplorerError):
     """A chart could not be rendered as PNG (vl-convert refused it or failed).
 

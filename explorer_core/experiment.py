@@ -18,8 +18,8 @@ from typing import Any, Callable, Mapping
 import torch
 
 from . import __version__
-from .cache import get_baseline
-from .checkpoint import load_checkpoint, save_checkpoint
+from .cache import get_baseline, lower_the_rate
+from .checkpoint import load_checkpoint, refuse_diverged, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions
 from .data import Dataset, availability, check_val_fraction, get_info, load_dataset
 from .errors import Cancelled, ExplorerError, raise_if_interrupted
@@ -409,6 +409,9 @@ def _prune_iteration(ctx: _Context, i: int) -> dict:
         result = train(model, ctx.data, cfg.train_config(i), on_epoch=_epoch_logger(ctx, i),
                        should_stop=ctx.should_stop)
         history = [m.to_dict() for m in result.history]
+        # not saved as the iteration's best model: the next iteration failed to load it,
+        # and a last iteration's "finished" the run with it
+        refuse_diverged(model, f"iteration {i}'s retraining", lower_the_rate(cfg.train_config(i)))
     metrics = _evaluate_all(model, ctx.data)
     _save_iteration(ctx, i, model, history, metrics,
                     {f"pre_retrain_{k}": v for k, v in before.items()})

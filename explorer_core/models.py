@@ -8,7 +8,9 @@ the spec and then every layer is resized to the shapes in the state dict
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import math
 from typing import Any, Callable, Mapping, Sequence
 
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 
 from .errors import ExplorerError
+from .settings import check_parameters, memory_text
 
 Spec = dict[str, Any]
 
@@ -263,7 +266,94 @@ def validate_spec(spec: Mapping[str, Any]) -> Spec:
             raise ExplorerError(f"input_shape {shape} has {feats} values but 'in' is {spec['in']}")
         if arch not in FULLY_CONNECTED and (len(shape) != 3 or shape[0] != spec["in_ch"]):
             raise ExplorerError(f"input_shape {shape} does not match in_ch {spec['in_ch']}")
+    check_parameters(parameter_count(spec), describe(spec))
     return dict(spec)
+
+
+def _linear_parameters(widths: Sequence[int]) -> int:
+    """Weights and biases of Linear layers chaining `widths` (in → … → out)."""
+    return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+
+
+def parameter_count(spec: Mapping[str, Any]) -> int:
+    """The parameters the model of a (type-checked) spec has, without building it.
+
+    Worked out from the widths for the MLP, SLP and CNN (in Python integers: a width of
+    any size gives a count, never an overflow); the torchvision nets are counted on
+    torch's "meta" device, which allocates nothing (`_torchvision_counts`).
+    """
+    arch = spec["arch"]
+    if arch in FULLY_CONNECTED:
+        hidden = (spec.get("hidden", [256, 64]) or []) if arch == "mlp" else []
+        return _linear_parameters([spec["in"], *hidden, spec["out"]])
+    if arch == "cnn":
+        c, s, total = spec["in_ch"], spec.get("size", 28), 0
+        for ch in spec.get("channels", [16, 32]):
+            total += (c * 9 + 1) * ch  # 3×3 conv with bias
+            s = s // 2 if s >= 2 else s
+            c = ch
+        return total + _linear_parameters([c * s * s, *(spec.get("hidden", [128]) or []),
+                                           spec["out"]])
+    base, per_channel, per_class = _torchvision_counts(arch, _small_input(spec))
+    return base + per_channel * (spec["in_ch"] - 1) + per_class * (spec["out"] - 1)
+
+
+@functools.cache
+def _torchvision_counts(arch: str, small_input: bool) -> tuple[int, int, int]:
+    """(parameters with 1 input channel and 1 class, per extra input channel, per extra
+    class) of a torchvision net: its count is affine in both (only the first conv reads
+    the channels, only the last Linear writes the classes), so three builds on the meta
+    device give it for any size, exactly, once per process (~0.2 s for DenseNet-121)."""
+    size = 32 if small_input else 224
+
+    def count(in_ch: int, out: int) -> int:
+        with torch.device("meta"):
+            return count_parameters(ARCHS[arch]({"arch": arch, "in_ch": in_ch, "out": out,
+                                                 "size": size}))
+
+    base = count(1, 1)
+    return base, count(2, 1) - base, count(1, 2) - base
+
+
+def describe(spec: Mapping[str, Any]) -> str:
+    """A spec's model for a message: 'the MLP 64-200000-100000-10', 'the CNN (LeNet-style)
+    with channels 16·32 and hidden widths 128', 'the ResNet-18 for 3 channels, 10 classes'."""
+    arch = spec["arch"]
+    title = ARCH_TITLES.get(arch, arch)
+    if arch in FULLY_CONNECTED:
+        hidden = (spec.get("hidden", [256, 64]) or []) if arch == "mlp" else []
+        return f"the {title} " + "-".join(str(w) for w in [spec["in"], *hidden, spec["out"]])
+    if arch == "cnn":
+        return (f"the {title} with channels "
+                f"{'·'.join(map(str, spec.get('channels', [16, 32])))} and hidden widths "
+                f"{'·'.join(map(str, spec.get('hidden', [128]) or [])) or 'none'}")
+    return f"the {title} for {spec['in_ch']:,} input channels, {spec['out']:,} classes"
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation that failed: MemoryError, torch's OutOfMemoryError
+    (a RuntimeError), or the CPU allocator's RuntimeError "can't allocate memory"."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text
+                                              or "out of memory" in text)
+
+
+@contextlib.contextmanager
+def memory_guard(what: str, parameters: int | None = None):
+    """Turn a failed allocation inside the block into a one-line ExplorerError naming
+    `what` and what it needs: the backstop behind `check_parameters`, for a model within
+    the limit on a machine with less memory free than that."""
+    try:
+        yield
+    except Exception as exc:
+        if not out_of_memory(exc):
+            raise
+        need = "" if parameters is None else \
+            f" ({parameters:,} parameters, {memory_text(4 * parameters)} of float32 weights)"
+        raise ExplorerError(f"not enough memory to build {what}{need}: use narrower layers "
+                            f"or free memory") from None
 
 
 def build_model(spec: Mapping[str, Any], state: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
@@ -274,7 +364,8 @@ def build_model(spec: Mapping[str, Any], state: Mapping[str, torch.Tensor] | Non
     classes — must agree with the spec, or the model would fail later on real inputs.
     """
     spec = validate_spec(spec)
-    model = ARCHS[spec["arch"]](spec)
+    with memory_guard(describe(spec), parameter_count(spec)):
+        model = ARCHS[spec["arch"]](spec)
     if state is not None:
         check_interface(model, state)
         resize_to_state(model, state)

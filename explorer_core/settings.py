@@ -10,7 +10,8 @@ config built in code (whose config.json would otherwise not read back as it was
 written). JSON has few types, so few annotations are understood (`_PLAIN`, `_GENERIC`);
 another one is a programming error, raised as TypeError when its class is first used.
 
-Also the limits the config kinds share (`MAX_SEED`, `MAX_THREADS`).
+Also the limits the config kinds share (`MAX_SEED`, `MAX_THREADS`, `MAX_EPOCHS`,
+`MAX_PARAMETERS`).
 """
 from __future__ import annotations
 
@@ -49,6 +50,19 @@ MAX_EPOCHS = 10_000
 # weights. Weight decay past 1 outweighs the gradient itself (and at 1e39 overflowed).
 MIN_LR, MAX_LR = 1e-6, 10.0
 MAX_WEIGHT_DECAY = 1.0
+
+# Parameters of any one model built from a spec (every model kind: Iterative, Compare,
+# train-time, a checkpoint's sidecar). Hidden widths within retention's 999 999 still
+# made models that cannot exist: `--hidden 200000 100000` asked for 20 G parameters and
+# failed inside torch with an 80 GB allocation traceback (and a "failed" run folder).
+# 100 M parameters are 400 MB of float32 weights, ~2 GB to train with Adam (weights,
+# gradients, two moments, the kept best epoch) — within the 24 GB build machines with
+# a sweep's pruned copies beside it. The largest built-in model, VGG16-BN, has 15.0 M
+# on CIFAR-10 (15.5 M even with 1 000 classes); ResNet-18 11.2 M, DenseNet-121 7.0 M,
+# MobileNetV2 2.2 M; the thesis' 784-256-64-10 MLP 0.2 M. MLPs up to e.g.
+# 3072-8192-8192-100 (92 M) still fit; anything larger would train for hours per epoch
+# on the CPUs this lab runs on.
+MAX_PARAMETERS = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -210,6 +224,25 @@ def check_epochs(value: Any, what: str, minimum: int, note: str = "") -> int:
         raise ExplorerError(f"{what} must be a whole number from {minimum}{note} to "
                             f"{MAX_EPOCHS:,}, got {shown(value)}")
     return value
+
+
+def memory_text(nbytes: int) -> str:
+    """A byte count as a person reads it: '400 MB', '80.1 GB'."""
+    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}"
+    return f"{nbytes} bytes"
+
+
+def check_parameters(count: int, what: str) -> int:
+    """A model's parameter count within MAX_PARAMETERS; `what` names the model in the
+    one-line message ("the MLP 64-200000-100000-10"), which says what it would need."""
+    if count > MAX_PARAMETERS:
+        raise ExplorerError(f"{what} would have {count:,} parameters ({memory_text(4 * count)} "
+                            f"of float32 weights, several times that to train); at most "
+                            f"{MAX_PARAMETERS:,} ({memory_text(4 * MAX_PARAMETERS)}): use "
+                            f"narrower layers")
+    return count
 
 
 def check_threads(value: Any, what: str, minimum: int, note: str = "") -> int:

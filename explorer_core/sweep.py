@@ -20,7 +20,9 @@ masked models keep the dense shapes, so their latency is timed once per mask typ
 Ratio 0 cells are the baseline itself (no fine-tuning: nothing was pruned); ratio 1
 cells are dead models (`pruning_types.dead_model`), reported with the accuracy of their
 constant prediction. A cell whose criterion cannot handle the model (e.g. contribution
-across residual adds) is recorded as failed with the reason and the sweep goes on.
+across residual adds) is recorded as failed with the reason and the sweep goes on; so
+is every cell of a group whose baseline diverged (weights not finite), and a cell whose
+fine-tuning did — neither saves a checkpoint.
 """
 from __future__ import annotations
 
@@ -37,18 +39,18 @@ import torch
 from torch import nn
 
 from . import __version__
-from .cache import Baseline, get_baseline
-from .checkpoint import checkpoint_intact, link_checkpoint, save_checkpoint
+from .cache import Baseline, get_baseline, lower_the_rate
+from .checkpoint import checkpoint_intact, link_checkpoint, refuse_diverged, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions, compute_scores
 from .data import Dataset, availability, check_val_fraction, get_info, load_dataset
-from .errors import Cancelled, ExplorerError, raise_if_interrupted
+from .errors import Cancelled, ExplorerError, TrainingDiverged, raise_if_interrupted
 from .fileio import OrderedWriter, atomic_write_json
 from .jobs import worker_session
 from .labels import criterion_name, dataset_name, model_name, type_name
 from .masks import is_masked, permanent_copy
 from .metrics import (MAX_LATENCY_BATCH, CostReport, LatencyConfig, PeakMemory, cost_report,
                       count_nonzero, measure_latencies)
-from .models import ARCHS, Spec, architecture_key, spec_for_dataset
+from .models import ARCHS, Spec, architecture_key, spec_for_dataset, validate_spec
 from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_model,
                             pruned_widths)
 from .rundir import (COMPARE_SWEEP, SweepPaths, WrongKindError, append_event, check_kind,
@@ -175,6 +177,11 @@ class SweepConfig:
             raise ExplorerError(f"MLP hidden widths must be whole numbers ≥ 1, got "
                                 f"{self.mlp_hidden!r}")
         _check_limits(self)
+        for arch, dataset in itertools.product(self.models, self.datasets):
+            # each model's size (`settings.MAX_PARAMETERS`), counted without building it:
+            # `applicability` builds every model, and one too large to allocate failed
+            # there with a traceback (`compare --mlp-hidden 200000 100000`)
+            validate_spec(self.spec(arch, dataset))
         check_val_fraction(self.val_fraction)
         if self.optimizer not in OPTIMIZERS:
             raise ExplorerError(f"unknown optimiser {self.optimizer!r}; choose one of "
@@ -679,10 +686,26 @@ class _Runner:
     def run_group(self, group: tuple[str, str, int, int], cells: list[Cell]) -> None:
         # One group's baseline at a time: reference counting frees it when the next
         # group starts (a full gc.collect() cost 0.26 s per group and freed nothing more).
-        dense = self._dense(group)
+        try:
+            dense = self._dense(group)
+        except TrainingDiverged as exc:  # the group's cells fail, the sweep goes on
+            self._fail_group(cells, str(exc))
+            return
         self.standins = _mask_standins(cells)
         for _, block in itertools.groupby(cells, key=lambda c: (c.type, c.criterion)):
             self._run_block(list(block), dense)
+
+    def _fail_group(self, cells: list[Cell], reason: str) -> None:
+        """Record every cell of a group whose baseline could not be made as failed, with
+        `reason` (a diverged baseline: its cells were "ok" at its constant guess, with
+        NaN checkpoints saved). No model, so no checkpoint; a resume skips them like any
+        failed cell."""
+        for cell in cells:
+            if self.stop():
+                raise Cancelled()
+            self._record(cell, None, None, None, {
+                "status": "failed", "note": reason, "prune_seconds": 0.0,
+                "finetune_seconds": 0.0, "cell_seconds": 0.0})
 
     def _run_block(self, cells: list[Cell], dense: _Dense) -> None:
         """The cells of one pruning type and criterion, in rising ratio.
@@ -967,6 +990,8 @@ class _Runner:
 
             train(model, dense.data, tcfg, on_epoch=on_epoch, should_stop=self.stop)
             row["finetune_seconds"] = time.perf_counter() - t0
+            # a fine-tuning that diverged fails the cell (no NaN checkpoint, not "ok")
+            refuse_diverged(model, "fine-tuning", lower_the_rate(tcfg))
         model.eval()
         return model, spec
 
@@ -1031,8 +1056,8 @@ class _Runner:
             return link_checkpoint(dense.saved, target, meta)
         return save_checkpoint(model, spec, target, meta)  # masks folded in
 
-    def _record(self, cell: Cell, model: nn.Module | None, spec: Spec | None, dense: _Dense,
-                row: dict) -> None:
+    def _record(self, cell: Cell, model: nn.Module | None, spec: Spec | None,
+                dense: _Dense | None, row: dict) -> None:
         """Queue the cell's checkpoint, then its record (which marks it done), for the writer."""
         save = self.cfg.save_checkpoints and row["status"] == "ok" and model is not None
         if save:
@@ -1047,7 +1072,7 @@ class _Runner:
         self.on_event(event)
 
     def _write_cell(self, full: dict, event: dict, cell: Cell, model: nn.Module | None,
-                    spec: Spec | None, dense: _Dense) -> None:
+                    spec: Spec | None, dense: _Dense | None) -> None:
         """On the writer thread: checkpoint first, then the record, CSV line and event."""
         from .sweep_results import append_result
 

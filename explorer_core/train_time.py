@@ -45,7 +45,8 @@ from .data import Dataset, availability, check_val_fraction, get_info, load_data
 from .errors import Cancelled, ExplorerError, raise_if_interrupted
 from .fileio import atomic_write_bytes, atomic_write_json, write_table
 from .jobs import worker_session
-from .models import build_model, count_parameters, prunable_layers, spec_for_dataset
+from .models import (build_model, count_parameters, prunable_layers, spec_for_dataset,
+                     validate_spec)
 from .ranking import keep_for_ratio
 from .results import RunProgress, images_note, paced_remaining, run_progress
 from .rundir import (TRAIN_TIME_RUN, TrainTimePaths, WrongKindError, append_event, check_kind,
@@ -120,6 +121,16 @@ class TrainTimeConfig:
     def latent_size(self) -> int:
         return self.latent if self.latent is not None else vae.DEFAULT_LATENT
 
+    def classifier_spec(self, info=None) -> dict:
+        """The classifier's model spec on the dataset (`info`: its DatasetInfo, looked up
+        when not given): what the run builds, and what `validate` checks before a run
+        folder is made."""
+        info = get_info(self.dataset) if info is None else info
+        spec = spec_for_dataset(self.arch, info, self.hidden_widths())
+        if self.arch == "cnn":
+            spec["channels"] = self.conv_channels()
+        return spec
+
     def prune_points(self) -> list[int]:
         """Epochs after which a prune happens (1-based); training always follows the last."""
         return list(range(self.initial_epochs, self.epochs, self.prune_every))
@@ -179,6 +190,13 @@ class TrainTimeConfig:
                         empty_ok=self.task == "classifier" and self.arch == "cnn")
         if self.task == "classifier" and self.arch == "cnn" and self.channels is not None:
             _whole_list(self.channels, "conv channels", maximum=MAX_WIDTH)
+        # the model's size, from its widths (`settings.MAX_PARAMETERS`): one too large to
+        # allocate failed with a traceback in a run folder already made
+        if self.task == "classifier":
+            validate_spec(self.classifier_spec())
+        else:
+            vae.check_size(get_info(self.dataset).features, self.hidden_widths(),
+                           self.latent_size())
         check_epochs(self.epochs, "total epochs", 2)
         _whole(self.initial_epochs, "initial epochs", 1)
         _whole(self.prune_every, "prune every k epochs", 1)
@@ -268,9 +286,7 @@ class ClassifierTask:
         self.cfg, self.data = cfg, data
 
     def build(self) -> tuple[nn.Module, dict]:
-        spec = spec_for_dataset(self.cfg.arch, self.data.info, self.cfg.hidden_widths())
-        if self.cfg.arch == "cnn":
-            spec["channels"] = self.cfg.conv_channels()
+        spec = self.cfg.classifier_spec(self.data.info)
         return build_model(spec), spec
 
     @property

@@ -25,11 +25,33 @@ from torch import nn
 
 from .data import Dataset, DatasetInfo, Split
 from .errors import Cancelled, ExplorerError
+from .models import memory_guard
 from .ranking import select_by_ratio
+from .settings import check_parameters
 
 ARCH = "fc_vae"
 DEFAULT_HIDDEN = [256]
 DEFAULT_LATENT = 20
+
+
+def check_size(in_features: int, enc_hidden: list[int], latent: int,
+               dec_hidden: list[int] | None = None) -> tuple[str, int]:
+    """(the VAE for a message, its parameter count) once its widths are whole numbers ≥ 1
+    and its size within `settings.MAX_PARAMETERS` (each a one-line ExplorerError), counted
+    without building it: what `FCVAE` checks first, and a train-time run before its
+    folder is made. `dec_hidden` None mirrors the encoder, as a fresh model does."""
+    enc = [int(h) for h in enc_hidden]
+    dec = [int(h) for h in (reversed(enc) if dec_hidden is None else dec_hidden)]
+    if not enc or not dec:
+        raise ExplorerError("the VAE needs at least one hidden layer in encoder and decoder")
+    if any(h < 1 for h in enc + dec) or latent < 1 or in_features < 1:
+        raise ExplorerError(f"VAE widths must be ≥ 1, got in {in_features}, encoder {enc}, "
+                            f"latent {latent}, decoder {dec}")
+    chain = [[in_features, *enc, latent], [latent, *dec, in_features]]
+    count = sum((a + 1) * b for widths in chain for a, b in zip(widths, widths[1:]))
+    count += (enc[-1] + 1) * latent  # logvar beside mu
+    what = f"the VAE {'-'.join(map(str, chain[0]))} (decoder {'-'.join(map(str, chain[1]))})"
+    return what, check_parameters(count, what)
 
 
 class FCVAE(nn.Module):
@@ -44,22 +66,19 @@ class FCVAE(nn.Module):
         super().__init__()
         enc = [int(h) for h in enc_hidden]
         dec = [int(h) for h in (reversed(enc) if dec_hidden is None else dec_hidden)]
-        if not enc or not dec:
-            raise ExplorerError("the VAE needs at least one hidden layer in encoder and decoder")
-        if any(h < 1 for h in enc + dec) or latent < 1 or in_features < 1:
-            raise ExplorerError(f"VAE widths must be ≥ 1, got in {in_features}, encoder {enc}, "
-                                f"latent {latent}, decoder {dec}")
+        what, count = check_size(in_features, enc, latent, dec)
         self.in_features, self.latent = int(in_features), int(latent)
         self.n_enc, self.n_dec = len(enc), len(dec)
-        widths = [self.in_features, *enc]
-        for i in range(self.n_enc):
-            setattr(self, f"enc{i + 1}", nn.Linear(widths[i], widths[i + 1]))
-        self.mu = nn.Linear(enc[-1], self.latent)
-        self.logvar = nn.Linear(enc[-1], self.latent)
-        widths = [self.latent, *dec]
-        for i in range(self.n_dec):
-            setattr(self, f"dec{i + 1}", nn.Linear(widths[i], widths[i + 1]))
-        self.out = nn.Linear(dec[-1], self.in_features)
+        with memory_guard(what, count):
+            widths = [self.in_features, *enc]
+            for i in range(self.n_enc):
+                setattr(self, f"enc{i + 1}", nn.Linear(widths[i], widths[i + 1]))
+            self.mu = nn.Linear(enc[-1], self.latent)
+            self.logvar = nn.Linear(enc[-1], self.latent)
+            widths = [self.latent, *dec]
+            for i in range(self.n_dec):
+                setattr(self, f"dec{i + 1}", nn.Linear(widths[i], widths[i + 1]))
+            self.out = nn.Linear(dec[-1], self.in_features)
 
     # -- structure
     def encoder_layers(self) -> list[str]:

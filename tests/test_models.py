@@ -89,6 +89,77 @@ def test_unknown_arch_message_lists_the_choices():
         default_spec("resnet19")
 
 
+# ------------------------------------------------------------ model size
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_parameter_count_of_a_spec_is_that_of_the_model_it_builds(arch):
+    """Counted without building (the limit is checked before any allocation), and exactly
+    what the built model has, for every dataset shape and for odd channel / class counts."""
+    from explorer_core.models import count_parameters, parameter_count
+
+    shapes = [(1, 8, 10), (1, 28, 10), (3, 32, 10), (3, 32, 100), (5, 64, 7), (2, 1, 3)]
+    for ch, size, classes in shapes:
+        spec = default_spec(arch, ch, size, classes)
+        if arch == "cnn":
+            spec = {**spec, "channels": [5, 7, 9], "hidden": [11, 6]}
+        if arch == "mlp":
+            spec = {**spec, "hidden": [13, 4, 9]}
+        assert parameter_count(spec) == count_parameters(build_model(spec)), (ch, size, classes)
+
+
+def test_every_built_in_model_is_within_the_parameter_limit_with_room():
+    """The limit must not refuse a legitimate model: the built-ins on CIFAR-100 (the most
+    classes of any dataset here) stay well below it; VGG16-BN, the largest, has 15 M."""
+    from explorer_core.models import parameter_count
+    from explorer_core.settings import MAX_PARAMETERS
+
+    counts = {arch: parameter_count(default_spec(arch, 3, 32, 100)) for arch in ARCHS}
+    assert max(counts, key=counts.get) == "vgg16_bn"
+    assert counts["vgg16_bn"] == 15_037_092 and counts["densenet121"] == 7_048_676
+    assert counts["resnet18"] == 11_220_132 and counts["mobilenet_v2"] == 2_351_972
+    assert max(counts.values()) * 6 < MAX_PARAMETERS
+    # the thesis' MLP and a wide one on CIFAR inputs
+    assert parameter_count(default_spec("mlp", 1, 28, 10)) == 218_058
+    validate_spec(default_spec("mlp", 3, 32, 100, [8192, 8192]))  # 92 M
+    validate_spec(default_spec("mlp", 1, 8, 10, [999_999]))  # retention's widest layer
+
+
+@pytest.mark.parametrize("spec, says", [
+    (default_spec("mlp", 1, 8, 10, [200_000, 100_000]),
+     "the MLP 64-200000-100000-10 would have 20,014,100,010 parameters (80.1 GB of float32 "
+     "weights, several times that to train); at most 100,000,000 (400 MB): use narrower "
+     "layers"),
+    (default_spec("mlp", 1, 8, 10, [10**40]), "the MLP 64-1000000000000000000000000000000"),
+    ({**default_spec("cnn", 3, 32, 10), "channels": [4096, 4096]},
+     "the CNN (LeNet-style) with channels 4096·4096 and hidden widths 128 would have "
+     "184,669,578 parameters"),
+    (default_spec("resnet18", 3, 32, 10**8),
+     "the ResNet-18 for 3 input channels, 100,000,000 classes would have 51,311,168,832 "
+     "parameters"),
+    (default_spec("slp", 10**6, 32, 10), "the SLP (single linear layer) 1024000000-10"),
+])
+def test_a_model_too_large_is_refused_before_it_is_built(spec, says):
+    """An 80 GB allocation failed inside torch with a traceback; now the spec is refused
+    (validate_spec, hence build_model and every loader) naming what it would need."""
+    with pytest.raises(ExplorerError) as info:
+        build_model(spec)
+    assert str(info.value).startswith(says) and "\n" not in str(info.value)
+
+
+def test_an_allocation_that_fails_anyway_is_one_line(monkeypatch):
+    """The backstop behind the limit: a model within it that this machine cannot hold
+    (here: the limit lifted, and 400 TB asked for) is an ExplorerError, not torch's
+    RuntimeError "can't allocate memory"."""
+    from explorer_core import settings
+
+    monkeypatch.setattr(settings, "MAX_PARAMETERS", 10**20)
+    with pytest.raises(ExplorerError) as info:
+        build_model(default_spec("mlp", 1, 8, 10, [10**7, 10**7]))
+    assert str(info.value) == ("not enough memory to build the MLP 64-10000000-10000000-10 "
+                               "(100,000,760,000,010 parameters, 400 TB of float32 weights): "
+                               "use narrower layers or free memory")
+
+
 # ------------------------------------------------------------ shrinking and rebuilding
 
 def shrink_mlp_state(model: MLP, keep: list[list[int]]) -> dict[str, torch.Tensor]:

@@ -65,6 +65,9 @@ def test_defaults_and_the_grid_size_before_starting(sweeps_root):
     ("Ratios (% removed)", "33.33333, 33.333334", "33.3333 % is given twice"),
     ("Ratios (% removed)", " , ", "enter at least one ratio in percent"),
     ("MLP hidden widths", "64, 0", "≥ 1"),
+    # too large to build: a traceback from the grid's sizing (an 80 GB allocation)
+    ("MLP hidden widths", "200000, 100000",
+     "the MLP 64-200000-100000-10 would have 20,014,100,010 parameters"),
 ])
 def test_bad_settings_give_one_clear_error_and_no_start(sweeps_root, label, value, message):
     at = open_page()

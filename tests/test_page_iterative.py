@@ -89,8 +89,13 @@ def test_q_outside_zero_one_gives_one_clear_error_and_no_run(app_test, runs_root
     assert list_runs(runs_root) == []
 
 
+TOO_LARGE = "the MLP 64-200000-100000-10 would have 20,014,100,010 parameters"
+
+
 @pytest.mark.parametrize("widths, message", [("abc", "whole numbers"),
-                                             ("64, 0", "≥ 1")])
+                                             ("64, 0", "≥ 1"),
+                                             # too large to build (a failed run before)
+                                             ("200000, 100000", TOO_LARGE)])
 def test_bad_widths_give_one_clear_error_and_no_run(app_test, runs_root, widths, message):
     at = open_page(app_test)
     widget(at.text_input, "Hidden widths (MLP)").set_value(widths)

@@ -84,6 +84,8 @@ def test_the_form_follows_the_model(runs_root):
 @pytest.mark.parametrize("field, value, message", [
     ("Hidden widths", "50, x", "whole numbers"),
     ("Hidden widths", "50, 0", "≥ 1"),
+    ("Hidden widths", "200000, 100000",  # a failed run before
+     "the MLP 64-200000-100000-10 would have 20,014,100,010 parameters"),
     ("Seeds", "0, 0", "seeds must be distinct"),
     ("Seeds", "", "enter seeds as whole numbers separated by commas, e.g. 0, 1, 2"),
     ("Run name", "no spaces please", "run name must be"),

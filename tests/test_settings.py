@@ -116,6 +116,19 @@ BAD = [
 UNRUNNABLE = [
     ("train-time", {"arch": "cnn", "channels": [1_000_000]},
      "conv channels must be at most 999,999"),
+    # models too large to allocate, with widths within 999 999 (`settings.MAX_PARAMETERS`):
+    # an 80 GB allocation traceback in a run folder already made
+    ("run", {"hidden": [200_000, 100_000]},
+     "the MLP 64-200000-100000-10 would have 20,014,100,010 parameters (80.1 GB of float32 "
+     "weights, several times that to train); at most 100,000,000 (400 MB)"),
+    ("train-time", {"hidden": [200_000, 100_000]},
+     "the MLP 64-200000-100000-10 would have 20,014,100,010 parameters"),
+    ("train-time", {"arch": "cnn", "channels": [100_000], "hidden": [128]},
+     "the CNN (LeNet-style) with channels 100000 and hidden widths 128 would have 205,801,418 "
+     "parameters"),
+    ("train-time", {"task": "vae", "hidden": [200_000, 100_000]},
+     "the VAE 64-200000-100000-20 (decoder 20-100000-200000-64) would have 40,032,200,104 "
+     "parameters"),
 ]
 # ...but creating a sweep folder plans it (10**11 repeats ran out of memory there, a
 # million cells took hours to count per baseline).
@@ -124,6 +137,12 @@ UNPLANNABLE = [
                                    "batch sizes × repeats × criteria per type × ratios); at "
                                    "most 1,000,000"),
     ("sweep", {"repeats": 500_001, "ratios": [0.0, 1.0]}, "the grid has 1000002 cells"),
+    # planning builds every model: one of 20 G parameters failed there with a traceback
+    ("sweep", {"mlp_hidden": [200_000, 100_000]},
+     "the MLP 64-200000-100000-10 would have 20,014,100,010 parameters"),
+    ("sweep", {"models": ["mlp", "resnet18"], "datasets": ["digits", "cifar10"],
+               "mlp_hidden": [35_000]},  # fine on Digits (2.6 M), too large on CIFAR-10
+     "the MLP 3072-35000-10 would have 107,905,010 parameters"),
 ]
 # `prune --config` merges the file's schedule object into the flags' with dict(), which
 # raises TypeError on a number before the config is read (commands/prune.py, not typed here).
