@@ -39,7 +39,19 @@ def default_runs_root() -> Path:
 
 @dataclass(frozen=True)
 class RunPaths:
+    """Where a run's files are. `root` is made absolute (and resolved) here, the one
+    place these path objects are made: the paths written into result files (a cell's
+    `checkpoint` in results.csv, a unit's in summary.json) and the folder pages compare
+    by string must not depend on how the folder was named. A `--resume` with a relative
+    path wrote relative checkpoint paths beside the absolute ones of the cells a fresh
+    run (under an absolute root) had finished. Resolved, like the folder `jobs.launch`
+    hands its workers, so a page and its worker name one run alike.
+    """
+
     root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", _absolute(self.root))
 
     @property
     def config(self) -> Path:
@@ -122,6 +134,16 @@ ITERATION_METRICS = ("train_loss", "test_loss", "train_acc", "test_acc")
 def _has_metrics(sidecar: Path, keys: tuple[str, ...]) -> bool:
     metrics = read_record(sidecar).get("metrics")
     return isinstance(metrics, dict) and all(k in metrics for k in keys)
+
+
+def _absolute(folder: Path | str) -> Path:
+    """`folder` as an absolute path, symlinks and `..` resolved where they can be (a
+    symlink loop leaves it merely absolute)."""
+    folder = Path(folder)
+    try:
+        return folder.resolve()
+    except (OSError, RuntimeError):
+        return folder.absolute()
 
 
 def validate_run_name(name: str) -> str:
