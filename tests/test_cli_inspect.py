@@ -135,6 +135,22 @@ def test_weights_that_overflow_on_the_image_exit_2_instead_of_a_nan_prediction(t
     assert not (tmp_path / "o").exists()
 
 
+def test_a_pth_of_sparse_tensors_exits_2_with_one_short_line(tmp_path):
+    """QA: a sparse state dict with a correct .json sidecar gave a ~2 500-character line
+    blaming the spec, with PyTorch's copy_() error once per parameter."""
+    ck = _checkpoint(tmp_path)  # m.safetensors and its sidecar m.json
+    model = build_model(default_spec("mlp", 1, 8, 10, [32, 16]))
+    torch.save({k: v.to_sparse() for k, v in model.state_dict().items()}, tmp_path / "m.pth")
+    img = tmp_path / "img.png"
+    Image.new("L", (8, 8), 0).save(img)
+    proc = _inspect_cli(tmp_path, ck.with_suffix(".pth"), img)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("error: m.pth: sparse tensors are not supported (fc1.weight, "
+                           "fc1.bias, fc2.weight …); save the dense state dict "
+                           "(tensor.to_dense())\n")
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_checkpoint_with_nan_weights_exits_2_naming_the_tensor(tmp_path, capsys):
     """It used to load and print "predicted 8 (nan%)" with exit code 0."""
     from conftest import nan_checkpoint
