@@ -133,7 +133,7 @@ def input_format(spec: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
     if len(mean) != channels or len(std) != channels:
         raise ExplorerError(f"the recorded normalisation (mean {list(mean)}, std {list(std)}) "
                             f"does not fit {channels} input channel(s)")
-    _check_std(std)
+    _check_normalisation(mean, std)
     names = meta.get("class_names")
     if not (isinstance(names, list) and len(names) == classes):
         names = list(info.classes) if info is not None and info.num_classes == classes else \
@@ -158,17 +158,38 @@ def _channel_values(value: Any, channels: int, what: str) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
-def _check_std(std: Sequence[float]) -> None:
+def _check_normalisation(mean: Sequence[float], std: Sequence[float]) -> None:
     """Every std must be above 0: the input is divided by it, so a 0 (a hand-edited
     sidecar, or one channel's std of a constant dataset) makes every pixel ±inf or NaN,
     and a negative one flips the picture. Named as such: "does not fit the channels"
-    sent people looking at the channel count."""
+    sent people looking at the channel count.
+
+    Judged as `normalise` computes, in 32-bit floats: a std of 1e-320 is above 0 as a
+    Python float but 0 as a float32, and one of 1e-40 (or a mean of 1e39) leaves the
+    normalised pixels ±inf — either way the model answered "8 (nan%)" and the inspect
+    command wrote a bare NaN into predictions.json. So the std must stay above 0 after
+    the conversion, and black and white pixels (0 and 1) must normalise to finite
+    values."""
     for channel, s in enumerate(std):
         if s <= 0:
             why = ("dividing by 0 would make the input inf" if s == 0 else
                    "a negative std would flip the input")
             raise ExplorerError(f"the recorded normalisation std {list(std)} is {s:g} for "
                                 f"channel {channel}: every std must be above 0 ({why})")
+        if float(torch.tensor(s, dtype=torch.float32)) == 0:
+            raise ExplorerError(f"the recorded normalisation std {list(std)} is 0 for "
+                                f"channel {channel} as the 32-bit float the input is "
+                                "computed in: every std must be above 0 (dividing by 0 "
+                                "would make the input inf)")
+    std32 = torch.tensor(std, dtype=torch.float32)
+    for pixel in (0.0, 1.0):
+        x = (pixel - torch.tensor(mean, dtype=torch.float32)) / std32
+        bad = (~torch.isfinite(x)).nonzero().flatten().tolist()
+        if bad:
+            raise ExplorerError(f"the recorded normalisation (mean {list(mean)}, std "
+                                f"{list(std)}) makes a pixel of {pixel:g} ±inf for channel "
+                                f"{bad[0]} in the 32-bit floats the input is computed in: "
+                                "(pixel − mean) / std must be finite for pixels 0 to 1")
 
 
 def normalise(pixels: np.ndarray, fmt: InputFormat) -> torch.Tensor:

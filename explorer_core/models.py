@@ -508,6 +508,19 @@ def resize_to_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.M
 
 
 def _key_problems(own: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> list[str]:
+    """What keeps `state` from loading into a model whose state dict is `own`, one short
+    phrase each (missing and unexpected tensors, non-float weights), each naming at
+    most three tensors. Sparse tensors are refused outright (`ExplorerError`): that is
+    the file's format, not a misfit of the weights, whatever else is wrong.
+    """
+    # load_state_dict cannot copy a sparse tensor (COO, CSR, …) into a dense parameter: it
+    # raised once per parameter, a ~2 500-character line that blamed the spec
+    sparse = [k for k in own if isinstance(state.get(k), torch.Tensor)
+              and state[k].layout != torch.strided]
+    if sparse:
+        raise ExplorerError(f"sparse tensors are not supported ({', '.join(sparse[:3])}"
+                            + (" …" if len(sparse) > 3 else "")
+                            + "); save the dense state dict (tensor.to_dense())")
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     problems = []

@@ -39,7 +39,19 @@ def default_runs_root() -> Path:
 
 @dataclass(frozen=True)
 class RunPaths:
+    """Where a run's files are. `root` is made absolute (and resolved) here, the one
+    place these path objects are made: the paths written into result files (a cell's
+    `checkpoint` in results.csv, a unit's in summary.json) and the folder pages compare
+    by string must not depend on how the folder was named. A `--resume` with a relative
+    path wrote relative checkpoint paths beside the absolute ones of the cells a fresh
+    run (under an absolute root) had finished. Resolved, like the folder `jobs.launch`
+    hands its workers, so a page and its worker name one run alike.
+    """
+
     root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", _absolute(self.root))
 
     @property
     def config(self) -> Path:
@@ -124,6 +136,16 @@ def _has_metrics(sidecar: Path, keys: tuple[str, ...]) -> bool:
     return isinstance(metrics, dict) and all(k in metrics for k in keys)
 
 
+def _absolute(folder: Path | str) -> Path:
+    """`folder` as an absolute path, symlinks and `..` resolved where they can be (a
+    symlink loop leaves it merely absolute)."""
+    folder = Path(folder)
+    try:
+        return folder.resolve()
+    except (OSError, RuntimeError):
+        return folder.absolute()
+
+
 def validate_run_name(name: str) -> str:
     if not _NAME_OK.match(name or ""):
         raise ExplorerError("run name must be 1–80 letters, digits, '.', '_' or '-', "
@@ -151,13 +173,44 @@ def _blocked_root_message(root: Path, folder: Path) -> str:
     return f"cannot write into {root}: {blocker} is a file in the way (need a folder)"
 
 
-def new_run_dir(name: str, root: Path | None = None, day: _dt.date | None = None) -> RunPaths:
-    """`<root>/<YYYY-MM-DD>/<name>`; refuses to reuse an existing run's folder."""
-    raise_pending_interrupt()  # a Ctrl-C during the command's imports: no folder
+def check_new_run_dir(name: str, root: Path | None = None,
+                      day: _dt.date | None = None) -> Path:
+    """The folder `new_run_dir` would make for `name` (`<root>/<YYYY-MM-DD>/<name>`),
+    refused with the one line a start would give — a malformed name, a file in the way
+    of the root, a run of that name already there — and nothing created.
+
+    The one check behind a start and what is said before one (`compare --estimate`,
+    the Compare page's name field): the estimate of a sweep named like an existing one
+    printed as if it could start, and the start then refused the name.
+    """
     validate_run_name(name)
+    root = Path(root or default_runs_root())
+    path = root / (day or _dt.date.today()).isoformat() / name
+    if _file_in_the_way(path.parent) is not None:
+        raise ExplorerError(_blocked_root_message(root, path.parent))
+    if path.exists() or path.is_symlink():
+        raise ExplorerError(_exists_message(name, path))
+    return path
+
+
+def _exists_message(name: str, path: Path) -> str:
+    """Why a run of `name` cannot be made at `path`, which exists."""
+    try:
+        empty = path.is_dir() and not any(path.iterdir())
+    except OSError:
+        empty = False
+    return (f"a run named {name!r} already exists at {path}; pick another name" +
+            (" (that folder is empty: delete it to reuse the name)" if empty else
+             " or resume it" if path.is_dir() else ""))
+
+
+def new_run_dir(name: str, root: Path | None = None, day: _dt.date | None = None) -> RunPaths:
+    """`<root>/<YYYY-MM-DD>/<name>`; refuses to reuse an existing run's folder
+    (`check_new_run_dir`, then the atomic make)."""
+    raise_pending_interrupt()  # a Ctrl-C during the command's imports: no folder
     day = day or _dt.date.today()
     root = Path(root or default_runs_root())
-    path = root / day.isoformat() / name
+    path = check_new_run_dir(name, root, day)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -168,10 +221,7 @@ def new_run_dir(name: str, root: Path | None = None, day: _dt.date | None = None
         # the first's, and the first then ran the second's grid).
         path.mkdir()
     except FileExistsError:
-        raise ExplorerError(f"a run named {name!r} already exists at {path}; pick another "
-                            "name" + (" or resume it" if any(path.iterdir()) else
-                                      " (that folder is empty: delete it to reuse the name)")
-                            ) from None
+        raise ExplorerError(_exists_message(name, path)) from None
     return RunPaths(path)
 
 

@@ -54,9 +54,8 @@ from .models import ARCHS, Spec, architecture_key, spec_for_dataset, validate_sp
 from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_model,
                             pruned_widths)
 from .rundir import (COMPARE_SWEEP, SweepPaths, WrongKindError, append_event, check_kind,
-                     default_sweeps_root, failed_write, log_traceback, new_run_dir, read_json,
-                     session_start,
-                     validate_run_name, write_status)
+                     check_new_run_dir, default_sweeps_root, failed_write, log_traceback,
+                     new_run_dir, read_json, session_start, write_status)
 from .schedule import MAX_WIDTH
 from .settings import MAX_SEED, check_epochs, check_fields, from_json, shown
 from .surgery import score_layers
@@ -358,13 +357,16 @@ def runnable_plan(cfg: SweepConfig) -> Plan:
     return the_plan
 
 
-def startable_plan(cfg: SweepConfig) -> Plan:
-    """The plan `create_sweep` would start, after every check it makes of the settings
-    (the sweep name's form included) — so `compare --estimate` refuses what a start
-    would refuse, instead of estimating a sweep named "a/b" that can never run."""
+def startable_plan(cfg: SweepConfig, root: Path | None = None) -> Plan:
+    """The plan `create_sweep` would start under `root` (default
+    `default_sweeps_root()`), after every check it makes of the settings and of the
+    folder it would make (`rundir.check_new_run_dir`: the name's form, a sweep of that
+    name already there today, a file in the way) — so `compare --estimate` refuses what
+    a start would refuse, instead of estimating a sweep named "a/b", or one named like
+    an existing sweep, that can never start."""
     the_plan = runnable_plan(cfg)  # settings' types first: a name that is no string
-    validate_run_name(cfg.name)     # failed inside the name check with a TypeError
-    return the_plan
+    check_new_run_dir(cfg.name, root or default_sweeps_root())  # failed inside the name
+    return the_plan                                             # check with a TypeError
 
 
 def create_sweep(cfg: SweepConfig, root: Path | None = None,
@@ -376,7 +378,7 @@ def create_sweep(cfg: SweepConfig, root: Path | None = None,
     pre-start estimate's times per group (`estimate.Estimate.groups`), kept for the
     remaining-time estimate of the running sweep.
     """
-    the_plan = startable_plan(cfg)
+    the_plan = startable_plan(cfg, root)
     paths = SweepPaths(new_run_dir(cfg.name, root or default_sweeps_root()).root)
     atomic_write_json(paths.config, {**cfg.to_dict(), "created": time.time(),
                                      "versions": {"explorer": __version__,

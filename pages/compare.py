@@ -20,8 +20,8 @@ from explorer_core.labels import (NAMERS, criterion_name, dataset_name, model_na
 from explorer_core.models import ARCH_TITLES, ARCHS
 from explorer_core.pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for,
                                          criterion_title)
-from explorer_core.rundir import (LIVE_STATES, SweepPaths, default_sweeps_root, list_sweeps,
-                                  read_status, validate_run_name)
+from explorer_core.rundir import (LIVE_STATES, SweepPaths, check_new_run_dir,
+                                  default_sweeps_root, list_sweeps, read_status)
 from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH, Cell,
                                  SweepConfig, create_sweep, plan, ratio_label,
                                  runnable_plan)
@@ -201,9 +201,11 @@ def setup_form() -> None:
 
 
 def _name_problem(name: str) -> str | None:
-    """Why a sweep of this name cannot start, or None (`rundir.validate_run_name`)."""
+    """Why a sweep of this name cannot start here, or None: the check a start makes
+    (`rundir.check_new_run_dir` — the name's form, a sweep of that name already there
+    today, a file in the way of the sweeps folder)."""
     try:
-        validate_run_name(name)
+        check_new_run_dir(name, SWEEPS_ROOT)
     except ExplorerError as exc:
         return str(exc)
     return None

@@ -348,6 +348,45 @@ def test_weights_that_are_not_floating_point_are_refused_by_every_loader(tmp_pat
         assert f"fc2.weight holds {name}, not floating-point weights" in one_line(exc)
 
 
+@pytest.mark.parametrize("layout, named", [
+    ("coo", "fc1.weight, fc1.bias, fc2.weight …"),  # every tensor sparse
+    ("csr", "fc1.weight, fc2.weight, fc3.weight"),  # the matrices (CSR is 2-D only)
+    ("one", "fc2.weight")])
+def test_sparse_tensors_are_refused_by_every_loader_naming_them(tmp_path, layout, named):
+    """A .pth of sparse tensors beside a correct sidecar gave a ~2 500-character line,
+    "cannot build the model of its spec (RuntimeError: Error(s) in loading state_dict …
+    copy_() between dense and sparse Tensors is not implemented …)" once per parameter:
+    the spec was fine. Saved by torch.save and read as every .pth is (weights_only)."""
+    import warnings
+
+    model = pruned_simplenn()
+    save_checkpoint(model, default_spec("mlp"), tmp_path / "sparse")  # its sidecar
+    state = model.state_dict()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        if layout == "coo":
+            state = {k: v.to_sparse() for k, v in state.items()}
+        elif layout == "csr":
+            state = {k: v.to_sparse_csr() if v.dim() == 2 else v for k, v in state.items()}
+        else:
+            state["fc2.weight"] = state["fc2.weight"].to_sparse()
+    pth = tmp_path / "sparse.pth"
+    torch.save(state, pth)
+    target = SimpleNN()
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    for load in (lambda: load_checkpoint(pth), lambda: load_checkpoint(pth, spec=default_spec("mlp")),
+                 lambda: load_pruned_model(target, pth)):
+        with pytest.raises(CheckpointError) as exc:
+            load()
+        assert one_line(exc) == (f"sparse.pth: sparse tensors are not supported ({named}); "
+                                 "save the dense state dict (tensor.to_dense())")
+    assert target.hidden == [256, 64]
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
+    # saved dense, as the message says, it loads
+    torch.save({k: v.to_dense() for k, v in state.items()}, pth)
+    assert torch.equal(load_checkpoint(pth).model.fc2.weight, model.fc2.weight)
+
+
 def test_a_vae_checkpoint_is_called_an_autoencoder_not_an_unknown_model(tmp_path, capsys):
     """Inspect and prune-once said "unknown model 'fc_vae'; choose one of slp, mlp, …"
     for the model a train-time VAE run saves."""

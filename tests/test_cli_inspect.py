@@ -87,6 +87,70 @@ def test_a_sidecar_with_malformed_normalisation_exits_2_with_one_line(tmp_path, 
     assert err.count("\n") == 0 and "normalisation mean must be a number" in err
 
 
+def _inspect_cli(tmp_path, ck, image) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "explorer_core", "inspect", "--checkpoint",
+                           str(ck), "--image", str(image), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, cwd=tmp_path,
+                          env={"PYTHONPATH": str(__import__("conftest").ROOT),
+                               "PATH": "/usr/bin:/bin"})
+
+
+def test_a_std_that_is_0_as_a_float32_exits_2_with_one_line(tmp_path):
+    """QA: `"std": [1e-320]` passed the "above 0" check but is 0 in float32: inspect
+    printed "predicted 8 (nan%)", exited 0, and wrote a bare NaN into predictions.json
+    (not JSON)."""
+    ck = _checkpoint(tmp_path)
+    sidecar = ck.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    meta["normalisation"] = {"mean": [0.3], "std": [1e-320]}
+    sidecar.write_text(json.dumps(meta))
+    img = tmp_path / "img.png"
+    Image.new("L", (8, 8), 0).save(img)
+    proc = _inspect_cli(tmp_path, ck, img)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("error: the recorded normalisation std [1e-320] is 0 for channel 0 "
+                           "as the 32-bit float the input is computed in: every std must be "
+                           "above 0 (dividing by 0 would make the input inf)\n")
+    assert not (tmp_path / "o").exists()
+
+
+def test_weights_that_overflow_on_the_image_exit_2_instead_of_a_nan_prediction(tmp_path):
+    """Finite weights of 1e30 pass the NaN check but overflow on a real picture: the
+    probabilities were NaN, printed as "(nan%)" and written to predictions.json bare."""
+    spec = default_spec("mlp", 1, 8, 10, [32, 16])
+    model = build_model(spec)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1e30)
+    ck = save_checkpoint(model, spec, tmp_path / "huge", {"dataset": "digits"})
+    img = tmp_path / "img.png"
+    drawing = Image.new("L", (8, 8), 0)
+    drawing.paste(255, (2, 2, 6, 6))
+    drawing.save(img)
+    proc = _inspect_cli(tmp_path, ck, img)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("error: huge.safetensors gives no finite output for img.png (its "
+                           "class probabilities are NaN): its weights overflow 32-bit floats "
+                           "on this input\n")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_pth_of_sparse_tensors_exits_2_with_one_short_line(tmp_path):
+    """QA: a sparse state dict with a correct .json sidecar gave a ~2 500-character line
+    blaming the spec, with PyTorch's copy_() error once per parameter."""
+    ck = _checkpoint(tmp_path)  # m.safetensors and its sidecar m.json
+    model = build_model(default_spec("mlp", 1, 8, 10, [32, 16]))
+    torch.save({k: v.to_sparse() for k, v in model.state_dict().items()}, tmp_path / "m.pth")
+    img = tmp_path / "img.png"
+    Image.new("L", (8, 8), 0).save(img)
+    proc = _inspect_cli(tmp_path, ck.with_suffix(".pth"), img)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("error: m.pth: sparse tensors are not supported (fc1.weight, "
+                           "fc1.bias, fc2.weight …); save the dense state dict "
+                           "(tensor.to_dense())\n")
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_checkpoint_with_nan_weights_exits_2_naming_the_tensor(tmp_path, capsys):
     """It used to load and print "predicted 8 (nan%)" with exit code 0."""
     from conftest import nan_checkpoint

@@ -142,3 +142,96 @@ def test_a_file_above_the_root_is_named_beside_the_root(tmp_path, at_a_terminal,
     assert main(args) == 2
     assert capsys.readouterr().err.strip() == (
         f"error: cannot write into {given}: {blocker} is a file in the way (need a folder)")
+
+
+# ------------------------------------------------------------------ paths written on resume
+
+def _cli(cwd: Path, *args: str) -> "subprocess.CompletedProcess[str]":
+    """`python -m explorer_core …` as typed in `cwd`, its roots the absolute ones a
+    fresh run there was given (`roots`)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "EXPLORER_RUNS": str(cwd / "runs"), "EXPLORER_SWEEPS": str(cwd / "sweeps"),
+           "EXPLORER_CACHE": str(cwd / "cache")}
+    env.pop(jobs.LAUNCHED_AT_ENV, None)
+    run = subprocess.run([sys.executable, "-m", "explorer_core", *args, "--quiet"], cwd=cwd,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return run
+
+
+def _relative_folder(tmp_path: Path, pattern: str) -> str:
+    """The one folder matching `pattern` under tmp_path, as a relative path (typed)."""
+    (folder,) = tmp_path.glob(pattern)
+    return str(folder.relative_to(tmp_path))
+
+
+def test_compare_resumed_by_a_relative_path_writes_absolute_checkpoint_paths(tmp_path):
+    """QA: cells finished before a `compare --resume sweeps/<date>/ck1` had absolute
+    `checkpoint` paths in results.csv, the cells after it relative ones."""
+    import pandas as pd
+
+    _cli(tmp_path, "compare", "--name", "ck1", "--types", "neuron", "--criteria", "l1",
+         "--ratios", "0", "0.5", "--mlp-hidden", "16", "8", "--dense-epochs", "1",
+         "--latency-repeats", "0")
+    folder = _relative_folder(tmp_path, "sweeps/*/ck1")
+    paths = sweep.SweepPaths(tmp_path / folder)
+    last = "mlp-digits-b64-s0-neuron-l1-r50"
+    paths.cell(last).unlink()  # as a kill part-way leaves it: the second cell not done
+    for f in paths.checkpoints_dir.glob(f"{last}.*"):
+        f.unlink()
+    _cli(tmp_path, "compare", "--resume", folder)
+    rows = pd.read_csv(paths.results_csv)
+    assert rows["cell_id"].tolist() == ["mlp-digits-b64-s0-neuron-l1-r0", last]
+    for cell_id, written in zip(rows["cell_id"], rows["checkpoint"]):
+        assert written == str(tmp_path / folder / "checkpoints" / f"{cell_id}.safetensors")
+        assert Path(written).is_file()
+
+
+def test_train_time_resumed_by_a_relative_path_writes_absolute_checkpoint_paths(tmp_path):
+    """`train-time --resume runs/train-time/<date>/tk1` rewrote summary.json with
+    relative `checkpoint` values (all of them: the summary is rebuilt on resume)."""
+    _cli(tmp_path, "train-time", "--name", "tk1", "--hidden", "8", "4", "--epochs", "2",
+         "--initial-epochs", "1", "--prune-every", "1", "--variants", "importance", "none")
+    folder = _relative_folder(tmp_path, "runs/train-time/*/tk1")
+    for f in (tmp_path / folder / "variants" / "none").rglob("final_model.json"):
+        f.unlink()  # that unit is not done
+    _cli(tmp_path, "train-time", "--resume", folder)
+    summary = read_record(tmp_path / folder / "train_time_results" / "summary.json")
+    written = [r["checkpoint"] for r in summary["runs"]]
+    assert sorted(written) == [
+        str(tmp_path / folder / "variants" / v / "seed0" / "final_model.safetensors")
+        for v in ("importance", "none")]
+
+
+def test_prune_resumed_by_a_relative_path_names_absolute_paths(tmp_path):
+    """An iterative run's files hold no paths; what `prune --resume` prints (the folder,
+    the checkpoint to deploy) named them relative to wherever it was typed."""
+    _cli(tmp_path, "prune", "--name", "pk1", "--hidden", "32", "16", "--iterations", "3",
+         "--q", "0.5", "--criterion", "l1", "--dense-epochs", "5", "--retrain-epochs", "1")
+    folder = _relative_folder(tmp_path, "runs/*/pk1")
+    import shutil
+    shutil.rmtree(tmp_path / folder / "2")  # the last iteration not done
+    out = _cli(tmp_path, "prune", "--resume", folder).stdout
+    assert f"({tmp_path / folder})" in out.splitlines()[0]
+    deploy = out.splitlines()[-1]
+    assert deploy.startswith("deploy: ") and f"({tmp_path / folder}/" in deploy, deploy
+
+
+def test_a_run_folder_is_the_same_string_however_it_is_reached(tmp_path, monkeypatch):
+    """Pages pick runs by `str(paths.root)`: the folder a start made (under a relative
+    root), the one a run list finds and the one a worker is handed must agree."""
+    from explorer_core.rundir import SweepPaths, list_sweeps, new_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    made = SweepPaths(new_run_dir("s1", Path("sweeps")).root)
+    (made.root / "config.json").write_text("{}")
+    assert made.root == tmp_path / "sweeps" / made.root.parent.name / "s1"
+    assert [str(s.root) for s in list_sweeps(Path("sweeps"))] == [str(made.root)]
+    day = made.root.parent.name
+    for typed in (tmp_path / "sweeps" / day / "s1", Path("sweeps") / day / "s1",
+                  Path("sweeps") / ".." / "sweeps" / day / "s1"):
+        assert str(SweepPaths(typed).root) == str(made.root), typed

@@ -103,6 +103,29 @@ def test_a_zero_or_negative_std_is_named_as_the_problem(channels, std, words):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("mean, std, words", [
+    ([0.3], [1e-320], "std [1e-320] is 0 for channel 0 as the 32-bit float the input is "
+                      "computed in: every std must be above 0"),
+    ([0.3], [1e-40], "(mean [0.3], std [1e-40]) makes a pixel of 0 ±inf for channel 0"),
+    ([1e39], [0.5], "(mean [1e+39], std [0.5]) makes a pixel of 0 ±inf for channel 0"),
+    ([0.2, 0.3, 5e38], [0.5, 0.5, 1.0], "makes a pixel of 0 ±inf for channel 2")])
+def test_a_normalisation_that_is_not_finite_in_float32_is_refused(mean, std, words):
+    """QA: a std of 1e-320 passed "above 0" but is 0 as a float32: every normalised pixel
+    was inf, the model answered "8 (nan%)" and predictions.json held a bare NaN."""
+    spec = default_spec("mlp", len(mean), 8, 10)
+    with pytest.raises(ExplorerError) as info:
+        input_format(spec, {"normalisation": {"mean": mean, "std": std}})
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_tiny_std_that_stays_finite_in_float32_is_kept():
+    """The check refuses what overflows, not small numbers: 1e-30 normalises finitely."""
+    fmt = input_format(default_spec("mlp", 1, 8, 10),
+                       {"normalisation": {"mean": [0.3], "std": [1e-30]}})
+    x = normalise(np.full((8, 8), 255, dtype=np.uint8), fmt)
+    assert torch.isfinite(x).all() and float(x.max()) > 1e29
+
+
 def test_normalise_denormalise_round_trip(digits_fmt):
     pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
     x = normalise(pixels, digits_fmt)

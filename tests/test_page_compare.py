@@ -131,6 +131,26 @@ def test_a_bad_sweep_name_is_said_before_start_and_start_is_disabled(sweeps_root
     assert list_sweeps(sweeps_root) == []
 
 
+def test_the_name_of_a_sweep_already_there_is_said_before_start(sweeps_root):
+    """The page judged only the name's form before Start: the name of a sweep already
+    there today showed beside an enabled Start, which then refused it. Said now by the
+    check a start makes (`rundir.check_new_run_dir`), under the page's sweeps folder."""
+    from explorer_core.sweep import SweepConfig, create_sweep
+
+    taken = create_sweep(SweepConfig(name="taken", types=["neuron"], criteria=["l1"],
+                                     ratios=[0.0], mlp_hidden=[8]), sweeps_root)
+    at = open_page()
+    at.text_input(key="new_sweep_name").set_value("taken").run()
+    assert "cells" in infos(at)  # the grid is still sized
+    errors = [e.value for e in at.error]
+    assert errors == [f"Sweep name: a run named 'taken' already exists at {taken.root}; "
+                      "pick another name or resume it"]
+    assert widget(at.button, "Start sweep").disabled
+    at.text_input(key="new_sweep_name").set_value("not-taken").run()
+    assert not at.error and not widget(at.button, "Start sweep").disabled
+    assert [s.root for s in list_sweeps(sweeps_root)] == [taken.root]
+
+
 def test_start_runs_in_the_background_and_shows_results(sweeps_root):
     at = open_page()
     widget(at.text_input, "Ratios (% removed)").set_value("0, 50")
@@ -161,13 +181,14 @@ def test_start_runs_in_the_background_and_shows_results(sweeps_root):
     assert "Download results.csv" in labels and "Download summary.csv" in labels
     assert any("not speed-ups" in i.value for i in at.info)
 
-    # the name field got a fresh default; reusing a name is refused, the sweep untouched
+    # the name field got a fresh default; reusing a name is refused before Start (which
+    # is disabled), the sweep untouched
     assert at.text_input(key="new_sweep_name").value != "apptest-sweep"
     before = sweeps[0].results_csv.read_bytes()
     at.text_input(key="new_sweep_name").set_value("apptest-sweep").run()
-    widget(at.button, "Start sweep").click().run()
     assert not at.exception
     assert len(at.error) == 1 and "already exists" in at.error[0].value
+    assert widget(at.button, "Start sweep").disabled
     assert len(list_sweeps(sweeps_root)) == 1 and sweeps[0].results_csv.read_bytes() == before
     assert read_status(sweeps[0])["state"] == "finished"
 

@@ -917,6 +917,40 @@ def test_the_estimate_refuses_a_name_a_start_would_refuse(roots, capsys, name):
     assert sorted(sweeps.rglob("*")) == before
 
 
+@pytest.mark.parametrize("where", ["env", "flag"])
+def test_the_estimate_refuses_the_name_of_a_sweep_already_there(tmp_path, where):
+    """QA: `compare --name ck1 --ratios 0 --estimate` printed an estimate and exited 0
+    beside a sweep ck1 of today; the same command without --estimate exited 2 "a run
+    named 'ck1' already exists". Judged under the root a start would use: the
+    --sweeps-root flag, else $EXPLORER_SWEEPS."""
+    root = tmp_path / "mine"
+    taken = create_sweep(grid("ck1", models=["mlp"], types=["neuron"], criteria=["l1"]), root)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EXPLORER_CACHE": str(tmp_path / "cache"),
+           "EXPLORER_SWEEPS": str(root if where == "env" else tmp_path / "elsewhere")}
+    flag = ["--sweeps-root", str(root)] if where == "flag" else []
+    before = sorted(tmp_path.rglob("*"))
+
+    def compare(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "explorer_core", "compare", "--name", "ck1",
+                               "--ratios", "0", *flag, *args], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=300)
+
+    estimated = compare("--estimate")
+    assert (estimated.returncode, estimated.stdout) == (2, "")
+    assert estimated.stderr == (f"error: a run named 'ck1' already exists at {taken.root}; "
+                                "pick another name or resume it\n")
+    started = compare("--quiet")  # a start says the same
+    assert (started.returncode, started.stderr) == (2, estimated.stderr)
+    assert sorted(tmp_path.rglob("*")) == before
+    # another root has no ck1: the estimate is given
+    other = subprocess.run([sys.executable, "-m", "explorer_core", "compare", "--name", "ck1",
+                            "--ratios", "0", "--types", "neuron", "--criteria", "l1",
+                            "--estimate", "--sweeps-root", str(tmp_path / "other")],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert other.returncode == 0 and "cells over 1 baselines" in other.stdout, other.stderr
+    assert not (tmp_path / "other").exists()
+
+
 def test_estimate_counts_cached_baselines(roots, reference):
     from explorer_core.estimate import estimate
 

@@ -98,13 +98,13 @@ def _progress_printer(total: int):
     return show
 
 
-def _print_plan(cfg) -> None:
+def _print_plan(cfg, root: Path | None) -> None:
     from ..estimate import estimate
     from ..sweep import startable_plan
 
-    # what a start would refuse (a bad name, a missing dataset, an empty grid) is said
-    # now, not after an estimate of a sweep that cannot run
-    the_plan = startable_plan(cfg)
+    # what a start under `root` would refuse (a bad or taken name, a missing dataset, an
+    # empty grid) is said now, not after an estimate of a sweep that cannot run
+    the_plan = startable_plan(cfg, root)
     est = estimate(cfg, the_plan)
     raise_pending_interrupt()  # a Ctrl-C in the imports the estimate made: no estimate
     print(f"{len(the_plan.cells)} cells over {len(the_plan.groups)} baselines "
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = _config_from(args)
         if args.estimate:
-            _print_plan(cfg)
+            _print_plan(cfg, args.sweeps_root)
             return 0
         paths = create_sweep(cfg, args.sweeps_root)
         print(f"sweep folder: {paths.root}", file=sys.stderr)
