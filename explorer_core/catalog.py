@@ -209,14 +209,33 @@ def _sidecar_entries(folder: Path, source: str, group: str,
 
 
 def _cell_label(stem: str, meta: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[str, str]:
-    """'<cell id>: <widths> · <% kept or non-zero> · test <acc>' — the cell id says model,
-    dataset, batch, seed, type, criterion and ratio."""
+    """'<cell>: <widths> · <% kept or non-zero> · test <acc>', the cell named as the
+    Compare page names it ('MLP · Digits · batch 64 · seed 0 · Neuron · L1 norm of
+    weights · 50 %', `_cell_title`): model, dataset, batch, seed, type, criterion, ratio."""
     widths = _int_list(meta.get("widths")) or []
     percent = meta.get("percent_retained")
     percent = float(percent) if isinstance(percent, (int, float)) else None
     extra = _describe(_acc(meta), percent, widths_text(spec, widths),
                       bool(is_masked_record(meta)))
-    return (f"{stem}: {extra}" if extra else stem), stem
+    title = _cell_title(stem, meta)
+    return (f"{title}: {extra}" if extra else title), title
+
+
+def _cell_title(stem: str, meta: Mapping[str, Any]) -> str:
+    """The cell by name from the sidecar's `cell` record when it is this file's cell, else
+    its id: a cell handed over from Compare by name arrived as
+    'mlp-digits-b64-s0-neuron-interval_adjoint-r50' in the picker and headings."""
+    from .sweep import Cell
+
+    record = meta.get("cell")
+    if isinstance(record, Mapping):
+        try:
+            cell = Cell(**record)
+            if cell.id == stem:
+                return cell.describe()
+        except (TypeError, ValueError):  # a field missing, extra or of another type
+            pass
+    return stem
 
 
 def list_sweep_checkpoints(root: Path | None = None) -> list[CheckpointEntry]:

@@ -167,6 +167,12 @@ def test_checkpoints_reload_with_the_accuracy_in_the_table(reference):
     assert not any(k.endswith("_orig") or k.endswith("_mask") for k in w.state_dict())
     entries = [e for e in list_sweep_checkpoints() if e.group.startswith("reference")]
     assert len(entries) == 32 and all(e.test_acc is not None for e in entries)
+    # named as the Compare page names the cell, not by its id (Inspect's picker, headings)
+    l1 = df[(df["model"] == "cnn") & (df["type"] == "structured") & (df["ratio"] == 0.5)
+            & (df["criterion"] == "l1") & (df["batch_size"] == 32)].iloc[0]
+    entry = next(e for e in entries if e.path.stem == l1["cell_id"])
+    assert entry.title == "CNN · Digits · batch 32 · seed 0 · Structured · L1 norm of weights · 50 %"
+    assert entry.label.startswith(entry.title + ": ") and l1["cell_id"] not in entry.label
 
 
 def test_a_killed_sweep_resumes_without_recomputing_finished_cells(roots, reference):
