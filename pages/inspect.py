@@ -91,7 +91,7 @@ def _default(key: str, value: Any) -> str:
     return key
 
 
-def _choice(key: str, options: list[Any], label=str) -> str:
+def _choice(key: str, options: list[Any], label=str, default: Any = None) -> str:
     """Keep the widget `key` on one of `options`, and the browser showing its current
     label; returns the key.
 
@@ -102,11 +102,12 @@ def _choice(key: str, options: list[Any], label=str) -> str:
     an option kept its old label ("test #0 (Ankle boot)" for the first of samples 9998
     and 9999). Setting the value through session state tells the browser, so it is set
     whenever the options or their labels (`label(option)`) differ from the last run's.
+    A value that is no option becomes `default` (when it is one), else the first.
     """
     shown = repr([(o, label(o)) for o in options])
     memo = f"{key}__shown"
     if st.session_state.get(key) not in options:
-        st.session_state[key] = options[0]
+        st.session_state[key] = default if default in options else options[0]
     elif st.session_state.get(memo) != shown:
         st.session_state[key] = st.session_state[key]
     st.session_state[memo] = shown
@@ -570,9 +571,14 @@ def predictions_view(models: list[Loaded], per_model, k: int) -> int | None:
         st.dataframe(table, hide_index=True, width="stretch", column_config={
             c: st.column_config.NumberColumn(c, format="%.4f")
             for c in table.columns if c.startswith("probability")})
+        # the first picture with something in it: a blank one first in the upload
+        # (flat_input_warning) drew all-zero sensitivity charts and empty heatmaps
+        drawn = next((n for n, i in enumerate(valid)
+                      if flat_input_warning(per_model[0][i]) is None), 0)
         pick = st.selectbox("Picture to inspect", range(len(valid)),
                             format_func=names.__getitem__,
-                            key=_choice("insp_pick", list(range(len(valid))), names.__getitem__))
+                            key=_choice("insp_pick", list(range(len(valid))), names.__getitem__,
+                                        default=drawn))
         index = valid[int(pick)] if int(pick) < len(valid) else valid[0]
     else:
         index = valid[0]

@@ -150,6 +150,24 @@ def test_two_pictures_of_one_name_are_told_apart(app_test, digits_run):
     assert widget(at.selectbox, "Picture to inspect").options == table["image"].tolist()
 
 
+def test_a_blank_picture_uploaded_first_is_not_the_one_inspected(app_test, digits_run):
+    """A blank picture first in the upload was the default "Picture to inspect": its
+    sensitivity charts were all zero and its heatmaps empty, under the flat-input warning."""
+    at = open_page(app_test, digits_run.best_model(0))
+    blank = Image.new("L", (64, 64), 0)
+    drawing = Image.new("L", (64, 64), 255)
+    drawing.paste(0, (28, 8, 36, 56))
+    at.file_uploader(key="insp_images").set_value([
+        ("blank.png", png(blank), "image/png"), ("one.png", png(drawing), "image/png")]).run()
+    assert not at.exception and errors(at) == []
+    assert any("one flat colour" in w.value for w in at.warning)  # the blank is still said
+    box = widget(at.selectbox, "Picture to inspect")
+    assert box.options == ["blank.png", "one.png"] and box.value == 1  # the drawing
+    assert any(c.startswith("original · 64×64 L") for img in at.image for c in img.captions)
+    box.set_value(0).run()  # still there to pick
+    assert not at.exception and widget(at.selectbox, "Picture to inspect").value == 0
+
+
 def test_the_grid_follows_the_ranking_until_units_are_picked(app_test, digits_run):
     """A new baseline re-ranks the neurons, but the grid kept the old top 8 (captioned
     #1, #3, #2, #7, #30 …), and a new grid size was ignored."""
