@@ -528,8 +528,9 @@ def images_section(models: list[Loaded]) -> list[list[ConvertedImage | None]] | 
                       f"{MAX_PIXELS // 1_000_000} megapixels", "insp_images",
                       type=list(UPLOAD_TYPES))
     c1, c2, c3 = st.columns(3)
-    invert = c1.toggle("Invert (dark drawing on light paper)", key="insp_invert",
-                       help="MNIST-style models saw light digits on a dark background.")
+    invert = c1.toggle("Invert colours", key="insp_invert",  # a longer label was cut
+                       help="For a dark drawing on light paper: MNIST-style models saw light "
+                            "digits on a dark background.")
     autocontrast = c2.toggle("Stretch contrast", key="insp_autocontrast")
     fit = c3.selectbox("Fit to the model's size", FITS, format_func=FIT_TITLES.get, key="insp_fit")
     if not images:
