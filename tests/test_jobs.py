@@ -885,6 +885,9 @@ def test_a_worker_killed_while_starting_reads_as_interrupted_at_once(tmp_path, c
     assert status["state"] == "interrupted" and status["message"] == INTERRUPTED_MESSAGE
 
 
+PAST_GRACE_S = 35.0  # past the 30 s a queued status stands for without a worker to check
+
+
 def _queued_for(paths: RunPaths, pid: int, pid_start, written_ago: float = 0.0) -> None:
     """A queued status as `jobs.launch` writes it, `written_ago` seconds ago."""
     status = json.loads(paths.status.read_text())
@@ -896,18 +899,17 @@ def _queued_for(paths: RunPaths, pid: int, pid_start, written_ago: float = 0.0) 
 def test_a_queued_status_is_settled_by_whether_its_worker_runs(tmp_path):
     """Dead (gone, or a zombie its parent has not reaped) reads interrupted at once; alive
     stays queued however long it takes to start; a pid now naming another process (its
-    start time differs) is no sign of life. Without a recorded worker, the grace stands."""
+    start time differs) is no sign of life. Without a recorded worker, the grace (30 s)
+    stands."""
     import subprocess
     import sys
-
-    from explorer_core.rundir import QUEUED_GRACE_S, process_start
 
     paths, _, _ = _iterative(tmp_path)
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        started = process_start(child.pid)
-        assert isinstance(started, int)
-        _queued_for(paths, child.pid, started, written_ago=QUEUED_GRACE_S + 5)
+        # its start time, as `launch` records it (/proc/<pid>/stat, field 22)
+        started = int(Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        _queued_for(paths, child.pid, started, written_ago=PAST_GRACE_S)
         assert read_status(paths)["state"] == "queued"  # alive: still starting
         _queued_for(paths, child.pid, started + 1)  # the pid reused by a later process
         assert read_status(paths)["state"] == "interrupted"
@@ -926,5 +928,5 @@ def test_a_queued_status_is_settled_by_whether_its_worker_runs(tmp_path):
     # no worker recorded (a run just created, an older version's launch): the grace
     _queued_for(paths, None, None)
     assert read_status(paths)["state"] == "queued"
-    _queued_for(paths, None, None, written_ago=QUEUED_GRACE_S + 5)
+    _queued_for(paths, None, None, written_ago=PAST_GRACE_S)
     assert read_status(paths)["state"] == "interrupted"
