@@ -33,6 +33,7 @@ from torch import nn
 from .cache import baseline_key_for, default_cache_root, is_cached
 from .criteria import CRITERIA, CriterionOptions
 from .data import Split, get_info
+from .errors import raise_if_interrupted
 from .models import architecture_key, build_model
 from .pruning_types import PRUNING_TYPES
 from .training import (OPTIMIZERS, TrainConfig, _StepSchedule, _train_epoch,
@@ -113,9 +114,24 @@ def _time_steps(model: nn.Module, shape: tuple[int, ...], n: int, optimizer: str
     return min(b - a for a, b in zip(stamps, stamps[1:]))
 
 
-# measured steps by (architecture, masks, optimiser): {samples: seconds}, and whether the
-# probe stopped at `PROBE_STEP_S` (larger sizes are then extrapolated, never measured)
-_MEASURED: dict[str, tuple[dict[int, float], bool]] = {}
+@dataclass
+class _Measured:
+    """One architecture's measured steps ({samples: seconds}), the largest slice training
+    would use for it, and whether the probe stopped at `PROBE_STEP_S` (larger sizes are
+    then extrapolated, never measured)."""
+    micro: int
+    points: dict[int, float] = field(default_factory=dict)
+    capped: bool = False
+
+    def covers(self, largest: int) -> bool:
+        return self.capped or min(largest, self.micro) in self.points
+
+    def timing(self) -> StepTiming:
+        return StepTiming(tuple(sorted(self.points.items())), self.micro)
+
+
+# by (architecture or spec, masks, optimiser): measured once per process
+_MEASURED: dict[str, _Measured] = {}
 
 
 def _sizes(largest: int) -> list[int]:
@@ -132,34 +148,40 @@ def probe(model: nn.Module, shape: tuple[int, ...], optimizer: str, largest: int
     """`model`'s `StepTiming` up to slices of `largest` samples (measured once per
     process and architecture; `key` names it, by default `models.architecture_key`).
     The model's weights are trained on random data: pass a throwaway copy."""
-    micro = micro_batch_size(model, shape, TrainConfig(batch_size=10 ** 9))
-    largest = max(1, min(largest, micro))
     key = f"{key or architecture_key(model, shape)} {optimizer}"
-    points, capped = _MEASURED.setdefault(key, ({}, False))
+    found = _MEASURED.get(key)
+    if found is None:
+        found = _MEASURED[key] = _Measured(
+            micro_batch_size(model, shape, TrainConfig(batch_size=10 ** 9)))
+    if found.covers(largest):
+        return found.timing()
     threads = torch.get_num_threads()
     # One thread: two threads' spin-waits collapse when another process shares the two
     # cores (a CNN probe read 10× the per-sample time its real training then took).
     torch.set_num_threads(1)
     model.train()
     try:
-        for n in _sizes(largest):
-            if capped:
-                break
-            if n not in points:
-                points[n] = _time_steps(model, shape, n, optimizer)
+        for n in _sizes(max(1, min(largest, found.micro))):
+            if n not in found.points:
+                found.points[n] = _time_steps(model, shape, n, optimizer)
             # stop once a step is slow, with two sizes to extrapolate from
-            capped = points[n] >= PROBE_STEP_S and len(points) >= 2
+            if found.points[n] >= PROBE_STEP_S and len(found.points) >= 2:
+                found.capped = True
+                break
     finally:
         torch.set_num_threads(threads)
-    _MEASURED[key] = (points, capped)
-    return StepTiming(tuple(sorted(points.items())), micro)
+    return found.timing()
 
 
 def step_timing(spec: dict, optimizer: str = "adam", largest: int = 64) -> StepTiming:
-    """The dense model of `spec`, measured once per process (a DenseNet probe takes seconds)."""
+    """The dense model of `spec` (built only when not yet measured: a DenseNet probe
+    takes seconds)."""
+    key = json.dumps(spec, sort_keys=True)
+    found = _MEASURED.get(f"{key} {optimizer}")
+    if found is not None and found.covers(largest):
+        return found.timing()
     torch.manual_seed(0)
-    return probe(build_model(spec), tuple(spec["input_shape"]), optimizer, largest,
-                 json.dumps(spec, sort_keys=True))
+    return probe(build_model(spec), tuple(spec["input_shape"]), optimizer, largest, key)
 
 
 @lru_cache(maxsize=256)
@@ -250,13 +272,17 @@ def finetune_epochs_s(cfg, spec: dict, batch: int, type_name: str, ratios: list[
     ratios = sorted({r for r in ratios if 0 < r < 1})
     if not ratios:
         return {}
-    probed = _probed(ratios)
-    timings = _pruned_timings(json.dumps(spec, sort_keys=True), type_name, tuple(probed),
-                              cfg.optimizer, batch)
-    known = {r: t.train_epoch(n_train, batch) + t.evaluate(n_eval)
-             for r, t in zip(probed, timings)}
     dense = step_timing(spec, cfg.optimizer, batch)
-    known[0.0] = dense.train_epoch(n_train, batch) + dense.evaluate(n_eval)
+    known = {0.0: dense.train_epoch(n_train, batch) + dense.evaluate(n_eval)}
+    probed = _probed(ratios)
+    try:
+        timings = _pruned_timings(json.dumps(spec, sort_keys=True), type_name, tuple(probed),
+                                  cfg.optimizer, batch)
+    except Exception as exc:  # a model the type cannot prune: its cells fail fast, but
+        raise_if_interrupted(exc)  # the estimate stays the dense model's, not an error
+        return {r: known[0.0] for r in ratios}
+    known.update({r: t.train_epoch(n_train, batch) + t.evaluate(n_eval)
+                  for r, t in zip(probed, timings)})
     return {r: _interpolate(r, known) for r in ratios}
 
 
