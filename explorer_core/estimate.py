@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import bisect
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -39,6 +39,9 @@ from .pruning_types import PRUNING_TYPES
 from .training import (OPTIMIZERS, TrainConfig, _StepSchedule, _train_epoch,
                        micro_batch_size)
 
+
+if TYPE_CHECKING:
+    from .sweep import Plan, SweepConfig
 
 PROBE_STEP_S = 0.1
 PROBE_MIN_BATCH = 4
@@ -236,9 +239,9 @@ class Estimate:
     # its cells ("cell_s"), of its ratio-0 / 100 % cells ("end_cell_s", an evaluation)
     # and of its pruned cells ("pruned_cell_s", scoring, surgery, fine-tuning), and that
     # mean per pruning type ("type_cell_s": a masked Digits MLP fine-tuned 1.5× as long
-    # as a neuron-pruned one, and blocks run type by type). A running sweep's remaining time is
-    # paced by these (`sweep_results.progress`).
-    groups: list[dict[str, float]] = field(default_factory=list)
+    # as a neuron-pruned one, and blocks run type by type). A running sweep's remaining
+    # time is paced by these (`sweep_results.progress`).
+    groups: list[dict] = field(default_factory=list)
 
 
 def is_end_ratio(ratio: float) -> bool:
@@ -265,8 +268,8 @@ def group_times(baseline_s: float, train_s: float, end: list[float], pruned: lis
     return out
 
 
-def finetune_epochs_s(cfg, spec: dict, batch: int, type_name: str, ratios: list[float],
-                      n_train: int, n_eval: int) -> dict[float, float]:
+def finetune_epochs_s(cfg: SweepConfig, spec: dict, batch: int, type_name: str,
+                      ratios: list[float], n_train: int, n_eval: int) -> dict[float, float]:
     """Seconds of one fine-tuning epoch (training, then the validation and test passes)
     of the model `type_name` makes of `spec` at each pruned ratio, at batch size `batch`."""
     ratios = sorted({r for r in ratios if 0 < r < 1})
@@ -286,7 +289,7 @@ def finetune_epochs_s(cfg, spec: dict, batch: int, type_name: str, ratios: list[
     return {r: _interpolate(r, known) for r in ratios}
 
 
-def estimate(cfg, the_plan, cache_root=None) -> Estimate:
+def estimate(cfg: SweepConfig, the_plan: Plan, cache_root=None) -> Estimate:
     """Seconds a sweep (`sweep.SweepConfig`, `sweep.Plan`) should take on this machine."""
     from .sweep import LATENCY_WARMUP, SPLIT_SEED
 

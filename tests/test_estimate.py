@@ -7,7 +7,6 @@ cell fine-tunes, at which batch size — not how fast this machine is.
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import pytest
