@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import ExplorerError, interrupted
-from .rundir import (LIVE_STATES, RunLock, RunPaths, is_locked, log_session_line, read_status,
-                     session_start, write_status)
+from .rundir import (LIVE_STATES, RunLock, RunPaths, is_locked, log_session_line,
+                     process_start, read_status, session_start, write_status)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Set for a worker `launch` starts: when it did. A Stop pressed while the worker is still
@@ -51,7 +51,11 @@ def launch(paths: RunPaths, command: str = "prune", extra: list[str] | None = No
         log.flush()
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=os.getcwd(), env=env, start_new_session=True)
-    write_status(paths, "queued", pid=proc.pid, message="starting worker", **session)
+    # its pid and start time: a worker that dies while starting reads as interrupted at
+    # once (`rundir.read_status`), the start time telling it from a later process that
+    # reuses the pid
+    write_status(paths, "queued", pid=proc.pid, pid_start=process_start(proc.pid),
+                 message="starting worker", **session)
     _reap_when_done(proc)
     return proc.pid
 

@@ -324,6 +324,58 @@ def elapsed_seconds(status: dict, now: float | None = None) -> float:
     return before + max(0.0, end - started)
 
 
+# How long a queued run whose worker cannot be checked (no pid and start time recorded,
+# or no /proc) may go without its worker taking the lock before it reads as interrupted.
+QUEUED_GRACE_S = 30.0
+
+
+def process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks after boot, /proc/<pid>/stat's 22nd
+    field), or None where that cannot be read (no such process, no /proc)."""
+    stat = _proc_stat(pid)
+    return stat[1] if stat is not None else None
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time) of `pid` from /proc, or None where it cannot be read.
+    The command name (field 2) may hold spaces and parentheses: fields are counted
+    from its closing one."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as fh:
+            text = fh.read().decode("ascii", "replace")
+        fields = text[text.rindex(")") + 2:].split()
+        return fields[0], int(fields[19])
+    except (OSError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def worker_alive(pid: Any, started: Any) -> bool | None:
+    """Whether the worker `jobs.launch` recorded (its pid and `process_start`) still
+    runs: False when it is gone — no such process, a zombie its parent has not reaped
+    yet (the page's reaper thread, `jobs._reap_when_done`, waits on it), or the pid
+    now names a process started at another time (reused); True when that very process
+    runs; None when it cannot be told (nothing recorded, no /proc)."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user: a pid reused, or not ours
+        pass
+    except (OSError, OverflowError, ValueError):
+        return None
+    stat = _proc_stat(pid)
+    if stat is None:
+        return None if _proc_stat(os.getpid()) is None else False  # no /proc, or gone since
+    state, begun = stat
+    if state in ("Z", "X", "x"):
+        return False
+    if isinstance(started, bool) or not isinstance(started, int):
+        return None  # alive, but the pid may have been reused since it was recorded
+    return begun == started
+
+
 def read_status(paths: RunPaths) -> dict:
     """The status, with a dead writer's 'running' reported as 'interrupted'.
 
@@ -332,14 +384,24 @@ def read_status(paths: RunPaths) -> dict:
     shows that last status. Judged on the first read alone, such a run was reported
     dead — `jobs.wait` returned "interrupted" for a run that had finished, a page
     flashed "interrupted" for a poll.
+
+    A queued run has no writer yet: its worker is starting (imports take seconds) and
+    will take the lock. When the status names that worker (`jobs.launch` records its
+    pid and start time), whether it still runs settles it at once: a worker killed
+    while starting read "queued — starting worker", with a Stop button, for 30 s
+    before it read "interrupted". Where the worker cannot be checked, the queued status
+    stands for `QUEUED_GRACE_S` after it was written.
     """
     status = read_record(paths.status)
     if status.get("state") in LIVE_STATES and not is_locked(paths):
         status = read_record(paths.status)
     if status.get("state") in LIVE_STATES and not is_locked(paths):
         started = status.get("heartbeat", 0)
+        alive = worker_alive(status.get("pid"), status.get("pid_start")) \
+            if status.get("state") == "queued" else None
         # a just-launched worker may not hold the lock yet
-        if status.get("state") == "running" or time.time() - started > 30:
+        if status.get("state") == "running" or alive is False or (
+                alive is None and time.time() - started > QUEUED_GRACE_S):
             status = {**status, "state": "interrupted", "message": INTERRUPTED_MESSAGE}
     if status.get("state") not in STATES and not is_locked(paths):
         # a deleted or hand-damaged status.json: the run showed state "?" and "unknown";

@@ -542,9 +542,16 @@ def _paced_eta(rows: list[dict], groups: list[list], counts: list[int],
     first: 42 s left where 118 s were (reviewer, 286 cells of MLP then CNN). And a pace
     taken from a first, ratio-0 cell (17 ms against a group mean of 1.25 s, fine-tuning
     included) said "1 s" left of a sweep that then ran two minutes.
+
+    A finished pruned cell is weighed against its own type's estimate (`type_cell_s`),
+    not the group's mean: the neuron-pruned cells a group runs first fine-tune faster
+    than its masked ones, so against the mean they read as a fast pace, which the
+    masked cells then took back (Remaining 23 s → 28 s → 25 s, held for 10 s, at an
+    honest start of 34 s).
     """
     index = {tuple(g): i for i, g in enumerate(groups)}
     done_end, done_pruned = Counter(), Counter()
+    done_price: Counter = Counter()  # group → estimated seconds of its finished pruned cells
     real = expected = 0.0
     for r in rows:
         i = index.get(_group_of(r))
@@ -554,9 +561,11 @@ def _paced_eta(rows: list[dict], groups: list[list], counts: list[int],
             done_end[i] += 1
             continue
         done_pruned[i] += 1
+        price = _pruned_price(estimated[i], r)
+        done_price[i] += price
         if r.get("cell_seconds") is not None:
             real += float(r["cell_seconds"])
-            expected += estimated[i]["pruned_cell_s"]
+            expected += price
     trained = {}  # group → the dense training time its cells record (once per group)
     for r in rows:
         i = index.get(_group_of(r))
@@ -578,7 +587,11 @@ def _paced_eta(rows: list[dict], groups: list[list], counts: list[int],
             n_end, n_pruned = _split(n, share)
             left_end, left_pruned = max(0, n_end - done_end[i]), max(0, n_pruned - done_pruned[i])
             left = left_end + left_pruned
-            cells = left_end * e["end_cell_s"] + left_pruned * e["pruned_cell_s"]
+            # the group's pruned cells as estimated, less those done at their own type's
+            # price: the cells left are of the types still to run
+            pruned = max(0.0, n_pruned * e["pruned_cell_s"] - done_price[i]) \
+                if left_pruned else 0.0
+            cells = left_end * e["end_cell_s"] + pruned
         baseline = e["baseline_s"] if not done_end[i] and not done_pruned[i] else 0.0
         remaining += cells + baseline
         if step is None and left:
@@ -586,11 +599,18 @@ def _paced_eta(rows: list[dict], groups: list[list], counts: list[int],
     return remaining * pace, (step or 0.0) * pace
 
 
+def _pruned_price(estimate: dict, row: dict) -> float:
+    """A finished pruned cell's estimated seconds: its type's mean in the group, or the
+    group's mean when the estimate has none for its type."""
+    return float(estimate.get("type_cell_s", {}).get(row.get("type"),
+                                                      estimate["pruned_cell_s"]))
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
 
 
-def _group_estimates(status: dict) -> list[dict[str, float]] | None:
+def _group_estimates(status: dict) -> list[dict] | None:
     """status.json's pre-start estimate per group, or None when it has none that fits its
     groups. Sweeps of older versions kept `[baseline s, mean cell s]` per group: read as
     every cell at the mean and the baseline no measure of pace (not known as trained)."""
@@ -606,6 +626,10 @@ def _group_estimates(status: dict) -> list[dict[str, float]] | None:
                         "end_cell_s": e[1], "pruned_cell_s": e[1]})
         elif isinstance(e, dict) and all(_number(e.get(k)) for k in GROUP_TIME_KEYS):
             out.append({k: float(e[k]) for k in GROUP_TIME_KEYS})
+            by_type = e.get("type_cell_s")  # optional: older sweeps have none
+            if isinstance(by_type, dict) and all(
+                    isinstance(t, str) and _number(v) for t, v in by_type.items()):
+                out[-1]["type_cell_s"] = {t: float(v) for t, v in by_type.items()}
         else:
             return None
     return out

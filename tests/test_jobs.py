@@ -866,3 +866,67 @@ def test_a_finished_worker_is_reaped_not_left_defunct(tmp_path, cache):
     time.sleep(0.5)  # the reaper's wait() returns as soon as the child ends
     assert not _is_zombie(pid)
     assert not Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_worker_killed_while_starting_reads_as_interrupted_at_once(tmp_path, cache, kind):
+    """QA: a Compare worker killed while its run was still "queued" showed "queued —
+    starting worker" and a Stop button for ~30 s before "interrupted" and Resume. The
+    queued status names the worker `launch` started; once that process is gone, the run
+    reads as interrupted at the next look."""
+    paths, command, _ = KINDS[kind](tmp_path)
+    pid = jobs.launch(paths, command)
+    os.kill(pid, signal.SIGKILL)  # seconds before it would take the run (its imports)
+    deadline = time.time() + 10  # well inside the 30 s the queued status stood for
+    while read_status(paths)["state"] == "queued":
+        assert time.time() < deadline, "a dead worker's run still reads as queued"
+        time.sleep(0.05)
+    status = read_status(paths)
+    assert status["state"] == "interrupted" and status["message"] == INTERRUPTED_MESSAGE
+
+
+PAST_GRACE_S = 35.0  # past the 30 s a queued status stands for without a worker to check
+
+
+def _queued_for(paths: RunPaths, pid: int, pid_start, written_ago: float = 0.0) -> None:
+    """A queued status as `jobs.launch` writes it, `written_ago` seconds ago."""
+    status = json.loads(paths.status.read_text())
+    status.update(state="queued", message="starting worker", pid=pid, pid_start=pid_start,
+                  heartbeat=time.time() - written_ago)
+    paths.status.write_text(json.dumps(status))
+
+
+def test_a_queued_status_is_settled_by_whether_its_worker_runs(tmp_path):
+    """Dead (gone, or a zombie its parent has not reaped) reads interrupted at once; alive
+    stays queued however long it takes to start; a pid now naming another process (its
+    start time differs) is no sign of life. Without a recorded worker, the grace (30 s)
+    stands."""
+    import subprocess
+    import sys
+
+    paths, _, _ = _iterative(tmp_path)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        # its start time, as `launch` records it (/proc/<pid>/stat, field 22)
+        started = int(Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        _queued_for(paths, child.pid, started, written_ago=PAST_GRACE_S)
+        assert read_status(paths)["state"] == "queued"  # alive: still starting
+        _queued_for(paths, child.pid, started + 1)  # the pid reused by a later process
+        assert read_status(paths)["state"] == "interrupted"
+        child.kill()
+        deadline = time.time() + 10
+        while not _is_zombie(child.pid):  # dead, not yet reaped
+            assert time.time() < deadline
+            time.sleep(0.02)
+        _queued_for(paths, child.pid, started)
+        assert read_status(paths)["state"] == "interrupted"
+    finally:
+        child.kill()
+        child.wait()
+    _queued_for(paths, child.pid, started)  # reaped: no such process
+    assert read_status(paths)["state"] == "interrupted"
+    # no worker recorded (a run just created, an older version's launch): the grace
+    _queued_for(paths, None, None)
+    assert read_status(paths)["state"] == "queued"
+    _queued_for(paths, None, None, written_ago=PAST_GRACE_S)
+    assert read_status(paths)["state"] == "interrupted"
