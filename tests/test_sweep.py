@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -953,7 +954,9 @@ def test_the_estimate_refuses_the_name_of_a_sweep_already_there(tmp_path, where)
                             "--ratios", "0", "--types", "neuron", "--criteria", "l1",
                             "--estimate", "--sweeps-root", str(tmp_path / "other")],
                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert other.returncode == 0 and "cells over 1 baselines" in other.stdout, other.stderr
+    assert other.returncode == 0 and re.search(r"^1 cell over 1 baseline \(1 to train, 0 "
+                                               r"cached\); estimated \d+ s$", other.stdout, re.M), \
+        other.stdout + other.stderr
     assert not (tmp_path / "other").exists()
 
 

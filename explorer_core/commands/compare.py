@@ -107,9 +107,13 @@ def _print_plan(cfg, root: Path | None) -> None:
     the_plan = startable_plan(cfg, root)
     est = estimate(cfg, the_plan)
     raise_pending_interrupt()  # a Ctrl-C in the imports the estimate made: no estimate
-    print(f"{len(the_plan.cells)} cells over {len(the_plan.groups)} baselines "
+    cells, groups = len(the_plan.cells), len(the_plan.groups)
+    # seconds under a minute and a half: "0.1 min" said less than "7 s"
+    took = f"{est.seconds:.0f} s" if est.seconds < 90 else f"{est.seconds / 60:.1f} min"
+    print(f"{cells} cell{'' if cells == 1 else 's'} over {groups} "
+          f"baseline{'' if groups == 1 else 's'} "
           f"({est.baselines_to_train} to train, {est.baselines_cached} cached); "
-          f"estimated {est.seconds / 60:.1f} min")
+          f"estimated {took}")
     for model, kind, why in the_plan.skipped:
         print(f"skipped: {kind} pruning of {model}: {why}")
 
