@@ -225,17 +225,10 @@ def _cell_title(stem: str, meta: Mapping[str, Any]) -> str:
     """The cell by name from the sidecar's `cell` record when it is this file's cell, else
     its id: a cell handed over from Compare by name arrived as
     'mlp-digits-b64-s0-neuron-interval_adjoint-r50' in the picker and headings."""
-    from .sweep import Cell
+    from .sweep_results import cell_of
 
-    record = meta.get("cell")
-    if isinstance(record, Mapping):
-        try:
-            cell = Cell(**record)
-            if cell.id == stem:
-                return cell.describe()
-        except (TypeError, ValueError):  # a field missing, extra or of another type
-            pass
-    return stem
+    cell = cell_of(meta.get("cell"))
+    return cell.describe() if cell is not None and cell.id == stem else stem
 
 
 def list_sweep_checkpoints(root: Path | None = None) -> list[CheckpointEntry]:

@@ -258,7 +258,8 @@ def _names(values: Any, what: str, known: Iterable[str] | None) -> list[str]:
 # ------------------------------------------------------------------ the grid
 
 # `Cell.id`'s form: model-dataset-b<batch>-s<seed>-type-criterion-r<ratio>
-CELL_ID_FORM = re.compile(r"[\w.]+-[\w.]+-b\d+-s\d+-[\w.]+-[\w.]+-r[\w.+-]+")
+CELL_ID_FORM = re.compile(r"[\w.]+-[\w.]+-b\d+-s\d+-[\w.]+-[\w.]+-"
+                          r"r\d+(?:\.\d+)?(?:e[+-]\d+)?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -705,9 +706,11 @@ class _Runner:
         for cell in cells:
             if self.stop():
                 raise Cancelled()
+            # no times: none of this ran, and a "0 s" cell made the remaining-time
+            # estimate's pace (`sweep_results._paced_eta`) far too fast
             self._record(cell, None, None, None, {
-                "status": "failed", "note": reason, "prune_seconds": 0.0,
-                "finetune_seconds": 0.0, "cell_seconds": 0.0})
+                "status": "failed", "note": reason, "prune_seconds": None,
+                "finetune_seconds": None, "cell_seconds": None})
 
     def _run_block(self, cells: list[Cell], dense: _Dense) -> None:
         """The cells of one pruning type and criterion, in rising ratio.

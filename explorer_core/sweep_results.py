@@ -103,13 +103,27 @@ def is_cell_record(row: Any, cell_id: str) -> bool:
     if type(row) is not dict or row.get("cell_id") != cell_id or \
             row.get("status") not in STATUSES:
         return False
-    for name, kinds in _CELL_TYPES.items():
-        if type(row.get(name)) not in kinds:
-            return False
     for name in NUMBER_COLUMNS:
         if type(row.get(name)) not in _NUMBER_OR_EMPTY:
             return False
-    return Cell(**{name: row[name] for name in _CELL_TYPES}).id == cell_id
+    cell = cell_of(row)
+    return cell is not None and cell.id == cell_id
+
+
+def cell_of(record: Any) -> Cell | None:
+    """The `Cell` whose grid fields `record` holds, typed as a Cell's, else None (also
+    for a ratio past float's range: a 400-digit JSON number raised OverflowError)."""
+    if not isinstance(record, dict):
+        return None
+    for name, kinds in _CELL_TYPES.items():
+        if type(record.get(name)) not in kinds:
+            return None
+    try:
+        cell = Cell(**{name: record[name] for name in _CELL_TYPES})
+        cell.id  # noqa: B018 — formats the ratio: the overflow shows here
+    except ArithmeticError:
+        return None
+    return cell
 
 
 def finished_ids(paths: SweepPaths) -> set[str]:

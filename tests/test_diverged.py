@@ -75,6 +75,8 @@ def test_a_diverged_baseline_fails_every_cell_of_its_group_and_saves_nothing(tmp
         for note in df["note"]:  # one clear reason per cell, dead cells (100 %) included
             assert note.startswith(BASELINE_NOTE) and note.endswith(ADVICE), note
         assert df["test_acc"].isna().all()
+        # nothing ran, so no times: "0 s" cells made the remaining time's pace far too fast
+        assert df["cell_seconds"].isna().all() and df["finetune_seconds"].isna().all()
         for cell in paths.cells_dir.glob("*.json"):
             assert "checkpoint" not in json.loads(cell.read_text())
         assert files_under(paths.root / "checkpoints") == []

@@ -785,6 +785,24 @@ def test_sweep_checkpoints_are_grouped_by_sweep_and_masked_cells_say_non_zero(tm
     assert "50.0 % kept" in labels["mlp-digits-b64-s0-neuron-l1-r50"]
 
 
+def test_a_sidecars_cell_record_of_any_shape_leaves_the_id_as_the_name(tmp_path, saved):
+    """A cell record whose ratio is a 400-digit number raised OverflowError out of the
+    Sweeps list; a record of the wrong shape names the checkpoint by its id."""
+    cell = "mlp-digits-b64-s0-neuron-l1-r50"
+    good = {"model": "mlp", "dataset": "digits", "batch_size": 64, "seed": 0,
+            "type": "neuron", "criterion": "l1", "ratio": 0.5}
+    for i, record in enumerate([{**good, "ratio": 10 ** 400}, {**good, "seed": "0"},
+                                {"type": "neuron"}, "mlp", {**good, "ratio": 0.25}]):
+        root = tmp_path / f"sweeps{i}"
+        _sweep_with(root, "grid", saved, {cell: {"cell": record}})
+        [entry] = list_sweep_checkpoints(root)
+        assert entry.title == cell, record  # the ratio 0.25 is another cell's
+    root = tmp_path / "sweeps-good"
+    _sweep_with(root, "grid", saved, {cell: {"cell": good}})
+    assert list_sweep_checkpoints(root)[0].title == \
+        "MLP · Digits · batch 64 · seed 0 · Neuron · L1 norm of weights · 50 %"
+
+
 def test_cached_baselines_are_labelled_by_what_they_were_trained_with(tmp_path):
     """Two baselines read "mlp-digits-…: 256-64 · test 93.59 %" (seed 0 and seed 1), and a
     CNN showed only "128" (its conv channels missing)."""

@@ -524,7 +524,9 @@ def test_damaged_cell_records_are_named_beside_the_resume_button(sweeps_root):
     cells[1].write_bytes(b"\xff\xfe not json")  # unreadable
     # files of the user's, named as no cell is: none of the sweep's business
     (paths.cells_dir / "notes.json").write_text('{"todo": "rerun with 3 seeds"}')
-    (paths.cells_dir / f"{cells[2].stem} (1).json").write_text(cells[2].read_text())
+    for copy in (f"{cells[2].stem} (1)", f"{cells[2].stem}.bak", f"{cells[2].stem}-copy",
+                 f"{cells[2].stem}_old"):
+        (paths.cells_dir / f"{copy}.json").write_text(cells[2].read_text())
     rows, unreadable = scan_cells(paths)
     assert len(rows) == 2 and unreadable == [cells[0].name, cells[1].name]
 
