@@ -176,6 +176,12 @@ def _check_normalisation(mean: Sequence[float], std: Sequence[float]) -> None:
                    "a negative std would flip the input")
             raise ExplorerError(f"the recorded normalisation std {list(std)} is {s:g} for "
                                 f"channel {channel}: every std must be above 0 ({why})")
+        if not math.isfinite(float(torch.tensor(s, dtype=torch.float32))):
+            # 1e39 or Infinity: every pixel normalises to 0, a constant input whose
+            # prediction means nothing
+            raise ExplorerError(f"the recorded normalisation std {list(std)} is {s:g} for "
+                                f"channel {channel}, past the 32-bit float the input is "
+                                "computed in: every pixel would become 0")
         if float(torch.tensor(s, dtype=torch.float32)) == 0:
             raise ExplorerError(f"the recorded normalisation std {list(std)} is 0 for "
                                 f"channel {channel} as the 32-bit float the input is "

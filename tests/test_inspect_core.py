@@ -108,7 +108,10 @@ def test_a_zero_or_negative_std_is_named_as_the_problem(channels, std, words):
                       "computed in: every std must be above 0"),
     ([0.3], [1e-40], "(mean [0.3], std [1e-40]) makes a pixel of 0 ±inf for channel 0"),
     ([1e39], [0.5], "(mean [1e+39], std [0.5]) makes a pixel of 0 ±inf for channel 0"),
-    ([0.2, 0.3, 5e38], [0.5, 0.5, 1.0], "makes a pixel of 0 ±inf for channel 2")])
+    ([0.2, 0.3, 5e38], [0.5, 0.5, 1.0], "makes a pixel of 0 ±inf for channel 2"),
+    # past float32 the other way: every pixel would be 0, a constant input
+    ([0.3], [1e39], "std [1e+39] is 1e+39 for channel 0, past the 32-bit float"),
+    ([0.3], [float("inf")], "std must be a number or a list of numbers, got [Infinity]")])
 def test_a_normalisation_that_is_not_finite_in_float32_is_refused(mean, std, words):
     """QA: a std of 1e-320 passed "above 0" but is 0 as a float32: every normalised pixel
     was inf, the model answered "8 (nan%)" and predictions.json held a bare NaN."""
