@@ -39,7 +39,8 @@ import torch
 from torch import nn
 
 from . import __version__, vae
-from .checkpoint import checkpoint_intact, save_checkpoint
+from .cache import lower_the_rate
+from .checkpoint import checkpoint_intact, refuse_diverged, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions
 from .data import Dataset, availability, check_val_fraction, get_info, load_dataset
 from .errors import Cancelled, ExplorerError, raise_if_interrupted
@@ -689,8 +690,16 @@ def _widths_fields(widths: dict[str, int]) -> dict[str, list]:
     return {"layers": list(widths), "widths": list(widths.values())}
 
 
+def _refuse_diverged(b: _Branch, cfg: TrainTimeConfig, variant: str, seed: int) -> None:
+    """Fail the run with the reason when a variant's weights are no longer finite."""
+    refuse_diverged(b.model, f"the {cfg.labels()[variant]} training (seed {seed})",
+                    lower_the_rate(cfg.train_config(seed)))
+
+
 def _prune(task, b: _Branch, cfg: TrainTimeConfig, variant: str, seed: int, after_epoch: int,
            emit: Callable[[dict], None]) -> None:
+    # before scoring: a diverged model's NaN scores were blamed on the criterion
+    _refuse_diverged(b, cfg, variant, seed)
     before = task.widths(b.model)
     criterion = cfg.criterion if variant == "importance" else "random"
     pruned = task.prune(b.model, b.spec, criterion, _prune_seed(seed, after_epoch, variant))
@@ -717,6 +726,9 @@ HISTORY_METRICS = {
 
 def _save_unit(paths: TrainTimePaths, cfg: TrainTimeConfig, task, variant: str, seed: int,
                b: _Branch, history: list[dict]) -> None:
+    # a diverged variant is neither saved nor counted: its NaN final model was listed on
+    # the Inspect page, which then refused it, and the run said "finished"
+    _refuse_diverged(b, cfg, variant, seed)
     metric_cols = HISTORY_METRICS[cfg.task]
     write_table(paths.history(variant, seed),
                 ["Epoch", *history[0]["layers"], "Params", *[c for c, _ in metric_cols]],

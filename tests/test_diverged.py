@@ -204,3 +204,22 @@ def test_cli_prune_on_a_diverging_rate_fails_at_the_dense_model_in_one_line(tmp_
     assert not (run / "0").exists() and files_under(tmp_path / "cache") == []
     with pytest.raises(CheckpointError):  # nothing there for a resume to go on from
         load_checkpoint(run / "0" / "prune_w_retrain" / "best_model.safetensors")
+
+
+@pytest.mark.parametrize("epochs", [("2", "1"), ("6", "2")])
+def test_cli_train_time_on_a_diverging_rate_fails_in_one_line_and_saves_nothing(tmp_path,
+                                                                                epochs):
+    """Review: it said "finished: 1 runs complete" with a NaN final model (which Inspect
+    listed, then refused), or blamed the criterion for the NaN scores of the model."""
+    total, initial = epochs
+    result = run_cli(["train-time", "--dataset", "digits", "--hidden", "256", "64",
+                      "--optimizer", "sgd", "--lr", "10", "--batch-size", "8", "--epochs",
+                      total, "--initial-epochs", initial, "--quiet", "--name", "tnan"],
+                     tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    err = result.stderr.strip().splitlines()
+    assert err[-1].startswith("error: the contribution-pruned training (seed 0) diverged: ") \
+        and err[-1].endswith(ADVICE), result.stderr
+    assert "Traceback" not in result.stderr
+    [run] = (tmp_path / "runs").rglob("tnan")
+    assert list(run.rglob("*.safetensors")) == []
