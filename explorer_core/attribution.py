@@ -161,12 +161,22 @@ def _device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Class probabilities (N, classes) for inputs (N, C, H, W), on the CPU."""
+def predict(model: nn.Module, x: torch.Tensor, what: str = "the model",
+            on: str = "this picture") -> torch.Tensor:
+    """Class probabilities (N, classes) for inputs (N, C, H, W), on the CPU.
+
+    Refused (an ExplorerError naming `what` and `on`) when they are not finite: finite
+    weights of 1e30 overflow on a real picture, and the CLI and the page printed
+    "predicted 8 (nan%)" (the CLI a bare NaN into predictions.json)."""
     model.eval()
     with torch.inference_mode():
         logits = model(x.to(_device(model)))
-    return torch.softmax(logits.float(), dim=1).cpu()
+    probs = torch.softmax(logits.float(), dim=1).cpu()
+    if not bool(torch.isfinite(probs).all()):
+        raise ExplorerError(f"{what} gives no finite output for {on} (its class "
+                            "probabilities are NaN): its weights overflow 32-bit floats on "
+                            "this input")
+    return probs
 
 
 def top_k(probs: torch.Tensor, k: int, class_names: Sequence[str]) -> list[dict]:

@@ -561,7 +561,8 @@ def predictions_view(models: list[Loaded], per_model, k: int) -> int | None:
                 tag = "" if len(models) == 1 else f" ({'AB'[j]})"
                 if conv[i] is None:
                     continue
-                best = top_k(predict(m.ck.model, conv[i].tensor)[0], 1, m.fmt.class_names)[0]
+                best = top_k(predict(m.ck.model, conv[i].tensor, m.label, conv[i].name)[0],
+                             1, m.fmt.class_names)[0]
                 row[f"predicted{tag}"] = best["class"]
                 row[f"probability{tag}"] = best["probability"]
             if per_model[0][i].label is not None:
@@ -594,7 +595,8 @@ def predictions_view(models: list[Loaded], per_model, k: int) -> int | None:
         if conv[index] is None:
             col.warning(f"{m.label}: this picture could not be converted for it.")
             continue
-        rows = top_k(predict(m.ck.model, conv[index].tensor)[0], k, m.fmt.class_names)
+        rows = top_k(predict(m.ck.model, conv[index].tensor, m.label, conv[index].name)[0],
+                     k, m.fmt.class_names)
         col.markdown(f"{m.label}: predicted **{rows[0]['class']}** "
                      f"({rows[0]['probability']:.1%})")
         col.altair_chart(charts.topk_chart(rows, title=f"Top {len(rows)} classes"),
@@ -684,7 +686,7 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
         return
     info = names[layer]
     x = conv.tensor
-    probs = predict(model, x)[0]
+    probs = predict(model, x, m.label, conv.name)[0]
     target = int(probs.argmax()) if target_choice == "predicted" else int(target_choice)
     if target >= probs.numel():
         st.warning(f"{m.label} has only {probs.numel()} classes.")
@@ -810,7 +812,11 @@ def main() -> None:
     k = bounded_number(st, "Top-k classes", 1, MAX_TOP_K, key=_default("insp_k", 5))
     if k is None:  # out of range: said under the field
         return
-    index = predictions_view(models, per_model, int(k))
+    try:
+        index = predictions_view(models, per_model, int(k))
+    except ExplorerError as exc:  # a model whose output is not finite on a picture
+        st.error(str(exc))
+        return
     if index is None:
         return
     sensitivity_section(models, per_model, index)

@@ -137,6 +137,28 @@ def test_uploaded_drawing_is_classified_and_invert_changes_the_input(app_test, d
     assert "insp_images_memory" not in at.session_state
 
 
+def test_a_model_whose_output_overflows_on_a_picture_says_so_instead_of_nan(app_test,
+                                                                          tmp_path):
+    """Finite weights of 1e30 overflow on a real picture: the page printed "predicted 8
+    (nan%)" over a chart of NaN probabilities (the CLI was fixed alone)."""
+    from explorer_core.checkpoint import save_checkpoint
+    from explorer_core.models import build_model, default_spec
+
+    spec = default_spec("mlp", 1, 8, 10, [32, 16])
+    model = build_model(spec)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1e30)
+    huge = save_checkpoint(model, spec, tmp_path / "huge", {"dataset": "digits"})
+    at = open_page(app_test, huge)
+    drawing = Image.new("L", (8, 8), 0)
+    drawing.paste(255, (2, 2, 6, 6))
+    at.file_uploader(key="insp_images").set_value(("img.png", png(drawing), "image/png")).run()
+    assert not at.exception
+    assert [e for e in errors(at) if "gives no finite output for img.png" in e], errors(at)
+    assert not any("nan%" in m.value or "predicted" in m.value for m in at.markdown)
+
+
 def test_two_pictures_of_one_name_are_told_apart(app_test, digits_run):
     """Two uploads named three.png were two rows and two choices reading "three.png"."""
     at = open_page(app_test, digits_run.best_model(0))

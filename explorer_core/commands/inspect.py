@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..attribution import (BASELINES, MAX_GRID_UNITS, MAX_STEPS, MAX_TOP_K, METHODS, MIN_STEPS,
                            AttributionCache, AttributionSettings, check_range, colour_meaning,
@@ -71,11 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise ExplorerError(f"cannot read {args.image}: {exc.strerror or exc}") from None
     conv = load_upload(data, args.image.name, fmt,
                        ConvertOptions(args.invert, args.fit, args.autocontrast))
-    probs = predict(ck.model, conv.tensor)[0]
-    if not bool(torch.isfinite(probs).all()):  # "predicted 8 (nan%)", a bare NaN in the JSON
-        raise ExplorerError(f"{args.checkpoint.name} gives no finite output for "
-                            f"{args.image.name} (its class probabilities are NaN): its "
-                            "weights overflow 32-bit floats on this input")
+    probs = predict(ck.model, conv.tensor, args.checkpoint.name, args.image.name)[0]
     rows = top_k(probs, args.top_k, fmt.class_names)
     layers = hidden_layers(ck.model)
     if not layers:
