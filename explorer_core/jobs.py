@@ -34,7 +34,7 @@ def launch(paths: RunPaths, command: str = "prune", extra: list[str] | None = No
     if is_locked(paths):
         raise ExplorerError(f"{paths.root.name} is already running; stop it before starting it again")
     paths.stop_request.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "explorer_core", command, "--resume", str(paths.root.resolve()),
+    argv = [sys.executable, "-m", "explorer_core", command, "--resume", str(paths.root),
             *(extra or [])]
     # Unbuffered, with the fault handler on: the log is a file, so Python buffered 8 KB of
     # it, and a worker that died (SIGKILL, a segfault in native code) lost its last lines

@@ -20,6 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISDIR
 from typing import Any
 
 from .errors import ExplorerError, raise_pending_interrupt
@@ -39,19 +40,18 @@ def default_runs_root() -> Path:
 
 @dataclass(frozen=True)
 class RunPaths:
-    """Where a run's files are. `root` is made absolute (and resolved) here, the one
+    """Where a run's files are. `root` is made absolute here, the one
     place these path objects are made: the paths written into result files (a cell's
     `checkpoint` in results.csv, a unit's in summary.json) and the folder pages compare
     by string must not depend on how the folder was named. A `--resume` with a relative
     path wrote relative checkpoint paths beside the absolute ones of the cells a fresh
-    run (under an absolute root) had finished. Resolved, like the folder `jobs.launch`
-    hands its workers, so a page and its worker name one run alike.
+    run (under an absolute root) had finished. (`absolute_folder`: no symlink followed.)
     """
 
     root: Path
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", _absolute(self.root))
+        object.__setattr__(self, "root", absolute_folder(self.root))
 
     @property
     def config(self) -> Path:
@@ -136,14 +136,14 @@ def _has_metrics(sidecar: Path, keys: tuple[str, ...]) -> bool:
     return isinstance(metrics, dict) and all(k in metrics for k in keys)
 
 
-def _absolute(folder: Path | str) -> Path:
-    """`folder` as an absolute path, symlinks and `..` resolved where they can be (a
-    symlink loop leaves it merely absolute)."""
-    folder = Path(folder)
-    try:
-        return folder.resolve()
-    except (OSError, RuntimeError):
-        return folder.absolute()
+def absolute_folder(folder: Path | str) -> Path:
+    """`folder` as an absolute path with `.` and `..` taken out by its text alone.
+
+    No syscall and no symlink followed: resolving cost every run list a stat per path
+    part (541 sweeps: 9.5 → 29 ms a page poll), and named a run in a linked date folder
+    (`2026-02-01 → jan`) by the link's target. `jobs.launch` hands its worker this same
+    form, so a page and its worker name one run alike."""
+    return Path(os.path.abspath(folder))
 
 
 def validate_run_name(name: str) -> str:
@@ -154,12 +154,20 @@ def validate_run_name(name: str) -> str:
 
 
 def _file_in_the_way(folder: Path) -> Path | None:
-    """The nearest of `folder` and its parents that exists and is not a folder, if any."""
+    """The nearest of `folder` and its parents that exists and is not a folder, if any.
+
+    One stat a path: asked "a folder?" and then "there?", a folder another process made
+    in between (two runs started at once) was taken for a file in the way."""
     for p in (folder, *folder.parents):
-        if p.is_dir():
-            return None
-        if p.exists() or p.is_symlink():  # a file, or a dangling link
+        try:
+            mode = p.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):  # not there (or under a file)
+            if p.is_symlink():  # a dangling link
+                return p
+            continue
+        except OSError:  # a symlink loop
             return p
+        return None if S_ISDIR(mode) else p
     return None
 
 

@@ -235,3 +235,17 @@ def test_a_run_folder_is_the_same_string_however_it_is_reached(tmp_path, monkeyp
     for typed in (tmp_path / "sweeps" / day / "s1", Path("sweeps") / day / "s1",
                   Path("sweeps") / ".." / "sweeps" / day / "s1"):
         assert str(SweepPaths(typed).root) == str(made.root), typed
+
+
+def test_a_run_in_a_linked_date_folder_keeps_the_links_name(tmp_path):
+    """Run folders were resolved: a date folder linked to another place
+    (`2026-02-01 → archive/jan`) listed its runs as "(jan)"."""
+    from explorer_core.rundir import list_sweeps
+
+    target = tmp_path / "archive" / "jan" / "s2"
+    target.mkdir(parents=True)
+    (target / "config.json").write_text("{}")
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "2026-02-01").symlink_to(tmp_path / "archive" / "jan")
+    [found] = list_sweeps(tmp_path / "sweeps")
+    assert found.root == tmp_path / "sweeps" / "2026-02-01" / "s2"
