@@ -817,8 +817,9 @@ class _Runner:
                 raise
             except Exception as exc:  # a criterion / model combination torch rejects
                 raise_if_interrupted(exc)
-                if not isinstance(exc, ExplorerError):
-                    log_traceback(self.paths)
+                if not isinstance(exc, ExplorerError):  # its trace to the log, named in
+                    exc = ExplorerError(f"{exc.__class__.__name__}: {exc}"  # the cell's note
+                                        f"{log_traceback(self.paths)}")
                 yield cells[done], _Prepared(None, None, 0.0, error=exc)
                 cells = cells[done + 1:]
 
@@ -958,8 +959,8 @@ class _Runner:
                 row.update(status="failed", note=str(exc))
             except Exception as exc:  # a criterion / model combination torch rejects
                 raise_if_interrupted(exc)
-                log_traceback(self.paths)
-                row.update(status="failed", note=f"{exc.__class__.__name__}: {exc}")
+                row.update(status="failed", note=f"{exc.__class__.__name__}: {exc}"
+                                                  f"{log_traceback(self.paths)}")
         row["peak_mb"] = memory.peak_mb
         row["cell_seconds"] = time.perf_counter() - start + row["prune_seconds"] + (
             prepared.timing_seconds if prepared is not None else 0.0)

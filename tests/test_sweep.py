@@ -1354,3 +1354,28 @@ def test_cells_an_edited_grid_drops_are_set_aside_not_counted(roots):
     assert sorted(p.stem for p in paths.outside_grid_dir.glob("*.json")) == [
         "mlp-digits-b32-s0-neuron-l1-r0", "mlp-digits-b32-s1-neuron-l1-r0",
         "mlp-digits-b32-s1-neuron-l1-r50"]
+
+
+def test_a_cell_failing_in_a_way_nobody_foresaw_names_the_log_with_its_trace(roots,
+                                                                            monkeypatch):
+    """The trace of a cell's unforeseen error went to the log, but its note did not say
+    where; the sweep goes on with the other cells."""
+    from explorer_core import sweep
+
+    real = sweep.pruned_widths
+
+    def broken(model, kind):
+        if kind == "weight":
+            raise RuntimeError("torch said no")
+        return real(model, kind)
+
+    monkeypatch.setattr(sweep, "pruned_widths", broken)
+    cfg = grid("unforeseen", models=["mlp"], batch_sizes=[32], types=["neuron", "weight"],
+               criteria=["l1", "magnitude"], ratios=[0.5])
+    paths = create_sweep(cfg)
+    assert execute(paths)["state"] == "finished"
+    df = results_frame(paths).set_index("type")
+    assert df.loc["neuron", "status"] == "ok"
+    assert df.loc["weight", "note"] == f"RuntimeError: torch said no (traceback in {paths.log})"
+    log = paths.log.read_text()
+    assert "Traceback (most recent call last)" in log and "torch said no" in log
