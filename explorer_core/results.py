@@ -314,6 +314,7 @@ class RunProgress:
     eta: float | None
     epochs: list[dict]       # per-epoch events (all iterations)
     iterations: list[dict]   # per-iteration events
+    last_report: float | None = None  # `rundir.last_report`: where `elapsed` ends
 
     @property
     def fraction(self) -> float:
@@ -323,7 +324,7 @@ class RunProgress:
 def run_progress(paths: RunPaths, now: float | None = None) -> RunProgress:
     import time
 
-    from .rundir import elapsed_seconds, read_events, read_status
+    from .rundir import elapsed_seconds, last_report, read_events, read_status
 
     status = read_status(paths)
     events = read_events(paths)
@@ -347,7 +348,7 @@ def run_progress(paths: RunPaths, now: float | None = None) -> RunProgress:
                               total - len(epochs), (now or time.time()) - recent[-1]["time"])
     return RunProgress(state, status.get("message", ""), status.get("iteration"),
                        int(status.get("total_iterations") or 0), len(epochs), total, elapsed, eta,
-                       epochs, iterations)
+                       epochs, iterations, last_report(status))
 
 
 def paced_remaining(span: float, work_in_span: float, work_left: float,

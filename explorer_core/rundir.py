@@ -332,6 +332,17 @@ def elapsed_seconds(status: dict, now: float | None = None) -> float:
     return before + max(0.0, end - started)
 
 
+def last_report(status: dict) -> float | None:
+    """When a run's worker last reported (status.json's heartbeat), once it is no longer
+    live: where `elapsed_seconds` ends, which a page says of a killed worker's time;
+    None while it works, or when the status holds no time."""
+    beat = status.get("heartbeat")
+    if status.get("state") in LIVE_STATES or isinstance(beat, bool) \
+            or not isinstance(beat, (int, float)):
+        return None
+    return float(beat)
+
+
 # How long a queued run whose worker cannot be checked (no pid and start time recorded,
 # or no /proc) may go without its worker taking the lock before it reads as interrupted.
 QUEUED_GRACE_S = 30.0

@@ -24,8 +24,8 @@ import pandas as pd
 
 from .fileio import JSON_ERRORS, atomic_write_text
 from .estimate import is_end_ratio
-from .rundir import (LIVE_STATES, SweepPaths, elapsed_seconds, read_events, read_json,
-                     read_record, read_status)
+from .rundir import (LIVE_STATES, SweepPaths, elapsed_seconds, last_report, read_events,
+                     read_json, read_record, read_status)
 from .pruning_types import PRUNING_TYPES
 from .sweep import Cell
 
@@ -441,9 +441,7 @@ class SweepProgress:
     # seconds the step under way (a cell, or a baseline and its first cell) has run past
     # its estimate, once past `OVERDUE_GRACE_S`; `eta` then leaves that step out
     overdue: float = 0.0
-    # the worker's last report (status.json's heartbeat) once it is gone: where `elapsed`
-    # ends; None while it works
-    last_report: float | None = None
+    last_report: float | None = None  # `rundir.last_report`: where `elapsed` ends
 
     @property
     def fraction(self) -> float:
@@ -689,12 +687,9 @@ def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
                                       work_left=done < total)
     epochs = [e for e in read_events(paths) if e.get("type") == "epoch"]
     # what runs now: nothing once the worker is gone (a killed one left its last report)
-    live = state in LIVE_STATES
-    activity = status.get("activity", "") if live else ""
-    heartbeat = status.get("heartbeat")
-    last_report = float(heartbeat) if not live and _number(heartbeat) else None
+    activity = status.get("activity", "") if state in LIVE_STATES else ""
     return SweepProgress(state, status.get("message", ""), activity, done, total, elapsed, eta,
-                         epochs, unreadable, overdue, last_report)
+                         epochs, unreadable, overdue, last_report(status))
 
 
 def _last_progress(paths: SweepPaths, status: dict) -> float:

@@ -24,9 +24,9 @@ from explorer_core.schedule import MAX_ITERATIONS, parse_retain
 from explorer_core.training import kept_epoch
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, elapsed_metric, format_seconds,
-                           learning_rate_input,
-                           parse_int_list, require_app_navigation, run_name_input, run_picker,
-                           setup_expander, status_header, stop_button)
+                           learning_rate_input, parse_int_list, require_app_navigation,
+                           run_name_input, run_picker, setup_expander, status_header,
+                           stop_button)
 
 require_app_navigation()
 
@@ -213,7 +213,7 @@ def live_view(paths: RunPaths, was_live: bool) -> None:
     st.progress(prog.fraction, text=f"iteration {prog.iteration if prog.iteration is not None else '—'}"
                 f" of {max(prog.total_iterations - 1, 0)} · epoch {prog.epochs_done}/{prog.total_epochs}")
     m1, m2, m3, m4 = st.columns(4)
-    elapsed_metric(m1, prog.state, prog.elapsed, "run", read_status(paths).get("heartbeat"))
+    elapsed_metric(m1, prog.state, prog.elapsed, "run", prog.last_report)
     m2.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
     last = prog.iterations[-1] if prog.iterations else None
     m3.metric("Hidden neurons kept", f"{last['percent_retained']:.1f} %" if last else "—")

@@ -23,8 +23,7 @@ from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
 from explorer_core.vae import VAE_CRITERIA
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, elapsed_metric, format_int_list,
-                           format_seconds,
-                           learning_rate_input, parse_int_list, png_download_button,
+                           format_seconds, learning_rate_input, parse_int_list, png_download_button,
                            require_app_navigation, run_name_input, run_picker, setup_expander,
                            status_header, stop_button)
 
@@ -226,7 +225,7 @@ def live_view(paths: TrainTimePaths, was_live: bool) -> None:
                 f"runs saved")
     redo_note(prog)
     m1, m2, m3 = st.columns(3)
-    elapsed_metric(m1, prog.state, prog.elapsed, "comparison", read_status(paths).get("heartbeat"))
+    elapsed_metric(m1, prog.state, prog.elapsed, "comparison", prog.last_report)
     m2.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
     m3.metric("Prunes", f"{len(cfg.prune_points())} × {100 * cfg.prune_fraction:g} %")
     controls(paths, prog.state, prog.units_done >= prog.total_units > 0)
