@@ -23,7 +23,8 @@ from .data import Dataset
 from .errors import CheckpointError
 from .models import build_model
 from .metrics import PeakMemory
-from .training import EpochMetrics, TrainConfig, TrainResult, evaluate, resolve_device, train
+from .training import (EpochMetrics, TrainConfig, TrainResult, evaluate, lower_the_rate,
+                       resolve_device, train)
 
 
 def default_cache_root() -> Path:
@@ -108,11 +109,6 @@ def get_baseline(spec: Mapping[str, Any], data: Dataset, cfg: TrainConfig,
             "peak_mb": memory.peak_mb}
     (save_with or _now)(lambda: _save(model, spec, path, meta))
     return Baseline(model, metrics, history, False, key, path, result.seconds, memory.peak_mb)
-
-
-def lower_the_rate(cfg: TrainConfig) -> str:
-    """The advice after a diverged training: its rate and optimiser are what to change."""
-    return f"lower the learning rate (it was {cfg.lr:g} with {cfg.optimizer})"
 
 
 def _now(write: Callable[[], None]) -> None:

@@ -310,6 +310,7 @@ def estimate(cfg: SweepConfig, the_plan: Plan, cache_root=None) -> Estimate:
         n_val = int(round(n_all * cfg.val_fraction))
         n_train = n_all - n_val
         spec = cfg.spec(arch, dataset)
+        spec_key = json.dumps(spec, sort_keys=True)  # once a group, not once a cell
         timing = step_timing(spec, cfg.optimizer, batch)
         per_epoch = timing.train_epoch(n_train, batch) + timing.evaluate(n_val + n_test)
         key = baseline_key_for(spec, dataset, SPLIT_SEED, cfg.val_fraction,
@@ -355,8 +356,7 @@ def estimate(cfg: SweepConfig, the_plan: Plan, cache_root=None) -> Estimate:
             seconds += cfg.finetune_epochs * epoch if epoch is not None else 0.0
             seconds += timing.evaluate(n_test)  # its test pass
             # its latency, timed once per sweep and architecture (masks: per type)
-            what = (json.dumps(spec, sort_keys=True), cell.type,
-                    cell.ratio if kind.structural else None)
+            what = (spec_key, cell.type, cell.ratio if kind.structural else None)
             if what not in timed:
                 timed.add(what)
                 seconds += latency_s

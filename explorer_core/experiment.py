@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from . import __version__
-from .cache import get_baseline, lower_the_rate
+from .cache import get_baseline
 from .checkpoint import load_checkpoint, refuse_diverged, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions
 from .data import Dataset, availability, check_val_fraction, get_info, load_dataset
@@ -35,7 +35,7 @@ from .schedule import (RetentionTable, ScheduleConfig, read_retain, retention_ta
 from .settings import (check_epochs, check_fields, check_seed, edited_after_start, first_edited,
                        from_json, shown)
 from .surgery import prune_to_widths
-from .training import EpochMetrics, TrainConfig, evaluate, train
+from .training import EpochMetrics, TrainConfig, evaluate, lower_the_rate, train
 
 # `RunConfig.schedule["kind"]` of a run that follows a given table (`prune --retain`)
 TABLE_SCHEDULE = "table"

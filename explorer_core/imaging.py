@@ -170,24 +170,24 @@ def _check_normalisation(mean: Sequence[float], std: Sequence[float]) -> None:
     command wrote a bare NaN into predictions.json. So the std must stay above 0 after
     the conversion, and black and white pixels (0 and 1) must normalise to finite
     values."""
-    for channel, s in enumerate(std):
+    std32 = torch.tensor(std, dtype=torch.float32)
+    for channel, (s, s32) in enumerate(zip(std, std32.tolist())):
         if s <= 0:
             why = ("dividing by 0 would make the input inf" if s == 0 else
                    "a negative std would flip the input")
             raise ExplorerError(f"the recorded normalisation std {list(std)} is {s:g} for "
                                 f"channel {channel}: every std must be above 0 ({why})")
-        if not math.isfinite(float(torch.tensor(s, dtype=torch.float32))):
+        if not math.isfinite(s32):
             # 1e39 or Infinity: every pixel normalises to 0, a constant input whose
             # prediction means nothing
             raise ExplorerError(f"the recorded normalisation std {list(std)} is {s:g} for "
                                 f"channel {channel}, past the 32-bit float the input is "
                                 "computed in: every pixel would become 0")
-        if float(torch.tensor(s, dtype=torch.float32)) == 0:
+        if s32 == 0:
             raise ExplorerError(f"the recorded normalisation std {list(std)} is 0 for "
                                 f"channel {channel} as the 32-bit float the input is "
                                 "computed in: every std must be above 0 (dividing by 0 "
                                 "would make the input inf)")
-    std32 = torch.tensor(std, dtype=torch.float32)
     for pixel in (0.0, 1.0):
         x = (pixel - torch.tensor(mean, dtype=torch.float32)) / std32
         bad = (~torch.isfinite(x)).nonzero().flatten().tolist()

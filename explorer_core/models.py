@@ -270,7 +270,7 @@ def validate_spec(spec: Mapping[str, Any]) -> Spec:
     return dict(spec)
 
 
-def _linear_parameters(widths: Sequence[int]) -> int:
+def linear_parameters(widths: Sequence[int]) -> int:
     """Weights and biases of Linear layers chaining `widths` (in → … → out)."""
     return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
 
@@ -285,14 +285,14 @@ def parameter_count(spec: Mapping[str, Any]) -> int:
     arch = spec["arch"]
     if arch in FULLY_CONNECTED:
         hidden = (spec.get("hidden", [256, 64]) or []) if arch == "mlp" else []
-        return _linear_parameters([spec["in"], *hidden, spec["out"]])
+        return linear_parameters([spec["in"], *hidden, spec["out"]])
     if arch == "cnn":
         c, s, total = spec["in_ch"], spec.get("size", 28), 0
         for ch in spec.get("channels", [16, 32]):
             total += (c * 9 + 1) * ch  # 3×3 conv with bias
             s = s // 2 if s >= 2 else s
             c = ch
-        return total + _linear_parameters([c * s * s, *(spec.get("hidden", [128]) or []),
+        return total + linear_parameters([c * s * s, *(spec.get("hidden", [128]) or []),
                                            spec["out"]])
     base, per_channel, per_class = _torchvision_counts(arch, _small_input(spec))
     return base + per_channel * (spec["in_ch"] - 1) + per_class * (spec["out"] - 1)

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .cache import Baseline, get_baseline, lower_the_rate
+from .cache import Baseline, get_baseline
 from .checkpoint import checkpoint_intact, link_checkpoint, refuse_diverged, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions, compute_scores
 from .data import Dataset, availability, check_val_fraction, get_info, load_dataset
@@ -59,7 +59,7 @@ from .rundir import (COMPARE_SWEEP, SweepPaths, WrongKindError, append_event, ch
 from .schedule import MAX_WIDTH
 from .settings import MAX_SEED, check_epochs, check_fields, from_json, shown
 from .surgery import score_layers
-from .training import (OPTIMIZERS, TrainConfig, evaluate, resolve_device,
+from .training import (OPTIMIZERS, TrainConfig, evaluate, lower_the_rate, resolve_device,
                        start_up_probe, train)
 
 DEFAULT_RATIOS = [round(i / 10, 1) for i in range(11)]

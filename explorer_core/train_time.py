@@ -39,7 +39,6 @@ import torch
 from torch import nn
 
 from . import __version__, vae
-from .cache import lower_the_rate
 from .checkpoint import checkpoint_intact, refuse_diverged, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions
 from .data import Dataset, availability, check_val_fraction, get_info, load_dataset
@@ -63,7 +62,7 @@ from .surgery import PruneConfig, prune_structural, replay_removal
 # needs them across optimiser rebuilds, which `training.train` (one optimiser per call,
 # best-epoch restore) does not offer.
 from .training import (OPTIMIZERS, TrainConfig, _StepSchedule, _train_epoch,
-                       cpu_threads_for, evaluate, resolve_device)
+                       cpu_threads_for, evaluate, lower_the_rate, resolve_device)
 
 TASKS = ("classifier", "vae")
 VARIANTS = ("importance", "random", "none")

@@ -113,6 +113,11 @@ class TrainConfig:
         return asdict(self)
 
 
+def lower_the_rate(cfg: TrainConfig) -> str:
+    """The advice after a diverged training: its rate and optimiser are what to change."""
+    return f"lower the learning rate (it was {cfg.lr:g} with {cfg.optimizer})"
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """"auto" → CUDA when present, else CPU; an unusable name is an ExplorerError."""
     if name == "auto":

@@ -25,7 +25,7 @@ from torch import nn
 
 from .data import Dataset, DatasetInfo, Split
 from .errors import Cancelled, ExplorerError
-from .models import memory_guard
+from .models import linear_parameters, memory_guard
 from .ranking import select_by_ratio
 from .settings import check_parameters
 
@@ -48,8 +48,8 @@ def check_size(in_features: int, enc_hidden: list[int], latent: int,
         raise ExplorerError(f"VAE widths must be ≥ 1, got in {in_features}, encoder {enc}, "
                             f"latent {latent}, decoder {dec}")
     chain = [[in_features, *enc, latent], [latent, *dec, in_features]]
-    count = sum((a + 1) * b for widths in chain for a, b in zip(widths, widths[1:]))
-    count += (enc[-1] + 1) * latent  # logvar beside mu
+    count = sum(linear_parameters(widths) for widths in chain)
+    count += linear_parameters([enc[-1], latent])  # logvar beside mu
     what = f"the VAE {'-'.join(map(str, chain[0]))} (decoder {'-'.join(map(str, chain[1]))})"
     return what, check_parameters(count, what)
 

@@ -107,6 +107,22 @@ def nan_checkpoint(folder: Path, layer: str = "fc1") -> Path:
     return save_checkpoint(model, spec, folder / "nan", {"dataset": "digits"})
 
 
+def overflowing_checkpoint(folder: Path) -> Path:
+    """A Digits MLP checkpoint (8×8 inputs, 32-16 hidden) whose weights are all 1e30:
+    finite, so loaders take it, but its output overflows to NaN on a real picture."""
+    import torch
+
+    from explorer_core.checkpoint import save_checkpoint
+    from explorer_core.models import build_model, default_spec
+
+    spec = default_spec("mlp", 1, 8, 10, [32, 16])
+    model = build_model(spec)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1e30)
+    return save_checkpoint(model, spec, folder / "huge", {"dataset": "digits"})
+
+
 def stop_through_the_page(page: str, paths, **running) -> "AppTest":
     """Click Stop on `page` while a run counts as live, and check what a person sees.
 

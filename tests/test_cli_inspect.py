@@ -15,6 +15,8 @@ from explorer_core.checkpoint import save_checkpoint
 from explorer_core.cli import main
 from explorer_core.models import build_model, default_spec
 
+from conftest import overflowing_checkpoint
+
 
 def _checkpoint(tmp_path):
     torch.manual_seed(0)
@@ -117,12 +119,7 @@ def test_a_std_that_is_0_as_a_float32_exits_2_with_one_line(tmp_path):
 def test_weights_that_overflow_on_the_image_exit_2_instead_of_a_nan_prediction(tmp_path):
     """Finite weights of 1e30 pass the NaN check but overflow on a real picture: the
     probabilities were NaN, printed as "(nan%)" and written to predictions.json bare."""
-    spec = default_spec("mlp", 1, 8, 10, [32, 16])
-    model = build_model(spec)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.fill_(1e30)
-    ck = save_checkpoint(model, spec, tmp_path / "huge", {"dataset": "digits"})
+    ck = overflowing_checkpoint(tmp_path)
     img = tmp_path / "img.png"
     drawing = Image.new("L", (8, 8), 0)
     drawing.paste(255, (2, 2, 6, 6))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import widget
+from conftest import overflowing_checkpoint, widget
 
 PAGE = "pages/inspect.py"
 
@@ -141,16 +141,7 @@ def test_a_model_whose_output_overflows_on_a_picture_says_so_instead_of_nan(app_
                                                                           tmp_path):
     """Finite weights of 1e30 overflow on a real picture: the page printed "predicted 8
     (nan%)" over a chart of NaN probabilities (the CLI was fixed alone)."""
-    from explorer_core.checkpoint import save_checkpoint
-    from explorer_core.models import build_model, default_spec
-
-    spec = default_spec("mlp", 1, 8, 10, [32, 16])
-    model = build_model(spec)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.fill_(1e30)
-    huge = save_checkpoint(model, spec, tmp_path / "huge", {"dataset": "digits"})
-    at = open_page(app_test, huge)
+    at = open_page(app_test, overflowing_checkpoint(tmp_path))
     drawing = Image.new("L", (8, 8), 0)
     drawing.paste(255, (2, 2, 6, 6))
     at.file_uploader(key="insp_images").set_value(("img.png", png(drawing), "image/png")).run()
