@@ -131,6 +131,19 @@ def finished_ids(paths: SweepPaths) -> set[str]:
     return {r["cell_id"] for r in read_cells(paths)}
 
 
+def every_cell_failed(rows: list[dict]) -> str | None:
+    """One line when a sweep's finished cells are all failures, else None.
+
+    Some failed cells are a result (a criterion that cannot handle a model); a sweep
+    whose every cell failed answered nothing, and the command line exited 0 on it as
+    if it had. The first cell's note says why (a diverged baseline fails a whole group
+    with one reason)."""
+    if not rows or any(r.get("status") != "failed" for r in rows):
+        return None
+    return (f"every cell failed ({len(rows)} of {len(rows)}); the first: "
+            f"{rows[0].get('note') or 'no reason recorded'}")
+
+
 _COUNTS: dict[str, tuple[int, int]] = {}  # cells folder → (its mtime_ns, finished cells)
 
 

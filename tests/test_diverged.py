@@ -180,9 +180,12 @@ def test_cli_compare_on_a_diverging_rate_fails_its_cells_and_inspect_has_nothing
                       "l1", "magnitude", "--dense-epochs", "1", "--finetune-epochs", "1",
                       "--latency-repeats", "0", "--quiet", "--name", "nanlr", "--no-cache"],
                      tmp_path)
-    assert result.returncode == 0, result.stderr
+    # every cell failed: the sweep answered nothing, so the exit says so, in one line
+    assert result.returncode == 2, result.stderr
     assert result.stdout.startswith("finished: 4 cells, 4 failed ("), result.stdout
+    *_, err = result.stderr.strip().splitlines()  # after "sweep folder: …"
     assert "Traceback" not in result.stderr
+    assert err.startswith("error: every cell failed (4 of 4); the first: " + BASELINE_NOTE), err
     [sweep] = (tmp_path / "sweeps").glob("*/nanlr")
     for cell in (sweep / "cells").glob("*.json"):
         record = json.loads(cell.read_text())

@@ -301,3 +301,18 @@ def test_the_ratio_chart_says_what_the_0_percent_point_is_when_cells_were_fine_t
     assert note.startswith("0 % is the dense model as trained; every pruned point was then "
                            f"fine-tuned {says}")
     assert subtitle == note and all(len(line) <= 70 for line in title["subtitle"])
+
+
+def test_every_cell_failed_speaks_only_when_no_cell_answered():
+    """The command line exits non-zero on this line: a sweep with some failed cells is
+    still a result (a criterion that cannot handle a model), one with only failures
+    answered nothing."""
+    from explorer_core.sweep_results import every_cell_failed
+
+    failed = [{"cell_id": f"c{i}", "status": "failed", "note": f"reason {i}"} for i in range(3)]
+    assert every_cell_failed(failed) == "every cell failed (3 of 3); the first: reason 0"
+    assert every_cell_failed(failed + [{"cell_id": "c9", "status": "ok"}]) is None
+    assert every_cell_failed(failed[:1] + [{"cell_id": "d", "status": "dead"}]) is None
+    assert every_cell_failed([]) is None
+    assert every_cell_failed([{"cell_id": "x", "status": "failed"}]).endswith(
+        "the first: no reason recorded")

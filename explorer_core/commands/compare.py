@@ -141,4 +141,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{status['state']}: {status.get('message', '')} ({paths.results_csv})")
     if status["state"] == "failed":
         raise ExplorerError(status.get("message", "sweep failed"))
+    if status["state"] == "finished":
+        from ..sweep_results import every_cell_failed, read_cells
+
+        reason = every_cell_failed(read_cells(paths))
+        if reason:
+            raise ExplorerError(reason)
     return 0 if status["state"] == "finished" else 3
