@@ -182,14 +182,15 @@ def _blocked_root_message(root: Path, folder: Path) -> str:
 
 
 def check_new_run_dir(name: str, root: Path | None = None,
-                      day: _dt.date | None = None) -> Path:
+                      day: _dt.date | None = None, kind: str = "run") -> Path:
     """The folder `new_run_dir` would make for `name` (`<root>/<YYYY-MM-DD>/<name>`),
     refused with the one line a start would give — a malformed name, a file in the way
     of the root, a run of that name already there — and nothing created.
 
     The one check behind a start and what is said before one (`compare --estimate`,
     the Compare page's name field): the estimate of a sweep named like an existing one
-    printed as if it could start, and the start then refused the name.
+    printed as if it could start, and the start then refused the name. `kind` names what
+    the folder holds in that line ("a sweep named …" on the Compare page).
     """
     validate_run_name(name)
     root = Path(root or default_runs_root())
@@ -197,28 +198,29 @@ def check_new_run_dir(name: str, root: Path | None = None,
     if _file_in_the_way(path.parent) is not None:
         raise ExplorerError(_blocked_root_message(root, path.parent))
     if path.exists() or path.is_symlink():
-        raise ExplorerError(_exists_message(name, path))
+        raise ExplorerError(_exists_message(name, path, kind))
     return path
 
 
-def _exists_message(name: str, path: Path) -> str:
-    """Why a run of `name` cannot be made at `path`, which exists."""
+def _exists_message(name: str, path: Path, kind: str = "run") -> str:
+    """Why a run (`kind`: or a sweep) of `name` cannot be made at `path`, which exists."""
     try:
         empty = path.is_dir() and not any(path.iterdir())
     except OSError:
         empty = False
-    return (f"a run named {name!r} already exists at {path}; pick another name" +
+    return (f"a {kind} named {name!r} already exists at {path}; pick another name" +
             (" (that folder is empty: delete it to reuse the name)" if empty else
              " or resume it" if path.is_dir() else ""))
 
 
-def new_run_dir(name: str, root: Path | None = None, day: _dt.date | None = None) -> RunPaths:
+def new_run_dir(name: str, root: Path | None = None, day: _dt.date | None = None,
+                kind: str = "run") -> RunPaths:
     """`<root>/<YYYY-MM-DD>/<name>`; refuses to reuse an existing run's folder
     (`check_new_run_dir`, then the atomic make)."""
     raise_pending_interrupt()  # a Ctrl-C during the command's imports: no folder
     day = day or _dt.date.today()
     root = Path(root or default_runs_root())
-    path = check_new_run_dir(name, root, day)
+    path = check_new_run_dir(name, root, day, kind)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -229,7 +231,7 @@ def new_run_dir(name: str, root: Path | None = None, day: _dt.date | None = None
         # the first's, and the first then ran the second's grid).
         path.mkdir()
     except FileExistsError:
-        raise ExplorerError(_exists_message(name, path)) from None
+        raise ExplorerError(_exists_message(name, path, kind)) from None
     return RunPaths(path)
 
 

@@ -366,7 +366,7 @@ def startable_plan(cfg: SweepConfig, root: Path | None = None) -> Plan:
     a start would refuse, instead of estimating a sweep named "a/b", or one named like
     an existing sweep, that can never start."""
     the_plan = runnable_plan(cfg)  # settings' types first: a name that is no string
-    check_new_run_dir(cfg.name, root or default_sweeps_root())  # failed inside the name
+    check_new_run_dir(cfg.name, root or default_sweeps_root(), kind="sweep")  # failed inside the name
     return the_plan                                             # check with a TypeError
 
 
@@ -380,7 +380,7 @@ def create_sweep(cfg: SweepConfig, root: Path | None = None,
     remaining-time estimate of the running sweep.
     """
     the_plan = startable_plan(cfg, root)
-    paths = SweepPaths(new_run_dir(cfg.name, root or default_sweeps_root()).root)
+    paths = SweepPaths(new_run_dir(cfg.name, root or default_sweeps_root(), kind="sweep").root)
     atomic_write_json(paths.config, {**cfg.to_dict(), "created": time.time(),
                                      "versions": {"explorer": __version__,
                                                   "torch": torch.__version__}})

@@ -205,7 +205,7 @@ def _name_problem(name: str) -> str | None:
     (`rundir.check_new_run_dir` — the name's form, a sweep of that name already there
     today, a file in the way of the sweeps folder)."""
     try:
-        check_new_run_dir(name, SWEEPS_ROOT)
+        check_new_run_dir(name, SWEEPS_ROOT, kind="sweep")
     except ExplorerError as exc:
         return str(exc)
     return None

@@ -143,7 +143,7 @@ def test_the_name_of_a_sweep_already_there_is_said_before_start(sweeps_root):
     at.text_input(key="new_sweep_name").set_value("taken").run()
     assert "cells" in infos(at)  # the grid is still sized
     errors = [e.value for e in at.error]
-    assert errors == [f"Sweep name: a run named 'taken' already exists at {taken.root}; "
+    assert errors == [f"Sweep name: a sweep named 'taken' already exists at {taken.root}; "
                       "pick another name or resume it"]
     assert widget(at.button, "Start sweep").disabled
     at.text_input(key="new_sweep_name").set_value("not-taken").run()

@@ -944,7 +944,7 @@ def test_the_estimate_refuses_the_name_of_a_sweep_already_there(tmp_path, where)
 
     estimated = compare("--estimate")
     assert (estimated.returncode, estimated.stdout) == (2, "")
-    assert estimated.stderr == (f"error: a run named 'ck1' already exists at {taken.root}; "
+    assert estimated.stderr == (f"error: a sweep named 'ck1' already exists at {taken.root}; "
                                 "pick another name or resume it\n")
     started = compare("--quiet")  # a start says the same
     assert (started.returncode, started.stderr) == (2, estimated.stderr)
