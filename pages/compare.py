@@ -179,15 +179,24 @@ def setup_form() -> None:
                 calibration_samples=int(calibration), latency_batch=int(latency_batch),
                 latency_repeats=int(latency_repeats), save_checkpoints=save,
                 use_cache=use_cache).validate()
-            with st.spinner("Sizing the grid and timing one training step per model…"):
-                facts = _grid_facts(cfg.to_dict(), _cache_stamp())
         except ExplorerError as exc:
             st.error(str(exc))
             return
-        _grid_summary(facts)
+        # The name is said at once, under the estimate's place: it was said after the
+        # timing probe (seconds; ~9 s for a first ResNet-18 estimate), and before that
+        # the grid looked ready to run.
+        summary = st.container()
         bad_name = _name_problem(cfg.name)
-        if bad_name:  # said before Start: the grid above looked ready to run
+        if bad_name:
             st.error(f"Sweep name: {bad_name}")
+        with summary:
+            try:
+                with st.spinner("Sizing the grid and timing one training step per model…"):
+                    facts = _grid_facts(cfg.to_dict(), _cache_stamp())
+            except ExplorerError as exc:
+                st.error(str(exc))
+                return
+            _grid_summary(facts)
         if st.button("Start sweep", type="primary", disabled=not facts["cells"] or bool(bad_name)):
             try:
                 paths = create_sweep(cfg, SWEEPS_ROOT, facts["per_group"])

@@ -151,6 +151,29 @@ def test_the_name_of_a_sweep_already_there_is_said_before_start(sweeps_root):
     assert [s.root for s in list_sweeps(sweeps_root)] == [taken.root]
 
 
+def test_a_taken_name_is_said_even_when_the_grid_cannot_be_estimated(sweeps_root,
+                                                                     monkeypatch):
+    """The name was checked only after the estimate (a timing probe of seconds): an
+    estimate that failed returned before it, and the taken name went unsaid."""
+    from explorer_core import estimate
+    from explorer_core.errors import ExplorerError
+    from explorer_core.sweep import SweepConfig, create_sweep
+
+    create_sweep(SweepConfig(name="taken2", types=["neuron"], criteria=["l1"], ratios=[0.0],
+                             mlp_hidden=[8]), sweeps_root)
+
+    def refuse(cfg, the_plan):
+        raise ExplorerError("the timing probe failed")
+
+    monkeypatch.setattr(estimate, "estimate", refuse)
+    at = open_page()
+    widget(at.text_input, "Ratios (% removed)").set_value("0, 30")  # not an estimate cached
+    at.text_input(key="new_sweep_name").set_value("taken2").run()
+    errors = [e.value for e in at.error]
+    assert "the timing probe failed" in errors
+    assert any(e.startswith("Sweep name: a sweep named 'taken2' already exists") for e in errors)
+
+
 def test_start_runs_in_the_background_and_shows_results(sweeps_root):
     at = open_page()
     widget(at.text_input, "Ratios (% removed)").set_value("0, 50")
