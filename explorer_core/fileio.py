@@ -106,8 +106,34 @@ def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = True) 
     return atomic_write_bytes(path, text.encode("utf-8"), durable)
 
 
+def json_text(obj: Any, **kwargs: Any) -> str:
+    """`json.dumps` with non-finite floats written as null.
+
+    Python writes NaN and Infinity, which are not JSON: a training that diverged left
+    `"train_loss": NaN` in events.jsonl, which a strict reader (JavaScript's JSON.parse,
+    most languages' parsers) refuses whole. null says "no number" to every reader, and
+    ours read it as a missing value. A file without such floats costs one dump, as before.
+    """
+    try:
+        return json.dumps(obj, allow_nan=False, **kwargs)
+    except ValueError as exc:
+        if "Out of range float" not in str(exc):
+            raise
+        return json.dumps(_finite(obj), allow_nan=False, **kwargs)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if obj - obj == 0 else None  # NaN - NaN and inf - inf are NaN
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any, durable: bool = True) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", durable)
+    return atomic_write_text(path, json_text(obj, indent=2, sort_keys=True) + "\n", durable)
 
 
 class OrderedWriter:

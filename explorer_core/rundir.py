@@ -24,7 +24,7 @@ from stat import S_ISDIR
 from typing import Any
 
 from .errors import ExplorerError, raise_pending_interrupt
-from .fileio import JSON_ERRORS, atomic_write_json, atomic_write_text
+from .fileio import JSON_ERRORS, atomic_write_json, atomic_write_text, json_text
 
 STATES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
 LIVE_STATES = ("queued", "running")  # a worker is starting or working on the run
@@ -490,7 +490,7 @@ def append_event(paths: RunPaths, event: dict) -> None:
     Not fsynced: events drive live charts, and what a resume needs is in the durable
     files (checkpoints, tables, cell files); a killed process loses no written line.
     """
-    line = json.dumps({**event, "time": time.time()}, sort_keys=True) + "\n"
+    line = json_text({**event, "time": time.time()}, sort_keys=True) + "\n"
     with open(paths.events, "a", encoding="utf-8") as fh:
         fh.write(line)
 
@@ -516,7 +516,7 @@ def read_events(paths: RunPaths) -> list[dict]:
 def truncate_events(paths: RunPaths, from_iteration: int) -> None:
     """Drop events of iterations ≥ `from_iteration` (before they are redone on resume)."""
     kept = [e for e in read_events(paths) if e.get("iteration", -1) < from_iteration]
-    atomic_write_text(paths.events, "".join(json.dumps(e, sort_keys=True) + "\n" for e in kept))
+    atomic_write_text(paths.events, "".join(json_text(e, sort_keys=True) + "\n" for e in kept))
 
 
 # ------------------------------------------------------------------ kinds of folder
@@ -650,7 +650,7 @@ def is_locked(paths: RunPaths) -> bool:
 def filter_events(paths: RunPaths, keep) -> None:
     """Rewrite events.jsonl with only the events for which `keep(event)` is true (atomic)."""
     kept = [e for e in read_events(paths) if keep(e)]
-    atomic_write_text(paths.events, "".join(json.dumps(e, sort_keys=True) + "\n" for e in kept))
+    atomic_write_text(paths.events, "".join(json_text(e, sort_keys=True) + "\n" for e in kept))
 
 
 # ------------------------------------------------------------------ compare sweeps

@@ -191,6 +191,10 @@ def test_cli_compare_on_a_diverging_rate_fails_its_cells_and_inspect_has_nothing
         record = json.loads(cell.read_text())
         assert record["status"] == "failed" and record["note"].startswith(BASELINE_NOTE)
     assert files_under(sweep / "checkpoints") == [] and files_under(tmp_path / "cache") == []
+    # the diverged epochs' losses are written as null, which every JSON reader takes
+    # (they were NaN, which strict readers refuse)
+    events = (sweep / "events.jsonl").read_text()
+    assert "NaN" not in events and '"train_loss": null' in events
 
 
 def test_cli_prune_on_a_diverging_rate_fails_at_the_dense_model_in_one_line(tmp_path):

@@ -365,3 +365,33 @@ def test_two_threads_writing_one_path_never_leave_a_mixed_or_partial_file(tmp_pa
     assert bad == []
     assert target.read_bytes() in (b"\1" * size, b"\2" * size)
     assert [p.name for p in tmp_path.iterdir()] == ["shared.bin"]
+
+
+def _strict(text: str):
+    """What a reader that knows only JSON makes of the text (no NaN / Infinity words)."""
+    def refuse(word):
+        raise ValueError(f"not JSON: {word}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_files_hold_null_where_a_float_is_not_finite(tmp_path):
+    """A diverged training wrote `"train_loss": NaN` into events.jsonl and JSON files,
+    which strict readers refuse whole."""
+    from explorer_core.fileio import json_text
+    from explorer_core.rundir import RunPaths, append_event, read_events
+
+    obj = {"loss": float("nan"), "curve": [1.5, float("inf"), (float("-inf"), 2)],
+           "nested": {"ok": 0.25, "bad": float("nan")}, "n": 3, "s": "NaN"}
+    expected = {"loss": None, "curve": [1.5, None, [None, 2]],
+                "nested": {"ok": 0.25, "bad": None}, "n": 3, "s": "NaN"}
+    assert _strict(json_text(obj)) == expected
+    atomic_write_json(tmp_path / "a.json", obj)
+    assert _strict((tmp_path / "a.json").read_text()) == expected
+    paths = RunPaths(tmp_path)
+    append_event(paths, {"type": "epoch", "train_loss": float("nan"), "val_acc": 0.5})
+    [line] = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert _strict(line)["train_loss"] is None and _strict(line)["val_acc"] == 0.5
+    assert read_events(paths)[0]["train_loss"] is None
+    # finite values are written as before, byte for byte
+    plain = {"a": [0.1, 2.5e-300, -3.0], "b": None}
+    assert json_text(plain, sort_keys=True) == json.dumps(plain, sort_keys=True)
