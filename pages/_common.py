@@ -151,7 +151,7 @@ def elapsed_metric(where: Any, state: str, elapsed: float | None, what: str,
         return
     worked = f"Time the worker spent on this {what}, over all its sessions"
     if state == "interrupted" and isinstance(last_report, (int, float)):
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last_report))
+        when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(last_report))
         note = (f"{worked}, up to its last report ({when}). Its process ended without a "
                 "word (killed or crashed), so the step it was on then is not counted; a "
                 "resume redoes that step.")

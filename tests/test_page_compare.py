@@ -403,7 +403,7 @@ def test_the_live_times_count_down_say_an_overrun_and_a_killed_sweep_ran_until_i
     ran = shown["Ran for"]
     assert ran.value == "10 min 0 s"  # started 1000 s ago, last report 400 s ago
     last = read_status(paths)["heartbeat"]
-    assert f"last report ({time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last))})" in ran.help
+    assert f"last report ({time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(last))})" in ran.help
     assert shown["Remaining (est.)"].value == "—"
 
 
