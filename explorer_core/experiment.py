@@ -22,13 +22,12 @@ from .cache import get_baseline
 from .checkpoint import load_checkpoint, refuse_diverged, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions
 from .data import Dataset, availability, check_val_fraction, get_info, load_dataset
-from .errors import Cancelled, ExplorerError, raise_if_interrupted
+from .errors import Cancelled, ExplorerError
 from .fileio import atomic_write_json, write_table
 from .jobs import worker_session
 from .models import MLP, default_spec, validate_spec
 from .rundir import (ITERATIVE_RUN, TRAIN_COLUMNS, VALIDATION_COLUMNS, RunPaths, WrongKindError,
-                     append_event, check_kind, failed_write, log_traceback, new_run_dir,
-                     read_events,
+                     append_event, check_kind, failed_run, new_run_dir, read_events,
                      read_json, read_record, session_start, truncate_events, write_status)
 from .schedule import (RetentionTable, ScheduleConfig, read_retain, retention_table,
                        table_from_rows, write_retain)
@@ -602,11 +601,5 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
         return write_status(paths, "finished", message=reason, finished=time.time())
     except Cancelled:
         return write_status(paths, "stopped", message=_stopped_message(paths))
-    except ExplorerError as exc:
-        return write_status(paths, "failed", message=str(exc))
-    except OSError as exc:  # the disk refused a checkpoint or table: resume once fixed
-        return failed_write(paths, exc, "the run's files")
-    except Exception as exc:  # the trace goes to the run's log, one line to the page
-        raise_if_interrupted(exc)
-        return write_status(paths, "failed",
-                            message=f"{exc.__class__.__name__}: {exc}{log_traceback(paths)}")
+    except Exception as exc:  # one line to the page; a trace nobody foresaw to the log
+        return failed_run(paths, exc, "the run's files")

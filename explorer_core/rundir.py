@@ -23,7 +23,7 @@ from pathlib import Path
 from stat import S_ISDIR
 from typing import Any
 
-from .errors import ExplorerError, raise_pending_interrupt
+from .errors import ExplorerError, raise_if_interrupted, raise_pending_interrupt
 from .fileio import JSON_ERRORS, atomic_write_json, atomic_write_text, json_text
 
 STATES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
@@ -282,6 +282,21 @@ def failed_write(paths: RunPaths, exc: OSError, what: str, **fields: Any) -> dic
         return write_status(paths, "failed", message=message, **fields)
     except OSError:
         raise ExplorerError(message) from None
+
+
+def failed_run(paths: RunPaths, exc: Exception, what: str) -> dict:
+    """The status a run's worker ends with on an error that is not a stop: an
+    `ExplorerError`'s one line, the refused file of an `OSError` (`failed_write`, with
+    `what` naming the run's files), or for an error nobody foresaw its class and text
+    with the log that holds its trace (`log_traceback`). Call it inside the `except`:
+    the trace logged is the exception being handled."""
+    if isinstance(exc, ExplorerError):
+        return write_status(paths, "failed", message=str(exc))
+    if isinstance(exc, OSError):  # the disk refused a checkpoint or table: resume once fixed
+        return failed_write(paths, exc, what)
+    raise_if_interrupted(exc)
+    return write_status(paths, "failed",
+                        message=f"{exc.__class__.__name__}: {exc}{log_traceback(paths)}")
 
 
 def log_traceback(paths: RunPaths) -> str:

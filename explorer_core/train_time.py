@@ -42,7 +42,7 @@ from . import __version__, vae
 from .checkpoint import checkpoint_intact, refuse_diverged, save_checkpoint
 from .criteria import CRITERIA, CriterionOptions
 from .data import Dataset, availability, check_val_fraction, get_info, load_dataset
-from .errors import Cancelled, ExplorerError, raise_if_interrupted
+from .errors import Cancelled, ExplorerError
 from .fileio import atomic_write_bytes, atomic_write_json, write_table
 from .jobs import worker_session
 from .models import (build_model, count_parameters, prunable_layers, spec_for_dataset,
@@ -50,8 +50,7 @@ from .models import (build_model, count_parameters, prunable_layers, spec_for_da
 from .ranking import keep_for_ratio
 from .results import RunProgress, images_note, paced_remaining, run_progress
 from .rundir import (TRAIN_TIME_RUN, TrainTimePaths, WrongKindError, append_event, check_kind,
-                     default_train_time_root, failed_write, filter_events, log_traceback,
-                     new_run_dir,
+                     default_train_time_root, failed_run, filter_events, new_run_dir,
                      read_events, read_json, read_record, read_status, session_start,
                      write_status)
 from .schedule import MAX_WIDTH
@@ -616,14 +615,8 @@ def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
     except Cancelled:
         return write_status(paths, "stopped", message="stopped by request; resume continues "
                             "with the unfinished variants")
-    except ExplorerError as exc:
-        return write_status(paths, "failed", message=str(exc))
-    except OSError as exc:  # the disk refused a checkpoint or table: resume once fixed
-        return failed_write(paths, exc, "the run's files")
-    except Exception as exc:  # the trace goes to the run's log, one line to the page
-        raise_if_interrupted(exc)
-        return write_status(paths, "failed",
-                            message=f"{exc.__class__.__name__}: {exc}{log_traceback(paths)}")
+    except Exception as exc:  # one line to the page; a trace nobody foresaw to the log
+        return failed_run(paths, exc, "the run's files")
 
 
 def _run_seed(paths: TrainTimePaths, cfg: TrainTimeConfig, task, seed: int, todo: list[str],

@@ -12,7 +12,7 @@ import streamlit as st
 from explorer_core.charts import (DISTRIBUTION_PNG, ITERATION_PNG, retention_distribution_chart,
                                   retention_iteration_chart)
 from explorer_core.errors import ExplorerError
-from explorer_core.schedule import (MAX_ITERATIONS, SCHEDULES, USES_Q, RetentionTable,
+from explorer_core.schedule import (SCHEDULES, USES_Q, RetentionTable,
                                     ScheduleConfig, retention_table, widths_from_spec)
 from pages._common import (format_int_list, parse_int_list, png_download_button,
                            read_json_upload, require_app_navigation)
