@@ -119,14 +119,16 @@ def retention_iteration_chart(table: RetentionTable, log_scale: bool = False) ->
     """
     data = retention_long_frame(table)
     return (
-        alt.Chart(data, title="Neurons kept per hidden layer")
+        alt.Chart(data, title="Neurons kept per layer")
         .mark_line(point=True)
         .encode(
             # whole-number ticks: a one-row table otherwise labels its tick "0.000000"
             x=alt.X("Iteration:Q", axis=alt.Axis(tickMinStep=1, format="d"), title="Iteration"),
             y=alt.Y("Neurons kept:Q", scale=_axis_scale(log_scale), title="Neurons kept"),
+            # legend below: on the right it took half of a 226-px column (800-px window)
             color=alt.Color("Layer:N", sort=None, title="Hidden layer",
-                            scale=alt.Scale(scheme="tableau10")),
+                            scale=alt.Scale(scheme="tableau10"),
+                            legend=alt.Legend(orient="bottom", columns=LEGEND_COLUMNS)),
             tooltip=["Iteration:Q", "Layer:N", "Neurons kept:Q",
                      alt.Tooltip("% of layer kept:Q", format=".1f"),
                      alt.Tooltip("% of hidden neurons kept:Q", format=".2f")],
@@ -194,13 +196,14 @@ def _long(records: list[dict], x: str, series: dict[str, str]) -> pd.DataFrame:
 
 
 def _lines(frame: pd.DataFrame, x: alt.X, y_title: str, title: str) -> alt.Chart:
-    # legend under the plot, in a row: beside it, it eats the width of a narrow column
-    # (and was cut off by the page edge at 1100 px)
+    # legend under the plot, two entries a row: beside it, it eats the width of a narrow
+    # column (and was cut off by the page edge at 1100 px); four a row cut the third
+    # ('test') off in a 226-px column (800-px window)
     return (alt.Chart(frame, title=title).mark_line(point=True)
             .encode(x=x, y=alt.Y("Value:Q", title=y_title, scale=alt.Scale(zero=False)),
                     color=alt.Color("Series:N", title=None, sort=None,
                                     legend=alt.Legend(orient="bottom", direction="horizontal",
-                                                      columns=4)),
+                                                      columns=LEGEND_COLUMNS)),
                     tooltip=[x.shorthand if hasattr(x, "shorthand") else x, "Series:N",
                              alt.Tooltip("Value:Q", format=".4g")])
             .properties(width=WIDTH, height=HEIGHT))
@@ -450,7 +453,7 @@ def train_time_widths_chart(epochs: list[dict], labels: dict[str, str]) -> alt.F
                     tooltip=["Variant:N", "Layer:N", "Epoch:Q", "Units:Q"])
             # all variants in one row, as narrow as an 800-px window needs: three panels
             # of 153 px were 605 px wide there, and the third was cut off
-            .properties(width=(NARROW_WIDTH - 70 - 15 * 2) // 3, height=HEIGHT * 2 // 3)
+            .properties(width=(NARROW_WIDTH - 90 - 15 * 2) // 3, height=HEIGHT * 2 // 3)
             .facet(column=alt.Column("Variant:N", title=None, sort=order), spacing=15,
                    title="Units per hidden layer"))
 
