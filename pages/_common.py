@@ -324,8 +324,9 @@ def png_download_button(label: str, chart: alt.TopLevelMixin, file_name: str, ke
 
 
 # Width of one group of form fields in `wrapping_columns`: three fit a 1400-px window,
-# two a 1024-px one, and an 800-px window (a 468-px main column) takes one a row.
-FIELD_GROUP_WIDTH = 250
+# two a 1024-px one (in an expander there: ~530 px), and an 800-px window (a 468-px
+# main column) takes one a row.
+FIELD_GROUP_WIDTH = 240
 
 
 def wrapping_columns(count: int, width: int = FIELD_GROUP_WIDTH) -> list[Any]:
@@ -333,7 +334,7 @@ def wrapping_columns(count: int, width: int = FIELD_GROUP_WIDTH) -> list[Any]:
     is too narrow for them side by side (`st.columns` only stacks below a 640-px
     window: in an 800-px one with the sidebar, three columns of multiselects were
     145 px wide and their chips cut to one letter)."""
-    row = st.container(horizontal=True, gap="medium")
+    row = st.container(horizontal=True, gap="small")
     return [row.container(width=width) for _ in range(count)]
 
 
