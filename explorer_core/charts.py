@@ -27,6 +27,16 @@ DISTRIBUTION_PNG = "pruneNodesDistribution.png"
 WIDTH = 520
 HEIGHT = 320
 
+# The page's main column in an 800-px-wide window with the sidebar open is 468 px wide
+# (a laptop demo, a half-screen window). Vega-Lite cannot stretch a faceted or
+# concatenated chart to its container, so those are sized to fit this width whatever
+# the window: at 800 px they were 600–900 px wide and their right panels cut off.
+NARROW_WIDTH = 440
+# Columns of the criterion legend under a chart: in one row, four criteria made the
+# legend (and so the chart) wider than the column. A second legend beside it (pruning
+# type, batch size) takes one column: bottom legends are laid out side by side.
+LEGEND_COLUMNS = 2
+
 
 def chart_png_bytes(chart: alt.TopLevelMixin, scale: float = 2.0) -> bytes:
     """Render any Altair chart to PNG bytes offline (vl-convert, no browser, no network).
@@ -109,14 +119,16 @@ def retention_iteration_chart(table: RetentionTable, log_scale: bool = False) ->
     """
     data = retention_long_frame(table)
     return (
-        alt.Chart(data, title="Neurons kept per hidden layer")
+        alt.Chart(data, title="Neurons kept per layer")
         .mark_line(point=True)
         .encode(
             # whole-number ticks: a one-row table otherwise labels its tick "0.000000"
             x=alt.X("Iteration:Q", axis=alt.Axis(tickMinStep=1, format="d"), title="Iteration"),
             y=alt.Y("Neurons kept:Q", scale=_axis_scale(log_scale), title="Neurons kept"),
+            # legend below: on the right it took half of a 226-px column (800-px window)
             color=alt.Color("Layer:N", sort=None, title="Hidden layer",
-                            scale=alt.Scale(scheme="tableau10")),
+                            scale=alt.Scale(scheme="tableau10"),
+                            legend=alt.Legend(orient="bottom", columns=LEGEND_COLUMNS)),
             tooltip=["Iteration:Q", "Layer:N", "Neurons kept:Q",
                      alt.Tooltip("% of layer kept:Q", format=".1f"),
                      alt.Tooltip("% of hidden neurons kept:Q", format=".2f")],
@@ -184,13 +196,14 @@ def _long(records: list[dict], x: str, series: dict[str, str]) -> pd.DataFrame:
 
 
 def _lines(frame: pd.DataFrame, x: alt.X, y_title: str, title: str) -> alt.Chart:
-    # legend under the plot, in a row: beside it, it eats the width of a narrow column
-    # (and was cut off by the page edge at 1100 px)
+    # legend under the plot, two entries a row: beside it, it eats the width of a narrow
+    # column (and was cut off by the page edge at 1100 px); four a row cut the third
+    # ('test') off in a 226-px column (800-px window)
     return (alt.Chart(frame, title=title).mark_line(point=True)
             .encode(x=x, y=alt.Y("Value:Q", title=y_title, scale=alt.Scale(zero=False)),
                     color=alt.Color("Series:N", title=None, sort=None,
                                     legend=alt.Legend(orient="bottom", direction="horizontal",
-                                                      columns=4)),
+                                                      columns=LEGEND_COLUMNS)),
                     tooltip=[x.shorthand if hasattr(x, "shorthand") else x, "Series:N",
                              alt.Tooltip("Value:Q", format=".4g")])
             .properties(width=WIDTH, height=HEIGHT))
@@ -438,8 +451,10 @@ def train_time_widths_chart(epochs: list[dict], labels: dict[str, str]) -> alt.F
                     strokeWidth=alt.StrokeWidth("Depth:O", legend=None,
                                                 scale=alt.Scale(range=[4, 1.5])),
                     tooltip=["Variant:N", "Layer:N", "Epoch:Q", "Units:Q"])
-            .properties(width=(WIDTH - 60) // 3, height=HEIGHT * 2 // 3)
-            .facet(column=alt.Column("Variant:N", title=None, sort=order),
+            # all variants in one row, as narrow as an 800-px window needs: three panels
+            # of 153 px were 605 px wide there, and the third was cut off
+            .properties(width=(NARROW_WIDTH - 90 - 15 * 2) // 3, height=HEIGHT * 2 // 3)
+            .facet(column=alt.Column("Variant:N", title=None, sort=order), spacing=15,
                    title="Units per hidden layer"))
 
 
@@ -547,7 +562,7 @@ def compare_ratio_chart(summary: pd.DataFrame, note: str | None = None) -> alt.F
     x = alt.X("Ratio (%):Q", title="Pruned (%)", scale=alt.Scale(domain=[0, 100]))
     # one legend for both layers (they share the scale; `legend=None` on the band would
     # remove it), with opaque swatches although the band is faint
-    colour = _criterion_colour(f, symbolOpacity=1, orient="bottom")
+    colour = _criterion_colour(f, symbolOpacity=1, orient="bottom", columns=LEGEND_COLUMNS)
     line_enc = dict(x=x, y=alt.Y("test_acc_mean:Q", title="Test accuracy (%)",
                                  scale=alt.Scale(domain=[0, 100])),
                     color=colour,
@@ -561,18 +576,28 @@ def compare_ratio_chart(summary: pd.DataFrame, note: str | None = None) -> alt.F
             "Batch:N", title="Batch size", sort=None,
             legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#333",
                               symbolFillColor="#333", symbolStrokeWidth=2, symbolSize=400,
-                              orient="bottom"))
+                              orient="bottom", columns=1))
     base = alt.Chart()
     band = base.mark_area(opacity=0.15).encode(x=x, y="Low:Q", y2="High:Q", color=colour,
                                                detail="Batch:N")
     line = base.mark_line(point=True).encode(**line_enc)
-    columns = max(1, f["Type"].nunique())
-    # legends below and panels narrow enough that four types fit a 1100-px-wide window
+    # One panel per (model · dataset, type), wrapped two to a row: a grid with a column
+    # per type was 4 × 130 px wide plus axes and overflowed an 800-px window (and its
+    # 468-px column) by 235 px. Panels keep the grid's order, model · dataset first.
+    f["Facet"] = f["Panel"] + " · " + f["Type"]
+    order = f.sort_values(["Panel", "Type"], kind="stable")["Facet"].drop_duplicates().tolist()
+    columns = 1 if f["Type"].nunique() == 1 and f["Panel"].nunique() == 1 else 2
     return (alt.layer(band, line, data=f)
-            .properties(width=max(130, 480 // columns), height=190)
-            .facet(row=alt.Row("Panel:N", title=None), column=alt.Column("Type:N", title=None),
+            .properties(width=_panel_width(columns), height=170)
+            .facet(facet=alt.Facet("Facet:N", title=None, sort=order), columns=columns,
                    title=alt.TitleParams("Accuracy vs pruning ratio",
-                                         subtitle=_wrapped(note) if note else [])))
+                                         subtitle=_wrapped(note, 60) if note else [])))
+
+
+def _panel_width(columns: int) -> int:
+    """Width of one panel of a wrapped facet of `columns` columns that fits
+    `NARROW_WIDTH` with its y-axis (labels and title) on the left."""
+    return (NARROW_WIDTH - 70 - 20 * (columns - 1)) // columns
 
 
 def _pareto_panels(f: pd.DataFrame) -> tuple[pd.Series, list[str]]:
@@ -616,8 +641,8 @@ def compare_pareto_chart(summary: pd.DataFrame, front: pd.Series) -> alt.FacetCh
     y = alt.Y("test_acc_mean:Q", title="Test accuracy (%)")
     base = alt.Chart()
     points = base.mark_point(filled=True, size=60, opacity=0.8).encode(
-        x=x, y=y, color=_criterion_colour(f, orient="bottom"),
-        shape=alt.Shape("Type:N", title="Type", legend=alt.Legend(orient="bottom")),
+        x=x, y=y, color=_criterion_colour(f, orient="bottom", columns=LEGEND_COLUMNS),
+        shape=alt.Shape("Type:N", title="Type", legend=alt.Legend(orient="bottom", columns=1)),
         tooltip=["Model:N", "Dataset:N", "Batch:N", "Type:N", "Criterion:N",
                  alt.Tooltip("Ratio (%):Q", format=".0f"),
                  alt.Tooltip("macs_mean:Q", title="MACs", format=",.0f"),
@@ -628,20 +653,22 @@ def compare_pareto_chart(summary: pd.DataFrame, front: pd.Series) -> alt.FacetCh
         (alt.datum.Layer == "point") & (alt.datum["On front"] == "yes"))
     line = base.mark_line(color="#333", strokeDash=[4, 3], interpolate="step-after").encode(
         x=x, y=y, order="macs_mean:Q").transform_filter(alt.datum.Layer == "front")
-    # a dataset's panels start a row of their own when they fit one (four as 2 × 2)
+    # two panels a row at most: three were 894 px wide in the browser, cut off in an
+    # 800-px window (one column when each dataset has a single panel)
     per_dataset = max(1, len(panels) // max(1, f["dataset"].nunique()))
-    columns = 2 if per_dataset == 4 else min(per_dataset, 3)
+    columns = min(per_dataset, 2)
     return (alt.layer(line, rings, points, data=data)
-            .properties(width=max(170, 480 // columns), height=220)
+            .properties(width=_panel_width(columns), height=200)
             .facet(facet=alt.Facet("Panel:N", title=None, sort=panels), columns=columns,
                    title=alt.TitleParams("Accuracy vs compute", subtitle=[
                        "dashed: Pareto front per dataset (all its models, types, criteria,",
                        "batch sizes); ringed: points on it"])))
 
 
-def compare_batch_chart(results: pd.DataFrame) -> alt.HConcatChart:
-    """Effect of batch size on the dense baselines: test accuracy and training time, one
-    line per model · dataset, mean over seeds."""
+def compare_batch_charts(results: pd.DataFrame) -> tuple[alt.Chart, alt.Chart]:
+    """Effect of batch size on the dense baselines: (test accuracy, training time), one
+    line per model · dataset, mean over seeds. Single views, so a page can stretch each
+    to its column (side by side they were 599 px wide, cut off in an 800-px window)."""
     cols = ["model", "dataset", "batch_size", "seed", "dense_test_acc", "dense_train_seconds"]
     base = results[cols].drop_duplicates(["model", "dataset", "batch_size", "seed"])
     f = (base.groupby(["model", "dataset", "batch_size"], as_index=False)
@@ -652,16 +679,23 @@ def compare_batch_chart(results: pd.DataFrame) -> alt.HConcatChart:
               scale=alt.Scale(type="log", nice=False, padding=16),
               axis=alt.Axis(values=sorted(int(b) for b in f["batch_size"].unique()),
                             format="d"))  # ticks at the batch sizes of the sweep
-    colour = alt.Color("Model:N", title="Model · dataset", legend=alt.Legend(orient="bottom"))
+    # one entry a row: half a narrow page has no room for two
+    colour = alt.Color("Model:N", title="Model · dataset",
+                       legend=alt.Legend(orient="bottom", direction="vertical"))
     # seconds to 3 significant digits: ".1f" showed a Digits MLP's 0.045 s as "0.0"
     tooltip = ["Model:N", "batch_size:Q",
                alt.Tooltip("dense_test_acc:Q", title="accuracy", format=".2f"),
                alt.Tooltip("dense_train_seconds:Q", title="training s", format=".3g")]
-    acc = alt.Chart(f, title="Dense test accuracy by batch size").mark_line(point=True).encode(
+    acc = alt.Chart(f, title="Dense accuracy by batch size").mark_line(point=True).encode(
         x=x, y=alt.Y("dense_test_acc:Q", title="Test accuracy (%)"), color=colour,
         tooltip=tooltip)
     secs = alt.Chart(f, title="Dense training time by batch size").mark_line(point=True).encode(
         x=x, y=alt.Y("dense_train_seconds:Q", title="Training time (s)"), color=colour,
         tooltip=tooltip)
-    return alt.hconcat(acc.properties(width=WIDTH // 2 - 30, height=HEIGHT - 60),
-                       secs.properties(width=WIDTH // 2 - 30, height=HEIGHT - 60))
+    return (acc.properties(width=WIDTH // 2 - 30, height=HEIGHT - 60),
+            secs.properties(width=WIDTH // 2 - 30, height=HEIGHT - 60))
+
+
+def compare_batch_chart(results: pd.DataFrame) -> alt.HConcatChart:
+    """Both `compare_batch_charts` side by side, at a fixed width: the PNG download."""
+    return alt.hconcat(*compare_batch_charts(results))

@@ -323,6 +323,27 @@ def png_download_button(label: str, chart: alt.TopLevelMixin, file_name: str, ke
                        icon=":material/image:")
 
 
+# Width of one group of form fields in `wrapping_columns`: three fit a 1400-px window,
+# two a 1024-px one (in an expander there: ~530 px), and an 800-px window (a 468-px
+# main column) takes one a row.
+FIELD_GROUP_WIDTH = 240
+
+
+def wrapping_columns(count: int, width: int = FIELD_GROUP_WIDTH) -> list[Any]:
+    """`count` column-like containers of `width` px that wrap onto new rows when the page
+    is too narrow for them side by side (`st.columns` only stacks below a 640-px
+    window: in an 800-px one with the sidebar, three columns of multiselects were
+    145 px wide and their chips cut to one letter)."""
+    row = st.container(horizontal=True, gap="small")
+    return [row.container(width=width) for _ in range(count)]
+
+
+def metric_row() -> Any:
+    """A row for `st.metric`s that wraps them onto a second line when they do not fit
+    (in equal columns, an 800-px window cut '37.88 %' to '37.8…')."""
+    return st.container(horizontal=True)
+
+
 def require_app_navigation() -> None:
     """Make a deep link on a freshly started server run through app.py's `st.navigation`.
 

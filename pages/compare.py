@@ -32,8 +32,8 @@ from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_t
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, elapsed_metric, format_seconds,
                            learning_rate_input, parse_int_list, png_download_button,
-                           require_app_navigation, run_name_input, run_picker, setup_expander,
-                           status_header, stop_button)
+                           metric_row, require_app_navigation, run_name_input, run_picker,
+                           setup_expander, status_header, stop_button, wrapping_columns)
 
 require_app_navigation()
 
@@ -119,7 +119,9 @@ def setup_form() -> None:
     available = [info.name for info, ok, _ in datasets if ok]
     titles = {info.name: info.title for info, _, _ in datasets}
     with setup_expander("New sweep", "new_sweep_form", expanded=not list_sweeps(SWEEPS_ROOT)):
-        c1, c2, c3 = st.columns(3)
+        # groups that wrap: one a row in an 800-px window, where three columns cut the
+        # chips to one letter
+        c1, c2, c3 = wrapping_columns(3)
         # wrap=True on every multiselect: placed straight in a column, Streamlit keeps the
         # chips on one scrolling row, so of four pruning types chosen one seemed chosen
         models = c1.multiselect("Models", list(ARCHS), default=["mlp"], wrap=True,
@@ -153,7 +155,7 @@ def setup_form() -> None:
         repeats = bounded_number(c3, "Repeats (seeds; mean ± std)", 1, 100, 1)
         dense_epochs = bounded_number(c3, "Dense epochs", 1, MAX_EPOCHS, 5)
         with st.expander("More settings"):
-            m1, m2, m3 = st.columns(3)
+            m1, m2, m3 = wrapping_columns(3, width=230)
             optimizer = m1.selectbox("Optimiser", ["adam", "adamw", "sgd"])
             lr = learning_rate_input(m1)
             hidden = m1.text_input("MLP hidden widths", "256, 64")
@@ -280,13 +282,13 @@ def live_view(paths: SweepPaths, was_live: bool) -> None:
     st.progress(prog.fraction, text=f"{prog.cells_done} of {prog.total_cells} cells"
                 + (f" · {prog.activity}" if prog.activity else ""))
     _unreadable_note(prog.unreadable)
-    m1, m2, m3 = st.columns(3)
-    elapsed_metric(m1, prog.state, prog.elapsed, "sweep", prog.last_report)
+    metrics = metric_row()
+    elapsed_metric(metrics, prog.state, prog.elapsed, "sweep", prog.last_report)
     if prog.state in LIVE_STATES:
-        _remaining_metric(m2, prog)
+        _remaining_metric(metrics, prog)
     else:
-        m2.metric("Remaining (est.)", "—")
-    m3.metric("Cells done", f"{prog.cells_done} / {prog.total_cells}")
+        metrics.metric("Remaining (est.)", "—")
+    metrics.metric("Cells done", f"{prog.cells_done} / {prog.total_cells}")
     controls(paths, prog.state, prog.cells_done, prog.total_cells)
     results_section(paths, live=prog.state in LIVE_STATES)
 
@@ -378,7 +380,8 @@ def results_section(paths: SweepPaths, live: bool) -> None:
         if results["batch_size"].nunique() < 2:
             st.caption("This sweep has one batch size: pick two or more to see their effect.")
         chart = charts.compare_batch_chart(results)
-        st.altair_chart(chart, width="content")
+        for col, single in zip(st.columns(2), charts.compare_batch_charts(results)):
+            col.altair_chart(single, width="stretch")
         if not live:
             png_download_button("Download PNG", chart, "batch_size.png", f"png-batch-{key}")
     with tabs[3]:
@@ -513,10 +516,11 @@ def _inspect_handover(paths: SweepPaths, results: pd.DataFrame) -> None:
               if row.cell_id in saved}
     if not labels:
         return
-    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    cell = c1.selectbox("Cell to inspect", list(labels), format_func=labels.get,
+    # the button under the box: beside it, a quarter of an 800-px page cut it to
+    # "Open on the Insp…", and the box needs the width for the cell's whole name
+    cell = st.selectbox("Cell to inspect", list(labels), format_func=labels.get,
                         key="inspect-cell")
-    if c2.button("Open on the Inspect page"):
+    if st.button("Open on the Inspect page"):
         st.session_state["inspect_checkpoint"] = str(paths.checkpoint(cell))
         st.switch_page("pages/inspect.py")
 

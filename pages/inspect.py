@@ -34,8 +34,8 @@ from explorer_core.imaging import (FIT_TITLES, FITS, MAX_PIXELS, UPLOAD_TYPES, C
                                    heatmap_image, input_format, normalise, open_image, convert_image,
                                    overlay_image, png_bytes, samples_from, upscale)
 from explorer_core.models import ARCH_TITLES, default_spec
-from pages._common import (bounded_number, format_int_list, keep_widget_state, parse_int_list,
-                           require_app_navigation)
+from pages._common import (bounded_number, format_int_list, keep_widget_state, metric_row,
+                           parse_int_list, require_app_navigation, wrapping_columns)
 
 require_app_navigation()
 
@@ -414,7 +414,8 @@ def model_card(m: Loaded, narrow: bool = False) -> None:
     st.markdown(f"**{m.label}**")
     if info.get("warning"):
         st.warning(info["warning"])
-    cols = [c for _ in range(2) for c in st.columns(2)] if narrow else st.columns(4)
+    # a row that wraps: four columns cut '92.20 %' to '92.2…' in an 800-px window
+    cols = [c for _ in range(2) for c in st.columns(2)] if narrow else [metric_row()] * 4
     params, params_help = _count(info["parameters"])
     macs, macs_help = _count(info["macs"])
     cols[0].metric("Test accuracy",
@@ -609,12 +610,18 @@ def predictions_view(models: list[Loaded], per_model, k: int) -> int | None:
 
 # ------------------------------------------------------------------ sensitivity
 
+# Width of one sensitivity setting: two a row in an 800-px window, four at 1400 px.
+SETTING_WIDTH = 210
+
+
 def _settings_row(models: list[Loaded]) -> tuple[str, str, AttributionSettings, int, bool] | None:
     layers = hidden_layers(models[0].ck.model)
     if not layers:
         st.info("This model has no hidden layer to inspect (a single linear layer).")
         return None
-    c1, c2, c3 = st.columns(3)
+    # groups that wrap: in thirds and quarters of an 800-px page the choices read
+    # "the predicted cla", "NeuronConducta", "black ima" and the toggle "Shar…"
+    c1, c2, c3 = wrapping_columns(3, width=SETTING_WIDTH)
     names = [l.name for l in layers]
     label = lambda n: next(l.label() for l in layers if l.name == n)  # noqa: E731
     layer = c1.selectbox("Hidden layer", names, key=_choice("insp_layer", names, label),
@@ -631,7 +638,7 @@ def _settings_row(models: list[Loaded]) -> tuple[str, str, AttributionSettings, 
                           key=_choice("insp_method", method_names),
                           format_func=lambda n: METHODS[n].title, help=" · ".join(
                               f"{m.title}: {m.description}" for m in methods))
-    c4, c5, c6, c7 = st.columns(4)
+    c4, c5, c6, c7 = wrapping_columns(4, width=SETTING_WIDTH)
     baseline = c4.selectbox("Baseline", list(BASELINES), format_func=BASELINES.get,
                             key="insp_baseline",
                             disabled=not METHODS[method].uses_baseline,

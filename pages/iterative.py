@@ -24,7 +24,8 @@ from explorer_core.schedule import MAX_ITERATIONS, parse_retain
 from explorer_core.training import kept_epoch
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, elapsed_metric, format_seconds,
-                           learning_rate_input, parse_int_list, require_app_navigation,
+                           learning_rate_input, metric_row, parse_int_list,
+                           require_app_navigation,
                            run_name_input, run_picker, setup_expander, status_header,
                            stop_button)
 
@@ -212,12 +213,12 @@ def live_view(paths: RunPaths, was_live: bool) -> None:
     status_header(prog.state, prog.message, paths)
     st.progress(prog.fraction, text=f"iteration {prog.iteration if prog.iteration is not None else '—'}"
                 f" of {max(prog.total_iterations - 1, 0)} · epoch {prog.epochs_done}/{prog.total_epochs}")
-    m1, m2, m3, m4 = st.columns(4)
-    elapsed_metric(m1, prog.state, prog.elapsed, "run", prog.last_report)
-    m2.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
+    metrics = metric_row()  # four equal columns cut '37.88 %' to '37.8…' at 800 px
+    elapsed_metric(metrics, prog.state, prog.elapsed, "run", prog.last_report)
+    metrics.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
     last = prog.iterations[-1] if prog.iterations else None
-    m3.metric("Hidden neurons kept", f"{last['percent_retained']:.1f} %" if last else "—")
-    m4.metric("Test accuracy", f"{last['test_acc']:.2f} %" if last else "—")
+    metrics.metric("Hidden neurons kept", f"{last['percent_retained']:.1f} %" if last else "—")
+    metrics.metric("Test accuracy", f"{last['test_acc']:.2f} %" if last else "—")
     controls(paths, prog.state)
     if prog.epochs:
         current = prog.iteration if prog.iteration is not None else prog.epochs[-1]["iteration"]
@@ -273,10 +274,10 @@ def results_section(paths: RunPaths, state: str) -> None:
             st.success(f"Wrote {names} to {paths.validations.parent}")
             st.toast(f"Wrote {names}")
     files = [paths.validations, paths.accuracies_png, paths.losses_png]
-    cols = st.columns(3)
-    for col, f in zip(cols, files):
+    row = st.container(horizontal=True)  # a third each cut 'Download validati…' at 800 px
+    for f in files:
         if f.is_file():
-            col.download_button(f"Download {f.name}", f.read_bytes(), f.name,
+            row.download_button(f"Download {f.name}", f.read_bytes(), f.name,
                                 mime="image/png" if f.suffix == ".png" else "text/plain",
                                 key=f"dl-{f.name}", on_click="ignore")
     deploy_section(paths, rows)
@@ -337,15 +338,16 @@ def deploy_section(paths: RunPaths, rows) -> None:
         st.warning(rec.damaged_note(), icon=":material/warning:")
     if not rec.is_dense:
         _cost_table(rec.dense, r)
-    c1, c2 = st.columns(2)
+    row = st.container(horizontal=True)  # half each cut '(.safeten…' at 800 px
     # on_click="ignore": a download reran the page (its cost table too), and a second
     # download clicked meanwhile was cancelled
-    c1.download_button("Download checkpoint (.safetensors)", r.checkpoint.read_bytes(),
-                       f"iteration{r.iteration}_best_model.safetensors", key="dl-ckpt",
-                       on_click="ignore")
-    c2.download_button("Download model spec (.json)", r.checkpoint.with_suffix(".json").read_bytes(),
-                       f"iteration{r.iteration}_best_model.json", key="dl-spec",
-                       on_click="ignore")
+    row.download_button("Download checkpoint (.safetensors)", r.checkpoint.read_bytes(),
+                        f"iteration{r.iteration}_best_model.safetensors", key="dl-ckpt",
+                        on_click="ignore")
+    row.download_button("Download model spec (.json)",
+                        r.checkpoint.with_suffix(".json").read_bytes(),
+                        f"iteration{r.iteration}_best_model.json", key="dl-spec",
+                        on_click="ignore")
     # beside this file, not the working folder: `streamlit run /path/app.py` from
     # elsewhere lost the button
     if INSPECT_PAGE.is_file() and st.button("Open on the Inspect page"):

@@ -14,7 +14,7 @@ from explorer_core.charts import (DISTRIBUTION_PNG, ITERATION_PNG, retention_dis
 from explorer_core.errors import ExplorerError
 from explorer_core.schedule import (SCHEDULES, USES_Q, RetentionTable,
                                     ScheduleConfig, retention_table, widths_from_spec)
-from pages._common import (format_int_list, parse_int_list, png_download_button,
+from pages._common import (format_int_list, metric_row, parse_int_list, png_download_button,
                            read_json_upload, require_app_navigation)
 
 SESSION_KEY = "retention_schedule"
@@ -139,13 +139,13 @@ def _step_caption(table: RetentionTable) -> str:
 
 def _show(table: RetentionTable, config: ScheduleConfig) -> None:
     last = table.widths[-1]
-    m1, m2, m3 = st.columns(3)
+    metrics = metric_row()  # thirds cut 'Iterations in the ta…' at 800 px
     # counted as retain.txt and the CLI count them: the dense row is iteration 0
-    m1.metric("Iterations in the table", len(table),
+    metrics.metric("Iterations in the table", len(table),
               help=f"{table.iterations_text()}, one row each in retain.txt. Rows that "
                    "would repeat the previous widths are skipped.")
-    m2.metric("Neurons kept at the end", f"{sum(last)} of {sum(table.dense)}")
-    m3.metric("% kept at the end", f"{table.percent(last):.3g} %")
+    metrics.metric("Neurons kept at the end", f"{sum(last)} of {sum(table.dense)}")
+    metrics.metric("% kept at the end", f"{table.percent(last):.3g} %")
 
     iteration_chart_col, distribution_chart_col = st.columns(2)
     with iteration_chart_col:
@@ -158,14 +158,15 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
         distribution_chart = retention_distribution_chart(table)
         st.altair_chart(distribution_chart, width="stretch")
 
-    table_col, download_col = st.columns([3, 1])
-    table_col.dataframe(_display_frame(table), hide_index=True, width="stretch",
-                        column_config={"% of hidden neurons kept":
-                                       st.column_config.NumberColumn(format="%.4g")})
+    # the downloads in a row under the table: in a quarter column beside it, an 800-px
+    # window cut them to 'pruneN…'
+    st.dataframe(_display_frame(table), hide_index=True, width="stretch",
+                 column_config={"% of hidden neurons kept":
+                                st.column_config.NumberColumn(format="%.4g")})
     if _skips_steps(table):
-        table_col.caption(_step_caption(table))
-    with download_col:
-        st.markdown("**Downloads**")
+        st.caption(_step_caption(table))
+    st.markdown("**Downloads**")
+    with st.container(horizontal=True):
         st.download_button("retain.txt", table.to_text(), file_name="retain.txt",
                            mime="text/plain", key="ret_dl_txt", on_click="ignore",
                            icon=":material/description:")
@@ -175,8 +176,8 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
         png_download_button(ITERATION_PNG, iteration_chart, ITERATION_PNG, key="ret_dl_iter")
         png_download_button(DISTRIBUTION_PNG, distribution_chart, DISTRIBUTION_PNG,
                             key="ret_dl_dist")
-        st.caption(f"Saved for this session: the Iterative pruning page starts from this "
-                   f"{config.kind} schedule.")
+    st.caption(f"Saved for this session: the Iterative pruning page starts from this "
+               f"{config.kind} schedule.")
 
 
 require_app_navigation()

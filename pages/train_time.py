@@ -24,8 +24,8 @@ from explorer_core.vae import VAE_CRITERIA
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, elapsed_metric, format_int_list,
                            format_seconds, learning_rate_input, parse_int_list, png_download_button,
-                           require_app_navigation, run_name_input, run_picker, setup_expander,
-                           status_header, stop_button)
+                           metric_row, require_app_navigation, run_name_input, run_picker,
+                           setup_expander, status_header, stop_button)
 
 require_app_navigation()
 
@@ -178,13 +178,11 @@ def chart_grid(cfg: TrainTimeConfig, epochs: list[dict], rows: list[dict], key: 
     for name in [n for n in made if n not in ("widths", "sizes")]:
         st.altair_chart(made[name], width="stretch")
         png_download_button(f"{name}.png", made[name], f"{name}.png", f"{key}-{name}")
-    st.altair_chart(made["widths"], width="content")  # three panels: a row of its own
+    st.altair_chart(made["widths"], width="content")  # panels: a row of their own
     png_download_button("widths.png", made["widths"], "widths.png", f"{key}-widths")
-    if "sizes" in made:
-        col, _ = st.columns(2)
-        with col:
-            st.altair_chart(made["sizes"], width="stretch")
-            png_download_button("sizes.png", made["sizes"], "sizes.png", f"{key}-sizes")
+    if "sizes" in made:  # the whole width: in half of an 800-px page its labels were cut
+        st.altair_chart(made["sizes"], width="stretch")
+        png_download_button("sizes.png", made["sizes"], "sizes.png", f"{key}-sizes")
 
 
 def _where(prog) -> str:
@@ -224,10 +222,10 @@ def live_view(paths: TrainTimePaths, was_live: bool) -> None:
                 f"trained · {_where(prog)} · {prog.units_done}/{prog.total_units} variant "
                 f"runs saved")
     redo_note(prog)
-    m1, m2, m3 = st.columns(3)
-    elapsed_metric(m1, prog.state, prog.elapsed, "comparison", prog.last_report)
-    m2.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
-    m3.metric("Prunes", f"{len(cfg.prune_points())} × {100 * cfg.prune_fraction:g} %")
+    metrics = metric_row()
+    elapsed_metric(metrics, prog.state, prog.elapsed, "comparison", prog.last_report)
+    metrics.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
+    metrics.metric("Prunes", f"{len(cfg.prune_points())} × {100 * cfg.prune_fraction:g} %")
     controls(paths, prog.state, prog.units_done >= prog.total_units > 0)
     if prog.epochs:
         chart_grid(cfg, prog.epochs, final_rows(paths), "tt-live")
@@ -268,17 +266,17 @@ def results_section(paths: TrainTimePaths) -> None:
                         key="tt_final_pick")
     chosen = Path(rows[pick]["checkpoint"])
     stem = f"{paths.root.name}_{rows[pick]['variant']}_seed{rows[pick]['seed']}"
-    c1, c2, c3 = st.columns(3)
-    c1.download_button("Checkpoint (.safetensors)", chosen.read_bytes(), f"{stem}.safetensors",
-                       key="tt_dl_ckpt", on_click="ignore")
-    c2.download_button("Model spec (.json)", chosen.with_suffix(".json").read_bytes(),
-                       f"{stem}.json", key="tt_dl_spec", on_click="ignore")
+    row = st.container(horizontal=True)  # a third each cut "Checkpoint (.safe…" at 800 px
+    row.download_button("Checkpoint (.safetensors)", chosen.read_bytes(), f"{stem}.safetensors",
+                        key="tt_dl_ckpt", on_click="ignore")
+    row.download_button("Model spec (.json)", chosen.with_suffix(".json").read_bytes(),
+                        f"{stem}.json", key="tt_dl_spec", on_click="ignore")
     if cfg.task == "classifier":
-        if c3.button("Open on the Inspect page"):
+        if row.button("Open on the Inspect page"):
             st.session_state["inspect_checkpoint"] = str(chosen)
             st.switch_page("pages/inspect.py")
     else:
-        c3.caption("VAE checkpoints are generative models: the Inspect page (classifiers) "
+        st.caption("VAE checkpoints are generative models: the Inspect page (classifiers) "
                    "does not open them.")
         vae_grids(paths, rows)
 

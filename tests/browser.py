@@ -247,6 +247,52 @@ def clipped_chart_titles(page) -> list[str]:
             .map(t => t.textContent); })""")
 
 
+def overflowing(page) -> list[str]:
+    """What a person sees cut off at the right: each visible chart wider than its column
+    or the window, each metric whose value or label is cut short ('37.8…'), and each
+    multiselect chip squeezed to a few letters ('N…'). Empty on a page that fits.
+
+    Charts: a faceted or concatenated Altair chart keeps the width it was built with,
+    so in a narrow window its right panels lay past its column and the page's edge.
+    """
+    return page.evaluate("""() => {
+      const vw = document.documentElement.clientWidth;
+      const shown = e => e.offsetParent !== null;
+      const cut = e => e && e.scrollWidth > e.clientWidth + 1;
+      const found = [];
+      document.querySelectorAll('[data-testid="stVegaLiteChart"]').forEach(c => {
+        if (!shown(c)) return;
+        const column = c.closest('[data-testid="stColumn"], [data-testid="stVerticalBlock"]')
+          .getBoundingClientRect();
+        const right = Math.max(...[c, ...c.querySelectorAll('svg, canvas')]
+          .map(e => e.getBoundingClientRect().right));
+        const past = right - Math.min(column.right, vw);
+        if (past > 1) {
+          const title = c.querySelector('svg .role-title text');
+          found.push(`chart '${title ? title.textContent : '?'}' ${Math.round(past)} px ` +
+                     `past its column`);
+        }
+      });
+      document.querySelectorAll('[data-testid="stMetric"]').forEach(m => {
+        if (!shown(m)) return;
+        const value = m.querySelector('[data-testid="stMetricValue"]');
+        const label = m.querySelector('[data-testid="stMetricLabel"]');
+        const inner = e => e && (e.querySelector('div, p') || e);
+        if (cut(inner(value)) || cut(inner(label)) || m.getBoundingClientRect().right > vw + 1)
+          found.push(`metric '${label && label.innerText}: ${value && value.innerText}' cut`);
+      });
+      document.querySelectorAll('[data-testid="stMultiSelect"] [data-tag]').forEach(t => {
+        if (!shown(t)) return;
+        const text = t.getAttribute('aria-label') || '';
+        const span = t.querySelector('span') || t;
+        // an ellipsis after a few letters: the chip's own width is under ~10 letters
+        if (cut(span) && span.clientWidth < 70)
+          found.push(`chip '${text}' squeezed to ${span.clientWidth} px`);
+      });
+      return found;
+    }""")
+
+
 def multiselect_chips(page, label: str) -> list[dict]:
     """The chosen options of the multiselect named `label`, each with whether a person
     sees its chip whole: `{"text": …, "visible": bool}`.

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -13,8 +16,9 @@ from playwright.sync_api import expect
 from explorer_core import jobs
 from explorer_core.rundir import list_sweeps
 
-from browser import (chart_marks, choose_in_multiselect, clipped_chart_titles,
-                     multiselect_chips, open_app, rerun_after, wait_for_app, wait_for_charts)
+from browser import (ROOT, RUN_TIMEOUT_MS, chart_marks, choose_in_multiselect, choose_option,
+                     clipped_chart_titles, multiselect_chips, open_app, overflowing,
+                     rerun_after, wait_for_app, wait_for_charts)
 
 SWEEP_NAME = f"pw-sweep-{int(time.time())}"
 
@@ -139,3 +143,42 @@ def test_build_run_see_charts_download_csv(app_page, streamlit_server, tmp_path,
     zero = [r for r in rows if float(r["ratio"]) == 0]
     assert all(r["test_acc"] == r["dense_test_acc"] for r in zero)
     assert all(r["status"] == "ok" for r in rows)
+
+
+@pytest.fixture(scope="module")
+def faceted_sweep() -> str:
+    """A finished sweep whose charts have many panels: MLP on Digits, two batch sizes,
+    three pruning types (made by the CLI into the session's sweeps folder, ~10 s)."""
+    name = f"pw-narrow-{int(time.time())}"
+    subprocess.run([sys.executable, "-m", "explorer_core", "compare", "--quiet", "--name", name,
+                    "--models", "mlp", "--batch-sizes", "64", "128",
+                    "--types", "neuron", "weight", "unstructured",
+                    "--criteria", "l1", "random", "magnitude", "--ratios", "0", "0.5",
+                    "--dense-epochs", "1", "--mlp-hidden", "32", "16",
+                    "--latency-repeats", "2", "--calibration-samples", "256"],
+                   cwd=ROOT, env=os.environ.copy(), check=True, timeout=300)
+    return name
+
+
+def test_an_800_px_window_shows_the_whole_page_with_nothing_cut_off(browser, streamlit_server,
+                                                                    faceted_sweep):
+    """In an 800-px window (a laptop demo, half a screen) with the sidebar open, the
+    form's chips read one letter, the faceted charts ran 130–430 px past the page's edge
+    and metrics were cut. Every chart, metric and chip of the page now fits."""
+    context = browser.new_context(viewport={"width": 800, "height": 900})
+    context.set_default_timeout(RUN_TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        open_app(page, streamlit_server, "compare")
+        with rerun_after(page):
+            choose_option(page, "Sweep", faceted_sweep)
+        _open_form(page)
+        expect(page.get_by_text("Cells done", exact=True)).to_be_visible()
+        found = {}
+        for tab in ("Accuracy vs ratio", "Accuracy vs MACs", "Batch size", "Table"):
+            page.get_by_role("tab", name=tab).click()
+            wait_for_charts(page)
+            found[tab] = overflowing(page)
+        assert found == {tab: [] for tab in found}
+    finally:
+        context.close()

@@ -173,7 +173,8 @@ def test_compare_charts_name_models_datasets_types_and_criteria_not_their_ids():
         assert any("Fashion-MNIST" in t for t in texts), texts
     _, items = drawn(ratio)
     texts = {i["text"] for i in items if isinstance(i.get("text"), str)}
-    assert {"CNN · Fashion-MNIST", "MLP · Digits", "Neuron", "Weight"} <= texts
+    # a panel per model · dataset and type, headed with all three (wrapped two a row)
+    assert {"CNN · Fashion-MNIST · Neuron", "MLP · Digits · Weight"} <= texts
     assert {"L1 norm of weights", "Weight magnitude"} <= texts  # the criterion legend
 
 
@@ -215,3 +216,27 @@ def test_epoch_charts_draw_the_validation_curve_that_decides_the_kept_epoch():
         assert sorted({r["Series"] for r in lines}) == ["test", "train", "validation"]
         ring = next(d for d in datasets if any("Kept" in row for row in d))
         assert ring[0]["epoch"] == 2
+
+
+@pytest.mark.parametrize("kind", ["ratio", "pareto", "widths"])
+def test_multi_panel_charts_fit_the_main_column_of_an_800_px_window(kind):
+    """Faceted charts keep the width they are built with (Vega-Lite cannot stretch them
+    to a column): at 800 px (a 468-px main column) the ratio grid with a column per
+    type, the Pareto panels three a row and the train-time panels ran past the page's
+    edge. Drawn offline they now fit `NARROW_WIDTH`, with four types and four panels a
+    dataset (the browser test checks the page itself)."""
+    summary = _summary()
+    four = pd.concat([summary, summary.assign(type="unstructured"),
+                      summary[summary["model"] == "cnn"].assign(type="structured")],
+                     ignore_index=True)
+    if kind == "ratio":
+        chart = charts.compare_ratio_chart(four, "The 0 % points are the dense models as "
+                                                 "trained; fine-tuning starts from them.")
+    elif kind == "pareto":
+        chart = charts.compare_pareto_chart(four, pareto_by(four))
+    else:
+        epochs = [dict(e, layers=["fc1", "fc2"], widths=[50 - e["epoch"], 30 - e["epoch"]])
+                  for e in _epochs("test_acc", 20.0, 97.0)]
+        chart = charts.train_time_widths_chart(epochs, LABELS)
+    graph, _ = drawn(chart, padding=0)
+    assert graph["width"] <= charts.NARROW_WIDTH, graph["width"]
