@@ -528,7 +528,8 @@ def images_section(models: list[Loaded]) -> list[list[ConvertedImage | None]] | 
     images = _uploads("Images: PNG, JPEG, BMP, WebP or GIF (first frame), up to "
                       f"{MAX_PIXELS // 1_000_000} megapixels", "insp_images",
                       type=list(UPLOAD_TYPES))
-    c1, c2, c3 = st.columns(3)
+    # wrapping groups: in thirds of an 800-px window the fit's choice read "keep aspect, pac"
+    c1, c2, c3 = wrapping_columns(3, width=SETTING_WIDTH)
     invert = c1.toggle("Invert colours", key="insp_invert",  # a longer label was cut
                        help="For a dark drawing on light paper: MNIST-style models saw light "
                             "digits on a dark background.")
