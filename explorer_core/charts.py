@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import os
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -518,11 +520,14 @@ CRITERION_COLOURS = {"interval_adjoint": "#4c78a8", "l1": "#f58518", "l2": "#e45
                      "magnitude": "#b279a2", "random": "#9d9d9d"}
 
 
-def _criterion_colour(frame: pd.DataFrame, **legend) -> alt.Color:
-    """Coloured by criterion id, labelled by name (`_compare_frame`'s Criterion)."""
+def _criterion_colour(frame: pd.DataFrame, legend: bool = True, **options: Any) -> alt.Color:
+    """Coloured by criterion id, labelled by name (`_compare_frame`'s Criterion); the
+    domain is every criterion of `frame` (the whole sweep, for panels drawn apart);
+    `options` style the legend, drawn unless `legend` is False."""
     names = dict(zip(frame["criterion"], frame["Criterion"]))
     present = [c for c in CRITERION_COLOURS if c in names]
-    return alt.Color("Criterion:N", title="Criterion", legend=alt.Legend(**legend),
+    return alt.Color("Criterion:N", title="Criterion",
+                     legend=alt.Legend(**options) if legend else None,
                      scale=alt.Scale(domain=[names[c] for c in present],
                                      range=[CRITERION_COLOURS[c] for c in present]))
 
@@ -552,17 +557,104 @@ def _wrapped(text: str, width: int = 70) -> list[str]:
     return textwrap.wrap(text, width, break_on_hyphens=False)
 
 
-def compare_ratio_chart(summary: pd.DataFrame, note: str | None = None) -> alt.FacetChart:
-    """Test accuracy against the pruning ratio: one line per criterion, a band of ±1 std
-    over repeats, one panel per (model · dataset) row and pruning type column. Several
-    batch sizes are told apart by the line's dash. `note` is the subtitle (what the 0 %
-    point is, `sweep_results.untuned_dense_note`), so a downloaded PNG says it too."""
+# Width of one panel of a compare chart on the page, axes included. Panels are separate
+# views in a row that wraps (`compare_ratio_panels`): two fit the 564-px column of a
+# 1024-px window with the sidebar open, three the 940-px one of a 1400-px window, one
+# the 468-px column of an 800-px window. (A faceted chart cannot stretch: sized for 800
+# px, its panels were 175 px wide at 1400 px, under half the column.)
+PANEL_WIDTH = 270
+RATIO_HEIGHT, PARETO_HEIGHT = 170, 200
+RATIO_TITLE = "Accuracy vs pruning ratio"
+PARETO_TITLE = "Accuracy vs compute"
+PARETO_SUBTITLE = ["dashed: Pareto front per dataset (all its models, types, criteria,",
+                   "batch sizes); ringed: points on it"]
+# Dash per batch size and shape per pruning type, in the order of their domains.
+BATCH_DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3]]
+TYPE_SHAPES = ["circle", "square", "triangle-up", "diamond", "cross", "triangle-down"]
+
+
+@dataclass(frozen=True)
+class Panels:
+    """A compare chart as separate views, for a page that wraps them to its width: the
+    panels (titled, no legends) and one chart holding their legends. Every panel's
+    scales have explicit domains from the whole sweep, so a colour, dash or shape means
+    the same in each and the legends drawn once hold for all."""
+    title: str
+    subtitle: list[str]
+    panels: list[alt.LayerChart]
+    legend: alt.Chart
+
+
+def _cycled(domain: list, options: list) -> list:
+    return [options[i % len(options)] for i in range(len(domain))]
+
+
+def _batch_dash(f: pd.DataFrame, legend: bool) -> alt.StrokeDash:
+    """Dash by batch size; the legend draws dashed strokes (dots would all look alike)."""
+    domain = [str(b) for b in sorted(f["batch_size"].unique())]
+    return alt.StrokeDash(
+        "Batch:N", title="Batch size", sort=None,
+        scale=alt.Scale(domain=domain, range=_cycled(domain, BATCH_DASHES)),
+        legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#333", symbolOpacity=1,
+                          symbolFillColor="#333", symbolStrokeWidth=2, symbolSize=400,
+                          orient="bottom", columns=1) if legend else None)
+
+
+def _type_shape(f: pd.DataFrame, legend: bool) -> alt.Shape:
+    """Shape by pruning type (by name, in the order of the type ids)."""
+    domain = f.sort_values("type", kind="stable")["Type"].drop_duplicates().tolist()
+    return alt.Shape("Type:N", title="Type",
+                     scale=alt.Scale(domain=domain, range=_cycled(domain, TYPE_SHAPES)),
+                     legend=alt.Legend(orient="bottom", columns=1, symbolOpacity=1)
+                     if legend else None)
+
+
+def _legend_chart(data: pd.DataFrame, **encodings: Any) -> alt.Chart:
+    """Only the legends of `encodings` (with their legends on): an invisible mark in a
+    flat view, shown once above panels drawn without legends. As tall as its longest
+    legend (a page fits a chart into its height: at 1 px the legends were cut off)."""
+    rows = max(-(-len(e.to_dict()["scale"]["domain"]) // (LEGEND_COLUMNS if name == "color"
+                                                          else 1))
+               for name, e in encodings.items())
+    return (alt.Chart(data).mark_point(filled=True, opacity=0).encode(**encodings)
+            .properties(height=LEGEND_ROW * rows + 40).configure_view(stroke=None))
+
+
+# Height of one legend entry (the legend chart is fitted to its height).
+LEGEND_ROW = 24
+# Room left of a panel's plot for its y-axis labels and title.
+Y_AXIS_ROOM = 60
+
+
+# Room under a panel's plot for its x-axis: a page fits the whole chart into its height.
+X_AXIS_ROOM = 45
+
+
+def _panel(layers: alt.LayerChart, title: str, height: int) -> alt.LayerChart:
+    """One page panel, `PANEL_WIDTH` wide with its y-axis and a plot `height` high; its
+    heading (`description`) is for the page to write above it (Streamlit's chart theme
+    drew a panel title as '–' and took 64 px of the plot for it)."""
+    return layers.properties(description=title, width=PANEL_WIDTH - Y_AXIS_ROOM,
+                             height=height + X_AXIS_ROOM)
+
+
+def _ratio_frame(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """`_compare_frame` with each row's panel, 'model · dataset · type', and the panels
+    in the grid's order, model · dataset first."""
     f = _compare_frame(summary)
-    many_batches = f["Batch"].nunique() > 1
+    f["Facet"] = f["Panel"] + " · " + f["Type"]
+    order = f.sort_values(["Panel", "Type"], kind="stable")["Facet"].drop_duplicates().tolist()
+    return f, order
+
+
+def _ratio_layers(f: pd.DataFrame, data: pd.DataFrame, legend: bool) -> alt.LayerChart:
+    """The ±1-std band and mean line of the ratio chart over `data` (a panel's rows or all
+    of them), scales and legends from the whole sweep `f`."""
     x = alt.X("Ratio (%):Q", title="Pruned (%)", scale=alt.Scale(domain=[0, 100]))
     # one legend for both layers (they share the scale; `legend=None` on the band would
     # remove it), with opaque swatches although the band is faint
-    colour = _criterion_colour(f, symbolOpacity=1, orient="bottom", columns=LEGEND_COLUMNS)
+    colour = _criterion_colour(f, legend, symbolOpacity=1, orient="bottom",
+                               columns=LEGEND_COLUMNS)
     line_enc = dict(x=x, y=alt.Y("test_acc_mean:Q", title="Test accuracy (%)",
                                  scale=alt.Scale(domain=[0, 100])),
                     color=colour,
@@ -571,27 +663,45 @@ def compare_ratio_chart(summary: pd.DataFrame, note: str | None = None) -> alt.F
                              alt.Tooltip("test_acc_mean:Q", title="accuracy", format=".2f"),
                              alt.Tooltip("test_acc_std:Q", title="std", format=".2f"),
                              alt.Tooltip("n:Q", title="repeats")])
-    if many_batches:  # the legend draws dashed strokes (dots would all look alike)
-        line_enc["strokeDash"] = alt.StrokeDash(
-            "Batch:N", title="Batch size", sort=None,
-            legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#333",
-                              symbolFillColor="#333", symbolStrokeWidth=2, symbolSize=400,
-                              orient="bottom", columns=1))
+    if f["Batch"].nunique() > 1:
+        line_enc["strokeDash"] = _batch_dash(f, legend)
     base = alt.Chart()
     band = base.mark_area(opacity=0.15).encode(x=x, y="Low:Q", y2="High:Q", color=colour,
                                                detail="Batch:N")
     line = base.mark_line(point=True).encode(**line_enc)
+    return alt.layer(band, line, data=data)
+
+
+def compare_ratio_chart(summary: pd.DataFrame, note: str | None = None) -> alt.FacetChart:
+    """Test accuracy against the pruning ratio: one line per criterion, a band of ±1 std
+    over repeats, one panel per (model · dataset) row and pruning type column. Several
+    batch sizes are told apart by the line's dash. `note` is the subtitle (what the 0 %
+    point is, `sweep_results.untuned_dense_note`), so a downloaded PNG says it too.
+    One image at a fixed width (the PNG); a page shows `compare_ratio_panels`."""
+    f, order = _ratio_frame(summary)
     # One panel per (model · dataset, type), wrapped two to a row: a grid with a column
     # per type was 4 × 130 px wide plus axes and overflowed an 800-px window (and its
-    # 468-px column) by 235 px. Panels keep the grid's order, model · dataset first.
-    f["Facet"] = f["Panel"] + " · " + f["Type"]
-    order = f.sort_values(["Panel", "Type"], kind="stable")["Facet"].drop_duplicates().tolist()
+    # 468-px column) by 235 px.
     columns = 1 if f["Type"].nunique() == 1 and f["Panel"].nunique() == 1 else 2
-    return (alt.layer(band, line, data=f)
-            .properties(width=_panel_width(columns), height=170)
+    return (_ratio_layers(f, f, legend=True)
+            .properties(width=_panel_width(columns), height=RATIO_HEIGHT)
             .facet(facet=alt.Facet("Facet:N", title=None, sort=order), columns=columns,
-                   title=alt.TitleParams("Accuracy vs pruning ratio",
+                   title=alt.TitleParams(RATIO_TITLE,
                                          subtitle=_wrapped(note, 60) if note else [])))
+
+
+def compare_ratio_panels(summary: pd.DataFrame, note: str | None = None) -> Panels:
+    """`compare_ratio_chart` as `Panels` for the page: one view per panel in its order,
+    so the page can wrap them three a row on a wide screen and one on a narrow one."""
+    f, order = _ratio_frame(summary)
+    legend = {"color": _criterion_colour(f, True, symbolOpacity=1, orient="bottom",
+                                         columns=LEGEND_COLUMNS)}
+    if f["Batch"].nunique() > 1:
+        legend["strokeDash"] = _batch_dash(f, True)
+    return Panels(RATIO_TITLE, [note] if note else [],
+                  [_panel(_ratio_layers(f, f[f["Facet"] == p], legend=False), p, RATIO_HEIGHT)
+                   for p in order],
+                  _legend_chart(f, **legend))
 
 
 def _panel_width(columns: int) -> int:
@@ -617,32 +727,36 @@ PARETO_NOTE = ("Dashed: the Pareto front of each dataset, over every model, type
                "higher accuracy); ringed: the points on it.")
 
 
-def compare_pareto_chart(summary: pd.DataFrame, front: pd.Series) -> alt.FacetChart:
-    """Accuracy against MACs per sample (log axis) for every grid point, one panel per
-    model (· batch size) · dataset, so which model a point belongs to is read off its
-    panel, not only on hover (one shared plot mixed MLP and CNN, both batch sizes, under
-    one front). `front` marks the Pareto-optimal points, one front per dataset
-    (`sweep_results.pareto_by`): each panel draws its dataset's whole front, dashed, so
-    a model's points are seen against the best any model reached there; its own points
-    on the front are ringed. Colour is the criterion, shape the pruning type; masks sit at
-    the dense model's MACs: they buy no compute."""
+def _pareto_frame(summary: pd.DataFrame, front: pd.Series
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(the points with MACs, the data to draw: those points plus each dataset's front
+    repeated under every panel of that dataset, the panels in order)."""
     f = _compare_frame(summary)
     f["On front"] = front.reindex(f.index, fill_value=False).map({True: "yes", False: "no"})
     f = f[pd.to_numeric(f["macs_mean"], errors="coerce") > 0]  # dead models: no MACs
     f["Panel"], panels = _pareto_panels(f)
     f["Layer"] = "point"
-    # the dataset's front, repeated in each of its panels
     on = f[f["On front"] == "yes"]
     lines = [on[on["dataset"] == d].assign(Panel=p, Layer="front")
              for p, d in f[["Panel", "dataset"]].drop_duplicates().itertuples(index=False)]
     data = pd.concat([f, *lines], ignore_index=True) if lines else f
+    return f, data, panels
+
+
+def _pareto_layers(f: pd.DataFrame, data: pd.DataFrame, legend: bool) -> alt.LayerChart:
+    """The front line, rings and points of the Pareto chart over `data` (a panel's rows or
+    all of them); x and y domains, colours and shapes from all points `f`, so separate
+    panels share their axes as a facet's do."""
+    macs = pd.to_numeric(f["macs_mean"])
     x = alt.X("macs_mean:Q", title="MACs per sample (log)",
-              scale=alt.Scale(type="log", nice=False, padding=16))
-    y = alt.Y("test_acc_mean:Q", title="Test accuracy (%)")
+              scale=alt.Scale(type="log", nice=False, padding=16,
+                              domain=[float(macs.min()), float(macs.max())]))
+    y = alt.Y("test_acc_mean:Q", title="Test accuracy (%)",
+              scale=alt.Scale(domain=[0, float(f["test_acc_mean"].max())]))
     base = alt.Chart()
     points = base.mark_point(filled=True, size=60, opacity=0.8).encode(
-        x=x, y=y, color=_criterion_colour(f, orient="bottom", columns=LEGEND_COLUMNS),
-        shape=alt.Shape("Type:N", title="Type", legend=alt.Legend(orient="bottom", columns=1)),
+        x=x, y=y, color=_criterion_colour(f, legend, orient="bottom", columns=LEGEND_COLUMNS),
+        shape=_type_shape(f, legend),
         tooltip=["Model:N", "Dataset:N", "Batch:N", "Type:N", "Criterion:N",
                  alt.Tooltip("Ratio (%):Q", format=".0f"),
                  alt.Tooltip("macs_mean:Q", title="MACs", format=",.0f"),
@@ -653,16 +767,39 @@ def compare_pareto_chart(summary: pd.DataFrame, front: pd.Series) -> alt.FacetCh
         (alt.datum.Layer == "point") & (alt.datum["On front"] == "yes"))
     line = base.mark_line(color="#333", strokeDash=[4, 3], interpolate="step-after").encode(
         x=x, y=y, order="macs_mean:Q").transform_filter(alt.datum.Layer == "front")
+    return alt.layer(line, rings, points, data=data)
+
+
+def compare_pareto_chart(summary: pd.DataFrame, front: pd.Series) -> alt.FacetChart:
+    """Accuracy against MACs per sample (log axis) for every grid point, one panel per
+    model (· batch size) · dataset, so which model a point belongs to is read off its
+    panel, not only on hover (one shared plot mixed MLP and CNN, both batch sizes, under
+    one front). `front` marks the Pareto-optimal points, one front per dataset
+    (`sweep_results.pareto_by`): each panel draws its dataset's whole front, dashed, so
+    a model's points are seen against the best any model reached there; its own points
+    on the front are ringed. Colour is the criterion, shape the pruning type; masks sit at
+    the dense model's MACs: they buy no compute. One image at a fixed width (the PNG);
+    a page shows `compare_pareto_panels`."""
+    f, data, panels = _pareto_frame(summary, front)
     # two panels a row at most: three were 894 px wide in the browser, cut off in an
     # 800-px window (one column when each dataset has a single panel)
     per_dataset = max(1, len(panels) // max(1, f["dataset"].nunique()))
     columns = min(per_dataset, 2)
-    return (alt.layer(line, rings, points, data=data)
-            .properties(width=_panel_width(columns), height=200)
+    return (_pareto_layers(f, data, legend=True)
+            .properties(width=_panel_width(columns), height=PARETO_HEIGHT)
             .facet(facet=alt.Facet("Panel:N", title=None, sort=panels), columns=columns,
-                   title=alt.TitleParams("Accuracy vs compute", subtitle=[
-                       "dashed: Pareto front per dataset (all its models, types, criteria,",
-                       "batch sizes); ringed: points on it"])))
+                   title=alt.TitleParams(PARETO_TITLE, subtitle=PARETO_SUBTITLE)))
+
+
+def compare_pareto_panels(summary: pd.DataFrame, front: pd.Series) -> Panels:
+    """`compare_pareto_chart` as `Panels` for the page (see `compare_ratio_panels`)."""
+    f, data, panels = _pareto_frame(summary, front)
+    return Panels(PARETO_TITLE, PARETO_SUBTITLE,
+                  [_panel(_pareto_layers(f, data[data["Panel"] == p], legend=False), p,
+                          PARETO_HEIGHT) for p in panels],
+                  _legend_chart(f, color=_criterion_colour(f, True, orient="bottom",
+                                                           columns=LEGEND_COLUMNS),
+                                shape=_type_shape(f, True)))
 
 
 def compare_batch_charts(results: pd.DataFrame) -> tuple[alt.Chart, alt.Chart]:

@@ -17,7 +17,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from explorer_core import jobs
+from explorer_core import charts, jobs
 from explorer_core.charts import chart_png_bytes
 from explorer_core.errors import ExplorerError
 from explorer_core.fileio import JSON_ERRORS
@@ -334,8 +334,30 @@ def wrapping_columns(count: int, width: int = FIELD_GROUP_WIDTH) -> list[Any]:
     is too narrow for them side by side (`st.columns` only stacks below a 640-px
     window: in an 800-px one with the sidebar, three columns of multiselects were
     145 px wide and their chips cut to one letter)."""
-    row = st.container(horizontal=True, gap="small")
+    row = wrapping_row()
     return [row.container(width=width) for _ in range(count)]
+
+
+def wrapping_row() -> Any:
+    """A row whose elements of fixed width wrap onto new rows when they do not fit."""
+    return st.container(horizontal=True, gap="small")
+
+
+def chart_panels(panels: Any) -> None:
+    """A compare chart's `charts.Panels`: its title and subtitle once, its legends once,
+    then its panels in a wrapping row (three a row at 1400 px, one at 800 px): a faceted
+    chart cannot stretch, and sized for 800 px it used under half a wide screen."""
+    st.markdown(f"**{panels.title}**")
+    if panels.subtitle:
+        st.caption(" ".join(panels.subtitle))
+    st.altair_chart(panels.legend, width="stretch")
+    row = wrapping_row()
+    for panel in panels.panels:
+        # a box of the panel's width, the chart stretched into it: drawn at its own
+        # width ("content"), Streamlit fitted axes and title into the plot's width
+        box = row.container(width=panel.width + charts.Y_AXIS_ROOM, gap=None)
+        box.caption(panel.description)
+        box.altair_chart(panel, width="stretch")
 
 
 def metric_row() -> Any:

@@ -30,7 +30,8 @@ from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_t
                                          progress, results_frame, speedups, summary_frame,
                                          tables_text, untuned_dense_note)
 from explorer_core.settings import MAX_EPOCHS
-from pages._common import (announce_start, bounded_number, elapsed_metric, format_seconds,
+from pages._common import (announce_start, bounded_number, chart_panels, elapsed_metric,
+                           format_seconds,
                            learning_rate_input, parse_int_list, png_download_button,
                            metric_row, require_app_navigation, run_name_input, run_picker,
                            setup_expander, status_header, stop_button, wrapping_columns)
@@ -362,13 +363,15 @@ def results_section(paths: SweepPaths, live: bool) -> None:
     key = "live" if live else "done"
     with tabs[0]:
         # what the 0 % points are, in the chart's subtitle so its PNG says it too
-        chart = charts.compare_ratio_chart(summary, untuned_dense_note(paths))
-        st.altair_chart(chart, width="content")
+        note = untuned_dense_note(paths)
+        chart_panels(charts.compare_ratio_panels(summary, note))
+        chart = charts.compare_ratio_chart(summary, note)  # one image, for the PNG
         if not live:
             png_download_button("Download PNG", chart, "accuracy_vs_ratio.png", f"png-ratio-{key}")
     with tabs[1]:
-        chart = charts.compare_pareto_chart(summary, pareto_by(summary))
-        st.altair_chart(chart, width="content")
+        front = pareto_by(summary)
+        chart_panels(charts.compare_pareto_panels(summary, front))
+        chart = charts.compare_pareto_chart(summary, front)  # one image, for the PNG
         st.caption("Every grid point (mean over repeats), one panel per model"
                    + (" and batch size" if summary["batch_size"].nunique() > 1 else "")
                    + " on each dataset; dead models (100 %) have no MACs and are left out. "

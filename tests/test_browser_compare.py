@@ -9,6 +9,8 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 from playwright.sync_api import expect
@@ -121,7 +123,9 @@ def test_build_run_see_charts_download_csv(app_page, streamlit_server, tmp_path,
 
     # the accuracy-vs-ratio chart has a line per criterion, with points at 0 and 50 %
     wait_for_charts(page)
-    marks = " ".join(chart_marks(page, 0))
+    # one chart per panel (and one of legends): the marks of all of them
+    marks = " ".join(m for i in range(page.locator('[data-testid="stVegaLiteChart"]').count())
+                     for m in chart_marks(page, i))
     for criterion in ("Interval adjoint", "L1 norm of weights", "Random", "Weight magnitude"):
         assert f"Criterion: {criterion}" in marks, marks[:500]
     assert re.search(r"Pruned \(%\): 50", marks)
@@ -160,18 +164,27 @@ def faceted_sweep() -> str:
     return name
 
 
+@contextmanager
+def _sweep_in_window(browser, server: str, sweep: str, width: int) -> Iterator:
+    """A page of its own context, `width` px wide, showing `sweep` on the Compare page."""
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    context.set_default_timeout(RUN_TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        open_app(page, server, "compare")
+        with rerun_after(page):
+            choose_option(page, "Sweep", sweep)
+        yield page
+    finally:
+        context.close()
+
+
 def test_an_800_px_window_shows_the_whole_page_with_nothing_cut_off(browser, streamlit_server,
                                                                     faceted_sweep):
     """In an 800-px window (a laptop demo, half a screen) with the sidebar open, the
     form's chips read one letter, the faceted charts ran 130–430 px past the page's edge
     and metrics were cut. Every chart, metric and chip of the page now fits."""
-    context = browser.new_context(viewport={"width": 800, "height": 900})
-    context.set_default_timeout(RUN_TIMEOUT_MS)
-    page = context.new_page()
-    try:
-        open_app(page, streamlit_server, "compare")
-        with rerun_after(page):
-            choose_option(page, "Sweep", faceted_sweep)
+    with _sweep_in_window(browser, streamlit_server, faceted_sweep, 800) as page:
         _open_form(page)
         expect(page.get_by_text("Cells done", exact=True)).to_be_visible()
         found = {}
@@ -180,5 +193,34 @@ def test_an_800_px_window_shows_the_whole_page_with_nothing_cut_off(browser, str
             wait_for_charts(page)
             found[tab] = overflowing(page)
         assert found == {tab: [] for tab in found}
-    finally:
-        context.close()
+
+
+# Boxes of the visible charts and the width of the main column's content.
+_CHART_BOXES_JS = """() => {
+  const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+  const style = getComputedStyle(main);
+  const box = main.getBoundingClientRect();
+  const column = box.width - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+    .filter(c => c.offsetParent !== null).map(c => c.getBoundingClientRect())
+    .map(r => ({left: r.left - box.left - parseFloat(style.paddingLeft), top: r.top,
+                width: r.width, height: r.height}));
+  return {column, charts};
+}"""
+
+
+def test_a_1400_px_window_shows_the_panels_three_a_row_across_the_column(
+        browser, streamlit_server, faceted_sweep):
+    """Faceted charts sized for an 800-px window drew their panels 175 px wide, two a row,
+    on a 1400-px screen: under half of the 940-px column. Each panel is now its own chart
+    in a wrapping row: three a row here, using most of the column."""
+    with _sweep_in_window(browser, streamlit_server, faceted_sweep, 1400) as page:
+        page.get_by_role("tab", name="Accuracy vs ratio").click()
+        wait_for_charts(page)
+        found = page.evaluate(_CHART_BOXES_JS)
+        panels = [c for c in found["charts"] if c["width"] < 0.5 * found["column"]]
+        first_row = [c for c in panels if abs(c["top"] - panels[0]["top"]) < 2] if panels else []
+        assert len(first_row) >= 3, found  # three types: three panels side by side
+        used = max(c["left"] + c["width"] for c in first_row) - min(c["left"] for c in first_row)
+        assert used >= 0.8 * found["column"], (used, found)
+        assert overflowing(page) == []

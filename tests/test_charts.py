@@ -240,3 +240,43 @@ def test_multi_panel_charts_fit_the_main_column_of_an_800_px_window(kind):
         chart = charts.train_time_widths_chart(epochs, LABELS)
     graph, _ = drawn(chart, padding=0)
     assert graph["width"] <= charts.NARROW_WIDTH, graph["width"]
+
+
+@pytest.mark.parametrize("kind", ["ratio", "pareto"])
+def test_compare_panels_are_one_view_each_with_shared_scales_and_one_legend(kind):
+    """A faceted chart cannot stretch: sized for an 800-px window, its panels were 175 px
+    wide on a 1400-px screen. The page now wraps one view per panel; drawn apart, each
+    panel's colours (and dashes, shapes) must still mean the same, so their domains are
+    the whole sweep's, and the legends are drawn once, in their own chart."""
+    summary = _summary()
+    if kind == "ratio":
+        panels = charts.compare_ratio_panels(summary, "a note")
+        faceted = charts.compare_ratio_chart(summary, "a note")
+        wanted = summary.groupby(["model", "dataset", "type"]).ngroups
+        assert panels.subtitle == ["a note"] and panels.title == charts.RATIO_TITLE
+    else:
+        panels = charts.compare_pareto_panels(summary, pareto_by(summary))
+        faceted = charts.compare_pareto_chart(summary, pareto_by(summary))
+        wanted = summary.groupby(["model", "dataset", "batch_size"]).ngroups
+    assert len(panels.panels) == wanted
+    encodings = ("color", "strokeDash", "shape")
+    domains = []
+    for panel in panels.panels:
+        spec = panel.to_dict()
+        assert spec["width"] + charts.Y_AXIS_ROOM == charts.PANEL_WIDTH
+        assert "facet" not in spec and panel.description  # one view, headed by the page
+        found = {k: e["scale"]["domain"] for layer in spec["layer"]
+                 for k, e in layer["encoding"].items() if k in encodings}
+        assert all(e.get("legend", "none") is None for layer in spec["layer"]
+                   for k, e in layer["encoding"].items() if k in encodings)
+        domains.append(found)
+    assert domains[0]["color"] == ["L1 norm of weights", "Weight magnitude"]
+    assert all(d == domains[0] for d in domains)  # one meaning of a colour everywhere
+    legend = panels.legend.to_dict()["encoding"]
+    assert {k: legend[k]["scale"]["domain"] for k in domains[0]} == domains[0]
+    # the PNG (one faceted image) uses the same scales
+    facet_layers = faceted.to_dict()["spec"]["layer"]
+    assert {k: e["scale"]["domain"] for layer in facet_layers
+            for k, e in layer["encoding"].items() if k in encodings} == domains[0]
+    # titles and texts read by name, as on the faceted chart
+    assert any("Fashion-MNIST" in p.description for p in panels.panels)
