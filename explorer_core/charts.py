@@ -613,15 +613,17 @@ def _legend_chart(data: pd.DataFrame, **encodings: Any) -> alt.Chart:
     """Only the legends of `encodings` (with their legends on): an invisible mark in a
     flat view, shown once above panels drawn without legends. As tall as its longest
     legend (a page fits a chart into its height: at 1 px the legends were cut off)."""
-    rows = max(-(-len(e.to_dict()["scale"]["domain"]) // (LEGEND_COLUMNS if name == "color"
-                                                          else 1))
-               for name, e in encodings.items())
+    height = max(-(-len(e.to_dict()["scale"]["domain"]) // (LEGEND_COLUMNS if name == "color"
+                                                            else 1))
+                 * LEGEND_ROWS.get(name, LEGEND_ROW) for name, e in encodings.items())
     return (alt.Chart(data).mark_point(filled=True, opacity=0).encode(**encodings)
-            .properties(height=LEGEND_ROW * rows + 40).configure_view(stroke=None))
+            .properties(height=height + 40).configure_view(stroke=None))
 
 
-# Height of one legend entry (the legend chart is fitted to its height).
+# Height of one legend entry (the legend chart is fitted to its height); a shape's
+# entries are taller (at 24 px the third type, "Weight", was cut off at 800 px).
 LEGEND_ROW = 24
+LEGEND_ROWS = {"shape": 32}
 # Room left of a panel's plot for its y-axis labels and title.
 Y_AXIS_ROOM = 60
 
