@@ -64,6 +64,19 @@ def _write_all(fd: int, data: bytes) -> None:
         done += os.write(fd, view[done:])
 
 
+def name_the_file(exc: OSError, path: str | os.PathLike) -> OSError:
+    """`exc`, given `path` as its file when it names none; for `raise name_the_file(…)`.
+
+    A disk that fills up refuses the write of a file's bytes (`os.write`, `fsync`, the
+    flush of an appended line), not its opening: those calls work on a descriptor, and
+    the kernel's ENOSPC came out naming no file — a run failed with "(No space left on
+    device: None)", not saying which of its files the disk refused.
+    """
+    if exc.filename is None:
+        exc.filename = os.fspath(path)
+    return exc
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> Path:
     """Write `data` to `path` so readers see either the old or the new file, never half.
 
@@ -90,6 +103,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = Tru
                 os.fchmod(fd, mode)
             if durable:
                 os.fsync(fd)
+        except OSError as exc:  # a full disk: named, as the failed open or rename is
+            raise name_the_file(exc, target)
         finally:
             os.close(fd)
         os.replace(tmp, target)
