@@ -132,8 +132,11 @@ class OrderedWriter:
     fsyncs) took ~5 ms of that on the main thread; disk waits release the GIL, so on this
     thread they overlap with the next cell's work. Order is kept, so a record submitted
     after its checkpoint still marks a complete cell. After a failed write nothing more
-    is written, and the error is raised by the next `submit` or by `close`. A process
-    killed with writes queued loses only those (at most `depth`), which a resume redoes.
+    is written, and the error is raised by every later `submit` and by `close`: raised
+    once, it was forgotten — a Compare sweep took it, raised by a fine-tuning epoch's
+    progress report, for that cell's own failure, went on while every later record was
+    dropped, and said "finished" over a read-only cells folder. A process killed with
+    writes queued loses only those (at most `depth`), which a resume redoes.
     """
 
     def __init__(self, depth: int = 8):
@@ -184,9 +187,8 @@ class OrderedWriter:
         self._raise()
 
     def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        if self._error is not None:  # kept: nothing more is written, so it stays true
+            raise self._error
 
     def _run(self) -> None:
         failed = False

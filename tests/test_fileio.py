@@ -365,3 +365,32 @@ def test_two_threads_writing_one_path_never_leave_a_mixed_or_partial_file(tmp_pa
     assert bad == []
     assert target.read_bytes() in (b"\1" * size, b"\2" * size)
     assert [p.name for p in tmp_path.iterdir()] == ["shared.bin"]
+
+
+def test_ordered_writer_raises_a_failed_write_until_closed_even_once_caught():
+    """The error of a failed write was raised once and then forgotten, while later writes
+    were dropped: a caller that took it for something else and went on (a Compare cell's
+    fine-tuning report) ended with a clean `close` and nothing written."""
+    import threading
+    import time
+
+    from explorer_core.fileio import OrderedWriter
+
+    ran = threading.Event()
+
+    def refused() -> None:
+        ran.set()
+        raise OSError(30, "Read-only file system")
+
+    written: list[str] = []
+    writer = OrderedWriter()
+    writer.submit(refused)
+    assert ran.wait(10)
+    time.sleep(0.1)  # the thread has stored the error
+    with pytest.raises(OSError, match="Read-only"):
+        writer.submit_latest(lambda: written.append("report"), every=0.5)
+    with pytest.raises(OSError, match="Read-only"):  # the next write still hears of it
+        writer.submit(lambda: written.append("record"))
+    with pytest.raises(OSError, match="Read-only"):
+        writer.close()
+    assert written == []
