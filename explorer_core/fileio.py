@@ -72,8 +72,8 @@ def name_the_file(exc: OSError, path: str | os.PathLike) -> OSError:
     the kernel's ENOSPC came out naming no file — a run failed with "(No space left on
     device: None)", not saying which of its files the disk refused.
     """
-    if exc.filename is None:
-        exc.filename = os.fspath(path)
+    if exc.filename is None and exc.errno is not None:  # an OSError("text") has no errno:
+        exc.filename = os.fspath(path)                 # named, it read "[Errno None] None"
     return exc
 
 
