@@ -64,6 +64,19 @@ def _write_all(fd: int, data: bytes) -> None:
         done += os.write(fd, view[done:])
 
 
+def name_the_file(exc: OSError, path: str | os.PathLike) -> OSError:
+    """`exc`, given `path` as its file when it names none; for `raise name_the_file(…)`.
+
+    A disk that fills up refuses the write of a file's bytes (`os.write`, `fsync`, the
+    flush of an appended line), not its opening: those calls work on a descriptor, and
+    the kernel's ENOSPC came out naming no file — a run failed with "(No space left on
+    device: None)", not saying which of its files the disk refused.
+    """
+    if exc.filename is None and exc.errno is not None:  # an OSError("text") has no errno:
+        exc.filename = os.fspath(path)                 # named, it read "[Errno None] None"
+    return exc
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> Path:
     """Write `data` to `path` so readers see either the old or the new file, never half.
 
@@ -90,6 +103,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = Tru
                 os.fchmod(fd, mode)
             if durable:
                 os.fsync(fd)
+        except OSError as exc:  # a full disk: named, as the failed open or rename is
+            raise name_the_file(exc, target)
         finally:
             os.close(fd)
         os.replace(tmp, target)
@@ -143,8 +158,11 @@ class OrderedWriter:
     fsyncs) took ~5 ms of that on the main thread; disk waits release the GIL, so on this
     thread they overlap with the next cell's work. Order is kept, so a record submitted
     after its checkpoint still marks a complete cell. After a failed write nothing more
-    is written, and the error is raised by the next `submit` or by `close`. A process
-    killed with writes queued loses only those (at most `depth`), which a resume redoes.
+    is written, and the error is raised by every later `submit` and by `close`: raised
+    once, it was forgotten — a Compare sweep took it, raised by a fine-tuning epoch's
+    progress report, for that cell's own failure, went on while every later record was
+    dropped, and said "finished" over a read-only cells folder. A process killed with
+    writes queued loses only those (at most `depth`), which a resume redoes.
     """
 
     def __init__(self, depth: int = 8):
@@ -195,9 +213,8 @@ class OrderedWriter:
         self._raise()
 
     def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        if self._error is not None:  # kept: nothing more is written, so it stays true
+            raise self._error
 
     def _run(self) -> None:
         failed = False

@@ -24,7 +24,7 @@ from stat import S_ISDIR
 from typing import Any
 
 from .errors import ExplorerError, raise_if_interrupted, raise_pending_interrupt
-from .fileio import JSON_ERRORS, atomic_write_json, atomic_write_text, json_text
+from .fileio import JSON_ERRORS, atomic_write_json, atomic_write_text, json_text, name_the_file
 
 STATES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
 LIVE_STATES = ("queued", "running")  # a worker is starting or working on the run
@@ -276,7 +276,8 @@ def failed_write(paths: RunPaths, exc: OSError, what: str, **fields: Any) -> dic
     one line that says which file and that a resume continues once it is fixed — for the
     page in status.json, or, when even that cannot be written, as an `ExplorerError`
     (the command line's one-line error) instead of a traceback."""
-    message = (f"could not write {what} ({exc.strerror or exc}: {exc.filename}); free or "
+    where = "" if exc.filename is None else f": {exc.filename}"
+    message = (f"could not write {what} ({exc.strerror or exc}{where}); free or "
                "fix the folder and resume")
     try:
         return write_status(paths, "failed", message=message, **fields)
@@ -506,8 +507,11 @@ def append_event(paths: RunPaths, event: dict) -> None:
     files (checkpoints, tables, cell files); a killed process loses no written line.
     """
     line = json_text({**event, "time": time.time()}, sort_keys=True) + "\n"
-    with open(paths.events, "a", encoding="utf-8") as fh:
-        fh.write(line)
+    try:
+        with open(paths.events, "a", encoding="utf-8") as fh:
+            fh.write(line)
+    except OSError as exc:  # a full disk refuses the flush, which names no file
+        raise name_the_file(exc, paths.events)
 
 
 def read_events(paths: RunPaths) -> list[dict]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .fileio import JSON_ERRORS, atomic_write_text
+from .fileio import JSON_ERRORS, atomic_write_text, name_the_file
 from .estimate import is_end_ratio
 from .rundir import (LIVE_STATES, SweepPaths, elapsed_seconds, last_report, read_events,
                      read_json, read_record, read_status)
@@ -426,11 +426,14 @@ def append_result(paths: SweepPaths, row: dict[str, Any]) -> None:
     worker starts or stops.
     """
     new = not paths.results_csv.is_file()
-    with open(paths.results_csv, "a", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, lineterminator=os.linesep)  # the line ends of `_csv_text`
-        if new:
-            writer.writerow(RESULT_COLUMNS)
-        writer.writerow([_csv_value(row.get(c)) for c in RESULT_COLUMNS])
+    try:
+        with open(paths.results_csv, "a", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, lineterminator=os.linesep)  # the line ends of `_csv_text`
+            if new:
+                writer.writerow(RESULT_COLUMNS)
+            writer.writerow([_csv_value(row.get(c)) for c in RESULT_COLUMNS])
+    except OSError as exc:  # a full disk refuses the flush, which names no file
+        raise name_the_file(exc, paths.results_csv)
 
 
 def read_results_csv(paths: SweepPaths) -> pd.DataFrame:

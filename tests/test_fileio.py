@@ -395,3 +395,32 @@ def test_json_files_hold_null_where_a_float_is_not_finite(tmp_path):
     # finite values are written as before, byte for byte
     plain = {"a": [0.1, 2.5e-300, -3.0], "b": None}
     assert json_text(plain, sort_keys=True) == json.dumps(plain, sort_keys=True)
+
+
+def test_ordered_writer_raises_a_failed_write_until_closed_even_once_caught():
+    """The error of a failed write was raised once and then forgotten, while later writes
+    were dropped: a caller that took it for something else and went on (a Compare cell's
+    fine-tuning report) ended with a clean `close` and nothing written."""
+    import threading
+    import time
+
+    from explorer_core.fileio import OrderedWriter
+
+    ran = threading.Event()
+
+    def refused() -> None:
+        ran.set()
+        raise OSError(30, "Read-only file system")
+
+    written: list[str] = []
+    writer = OrderedWriter()
+    writer.submit(refused)
+    assert ran.wait(10)
+    time.sleep(0.1)  # the thread has stored the error
+    with pytest.raises(OSError, match="Read-only"):
+        writer.submit_latest(lambda: written.append("report"), every=0.5)
+    with pytest.raises(OSError, match="Read-only"):  # the next write still hears of it
+        writer.submit(lambda: written.append("record"))
+    with pytest.raises(OSError, match="Read-only"):
+        writer.close()
+    assert written == []

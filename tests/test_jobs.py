@@ -930,3 +930,52 @@ def test_a_queued_status_is_settled_by_whether_its_worker_runs(tmp_path):
     assert read_status(paths)["state"] == "queued"
     _queued_for(paths, None, None, written_ago=PAST_GRACE_S)
     assert read_status(paths)["state"] == "interrupted"
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_real_full_disk_names_the_file_it_refused(tmp_path, cache, capsys, monkeypatch, kind):
+    """A disk that fills up refuses the write of a file's bytes, not its opening: the
+    kernel's ENOSPC comes from `os.write` on a descriptor and names no file, so the run
+    failed with "(No space left on device: None)" (a 3 MB tmpfs, every kind). The
+    temporary sibling of each checkpoint is /dev/full here: a real ENOSPC on write."""
+    from explorer_core import fileio
+    from explorer_core.cli import main
+
+    paths, command, _ = KINDS[kind](tmp_path)
+    real_open = fileio._open_temp_sibling
+
+    def full_for_checkpoints(target):
+        if not target.endswith(".safetensors"):
+            return real_open(target)
+        return os.open("/dev/full", os.O_WRONLY), target + ".never-made.tmp"
+
+    monkeypatch.setattr(fileio, "_open_temp_sibling", full_for_checkpoints)
+    assert main([command, "--resume", str(paths.root), "--quiet"]) == 2
+    err = capsys.readouterr().err  # (and a warning that the cache took no baseline)
+    [line] = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert "Traceback" not in err and "No space left on device" in line, err
+    assert "None" not in line and ".safetensors" in line, err
+    status = read_status(paths)
+    assert status["state"] == "failed" and ".safetensors" in status["message"]
+
+    monkeypatch.undo()
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
+    assert main([command, "--resume", str(paths.root), "--quiet"]) == 0
+    assert read_status(paths)["state"] == "finished"
+
+
+def test_a_line_refused_by_a_full_disk_names_the_file_appended_to(tmp_path):
+    """events.jsonl and a sweep's results.csv are appended to: the ENOSPC of a full disk
+    comes on the flush, and named no file."""
+    from explorer_core.rundir import SweepPaths, append_event
+    from explorer_core.sweep_results import append_result
+
+    paths = SweepPaths(tmp_path)
+    for appended in (paths.events, paths.results_csv):
+        appended.symlink_to("/dev/full")
+    with pytest.raises(OSError) as caught:
+        append_event(paths, {"type": "epoch"})
+    assert caught.value.filename == str(paths.events)
+    with pytest.raises(OSError) as caught:
+        append_result(paths, {"cell_id": "c"})
+    assert caught.value.filename == str(paths.results_csv)

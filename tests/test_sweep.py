@@ -1379,3 +1379,42 @@ def test_a_cell_failing_in_a_way_nobody_foresaw_names_the_log_with_its_trace(roo
     assert df.loc["weight", "note"] == f"RuntimeError: torch said no (traceback in {paths.log})"
     log = paths.log.read_text()
     assert "Traceback (most recent call last)" in log and "torch said no" in log
+
+
+def test_a_refused_cell_write_seen_during_a_fine_tuning_still_fails_the_sweep(roots, monkeypatch):
+    """Cells are written off the main thread; a refused write surfaces at the main
+    thread's next report to the writer. When that report came from a fine-tuning's epoch,
+    the error was taken for the cell's own failure and then forgotten, while the writer
+    dropped every later write: with a read-only cells/ folder the sweep said "finished:
+    7 cells" (of 24) and exited 0. It must fail naming the folder, and resume after."""
+    import threading
+
+    from explorer_core import sweep as sweep_module
+
+    cfg = grid("refused", models=["mlp"], batch_sizes=[64], types=["neuron"], criteria=["l1"],
+               ratios=[0.0, 0.3, 0.6], finetune_epochs=2, latency_repeats=0)
+    paths = create_sweep(cfg)
+    paths.cells_dir.write_text("in the way")  # as a read-only folder: the write is refused
+    tried = threading.Event()
+    real_write, real_train = sweep_module._Runner._write_cell, sweep_module.train
+
+    def write_cell(self, *args):
+        try:
+            return real_write(self, *args)
+        finally:
+            tried.set()
+
+    def train_once_the_write_failed(*args, **kwargs):  # the race, made certain
+        if tried.wait(30):
+            time.sleep(0.2)  # the writer thread has stored the error
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module._Runner, "_write_cell", write_cell)
+    monkeypatch.setattr(sweep_module, "train", train_once_the_write_failed)
+    status = execute(paths)
+    assert status["state"] == "failed", status
+    assert "could not write" in status["message"] and str(paths.cells_dir) in status["message"]
+    monkeypatch.undo()
+    paths.cells_dir.unlink()
+    assert execute(paths)["state"] == "finished"
+    assert sorted(finished_ids(paths)) == sorted(c.id for c in plan(cfg).cells)
