@@ -141,13 +141,18 @@ def setup_form() -> None:
                  "a preset (6 of 60000) picks the preset on Enter: choose *Add: 6* instead. "
                  "Batches larger than memory allows are split into micro-batches with "
                  "gradient accumulation.")
-        types = c2.multiselect("Pruning types", list(PRUNING_TYPES), default=["neuron", "weight"],
-                               wrap=True, format_func=lambda t: PRUNING_TYPES[t].title)
-        crits = c2.multiselect("Criteria", list(ALL_CRITERIA),
-                               default=["interval_adjoint", "l1", "random", "magnitude"],
-                               format_func=criterion_title, wrap=True,
-                               help="Mask types rank weights by magnitude or at random; neuron "
-                                    "and structured pruning rank units by any criterion.")
+        # short names on the chips, the long titles in the help: in a 240-px group
+        # 'Neuron (remove FC neurons)' and 'Weight magnitude (masks)' were cut to '…'
+        types = c2.multiselect(
+            "Pruning types", list(PRUNING_TYPES), default=["neuron", "weight"], wrap=True,
+            format_func=type_name,
+            help="  \n".join(f"**{k.title}**: {k.description}" for k in PRUNING_TYPES.values()))
+        crits = c2.multiselect(
+            "Criteria", list(ALL_CRITERIA), default=["interval_adjoint", "l1", "random", "magnitude"],
+            format_func=criterion_name, wrap=True,
+            help="Mask types rank weights by magnitude or at random; neuron and structured "
+                 "pruning rank units by any criterion.  \n"
+                 + ", ".join(criterion_title(c) for c in ALL_CRITERIA) + ".")
         ratios = c2.text_input("Ratios (% removed)",
                                ", ".join(f"{r * 100:g}" for r in DEFAULT_RATIOS),
                                help="100 % removes everything: reported as a dead model.")

@@ -295,11 +295,11 @@ def overflowing(page) -> list[str]:
 
 def multiselect_chips(page, label: str) -> list[dict]:
     """The chosen options of the multiselect named `label`, each with whether a person
-    sees its chip whole: `{"text": …, "visible": bool}`.
+    sees its chip whole: `{"text": …, "visible": bool, "shortened": bool}`.
 
     A chip counts as hidden when any part of it lies outside its chip area: a single
-    row of chips scrolls sideways, so chips past the edge are out of sight (a chip that
-    is merely shortened with an ellipsis stays inside and counts as seen).
+    row of chips scrolls sideways, so chips past the edge are out of sight. A chip whose
+    text is cut with an ellipsis stays inside and counts as seen, but `shortened`.
     """
     widget = page.locator('[data-testid="stMultiSelect"]').filter(
         has=page.get_by_text(label, exact=True))
@@ -308,9 +308,11 @@ def multiselect_chips(page, label: str) -> list[dict]:
         .getBoundingClientRect();
       return [...el.querySelectorAll('[data-testid="stMultiSelectTagsContainer"] [data-tag]')]
         .map(t => { const r = t.getBoundingClientRect();
+                    const span = t.querySelector('span') || t;
                     return {text: t.getAttribute('aria-label'),
                             visible: r.left >= area.left - 1 && r.right <= area.right + 1
-                                     && r.top >= area.top - 1 && r.bottom <= area.bottom + 1}; });
+                                     && r.top >= area.top - 1 && r.bottom <= area.bottom + 1,
+                            shortened: span.scrollWidth > span.clientWidth + 1}; });
     }""")
 
 

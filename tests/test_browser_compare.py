@@ -51,7 +51,7 @@ def test_every_chosen_option_of_the_form_stays_in_sight(app_page, streamlit_serv
     page = app_page
     open_app(page, streamlit_server, "compare")
     _open_form(page)
-    for option in ("Unstructured (global masks)", "Structured (remove conv filters)"):
+    for option in ("Unstructured", "Structured"):
         choose_in_multiselect(page, "Pruning types", option)
     chips = {label: multiselect_chips(page, label)
              for label in ("Models", "Datasets", "Batch sizes", "Pruning types", "Criteria")}
@@ -59,6 +59,11 @@ def test_every_chosen_option_of_the_form_stays_in_sight(app_page, streamlit_serv
     hidden = {label: [c["text"] for c in found if not c["visible"]]
               for label, found in chips.items()}
     assert hidden == {label: [] for label in chips}
+    # and each reads whole: 'Neuron (remove FC neurons)' and 'Weight magnitude (masks)'
+    # were cut with an ellipsis in their 240-px group, at 1400 px as at 800
+    shortened = {label: [c["text"] for c in found if c["shortened"]]
+                 for label, found in chips.items()}
+    assert shortened == {label: [] for label in chips}
 
 
 def test_enter_on_a_typed_batch_size_adds_that_number_not_the_presets_it_is_in(
