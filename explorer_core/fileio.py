@@ -107,7 +107,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = Tru
             raise name_the_file(exc, target)
         finally:
             os.close(fd)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:  # named by the file refused, not by our temporary's name
+            if exc.errno is not None:  # ('.results.csv.777-3.tmp'); see name_the_file
+                exc.filename, exc.filename2 = target, None
+            raise
     except BaseException:
         try:
             os.unlink(tmp)

@@ -499,18 +499,22 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
         raise
     except ExplorerError as exc:
         return write_status(paths, "failed", message=str(exc))
-    rows, aside = _set_aside_outside_grid(paths, rows, the_plan)
-    done = finished_cells(paths, rows, the_plan)
-    if rows or paths.results_csv.exists():
-        # the CSV matches the finished cells before lines are appended
-        write_tables(paths, rows)
+    try:  # a refusal here (a full disk) is said in the status, as it is later on:
+        # raised, it killed a page's worker, whose sweep then showed as "interrupted"
+        rows, aside = _set_aside_outside_grid(paths, rows, the_plan)
+        done = finished_cells(paths, rows, the_plan)
+        if rows or paths.results_csv.exists():
+            # the CSV matches the finished cells before lines are appended
+            write_tables(paths, rows)
+        write_status(paths, "running", pid=os.getpid(), message="", **session_start(paths),
+                     total_cells=len(the_plan.cells), cells_done=len(done),
+                     cells_at_start=len(done), activity="starting")
+    except OSError as exc:
+        return failed_write(paths, exc, "the sweep's files", cells_done=len(rows))
     # As many torch threads as cores are idle now: two threads on a shared 2-core box
     # collapse (see training.cpu_threads_for); scoring and evaluation run on these.
     torch.set_num_threads(max(1, min(torch.get_num_threads(), probe.cores())))
     todo = [c for c in the_plan.cells if c.id not in done]
-    write_status(paths, "running", pid=os.getpid(), message="", **session_start(paths),
-                 total_cells=len(the_plan.cells), cells_done=len(done),
-                 cells_at_start=len(done), activity="starting")
     runner = _Runner(paths, cfg, stop, on_event, cache_root, len(the_plan.cells), len(done))
     try:
         try:

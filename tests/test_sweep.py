@@ -576,6 +576,25 @@ def test_a_failed_checkpoint_write_fails_the_sweep_without_marking_the_cell_done
     assert all(Path(c).is_file() for c in rows.loc[rows["status"] == "ok", "checkpoint"])
 
 
+def test_tables_that_cannot_be_rewritten_at_the_start_fail_the_sweep_with_the_reason(roots):
+    """A start or resume rewrites results.csv before it says "running": a refusal there
+    (a full disk) escaped as an OSError, and killed a page's worker — its sweep showed
+    as "interrupted", the reason only in worker.log."""
+    from explorer_core.rundir import read_status
+
+    cfg = grid("blocked-start", models=["mlp"], batch_sizes=[32])
+    paths = create_sweep(cfg)
+    paths.results_csv.mkdir()  # a folder where the table goes: replacing it is refused
+    status = execute(paths)
+    assert status["state"] == "failed", status
+    assert status["message"].startswith("could not write the sweep's files (")
+    assert str(paths.results_csv) in status["message"]
+    assert read_status(paths)["state"] == "failed"
+    paths.results_csv.rmdir()
+    assert execute(paths)["state"] == "finished"
+    assert len(results_frame(paths)) == len(plan(cfg).cells)
+
+
 def sparsity_of(model) -> float:
     """Share of zeros among the Linear / Conv weights (what masks zero)."""
     weights = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Linear,
