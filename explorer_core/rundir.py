@@ -203,14 +203,24 @@ def check_new_run_dir(name: str, root: Path | None = None,
 
 
 def _exists_message(name: str, path: Path, kind: str = "run") -> str:
-    """Why a run (`kind`: or a sweep) of `name` cannot be made at `path`, which exists."""
+    """Why a run (`kind`: or a sweep) of `name` cannot be made at `path`, which exists.
+
+    A folder without config.json is no run to resume (a start killed between making the
+    folder and writing its settings can leave one, with a temporary file in it): it was
+    offered for resuming, which then refused it as "no config.json"."""
     try:
         empty = path.is_dir() and not any(path.iterdir())
+        resumable = (path / "config.json").is_file()
     except OSError:
-        empty = False
-    return (f"a {kind} named {name!r} already exists at {path}; pick another name" +
-            (" (that folder is empty: delete it to reuse the name)" if empty else
-             " or resume it" if path.is_dir() else ""))
+        empty = resumable = False
+    if empty:
+        why = " (that folder is empty: delete it to reuse the name)"
+    elif resumable:
+        why = " or resume it"
+    else:
+        why = (" (that folder has no config.json, so nothing to resume: delete it to reuse "
+               "the name)" if path.is_dir() else "")
+    return f"a {kind} named {name!r} already exists at {path}; pick another name{why}"
 
 
 def new_run_dir(name: str, root: Path | None = None, day: _dt.date | None = None,

@@ -595,6 +595,29 @@ def test_tables_that_cannot_be_rewritten_at_the_start_fail_the_sweep_with_the_re
     assert len(results_frame(paths)) == len(plan(cfg).cells)
 
 
+def test_a_folder_without_settings_is_not_offered_for_resuming(tmp_path):
+    """A start killed between making its folder and writing config.json can leave the
+    folder with a temporary file in it: the name was refused with "or resume it", and a
+    resume then refused the folder ("no config.json")."""
+    import datetime
+
+    from explorer_core.errors import ExplorerError
+    from explorer_core.rundir import check_new_run_dir
+
+    root = tmp_path / "sweeps"
+    folder = root / datetime.date.today().isoformat() / "half-made"
+    folder.mkdir(parents=True)
+    (folder / ".config.json.123-0.tmp").write_text("{")
+    with pytest.raises(ExplorerError) as refused:
+        check_new_run_dir("half-made", root, kind="sweep")
+    assert str(refused.value) == (
+        f"a sweep named 'half-made' already exists at {folder}; pick another name (that "
+        "folder has no config.json, so nothing to resume: delete it to reuse the name)")
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(ExplorerError, match="pick another name or resume it$"):
+        check_new_run_dir("half-made", root, kind="sweep")
+
+
 def sparsity_of(model) -> float:
     """Share of zeros among the Linear / Conv weights (what masks zero)."""
     weights = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Linear,
