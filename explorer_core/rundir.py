@@ -210,7 +210,7 @@ def _exists_message(name: str, path: Path, kind: str = "run") -> str:
     offered for resuming, which then refused it as "no config.json"."""
     try:
         empty = path.is_dir() and not any(path.iterdir())
-        resumable = (path / "config.json").is_file()
+        resumable = RunPaths(path).config.is_file()
     except OSError:
         empty = resumable = False
     if empty:
@@ -295,19 +295,20 @@ def failed_write(paths: RunPaths, exc: OSError, what: str, **fields: Any) -> dic
         raise ExplorerError(message) from None
 
 
-def failed_run(paths: RunPaths, exc: Exception, what: str) -> dict:
+def failed_run(paths: RunPaths, exc: Exception, what: str, **fields: Any) -> dict:
     """The status a run's worker ends with on an error that is not a stop: an
     `ExplorerError`'s one line, the refused file of an `OSError` (`failed_write`, with
     `what` naming the run's files), or for an error nobody foresaw its class and text
-    with the log that holds its trace (`log_traceback`). Call it inside the `except`:
-    the trace logged is the exception being handled."""
+    with the log that holds its trace (`log_traceback`); `fields` go into the status
+    too. Call it inside the `except`: the trace logged is the exception being handled."""
     if isinstance(exc, ExplorerError):
-        return write_status(paths, "failed", message=str(exc))
+        return write_status(paths, "failed", message=str(exc), **fields)
     if isinstance(exc, OSError):  # the disk refused a checkpoint or table: resume once fixed
-        return failed_write(paths, exc, what)
+        return failed_write(paths, exc, what, **fields)
     raise_if_interrupted(exc)
     return write_status(paths, "failed",
-                        message=f"{exc.__class__.__name__}: {exc}{log_traceback(paths)}")
+                        message=f"{exc.__class__.__name__}: {exc}{log_traceback(paths)}",
+                        **fields)
 
 
 def log_traceback(paths: RunPaths) -> str:
@@ -544,8 +545,7 @@ def read_events(paths: RunPaths) -> list[dict]:
 
 def truncate_events(paths: RunPaths, from_iteration: int) -> None:
     """Drop events of iterations ≥ `from_iteration` (before they are redone on resume)."""
-    kept = [e for e in read_events(paths) if e.get("iteration", -1) < from_iteration]
-    atomic_write_text(paths.events, "".join(json_text(e, sort_keys=True) + "\n" for e in kept))
+    filter_events(paths, lambda e: e.get("iteration", -1) < from_iteration)
 
 
 # ------------------------------------------------------------------ kinds of folder

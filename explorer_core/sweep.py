@@ -54,8 +54,8 @@ from .models import ARCHS, Spec, architecture_key, spec_for_dataset, validate_sp
 from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_model,
                             pruned_widths)
 from .rundir import (COMPARE_SWEEP, SweepPaths, WrongKindError, append_event, check_kind,
-                     check_new_run_dir, default_sweeps_root, failed_write, log_traceback,
-                     new_run_dir, read_json, session_start, write_status)
+                     check_new_run_dir, default_sweeps_root, failed_run, failed_write,
+                     log_traceback, new_run_dir, read_json, session_start, write_status)
 from .schedule import MAX_WIDTH
 from .settings import MAX_SEED, check_epochs, check_fields, from_json, shown
 from .surgery import score_layers
@@ -365,9 +365,11 @@ def startable_plan(cfg: SweepConfig, root: Path | None = None) -> Plan:
     name already there today, a file in the way) — so `compare --estimate` refuses what
     a start would refuse, instead of estimating a sweep named "a/b", or one named like
     an existing sweep, that can never start."""
-    the_plan = runnable_plan(cfg)  # settings' types first: a name that is no string
-    check_new_run_dir(cfg.name, root or default_sweeps_root(), kind="sweep")  # failed inside the name
-    return the_plan                                             # check with a TypeError
+    # the settings' types first: a name that is no string failed inside the name check
+    # with a TypeError
+    the_plan = runnable_plan(cfg)
+    check_new_run_dir(cfg.name, root or default_sweeps_root(), kind="sweep")
+    return the_plan
 
 
 def create_sweep(cfg: SweepConfig, root: Path | None = None,
@@ -487,7 +489,7 @@ def _set_aside_outside_grid(paths: SweepPaths, rows: list[dict], the_plan: Plan
 
 def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
                     on_event: Callable[[dict], None], cache_root: Path | None) -> dict:
-    from .sweep_results import finished_ids, read_cells, write_tables
+    from .sweep_results import read_cells, write_tables
 
     probe = start_up_probe()  # sampled over the worker's start-up
     rows = read_cells(paths)
@@ -532,20 +534,20 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
     except Cancelled:
         return write_status(paths, "stopped", activity="", cells_done=len(write_tables(paths)),
                             message="stopped by request; resume skips the finished cells")
-    except ExplorerError as exc:
-        return write_status(paths, "failed", message=str(exc), activity="",
-                            cells_done=len(write_tables(paths)))
-    except OSError as exc:  # the disk refused a checkpoint or record: resume once fixed
-        try:
-            done = len(write_tables(paths))
-        except OSError:  # a full disk takes the tables too: a resume rebuilds them
-            done = len(finished_ids(paths))
-        return failed_write(paths, exc, "the sweep's files", activity="", cells_done=done)
-    except Exception as exc:  # the trace goes to the run's log, one line to the page
-        raise_if_interrupted(exc)
-        return write_status(paths, "failed",
-                            message=f"{exc.__class__.__name__}: {exc}{log_traceback(paths)}",
-                            activity="", cells_done=len(write_tables(paths)))
+    except Exception as exc:  # one line to the page; a trace nobody foresaw to the log
+        return failed_run(paths, exc, "the sweep's files", activity="",
+                          cells_done=_tables_at_the_end(paths))
+
+
+def _tables_at_the_end(paths: SweepPaths) -> int:
+    """Rewrite the tables of a sweep that failed; how many cells are done. A full disk
+    takes the tables too: the cells are then counted, and a resume rebuilds them."""
+    from .sweep_results import finished_ids, write_tables
+
+    try:
+        return len(write_tables(paths))
+    except OSError:
+        return len(finished_ids(paths))
 
 
 _CELL_FIELDS = tuple(f.name for f in fields(Cell))
