@@ -564,6 +564,13 @@ def _wrapped(text: str, width: int = 70) -> list[str]:
 # px, its panels were 175 px wide at 1400 px, under half the column.)
 PANEL_WIDTH = 270
 RATIO_HEIGHT, PARETO_HEIGHT = 170, 200
+# Room left of a panel's plot for its y-axis labels and title, and under it for its
+# x-axis: a page fits the whole chart into its width and height.
+Y_AXIS_ROOM, X_AXIS_ROOM = 60, 45
+# Height of one legend entry (the legend chart is fitted to its height); a shape's
+# entries are taller (at 24 px the third type, "Weight", was cut off at 800 px).
+LEGEND_ROW = 24
+LEGEND_ROWS = {"shape": 32}
 RATIO_TITLE = "Accuracy vs pruning ratio"
 PARETO_TITLE = "Accuracy vs compute"
 PARETO_SUBTITLE = ["dashed: Pareto front per dataset (all its models, types, criteria,",
@@ -620,18 +627,6 @@ def _legend_chart(data: pd.DataFrame, **encodings: Any) -> alt.Chart:
             .properties(height=height + 40).configure_view(stroke=None))
 
 
-# Height of one legend entry (the legend chart is fitted to its height); a shape's
-# entries are taller (at 24 px the third type, "Weight", was cut off at 800 px).
-LEGEND_ROW = 24
-LEGEND_ROWS = {"shape": 32}
-# Room left of a panel's plot for its y-axis labels and title.
-Y_AXIS_ROOM = 60
-
-
-# Room under a panel's plot for its x-axis: a page fits the whole chart into its height.
-X_AXIS_ROOM = 45
-
-
 def _panel(layers: alt.LayerChart, title: str, height: int) -> alt.LayerChart:
     """One page panel, `PANEL_WIDTH` wide with its y-axis and a plot `height` high; its
     heading (`description`) is for the page to write above it (Streamlit's chart theme
@@ -649,27 +644,34 @@ def _ratio_frame(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return f, order
 
 
+def _ratio_legends(f: pd.DataFrame, legend: bool) -> dict[str, Any]:
+    """The ratio chart's encodings that have legends — colour by criterion, dash by batch
+    size when there are several — with scales from the whole sweep `f`: the same for the
+    faceted chart, the page's panels (legend off) and their legend chart."""
+    # one legend for both layers (they share the scale; `legend=None` on the band would
+    # remove it), with opaque swatches although the band is faint
+    out = {"color": _criterion_colour(f, legend, symbolOpacity=1, orient="bottom",
+                                      columns=LEGEND_COLUMNS)}
+    if f["Batch"].nunique() > 1:
+        out["strokeDash"] = _batch_dash(f, legend)
+    return out
+
+
 def _ratio_layers(f: pd.DataFrame, data: pd.DataFrame, legend: bool) -> alt.LayerChart:
     """The ±1-std band and mean line of the ratio chart over `data` (a panel's rows or all
     of them), scales and legends from the whole sweep `f`."""
     x = alt.X("Ratio (%):Q", title="Pruned (%)", scale=alt.Scale(domain=[0, 100]))
-    # one legend for both layers (they share the scale; `legend=None` on the band would
-    # remove it), with opaque swatches although the band is faint
-    colour = _criterion_colour(f, legend, symbolOpacity=1, orient="bottom",
-                               columns=LEGEND_COLUMNS)
+    legends = _ratio_legends(f, legend)
     line_enc = dict(x=x, y=alt.Y("test_acc_mean:Q", title="Test accuracy (%)",
                                  scale=alt.Scale(domain=[0, 100])),
-                    color=colour,
                     tooltip=["Model:N", "Dataset:N", "Type:N", "Criterion:N", "Batch:N",
                              alt.Tooltip("Ratio (%):Q", format=".0f"),
                              alt.Tooltip("test_acc_mean:Q", title="accuracy", format=".2f"),
                              alt.Tooltip("test_acc_std:Q", title="std", format=".2f"),
-                             alt.Tooltip("n:Q", title="repeats")])
-    if f["Batch"].nunique() > 1:
-        line_enc["strokeDash"] = _batch_dash(f, legend)
+                             alt.Tooltip("n:Q", title="repeats")], **legends)
     base = alt.Chart()
-    band = base.mark_area(opacity=0.15).encode(x=x, y="Low:Q", y2="High:Q", color=colour,
-                                               detail="Batch:N")
+    band = base.mark_area(opacity=0.15).encode(x=x, y="Low:Q", y2="High:Q",
+                                               color=legends["color"], detail="Batch:N")
     line = base.mark_line(point=True).encode(**line_enc)
     return alt.layer(band, line, data=data)
 
@@ -696,14 +698,10 @@ def compare_ratio_panels(summary: pd.DataFrame, note: str | None = None) -> Pane
     """`compare_ratio_chart` as `Panels` for the page: one view per panel in its order,
     so the page can wrap them three a row on a wide screen and one on a narrow one."""
     f, order = _ratio_frame(summary)
-    legend = {"color": _criterion_colour(f, True, symbolOpacity=1, orient="bottom",
-                                         columns=LEGEND_COLUMNS)}
-    if f["Batch"].nunique() > 1:
-        legend["strokeDash"] = _batch_dash(f, True)
     return Panels(RATIO_TITLE, [note] if note else [],
                   [_panel(_ratio_layers(f, f[f["Facet"] == p], legend=False), p, RATIO_HEIGHT)
                    for p in order],
-                  _legend_chart(f, **legend))
+                  _legend_chart(f, **_ratio_legends(f, True)))
 
 
 def _panel_width(columns: int) -> int:
@@ -745,6 +743,13 @@ def _pareto_frame(summary: pd.DataFrame, front: pd.Series
     return f, data, panels
 
 
+def _pareto_legends(f: pd.DataFrame, legend: bool) -> dict[str, Any]:
+    """The Pareto chart's encodings that have legends (colour by criterion, shape by
+    type), scales from all points `f` (see `_ratio_legends`)."""
+    return {"color": _criterion_colour(f, legend, orient="bottom", columns=LEGEND_COLUMNS),
+            "shape": _type_shape(f, legend)}
+
+
 def _pareto_layers(f: pd.DataFrame, data: pd.DataFrame, legend: bool) -> alt.LayerChart:
     """The front line, rings and points of the Pareto chart over `data` (a panel's rows or
     all of them); x and y domains, colours and shapes from all points `f`, so separate
@@ -757,8 +762,7 @@ def _pareto_layers(f: pd.DataFrame, data: pd.DataFrame, legend: bool) -> alt.Lay
               scale=alt.Scale(domain=[0, float(f["test_acc_mean"].max())]))
     base = alt.Chart()
     points = base.mark_point(filled=True, size=60, opacity=0.8).encode(
-        x=x, y=y, color=_criterion_colour(f, legend, orient="bottom", columns=LEGEND_COLUMNS),
-        shape=_type_shape(f, legend),
+        x=x, y=y, **_pareto_legends(f, legend),
         tooltip=["Model:N", "Dataset:N", "Batch:N", "Type:N", "Criterion:N",
                  alt.Tooltip("Ratio (%):Q", format=".0f"),
                  alt.Tooltip("macs_mean:Q", title="MACs", format=",.0f"),
@@ -799,9 +803,7 @@ def compare_pareto_panels(summary: pd.DataFrame, front: pd.Series) -> Panels:
     return Panels(PARETO_TITLE, PARETO_SUBTITLE,
                   [_panel(_pareto_layers(f, data[data["Panel"] == p], legend=False), p,
                           PARETO_HEIGHT) for p in panels],
-                  _legend_chart(f, color=_criterion_colour(f, True, orient="bottom",
-                                                           columns=LEGEND_COLUMNS),
-                                shape=_type_shape(f, True)))
+                  _legend_chart(f, **_pareto_legends(f, True)))
 
 
 def compare_batch_charts(results: pd.DataFrame) -> tuple[alt.Chart, alt.Chart]:
