@@ -339,7 +339,9 @@ def wrapping_columns(count: int, width: int = FIELD_GROUP_WIDTH) -> list[Any]:
 
 
 def wrapping_row() -> Any:
-    """A row whose elements of fixed width wrap onto new rows when they do not fit."""
+    """A row whose elements wrap onto new rows when they do not fit: metrics, buttons,
+    fixed-width groups (in equal columns, an 800-px window cut '37.88 %' to '37.8…'
+    and 'Download validations.txt' to 'Download validati…')."""
     return st.container(horizontal=True, gap="small")
 
 
@@ -358,12 +360,6 @@ def chart_panels(panels: Any) -> None:
         box = row.container(width=panel.width + charts.Y_AXIS_ROOM, gap=None)
         box.caption(panel.description)
         box.altair_chart(panel, width="stretch")
-
-
-def metric_row() -> Any:
-    """A row for `st.metric`s that wraps them onto a second line when they do not fit
-    (in equal columns, an 800-px window cut '37.88 %' to '37.8…')."""
-    return st.container(horizontal=True)
 
 
 def require_app_navigation() -> None:

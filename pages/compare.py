@@ -31,10 +31,10 @@ from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_t
                                          tables_text, untuned_dense_note)
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, chart_panels, elapsed_metric,
-                           format_seconds,
-                           learning_rate_input, parse_int_list, png_download_button,
-                           metric_row, require_app_navigation, run_name_input, run_picker,
-                           setup_expander, status_header, stop_button, wrapping_columns)
+                           format_seconds, learning_rate_input, parse_int_list,
+                           png_download_button, require_app_navigation, run_name_input,
+                           run_picker, setup_expander, status_header, stop_button,
+                           wrapping_columns, wrapping_row)
 
 require_app_navigation()
 
@@ -288,7 +288,7 @@ def live_view(paths: SweepPaths, was_live: bool) -> None:
     st.progress(prog.fraction, text=f"{prog.cells_done} of {prog.total_cells} cells"
                 + (f" · {prog.activity}" if prog.activity else ""))
     _unreadable_note(prog.unreadable)
-    metrics = metric_row()
+    metrics = wrapping_row()
     elapsed_metric(metrics, prog.state, prog.elapsed, "sweep", prog.last_report)
     if prog.state in LIVE_STATES:
         _remaining_metric(metrics, prog)

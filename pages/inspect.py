@@ -34,8 +34,9 @@ from explorer_core.imaging import (FIT_TITLES, FITS, MAX_PIXELS, UPLOAD_TYPES, C
                                    heatmap_image, input_format, normalise, open_image, convert_image,
                                    overlay_image, png_bytes, samples_from, upscale)
 from explorer_core.models import ARCH_TITLES, default_spec
-from pages._common import (bounded_number, format_int_list, keep_widget_state, metric_row,
-                           parse_int_list, require_app_navigation, wrapping_columns)
+from pages._common import (bounded_number, format_int_list, keep_widget_state,
+                           parse_int_list, require_app_navigation, wrapping_columns,
+                           wrapping_row)
 
 require_app_navigation()
 
@@ -415,7 +416,7 @@ def model_card(m: Loaded, narrow: bool = False) -> None:
     if info.get("warning"):
         st.warning(info["warning"])
     # a row that wraps: four columns cut '92.20 %' to '92.2…' in an 800-px window
-    cols = [c for _ in range(2) for c in st.columns(2)] if narrow else [metric_row()] * 4
+    cols = [c for _ in range(2) for c in st.columns(2)] if narrow else [wrapping_row()] * 4
     params, params_help = _count(info["parameters"])
     macs, macs_help = _count(info["macs"])
     cols[0].metric("Test accuracy",

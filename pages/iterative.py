@@ -24,10 +24,9 @@ from explorer_core.schedule import MAX_ITERATIONS, parse_retain
 from explorer_core.training import kept_epoch
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, elapsed_metric, format_seconds,
-                           learning_rate_input, metric_row, parse_int_list,
-                           require_app_navigation,
+                           learning_rate_input, parse_int_list, require_app_navigation,
                            run_name_input, run_picker, setup_expander, status_header,
-                           stop_button)
+                           stop_button, wrapping_row)
 
 require_app_navigation()
 
@@ -213,7 +212,7 @@ def live_view(paths: RunPaths, was_live: bool) -> None:
     status_header(prog.state, prog.message, paths)
     st.progress(prog.fraction, text=f"iteration {prog.iteration if prog.iteration is not None else '—'}"
                 f" of {max(prog.total_iterations - 1, 0)} · epoch {prog.epochs_done}/{prog.total_epochs}")
-    metrics = metric_row()  # four equal columns cut '37.88 %' to '37.8…' at 800 px
+    metrics = wrapping_row()  # four equal columns cut '37.88 %' to '37.8…' at 800 px
     elapsed_metric(metrics, prog.state, prog.elapsed, "run", prog.last_report)
     metrics.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
     last = prog.iterations[-1] if prog.iterations else None
@@ -274,7 +273,7 @@ def results_section(paths: RunPaths, state: str) -> None:
             st.success(f"Wrote {names} to {paths.validations.parent}")
             st.toast(f"Wrote {names}")
     files = [paths.validations, paths.accuracies_png, paths.losses_png]
-    row = st.container(horizontal=True)  # a third each cut 'Download validati…' at 800 px
+    row = wrapping_row()  # a third each cut 'Download validati…' at 800 px
     for f in files:
         if f.is_file():
             row.download_button(f"Download {f.name}", f.read_bytes(), f.name,
@@ -338,7 +337,7 @@ def deploy_section(paths: RunPaths, rows) -> None:
         st.warning(rec.damaged_note(), icon=":material/warning:")
     if not rec.is_dense:
         _cost_table(rec.dense, r)
-    row = st.container(horizontal=True)  # half each cut '(.safeten…' at 800 px
+    row = wrapping_row()  # half each cut '(.safeten…' at 800 px
     # on_click="ignore": a download reran the page (its cost table too), and a second
     # download clicked meanwhile was cancelled
     row.download_button("Download checkpoint (.safetensors)", r.checkpoint.read_bytes(),

@@ -14,8 +14,8 @@ from explorer_core.charts import (DISTRIBUTION_PNG, ITERATION_PNG, retention_dis
 from explorer_core.errors import ExplorerError
 from explorer_core.schedule import (SCHEDULES, USES_Q, RetentionTable,
                                     ScheduleConfig, retention_table, widths_from_spec)
-from pages._common import (format_int_list, metric_row, parse_int_list, png_download_button,
-                           read_json_upload, require_app_navigation)
+from pages._common import (format_int_list, parse_int_list, png_download_button,
+                           read_json_upload, require_app_navigation, wrapping_row)
 
 SESSION_KEY = "retention_schedule"
 
@@ -139,7 +139,7 @@ def _step_caption(table: RetentionTable) -> str:
 
 def _show(table: RetentionTable, config: ScheduleConfig) -> None:
     last = table.widths[-1]
-    metrics = metric_row()  # thirds cut 'Iterations in the ta…' at 800 px
+    metrics = wrapping_row()  # thirds cut 'Iterations in the ta…' at 800 px
     # counted as retain.txt and the CLI count them: the dense row is iteration 0
     metrics.metric("Iterations in the table", len(table),
               help=f"{table.iterations_text()}, one row each in retain.txt. Rows that "
@@ -166,7 +166,7 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
     if _skips_steps(table):
         st.caption(_step_caption(table))
     st.markdown("**Downloads**")
-    with st.container(horizontal=True):
+    with wrapping_row():
         st.download_button("retain.txt", table.to_text(), file_name="retain.txt",
                            mime="text/plain", key="ret_dl_txt", on_click="ignore",
                            icon=":material/description:")

@@ -23,9 +23,10 @@ from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
 from explorer_core.vae import VAE_CRITERIA
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, elapsed_metric, format_int_list,
-                           format_seconds, learning_rate_input, parse_int_list, png_download_button,
-                           metric_row, require_app_navigation, run_name_input, run_picker,
-                           setup_expander, status_header, stop_button)
+                           format_seconds, learning_rate_input, parse_int_list,
+                           png_download_button, require_app_navigation, run_name_input,
+                           run_picker, setup_expander, status_header, stop_button,
+                           wrapping_row)
 
 require_app_navigation()
 
@@ -222,7 +223,7 @@ def live_view(paths: TrainTimePaths, was_live: bool) -> None:
                 f"trained · {_where(prog)} · {prog.units_done}/{prog.total_units} variant "
                 f"runs saved")
     redo_note(prog)
-    metrics = metric_row()
+    metrics = wrapping_row()
     elapsed_metric(metrics, prog.state, prog.elapsed, "comparison", prog.last_report)
     metrics.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")
     metrics.metric("Prunes", f"{len(cfg.prune_points())} × {100 * cfg.prune_fraction:g} %")
@@ -266,7 +267,7 @@ def results_section(paths: TrainTimePaths) -> None:
                         key="tt_final_pick")
     chosen = Path(rows[pick]["checkpoint"])
     stem = f"{paths.root.name}_{rows[pick]['variant']}_seed{rows[pick]['seed']}"
-    row = st.container(horizontal=True)  # a third each cut "Checkpoint (.safe…" at 800 px
+    row = wrapping_row()  # a third each cut "Checkpoint (.safe…" at 800 px
     row.download_button("Checkpoint (.safetensors)", chosen.read_bytes(), f"{stem}.safetensors",
                         key="tt_dl_ckpt", on_click="ignore")
     row.download_button("Model spec (.json)", chosen.with_suffix(".json").read_bytes(),
