@@ -77,6 +77,14 @@ def name_the_file(exc: OSError, path: str | os.PathLike) -> OSError:
     return exc
 
 
+def _named_by(exc: OSError, target: str) -> OSError:
+    """`exc` naming the file refused, not our hidden temporary ('.results.csv.777-3.tmp',
+    which the user never made and cannot find); see `name_the_file`."""
+    if exc.errno is not None:
+        exc.filename, exc.filename2 = target, None
+    return exc
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> Path:
     """Write `data` to `path` so readers see either the old or the new file, never half.
 
@@ -95,7 +103,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = Tru
         mode: int | None = os.stat(target).st_mode & 0o7777
     except FileNotFoundError:
         mode = None  # os.open's 0o666 less the umask
-    fd, tmp = _open_temp_sibling(target)
+    try:
+        fd, tmp = _open_temp_sibling(target)
+    except OSError as exc:  # a read-only folder: named by the file, as the rename is
+        raise _named_by(exc, target)
     try:
         try:
             _write_all(fd, data)
@@ -109,10 +120,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = Tru
             os.close(fd)
         try:
             os.replace(tmp, target)
-        except OSError as exc:  # named by the file refused, not by our temporary's name
-            if exc.errno is not None:  # ('.results.csv.777-3.tmp'); see name_the_file
-                exc.filename, exc.filename2 = target, None
-            raise
+        except OSError as exc:
+            raise _named_by(exc, target)
     except BaseException:
         try:
             os.unlink(tmp)

@@ -424,3 +424,27 @@ def test_ordered_writer_raises_a_failed_write_until_closed_even_once_caught():
     with pytest.raises(OSError, match="Read-only"):
         writer.close()
     assert written == []
+
+
+@pytest.mark.parametrize("errno_, text", [(13, "Permission denied"), (30, "Read-only file system")])
+def test_a_refused_temporary_is_reported_by_the_file_it_was_for(tmp_path, monkeypatch, errno_,
+                                                                  text):
+    """A folder that refuses new files (read-only, another user's) refuses our temporary
+    sibling first: the error named '.results.csv.<pid>-<n>.tmp', a file the user never
+    made and cannot find. Root ignores a folder's mode, so the refusal is the kernel's
+    answer given by hand."""
+    real_open = os.open
+
+    def refusing_open(path, flags, mode=0o777, *a, **k):
+        if os.path.basename(path).startswith(".results.csv."):
+            raise OSError(errno_, text, path)
+        return real_open(path, flags, mode, *a, **k)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    target = tmp_path / "results.csv"
+    with pytest.raises(OSError) as caught:
+        atomic_write_text(target, "a,b\n")
+    assert caught.value.errno == errno_
+    assert caught.value.filename == str(target)
+    assert ".tmp" not in str(caught.value)
+    assert not any(tmp_path.iterdir())
