@@ -336,6 +336,9 @@ class _Context:
     should_stop: Callable[[], bool]
     on_event: Callable[[dict], None]
     cache_root: Path | None
+    # the checkpoint a resume goes on from, as its check read it: (iteration, model),
+    # taken by the first iteration run (a ResNet-18 checkpoint was read twice more)
+    restart: tuple[int, torch.nn.Module] | None = None
 
 
 def _emit(ctx: _Context, event: dict) -> None:
@@ -395,7 +398,10 @@ def _dense_iteration(ctx: _Context) -> dict:
 
 def _prune_iteration(ctx: _Context, i: int) -> dict:
     cfg = ctx.cfg
-    previous = load_checkpoint(ctx.paths.best_model(i - 1)).model
+    if ctx.restart is not None and ctx.restart[0] == i - 1:
+        previous, ctx.restart = ctx.restart[1], None
+    else:
+        previous = load_checkpoint(ctx.paths.best_model(i - 1)).model
     options = CriterionOptions.from_dict({**cfg.criterion_options, "seed": cfg.seed + i})
     calibration = ctx.data.train if CRITERIA[cfg.criterion].needs_data else None
     model = prune_to_widths(previous, list(ctx.table.widths[i]), cfg.criterion, calibration,
@@ -542,10 +548,11 @@ def _clear_from(paths: RunPaths, table: RetentionTable, start: int) -> None:
     _restore_iteration_events(paths, table, start)
 
 
-def _check_restart_checkpoint(paths: RunPaths, i: int) -> None:
-    """The checkpoint a resume prunes from (iteration `i`'s) must load, named if not."""
+def _check_restart_checkpoint(paths: RunPaths, i: int) -> torch.nn.Module:
+    """The checkpoint a resume prunes from (iteration `i`'s) must load, named if not;
+    returns its model."""
     try:
-        load_checkpoint(paths.best_model(i))
+        return load_checkpoint(paths.best_model(i)).model
     except ExplorerError as exc:
         raise ExplorerError(f"iteration {i}'s checkpoint cannot be read, so the run cannot "
                             f"go on from it: {exc}; restart from an earlier iteration "
@@ -565,9 +572,10 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
     except ExplorerError as exc:  # a launched worker has no terminal: the page reads this
         return write_status(paths, "failed", message=str(exc))
     start = resume_point(paths, from_iteration)
+    restart = None
     if start > 0:
         try:
-            _check_restart_checkpoint(paths, start - 1)
+            restart = (start - 1, _check_restart_checkpoint(paths, start - 1))
         except ExplorerError as exc:
             return write_status(paths, "failed", message=str(exc))
     if start > 1 and start < len(table):
@@ -581,7 +589,7 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
         write_status(paths, "running", pid=os.getpid(), iteration=start, epoch=0, message="",
                      total_iterations=len(table), total_epochs=total_epochs(cfg, len(table)),
                      **session_start(paths))
-        ctx = _Context(paths, cfg, data, table, stop, on_event, cache_root)
+        ctx = _Context(paths, cfg, data, table, stop, on_event, cache_root, restart)
         dense = read_record(paths.best_model_json(0)).get("metrics") if start > 0 else None
         reason = _end_reason(cfg, table)
         for i in range(start, len(table)):

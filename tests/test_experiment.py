@@ -163,6 +163,29 @@ def test_restart_from_iteration_redoes_later_iterations(roots):
         execute(paths, from_iteration=9, cache_root=cache)
 
 
+def test_a_restart_reads_the_checkpoint_it_goes_on_from_once(roots, monkeypatch):
+    """The worker checks that the checkpoint it prunes from loads before it removes
+    anything, then read it again to prune it (a ResNet-18's 45 MB, twice): the model the
+    check read is the one pruned, and the numbers are those of an uninterrupted run."""
+    from explorer_core import experiment
+
+    runs, cache = roots
+    paths = create_run(small_config("read-once"), runs)
+    execute(paths, cache_root=cache)
+    first = read_table(paths.validations)
+    reads: list[str] = []
+    real = experiment.load_checkpoint
+
+    def counted(path, *a, **k):
+        reads.append(Path(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(experiment, "load_checkpoint", counted)
+    assert execute(paths, from_iteration=2, cache_root=cache)["state"] == "finished"
+    assert reads == [paths.best_model(i) for i in (1, 2, 3)], reads  # each read once
+    assert read_table(paths.validations) == first
+
+
 def test_negative_restart_iteration_says_it_must_be_0_or_more(roots, capsys):
     from explorer_core.cli import main
     from explorer_core.experiment import resume_point
