@@ -252,14 +252,29 @@ def open_image(data: bytes, name: str = "image",
         raise ExplorerError(f"{name} has no pixels")
     try:
         image.seek(0)  # GIF / WebP animations: the first frame
+        file_mode = image.mode
         if draft is not None and image.format == "JPEG":
             image.draft(draft[0], (draft[1], draft[1]))
         image.load()
+        turned = image.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8)  # a quarter turn
         image = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise ExplorerError(f"{name} is a damaged or truncated {image.format} image "
                             f"({exc.__class__.__name__})") from None
+    # what the file holds, upright: a drafted JPEG is decoded smaller and in the draft's
+    # mode, and a 4000×3000 RGB photo was captioned "1000×750 L"
+    image.info[FILE_SIZE_AND_MODE] = ((height, width) if turned else (width, height), file_mode)
     return image
+
+
+EXIF_ORIENTATION = 0x0112
+FILE_SIZE_AND_MODE = "explorer: file size and mode"  # `open_image`'s note in `Image.info`
+
+
+def file_size_and_mode(image: Image.Image) -> tuple[tuple[int, int], str]:
+    """(width, height) and mode of the file an image was opened from (`open_image`),
+    else of the image itself."""
+    return image.info.get(FILE_SIZE_AND_MODE, (image.size, image.mode))
 
 
 # A drawing stored in the alpha channel: the colours of its strokes' body (pixels at least
@@ -372,7 +387,7 @@ def convert_image(image: Image.Image, fmt: InputFormat, options: ConvertOptions 
     """Grayscale / RGB, invert, contrast, fit to the model's size, normalise."""
     options.validate()
     size = (fmt.width, fmt.height)
-    original_size, original_mode = image.size, image.mode
+    original_size, original_mode = file_size_and_mode(image)
     flat = _flatten_alpha(image)  # once: the thumbnail shows the background the model got
     work = flat.convert(fmt.mode)
     if options.invert:

@@ -307,6 +307,24 @@ def test_gif_uses_the_first_frame(digits_fmt):
     assert conv.pixels.min() == 255
 
 
+@pytest.mark.parametrize("orientation, size", [(1, (4000, 3000)), (6, (3000, 4000))])
+def test_a_big_jpeg_is_described_by_the_file_not_by_its_reduced_decode(orientation, size,
+                                                                      digits_fmt):
+    """A JPEG is decoded at a reduced scale in the model's mode (`draft`): a 4000×3000
+    RGB photo was captioned "original · 1000×750 L". A phone photo turned a quarter by
+    its EXIF tag is described upright, as it is shown."""
+    photo = Image.new("RGB", (4000, 3000), (200, 30, 30))
+    exif = photo.getexif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    photo.save(buf, format="JPEG", exif=exif)
+    conv = load_image(buf.getvalue(), "photo.jpg", digits_fmt)
+    assert (conv.original_size, conv.original_mode) == (size, "RGB")
+    assert conv.pixels.shape == (8, 8)  # still drafted: the model's size and mode
+    small = load_image(encode(Image.new("RGB", (64, 64), (9, 9, 9)), "JPEG"), "s.jpg", digits_fmt)
+    assert (small.original_size, small.original_mode) == ((64, 64), "RGB")
+
+
 def test_sixteen_bit_png_is_scaled_to_eight_bits(digits_fmt):
     arr = np.full((10, 10), 65535, dtype=np.uint16)
     arr[:, :5] = 0
