@@ -641,15 +641,22 @@ def _settings_row(models: list[Loaded]) -> tuple[str, str, AttributionSettings, 
                           format_func=lambda n: METHODS[n].title, help=" · ".join(
                               f"{m.title}: {m.description}" for m in methods))
     c4, c5, c6, c7 = wrapping_columns(4, width=SETTING_WIDTH)
+    # Baseline and steps stay open for Grad-CAM, which needs neither: the conductance
+    # ranking beside its maps integrates from that baseline in those steps (a disabled
+    # baseline still set the ranking, and could not be changed)
+    uses = "the conductance ranking" + (
+        "" if METHODS[method].uses_baseline else f" ({METHODS[method].title} needs none)")
     baseline = c4.selectbox("Baseline", list(BASELINES), format_func=BASELINES.get,
                             key="insp_baseline",
-                            disabled=not METHODS[method].uses_baseline,
-                            help="What the attribution starts from. Black image: every "
-                                 "pixel 0. Blurred image: the colours without the shapes. "
-                                 "Dataset mean: the mean colour, 0 after normalisation.")
+                            help=f"What the attribution starts from, for {uses} and the "
+                                 "integrated maps. Black image: every pixel 0. Blurred "
+                                 "image: the colours without the shapes. Dataset mean: the "
+                                 "mean colour, 0 after normalisation.")
     steps = c5.slider("Integration steps", MIN_STEPS, MAX_STEPS, key=_default("insp_steps", 32),
-                      help="More steps: closer to the exact integral, slower.")
-    count = bounded_number(c6, "Neurons in the grid", 1, MAX_GRID_UNITS, key=_default("insp_grid_n", 8))
+                      help=f"Of {uses} and the integrated maps. More steps: closer to the "
+                           "exact integral, slower.")
+    count = bounded_number(c6, f"{'Channels' if kind == 'conv' else 'Neurons'} in the grid", 1,
+                           MAX_GRID_UNITS, key=_default("insp_grid_n", 8))
     shared = c7.toggle("Shared colour scale", key=_default("insp_shared", True),
                        help="On: tiles are comparable. Off: each tile uses its own range.")
     if count is None:  # out of range: said under the field

@@ -305,9 +305,17 @@ def test_uploaded_conv_net_gets_grad_cam_of_its_channels(app_test, tmp_path):
     assert at.selectbox(key="insp_layer").value == "features.0"
     assert at.selectbox(key="insp_method").value == "gradcam"
     assert len(grid_captions(at)) == 6 and all(c.startswith("channel") for c in grid_captions(at))
+    # the grid counts channels; the conductance ranking beside the Grad-CAM maps still
+    # integrates from a baseline, which stays open to change (it was disabled)
+    assert at.number_input(key="insp_grid_n").label == "Channels in the grid"
+    assert not at.selectbox(key="insp_baseline").disabled
+    at.number_input(key="insp_grid_n").set_value(4).run()
+    assert not at.exception and len(grid_captions(at)) == 4
     at.selectbox(key="insp_layer").set_value("classifier.0").run()  # a hidden Linear layer
     assert not at.exception and at.selectbox(key="insp_method").value == "neuron_conductance"
-    assert len(grid_captions(at)) == 8
+    assert at.number_input(key="insp_grid_n").label == "Neurons in the grid"
+    assert at.number_input(key="insp_grid_n").value == 4  # the count stays through the relabel
+    assert len(grid_captions(at)) == 4
 
 
 def test_choices_survive_a_visit_to_another_page(app_test, digits_run):
