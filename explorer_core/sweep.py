@@ -50,7 +50,8 @@ from .labels import criterion_name, dataset_name, model_name, type_name
 from .masks import is_masked, permanent_copy
 from .metrics import (MAX_LATENCY_BATCH, CostReport, LatencyConfig, PeakMemory, cost_report,
                       count_nonzero, measure_latencies)
-from .models import ARCHS, Spec, architecture_key, spec_for_dataset, validate_spec
+from .models import (ARCHS, Spec, architecture_key, hidden_widths, spec_for_dataset,
+                     validate_spec)
 from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_model,
                             pruned_widths)
 from .rundir import (COMPARE_SWEEP, SweepPaths, WrongKindError, append_event, check_kind,
@@ -1051,8 +1052,11 @@ class _Runner:
 
     def _save(self, cell: Cell, model: nn.Module, spec: Spec, dense: _Dense, row: dict) -> Path:
         info = dense.data.info
-        widths = pruned_widths(model, cell.type)
-        dense_units = sum(pruned_widths(dense.baseline.model, cell.type)) or 1
+        # every hidden unit (conv channels and neurons), as the Inspect page's "Hidden
+        # kept" and iterative runs count them: the share of the pruned kind alone read
+        # 50 % for a CNN whose channels were halved and 128 neurons kept (86 % of its units)
+        widths = hidden_widths(model)
+        dense_units = sum(hidden_widths(dense.baseline.model)) or 1
         percent = 100.0 * (1 - row["sparsity"]) if not PRUNING_TYPES[cell.type].structural \
             else 100.0 * sum(widths) / dense_units
         meta = {"metrics": {"test_acc": row["test_acc"], "test_loss": row["test_loss"]},

@@ -1150,6 +1150,28 @@ def test_a_stopped_sweep_counts_the_cells_on_disk_as_done(roots, monkeypatch):
     assert read_status(paths)["cells_done"] == 3
 
 
+def test_a_cells_checkpoint_records_the_share_of_every_hidden_unit_kept(roots, reference):
+    """A structured CNN cell at 50 % recorded "50.0 % kept" — its conv channels' share —
+    while Inspect's "Hidden kept" counts every hidden unit (channels and neurons): halved
+    channels beside a whole 128-neuron layer keep far more than half."""
+    def units(model) -> int:  # conv channels and every Linear's neurons but the logits'
+        convs = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        linears = [m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        return sum(convs) + sum(linears[:-1])
+
+    rows = results_frame(reference)
+    structural = rows[(rows["ratio"] == 0.5) & rows["type"].isin(["structured", "neuron"])]
+    assert set(structural["model"]) == {"mlp", "cnn"}
+    for _, row in structural.iterrows():
+        ck = load_checkpoint(row["checkpoint"])
+        dense = rows[(rows["ratio"] == 0) & (rows["model"] == row["model"])
+                     & (rows["batch_size"] == row["batch_size"])].iloc[0]
+        share = 100.0 * units(ck.model) / units(load_checkpoint(dense["checkpoint"]).model)
+        assert ck.meta["percent_retained"] == pytest.approx(share), row["cell_id"]
+        if row["model"] == "cnn" and row["type"] == "structured":
+            assert share > 60  # the fully connected layer is whole
+
+
 def test_the_ratio_0_cells_of_a_baseline_share_one_tensor_file(roots, reference):
     """Every ratio-0 cell saved another copy of its dense baseline: 16 of VGG16-BN's took
     916 MB of a 2.8 GB sweep folder."""
