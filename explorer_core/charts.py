@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 from .errors import ChartRenderError
@@ -113,13 +114,25 @@ def retention_long_frame(table: RetentionTable) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def retention_iteration_chart(table: RetentionTable, log_scale: bool = False) -> alt.Chart:
+# Layers the iteration chart's legend lists; more are summarised by Vega-Lite ("… N
+# entries"): twelve layers' legend took all but 30 px of the chart's height on the page.
+# A row of it is 30 px high there (measured in Chromium).
+RETENTION_LEGEND_LIMIT, RETENTION_LEGEND_ROW = 20, 30
+
+
+def retention_iteration_chart(table: RetentionTable, log_scale: bool = False,
+                              on_page: bool = False) -> alt.Chart:
     """Neurons kept per hidden layer vs iteration, one line per layer.
 
     A log y-axis turns the geometric schedule into straight lines and keeps the small
-    late widths readable next to a wide first layer.
+    late widths readable next to a wide first layer. `on_page`: the height grows with
+    the legend's rows, since a page fits the whole chart, legend included, into its
+    height (six layers left a 60-px plot, eight 30 px); a PNG draws the legend outside
+    the plot's height.
     """
     data = retention_long_frame(table)
+    layers = len(table.dense)
+    rows = -(-min(layers, RETENTION_LEGEND_LIMIT) // LEGEND_COLUMNS)
     return (
         alt.Chart(data, title="Neurons kept per layer")
         .mark_line(point=True)
@@ -127,15 +140,18 @@ def retention_iteration_chart(table: RetentionTable, log_scale: bool = False) ->
             # whole-number ticks: a one-row table otherwise labels its tick "0.000000"
             x=alt.X("Iteration:Q", axis=alt.Axis(tickMinStep=1, format="d"), title="Iteration"),
             y=alt.Y("Neurons kept:Q", scale=_axis_scale(log_scale), title="Neurons kept"),
-            # legend below: on the right it took half of a 226-px column (800-px window)
+            # legend below: on the right it took half of a 226-px column (800-px window);
+            # twenty colours past ten layers (the eleventh took the first one's)
             color=alt.Color("Layer:N", sort=None, title="Hidden layer",
-                            scale=alt.Scale(scheme="tableau10"),
-                            legend=alt.Legend(orient="bottom", columns=LEGEND_COLUMNS)),
+                            scale=alt.Scale(scheme="tableau10" if layers <= 10 else "tableau20"),
+                            legend=alt.Legend(orient="bottom", columns=LEGEND_COLUMNS,
+                                              symbolLimit=RETENTION_LEGEND_LIMIT)),
             tooltip=["Iteration:Q", "Layer:N", "Neurons kept:Q",
                      alt.Tooltip("% of layer kept:Q", format=".1f"),
                      alt.Tooltip("% of hidden neurons kept:Q", format=".2f")],
         )
-        .properties(width=WIDTH, height=HEIGHT)
+        .properties(width=WIDTH, height=HEIGHT + (rows - 1) * RETENTION_LEGEND_ROW if on_page
+                    else HEIGHT)
     )
 
 
@@ -173,12 +189,42 @@ def retention_distribution_chart(table: RetentionTable, log_scale: bool = True) 
         title = "Layer 1 width vs % kept"
         tooltip = ["Iteration:Q", "h1:Q"]
     tooltip.append(alt.Tooltip("% of hidden neurons kept:Q", format=".2f"))
+    data["Labelled"] = _spread_out(data[x.shorthand.split(":")[0]], data[y.shorthand.split(":")[0]],
+                                   log_scale)
     base = alt.Chart(data, title=title).encode(x=x, y=y)
     line = base.mark_line(point=True, color="#4c78a8").encode(
         order="Iteration:Q", tooltip=tooltip)
     labels = base.mark_text(align="left", dx=6, dy=-6, fontSize=10, color="#444").encode(
-        text="Iteration:Q")
+        text="Iteration:Q").transform_filter("datum.Labelled")
     return alt.layer(line, labels).properties(width=WIDTH, height=HEIGHT)
+
+
+# Least distance between two labelled points of the distribution chart, as a share of
+# the plot's side: ~30 px in a 1400-px window, ~12 px in an 800-px one (a label is 10 px
+# high, 6-25 px wide).
+LABEL_GAP = 0.08
+
+
+def _spread_out(xs: pd.Series, ys: pd.Series, log_scale: bool) -> list[bool]:
+    """Which points get their iteration as a label: the last, then each point in order
+    that is at least `LABEL_GAP` from every labelled one (positions as drawn: log or
+    linear, scaled to the data's range). Every point was labelled: the late iterations
+    piled up ("22 2120 19 18 17"), and 5 946 rows drew a black band."""
+    def position(v: pd.Series) -> np.ndarray:
+        a = v.to_numpy(dtype=float)
+        a = np.log(np.maximum(a, 1e-12)) if log_scale else a
+        span = a.max() - a.min() if len(a) else 0.0
+        return (a - a.min()) / span if span > 0 else np.zeros_like(a)
+
+    pts = np.column_stack([position(xs), position(ys)])
+    n = len(pts)
+    keep = [False] * n
+    chosen: list[np.ndarray] = []
+    for i in ([n - 1] + list(range(n - 1))) if n else []:
+        if not chosen or np.min(np.hypot(*(np.array(chosen) - pts[i]).T)) >= LABEL_GAP:
+            keep[i] = True
+            chosen.append(pts[i])
+    return keep
 
 
 def save_retention_pngs(table: RetentionTable, out_dir: str | os.PathLike) -> list[Path]:

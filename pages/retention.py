@@ -14,8 +14,9 @@ from explorer_core.charts import (DISTRIBUTION_PNG, ITERATION_PNG, retention_dis
 from explorer_core.errors import ExplorerError
 from explorer_core.schedule import (SCHEDULES, USES_Q, RetentionTable,
                                     ScheduleConfig, retention_table, widths_from_spec)
-from pages._common import (format_int_list, parse_int_list, png_download_button,
-                           read_json_upload, require_app_navigation, wrapping_row)
+from pages._common import (format_int_list, keep_widget_state, parse_int_list,
+                           png_download_button, read_json_upload, require_app_navigation,
+                           wrapping_row)
 
 SESSION_KEY = "retention_schedule"
 
@@ -144,7 +145,7 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
     metrics.metric("Iterations in the table", len(table),
               help=f"{table.iterations_text()}, one row each in retain.txt. Rows that "
                    "would repeat the previous widths are skipped.")
-    metrics.metric("Neurons kept at the end", f"{sum(last)} of {sum(table.dense)}")
+    metrics.metric("Neurons kept at the end", f"{sum(last):,} of {sum(table.dense):,}")
     metrics.metric("% kept at the end", f"{table.percent(last):.3g} %")
 
     iteration_chart_col, distribution_chart_col = st.columns(2)
@@ -152,7 +153,7 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
         chart_slot = st.empty()  # the toggle sits under the chart but decides its scale
         log = st.toggle("Log scale", key="ret_log",
                         help="Straight lines for the geometric rule; small late widths stay visible.")
-        iteration_chart = retention_iteration_chart(table, log_scale=log)
+        iteration_chart = retention_iteration_chart(table, log_scale=log, on_page=True)
         chart_slot.altair_chart(iteration_chart, width="stretch")
     with distribution_chart_col:
         distribution_chart = retention_distribution_chart(table)
@@ -173,7 +174,9 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
         csv = pd.DataFrame(table.rows(), columns=table.columns).to_csv(index=False)
         st.download_button("retain.csv", csv, file_name="retain.csv", mime="text/csv",
                            key="ret_dl_csv", on_click="ignore", icon=":material/table:")
-        png_download_button(ITERATION_PNG, iteration_chart, ITERATION_PNG, key="ret_dl_iter")
+        # the file as the command line writes it: the legend beside, not inside, its height
+        png_download_button(ITERATION_PNG, retention_iteration_chart(table, log_scale=log),
+                            ITERATION_PNG, key="ret_dl_iter")
         png_download_button(DISTRIBUTION_PNG, distribution_chart, DISTRIBUTION_PNG,
                             key="ret_dl_dist")
     st.caption(f"Saved for this session: the Iterative pruning page starts from this "
@@ -181,6 +184,8 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
 
 
 require_app_navigation()
+# the chart's Log scale, drawn only with a table: Streamlit drops it on another page
+keep_widget_state("ret_kept", lambda key: key == "ret_log")
 st.title("Retention curve")
 st.markdown("Plan a structured-pruning run: how many neurons each hidden layer keeps at "
             "every iteration, before any training. Pick the schedule here; the table is the "

@@ -83,3 +83,55 @@ def test_save_retention_pngs_writes_both_files_and_nothing_else(tmp_path, thesis
         ["pruneNodesDistribution.png", "pruneNodesIteration.png"]
     for p in paths:
         assert p.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def label_positions(spec: dict) -> list[tuple[float, float]]:
+    """Where the distribution chart's labelled points sit, each axis scaled to 0-1 as
+    drawn (log axes)."""
+    import math
+
+    rows = chart_values(spec)
+    xs, ys = [math.log(r["h1"]) for r in rows], [math.log(r["h2"]) for r in rows]
+    fx = lambda v: (v - min(xs)) / (max(xs) - min(xs))  # noqa: E731
+    fy = lambda v: (v - min(ys)) / (max(ys) - min(ys))  # noqa: E731
+    assert spec["layer"][1]["transform"] == [{"filter": "datum.Labelled"}]
+    return [(fx(x), fy(y)) for x, y, r in zip(xs, ys, rows) if r["Labelled"]]
+
+
+@pytest.mark.parametrize("widths, q, iterations", [((256, 64), 0.8, 31),
+                                                    ((100000, 50000), 0.999, 10000)])
+def test_distribution_labels_do_not_pile_up(widths, q, iterations):
+    """Every point carried its iteration: the late, small widths piled their labels up
+    ("22 2120 19 18 17"), and 5 946 rows drew a black band. Labelled points keep a gap
+    of a few percent of the plot; the last iteration is always named."""
+    import altair as alt
+
+    table = retention_table(ScheduleConfig(widths, q, iterations))
+    with alt.data_transformers.disable_max_rows():  # as the page and the PNG draw it
+        spec = retention_distribution_chart(table).to_dict()
+    points = label_positions(spec)
+    assert chart_values(spec)[-1]["Labelled"]
+    gaps = [((a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2) ** 0.5
+            for i, a in enumerate(points) for b in points[:i]]
+    assert min(gaps) >= 0.075
+    assert 5 <= len(points) < len(table)  # thinned, not emptied
+
+
+def test_a_short_schedule_labels_every_point():
+    table = retention_table(ScheduleConfig((64, 32), 0.5, 4))
+    rows = chart_values(retention_distribution_chart(table).to_dict())
+    assert [r["Labelled"] for r in rows] == [True] * len(table)
+
+
+@pytest.mark.parametrize("layers", [2, 6, 12])
+def test_the_iteration_chart_grows_with_its_legend_on_a_page(layers):
+    """A page fits the whole chart, legend included, into the chart's height: six layers
+    left a 60-px plot and twelve a flat line. Past ten layers the colours are twenty (the
+    eleventh repeated the first); a PNG keeps the plot's height."""
+    table = retention_table(ScheduleConfig(tuple([64] * layers), 0.8, 5))
+    page = retention_iteration_chart(table, on_page=True).to_dict()
+    png = retention_iteration_chart(table).to_dict()
+    rows = -(-layers // 2)  # two legend entries a row
+    assert page["height"] - png["height"] == (rows - 1) * 30
+    colours = page["encoding"]["color"]["scale"]["scheme"]
+    assert colours == ("tableau10" if layers <= 10 else "tableau20")

@@ -151,11 +151,13 @@ def test_unusable_upload_shows_an_error_and_keeps_the_widths(page, content, mess
 def test_schedule_survives_a_visit_to_the_pruning_page(page):
     page.text_input(key="ret_widths").set_value("100, 50").run()
     page.number_input(key="ret_q").set_value(0.6).run()
+    page.toggle(key="ret_log").set_value(True).run()  # it came back off
     page.switch_page("pages/iterative.py").run()
     assert not page.exception
     page.switch_page("pages/retention.py").run()
     assert page.text_input(key="ret_widths").value == "100, 50"
     assert page.number_input(key="ret_q").value == 0.6
+    assert page.toggle(key="ret_log").value is True
     assert table(page).iloc[1][["Iteration", "Layer 1 (of 100)", "Layer 2 (of 50)"]
                                ].tolist() == [1, 60, 30]
 
