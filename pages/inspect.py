@@ -408,15 +408,25 @@ def _kept_tile(info: dict[str, Any]) -> tuple[str, str, str | None]:
     return "Hidden kept", "—", why
 
 
-def model_card(m: Loaded, narrow: bool = False) -> None:
-    """Headline numbers as metric tiles; `narrow` (half a page, in compare mode): two a row,
-    so no value is cut to "9…" next to the other model's card."""
+# Width of one model's column in compare mode: the two side by side in a 1400-px window
+# (a 940-px main column), one under the other in narrower ones. Halves of an 800-px
+# window's column (226 px) cut the metrics ("57.6…"), broke the heatmap captions
+# mid-word ("neuro / n 18") and clipped chart titles.
+MODEL_COLUMN_WIDTH = 440
+
+
+def _model_columns(count: int) -> list[Any]:
+    return wrapping_columns(count, width=MODEL_COLUMN_WIDTH)
+
+
+def model_card(m: Loaded) -> None:
+    """Headline numbers as metric tiles, in a row that wraps: four columns cut '92.20 %'
+    to '92.2…' in an 800-px window, and two a row of a compare column cut '57.66 %'."""
     info = m.info
     st.markdown(f"**{m.label}**")
     if info.get("warning"):
         st.warning(info["warning"])
-    # a row that wraps: four columns cut '92.20 %' to '92.2…' in an 800-px window
-    cols = [c for _ in range(2) for c in st.columns(2)] if narrow else [wrapping_row()] * 4
+    cols = [wrapping_row()] * 4
     params, params_help = _count(info["parameters"])
     macs, macs_help = _count(info["macs"])
     cols[0].metric("Test accuracy",
@@ -461,7 +471,7 @@ def models_section() -> list[Loaded]:
     apply_handoff(catalog)
     compare = st.toggle("Compare with a second checkpoint", key="insp_compare",
                         help="E.g. the dense model (iteration 0) next to a pruned iteration.")
-    cols = st.columns(2) if compare else [st.container()]
+    cols = _model_columns(2) if compare else [st.container()]
     out = []
     for slot, col, title in zip("ab", cols, ("Model", "Second model")):
         with col:
@@ -470,7 +480,7 @@ def models_section() -> list[Loaded]:
             st.subheader(title)
             m = pick_model(slot, catalog)
             if m is not None:
-                model_card(m, narrow=compare)
+                model_card(m)
                 out.append(m)
     return out
 
@@ -803,7 +813,7 @@ def sensitivity_section(models: list[Loaded], per_model, index: int) -> None:
     if row is None:
         return
     layer, target, settings, count, shared = row
-    cols = st.columns(len(models)) if len(models) > 1 else [st.container()]
+    cols = _model_columns(len(models)) if len(models) > 1 else [st.container()]
     for slot, col, m, conv in zip("ab", cols, models, per_model):
         with col:
             if conv[index] is None:

@@ -21,8 +21,8 @@ from explorer_core.imaging import denormalise, input_format, load_upload
 from explorer_core.models import build_model, default_spec
 from explorer_core.training import TrainConfig, evaluate, train
 
-from browser import (choose_option, clipped_chart_titles, open_app, rerun_after, wait_for_app,
-                     wait_for_charts)
+from browser import (choose_option, clipped_chart_titles, open_app, overflowing, rerun_after,
+                     wait_for_app, wait_for_charts)
 
 
 def _uploader(page, text: str):
@@ -164,13 +164,19 @@ def test_compare_fits_at_1100px_and_choices_survive_a_page_switch(app_page, stre
         page.get_by_text("Compare with a second checkpoint").click()
     wait_for_charts(page)
     assert page.locator('[data-testid="stMetricValue"]').count() == 8
-    for width, height in ((1100, 800), (1400, 1000)):
+    # 800 px: halves of the column cut the metrics ("57.6…"), so the models stack there
+    for width, height in ((800, 900), (1100, 800), (1400, 1000)):
         page.set_viewport_size({"width": width, "height": height})
         page.wait_for_timeout(500)  # let the columns and charts re-lay out
         wait_for_charts(page)
         assert page.evaluate(_CUT_METRICS_JS) == [], width  # every number whole
         assert page.evaluate(_SPILLED_CHARTS_JS) == [], width  # every chart in its column
         assert clipped_chart_titles(page) == [], width
+        assert overflowing(page) == [], width
+        first, second = (page.get_by_role("heading", name=n, exact=True).bounding_box()
+                         for n in ("Model", "Second model"))
+        side_by_side = abs(first["y"] - second["y"]) < 5 and second["x"] > first["x"] + 300
+        assert side_by_side == (width == 1400), (width, first, second)
     assert not page.locator('[data-testid="stException"]').count()
 
     # another page and back through the sidebar: the page is as it was left
