@@ -126,7 +126,10 @@ def _describe(acc: float | None, percent: float | None, widths: str,
 
 
 def run_checkpoints(run: RunPaths) -> list[CheckpointEntry]:
-    """Every completed iteration of one run, dense (iteration 0) first."""
+    """Every completed iteration of one run, dense (iteration 0) first, and every
+    iteration whose record is there but not readable, said so (it went missing from the
+    list without a word; picked, its load names what is wrong). An iteration under way has
+    no record yet (it is written last), so it is not listed."""
     name = f"{run.root.name} ({run.root.parent.name})"
     out = []
     for row in iteration_rows(run):
@@ -137,7 +140,18 @@ def run_checkpoints(run: RunPaths) -> list[CheckpointEntry]:
             f"iteration {row.iteration}: {_describe(row.test_acc, row.percent_retained, widths)}",
             row.checkpoint, row.test_acc, row.percent_retained, list(row.widths),
             row.iteration, meta.get("dataset")))
-    return out
+    listed = {e.iteration for e in out}
+    for i in _numbered_iterations(run):
+        if i not in listed and run.best_model(i).is_file() and run.best_model_json(i).is_file():
+            out.append(CheckpointEntry(
+                "run", name, f"iteration {i}: its record ({run.best_model_json(i).name}) is "
+                f"damaged — resuming the run redoes it", run.best_model(i), iteration=i))
+    return sorted(out, key=lambda e: e.iteration)
+
+
+def _numbered_iterations(run: RunPaths) -> list[int]:
+    return sorted(int(d.name) for d in run.root.iterdir() if d.name.isdigit()) \
+        if run.root.is_dir() else []
 
 
 def train_time_checkpoints(run: TrainTimePaths) -> list[CheckpointEntry]:

@@ -19,7 +19,7 @@ from explorer_core.attribution import (AttributionCache, AttributionSettings, ba
                                        neuron_table, predict, rank_units, top_k)
 from explorer_core.catalog import (UploadedFile, list_cache_checkpoints, list_sweep_checkpoints,
                                    load_upload, summary, sweep_checkpoints)
-from explorer_core.checkpoint import save_checkpoint
+from explorer_core.checkpoint import load_checkpoint, save_checkpoint
 from explorer_core.errors import CheckpointError, ExplorerError
 from explorer_core.imaging import (MAX_PIXELS, ConvertOptions, convert_image, dataset_samples,
                                    denormalise, flat_input_warning, grid_image, input_format,
@@ -859,3 +859,29 @@ def test_hidden_widths_are_read_from_a_state_dicts_shapes():
     cnn = build_model(default_spec("cnn", 1, 8, 10, [40, 20]))
     assert state_hidden_widths(cnn.state_dict(), "cnn") == [40, 20]
     assert state_hidden_widths(MLP(64, [64], 10).state_dict(), "slp") is None
+
+
+def test_a_run_iteration_with_a_damaged_record_is_listed_as_such(tmp_path, monkeypatch):
+    """A best_model.json cut short (or edited by hand) made its iteration vanish from
+    Inspect's list without a word. It is listed as damaged; an iteration under way, whose
+    record is written last, is not listed at all."""
+    from explorer_core.catalog import run_checkpoints
+    from explorer_core.experiment import RunConfig, create_run, execute
+
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
+    cfg = RunConfig(name="damaged", dataset="digits", hidden=[8, 4],
+                    schedule={"q": 0.5, "iterations": 3, "kind": "geometric"},
+                    dense_epochs=1, retrain_epochs=1, use_cache=False)
+    run = create_run(cfg, tmp_path / "runs")
+    assert execute(run)["state"] == "finished"
+    whole = run.best_model_json(1).read_text()
+    run.best_model_json(1).write_text(whole[: len(whole) // 2])
+    run.best_model(3).parent.mkdir(parents=True)  # under way: weights, no record yet
+    run.best_model(3).write_bytes(run.best_model(2).read_bytes())
+    labels = [e.label for e in run_checkpoints(run)]
+    assert [e.iteration for e in run_checkpoints(run)] == [0, 1, 2]
+    assert labels[1] == ("iteration 1: its record (best_model.json) is damaged — resuming "
+                         "the run redoes it")
+    assert labels[0].startswith("iteration 0: 8-4") and labels[2].startswith("iteration 2: ")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(run.best_model(1))
