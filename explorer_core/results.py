@@ -75,7 +75,8 @@ def thesis_iteration_rows(paths: RunPaths) -> list[IterationRow]:
             columns, values = read_table(table)
         except (OSError, ValueError, UnicodeDecodeError):
             values, columns = [], []
-        if columns != VALIDATION_COLUMNS or len(values) != 1:
+        if columns != VALIDATION_COLUMNS or len(values) != 1 or \
+                len(values[0]) != len(VALIDATION_COLUMNS):
             raise ExplorerError(f"{table} is not a validation_results.txt of the thesis layout "
                                 f"(a header {' '.join(VALIDATION_COLUMNS)} and one row)")
         train_loss, test_loss, train_acc, test_acc, kept = values[0]
@@ -93,6 +94,8 @@ def concatenate(paths: RunPaths) -> list[Path]:
     if ours:  # a sweep or a train-time folder was said to have "no completed iteration yet"
         check_kind(paths, read_record(paths.config), ITERATIVE_RUN)
     rows = iteration_rows(paths) if ours else thesis_iteration_rows(paths)
+    if ours:
+        _refuse_gaps(paths, [r.iteration for r in rows])
     if not rows:
         if not ours:
             raise ExplorerError(f"{paths.root} is not a run folder: no config.json, and no "
@@ -108,6 +111,19 @@ def concatenate(paths: RunPaths) -> list[Path]:
     return [paths.validations, *save_chart_pngs(
         [(iteration_accuracy_chart(records), paths.accuracies_png),
          (iteration_loss_chart(records), paths.losses_png)], table=paths.validations)]
+
+
+def _refuse_gaps(paths: RunPaths, done: list[int]) -> None:
+    """A table of our run's iterations must not skip one: it has no iteration column,
+    so an iteration whose record was cut short or edited by hand went missing from
+    validations.txt without a word (7 rows of 8, exit 0)."""
+    missing = sorted(set(range(max(done, default=-1))) - set(done))
+    if missing:
+        i = missing[0]
+        raise ExplorerError(
+            f"iteration {i} has no complete record ({paths.best_model_json(i)} is missing, "
+            f"cut short or not numbers), so the table would skip it: resume the run to redo "
+            f"it (prune --resume {paths.root} --from-iteration {i})")
 
 
 def concatenate_held(paths: RunPaths) -> list[Path]:

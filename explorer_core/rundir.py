@@ -132,8 +132,17 @@ ITERATION_METRICS = ("train_loss", "test_loss", "train_acc", "test_acc")
 
 
 def _has_metrics(sidecar: Path, keys: tuple[str, ...]) -> bool:
-    metrics = read_record(sidecar).get("metrics")
-    return isinstance(metrics, dict) and all(k in metrics for k in keys)
+    """Whether the record holds every metric of `keys` as a number (and a number, if
+    any, as its `percent_retained`): a hand-edited "abc" counted as done and crashed
+    `concatenate` with a traceback."""
+    record = read_record(sidecar)
+    metrics = record.get("metrics")
+    return isinstance(metrics, dict) and all(_is_number(metrics.get(k)) for k in keys) and \
+        ("percent_retained" not in record or _is_number(record["percent_retained"]))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def absolute_folder(folder: Path | str) -> Path:

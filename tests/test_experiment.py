@@ -891,12 +891,52 @@ def test_concatenate_reads_a_folder_the_thesis_scripts_wrote(tmp_path, capsys):
     assert (out / "accuracies.png").stat().st_size > 0 and (out / "losses.png").stat().st_size
     capsys.readouterr()
 
-    (run / "2" / "prune_w_retrain" / "validation_results.txt").write_text("loss acc\n1 2\n")
-    assert main(["concatenate", str(run)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "2/prune_w_retrain/validation_results.txt" in err
+    header = " ".join(VALIDATION_COLUMNS)
+    for text in ("loss acc\n1 2\n", f"{header}\n1 2 3\n", f"{header}\n1 2 3 4 5 6\n"):
+        # a row of 3 or 6 numbers under the right header ended in a ValueError's trace
+        (run / "2" / "prune_w_retrain" / "validation_results.txt").write_text(text)
+        assert main(["concatenate", str(run)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "2/prune_w_retrain/validation_results.txt" in err
     assert main(["concatenate", str(tmp_path / "empty")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["cut short", "percent_retained", "test_acc", "removed"])
+def test_concatenate_refuses_to_skip_an_iteration_whose_record_is_damaged(roots, capsys,
+                                                                          damage):
+    """A best_model.json cut short, or with a number edited into text, either crashed
+    `concatenate` with a trace ('could not convert string to float') or left that
+    iteration out of validations.txt without a word (7 rows of 8: the table has no
+    iteration column). It is named in one line; a resume redoes it."""
+    from explorer_core.cli import main
+
+    runs, cache = roots
+    paths = create_run(small_config(f"damaged-{damage.replace(' ', '-')}", retrain=False,
+                                    schedule={"q": 0.6, "iterations": 4}), runs)
+    assert execute(paths, cache_root=cache)["state"] == "finished"
+    before = paths.validations.read_bytes()
+    sidecar = paths.best_model_json(2)
+    record = json.loads(sidecar.read_text())
+    if damage == "cut short":
+        sidecar.write_text(sidecar.read_text()[:7])
+    elif damage == "removed":
+        sidecar.unlink()
+    elif damage == "percent_retained":
+        sidecar.write_text(json.dumps({**record, "percent_retained": "abc"}))
+    else:
+        sidecar.write_text(json.dumps({**record, "metrics": {**record["metrics"],
+                                                             "test_acc": "abc"}}))
+    assert main(["concatenate", str(paths.root)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: iteration 2 has no complete record ({sidecar} is missing, cut "
+                   f"short or not numbers), so the table would skip it: resume the run to "
+                   f"redo it (prune --resume {paths.root} --from-iteration 2)\n")
+    assert paths.validations.read_bytes() == before  # left as it was
+    assert execute(paths, cache_root=cache)["state"] == "finished"  # the resume redoes it
+    assert main(["concatenate", str(paths.root)]) == 0
+    assert len(read_table(paths.validations)[1]) == len(plan(small_config("x", schedule={
+        "q": 0.6, "iterations": 4})))  # every iteration, the dense one first
 
 
 def test_a_pick_whose_checkpoint_does_not_load_is_passed_over_and_named(roots, capsys):
