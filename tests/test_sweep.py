@@ -948,6 +948,29 @@ def test_a_dataset_missing_offline_is_refused_with_the_folder_to_fill(roots, tmp
     assert main(["compare", "--datasets", "mnist", "--estimate"]) == 2
 
 
+def test_the_command_line_says_each_baseline_epoch_and_what_the_estimate_times(roots,
+                                                                              capsys):
+    """Progress came only with a finished cell: a sweep training its first dense baseline
+    (Fashion-MNIST: 12 s, a CIFAR-10 CNN: minutes) and the estimate's timing probe (30 s
+    for five models on two datasets) left the screen blank."""
+    from explorer_core.cli import main
+
+    args = ["--models", "mlp", "--batch-sizes", "32", "--types", "neuron", "--criteria", "l1",
+            "--ratios", "0.5", "--dense-epochs", "2", "--mlp-hidden", "16", "8",
+            "--latency-repeats", "0", "--no-cache"]
+    assert main(["compare", *args, "--estimate"]) == 0
+    err = capsys.readouterr().err
+    assert err == "estimating: timing a few training steps of each model (MLP)…\n"
+    assert main(["compare", *args, "--name", "cli-epochs"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("sweep folder: ")
+    for epoch, line in zip((1, 2), lines[1:3]):
+        assert line.startswith(f"[{'-' * 30}] 0/1  dense baseline MLP · Digits · batch 32 · "
+                               f"seed 0: epoch {epoch}/2  val acc "), line
+    assert lines[3].startswith(f"[{'#' * 30}] 1/1  mlp-digits-b32-s0-neuron-l1-r50  ok")
+    assert len(lines) == 4
+
+
 @pytest.mark.parametrize("name", ["a/b", "", "../../evil"])
 def test_the_estimate_refuses_a_name_a_start_would_refuse(roots, capsys, name):
     """`compare --estimate --name a/b` printed an estimate and exited 0; the same
