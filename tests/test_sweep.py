@@ -964,11 +964,26 @@ def test_the_command_line_says_each_baseline_epoch_and_what_the_estimate_times(r
     assert main(["compare", *args, "--name", "cli-epochs"]) == 0
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("sweep folder: ")
-    for epoch, line in zip((1, 2), lines[1:3]):
+    assert lines[1] == "criteria per type: neuron: l1"
+    for epoch, line in zip((1, 2), lines[2:4]):
         assert line.startswith(f"[{'-' * 30}] 0/1  dense baseline MLP · Digits · batch 32 · "
                                f"seed 0: epoch {epoch}/2  val acc "), line
-    assert lines[3].startswith(f"[{'#' * 30}] 1/1  mlp-digits-b32-s0-neuron-l1-r50  ok")
-    assert len(lines) == 4
+    assert lines[4].startswith(f"[{'#' * 30}] 1/1  mlp-digits-b32-s0-neuron-l1-r50  ok")
+    assert len(lines) == 5
+
+
+def test_the_command_line_says_which_criteria_each_type_ranks_by(roots, capsys):
+    """A mask type ranks by magnitude or at random only: `--types neuron weight --criteria
+    l1 random` left out weight × l1, and `--types weight --criteria l1` ran magnitude
+    cells, both without a word."""
+    from explorer_core.cli import main
+
+    assert main(["compare", "--types", "neuron", "weight", "--criteria", "l1", "random",
+                 "--ratios", "0", "0.5", "--estimate"]) == 0
+    assert "criteria per type: neuron: l1, random · weight: random\n" in capsys.readouterr().out
+    assert main(["compare", "--types", "weight", "--criteria", "l1", "--ratios", "0.5",
+                 "--estimate"]) == 0
+    assert "criteria per type: weight: magnitude\n" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", ["a/b", "", "../../evil"])

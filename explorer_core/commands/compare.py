@@ -37,8 +37,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-sizes", type=int, nargs="+", metavar="B", help="default 64")
     p.add_argument("--types", nargs="+", choices=list(PRUNING_TYPES), metavar="T",
                    help=f"pruning types: {', '.join(PRUNING_TYPES)} (default neuron weight)")
+    masks = [t for t, kind in PRUNING_TYPES.items() if not kind.structural]
+    mask_criteria = sorted({c for t in masks for c in PRUNING_TYPES[t].criteria})
     p.add_argument("--criteria", nargs="+", choices=list(ALL_CRITERIA), metavar="C",
-                   help=f"criteria: {', '.join(ALL_CRITERIA)}")
+                   help=f"criteria: {', '.join(ALL_CRITERIA)} (default interval_adjoint l1 "
+                        f"random magnitude); each type takes those that fit it: "
+                        f"{' and '.join(masks)} only {' or '.join(mask_criteria)} "
+                        f"(magnitude when neither is given)")
     p.add_argument("--ratios", type=float, nargs="+", metavar="R",
                    help="fractions removed, 0 to 1 (default 0 0.1 … 1)")
     p.add_argument("--finetune-epochs", type=int, help="fine-tuning after pruning, 0 = one-shot")
@@ -135,8 +140,19 @@ def _print_plan(cfg, root: Path | None) -> None:
           f"baseline{'' if groups == 1 else 's'} "
           f"({est.baselines_to_train} to train, {est.baselines_cached} cached); "
           f"estimated {took}")
+    print(_criteria_line(cfg))
     for model, kind, why in the_plan.skipped:
         print(f"skipped: {kind} pruning of {model}: {why}")
+
+
+def _criteria_line(cfg) -> str:
+    """'criteria per type: neuron: l1, random · weight: random': a mask type ranks by
+    magnitude or random only, and by magnitude when neither was picked — `--types weight
+    --criteria l1` ran 'weight-magnitude' cells without a word."""
+    from ..pruning_types import criteria_for
+
+    return "criteria per type: " + " · ".join(
+        f"{t}: {', '.join(criteria_for(t, cfg.criteria)) or 'none'}" for t in cfg.types)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         paths = create_sweep(cfg, args.sweeps_root)
         print(f"sweep folder: {paths.root}", file=sys.stderr)
+        print(_criteria_line(cfg), file=sys.stderr)
     total = len(plan(cfg).cells)
     status = execute(paths, on_event=None if args.quiet else _progress_printer(
         total, cfg.dense_epochs))
