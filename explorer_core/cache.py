@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from torch import nn
 from .checkpoint import Checkpoint, load_checkpoint, refuse_diverged, save_checkpoint
 from .data import Dataset
 from .errors import CheckpointError
+from .fileio import folder_from_env
 from .models import build_model
 from .metrics import PeakMemory
 from .training import (EpochMetrics, TrainConfig, TrainResult, evaluate, lower_the_rate,
@@ -28,7 +28,7 @@ from .training import (EpochMetrics, TrainConfig, TrainResult, evaluate, lower_t
 
 
 def default_cache_root() -> Path:
-    return Path(os.environ.get("EXPLORER_CACHE", "models_cache"))
+    return folder_from_env("EXPLORER_CACHE", "models_cache")
 
 
 def baseline_key(spec: Mapping[str, Any], data: Dataset, cfg: TrainConfig) -> str:

@@ -21,13 +21,14 @@ import numpy as np
 import torch
 
 from .errors import DatasetUnavailable, ExplorerError
+from .fileio import folder_from_env
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 def default_data_root() -> Path:
     """Where torchvision-format files live; `EXPLORER_DATA` overrides."""
-    return Path(os.environ.get("EXPLORER_DATA", Path.home() / ".cache" / "pruning-explorer" / "data"))
+    return folder_from_env("EXPLORER_DATA", Path.home() / ".cache" / "pruning-explorer" / "data")
 
 
 @dataclass(frozen=True)

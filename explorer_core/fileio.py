@@ -77,6 +77,13 @@ def name_the_file(exc: OSError, path: str | os.PathLike) -> OSError:
     return exc
 
 
+def folder_from_env(name: str, default: str | os.PathLike) -> Path:
+    """The folder environment variable `name` names, or `default` when it is unset or
+    empty: `EXPLORER_RUNS=` put runs straight into the current folder, where the help
+    promises ./runs."""
+    return Path(os.environ.get(name) or default)
+
+
 def _named_by(exc: OSError, target: str) -> OSError:
     """`exc` naming the file refused, not our hidden temporary ('.results.csv.777-3.tmp',
     which the user never made and cannot find); see `name_the_file`."""

@@ -24,7 +24,8 @@ from stat import S_ISDIR
 from typing import Any
 
 from .errors import ExplorerError, raise_if_interrupted, raise_pending_interrupt
-from .fileio import JSON_ERRORS, atomic_write_json, atomic_write_text, json_text, name_the_file
+from .fileio import (JSON_ERRORS, atomic_write_json, atomic_write_text, folder_from_env,
+                     json_text, name_the_file)
 
 STATES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
 LIVE_STATES = ("queued", "running")  # a worker is starting or working on the run
@@ -35,7 +36,7 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
 def default_runs_root() -> Path:
-    return Path(os.environ.get("EXPLORER_RUNS", "runs"))
+    return folder_from_env("EXPLORER_RUNS", "runs")
 
 
 @dataclass(frozen=True)
@@ -695,7 +696,7 @@ def filter_events(paths: RunPaths, keep) -> None:
 
 def default_sweeps_root() -> Path:
     """Where Compare sweeps live (`EXPLORER_SWEEPS`, default ./sweeps)."""
-    return Path(os.environ.get("EXPLORER_SWEEPS", "sweeps"))
+    return folder_from_env("EXPLORER_SWEEPS", "sweeps")
 
 
 @dataclass(frozen=True)

@@ -220,7 +220,7 @@ def _check_grid(cfg: SweepConfig) -> None:
     """Refuse a grid too large to plan, from its dimensions (before it is expanded)."""
     cells = cfg.grid_size()
     if cells > MAX_GRID_CELLS:
-        raise ExplorerError(f"the grid has {shown(cells)} cells (models × datasets × batch sizes "
+        raise ExplorerError(f"the grid has {cells:,} cells (models × datasets × batch sizes "
                             f"× repeats × criteria per type × ratios); at most "
                             f"{MAX_GRID_CELLS:,}")
 
@@ -528,7 +528,7 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
         rows = write_tables(paths)
         failed = sum(r.get("status") == "failed" for r in rows)
         dead = sum(r.get("status") == "dead" for r in rows)
-        message = f"{len(rows)} cells" + (f", {failed} failed" if failed else "") + \
+        message = f"{len(rows)} cell{'' if len(rows) == 1 else 's'}" + (f", {failed} failed" if failed else "") + \
             (f", {dead} dead (100 % pruned)" if dead else "") + aside
         return write_status(paths, "finished", message=message, finished=time.time(),
                             activity="", cells_done=len(rows))

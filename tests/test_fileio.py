@@ -448,3 +448,24 @@ def test_a_refused_temporary_is_reported_by_the_file_it_was_for(tmp_path, monkey
     assert caught.value.filename == str(target)
     assert ".tmp" not in str(caught.value)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name, default_of", [
+    ("EXPLORER_RUNS", "explorer_core.rundir:default_runs_root"),
+    ("EXPLORER_SWEEPS", "explorer_core.rundir:default_sweeps_root"),
+    ("EXPLORER_CACHE", "explorer_core.cache:default_cache_root"),
+    ("EXPLORER_DATA", "explorer_core.data:default_data_root")])
+def test_an_empty_folder_variable_means_the_default_folder(monkeypatch, tmp_path, name,
+                                                           default_of):
+    """`EXPLORER_RUNS= python -m explorer_core prune …` wrote the run straight into the
+    current folder (Path("")), where the help promises ./runs."""
+    import importlib
+
+    module, function = default_of.split(":")
+    default_root = getattr(importlib.import_module(module), function)
+    monkeypatch.delenv(name, raising=False)
+    unset = default_root()
+    monkeypatch.setenv(name, "")
+    assert default_root() == unset and str(unset) not in ("", ".")
+    monkeypatch.setenv(name, str(tmp_path))
+    assert default_root() == tmp_path

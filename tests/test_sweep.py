@@ -962,7 +962,8 @@ def test_the_command_line_says_each_baseline_epoch_and_what_the_estimate_times(r
     err = capsys.readouterr().err
     assert err == "estimating: timing a few training steps of each model (MLP)…\n"
     assert main(["compare", *args, "--name", "cli-epochs"]) == 0
-    lines = capsys.readouterr().err.splitlines()
+    said = capsys.readouterr()
+    lines = said.err.splitlines()
     assert lines[0].startswith("sweep folder: ")
     assert lines[1] == "criteria per type: neuron: l1"
     for epoch, line in zip((1, 2), lines[2:4]):
@@ -970,6 +971,7 @@ def test_the_command_line_says_each_baseline_epoch_and_what_the_estimate_times(r
                                f"seed 0: epoch {epoch}/2  val acc "), line
     assert lines[4].startswith(f"[{'#' * 30}] 1/1  mlp-digits-b32-s0-neuron-l1-r50  ok")
     assert len(lines) == 5
+    assert said.out.startswith("finished: 1 cell (")  # it said "1 cells"
 
 
 def test_the_command_line_says_which_criteria_each_type_ranks_by(roots, capsys):

@@ -25,7 +25,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--q", type=float, default=0.8,
                    help="geometric keep factor per iteration, 0 < q < 1 (default: 0.8)")
     p.add_argument("--iterations", type=int, default=31,
-                   help="number of pruning iterations to tabulate (default: 31)")
+                   help="rows of the table, the dense row 0 included, as the thesis counts them (default: 31)")
     p.add_argument("--kind", choices=sorted(SCHEDULES), default="geometric",
                    help="schedule: geometric N_t=max(1,round(h*q^t)); linear or cubic "
                         "(Zhu & Gupta 2017) ramps to 1 neuron (default: geometric)")
