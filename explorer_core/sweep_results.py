@@ -144,6 +144,32 @@ def every_cell_failed(rows: list[dict]) -> str | None:
             f"{rows[0].get('note') or 'no reason recorded'}")
 
 
+def unlearned_baselines(rows: list[dict]) -> list[str]:
+    """One line per dense baseline of these cells that did not learn (`has_learned`):
+    every cell of its group compares pruned models against a guess, which a sweep with
+    lr 10 reported as four "ok" cells at 11.42 % without a word (the pruning command
+    says so, and recommends nothing)."""
+    from .data import get_info
+    from .labels import dataset_name, model_name
+    from .results import chance_accuracy, has_learned
+
+    seen: dict[tuple, str] = {}
+    for r in rows:
+        group = tuple(r.get(k) for k in ("model", "dataset", "batch_size", "seed"))
+        acc, loss = r.get("dense_test_acc"), r.get("dense_test_loss")
+        if group in seen or not isinstance(acc, (int, float)) or isinstance(acc, bool) or \
+                acc != acc:  # no baseline (its group failed): said by the cells' notes
+            continue
+        classes = get_info(r["dataset"]).num_classes
+        loss = None if isinstance(loss, float) and loss != loss else loss  # a frame's gap
+        seen[group] = "" if has_learned(acc, classes, loss) else (
+            f"the dense baseline {model_name(group[0])} · {dataset_name(group[1])} · batch "
+            f"{group[2]} · seed {group[3]} did not learn (test accuracy {acc:.2f} %, "
+            f"{chance_accuracy(classes):.3g} % by guessing): its cells compare pruned models "
+            f"against a guess; check the learning rate and the dense epochs")
+    return [line for line in seen.values() if line]
+
+
 _COUNTS: dict[str, tuple[int, int]] = {}  # cells folder → (its mtime_ns, finished cells)
 
 

@@ -28,7 +28,7 @@ from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATC
 from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_timing_spread,
                                          finished_count, mask_timing_departures, pareto_by,
                                          progress, results_frame, speedups, summary_frame,
-                                         tables_text, untuned_dense_note)
+                                         tables_text, unlearned_baselines, untuned_dense_note)
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, chart_panels, elapsed_metric,
                            format_seconds, learning_rate_input, parse_int_list,
@@ -358,6 +358,8 @@ def results_section(paths: SweepPaths, live: bool) -> None:
         st.info("Nothing selected: pick at least one value in each filter above.")
         return
     summary = summary_frame(results)
+    for line in unlearned_baselines(results.to_dict("records")):
+        st.warning(line[:1].upper() + line[1:] + ".")
     failed = results[results["status"] == "failed"]
     if not failed.empty:
         st.warning(f"{len(failed)} cell(s) failed: " + "; ".join(

@@ -574,3 +574,31 @@ def test_the_learning_rate_steps_by_a_tenth_of_its_default(sweeps_root, page):
     if page == "pages/compare.py":  # no form: the click counts at once
         field.increment().run()
         assert widget(at.number_input, "Learning rate").value == pytest.approx(1.1e-3)
+
+
+def test_a_baseline_that_did_not_learn_is_said_on_the_page_and_the_command_line(sweeps_root,
+                                                                                capsys):
+    """At a learning rate far too small (lr 10 with SGD did the same) the dense MLP stays
+    at chance: its cells came out "ok", compared against a guess, without a word. The
+    page and the command line say which baseline did not learn; one that did is not
+    named."""
+    from explorer_core.cli import main
+
+    slow = _finished_sweep(sweeps_root, "no-learning", lr=1e-6, latency_repeats=0)
+    at = open_page()
+    widget(at.selectbox, "Sweep").set_value(str(slow.root)).run()
+    said = [w.value for w in at.warning if "did not learn" in w.value]
+    assert len(said) == 1 and said[0].startswith(
+        "The dense baseline MLP · Digits · batch 64 · seed 0 did not learn (test accuracy ")
+    assert "10 % by guessing" in said[0]
+
+    fine = _finished_sweep(sweeps_root, "learning", dense_epochs=10, latency_repeats=0)
+    at.run()  # the new sweep in the list
+    widget(at.selectbox, "Sweep").set_value(str(fine.root)).run()
+    assert not at.exception and not [w for w in at.warning if "did not learn" in w.value]
+
+    assert main(["compare", "--resume", str(slow.root), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the dense baseline MLP · Digits · batch 64 · seed 0 did not learn" in err
+    assert main(["compare", "--resume", str(fine.root), "--quiet"]) == 0
+    assert "did not learn" not in capsys.readouterr().err

@@ -181,9 +181,12 @@ def run(args: argparse.Namespace) -> int:
     if status["state"] == "failed":
         raise ExplorerError(status.get("message", "sweep failed"))
     if status["state"] == "finished":
-        from ..sweep_results import every_cell_failed, read_cells
+        from ..sweep_results import every_cell_failed, read_cells, unlearned_baselines
 
-        reason = every_cell_failed(read_cells(paths))
+        rows = read_cells(paths)
+        reason = every_cell_failed(rows)
         if reason:
             raise ExplorerError(reason)
+        for line in unlearned_baselines(rows):
+            print(f"warning: {line}", file=sys.stderr)
     return 0 if status["state"] == "finished" else 3
