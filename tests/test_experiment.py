@@ -1065,3 +1065,24 @@ def test_a_run_recorded_before_settings_were_recorded_still_checks_its_criterion
     paths.config.write_text(json.dumps(config))
     with pytest.raises(ExplorerError, match="iteration 1's best_model.json records criterion"):
         load_run_config(paths)
+
+
+@pytest.mark.parametrize("every, epoch_lines", [(1e9, 0), (0.0, 3)])
+def test_a_prune_into_a_log_says_an_epoch_when_it_has_been_quiet(roots, capsys, monkeypatch,
+                                                                  every, epoch_lines):
+    """Into a log the bar writes a line per iteration: a whole dense phase (minutes for a
+    CNN) wrote nothing after the run folder. An epoch gets a line when nothing was
+    written for `LOG_EPOCH_EVERY_S`; otherwise the log is as before."""
+    from explorer_core.cli import main
+    from explorer_core.commands import prune
+
+    runs, _ = roots
+    monkeypatch.setattr(prune, "LOG_EPOCH_EVERY_S", every)
+    assert main(["prune", "--dataset", "digits", "--hidden", "8", "4", "--iterations", "2",
+                 "--q", "0.5", "--dense-epochs", "2", "--retrain-epochs", "1", "--no-cache",
+                 "--name", f"log-{epoch_lines}", "--runs-root", str(runs)]) == 0
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("[")]
+    iterations = [l for l in lines if "test acc" in l and " it " in l]
+    assert len(lines) == 2 + epoch_lines, lines  # 2 dense epochs, 1 retraining epoch
+    assert [l.split("  it ")[1].split()[0] for l in lines[-1:]] == ["1"]
+    assert "\r" not in "".join(lines) and len(iterations) >= 2
