@@ -23,6 +23,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     from ..data import DATASETS
     from ..models import ARCHS
     from ..pruning_types import ALL_CRITERIA, PRUNING_TYPES
+    from ..sweep import SweepConfig
 
     p.add_argument("--config", type=Path, help="sweep.json with SweepConfig fields (flags override)")
     p.add_argument("--resume", type=Path, metavar="SWEEP_DIR",
@@ -40,8 +41,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     masks = [t for t, kind in PRUNING_TYPES.items() if not kind.structural]
     mask_criteria = sorted({c for t in masks for c in PRUNING_TYPES[t].criteria})
     p.add_argument("--criteria", nargs="+", choices=list(ALL_CRITERIA), metavar="C",
-                   help=f"criteria: {', '.join(ALL_CRITERIA)} (default interval_adjoint l1 "
-                        f"random magnitude); each type takes those that fit it: "
+                   help=f"criteria: {', '.join(ALL_CRITERIA)} (default "
+                        f"{' '.join(SweepConfig().criteria)}); each type takes those that fit it: "
                         f"{' and '.join(masks)} only {' or '.join(mask_criteria)} "
                         f"(magnitude when neither is given)")
     p.add_argument("--ratios", type=float, nargs="+", metavar="R",
