@@ -133,10 +133,10 @@ UNRUNNABLE = [
 # ...but creating a sweep folder plans it (10**11 repeats ran out of memory there, a
 # million cells took hours to count per baseline).
 UNPLANNABLE = [
-    ("sweep", {"repeats": 10**11}, "the grid has 100000000000 cells (models × datasets × "
+    ("sweep", {"repeats": 10**11}, "the grid has 100,000,000,000 cells (models × datasets × "
                                    "batch sizes × repeats × criteria per type × ratios); at "
                                    "most 1,000,000"),
-    ("sweep", {"repeats": 500_001, "ratios": [0.0, 1.0]}, "the grid has 1000002 cells"),
+    ("sweep", {"repeats": 500_001, "ratios": [0.0, 1.0]}, "the grid has 1,000,002 cells"),
     # planning builds every model: one of 20 G parameters failed there with a traceback
     ("sweep", {"mlp_hidden": [200_000, 100_000]},
      "the MLP 64-200000-100000-10 would have 20,014,100,010 parameters"),
