@@ -147,10 +147,64 @@ def availability(name: str, root: Path | str | None = None) -> tuple[bool, str]:
     """(available, reason) — the reason names the folder the files must go into."""
     info = get_info(name)
     where = locate(name, root)
-    if where is not None:
-        return True, f"{info.title}: found in {where}" if info.files else f"{info.title}: bundled"
     root = Path(root) if root else default_data_root()
+    if where is not None:
+        damaged = _damaged_idx(info, where)
+        if damaged:  # a run on it failed after making its folder; `datasets` said available
+            return False, (f"{info.title} is not usable: {damaged}; "
+                           f"{_placement_hint(info, root)}")
+        return True, f"{info.title}: found in {where}" if info.files else f"{info.title}: bundled"
     return False, f"{info.title} is not available offline: {_placement_hint(info, root)}"
+
+
+_IDX_CHECKED: dict[tuple[str, int, int], str | None] = {}  # (path, size, mtime) → problem
+
+
+def _damaged_idx(info: DatasetInfo, folder: Path) -> str | None:
+    """What is wrong with one of an IDX dataset's files, read from its header and size
+    only (a whole read takes seconds); None when each holds the bytes its header
+    announces. Checked once per file version."""
+    if not info.files or info.name in _PICKLED:
+        return None
+    for stem in info.files:
+        path = _find_idx(folder, stem)
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            return f"{path} is unreadable ({exc.strerror or exc})"
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _IDX_CHECKED:
+            _IDX_CHECKED[key] = _idx_size_problem(path, stat.st_size)
+        if _IDX_CHECKED[key]:
+            return _IDX_CHECKED[key]
+    return None
+
+
+def _idx_size_problem(path: Path, size: int) -> str | None:
+    """An IDX file's header against its length: the file's own for raw files, gzip's
+    recorded length (modulo 2³²) for .gz ones."""
+    gz = path.suffix == ".gz"
+    try:
+        with (gzip.open if gz else open)(path, "rb") as fh:
+            head = fh.read(4)
+            ndim = head[3] if len(head) == 4 and head[:3] == b"\x00\x00\x08" else 0
+            raw_dims = fh.read(4 * ndim)
+        if not 1 <= ndim <= 4 or len(raw_dims) < 4 * ndim:
+            return f"{path} is not an IDX file or is cut short in its header"
+        expected = 4 + 4 * ndim + int(np.prod(struct.unpack(f">{ndim}I", raw_dims),
+                                              dtype=np.int64))
+        if gz:
+            with open(path, "rb") as fh:
+                fh.seek(-4, os.SEEK_END)
+                recorded = struct.unpack("<I", fh.read(4))[0]
+            if recorded != expected % 2 ** 32:
+                return f"{path} is cut short or damaged (it unpacks to other than the " \
+                       f"{expected:,} bytes its header announces)"
+        elif size != expected:
+            return f"{path} holds {size:,} bytes where its header announces {expected:,}"
+    except (OSError, EOFError, zlib.error) as exc:
+        return f"{path} is unreadable ({exc.__class__.__name__})"
+    return None
 
 
 def _placement_hint(info: DatasetInfo, root: Path) -> str:
@@ -212,6 +266,9 @@ def download_dataset(name: str, root: Path | str | None = None,
     cls = getattr(tvd, _TORCHVISION_CLASS[name])
     target = root / info.folder
     before = _files_under(root, target)
+    # the folders this attempt makes (torchvision makes MNIST/raw): an offline attempt
+    # left them empty behind it
+    made = [d for d in (target, *target.parents) if not d.exists() and root in (d, *d.parents)]
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout if timeout is not None else download_timeout())
     print(f"downloading {info.title} into {target}", flush=True)
@@ -222,6 +279,11 @@ def download_dataset(name: str, root: Path | str | None = None,
     except BaseException as exc:
         for leftover in _files_under(root, target) - before:
             leftover.unlink(missing_ok=True)
+        for folder in made:  # deepest first; one holding anything else stays
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
         if not isinstance(exc, Exception):
             raise
         raise DatasetUnavailable(f"download of {info.title} failed ({_short_reason(exc)}); "

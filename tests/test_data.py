@@ -469,6 +469,7 @@ def test_cli_download_offline_fails_with_one_line(tmp_path):
     assert len(err) == 1, res.stderr
     assert "MNIST" in err[0] and str(tmp_path / "MNIST" / "raw") in err[0]
     assert not any(p.is_file() for p in tmp_path.rglob("*")), "partial files left behind"
+    assert list(tmp_path.iterdir()) == [], "the attempt's empty MNIST/raw was left behind"
 
 
 def test_cli_download_gives_up_on_a_stalled_connection(tmp_path):
@@ -545,3 +546,34 @@ def test_cli_rejects_unknown_dataset_names_and_bad_timeouts(tmp_path):
                   env=offline_env(free_port(), tmp_path))
     err = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert res.returncode == 2 and len(err) == 1 and "timeout" in err[0], res.stderr
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("damage", ["cut short", "header cut", "bytes added"])
+def test_damaged_idx_files_are_not_listed_as_available(tmp_path, gz, damage):
+    """Truncated MNIST files were listed "available", and a run on them made its folder
+    before it failed reading them. Header and length are checked (never the whole file):
+    the dataset is then unavailable, with the file named."""
+    folder = tmp_path / "MNIST" / "raw"
+    write_mnist(folder, gz=gz)
+    assert D.availability("mnist", tmp_path)[0]
+    name = "train-images-idx3-ubyte" + (".gz" if gz else "")
+    blob = idx_bytes(D._read_idx(folder / name))
+    blob = {"cut short": blob[:-100], "header cut": blob[:10],
+            "bytes added": blob + b"\0" * 7}[damage]
+    (folder / name).write_bytes(gzip.compress(blob) if gz else blob)
+    ok, reason = D.availability("mnist", tmp_path)
+    assert not ok and str(folder / name) in reason and reason.startswith("MNIST is not usable: ")
+
+
+def test_a_run_on_damaged_files_is_refused_before_its_folder_is_made(tmp_path):
+    folder = tmp_path / "data" / "MNIST" / "raw"
+    write_mnist(folder, gz=False)
+    blob = (folder / "t10k-images-idx3-ubyte").read_bytes()
+    (folder / "t10k-images-idx3-ubyte").write_bytes(blob[:-1])
+    runs = tmp_path / "runs"
+    res = run_cli("prune", "--dataset", "mnist", "--hidden", "8", "--iterations", "2",
+                  "--runs-root", str(runs), "--quiet", env={"EXPLORER_DATA": str(tmp_path / "data")})
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "MNIST is not usable" in res.stderr and "t10k-images-idx3-ubyte" in res.stderr
+    assert not runs.exists() or not any(runs.rglob("config.json"))
