@@ -26,6 +26,7 @@ from typing import Any
 from .errors import ExplorerError, raise_if_interrupted, raise_pending_interrupt
 from .fileio import (JSON_ERRORS, atomic_write_json, atomic_write_text, folder_from_env,
                      json_text, name_the_file)
+from .settings import is_number
 
 STATES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
 LIVE_STATES = ("queued", "running")  # a worker is starting or working on the run
@@ -138,12 +139,8 @@ def _has_metrics(sidecar: Path, keys: tuple[str, ...]) -> bool:
     `concatenate` with a traceback."""
     record = read_record(sidecar)
     metrics = record.get("metrics")
-    return isinstance(metrics, dict) and all(_is_number(metrics.get(k)) for k in keys) and \
-        ("percent_retained" not in record or _is_number(record["percent_retained"]))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(metrics, dict) and all(is_number(metrics.get(k)) for k in keys) and \
+        ("percent_retained" not in record or is_number(record["percent_retained"]))
 
 
 def absolute_folder(folder: Path | str) -> Path:

@@ -78,14 +78,15 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """An int or float, not a bool (JSON's true is no number of epochs)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 _PLAIN: dict[Any, _Type] = {
     bool: _Type("true or false", "true / false values", lambda v: isinstance(v, bool)),
     int: _Type("a whole number", "whole numbers", _is_int),
-    float: _Type("a number", "numbers", _is_number),
+    float: _Type("a number", "numbers", is_number),
     str: _Type("a string", "strings", lambda v: isinstance(v, str)),
     dict: _Type("an object", "objects", lambda v: isinstance(v, dict)),
     list: _Type("a list", "lists", lambda v: isinstance(v, list)),
@@ -256,7 +257,7 @@ def check_threads(value: Any, what: str, minimum: int, note: str = "") -> int:
 
 def check_lr(value: Any, what: str = "learning rate") -> float:
     """A learning rate: a number within MIN_LR … MAX_LR; the one message names the range."""
-    if not _is_number(value) or not MIN_LR <= value <= MAX_LR:
+    if not is_number(value) or not MIN_LR <= value <= MAX_LR:
         raise ExplorerError(f"{what} must be a number from {MIN_LR:g} to {MAX_LR:g}, got "
                             f"{shown(value)}")
     return float(value)
@@ -264,7 +265,7 @@ def check_lr(value: Any, what: str = "learning rate") -> float:
 
 def check_weight_decay(value: Any, what: str = "weight decay") -> float:
     """A weight decay: a number within 0 … MAX_WEIGHT_DECAY."""
-    if not _is_number(value) or not 0 <= value <= MAX_WEIGHT_DECAY:
+    if not is_number(value) or not 0 <= value <= MAX_WEIGHT_DECAY:
         raise ExplorerError(f"{what} must be a number from 0 to {MAX_WEIGHT_DECAY:g}, got "
                             f"{shown(value)}")
     return float(value)

@@ -27,6 +27,7 @@ from .estimate import is_end_ratio
 from .rundir import (LIVE_STATES, SweepPaths, elapsed_seconds, last_report, read_events,
                      read_json, read_record, read_status)
 from .pruning_types import PRUNING_TYPES
+from .settings import is_number
 from .sweep import Cell
 
 KEY_COLUMNS = ["model", "dataset", "batch_size", "seed", "type", "criterion", "ratio"]
@@ -157,8 +158,8 @@ def unlearned_baselines(rows: list[dict]) -> list[str]:
     for r in rows:
         group = tuple(r.get(k) for k in ("model", "dataset", "batch_size", "seed"))
         acc, loss = r.get("dense_test_acc"), r.get("dense_test_loss")
-        if group in seen or not isinstance(acc, (int, float)) or isinstance(acc, bool) or \
-                acc != acc:  # no baseline (its group failed): said by the cells' notes
+        if group in seen or not is_number(acc) or acc != acc:
+            # no baseline (its group failed): said by the cells' notes
             continue
         classes = get_info(r["dataset"]).num_classes
         loss = None if isinstance(loss, float) and loss != loss else loss  # a frame's gap
