@@ -141,17 +141,12 @@ def run_checkpoints(run: RunPaths) -> list[CheckpointEntry]:
             row.checkpoint, row.test_acc, row.percent_retained, list(row.widths),
             row.iteration, meta.get("dataset")))
     listed = {e.iteration for e in out}
-    for i in _numbered_iterations(run):
+    for i in run.numbered_iterations():
         if i not in listed and run.best_model(i).is_file() and run.best_model_json(i).is_file():
             out.append(CheckpointEntry(
                 "run", name, f"iteration {i}: its record ({run.best_model_json(i).name}) is "
                 f"damaged — resuming the run redoes it", run.best_model(i), iteration=i))
     return sorted(out, key=lambda e: e.iteration)
-
-
-def _numbered_iterations(run: RunPaths) -> list[int]:
-    return sorted(int(d.name) for d in run.root.iterdir() if d.name.isdigit()) \
-        if run.root.is_dir() else []
 
 
 def train_time_checkpoints(run: TrainTimePaths) -> list[CheckpointEntry]:

@@ -537,8 +537,7 @@ def _checked_plan(paths: RunPaths) -> tuple[RunConfig, RetentionTable]:
 def _clear_from(paths: RunPaths, table: RetentionTable, start: int) -> None:
     """Remove what a (re)start at iteration `start` redoes: its iterations and the
     concatenated results that held them (rebuilt at the end), and their events."""
-    redone = [child for child in paths.root.iterdir()
-              if child.name.isdigit() and int(child.name) >= start]
+    redone = [paths.root / str(i) for i in paths.numbered_iterations() if i >= start]
     for child in redone:
         shutil.rmtree(child)
     if redone:

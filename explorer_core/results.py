@@ -65,9 +65,7 @@ def thesis_iteration_rows(paths: RunPaths) -> list[IterationRow]:
     table is named in the error rather than skipped.
     """
     rows = []
-    numbered = sorted(int(d.name) for d in paths.root.iterdir()
-                      if d.is_dir() and d.name.isdigit()) if paths.root.is_dir() else []
-    for i in numbered:
+    for i in paths.numbered_iterations():
         table = paths.validation_results(i)
         if not table.is_file():
             continue

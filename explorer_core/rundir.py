@@ -121,12 +121,13 @@ class RunPaths:
         metrics the results are built from: a truncated or hand-edited one counted as
         done, and its iteration then broke every resume or vanished from validations.txt.
         """
-        done = []
-        for child in self.root.iterdir() if self.root.is_dir() else []:
-            if child.name.isdigit() and self.best_model(int(child.name)).is_file() and \
-                    _has_metrics(self.best_model_json(int(child.name)), ITERATION_METRICS):
-                done.append(int(child.name))
-        return sorted(done)
+        return [i for i in self.numbered_iterations() if self.best_model(i).is_file()
+                and _has_metrics(self.best_model_json(i), ITERATION_METRICS)]
+
+    def numbered_iterations(self) -> list[int]:
+        """The numbers of the run's `<i>/` entries, in order, whatever they hold."""
+        return sorted(int(child.name) for child in self.root.iterdir()
+                      if child.name.isdigit()) if self.root.is_dir() else []
 
 
 # What an iteration's best_model.json must report (the validation rows are made of them).
