@@ -186,13 +186,8 @@ def _idx_size_problem(path: Path, size: int) -> str | None:
     gz = path.suffix == ".gz"
     try:
         with (gzip.open if gz else open)(path, "rb") as fh:
-            head = fh.read(4)
-            ndim = head[3] if len(head) == 4 and head[:3] == b"\x00\x00\x08" else 0
-            raw_dims = fh.read(4 * ndim)
-        if not 1 <= ndim <= 4 or len(raw_dims) < 4 * ndim:
-            return f"{path} is not an IDX file or is cut short in its header"
-        expected = 4 + 4 * ndim + int(np.prod(struct.unpack(f">{ndim}I", raw_dims),
-                                              dtype=np.int64))
+            dims = _idx_dims(fh, path)
+        expected = 4 + 4 * len(dims) + int(np.prod(dims, dtype=np.int64))
         if gz:
             with open(path, "rb") as fh:
                 fh.seek(-4, os.SEEK_END)
@@ -202,6 +197,8 @@ def _idx_size_problem(path: Path, size: int) -> str | None:
                        f"{expected:,} bytes its header announces)"
         elif size != expected:
             return f"{path} holds {size:,} bytes where its header announces {expected:,}"
+    except DatasetUnavailable as exc:
+        return str(exc)
     except (OSError, EOFError, zlib.error) as exc:
         return f"{path} is unreadable ({exc.__class__.__name__})"
     return None
@@ -308,6 +305,22 @@ def _read_exact(fh, out: np.ndarray) -> int:
     return got
 
 
+def _idx_dims(fh: Any, path: Path) -> tuple[int, ...]:
+    """The dimensions an unsigned-byte IDX file's header announces, read from `fh` (at
+    its start); a `DatasetUnavailable` naming `path` for a header that is not one."""
+    head = fh.read(4)
+    if len(head) < 4:
+        raise DatasetUnavailable(f"{path} is truncated: no IDX header")
+    if head[:2] != b"\x00\x00" or head[2] != 0x08 or not 1 <= head[3] <= 4:
+        raise DatasetUnavailable(f"{path} is not an unsigned-byte IDX file "
+                                 f"(header {head.hex()})")
+    ndim = head[3]
+    raw_dims = fh.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise DatasetUnavailable(f"{path} is truncated inside its IDX header")
+    return struct.unpack(f">{ndim}I", raw_dims)
+
+
 def _read_idx(path: Path) -> np.ndarray:
     """Decode an unsigned-byte IDX file (raw or .gz) straight into one numpy array.
 
@@ -319,17 +332,7 @@ def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
-            head = fh.read(4)
-            if len(head) < 4:
-                raise DatasetUnavailable(f"{path} is truncated: no IDX header")
-            if head[:2] != b"\x00\x00" or head[2] != 0x08 or not 1 <= head[3] <= 4:
-                raise DatasetUnavailable(f"{path} is not an unsigned-byte IDX file "
-                                         f"(header {head.hex()})")
-            ndim = head[3]
-            raw_dims = fh.read(4 * ndim)
-            if len(raw_dims) < 4 * ndim:
-                raise DatasetUnavailable(f"{path} is truncated inside its IDX header")
-            dims = struct.unpack(f">{ndim}I", raw_dims)
+            dims = _idx_dims(fh, path)
             expected = int(np.prod(dims, dtype=np.int64))
             if expected > 2 ** 34:
                 raise DatasetUnavailable(f"{path} is corrupt: header claims {dims}")
