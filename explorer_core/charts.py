@@ -175,6 +175,7 @@ def retention_distribution_chart(table: RetentionTable, log_scale: bool = True) 
     """
     data = _distribution_frame(table)
     if len(table.dense) >= 2:
+        xf, yf = "h1", "h2"
         x = alt.X("h1:Q", title=f"Layer 1 neurons kept (of {table.dense[0]})",
                   scale=_axis_scale(log_scale))
         y = alt.Y("h2:Q", title=f"Layer 2 neurons kept (of {table.dense[1]})",
@@ -182,6 +183,7 @@ def retention_distribution_chart(table: RetentionTable, log_scale: bool = True) 
         title = "Layer 1 vs layer 2 width"
         tooltip = ["Iteration:Q", "h1:Q", "h2:Q"]
     else:
+        xf, yf = "% of hidden neurons kept", "h1"
         x = alt.X("% of hidden neurons kept:Q", title="% of hidden neurons kept",
                   scale=_axis_scale(log_scale, reverse=True))
         y = alt.Y("h1:Q", title=f"Layer 1 neurons kept (of {table.dense[0]})",
@@ -189,8 +191,7 @@ def retention_distribution_chart(table: RetentionTable, log_scale: bool = True) 
         title = "Layer 1 width vs % kept"
         tooltip = ["Iteration:Q", "h1:Q"]
     tooltip.append(alt.Tooltip("% of hidden neurons kept:Q", format=".2f"))
-    data["Labelled"] = _spread_out(data[x.shorthand.split(":")[0]], data[y.shorthand.split(":")[0]],
-                                   log_scale)
+    data["Labelled"] = _spread_out(data[xf], data[yf], log_scale)
     base = alt.Chart(data, title=title).encode(x=x, y=y)
     line = base.mark_line(point=True, color="#4c78a8").encode(
         order="Iteration:Q", tooltip=tooltip)

@@ -528,8 +528,9 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
         rows = write_tables(paths)
         failed = sum(r.get("status") == "failed" for r in rows)
         dead = sum(r.get("status") == "dead" for r in rows)
-        message = f"{len(rows)} cell{'' if len(rows) == 1 else 's'}" + (f", {failed} failed" if failed else "") + \
-            (f", {dead} dead (100 % pruned)" if dead else "") + aside
+        message = (f"{len(rows)} cell{'' if len(rows) == 1 else 's'}"
+                   + (f", {failed} failed" if failed else "")
+                   + (f", {dead} dead (100 % pruned)" if dead else "") + aside)
         return write_status(paths, "finished", message=message, finished=time.time(),
                             activity="", cells_done=len(rows))
     except Cancelled:

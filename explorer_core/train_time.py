@@ -611,7 +611,8 @@ def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
                 done |= {(v, seed) for v in todo}
         note = images_note(lambda: write_summary(paths, cfg))
         return write_status(paths, "finished", finished=time.time(),
-                            message=f"{len(done)} run{'' if len(done) == 1 else 's'} complete{note}", units_done=len(done))
+                            message=f"{len(done)} run{'' if len(done) == 1 else 's'} "
+                                    f"complete{note}", units_done=len(done))
     except Cancelled:
         return write_status(paths, "stopped", message="stopped by request; resume continues "
                             "with the unfinished variants")
