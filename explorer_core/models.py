@@ -97,7 +97,18 @@ class CNN(nn.Module):
         self.classifier = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.flatten(self.features(x)))
+        # Activations channels-last after each conv: on the CPU, max-pooling a contiguous
+        # (N, C, H, W) map took 4.4 ms where channels-last took 0.43 (64×16×28×28, one
+        # thread). Same outputs to the bit; inference at batch 64 on one thread 2.1×
+        # faster on Digits (0.96 → 0.46 ms) and 2.6× on 28×28; a Fashion-MNIST training
+        # epoch 10.3-11.5 s instead of 12.6-13.2. The activations, not the weights, are
+        # converted: surgery and checkpoints make plain tensors, which would quietly
+        # fall back to the slow layout.
+        for layer in self.features:
+            x = layer(x)
+            if isinstance(layer, nn.Conv2d):
+                x = x.contiguous(memory_format=torch.channels_last)
+        return self.classifier(self.flatten(x))
 
 
 # ------------------------------------------------------------------ torchvision models

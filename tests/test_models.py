@@ -231,6 +231,33 @@ def test_shrunk_cnn_rebuilds_with_identical_outputs():
     assert spec_of(pruned, spec)["channels"] == [6, 32]
 
 
+def test_cnn_pools_channels_last_maps_and_computes_what_its_layers_do_in_order():
+    """The CNN keeps its activations channels-last after each conv: max-pooling a
+    contiguous map took ~10× longer on the CPU. The layout must not change a value, and
+    must hold for weights that surgery or a checkpoint made (plain contiguous tensors)."""
+    torch.manual_seed(4)
+    for in_ch, size in ((1, 28), (3, 32)):
+        model = build_model(default_spec("cnn", in_ch, size, 10)).eval()
+        with torch.no_grad():  # weights as surgery leaves them: new, plain tensors
+            for m in model.features:
+                if isinstance(m, nn.Conv2d):
+                    m.weight = nn.Parameter(m.weight.detach().clone().contiguous())
+        pooled = []
+        for m in model.features:
+            if isinstance(m, nn.MaxPool2d):
+                m.register_forward_pre_hook(lambda _m, inp: pooled.append(
+                    inp[0].is_contiguous(memory_format=torch.channels_last)))
+        x = torch.randn(4, in_ch, size, size)
+        with torch.no_grad():
+            out = model(x)
+            assert pooled == [True, True]
+            step_by_step = x
+            for m in model.features:
+                step_by_step = m(step_by_step.contiguous())
+            step_by_step = model.classifier(torch.flatten(step_by_step.contiguous(), 1))
+        assert torch.allclose(out, step_by_step, atol=1e-5)
+
+
 def test_shrunk_resnet_block_with_batchnorm_rebuilds_with_identical_outputs():
     """Conv → BN → ReLU → Conv inside a residual block: BN is resized with its conv."""
     torch.manual_seed(4)
