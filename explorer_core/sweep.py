@@ -464,7 +464,11 @@ def check_finished(cfg: SweepConfig, rows: list[dict]) -> None:
 def execute(paths: SweepPaths, should_stop: Callable[[], bool] | None = None,
             on_event: Callable[[dict], None] | None = None,
             cache_root: Path | None = None) -> dict:
-    """Run (or resume) the sweep in this process; returns the final status."""
+    """Run (or resume) the sweep in this process; returns the final status.
+
+    `on_event` hears a dense baseline's epochs on this thread and a cell once its record
+    is on disk, on the writer thread (`OrderedWriter`): it must be safe to call from
+    both, and whatever it raises fails the sweep as a failed write would."""
     paths = SweepPaths(Path(paths.root))
     with worker_session(paths, should_stop) as stop:
         return _execute_locked(paths, stop, on_event or (lambda e: None), cache_root)
@@ -1086,7 +1090,6 @@ class _Runner:
                  "test_acc": full.get("test_acc"), "index": self.done}
         kept = model if save else None
         self.writer.submit(lambda: self._write_cell(full, event, cell, kept, spec, dense))
-        self.on_event(event)
 
     def _write_cell(self, full: dict, event: dict, cell: Cell, model: nn.Module | None,
                     spec: Spec | None, dense: _Dense | None) -> None:
@@ -1098,3 +1101,6 @@ class _Runner:
         atomic_write_json(self.paths.cell(cell.id), full)  # marks the cell done
         append_result(self.paths, full)
         append_event(self.paths, event)
+        # said once it is on disk: said when queued, a cell whose write then failed was
+        # printed "ok" just before the sweep failed over it
+        self.on_event(event)

@@ -1182,9 +1182,15 @@ def test_a_stopped_sweep_counts_the_cells_on_disk_as_done(roots, monkeypatch):
     cfg = grid("stop-count", models=["mlp"], batch_sizes=[32], types=["weight"],
                criteria=["magnitude"], ratios=[0.0, 0.2, 0.4, 0.6, 0.8])
     paths = create_sweep(cfg)
-    recorded: list[dict] = []
-    status = execute(paths, should_stop=lambda: len(recorded) >= 3,
-                     on_event=lambda e: recorded.append(e) if e["type"] == "cell" else None)
+    recorded: list[str] = []  # cells handed to the writer (heard only once written)
+    real_record = sweep._Runner._record
+
+    def record(self, cell, *args):
+        recorded.append(cell.id)
+        return real_record(self, cell, *args)
+
+    monkeypatch.setattr(sweep._Runner, "_record", record)
+    status = execute(paths, should_stop=lambda: len(recorded) >= 3)
     assert status["state"] == "stopped"
     assert len(finished_ids(paths)) == 3
     assert read_status(paths)["cells_done"] == 3
@@ -1483,6 +1489,32 @@ def test_a_cell_failing_in_a_way_nobody_foresaw_names_the_log_with_its_trace(roo
     assert df.loc["weight", "note"] == f"RuntimeError: torch said no (traceback in {paths.log})"
     log = paths.log.read_text()
     assert "Traceback (most recent call last)" in log and "torch said no" in log
+
+
+def test_a_cell_is_said_only_once_its_record_is_on_disk(roots):
+    """`compare` printed a cell's "ok" line when the cell was queued for writing; when
+    the write was then refused, the terminal showed the cell done just before the sweep
+    failed over it. Each cell heard must already have its record; none whose record
+    could not be written may be heard at all."""
+    cfg = grid("said-when-written", models=["mlp"], batch_sizes=[64], types=["neuron"],
+               criteria=["l1"], ratios=[0.0, 0.5], latency_repeats=0)
+    paths = create_sweep(cfg)
+    heard: list[tuple[str, bool]] = []
+
+    def on_event(event: dict) -> None:
+        if event["type"] == "cell":
+            heard.append((event["cell_id"], paths.cell(event["cell_id"]).is_file()))
+
+    assert execute(paths, on_event=on_event)["state"] == "finished"
+    assert sorted(heard) == sorted((c.id, True) for c in plan(cfg).cells)
+
+    refused = create_sweep(grid("said-when-refused", models=["mlp"], batch_sizes=[64],
+                                types=["neuron"], criteria=["l1"], ratios=[0.0, 0.5],
+                                latency_repeats=0))
+    refused.cells_dir.write_text("in the way")  # the cells' records cannot be written
+    heard.clear()
+    assert execute(refused, on_event=on_event)["state"] == "failed"
+    assert heard == []
 
 
 def test_a_refused_cell_write_seen_during_a_fine_tuning_still_fails_the_sweep(roots, monkeypatch):

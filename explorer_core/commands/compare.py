@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -92,8 +93,13 @@ def _progress_printer(total: int, dense_epochs: int):
 
     state = {"start": time.time(), "done": 0}
     terminal = sys.stderr.isatty()
+    lock = threading.Lock()  # cells are said from the sweep's writer thread, epochs from its own
 
     def show(event: dict) -> None:
+        with lock:
+            _show(event)
+
+    def _show(event: dict) -> None:
         kind = event.get("type")
         if kind == "cell":
             state["done"] = event["index"]
