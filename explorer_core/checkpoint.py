@@ -58,6 +58,17 @@ _PLAIN_DTYPES = frozenset({torch.float64, torch.float32, torch.float16, torch.bf
                            torch.bool})
 
 
+def checkpoint_label(path: str | os.PathLike) -> str:
+    """A checkpoint file as messages name it: its name, but from the run folder on for
+    an iteration's (`<run>/<i>/prune_w_retrain/best_model.safetensors`) — every
+    iteration's file has the same name, so "best_model.safetensors is not a valid
+    safetensors file" did not say which run or iteration to redo."""
+    p = Path(path)
+    if p.parent.name == "prune_w_retrain" and p.parent.parent.name.isdigit():
+        return str(Path(*p.parts[-4:]))
+    return p.name
+
+
 def safetensors_bytes(state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
     """The bytes `safetensors.torch.save(state, metadata)` returns, cheaper for plain state.
 
@@ -241,7 +252,7 @@ def read_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[s
         return _read_safetensors(p)
     if p.suffix in (".pth", ".pt", ".bin"):
         return _read_pth(p), {}
-    raise CheckpointError(f"{p.name}: unsupported checkpoint type (use .safetensors or a .pth "
+    raise CheckpointError(f"{checkpoint_label(p)}: unsupported checkpoint type (use .safetensors or a .pth "
                           "state dict)")
 
 
@@ -263,7 +274,7 @@ def _read_safetensors(p: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]
         state = load(data)
         meta = _safetensors_metadata(data)
     except (SafetensorError, ValueError, RuntimeError, OSError, struct.error) as exc:
-        raise CheckpointError(f"{p.name} is not a valid safetensors file ({exc})") from None
+        raise CheckpointError(f"{checkpoint_label(p)} is not a valid safetensors file ({exc})") from None
     return state, meta
 
 
@@ -284,16 +295,16 @@ def _read_pth(p: Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as exc:
         found = _GLOBAL.search(str(exc))
         if found is None and not _looks_like_torch_save(p):  # random bytes, not a refusal
-            raise CheckpointError(f"{p.name} is corrupt or not a PyTorch file "
+            raise CheckpointError(f"{checkpoint_label(p)} is corrupt or not a PyTorch file "
                                   "(neither a zip archive nor a pickle)") from None
         what = f" ({found.group(1)})" if found else ""
-        raise CheckpointError(f"{p.name} was refused: it needs unpickling of Python objects"
+        raise CheckpointError(f"{checkpoint_label(p)} was refused: it needs unpickling of Python objects"
                               f"{what}, which could run code; save a plain state dict "
                               "(torch.save(model.state_dict(), f)) or use .safetensors") from None
     except Exception as exc:  # zip / EOF / storage errors from a corrupt file
-        raise CheckpointError(f"{p.name} is corrupt or not a PyTorch file "
+        raise CheckpointError(f"{checkpoint_label(p)} is corrupt or not a PyTorch file "
                               f"({exc.__class__.__name__})") from None
-    return _as_state_dict(obj, p.name)
+    return _as_state_dict(obj, checkpoint_label(p))
 
 
 def _looks_like_torch_save(p: Path) -> bool:
@@ -349,16 +360,16 @@ def read_spec(path: str | os.PathLike, meta: Mapping[str, str] | None = None) ->
         try:
             info = json.loads(json_path.read_text())
         except JSON_ERRORS as exc:
-            raise CheckpointError(f"{json_path.name} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+            raise CheckpointError(f"{checkpoint_label(json_path)} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
         if not isinstance(info, dict) or "spec" not in info:
-            raise CheckpointError(f"{json_path.name} has no 'spec' field")
+            raise CheckpointError(f"{checkpoint_label(json_path)} has no 'spec' field")
         return info
     if meta and "spec" in meta:
         try:
             return {"spec": json.loads(meta["spec"])}
         except JSON_ERRORS:
             raise CheckpointError("the spec stored in the safetensors metadata is not JSON") from None
-    raise CheckpointError(f"no model spec found for {Path(path).name}: expected {json_path.name} "
+    raise CheckpointError(f"no model spec found for {checkpoint_label(path)}: expected {json_path.name} "
                           "beside it")
 
 
@@ -472,7 +483,7 @@ def load_checkpoint(path: str | os.PathLike, spec: Mapping[str, Any] | None = No
     state, meta = read_state(tensor_path)
     from_file = spec is None
     info = read_spec(tensor_path, meta) if from_file else {"spec": dict(spec)}
-    _refuse_autoencoder(info["spec"], tensor_path.name)
+    _refuse_autoencoder(info["spec"], checkpoint_label(tensor_path))
     try:
         model = build_model(info["spec"])
         dense = hidden_widths(model)
@@ -482,22 +493,22 @@ def load_checkpoint(path: str | os.PathLike, spec: Mapping[str, Any] | None = No
     except CheckpointError:
         raise
     except ExplorerError as exc:
-        raise CheckpointError(f"{tensor_path.name}: {exc}") from None
+        raise CheckpointError(f"{checkpoint_label(tensor_path)}: {exc}") from None
     except Exception as exc:  # a spec that passes validation but cannot be built
-        raise CheckpointError(f"{tensor_path.name}: cannot build the model of its spec "
+        raise CheckpointError(f"{checkpoint_label(tensor_path)}: cannot build the model of its spec "
                               f"({exc.__class__.__name__}: {exc})") from None
-    _refuse_non_finite(state, model.state_dict().keys(), tensor_path.name)
+    _refuse_non_finite(state, model.state_dict().keys(), checkpoint_label(tensor_path))
     if from_file:
         problem = _width_mismatch(model, info["spec"])
         if problem:
             json_path = checkpoint_paths(tensor_path)[1]
-            where = json_path.name if json_path.is_file() else \
-                f"the spec in {tensor_path.name}'s metadata"
+            where = checkpoint_label(json_path) if json_path.is_file() else \
+                f"the spec in {checkpoint_label(tensor_path)}'s metadata"
             raise CheckpointError(f"{where} records {problem}: they are not one checkpoint")
     else:
         problem = _wider_than_template(dense, model)
         if problem:
-            raise CheckpointError(f"{tensor_path.name} has {problem}: give the widths it "
+            raise CheckpointError(f"{checkpoint_label(tensor_path)} has {problem}: give the widths it "
                                   "was pruned from (or its own)")
     extra = {k: v for k, v in info.items() if k != "spec"}
     kept = None if from_file else _percent_kept(dense, model)
@@ -516,12 +527,12 @@ def load_pruned_model(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     touched.
     """
     state, _ = read_state(path)
-    _refuse_non_finite(state, model.state_dict().keys(), Path(path).name)
+    _refuse_non_finite(state, model.state_dict().keys(), checkpoint_label(path))
     try:
         check_interface(model, state)
         resize_to_state(model, state)
         load_state_strict(model, state)
     except ExplorerError as exc:
-        raise CheckpointError(f"{Path(path).name}: {exc}") from None
+        raise CheckpointError(f"{checkpoint_label(path)}: {exc}") from None
     model.eval()
     return model

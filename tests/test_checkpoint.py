@@ -188,6 +188,25 @@ def test_corrupt_safetensors_are_refused(saved, damage):
         assert saved.name in one_line(exc)
 
 
+def test_an_iterations_damaged_checkpoint_is_named_with_its_run_and_iteration(tmp_path):
+    """Every iteration of a run saves best_model.safetensors, so a message naming only
+    that did not say which run or iteration to redo."""
+    folder = tmp_path / "runs" / "2026-12-06" / "my-run" / "3" / "prune_w_retrain"
+    folder.mkdir(parents=True)
+    saved = save_checkpoint(pruned_simplenn(), default_spec("mlp"), folder / "best_model")
+    saved.write_bytes(saved.read_bytes()[:100])
+    for load in (lambda: load_checkpoint(saved), lambda: load_pruned_model(SimpleNN(), saved)):
+        with pytest.raises(CheckpointError) as exc:
+            load()
+        assert one_line(exc).startswith(
+            "my-run/3/prune_w_retrain/best_model.safetensors is not a valid safetensors file")
+    save_checkpoint(pruned_simplenn(), default_spec("mlp"), folder / "best_model")
+    saved.with_suffix(".json").write_text("{not json")
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(saved)
+    assert "my-run/3/prune_w_retrain/best_model.json is not valid JSON" in one_line(exc)
+
+
 def test_corrupt_pth_is_refused(tmp_path):
     f = tmp_path / "broken.pth"
     torch.save(pruned_simplenn().state_dict(), f)
