@@ -487,6 +487,29 @@ def test_prune_follows_a_retain_txt_and_refuses_an_edited_one_on_resume(roots, t
     assert read_retain(paths.retain).widths == [(32, 16), (20, 10), (10, 5)]
 
 
+def test_a_retain_table_says_which_settings_of_the_config_file_it_replaces(tmp_path, capsys):
+    """`prune --config run.json --retain t.txt`: the table's widths win (a finished run's
+    config.json reused with another table), but the config's hidden widths and schedule
+    were put aside without a word."""
+    from explorer_core.cli import build_parser
+    from explorer_core.commands.prune import _config_from
+
+    table = tmp_path / "mine.txt"
+    table.write_text("Iteration h1NodesRetained h2NodesRetained perNodesRetained\n"
+                     "0 32 16 100\n1 20 10 62.5\n")
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"hidden": [256, 64], "schedule": {"q": 0.5}}))
+    parse = build_parser().parse_args
+    cfg = _config_from(parse(["prune", "--config", str(config), "--retain", str(table)]))
+    assert cfg.hidden == [32, 16] and cfg.schedule["rows"] == [[32, 16], [20, 10]]
+    assert capsys.readouterr().err == ("note: mine.txt gives the widths of every iteration, "
+                                       "in place of the config's hidden [256, 64] and "
+                                       "schedule\n")
+    config.write_text(json.dumps({"hidden": [32, 16], "lr": 0.01}))  # nothing to put aside
+    _config_from(parse(["prune", "--config", str(config), "--retain", str(table)]))
+    assert capsys.readouterr().err == ""
+
+
 def _wait_for(predicate, timeout=120.0):
     deadline = time.time() + timeout
     while time.time() < deadline:

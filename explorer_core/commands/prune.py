@@ -118,8 +118,9 @@ def _config_from(args: argparse.Namespace):
             raise ExplorerError(f"--retain gives the widths of every iteration; leave out "
                                 f"{', '.join(given)}")
         table = read_retain(args.retain)
-        base["hidden"] = list(table.dense)
-        base["schedule"] = {"kind": TABLE_SCHEDULE, "rows": [list(w) for w in table.widths]}
+        schedule = {"kind": TABLE_SCHEDULE, "rows": [list(w) for w in table.widths]}
+        _say_replaced(base, list(table.dense), schedule, args.retain)
+        base["hidden"], base["schedule"] = list(table.dense), schedule
     flags = {k: v for k, v in (("eps", args.eps), ("per_class", args.per_class or None))
              if v is not None}
     if flags:  # over the file's options (RunConfig.validate judges them all)
@@ -135,6 +136,21 @@ def _config_from(args: argparse.Namespace):
         return RunConfig.from_dict(base)
     except TypeError as exc:
         raise ExplorerError(f"bad run setting: {exc}") from None
+
+
+def _say_replaced(base: dict, hidden: list[int], schedule: dict, table: Path) -> None:
+    """Say which of the config file's settings `--retain` puts aside. Replacing them is
+    right (a finished run's config.json reused with another table), but it was silent: a
+    config's hidden [256, 64] became the table's [32, 16] without a word."""
+    replaced = []
+    if base.get("hidden") is not None and base["hidden"] != hidden:
+        replaced.append(f"hidden {base['hidden']}")
+    given = base.get("schedule")
+    if given is not None and given != schedule:
+        replaced.append("schedule")
+    if replaced:
+        print(f"note: {table.name} gives the widths of every iteration, in place of the "
+              f"config's {' and '.join(replaced)}", file=sys.stderr)
 
 
 def _merge_schedule_flags(base: dict, args: argparse.Namespace, defaults: dict,
