@@ -252,8 +252,8 @@ def read_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[s
         return _read_safetensors(p)
     if p.suffix in (".pth", ".pt", ".bin"):
         return _read_pth(p), {}
-    raise CheckpointError(f"{checkpoint_label(p)}: unsupported checkpoint type (use .safetensors or a .pth "
-                          "state dict)")
+    raise CheckpointError(f"{checkpoint_label(p)}: unsupported checkpoint type (use "
+                          ".safetensors or a .pth state dict)")
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:
@@ -274,7 +274,8 @@ def _read_safetensors(p: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]
         state = load(data)
         meta = _safetensors_metadata(data)
     except (SafetensorError, ValueError, RuntimeError, OSError, struct.error) as exc:
-        raise CheckpointError(f"{checkpoint_label(p)} is not a valid safetensors file ({exc})") from None
+        raise CheckpointError(f"{checkpoint_label(p)} is not a valid safetensors file "
+                              f"({exc})") from None
     return state, meta
 
 
@@ -298,9 +299,10 @@ def _read_pth(p: Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{checkpoint_label(p)} is corrupt or not a PyTorch file "
                                   "(neither a zip archive nor a pickle)") from None
         what = f" ({found.group(1)})" if found else ""
-        raise CheckpointError(f"{checkpoint_label(p)} was refused: it needs unpickling of Python objects"
-                              f"{what}, which could run code; save a plain state dict "
-                              "(torch.save(model.state_dict(), f)) or use .safetensors") from None
+        raise CheckpointError(f"{checkpoint_label(p)} was refused: it needs unpickling of "
+                              f"Python objects{what}, which could run code; save a plain "
+                              "state dict (torch.save(model.state_dict(), f)) or use "
+                              ".safetensors") from None
     except Exception as exc:  # zip / EOF / storage errors from a corrupt file
         raise CheckpointError(f"{checkpoint_label(p)} is corrupt or not a PyTorch file "
                               f"({exc.__class__.__name__})") from None
@@ -360,7 +362,8 @@ def read_spec(path: str | os.PathLike, meta: Mapping[str, str] | None = None) ->
         try:
             info = json.loads(json_path.read_text())
         except JSON_ERRORS as exc:
-            raise CheckpointError(f"{checkpoint_label(json_path)} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+            raise CheckpointError(f"{checkpoint_label(json_path)} is not valid JSON "
+                                  f"({exc.msg if hasattr(exc, 'msg') else exc})") from None
         if not isinstance(info, dict) or "spec" not in info:
             raise CheckpointError(f"{checkpoint_label(json_path)} has no 'spec' field")
         return info
@@ -369,8 +372,8 @@ def read_spec(path: str | os.PathLike, meta: Mapping[str, str] | None = None) ->
             return {"spec": json.loads(meta["spec"])}
         except JSON_ERRORS:
             raise CheckpointError("the spec stored in the safetensors metadata is not JSON") from None
-    raise CheckpointError(f"no model spec found for {checkpoint_label(path)}: expected {json_path.name} "
-                          "beside it")
+    raise CheckpointError(f"no model spec found for {checkpoint_label(path)}: expected "
+                          f"{json_path.name} beside it")
 
 
 _WIDTH_NAMES = {"hidden": "hidden widths", "channels": "conv channels", "widths": "conv widths"}
@@ -495,8 +498,8 @@ def load_checkpoint(path: str | os.PathLike, spec: Mapping[str, Any] | None = No
     except ExplorerError as exc:
         raise CheckpointError(f"{checkpoint_label(tensor_path)}: {exc}") from None
     except Exception as exc:  # a spec that passes validation but cannot be built
-        raise CheckpointError(f"{checkpoint_label(tensor_path)}: cannot build the model of its spec "
-                              f"({exc.__class__.__name__}: {exc})") from None
+        raise CheckpointError(f"{checkpoint_label(tensor_path)}: cannot build the model of "
+                              f"its spec ({exc.__class__.__name__}: {exc})") from None
     _refuse_non_finite(state, model.state_dict().keys(), checkpoint_label(tensor_path))
     if from_file:
         problem = _width_mismatch(model, info["spec"])
@@ -508,8 +511,8 @@ def load_checkpoint(path: str | os.PathLike, spec: Mapping[str, Any] | None = No
     else:
         problem = _wider_than_template(dense, model)
         if problem:
-            raise CheckpointError(f"{checkpoint_label(tensor_path)} has {problem}: give the widths it "
-                                  "was pruned from (or its own)")
+            raise CheckpointError(f"{checkpoint_label(tensor_path)} has {problem}: give the "
+                                  "widths it was pruned from (or its own)")
     extra = {k: v for k, v in info.items() if k != "spec"}
     kept = None if from_file else _percent_kept(dense, model)
     if kept is not None:
