@@ -56,7 +56,7 @@ def setup_form() -> None:
             st.info("Schedule taken from the Retention curve page.")
         missing = [reason for _, ok, reason in datasets if not ok]
         criterion, options = criterion_inputs()
-        with st.form("new_run"):
+        with st.form("new_run", enter_to_submit=False):  # Enter in a field started a run
             c1, c2, c3 = st.columns(3)
             dataset = c1.selectbox("Dataset", available, format_func=titles.get,
                                    help="Datasets missing offline are listed below the form.")
@@ -71,8 +71,11 @@ def setup_form() -> None:
                                                   "Linear and cubic schedules ignore it.")
             iterations = bounded_number(c2, "Schedule iterations", 1, MAX_ITERATIONS,
                                         d["iterations"])
+            # no `type=`: Streamlit refused a .png in the browser, and the run then started
+            # on the form's 31-iteration schedule; here any file is read, and refused if it
+            # is no table
             retain_file = c2.file_uploader(
-                "…or follow a retain.txt", type=["txt"], key="new_run_retain",
+                "…or follow a retain.txt", key="new_run_retain",
                 help="A retention table (the Retention page's download, the `retention` "
                      "command's file, or one edited by hand): its first row is the dense "
                      "model's widths, each later row one iteration. It replaces the hidden "

@@ -174,3 +174,36 @@ def test_run_watch_leave_stop_resume_download(app_page, streamlit_server, tmp_pa
     # 32/16 at q=0.6: (32,16) (19,10) (12,6) (7,3) (4,2) (2,1): six iterations incl. dense
     assert len(lines) == 1 + 6
     assert float(lines[1].split()[4]) == 100
+
+
+def test_a_file_that_is_no_table_and_an_enter_in_a_field_start_no_run(app_page, streamlit_server,
+                                                                       tmp_path,
+                                                                       no_stray_workers):
+    """Two ways a run started that the user did not ask for. The retain.txt uploader only
+    took .txt files: the browser refused a .png with its own note, and Start run then
+    started a 31-iteration run on the form's schedule. And Enter in any number field
+    submitted the form, so each stray Enter started a background training run."""
+    page = app_page
+    open_app(page, streamlit_server, "iterative")
+    if not page.get_by_label("Hidden widths (MLP)", exact=True).is_visible():
+        page.get_by_text("New run", exact=True).click()
+    before = {r.root for r in list_runs()}
+
+    _fill(page, "Run name", f"enter-{int(time.time())}")
+    box = page.get_by_label("Dense epochs", exact=True)
+    box.fill("2")
+    box.press("Enter")
+    time.sleep(3)  # what a submit would have started by now
+    wait_for_app(page)
+    assert {r.root for r in list_runs()} == before
+    expect(page.get_by_label("Dense epochs", exact=True)).to_have_value("2")
+
+    picture = tmp_path / "wrong.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    page.locator('[data-testid="stFileUploader"]').filter(
+        has_text="follow a retain.txt").locator('input[type="file"]').set_input_files(picture)
+    with rerun_after(page):
+        page.get_by_role("button", name="Start run").click()
+    expect(page.locator('[data-testid="stAlertContentError"]')).to_contain_text(
+        "wrong.png is not a text file")
+    assert {r.root for r in list_runs()} == before
