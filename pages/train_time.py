@@ -61,7 +61,7 @@ def setup_form() -> None:
         task, arch = MODELS[model]
         criteria = list(CRITERIA) if task == "classifier" else \
             [c for c in VAE_CRITERIA if c != "random"]
-        with st.form(f"tt_new_{model}"):
+        with st.form(f"tt_new_{model}", enter_to_submit=False):  # Enter started a run
             c1, c2, c3 = st.columns(3)
             dataset = c1.selectbox("Dataset", available, format_func=titles.get,
                                    help="Datasets missing offline are listed below the form.")

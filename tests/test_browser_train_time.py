@@ -126,3 +126,26 @@ def test_vae_comparison_charts_and_images(app_page, streamlit_server):
         expect(page.get_by_text(variant, exact=True).first).to_be_visible()
     expect(page.get_by_role("button", name="samples.png").first).to_be_visible()
     expect(page.get_by_role("button", name="reconstructions.png").first).to_be_visible()
+
+
+def test_enter_in_a_field_starts_no_comparison(app_page, streamlit_server, no_stray_workers):
+    """Enter in any field of the form submitted it: each stray Enter started a background
+    comparison of three variants."""
+    page = app_page
+    open_app(page, streamlit_server, "")
+    with rerun_after(page):
+        page.get_by_role("link", name="Train-time pruning").click()
+    expect(page.get_by_role("heading", name="Train-time pruning")).to_be_visible()
+    if not page.get_by_label("Total epochs", exact=True).is_visible():
+        page.get_by_text("New comparison", exact=True).click()
+    before = {r.root for r in list_train_time_runs()}
+    page.get_by_label("Run name", exact=True).fill(f"enter-{int(time.time())}")
+    page.get_by_label("Total epochs", exact=True).fill("4")
+    page.get_by_label("Initial epochs before the first prune", exact=True).fill("1")
+    box = page.get_by_label("Prune every k epochs", exact=True)
+    box.fill("1")
+    box.press("Enter")
+    time.sleep(3)  # what a submit would have started by now
+    wait_for_app(page)
+    assert {r.root for r in list_train_time_runs()} == before
+    expect(page.get_by_label("Total epochs", exact=True)).to_have_value("4")
