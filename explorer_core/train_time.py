@@ -481,6 +481,10 @@ def _check_something_to_prune(cfg: TrainTimeConfig) -> None:
     ran exactly like the unpruned one while the page reported "2 prunes of 0.5 %"."""
     widths = cfg.hidden_widths() + (cfg.conv_channels() if cfg.task == "classifier"
                                     and cfg.arch == "cnn" else [])
+    if all(w == 1 for w in widths):  # "remove more than 50 %" said to one asking for 90
+        raise ExplorerError(f"every hidden layer has 1 unit (widths "
+                            f"{' '.join(map(str, widths))}), and each keeps at least one: "
+                            f"nothing can be pruned; make a layer wider")
     if all(keep_for_ratio(w, cfg.prune_fraction) == w for w in widths):
         raise ExplorerError(
             f"removing {100 * cfg.prune_fraction:g} % per prune removes no unit of any layer "

@@ -576,6 +576,12 @@ def test_a_fraction_that_removes_no_unit_is_refused_before_any_folder(tmp_path):
     assert str(info.value) == ("removing 0.5 % per prune removes no unit of any layer (widths "
                                "50 30: each rounds back to itself); remove more than 1 %")
     assert not any(tmp_path.rglob("config.json"))
+    # layers of one unit keep it at any fraction: "remove more than 50 %" was said to 90 %
+    with pytest.raises(ExplorerError) as info:
+        create_run(TrainTimeConfig(name="ones", **{**SMALL, "hidden": [1],
+                                                   "prune_fraction": 0.9}), tmp_path)
+    assert str(info.value) == ("every hidden layer has 1 unit (widths 1), and each keeps at "
+                               "least one: nothing can be pruned; make a layer wider")
     # one layer that loses a unit is a prune: 2 % of 50 and 30 keeps 49 and 29
     paths = create_run(TrainTimeConfig(name="small-step", **{**SMALL, "hidden": [50, 30],
                                                              "prune_fraction": 0.02}), tmp_path)
