@@ -302,9 +302,27 @@ def read_table(path: str | os.PathLike) -> tuple[list[str], list[list[float]]]:
 
 def parse_table(text: str) -> tuple[list[str], list[list[float]]]:
     """`read_table` of a table's text (an upload has no path)."""
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    lines = [(n, ln) for n, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
     if not lines:
         return [], []
-    columns = lines[0].lstrip("#").split()
-    rows = [[float(v) for v in ln.split()] for ln in lines[1:]]
-    return columns, rows
+    columns = lines[0][1].lstrip("#").split()
+    return columns, [_numbers(n, ln) for n, ln in lines[1:]]
+
+
+def _numbers(n: int, line: str) -> list[float]:
+    """One row's numbers; a ValueError naming the line and the value that is none
+    (Python's "could not convert string to float: 'foo'" reached the pages)."""
+    values = line.split()
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        bad = next(v for v in values if not _is_float(v))
+        raise ValueError(f"line {n} holds {bad!r}, not a number") from None
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -216,7 +216,10 @@ def test_widths_from_spec_refuses_what_it_cannot_use(info, match):
      "every row needs 4 values"),
     ("Iteration perNodesRetained\n0 100\n", "is not a retain.txt table"),
     ("Iteration h1NodesRetained perNodesRetained\n", "is not a retain.txt table"),
-    ("Iteration h1NodesRetained perNodesRetained\n0 eight 100\n", "is not a retain.txt table"),
+    ("Iteration h1NodesRetained perNodesRetained\n0 eight 100\n",
+     "hand.txt is not a retain.txt table (line 2 holds 'eight', not a number)"),
+    ("Iteration h1NodesRetained perNodesRetained\n0 8 100\n\n1 4 50 foo\n",
+     "(line 4 holds 'foo', not a number)"),  # the line as an editor numbers it
 ])
 def test_a_retain_txt_the_loop_could_not_follow_is_refused(text, message):
     """read_retain truncated 12.7 to 12 and took widths of 0, growing widths and %g-rounded
