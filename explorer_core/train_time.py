@@ -890,6 +890,8 @@ def progress(paths: TrainTimePaths, now: float | None = None) -> TrainTimeProgre
     except ExplorerError:
         return prog
 
+    # a queued run's status has no total yet: "0/0 variant runs saved" until it started
+    prog.total_units = prog.total_units or len(cfg.variants) * len(cfg.seeds)
     prog.work_total = float(len(cfg.seeds) * (cfg.initial_epochs + (cfg.epochs - cfg.initial_epochs)
                                               * len(cfg.variants)))
     prog.work_done = work_of(cfg, base.epochs)

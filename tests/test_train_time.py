@@ -403,6 +403,15 @@ def test_the_bars_remaining_time_is_paced_by_this_sessions_epochs():
     assert bar.times() == "elapsed 10 s  eta 20 s"
 
 
+def test_a_queued_run_counts_the_variant_runs_it_will_save(tmp_path):
+    """Queued, the status has no total yet: the page read "0/0 variant runs saved"."""
+    cfg = TrainTimeConfig(name="queued", epochs=4, initial_epochs=1, prune_every=1,
+                          seeds=[0, 1]).validate()
+    prog = progress(create_run(cfg, tmp_path))
+    assert prog.state == "queued"
+    assert (prog.units_done, prog.total_units) == (0, 2 * len(cfg.variants))
+
+
 def test_remaining_time_is_paced_by_epochs_not_by_the_workers_start_up(tmp_path):
     """A worker that took 100 s to start, then trained an epoch a second: three of the
     22 units of work done (the shared epochs count a third per variant), 19 left."""
