@@ -497,8 +497,9 @@ def train_time_widths_chart(epochs: list[dict], labels: dict[str, str]) -> alt.F
                                     legend=alt.Legend(orient="bottom")),
                     # layers of equal width (a VAE's encoder and decoder) share one
                     # line: earlier layers drawn wider, so the later one shows inside it
+                    # (at 4 and 1.5 px the two read as one dark line in an 800-px window)
                     strokeWidth=alt.StrokeWidth("Depth:O", legend=None,
-                                                scale=alt.Scale(range=[4, 1.5])),
+                                                scale=alt.Scale(range=[7, 2])),
                     tooltip=["Variant:N", "Layer:N", "Epoch:Q", "Units:Q"])
             # all variants in one row, as narrow as an 800-px window needs: three panels
             # of 153 px were 605 px wide there, and the third was cut off
