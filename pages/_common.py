@@ -329,20 +329,21 @@ def png_download_button(label: str, chart: alt.TopLevelMixin, file_name: str, ke
 FIELD_GROUP_WIDTH = 240
 
 
-def wrapping_columns(count: int, width: int = FIELD_GROUP_WIDTH) -> list[Any]:
+def wrapping_columns(count: int, width: int = FIELD_GROUP_WIDTH,
+                     vertical_alignment: str = "top") -> list[Any]:
     """`count` column-like containers of `width` px that wrap onto new rows when the page
     is too narrow for them side by side (`st.columns` only stacks below a 640-px
     window: in an 800-px one with the sidebar, three columns of multiselects were
     145 px wide and their chips cut to one letter)."""
-    row = wrapping_row()
+    row = wrapping_row(vertical_alignment)
     return [row.container(width=width) for _ in range(count)]
 
 
-def wrapping_row() -> Any:
+def wrapping_row(vertical_alignment: str = "top") -> Any:
     """A row whose elements wrap onto new rows when they do not fit: metrics, buttons,
     fixed-width groups (in equal columns, an 800-px window cut '37.88 %' to '37.8…'
     and 'Download validations.txt' to 'Download validati…')."""
-    return st.container(horizontal=True, gap="small")
+    return st.container(horizontal=True, gap="small", vertical_alignment=vertical_alignment)
 
 
 def chart_panels(panels: Any) -> None:

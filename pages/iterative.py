@@ -26,7 +26,7 @@ from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, elapsed_metric, format_seconds,
                            learning_rate_input, parse_int_list, require_app_navigation,
                            run_name_input, run_picker, setup_expander, status_header,
-                           stop_button, wrapping_row)
+                           stop_button, wrapping_columns, wrapping_row)
 
 require_app_navigation()
 
@@ -57,7 +57,9 @@ def setup_form() -> None:
         missing = [reason for _, ok, reason in datasets if not ok]
         criterion, options = criterion_inputs()
         with st.form("new_run", enter_to_submit=False):  # Enter in a field started a run
-            c1, c2, c3 = st.columns(3)
+            # groups that wrap (one a row at 800 px, where three columns cut labels to
+            # 'Retrain after e…'), as on the Compare page
+            c1, c2, c3 = wrapping_columns(3)
             dataset = c1.selectbox("Dataset", available, format_func=titles.get,
                                    help="Datasets missing offline are listed below the form.")
             widths = c1.text_input("Hidden widths (MLP)", d["widths"])
@@ -129,7 +131,7 @@ def criterion_inputs() -> tuple[str, dict | None]:
     out of range (said under its field).
     """
     names = list(CRITERIA)
-    c1, c2, c3 = st.columns(3, vertical_alignment="bottom")
+    c1, c2, c3 = wrapping_columns(3, vertical_alignment="bottom")  # 800 px: 'Interval adjoin'
     criterion = c1.selectbox("Criterion", names,
                              index=names.index("interval_adjoint")
                              if "interval_adjoint" in names else 0,

@@ -26,7 +26,7 @@ from pages._common import (announce_start, bounded_number, elapsed_metric, forma
                            format_seconds, learning_rate_input, parse_int_list,
                            png_download_button, require_app_navigation, run_name_input,
                            run_picker, setup_expander, status_header, stop_button,
-                           wrapping_row)
+                           wrapping_columns, wrapping_row)
 
 require_app_navigation()
 
@@ -62,7 +62,9 @@ def setup_form() -> None:
         criteria = list(CRITERIA) if task == "classifier" else \
             [c for c in VAE_CRITERIA if c != "random"]
         with st.form(f"tt_new_{model}", enter_to_submit=False):  # Enter started a run
-            c1, c2, c3 = st.columns(3)
+            # groups that wrap (one a row at 800 px, where three columns cut labels to
+            # 'Retrain after e…'), as on the Compare page
+            c1, c2, c3 = wrapping_columns(3)
             dataset = c1.selectbox("Dataset", available, format_func=titles.get,
                                    help="Datasets missing offline are listed below the form.")
             widths = c1.text_input("Hidden widths",

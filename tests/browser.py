@@ -293,6 +293,16 @@ def overflowing(page) -> list[str]:
     }""")
 
 
+
+def cut_labels(page) -> list[str]:
+    """Texts in the page's main area cut short with an ellipsis ('Retrain after e…'):
+    checkbox labels and the like in columns too narrow for them."""
+    return page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMain"] *')]
+      .filter(e => e.offsetParent !== null && e.textContent.trim()
+              && e.scrollWidth > e.clientWidth + 1
+              && getComputedStyle(e).textOverflow === 'ellipsis')
+      .map(e => e.textContent.trim())""")
+
 def multiselect_chips(page, label: str) -> list[dict]:
     """The chosen options of the multiselect named `label`, each with whether a person
     sees its chip whole: `{"text": …, "visible": bool, "shortened": bool}`.

@@ -14,8 +14,8 @@ from playwright.sync_api import expect
 from explorer_core import jobs
 from explorer_core.rundir import list_runs
 
-from browser import (choose_option, clipped_chart_titles, open_app, rerun_after, wait_for_app,
-                     wait_for_charts)
+from browser import (choose_option, clipped_chart_titles, cut_labels, open_app, rerun_after,
+                     wait_for_app, wait_for_charts)
 
 RUN_NAME = f"pw-{int(time.time())}"
 
@@ -207,3 +207,23 @@ def test_a_file_that_is_no_table_and_an_enter_in_a_field_start_no_run(app_page, 
     expect(page.locator('[data-testid="stAlertContentError"]')).to_contain_text(
         "wrong.png is not a text file")
     assert {r.root for r in list_runs()} == before
+
+
+
+def test_the_set_up_forms_cut_no_label_in_an_800_px_window(app_page, streamlit_server):
+    """Three columns of fields in an 800-px window cut labels to 'Retrain after e…',
+    'Interval-adj…' (Iterative) and 'Also run rando…' (Train-time): which setting a box
+    is could not be read."""
+    page = app_page
+    page.set_viewport_size({"width": 800, "height": 1300})
+    open_app(page, streamlit_server, "iterative")
+    if not page.get_by_label("Hidden widths (MLP)", exact=True).is_visible():
+        page.get_by_text("New run", exact=True).click()
+    expect(page.get_by_role("checkbox", name="Retrain after each pruning step")).to_be_visible()
+    assert cut_labels(page) == []
+    with rerun_after(page):
+        page.get_by_role("link", name="Train-time pruning").click()
+    if not page.get_by_label("Total epochs", exact=True).is_visible():
+        page.get_by_text("New comparison", exact=True).click()
+    expect(page.get_by_role("checkbox", name="Also run random pruning")).to_be_visible()
+    assert cut_labels(page) == []
