@@ -294,6 +294,15 @@ def overflowing(page) -> list[str]:
 
 
 
+def enter_in_field(page, label: str, value: str) -> None:
+    """Type `value` into a field, press Enter, and give a form submit the time to start
+    a run (a page whose form took Enter as a submit started one within a second)."""
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    time.sleep(3)
+    wait_for_app(page)
+
 def cut_labels(page) -> list[str]:
     """Texts in the page's main area cut short with an ellipsis ('Retrain after e…'):
     checkbox labels and the like in columns too narrow for them."""

@@ -14,8 +14,8 @@ from playwright.sync_api import expect
 from explorer_core import jobs
 from explorer_core.rundir import list_runs
 
-from browser import (choose_option, clipped_chart_titles, cut_labels, open_app, rerun_after,
-                     wait_for_app, wait_for_charts)
+from browser import (choose_option, clipped_chart_titles, cut_labels, enter_in_field, open_app,
+                     rerun_after, wait_for_app, wait_for_charts)
 
 RUN_NAME = f"pw-{int(time.time())}"
 
@@ -190,11 +190,7 @@ def test_a_file_that_is_no_table_and_an_enter_in_a_field_start_no_run(app_page, 
     before = {r.root for r in list_runs()}
 
     _fill(page, "Run name", f"enter-{int(time.time())}")
-    box = page.get_by_label("Dense epochs", exact=True)
-    box.fill("2")
-    box.press("Enter")
-    time.sleep(3)  # what a submit would have started by now
-    wait_for_app(page)
+    enter_in_field(page, "Dense epochs", "2")
     assert {r.root for r in list_runs()} == before
     expect(page.get_by_label("Dense epochs", exact=True)).to_have_value("2")
 

@@ -14,8 +14,8 @@ from playwright.sync_api import expect
 from explorer_core import jobs
 from explorer_core.rundir import list_train_time_runs
 
-from browser import (chart_marks, choose_option, clipped_chart_titles, open_app, rerun_after,
-                     wait_for_app, wait_for_charts)
+from browser import (chart_marks, choose_option, clipped_chart_titles, enter_in_field, open_app,
+                     rerun_after, wait_for_app, wait_for_charts)
 
 RUN_NAME = f"pw-tt-{int(time.time())}"
 VARIANTS = ("contribution-pruned", "random-pruned", "no pruning")
@@ -49,17 +49,21 @@ def _curve_epochs(marks: list[str]) -> dict[str, set[int]]:
     return out
 
 
-def test_short_comparison_shows_three_curves(app_page, streamlit_server, no_stray_workers):
-    page = app_page
-    # through the sidebar, as a newcomer would (a first deep link to /train-time on a
-    # fresh server meets Streamlit's pages/-folder mode, which knows only /train_time)
-    open_app(page, streamlit_server, "")
+def _open_the_form(page, server_url: str) -> None:
+    """The page through the sidebar, as a newcomer would (a first deep link to
+    /train-time on a fresh server meets Streamlit's pages/-folder mode, which knows only
+    /train_time), with its set-up form open (folded away once comparisons exist)."""
+    open_app(page, server_url, "")
     with rerun_after(page):
         page.get_by_role("link", name="Train-time pruning").click()
     expect(page.get_by_role("heading", name="Train-time pruning")).to_be_visible()
-    # the set-up form is folded away once comparisons exist (other tests may have made some)
     if not page.get_by_label("Total epochs", exact=True).is_visible():
         page.get_by_text("New comparison", exact=True).click()
+
+
+def test_short_comparison_shows_three_curves(app_page, streamlit_server, no_stray_workers):
+    page = app_page
+    _open_the_form(page, streamlit_server)
 
     page.get_by_label("Total epochs", exact=True).fill("12")
     page.get_by_label("Initial epochs before the first prune", exact=True).fill("3")
@@ -132,20 +136,11 @@ def test_enter_in_a_field_starts_no_comparison(app_page, streamlit_server, no_st
     """Enter in any field of the form submitted it: each stray Enter started a background
     comparison of three variants."""
     page = app_page
-    open_app(page, streamlit_server, "")
-    with rerun_after(page):
-        page.get_by_role("link", name="Train-time pruning").click()
-    expect(page.get_by_role("heading", name="Train-time pruning")).to_be_visible()
-    if not page.get_by_label("Total epochs", exact=True).is_visible():
-        page.get_by_text("New comparison", exact=True).click()
+    _open_the_form(page, streamlit_server)
     before = {r.root for r in list_train_time_runs()}
     page.get_by_label("Run name", exact=True).fill(f"enter-{int(time.time())}")
     page.get_by_label("Total epochs", exact=True).fill("4")
     page.get_by_label("Initial epochs before the first prune", exact=True).fill("1")
-    box = page.get_by_label("Prune every k epochs", exact=True)
-    box.fill("1")
-    box.press("Enter")
-    time.sleep(3)  # what a submit would have started by now
-    wait_for_app(page)
+    enter_in_field(page, "Prune every k epochs", "1")
     assert {r.root for r in list_train_time_runs()} == before
     expect(page.get_by_label("Total epochs", exact=True)).to_have_value("4")
