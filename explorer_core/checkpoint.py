@@ -24,6 +24,7 @@ from .errors import CheckpointError, ExplorerError, TrainingDiverged
 from .fileio import JSON_ERRORS, atomic_write_bytes, atomic_write_json
 from .models import (Spec, build_model, check_interface, hidden_widths, load_state_strict,
                      resize_to_state, spec_of)
+from .rundir import in_run_iteration
 
 SUFFIX = ".safetensors"
 
@@ -60,13 +61,9 @@ _PLAIN_DTYPES = frozenset({torch.float64, torch.float32, torch.float16, torch.bf
 
 def checkpoint_label(path: str | os.PathLike) -> str:
     """A checkpoint file as messages name it: its name, but from the run folder on for
-    an iteration's (`<run>/<i>/prune_w_retrain/best_model.safetensors`) — every
-    iteration's file has the same name, so "best_model.safetensors is not a valid
+    an iteration's (`rundir.in_run_iteration`): "best_model.safetensors is not a valid
     safetensors file" did not say which run or iteration to redo."""
-    p = Path(path)
-    if p.parent.name == "prune_w_retrain" and p.parent.parent.name.isdigit():
-        return str(Path(*p.parts[-4:]))
-    return p.name
+    return in_run_iteration(path) or Path(path).name
 
 
 def safetensors_bytes(state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:

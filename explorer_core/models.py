@@ -97,18 +97,7 @@ class CNN(nn.Module):
         self.classifier = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Activations channels-last after each conv: on the CPU, max-pooling a contiguous
-        # (N, C, H, W) map took 4.4 ms where channels-last took 0.43 (64×16×28×28, one
-        # thread). Same outputs to the bit; inference at batch 64 on one thread 2.1×
-        # faster on Digits (0.96 → 0.46 ms) and 2.6× on 28×28; a Fashion-MNIST training
-        # epoch 10.3-11.5 s instead of 12.6-13.2. The activations, not the weights, are
-        # converted: surgery and checkpoints make plain tensors, which would quietly
-        # fall back to the slow layout.
-        for layer in self.features:
-            x = layer(x)
-            if isinstance(layer, nn.Conv2d):
-                x = x.contiguous(memory_format=torch.channels_last)
-        return self.classifier(self.flatten(x))
+        return self.classifier(self.flatten(self.features(x)))
 
 
 # ------------------------------------------------------------------ torchvision models
@@ -192,8 +181,6 @@ ARCHS: dict[str, Callable[[Spec], nn.Module]] = {
     "resnet18": _resnet18,
     "mobilenet_v2": _mobilenet_v2,
 }
-# the architectures whose forward is torchvision's, not ours
-TORCHVISION = frozenset(ARCHS) - {"slp", "mlp", "cnn"}
 
 ARCH_TITLES = {
     "slp": "SLP (single linear layer)", "mlp": "MLP", "cnn": "CNN (LeNet-style)",
@@ -383,18 +370,23 @@ def build_model(spec: Mapping[str, Any], state: Mapping[str, torch.Tensor] | Non
         check_interface(model, state)
         resize_to_state(model, state)
         load_state_strict(model, state)
-    if spec["arch"] in TORCHVISION:  # after resizing, which may replace the first conv
+    if spec["arch"] not in FULLY_CONNECTED:  # after resizing, which may replace that conv
         _channels_last_from_first_conv(model)
     return model
 
 
 def _channels_last_from_first_conv(model: nn.Module) -> None:
     """Have the first conv hand on channels-last activations, which every later layer
-    keeps: the CPU kernels are faster on them (see `CNN.forward`). A Fashion-MNIST
-    training epoch of 3 000 samples at batch 64 (two threads), before → after:
-    MobileNetV2 21.7 → 12.7 s, DenseNet-121 181.9 → 141.4 s, ResNet-18 65.3 → 54.5 s;
-    evaluating 1 000 test images 2.9 → 1.4, 35.7 → 21.7 and 8.0 → 6.0 s (VGG16-BN: a
-    training step 1.14× faster). A forward hook, as torchvision's forward is not ours;
+    keeps: on the CPU, max-pooling a contiguous (N, C, H, W) map took 4.4 ms where
+    channels-last took 0.43 (64×16×28×28, one thread), more than the conv before it.
+    Outputs stay the same. Before → after, our CNN: inference at batch 64 on one thread
+    2.1× faster on Digits (0.96 → 0.46 ms) and 2.6× on 28×28, a Fashion-MNIST training
+    epoch 10.3-11.5 s instead of 12.6-13.2. A Fashion-MNIST epoch of 3 000 samples at
+    batch 64 (two threads): MobileNetV2 21.7 → 12.7 s, DenseNet-121 181.9 → 141.4 s,
+    ResNet-18 65.3 → 54.5 s; evaluating 1 000 test images 2.9 → 1.4, 35.7 → 21.7 and
+    8.0 → 6.0 s (VGG16-BN: a training step 1.14× faster). The activations, not the
+    weights: surgery and checkpoints make plain weight tensors, which would quietly fall
+    back to the slow layout. A forward hook, as torchvision's forward is not ours;
     torch.fx does not trace hooks, so the interval criterion's graph is unchanged."""
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if first is not None:

@@ -40,6 +40,19 @@ def default_runs_root() -> Path:
     return folder_from_env("EXPLORER_RUNS", "runs")
 
 
+ITERATION_SUBDIR = "prune_w_retrain"  # what each <i>/ of a run holds (the thesis layout)
+
+
+def in_run_iteration(path: str | os.PathLike) -> str | None:
+    """`<run>/<i>/prune_w_retrain/<file>` for a file of a run's iteration, else None:
+    every iteration's files have the same names, so a file's name alone does not say
+    which run or iteration it belongs to."""
+    p = Path(path)
+    if p.parent.name == ITERATION_SUBDIR and p.parent.parent.name.isdigit():
+        return str(Path(*p.parts[-4:]))
+    return None
+
+
 @dataclass(frozen=True)
 class RunPaths:
     """Where a run's files are. `root` is made absolute here, the one
@@ -84,7 +97,7 @@ class RunPaths:
         return self.root / "worker.log"
 
     def iteration_dir(self, i: int) -> Path:
-        return self.root / str(i) / "prune_w_retrain"
+        return self.root / str(i) / ITERATION_SUBDIR
 
     def best_model(self, i: int) -> Path:
         return self.iteration_dir(i) / "best_model.safetensors"

@@ -63,7 +63,7 @@ def setup_form() -> None:
             [c for c in VAE_CRITERIA if c != "random"]
         with st.form(f"tt_new_{model}", enter_to_submit=False):  # Enter started a run
             # groups that wrap (one a row at 800 px, where three columns cut labels to
-            # 'Retrain after e…'), as on the Compare page
+            # 'Also run rando…'), as on the Compare page
             c1, c2, c3 = wrapping_columns(3)
             dataset = c1.selectbox("Dataset", available, format_func=titles.get,
                                    help="Datasets missing offline are listed below the form.")
