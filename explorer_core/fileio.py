@@ -312,17 +312,10 @@ def parse_table(text: str) -> tuple[list[str], list[list[float]]]:
 def _numbers(n: int, line: str) -> list[float]:
     """One row's numbers; a ValueError naming the line and the value that is none
     (Python's "could not convert string to float: 'foo'" reached the pages)."""
-    values = line.split()
-    try:
-        return [float(v) for v in values]
-    except ValueError:
-        bad = next(v for v in values if not _is_float(v))
-        raise ValueError(f"line {n} holds {bad!r}, not a number") from None
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    row = []
+    for value in line.split():
+        try:
+            row.append(float(value))
+        except ValueError:
+            raise ValueError(f"line {n} holds {value!r}, not a number") from None
+    return row
