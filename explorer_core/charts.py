@@ -244,6 +244,23 @@ def _long(records: list[dict], x: str, series: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[x, "Series", "Value"])
 
 
+# Vega's default categorical colours, named so a chart can pin them (`_series_scale`).
+TABLEAU10 = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2",
+             "#ff9da6", "#9d755d", "#bab0ac"]
+# A split keeps its colour on every chart: test orange beside train, with or without a
+# validation curve between them.
+SPLIT_COLOURS = {"train": TABLEAU10[0], "validation": TABLEAU10[4], "test": TABLEAU10[1]}
+
+
+def _series_scale(series: pd.Series) -> alt.Scale:
+    """The colours of `_lines`' series, pinned in the chart itself: left to the theme, the
+    page (Streamlit's palette) drew test light blue and its PNG download (Vega's, through
+    vl-convert) orange."""
+    domain = list(dict.fromkeys(series.tolist()))
+    return alt.Scale(domain=domain, range=[SPLIT_COLOURS.get(s, TABLEAU10[i % len(TABLEAU10)])
+                                           for i, s in enumerate(domain)])
+
+
 def _lines(frame: pd.DataFrame, x: alt.X, y_title: str, title: str) -> alt.Chart:
     # legend under the plot, two entries a row: beside it, it eats the width of a narrow
     # column (and was cut off by the page edge at 1100 px); four a row cut the third
@@ -251,6 +268,7 @@ def _lines(frame: pd.DataFrame, x: alt.X, y_title: str, title: str) -> alt.Chart
     return (alt.Chart(frame, title=title).mark_line(point=True)
             .encode(x=x, y=alt.Y("Value:Q", title=y_title, scale=alt.Scale(zero=False)),
                     color=alt.Color("Series:N", title=None, sort=None,
+                                    scale=_series_scale(frame["Series"]),
                                     legend=alt.Legend(orient="bottom", direction="horizontal",
                                                       columns=LEGEND_COLUMNS)),
                     tooltip=[x.shorthand if hasattr(x, "shorthand") else x, "Series:N",
@@ -563,9 +581,9 @@ def train_time_charts(task: str, epochs: list[dict], rows: list[dict], labels: d
 # ------------------------------------------------------------------ compare sweeps
 
 # One colour per criterion on every chart (random in grey: the baseline to beat).
-CRITERION_COLOURS = {"interval_adjoint": "#4c78a8", "l1": "#f58518", "l2": "#e45756",
-                     "taylor": "#54a24b", "contribution": "#72b7b2", "kmeans": "#eeca3b",
-                     "magnitude": "#b279a2", "random": "#9d9d9d"}
+CRITERION_COLOURS = {"interval_adjoint": TABLEAU10[0], "l1": TABLEAU10[1], "l2": TABLEAU10[2],
+                     "taylor": TABLEAU10[4], "contribution": TABLEAU10[3],
+                     "kmeans": TABLEAU10[5], "magnitude": TABLEAU10[6], "random": "#9d9d9d"}
 
 
 def _criterion_colour(frame: pd.DataFrame, legend: bool = True, **options: Any) -> alt.Color:

@@ -218,6 +218,39 @@ def test_epoch_charts_draw_the_validation_curve_that_decides_the_kept_epoch():
         assert ring[0]["epoch"] == 2
 
 
+# Streamlit's categorical palette, as its theme hands it to a chart on the page
+STREAMLIT_CATEGORY = {"range": {"category": ["#0068c9", "#83c9ff", "#ff2b2b", "#ffabab"]}}
+
+
+def _split_colours(chart, **config) -> dict[str, str]:
+    """{legend label: the colour its lines are drawn in} as rendered."""
+    _, items = drawn(chart, **config)
+    symbols = [i["stroke"] for i in items if i["role"] == "legend-symbol"]
+    labels = [i["text"] for i in items if i["role"] == "legend-label"]
+    lines = {i["stroke"] for i in items if i["marktype"] == "line" and i["role"] == "mark"}
+    assert set(symbols) == lines  # the legend tells the lines apart
+    return dict(zip(labels, symbols))
+
+
+def test_a_split_has_its_colour_on_the_page_in_the_png_and_on_every_chart():
+    """The page drew test light blue (Streamlit's palette) where the downloaded
+    accuracies.png (vl-convert, Vega's palette) drew it orange; and test took the third
+    colour beside a validation curve but the second without one."""
+    iterations = [{"percent_retained": p, "train_acc": a, "test_acc": a - 3, "train_loss": 0.1,
+                   "test_loss": 0.2} for p, a in [(100, 95.0), (50, 93.0), (25, 90.0)]]
+    epochs = [{"iteration": 1, "epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e,
+               "test_loss": 1.2 / e, "train_acc": 90.0 + e, "val_acc": 89.0 + e,
+               "test_acc": 88.0 + e} for e in (1, 2, 3)]
+    seen = []
+    for chart in (charts.iteration_accuracy_chart(iterations),
+                  charts.iteration_loss_chart(iterations), charts.epoch_accuracy_chart(epochs)):
+        png, page = _split_colours(chart), _split_colours(chart, **STREAMLIT_CATEGORY)
+        assert page == png
+        seen.append(png)
+    assert seen[0] == seen[1] == {k: seen[2][k] for k in ("train", "test")}
+    assert len(set(seen[2].values())) == 3
+
+
 @pytest.mark.parametrize("kind", ["ratio", "pareto", "widths"])
 def test_multi_panel_charts_fit_the_main_column_of_an_800_px_window(kind):
     """Faceted charts keep the width they are built with (Vega-Lite cannot stretch them
