@@ -361,8 +361,22 @@ def run_progress(paths: RunPaths, now: float | None = None) -> RunProgress:
         eta = paced_remaining(recent[-1]["time"] - recent[0]["time"], len(recent) - 1,
                               total - len(epochs), (now or time.time()) - recent[-1]["time"])
     return RunProgress(state, status.get("message", ""), status.get("iteration"),
-                       int(status.get("total_iterations") or 0), len(epochs), total, elapsed, eta,
+                       int(status.get("total_iterations") or 0),
+                       _epochs_done(epochs, iterations, state), total, elapsed, eta,
                        epochs, iterations, last_report(status))
+
+
+def _epochs_done(epochs: list[dict], iterations: list[dict], state: str) -> int:
+    """Epochs of the work a run has: while it runs, every epoch so far; once it is not
+    running, only the epochs of completed iterations, since a resume trains a cut-short
+    iteration again from its start. A stopped run's bar counted that iteration's epochs
+    until the resume took them back ("epoch 9/12", then "epoch 7/12" running)."""
+    from .rundir import LIVE_STATES
+
+    if state in LIVE_STATES:
+        return len(epochs)
+    completed = {e.get("iteration") for e in iterations}
+    return sum(e.get("iteration") in completed for e in epochs)
 
 
 def paced_remaining(span: float, work_in_span: float, work_left: float,

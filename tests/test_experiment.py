@@ -116,6 +116,28 @@ def test_stop_request_then_resume(roots):
     assert paths.completed_iterations() == list(range(len(plan(small_config("x")))))
 
 
+def test_a_stopped_runs_bar_counts_only_the_epochs_a_resume_keeps(roots):
+    """Stopped after the first of iteration 1's three epochs: the bar said 4 epochs done
+    (3 dense + 1) until Resume, which trains iteration 1 again from its start and said 3."""
+    runs, cache = roots
+    paths = create_run(small_config("bar-stop", retrain_epochs=3), runs)
+
+    def after_an_epoch_of_iteration_1() -> bool:
+        return any(e.get("type") == "epoch" and e.get("iteration") == 1
+                   for e in read_events(paths))
+
+    status = execute(paths, should_stop=after_an_epoch_of_iteration_1, cache_root=cache)
+    assert status["state"] == "stopped" and paths.completed_iterations() == [0]
+    epochs = [e for e in read_events(paths) if e.get("type") == "epoch"]
+    assert sorted({e["iteration"] for e in epochs}) == [0, 1]  # iteration 1 cut short
+    assert run_progress(paths).epochs_done == 3  # the dense model's, which a resume keeps
+    status = execute(paths, cache_root=cache)
+    assert status["state"] == "finished"
+    prog = run_progress(paths)
+    assert prog.epochs_done == prog.total_epochs == sum(
+        1 for e in read_events(paths) if e.get("type") == "epoch")
+
+
 def test_a_run_stopped_before_its_dense_model_does_not_promise_a_completed_iteration(roots):
     """It said "resume continues from the last completed iteration" with none done."""
     runs, cache = roots
