@@ -88,7 +88,7 @@ def concatenate(paths: RunPaths) -> list[Path]:
     — of one of our runs, or of a thesis-layout folder without our config.json
     (`thesis_iteration_rows`). An image that cannot be rendered raises `ChartRenderError`
     once the table and the other image are written."""
-    ours = paths.config.is_file()
+    ours = _ours(paths)
     if ours:  # a sweep or a train-time folder was said to have "no completed iteration yet"
         check_kind(paths, read_record(paths.config), ITERATIVE_RUN)
     rows = iteration_rows(paths) if ours else thesis_iteration_rows(paths)
@@ -111,6 +111,17 @@ def concatenate(paths: RunPaths) -> list[Path]:
          (iteration_loss_chart(records), paths.losses_png)], table=paths.validations)]
 
 
+def _ours(paths: RunPaths) -> bool:
+    """Whether the folder is one of our runs (read by its config.json) rather than a thesis
+    run. Ours has the status.json `create_run` writes beside its config.json; a thesis
+    folder may hold a config.json of the thesis scripts' own, which was read as ours and
+    refused as "a train-time pruning run" (it named `epochs`)."""
+    if not paths.config.is_file():
+        return False
+    return paths.status.is_file() or not any(
+        paths.validation_results(i).is_file() for i in paths.numbered_iterations())
+
+
 def _refuse_gaps(paths: RunPaths, done: list[int]) -> None:
     """A table of our run's iterations must not skip one: it has no iteration column,
     so an iteration whose record was cut short or edited by hand went missing from
@@ -130,7 +141,7 @@ def concatenate_held(paths: RunPaths) -> list[Path]:
     is refused — beside a worker redoing iterations it wrote a validations.txt of old
     and new rows. A thesis folder has no writer; another kind's folder is named as such
     before anything is held."""
-    if not paths.config.is_file():
+    if not _ours(paths):
         return concatenate(paths)
     check_kind(paths, read_record(paths.config), ITERATIVE_RUN)
     with RunLock(paths):

@@ -935,6 +935,13 @@ def test_concatenate_reads_a_folder_the_thesis_scripts_wrote(tmp_path, capsys):
     assert (out / "validations.txt").read_bytes() == expected.read_bytes()
     assert (out / "accuracies.png").stat().st_size > 0 and (out / "losses.png").stat().st_size
     capsys.readouterr()
+    # the thesis scripts' own config.json beside them: refused as "a train-time pruning
+    # run" (it names `epochs`), it is no config of ours
+    (run / "config.json").write_text('{"learning_rate": 0.01, "epochs": 10, "hidden": [256, 64]}')
+    (out / "validations.txt").unlink()
+    assert main(["concatenate", str(run)]) == 0, capsys.readouterr().err
+    assert (out / "validations.txt").read_bytes() == expected.read_bytes()
+    capsys.readouterr()
 
     header = " ".join(VALIDATION_COLUMNS)
     for text in ("loss acc\n1 2\n", f"{header}\n1 2 3\n", f"{header}\n1 2 3 4 5 6\n"):
