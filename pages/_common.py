@@ -285,6 +285,25 @@ def setup_expander(label: str, key: str, expanded: bool) -> Any:
                        on_change="rerun")
 
 
+def refuse_start(key: str, exc: ExplorerError) -> None:
+    """Say why a Start was refused, and keep it said (`kept_refusal`) until the next Start.
+
+    Said once, it vanished at the next rerun of the page — a live view whose run ends
+    reruns it, so a refusal drawn at that moment was gone before it could be read.
+    """
+    st.session_state[f"{key}_refused"] = str(exc)
+    st.error(str(exc))
+
+
+def kept_refusal(key: str, started: bool) -> None:
+    """The last refused Start's message (`refuse_start`) again, until Start is pressed anew
+    (`started`), which says its own."""
+    if started:
+        st.session_state.pop(f"{key}_refused", None)
+    elif st.session_state.get(f"{key}_refused"):
+        st.error(st.session_state[f"{key}_refused"])
+
+
 def announce_start(name_key: str, message: str, form_key: str | None = None) -> None:
     """After a run starts: a fresh default in the name field, a toast, the set-up form
     closed (`setup_expander` of key `form_key`), and a rerun.

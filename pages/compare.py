@@ -31,6 +31,7 @@ from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_t
                                          tables_text, unlearned_baselines, untuned_dense_note)
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, chart_panels, elapsed_metric,
+                           kept_refusal, refuse_start,
                            format_seconds, learning_rate_input, parse_int_list,
                            png_download_button, require_app_navigation, run_name_input,
                            run_picker, setup_expander, status_header, stop_button,
@@ -205,12 +206,15 @@ def setup_form() -> None:
                 st.error(str(exc))
                 return
             _grid_summary(facts)
-        if st.button("Start sweep", type="primary", disabled=not facts["cells"] or bool(bad_name)):
+        started = st.button("Start sweep", type="primary",
+                            disabled=not facts["cells"] or bool(bad_name))
+        kept_refusal("new_sweep", started)
+        if started:
             try:
                 paths = create_sweep(cfg, SWEEPS_ROOT, facts["per_group"])
                 jobs.launch(paths, "compare")
             except ExplorerError as exc:
-                st.error(str(exc))
+                refuse_start("new_sweep", exc)
                 return
             st.session_state["active_sweep"] = str(paths.root)
             announce_start("new_sweep_name", f"Started {cfg.name}: {facts['cells']} cells",

@@ -24,6 +24,7 @@ from explorer_core.schedule import MAX_ITERATIONS, parse_retain
 from explorer_core.training import kept_epoch
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, elapsed_metric, format_seconds,
+                           kept_refusal, refuse_start,
                            learning_rate_input, parse_int_list, require_app_navigation,
                            run_name_input, run_picker, setup_expander, status_header,
                            stop_button, wrapping_columns, wrapping_row)
@@ -99,6 +100,7 @@ def setup_form() -> None:
             st.caption(" · ".join(missing))  # each reason names the dataset
     numbers = (options, iterations, max_drop, min_neurons, dense_epochs, retrain_epochs,
                patience, lr, batch, seed)
+    kept_refusal("new_run", submitted)
     if not submitted or any(n is None for n in numbers):  # out of range: said in the form
         return
     try:
@@ -114,7 +116,7 @@ def setup_form() -> None:
         paths = create_run(cfg, RUNS_ROOT)
         jobs.launch(paths)
     except ExplorerError as exc:
-        st.error(str(exc))
+        refuse_start("new_run", exc)
         return
     st.session_state["active_run"] = str(paths.root)
     announce_start("new_run_name", f"Started {cfg.name}: {len(plan(cfg))} iterations",

@@ -23,6 +23,7 @@ from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
 from explorer_core.vae import VAE_CRITERIA
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, elapsed_metric, format_int_list,
+                           kept_refusal, refuse_start,
                            format_seconds, learning_rate_input, parse_int_list,
                            png_download_button, require_app_navigation, run_name_input,
                            run_picker, setup_expander, status_header, stop_button,
@@ -96,6 +97,7 @@ def setup_form() -> None:
         if missing:
             st.caption(" · ".join(missing))  # each reason names the dataset
     numbers = (latent if task == "vae" else 1, epochs, initial, every, fraction, batch, lr)
+    kept_refusal("tt_start", submitted)
     if not submitted or any(n is None for n in numbers):  # out of range: said in the form
         return
     try:
@@ -111,7 +113,7 @@ def setup_form() -> None:
         paths = create_run(cfg)
         jobs.launch(paths, "train-time")
     except ExplorerError as exc:
-        st.error(str(exc))
+        refuse_start("tt_start", exc)
         return
     st.session_state["tt_active"] = str(paths.root)
     announce_start("tt_name", f"Started {cfg.name}: {len(cfg.prune_points())} prunes, "

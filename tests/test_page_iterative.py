@@ -105,6 +105,20 @@ def test_bad_widths_give_one_clear_error_and_no_run(app_test, runs_root, widths,
     assert list_runs(runs_root) == []
 
 
+def test_a_refused_start_stays_said_through_the_reruns_after_it(app_test, runs_root):
+    """Said once, the refusal vanished at the next rerun — the one a live run's end makes
+    (its view reruns the page) — before it could be read. It stays until the next Start."""
+    at = open_page(app_test)
+    widget(at.text_input, "Hidden widths (MLP)").set_value("64, 0")
+    widget(at.button, "Start run").click().run()
+    assert [e.value for e in at.error if "≥ 1" in e.value] and len(at.error) == 1
+    at.run()  # a rerun no Start caused
+    assert len(at.error) == 1 and "≥ 1" in at.error[0].value
+    fill_small_run(at, "after-refusal")
+    widget(at.button, "Start run").click().run()
+    assert not at.error and [r.root.name for r in list_runs(runs_root)] == ["after-refusal"]
+
+
 def test_start_runs_in_the_background_and_shows_results(app_test, runs_root):
     at = open_page(app_test)
     fill_small_run(at, "apptest-run")
