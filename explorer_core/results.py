@@ -381,13 +381,14 @@ def _epochs_done(epochs: list[dict], iterations: list[dict], state: str) -> int:
     """Epochs of the work a run has: while it runs, every epoch so far; once it is not
     running, only the epochs of completed iterations, since a resume trains a cut-short
     iteration again from its start. A stopped run's bar counted that iteration's epochs
-    until the resume took them back ("epoch 9/12", then "epoch 7/12" running)."""
+    until the resume took them back ("epoch 9/12", then "epoch 7/12" running). Epochs of
+    no iteration (a train-time run's, whose progress counts its own way) all count."""
     from .rundir import LIVE_STATES
 
     if state in LIVE_STATES:
         return len(epochs)
     completed = {e.get("iteration") for e in iterations}
-    return sum(e.get("iteration") in completed for e in epochs)
+    return sum("iteration" not in e or e["iteration"] in completed for e in epochs)
 
 
 def paced_remaining(span: float, work_in_span: float, work_left: float,
