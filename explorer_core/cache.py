@@ -24,7 +24,7 @@ from .fileio import folder_from_env
 from .models import build_model
 from .metrics import PeakMemory
 from .training import (EpochMetrics, TrainConfig, TrainResult, evaluate, lower_the_rate,
-                       resolve_device, train)
+                       resolve_device, seed_torch, train)
 
 
 def default_cache_root() -> Path:
@@ -96,7 +96,7 @@ def get_baseline(spec: Mapping[str, Any], data: Dataset, cfg: TrainConfig,
     found = _cached(path, key)
     if found is not None:
         return found
-    torch.manual_seed(cfg.seed)  # the initial weights are part of what the key promises
+    seed_torch(cfg.seed)  # the initial weights are part of what the key promises
     model = build_model(spec)
     with PeakMemory(resolve_device(cfg.device)) as memory:
         result: TrainResult = train(model, data, cfg, on_epoch=on_epoch, should_stop=should_stop)

@@ -37,7 +37,7 @@ from .errors import raise_if_interrupted
 from .models import architecture_key, build_model
 from .pruning_types import PRUNING_TYPES
 from .training import (OPTIMIZERS, TrainConfig, _StepSchedule, _train_epoch,
-                       micro_batch_size)
+                       micro_batch_size, seed_torch)
 
 
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ def step_timing(spec: dict, optimizer: str = "adam", largest: int = 64) -> StepT
     found = _MEASURED.get(f"{key} {optimizer}")
     if found is not None and found.covers(largest):
         return found.timing()
-    torch.manual_seed(0)
+    seed_torch(0)
     return probe(build_model(spec), tuple(spec["input_shape"]), optimizer, largest, key)
 
 
@@ -198,7 +198,7 @@ def _pruned_timings(spec_json: str, type_name: str, ratios: tuple[float, ...], o
     shapes: one probe serves every ratio."""
     spec = json.loads(spec_json)
     shape = tuple(spec["input_shape"])
-    torch.manual_seed(0)
+    seed_torch(0)
     dense = build_model(spec)
     kind = PRUNING_TYPES[type_name]
     if not kind.structural:

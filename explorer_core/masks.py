@@ -42,6 +42,7 @@ from torch.nn.utils import prune
 from .checkpoint import save_checkpoint
 from .errors import ExplorerError
 from .ranking import check_ratio
+from .training import seed_torch
 
 MASKABLE = (nn.Linear, nn.Conv2d)
 
@@ -120,9 +121,9 @@ MASK_METHODS: dict[str, Method] = {
     "random": RandomScores,
 }
 # The methods that draw from torch's global generator, which `apply_masks` seeds for them
-# and restores after. Only for them: seeding costs ~0.75 ms (torch.manual_seed queues a
-# CUDA seeding with a captured stack trace), 27 ms of magnitude masking on the Digits
-# Compare benchmark.
+# and restores after. Only for them: seeding there cost 27 ms of magnitude masking on the
+# Digits Compare benchmark while it went through torch.manual_seed (~0.75 ms a call: it
+# queued a CUDA seeding with a captured stack trace, which `seed_torch` does not).
 RANDOM_METHODS = frozenset({"random"})
 
 
@@ -142,7 +143,7 @@ def apply_masks(model: nn.Module, ratio: float, kind: str = "weight",
         MASK_TYPES[kind](targets, ratio, MASK_METHODS[method])
         return model
     with torch.random.fork_rng(devices=[]):  # torch's random method draws from the global RNG
-        torch.manual_seed(seed)
+        seed_torch(seed)
         MASK_TYPES[kind](targets, ratio, MASK_METHODS[method])
     return model
 

@@ -61,7 +61,7 @@ from .surgery import PruneConfig, prune_structural, replay_removal
 # needs them across optimiser rebuilds, which `training.train` (one optimiser per call,
 # best-epoch restore) does not offer.
 from .training import (OPTIMIZERS, TrainConfig, _StepSchedule, _train_epoch,
-                       cpu_threads_for, evaluate, lower_the_rate, resolve_device)
+                       cpu_threads_for, evaluate, lower_the_rate, resolve_device, seed_torch)
 
 TASKS = ("classifier", "vae")
 VARIANTS = ("importance", "random", "none")
@@ -633,7 +633,7 @@ def _run_seed(paths: TrainTimePaths, cfg: TrainTimeConfig, task, seed: int, todo
     """
     tcfg = cfg.train_config(seed).validate()
     device = resolve_device(tcfg.device)
-    torch.manual_seed(seed)  # initial weights
+    seed_torch(seed)  # initial weights
     model, spec = task.build()
     model.to(device)
     previous_threads = torch.get_num_threads()

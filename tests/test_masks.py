@@ -261,9 +261,11 @@ def test_copy_model_falls_back_to_deepcopy_for_what_it_cannot_clone():
 def test_magnitude_masks_leave_torchs_generators_alone(monkeypatch):
     """Only the random method draws: magnitude masking neither seeds (0.75 ms a call,
     on every ratio of a sweep) nor moves the global generator."""
+    from explorer_core import masks
+
     seeded = []
-    real = torch.manual_seed
-    monkeypatch.setattr(torch, "manual_seed", lambda s: seeded.append(s) or real(s))
+    real = masks.seed_torch
+    monkeypatch.setattr(masks, "seed_torch", lambda s: seeded.append(s) or real(s))
     mlp, cnn = (build_model(default_spec("mlp", 1, 8, 10, hidden=[16])),
                 build_model(default_spec("cnn", 1, 8, 10)))
     state = torch.get_rng_state()

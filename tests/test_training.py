@@ -59,6 +59,26 @@ def test_same_seed_gives_identical_history_and_weights(digits):
     assert h3 != h1 and not torch.equal(w3["fc1.weight"], w1["fc1.weight"])
 
 
+def test_seed_torch_draws_what_torch_manual_seed_draws_without_queueing_other_devices():
+    """Our seeding is torch's for the CPU (every cached baseline's initial weights rest on
+    it), without the stack-trace-capturing seeding of absent accelerators."""
+    import torch.cuda
+
+    from explorer_core.training import seed_torch
+
+    seed_torch(11)
+    ours = (torch.rand(5), torch.randn(3), torch.randint(0, 100, (4,)))
+    torch.manual_seed(11)
+    theirs = (torch.rand(5), torch.randn(3), torch.randint(0, 100, (4,)))
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    if not torch.cuda.is_available():  # nothing queued for a CUDA that is not there
+        queued = torch.cuda._lazy_seed_tracker.get_calls()
+        seed_torch(12)
+        assert torch.cuda._lazy_seed_tracker.get_calls() == queued
+        torch.manual_seed(12)  # what torch's own does: queue one, with a stack trace
+        assert torch.cuda._lazy_seed_tracker.get_calls() != queued
+
+
 def test_early_stopping_keeps_the_best_validation_epoch(digits):
     """Validation labels are shuffled: fitting the training set makes validation loss
     worse after a while, so patience must stop the run and restore the best epoch."""
