@@ -170,6 +170,30 @@ def run_label(paths: Any) -> str:
     return f"{root.name} ({root.parent.name})"
 
 
+def kept_choice(key: str, options: Sequence[Any], label: Callable[[Any], str] = str,
+                default: Any = None) -> str:
+    """Keep the widget `key` on one of `options`, and the browser showing its current
+    label; returns the key.
+
+    Streamlit's browser side keeps showing the label it drew last for a widget whose
+    key stays the same, even when the script has moved on: dropping a value that is no
+    longer an option let the script fall back to the first one while the closed box still
+    read "iteration 5: 18-9 …" over another run's iteration 0, and a value that is still
+    an option kept its old label ("test #0 (Ankle boot)" for the first of samples 9998
+    and 9999). Setting the value through session state tells the browser, so it is set
+    whenever the options or their labels (`label(option)`) differ from the last run's.
+    A value that is no option becomes `default` (when it is one), else the first.
+    """
+    shown = repr([(o, label(o)) for o in options])
+    memo = f"{key}__shown"
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default if default in options else options[0]
+    elif st.session_state.get(memo) != shown:
+        st.session_state[key] = st.session_state[key]
+    st.session_state[memo] = shown
+    return key
+
+
 def run_picker(runs: Sequence[Any], rows: list[dict], label: str, state_key: str,
                what: str) -> Path:
     """Past runs as a table (so a crashed or stopped one is easy to spot) and a picker
@@ -180,10 +204,15 @@ def run_picker(runs: Sequence[Any], rows: list[dict], label: str, state_key: str
     with st.expander(f"All {what} ({len(runs)})"):
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     keys = [str(r.root) for r in runs]
+    box, last = f"{state_key}__box", f"{state_key}__last"
     active = st.session_state.get(state_key)
-    chosen = st.selectbox(label, keys, index=keys.index(active) if active in keys else 0,
-                          format_func=run_label)
-    st.session_state[state_key] = chosen
+    if active in keys and active != st.session_state.get(last):
+        st.session_state[box] = active  # chosen elsewhere: a run just started
+    # a keyed box (`kept_choice`): given the choice as its `index`, the box was another
+    # widget whenever that changed, so a second pick went back to the first one
+    chosen = st.selectbox(label, keys, format_func=run_label,
+                          key=kept_choice(box, keys, run_label, default=active))
+    st.session_state[state_key] = st.session_state[last] = chosen
     return Path(chosen)
 
 

@@ -31,7 +31,7 @@ from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_t
                                          tables_text, unlearned_baselines, untuned_dense_note)
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, chart_panels, elapsed_metric,
-                           kept_refusal, refuse_start,
+                           kept_choice, kept_refusal, refuse_start,
                            format_seconds, learning_rate_input, parse_int_list,
                            png_download_button, require_app_navigation, run_name_input,
                            run_picker, setup_expander, status_header, stop_button,
@@ -48,6 +48,8 @@ SWEEPS_ROOT = default_sweeps_root()
 MASK_NOTE = ("**Masks are not speed-ups.** Weight and unstructured pruning zero weights "
              "but keep every multiplication: non-zero parameters fall, MACs and latency do "
              "not. Only neuron and structured pruning make the model smaller and faster.")
+# Each batch-size chart's box: two side by side in a 1400-px window's ~940-px column
+BATCH_CHART_WIDTH = 440
 
 
 def _percent_list(text: str) -> list[float]:
@@ -395,8 +397,10 @@ def results_section(paths: SweepPaths, live: bool) -> None:
         if results["batch_size"].nunique() < 2:
             st.caption("This sweep has one batch size: pick two or more to see their effect.")
         chart = charts.compare_batch_chart(results)
-        for col, single in zip(st.columns(2), charts.compare_batch_charts(results)):
-            col.altair_chart(single, width="stretch")
+        row = wrapping_row()  # side by side at 1400 px, one a row at 800 (two columns
+        # there drew each chart 226 px wide)
+        for single in charts.compare_batch_charts(results, on_page=True):
+            row.container(width=BATCH_CHART_WIDTH).altair_chart(single, width="stretch")
         if not live:
             png_download_button("Download PNG", chart, "batch_size.png", f"png-batch-{key}")
     with tabs[3]:
@@ -532,9 +536,12 @@ def _inspect_handover(paths: SweepPaths, results: pd.DataFrame) -> None:
     if not labels:
         return
     # the button under the box: beside it, a quarter of an 800-px page cut it to
-    # "Open on the Insp…", and the box needs the width for the cell's whole name
-    cell = st.selectbox("Cell to inspect", list(labels), format_func=labels.get,
-                        key="inspect-cell")
+    # "Open on the Insp…", and the box needs the width for the cell's whole name.
+    # `kept_choice`: after a switch of sweeps the box kept showing the last sweep's cell
+    # while Open took the new list's first cell
+    cells = list(labels)
+    cell = st.selectbox("Cell to inspect", cells, format_func=labels.get,
+                        key=kept_choice("inspect-cell", cells, labels.get))
     if st.button("Open on the Inspect page"):
         st.session_state["inspect_checkpoint"] = str(paths.checkpoint(cell))
         st.switch_page("pages/inspect.py")

@@ -34,7 +34,7 @@ from explorer_core.imaging import (FIT_TITLES, FITS, MAX_PIXELS, UPLOAD_TYPES, C
                                    heatmap_image, input_format, normalise, open_image, convert_image,
                                    overlay_image, png_bytes, samples_from, upscale)
 from explorer_core.models import ARCH_TITLES, default_spec
-from pages._common import (bounded_number, format_int_list, keep_widget_state,
+from pages._common import (bounded_number, format_int_list, keep_widget_state, kept_choice,
                            parse_int_list, require_app_navigation, wrapping_columns,
                            wrapping_row)
 
@@ -89,29 +89,6 @@ def _default(key: str, value: Any) -> str:
     which Streamlit would flag next to a restored value); returns the key."""
     if key not in st.session_state:
         st.session_state[key] = value
-    return key
-
-
-def _choice(key: str, options: list[Any], label=str, default: Any = None) -> str:
-    """Keep the widget `key` on one of `options`, and the browser showing its current
-    label; returns the key.
-
-    Streamlit's browser side keeps showing the label it drew last for a widget whose
-    key stays the same, even when the script has moved on: dropping a value that is no
-    longer an option let the script fall back to the first one while the closed box still
-    read "iteration 5: 18-9 …" over another run's iteration 0, and a value that is still
-    an option kept its old label ("test #0 (Ankle boot)" for the first of samples 9998
-    and 9999). Setting the value through session state tells the browser, so it is set
-    whenever the options or their labels (`label(option)`) differ from the last run's.
-    A value that is no option becomes `default` (when it is one), else the first.
-    """
-    shown = repr([(o, label(o)) for o in options])
-    memo = f"{key}__shown"
-    if st.session_state.get(key) not in options:
-        st.session_state[key] = default if default in options else options[0]
-    elif st.session_state.get(memo) != shown:
-        st.session_state[key] = st.session_state[key]
-    st.session_state[memo] = shown
     return key
 
 
@@ -271,7 +248,7 @@ def _entry_picker(entries, slot: str, what: str, empty: str):
     paths = list(by_path)
     label = lambda p: by_path[p].label  # noqa: E731
     chosen = st.selectbox("Checkpoint", paths, format_func=label,
-                          key=_choice(f"insp_{what}_{slot}", paths, label))
+                          key=kept_choice(f"insp_{what}_{slot}", paths, label))
     return by_path[chosen]
 
 
@@ -340,7 +317,7 @@ def pick_model(slot: str, catalog: dict[str, Any]) -> Loaded | None:
     """Source → run → iteration (or sweep / cache entry, or upload); errors shown, not raised."""
     sources = list(SOURCES) + ([OPENED] if st.session_state.get(f"insp_opened_{slot}") else [])
     source = st.radio("Source", sources, horizontal=True,
-                      key=_choice(f"insp_src_{slot}", sources))
+                      key=kept_choice(f"insp_src_{slot}", sources))
     try:
         if source == SOURCES[0]:
             runs = catalog["runs"]
@@ -348,7 +325,7 @@ def pick_model(slot: str, catalog: dict[str, Any]) -> Loaded | None:
                 st.info("No completed iterations yet: run the Iterative pruning page, or pick "
                         "another source.")
                 return None
-            run = st.selectbox("Run", list(runs), key=_choice(f"insp_run_{slot}", list(runs)))
+            run = st.selectbox("Run", list(runs), key=kept_choice(f"insp_run_{slot}", list(runs)))
             picked = _entry_picker(runs[run], slot, "it", "This run has no checkpoint yet.")
             if not picked:
                 return None
@@ -362,7 +339,7 @@ def pick_model(slot: str, catalog: dict[str, Any]) -> Loaded | None:
             label = lambda s: f"{s} · {len(sweeps[s])} checkpoint" \
                 + ("s" if len(sweeps[s]) != 1 else "")  # noqa: E731
             sweep = st.selectbox("Sweep", list(sweeps), format_func=label,
-                                 key=_choice(f"insp_sweep_{slot}", list(sweeps), label))
+                                 key=kept_choice(f"insp_sweep_{slot}", list(sweeps), label))
             picked = _entry_picker(sweeps[sweep], slot, "cell", "This sweep saved no checkpoint.")
             if not picked:
                 return None
@@ -592,7 +569,7 @@ def predictions_view(models: list[Loaded], per_model, k: int) -> int | None:
                       if flat_input_warning(per_model[0][i]) is None), 0)
         pick = st.selectbox("Picture to inspect", range(len(valid)),
                             format_func=names.__getitem__,
-                            key=_choice("insp_pick", list(range(len(valid))), names.__getitem__,
+                            key=kept_choice("insp_pick", list(range(len(valid))), names.__getitem__,
                                         default=drawn))
         index = valid[int(pick)] if int(pick) < len(valid) else valid[0]
     else:
@@ -636,18 +613,18 @@ def _settings_row(models: list[Loaded]) -> tuple[str, str, AttributionSettings, 
     c1, c2, c3 = wrapping_columns(3, width=SETTING_WIDTH)
     names = [l.name for l in layers]
     label = lambda n: next(l.label() for l in layers if l.name == n)  # noqa: E731
-    layer = c1.selectbox("Hidden layer", names, key=_choice("insp_layer", names, label),
+    layer = c1.selectbox("Hidden layer", names, key=kept_choice("insp_layer", names, label),
                          format_func=label)
     kind = next(l.kind for l in layers if l.name == layer)
     classes = ["predicted"] + [str(i) for i in range(len(models[0].fmt.class_names))]
     label = lambda c: "the predicted class" if c == "predicted" \
         else f"{c}: {models[0].fmt.class_names[int(c)]}"  # noqa: E731
-    target = c2.selectbox("Explain class", classes, key=_choice("insp_target", classes, label),
+    target = c2.selectbox("Explain class", classes, key=kept_choice("insp_target", classes, label),
                           format_func=label)
     methods = sorted(methods_for(kind), key=lambda m: m.name != "gradcam")  # conv: Grad-CAM first
     method_names = [m.name for m in methods]
     method = c3.selectbox("Neuron heatmaps", method_names,
-                          key=_choice("insp_method", method_names),
+                          key=kept_choice("insp_method", method_names),
                           format_func=lambda n: METHODS[n].title, help=" · ".join(
                               f"{m.title}: {m.description}" for m in methods))
     c4, c5, c6, c7 = wrapping_columns(4, width=SETTING_WIDTH)

@@ -184,6 +184,62 @@ def _sweep_in_window(browser, server: str, sweep: str, width: int) -> Iterator:
         context.close()
 
 
+@pytest.fixture(scope="module")
+def cnn_and_mlp_sweep() -> str:
+    """A finished sweep sharing cell ids with `faceted_sweep` (its MLP cells), listing a
+    CNN's cells first."""
+    name = f"pw-two-{int(time.time())}"
+    subprocess.run([sys.executable, "-m", "explorer_core", "compare", "--quiet", "--name", name,
+                    "--models", "cnn", "mlp", "--batch-sizes", "64", "--types", "neuron",
+                    "--criteria", "l1", "--ratios", "0", "0.5", "--dense-epochs", "1",
+                    "--mlp-hidden", "32", "16", "--latency-repeats", "2",
+                    "--calibration-samples", "256"],
+                   cwd=ROOT, env=os.environ.copy(), check=True, timeout=300)
+    return name
+
+
+def _cell_to_inspect(page) -> tuple[str, list[str]]:
+    """(the cell the "Cell to inspect" box shows, the cells its list offers)."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(
+        has=page.get_by_text("Cell to inspect", exact=True))
+    expect(box).to_be_visible()
+    combo = box.get_by_role("combobox")
+    shown = combo.input_value().strip()  # the chosen cell's name
+    combo.scroll_into_view_if_needed()  # the list opens only for a box in view
+    combo.click()
+    expect(page.get_by_role("option").first).to_be_visible()
+    options = [o.inner_text().strip() for o in page.get_by_role("option").all()]
+    page.keyboard.press("Escape")
+    return shown, options
+
+
+def test_the_cell_to_inspect_is_one_of_the_sweep_shown(browser, streamlit_server, faceted_sweep,
+                                                       cnn_and_mlp_sweep):
+    """After a switch to another sweep the box kept naming the first sweep's cell, with
+    that sweep's accuracy, while Open on the Inspect page took the new list's first
+    cell: another model than the one named. (And the second pick of a sweep went back to
+    the first: the picker was another widget whenever its choice changed.)"""
+    with _sweep_in_window(browser, streamlit_server, faceted_sweep, 1400) as page:
+        page.get_by_role("tab", name="Table").click()
+        first, offered = _cell_to_inspect(page)
+        assert first in offered and first.startswith("MLP")
+        with rerun_after(page):
+            choose_option(page, "Sweep", cnn_and_mlp_sweep)
+        expect(page.get_by_role("combobox", name="Sweep", exact=True)).to_have_value(
+            re.compile(re.escape(cnn_and_mlp_sweep)))
+        wait_for_app(page)
+        expect(page.get_by_text("4 of 4 cells")).to_be_visible()  # this sweep's page
+        page.get_by_role("tab", name="Table").click()
+        shown, offered = _cell_to_inspect(page)
+        # the same cell, read from this sweep (its own accuracy)
+        assert shown in offered and shown.split(" — ")[0] == first.split(" — ")[0], \
+            (shown, offered)
+        with rerun_after(page):
+            page.get_by_role("button", name="Open on the Inspect page").click()
+        expect(page.get_by_text(re.compile(re.escape(cnn_and_mlp_sweep) + r" · MLP")).first
+               ).to_be_visible()
+
+
 def test_an_800_px_window_shows_the_whole_page_with_nothing_cut_off(browser, streamlit_server,
                                                                     faceted_sweep):
     """In an 800-px window (a laptop demo, half a screen) with the sidebar open, the
@@ -196,7 +252,8 @@ def test_an_800_px_window_shows_the_whole_page_with_nothing_cut_off(browser, str
         for tab in ("Accuracy vs ratio", "Accuracy vs MACs", "Batch size", "Table"):
             page.get_by_role("tab", name=tab).click()
             wait_for_charts(page)
-            found[tab] = overflowing(page)
+            # a chart title cut off: the batch-size charts', squeezed into their height
+            found[tab] = overflowing(page) + clipped_chart_titles(page)
         assert found == {tab: [] for tab in found}
 
 

@@ -178,6 +178,40 @@ def test_compare_charts_name_models_datasets_types_and_criteria_not_their_ids():
     assert {"L1 norm of weights", "Weight magnitude"} <= texts  # the criterion legend
 
 
+def _fitted(chart, width: int) -> list[dict]:
+    """The items of `chart` drawn as a page draws it: the whole chart, title and legend
+    included, fitted into its width and height (Vega-Lite's "fit" autosize)."""
+    spec = chart.to_dict()
+    spec.update(width=width, autosize={"type": "fit", "contains": "padding"})
+    items: list[dict] = []
+
+    def walk(mark: dict, oy: float) -> None:
+        for item in mark.get("items", []):
+            items.append({**item, "marktype": mark.get("marktype"), "role": mark.get("role"),
+                          "ay": oy + item.get("y", 0)})
+            if mark.get("marktype") == "group":
+                for child in item.get("items", []):
+                    walk(child, oy + item.get("y", 0))
+
+    walk(vlc.vegalite_to_scenegraph(spec)["scenegraph"], 0)
+    return items
+
+
+@pytest.mark.parametrize("lines", [1, 2, 5])
+def test_the_batch_size_charts_keep_their_plot_on_a_page(lines):
+    """Drawn at the PNG's height, a page fitted title, axis and legend into it: the plot
+    was ~40 px high, its axis ticks gone, and the title cut off above the chart."""
+    models = ["mlp", "cnn", "slp", "resnet18", "vgg16_bn"][:lines]
+    results = pd.DataFrame([{"model": m, "dataset": "digits", "batch_size": b, "seed": 0,
+                             "dense_test_acc": 90.0 - i - b / 100,
+                             "dense_train_seconds": 1.0 + b / 100}
+                            for i, m in enumerate(models) for b in (32, 256)])
+    for chart in charts.compare_batch_charts(results, on_page=True):
+        items = _fitted(chart, 440)
+        top, bottom = _plot_box(items)
+        assert bottom - top >= charts.HEIGHT - 80, (lines, top, bottom)
+
+
 # ------------------------------------------------------------------ inspect: top-k
 
 def test_topk_probability_axis_keeps_its_last_label_inside_the_chart():
