@@ -37,6 +37,29 @@ def default_name(prefix: str) -> str:
     return f"{prefix}-{time.strftime('%H%M%S')}-{os.getpid()}"
 
 
+# Into a log, an epoch's line at most this often between the lines of finished work.
+LOG_EPOCH_EVERY_S = 30.0
+
+
+class LogPace:
+    """When a progress printer writing into a log or pipe (not a terminal) writes a line:
+    for each piece of finished work (`finished`: an iteration, a variant's seed), and for
+    an epoch when nothing was written for `LOG_EPOCH_EVERY_S`. Finished work alone left a
+    log silent through a whole dense phase or seed — minutes of a CNN's."""
+
+    def __init__(self, finished: str) -> None:
+        self.finished = finished
+        self.last = time.monotonic()
+
+    def due(self, event: dict) -> bool:
+        kind = event.get("type")
+        if kind == self.finished or (
+                kind == "epoch" and time.monotonic() - self.last >= LOG_EPOCH_EVERY_S):
+            self.last = time.monotonic()
+            return True
+        return False
+
+
 @dataclass
 class EpochBar:
     """The epoch count behind the progress bars of `prune` and `train-time`.

@@ -1125,11 +1125,11 @@ def test_a_prune_into_a_log_says_an_epoch_when_it_has_been_quiet(roots, capsys, 
     """Into a log the bar writes a line per iteration: a whole dense phase (minutes for a
     CNN) wrote nothing after the run folder. An epoch gets a line when nothing was
     written for `LOG_EPOCH_EVERY_S`; otherwise the log is as before."""
+    from explorer_core import cli
     from explorer_core.cli import main
-    from explorer_core.commands import prune
 
     runs, _ = roots
-    monkeypatch.setattr(prune, "LOG_EPOCH_EVERY_S", every)
+    monkeypatch.setattr(cli, "LOG_EPOCH_EVERY_S", every)
     assert main(["prune", "--dataset", "digits", "--hidden", "8", "4", "--iterations", "2",
                  "--q", "0.5", "--dense-epochs", "2", "--retrain-epochs", "1", "--no-cache",
                  "--name", f"log-{epoch_lines}", "--runs-root", str(runs)]) == 0

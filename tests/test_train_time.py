@@ -616,3 +616,22 @@ def test_a_classifier_run_whose_config_json_records_a_latent_size_still_resumes(
     paths.final_model_json("random", 0).unlink()  # one unit left to compute
     assert main(["train-time", "--resume", str(paths.root), "--quiet"]) == 0
     assert finals(paths) == finals(small_run)
+
+
+@pytest.mark.parametrize("every, epoch_lines", [(1e9, 0), (0.0, 8)])
+def test_a_train_time_run_into_a_log_says_an_epoch_when_it_has_been_quiet(
+        tmp_path, capsys, monkeypatch, every, epoch_lines):
+    """Into a log the bar wrote a line per finished (variant, seed) only: a seed of the
+    default 30 epochs × 3 variants went by without one. An epoch gets a line when nothing
+    was written for `LOG_EPOCH_EVERY_S`; otherwise the log is as before."""
+    from explorer_core import cli
+
+    monkeypatch.setattr(cli, "LOG_EPOCH_EVERY_S", every)
+    assert cli.main(["train-time", "--dataset", "digits", "--hidden", "20", "12", "--epochs",
+                     "4", "--initial-epochs", "2", "--prune-every", "2", "--seeds", "0",
+                     "--variants", "importance", "random", "--name", f"log-{epoch_lines}",
+                     "--runs-root", str(tmp_path)]) == 0
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("[")]
+    # 2 shared epochs, then 2 per variant: 8 epoch events; 2 (variant, seed) lines
+    assert len(lines) == 2 + epoch_lines, lines
+    assert "\r" not in "".join(lines) and lines[-1].startswith("[" + "#" * 30 + "] 100.0 %")

@@ -3,17 +3,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from ..cli import (EpochBar, command, default_name, read_json_config,
+from ..cli import (EpochBar, LogPace, command, default_name, read_json_config,
                    refuse_settings_beside_resume, saved_settings)
 from ..errors import ExplorerError, raise_pending_interrupt
 from ..rundir import RunPaths
-
-
-# Into a log, an epoch's line at most this often between iterations' lines.
-LOG_EPOCH_EVERY_S = 30.0
 
 
 def _progress_printer(bar: EpochBar):
@@ -21,21 +16,19 @@ def _progress_printer(bar: EpochBar):
     the epochs, from those of the iterations a resume keeps).
 
     Into a log file or pipe (not a terminal) it writes one plain line per iteration
-    instead, so the log stays readable, and an epoch's line when nothing was written for
-    `LOG_EPOCH_EVERY_S`: a log showed nothing but the run folder through a whole dense
-    phase (15 s of Fashion-MNIST's MLP, minutes of a CNN's).
+    instead, so the log stays readable, and an epoch's line when it has been quiet
+    (`LogPace`): a log showed nothing but the run folder through a whole dense phase
+    (15 s of Fashion-MNIST's MLP, minutes of a CNN's).
     """
     terminal = sys.stderr.isatty()
     redraw = "\r" if terminal else ""
-    last = {"line": time.monotonic()}
+    pace = LogPace("iteration")
 
     def show(event: dict) -> None:
         bar.count(event)
         kind = event.get("type")
-        if not terminal and kind != "iteration" and (
-                kind != "epoch" or time.monotonic() - last["line"] < LOG_EPOCH_EVERY_S):
+        if not terminal and not pace.due(event):
             return
-        last["line"] = time.monotonic()
         acc = event.get("test_acc")
         line = (f"{redraw}{bar.bar()}  it {event.get('iteration')}  "
                 f"{'' if acc is None else f'test acc {acc:.2f} %  '}{bar.times()} ")

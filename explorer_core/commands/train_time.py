@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import (EpochBar, command, default_name, read_json_config,
+from ..cli import (EpochBar, LogPace, command, default_name, read_json_config,
                    refuse_settings_beside_resume, saved_settings)
 from ..errors import ExplorerError
 
@@ -15,13 +15,16 @@ def _progress_printer(bar: EpochBar, labels: dict[str, str]):
     from those a resume keeps).
 
     Into a log file or pipe (the background worker's worker.log) it writes one plain
-    line per finished (variant, seed) instead, so the log stays readable.
+    line per finished (variant, seed) instead, so the log stays readable, and an epoch's
+    line when it has been quiet (`LogPace`): a seed of the default 30 epochs × 3 variants
+    went by without a line.
     """
     terminal = sys.stderr.isatty()
+    pace = LogPace("unit")
 
     def show(event: dict) -> None:
         bar.count(event)
-        if event.get("type") != ("epoch" if terminal else "unit"):
+        if not (event.get("type") == "epoch" if terminal else pace.due(event)):
             return
         metric = (f"test acc {event['test_acc']:.2f} %" if "test_acc" in event else
                   f"test loss {event.get('test_loss', float('nan')):.3f}")
