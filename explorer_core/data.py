@@ -149,12 +149,31 @@ def availability(name: str, root: Path | str | None = None) -> tuple[bool, str]:
     where = locate(name, root)
     root = Path(root) if root else default_data_root()
     if where is not None:
-        damaged = _damaged_idx(info, where)
+        damaged = (_damaged_pickle if info.name in _PICKLED else _damaged_idx)(info, where)
         if damaged:  # a run on it failed after making its folder; `datasets` said available
             return False, (f"{info.title} is not usable: {damaged}; "
                            f"{_placement_hint(info, root)}")
         return True, f"{info.title}: found in {where}" if info.files else f"{info.title}: bundled"
     return False, f"{info.title} is not available offline: {_placement_hint(info, root)}"
+
+
+def _damaged_pickle(info: DatasetInfo, folder: Path) -> str | None:
+    """A CIFAR file that is no pickle at all, told by its first two bytes (a pickle of
+    protocol 2-5 begins with 0x80 and the protocol; the python version's batches are
+    protocol 2); None when each could be one. Files of another format (a torch.save
+    archive) were listed as available and failed the run started on them, after it made
+    its folder, with "no persistent_load function was specified"."""
+    for name in info.files:
+        path = folder / name
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(2)
+        except OSError as exc:
+            return f"{path} is unreadable ({exc.strerror or exc})"
+        if len(head) < 2 or head[0] != 0x80 or not 2 <= head[1] <= 5:
+            return (f"{path} is not a pickled {info.title} batch (of the python version: it "
+                    f"begins with {head!r})")
+    return None
 
 
 _IDX_CHECKED: dict[tuple[str, int, int], str | None] = {}  # (path, size, mtime) → problem
@@ -424,7 +443,9 @@ def _load_raw(name: str, root: Path | None) -> tuple[np.ndarray, np.ndarray, np.
         test, train = order[:n_test], order[n_test:]
         return images[train], labels[train], images[test], labels[test]
     where = locate(name, root)
-    if where is None:
+    # not there, or a CIFAR file that is no pickle (an IDX file's damage is named by
+    # `_read_idx`, more closely than `availability` can)
+    if where is None or (name in _PICKLED and _damaged_pickle(info, where)):
         raise DatasetUnavailable(availability(name, root)[1])
     try:
         if name == "cifar10":

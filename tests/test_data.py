@@ -389,6 +389,22 @@ def test_cifar_batch_with_wrong_content_is_refused(tmp_path):
     one_line(exc)
 
 
+@pytest.mark.parametrize("head", [b"PK\x03\x04", b"", b"(dp0"])
+def test_cifar_files_that_are_no_pickles_are_not_listed_as_available(tmp_path, head):
+    """A torch.save archive (a zip, 'PK') in the CIFAR folder was listed as available; the
+    run started on it made its folder and failed with "no persistent_load function was
+    specified". It is named as not usable, as a damaged MNIST file is."""
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar(folder)
+    assert D.availability("cifar10", tmp_path)[0]
+    (folder / "data_batch_2").write_bytes(head + b"\x00" * 64 if head else b"")
+    ok, reason = D.availability("cifar10", tmp_path)
+    assert not ok and "data_batch_2 is not a pickled CIFAR-10 batch" in reason, reason
+    assert "\n" not in reason and str(tmp_path) in reason
+    with pytest.raises(DatasetUnavailable, match="data_batch_2 is not a pickled"):
+        D.load_dataset("cifar10", root=tmp_path)
+
+
 @pytest.mark.parametrize("corrupt", [
     lambda b: b.replace(b"latin1", b"lbtin1"),  # an encoding that is none: LookupError
     lambda b: b[:2] + b"\x8c" + b[3:],  # an opcode read where another stood
