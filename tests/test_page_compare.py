@@ -602,3 +602,11 @@ def test_a_baseline_that_did_not_learn_is_said_on_the_page_and_the_command_line(
     assert "warning: the dense baseline MLP · Digits · batch 64 · seed 0 did not learn" in err
     assert main(["compare", "--resume", str(fine.root), "--quiet"]) == 0
     assert "did not learn" not in capsys.readouterr().err
+
+
+def test_times_past_an_hour_read_in_hours():
+    """A 176-cell grid's estimate read "≈ 373 min 42 s": minutes to count, not a time."""
+    from pages._common import format_seconds
+
+    assert [format_seconds(s) for s in (None, 42, 185, 3600, 22422)] == [
+        "—", "42 s", "3 min 5 s", "1 h 0 min", "6 h 13 min"]
