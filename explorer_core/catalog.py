@@ -15,9 +15,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from .checkpoint import Checkpoint, load_checkpoint, read_state, state_hidden_widths
+from .checkpoint import (Checkpoint, load_checkpoint, read_state, state_conv_channels,
+                         state_hidden_widths)
 from .errors import CheckpointError, ExplorerError
 from .fileio import JSON_ERRORS
 from .masks import MASK_TYPES
@@ -370,9 +371,11 @@ def load_upload(files: Sequence[UploadedFile], spec: Mapping[str, Any] | None = 
     if other:
         raise ExplorerError(f"{', '.join(other)}: upload .safetensors or .pth weights and a .json "
                             "model spec, nothing else")
-    if len(weights) != 1:
-        raise ExplorerError("upload exactly one weights file (.safetensors or .pth)"
-                            if weights else "the upload has no weights file (.safetensors or .pth)")
+    if len(weights) > 1:  # which ones: a second pair added beside the first
+        raise ExplorerError(f"upload one weights file, not {len(weights)} "
+                            f"({', '.join(f.name for f in weights)}): remove all but one")
+    if not weights:
+        raise ExplorerError("the upload has no weights file (.safetensors or .pth)")
     if len(specs) > 1:
         raise ExplorerError("upload at most one .json model spec")
     w = weights[0]
@@ -420,12 +423,23 @@ def upload_hidden_widths(files: Sequence[UploadedFile], arch: str) -> list[int] 
     shapes (the file read only as `read_state` does: `torch.load(weights_only=True)`);
     None when there is no single weights file or it cannot be read (loading it says why).
     The page offers them as the dense widths, so an unpruned upload keeps 100 %."""
+    return _upload_state_widths(files, arch, state_hidden_widths)
+
+
+def upload_conv_channels(files: Sequence[UploadedFile], arch: str) -> list[int] | None:
+    """The conv channels of an uploaded CNN `.pth` (`upload_hidden_widths`' twin)."""
+    return _upload_state_widths(files, arch, state_conv_channels)
+
+
+def _upload_state_widths(files: Sequence[UploadedFile], arch: str,
+                         read: Callable[[Mapping[str, Any], str], list[int] | None]
+                         ) -> list[int] | None:
     weights = [f for f in files if Path(f.name).suffix.lower() in WEIGHT_SUFFIXES]
     if len(weights) != 1 or Path(weights[0].name).suffix.lower() == ".safetensors":
         return None
     with _private_copy(weights[0]) as tensor:
         try:
-            return state_hidden_widths(read_state(tensor)[0], arch)
+            return read(read_state(tensor)[0], arch)
         except CheckpointError:
             return None
 

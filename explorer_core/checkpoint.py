@@ -352,6 +352,22 @@ def state_hidden_widths(state: Mapping[str, torch.Tensor], arch: str) -> list[in
     return [int(t.shape[0]) for _, t in layers[:-1]] if len(layers) > 1 else None
 
 
+_CONV_WEIGHTS = {"cnn": re.compile(r"features\.(\d+)\.weight")}
+
+
+def state_conv_channels(state: Mapping[str, torch.Tensor], arch: str) -> list[int] | None:
+    """The conv channels of a CNN state dict, read from its 4-d weights as
+    `state_hidden_widths` reads the fully connected ones; None for other architectures
+    or when there are none. A CNN .pth of other channels than the default 16·32 could
+    not be described on the Inspect page: its weights did not fit the spec."""
+    pattern = _CONV_WEIGHTS.get(arch)
+    if pattern is None:
+        return None
+    layers = sorted((int(m.group(1)), t) for k, t in state.items()
+                    if (m := pattern.fullmatch(k)) and isinstance(t, torch.Tensor) and t.dim() == 4)
+    return [int(t.shape[0]) for _, t in layers] or None
+
+
 def read_spec(path: str | os.PathLike, meta: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The JSON sidecar (spec + metadata), falling back to the safetensors metadata."""
     _, json_path = checkpoint_paths(path)

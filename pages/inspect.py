@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import streamlit as st
@@ -25,7 +25,7 @@ from explorer_core.attribution import (BASELINES, MAX_GRID_UNITS, MAX_STEPS, MAX
                                        predict, top_k)
 from explorer_core.catalog import (UploadedFile, accuracy_mismatch, list_cache_checkpoints,
                                    list_run_checkpoints, load_upload, summary, sweep_checkpoints,
-                                   upload_hidden_widths)
+                                   upload_conv_channels, upload_hidden_widths)
 from explorer_core.checkpoint import Checkpoint, load_checkpoint
 from explorer_core.data import DATASETS, availability
 from explorer_core.errors import ExplorerError
@@ -252,9 +252,12 @@ def _entry_picker(entries, slot: str, what: str, empty: str):
     return by_path[chosen]
 
 
-def _own_widths(key: str, uploaded: list[UploadedFile], arch: str) -> str:
-    """Fill the "Hidden widths (dense)" field `key` with the widths of the uploaded
-    weights whenever other weights (or another architecture) are picked; returns the key.
+def _own_widths(key: str, uploaded: list[UploadedFile], arch: str,
+                read: Callable[[list[UploadedFile], str], list[int] | None] = upload_hidden_widths,
+                fallback: str = "256, 64") -> str:
+    """Fill the widths field `key` ("Hidden widths (dense)", or with `read` another
+    reading, the CNN's conv channels) with the widths of the uploaded weights whenever
+    other weights (or another architecture) are picked; returns the key.
 
     A fixed "256, 64" made a dense 64-32 upload read "Hidden kept 30.0 %". What the user
     types stays until the upload or the architecture changes.
@@ -264,8 +267,8 @@ def _own_widths(key: str, uploaded: list[UploadedFile], arch: str) -> str:
         digest.update(f.name.encode() + b"\0" + f.data)
     memo = f"{key}__for"
     if st.session_state.get(memo) != digest.hexdigest() or key not in st.session_state:
-        widths = upload_hidden_widths(uploaded, arch)
-        st.session_state[key] = format_int_list(widths) if widths else "256, 64"
+        widths = read(uploaded, arch)
+        st.session_state[key] = format_int_list(widths) if widths else fallback
         st.session_state[memo] = digest.hexdigest()
     return key
 
@@ -295,9 +298,16 @@ def _upload_picker(slot: str) -> Loaded | None:
                                help="The widths the model had before pruning: at first the "
                                     "uploaded weights' own (nothing pruned). Give wider ones "
                                     "if they were pruned; Hidden kept is their share of these.")
+        channels = c3.text_input(  # a CNN of other channels than 16·32 could not be described
+            "Conv channels (dense)", help="The CNN's conv channels before pruning: at first "
+            "the uploaded weights' own.", key=_own_widths(
+                f"insp_pth_channels_{slot}", uploaded, arch, upload_conv_channels, "16, 32")
+        ) if arch == "cnn" else None
         info = DATASETS[dataset]
         spec = default_spec(arch, info.channels, info.size, info.num_classes,
                             list(parse_int_list(hidden)) if arch != "slp" else None)
+        if channels is not None:
+            spec["channels"] = list(parse_int_list(channels, "conv channels", "16, 32"))
     digest = hashlib.sha1()
     for f in uploaded:
         digest.update(f.name.encode() + b"\0" + f.data)

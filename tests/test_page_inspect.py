@@ -407,6 +407,36 @@ def test_a_dense_pth_defaults_to_its_own_widths_and_keeps_everything(app_test):
     assert {m.label: m.value for m in at.metric}["Hidden kept"] == "100.0 %"
 
 
+def test_a_cnn_pth_of_other_conv_channels_opens_with_its_own_channels(app_test):
+    """A CNN .pth with conv channels 32·64 could not be opened: the page built the spec
+    with the default 16·32 channels and had no field for them ("hidden widths 32·64·128,
+    wider than the model spec's 16·32·128"). Its channels are read from the weights."""
+    from explorer_core.models import build_model, default_spec
+
+    torch.manual_seed(0)
+    spec = {**default_spec("cnn", 1, 8, 10), "channels": [32, 64]}
+    at = _upload(app_test(PAGE), ("wide.pth", _pth_bytes(build_model(spec))))
+    at.selectbox(key="insp_pth_arch_a").set_value("cnn").run()
+    assert not at.exception and errors(at) == []
+    assert at.text_input(key="insp_pth_channels_a").value == "32, 64"
+    assert at.text_input(key="insp_pth_hidden_a").value == "128"
+    assert {m.label: m.value for m in at.metric}["Hidden kept"] == "100.0 %"
+    # said to be pruned from 64·128 channels: half of the conv channels kept
+    at.text_input(key="insp_pth_channels_a").set_value("64, 128").run()
+    assert errors(at) == []
+    kept = (32 + 64 + 128) / (64 + 128 + 128)
+    assert {m.label: m.value for m in at.metric}["Hidden kept"] == f"{100 * kept:.1f} %"
+
+
+def test_two_weights_files_are_named_with_what_to_do(app_test):
+    """"upload exactly one weights file" did not say which files clash."""
+    from explorer_core.models import MLP
+
+    at = _upload(app_test(PAGE), ("a.pth", _pth_bytes(MLP(64, [8], 10))),
+                 ("b.pth", _pth_bytes(MLP(64, [8], 10))))
+    assert errors(at) == ["upload one weights file, not 2 (a.pth, b.pth): remove all but one"]
+
+
 def test_a_pth_without_hidden_layers_says_so_instead_of_blaming_a_missing_sidecar(app_test):
     """A .pth given with a spec now always reports its share kept; only a model without
     hidden units has none, and "no sidecar .json" was the wrong reason for that."""
