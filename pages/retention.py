@@ -147,6 +147,10 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
                    "would repeat the previous widths are skipped.")
     metrics.metric("Neurons kept at the end", f"{sum(last):,} of {sum(table.dense):,}")
     metrics.metric("% kept at the end", f"{table.percent(last):.3g} %")
+    if len(table) == 1:  # said: the table and "Saved for this session" read as a plan
+        st.warning("This schedule prunes nothing: every step keeps the dense widths (q too "
+                   "close to 1, or too few iterations). A run on it trains the dense model "
+                   "and stops.")
 
     iteration_chart_col, distribution_chart_col = st.columns(2)
     with iteration_chart_col:

@@ -217,3 +217,16 @@ def test_a_q_the_schedule_does_not_use_does_not_block_it(page, kind):
     assert table(page).equals(expected)
     assert page.number_input(key="ret_q").disabled
     assert page.session_state["retention_schedule"]["kind"] == kind
+
+
+@pytest.mark.parametrize("q, iterations", [(0.999999, 31), (0.8, 1)])
+def test_a_schedule_that_prunes_nothing_says_so(page, q, iterations):
+    """q = 0.999999 (or one iteration) left the dense row alone in the table, and the page
+    said it saved the schedule for the pruning page as for any other."""
+    page.number_input(key="ret_q").set_value(q)
+    page.number_input(key="ret_iterations").set_value(iterations).run()
+    assert len(table(page)) == 1
+    assert [w.value for w in page.warning if "prunes nothing" in w.value]
+    page.number_input(key="ret_q").set_value(0.5)  # one that prunes: no warning
+    page.number_input(key="ret_iterations").set_value(5).run()
+    assert len(table(page)) > 1 and not [w for w in page.warning if "prunes nothing" in w.value]
