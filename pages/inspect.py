@@ -178,6 +178,12 @@ def _test_accuracy(ck: Checkpoint, fmt: InputFormat, uploaded: bool
     return measured, where, accuracy_mismatch(recorded, measured)
 
 
+def _sentence(text: str | None) -> str | None:
+    """`text` with a capital first letter (`str.capitalize` lowercased the rest: "the
+    digits (8×8, bundled) test set"), None when there is none."""
+    return text[:1].upper() + text[1:] if text else None
+
+
 def _build(key: str, label: str, ck: Checkpoint, uploaded: bool = False,
            dense: bool = False) -> Loaded:
     """`dense`: a model nothing was pruned from (a cached baseline), which keeps 100 %."""
@@ -418,7 +424,7 @@ def model_card(m: Loaded) -> None:
     macs, macs_help = _count(info["macs"])
     cols[0].metric("Test accuracy",
                    f"{info['test_acc']:.2f} %" if info["test_acc"] is not None else "—",
-                   help=(info.get("acc_source") or "").capitalize() or None)
+                   help=_sentence(info.get("acc_source")))
     if info["masked"]:  # the dense count says nothing about what the masks kept
         nonzero, _ = _count(info["nonzero_parameters"])
         cols[1].metric("Non-zero parameters", nonzero,
@@ -599,7 +605,8 @@ def predictions_view(models: list[Loaded], per_model, k: int) -> int | None:
                      k, m.fmt.class_names)
         col.markdown(f"{m.label}: predicted **{rows[0]['class']}** "
                      f"({rows[0]['probability']:.1%})")
-        col.altair_chart(charts.topk_chart(rows, title=f"Top {len(rows)} classes"),
+        title = "Top class" if len(rows) == 1 else f"Top {len(rows)} classes"
+        col.altair_chart(charts.topk_chart(rows, title=title),
                          width="stretch")  # fits its column at any window width
     if len(models) > 1 and per_model[1][index] is not None and \
             models[1].fmt.shape != models[0].fmt.shape:

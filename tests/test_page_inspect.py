@@ -472,6 +472,18 @@ def test_a_pth_with_another_models_sidecar_is_refused_and_shows_no_metrics(app_t
     assert not at.metric
 
 
+def test_a_measured_accuracy_names_its_test_set_as_the_page_does(app_test):
+    """The help read "Measured on these weights with the digits (8×8, bundled) test set":
+    capitalising the sentence lowercased the dataset's name."""
+    from explorer_core.models import MLP
+
+    torch.manual_seed(0)
+    at = _upload(app_test(PAGE), ("dense.pth", _pth_bytes(MLP(64, [16], 10))))
+    accuracy = next(m for m in at.metric if m.label == "Test accuracy")
+    assert accuracy.proto.help == ("Measured on these weights with the Digits (8×8, bundled) "
+                                   "test set")
+
+
 def test_a_sidecar_of_other_weights_of_the_same_widths_is_caught_by_their_accuracy(app_test,
                                                                                   digits_run):
     """Same widths pass the shape check; the accuracy is measured on the uploaded weights,
