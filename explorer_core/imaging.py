@@ -125,7 +125,8 @@ def input_format(spec: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
     elif info.input_shape != (channels, height, width):
         raise ExplorerError(f"the model takes {channels}×{height}×{width} inputs, but "
                             f"{info.title} images are {'×'.join(map(str, info.input_shape))}")
-    norm = meta.get("normalisation") if isinstance(meta.get("normalisation"), Mapping) else {}
+    _check_recorded(meta, classes)
+    norm = meta.get("normalisation", {})
     mean = _channel_values(norm.get("mean", info.mean if info else (0.5,) * channels),
                            channels, "mean")
     std = _channel_values(norm.get("std", info.std if info else (0.5,) * channels),
@@ -135,11 +136,27 @@ def input_format(spec: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
                             f"does not fit {channels} input channel(s)")
     _check_normalisation(mean, std)
     names = meta.get("class_names")
-    if not (isinstance(names, list) and len(names) == classes):
+    if names is None:
         names = list(info.classes) if info is not None and info.num_classes == classes else \
             [str(i) for i in range(classes or 0)]
     return InputFormat(channels, height, width, mean, std, tuple(str(n) for n in names),
                        info.name if info is not None else None, assumed)
+
+
+def _check_recorded(meta: Mapping[str, Any], classes: int | None) -> None:
+    """Refuse a sidecar's normalisation or class names of the wrong form, as a zero std
+    is refused: ignored, they were replaced by a guessed dataset's without a word (the
+    prediction then named classes '0'…'9' of a model whose .json said otherwise), and
+    `prune-once` copied them into the checkpoints it wrote."""
+    norm = meta.get("normalisation")
+    if norm is not None and not isinstance(norm, Mapping):
+        raise ExplorerError(f"the recorded normalisation {norm!r} is not "
+                            "{\"mean\": […], \"std\": […]}")
+    names = meta.get("class_names")
+    if names is not None and not (isinstance(names, list) and len(names) == classes):
+        what = f"{len(names)} names" if isinstance(names, list) else repr(names)
+        raise ExplorerError(f"the recorded class_names ({what}) are not one name for each "
+                            f"of the model's {classes} outputs")
 
 
 def _channel_values(value: Any, channels: int, what: str) -> tuple[float, ...]:

@@ -89,6 +89,30 @@ def test_a_sidecar_with_malformed_normalisation_exits_2_with_one_line(tmp_path, 
     assert err.count("\n") == 0 and "normalisation mean must be a number" in err
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("normalisation", "abc", "the recorded normalisation 'abc' is not"),
+    ("class_names", 5, "the recorded class_names (5) are not one name for each of the "
+                       "model's 10 outputs"),
+    ("class_names", ["a", "b"], "the recorded class_names (2 names) are not one name"),
+])
+def test_a_sidecar_whose_inputs_or_classes_are_malformed_exits_2(tmp_path, capsys, field,
+                                                                 value, message):
+    """They were ignored without a word: the prediction named Digits' classes '0'…'9' and
+    normalised as Digits does, whatever the .json said."""
+    ck = _checkpoint(tmp_path)
+    sidecar = ck.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    meta[field] = value
+    sidecar.write_text(json.dumps(meta))
+    img = tmp_path / "d.png"
+    Image.new("L", (8, 8), 0).save(img)
+    assert main(["inspect", "--checkpoint", str(ck), "--image", str(img),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def _inspect_cli(tmp_path, ck, image) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "explorer_core", "inspect", "--checkpoint",
                            str(ck), "--image", str(image), "--out", str(tmp_path / "o")],

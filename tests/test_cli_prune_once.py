@@ -231,3 +231,40 @@ def test_the_report_names_all_three_files_written(saved_mlp, tmp_path, capsys):
                  "0.5", "--no-latency", "--out", str(tmp_path / "small")]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first == f"wrote {tmp_path / 'small.safetensors'}, small.json and small.scores.json"
+
+
+@pytest.mark.parametrize("field, value", [("normalisation", {"mean": [0.3], "std": [0.0]}),
+                                          ("class_names", ["a", "b"])])
+def test_a_source_with_unusable_recorded_inputs_is_refused_before_anything_is_written(
+        saved_mlp, tmp_path, field, value):
+    """Its std of 0 (or two class names for ten outputs) was copied into the pruned
+    checkpoint, which `inspect` then refused."""
+    ckpt, _ = saved_mlp
+    sidecar = ckpt.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    meta[field] = value
+    sidecar.write_text(json.dumps(meta))
+    proc = _run("--checkpoint", str(ckpt), "--criterion", "l1", "--ratio", "0.5",
+                "--no-latency", "--out", str(tmp_path / "small"), cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"recorded {field}" in proc.stderr
+    assert not list(tmp_path.glob("small*"))
+
+
+def test_the_pruned_checkpoint_records_its_share_of_the_dense_hidden_units(saved_mlp, tmp_path):
+    """Without it, Inspect read "Hidden kept —" for every prune-once output. A source that
+    records its own share (pruned before) passes it on, multiplied."""
+    from explorer_core.catalog import summary
+
+    ckpt, _ = saved_mlp
+    proc = _run("--checkpoint", str(ckpt), "--criterion", "l1", "--keep", "8", "4",
+                "--no-latency", "--out", str(tmp_path / "small"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    small = load_checkpoint(tmp_path / "small.safetensors")
+    assert summary(small)["percent_kept"] == pytest.approx(100 * 12 / 48)
+    proc = _run("--checkpoint", str(tmp_path / "small.safetensors"), "--criterion", "l1",
+                "--keep", "4", "2", "--no-latency", "--out", str(tmp_path / "smaller"),
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    smaller = load_checkpoint(tmp_path / "smaller.safetensors")
+    assert summary(smaller)["percent_kept"] == pytest.approx(100 * 6 / 48)

@@ -12,15 +12,17 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..checkpoint import checkpoint_paths
-from ..checkpoint import load_checkpoint, save_checkpoint
+from torch import nn
+
+from ..checkpoint import Checkpoint, checkpoint_paths, load_checkpoint, save_checkpoint
 from ..cli import command
 from ..criteria import CRITERIA, CriterionOptions, get_criterion
 from ..data import DATASETS, Split, load_dataset
 from ..errors import DatasetUnavailable, ExplorerError, raise_pending_interrupt
 from ..fileio import atomic_write_json
+from ..imaging import input_format
 from ..metrics import LatencyConfig, compare_costs
-from ..models import Spec, input_shape
+from ..models import Spec, hidden_widths, input_shape
 from ..settings import check_seed
 from ..surgery import PruneConfig, prune_structural
 
@@ -141,6 +143,17 @@ def refuse_overwriting_input(checkpoint: Path, out: Path) -> None:
                             f"({checkpoint}); pick another name")
 
 
+def _percent_retained(source: Checkpoint, pruned: nn.Module) -> float:
+    """The pruned model's share of hidden units, of the source's dense model: the source's
+    own share (100 % when it records none) times what this pruning kept. Without it the
+    Inspect page read "Hidden kept —" for every `prune-once` output."""
+    before = sum(hidden_widths(source.model)) or 1
+    share = source.meta.get("percent_retained", 100.0)
+    share = float(share) if isinstance(share, (int, float)) and not isinstance(share, bool) \
+        else 100.0
+    return share * sum(hidden_widths(pruned)) / before
+
+
 def run(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise ExplorerError(f"--samples must be ≥ 1, got {args.samples}")
@@ -154,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     latency = None if args.no_latency else LatencyConfig(args.latency_batch, args.latency_repeats,
                                                          warmup=2).validate()
     ck = load_checkpoint(args.checkpoint)
+    input_format(ck.spec, ck.meta)  # its recorded inputs, which the output carries: checked
     data, dataset = None, None
     if criterion.needs_data:
         data, dataset = _calibration(args, ck.spec, ck.meta)
@@ -168,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
                 "samples": _samples_used(args, data), "seed": args.seed}
     meta = {k: ck.meta[k] for k in CARRIED_META if k in ck.meta}
     meta.update({"pruned_from": str(args.checkpoint), "prune": settings,
-                 "widths": result.widths})
+                 "widths": result.widths, "percent_retained": _percent_retained(ck, result.model)})
     tensor_path = save_checkpoint(result.model, result.spec, out, meta)
     scores_path = atomic_write_json(_scores_path(out), {
         "source": str(args.checkpoint), **settings,
