@@ -827,8 +827,10 @@ def _pareto_layers(f: pd.DataFrame, data: pd.DataFrame, legend: bool) -> alt.Lay
     x = alt.X("macs_mean:Q", title="MACs per sample (log)",
               scale=alt.Scale(type="log", nice=False, padding=16,
                               domain=[float(macs.min()), float(macs.max())]))
+    # inset at both ends: the best point (and its ring, and the front's last step) sat on
+    # the plot's top edge, half cut off
     y = alt.Y("test_acc_mean:Q", title="Test accuracy (%)",
-              scale=alt.Scale(domain=[0, float(f["test_acc_mean"].max())]))
+              scale=alt.Scale(domain=[0, float(f["test_acc_mean"].max())], padding=12))
     base = alt.Chart()
     points = base.mark_point(filled=True, size=60, opacity=0.8).encode(
         x=x, y=y, **_pareto_legends(f, legend),

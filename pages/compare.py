@@ -483,9 +483,9 @@ def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool,
                                    "train_flops_mean": "train FLOPs",
                                    "dense_train_seconds_mean": "dense train s",
                                    "finetune_seconds_mean": "fine-tune s",
-                                   "peak_mb_mean": "peak MB"})
+                                   "peak_mb_mean": "peak MB", "batch_size": "batch size"})
     view["ratio"] = view["ratio"] * 100
-    keep = ["model", "dataset", "batch_size", "type", "criterion", "ratio", "n", "status",
+    keep = ["model", "dataset", "batch size", "type", "criterion", "ratio", "n", "status",
             "accuracy", "± std", "cross-entropy", "params", "non-zero params", "MACs",
             "train FLOPs", "latency ms", "dense train s", "fine-tune s", "peak MB"]
     repeats = pd.to_numeric(view["n"], errors="coerce").max() > 1

@@ -156,6 +156,22 @@ def test_accuracy_vs_macs_draws_each_model_in_its_own_panel_with_its_datasets_fr
     assert "per dataset" in " ".join(chart.title.subtitle)
 
 
+def test_the_best_point_and_its_ring_lie_inside_the_pareto_plot():
+    """The y axis ended at the best accuracy: the ringed best point sat on the top edge,
+    half outside the plot, and the front's last step ran off it."""
+    import math
+
+    summary = _summary()
+    for panel in charts.compare_pareto_panels(summary, pareto_by(summary)).panels:
+        _, items = drawn(panel)
+        top, bottom = _plot_box(items)
+        marks = [i for i in items if i["marktype"] == "symbol" and i["role"] == "mark"]
+        assert marks
+        for m in marks:  # a symbol's size is its area in px²
+            radius = math.sqrt(m.get("size", 0) / math.pi)
+            assert top <= m["ay"] - radius and m["ay"] + radius <= bottom, (m["ay"], radius)
+
+
 def test_compare_charts_name_models_datasets_types_and_criteria_not_their_ids():
     """Panels read 'cnn · fashion_mnist', columns 'neuron' and the legend 'l1' — the
     ids of the files. A supervisor reads names; the ids are left to the CSV."""

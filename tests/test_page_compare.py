@@ -230,8 +230,9 @@ def test_results_filters_belong_to_their_sweep_and_an_empty_one_says_so(sweeps_r
         assert execute(made[name])["state"] == "finished"
 
     def shown_batches(at) -> list[int]:
+        # headed as a person reads it, as the columns beside it are ("batch_size" was not)
         table = [df.value for df in at.dataframe if "accuracy" in df.value.columns][0]
-        return sorted(set(table["batch_size"].tolist()))
+        return sorted(set(table["batch size"].tolist()))
 
     at = open_page()
     widget(at.selectbox, "Sweep").set_value(str(made["alpha"].root)).run()
