@@ -120,7 +120,7 @@ RETENTION_LEGEND_LIMIT = 20
 # A row of a legend is 30 px high on a page (measured in Chromium), which fits a whole
 # chart, legend and title included, into the chart's height: a chart drawn there grows
 # by its legend's rows (`on_page`), or its plot is squeezed.
-LEGEND_ROW = 30
+PAGE_LEGEND_ROW = 30
 
 
 def retention_iteration_chart(table: RetentionTable, log_scale: bool = False,
@@ -153,7 +153,7 @@ def retention_iteration_chart(table: RetentionTable, log_scale: bool = False,
                      alt.Tooltip("% of layer kept:Q", format=".1f"),
                      alt.Tooltip("% of hidden neurons kept:Q", format=".2f")],
         )
-        .properties(width=WIDTH, height=HEIGHT + (rows - 1) * LEGEND_ROW if on_page
+        .properties(width=WIDTH, height=HEIGHT + (rows - 1) * PAGE_LEGEND_ROW if on_page
                     else HEIGHT)
     )
 
@@ -882,7 +882,7 @@ def compare_batch_charts(results: pd.DataFrame, on_page: bool = False
     """Effect of batch size on the dense baselines: (test accuracy, training time), one
     line per model · dataset, mean over seeds. Single views, so a page can stretch each
     to its column (side by side they were 599 px wide, cut off in an 800-px window).
-    `on_page`: as tall as the plot, its title, axis and legend (`LEGEND_ROW`): at the
+    `on_page`: as tall as the plot, its title, axis and legend (`PAGE_LEGEND_ROW`): at the
     PNG's height the page squeezed the plot to ~40 px and cut the title."""
     cols = ["model", "dataset", "batch_size", "seed", "dense_test_acc", "dense_train_seconds"]
     base = results[cols].drop_duplicates(["model", "dataset", "batch_size", "seed"])
@@ -909,7 +909,7 @@ def compare_batch_charts(results: pd.DataFrame, on_page: bool = False
         tooltip=tooltip)
     plot = HEIGHT - 60
     # title and x axis (~75 px), the legend's title and one row per line
-    height = plot + 75 + (1 + f["Model"].nunique()) * LEGEND_ROW if on_page else plot
+    height = plot + 75 + (1 + f["Model"].nunique()) * PAGE_LEGEND_ROW if on_page else plot
     return (acc.properties(width=WIDTH // 2 - 30, height=height),
             secs.properties(width=WIDTH // 2 - 30, height=height))
 
