@@ -565,9 +565,20 @@ def normalise(info: DatasetInfo, images_uint8: torch.Tensor | np.ndarray) -> tor
     return x.sub_(mean).div_(std)
 
 
+def training_samples(name: str, val_fraction: float = 0.1) -> int:
+    """How many samples the training split of `name` holds (the official training set
+    less the validation split), known without loading the data."""
+    n = get_info(name).samples[0]
+    return n - _val_count(n, val_fraction)
+
+
+def _val_count(n: int, val_fraction: float) -> int:
+    return int(round(n * val_fraction))
+
+
 def _split_indices(n: int, seed: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) indices of a seeded permutation; val takes round(n * fraction)."""
-    n_val = int(round(n * val_fraction))
+    n_val = _val_count(n, val_fraction)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
     return order[n_val:], order[:n_val]
 

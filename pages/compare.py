@@ -12,7 +12,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from explorer_core import charts, jobs
 from explorer_core.cache import default_cache_root
-from explorer_core.data import list_datasets
+from explorer_core.data import list_datasets, training_samples
 from explorer_core.errors import ExplorerError
 from explorer_core.estimate import estimate
 from explorer_core.labels import (NAMERS, criterion_name, dataset_name, model_name, named,
@@ -115,7 +115,20 @@ def _grid_facts(config: dict, cache_stamp: int) -> dict:
             "skipped": the_plan.skipped, "seconds": est.seconds, "per_group": est.groups,
             "to_train": est.baselines_to_train, "cached": est.baselines_cached,
             "criteria": {t: criteria_for(t, cfg.criteria) for t in cfg.types},
-            "ratios": [ratio_label(r) for r in cfg.ratios]}
+            "ratios": [ratio_label(r) for r in cfg.ratios],
+            "full_batch": _full_batches(cfg)}
+
+
+def _full_batches(cfg: SweepConfig) -> list[tuple[str, int, list[int]]]:
+    """(dataset, its training samples, the grid's batch sizes at least that many): each of
+    those trains on the whole split at once."""
+    out = []
+    for dataset in cfg.datasets:
+        n = training_samples(dataset, cfg.val_fraction)
+        big = [b for b in sorted(cfg.batch_sizes) if b >= n]
+        if big:
+            out.append((dataset, n, big))
+    return out
 
 
 def setup_form() -> None:
@@ -254,6 +267,13 @@ def _grid_summary(facts: dict) -> None:
     for model, kind, why in facts["skipped"]:
         st.caption(f"Not in the grid: {PRUNING_TYPES[kind].title} on "
                    f"{ARCH_TITLES.get(model, model)} — {why}.")
+    # three such batch sizes were three points of the batch-size chart, trained alike
+    for dataset, n, batches in facts["full_batch"]:
+        sizes = " and ".join(f"{b:,}" for b in batches)
+        st.caption(f"Full batch: {dataset_name(dataset)} has {n:,} training samples, so batch "
+                   f"size{'s' if len(batches) > 1 else ''} {sizes} "
+                   f"{'take' if len(batches) > 1 else 'takes'} the whole split at once"
+                   + (" and train alike." if len(batches) > 1 else "."))
 
 
 # ------------------------------------------------------------------ picking and watching
