@@ -143,6 +143,19 @@ def input_format(spec: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
                        info.name if info is not None else None, assumed)
 
 
+def check_recorded_inputs(spec: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    """`input_format`'s checks of a checkpoint's recorded normalisation and class names,
+    alone: for a caller that copies them into another checkpoint (`prune-once`) and reads
+    no image, so a model whose input is no image is not refused for that."""
+    _check_recorded(meta, int(spec["out"]) if isinstance(spec.get("out"), int) else None)
+    norm = meta.get("normalisation") or {}
+    if "mean" in norm and "std" in norm:
+        count = lambda v: len(v) if isinstance(v, (list, tuple)) else 1  # noqa: E731
+        channels = max(count(norm["mean"]), count(norm["std"]))
+        _check_normalisation(_channel_values(norm["mean"], channels, "mean"),
+                             _channel_values(norm["std"], channels, "std"))
+
+
 def _check_recorded(meta: Mapping[str, Any], classes: int | None) -> None:
     """Refuse a sidecar's normalisation or class names of the wrong form, as a zero std
     is refused: ignored, they were replaced by a guessed dataset's without a word (the

@@ -268,3 +268,15 @@ def test_the_pruned_checkpoint_records_its_share_of_the_dense_hidden_units(saved
     assert proc.returncode == 0, proc.stderr
     smaller = load_checkpoint(tmp_path / "smaller.safetensors")
     assert summary(smaller)["percent_kept"] == pytest.approx(100 * 6 / 48)
+
+
+def test_a_model_whose_input_is_no_image_is_still_pruned(tmp_path):
+    """Checking the recorded inputs must not ask for an image: an MLP of 50 inputs (no
+    square picture) with no dataset is pruned as before."""
+    torch.manual_seed(0)
+    spec = {"arch": "mlp", "in": 50, "out": 3, "hidden": [16], "activation": "relu"}
+    save_checkpoint(build_model(spec), spec, tmp_path / "tab", {})
+    proc = _run("--checkpoint", str(tmp_path / "tab.safetensors"), "--criterion", "l1",
+                "--ratio", "0.5", "--no-latency", "--out", str(tmp_path / "small"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert load_checkpoint(tmp_path / "small.safetensors").spec["hidden"] == [8]

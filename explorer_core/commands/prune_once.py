@@ -20,7 +20,7 @@ from ..criteria import CRITERIA, CriterionOptions, get_criterion
 from ..data import DATASETS, Split, load_dataset
 from ..errors import DatasetUnavailable, ExplorerError, raise_pending_interrupt
 from ..fileio import atomic_write_json
-from ..imaging import input_format
+from ..imaging import check_recorded_inputs
 from ..metrics import LatencyConfig, compare_costs
 from ..models import Spec, hidden_widths, input_shape
 from ..settings import check_seed
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     latency = None if args.no_latency else LatencyConfig(args.latency_batch, args.latency_repeats,
                                                          warmup=2).validate()
     ck = load_checkpoint(args.checkpoint)
-    input_format(ck.spec, ck.meta)  # its recorded inputs, which the output carries: checked
+    check_recorded_inputs(ck.spec, ck.meta)  # which the output carries
     data, dataset = None, None
     if criterion.needs_data:
         data, dataset = _calibration(args, ck.spec, ck.meta)
