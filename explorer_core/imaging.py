@@ -126,7 +126,7 @@ def input_format(spec: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
         raise ExplorerError(f"the model takes {channels}×{height}×{width} inputs, but "
                             f"{info.title} images are {'×'.join(map(str, info.input_shape))}")
     _check_recorded(meta, classes)
-    norm = meta.get("normalisation", {})
+    norm = meta.get("normalisation") or {}  # a null one: none recorded
     mean = _channel_values(norm.get("mean", info.mean if info else (0.5,) * channels),
                            channels, "mean")
     std = _channel_values(norm.get("std", info.std if info else (0.5,) * channels),
