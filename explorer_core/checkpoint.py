@@ -243,8 +243,9 @@ def _data_end(header: Any) -> int | None:
 def read_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file or a weights-only `.pth` state dict."""
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint not found: {p}")
+    if not p.is_file():  # a folder given was "not found", sending people to look for it
+        raise CheckpointError(f"{p} is a folder, not a checkpoint file" if p.is_dir()
+                              else f"checkpoint not found: {p}")
     if p.suffix == SUFFIX:
         return _read_safetensors(p)
     if p.suffix in (".pth", ".pt", ".bin"):

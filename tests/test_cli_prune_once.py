@@ -95,6 +95,24 @@ def test_bad_inputs_exit_2_with_one_line(saved_mlp, tmp_path, args, message, cap
     assert not (tmp_path / "x.safetensors").exists()
 
 
+def test_a_folder_as_checkpoint_and_an_empty_out_are_named_as_such(saved_mlp, tmp_path,
+                                                                      capsys, monkeypatch):
+    """A folder given as --checkpoint was "checkpoint not found"; --out '' wrote
+    dense-pruned.* into the working folder."""
+    ckpt, _ = saved_mlp
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "results"
+    folder.mkdir()
+    for args, message in ((["--checkpoint", str(folder), "--out", "x"],
+                           f"{folder} is a folder, not a checkpoint file"),
+                          (["--checkpoint", str(ckpt), "--out", ""], "--out is empty")):
+        assert main(["prune-once", *args, "--criterion", "l1", "--ratio", "0.5",
+                     "--no-latency"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], lines
+    assert not list(tmp_path.glob("*pruned*")) and not list(tmp_path.glob("x.*"))
+
+
 def test_data_criterion_with_unavailable_dataset(saved_mlp, tmp_path):
     ckpt, _ = saved_mlp
     proc = _run("--checkpoint", str(ckpt), "--criterion", "taylor", "--ratio", "0.5",

@@ -99,6 +99,8 @@ def out_stem(out: str, checkpoint: Path) -> Path:
     """The stem `--out` names. A folder — written with a trailing separator, or one that
     exists — gets the files inside, named after the checkpoint: `--out results/` wrote
     results.safetensors beside the folder (argparse's Path drops the slash)."""
+    if not out.strip():  # '' wrote <checkpoint>-pruned.* into the working folder
+        raise ExplorerError("--out is empty: name the checkpoint to write, or a folder")
     path = Path(out)
     if out.endswith(("/", os.sep)) or path.is_dir():
         return path / f"{_input_files(checkpoint)[0].with_suffix('').name}-pruned"
