@@ -269,11 +269,10 @@ def _grid_summary(facts: dict) -> None:
                    f"{ARCH_TITLES.get(model, model)} — {why}.")
     # three such batch sizes were three points of the batch-size chart, trained alike
     for dataset, n, batches in facts["full_batch"]:
-        sizes = " and ".join(f"{b:,}" for b in batches)
-        st.caption(f"Full batch: {dataset_name(dataset)} has {n:,} training samples, so batch "
-                   f"size{'s' if len(batches) > 1 else ''} {sizes} "
-                   f"{'take' if len(batches) > 1 else 'takes'} the whole split at once"
-                   + (" and train alike." if len(batches) > 1 else "."))
+        sizes, many = " and ".join(f"{b:,}" for b in batches), len(batches) > 1
+        st.caption(f"Full batch: {dataset_name(dataset)} has {n:,} training samples, so "
+                   + (f"batch sizes {sizes} take the whole split at once and train alike."
+                      if many else f"batch size {sizes} takes the whole split at once."))
 
 
 # ------------------------------------------------------------------ picking and watching
