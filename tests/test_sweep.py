@@ -926,8 +926,10 @@ def test_pareto_front_keeps_only_undominated_points():
     ({"batch_sizes": []}, "^pick at least one batch size$"),
     ({"types": ["neuron"], "models": ["slp"]}, "no cell to run"),
     ({"types": ["neuron"], "criteria": ["magnitude"]},
-     r"no cell to run \(none of the chosen criteria ranks the chosen pruning types; neuron "
-     r"takes .*l1"),
+     # said by name (the page's pickers show names), with the id sweep.json would hold
+     r"no cell to run \(none of the chosen criteria ranks the chosen pruning types; Neuron "
+     r"takes .*Interval adjoint, .*L1 norm of weights \(l1\)"),
+    ({"types": ["neuron"], "models": ["slp"]}, r"\(Neuron on SLP: "),
 ])
 def test_bad_settings_are_refused_before_a_folder_exists(roots, over, message):
     sweeps, _ = roots
