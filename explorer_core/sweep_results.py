@@ -838,8 +838,10 @@ def speedups(results: pd.DataFrame) -> pd.DataFrame:
 UNSTEADY_TIMING = 1.5
 
 # A masked model computes the dense model's shapes, so it runs at the dense speed: timed
-# further from 1× than this (either way), the CPU was busy while timing.
-MASK_SPEEDUP_TOLERANCE = 1.25
+# further from 1× than this (either way), the CPU was busy while timing. At 1.25 a masked
+# CNN's 1.21× stood unflagged under the note that masks are no speed-up. Measured on a
+# lightly shared 2-core machine (Digits MLP and CNN, five sweeps): 0.98-1.11×.
+MASK_SPEEDUP_TOLERANCE = 1.15
 
 
 def mask_timing_departures(results: pd.DataFrame) -> pd.DataFrame:

@@ -1264,11 +1264,13 @@ def test_a_masked_model_timed_far_from_the_dense_speed_is_flagged():
     rows = pd.DataFrame([row(0, "weight", 0.5, 0.496, 0.176),       # 2.82×: busy CPU
                          row(1, "unstructured", 0.5, 0.40, 0.38),   # 1.05×: as it should
                          row(2, "unstructured", 0.9, 0.40, 0.60),   # 0.67×: too slow
-                         row(3, "neuron", 0.5, 0.40, 0.10)])        # a real speed-up
+                         row(3, "neuron", 0.5, 0.40, 0.10),         # a real speed-up
+                         # 1.21×: one architecture timed a fifth faster than itself
+                         row(4, "weight", 0.9, 0.484, 0.40)])
     off = mask_timing_departures(rows)
     assert [(r.type, r.ratio) for r in off.itertuples()] == [("unstructured", 0.9),
-                                                             ("weight", 0.5)]
-    assert off["speedup"].round(2).tolist() == [0.67, 2.82]
+                                                             ("weight", 0.5), ("weight", 0.9)]
+    assert off["speedup"].round(2).tolist() == [0.67, 2.82, 1.21]
 
 
 # ------------------------------------------------------------------ hand-edited sweeps
