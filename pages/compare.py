@@ -160,9 +160,12 @@ def setup_form() -> None:
             "Pruning types", list(PRUNING_TYPES), default=["neuron", "weight"], wrap=True,
             format_func=type_name,
             help="  \n".join(f"**{k.title}**: {k.description}" for k in PRUNING_TYPES.values()))
-        crits = c2.multiselect(
-            "Criteria", list(ALL_CRITERIA), default=["interval_adjoint", "l1", "random", "magnitude"],
-            format_func=criterion_name, wrap=True,
+        # every criterion in sight, chosen or not: in a multiselect, eight chosen chips
+        # scrolled inside a box of four rows, and the first four were out of sight
+        crits = c2.pills(
+            "Criteria", list(ALL_CRITERIA), selection_mode="multi",
+            default=["interval_adjoint", "l1", "random", "magnitude"],
+            format_func=criterion_name,
             help="Mask types rank weights by magnitude or at random; neuron and structured "
                  "pruning rank units by any criterion.  \n"
                  + ", ".join(criterion_title(c) for c in ALL_CRITERIA) + ".")

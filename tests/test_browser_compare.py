@@ -16,6 +16,8 @@ import pytest
 from playwright.sync_api import expect
 
 from explorer_core import jobs
+from explorer_core.labels import criterion_name
+from explorer_core.pruning_types import ALL_CRITERIA
 from explorer_core.rundir import list_sweeps
 
 from browser import (ROOT, RUN_TIMEOUT_MS, chart_marks, choose_in_multiselect, choose_option,
@@ -54,8 +56,8 @@ def test_every_chosen_option_of_the_form_stays_in_sight(app_page, streamlit_serv
     for option in ("Unstructured", "Structured"):
         choose_in_multiselect(page, "Pruning types", option)
     chips = {label: multiselect_chips(page, label)
-             for label in ("Models", "Datasets", "Batch sizes", "Pruning types", "Criteria")}
-    assert len(chips["Pruning types"]) == 4 and len(chips["Criteria"]) == 4, chips
+             for label in ("Models", "Datasets", "Batch sizes", "Pruning types")}
+    assert len(chips["Pruning types"]) == 4, chips
     hidden = {label: [c["text"] for c in found if not c["visible"]]
               for label, found in chips.items()}
     assert hidden == {label: [] for label in chips}
@@ -64,6 +66,21 @@ def test_every_chosen_option_of_the_form_stays_in_sight(app_page, streamlit_serv
     shortened = {label: [c["text"] for c in found if c["shortened"]]
                  for label, found in chips.items()}
     assert shortened == {label: [] for label in chips}
+    # every criterion, chosen or not, in sight: as chips of a multiselect, eight chosen
+    # scrolled inside a box of four rows and the first four were out of sight
+    for name in ("Contribution", "k-means clusters", "First-order Taylor", "L2 norm of weights"):
+        with rerun_after(page):
+            page.get_by_role("button", name=name, exact=True).click()
+    pills = page.locator('[data-testid="stButtonGroup"]').filter(
+        has=page.get_by_role("button", name="First-order Taylor", exact=True)).first
+    shown = [b for b in pills.get_by_role("button").all()
+             if b.is_visible() and b.get_attribute("aria-label") != "Help for Criteria"]
+    assert sorted(b.inner_text() for b in shown) == sorted(
+        criterion_name(c) for c in ALL_CRITERIA)
+    box = pills.bounding_box()
+    for b in shown:  # none clipped by a scrolling box
+        r = b.bounding_box()
+        assert box["y"] <= r["y"] and r["y"] + r["height"] <= box["y"] + box["height"] + 1
 
 
 def test_enter_on_a_typed_batch_size_adds_that_number_not_the_presets_it_is_in(

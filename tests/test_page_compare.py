@@ -178,7 +178,7 @@ def test_start_runs_in_the_background_and_shows_results(sweeps_root):
     at = open_page()
     widget(at.text_input, "Ratios (% removed)").set_value("0, 50")
     widget(at.number_input, "Dense epochs").set_value(2)
-    widget(at.multiselect, "Criteria").set_value(["l1", "magnitude"])
+    widget(at.button_group, "Criteria").set_value(["l1", "magnitude"])
     at.text_input(key="new_sweep_name").set_value("apptest-sweep").run()
     assert "4 cells" in infos(at)
     widget(at.button, "Start sweep").click().run()
@@ -239,8 +239,7 @@ def test_results_filters_belong_to_their_sweep_and_an_empty_one_says_so(sweeps_r
     assert widget(at.multiselect, "Show batch sizes").value == [32, 64]
     # every multiselect, form and filters, wraps its chips (see test_browser_compare)
     assert {m.label: m.proto.wrap for m in at.multiselect} == dict.fromkeys(
-        ["Models", "Datasets", "Batch sizes", "Pruning types", "Criteria", "Show batch sizes"],
-        True)
+        ["Models", "Datasets", "Batch sizes", "Pruning types", "Show batch sizes"], True)
     # the form starts no latency batch the core refuses (it allowed 100 000 > 65 536), and
     # says so: with widget bounds the browser only kept the previous number, silently
     widget(at.number_input, "Latency batch").set_value(MAX_LATENCY_BATCH + 1).run()
