@@ -760,7 +760,8 @@ def compare_ratio_chart(summary: pd.DataFrame, note: str | None = None) -> alt.F
             .properties(width=_panel_width(columns), height=RATIO_HEIGHT)
             .facet(facet=alt.Facet("Facet:N", title=None, sort=order), columns=columns,
                    title=alt.TitleParams(RATIO_TITLE,
-                                         subtitle=_wrapped(note, 60) if note else [])))
+                                         subtitle=_wrapped(note, 60) if note else []))
+            .resolve_axis(x="independent"))
 
 
 def compare_ratio_panels(summary: pd.DataFrame, note: str | None = None) -> Panels:
@@ -865,7 +866,8 @@ def compare_pareto_chart(summary: pd.DataFrame, front: pd.Series) -> alt.FacetCh
     return (_pareto_layers(f, data, legend=True)
             .properties(width=_panel_width(columns), height=PARETO_HEIGHT)
             .facet(facet=alt.Facet("Panel:N", title=None, sort=panels), columns=columns,
-                   title=alt.TitleParams(PARETO_TITLE, subtitle=PARETO_SUBTITLE)))
+                   title=alt.TitleParams(PARETO_TITLE, subtitle=PARETO_SUBTITLE))
+            .resolve_axis(x="independent"))
 
 
 def compare_pareto_panels(summary: pd.DataFrame, front: pd.Series) -> Panels:

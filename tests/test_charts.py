@@ -363,3 +363,25 @@ def test_compare_panels_are_one_view_each_with_shared_scales_and_one_legend(kind
             for k, e in layer["encoding"].items() if k in encodings} == domains[0]
     # titles and texts read by name, as on the faceted chart
     assert any("Fashion-MNIST" in p.description for p in panels.panels)
+
+
+def test_a_wrapped_facet_draws_every_x_axis_under_its_own_panel():
+    """Three panels two a row: the PNG drew the top-right panel without x labels and a
+    bare x axis under the empty fourth slot (a wrapped facet's shared footer axes)."""
+    summary = _summary()
+    three = summary[~((summary["model"] == "cnn") & (summary["dataset"] == "fashion_mnist"))
+                    & (summary["batch_size"] == 64)]
+    ratio = charts.compare_ratio_chart(three[three["type"] == "neuron"])  # 3 panels
+    digits = summary[(summary["dataset"] == "digits") & (summary["batch_size"] == 64)]
+    models = pd.concat([digits, digits[digits["model"] == "mlp"].assign(model="slp")],
+                       ignore_index=True)
+    pareto = charts.compare_pareto_chart(models, pareto_by(models))  # 3 panels, 2 a row
+    for chart, title in ((ratio, "Pruned (%)"), (pareto, "MACs per sample (log)")):
+        _, items = drawn(chart)
+        frames = [i for i in items if i["marktype"] == "group" and i["name"] == "cell"]
+        assert len(frames) == 3, len(frames)
+        titles = [i for i in items if i.get("role") == "axis-title" and i.get("text") == title]
+        assert len(titles) == len(frames), [(t["ax"], t["ay"]) for t in titles]
+        for t in titles:  # each under a panel, within 60 px of its bottom edge
+            assert any(f["ax"] <= t["ax"] <= f["ax"] + f["width"]
+                       and 0 < t["ay"] - (f["ay"] + f["height"]) < 60 for f in frames), t
