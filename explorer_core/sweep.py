@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -290,12 +290,18 @@ class Cell:
         return (f"{self.model}-{self.dataset}-b{self.batch_size}-s{self.seed}-{self.type}-"
                 f"{self.criterion}-r{ratio_label(self.ratio)}")
 
-    def describe(self) -> str:
+    def describe(self, omit: Collection[str] = ()) -> str:
         """'CNN · Fashion-MNIST · batch 64 · seed 0 · Neuron · Random · 50 %' (the cell id
-        says it in ids, for files)."""
-        return (f"{model_name(self.model)} · {dataset_name(self.dataset)} · batch "
-                f"{self.batch_size} · seed {self.seed} · {type_name(self.type)} · "
-                f"{criterion_name(self.criterion)} · {self.ratio * 100:g} %")
+        says it in ids, for files). `omit`: fields (dataset, batch_size, seed) left out
+        where every cell in sight shares them — whole, a name with its accuracy was cut
+        off in an 800-px window's picker."""
+        parts = [model_name(self.model),
+                 None if "dataset" in omit else dataset_name(self.dataset),
+                 None if "batch_size" in omit else f"batch {self.batch_size}",
+                 None if "seed" in omit else f"seed {self.seed}",
+                 type_name(self.type), criterion_name(self.criterion),
+                 f"{self.ratio * 100:g} %"]
+        return " · ".join(p for p in parts if p is not None)
 
 
 @dataclass

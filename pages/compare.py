@@ -449,6 +449,8 @@ def _speed_note(results: pd.DataFrame) -> None:
         "cells": speed["cells"]})
     if speed["dataset"].nunique() < 2:
         view = view.drop(columns="dataset")
+    if timed and (speed["timings"] <= 1).all():  # a column of "—" and one of 1s: in an
+        view = view.drop(columns=["range", "timings"])  # 800-px window the table scrolled
     if not timed:  # latency timing was off: no column of blanks
         view = view.drop(columns=["speed vs dense", "range", "timings"])
         st.caption("Latency was not timed in this sweep: MACs and non-zero parameters only.")
@@ -553,7 +555,8 @@ def _inspect_handover(paths: SweepPaths, results: pd.DataFrame) -> None:
     names them (a raw cell id was cut off before its ratio in the box)."""
     saved = {p.stem for p in paths.checkpoints_dir.glob("*.safetensors")} \
         if paths.checkpoints_dir.is_dir() else set()
-    labels = {row.cell_id: _cell_label(row) for row in results.itertuples()
+    shared = [c for c in ("dataset", "batch_size", "seed") if results[c].nunique() == 1]
+    labels = {row.cell_id: _cell_label(row, shared) for row in results.itertuples()
               if row.cell_id in saved}
     if not labels:
         return
@@ -569,12 +572,13 @@ def _inspect_handover(paths: SweepPaths, results: pd.DataFrame) -> None:
         st.switch_page("pages/inspect.py")
 
 
-def _cell_label(row) -> str:
-    """'MLP · digits · batch 64 · seed 0 · neuron · l1 · 50 % — 91.23 %'."""
+def _cell_label(row, shared: list[str]) -> str:
+    """'MLP · batch 64 · Neuron · L1 norm of weights · 50 % — 91.23 % accuracy', without
+    the parts every cell of the sweep shares (`shared`)."""
     cell = Cell(row.model, row.dataset, int(row.batch_size), int(row.seed), row.type,
                 row.criterion, float(row.ratio))
     acc = pd.to_numeric(row.test_acc, errors="coerce")
-    return cell.describe() + (f" — {acc:.2f} % test accuracy" if pd.notna(acc) else "")
+    return cell.describe(shared) + (f" — {acc:.2f} % accuracy" if pd.notna(acc) else "")
 
 
 setup_form()
