@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from .errors import ExplorerError, interrupted
 from .fileio import JSON_ERRORS
@@ -151,6 +151,26 @@ def refuse_settings_beside_resume(args: argparse.Namespace) -> None:
     if given:
         raise ExplorerError(f"--resume continues a run with its saved settings; drop "
                             f"--{given[0].replace('_', '-')}")
+
+
+def add_overwrite_flag(p: argparse.ArgumentParser, files: str) -> None:
+    """`--overwrite` for a one-shot command whose results (`files`) keep fixed names in
+    the folder it is given (`refuse_existing` reads it)."""
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace {files} of an earlier run with the same --out (without it, "
+                        f"existing files are refused)")
+
+
+def refuse_existing(paths: Iterable[Path], overwrite: bool) -> list[Path]:
+    """The `paths` that already exist, for a command allowed to replace them; without
+    `--overwrite` the first of them is refused. A one-shot command silently replaced an
+    earlier result of the same name (a pruned checkpoint made at another ratio), or left
+    files of it beside its own that no longer matched them."""
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise ExplorerError(f"{existing[0]} already exists (an earlier result); add "
+                            f"--overwrite to replace it, or pick another --out")
+    return existing
 
 
 class _Parser(argparse.ArgumentParser):
