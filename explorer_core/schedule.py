@@ -50,6 +50,16 @@ SCHEDULES: dict[str, KeepFraction] = {
 USES_Q = frozenset({"geometric"})
 
 
+def refuse_unused_q(kind: Any, what: str = "--q") -> None:
+    """Refuse a q given (`what` names it) for a schedule that never reads it: `--q 0.5
+    --kind linear` wrote the linear table as if q had not been typed. Any other kind (a
+    config file's typo, a number) is left to `ScheduleConfig.validate`, which names the
+    choices."""
+    if isinstance(kind, str) and kind in SCHEDULES and kind not in USES_Q:
+        raise ExplorerError(f"{what} sets the geometric schedule's keep factor; the {kind} "
+                            f"schedule ramps to 1 neuron without it: drop {what}")
+
+
 @dataclass(frozen=True)
 class ScheduleConfig:
     widths: tuple[int, ...] = (256, 64)

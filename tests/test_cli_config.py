@@ -207,3 +207,29 @@ def test_an_unforeseen_error_keeps_its_trace_in_the_runs_log_not_on_the_terminal
         + captured.err
     text = log.read_text()
     assert "Traceback (most recent call last)" in text and "an allocator said no" in text
+
+
+@pytest.mark.parametrize("where", ["flag", "file"])
+def test_q_beside_a_ramp_schedule_is_refused(tmp_path, capsys, where):
+    """`prune --q 0.5 --kind linear` (or --q over a file's linear schedule) ran the
+    linear ramp, which never reads q, as if --q had not been typed."""
+    root = tmp_path / "runs"
+    kind = ["--kind", "linear"] if where == "flag" else []
+    config = {"schedule": {"kind": "linear"}} if where == "file" else {}
+    code = cli.main(["prune", "--config", _config(tmp_path, config), "--q", "0.5", *kind,
+                     "--runs-root", str(root), "--quiet"])
+    assert code == 2 and _one_line(capsys) == (
+        "error: --q sets the geometric schedule's keep factor; the linear schedule ramps to "
+        "1 neuron without it: drop --q")
+    assert not root.exists()
+
+
+def test_a_ramp_schedule_from_a_file_keeps_its_recorded_q(tmp_path):
+    """A run folder's config.json records q for every rule schedule (the defaults are
+    merged in): a linear one copied as --config is not refused for it."""
+    from explorer_core.commands.prune import _config_from
+
+    schedule = {"q": 0.8, "iterations": 5, "kind": "linear"}
+    args = cli.build_parser().parse_args(
+        ["prune", "--config", _config(tmp_path, {"schedule": schedule}), "--iterations", "4"])
+    assert _config_from(args).schedule == {**schedule, "iterations": 4}

@@ -206,3 +206,20 @@ def test_an_earlier_plot_alone_is_refused_too(tmp_path, capsys):
     code, _, err = run_main(["--widths", "8", "--no-plots", "--out", str(tmp_path)], capsys)
     assert code == 2 and "pruneNodesIteration.png already exists" in err
     assert not (tmp_path / "retain.txt").exists()
+
+
+@pytest.mark.parametrize("kind", ["linear", "cubic"])
+def test_q_beside_a_ramp_is_refused(tmp_path, capsys, kind):
+    """The ramps never read q: `--q 0.5 --kind linear` wrote the linear table as if q had
+    not been typed. Without --q, a ramp runs as before; q still works for geometric."""
+    code, out, err = run_main(["--widths", "8", "--q", "0.5", "--kind", kind, "--no-plots",
+                               "--out", str(tmp_path)], capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"error: --q sets the geometric schedule's keep factor; the {kind} "
+                   "schedule ramps to 1 neuron without it: drop --q\n")
+    assert not (tmp_path / "retain.txt").exists()
+    assert run_main(["--widths", "8", "--kind", kind, "--no-plots", "--out",
+                     str(tmp_path / "ramp")], capsys)[0] == 0
+    assert run_main(["--widths", "8", "--q", "0.5", "--no-plots", "--out",
+                     str(tmp_path / "geo")], capsys)[0] == 0
+    assert (tmp_path / "geo" / "retain.txt").read_text().splitlines()[2] == "1 4 50"

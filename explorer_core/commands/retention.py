@@ -8,8 +8,8 @@ from pathlib import Path
 from ..cli import add_overwrite_flag, command, refuse_existing
 from ..errors import ExplorerError, raise_pending_interrupt
 from ..fileio import JSON_ERRORS
-from ..schedule import (SCHEDULES, ScheduleConfig, retention_table, widths_from_spec,
-                        write_retain)
+from ..schedule import (SCHEDULES, ScheduleConfig, refuse_unused_q, retention_table,
+                        widths_from_spec, write_retain)
 
 DEFAULT_WIDTHS = (256, 64)
 
@@ -22,8 +22,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", type=Path, metavar="JSON",
                    help="read the widths from a model spec or a checkpoint's .json sidecar "
                         "instead of --widths (JSON only, weights are never opened)")
-    p.add_argument("--q", type=float, default=0.8,
-                   help="geometric keep factor per iteration, 0 < q < 1 (default: 0.8)")
+    p.add_argument("--q", type=float,
+                   help=f"geometric keep factor per iteration, 0 < q < 1 (default: "
+                        f"{ScheduleConfig.q}); refused with linear and cubic, which do not use it")
     p.add_argument("--iterations", type=int, default=31,
                    help="rows of the table, the dense row 0 included, as the thesis counts them (default: 31)")
     p.add_argument("--kind", choices=sorted(SCHEDULES), default="geometric",
@@ -60,7 +61,10 @@ def _widths(args: argparse.Namespace) -> tuple[int, ...]:
 
 def run(args: argparse.Namespace) -> int:
     widths = _widths(args)
-    cfg = ScheduleConfig(widths, args.q, args.iterations, args.kind).validate()
+    if args.q is not None:
+        refuse_unused_q(args.kind)
+    q = ScheduleConfig.q if args.q is None else args.q
+    cfg = ScheduleConfig(widths, q, args.iterations, args.kind).validate()
     table = retention_table(cfg)
     # imported before any file is written (altair: 0.3 s), with --no-plots for the names
     from ..charts import DISTRIBUTION_PNG, ITERATION_PNG, save_retention_pngs
