@@ -233,3 +233,18 @@ def test_a_ramp_schedule_from_a_file_keeps_its_recorded_q(tmp_path):
     args = cli.build_parser().parse_args(
         ["prune", "--config", _config(tmp_path, {"schedule": schedule}), "--iterations", "4"])
     assert _config_from(args).schedule == {**schedule, "iterations": 4}
+
+
+def test_a_retain_txt_with_a_repeated_iteration_is_refused(tmp_path, capsys):
+    """`prune --retain` ran one iteration per row whatever the Iteration column said:
+    `0, 1, 1` (a row pasted twice) ran iterations 0, 1 and 2."""
+    table = tmp_path / "retain.txt"
+    table.write_text("Iteration h1NodesRetained h2NodesRetained perNodesRetained\n"
+                     "0 8 4 100\n1 4 2 50\n1 2 1 25\n")
+    root = tmp_path / "runs"
+    code = cli.main(["prune", "--retain", str(table), "--dataset", "digits",
+                     "--runs-root", str(root), "--quiet"])
+    assert code == 2 and _one_line(capsys) == (
+        f"error: {table}, row 3: iteration 1 repeats row 2's; each row is one iteration: "
+        "renumber or remove it")
+    assert not root.exists()
