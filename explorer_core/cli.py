@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from .errors import ExplorerError, interrupted
 from .fileio import JSON_ERRORS
@@ -106,6 +106,21 @@ def read_json_config(path: Path) -> dict:
     if not isinstance(base, dict):
         raise ExplorerError(f"{path} must hold a JSON object")
     return base
+
+
+def say_ignored_keys(base: Mapping[str, Any], cls: type, config: Path | None) -> None:
+    """Name on stderr the keys of a `--config` file that `cls.from_dict(base)` accepted
+    without them setting anything: what a run folder's config.json records beside its
+    settings (spec, versions, created). Such a file is meant to be reusable as a config,
+    so they are not refused; but they were dropped silently, and an edited "spec" there
+    looked like it chose the model. Call it once `from_dict` has accepted `base` (any
+    other unknown key was refused there)."""
+    from .settings import field_types
+
+    ignored = sorted(str(k) for k in base if k not in field_types(cls))
+    if config is not None and ignored:
+        print(f"note: ignored {', '.join(ignored)} in {config.name}: a run folder records "
+              f"them beside its settings; they set nothing here", file=sys.stderr)
 
 
 def launched_by_page() -> bool:

@@ -248,3 +248,35 @@ def test_a_retain_txt_with_a_repeated_iteration_is_refused(tmp_path, capsys):
         f"error: {table}, row 3: iteration 1 repeats row 2's; each row is one iteration: "
         "renumber or remove it")
     assert not root.exists()
+
+
+def test_a_run_folders_config_json_as_config_names_what_it_ignores(tmp_path, capsys):
+    """A run folder's config.json, reused as --config (a documented use), carries spec,
+    versions and created beside its settings: they were dropped without a word, and an
+    edited "spec" there looked like it chose the model."""
+    from explorer_core.commands.prune import _config_from
+    from explorer_core.experiment import RunConfig, create_run
+
+    made = create_run(RunConfig(name="first", hidden=[8, 4]), tmp_path / "runs")
+    args = cli.build_parser().parse_args(["prune", "--config", str(made.config)])
+    assert _config_from(args).hidden == [8, 4]
+    assert _one_line(capsys) == ("note: ignored created, spec, versions in config.json: a run "
+                                 "folder records them beside its settings; they set nothing "
+                                 "here")
+
+
+@pytest.mark.parametrize("command, recorded", [("prune", {"spec": {"arch": "mlp"}}),
+                                               ("compare", {"versions": {}}),
+                                               ("train-time", {"created": 1.0, "spec": {}})])
+def test_every_command_names_the_recorded_keys_it_ignores_and_only_those(tmp_path, capsys,
+                                                                         command, recorded):
+    from importlib import import_module
+
+    module = import_module(f"explorer_core.commands.{command.replace('-', '_')}")
+    for extra, said in (({}, ""), (recorded, ", ".join(sorted(recorded)))):
+        args = cli.build_parser().parse_args(
+            [command, "--config", _config(tmp_path, {"name": "x", "lr": 0.01, **extra})])
+        module._config_from(args)
+        err = capsys.readouterr().err
+        assert err == (f"note: ignored {said} in cfg.json: a run folder records them beside "
+                       f"its settings; they set nothing here\n" if said else "")

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..cli import (EpochBar, LogPace, command, default_name, read_json_config,
-                   refuse_settings_beside_resume, saved_settings)
+                   refuse_settings_beside_resume, saved_settings, say_ignored_keys)
 from ..errors import ExplorerError, raise_pending_interrupt
 from ..rundir import RunPaths
 from ..schedule import refuse_unused_q
@@ -128,9 +128,11 @@ def _config_from(args: argparse.Namespace):
     if base.get("name") is None:  # absent or null: no name given
         base["name"] = default_name("run")
     try:
-        return RunConfig.from_dict(base)
+        cfg = RunConfig.from_dict(base)
     except TypeError as exc:
         raise ExplorerError(f"bad run setting: {exc}") from None
+    say_ignored_keys(base, RunConfig, args.config)
+    return cfg
 
 
 def _say_replaced(base: dict, hidden: list[int], schedule: dict, table: Path) -> None:
