@@ -280,3 +280,17 @@ def test_every_command_names_the_recorded_keys_it_ignores_and_only_those(tmp_pat
         err = capsys.readouterr().err
         assert err == (f"note: ignored {said} in cfg.json: a run folder records them beside "
                        f"its settings; they set nothing here\n" if said else "")
+
+
+@pytest.mark.parametrize("command", ["prune", "compare", "train-time"])
+def test_a_validation_fraction_leaving_almost_no_training_split_is_one_line(tmp_path, capsys,
+                                                                            command):
+    """`"val_fraction": 0.999` trained on one Digits sample without a warning."""
+    root = tmp_path / "runs"
+    where = "--sweeps-root" if command == "compare" else "--runs-root"
+    code = cli.main([command, "--config", _config(tmp_path, {"val_fraction": 0.999}),
+                     where, str(root), "--quiet"])
+    assert code == 2 and _one_line(capsys) == (
+        "error: validation fraction 0.999 leaves 1 of the 1,438 training samples of digits "
+        "to train on; at least 100 (10 per class) are needed: lower the fraction")
+    assert not root.exists()
