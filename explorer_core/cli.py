@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from .errors import ExplorerError, interrupted
 from .fileio import JSON_ERRORS
@@ -108,6 +108,21 @@ def read_json_config(path: Path) -> dict:
     return base
 
 
+def say_ignored_keys(base: Mapping[str, Any], cls: type, config: Path | None) -> None:
+    """Name on stderr the keys of a `--config` file that `cls.from_dict(base)` accepted
+    without them setting anything: what a run folder's config.json records beside its
+    settings (spec, versions, created). Such a file is meant to be reusable as a config,
+    so they are not refused; but they were dropped silently, and an edited "spec" there
+    looked like it chose the model. Call it once `from_dict` has accepted `base` (any
+    other unknown key was refused there)."""
+    from .settings import field_types
+
+    ignored = sorted(str(k) for k in base if k not in field_types(cls))
+    if config is not None and ignored:
+        print(f"note: ignored {', '.join(ignored)} in {config.name}: a run folder records "
+              f"them beside its settings; they set nothing here", file=sys.stderr)
+
+
 def launched_by_page() -> bool:
     """True in a worker `jobs.launch` started (it sets `jobs.LAUNCHED_AT_ENV`): a process
     with no terminal, whose only way to tell the page anything is the run's files."""
@@ -151,6 +166,26 @@ def refuse_settings_beside_resume(args: argparse.Namespace) -> None:
     if given:
         raise ExplorerError(f"--resume continues a run with its saved settings; drop "
                             f"--{given[0].replace('_', '-')}")
+
+
+def add_overwrite_flag(p: argparse.ArgumentParser, files: str) -> None:
+    """`--overwrite` for a one-shot command whose results (`files`) keep fixed names in
+    the folder it is given (`refuse_existing` reads it)."""
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace {files} of an earlier run with the same --out (without it, "
+                        f"existing files are refused)")
+
+
+def refuse_existing(paths: Iterable[Path], overwrite: bool) -> list[Path]:
+    """The `paths` that already exist, for a command allowed to replace them; without
+    `--overwrite` the first of them is refused. A one-shot command silently replaced an
+    earlier result of the same name (a pruned checkpoint made at another ratio), or left
+    files of it beside its own that no longer matched them."""
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise ExplorerError(f"{existing[0]} already exists (an earlier result); add "
+                            f"--overwrite to replace it, or pick another --out")
+    return existing
 
 
 class _Parser(argparse.ArgumentParser):

@@ -602,12 +602,27 @@ def _load_cached(name: str, root: str, seed: int, val_fraction: float) -> Datase
     return Dataset(info, splits[0], splits[1], test, seed, val_fraction)
 
 
-def check_val_fraction(value: Any) -> float:
+# The fewest training samples per class a validation fraction may leave (of the official
+# training set): 0.999 of Digits left 1 sample to train on, and the run went ahead
+# without a word, its "dense model" a guess.
+MIN_TRAIN_PER_CLASS = 10
+
+
+def check_val_fraction(value: Any, dataset: str | None = None) -> float:
     """The share of the training set held out for validation, checked where a run is
     created (every kind of run saves it) as well as where the data is split: an
-    iterative run with 5 made its folder and then failed."""
+    iterative run with 5 made its folder and then failed. With `dataset`, the training
+    split left must hold `MIN_TRAIN_PER_CLASS` samples per class of it."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ExplorerError(f"validation fraction must be in [0, 1), got {value!r}")
+    if dataset is not None:
+        info = get_info(dataset)
+        left, need = training_samples(dataset, value), MIN_TRAIN_PER_CLASS * info.num_classes
+        if left < need:
+            raise ExplorerError(f"validation fraction {value:g} leaves {left:,} of the "
+                                f"{info.samples[0]:,} training samples of {dataset} to train "
+                                f"on; at least {need:,} ({MIN_TRAIN_PER_CLASS} per class) "
+                                f"are needed: lower the fraction")
     return float(value)
 
 
@@ -621,7 +636,7 @@ def load_dataset(name: str = "digits", root: Path | str | None = None, seed: int
     info = get_info(name)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ExplorerError(f"seed must be a whole number, got {seed!r}")
-    check_val_fraction(val_fraction)
+    check_val_fraction(val_fraction, name)
     resolved = "" if not info.files else str(Path(root) if root else default_data_root())
     return _load_cached(name, resolved, int(seed), float(val_fraction))
 

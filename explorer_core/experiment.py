@@ -96,7 +96,7 @@ class RunConfig:
         below assume them (a list as the dataset name failed a dict lookup)."""
         check_fields(self, "run")
         validate_spec(model_spec(self, get_info(self.dataset)))  # its activation, widths
-        check_val_fraction(self.val_fraction)
+        check_val_fraction(self.val_fraction, self.dataset)
         if self.criterion not in CRITERIA:
             raise ExplorerError(f"unknown criterion {self.criterion!r}; choose one of "
                                 f"{', '.join(CRITERIA)}")

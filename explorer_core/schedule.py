@@ -50,6 +50,16 @@ SCHEDULES: dict[str, KeepFraction] = {
 USES_Q = frozenset({"geometric"})
 
 
+def refuse_unused_q(kind: Any, what: str = "--q") -> None:
+    """Refuse a q given (`what` names it) for a schedule that never reads it: `--q 0.5
+    --kind linear` wrote the linear table as if q had not been typed. Any other kind (a
+    config file's typo, a number) is left to `ScheduleConfig.validate`, which names the
+    choices."""
+    if isinstance(kind, str) and kind in SCHEDULES and kind not in USES_Q:
+        raise ExplorerError(f"{what} sets the geometric schedule's keep factor; the {kind} "
+                            f"schedule ramps to 1 neuron without it: drop {what}")
+
+
 @dataclass(frozen=True)
 class ScheduleConfig:
     widths: tuple[int, ...] = (256, 64)
@@ -180,6 +190,7 @@ def parse_retain(text: str, source: str = "retain.txt") -> RetentionTable:
     if any(len(r) != len(columns) for r in rows):
         raise ExplorerError(f"{source}: every row needs {len(columns)} values, one per column "
                             f"of its header")
+    _refuse_repeated_iterations(columns, rows, source)
     widths = []
     for n, r in enumerate(rows, start=1):
         values = [r[i] for i in layer_cols]
@@ -188,6 +199,23 @@ def parse_retain(text: str, source: str = "retain.txt") -> RetentionTable:
             raise ExplorerError(f"{source}, row {n}: {bad:g} is not a whole number of neurons")
         widths.append([int(v) for v in values])
     return table_from_rows(widths, source)
+
+
+def _refuse_repeated_iterations(columns: list[str], rows: list[list[float]],
+                                source: str) -> None:
+    """Refuse an Iteration column that numbers two rows alike: the loop runs one
+    iteration per row and numbers them itself, so `0, 1, 1, 2` (a row pasted twice, or
+    an edit half done) ran four iterations where the table said three. A gap (a row
+    deleted by hand) is still accepted: the rows are run in order, as before."""
+    if "Iteration" not in columns:
+        return
+    col = columns.index("Iteration")
+    first: dict[float, int] = {}
+    for n, row in enumerate(rows, start=1):
+        if first.setdefault(row[col], n) != n:
+            raise ExplorerError(f"{source}, row {n}: iteration {row[col]:g} repeats row "
+                                f"{first[row[col]]}'s; each row is one iteration: renumber "
+                                f"or remove it")
 
 
 def table_from_rows(rows: list, source: str = "the schedule") -> RetentionTable:

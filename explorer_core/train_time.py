@@ -217,7 +217,7 @@ class TrainTimeConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise ExplorerError(f"seeds must be distinct, got {self.seeds!r}")
         _whole(self.calibration_samples, "calibration samples", 1)
-        check_val_fraction(self.val_fraction)
+        check_val_fraction(self.val_fraction, self.dataset)
         check_fields(self, "train-time")
         self.train_config(self.seeds[0]).validate()
         return self

@@ -207,3 +207,90 @@ def test_an_unforeseen_error_keeps_its_trace_in_the_runs_log_not_on_the_terminal
         + captured.err
     text = log.read_text()
     assert "Traceback (most recent call last)" in text and "an allocator said no" in text
+
+
+@pytest.mark.parametrize("where", ["flag", "file"])
+def test_q_beside_a_ramp_schedule_is_refused(tmp_path, capsys, where):
+    """`prune --q 0.5 --kind linear` (or --q over a file's linear schedule) ran the
+    linear ramp, which never reads q, as if --q had not been typed."""
+    root = tmp_path / "runs"
+    kind = ["--kind", "linear"] if where == "flag" else []
+    config = {"schedule": {"kind": "linear"}} if where == "file" else {}
+    code = cli.main(["prune", "--config", _config(tmp_path, config), "--q", "0.5", *kind,
+                     "--runs-root", str(root), "--quiet"])
+    assert code == 2 and _one_line(capsys) == (
+        "error: --q sets the geometric schedule's keep factor; the linear schedule ramps to "
+        "1 neuron without it: drop --q")
+    assert not root.exists()
+
+
+def test_a_ramp_schedule_from_a_file_keeps_its_recorded_q(tmp_path):
+    """A run folder's config.json records q for every rule schedule (the defaults are
+    merged in): a linear one copied as --config is not refused for it."""
+    from explorer_core.commands.prune import _config_from
+
+    schedule = {"q": 0.8, "iterations": 5, "kind": "linear"}
+    args = cli.build_parser().parse_args(
+        ["prune", "--config", _config(tmp_path, {"schedule": schedule}), "--iterations", "4"])
+    assert _config_from(args).schedule == {**schedule, "iterations": 4}
+
+
+def test_a_retain_txt_with_a_repeated_iteration_is_refused(tmp_path, capsys):
+    """`prune --retain` ran one iteration per row whatever the Iteration column said:
+    `0, 1, 1` (a row pasted twice) ran iterations 0, 1 and 2."""
+    table = tmp_path / "retain.txt"
+    table.write_text("Iteration h1NodesRetained h2NodesRetained perNodesRetained\n"
+                     "0 8 4 100\n1 4 2 50\n1 2 1 25\n")
+    root = tmp_path / "runs"
+    code = cli.main(["prune", "--retain", str(table), "--dataset", "digits",
+                     "--runs-root", str(root), "--quiet"])
+    assert code == 2 and _one_line(capsys) == (
+        f"error: {table}, row 3: iteration 1 repeats row 2's; each row is one iteration: "
+        "renumber or remove it")
+    assert not root.exists()
+
+
+def test_a_run_folders_config_json_as_config_names_what_it_ignores(tmp_path, capsys):
+    """A run folder's config.json, reused as --config (a documented use), carries spec,
+    versions and created beside its settings: they were dropped without a word, and an
+    edited "spec" there looked like it chose the model."""
+    from explorer_core.commands.prune import _config_from
+    from explorer_core.experiment import RunConfig, create_run
+
+    made = create_run(RunConfig(name="first", hidden=[8, 4]), tmp_path / "runs")
+    args = cli.build_parser().parse_args(["prune", "--config", str(made.config)])
+    assert _config_from(args).hidden == [8, 4]
+    assert _one_line(capsys) == ("note: ignored created, spec, versions in config.json: a run "
+                                 "folder records them beside its settings; they set nothing "
+                                 "here")
+
+
+@pytest.mark.parametrize("command, recorded", [("prune", {"spec": {"arch": "mlp"}}),
+                                               ("compare", {"versions": {}}),
+                                               ("train-time", {"created": 1.0, "spec": {}})])
+def test_every_command_names_the_recorded_keys_it_ignores_and_only_those(tmp_path, capsys,
+                                                                         command, recorded):
+    from importlib import import_module
+
+    module = import_module(f"explorer_core.commands.{command.replace('-', '_')}")
+    for extra, said in (({}, ""), (recorded, ", ".join(sorted(recorded)))):
+        args = cli.build_parser().parse_args(
+            [command, "--config", _config(tmp_path, {"name": "x", "lr": 0.01, **extra})])
+        module._config_from(args)
+        err = capsys.readouterr().err
+        assert err == (f"note: ignored {said} in cfg.json: a run folder records them beside "
+                       f"its settings; they set nothing here\n" if said else "")
+
+
+@pytest.mark.parametrize("command", ["prune", "compare", "train-time"])
+def test_a_validation_fraction_leaving_almost_no_training_split_is_one_line(tmp_path, capsys,
+                                                                            command):
+    """`"val_fraction": 0.999` trained on one Digits sample without a warning."""
+    root = tmp_path / "runs"
+    where = "--sweeps-root" if command == "compare" else "--runs-root"
+    code = cli.main([command, "--config", _config(tmp_path, {"val_fraction": 0.999}),
+                     where, str(root), "--quiet"])
+    assert code == 2 and _one_line(capsys) == (
+        "error: validation fraction 0.999 leaves 1 of the 1,438 training samples of digits "
+        "to train on; at least 100 (10 per class) are needed: lower the fraction")
+    assert not root.exists()

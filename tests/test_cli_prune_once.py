@@ -298,3 +298,31 @@ def test_a_model_whose_input_is_no_image_is_still_pruned(tmp_path):
                 "--ratio", "0.5", "--no-latency", "--out", str(tmp_path / "small"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert load_checkpoint(tmp_path / "small.safetensors").spec["hidden"] == [8]
+
+
+def test_an_earlier_output_of_the_same_name_is_refused_unless_overwrite(saved_mlp, tmp_path,
+                                                                         capsys):
+    """A second prune-once with the same --out (another ratio) replaced the first one's
+    checkpoint and scores without a word."""
+    ckpt, _ = saved_mlp
+    args = ["prune-once", "--checkpoint", str(ckpt), "--criterion", "l1", "--no-latency",
+            "--out", str(tmp_path / "small")]
+    assert main([*args, "--ratio", "0.5"]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("small*")}
+    capsys.readouterr()
+    assert main([*args, "--ratio", "0.75"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'small.safetensors'} already exists (an earlier result); add "
+        "--overwrite to replace it, or pick another --out\n")
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("small*")} == before
+    assert main([*args, "--ratio", "0.75", "--overwrite"]) == 0
+    assert load_checkpoint(tmp_path / "small.safetensors").spec["hidden"] == [8, 4]
+    assert json.loads((tmp_path / "small.scores.json").read_text())["ratio"] == 0.75
+
+
+def test_overwrite_never_replaces_the_checkpoint_being_pruned(saved_mlp, tmp_path, capsys):
+    ckpt, _ = saved_mlp
+    assert main(["prune-once", "--checkpoint", str(ckpt), "--criterion", "l1", "--ratio",
+                 "0.5", "--no-latency", "--overwrite", "--out", str(tmp_path / "dense")]) == 2
+    assert "would overwrite the checkpoint being pruned" in capsys.readouterr().err
+    assert load_checkpoint(ckpt).spec["hidden"] == [32, 16]

@@ -176,3 +176,50 @@ def test_a_vae_spec_is_named_as_such_and_one_iteration_is_singular(tmp_path, cap
     assert main(["retention", "--widths", "8", "--iterations", "1", "--no-plots",
                  "--out", str(tmp_path)]) == 0
     assert "(1 iteration, ends at 100 % kept)" in capsys.readouterr().out
+
+
+def test_an_earlier_result_is_refused_and_overwrite_removes_its_plots(tmp_path, capsys):
+    """A second run into the same folder replaced retain.txt without a word, and with
+    --no-plots left the first run's pictures beside a table they did not draw."""
+    pngs = ("pruneNodesIteration.png", "pruneNodesDistribution.png")
+    assert run_main(["--widths", "32", "16", "--out", str(tmp_path)], capsys)[0] == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == sorted([*pngs, "retain.txt"])
+    code, out, err = run_main(["--widths", "8", "--no-plots", "--out", str(tmp_path)], capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"error: {tmp_path / 'retain.txt'} already exists (an earlier result); "
+                   "add --overwrite to replace it, or pick another --out\n")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    code, out, err = run_main(["--widths", "8", "--no-plots", "--overwrite",
+                               "--out", str(tmp_path)], capsys)
+    assert (code, err) == (0, "")
+    assert [p.name for p in tmp_path.iterdir()] == ["retain.txt"]
+    assert (tmp_path / "retain.txt").read_text().splitlines()[1] == "0 8 100"
+    for name in pngs:
+        assert f"removed {tmp_path / name} (it drew the table this retain.txt replaces)" in out
+
+
+def test_an_earlier_plot_alone_is_refused_too(tmp_path, capsys):
+    """A plot left from an earlier run (its retain.txt deleted) would stand beside the new
+    table with --no-plots, or be replaced silently."""
+    (tmp_path / "pruneNodesIteration.png").write_bytes(PNG_SIGNATURE)
+    code, _, err = run_main(["--widths", "8", "--no-plots", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "pruneNodesIteration.png already exists" in err
+    assert not (tmp_path / "retain.txt").exists()
+
+
+@pytest.mark.parametrize("kind", ["linear", "cubic"])
+def test_q_beside_a_ramp_is_refused(tmp_path, capsys, kind):
+    """The ramps never read q: `--q 0.5 --kind linear` wrote the linear table as if q had
+    not been typed. Without --q, a ramp runs as before; q still works for geometric."""
+    code, out, err = run_main(["--widths", "8", "--q", "0.5", "--kind", kind, "--no-plots",
+                               "--out", str(tmp_path)], capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"error: --q sets the geometric schedule's keep factor; the {kind} "
+                   "schedule ramps to 1 neuron without it: drop --q\n")
+    assert not (tmp_path / "retain.txt").exists()
+    assert run_main(["--widths", "8", "--kind", kind, "--no-plots", "--out",
+                     str(tmp_path / "ramp")], capsys)[0] == 0
+    assert run_main(["--widths", "8", "--q", "0.5", "--no-plots", "--out",
+                     str(tmp_path / "geo")], capsys)[0] == 0
+    assert (tmp_path / "geo" / "retain.txt").read_text().splitlines()[2] == "1 4 50"

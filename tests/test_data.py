@@ -593,3 +593,18 @@ def test_a_run_on_damaged_files_is_refused_before_its_folder_is_made(tmp_path):
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert "MNIST is not usable" in res.stderr and "t10k-images-idx3-ubyte" in res.stderr
     assert not runs.exists() or not any(runs.rglob("config.json"))
+
+
+def test_a_validation_fraction_that_leaves_too_little_to_train_on_is_refused():
+    """0.999 of Digits left one training sample, and runs trained on it without a word;
+    the split left must hold 10 samples per class (100 of Digits' 1 438)."""
+    message = ("validation fraction 0.999 leaves 1 of the 1,438 training samples of digits "
+               "to train on; at least 100 (10 per class) are needed: lower the fraction")
+    with pytest.raises(ExplorerError) as exc:
+        D.check_val_fraction(0.999, "digits")
+    assert one_line(exc) == message
+    with pytest.raises(ExplorerError, match="leaves 1 of"):
+        D.load_dataset("digits", val_fraction=0.999)
+    assert D.training_samples("digits", 0.93) >= 100
+    assert D.check_val_fraction(0.93, "digits") == 0.93
+    assert D.check_val_fraction(0.999) == 0.999  # no dataset: the range alone

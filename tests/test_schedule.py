@@ -220,6 +220,9 @@ def test_widths_from_spec_refuses_what_it_cannot_use(info, match):
      "hand.txt is not a retain.txt table (line 2 holds 'eight', not a number)"),
     ("Iteration h1NodesRetained perNodesRetained\n0 8 100\n\n1 4 50 foo\n",
      "(line 4 holds 'foo', not a number)"),  # the line as an editor numbers it
+    ("Iteration h1NodesRetained perNodesRetained\n0 8 100\n1 4 50\n1 2 25\n",
+     "hand.txt, row 3: iteration 1 repeats row 2's; each row is one iteration: renumber or "
+     "remove it"),
 ])
 def test_a_retain_txt_the_loop_could_not_follow_is_refused(text, message):
     """read_retain truncated 12.7 to 12 and took widths of 0, growing widths and %g-rounded
@@ -260,3 +263,12 @@ def test_each_row_records_the_schedule_step_it_was_computed_at():
         tuple(max(1, round(h * q ** t)) for h in (256, 64)) ==
         tuple(max(1, round(h * q ** (t - 1))) for h in (256, 64)) for t in skipped)
     assert [r[0] for r in table.rows()] == list(range(len(table)))  # retain.txt unchanged
+
+
+def test_a_gap_in_the_iteration_numbers_is_still_read_row_by_row():
+    """Only a repeated number is refused: a row deleted by hand leaves a gap, and the
+    rows are run in order as before."""
+    from explorer_core.schedule import parse_retain
+
+    table = parse_retain("Iteration h1NodesRetained perNodesRetained\n0 8 100\n2 4 50\n")
+    assert table.widths == [(8,), (4,)]

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..cli import (command, default_name, read_json_config, refuse_settings_beside_resume,
-                   saved_settings)
+                   saved_settings, say_ignored_keys)
 from ..errors import ExplorerError, raise_pending_interrupt
 from ..rundir import SweepPaths
 
@@ -67,6 +67,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from(args: argparse.Namespace):
+    from ..data import check_val_fraction
     from ..sweep import SweepConfig
 
     base = read_json_config(args.config) if args.config else {}
@@ -80,9 +81,13 @@ def _config_from(args: argparse.Namespace):
     if base.get("name") is None:  # absent or null: no name given
         base["name"] = default_name("sweep")
     try:
-        return SweepConfig.from_dict(base).validate()
+        cfg = SweepConfig.from_dict(base).validate()
     except TypeError as exc:
         raise ExplorerError(f"bad sweep setting: {exc}") from None
+    for dataset in cfg.datasets:  # the split left to train on, before a folder is made
+        check_val_fraction(cfg.val_fraction, dataset)  # (SweepConfig checks the range only)
+    say_ignored_keys(base, SweepConfig, args.config)
+    return cfg
 
 
 def _progress_printer(total: int, dense_epochs: int):

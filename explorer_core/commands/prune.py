@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 from ..cli import (EpochBar, LogPace, command, default_name, read_json_config,
-                   refuse_settings_beside_resume, saved_settings)
+                   refuse_settings_beside_resume, saved_settings, say_ignored_keys)
 from ..errors import ExplorerError, raise_pending_interrupt
 from ..rundir import RunPaths
+from ..schedule import refuse_unused_q
 
 
 def _progress_printer(bar: EpochBar):
@@ -53,7 +54,8 @@ def configure_prune(p: argparse.ArgumentParser) -> None:
                    help="root folder of runs (default: $EXPLORER_RUNS, else ./runs)")
     p.add_argument("--dataset", choices=sorted(DATASETS))
     p.add_argument("--hidden", type=int, nargs="+", metavar="H", help="hidden widths (default 256 64)")
-    p.add_argument("--q", type=float, help="geometric keep factor per iteration (default 0.8)")
+    p.add_argument("--q", type=float, help="geometric keep factor per iteration (default 0.8); "
+                                          "refused with --kind linear or cubic")
     p.add_argument("--iterations", type=int, help="schedule length (default 31)")
     p.add_argument("--kind", choices=["geometric", "linear", "cubic"], help="schedule kind")
     p.add_argument("--retain", type=Path, metavar="FILE",
@@ -126,9 +128,11 @@ def _config_from(args: argparse.Namespace):
     if base.get("name") is None:  # absent or null: no name given
         base["name"] = default_name("run")
     try:
-        return RunConfig.from_dict(base)
+        cfg = RunConfig.from_dict(base)
     except TypeError as exc:
         raise ExplorerError(f"bad run setting: {exc}") from None
+    say_ignored_keys(base, RunConfig, args.config)
+    return cfg
 
 
 def _say_replaced(base: dict, hidden: list[int], schedule: dict, table: Path) -> None:
@@ -172,6 +176,8 @@ def _merge_schedule_flags(base: dict, args: argparse.Namespace, defaults: dict,
         base["schedule"] = given
         return
     base["schedule"] = {**defaults, **given, **flags}
+    if "q" in flags:  # a file's q is kept (every rule schedule records one); --q was typed
+        refuse_unused_q(base["schedule"].get("kind"))
 
 
 def run_prune(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from ..checkpoint import Checkpoint, checkpoint_paths, load_checkpoint, save_checkpoint
-from ..cli import command
+from ..cli import add_overwrite_flag, command, refuse_existing
 from ..criteria import CRITERIA, CriterionOptions, get_criterion
 from ..data import DATASETS, Split, load_dataset
 from ..errors import DatasetUnavailable, ExplorerError, raise_pending_interrupt
@@ -61,6 +61,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="G",
                    help="output stem: writes G.safetensors, G.json and G.scores.json; a "
                         "folder (G/ or an existing one) gets <checkpoint name>-pruned.* inside")
+    add_overwrite_flag(p, "G.safetensors, G.json and G.scores.json")
     p.set_defaults(run=run)
 
 
@@ -161,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
         raise ExplorerError(f"--samples must be ≥ 1, got {args.samples}")
     check_seed(args.seed, "--seed")  # k-means refused -1 with a 37-line traceback
     out_arg = out_stem(args.out, args.checkpoint)
-    refuse_overwriting_input(args.checkpoint, out_arg)
+    refuse_overwriting_input(args.checkpoint, out_arg)  # even with --overwrite
+    refuse_existing(_output_files(out_arg), args.overwrite)
     criterion = get_criterion(args.criterion)
     options = CriterionOptions(seed=args.seed, max_samples=args.samples)
     config = PruneConfig(args.criterion, keep=args.keep, ratio=args.ratio,

@@ -5,11 +5,11 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cli import command
+from ..cli import add_overwrite_flag, command, refuse_existing
 from ..errors import ExplorerError, raise_pending_interrupt
 from ..fileio import JSON_ERRORS
-from ..schedule import (SCHEDULES, ScheduleConfig, retention_table, widths_from_spec,
-                        write_retain)
+from ..schedule import (SCHEDULES, ScheduleConfig, refuse_unused_q, retention_table,
+                        widths_from_spec, write_retain)
 
 DEFAULT_WIDTHS = (256, 64)
 
@@ -22,8 +22,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", type=Path, metavar="JSON",
                    help="read the widths from a model spec or a checkpoint's .json sidecar "
                         "instead of --widths (JSON only, weights are never opened)")
-    p.add_argument("--q", type=float, default=0.8,
-                   help="geometric keep factor per iteration, 0 < q < 1 (default: 0.8)")
+    p.add_argument("--q", type=float,
+                   help=f"geometric keep factor per iteration, 0 < q < 1 (default: "
+                        f"{ScheduleConfig.q}); refused with linear and cubic, which do not use it")
     p.add_argument("--iterations", type=int, default=31,
                    help="rows of the table, the dense row 0 included, as the thesis counts them (default: 31)")
     p.add_argument("--kind", choices=sorted(SCHEDULES), default="geometric",
@@ -32,7 +33,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("."),
                    help="folder for retain.txt, pruneNodesIteration.png and "
                         "pruneNodesDistribution.png (default: current folder)")
-    p.add_argument("--no-plots", action="store_true", help="write retain.txt only")
+    p.add_argument("--no-plots", action="store_true",
+                   help="write retain.txt only (with --overwrite, an earlier run's plots in "
+                        "--out are removed: they drew another table)")
+    add_overwrite_flag(p, "retain.txt and the plots")
     p.set_defaults(run=run)
 
 
@@ -57,17 +61,36 @@ def _widths(args: argparse.Namespace) -> tuple[int, ...]:
 
 def run(args: argparse.Namespace) -> int:
     widths = _widths(args)
-    cfg = ScheduleConfig(widths, args.q, args.iterations, args.kind).validate()
+    if args.q is not None:
+        refuse_unused_q(args.kind)
+    q = ScheduleConfig.q if args.q is None else args.q
+    cfg = ScheduleConfig(widths, q, args.iterations, args.kind).validate()
     table = retention_table(cfg)
-    if not args.no_plots:  # imported before any file is written (altair: 0.3 s)
-        from ..charts import save_retention_pngs
+    # imported before any file is written (altair: 0.3 s), with --no-plots for the names
+    from ..charts import DISTRIBUTION_PNG, ITERATION_PNG, save_retention_pngs
     raise_pending_interrupt()  # a Ctrl-C in the imports: no retain.txt without its plots
+    pngs = [args.out / ITERATION_PNG, args.out / DISTRIBUTION_PNG]
+    stale = _remove_old_plots(refuse_existing([args.out / "retain.txt", *pngs],
+                                              args.overwrite), pngs)
     args.out.mkdir(parents=True, exist_ok=True)
     path = write_retain(args.out / "retain.txt", table)
     rows = len(table)
     print(f"wrote {path} ({rows} iteration{'' if rows == 1 else 's'}, ends at "
           f"{table.percent(table.widths[-1]):.3g} % kept)")
-    if not args.no_plots:
+    if args.no_plots:
+        for p in stale:
+            print(f"removed {p} (it drew the table this retain.txt replaces)")
+    else:
         for p in save_retention_pngs(table, args.out):
             print(f"wrote {p}")
     return 0
+
+
+def _remove_old_plots(replaced: list[Path], pngs: list[Path]) -> list[Path]:
+    """Delete the earlier run's plots among the files `--overwrite` replaces: they drew
+    its table, and were left beside a new retain.txt by --no-plots (or by a chart that
+    failed to render). Returns those removed."""
+    stale = [p for p in replaced if p in pngs]
+    for p in stale:
+        p.unlink()
+    return stale

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..cli import (EpochBar, LogPace, command, default_name, read_json_config,
-                   refuse_settings_beside_resume, saved_settings)
+                   refuse_settings_beside_resume, saved_settings, say_ignored_keys)
 from ..errors import ExplorerError
 
 
@@ -98,9 +98,11 @@ def _config_from(args: argparse.Namespace):
         raise ExplorerError("--latent sets the VAE's latent size; a classifier has none "
                             "(drop it, or add --task vae)")
     try:
-        return TrainTimeConfig.from_dict(base)
+        cfg = TrainTimeConfig.from_dict(base)
     except TypeError as exc:
         raise ExplorerError(f"bad train-time setting: {exc}") from None
+    say_ignored_keys(base, TrainTimeConfig, args.config)
+    return cfg
 
 
 def _say_redone(paths) -> None:
