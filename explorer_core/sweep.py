@@ -183,6 +183,8 @@ class SweepConfig:
             # there with a traceback (`compare --mlp-hidden 200000 100000`)
             validate_spec(self.spec(arch, dataset))
         check_val_fraction(self.val_fraction)
+        for dataset in self.datasets:  # the training split left, before a folder is made
+            check_val_fraction(self.val_fraction, dataset)
         if self.optimizer not in OPTIMIZERS:
             raise ExplorerError(f"unknown optimiser {self.optimizer!r}; choose one of "
                                 f"{', '.join(OPTIMIZERS)}")

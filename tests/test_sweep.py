@@ -925,6 +925,8 @@ def test_pareto_front_keeps_only_undominated_points():
     ({"models": []}, "^pick at least one of the models$"),
     ({"batch_sizes": []}, "^pick at least one batch size$"),
     ({"types": ["neuron"], "models": ["slp"]}, "no cell to run"),
+    # a split of about one sample to train on, whoever starts the sweep (page or CLI)
+    ({"val_fraction": 0.999}, "leaves 1 of the 1,438 training samples of digits"),
     ({"types": ["neuron"], "criteria": ["magnitude"]},
      # said by name (the page's pickers show names), with the id sweep.json would hold
      r"no cell to run \(none of the chosen criteria ranks the chosen pruning types; Neuron "

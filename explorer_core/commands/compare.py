@@ -67,7 +67,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from(args: argparse.Namespace):
-    from ..data import check_val_fraction
     from ..sweep import SweepConfig
 
     base = read_json_config(args.config) if args.config else {}
@@ -84,8 +83,6 @@ def _config_from(args: argparse.Namespace):
         cfg = SweepConfig.from_dict(base).validate()
     except TypeError as exc:
         raise ExplorerError(f"bad sweep setting: {exc}") from None
-    for dataset in cfg.datasets:  # the split left to train on, before a folder is made
-        check_val_fraction(cfg.val_fraction, dataset)  # (SweepConfig checks the range only)
     say_ignored_keys(base, SweepConfig, args.config)
     return cfg
 
