@@ -235,3 +235,23 @@ def test_a_white_drawing_on_transparency_is_seen_and_a_blank_picture_is_warned_a
     assert err.count("\n") == 0 and err.startswith("warning: blank.png: the model's input is "
                                                    "one flat colour (every pixel 255)")
     assert (tmp_path / "o2" / "predictions.json").exists()
+
+
+def test_an_earlier_result_in_the_folder_is_refused_unless_overwrite(tmp_path, capsys):
+    """A second picture inspected into the same --out replaced the first one's
+    predictions, scores and heatmaps without a word."""
+    ck = _checkpoint(tmp_path)
+    img = tmp_path / "d.png"
+    Image.new("L", (8, 8), 0).save(img)
+    out = tmp_path / "out"
+    args = ["inspect", "--checkpoint", str(ck), "--image", str(img), "--neurons", "2",
+            "--steps", "4", "--out", str(out)]
+    assert main(args) == 0
+    first = (out / "predictions.json").read_bytes()
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("predictions.json already exists (an earlier result); add "
+                        "--overwrite to replace it, or pick another --out"), err
+    assert (out / "predictions.json").read_bytes() == first
+    assert main(args + ["--overwrite"]) == 0

@@ -16,7 +16,7 @@ from ..attribution import (BASELINES, MAX_GRID_UNITS, MAX_STEPS, MAX_TOP_K, METH
                            AttributionCache, AttributionSettings, check_range, colour_meaning,
                            hidden_layers, neuron_table, predict, top_k)
 from ..checkpoint import load_checkpoint
-from ..cli import command
+from ..cli import add_overwrite_flag, command, refuse_existing
 from ..data import availability
 from ..errors import ExplorerError, raise_pending_interrupt
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -47,6 +47,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help=f"classes listed, 1–{MAX_TOP_K} (default 5; more than the model has "
                         "lists them all)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    add_overwrite_flag(p, "predictions.json, scores.csv and heatmaps.png")
     p.set_defaults(run=run)
 
 
@@ -60,8 +61,13 @@ def _check_counts(args: argparse.Namespace) -> None:
     check_range("--steps", args.steps, MIN_STEPS, MAX_STEPS)
 
 
+OUTPUTS = ("predictions.json", "scores.csv", "heatmaps.png")
+
+
 def run(args: argparse.Namespace) -> int:
     _check_counts(args)
+    # before the work: another picture's results were replaced without a word
+    refuse_existing([args.out / name for name in OUTPUTS], args.overwrite)
     ck = load_checkpoint(args.checkpoint)
     fmt = input_format(ck.spec, ck.meta)
     try:
