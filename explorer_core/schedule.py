@@ -79,6 +79,15 @@ class ScheduleConfig:
                                 f"{MAX_ITERATIONS:,}, got {self.iterations!r}")
         return self
 
+    def describe(self) -> str:
+        """The schedule in one line ("geometric, widths 256, 64, q = 0.8, 31 iterations"),
+        for saying which schedule is in force where the inputs on screen are not it (a
+        refused q left the last valid schedule handed to the Iterative page unsaid). q is
+        named only for a schedule that uses it."""
+        q = f", q = {self.q:g}" if self.kind in USES_Q else ""
+        return (f"{self.kind}, widths {', '.join(map(str, self.widths))}{q}, "
+                f"{self.iterations:,} iteration{'' if self.iterations == 1 else 's'}")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["widths"] = list(self.widths)

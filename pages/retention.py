@@ -187,6 +187,19 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
                f"{config.kind} schedule.")
 
 
+def _handed_on_text() -> str:
+    """What the Iterative pruning page starts from while the inputs are refused: the last
+    valid schedule chosen here (kept in the session), or its own default one."""
+    saved = st.session_state.get(SESSION_KEY)
+    if saved:
+        last = ScheduleConfig(tuple(saved["widths"]), saved["q"], saved["iterations"],
+                              saved["kind"])
+        return (f"Nothing new is handed on: the Iterative pruning page still starts from the last valid "
+                f"schedule ({last.describe()}).")
+    return (f"Nothing is handed on: the Iterative pruning page starts from its default schedule "
+            f"({ScheduleConfig().describe()}).")
+
+
 require_app_navigation()
 # the chart's Log scale, drawn only with a table: Streamlit drops it on another page
 keep_widget_state("ret_kept", lambda key: key == "ret_log")
@@ -199,7 +212,9 @@ try:
     config = _inputs().validate()
     table = retention_table(config)
 except ExplorerError as exc:
-    st.error(str(exc), icon=":material/error:")
+    # said in the same box: the schedule saved before stays in force on the Iterative
+    # page, which the refused inputs on screen did not show
+    st.error(f"{exc}\n\n{_handed_on_text()}", icon=":material/error:")
 else:
     # Handed to the Iterative page only when it is a choice: the landing page's defaults,
     # saved on every visit, made that page always say "Schedule taken from the Retention

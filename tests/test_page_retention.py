@@ -104,6 +104,27 @@ def test_bad_input_shows_one_error_and_keeps_the_last_good_schedule(page, widget
     assert len(page.dataframe) == 0
     assert page.session_state["retention_schedule"]["widths"] == [200, 50]
     assert page.session_state["retention_schedule"]["q"] == 0.7
+    # said, not only kept: the inputs on screen are not what the Iterative page uses
+    assert ("Nothing new is handed on: the Iterative pruning page still starts from the last "
+            "valid schedule (geometric, widths 200, 50, q = 0.7, 31 iterations).") in errors(page)[0]
+
+
+def test_a_refused_input_before_any_choice_names_the_default_schedule(page):
+    """With nothing chosen yet, the Iterative page keeps its own defaults: said so."""
+    page.number_input(key="ret_q").set_value(1.5).run()
+    assert len(errors(page)) == 1
+    assert errors(page)[0].endswith(
+        "Nothing is handed on: the Iterative pruning page starts from its default schedule "
+        "(geometric, widths 256, 64, q = 0.8, 31 iterations).")
+    assert "retention_schedule" not in page.session_state
+
+
+def test_a_ramp_s_saved_schedule_is_named_without_q(page):
+    page.radio(key="ret_kind").set_value("linear")
+    page.number_input(key="ret_iterations").set_value(5).run()
+    page.number_input(key="ret_iterations").set_value(0).run()
+    assert "still starts from the last valid schedule (linear, widths 256, 64, 5 iterations)." \
+        in errors(page)[0]
 
 
 def test_no_number_field_has_a_bound_the_browser_would_enforce(page):

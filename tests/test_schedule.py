@@ -260,3 +260,12 @@ def test_each_row_records_the_schedule_step_it_was_computed_at():
         tuple(max(1, round(h * q ** t)) for h in (256, 64)) ==
         tuple(max(1, round(h * q ** (t - 1))) for h in (256, 64)) for t in skipped)
     assert [r[0] for r in table.rows()] == list(range(len(table)))  # retain.txt unchanged
+
+
+@pytest.mark.parametrize("config, text", [
+    (ScheduleConfig(), "geometric, widths 256, 64, q = 0.8, 31 iterations"),
+    (ScheduleConfig((999_999,), 0.5, 10_000, "cubic"), "cubic, widths 999999, 10,000 iterations"),
+    (ScheduleConfig((3, 2, 1), 0.25, 1), "geometric, widths 3, 2, 1, q = 0.25, 1 iteration"),
+])
+def test_describe_names_the_schedule_in_one_line(config, text):
+    assert config.describe() == text
