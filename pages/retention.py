@@ -165,7 +165,8 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
 
     # the downloads in a row under the table: in a quarter column beside it, an 800-px
     # window cut them to 'pruneN…'
-    st.dataframe(_display_frame(table), hide_index=True, width="stretch",
+    frame = _display_frame(table)
+    st.dataframe(frame, hide_index=True, width="stretch",
                  column_config={"% of hidden neurons kept":
                                 st.column_config.NumberColumn(format="%.4g")})
     if _skips_steps(table):
@@ -175,7 +176,9 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
         st.download_button("retain.txt", table.to_text(), file_name="retain.txt",
                            mime="text/plain", key="ret_dl_txt", on_click="ignore",
                            icon=":material/description:")
-        csv = pd.DataFrame(table.rows(), columns=table.columns).to_csv(index=False)
+        # the table as shown, its step t included: the CSV is the table's download,
+        # retain.txt the loop's fixed format
+        csv = frame.to_csv(index=False)
         st.download_button("retain.csv", csv, file_name="retain.csv", mime="text/csv",
                            key="ret_dl_csv", on_click="ignore", icon=":material/table:")
         # the file as the command line writes it: the legend beside, not inside, its height

@@ -127,6 +127,23 @@ def test_a_ramp_s_saved_schedule_is_named_without_q(page):
         in errors(page)[0]
 
 
+def test_the_csv_download_holds_the_table_s_columns_with_the_step_t(downloads, page):
+    """retain.csv lacked the table's t column: its rows could not be matched to the
+    formula's step. It is now the table as shown; retain.txt keeps its fixed format."""
+    import io
+
+    import pandas as pd
+
+    csv = pd.read_csv(io.BytesIO(downloads["retain.csv"]))
+    df = table(page)
+    assert list(csv.columns) == list(df.columns)
+    assert STEP in csv.columns
+    assert csv[STEP].tolist() == df[STEP].tolist()
+    assert csv.iloc[22][["Iteration", STEP, "Layer 1 (of 256)"]].tolist() == [22, 24, 1]
+    assert downloads["retain.txt"].decode().splitlines()[0] == \
+        "Iteration h1NodesRetained h2NodesRetained perNodesRetained"
+
+
 def test_no_number_field_has_a_bound_the_browser_would_enforce(page):
     """Past a widget's max_value the browser kept the previous number (and its table),
     with only a hover tooltip; the core judges the numbers and names the range."""
