@@ -269,3 +269,16 @@ def test_each_row_records_the_schedule_step_it_was_computed_at():
 ])
 def test_describe_names_the_schedule_in_one_line(config, text):
     assert config.describe() == text
+
+
+def test_drawn_rows_keeps_small_tables_whole_and_thins_large_ones_evenly():
+    from explorer_core.schedule import CHART_ROWS, drawn_rows
+
+    assert drawn_rows(31) == list(range(31))
+    assert drawn_rows(CHART_ROWS) == list(range(CHART_ROWS))
+    rows = drawn_rows(10_000)
+    assert len(rows) == CHART_ROWS and rows == sorted(set(rows))
+    assert rows[0] == 0 and rows[-1] == 9_999  # the dense model and the schedule's end
+    gaps = {b - a for a, b in zip(rows, rows[1:])}
+    assert gaps <= {20, 21}  # evenly spaced
+    assert drawn_rows(7, limit=3) == [0, 3, 6]
