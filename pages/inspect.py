@@ -407,20 +407,31 @@ def _kept_tile(info: dict[str, Any]) -> tuple[str, str, str | None]:
 # window's column (226 px) cut the metrics ("57.6…"), broke the heatmap captions
 # mid-word ("neuro / n 18") and clipped chart titles.
 MODEL_COLUMN_WIDTH = 440
+# Width of the original picture and of the model's input beside the predictions: two
+# fit an 800-px window's column with room for their captions' longest words.
+PICTURE_WIDTH = 160
 
 
 def _model_columns(count: int) -> list[Any]:
     return wrapping_columns(count, width=MODEL_COLUMN_WIDTH)
 
 
+# Width of one metric tile: four a row for one model at 1400 px, two a row in a compare
+# column or an 800-px window. Tiles as wide as their numbers lined up differently in
+# the two compare columns ('94.15 %' three a row beside '72.98 %' four a row).
+METRIC_WIDTH = 200
+
+
 def model_card(m: Loaded) -> None:
-    """Headline numbers as metric tiles, in a row that wraps: four columns cut '92.20 %'
-    to '92.2…' in an 800-px window, and two a row of a compare column cut '57.66 %'."""
+    """Headline numbers as metric tiles of one width, in a row that wraps: four columns
+    cut '92.20 %' to '92.2…' in an 800-px window, and two a row of a compare column cut
+    '57.66 %'."""
     info = m.info
     st.markdown(f"**{m.label}**")
     if info.get("warning"):
         st.warning(info["warning"])
-    cols = [wrapping_row()] * 4
+    row = wrapping_row()
+    cols = [row.container(width=METRIC_WIDTH) for _ in range(4)]
     params, params_help = _count(info["parameters"])
     macs, macs_help = _count(info["macs"])
     cols[0].metric("Test accuracy",
@@ -591,14 +602,24 @@ def predictions_view(models: list[Loaded], per_model, k: int) -> int | None:
         index = valid[int(pick)] if int(pick) < len(valid) else valid[0]
     else:
         index = valid[0]
-    widths = [1, 1] + [2] * len(models)
-    cols = st.columns(widths)
+    # the pictures in boxes of their own width, the charts in the models' columns: in
+    # sixths of an 800-px window the two models' pictures were 66 px wide and their
+    # captions broke mid-word ("normalise / d")
+    second_input = len(models) > 1 and per_model[1][index] is not None and \
+        models[1].fmt.shape != models[0].fmt.shape
+    row = wrapping_row()
+    pictures = [row.container(width=PICTURE_WIDTH) for _ in range(3 if second_input else 2)]
+    cols = [row.container(width=MODEL_COLUMN_WIDTH)] if len(models) == 1 else \
+        _model_columns(len(models))
     first = per_model[0][index]
-    cols[0].image(first.original, caption=f"original · {first.original_size[0]}×"
-                  f"{first.original_size[1]} {first.original_mode}", width="stretch")
-    cols[1].image(upscale(first.pixels), caption=f"model input · {models[0].fmt.describe()}",
-                  width="stretch")
-    for col, m, conv in zip(cols[2:], models, per_model):
+    pictures[0].image(first.original, caption=f"original · {first.original_size[0]}×"
+                      f"{first.original_size[1]} {first.original_mode}", width="stretch")
+    pictures[1].image(upscale(first.pixels), caption=f"model input · {models[0].fmt.describe()}",
+                      width="stretch")
+    if second_input:
+        pictures[2].image(upscale(per_model[1][index].pixels), caption="second model's input",
+                          width="stretch")
+    for col, m, conv in zip(cols, models, per_model):
         if conv[index] is None:
             col.warning(f"{m.label}: this picture could not be converted for it.")
             continue
@@ -609,9 +630,6 @@ def predictions_view(models: list[Loaded], per_model, k: int) -> int | None:
         title = "Top class" if len(rows) == 1 else f"Top {len(rows)} classes"
         col.altair_chart(charts.topk_chart(rows, title=title),
                          width="stretch")  # fits its column at any window width
-    if len(models) > 1 and per_model[1][index] is not None and \
-            models[1].fmt.shape != models[0].fmt.shape:
-        cols[1].image(upscale(per_model[1][index].pixels), caption="second model's input")
     return index
 
 
