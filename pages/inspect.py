@@ -694,14 +694,11 @@ def _settings_row(models: list[Loaded]) -> tuple[str, str, AttributionSettings, 
     return layer, target, AttributionSettings(method, baseline, int(steps)), int(count), shared
 
 
-GRID_COUNT = "insp_grid_n"
-
-
 def _grid_count_key(layer: str, units: int) -> str:
     """The grid-size field's key, its value brought within the chosen layer's units when
     another layer is picked: 32 kept from a wide layer read "top 32" over a 16-neuron
     one. A number typed for this layer stays as typed (an out-of-range one is said)."""
-    key = _default(GRID_COUNT, min(8, grid_limit(units)))
+    key = _default("insp_grid_n", min(8, grid_limit(units)))
     if st.session_state.get("insp_grid_for") != (layer, units):
         st.session_state["insp_grid_for"] = (layer, units)
         count = st.session_state.get(key)
