@@ -50,10 +50,21 @@ MAX_GRID_UNITS = 32    # neurons / channels in the heatmap grid
 
 
 def check_range(what: str, value: int, low: int, high: int) -> int:
-    """`value` if a whole number in low–high, else a one-line ExplorerError naming `what`."""
+    """`value` if a whole number in low–high, else a one-line ExplorerError naming `what`.
+
+    Counts are written with thousands separators, as the pages' own range messages
+    write them ("from 0 to 1,000,000, got 1,000,001")."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ExplorerError(f"{what} must be a whole number from {low} to {high}, got {value!r}")
+        got = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) \
+            else repr(value)
+        raise ExplorerError(f"{what} must be a whole number from {low:,} to {high:,}, got {got}")
     return value
+
+
+def grid_limit(units: int) -> int:
+    """Most units a layer's heatmap grid can show: `MAX_GRID_UNITS`, or all the layer has
+    when it has fewer (a 16-neuron layer offered a grid of 'top 32')."""
+    return max(1, min(MAX_GRID_UNITS, int(units)))
 
 
 @dataclass(frozen=True)
@@ -257,7 +268,8 @@ def _check_neurons(neurons: Sequence[int], info: LayerInfo) -> torch.Tensor:
         raise ExplorerError("choose at least one neuron")
     bad = idx[(idx < 0) | (idx >= info.units)]
     if bad.numel():
-        raise ExplorerError(f"{info.name} has units 0–{info.units - 1}; {int(bad[0])} does not exist")
+        raise ExplorerError(f"{info.name} has units 0–{info.units - 1:,}; {int(bad[0]):,} does "
+                            f"not exist")
     return idx
 
 
@@ -370,13 +382,36 @@ def neuron_table(conductance: torch.Tensor, iasa: torch.Tensor | None = None) ->
     if iasa is not None:
         s = iasa.detach().cpu().double().numpy()
         if s.shape[0] != n:
-            raise ExplorerError(f"{s.shape[0]} IASA scores for {n} units")
+            raise ExplorerError(f"{s.shape[0]:,} IASA scores for {n:,} units")
         frame["iasa"] = s
         order = np.argsort(-s, kind="stable")
         iasa_rank = np.empty(n, dtype=np.int64)
         iasa_rank[order] = np.arange(1, n + 1)
         frame["iasa_rank"] = iasa_rank
     return frame.sort_values("rank").reset_index(drop=True)
+
+
+# The scores table's conductance and rank come from LayerConductance, whichever method
+# draws the neuron maps; its baseline and steps are the settings'.
+SCORES_METHOD = "layer_conductance"
+
+
+def scores_frame(table: pd.DataFrame, settings: AttributionSettings) -> pd.DataFrame:
+    """`neuron_table` with the method, baseline and integration steps its conductance
+    was computed with, one column each: downloads made from three baselines held
+    different numbers under the same columns (and names)."""
+    out = table.copy()
+    out["method"] = SCORES_METHOD
+    out["baseline"] = settings.baseline
+    out["steps"] = settings.steps
+    return out
+
+
+def scores_file_name(prefix: str, layer: str, target: int, settings: AttributionSettings) -> str:
+    """`<prefix>_<layer>_class<target>_<method>_<baseline>_<steps>steps.csv`: the name says
+    which attribution the scores come from, so two downloads are told apart on disk."""
+    return (f"{prefix}_{layer}_class{target}_{SCORES_METHOD}_{settings.baseline}_"
+            f"{settings.steps}steps.csv")
 
 
 def tensor_key(x: torch.Tensor) -> str:

@@ -330,7 +330,7 @@ class UploadedFile:
 def parse_spec_upload(data: bytes, name: str = "spec.json") -> dict[str, Any]:
     """A model spec from an uploaded JSON: a bare spec or one of our sidecars."""
     if len(data) > MAX_SPEC_BYTES:
-        raise ExplorerError(f"{name} is {len(data) // 1024} kB; a model spec is a few kB")
+        raise ExplorerError(f"{name} is {len(data) // 1024:,} kB; a model spec is a few kB")
     try:
         obj = json.loads(data.decode("utf-8"))
     except JSON_ERRORS:  # bad JSON or UTF-8, an integer past 4 300 digits, deep nesting

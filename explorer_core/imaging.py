@@ -109,7 +109,7 @@ def input_format(spec: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
             raise ExplorerError(f"cannot tell the image size of a {spec.get('arch')} input")
         square = _square_shape(shape[0])
         if square is None:
-            raise ExplorerError(f"the model takes {shape[0]} input values, which is no square "
+            raise ExplorerError(f"the model takes {shape[0]:,} input values, which is no square "
                                 "grayscale or RGB image; add 'input_shape' [C, H, W] to its spec")
         shape = square
     if len(shape) != 3:
@@ -167,9 +167,10 @@ def _check_recorded(meta: Mapping[str, Any], classes: int | None) -> None:
                             "{\"mean\": […], \"std\": […]}")
     names = meta.get("class_names")
     if names is not None and not (isinstance(names, list) and len(names) == classes):
-        what = f"{len(names)} names" if isinstance(names, list) else repr(names)
+        what = f"{len(names):,} names" if isinstance(names, list) else repr(names)
+        outputs = f"{classes:,} outputs" if isinstance(classes, int) else "outputs"
         raise ExplorerError(f"the recorded class_names ({what}) are not one name for each "
-                            f"of the model's {classes} outputs")
+                            f"of the model's {outputs}")
 
 
 def _channel_values(value: Any, channels: int, what: str) -> tuple[float, ...]:
@@ -276,8 +277,8 @@ def open_image(data: bytes, name: str = "image",
             from None
     width, height = image.size
     if width * height > MAX_PIXELS:
-        raise ExplorerError(f"{name} is {width}×{height} = {width * height / 1e6:.1f} megapixels; "
-                            f"the limit is {MAX_PIXELS // 1_000_000}")
+        raise ExplorerError(f"{name} is {width:,}×{height:,} = {width * height / 1e6:,.1f} "
+                            f"megapixels; the limit is {MAX_PIXELS // 1_000_000}")
     if width < 1 or height < 1:
         raise ExplorerError(f"{name} has no pixels")
     try:
@@ -470,8 +471,8 @@ def dataset_samples(fmt: InputFormat, indices: Sequence[int]) -> list[ConvertedI
     out = []
     for i in indices:
         if not 0 <= int(i) < len(test):
-            raise ExplorerError(f"test sample {i} does not exist: the {title} test set "
-                                f"has {len(test)} images (0–{len(test) - 1})")
+            raise ExplorerError(f"test sample {int(i):,} does not exist: the {title} test "
+                                f"set has {len(test):,} images (0–{len(test) - 1:,})")
         x = test.x[int(i)].detach().cpu().float()
         pixels = denormalise(x, fmt)
         label = int(test.y[int(i)])
@@ -506,16 +507,16 @@ def samples_from(fmt: InputFormat, first: int, count: int
     test, title = _test_split(fmt)
     first, count, size = int(first), int(count), len(test)
     if not 0 <= first < size:
-        raise ExplorerError(f"test sample {first} does not exist: the {title} test set has "
-                            f"{size} images (0–{size - 1})")
+        raise ExplorerError(f"test sample {first:,} does not exist: the {title} test set has "
+                            f"{size:,} images (0–{size - 1:,})")
     if count < 1:
-        raise ExplorerError(f"ask for at least one test sample, not {count}")
+        raise ExplorerError(f"ask for at least one test sample, not {count:,}")
     stop = min(first + count, size)
     note = None
     if stop < first + count:
-        shown = f"sample {first}" if stop - first == 1 else f"samples {first}–{stop - 1}"
-        note = (f"Showing test {shown} ({stop - first} of the {count} asked for): the "
-                f"{title} test set has {size} images (0–{size - 1}).")
+        shown = f"sample {first:,}" if stop - first == 1 else f"samples {first:,}–{stop - 1:,}"
+        note = (f"Showing test {shown} ({stop - first:,} of the {count:,} asked for): the "
+                f"{title} test set has {size:,} images (0–{size - 1:,}).")
     return dataset_samples(fmt, range(first, stop)), note
 
 

@@ -89,6 +89,15 @@ class ScheduleConfig:
                                 f"{MAX_ITERATIONS:,}, got {self.iterations!r}")
         return self
 
+    def describe(self) -> str:
+        """The schedule in one line ("geometric, widths 256, 64, q = 0.8, 31 iterations"),
+        for saying which schedule is in force where the inputs on screen are not it (a
+        refused q left the last valid schedule handed to the Iterative page unsaid). q is
+        named only for a schedule that uses it."""
+        q = f", q = {self.q:g}" if self.kind in USES_Q else ""
+        return (f"{self.kind}, widths {', '.join(map(str, self.widths))}{q}, "
+                f"{self.iterations:,} iteration{'' if self.iterations == 1 else 's'}")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["widths"] = list(self.widths)
@@ -160,6 +169,24 @@ def retention_table(config: ScheduleConfig) -> RetentionTable:
         if all(n == 1 for n in row):
             break
     return table
+
+
+# Rows a chart on a page draws at most: about one per pixel of a chart half a 1400-px
+# window wide. Past that a browser spent seconds drawing (10 000 rows of three layers:
+# 30 000 points) what it could not show apart, with only Streamlit's running icon.
+CHART_ROWS = 500
+
+
+def drawn_rows(count: int, limit: int = CHART_ROWS) -> list[int]:
+    """Which of `count` table rows a page chart draws: all of them up to `limit`, else
+    `limit` rows evenly spaced from the first to the last (both always drawn, so the
+    dense model and the end of the schedule are on the chart)."""
+    if count <= limit:
+        return list(range(count))
+    if limit < 2:
+        raise ValueError(f"a chart of {count:,} rows needs to draw at least 2, not {limit}")
+    step = (count - 1) / (limit - 1)
+    return sorted({round(i * step) for i in range(limit)})
 
 
 def write_retain(path: str | Path, table: RetentionTable) -> Path:

@@ -21,8 +21,9 @@ import streamlit as st
 from explorer_core import charts
 from explorer_core.attribution import (BASELINES, MAX_GRID_UNITS, MAX_STEPS, MAX_TOP_K, METHODS,
                                        MIN_STEPS, AttributionCache, AttributionSettings,
-                                       colour_meaning, hidden_layers, methods_for, neuron_table,
-                                       predict, top_k)
+                                       colour_meaning, grid_limit, hidden_layers, methods_for,
+                                       neuron_table, predict, scores_file_name, scores_frame,
+                                       top_k)
 from explorer_core.catalog import (UploadedFile, accuracy_mismatch, list_cache_checkpoints,
                                    list_run_checkpoints, load_upload, summary, sweep_checkpoints,
                                    upload_conv_channels, upload_hidden_widths)
@@ -406,20 +407,31 @@ def _kept_tile(info: dict[str, Any]) -> tuple[str, str, str | None]:
 # window's column (226 px) cut the metrics ("57.6…"), broke the heatmap captions
 # mid-word ("neuro / n 18") and clipped chart titles.
 MODEL_COLUMN_WIDTH = 440
+# Width of the original picture and of the model's input beside the predictions: two
+# fit an 800-px window's column with room for their captions' longest words.
+PICTURE_WIDTH = 160
 
 
 def _model_columns(count: int) -> list[Any]:
     return wrapping_columns(count, width=MODEL_COLUMN_WIDTH)
 
 
+# Width of one metric tile: four a row for one model at 1400 px, two a row in a compare
+# column or an 800-px window. Tiles as wide as their numbers lined up differently in
+# the two compare columns ('94.15 %' three a row beside '72.98 %' four a row).
+METRIC_WIDTH = 200
+
+
 def model_card(m: Loaded) -> None:
-    """Headline numbers as metric tiles, in a row that wraps: four columns cut '92.20 %'
-    to '92.2…' in an 800-px window, and two a row of a compare column cut '57.66 %'."""
+    """Headline numbers as metric tiles of one width, in a row that wraps: four columns
+    cut '92.20 %' to '92.2…' in an 800-px window, and two a row of a compare column cut
+    '57.66 %'."""
     info = m.info
     st.markdown(f"**{m.label}**")
     if info.get("warning"):
         st.warning(info["warning"])
-    cols = [wrapping_row()] * 4
+    row = wrapping_row()
+    cols = [row.container(width=METRIC_WIDTH) for _ in range(4)]
     params, params_help = _count(info["parameters"])
     macs, macs_help = _count(info["macs"])
     cols[0].metric("Test accuracy",
@@ -590,14 +602,24 @@ def predictions_view(models: list[Loaded], per_model, k: int) -> int | None:
         index = valid[int(pick)] if int(pick) < len(valid) else valid[0]
     else:
         index = valid[0]
-    widths = [1, 1] + [2] * len(models)
-    cols = st.columns(widths)
+    # the pictures in boxes of their own width, the charts in the models' columns: in
+    # sixths of an 800-px window the two models' pictures were 66 px wide and their
+    # captions broke mid-word ("normalise / d")
+    second_input = len(models) > 1 and per_model[1][index] is not None and \
+        models[1].fmt.shape != models[0].fmt.shape
+    row = wrapping_row()
+    pictures = [row.container(width=PICTURE_WIDTH) for _ in range(3 if second_input else 2)]
+    cols = [row.container(width=MODEL_COLUMN_WIDTH)] if len(models) == 1 else \
+        _model_columns(len(models))
     first = per_model[0][index]
-    cols[0].image(first.original, caption=f"original · {first.original_size[0]}×"
-                  f"{first.original_size[1]} {first.original_mode}", width="stretch")
-    cols[1].image(upscale(first.pixels), caption=f"model input · {models[0].fmt.describe()}",
-                  width="stretch")
-    for col, m, conv in zip(cols[2:], models, per_model):
+    pictures[0].image(first.original, caption=f"original · {first.original_size[0]}×"
+                      f"{first.original_size[1]} {first.original_mode}", width="stretch")
+    pictures[1].image(upscale(first.pixels), caption=f"model input · {models[0].fmt.describe()}",
+                      width="stretch")
+    if second_input:
+        pictures[2].image(upscale(per_model[1][index].pixels), caption="second model's input",
+                          width="stretch")
+    for col, m, conv in zip(cols, models, per_model):
         if conv[index] is None:
             col.warning(f"{m.label}: this picture could not be converted for it.")
             continue
@@ -608,9 +630,6 @@ def predictions_view(models: list[Loaded], per_model, k: int) -> int | None:
         title = "Top class" if len(rows) == 1 else f"Top {len(rows)} classes"
         col.altair_chart(charts.topk_chart(rows, title=title),
                          width="stretch")  # fits its column at any window width
-    if len(models) > 1 and per_model[1][index] is not None and \
-            models[1].fmt.shape != models[0].fmt.shape:
-        cols[1].image(upscale(per_model[1][index].pixels), caption="second model's input")
     return index
 
 
@@ -632,7 +651,8 @@ def _settings_row(models: list[Loaded]) -> tuple[str, str, AttributionSettings, 
     label = lambda n: next(l.label() for l in layers if l.name == n)  # noqa: E731
     layer = c1.selectbox("Hidden layer", names, key=kept_choice("insp_layer", names, label),
                          format_func=label)
-    kind = next(l.kind for l in layers if l.name == layer)
+    info = next(l for l in layers if l.name == layer)
+    kind = info.kind
     classes = ["predicted"] + [str(i) for i in range(len(models[0].fmt.class_names))]
     label = lambda c: "the predicted class" if c == "predicted" \
         else f"{c}: {models[0].fmt.class_names[int(c)]}"  # noqa: E731
@@ -659,13 +679,32 @@ def _settings_row(models: list[Loaded]) -> tuple[str, str, AttributionSettings, 
     steps = c5.slider("Integration steps", MIN_STEPS, MAX_STEPS, key=_default("insp_steps", 32),
                       help=f"Of {uses} and the integrated maps. More steps: closer to the "
                            "exact integral, slower.")
-    count = bounded_number(c6, f"{'Channels' if kind == 'conv' else 'Neurons'} in the grid", 1,
-                           MAX_GRID_UNITS, key=_default("insp_grid_n", 8))
+    unit = "channel" if kind == "conv" else "neuron"
+    limit = grid_limit(info.units)
+    count = bounded_number(c6, f"{unit.capitalize()}s in the grid", 1, limit,
+                           key=_grid_count_key(layer, info.units),
+                           help=f"How many {unit}s the grid starts with, the top ones by "
+                                f"|conductance|: 1 to {limit}" + (
+                                    f", all of {layer}'s." if limit == info.units else
+                                    f" of {layer}'s {info.units:,} (at most {MAX_GRID_UNITS})."))
     shared = c7.toggle("Shared colour scale", key=_default("insp_shared", True),
                        help="On: tiles are comparable. Off: each tile uses its own range.")
     if count is None:  # out of range: said under the field
         return None
     return layer, target, AttributionSettings(method, baseline, int(steps)), int(count), shared
+
+
+def _grid_count_key(layer: str, units: int) -> str:
+    """The grid-size field's key, its value brought within the chosen layer's units when
+    another layer is picked: 32 kept from a wide layer read "top 32" over a 16-neuron
+    one. A number typed for this layer stays as typed (an out-of-range one is said)."""
+    key = _default("insp_grid_n", min(8, grid_limit(units)))
+    if st.session_state.get("insp_grid_for") != (layer, units):
+        st.session_state["insp_grid_for"] = (layer, units)
+        count = st.session_state.get(key)
+        if isinstance(count, (int, float)) and count > grid_limit(units):
+            st.session_state[key] = grid_limit(units)
+    return key
 
 
 def _iasa(m: Loaded, layer: str):
@@ -709,7 +748,7 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
     probs = predict(model, x, m.label, conv.name)[0]
     target = int(probs.argmax()) if target_choice == "predicted" else int(target_choice)
     if target >= probs.numel():
-        st.warning(f"{m.label} has only {probs.numel()} classes.")
+        st.warning(f"{m.label} has only {probs.numel():,} classes.")
         return
     cname = m.fmt.class_names[target] if target < len(m.fmt.class_names) else str(target)
     conductance = cache.layer_conductance(model, m.key, x, layer, target, settings, m.fmt)
@@ -721,10 +760,15 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
     st.altair_chart(_ranking_chart(table, cname, info.units, narrow=compare), width="stretch")
     if why:
         st.caption(f"No IASA scores: {why}")
-    csv_name = f"scores_{slot}_{layer}_class{target}.csv"
-    st.download_button("Scores (CSV)", table.to_csv(index=False).encode(), csv_name,
+    # named and columned by what computed them: three baselines gave three files alike
+    st.download_button("Scores (CSV)", scores_frame(table, settings).to_csv(index=False).encode(),
+                       scores_file_name(f"scores_{slot}", layer, target, settings),
                        mime="text/csv", key=f"insp_csv_{slot}", on_click="ignore",
-                       icon=":material/table:")
+                       icon=":material/table:",
+                       help=f"Every {unit}'s layer conductance for class {cname} (from the "
+                            f"{BASELINES[settings.baseline]} in {settings.steps} steps) and "
+                            f"rank" + (", with its IASA score and rank." if iasa is not None
+                                       else "."))
     ranked = table["neuron"].tolist()
     grid_key = f"insp_neurons_{slot}_{m.key}_{layer}_{target}_{conv.name}"
     if [n for n in st.session_state.get(grid_key, []) if n not in ranked]:
@@ -735,8 +779,11 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
     if st.session_state.get(grid_key, top) == st.session_state.get(auto_key, top):
         st.session_state[grid_key] = top
     st.session_state[auto_key] = top
-    chosen = st.multiselect(f"{unit.capitalize()}s in the grid (default: top {count} by "
-                            "|conductance|)", ranked, key=grid_key, wrap=True,
+    first = min(count, len(ranked))  # a second model may have fewer units in this layer
+    chosen = st.multiselect(f"{unit.capitalize()}s in the grid (default: "
+                            + (f"all {first}, by |conductance|)" if first == len(ranked) else
+                               f"top {first} of {len(ranked):,} by |conductance|)"),
+                            ranked, key=grid_key, wrap=True,
                             format_func=lambda n: f"{unit} {n}")
     if not chosen:
         st.info(f"Pick at least one {unit}.")

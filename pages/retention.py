@@ -6,14 +6,15 @@ plots, the same ones the CLI writes). The chosen schedule is left in
 """
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
 from explorer_core.charts import (DISTRIBUTION_PNG, ITERATION_PNG, retention_distribution_chart,
                                   retention_iteration_chart)
 from explorer_core.errors import ExplorerError
-from explorer_core.schedule import (SCHEDULES, USES_Q, RetentionTable,
-                                    ScheduleConfig, retention_table, widths_from_spec)
+from explorer_core.schedule import (SCHEDULES, USES_Q, RetentionTable, ScheduleConfig,
+                                    drawn_rows, retention_table, widths_from_spec)
 from pages._common import (format_int_list, keep_widget_state, parse_int_list,
                            png_download_button, read_json_upload, require_app_navigation,
                            wrapping_row)
@@ -138,6 +139,20 @@ def _step_caption(table: RetentionTable) -> str:
             f"{row} on, Iteration is smaller than t (row {row} is t = {table.steps[row]}).")
 
 
+def _drawn_only(chart: alt.TopLevelMixin, rows: list[int]) -> alt.TopLevelMixin:
+    """A copy of a schedule chart whose data holds only the iterations `rows` (and the
+    points the chart labels, so no label loses its point): a browser took 5-28 s to draw
+    10 000 iterations. The downloaded PNGs, drawn only when clicked, keep every row."""
+    drawn = set(rows)
+    chart = chart.copy(deep=False)
+    data = chart.data
+    keep = data["Iteration"].isin(drawn)
+    if "Labelled" in data:
+        keep |= data["Labelled"]
+    chart.data = data[keep]
+    return chart
+
+
 def _show(table: RetentionTable, config: ScheduleConfig) -> None:
     last = table.widths[-1]
     metrics = wrapping_row()  # thirds cut 'Iterations in the ta…' at 800 px
@@ -152,20 +167,29 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
                    "close to 1, or too few iterations). A run on it trains the dense model "
                    "and stops.")
 
+    rows = drawn_rows(len(table))
+    thin = len(rows) < len(table)
     iteration_chart_col, distribution_chart_col = st.columns(2)
     with iteration_chart_col:
         chart_slot = st.empty()  # the toggle sits under the chart but decides its scale
         log = st.toggle("Log scale", key="ret_log",
                         help="Straight lines for the geometric rule; small late widths stay visible.")
         iteration_chart = retention_iteration_chart(table, log_scale=log, on_page=True)
-        chart_slot.altair_chart(iteration_chart, width="stretch")
+        chart_slot.altair_chart(_drawn_only(iteration_chart, rows) if thin else iteration_chart,
+                                width="stretch")
     with distribution_chart_col:
         distribution_chart = retention_distribution_chart(table)
-        st.altair_chart(distribution_chart, width="stretch")
+        st.altair_chart(_drawn_only(distribution_chart, rows) if thin else distribution_chart,
+                        width="stretch")
+    if thin:
+        st.caption(f"The charts draw {len(rows):,} of the {len(table):,} iterations, evenly "
+                   f"spaced from the first to the last, so that the page stays quick; the "
+                   f"table and the downloads hold every iteration.")
 
     # the downloads in a row under the table: in a quarter column beside it, an 800-px
     # window cut them to 'pruneN…'
-    st.dataframe(_display_frame(table), hide_index=True, width="stretch",
+    frame = _display_frame(table)
+    st.dataframe(frame, hide_index=True, width="stretch",
                  column_config={"% of hidden neurons kept":
                                 st.column_config.NumberColumn(format="%.4g")})
     if _skips_steps(table):
@@ -175,7 +199,9 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
         st.download_button("retain.txt", table.to_text(), file_name="retain.txt",
                            mime="text/plain", key="ret_dl_txt", on_click="ignore",
                            icon=":material/description:")
-        csv = pd.DataFrame(table.rows(), columns=table.columns).to_csv(index=False)
+        # the table as shown, its step t included: the CSV is the table's download,
+        # retain.txt the loop's fixed format
+        csv = frame.to_csv(index=False)
         st.download_button("retain.csv", csv, file_name="retain.csv", mime="text/csv",
                            key="ret_dl_csv", on_click="ignore", icon=":material/table:")
         # the file as the command line writes it: the legend beside, not inside, its height
@@ -185,6 +211,19 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
                             key="ret_dl_dist")
     st.caption(f"Saved for this session: the Iterative pruning page starts from this "
                f"{config.kind} schedule.")
+
+
+def _handed_on_text() -> str:
+    """What the Iterative pruning page starts from while the inputs are refused: the last
+    valid schedule chosen here (kept in the session), or its own default one."""
+    saved = st.session_state.get(SESSION_KEY)
+    if saved:
+        last = ScheduleConfig(tuple(saved["widths"]), saved["q"], saved["iterations"],
+                              saved["kind"])
+        return (f"Nothing new is handed on: the Iterative pruning page still starts from the last valid "
+                f"schedule ({last.describe()}).")
+    return (f"Nothing is handed on: the Iterative pruning page starts from its default schedule "
+            f"({ScheduleConfig().describe()}).")
 
 
 require_app_navigation()
@@ -199,7 +238,9 @@ try:
     config = _inputs().validate()
     table = retention_table(config)
 except ExplorerError as exc:
-    st.error(str(exc), icon=":material/error:")
+    # said in the same box: the schedule saved before stays in force on the Iterative
+    # page, which the refused inputs on screen did not show
+    st.error(f"{exc}\n\n{_handed_on_text()}", icon=":material/error:")
 else:
     # Handed to the Iterative page only when it is a choice: the landing page's defaults,
     # saved on every visit, made that page always say "Schedule taken from the Retention

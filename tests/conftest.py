@@ -62,6 +62,26 @@ def refused_pngs(monkeypatch) -> None:
     monkeypatch.setattr(vl_convert, "vegalite_to_png", refuse)
 
 
+@pytest.fixture
+def downloads(monkeypatch) -> dict[str, bytes]:
+    """{file name: bytes} of every download whose data a page run handed over (not the
+    ones drawn only when clicked): AppTest keeps them in a media store it drops after
+    each run, so they are recorded on their way in. Ask for it before the fixture that
+    runs the page."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    files: dict[str, bytes] = {}
+    store = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        if filename and isinstance(path_or_data, bytes):
+            files[filename] = path_or_data
+        return store(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return files
+
+
 def bar_at_a_terminal(argv: list[str]) -> tuple[int, list[str]]:
     """`main(argv)` with stderr as a terminal (the CLI then redraws its progress bar with
     \\r): its exit code and the bar's frames, each from its first '['. Swapped here, in

@@ -135,6 +135,39 @@ _SPILLED_CHARTS_JS = """() => [...document.querySelectorAll('[data-testid="stVeg
   .map(c => c.querySelector('svg .role-title text')?.textContent || '?')"""
 
 
+# Words of a picture caption split over two lines ("normalise" / "d"): a range over the
+# word has one box per line it spans.
+_BROKEN_WORDS_JS = """() => [...document.querySelectorAll('[data-testid="stImageCaption"]')]
+  .filter(e => e.offsetParent !== null).flatMap(cap => {
+    const broken = [], walk = document.createTreeWalker(cap, NodeFilter.SHOW_TEXT);
+    for (let node = walk.nextNode(); node; node = walk.nextNode())
+      for (const m of node.data.matchAll(/\\S+/g)) {
+        const r = document.createRange();
+        r.setStart(node, m.index); r.setEnd(node, m.index + m[0].length);
+        if (r.getClientRects().length > 1) broken.push(m[0]);
+      }
+    return broken; })"""
+
+# Where each model's metric tiles sit, relative to its first tile: [[x, y, width] …] per
+# model (four tiles each).
+_METRIC_LAYOUT_JS = """() => {
+  const boxes = [...document.querySelectorAll('[data-testid="stMetric"]')]
+    .filter(e => e.offsetParent !== null).map(e => e.getBoundingClientRect());
+  const models = [];
+  for (let i = 0; i < boxes.length; i += 4) {
+    const first = boxes[i];
+    models.push(boxes.slice(i, i + 4).map(b => [Math.round(b.left - first.left),
+      Math.round(b.top - first.top), Math.round(b.width)]));
+  }
+  return models; }"""
+
+
+def _picture_widths(page) -> list[int]:
+    """Widths of the original picture and the model input beside the predictions."""
+    return [round(page.locator('[data-testid="stImage"]').filter(has_text=name).first
+                  .bounding_box()["width"]) for name in ("original ·", "model input ·")]
+
+
 def _select(page, label: str, option: str) -> None:
     combo = page.get_by_role("combobox", name=label, exact=True).first
     if option in (combo.input_value() or ""):
@@ -173,6 +206,12 @@ def test_compare_fits_at_1100px_and_choices_survive_a_page_switch(app_page, stre
         assert page.evaluate(_SPILLED_CHARTS_JS) == [], width  # every chart in its column
         assert clipped_chart_titles(page) == [], width
         assert overflowing(page) == [], width
+        # at 800 px the pictures were 66 px wide and "normalised" broke mid-word
+        assert min(_picture_widths(page)) >= 150, width
+        assert page.evaluate(_BROKEN_WORDS_JS) == [], width
+        # the two models' tiles line up (at 1400 px: three a row beside four a row)
+        layout = page.evaluate(_METRIC_LAYOUT_JS)
+        assert len(layout) == 2 and layout[0] == layout[1], (width, layout)
         first, second = (page.get_by_role("heading", name=n, exact=True).bounding_box()
                          for n in ("Model", "Second model"))
         side_by_side = abs(first["y"] - second["y"]) < 5 and second["x"] > first["x"] + 300

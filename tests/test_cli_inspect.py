@@ -190,7 +190,7 @@ def test_counts_outside_the_pages_ranges_are_refused_before_anything_is_written(
     assert main(["inspect", "--checkpoint", str(ck), "--image", str(img), flag, value,
                  "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"error: {flag} must be a whole number from {span}, got {value}"
+    assert err == f"error: {flag} must be a whole number from {span}, got {int(value):,}"
     assert not (tmp_path / "o").exists()
 
 

@@ -885,3 +885,65 @@ def test_a_run_iteration_with_a_damaged_record_is_listed_as_such(tmp_path, monke
     assert labels[0].startswith("iteration 0: 8-4") and labels[2].startswith("iteration 2: ")
     with pytest.raises(CheckpointError):
         load_checkpoint(run.best_model(1))
+
+
+# ------------------------------------------------------------------ counts in messages
+
+def test_messages_write_counts_with_thousands_separators(mlp, digits_fmt):
+    """One page said "test sample 100000 does not exist" under a field refusing
+    "1,000,001": the core's messages now write counts as the pages' range checks do."""
+    from explorer_core.attribution import check_range
+    from explorer_core.catalog import parse_spec_upload
+    from explorer_core.data import load_dataset
+
+    size = len(load_dataset("digits").test)
+    with pytest.raises(ExplorerError) as err:
+        samples_from(digits_fmt, 100_000, 4)
+    assert str(err.value) == (f"test sample 100,000 does not exist: the Digits (8×8, bundled) "
+                              f"test set has {size:,} images (0–{size - 1:,})")
+    with pytest.raises(ExplorerError, match="^test sample 12,345 does not exist"):
+        dataset_samples(digits_fmt, [12_345])
+    with pytest.raises(ExplorerError) as err:
+        check_range("--neurons", 1_000_000, 1, 1_000)
+    assert str(err.value) == "--neurons must be a whole number from 1 to 1,000, got 1,000,000"
+    with pytest.raises(ExplorerError, match=r"got 2\.5$"):  # not a whole number: as given
+        check_range("--neurons", 2.5, 1, 32)
+    with pytest.raises(ExplorerError, match="fc1 has units 0–31; 10,000 does not exist"):
+        neuron_maps(mlp, "fc1", [10_000], torch.zeros(1, 1, 8, 8), 0, AttributionSettings(),
+                    digits_fmt)
+    with pytest.raises(ExplorerError, match=r"^spec\.json is 1,953 kB"):
+        parse_spec_upload(b" " * 2_000_000, "spec.json")
+    with pytest.raises(ExplorerError, match="the model takes 150,529 input values"):
+        input_format({"arch": "mlp", "in": 150_529, "hidden": [4], "out": 10}, {})
+    with pytest.raises(ExplorerError, match="^big.png is 8,000×6,000 = 48.0 megapixels; "
+                                            "the limit is 40$"):
+        open_image(png_header(8000, 6000), "big.png")
+    with pytest.raises(ExplorerError, match=r"of the model's 1,000 outputs"):
+        input_format({"arch": "mlp", "in": 64, "hidden": [4], "out": 1_000},
+                     {"class_names": ["a", "b"]})
+
+
+def test_scores_say_which_attribution_computed_them():
+    """Scores downloaded with three baselines were three files alike in name and columns."""
+    from explorer_core.attribution import scores_file_name, scores_frame
+
+    table = neuron_table(torch.tensor([0.5, -2.0, 1.0]))
+    settings = AttributionSettings("gradcam", "blurred", 64)
+    frame = scores_frame(table, settings)
+    assert list(frame.columns) == ["neuron", "conductance", "rank", "method", "baseline", "steps"]
+    assert set(frame["method"]) == {"layer_conductance"}  # the ranking's, not the maps'
+    assert set(frame["baseline"]) == {"blurred"} and set(frame["steps"]) == {64}
+    assert frame["neuron"].tolist() == [1, 2, 0]
+    assert list(table.columns) == ["neuron", "conductance", "rank"]  # the table is not changed
+    assert scores_file_name("scores_a", "fc1", 3, settings) == \
+        "scores_a_fc1_class3_layer_conductance_blurred_64steps.csv"
+    names = {scores_file_name("scores_a", "fc1", 3, AttributionSettings(baseline=b))
+             for b in ("black", "blurred", "mean")}
+    assert len(names) == 3
+
+
+@pytest.mark.parametrize("units, limit", [(16, 16), (32, 32), (1_024, 32), (1, 1)])
+def test_the_grid_holds_at_most_the_layers_units(units, limit):
+    from explorer_core.attribution import grid_limit
+
+    assert grid_limit(units) == limit

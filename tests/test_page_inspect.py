@@ -651,7 +651,7 @@ def test_the_pages_ranges_are_the_clis(app_test, digits_run):
     --neurons 1000, --top-k 50 and --steps 2–256: both now use attribution's constants."""
     from explorer_core.attribution import MAX_GRID_UNITS, MAX_STEPS, MAX_TOP_K, MIN_STEPS
 
-    at = open_page(app_test, digits_run.best_model(1))
+    at = open_page(app_test, digits_run.best_model(0))  # dense: fc1 has 32 neurons
     at.radio(key="insp_img_src").set_value("Test-set samples").run()
     steps = at.slider(key="insp_steps")
     assert (steps.min, steps.max) == (MIN_STEPS, MAX_STEPS) == (2, 256)
@@ -685,3 +685,72 @@ def test_a_white_drawing_on_transparency_is_seen_and_a_blank_picture_is_warned_a
     assert len(warnings) == 1 and warnings[0].startswith(
         "blank.png: the model's input is one flat colour (every pixel 255)"), warnings
     assert any("predicted" in m.value for m in at.markdown)  # still shown, now explained
+
+
+def grid_box(at):
+    boxes = [w for w in at.multiselect if "in the grid" in w.label]
+    assert len(boxes) == 1
+    return boxes[0]
+
+
+def test_the_grid_size_is_bounded_by_the_chosen_layers_units(app_test, digits_run):
+    """32 kept from fc1 (32 neurons) read "top 32" over fc2's 16, and the field took up
+    to 32 whatever the layer."""
+    at = open_page(app_test, digits_run.best_model(0))  # dense 32-16
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()
+    at.number_input(key="insp_grid_n").set_value(32).run()
+    assert not at.exception and errors(at) == []
+    assert grid_box(at).label == "Neurons in the grid (default: all 32, by |conductance|)"
+    at.selectbox(key="insp_layer").set_value("fc2").run()
+    assert not at.exception and errors(at) == []
+    field = at.number_input(key="insp_grid_n")
+    assert field.value == 16 and "1 to 16, all of fc2's" in field.help
+    assert grid_box(at).label == "Neurons in the grid (default: all 16, by |conductance|)"
+    assert len(grid_captions(at)) == 16
+    field.set_value(17).run()
+    assert errors(at) == ["Neurons in the grid must be a whole number from 1 to 16, got 17"]
+    at.number_input(key="insp_grid_n").set_value(4).run()
+    assert errors(at) == []
+    assert grid_box(at).label == "Neurons in the grid (default: top 4 of 16 by |conductance|)"
+    at.selectbox(key="insp_layer").set_value("fc1").run()  # a smaller count stays
+    assert at.number_input(key="insp_grid_n").value == 4
+    assert "1 to 32 of fc1's" not in at.number_input(key="insp_grid_n").help  # all 32 fit
+    assert "1 to 32, all of fc1's" in at.number_input(key="insp_grid_n").help
+
+
+def test_the_scores_csv_names_its_method_and_baseline(downloads, app_test, digits_run):
+    """Scores downloaded from three baselines were three files 'scores_a_fc1_class3.csv'
+    with the same columns: nothing said which attribution computed which."""
+    import pandas as pd
+
+    at = open_page(app_test, digits_run.best_model(1))
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()
+    assert not at.exception and errors(at) == []
+    for baseline in ("black", "blurred", "mean"):
+        at.selectbox(key="insp_baseline").set_value(baseline).run()
+        names = [n for n in downloads if n.startswith("scores_a_fc1_class")
+                 and n.endswith(f"_layer_conductance_{baseline}_32steps.csv")]
+        assert len(names) == 1, list(downloads)
+        frame = pd.read_csv(io.BytesIO(downloads[names[0]]))
+        assert list(frame.columns) == ["neuron", "conductance", "rank", "iasa", "iasa_rank",
+                                       "method", "baseline", "steps"]
+        assert set(frame["method"]) == {"layer_conductance"}
+        assert set(frame["baseline"]) == {baseline} and set(frame["steps"]) == {32}
+        assert len(frame) == 16
+    scores = [b for b in at.download_button if b.label == "Scores (CSV)"][0]
+    assert "from the dataset mean in 32 steps" in scores.help
+
+
+def test_big_counts_read_alike_in_the_pages_messages(app_test, digits_run):
+    """"test sample 100000 does not exist" under a field saying "from 0 to 1,000,000"."""
+    from explorer_core.data import load_dataset
+
+    size = len(load_dataset("digits").test)
+    at = open_page(app_test, digits_run.best_model(1))
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()
+    at.number_input(key="insp_first").set_value(100_000).run()
+    assert errors(at) == [f"test sample 100,000 does not exist: the Digits (8×8, bundled) test "
+                          f"set has {size:,} images (0–{size - 1:,})"]
+    at.number_input(key="insp_first").set_value(1_000_001).run()
+    assert errors(at) == ["First test sample must be a whole number from 0 to 1,000,000, "
+                          "got 1,000,001"]

@@ -272,3 +272,25 @@ def test_a_gap_in_the_iteration_numbers_is_still_read_row_by_row():
 
     table = parse_retain("Iteration h1NodesRetained perNodesRetained\n0 8 100\n2 4 50\n")
     assert table.widths == [(8,), (4,)]
+
+
+@pytest.mark.parametrize("config, text", [
+    (ScheduleConfig(), "geometric, widths 256, 64, q = 0.8, 31 iterations"),
+    (ScheduleConfig((999_999,), 0.5, 10_000, "cubic"), "cubic, widths 999999, 10,000 iterations"),
+    (ScheduleConfig((3, 2, 1), 0.25, 1), "geometric, widths 3, 2, 1, q = 0.25, 1 iteration"),
+])
+def test_describe_names_the_schedule_in_one_line(config, text):
+    assert config.describe() == text
+
+
+def test_drawn_rows_keeps_small_tables_whole_and_thins_large_ones_evenly():
+    from explorer_core.schedule import CHART_ROWS, drawn_rows
+
+    assert drawn_rows(31) == list(range(31))
+    assert drawn_rows(CHART_ROWS) == list(range(CHART_ROWS))
+    rows = drawn_rows(10_000)
+    assert len(rows) == CHART_ROWS and rows == sorted(set(rows))
+    assert rows[0] == 0 and rows[-1] == 9_999  # the dense model and the schedule's end
+    gaps = {b - a for a, b in zip(rows, rows[1:])}
+    assert gaps <= {20, 21}  # evenly spaced
+    assert drawn_rows(7, limit=3) == [0, 3, 6]
