@@ -13,7 +13,7 @@ import os
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import altair as alt
 import numpy as np
@@ -124,16 +124,20 @@ PAGE_LEGEND_ROW = 30
 
 
 def retention_iteration_chart(table: RetentionTable, log_scale: bool = False,
-                              on_page: bool = False) -> alt.Chart:
+                              on_page: bool = False,
+                              drawn: Sequence[int] | None = None) -> alt.Chart:
     """Neurons kept per hidden layer vs iteration, one line per layer.
 
     A log y-axis turns the geometric schedule into straight lines and keeps the small
     late widths readable next to a wide first layer. `on_page`: the height grows with
     the legend's rows, since a page fits the whole chart, legend included, into its
     height (six layers left a 60-px plot, eight 30 px); a PNG draws the legend outside
-    the plot's height.
+    the plot's height. `drawn`: the iterations to draw (`schedule.drawn_rows`; all when
+    None) — a browser took 5-28 s to draw 10 000 of them.
     """
     data = retention_long_frame(table)
+    if drawn is not None:
+        data = data[data["Iteration"].isin(set(drawn))]
     layers = len(table.dense)
     rows = -(-min(layers, RETENTION_LEGEND_LIMIT) // LEGEND_COLUMNS)
     return (
@@ -168,13 +172,16 @@ def _distribution_frame(table: RetentionTable) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def retention_distribution_chart(table: RetentionTable, log_scale: bool = True) -> alt.LayerChart:
+def retention_distribution_chart(table: RetentionTable, log_scale: bool = True,
+                                 drawn: Sequence[int] | None = None) -> alt.LayerChart:
     """How the kept neurons are shared out between layers, each point labelled with its iteration.
 
     Two or more layers: layer-1 width vs layer-2 width (the thesis' plot; further layers
     are in the iteration chart). One layer: its width vs % kept, the only other axis there is.
     Log axes by default: a geometric schedule then spaces the iterations evenly instead of
-    piling the late, small widths (and their labels) into one corner.
+    piling the late, small widths (and their labels) into one corner. `drawn`: the
+    iterations to draw (all when None), with every labelled one, so no label loses its
+    point.
     """
     data = _distribution_frame(table)
     if len(table.dense) >= 2:
@@ -195,6 +202,8 @@ def retention_distribution_chart(table: RetentionTable, log_scale: bool = True) 
         tooltip = ["Iteration:Q", "h1:Q"]
     tooltip.append(alt.Tooltip("% of hidden neurons kept:Q", format=".2f"))
     data["Labelled"] = _spread_out(data[xf], data[yf], log_scale)
+    if drawn is not None:
+        data = data[data["Iteration"].isin(set(drawn)) | data["Labelled"]]
     base = alt.Chart(data, title=title).encode(x=x, y=y)
     line = base.mark_line(point=True, color="#4c78a8").encode(
         order="Iteration:Q", tooltip=tooltip)

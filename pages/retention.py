@@ -6,7 +6,6 @@ plots, the same ones the CLI writes). The chosen schedule is left in
 """
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -139,20 +138,6 @@ def _step_caption(table: RetentionTable) -> str:
             f"{row} on, Iteration is smaller than t (row {row} is t = {table.steps[row]}).")
 
 
-def _drawn_only(chart: alt.TopLevelMixin, rows: list[int]) -> alt.TopLevelMixin:
-    """A copy of a schedule chart whose data holds only the iterations `rows` (and the
-    points the chart labels, so no label loses its point): a browser took 5-28 s to draw
-    10 000 iterations. The downloaded PNGs, drawn only when clicked, keep every row."""
-    drawn = set(rows)
-    chart = chart.copy(deep=False)
-    data = chart.data
-    keep = data["Iteration"].isin(drawn)
-    if "Labelled" in data:
-        keep |= data["Labelled"]
-    chart.data = data[keep]
-    return chart
-
-
 def _show(table: RetentionTable, config: ScheduleConfig) -> None:
     last = table.widths[-1]
     metrics = wrapping_row()  # thirds cut 'Iterations in the ta…' at 800 px
@@ -174,12 +159,10 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
         chart_slot = st.empty()  # the toggle sits under the chart but decides its scale
         log = st.toggle("Log scale", key="ret_log",
                         help="Straight lines for the geometric rule; small late widths stay visible.")
-        iteration_chart = retention_iteration_chart(table, log_scale=log, on_page=True)
-        chart_slot.altair_chart(_drawn_only(iteration_chart, rows) if thin else iteration_chart,
-                                width="stretch")
+        chart_slot.altair_chart(retention_iteration_chart(
+            table, log_scale=log, on_page=True, drawn=rows if thin else None), width="stretch")
     with distribution_chart_col:
-        distribution_chart = retention_distribution_chart(table)
-        st.altair_chart(_drawn_only(distribution_chart, rows) if thin else distribution_chart,
+        st.altair_chart(retention_distribution_chart(table, drawn=rows if thin else None),
                         width="stretch")
     if thin:
         st.caption(f"The charts draw {len(rows):,} of the {len(table):,} iterations, evenly "
@@ -207,8 +190,8 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
         # the file as the command line writes it: the legend beside, not inside, its height
         png_download_button(ITERATION_PNG, retention_iteration_chart(table, log_scale=log),
                             ITERATION_PNG, key="ret_dl_iter")
-        png_download_button(DISTRIBUTION_PNG, distribution_chart, DISTRIBUTION_PNG,
-                            key="ret_dl_dist")
+        png_download_button(DISTRIBUTION_PNG, retention_distribution_chart(table),
+                            DISTRIBUTION_PNG, key="ret_dl_dist")
     st.caption(f"Saved for this session: the Iterative pruning page starts from this "
                f"{config.kind} schedule.")
 
