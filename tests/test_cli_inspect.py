@@ -38,6 +38,9 @@ def test_inspect_writes_predictions_scores_and_heatmaps(tmp_path, capsys):
     assert pred["explained_class"] == pred["top_k"][0]["class_index"]
     rows = list(csv.DictReader((out / "scores.csv").open()))
     assert len(rows) == 16 and {"neuron", "conductance", "rank", "iasa", "iasa_rank"} <= set(rows[0])
+    # which attribution made them, as in the page's download
+    assert {(r["method"], r["baseline"], r["steps"]) for r in rows} == {
+        ("layer_conductance", "black", "32")}
     assert [int(r["neuron"]) for r in rows[:6]] == pred["neurons"]
     sheet = Image.open(out / "heatmaps.png")
     assert sheet.format == "PNG"

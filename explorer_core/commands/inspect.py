@@ -14,7 +14,7 @@ import numpy as np
 
 from ..attribution import (BASELINES, MAX_GRID_UNITS, MAX_STEPS, MAX_TOP_K, METHODS, MIN_STEPS,
                            AttributionCache, AttributionSettings, check_range, colour_meaning,
-                           hidden_layers, neuron_table, predict, top_k)
+                           hidden_layers, neuron_table, predict, scores_frame, top_k)
 from ..checkpoint import load_checkpoint
 from ..cli import add_overwrite_flag, command, refuse_existing
 from ..data import availability
@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         "image": args.image.name, "top_k": rows, "explained_class": target,
         "layer": layer.name, "method": method, "baseline": args.baseline, "steps": args.steps,
         "input": fmt.describe(), "neurons": chosen})
-    atomic_write_text(args.out / "scores.csv", table.to_csv(index=False))
+    # the columns the page's download has: the scores' method, baseline and steps
+    atomic_write_text(args.out / "scores.csv", scores_frame(table, settings).to_csv(index=False))
     atomic_write_bytes(args.out / "heatmaps.png", png_bytes(sheet))
     warning = flat_input_warning(conv)
     if warning:  # with the result, which stands; a failed run stays one line
