@@ -43,14 +43,6 @@ def criterion_name(criterion: str) -> str:
     return str(criterion)
 
 
-def with_id(namer: Callable[[str], str], value: str) -> str:
-    """The display name, followed by the id where the id is not just the name in other
-    case: a message the page and the CLI share (whose sweep.json holds ids) must read
-    for both — 'First-order Taylor (taylor)', but 'Neuron', 'Interval adjoint'."""
-    name = namer(value)
-    return name if name.lower().replace(" ", "_") == value.lower() else f"{name} ({value})"
-
-
 # column of a results or summary frame -> its display name
 NAMERS: dict[str, Callable[[str], str]] = {
     "model": model_name, "dataset": dataset_name, "type": type_name,

@@ -46,7 +46,7 @@ from .data import Dataset, availability, check_val_fraction, get_info, load_data
 from .errors import Cancelled, ExplorerError, TrainingDiverged, raise_if_interrupted
 from .fileio import OrderedWriter, atomic_write_json
 from .jobs import worker_session
-from .labels import criterion_name, dataset_name, model_name, type_name, with_id
+from .labels import criterion_name, dataset_name, model_name, type_name
 from .masks import is_masked, permanent_copy
 from .metrics import (MAX_LATENCY_BATCH, CostReport, LatencyConfig, PeakMemory, cost_report,
                       count_nonzero, measure_latencies)
@@ -359,13 +359,15 @@ def runnable_plan(cfg: SweepConfig) -> Plan:
     the_plan = plan(cfg)
     if not the_plan.cells:
         if the_plan.skipped:
-            reasons = "; ".join(f"{with_id(type_name, t)} on {model_name(m)}: {why}"
+            reasons = "; ".join(f"{type_name(t)} on {model_name(m)}: {why}"
                                 for m, t, why in the_plan.skipped)
-        else:
-            reasons = "none of the chosen criteria ranks the chosen pruning types; " + "; ".join(
-                f"{with_id(type_name, t)} takes "
-                + ", ".join(with_id(criterion_name, c) for c in sorted(PRUNING_TYPES[t].criteria))
-                for t in cfg.types)
+        else:  # by name, in the pickers' order (the ids read '… (kmeans), (l1)')
+            chosen = ", ".join(map(criterion_name, cfg.criteria))
+            reasons = f"none of the chosen criteria ({chosen}) ranks the chosen pruning " \
+                "types; " + "; ".join(
+                    f"{type_name(t)} takes " + ", ".join(
+                        criterion_name(c) for c in ALL_CRITERIA if c in PRUNING_TYPES[t].criteria)
+                    for t in cfg.types)
         raise ExplorerError(f"the grid has no cell to run ({reasons})")
     return the_plan
 

@@ -317,6 +317,13 @@ def setup_expander(label: str, key: str, expanded: bool) -> Any:
                        on_change="rerun")
 
 
+def sentence(text: str | None) -> str | None:
+    """`text` with a capital first letter, for a core message shown as a sentence (the
+    CLI prints it after "error: "): `str.capitalize` lowercased the rest ("the digits
+    (8×8, bundled) test set"). None when there is none."""
+    return text[:1].upper() + text[1:] if text else None
+
+
 def refuse_start(key: str, exc: ExplorerError) -> None:
     """Say why a Start was refused, and keep it said (`kept_refusal`) until the next Start.
 

@@ -31,7 +31,7 @@ from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_t
                                          tables_text, unlearned_baselines, untuned_dense_note)
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, chart_panels, elapsed_metric,
-                           kept_choice, kept_refusal, refuse_start,
+                           kept_choice, kept_refusal, refuse_start, sentence,
                            format_seconds, learning_rate_input, parse_int_list,
                            png_download_button, require_app_navigation, run_name_input,
                            run_picker, setup_expander, status_header, stop_button,
@@ -207,8 +207,9 @@ def setup_form() -> None:
                 calibration_samples=int(calibration), latency_batch=int(latency_batch),
                 latency_repeats=int(latency_repeats), save_checkpoints=save,
                 use_cache=use_cache).validate()
-        except ExplorerError as exc:
-            st.error(str(exc))
+        except ExplorerError as exc:  # as a sentence, and no Start (greyed, as for an
+            st.error(sentence(str(exc)))  # empty grid: it vanished)
+            st.button("Start sweep", type="primary", disabled=True)
             return
         # The name is said at once, under the estimate's place: it was said after the
         # timing probe (seconds; ~9 s for a first ResNet-18 estimate), and before that

@@ -36,8 +36,8 @@ from explorer_core.imaging import (FIT_TITLES, FITS, MAX_PIXELS, UPLOAD_TYPES, C
                                    overlay_image, png_bytes, samples_from, upscale)
 from explorer_core.models import ARCH_TITLES, default_spec
 from pages._common import (bounded_number, format_int_list, keep_widget_state, kept_choice,
-                           parse_int_list, require_app_navigation, wrapping_columns,
-                           wrapping_row)
+                           parse_int_list, require_app_navigation, sentence,
+                           wrapping_columns, wrapping_row)
 
 require_app_navigation()
 
@@ -177,12 +177,6 @@ def _test_accuracy(ck: Checkpoint, fmt: InputFormat, uploaded: bool
             "recorded in the uploaded .json (not measured: its test data is not here)", None
     where = f"measured on these weights with the {DATASETS[fmt.dataset].title} test set"
     return measured, where, accuracy_mismatch(recorded, measured)
-
-
-def _sentence(text: str | None) -> str | None:
-    """`text` with a capital first letter (`str.capitalize` lowercased the rest: "the
-    digits (8×8, bundled) test set"), None when there is none."""
-    return text[:1].upper() + text[1:] if text else None
 
 
 def _build(key: str, label: str, ck: Checkpoint, uploaded: bool = False,
@@ -436,7 +430,7 @@ def model_card(m: Loaded) -> None:
     macs, macs_help = _count(info["macs"])
     cols[0].metric("Test accuracy",
                    f"{info['test_acc']:.2f} %" if info["test_acc"] is not None else "—",
-                   help=_sentence(info.get("acc_source")))
+                   help=sentence(info.get("acc_source")))
     if info["masked"]:  # the dense count says nothing about what the masks kept
         nonzero, _ = _count(info["nonzero_parameters"])
         cols[1].metric("Non-zero parameters", nonzero,

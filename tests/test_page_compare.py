@@ -632,3 +632,18 @@ def test_batch_sizes_past_the_training_split_are_said_to_be_full_batch(sweeps_ro
                      "sizes 4,000 and 60,000 take the whole split at once and train alike."]
     widget(at.multiselect, "Batch sizes").set_value(["64", "256"]).run()
     assert not [c for c in at.caption if c.value.startswith("Full batch")]
+
+
+def test_a_refused_setting_is_said_as_a_sentence_beside_a_greyed_start(sweeps_root):
+    """No criterion chosen read "pick at least one of the criteria" and the Start button
+    vanished (an empty grid greys it); an empty grid named criteria by id."""
+    at = open_page()
+    widget(at.button_group, "Criteria").set_value([]).run()
+    assert [e.value for e in at.error] == ["Pick at least one of the criteria"]
+    assert widget(at.button, "Start sweep").disabled
+    widget(at.button_group, "Criteria").set_value(["magnitude"])
+    widget(at.multiselect, "Pruning types").set_value(["neuron"]).run()
+    warning = [w.value for w in at.warning if "Empty grid" in w.value]
+    assert len(warning) == 1 and "(Weight magnitude)" in warning[0] \
+        and "k-means clusters, Random)" in warning[0] and "(kmeans)" not in warning[0], warning
+    assert widget(at.button, "Start sweep").disabled

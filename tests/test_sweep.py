@@ -928,9 +928,10 @@ def test_pareto_front_keeps_only_undominated_points():
     # a split of about one sample to train on, whoever starts the sweep (page or CLI)
     ({"val_fraction": 0.999}, "leaves 1 of the 1,438 training samples of digits"),
     ({"types": ["neuron"], "criteria": ["magnitude"]},
-     # said by name (the page's pickers show names), with the id sweep.json would hold
-     r"no cell to run \(none of the chosen criteria ranks the chosen pruning types; Neuron "
-     r"takes .*Interval adjoint, .*L1 norm of weights \(l1\)"),
+     # said by name, as the page's pickers name them and in their order, the chosen too
+     r"no cell to run \(none of the chosen criteria \(Weight magnitude\) ranks the chosen "
+     r"pruning types; Neuron takes Interval adjoint, L1 norm of weights, L2 norm of weights, "
+     r"First-order Taylor, Contribution, k-means clusters, Random\)$"),
     ({"types": ["neuron"], "models": ["slp"]}, r"\(Neuron on SLP: "),
 ])
 def test_bad_settings_are_refused_before_a_folder_exists(roots, over, message):
