@@ -119,8 +119,9 @@ def say_ignored_keys(base: Mapping[str, Any], cls: type, config: Path | None) ->
 
     ignored = sorted(str(k) for k in base if k not in field_types(cls))
     if config is not None and ignored:
-        print(f"note: ignored {', '.join(ignored)} in {config.name}: a run folder records "
-              f"them beside its settings; they set nothing here", file=sys.stderr)
+        keys = "key" if len(ignored) == 1 else "keys"
+        print(f"note: ignored the {keys} {', '.join(ignored)} of {config.name}: a run folder "
+              f"records them beside its settings; they set nothing here", file=sys.stderr)
 
 
 def launched_by_page() -> bool:

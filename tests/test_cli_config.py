@@ -260,9 +260,9 @@ def test_a_run_folders_config_json_as_config_names_what_it_ignores(tmp_path, cap
     made = create_run(RunConfig(name="first", hidden=[8, 4]), tmp_path / "runs")
     args = cli.build_parser().parse_args(["prune", "--config", str(made.config)])
     assert _config_from(args).hidden == [8, 4]
-    assert _one_line(capsys) == ("note: ignored created, spec, versions in config.json: a run "
-                                 "folder records them beside its settings; they set nothing "
-                                 "here")
+    assert _one_line(capsys) == ("note: ignored the keys created, spec, versions of "
+                                 "config.json: a run folder records them beside its "
+                                 "settings; they set nothing here")
 
 
 @pytest.mark.parametrize("command, recorded", [("prune", {"spec": {"arch": "mlp"}}),
@@ -278,8 +278,9 @@ def test_every_command_names_the_recorded_keys_it_ignores_and_only_those(tmp_pat
             [command, "--config", _config(tmp_path, {"name": "x", "lr": 0.01, **extra})])
         module._config_from(args)
         err = capsys.readouterr().err
-        assert err == (f"note: ignored {said} in cfg.json: a run folder records them beside "
-                       f"its settings; they set nothing here\n" if said else "")
+        keys = "key" if len(recorded) == 1 else "keys"
+        assert err == (f"note: ignored the {keys} {said} of cfg.json: a run folder records "
+                       f"them beside its settings; they set nothing here\n" if said else "")
 
 
 @pytest.mark.parametrize("command", ["prune", "compare", "train-time"])
