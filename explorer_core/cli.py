@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from .errors import ExplorerError, interrupted
 from .fileio import JSON_ERRORS
+from .rundir import COMPARE_SWEEP, ITERATIVE_RUN, KIND_KEYS, TRAIN_TIME_RUN, folder_kind
 
 T = TypeVar("T")
 Configure = Callable[[argparse.ArgumentParser], None]
@@ -97,14 +98,30 @@ class EpochBar:
         return f"elapsed {elapsed:.0f} s  eta {eta}"
 
 
-def read_json_config(path: Path) -> dict:
-    """The JSON object in a `--config` file; anything else is a one-line ExplorerError."""
+# the command that makes (and takes the config.json of) each kind of run folder
+KIND_COMMANDS = {ITERATIVE_RUN: "prune", COMPARE_SWEEP: "compare", TRAIN_TIME_RUN: "train-time"}
+
+
+def read_json_config(path: Path, kind: str | None = None) -> dict:
+    """The JSON object in a `--config` file; anything else is a one-line ExplorerError.
+
+    `kind` (`rundir.ITERATIVE_RUN`, …): the kind of run the command makes. A config.json
+    of another kind is named for what it is, with the command that takes it: an
+    iterative run's given to `compare` was refused as "unknown sweep setting(s):
+    activation, batch_size, … spec"."""
     try:
         base = json.loads(Path(path).read_text())
     except (OSError, *JSON_ERRORS) as exc:  # bad JSON or UTF-8; a 4 300-digit integer;
         raise ExplorerError(f"cannot read {path}: {exc}") from None  # nested past the stack
     if not isinstance(base, dict):
         raise ExplorerError(f"{path} must hold a JSON object")
+    found = folder_kind(base)
+    # three of that kind's own settings: a lone "spec" beside a train-time run's
+    # settings is the key its own config.json records, not another kind's file
+    if kind is not None and found is not None and found != kind \
+            and len(KIND_KEYS[found] & base.keys()) >= 3:
+        raise ExplorerError(f"{path} holds the settings of {found}, not of {kind}: give it "
+                            f"to `{KIND_COMMANDS[found]} --config`")
     return base
 
 

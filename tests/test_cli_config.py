@@ -295,3 +295,22 @@ def test_a_validation_fraction_leaving_almost_no_training_split_is_one_line(tmp_
         "error: validation fraction 0.999 leaves 1 of the 1,438 training samples of digits "
         "to train on; at least 100 (10 per class) are needed: lower the fraction")
     assert not root.exists()
+
+
+def test_a_config_json_of_another_kind_of_run_names_the_command_that_takes_it(tmp_path, capsys):
+    """An iterative run's config.json given to compare was refused as "unknown sweep
+    setting(s): activation, batch_size, criterion, …, spec": true, but no help."""
+    from explorer_core.experiment import RunConfig, create_run
+    from explorer_core.sweep import SweepConfig, create_sweep
+
+    run = create_run(RunConfig(name="iter", hidden=[8, 4]), tmp_path / "runs").config
+    sweep = create_sweep(SweepConfig(name="sw"), tmp_path / "sweeps").config
+    iterative, compare, train_time = ("an iterative pruning run", "a Compare sweep",
+                                      "a train-time pruning run")
+    for args, config, found, wanted, takes in (
+            (["compare", "--estimate"], run, iterative, compare, "prune"),
+            (["prune"], sweep, compare, iterative, "compare"),
+            (["train-time"], run, iterative, train_time, "prune")):
+        assert cli.main([*args, "--config", str(config)]) == 2
+        assert _one_line(capsys) == (f"error: {config} holds the settings of {found}, not of "
+                                     f"{wanted}: give it to `{takes} --config`")

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..cli import (command, default_name, read_json_config, refuse_settings_beside_resume,
                    saved_settings, say_ignored_keys)
 from ..errors import ExplorerError, raise_pending_interrupt
-from ..rundir import SweepPaths
+from ..rundir import COMPARE_SWEEP, SweepPaths
 
 # flag → SweepConfig field (lists and scalars alike: argparse already typed them)
 _FLAG_FIELDS = ("name", "models", "datasets", "batch_sizes", "types", "criteria", "ratios",
@@ -69,7 +69,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def _config_from(args: argparse.Namespace):
     from ..sweep import SweepConfig
 
-    base = read_json_config(args.config) if args.config else {}
+    base = read_json_config(args.config, COMPARE_SWEEP) if args.config else {}
     for name in _FLAG_FIELDS:
         if getattr(args, name) is not None:
             base[name] = getattr(args, name)

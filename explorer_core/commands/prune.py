@@ -8,7 +8,7 @@ from pathlib import Path
 from ..cli import (EpochBar, LogPace, command, default_name, read_json_config,
                    refuse_settings_beside_resume, saved_settings, say_ignored_keys)
 from ..errors import ExplorerError, raise_pending_interrupt
-from ..rundir import RunPaths
+from ..rundir import ITERATIVE_RUN, RunPaths
 from ..schedule import refuse_unused_q
 
 
@@ -101,7 +101,7 @@ def _config_from(args: argparse.Namespace):
     from ..experiment import TABLE_SCHEDULE, RunConfig
     from ..schedule import read_retain
 
-    base = read_json_config(args.config) if args.config else {}
+    base = read_json_config(args.config, ITERATIVE_RUN) if args.config else {}
     for flag, field_name in _FLAG_FIELDS.items():
         if getattr(args, flag) is not None:
             base[field_name] = getattr(args, flag)

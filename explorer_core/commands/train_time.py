@@ -8,6 +8,7 @@ from pathlib import Path
 from ..cli import (EpochBar, LogPace, command, default_name, read_json_config,
                    refuse_settings_beside_resume, saved_settings, say_ignored_keys)
 from ..errors import ExplorerError
+from ..rundir import TRAIN_TIME_RUN
 
 
 def _progress_printer(bar: EpochBar, labels: dict[str, str]):
@@ -85,7 +86,7 @@ _FLAG_FIELDS = ("name", "task", "dataset", "arch", "hidden", "channels", "latent
 def _config_from(args: argparse.Namespace):
     from ..train_time import TrainTimeConfig
 
-    base = read_json_config(args.config) if args.config else {}
+    base = read_json_config(args.config, TRAIN_TIME_RUN) if args.config else {}
     for name in _FLAG_FIELDS:
         if getattr(args, name) is not None:
             base[name] = getattr(args, name)
