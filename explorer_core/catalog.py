@@ -218,27 +218,40 @@ def _sidecar_entries(folder: Path, source: str, group: str,
     return [e for _, e in sorted(found, key=lambda t: t[0], reverse=True)]
 
 
-def _cell_label(stem: str, meta: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[str, str]:
-    """'<cell>: <widths> · <% kept or non-zero> · test <acc>', the cell named as the
-    Compare page names it ('MLP · Digits · batch 64 · seed 0 · Neuron · L1 norm of
-    weights · 50 %', `_cell_title`): model, dataset, batch, seed, type, criterion, ratio."""
-    widths = _int_list(meta.get("widths")) or []
-    percent = meta.get("percent_retained")
-    percent = float(percent) if isinstance(percent, (int, float)) else None
-    extra = _describe(_acc(meta), percent, widths_text(spec, widths),
-                      bool(is_masked_record(meta)))
-    title = _cell_title(stem, meta)
-    return (f"{title}: {extra}" if extra else title), title
+def _cell_labeller(shared: Sequence[str]) -> Callable[..., tuple[str, str]]:
+    """`describe` for a sweep's checkpoints: '<cell>: <widths> · <% kept or non-zero> ·
+    test <acc>', the cell named as the Compare page names it (`_cell_title`), in the
+    label without the fields every cell of the sweep shares (`shared`: whole, the label
+    was cut off in an 800-px window's picker); the title (headings) names them all."""
+    def describe(stem: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+                 ) -> tuple[str, str]:
+        widths = _int_list(meta.get("widths")) or []
+        percent = meta.get("percent_retained")
+        percent = float(percent) if isinstance(percent, (int, float)) else None
+        extra = _describe(_acc(meta), percent, widths_text(spec, widths),
+                          bool(is_masked_record(meta)))
+        short = _cell_title(stem, meta, shared)
+        return (f"{short}: {extra}" if extra else short), _cell_title(stem, meta)
+    return describe
 
 
-def _cell_title(stem: str, meta: Mapping[str, Any]) -> str:
+def _shared_fields(config: Any) -> list[str]:
+    """The cell fields (dataset, batch_size, seed) a sweep's config.json gives one value."""
+    if not isinstance(config, dict):
+        return []
+    counts = {"dataset": config.get("datasets"), "batch_size": config.get("batch_sizes"),
+              "seed": [None] * config["repeats"] if type(config.get("repeats")) is int else None}
+    return [f for f, values in counts.items() if isinstance(values, list) and len(values) == 1]
+
+
+def _cell_title(stem: str, meta: Mapping[str, Any], omit: Sequence[str] = ()) -> str:
     """The cell by name from the sidecar's `cell` record when it is this file's cell, else
     its id: a cell handed over from Compare by name arrived as
     'mlp-digits-b64-s0-neuron-interval_adjoint-r50' in the picker and headings."""
     from .sweep_results import cell_of
 
     cell = cell_of(meta.get("cell"))
-    return cell.describe() if cell is not None and cell.id == stem else stem
+    return cell.describe(omit) if cell is not None and cell.id == stem else stem
 
 
 def list_sweep_checkpoints(root: Path | None = None) -> list[CheckpointEntry]:
@@ -255,7 +268,8 @@ def list_sweep_checkpoints(root: Path | None = None) -> list[CheckpointEntry]:
     out: list[CheckpointEntry] = []
     for sweep in list_sweeps(Path(root) if root else default_sweeps_root()):
         name = f"{sweep.root.name} ({sweep.root.parent.name})"
-        out += _sidecar_entries(sweep.checkpoints_dir, "sweep", name, _cell_label)
+        shared = _shared_fields(read_json(sweep.config))
+        out += _sidecar_entries(sweep.checkpoints_dir, "sweep", name, _cell_labeller(shared))
     return out
 
 
