@@ -142,7 +142,7 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
     last = table.widths[-1]
     metrics = wrapping_row()  # thirds cut 'Iterations in the ta…' at 800 px
     # counted as retain.txt and the CLI count them: the dense row is iteration 0
-    metrics.metric("Iterations in the table", len(table),
+    metrics.metric("Iterations in the table", f"{len(table):,}",
               help=f"{table.iterations_text()}, one row each in retain.txt. Rows that "
                    "would repeat the previous widths are skipped.")
     metrics.metric("Neurons kept at the end", f"{sum(last):,} of {sum(table.dense):,}")

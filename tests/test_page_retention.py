@@ -299,3 +299,14 @@ def test_a_very_long_schedule_draws_evenly_spaced_iterations_and_says_so(page):
 def test_a_short_schedule_draws_every_iteration(page):
     assert _chart_iterations(page)[0] == set(range(len(table(page))))
     assert not [c for c in page.caption if "The charts draw" in c.value]
+
+
+def test_a_long_tables_row_count_reads_with_thousands_separators(page):
+    """The tile read "7860" beside a caption that wrote the same count "7,860"."""
+    page.text_input(key="ret_widths").set_value("100000")
+    page.number_input(key="ret_q").set_value(0.999)
+    page.number_input(key="ret_iterations").set_value(2000).run()
+    assert not page.exception and errors(page) == []
+    assert len(table(page)) == 2000
+    metric = [m for m in page.metric if m.label == "Iterations in the table"][0]
+    assert metric.value == "2,000"
