@@ -300,7 +300,11 @@ def _cost_table(dense, r) -> None:
         with st.spinner("Measuring size, MACs and latency…"):
             costs = _costs(str(dense.checkpoint), str(r.checkpoint),
                            r.checkpoint.stat().st_mtime_ns)
-        st.dataframe(pd.DataFrame(costs), hide_index=True)
+        # a short head for the ratio: "recommended / dense" pushed the column out of an
+        # 800-px window's view, its right-aligned numbers with it
+        st.dataframe(pd.DataFrame(costs), hide_index=True, column_config={
+            "recommended / dense": st.column_config.NumberColumn(
+                "÷ dense", format="%.3g", help="recommended ÷ dense")})
     except ExplorerError as exc:
         st.warning(str(exc))
 
