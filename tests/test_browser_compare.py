@@ -102,7 +102,7 @@ def test_enter_on_a_typed_batch_size_adds_that_number_not_the_presets_it_is_in(
     assert [c["text"] for c in multiselect_chips(page, "Batch sizes")] == ["64", "0"]
     errors = page.locator('[data-testid="stAlert"]').filter(has_text="batch size")
     expect(errors).to_have_count(1)
-    assert errors.first.inner_text().strip() == "batch sizes must be whole numbers ≥ 1, got 0"
+    assert errors.first.inner_text().strip() == "Batch sizes must be whole numbers ≥ 1, got 0"
 
 
 def test_a_number_out_of_range_is_said_under_its_field_and_nothing_starts(app_page,
