@@ -239,9 +239,14 @@ def _shared_fields(config: Any) -> list[str]:
     """The cell fields (dataset, batch_size, seed) a sweep's config.json gives one value."""
     if not isinstance(config, dict):
         return []
-    counts = {"dataset": config.get("datasets"), "batch_size": config.get("batch_sizes"),
-              "seed": [None] * config["repeats"] if type(config.get("repeats")) is int else None}
-    return [f for f, values in counts.items() if isinstance(values, list) and len(values) == 1]
+    one = {"dataset": _single(config.get("datasets")),
+           "batch_size": _single(config.get("batch_sizes")),
+           "seed": type(config.get("repeats")) is int and config["repeats"] == 1}
+    return [f for f, shared in one.items() if shared]
+
+
+def _single(values: Any) -> bool:
+    return isinstance(values, list) and len(values) == 1
 
 
 def _cell_title(stem: str, meta: Mapping[str, Any], omit: Sequence[str] = ()) -> str:

@@ -182,8 +182,7 @@ class SweepConfig:
             # `applicability` builds every model, and one too large to allocate failed
             # there with a traceback (`compare --mlp-hidden 200000 100000`)
             validate_spec(self.spec(arch, dataset))
-        check_val_fraction(self.val_fraction)
-        for dataset in self.datasets:  # the training split left, before a folder is made
+        for dataset in self.datasets:  # range and training split left, before a folder is made
             check_val_fraction(self.val_fraction, dataset)
         if self.optimizer not in OPTIMIZERS:
             raise ExplorerError(f"unknown optimiser {self.optimizer!r}; choose one of "

@@ -199,14 +199,13 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
 def _handed_on_text() -> str:
     """What the Iterative pruning page starts from while the inputs are refused: the last
     valid schedule chosen here (kept in the session), or its own default one."""
-    saved = st.session_state.get(SESSION_KEY)
+    saved = st.session_state.get(SESSION_KEY)  # `ScheduleConfig.to_dict`
     if saved:
-        last = ScheduleConfig(tuple(saved["widths"]), saved["q"], saved["iterations"],
-                              saved["kind"])
-        return (f"Nothing new is handed on: the Iterative pruning page still starts from the last valid "
-                f"schedule ({last.describe()}).")
-    return (f"Nothing is handed on: the Iterative pruning page starts from its default schedule "
-            f"({ScheduleConfig().describe()}).")
+        last = ScheduleConfig(**{**saved, "widths": tuple(saved["widths"])})
+        return ("Nothing new is handed on: the Iterative pruning page still starts from the "
+                f"last valid schedule ({last.describe()}).")
+    return ("Nothing is handed on: the Iterative pruning page starts from its default "
+            f"schedule ({ScheduleConfig().describe()}).")
 
 
 require_app_navigation()

@@ -23,7 +23,7 @@ from ..fileio import atomic_write_json
 from ..imaging import check_recorded_inputs
 from ..metrics import LatencyConfig, compare_costs
 from ..models import Spec, hidden_widths, input_shape
-from ..settings import check_seed
+from ..settings import check_seed, is_number
 from ..surgery import PruneConfig, prune_structural
 
 # Sidecar fields that still describe the pruned model (its data and preprocessing);
@@ -151,9 +151,8 @@ def _percent_retained(source: Checkpoint, pruned: nn.Module) -> float:
     own share (100 % when it records none) times what this pruning kept. Without it the
     Inspect page read "Hidden kept —" for every `prune-once` output."""
     before = sum(hidden_widths(source.model)) or 1
-    share = source.meta.get("percent_retained", 100.0)
-    share = float(share) if isinstance(share, (int, float)) and not isinstance(share, bool) \
-        else 100.0
+    share = source.meta.get("percent_retained")
+    share = float(share) if is_number(share) else 100.0
     return share * sum(hidden_widths(pruned)) / before
 
 
