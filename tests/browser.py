@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Iterator
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -302,6 +303,16 @@ def enter_in_field(page, label: str, value: str) -> None:
     box.press("Enter")
     time.sleep(3)
     wait_for_app(page)
+
+def open_setup_form(page, header: str, field: str) -> None:
+    """Unfold a page's set-up expander (`header`) unless its `field` already shows, and
+    wait for the rerun its click starts: a field typed into while that rerun was still
+    drawing went back to its default (CI saw 'Dense epochs' 2 turn back into 5)."""
+    if not page.get_by_label(field, exact=True).is_visible():
+        with rerun_after(page):
+            page.get_by_text(header, exact=True).click()
+    expect(page.get_by_label(field, exact=True)).to_be_visible()
+
 
 def cut_labels(page) -> list[str]:
     """Texts in the page's main area cut short with an ellipsis ('Retrain after e…'):

@@ -21,7 +21,8 @@ from explorer_core.pruning_types import ALL_CRITERIA
 from explorer_core.rundir import list_sweeps
 
 from browser import (ROOT, RUN_TIMEOUT_MS, chart_marks, choose_in_multiselect, choose_option,
-                     clipped_chart_titles, multiselect_chips, open_app, overflowing,
+                     clipped_chart_titles, multiselect_chips, open_app, open_setup_form,
+                     overflowing,
                      rerun_after, wait_for_app, wait_for_charts)
 
 SWEEP_NAME = f"pw-sweep-{int(time.time())}"
@@ -42,9 +43,7 @@ def _fill(page, label: str, value: str) -> None:
 
 
 def _open_form(page) -> None:
-    if not page.get_by_label("Ratios (% removed)", exact=True).is_visible():
-        with rerun_after(page):
-            page.get_by_text("New sweep", exact=True).click()
+    open_setup_form(page, "New sweep", "Ratios (% removed)")
 
 
 def test_every_chosen_option_of_the_form_stays_in_sight(app_page, streamlit_server):

@@ -15,6 +15,7 @@ from explorer_core import jobs
 from explorer_core.rundir import list_runs
 
 from browser import (choose_option, clipped_chart_titles, cut_labels, enter_in_field, open_app,
+                     open_setup_form,
                      rerun_after, wait_for_app, wait_for_charts)
 
 RUN_NAME = f"pw-{int(time.time())}"
@@ -93,8 +94,7 @@ def test_run_watch_leave_stop_resume_download(app_page, streamlit_server, tmp_pa
     open_app(page, streamlit_server, "iterative")
     expect(page.get_by_role("heading", name="Iterative pruning")).to_be_visible()
     # the set-up form is folded away once runs exist (other tests may have made some)
-    if not page.get_by_label("Hidden widths (MLP)", exact=True).is_visible():
-        page.get_by_text("New run", exact=True).click()
+    open_setup_form(page, "New run", "Hidden widths (MLP)")
 
     _fill(page, "Hidden widths (MLP)", "32, 16")
     _fill(page, "q (keep factor per iteration)", "0.6")
@@ -185,8 +185,7 @@ def test_a_file_that_is_no_table_and_an_enter_in_a_field_start_no_run(app_page, 
     submitted the form, so each stray Enter started a background training run."""
     page = app_page
     open_app(page, streamlit_server, "iterative")
-    if not page.get_by_label("Hidden widths (MLP)", exact=True).is_visible():
-        page.get_by_text("New run", exact=True).click()
+    open_setup_form(page, "New run", "Hidden widths (MLP)")
     before = {r.root for r in list_runs()}
 
     _fill(page, "Run name", f"enter-{int(time.time())}")
@@ -213,13 +212,11 @@ def test_the_set_up_forms_cut_no_label_in_an_800_px_window(app_page, streamlit_s
     page = app_page
     page.set_viewport_size({"width": 800, "height": 1300})
     open_app(page, streamlit_server, "iterative")
-    if not page.get_by_label("Hidden widths (MLP)", exact=True).is_visible():
-        page.get_by_text("New run", exact=True).click()
+    open_setup_form(page, "New run", "Hidden widths (MLP)")
     expect(page.get_by_role("checkbox", name="Retrain after each pruning step")).to_be_visible()
     assert cut_labels(page) == []
     with rerun_after(page):
         page.get_by_role("link", name="Train-time pruning").click()
-    if not page.get_by_label("Total epochs", exact=True).is_visible():
-        page.get_by_text("New comparison", exact=True).click()
+    open_setup_form(page, "New comparison", "Total epochs")
     expect(page.get_by_role("checkbox", name="Also run random pruning")).to_be_visible()
     assert cut_labels(page) == []

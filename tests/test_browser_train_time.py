@@ -15,6 +15,7 @@ from explorer_core import jobs
 from explorer_core.rundir import list_train_time_runs
 
 from browser import (chart_marks, choose_option, clipped_chart_titles, enter_in_field, open_app,
+                     open_setup_form,
                      rerun_after, wait_for_app, wait_for_charts)
 
 RUN_NAME = f"pw-tt-{int(time.time())}"
@@ -57,8 +58,7 @@ def _open_the_form(page, server_url: str) -> None:
     with rerun_after(page):
         page.get_by_role("link", name="Train-time pruning").click()
     expect(page.get_by_role("heading", name="Train-time pruning")).to_be_visible()
-    if not page.get_by_label("Total epochs", exact=True).is_visible():
-        page.get_by_text("New comparison", exact=True).click()
+    open_setup_form(page, "New comparison", "Total epochs")
 
 
 def test_short_comparison_shows_three_curves(app_page, streamlit_server, no_stray_workers):
