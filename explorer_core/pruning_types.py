@@ -30,7 +30,7 @@ from .data import Split
 from .masks import MASK_METHODS, copy_model, masked_series
 from .models import MLP, Spec
 from .ranking import keep_for_ratio
-from .surgery import PruneConfig, conv_groups, mlp_layers, prune_structural_series
+from .surgery import PruneConfig, conv_groups, mlp_layers, prune_structural_series, score_layers
 
 # (model, spec, ratios in [0, 1), criterion, calibration data, options, precomputed unit
 # scores or None) -> one (pruned model, spec) per ratio, lazily, in order
@@ -43,7 +43,8 @@ class PruningType:
     """A registered pruning type.
 
     `criteria`: the criteria it can rank with, in display order; `applies(model)` says
-    why it cannot be used on a model (None when it can); `series` yields a pruned copy
+    why it cannot be used on a model (None when it can); `unit`: for a structural type,
+    the layer type whose units (conv net groups rooted at it) it removes; `series` yields a pruned copy
     per ratio (the input model is never changed) — structural types share one scoring
     and one traced graph across the ratios of a criterion, which is why a sweep asks
     for all of them at once; `prune` is the one-ratio case.
@@ -55,6 +56,7 @@ class PruningType:
     applies: Callable[[nn.Module], str | None]
     series: SeriesFn
     description: str = ""
+    unit: type[nn.Module] | None = None
 
     def prune(self, model: nn.Module, spec: Spec, ratio: float, criterion: str,
               data: Split | None, options: CriterionOptions,
@@ -130,11 +132,12 @@ PRUNING_TYPES: dict[str, PruningType] = {t.name: t for t in (
                 "The smallest weights of the whole network go; masks, no speed-up."),
     PruningType("neuron", "Neuron (remove FC neurons)", True, _UNIT_CRITERIA,
                 _needs_hidden_linear, _structural(nn.Linear),
-                "Neurons of the fully connected hidden layers are removed; the model shrinks."),
+                "Neurons of the fully connected hidden layers are removed; the model shrinks.",
+                nn.Linear),
     PruningType("structured", "Structured (remove conv filters)", True, _UNIT_CRITERIA,
                 _needs_conv, _structural(nn.Conv2d),
                 "Conv filters go with their dependency groups (BN, concatenations, residual "
-                "adds); the model shrinks."),
+                "adds); the model shrinks.", nn.Conv2d),
 )}
 
 # Every criterion name any type understands, in a stable display order.
@@ -179,3 +182,17 @@ def pruned_widths(model: nn.Module, type_name: str) -> list[int]:
         out.append(m.out_features if isinstance(m, nn.Linear) else m.out_channels)
     return out
 
+
+def scored_layers(model: nn.Module, spec: Spec, type_names: Sequence[str]) -> list[str]:
+    """The layers whose unit scores the structural types among `type_names` rank on.
+
+    A sweep scores a criterion once per baseline for all its structural types, and only
+    on these: a CNN pruned by neuron only keeps its conv groups whole, and Taylor over
+    its conv layers cost a backward pass through them for scores no cell used.
+    """
+    if isinstance(model, MLP):
+        return mlp_layers(model)
+    units = tuple(PRUNING_TYPES[t].unit for t in type_names if PRUNING_TYPES[t].structural)
+    roots = [root for root, _ in conv_groups(model, spec)
+             if isinstance(model.get_submodule(root), units)]
+    return score_layers(model, spec, roots)

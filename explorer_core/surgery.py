@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 
 import torch
 import torch_pruning as tp
@@ -59,7 +59,8 @@ class PruneConfig:
     normaliser: str = "max"
     min_fraction: float = 0.0
     # Scores of `score_layers(model, spec)` computed by the caller for this very model:
-    # a sweep pruning one baseline at many ratios computes each criterion once.
+    # a sweep pruning one baseline at many ratios computes each criterion once. Groups
+    # that every config of a series keeps whole may be left out.
     scores: Mapping[str, torch.Tensor] | None = None
 
     def validate(self) -> "PruneConfig":
@@ -182,11 +183,22 @@ def _scores(model: nn.Module, config: PruneConfig, data: Split | None,
     return {n: config.scores[n] for n in layers}
 
 
-def score_layers(model: nn.Module, spec: Mapping[str, Any]) -> list[str]:
-    """The layers whose scores structural pruning of `model` ranks on (for precomputing)."""
+def score_layers(model: nn.Module, spec: Mapping[str, Any],
+                 roots: Collection[str] | None = None) -> list[str]:
+    """The layers whose scores structural pruning of `model` ranks on (for precomputing);
+    for a conv net, those of the dependency groups rooted at `roots` (None: all groups).
+
+    Why `roots`: a config that keeps a group whole never ranks its units, so precomputed
+    scores may leave it out (`_graph_series`). Neuron pruning of a CNN keeps every conv
+    group whole, and Taylor scores for its conv layers cost a backward pass through them
+    (Digits CNN: 20 ms a scoring against 8 ms for the classifier alone).
+    """
     if isinstance(model, MLP):
         return mlp_layers(model)
-    return _graph_facts(model, spec)[1]
+    by_root = _graph_facts(model, spec)[1]
+    wanted = by_root if roots is None else [r for r in by_root if r in roots]
+    order = {n: i for i, (n, _) in enumerate(model.named_modules())}
+    return sorted({n for r in wanted for n in by_root[r]}, key=order.__getitem__)
 
 
 def prune_to_widths(model: MLP, widths: list[int], criterion: str, data: Split | None = None,
@@ -287,13 +299,13 @@ def _build_graph(model: nn.Module, spec: Spec) -> _Graph:
     return _Graph(graph, groups, [names[g[0].dep.target.module] for g in groups], names)
 
 
-_FACTS: dict[str, tuple[list[tuple[str, int]], list[str]]] = {}
+_FACTS: dict[str, tuple[list[tuple[str, int]], dict[str, list[str]]]] = {}
 
 
 def _graph_facts(model: nn.Module, spec: Mapping[str, Any]
-                 ) -> tuple[list[tuple[str, int]], list[str]]:
-    """(`conv_groups`, the coupled layers `score_layers` names) of a conv net, traced
-    once per architecture (`models.architecture_key`).
+                 ) -> tuple[list[tuple[str, int]], dict[str, list[str]]]:
+    """(`conv_groups`, each group root's coupled layers, which `score_layers` names) of a
+    conv net, traced once per architecture (`models.architecture_key`).
 
     A sweep asks for both in every block, and a trace costs 3 ms for the Digits CNN,
     1.3 s for DenseNet-121; the answers depend on the architecture alone.
@@ -303,11 +315,11 @@ def _graph_facts(model: nn.Module, spec: Mapping[str, Any]
     if facts is None:
         g = _build_graph(model, dict(spec))
         facts = ([(root, len(group[0].idxs)) for root, group in zip(g.roots, g.groups)],
-                 _coupled_layers(g))
+                 {root: _coupled_layers(g, [root]) for root in g.roots})
         if len(_FACTS) > 64:
             _FACTS.clear()
         _FACTS[key] = facts
-    return list(facts[0]), list(facts[1])
+    return list(facts[0]), dict(facts[1])
 
 
 def conv_groups(model: nn.Module, spec: Spec) -> list[tuple[str, int]]:
@@ -319,11 +331,14 @@ def conv_groups(model: nn.Module, spec: Spec) -> list[tuple[str, int]]:
     return _graph_facts(model, spec)[0]
 
 
-def _coupled_layers(g: _Graph) -> list[str]:
-    """Every Conv/Linear whose output channels some group removes (what needs scores)."""
+def _coupled_layers(g: _Graph, roots: Collection[str] | None = None) -> list[str]:
+    """Every Conv/Linear whose output channels some group (of `roots`; None: any)
+    removes: what needs scores."""
     fns = _out_channel_fns()
     seen: dict[str, None] = {}
-    for group in g.groups:
+    for root, group in zip(g.roots, g.groups):
+        if roots is not None and root not in roots:
+            continue
         for dep, _ in group:
             if dep.handler in fns and dep.target.module in g.names:
                 seen[g.names[dep.target.module]] = None
@@ -353,11 +368,15 @@ def _graph_series(model: nn.Module, spec: Spec, configs: Sequence[PruneConfig],
     g = _build_graph(working, spec)
     if not g.groups:
         raise ExplorerError("this model has no prunable channel groups")
-    raw = _scores(working, configs[0], data, _coupled_layers(g))
+    # precomputed scores may leave out the groups no config prunes (`score_layers`)
+    whole = _kept_whole(g, configs) if configs[0].scores is not None else set()
+    raw = _scores(working, configs[0], data,
+                  _coupled_layers(g, [r for r in g.roots if r not in whole]))
     importance = CriterionImportance(raw, g.names)
     scores: dict[str, torch.Tensor] = {}
     for root, group in zip(g.roots, g.groups):
-        s = importance(group)
+        s = importance(group) if root not in whole else \
+            torch.ones(len(group[0].idxs))  # kept whole: its ranking is never used
         if s is None:
             raise ExplorerError(f"no criterion scores for the channels of {root}")
         scores[root] = s
@@ -386,6 +405,18 @@ def _graph_series(model: nn.Module, spec: Spec, configs: Sequence[PruneConfig],
             new_spec = spec_update(result, new_spec)
         yield PruneResult(result, new_spec, {r: kept[r].tolist() for r in g.roots}, scores,
                           dense)
+
+
+def _kept_whole(g: _Graph, configs: Sequence[PruneConfig]) -> set[str]:
+    """Group roots whose every unit each config keeps (explicit, per-group keep counts)."""
+    if any(c.keep is None or c.global_ranking for c in configs):
+        return set()
+    units = {root: len(group[0].idxs) for root, group in zip(g.roots, g.groups)}
+    whole = set(g.roots)
+    for c in configs:
+        counts = c.keep if isinstance(c.keep, Mapping) else dict(zip(g.roots, c.keep))
+        whole -= {r for r in g.roots if counts.get(r, units[r]) != units[r]}
+    return whole
 
 
 @torch.no_grad()

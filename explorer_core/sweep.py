@@ -53,13 +53,12 @@ from .metrics import (MAX_LATENCY_BATCH, CostReport, LatencyConfig, PeakMemory, 
 from .models import (ARCHS, Spec, architecture_key, hidden_widths, spec_for_dataset,
                      validate_spec)
 from .pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for, dead_model,
-                            pruned_widths)
+                            pruned_widths, scored_layers)
 from .rundir import (COMPARE_SWEEP, SweepPaths, WrongKindError, append_event, check_kind,
                      check_new_run_dir, default_sweeps_root, failed_run, failed_write,
                      log_traceback, new_run_dir, read_json, session_start, write_status)
 from .schedule import MAX_WIDTH
 from .settings import MAX_SEED, check_epochs, check_fields, from_json, shown
-from .surgery import score_layers
 from .training import (OPTIMIZERS, TrainConfig, evaluate, lower_the_rate, resolve_device,
                        start_up_probe, train)
 
@@ -1037,7 +1036,7 @@ class _Runner:
         """
         if cell.criterion not in dense.scores:
             try:
-                layers = score_layers(dense.baseline.model, dense.spec)
+                layers = scored_layers(dense.baseline.model, dense.spec, self.cfg.types)
                 dense.scores[cell.criterion] = compute_scores(
                     dense.baseline.model, cell.criterion, data, layers, options)
             except ExplorerError as exc:

@@ -318,3 +318,30 @@ def test_a_series_of_an_mlp_and_a_non_nested_step_match_single_pruning(dense_mod
     with pytest.raises(ExplorerError, match="one criterion"):
         prune_structural_series(dense, spec, [PruneConfig("l1", ratio=0.5),
                                               PruneConfig("l2", ratio=0.6)])
+
+
+def test_precomputed_scores_may_leave_out_the_groups_no_config_prunes(dense_models):
+    """A sweep's neuron pruning of a CNN keeps every conv group whole; its precomputed
+    scores now cover the classifier alone (Taylor over the conv layers cost a backward
+    pass through them for nothing). The pruned models are those full scores give, and
+    a config that does prune a left-out group is refused by name."""
+    from explorer_core.criteria import compute_scores
+    from explorer_core.surgery import score_layers
+
+    spec, dense = dense_models["cnn"]
+    assert score_layers(dense, spec, ["classifier.0"]) == ["classifier.0"]
+    assert score_layers(dense, spec, ["features.3"]) == ["features.3"]
+    full = compute_scores(dense, "l2", None, score_layers(dense, spec))
+    part = {"classifier.0": full["classifier.0"]}
+    keeps = [[16, 32, 100], [16, 32, 60]]
+    with_full = list(prune_structural_series(
+        dense, spec, [PruneConfig("l2", keep=k, scores=full) for k in keeps]))
+    with_part = list(prune_structural_series(
+        dense, spec, [PruneConfig("l2", keep=k, scores=part) for k in keeps]))
+    x = torch.randn(3, 1, 8, 8)
+    for a, b in zip(with_full, with_part):
+        assert a.kept == b.kept and a.spec == b.spec
+        torch.testing.assert_close(a.model.eval()(x), b.model.eval()(x))
+    with pytest.raises(ExplorerError, match="precomputed scores lack layer.*features.0"):
+        list(prune_structural_series(dense, spec, [PruneConfig("l2", keep=[8, 32, 60],
+                                                               scores=part)]))

@@ -1571,3 +1571,29 @@ def test_a_refused_cell_write_seen_during_a_fine_tuning_still_fails_the_sweep(ro
     paths.cells_dir.unlink()
     assert execute(paths)["state"] == "finished"
     assert sorted(finished_ids(paths)) == sorted(c.id for c in plan(cfg).cells)
+
+
+def test_a_criterion_scores_only_the_layers_the_grid_prunes(roots, monkeypatch):
+    """A grid pruning a CNN by neuron (and masks) scored Taylor on its conv layers too,
+    a backward pass through them for scores no cell ranked; with structured pruning in
+    the grid the conv layers are scored as before."""
+    from explorer_core import sweep
+
+    scored: list[tuple[str, list[str]]] = []
+    real = sweep.compute_scores
+
+    def recording(model, criterion, data=None, layers=None, options=None):
+        scored.append((criterion, list(layers)))
+        return real(model, criterion, data, layers, options)
+
+    monkeypatch.setattr(sweep, "compute_scores", recording)
+    over = dict(models=["cnn"], batch_sizes=[32], criteria=["taylor", "magnitude"],
+                save_checkpoints=False, dense_epochs=1)
+    paths = create_sweep(grid("scored-neuron", types=["neuron", "weight"], **over))
+    assert execute(paths)["state"] == "finished"
+    assert scored == [("taylor", ["classifier.0"])]
+    assert results_frame(paths)["status"].eq("ok").all()
+    scored.clear()
+    paths = create_sweep(grid("scored-both", types=["neuron", "structured"], **over))
+    assert execute(paths)["state"] == "finished"
+    assert scored == [("taylor", ["features.0", "features.3", "classifier.0"])]
