@@ -99,7 +99,7 @@ def _axis_scale(log_scale: bool, reverse: bool = False) -> alt.Scale:
 
 def layer_label(index: int, width: int) -> str:
     """'h1 (256)': the retain.txt layer name plus its dense width, for legends."""
-    return f"h{index + 1} ({width})"
+    return f"h{index + 1} ({width:,})"
 
 
 def retention_long_frame(table: RetentionTable) -> pd.DataFrame:
@@ -186,9 +186,9 @@ def retention_distribution_chart(table: RetentionTable, log_scale: bool = True,
     data = _distribution_frame(table)
     if len(table.dense) >= 2:
         xf, yf = "h1", "h2"
-        x = alt.X("h1:Q", title=f"Layer 1 neurons kept (of {table.dense[0]})",
+        x = alt.X("h1:Q", title=f"Layer 1 neurons kept (of {table.dense[0]:,})",
                   scale=_axis_scale(log_scale))
-        y = alt.Y("h2:Q", title=f"Layer 2 neurons kept (of {table.dense[1]})",
+        y = alt.Y("h2:Q", title=f"Layer 2 neurons kept (of {table.dense[1]:,})",
                   scale=_axis_scale(log_scale))
         title = "Layer 1 vs layer 2 width"
         tooltip = ["Iteration:Q", "h1:Q", "h2:Q"]
@@ -196,7 +196,7 @@ def retention_distribution_chart(table: RetentionTable, log_scale: bool = True,
         xf, yf = "% of hidden neurons kept", "h1"
         x = alt.X("% of hidden neurons kept:Q", title="% of hidden neurons kept",
                   scale=_axis_scale(log_scale, reverse=True))
-        y = alt.Y("h1:Q", title=f"Layer 1 neurons kept (of {table.dense[0]})",
+        y = alt.Y("h1:Q", title=f"Layer 1 neurons kept (of {table.dense[0]:,})",
                   scale=_axis_scale(log_scale))
         title = "Layer 1 width vs % kept"
         tooltip = ["Iteration:Q", "h1:Q"]

@@ -119,7 +119,7 @@ def _display_frame(table: RetentionTable) -> pd.DataFrame:
     """retain.txt's columns with names a person reads at a glance, and — when a step was
     skipped — the schedule step t of each row next to its Iteration."""
     frame = pd.DataFrame(table.rows(), columns=table.columns)
-    names = {f"h{i + 1}NodesRetained": f"Layer {i + 1} (of {w})" for i, w in enumerate(table.dense)}
+    names = {f"h{i + 1}NodesRetained": f"Layer {i + 1} (of {w:,})" for i, w in enumerate(table.dense)}
     names["perNodesRetained"] = "% of hidden neurons kept"
     whole = {"Iteration": int, **{n: int for n in names.values() if n.startswith("Layer")}}
     if _skips_steps(table):

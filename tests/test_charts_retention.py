@@ -135,3 +135,14 @@ def test_the_iteration_chart_grows_with_its_legend_on_a_page(layers):
     assert page["height"] - png["height"] == (rows - 1) * 30
     colours = page["encoding"]["color"]["scale"]["scheme"]
     assert colours == ("tableau10" if layers <= 10 else "tableau20")
+
+
+def test_wide_layers_are_named_with_thousands_separators():
+    """'h1 (999999)' and 'Layer 1 neurons kept (of 999999)' beside axis ticks that write
+    '999,999'."""
+    table = retention_table(ScheduleConfig((999999, 5000), 0.5, 3))
+    layers = {r["Layer"] for r in chart_values(retention_iteration_chart(table).to_dict())}
+    assert layers == {"h1 (999,999)", "h2 (5,000)"}
+    line = retention_distribution_chart(table).to_dict()["layer"][0]
+    assert line["encoding"]["x"]["title"] == "Layer 1 neurons kept (of 999,999)"
+    assert line["encoding"]["y"]["title"] == "Layer 2 neurons kept (of 5,000)"

@@ -804,6 +804,9 @@ def test_sweep_checkpoints_are_grouped_by_sweep_and_masked_cells_say_non_zero(tm
     labels = {e.name: e.label for e in groups["grid-b (2026-11-20)"]}
     assert "25.7 % weights non-zero" in labels[cell] and "kept" not in labels[cell]
     assert "50.0 % kept" in labels["mlp-digits-b64-s0-neuron-l1-r50"]
+    # a masked model keeps its dense widths: said, they cut its label at 800 px
+    widths = labels["mlp-digits-b64-s0-neuron-l1-r50"].split(": ")[1].split(" · ")[0]
+    assert widths[0].isdigit() and widths not in labels[cell]
 
 
 def test_a_sidecars_cell_record_of_any_shape_leaves_the_id_as_the_name(tmp_path, saved):

@@ -84,6 +84,13 @@ def test_three_layers_typed_with_spaces(page):
     assert page.session_state["retention_schedule"]["widths"] == [300, 100, 10]
 
 
+def test_wide_layers_are_headed_with_thousands_separators(page):
+    """'Layer 1 (of 999999)' beside cells and tiles that write '999,999'."""
+    page.text_input(key="ret_widths").set_value("999999, 5000").run()
+    assert [c for c in table(page).columns if c.startswith("Layer")] == \
+        ["Layer 1 (of 999,999)", "Layer 2 (of 5,000)"]
+
+
 @pytest.mark.parametrize("widget,key,value,message", [
     ("number_input", "ret_q", 1.5, "q must lie strictly between 0 and 1"),
     ("number_input", "ret_q", 0.0, "q must lie strictly between 0 and 1"),
