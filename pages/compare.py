@@ -430,6 +430,9 @@ def results_section(paths: SweepPaths, live: bool) -> None:
         _table(summary, paths, live, everything, hidden=len(results) < len(everything))
 
 
+RANGE = "range (timings)"
+
+
 def _speed_note(results: pd.DataFrame) -> None:
     """The mask caveat, with this sweep's own measurements beside it."""
     speed = speedups(results)
@@ -442,18 +445,18 @@ def _speed_note(results: pd.DataFrame) -> None:
         "dataset": speed["dataset"].map(dataset_name),
         "type": speed["type"].map(type_name),
         "removed %": speed["ratio"] * 100, "speed vs dense": speed["speedup"],
-        "range": [f"{lo:.2f}–{hi:.2f}×" if n > 1 else "—" for lo, hi, n in
-                  zip(speed["speedup_min"], speed["speedup_max"], speed["timings"])],
-        "timings": speed["timings"],
+        # one column, not a range and a count beside it: at 800 px the table scrolled
+        RANGE: [f"{lo:.2f}–{hi:.2f}× ({n:g})" if n > 1 else "— (1)" for lo, hi, n in
+                zip(speed["speedup_min"], speed["speedup_max"], speed["timings"])],
         "MACs vs dense": speed["mac_share"],
         "non-zero %": 100 * speed["nonzero_share"],
         "cells": speed["cells"]})
     if speed["dataset"].nunique() < 2:
         view = view.drop(columns="dataset")
-    if timed and (speed["timings"] <= 1).all():  # a column of "—" and one of 1s: in an
-        view = view.drop(columns=["range", "timings"])  # 800-px window the table scrolled
+    if timed and (speed["timings"] <= 1).all():  # a column of "— (1)"
+        view = view.drop(columns=RANGE)
     if not timed:  # latency timing was off: no column of blanks
-        view = view.drop(columns=["speed vs dense", "range", "timings"])
+        view = view.drop(columns=["speed vs dense", RANGE])
         st.caption("Latency was not timed in this sweep: MACs and non-zero parameters only.")
     _unsteady_timing_warning(results)
     st.dataframe(view, hide_index=True, column_config={
@@ -461,13 +464,12 @@ def _speed_note(results: pd.DataFrame) -> None:
         "speed vs dense": st.column_config.NumberColumn(
             format="%.2f×", help="dense latency / latency (CPU, one thread; the two timed "
                                  "interleaved), mean over the row's distinct timings"),
-        "range": st.column_config.TextColumn(
-            help="slowest–fastest of the row's distinct timings (— for a single one)"),
-        "timings": st.column_config.NumberColumn(
-            help="distinct latency measurements behind the row: cells with the same "
-                 "architecture (criteria giving the same widths, batch sizes, seeds) share "
-                 "one, and a mask type is timed once per sweep — masked models keep the "
-                 "dense shapes"),
+        RANGE: st.column_config.TextColumn(
+            help="slowest–fastest of the row's distinct timings (— for a single one), and "
+                 "how many distinct latency measurements are behind the row: cells with "
+                 "the same architecture (criteria giving the same widths, batch sizes, "
+                 "seeds) share one, and a mask type is timed once per sweep — masked "
+                 "models keep the dense shapes"),
         "MACs vs dense": st.column_config.NumberColumn(format="%.2f×"),
         "non-zero %": st.column_config.NumberColumn(
             format="%.0f", help="non-zero parameters / the dense model's parameters")})
