@@ -43,11 +43,11 @@ class PruningType:
     """A registered pruning type.
 
     `criteria`: the criteria it can rank with, in display order; `applies(model)` says
-    why it cannot be used on a model (None when it can); `unit`: for a structural type,
-    the layer type whose units (conv net groups rooted at it) it removes; `series` yields a pruned copy
+    why it cannot be used on a model (None when it can); `series` yields a pruned copy
     per ratio (the input model is never changed) — structural types share one scoring
     and one traced graph across the ratios of a criterion, which is why a sweep asks
-    for all of them at once; `prune` is the one-ratio case.
+    for all of them at once; `prune` is the one-ratio case. `unit`: the layer type a
+    structural type removes units of (in a conv net, the groups rooted at one).
     """
     name: str
     title: str

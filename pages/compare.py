@@ -172,8 +172,11 @@ def setup_form() -> None:
         ratios = c2.text_input("Ratios (% removed)",
                                ", ".join(f"{r * 100:g}" for r in DEFAULT_RATIOS),
                                help="100 % removes everything: reported as a dead model.")
-        finetune = bounded_number(c3, "Fine-tune epochs after pruning (0 = one-shot)", 0,
-                                  MAX_EPOCHS, 0)
+        # a label of one line: 'Fine-tune epochs after pruning (0 = one-shot)' took two
+        # and set this group's fields lower than its neighbours'
+        finetune = bounded_number(c3, "Fine-tune epochs (0 = one-shot)", 0, MAX_EPOCHS, 0,
+                                  help="Epochs of training after pruning, with the dense "
+                                       "model's settings; 0 tests each pruned model as it is.")
         repeats = bounded_number(c3, "Repeats (seeds; mean ± std)", 1, 100, 1)
         dense_epochs = bounded_number(c3, "Dense epochs", 1, MAX_EPOCHS, 5)
         missing = [reason for _, ok, reason in datasets if not ok]
