@@ -117,15 +117,16 @@ def is_masked_record(meta: Mapping[str, Any]) -> bool | None:
 
 def _describe(acc: float | None, percent: float | None, widths: str,
               masked: bool = False) -> str:
-    """'<widths> · <share> · test <acc>'. A masked model's widths are its dense model's,
-    so its label leaves them out: with them, an 800-px window's picker cut the label
-    ('…· 10.9 % weights non-zer')."""
-    parts = [widths] if widths and not masked else []
+    """'test <acc> · <share> · <widths>': what tells checkpoints apart first, so a picker
+    too narrow for the whole label (an 800-px window) cuts the widths, not the accuracy
+    (it read '…: conv 16-32 · fc 64 · 63.6 %'). A masked model's widths are its dense
+    model's, so its label leaves them out."""
+    parts = [f"test {acc:.2f} %"] if acc is not None else []
     if percent is not None:
         # masks zero weights and remove no unit: the share is of non-zero weights
         parts.append(f"{percent:.1f} % weights non-zero" if masked else f"{percent:.1f} % kept")
-    if acc is not None:
-        parts.append(f"test {acc:.2f} %")
+    if widths and not masked:
+        parts.append(widths)
     return " · ".join(parts)
 
 
@@ -222,8 +223,8 @@ def _sidecar_entries(folder: Path, source: str, group: str,
 
 
 def _cell_labeller(shared: Sequence[str]) -> Callable[..., tuple[str, str]]:
-    """`describe` for a sweep's checkpoints: '<cell>: <widths> · <% kept or non-zero> ·
-    test <acc>', the cell named as the Compare page names it (`_cell_title`), in the
+    """`describe` for a sweep's checkpoints: '<cell>: test <acc> · <% kept or non-zero> ·
+    <widths>' (`_describe`), the cell named as the Compare page names it (`_cell_title`), in the
     label without the fields every cell of the sweep shares (`shared`: whole, the label
     was cut off in an 800-px window's picker); the title (headings) names them all."""
     def describe(stem: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
@@ -297,9 +298,11 @@ def _number(value: Any) -> str | None:
 
 def _baseline_label(stem: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
                     ) -> tuple[str, str]:
-    """'MLP 256-64 · Digits · batch 64 · seed 1 · 3 epochs · adam lr 0.001 · test 93.59 %':
-    what tells cached baselines apart (the cache key is a hash of these settings, and
-    'mlp-digits-9df9f13f570b43a3: 256-64 · test 93.59 %' appeared twice)."""
+    """('MLP 256-64 · test 93.59 % · Digits · batch 64 · seed 1 · 3 epochs · adam lr
+    0.001', the title without the accuracy): what tells cached baselines apart (the cache
+    key is a hash of these settings, and 'mlp-digits-9df9f13f570b43a3: 256-64 · test
+    93.59 %' appeared twice). The accuracy comes early: last, an 800-px window's picker
+    cut it off with the learning rate."""
     from .labels import dataset_name, model_name
 
     parts = [f"{model_name(spec.get('arch'))} {widths_text(spec)}".strip()]
@@ -319,7 +322,8 @@ def _baseline_label(stem: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
                                           f"lr {lr}" if lr else None) if p))
     title = " · ".join(parts)
     acc = _acc(meta)
-    return (f"{title} · test {acc:.2f} %" if acc is not None else title), title
+    label = parts[:1] + ([f"test {acc:.2f} %"] if acc is not None else []) + parts[1:]
+    return " · ".join(label), title
 
 
 def list_cache_checkpoints(root: Path | None = None) -> list[CheckpointEntry]:

@@ -805,8 +805,11 @@ def test_sweep_checkpoints_are_grouped_by_sweep_and_masked_cells_say_non_zero(tm
     assert "25.7 % weights non-zero" in labels[cell] and "kept" not in labels[cell]
     assert "50.0 % kept" in labels["mlp-digits-b64-s0-neuron-l1-r50"]
     # a masked model keeps its dense widths: said, they cut its label at 800 px
-    widths = labels["mlp-digits-b64-s0-neuron-l1-r50"].split(": ")[1].split(" · ")[0]
-    assert widths[0].isdigit() and widths not in labels[cell]
+    # the accuracy first, the widths last: a narrow picker cuts the tail
+    neuron = labels["mlp-digits-b64-s0-neuron-l1-r50"].split(": ")[1].split(" · ")
+    assert neuron[0].startswith("test ") and neuron[1] == "50.0 % kept"
+    assert neuron[2][0].isdigit() and neuron[2] not in labels[cell]
+    assert labels[cell].split(": ")[1].split(" · ")[0].startswith("test ")
 
 
 def test_a_sidecars_cell_record_of_any_shape_leaves_the_id_as_the_name(tmp_path, saved):
@@ -844,13 +847,15 @@ def test_cached_baselines_are_labelled_by_what_they_were_trained_with(tmp_path):
                         {**base, "train": {**train, **extra}})
     labels = {e.path.stem: e.label for e in list_cache_checkpoints(tmp_path)}
     assert len(set(labels.values())) == 4  # no two alike
-    assert labels["mlp-digits-aaaa"] == ("MLP 16-8 · Digits · batch 64 · seed 0 · 3 epochs · "
-                                         "adam lr 0.001 · test 93.59 %")
+    # the accuracy early: last, an 800-px window's picker cut it off
+    assert labels["mlp-digits-aaaa"] == ("MLP 16-8 · test 93.59 % · Digits · batch 64 · seed 0 · "
+                                         "3 epochs · adam lr 0.001")
     assert "seed 1" in labels["mlp-digits-bbbb"]
     # what the label leaves out (weight decay) is told apart by the cache key
     assert labels["mlp-digits-bbbb"].endswith("key bbbb")
     assert labels["mlp-digits-cccc"].endswith("key cccc")
-    assert labels["cnn-digits-dddd"].startswith("CNN conv 6-12 · fc 24 · Digits · batch 256")
+    assert labels["cnn-digits-dddd"].startswith("CNN conv 6-12 · fc 24 · test 93.59 % · Digits · "
+                                                "batch 256")
 
 
 def test_hidden_widths_are_read_from_a_state_dicts_shapes():
@@ -885,7 +890,7 @@ def test_a_run_iteration_with_a_damaged_record_is_listed_as_such(tmp_path, monke
     assert [e.iteration for e in run_checkpoints(run)] == [0, 1, 2]
     assert labels[1] == ("iteration 1: its record (best_model.json) is damaged — resuming "
                          "the run redoes it")
-    assert labels[0].startswith("iteration 0: 8-4") and labels[2].startswith("iteration 2: ")
+    assert labels[0].startswith("iteration 0: test ") and labels[0].endswith(" · 8-4") and labels[2].startswith("iteration 2: ")
     with pytest.raises(CheckpointError):
         load_checkpoint(run.best_model(1))
 

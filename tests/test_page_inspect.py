@@ -587,7 +587,7 @@ def test_the_sweep_is_picked_before_its_cells(app_test, digits_run):
     box.set_value(f"{names[1]} (2026-11-20)").run()
     assert not at.exception and errors(at) == []
     cells = at.selectbox(key="insp_cell_a")
-    assert len(cells.options) == 1 and cells.options[0].startswith(f"{cell}: 16-8 · 50.0 % kept")
+    assert len(cells.options) == 1 and cells.options[0].endswith(" · 50.0 % kept · 16-8")
     assert any(m.value == f"**{names[1]} · {cell}**" for m in at.markdown)
 
 
@@ -605,7 +605,7 @@ def test_a_cached_baseline_is_dense(app_test, tmp_path, monkeypatch):
     at.radio(key="insp_src_a").set_value("Cached baselines").run()
     assert not at.exception and errors(at) == []
     assert at.selectbox(key="insp_cache_a").options == [
-        "MLP 16-8 · Digits · batch 32 · seed 2 · 4 epochs · test 50.00 %"]
+        "MLP 16-8 · test 50.00 % · Digits · batch 32 · seed 2 · 4 epochs"]
     assert {m.label: m.value for m in at.metric}["Hidden kept"] == "100.0 %"
 
 

@@ -258,7 +258,8 @@ def test_catalog_lists_the_final_classifiers_for_inspect(tmp_path, small_run):
     entries = groups[list(groups)[0]]
     assert [e.path for e in entries] == [small_run.final_model(v, 0)
                                          for v in ("none", "importance", "random")]
-    assert entries[1].label.startswith("contribution-pruned, seed 0: 11-7 · test ")
+    assert entries[1].label.startswith("contribution-pruned, seed 0: test ")
+    assert entries[1].label.endswith(" · 11-7")
     assert entries[1].widths == [11, 7] and entries[1].dataset == "digits"
     assert load_checkpoint(entries[1].path).model.hidden == [11, 7]
 
