@@ -121,6 +121,20 @@ RETENTION_LEGEND_LIMIT = 20
 # chart, legend and title included, into the chart's height: a chart drawn there grows
 # by its legend's rows (`on_page`), or its plot is squeezed.
 PAGE_LEGEND_ROW = 30
+# Longest layer name ('h1 (9,999)') whose legend still takes two columns: at 800 px the
+# chart is 226 px wide, and two columns of 'h1 (999,999)' cut off the second layer.
+TWO_COLUMN_LABEL = 10
+
+
+def _retention_legend_columns(table: RetentionTable) -> int:
+    longest = max(len(layer_label(i, w)) for i, w in enumerate(table.dense))
+    return LEGEND_COLUMNS if longest <= TWO_COLUMN_LABEL else 1
+
+
+def _layer_axis_title(index: int, width: int) -> str:
+    """'Layer 1 neurons (of 999,999)': short enough for a 226-px chart (800-px window),
+    where 'Layer 1 neurons kept (of 999,999)' ran past its edge."""
+    return f"Layer {index + 1} neurons (of {width:,})"
 
 
 def retention_iteration_chart(table: RetentionTable, log_scale: bool = False,
@@ -139,7 +153,8 @@ def retention_iteration_chart(table: RetentionTable, log_scale: bool = False,
     if drawn is not None:
         data = data[data["Iteration"].isin(set(drawn))]
     layers = len(table.dense)
-    rows = -(-min(layers, RETENTION_LEGEND_LIMIT) // LEGEND_COLUMNS)
+    columns = _retention_legend_columns(table)
+    rows = -(-min(layers, RETENTION_LEGEND_LIMIT) // columns)
     return (
         alt.Chart(data, title="Neurons kept per layer")
         .mark_line(point=True)
@@ -151,7 +166,7 @@ def retention_iteration_chart(table: RetentionTable, log_scale: bool = False,
             # twenty colours past ten layers (the eleventh took the first one's)
             color=alt.Color("Layer:N", sort=None, title="Hidden layer",
                             scale=alt.Scale(scheme="tableau10" if layers <= 10 else "tableau20"),
-                            legend=alt.Legend(orient="bottom", columns=LEGEND_COLUMNS,
+                            legend=alt.Legend(orient="bottom", columns=columns,
                                               symbolLimit=RETENTION_LEGEND_LIMIT)),
             tooltip=["Iteration:Q", "Layer:N", "Neurons kept:Q",
                      alt.Tooltip("% of layer kept:Q", format=".1f"),
@@ -186,9 +201,9 @@ def retention_distribution_chart(table: RetentionTable, log_scale: bool = True,
     data = _distribution_frame(table)
     if len(table.dense) >= 2:
         xf, yf = "h1", "h2"
-        x = alt.X("h1:Q", title=f"Layer 1 neurons kept (of {table.dense[0]:,})",
+        x = alt.X("h1:Q", title=_layer_axis_title(0, table.dense[0]),
                   scale=_axis_scale(log_scale))
-        y = alt.Y("h2:Q", title=f"Layer 2 neurons kept (of {table.dense[1]:,})",
+        y = alt.Y("h2:Q", title=_layer_axis_title(1, table.dense[1]),
                   scale=_axis_scale(log_scale))
         title = "Layer 1 vs layer 2 width"
         tooltip = ["Iteration:Q", "h1:Q", "h2:Q"]
@@ -196,7 +211,7 @@ def retention_distribution_chart(table: RetentionTable, log_scale: bool = True,
         xf, yf = "% of hidden neurons kept", "h1"
         x = alt.X("% of hidden neurons kept:Q", title="% of hidden neurons kept",
                   scale=_axis_scale(log_scale, reverse=True))
-        y = alt.Y("h1:Q", title=f"Layer 1 neurons kept (of {table.dense[0]:,})",
+        y = alt.Y("h1:Q", title=_layer_axis_title(0, table.dense[0]),
                   scale=_axis_scale(log_scale))
         title = "Layer 1 width vs % kept"
         tooltip = ["Iteration:Q", "h1:Q"]

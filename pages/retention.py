@@ -115,11 +115,14 @@ def _skips_steps(table: RetentionTable) -> bool:
     return table.steps != list(range(len(table.steps)))
 
 
-def _display_frame(table: RetentionTable) -> pd.DataFrame:
+def _display_frame(table: RetentionTable, grouped: bool = True) -> pd.DataFrame:
     """retain.txt's columns with names a person reads at a glance, and — when a step was
-    skipped — the schedule step t of each row next to its Iteration."""
+    skipped — the schedule step t of each row next to its Iteration. `grouped`: widths
+    in the names with thousands separators ('Layer 1 (of 999,999)'); the CSV's are
+    without, a comma in a CSV header being one more thing for a reader to quote."""
     frame = pd.DataFrame(table.rows(), columns=table.columns)
-    names = {f"h{i + 1}NodesRetained": f"Layer {i + 1} (of {w:,})" for i, w in enumerate(table.dense)}
+    names = {f"h{i + 1}NodesRetained": f"Layer {i + 1} (of {w:,})" if grouped else
+             f"Layer {i + 1} (of {w})" for i, w in enumerate(table.dense)}
     names["perNodesRetained"] = "% of hidden neurons kept"
     whole = {"Iteration": int, **{n: int for n in names.values() if n.startswith("Layer")}}
     if _skips_steps(table):
@@ -148,9 +151,10 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
     metrics.metric("Neurons kept at the end", f"{sum(last):,} of {sum(table.dense):,}")
     metrics.metric("% kept at the end", f"{table.percent(last):.3g} %")
     if len(table) == 1:  # said: the table and "Saved for this session" read as a plan
-        st.warning("This schedule prunes nothing: every step keeps the dense widths (q too "
-                   "close to 1, or too few iterations). A run on it trains the dense model "
-                   "and stops.")
+        why = ("every layer has one neuron, which no step removes" if max(table.dense) == 1
+               else "q too close to 1, or too few iterations")
+        st.warning(f"This schedule prunes nothing: every step keeps the dense widths ({why}). "
+                   "A run on it trains the dense model and stops.")
 
     rows = drawn_rows(len(table))
     thin = len(rows) < len(table)
@@ -184,7 +188,7 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
                            icon=":material/description:")
         # the table as shown, its step t included: the CSV is the table's download,
         # retain.txt the loop's fixed format
-        csv = frame.to_csv(index=False)
+        csv = _display_frame(table, grouped=False).to_csv(index=False)
         st.download_button("retain.csv", csv, file_name="retain.csv", mime="text/csv",
                            key="ret_dl_csv", on_click="ignore", icon=":material/table:")
         # the file as the command line writes it: the legend beside, not inside, its height

@@ -139,10 +139,17 @@ def test_the_iteration_chart_grows_with_its_legend_on_a_page(layers):
 
 def test_wide_layers_are_named_with_thousands_separators():
     """'h1 (999999)' and 'Layer 1 neurons kept (of 999999)' beside axis ticks that write
-    '999,999'."""
+    '999,999'; at 800 px the long title ran past the chart's edge, and a legend of two
+    columns cut off the second layer."""
     table = retention_table(ScheduleConfig((999999, 5000), 0.5, 3))
-    layers = {r["Layer"] for r in chart_values(retention_iteration_chart(table).to_dict())}
-    assert layers == {"h1 (999,999)", "h2 (5,000)"}
+    spec = retention_iteration_chart(table, on_page=True).to_dict()
+    assert {r["Layer"] for r in chart_values(spec)} == {"h1 (999,999)", "h2 (5,000)"}
+    assert spec["encoding"]["color"]["legend"]["columns"] == 1
     line = retention_distribution_chart(table).to_dict()["layer"][0]
-    assert line["encoding"]["x"]["title"] == "Layer 1 neurons kept (of 999,999)"
-    assert line["encoding"]["y"]["title"] == "Layer 2 neurons kept (of 5,000)"
+    assert line["encoding"]["x"]["title"] == "Layer 1 neurons (of 999,999)"
+    assert line["encoding"]["y"]["title"] == "Layer 2 neurons (of 5,000)"
+
+
+def test_narrow_layer_names_share_a_legend_row(thesis):
+    spec = retention_iteration_chart(thesis, on_page=True).to_dict()
+    assert spec["encoding"]["color"]["legend"]["columns"] == 2

@@ -84,11 +84,14 @@ def test_three_layers_typed_with_spaces(page):
     assert page.session_state["retention_schedule"]["widths"] == [300, 100, 10]
 
 
-def test_wide_layers_are_headed_with_thousands_separators(page):
-    """'Layer 1 (of 999999)' beside cells and tiles that write '999,999'."""
+def test_wide_layers_are_headed_with_thousands_separators(downloads, page):
+    """'Layer 1 (of 999999)' beside cells and tiles that write '999,999'. The CSV's
+    header keeps the plain number: a comma there is one more thing to quote."""
     page.text_input(key="ret_widths").set_value("999999, 5000").run()
     assert [c for c in table(page).columns if c.startswith("Layer")] == \
         ["Layer 1 (of 999,999)", "Layer 2 (of 5,000)"]
+    header = downloads["retain.csv"].decode().splitlines()[0].split(",")
+    assert header[1:3] == ["Layer 1 (of 999999)", "Layer 2 (of 5000)"]
 
 
 @pytest.mark.parametrize("widget,key,value,message", [
@@ -275,6 +278,14 @@ def test_a_schedule_that_prunes_nothing_says_so(page, q, iterations):
     page.number_input(key="ret_q").set_value(0.5)  # one that prunes: no warning
     page.number_input(key="ret_iterations").set_value(5).run()
     assert len(table(page)) > 1 and not [w for w in page.warning if "prunes nothing" in w.value]
+
+
+def test_layers_of_one_neuron_are_named_as_why_nothing_is_pruned(page):
+    """Widths 1, 1 were said to prune nothing for 'q too close to 1, or too few
+    iterations', neither of which was so."""
+    page.text_input(key="ret_widths").set_value("1, 1").run()
+    [warning] = [w.value for w in page.warning if "prunes nothing" in w.value]
+    assert "every layer has one neuron" in warning and "q too close" not in warning
 
 
 def _chart_iterations(at) -> list[set[int]]:
