@@ -433,7 +433,10 @@ def results_section(paths: SweepPaths, live: bool) -> None:
         _table(summary, paths, live, everything, hidden=len(results) < len(everything))
 
 
-RANGE = "range (timings)"
+# short heads, each explained in its help, and the per cent signs on the numbers: with
+# 'speed vs dense', 'MACs vs dense', 'removed %' and 'non-zero %' the table scrolled
+# sideways in an 800-px window
+SPEED, RANGE, MACS = "speed-up", "range (timings)", "MACs"
 
 
 def _speed_note(results: pd.DataFrame) -> None:
@@ -447,35 +450,47 @@ def _speed_note(results: pd.DataFrame) -> None:
         "model": speed["model"].map(model_name),
         "dataset": speed["dataset"].map(dataset_name),
         "type": speed["type"].map(type_name),
-        "removed %": speed["ratio"] * 100, "speed vs dense": speed["speedup"],
+        "removed": speed["ratio"] * 100, SPEED: speed["speedup"],
         # one column, not a range and a count beside it: at 800 px the table scrolled
-        RANGE: [f"{lo:.2f}–{hi:.2f}× ({n:g})" if n > 1 else "— (1)" for lo, hi, n in
+        RANGE: [_timing_range(lo, hi, n) for lo, hi, n in
                 zip(speed["speedup_min"], speed["speedup_max"], speed["timings"])],
-        "MACs vs dense": speed["mac_share"],
-        "non-zero %": 100 * speed["nonzero_share"],
+        MACS: speed["mac_share"],
+        "non-zero": 100 * speed["nonzero_share"],
         "cells": speed["cells"]})
     if speed["dataset"].nunique() < 2:
         view = view.drop(columns="dataset")
     if timed and (speed["timings"] <= 1).all():  # a column of "— (1)"
         view = view.drop(columns=RANGE)
     if not timed:  # latency timing was off: no column of blanks
-        view = view.drop(columns=["speed vs dense", RANGE])
+        view = view.drop(columns=[SPEED, RANGE])
         st.caption("Latency was not timed in this sweep: MACs and non-zero parameters only.")
     _unsteady_timing_warning(results)
     st.dataframe(view, hide_index=True, column_config={
-        "removed %": st.column_config.NumberColumn(format="%g"),
-        "speed vs dense": st.column_config.NumberColumn(
-            format="%.2f×", help="dense latency / latency (CPU, one thread; the two timed "
-                                 "interleaved), mean over the row's distinct timings"),
+        "removed": st.column_config.NumberColumn(format="%g %%"),
+        SPEED: st.column_config.NumberColumn(
+            format="%.2f×", help="how many times faster than the dense model: dense latency "
+                                 "/ latency (CPU, one thread; the two timed interleaved), "
+                                 "mean over the row's distinct timings"),
         RANGE: st.column_config.TextColumn(
             help="slowest–fastest of the row's distinct timings (— for a single one), and "
                  "how many distinct latency measurements are behind the row: cells with "
                  "the same architecture (criteria giving the same widths, batch sizes, "
                  "seeds) share one, and a mask type is timed once per sweep — masked "
                  "models keep the dense shapes"),
-        "MACs vs dense": st.column_config.NumberColumn(format="%.2f×"),
-        "non-zero %": st.column_config.NumberColumn(
-            format="%.0f", help="non-zero parameters / the dense model's parameters")})
+        MACS: st.column_config.NumberColumn(
+            format="%.2f×", help="multiply-accumulates per sample, as a multiple of the "
+                                 "dense model's"),
+        "non-zero": st.column_config.NumberColumn(
+            format="%.0f %%", help="non-zero parameters / the dense model's parameters")})
+
+
+def _timing_range(slowest: float, fastest: float, timings: int) -> str:
+    """'1.02–1.31× (3)'; one value when the two round alike ('1.57× (2)', not
+    '1.57–1.57× (2)'); '— (1)' for a single timing."""
+    if timings <= 1:
+        return "— (1)"
+    lo, hi = f"{slowest:.2f}", f"{fastest:.2f}"
+    return f"{lo}× ({timings:g})" if lo == hi else f"{lo}–{hi}× ({timings:g})"
 
 
 def _unsteady_timing_warning(results: pd.DataFrame) -> None:

@@ -3,6 +3,7 @@ the background and its results, a refused duplicate name."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -201,7 +202,7 @@ def test_start_runs_in_the_background_and_shows_results(sweeps_root):
     tables = [df.value for df in at.dataframe if "accuracy" in df.value.columns]
     assert len(tables) == 1 and len(tables[0]) == 4
     assert sorted(tables[0]["ratio"].tolist()) == [0, 0, 50, 50]
-    speed = [df.value for df in at.dataframe if "speed vs dense" in df.value.columns]
+    speed = [df.value for df in at.dataframe if "speed-up" in df.value.columns]
     assert len(speed) == 1 and len(speed[0]) == 2  # neuron and weight at 50 %
     labels = [b.label for b in at.get("download_button")]
     assert "Download results.csv" in labels and "Download summary.csv" in labels
@@ -300,9 +301,11 @@ def test_speed_ups_from_unsteady_timings_are_flagged_as_rough(sweeps_root):
     at = open_page()
     widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
     assert not at.exception and not [w for w in at.warning if "rough" in w.value]
-    speed = [df.value for df in at.dataframe if "speed vs dense" in df.value.columns][0]
+    speed = [df.value for df in at.dataframe if "speed-up" in df.value.columns][0]
     # two timings per row, counted beside their range (one column: at 800 px two scrolled)
-    assert speed["range (timings)"].str.fullmatch(r"\d+\.\d\d–\d+\.\d\d× \(2\)").all()
+    ranges = dict(zip(speed["type"], speed["range (timings)"]))
+    assert re.fullmatch(r"\d+\.\d\d–\d+\.\d\d× \(2\)", ranges["Neuron"]), ranges
+    assert ranges["Weight"] == "1.00× (2)"  # both at the dense speed: not '1.00–1.00×'
     assert (speed["cells"] == 2).all() and "timings" not in speed.columns
 
     dense_timings([2.43, 9.81])  # as if timed on a busy machine
@@ -319,16 +322,16 @@ def test_tables_leave_out_columns_a_sweep_has_no_numbers_for(sweeps_root):
     assert not at.exception
     table = [df.value for df in at.dataframe if "accuracy" in df.value.columns][0]
     assert "± std" not in table.columns and "latency ms" not in table.columns
-    speed = [df.value for df in at.dataframe if "MACs vs dense" in df.value.columns][0]
-    assert "speed vs dense" not in speed.columns and "range (timings)" not in speed.columns
+    speed = [df.value for df in at.dataframe if "MACs" in df.value.columns][0]
+    assert "speed-up" not in speed.columns and "range (timings)" not in speed.columns
     assert any("Latency was not timed" in c.value for c in at.caption)
     # timed once per row: no column of "—" ranges and one of 1s (in an 800-px window
     # the speed-up table scrolled sideways to show them)
     paths = _finished_sweep(sweeps_root, "timed-once")
     at.run()  # the picker lists it
     widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
-    speed = [df.value for df in at.dataframe if "MACs vs dense" in df.value.columns][0]
-    assert "speed vs dense" in speed.columns
+    speed = [df.value for df in at.dataframe if "MACs" in df.value.columns][0]
+    assert "speed-up" in speed.columns
     assert "range (timings)" not in speed.columns
 
 
