@@ -53,9 +53,12 @@ BATCH_CHART_WIDTH = 440
 
 
 def _percent_list(text: str) -> list[float]:
-    """'0, 10, 50' (percent) → [0.0, 0.1, 0.5]; a one-line ExplorerError otherwise."""
+    """'0, 10, 50' (percent) → [0.0, 0.1, 0.5]; a one-line ExplorerError otherwise.
+    Per cent signs are allowed ('50%', '50 %'): the field is labelled in per cent, and
+    '50%' was refused as not a number."""
     try:
-        values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+        values = [float(v.replace("%", "")) for v in text.replace(";", ",").split(",")
+                  if v.replace("%", "").strip()]
     except ValueError:
         raise ExplorerError(f"ratios must be numbers in percent separated by commas, got "
                             f"{text!r}") from None

@@ -57,6 +57,10 @@ def test_defaults_and_the_grid_size_before_starting(sweeps_root):
     # the ratios as the cells will be named: fractions typed by mistake show as tiny percents
     widget(at.text_input, "Ratios (% removed)").set_value("0.5, 0.25").run()
     assert any("Removed per cell — 0.5 %, 0.25 %" in c.value for c in at.caption)
+    # typed with per cent signs, as the label reads: '50%' was refused as no number
+    widget(at.text_input, "Ratios (% removed)").set_value("0%, 50 %, 90%").run()
+    assert not at.error and any("Removed per cell — 0 %, 50 %, 90 %" in c.value
+                                for c in at.caption)
 
 
 @pytest.mark.parametrize("label, value, message", [
