@@ -112,7 +112,10 @@ def read_json_config(path: Path, kind: str | None = None) -> dict:
     try:
         base = json.loads(Path(path).read_text())
     except (OSError, *JSON_ERRORS) as exc:  # bad JSON or UTF-8; a 4 300-digit integer;
-        raise ExplorerError(f"cannot read {path}: {exc}") from None  # nested past the stack
+        # nested past the stack; an OSError by its reason alone: with its whole text the
+        # line read "cannot read /a.json: [Errno 2] No such file or directory: '/a.json'"
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ExplorerError(f"cannot read {path}: {reason}") from None
     if not isinstance(base, dict):
         raise ExplorerError(f"{path} must hold a JSON object")
     found = folder_kind(base)

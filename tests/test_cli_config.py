@@ -314,3 +314,12 @@ def test_a_config_json_of_another_kind_of_run_names_the_command_that_takes_it(tm
         assert cli.main([*args, "--config", str(config)]) == 2
         assert _one_line(capsys) == (f"error: {config} holds the settings of {found}, not of "
                                      f"{wanted}: give it to `{takes} --config`")
+
+
+def test_a_missing_config_file_is_named_once(tmp_path, capsys):
+    """'cannot read /a.json: [Errno 2] No such file or directory: '/a.json'' gave the
+    path twice and Python's error number."""
+    missing = tmp_path / "nope.json"
+    code = cli.main(["compare", "--config", str(missing)])
+    line = _one_line(capsys)
+    assert code == 2 and line == f"error: cannot read {missing}: No such file or directory"
