@@ -114,8 +114,8 @@ def read_json_config(path: Path, kind: str | None = None) -> dict:
     except (OSError, *JSON_ERRORS) as exc:  # bad JSON or UTF-8; a 4 300-digit integer;
         # nested past the stack; an OSError by its reason alone: with its whole text the
         # line read "cannot read /a.json: [Errno 2] No such file or directory: '/a.json'"
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise ExplorerError(f"cannot read {path}: {reason}") from None
+        raise ExplorerError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+                            ) from None
     if not isinstance(base, dict):
         raise ExplorerError(f"{path} must hold a JSON object")
     found = folder_kind(base)

@@ -198,7 +198,8 @@ def read_retain(path: str | Path) -> RetentionTable:
     try:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ExplorerError(f"cannot read retention table {path}: {exc}") from None
+        raise ExplorerError(f"cannot read retention table {path}: "
+                            f"{getattr(exc, 'strerror', None) or exc}") from None
     return parse_retain(text, str(path))
 
 

@@ -294,3 +294,13 @@ def test_drawn_rows_keeps_small_tables_whole_and_thins_large_ones_evenly():
     gaps = {b - a for a, b in zip(rows, rows[1:])}
     assert gaps <= {20, 21}  # evenly spaced
     assert drawn_rows(7, limit=3) == [0, 3, 6]
+
+
+def test_a_missing_retain_file_is_named_once_with_its_reason(tmp_path):
+    """'[Errno 2] No such file or directory: …' repeated the path after 'cannot read'."""
+    from explorer_core.errors import ExplorerError
+
+    missing = tmp_path / "retain.txt"
+    with pytest.raises(ExplorerError) as info:
+        read_retain(missing)
+    assert str(info.value) == f"cannot read retention table {missing}: No such file or directory"
