@@ -23,7 +23,7 @@ from .errors import CheckpointError, ExplorerError
 from .fileio import JSON_ERRORS
 from .masks import MASK_TYPES
 from .models import count_parameters, hidden_widths, input_shape
-from .results import iteration_rows
+from .results import iteration_rows, join_widths
 from .rundir import (RunPaths, TrainTimePaths, default_train_time_root, list_runs,
                      list_train_time_runs, read_json, read_record)
 
@@ -37,8 +37,6 @@ TEMPLATE_KEYS = frozenset({"spec", "dataset", "class_names", "normalisation"})
 # A model with at least this share of its parameters exactly zero is treated as masked
 # when its checkpoint does not say (trained weights are practically never exactly 0).
 MASKED_ZERO_SHARE = 0.01
-# Long width lists (ResNet-18 has 20 conv layers) are cut to this many in a label.
-MAX_LABEL_WIDTHS = 6
 
 
 def default_sweeps_root() -> Path:
@@ -78,14 +76,6 @@ def _acc(meta: Mapping[str, Any]) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _join_widths(widths: Sequence[int]) -> str:
-    """'256-64'; a long list keeps its ends: '64-64-128-…-512 (20 layers)'."""
-    text = [str(int(w)) for w in widths]
-    if len(text) > MAX_LABEL_WIDTHS:
-        return "-".join(text[:3]) + f"-…-{text[-1]} ({len(text)} layers)"
-    return "-".join(text)
-
-
 def widths_text(spec: Mapping[str, Any] | None, widths: Sequence[int] = ()) -> str:
     """The widths a label shows. A CNN names its conv channels and its FC units apart
     ('conv 16-32 · fc 128'): its spec's `hidden` alone ('128') hid the channels, and a
@@ -93,11 +83,11 @@ def widths_text(spec: Mapping[str, Any] | None, widths: Sequence[int] = ()) -> s
     spec = spec if isinstance(spec, Mapping) else {}
     channels, hidden = spec.get("channels"), spec.get("hidden")
     if spec.get("arch") == "cnn" and _int_list(channels) and _int_list(hidden) is not None:
-        fc = f" · fc {_join_widths(hidden)}" if hidden else ""
-        return f"conv {_join_widths(channels)}{fc}"
+        fc = f" · fc {join_widths(hidden)}" if hidden else ""
+        return f"conv {join_widths(channels)}{fc}"
     if spec.get("arch") in ("mlp", "slp") and _int_list(hidden) is not None:
-        return _join_widths(hidden)
-    return _join_widths(widths) if _int_list(list(widths)) else ""
+        return join_widths(hidden)
+    return join_widths(widths) if _int_list(list(widths)) else ""
 
 
 def _int_list(value: Any) -> list[int] | None:

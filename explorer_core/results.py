@@ -9,7 +9,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .errors import ChartRenderError, ExplorerError
 from .fileio import read_table, write_table
@@ -18,6 +18,19 @@ from .rundir import (ITERATIVE_RUN, VALIDATION_COLUMNS, RunLock, RunPaths, check
 
 if TYPE_CHECKING:
     from .metrics import LatencyConfig
+
+
+# Long width lists (ResNet-18 has 20 conv layers) are cut to this many in a label.
+MAX_LABEL_WIDTHS = 6
+
+
+def join_widths(widths: Sequence[int]) -> str:
+    """'256-64', as labels and messages write widths; a long list keeps its ends:
+    '64-64-128-…-512 (20 layers)'."""
+    text = [str(int(w)) for w in widths]
+    if len(text) > MAX_LABEL_WIDTHS:
+        return "-".join(text[:3]) + f"-…-{text[-1]} ({len(text)} layers)"
+    return "-".join(text)
 
 
 @dataclass
@@ -275,7 +288,7 @@ class Recommendation:
                     f"{dense.test_acc:.2f} %): {why}.")
         else:
             pick = (f"Iteration {r.iteration}: {r.percent_retained:.1f} % of hidden neurons "
-                    f"({' '.join(map(str, r.widths))}), test accuracy {r.test_acc:.2f} % "
+                    f"({join_widths(r.widths)}), test accuracy {r.test_acc:.2f} % "
                     f"({abs(self.drop):.2f} points {'below' if self.drop > 0 else 'above'} "
                     f"the dense model's {dense.test_acc:.2f} %).")
         return f"{pick} {self.damaged_note()}" if self.damaged and damaged else pick

@@ -1014,6 +1014,9 @@ def test_a_pick_whose_checkpoint_does_not_load_is_passed_over_and_named(roots, c
     assert [r.iteration for r, _ in rec.damaged] == [2]
     text = rec.summary()
     assert text.startswith("Iteration 1: ")
+    # widths as every label writes them: '(34 9)' stood beside pickers' '34-9'
+    widths = "-".join(map(str, rec.row.widths))
+    assert f"of hidden neurons ({widths}), test accuracy" in text and "-" in widths
     assert ("Passed over for a checkpoint that does not load — iteration 2: "
             "best_model.safetensors is cut short or not a safetensors file") in text
     assert text.endswith("Restart the run from iteration 2 to write it again.")
