@@ -506,6 +506,8 @@ def summary(ck: Checkpoint) -> dict[str, Any]:
     return {
         "arch": ck.spec.get("arch"),
         "widths": hidden_widths(ck.model),
+        # as the pickers write them: a CNN's conv channels apart from its FC units
+        "widths_text": widths_text(ck.spec, hidden_widths(ck.model)) or "none",
         "parameters": parameters,
         "nonzero_parameters": nonzero,
         "masked": masked,

@@ -132,9 +132,9 @@ def _retention_legend_columns(table: RetentionTable) -> int:
 
 
 def _layer_axis_title(index: int, width: int) -> str:
-    """'Layer 1 neurons (of 999,999)': short enough for a 226-px chart (800-px window),
-    where 'Layer 1 neurons kept (of 999,999)' ran past its edge."""
-    return f"Layer {index + 1} neurons (of {width:,})"
+    """'Layer 1 (of 999,999)', as the table heads its column: short enough for a 226-px
+    chart (800-px window), where 'Layer 1 neurons kept (of 999,999)' ran past its edge."""
+    return f"Layer {index + 1} (of {width:,})"
 
 
 def retention_iteration_chart(table: RetentionTable, log_scale: bool = False,

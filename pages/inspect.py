@@ -441,11 +441,11 @@ def model_card(m: Loaded) -> None:
     cols[2].metric("MACs / image", macs, help=macs_help)
     label, value, why = _kept_tile(info)
     cols[3].metric(label, value, help=why)
-    widths = " · ".join(str(w) for w in info["widths"]) or "none"
     data = DATASETS[m.fmt.dataset].title if m.fmt.dataset else "unknown dataset"
     masked = (f" · masked: {info['nonzero_parameters']:,} of {info['parameters']:,} parameters "
               "non-zero, no neuron removed" if info["masked"] else "")
-    st.caption(f"{ARCH_TITLES.get(info['arch'], info['arch'])} · hidden widths {widths}"
+    st.caption(f"{ARCH_TITLES.get(info['arch'], info['arch'])} · hidden widths "
+               f"{info['widths_text']}"
                f"{masked} · {data} · input {m.fmt.describe()}"
                + (" (assumed: the checkpoint does not record it)" if m.fmt.assumed else ""))
     with st.expander("Model spec"):

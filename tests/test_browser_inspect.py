@@ -79,7 +79,7 @@ def test_upload_checkpoint_and_png_see_prediction_and_heatmaps(app_page, streaml
             [str(weights), str(weights.with_suffix(".json"))])
     wait_for_app(page)
     expect(page.get_by_text(f"{acc:.2f} %")).to_be_visible()
-    expect(page.get_by_text("hidden widths 32 · 16")).to_be_visible()
+    expect(page.get_by_text("hidden widths 32-16")).to_be_visible()
 
     with page.expect_file_chooser() as chooser:
         _uploader(page, "Images").get_by_role("button", name=re.compile("Upload")).click()

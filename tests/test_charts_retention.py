@@ -146,8 +146,8 @@ def test_wide_layers_are_named_with_thousands_separators():
     assert {r["Layer"] for r in chart_values(spec)} == {"h1 (999,999)", "h2 (5,000)"}
     assert spec["encoding"]["color"]["legend"]["columns"] == 1
     line = retention_distribution_chart(table).to_dict()["layer"][0]
-    assert line["encoding"]["x"]["title"] == "Layer 1 neurons (of 999,999)"
-    assert line["encoding"]["y"]["title"] == "Layer 2 neurons (of 5,000)"
+    assert line["encoding"]["x"]["title"] == "Layer 1 (of 999,999)"
+    assert line["encoding"]["y"]["title"] == "Layer 2 (of 5,000)"
 
 
 def test_narrow_layer_names_share_a_legend_row(thesis):

@@ -955,3 +955,16 @@ def test_the_grid_holds_at_most_the_layers_units(units, limit):
     from explorer_core.attribution import grid_limit
 
     assert grid_limit(units) == limit
+
+
+def test_a_cnn_summary_writes_its_conv_channels_apart_from_its_fc_units(tmp_path):
+    """The model caption read 'hidden widths 16 · 32 · 128': channels and neurons as one
+    list, where the pickers wrote 'conv 16-32 · fc 128'."""
+    spec = default_spec("cnn", 1, 8, 10)
+    spec["channels"], spec["hidden"] = [6, 12], [24]
+    path = save_checkpoint(build_model(spec), spec, tmp_path / "cnn", {"dataset": "digits"})
+    info = summary(load_checkpoint(path))
+    assert info["widths"] == [6, 12, 24] and info["widths_text"] == "conv 6-12 · fc 24"
+    mlp = default_spec("mlp", 1, 8, 10, [16, 8])
+    path = save_checkpoint(build_model(mlp), mlp, tmp_path / "mlp", {"dataset": "digits"})
+    assert summary(load_checkpoint(path))["widths_text"] == "16-8"

@@ -538,7 +538,7 @@ def test_a_masked_checkpoint_shows_non_zero_weights_kept_not_hidden_units(app_te
     assert metrics["Weights kept"] == f"{100.0 * nonzero / params:.1f} %"
     assert metrics["Non-zero parameters"] == f"{nonzero:,}"
     assert any(f"{nonzero:,} of {params:,} parameters non-zero, no neuron removed" in c.value
-               and "hidden widths 32 · 16" in c.value for c in at.caption)
+               and "hidden widths 32-16" in c.value for c in at.caption)
 
 
 def test_samples_past_the_end_show_those_that_exist_with_fixed_format_probabilities(app_test,
