@@ -214,9 +214,9 @@ def _sidecar_entries(folder: Path, source: str, group: str,
 
 def _cell_labeller(shared: Sequence[str]) -> Callable[..., tuple[str, str]]:
     """`describe` for a sweep's checkpoints: '<cell>: test <acc> · <% kept or non-zero> ·
-    <widths>' (`_describe`), the cell named as the Compare page names it (`_cell_title`), in the
-    label without the fields every cell of the sweep shares (`shared`: whole, the label
-    was cut off in an 800-px window's picker); the title (headings) names them all."""
+    <widths>' (`_describe`), the cell named as the Compare page names it (`_cell_title`),
+    in the label without the fields every cell of the sweep shares (`shared`: whole, the
+    label was cut off in an 800-px window's picker); the title (headings) names them all."""
     def describe(stem: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
                  ) -> tuple[str, str]:
         widths = _int_list(meta.get("widths")) or []
@@ -498,6 +498,7 @@ def summary(ck: Checkpoint) -> dict[str, Any]:
     recorded = is_masked_record(ck.meta)
     masked = recorded if recorded is not None else \
         parameters > 0 and parameters - nonzero >= MASKED_ZERO_SHARE * parameters
+    widths = hidden_widths(ck.model)
     percent = ck.meta.get("percent_retained")
     if masked:
         percent = 100.0 * nonzero / parameters if parameters else None
@@ -505,9 +506,9 @@ def summary(ck: Checkpoint) -> dict[str, Any]:
         percent = None
     return {
         "arch": ck.spec.get("arch"),
-        "widths": hidden_widths(ck.model),
+        "widths": widths,
         # as the pickers write them: a CNN's conv channels apart from its FC units
-        "widths_text": widths_text(ck.spec, hidden_widths(ck.model)) or "none",
+        "widths_text": widths_text(ck.spec, widths) or "none",
         "parameters": parameters,
         "nonzero_parameters": nonzero,
         "masked": masked,
