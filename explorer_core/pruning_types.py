@@ -123,6 +123,14 @@ def _structural(target: type[nn.Module]) -> SeriesFn:
 _MASK_CRITERIA = tuple(MASK_METHODS)          # magnitude, random
 _UNIT_CRITERIA = tuple(CRITERIA)              # interval_adjoint, l1, …, random
 
+
+def _unit_type(name: str, title: str, applies: Callable[[nn.Module], str | None],
+               unit: type[nn.Module], description: str) -> PruningType:
+    """A structural type removing units of `unit` layers: its series and the layers a
+    sweep scores for it (`scored_layers`) follow the one layer type."""
+    return PruningType(name, title, True, _UNIT_CRITERIA, applies, _structural(unit),
+                       description, unit)
+
 PRUNING_TYPES: dict[str, PruningType] = {t.name: t for t in (
     PruningType("weight", "Weight (layer-wise masks)", False, _MASK_CRITERIA, _always,
                 _masked("weight"),
@@ -130,14 +138,11 @@ PRUNING_TYPES: dict[str, PruningType] = {t.name: t for t in (
     PruningType("unstructured", "Unstructured (global masks)", False, _MASK_CRITERIA, _always,
                 _masked("unstructured"),
                 "The smallest weights of the whole network go; masks, no speed-up."),
-    PruningType("neuron", "Neuron (remove FC neurons)", True, _UNIT_CRITERIA,
-                _needs_hidden_linear, _structural(nn.Linear),
-                "Neurons of the fully connected hidden layers are removed; the model shrinks.",
-                nn.Linear),
-    PruningType("structured", "Structured (remove conv filters)", True, _UNIT_CRITERIA,
-                _needs_conv, _structural(nn.Conv2d),
-                "Conv filters go with their dependency groups (BN, concatenations, residual "
-                "adds); the model shrinks.", nn.Conv2d),
+    _unit_type("neuron", "Neuron (remove FC neurons)", _needs_hidden_linear, nn.Linear,
+               "Neurons of the fully connected hidden layers are removed; the model shrinks."),
+    _unit_type("structured", "Structured (remove conv filters)", _needs_conv, nn.Conv2d,
+               "Conv filters go with their dependency groups (BN, concatenations, residual "
+               "adds); the model shrinks."),
 )}
 
 # Every criterion name any type understands, in a stable display order.

@@ -292,7 +292,7 @@ class Cell:
 
     def describe(self, omit: Collection[str] = ()) -> str:
         """'CNN · Fashion-MNIST · batch 64 · seed 0 · Neuron · Random · 50 %' (the cell id
-        says it in ids, for files). `omit`: fields (dataset, batch_size, seed) left out
+        says it in ids, for files). `omit`: fields of `OMITTABLE` left out
         where every cell in sight shares them — whole, a name with its accuracy was cut
         off in an 800-px window's picker."""
         parts = [model_name(self.model),
@@ -302,6 +302,10 @@ class Cell:
                  type_name(self.type), criterion_name(self.criterion),
                  f"{self.ratio * 100:g} %"]
         return " · ".join(p for p in parts if p is not None)
+
+
+# The fields `Cell.describe` can leave out: those a whole sweep often shares.
+OMITTABLE = ("dataset", "batch_size", "seed")
 
 
 @dataclass

@@ -22,8 +22,8 @@ from explorer_core.pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_f
                                          criterion_title)
 from explorer_core.rundir import (LIVE_STATES, SweepPaths, check_new_run_dir,
                                   default_sweeps_root, list_sweeps, read_status)
-from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH, Cell,
-                                 SweepConfig, create_sweep, plan, ratio_label,
+from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH, OMITTABLE,
+                                 Cell, SweepConfig, create_sweep, plan, ratio_label,
                                  runnable_plan)
 from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_timing_spread,
                                          finished_count, mask_timing_departures, pareto_by,
@@ -579,7 +579,7 @@ def _inspect_handover(paths: SweepPaths, results: pd.DataFrame) -> None:
     names them (a raw cell id was cut off before its ratio in the box)."""
     saved = {p.stem for p in paths.checkpoints_dir.glob("*.safetensors")} \
         if paths.checkpoints_dir.is_dir() else set()
-    shared = [c for c in ("dataset", "batch_size", "seed") if results[c].nunique() == 1]
+    shared = [c for c in OMITTABLE if results[c].nunique() == 1]
     labels = {row.cell_id: _cell_label(row, shared) for row in results.itertuples()
               if row.cell_id in saved}
     if not labels:

@@ -115,14 +115,11 @@ def _skips_steps(table: RetentionTable) -> bool:
     return table.steps != list(range(len(table.steps)))
 
 
-def _display_frame(table: RetentionTable, grouped: bool = True) -> pd.DataFrame:
+def _display_frame(table: RetentionTable) -> pd.DataFrame:
     """retain.txt's columns with names a person reads at a glance, and — when a step was
-    skipped — the schedule step t of each row next to its Iteration. `grouped`: widths
-    in the names with thousands separators ('Layer 1 (of 999,999)'); the CSV's are
-    without, a comma in a CSV header being one more thing for a reader to quote."""
+    skipped — the schedule step t of each row next to its Iteration."""
     frame = pd.DataFrame(table.rows(), columns=table.columns)
-    names = {f"h{i + 1}NodesRetained": f"Layer {i + 1} (of {w:,})" if grouped else
-             f"Layer {i + 1} (of {w})" for i, w in enumerate(table.dense)}
+    names = {f"h{i + 1}NodesRetained": f"Layer {i + 1} (of {w:,})" for i, w in enumerate(table.dense)}
     names["perNodesRetained"] = "% of hidden neurons kept"
     whole = {"Iteration": int, **{n: int for n in names.values() if n.startswith("Layer")}}
     if _skips_steps(table):
@@ -188,7 +185,9 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
                            icon=":material/description:")
         # the table as shown, its step t included: the CSV is the table's download,
         # retain.txt the loop's fixed format
-        csv = _display_frame(table, grouped=False).to_csv(index=False)
+        # its heads without thousands separators ('Layer 1 (of 999999)'): the only
+        # commas in them, and one more thing for a CSV reader to quote
+        csv = frame.rename(columns=lambda c: c.replace(",", "")).to_csv(index=False)
         st.download_button("retain.csv", csv, file_name="retain.csv", mime="text/csv",
                            key="ret_dl_csv", on_click="ignore", icon=":material/table:")
         # the file as the command line writes it: the legend beside, not inside, its height
