@@ -345,3 +345,47 @@ def test_precomputed_scores_may_leave_out_the_groups_no_config_prunes(dense_mode
     with pytest.raises(ExplorerError, match="precomputed scores lack layer.*features.0"):
         list(prune_structural_series(dense, spec, [PruneConfig("l2", keep=[8, 32, 60],
                                                                scores=part)]))
+
+
+@pytest.mark.parametrize("arch", ["cnn", "vgg16_bn"])
+def test_pruning_only_classifier_neurons_needs_no_trace_and_gives_the_graphs_models(
+        arch, dense_models, monkeypatch):
+    """A series that keeps every conv group whole and prunes hidden classifier neurons
+    (a sweep's neuron pruning, scores precomputed) removes them without tracing the
+    model, and gives exactly the models, kept units and scores the traced graph gives:
+    nested and non-nested steps, and a random criterion whose scores are far apart."""
+    from explorer_core import surgery
+    from explorer_core.criteria import compute_scores
+
+    spec, dense = dense_models[arch]
+    groups = conv_groups(dense, spec)
+    (root, units), = [(r, n) for r, n in groups if r.startswith("classifier")]
+    whole = [n for r, n in groups if r != root]
+    scored = surgery.score_layers(dense, spec, [root])
+    for criterion in ("l1", "random"):
+        scores = compute_scores(dense, criterion, None, scored)
+        configs = [PruneConfig(criterion, keep=[*whole, k], scores=scores)
+                   for k in (units * 3 // 4, units // 4, units // 2, units)]
+        traced = []
+        build = surgery._build_graph
+        monkeypatch.setattr(surgery, "_build_graph",
+                            lambda m, s: traced.append(1) or build(m, s))
+        fast = list(prune_structural_series(dense, spec, configs))
+        assert not traced  # the architecture's facts were traced by `conv_groups` above
+        monkeypatch.setattr(surgery, "_linear_pairs", lambda g: {})
+        monkeypatch.setattr(surgery, "_FACTS", {})
+        slow = list(prune_structural_series(dense, spec, configs))
+        assert traced  # the graph made these
+        monkeypatch.undo()
+        x = torch.randn(2, *input_shape(spec))
+        for a, b in zip(fast, slow):
+            assert a.kept == b.kept and a.spec == b.spec and a.dense_widths == b.dense_widths
+            assert a.scores.keys() == b.scores.keys()
+            if a.widths[root] < units:  # a group a step keeps whole is never ranked: the
+                # graph, restarting for the non-nested last step, reports ones for it
+                assert all(torch.equal(a.scores[k], b.scores[k]) for k in a.scores)
+            assert _same_state(a.model, b.model)
+            assert [type(m) for m in a.model.modules()] == [type(m) for m in b.model.modules()]
+            torch.testing.assert_close(a.model.eval()(x), b.model.eval()(x), rtol=0, atol=0)
+        assert [r.widths[root] for r in fast] == [units * 3 // 4, units // 4, units // 2, units]
+    assert _same_state(dense, dense_models[arch][1])  # the dense model is untouched
