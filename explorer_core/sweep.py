@@ -697,6 +697,8 @@ class _Runner:
         # per mask type, the cell whose masked model stands in for the type's timing in the
         # group's first timed chunk (`_mask_standins`)
         self.standins: dict[str, Cell] = {}
+        # a stand-in's model (and the seconds it took) until its block takes it for its cell
+        self.spares: dict[Cell, tuple[nn.Module, float]] = {}
         self.writer = OrderedWriter()  # checkpoints and cell records, off the main thread
 
     def emit(self, event: dict) -> None:
@@ -726,6 +728,7 @@ class _Runner:
             self._fail_group(cells, str(exc))
             return
         self.standins = _mask_standins(cells)
+        self.spares = {}  # the previous group's, if a block never took one
         for _, block in itertools.groupby(cells, key=lambda c: (c.type, c.criterion)):
             self._run_block(list(block), dense)
 
@@ -817,6 +820,17 @@ class _Runner:
 
     # -- pruned models, a chunk at a time
     def _series(self, cells: list[Cell], dense: _Dense) -> Iterator[tuple[Cell, _Prepared]]:
+        """Each cell with its pruned, not yet fine-tuned model, in the cells' order: the
+        last one's may be the stand-in `_add_standins` made and a chunk timed, taken here
+        instead of being masked again (the mask types of the benchmark grid: one masking
+        of four per group saved)."""
+        spare = self.spares.pop(cells[-1], None) if cells else None
+        yield from self._made(cells[:-1] if spare is not None else cells, dense)
+        if spare is not None:
+            model, seconds = spare
+            yield cells[-1], _Prepared(model, dict(dense.spec), seconds)
+
+    def _made(self, cells: list[Cell], dense: _Dense) -> Iterator[tuple[Cell, _Prepared]]:
         """Each cell with its pruned, not yet fine-tuned model, in the cells' order.
 
         A cell whose pruning fails (the criterion cannot handle the model, e.g.
@@ -856,8 +870,9 @@ class _Runner:
 
     def _chunk_size(self, dense: _Dense) -> int:
         """Pruned models held at once: a masked model holds its weights twice (original
-        and mask) and is copied once more for timing, so ~3× the dense parameter bytes."""
-        return max(1, int(CHUNK_BYTES // max(3 * dense.costs.param_bytes, 1)))
+        and mask) and is copied once more for timing, so ~3× the dense parameter bytes;
+        stand-ins kept for their blocks (`spares`) count against it."""
+        return max(1, int(CHUNK_BYTES // max(3 * dense.costs.param_bytes, 1)) - len(self.spares))
 
     def _prepare(self, pruned: Iterator[tuple[Cell, _Prepared]], size: int, dense: _Dense,
                  cell: Cell) -> dict[Cell, _Prepared]:
@@ -935,7 +950,7 @@ class _Runner:
         CNN's dense timing, ~20 ms, was a fifteenth of the test grid's time outside
         training and evaluation). Only where the chunk's memory budget (`_chunk_size`)
         has room for one more model. One that cannot be made is left to its block,
-        which times it as before.
+        which times it as before; one made is kept for its block's cell (`_series`).
         """
         for kind, cell in list(self.standins.items()):
             key = _mask_latency_key(dense.arch, kind)
@@ -946,6 +961,7 @@ class _Runner:
                 return
             del self.standins[kind]  # tried once: a failure is its block's to record
             options = CriterionOptions(seed=cell.seed, max_samples=self.cfg.calibration_samples)
+            t0 = time.perf_counter()
             try:
                 model, _ = next(PRUNING_TYPES[kind].series(dense.baseline.model, dense.spec,
                                                            [cell.ratio], cell.criterion, None,
@@ -953,6 +969,7 @@ class _Runner:
             except Exception as exc:
                 raise_if_interrupted(exc)
                 continue
+            self.spares[cell] = (model, time.perf_counter() - t0)  # its block's cell's model
             todo[key] = (model, cell.ratio, [])
             room -= 1
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from explorer_core import jobs
+from explorer_core import jobs, pruning_types
 from explorer_core.checkpoint import load_checkpoint
 from explorer_core.data import load_dataset
 from explorer_core.errors import ExplorerError
@@ -697,12 +697,18 @@ def test_a_groups_first_timed_chunk_times_its_mask_types_too(roots, monkeypatch)
         return real(models, *args, **kwargs)
 
     monkeypatch.setattr(sweep, "measure_latencies", recording)
+    maskings: list[list[float]] = []  # the ratios of every masking
+    real_series = pruning_types.masked_series
+    monkeypatch.setattr(pruning_types, "masked_series", lambda m, ratios, *a: maskings.append(
+        list(ratios)) or real_series(m, ratios, *a))
     over = dict(models=["mlp"], batch_sizes=[32], types=["neuron", "weight"],
                 criteria=["l1", "magnitude"], ratios=[0.0, 0.25, 0.5, 0.75, 1.0],
-                save_checkpoints=False)
+                save_checkpoints=False, finetune_epochs=1)
     paths = create_sweep(grid("standin", **over))
     assert execute(paths)["state"] == "finished"
     assert [len(m) for m in timed] == [5]  # dense, three neuron widths, the masked model
+    # the stand-in is its block's 75 % cell's model: not masked a second time
+    assert maskings == [[0.75], [0.25, 0.5]]
     masked = timed[0][-1]
     assert not is_masked(masked) and abs(sparsity_of(masked) - 0.75) < 0.01
     df = results_frame(paths)
@@ -713,10 +719,16 @@ def test_a_groups_first_timed_chunk_times_its_mask_types_too(roots, monkeypatch)
     assert (weight["latency_ms"] > 0).all()
 
     timed.clear()
+    maskings.clear()
     monkeypatch.setattr(sweep, "CHUNK_BYTES", 1)  # one model per chunk: no room
     paths = create_sweep(grid("standin-pairs", **over))
     assert execute(paths)["state"] == "finished"
     assert [len(m) for m in timed] == [2, 2, 2, 2]
+    assert maskings == [[0.25, 0.5, 0.75]]  # no stand-in: the block masks every ratio
+    alone = results_frame(paths)
+    # the same fine-tuned models, whichever masking made them
+    assert alone["test_acc"].tolist() == df["test_acc"].tolist()
+    assert alone["nonzero_params"].tolist() == df["nonzero_params"].tolist()
 
 
 @pytest.mark.parametrize("cached", [False, True])

@@ -42,6 +42,8 @@ def test_loss_decreases_and_model_learns_digits(digits):
     after_loss, after_acc = evaluate(model, digits.test)
     assert after_loss < before_loss / 3
     assert after_acc > 85 > before_acc
+    # no stale gradient is left on the kept weights for every later copy to clone
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_same_seed_gives_identical_history_and_weights(digits):
