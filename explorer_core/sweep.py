@@ -319,12 +319,17 @@ class Plan:
 
 
 def applicability(cfg: SweepConfig) -> dict[tuple[str, str], dict[str, str | None]]:
-    """{(model, dataset): {type: reason it does not apply, or None}} from built models."""
+    """{(model, dataset): {type: reason it does not apply, or None}} from built models.
+
+    Built on the meta device: their layer types decide, not their weights, and
+    initialising VGG16-BN's weights took 1.07 s (13 ms on meta) — the Compare form
+    worked out its grid again after every change, 1.5 s with all seven models picked."""
     from .models import build_model
 
     out: dict[tuple[str, str], dict[str, str | None]] = {}
     for arch, dataset in itertools.product(cfg.models, cfg.datasets):
-        model = build_model(cfg.spec(arch, dataset))
+        with torch.device("meta"):
+            model = build_model(cfg.spec(arch, dataset))
         out[(arch, dataset)] = {t: PRUNING_TYPES[t].applies(model) for t in cfg.types}
     return out
 

@@ -80,6 +80,27 @@ def test_plan_expands_the_grid_and_names_what_does_not_apply():
                         ("cnn", "digits", 32, 0), ("cnn", "digits", 128, 0)]
 
 
+def test_the_plan_asks_models_without_weights_what_applies(monkeypatch):
+    """Which pruning types apply depends on the layer types: the plan's models are built
+    on the meta device, and VGG16-BN's 1 s of weight initialisation is not paid each time
+    the Compare form works its grid out. The answers are those of real models."""
+    from explorer_core import models
+    from explorer_core.pruning_types import PRUNING_TYPES
+
+    built: list = []
+    real = models.build_model
+    monkeypatch.setattr(models, "build_model",
+                        lambda spec, *a, **k: built.append(real(spec, *a, **k)) or built[-1])
+    cfg = grid("meta", models=["mlp", "vgg16_bn", "resnet18"])
+    p = plan(cfg)
+    assert len(built) == 3 and all(next(m.parameters()).is_meta for m in built)
+    assert [(m, t) for m, t, _ in p.skipped] == [("mlp", "structured"), ("resnet18", "neuron")]
+    for arch, on_meta in (("mlp", built[0]), ("resnet18", built[2])):
+        dense = real(cfg.spec(arch, "digits"))  # what a model with weights says
+        assert {t: PRUNING_TYPES[t].applies(dense) for t in cfg.types} == \
+            {t: PRUNING_TYPES[t].applies(on_meta) for t in cfg.types}
+
+
 def test_the_grid_completes_with_the_expected_rows_and_sane_values(reference):
     df = results_frame(reference)
     assert len(df) == 32 and set(df["status"]) == {"ok"}
