@@ -273,8 +273,7 @@ def open_image(data: bytes, name: str = "image",
         raise ExplorerError(f"{name} is not an image Pillow can read as PNG, JPEG, BMP, WebP "
                             "or GIF") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ExplorerError(f"{name} is a damaged image ({exc.__class__.__name__}: {exc})") \
-            from None
+        raise ExplorerError(f"{name} is a damaged image: {_decoder_says(exc)}") from None
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise ExplorerError(f"{name} is {width:,}×{height:,} = {width * height / 1e6:,.1f} "
@@ -290,8 +289,8 @@ def open_image(data: bytes, name: str = "image",
         turned = image.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8)  # a quarter turn
         image = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        raise ExplorerError(f"{name} is a damaged or truncated {image.format} image "
-                            f"({exc.__class__.__name__})") from None
+        raise ExplorerError(f"{name} is a damaged {image.format} image: {_decoder_says(exc)}") \
+            from None
     # what the file holds, upright: a drafted JPEG is decoded smaller and in the draft's
     # mode, and a 4000×3000 RGB photo was captioned "1000×750 L"
     image.info[FILE_SIZE_AND_MODE] = ((height, width) if turned else (width, height), file_mode)
@@ -300,6 +299,16 @@ def open_image(data: bytes, name: str = "image",
 
 EXIF_ORIENTATION = 0x0112
 FILE_SIZE_AND_MODE = "explorer: file size and mode"  # `open_image`'s note in `Image.info`
+
+
+def _decoder_says(exc: BaseException) -> str:
+    """Pillow's reason in words a user can act on: its truncation messages read "image
+    file is truncated (0 bytes not processed)" or "Truncated File Read", and the page
+    used to show "(OSError)" alone."""
+    text = str(exc).strip()
+    if "truncated" in text.lower():
+        return "the file ends before the image does (cut off while copying or downloading?)"
+    return text or exc.__class__.__name__
 
 
 def file_size_and_mode(image: Image.Image) -> tuple[tuple[int, int], str]:

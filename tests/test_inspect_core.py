@@ -372,6 +372,9 @@ def png_header(width: int, height: int) -> bytes:
     (b"hello, this is a text file\n" * 10, "not an image"),
     (b"%PDF-1.4 fake", "not an image"),
     (encode(stroke_picture(), "PNG")[:120], "damaged"),
+    # a file cut short is said so, not as Pillow's "(OSError)" or "(0 bytes not processed)"
+    (encode(stroke_picture(), "PNG")[:-20], "damaged PNG image: the file ends before"),
+    (encode(stroke_picture(), "JPEG")[:-20], "damaged JPEG image: the file ends before"),
     (png_header(8000, 6000), "megapixels"),        # 48 MP: refused from the header alone
     (png_header(100_000, 100_000), "megapixels"),  # 10 GP: Pillow's own bomb guard
 ])
