@@ -138,9 +138,8 @@ def prune_mlp(model: MLP, keep_indices: Mapping[str, torch.Tensor | list[int]]) 
     rows = [_as_index(n, keep_indices[n], lin.out_features).to(device) if n in keep_indices else None
             for n, lin in zip(names, linears)] + [None]
     widths = [lin.out_features if r is None else r.numel() for lin, r in zip(linears[:-1], rows)]
-    with torch.device("meta"):  # every weight is copied in below: no initialisation
-        new = MLP(linears[0].in_features, widths, linears[-1].out_features, model.activation_name)
-    new = new.to_empty(device=device).to(dtype=linears[0].weight.dtype)
+    new = MLP(linears[0].in_features, widths, linears[-1].out_features, model.activation_name)
+    new.to(device=device, dtype=linears[0].weight.dtype)
     cols: torch.Tensor | None = None
     for lin, new_lin, r in zip(linears, new.linears(), rows):
         w = lin.weight if cols is None else lin.weight.index_select(1, cols)
