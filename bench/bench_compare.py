@@ -28,6 +28,7 @@ import argparse
 import functools
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -71,11 +72,19 @@ def main() -> None:
                         help="run the sweep in this many fresh processes and print the median")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one run's numbers
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error(f"--runs must be at least 1, got {args.runs}")
     if args.runs > 1:
         _median_of_runs(args)
         return
-
     scratch = Path(tempfile.mkdtemp(prefix="bench-compare-"))
+    try:
+        _one_run(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _one_run(args: argparse.Namespace, scratch: Path) -> None:
     os.environ["EXPLORER_CACHE"] = str(scratch / "cache")
     t0 = time.perf_counter()
     from explorer_core import cache, sweep, training
@@ -135,8 +144,11 @@ def _median_of_runs(args: argparse.Namespace) -> None:
             f"--dataset={args.dataset}", f"--grid={args.grid}", f"--models={args.models}"]
     rates, shares = [], []
     for run in range(args.runs):
-        out = subprocess.run([sys.executable, __file__, *argv, "--json"], check=True,
-                             capture_output=True, text=True).stdout
+        done = subprocess.run([sys.executable, __file__, *argv, "--json"],
+                              capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"run {run + 1} failed (exit {done.returncode}):\n{done.stderr.strip()}")
+        out = done.stdout
         r = json.loads(out.strip().splitlines()[-1])
         outside = r["wall"] - r["inside"]
         rates.append(60 * r["cells"] / r["wall"])

@@ -150,6 +150,8 @@ def prune_mlp(model: MLP, keep_indices: Mapping[str, torch.Tensor | list[int]]) 
         new_lin.weight.copy_(w)
         if b is not None:
             new_lin.bias.copy_(b)
+        else:  # a layer loaded without its bias keeps none, not a fresh random one
+            new_lin.bias = None
         cols = r
     new.train(model.training)
     return new
@@ -354,13 +356,16 @@ def _linear_pairs(g: _Graph) -> dict[str, list[str]]:
         plain = isinstance(g.graph.model.get_submodule(root), nn.Linear)
         for i, (dep, idxs) in enumerate(group):
             module = dep.target.module
-            if module not in g.names:  # one of Torch-Pruning's stand-ins for an op
+            if module not in g.names:  # Torch-Pruning's stand-in for an op or a bare
+                # parameter: an elementwise op (ReLU, dropout) alone changes no width
+                plain = plain and type(module) is tp.ops._ElementWiseOp
                 continue
             name, kind = g.names[module], getattr(dep.handler, "__name__", "")
             one_to_one = list(idxs) == units and list(group[i].root_idxs) == units
             if not (isinstance(module, nn.Linear) and one_to_one):
-                plain = plain and not any(True for _ in module.parameters(recurse=False)) \
-                    and not any(True for _ in module.buffers(recurse=False))
+                # a module of a fixed width (a LayerNorm, even without parameters) needs
+                # the graph; only activations and dropout pass unchanged
+                plain = plain and isinstance(module, _WIDTH_FREE)
             elif kind == "prune_in_channels":
                 consumers.append(name)
             elif kind != "prune_out_channels" or name != root:
@@ -368,6 +373,11 @@ def _linear_pairs(g: _Graph) -> dict[str, list[str]]:
         if plain and consumers:
             pairs[root] = consumers
     return pairs
+
+
+# modules whose output has the width of their input whatever it is (`_linear_pairs`)
+_WIDTH_FREE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh, nn.Sigmoid,
+               nn.Dropout, nn.Identity)
 
 
 def conv_groups(model: nn.Module, spec: Spec) -> list[tuple[str, int]]:
@@ -487,6 +497,10 @@ def _pair_series(model: nn.Module, spec: Spec, configs: Sequence[PruneConfig], f
     units = dict(facts.groups)
     pruned = [r for r in units if r not in whole]
     raw = _scores(model, configs[0], None, [n for r in pruned for n in facts.coupled[r]])
+    for r in pruned:
+        if raw[r].numel() != units[r]:  # scores made for another model's widths
+            raise ExplorerError(f"precomputed scores of {r} have {raw[r].numel()} values for "
+                                f"its {units[r]} units")
     scores = {r: _scaled(raw[r]).float() if r in raw else torch.ones(n)
               for r, n in units.items()}
     fn = tp.pruner.function

@@ -345,6 +345,11 @@ def test_precomputed_scores_may_leave_out_the_groups_no_config_prunes(dense_mode
     with pytest.raises(ExplorerError, match="precomputed scores lack layer.*features.0"):
         list(prune_structural_series(dense, spec, [PruneConfig("l2", keep=[8, 32, 60],
                                                                scores=part)]))
+    # scores made for other widths: refused, not ranked into indices the layer lacks
+    longer = {"classifier.0": torch.cat([part["classifier.0"], torch.full((4,), 9.0)])}
+    with pytest.raises(ExplorerError, match="classifier.0 have 132 values for its 128 units"):
+        list(prune_structural_series(dense, spec, [PruneConfig("l2", keep=[16, 32, 6],
+                                                               scores=longer)]))
 
 
 @pytest.mark.parametrize("arch", ["cnn", "vgg16_bn"])
@@ -389,3 +394,37 @@ def test_pruning_only_classifier_neurons_needs_no_trace_and_gives_the_graphs_mod
             torch.testing.assert_close(a.model.eval()(x), b.model.eval()(x), rtol=0, atol=0)
         assert [r.widths[root] for r in fast] == [units * 3 // 4, units // 4, units // 2, units]
     assert _same_state(dense, dense_models[arch][1])  # the dense model is untouched
+
+
+class _Gated(nn.Module):
+    """Linear → (something) → Linear → ReLU → Linear, as a CNN's classifier is laid out."""
+
+    def __init__(self, middle: str):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.gate = nn.Parameter(torch.rand(16) + 0.5) if middle == "gate" else None
+        between = {"norm": nn.LayerNorm(16, elementwise_affine=False),
+                   "dropout": nn.Sequential(nn.ReLU(), nn.Dropout(0.1)),
+                   "gate": nn.Identity()}[middle]
+        self.classifier = nn.Sequential(nn.Linear(8, 16), between, nn.Linear(16, 6), nn.ReLU(),
+                                        nn.Linear(6, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.classifier
+        h = c[1](c[0](self.flatten(x)))
+        if self.gate is not None:  # a bare parameter multiplied in: the graph prunes it too
+            h = h * self.gate
+        return c[4](c[3](c[2](h)))
+
+
+@pytest.mark.parametrize("middle, plain", [("norm", False), ("gate", False), ("dropout", True)])
+def test_only_groups_of_linears_and_width_free_ops_are_pruned_without_the_graph(middle, plain):
+    """A LayerNorm without parameters still has a width, and a bare parameter multiplied
+    in is pruned with the group by the graph: either sends the group through the graph.
+    ReLU and dropout change no width, so such a group is a plain Linear pair."""
+    from explorer_core import surgery
+
+    g = surgery._build_graph(_Gated(middle).eval(), {"arch": "custom", "input_shape": [8]})
+    pairs = surgery._linear_pairs(g)
+    assert pairs.get("classifier.2") == ["classifier.4"]
+    assert pairs.get("classifier.0") == (["classifier.2"] if plain else None)
