@@ -422,7 +422,9 @@ def _graph_series(model: nn.Module, spec: Spec, configs: Sequence[PruneConfig],
     if torch_prune.is_pruned(model):
         raise ExplorerError("the model carries weight masks; make them permanent "
                             "(masks.make_permanent) before removing channels")
+    whole: set[str] = set()
     if configs[0].scores is not None:
+        # precomputed scores may leave out the groups no config prunes (`score_layers`)
         facts = _graph_facts(model, spec)
         whole = _kept_whole(dict(facts.groups), configs)
         if facts.groups and all(r in facts.linear_pairs for r, _ in facts.groups if r not in whole):
@@ -433,8 +435,6 @@ def _graph_series(model: nn.Module, spec: Spec, configs: Sequence[PruneConfig],
     if not g.groups:
         raise ExplorerError("this model has no prunable channel groups")
     dense = {root: len(group[0].idxs) for root, group in zip(g.roots, g.groups)}
-    # precomputed scores may leave out the groups no config prunes (`score_layers`)
-    whole = _kept_whole(dense, configs) if configs[0].scores is not None else set()
     raw = _scores(working, configs[0], data,
                   _coupled_layers(g, [r for r in g.roots if r not in whole]))
     importance = CriterionImportance(raw, g.names)
@@ -464,11 +464,18 @@ def _graph_series(model: nn.Module, spec: Spec, configs: Sequence[PruneConfig],
             fresh.prune()
             present[root] = kept[root]
         result = working if step == len(configs) - 1 else copy_model(working)
-        new_spec = spec_of(result, spec)
-        if spec_update is not None:
-            new_spec = spec_update(result, new_spec)
-        yield PruneResult(result, new_spec, {r: kept[r].tolist() for r in g.roots}, scores,
-                          dense)
+        yield _result(result, spec, spec_update, kept, scores, dense)
+
+
+def _result(model: nn.Module, spec: Spec, spec_update: Callable[[nn.Module, Spec], Spec] | None,
+            kept: Mapping[str, torch.Tensor], scores: dict[str, torch.Tensor],
+            dense: Mapping[str, int]) -> PruneResult:
+    """A conv net's pruned model as a `PruneResult`: its spec follows its new widths."""
+    new_spec = spec_of(model, spec)
+    if spec_update is not None:
+        new_spec = spec_update(model, new_spec)
+    return PruneResult(model, new_spec, {r: kept[r].tolist() for r in dense}, scores,
+                       dict(dense))
 
 
 def _kept_whole(units: Mapping[str, int], configs: Sequence[PruneConfig]) -> set[str]:
@@ -515,11 +522,7 @@ def _pair_series(model: nn.Module, spec: Spec, configs: Sequence[PruneConfig], f
                 fn.prune_linear_out_channels(result.get_submodule(root), removed)
                 for name in facts.linear_pairs[root]:
                     fn.prune_linear_in_channels(result.get_submodule(name), removed)
-        new_spec = spec_of(result, spec)
-        if spec_update is not None:
-            new_spec = spec_update(result, new_spec)
-        yield PruneResult(result, new_spec, {r: kept[r].tolist() for r in units}, scores,
-                          dict(units))
+        yield _result(result, spec, spec_update, kept, scores, units)
 
 
 @torch.no_grad()

@@ -57,8 +57,8 @@ def _percent_list(text: str) -> list[float]:
     Per cent signs are allowed ('50%', '50 %'): the field is labelled in per cent, and
     '50%' was refused as not a number."""
     try:
-        values = [float(v.replace("%", "")) for v in text.replace(";", ",").split(",")
-                  if v.replace("%", "").strip()]
+        values = [float(v) for v in text.replace("%", "").replace(";", ",").split(",")
+                  if v.strip()]
     except ValueError:
         raise ExplorerError(f"ratios must be numbers in percent separated by commas, got "
                             f"{text!r}") from None
