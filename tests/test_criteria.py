@@ -365,3 +365,68 @@ def test_taylor_traces_an_architecture_once_and_scores_each_model_its_own_way(di
     compute_scores(mlp, "taylor", calib, layers, options)
     assert traced == [_ConvBN, _ConvBN]
     assert real(mlp, layers) == {n: n for n in layers}
+
+
+class _TwoBranches(nn.Module):
+    """Two convs on the same input, added: the second's input comes from before the
+    first unit output, so it does not hang off the first one's graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 3, 3, padding=1)
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(3, 4, 1)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        z = torch.relu(self.a(x)) + torch.tanh(self.b(x))
+        return self.fc(nn.functional.adaptive_avg_pool2d(z, 1).flatten(1))
+
+
+def _taylor_on_the_whole_graph(model: nn.Module, calib: Split, layers: list[str],
+                               batch: int) -> dict[str, torch.Tensor]:
+    """Taylor as defined, with autograd recording every layer from the input on."""
+    sums = {n: torch.zeros(units(model, n), dtype=torch.float64) for n in layers}
+    out: dict[str, torch.Tensor] = {}
+    handles = [model.get_submodule(n).register_forward_hook(
+        lambda m, i, o, n=n: out.__setitem__(n, o) or o.clone()) for n in layers]
+    for start in range(0, len(calib), batch):
+        x = calib.x[start:start + batch].clone().requires_grad_(True)
+        loss = nn.functional.cross_entropy(model(x), calib.y[start:start + batch],
+                                           reduction="sum")
+        grads = torch.autograd.grad(loss, [out[n] for n in layers])
+        for n, g in zip(layers, grads):
+            a = out[n].detach()
+            prod = a * g if a.dim() == 2 else (a * g).flatten(2).sum(2) / a[0, 0].numel()
+            sums[n] += prod.double().sum(0).abs()
+    for h in handles:
+        h.remove()
+    return {n: (s / len(calib) / (s / len(calib)).norm()).float() for n, s in sums.items()}
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_taylor_records_autograd_only_from_the_first_unit_output_on(digits, frozen):
+    """∂L/∂a needs only what follows a: the layers before the first scored unit (a CNN's
+    conv features when its classifier is scored) run without autograd, and the scores
+    are those of the whole graph, bit for bit — also for a unit on a branch that leaves
+    before the first one, and for a model whose weights do not require gradients."""
+    calib = digits.train.subset(90, seed=0)
+    options = CriterionOptions(max_samples=90, batch_size=32)
+    cases = [(build_model(default_spec("cnn", 1, 8, 10)), ["classifier.0"], "features.0"),
+             (_TwoBranches(), ["a", "b"], "stem")]
+    for model, layers, before in cases:
+        torch.manual_seed(5)
+        model.eval()
+        if frozen:
+            model.requires_grad_(False)
+        recording = []
+        handle = model.get_submodule(before).register_forward_pre_hook(
+            lambda m, i: recording.append(torch.is_grad_enabled()))
+        got = compute_scores(model, "taylor", calib, layers, options)
+        handle.remove()
+        assert recording and not any(recording)
+        want = _taylor_on_the_whole_graph(model, calib.subset(90, seed=0), layers, 32)
+        for n in layers:
+            assert torch.equal(got[n], want[n]), n
+            assert bool((got[n] > 0).any()), n
