@@ -19,7 +19,7 @@ from torch import nn
 
 from .checkpoint import Checkpoint, load_checkpoint, refuse_diverged, save_checkpoint
 from .data import Dataset
-from .errors import CheckpointError
+from .errors import CheckpointError, os_reason
 from .fileio import folder_from_env
 from .models import build_model
 from .metrics import PeakMemory
@@ -121,7 +121,7 @@ def _save(model: nn.Module, spec: Mapping[str, Any], path: Path, meta: dict) -> 
     except OSError as exc:  # the cache only saves time: a read-only or full disk must not
         # throw away the baseline just trained (and fail every resume the same way)
         print(f"warning: could not cache the dense baseline in {path.parent} "
-              f"({exc.strerror or exc}); going on without the cache", file=sys.stderr)
+              f"({os_reason(exc)}); going on without the cache", file=sys.stderr)
 
 
 def _cached(path: Path, key: str) -> Baseline | None:

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-from .errors import CheckpointError, ExplorerError, TrainingDiverged
+from .errors import CheckpointError, ExplorerError, TrainingDiverged, os_reason
 from .fileio import JSON_ERRORS, atomic_write_bytes, atomic_write_json
 from .models import (Spec, build_model, check_interface, hidden_widths, load_state_strict,
                      resize_to_state, spec_of)
@@ -201,7 +201,7 @@ def checkpoint_problem(path: str | os.PathLike) -> str | None:
     except FileNotFoundError:
         return f"{tensor_path.name} is missing"
     except OSError as exc:
-        return f"cannot read {tensor_path.name}: {exc.strerror or exc}"
+        return f"cannot read {tensor_path.name}: {os_reason(exc)}"
     except (UnicodeDecodeError, ValueError, RecursionError):
         return cut
     end = _data_end(header)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
-from .errors import ExplorerError, interrupted
+from .errors import ExplorerError, interrupted, os_reason
 from .fileio import JSON_ERRORS
 from .rundir import COMPARE_SWEEP, ITERATIVE_RUN, KIND_KEYS, TRAIN_TIME_RUN, folder_kind
 
@@ -114,7 +114,7 @@ def read_json_config(path: Path, kind: str | None = None) -> dict:
     except (OSError, *JSON_ERRORS) as exc:  # bad JSON or UTF-8; a 4 300-digit integer;
         # nested past the stack; an OSError by its reason alone: with its whole text the
         # line read "cannot read /a.json: [Errno 2] No such file or directory: '/a.json'"
-        raise ExplorerError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+        raise ExplorerError(f"cannot read {path}: {os_reason(exc)}"
                             ) from None
     if not isinstance(base, dict):
         raise ExplorerError(f"{path} must hold a JSON object")
@@ -264,4 +264,4 @@ def _os_reason(exc: OSError) -> str:
     where = exc.filename if exc.filename is not None else "a file"
     if isinstance(exc, (FileExistsError, NotADirectoryError)):
         return f"cannot write into {where}: a file of that name is in the way (need a folder)"
-    return f"cannot write {where}: {exc.strerror or exc}"
+    return f"cannot write {where}: {os_reason(exc)}"

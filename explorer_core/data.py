@@ -20,7 +20,7 @@ from typing import Any, Iterator, Union
 import numpy as np
 import torch
 
-from .errors import DatasetUnavailable, ExplorerError
+from .errors import DatasetUnavailable, ExplorerError, os_reason
 from .fileio import folder_from_env
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -169,7 +169,7 @@ def _damaged_pickle(info: DatasetInfo, folder: Path) -> str | None:
             with open(path, "rb") as fh:
                 head = fh.read(2)
         except OSError as exc:
-            return f"{path} is unreadable ({exc.strerror or exc})"
+            return f"{path} is unreadable ({os_reason(exc)})"
         if len(head) < 2 or head[0] != 0x80 or not 2 <= head[1] <= 5:
             return (f"{path} is not a pickled {info.title} batch (of the python version: it "
                     f"begins with {head!r})")
@@ -188,7 +188,7 @@ def _damaged_idx(info: DatasetInfo, folder: Path) -> str | None:
         try:
             stat = path.stat()
         except OSError as exc:
-            return f"{path} is unreadable ({exc.strerror or exc})"
+            return f"{path} is unreadable ({os_reason(exc)})"
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         if key not in _IDX_CHECKED:
             _IDX_CHECKED[key] = _idx_size_problem(path, stat.st_size)

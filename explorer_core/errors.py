@@ -15,6 +15,13 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def os_reason(exc: BaseException) -> str:
+    """The system's own words for a failed file operation ("No such file or directory",
+    "Permission denied"): an `OSError`'s text repeats the path the message already
+    names ("[Errno 2] No such file or directory: '/x/y'"). Other errors give their text."""
+    return getattr(exc, "strerror", None) or str(exc)
+
+
 class ExplorerError(Exception):
     """A problem the user can fix; its message is shown verbatim, on one line."""
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from stat import S_ISDIR
 from typing import Any
 
-from .errors import ExplorerError, raise_if_interrupted, raise_pending_interrupt
+from .errors import ExplorerError, os_reason, raise_if_interrupted, raise_pending_interrupt
 from .fileio import (JSON_ERRORS, atomic_write_json, atomic_write_text, folder_from_env,
                      json_text, name_the_file)
 from .settings import is_number
@@ -308,7 +308,7 @@ def failed_write(paths: RunPaths, exc: OSError, what: str, **fields: Any) -> dic
     page in status.json, or, when even that cannot be written, as an `ExplorerError`
     (the command line's one-line error) instead of a traceback."""
     where = "" if exc.filename is None else f": {exc.filename}"
-    message = (f"could not write {what} ({exc.strerror or exc}{where}); free or "
+    message = (f"could not write {what} ({os_reason(exc)}{where}); free or "
                "fix the folder and resume")
     try:
         return write_status(paths, "failed", message=message, **fields)

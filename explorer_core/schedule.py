@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import ExplorerError
+from .errors import ExplorerError, os_reason
 from .fileio import atomic_write_text, parse_table, table_text
 
 # A keep fraction for iteration t of T (t = 0 keeps everything).
@@ -199,7 +199,7 @@ def read_retain(path: str | Path) -> RetentionTable:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise ExplorerError(f"cannot read retention table {path}: "
-                            f"{getattr(exc, 'strerror', None) or exc}") from None
+                            f"{os_reason(exc)}") from None
     return parse_retain(text, str(path))
 
 

@@ -18,7 +18,7 @@ from ..attribution import (BASELINES, MAX_GRID_UNITS, MAX_STEPS, MAX_TOP_K, METH
 from ..checkpoint import load_checkpoint
 from ..cli import add_overwrite_flag, command, refuse_existing
 from ..data import availability
-from ..errors import ExplorerError, raise_pending_interrupt
+from ..errors import ExplorerError, os_reason, raise_pending_interrupt
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..imaging import (FITS, ConvertOptions, flat_input_warning, grid_image, input_format,
                        load_upload, overlay_image, png_bytes)
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         data = args.image.read_bytes()
     except OSError as exc:
-        raise ExplorerError(f"cannot read {args.image}: {exc.strerror or exc}") from None
+        raise ExplorerError(f"cannot read {args.image}: {os_reason(exc)}") from None
     conv = load_upload(data, args.image.name, fmt,
                        ConvertOptions(args.invert, args.fit, args.autocontrast))
     probs = predict(ck.model, conv.tensor, args.checkpoint.name, args.image.name)[0]

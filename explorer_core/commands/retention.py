@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..cli import add_overwrite_flag, command, refuse_existing
-from ..errors import ExplorerError, raise_pending_interrupt
+from ..errors import ExplorerError, os_reason, raise_pending_interrupt
 from ..fileio import JSON_ERRORS
 from ..schedule import (SCHEDULES, ScheduleConfig, refuse_unused_q, retention_table,
                         widths_from_spec, write_retain)
@@ -44,7 +44,7 @@ def _spec_widths(path: Path) -> tuple[int, ...]:
     try:
         return widths_from_spec(json.loads(path.read_text(encoding="utf-8")))
     except OSError as exc:
-        raise ExplorerError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise ExplorerError(f"cannot read {path}: {os_reason(exc)}") from None
     except JSON_ERRORS:  # bad JSON or UTF-8, an integer past 4 300 digits, deep nesting
         raise ExplorerError(f"{path} is not a JSON file") from None
 
