@@ -272,6 +272,15 @@ def table_from_rows(rows: list, source: str = "the schedule") -> RetentionTable:
     return RetentionTable(dense=out[0], widths=out)
 
 
+def spec_in(info: Any) -> Mapping[str, Any]:
+    """The model spec a spec JSON or a checkpoint's `.json` sidecar (its "spec") holds."""
+    spec = info.get("spec", info) if isinstance(info, Mapping) else None
+    if not isinstance(spec, Mapping) or "arch" not in spec:
+        raise ExplorerError("not a model spec: expected a JSON object with an 'arch' field "
+                            "(or a checkpoint sidecar with a 'spec' field)")
+    return spec
+
+
 def widths_from_spec(info: Mapping[str, Any]) -> tuple[int, ...]:
     """Prunable widths recorded in a model spec or a checkpoint's `.json` sidecar.
 
@@ -279,10 +288,7 @@ def widths_from_spec(info: Mapping[str, Any]) -> tuple[int, ...]:
     JSON alone — no weights, no unpickling, no torch. Order matches the pruning loop:
     conv channels first, then hidden Linear layers.
     """
-    spec = info.get("spec", info) if isinstance(info, Mapping) else None
-    if not isinstance(spec, Mapping) or "arch" not in spec:
-        raise ExplorerError("not a model spec: expected a JSON object with an 'arch' field "
-                            "(or a checkpoint sidecar with a 'spec' field)")
+    spec = spec_in(info)
     if "enc_hidden" in spec:  # a train-time VAE's spec: it has widths, just not these
         raise ExplorerError(f"the {spec['arch']} spec is a variational autoencoder's (a "
                             "train-time VAE run); a retention schedule plans an iterative "

@@ -16,6 +16,7 @@ from explorer_core.data import list_datasets
 from explorer_core.errors import ExplorerError
 from explorer_core.experiment import (TABLE_SCHEDULE, RunConfig, check_resumable, create_run,
                                       plan)
+from explorer_core.labels import model_name
 from explorer_core.results import (concatenate_held, deployment_costs, iteration_rows, recommend,
                                    run_progress)
 from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, list_runs,
@@ -40,11 +41,14 @@ INSPECT_PAGE = Path(__file__).resolve().parent / "inspect.py"
 
 
 def _defaults() -> dict:
-    """Start from the Retention curve page's schedule when the user made one there."""
-    chosen = st.session_state.get("retention_schedule") or {}
+    """Start from the Retention curve page's schedule when the user made one there, unless
+    its widths are a conv net's (`from_conv`): this page trains MLPs."""
+    conv = st.session_state.get("retention_schedule_model")
+    chosen = {} if conv else st.session_state.get("retention_schedule") or {}
     return {"widths": ", ".join(str(w) for w in chosen.get("widths", [256, 64])),
             "q": float(chosen.get("q", 0.8)), "iterations": int(chosen.get("iterations", 31)),
-            "kind": chosen.get("kind", "geometric"), "from_page": bool(chosen)}
+            "kind": chosen.get("kind", "geometric"), "from_page": bool(chosen),
+            "from_conv": conv}
 
 
 def setup_form() -> None:
@@ -55,6 +59,10 @@ def setup_form() -> None:
     with setup_expander("New run", "new_run_form", expanded=not list_runs(RUNS_ROOT)):
         if d["from_page"]:
             st.info("Schedule taken from the Retention curve page.")
+        elif d["from_conv"]:
+            st.info(f"The Retention curve page's schedule is a {model_name(d['from_conv'])}'s "
+                    "(conv channels, then hidden layers); this page trains MLPs, so it starts "
+                    "from its default schedule.")
         missing = [reason for _, ok, reason in datasets if not ok]
         criterion, options = criterion_inputs()
         with st.form("new_run", enter_to_submit=False):  # Enter in a field started a run

@@ -2,7 +2,9 @@
 
 Thin page over `explorer_core.schedule` (the numbers) and `explorer_core.charts` (the
 plots, the same ones the CLI writes). The chosen schedule is left in
-`st.session_state["retention_schedule"]` for the Iterative pruning page.
+`st.session_state["retention_schedule"]` for the Iterative pruning page, with the conv
+net its widths were read from, if any, in `"retention_schedule_model"`: that page trains
+MLPs and does not take a conv net's widths.
 """
 from __future__ import annotations
 
@@ -12,13 +14,17 @@ import streamlit as st
 from explorer_core.charts import (DISTRIBUTION_PNG, ITERATION_PNG, retention_distribution_chart,
                                   retention_iteration_chart)
 from explorer_core.errors import ExplorerError
+from explorer_core.labels import model_name
 from explorer_core.schedule import (SCHEDULES, USES_Q, RetentionTable, ScheduleConfig,
-                                    drawn_rows, retention_table, widths_from_spec)
+                                    drawn_rows, retention_table, spec_in, widths_from_spec)
 from pages._common import (format_int_list, keep_widget_state, parse_int_list,
                            png_download_button, read_json_upload, require_app_navigation,
                            wrapping_row)
 
 SESSION_KEY = "retention_schedule"
+SESSION_MODEL = "retention_schedule_model"  # the conv net the saved widths are of, if any
+# {"arch", "widths"}: the spec the widths box was last filled from, and the text it put there
+SPEC_MODEL = "ret_widths_model"
 
 KIND_HELP = {
     "geometric": "N_t = max(1, round(h·q^t)) at schedule step t: every step keeps a "
@@ -59,6 +65,18 @@ def _widths_from_upload() -> None:
         st.session_state["ret_spec_error"] = str(exc)
         return
     st.session_state["ret_widths"] = format_int_list(widths)
+    st.session_state[SPEC_MODEL] = {"arch": spec_in(info)["arch"],
+                                    "widths": st.session_state["ret_widths"]}
+
+
+def _conv_arch() -> str | None:
+    """The conv net whose widths (channels, then hidden layers) the box holds, read from
+    its spec; None for an MLP's or typed ones. The Iterative pruning page trains MLPs:
+    handed on, a CNN's 16, 32, 128 became a three-layer MLP's widths without a word."""
+    read = st.session_state.get(SPEC_MODEL)
+    if not read or read["arch"] == "mlp" or read["widths"] != st.session_state.get("ret_widths"):
+        return None
+    return read["arch"]
 
 
 def _inputs() -> ScheduleConfig:
@@ -195,8 +213,14 @@ def _show(table: RetentionTable, config: ScheduleConfig) -> None:
                             ITERATION_PNG, key="ret_dl_iter")
         png_download_button(DISTRIBUTION_PNG, retention_distribution_chart(table),
                             DISTRIBUTION_PNG, key="ret_dl_dist")
-    st.caption(f"Saved for this session: the Iterative pruning page starts from this "
-               f"{config.kind} schedule.")
+    conv = _conv_arch()
+    if conv:
+        st.caption(f"Not handed on: these are a {model_name(conv)}'s widths (conv channels, "
+                   f"then hidden layers), and the Iterative pruning page trains MLPs; it "
+                   f"starts from its own default schedule.")
+    else:
+        st.caption(f"Saved for this session: the Iterative pruning page starts from this "
+                   f"{config.kind} schedule.")
 
 
 def _handed_on_text() -> str:
@@ -234,4 +258,8 @@ else:
         st.session_state.pop(SESSION_KEY, None)
     else:
         st.session_state[SESSION_KEY] = config.to_dict()
+    if _conv_arch():
+        st.session_state[SESSION_MODEL] = _conv_arch()
+    else:
+        st.session_state.pop(SESSION_MODEL, None)
     _show(table, config)

@@ -182,6 +182,35 @@ def test_widths_read_from_an_uploaded_checkpoint_sidecar(page):
     assert page.session_state["retention_schedule"]["widths"] == [54, 13]
 
 
+def test_a_conv_nets_widths_are_tabulated_but_not_handed_to_the_mlp_pruning_page(page):
+    """A CNN's spec gives its conv channels, then its hidden layer: a schedule to read and
+    download, but no MLP's widths. Handed on, the Iterative page prefilled "Hidden widths
+    (MLP)" with 16, 32, 128 and would have trained and pruned a three-layer MLP."""
+    sidecar = {"spec": {"arch": "cnn", "in_channels": 1, "image_size": 8, "out": 10,
+                        "channels": [16, 32], "hidden": [128]}}
+    page.file_uploader(key="ret_spec").set_value(
+        ("cnn.json", json.dumps(sidecar).encode(), "application/json")).run()
+    assert not page.exception and errors(page) == []
+    assert page.text_input(key="ret_widths").value == "16, 32, 128"
+    assert table(page).iloc[0][["Layer 1 (of 16)", "Layer 3 (of 128)"]].tolist() == [16, 128]
+    assert page.session_state["retention_schedule_model"] == "cnn"
+    assert any("Not handed on" in c.value and "CNN" in c.value for c in page.caption)
+    page.switch_page("pages/iterative.py").run()
+    assert not page.exception
+    form = {w.label: w.value for w in page.text_input}
+    assert form["Hidden widths (MLP)"] == "256, 64"
+    assert any("this page trains MLPs" in i.value for i in page.info)
+    assert not any("Schedule taken from" in i.value for i in page.info)
+    # back, widths typed in: an MLP's again, handed on
+    page.switch_page("pages/retention.py").run()
+    assert page.text_input(key="ret_widths").value == "16, 32, 128"  # kept for this page
+    page.text_input(key="ret_widths").set_value("40, 20").run()
+    assert "retention_schedule_model" not in page.session_state
+    assert any("Saved for this session" in c.value for c in page.caption)
+    page.switch_page("pages/iterative.py").run()
+    assert {w.label: w.value for w in page.text_input}["Hidden widths (MLP)"] == "40, 20"
+
+
 @pytest.mark.parametrize("content,message", [
     (b"\x80\x04\x95 not json", "best_model.json is not a JSON file"),
     (json.dumps({"arch": "slp", "in": 64, "out": 10}).encode(), "no prunable layer widths"),
