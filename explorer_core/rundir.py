@@ -167,9 +167,11 @@ def absolute_folder(folder: Path | str) -> Path:
     return Path(os.path.abspath(folder))
 
 
-def validate_run_name(name: str) -> str:
+def validate_run_name(name: str, kind: str = "run") -> str:
+    """`name`, if it makes one folder name; `kind` is what the folder holds ("sweep
+    name must be …" on the Compare page, which said "run name")."""
     if not _NAME_OK.match(name or ""):
-        raise ExplorerError("run name must be 1–80 letters, digits, '.', '_' or '-', "
+        raise ExplorerError(f"{kind} name must be 1–80 letters, digits, '.', '_' or '-', "
                             f"starting with a letter or digit; got {name!r}")
     return name
 
@@ -213,7 +215,7 @@ def check_new_run_dir(name: str, root: Path | None = None,
     printed as if it could start, and the start then refused the name. `kind` names what
     the folder holds in that line ("a sweep named …" on the Compare page).
     """
-    validate_run_name(name)
+    validate_run_name(name, kind)
     root = Path(root or default_runs_root())
     path = root / (day or _dt.date.today()).isoformat() / name
     if _file_in_the_way(path.parent) is not None:

@@ -781,8 +781,11 @@ def untuned_dense_note(paths: SweepPaths) -> str | None:
     equals the baseline's); a pruned cell trains `finetune_epochs` more. With 2 of them,
     removing one neuron of a 3-epoch MLP "gained" 1.7 points on the chart — training,
     not pruning."""
-    epochs = read_record(paths.config).get("finetune_epochs")
+    config = read_record(paths.config)
+    epochs = config.get("finetune_epochs")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        return None
+    if 0 not in (config.get("ratios") or []):  # no 0 % point to explain
         return None
     return (f"0 % is the dense model as trained; every pruned point was then fine-tuned "
             f"{epochs} more epoch{'' if epochs == 1 else 's'}, so a lightly pruned model "

@@ -263,7 +263,8 @@ def show_pending_toasts() -> None:
             st.toast(message)
 
 
-def stop_button(paths: Any, what: str = "run", where: Any = None) -> None:
+def stop_button(paths: Any, what: str = "run", where: Any = None,
+                resumes: str = "Resume continues it later.") -> None:
     """Stop for a live background job; "Stopping…", disabled, from the click until it stops.
 
     A stop is a request file the worker checks between batches, and its status says
@@ -277,7 +278,9 @@ def stop_button(paths: Any, what: str = "run", where: Any = None) -> None:
     The toast is queued by the callback and drawn by the rerun that follows
     (`status_header`, or here): drawn in the callback, inside the live view's fragment,
     it made Streamlit log a warning for every click. The worker may have stopped by that
-    rerun, so the page redraws without a Stop: the header still shows it.
+    rerun, so the page redraws without a Stop: the header still shows it. `resumes` says
+    what a resume keeps, before the click: an iterative run stopped in epoch 85 of its
+    dense training said only afterwards that a resume trains it again from epoch 1.
     """
     show_pending_toasts()
     pending = paths.stop_request.exists()
@@ -285,7 +288,7 @@ def stop_button(paths: Any, what: str = "run", where: Any = None) -> None:
         "Stopping…" if pending else "Stop", type="primary", disabled=pending,
         key=f"stop-{paths.root}", on_click=_request_stop, args=(paths, what),
         help=f"Stop requested: the {what} stops at the next batch." if pending else
-        f"Stops the {what} at the next batch; Resume continues it later.")
+        f"Stops the {what} at the next batch. {resumes}")
 
 
 def _request_stop(paths: Any, what: str) -> None:

@@ -305,7 +305,8 @@ def pick_sweep() -> SweepPaths | None:
 
 def controls(paths: SweepPaths, state: str, done: int, total: int) -> None:
     if state in LIVE_STATES:
-        stop_button(paths, "sweep")
+        stop_button(paths, "sweep", resumes="Resume skips the finished cells; the cell or "
+                    "dense baseline under way is computed again.")
     elif done < total and st.button("Resume", type="primary",
                                     help="Continues with the unfinished cells."):
         try:

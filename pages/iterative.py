@@ -199,7 +199,9 @@ def pick_run() -> RunPaths | None:
 def controls(paths: RunPaths, state: str) -> None:
     c1, c2, c3 = st.columns([1, 1, 2])
     if state in LIVE_STATES:
-        stop_button(paths, "run", c1)
+        stop_button(paths, "run", c1, resumes="Resume continues from the last finished "
+                    "iteration: the one under way (the dense training, at first) is trained "
+                    "again from its start.")
         return
     done = len(paths.completed_iterations())
     # A finished run (its schedule done, or ended by its stopping rule) can only be redone
@@ -225,8 +227,11 @@ def live_view(paths: RunPaths, was_live: bool) -> None:
     if was_live and prog.state not in LIVE_STATES:
         st.rerun()  # the run just ended: redraw the whole page with its results
     status_header(prog.state, prog.message, paths)
+    redone = len(prog.epochs) - prog.epochs_done  # of an iteration a stop or crash cut short
     st.progress(prog.fraction, text=f"iteration {prog.iteration if prog.iteration is not None else '—'}"
-                f" of {max(prog.total_iterations - 1, 0)} · epoch {prog.epochs_done}/{prog.total_epochs}")
+                f" of {max(prog.total_iterations - 1, 0)} · epoch {prog.epochs_done}/{prog.total_epochs}"
+                + (f" kept ({redone} epoch{'' if redone == 1 else 's'} of the unfinished iteration "
+                   f"below are trained again on resume)" if redone > 0 else ""))
     metrics = wrapping_row()  # four equal columns cut '37.88 %' to '37.8…' at 800 px
     elapsed_metric(metrics, prog.state, prog.elapsed, "run", prog.last_report)
     metrics.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")

@@ -377,6 +377,9 @@ def test_an_iteration_cut_short_is_not_said_to_have_kept_an_epoch(app_test, runs
     paths = create_run(cfg, runs_root)
     assert execute(paths)["state"] == "finished"
     shutil.rmtree(paths.root / "2")  # as if stopped during iteration 2's retraining
+    lines = paths.events.read_text().splitlines()
+    paths.events.write_text("".join(f"{line}\n" for line in lines if not (
+        json.loads(line).get("type") == "iteration" and json.loads(line)["iteration"] == 2)))
     write_status(paths, "stopped", iteration=2, message="stopped by request")
 
     at = open_page(app_test)
@@ -385,6 +388,10 @@ def test_an_iteration_cut_short_is_not_said_to_have_kept_an_epoch(app_test, runs
     assert any("Iteration 2 did not finish, so no model of it was kept" in c.value
                for c in at.caption)
     assert not any("epoch saved" in s for s in _vega_specs(at))
+    # the bar counts the epochs kept, and says the cut-short ones are trained again
+    bar = at.get("progress")[0].proto.text
+    assert "epoch 5/8 kept (3 epochs of the unfinished iteration below are trained again " \
+           "on resume)" in bar, bar
 
 
 def test_a_finished_run_offers_a_restart_from_an_earlier_iteration_not_a_resume(app_test,
@@ -480,6 +487,9 @@ def test_the_stop_toast_is_drawn_by_the_fragment_not_by_its_callback(runs_root):
         with RunLock(paths):
             write_status(paths, "running", iteration=0, message="training the dense model")
             at = open_page_file("pages/iterative.py")
+            # what a resume keeps is said before the click, not after it
+            assert "the one under way (the dense training, at first) is trained again" in \
+                widget(at.button, "Stop").help
             widget(at.button, "Stop").click().run()
             assert not at.exception
             toasts = [t.value for t in at.toast]

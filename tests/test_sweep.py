@@ -1040,7 +1040,7 @@ def test_the_estimate_refuses_a_name_a_start_would_refuse(roots, capsys, name):
     assert main(["compare", "--name", name, "--estimate"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == (f"error: run name must be 1–80 letters, digits, '.', '_' or '-', "
+    assert err == (f"error: sweep name must be 1–80 letters, digits, '.', '_' or '-', "
                    f"starting with a letter or digit; got {name!r}\n")
     assert main(["compare", "--name", name]) == 2  # a start says the same
     assert capsys.readouterr().err == err

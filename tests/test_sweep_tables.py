@@ -301,6 +301,9 @@ def test_the_ratio_chart_says_what_the_0_percent_point_is_when_cells_were_fine_t
     assert note.startswith("0 % is the dense model as trained; every pruned point was then "
                            f"fine-tuned {says}")
     assert subtitle == note and all(len(line) <= 70 for line in title["subtitle"])
+    # a grid without a 0 % ratio has no such point to explain
+    assert untuned_dense_note(create_sweep(SweepConfig(
+        name="no-zero", finetune_epochs=epochs, ratios=[0.25, 0.5]), tmp_path)) is None
 
 
 def test_every_cell_failed_speaks_only_when_no_cell_answered():
