@@ -666,8 +666,8 @@ LEGEND_ROW = 24
 LEGEND_ROWS = {"shape": 32}
 RATIO_TITLE = "Accuracy vs pruning ratio"
 PARETO_TITLE = "Accuracy vs compute"
-PARETO_SUBTITLE = ["dashed: Pareto front per dataset (all its models, types, criteria,",
-                   "batch sizes); ringed: points on it"]
+PARETO_SUBTITLE = ["dashed: each dataset's Pareto front over all its models, the same",
+                   "line in each of its panels; ringed: this panel's points on it"]
 # Dash per batch size and shape per pruning type, in the order of their domains.
 BATCH_DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3]]
 TYPE_SHAPES = ["circle", "square", "triangle-up", "diamond", "cross", "triangle-down"]
@@ -818,7 +818,8 @@ def _pareto_panels(f: pd.DataFrame) -> tuple[pd.Series, list[str]]:
 
 PARETO_NOTE = ("Dashed: the Pareto front of each dataset, over every model, type, criterion "
                "and batch size shown for it (no point of that dataset has fewer MACs and "
-               "higher accuracy); ringed: the points on it.")
+               "higher accuracy), the same line in each of its panels: in a model's panel "
+               "it may run where another model's points are; ringed: the points on it.")
 
 
 def _pareto_frame(summary: pd.DataFrame, front: pd.Series

@@ -153,7 +153,9 @@ def test_accuracy_vs_macs_draws_each_model_in_its_own_panel_with_its_datasets_fr
         assert len(line) == int((front & (shown["dataset"] == dataset)).sum()), header
     assert seen == wanted
     # and the chart says what the front is over
-    assert "per dataset" in " ".join(chart.title.subtitle)
+    # the line in a model's panel may be another model's front: the subtitle says whose
+    assert "each dataset's Pareto front over all its models, the same line in each of its " \
+        "panels" in " ".join(chart.title.subtitle)
 
 
 def test_the_best_point_and_its_ring_lie_inside_the_pareto_plot():
