@@ -497,6 +497,17 @@ def _timing_range(slowest: float, fastest: float, timings: int) -> str:
     return f"{lo}× ({timings:g})" if lo == hi else f"{lo}–{hi}× ({timings:g})"
 
 
+def _mask_departure(kind: str, model: str, dataset: str, rows: pd.DataFrame) -> str:
+    """One mask type's off-speed timings on one model: "Weight on MLP · Digits at 10–90 %
+    (9 ratios): 0.75×". A mask type is timed once per model, so its ratios share a
+    speed-up: listed one by one, nine ratios repeated "0.75×" nine times."""
+    lo, hi = float(rows["ratio"].min()) * 100, float(rows["ratio"].max()) * 100
+    where = f"{lo:g} %" if len(rows) == 1 else f"{lo:g}–{hi:g} % ({len(rows)} ratios)"
+    slow, fast = f"{rows['speedup'].min():.2f}", f"{rows['speedup'].max():.2f}"
+    return (f"{PRUNING_TYPES[kind].title} on {model_name(model)} · {dataset_name(dataset)} at "
+            f"{where}: {slow if slow == fast else f'{slow}–{fast}'}×")
+
+
 def _unsteady_timing_warning(results: pd.DataFrame) -> None:
     """Say when this sweep's own timings show a busy CPU: the dense model's latency
     varied, or a masked model (the dense shapes) did not time at the dense speed."""
@@ -513,9 +524,8 @@ def _unsteady_timing_warning(results: pd.DataFrame) -> None:
         why.append(f"The dense model's own latency varied across this sweep's timings — "
                    f"{which}.")
     if not masks.empty:
-        which = "; ".join(f"{PRUNING_TYPES[r.type].title} on {model_name(r.model)}"
-                          f" · {dataset_name(r.dataset)} at {r.ratio * 100:g} %: {r.speedup:.2f}×"
-                          for r in masks.itertuples())
+        which = "; ".join(_mask_departure(kind, model, dataset, rows) for (kind, model, dataset),
+                          rows in masks.groupby(["type", "model", "dataset"], sort=False))
         why.append(f"Masked models compute the dense shapes, so they run at the dense speed, "
                    f"yet this sweep timed them otherwise — {which}.")
     st.warning(f"**These speed-ups are rough.** {' '.join(why)} The CPU was busy with other "
