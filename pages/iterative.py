@@ -263,6 +263,11 @@ def live_view(paths: RunPaths, was_live: bool) -> None:
         else:
             st.caption(f"Iteration {shown} did not finish, so no model of it was kept; "
                        "resuming redoes it.")
+        # the two "train accuracy" figures of one epoch differed (21.10 % here, 23.65 % in
+        # the table) without a word on why
+        st.caption("Train is measured during each epoch, as the weights change (the mean "
+                   "over its batches); the results table evaluates the kept model on the "
+                   "whole training set afterwards, so the two differ a little.")
         if prog.iterations:
             c1, c2 = st.columns(2)
             c1.altair_chart(charts.iteration_accuracy_chart(prog.iterations), width="stretch")

@@ -145,6 +145,8 @@ def test_start_runs_in_the_background_and_shows_results(app_test, runs_root):
     assert [m.label for m in times] == ["Ran for"] and "until it ended" in times[0].help
     results = [df.value for df in at.dataframe if "test acc" in df.value.columns]
     assert len(results) == 1 and results[0]["iteration"].tolist() == [0, 1, 2]
+    # the epoch chart's train accuracy (during the epoch) is not the table's (after it)
+    assert any("Train is measured during each epoch" in c.value for c in at.caption)
     assert results[0]["widths"].tolist() == ["16 8", "8 4", "4 2"]
     labels = [b.label for b in at.get("download_button")]
     assert "Download validations.txt" in labels
