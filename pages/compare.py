@@ -201,7 +201,9 @@ def setup_form() -> None:
         name = run_name_input("new_sweep_name", "sweep", "Sweep name")
         numbers = (finetune, repeats, dense_epochs, lr, seed, calibration, latency_batch,
                    latency_repeats)
-        if any(n is None for n in numbers):  # out of range: said under the field
+        if any(n is None for n in numbers):  # out of range: said under the field; Start
+            # greyed, as for any refused setting (it vanished, with the estimate)
+            st.button("Start sweep", type="primary", disabled=True)
             return
         try:
             cfg = SweepConfig(
