@@ -1,7 +1,9 @@
 """`python -m explorer_core`: the CLI, with Ctrl-C as one line and exit code 130.
 
 A Ctrl-C runs `errors.on_interrupt` until the command's outcome (its exit code, or the
-interrupt) is known, and `_on_late_interrupt` from then on, which never raises.
+interrupt) is known, and `_on_late_interrupt` from then on, which never raises. A SIGTERM
+outside a run is handled alike ("terminated", exit 143); inside one, `jobs.worker_session`
+turns it into a stop at the next batch.
 
 The process always leaves with `os._exit` after flushing its streams, and (unless it
 was interrupted) after the hooks a normal exit runs first: non-daemon threads, atexit.
@@ -27,10 +29,9 @@ import sys
 import threading
 from typing import NoReturn
 
-from .errors import interrupted, on_interrupt, raise_pending_interrupt
+from .errors import interrupted, on_interrupt, raise_pending_interrupt, say_interrupted
 from .streams import guard_std_streams
 
-INTERRUPTED = 130
 _leaving_with: list[int | None] = [None]  # the exit code, once `_leave` has it
 _late_ctrl_c = [False]  # a Ctrl-C came after the outcome was known
 
@@ -90,11 +91,13 @@ def _exit_now(code: int) -> NoReturn:
 
 try:
     try:
-        signal.signal(signal.SIGINT, on_interrupt)  # before the imports a Ctrl-C can break
+        for sig in (signal.SIGINT, signal.SIGTERM):  # before the imports one can break
+            signal.signal(sig, on_interrupt)
         guard_std_streams()  # `… | head`: a closed pipe is no failed run (streams.py)
         code: int | None = _command_code()
     finally:  # from here no KeyboardInterrupt: one raised before is handled below
-        signal.signal(signal.SIGINT, _on_late_interrupt)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _on_late_interrupt)
 except KeyboardInterrupt:
     code = None
 except SystemExit as exc:
@@ -106,6 +109,5 @@ except Exception:
         sys.excepthook(*sys.exc_info())  # a bug: its traceback, exit 1, as Python would
         code = 1
 if code is None:
-    print("interrupted", file=sys.stderr)
-    code = INTERRUPTED
+    code = say_interrupted()
 _leave(code)

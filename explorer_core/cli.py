@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
-from .errors import ExplorerError, interrupted, os_reason
+from .errors import ExplorerError, interrupted, os_reason, say_interrupted
 from .fileio import JSON_ERRORS
 from .rundir import COMPARE_SWEEP, ITERATIVE_RUN, KIND_KEYS, TRAIN_TIME_RUN, folder_kind
 
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         # ran before these imports, so one-shot commands (retention, inspect, prune-once,
         # concatenate, compare --estimate) did all their work and wrote every file,
         # then exited 130 (Ctrl-C 0.3–2.5 s after start, every time).
-        return _interrupted()
+        return say_interrupted()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
@@ -244,19 +244,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return _interrupted()
+        return say_interrupted()
     except OSError as exc:  # an output folder that cannot be made or written, a full disk
         print(f"error: {_os_reason(exc)}", file=sys.stderr)
         return 2
     if interrupted():  # a Ctrl-C a library swallowed: the run stopped for it, say so
-        return _interrupted()
+        return say_interrupted()
     return code
-
-
-def _interrupted() -> int:
-    """The end of an interrupted command: one line on stderr, exit code 130."""
-    print("interrupted", file=sys.stderr)
-    return 130
 
 
 def _os_reason(exc: OSError) -> str:

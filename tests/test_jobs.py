@@ -308,6 +308,29 @@ def test_ctrl_c_at_any_moment_of_a_command_is_one_line(tmp_path, delay_s):
     assert proc.returncode in (130, 3), (proc.returncode, out, err)
 
 
+@pytest.mark.parametrize("delay_s", [0.3, 2.0])
+def test_a_sigterm_outside_a_run_is_one_line_too(tmp_path, delay_s):
+    """`kill` of a one-shot command (here an estimate, which times training steps) or of
+    a run still starting ended it silently, exit 143 (-15 to the parent: killed by the
+    signal), where a Ctrl-C said "interrupted". Inside a run it stops at the next batch."""
+    import signal
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "EXPLORER_CACHE": str(tmp_path / "cache"),
+           "EXPLORER_SWEEPS": str(tmp_path / "sweeps")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "explorer_core", "compare", "--models", "resnet18", "vgg16_bn",
+         "--datasets", "digits", "--estimate"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(delay_s)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    assert (proc.returncode, err.splitlines()[-1:]) == (143, ["terminated"]), (out, err)
+    assert out == ""  # no estimate half-said
+
+
 # A library that swallows a Ctrl-C inside `exec` of a string (dataclasses, typing and
 # namedtuple build functions that way while torch imports) sets CPython's "unhandled
 # KeyboardInterrupt" flag; the command's own code then decides how it ends.
