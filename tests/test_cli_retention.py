@@ -56,6 +56,29 @@ def test_widths_from_a_checkpoint_sidecar_without_plots(tmp_path):
     assert not list(tmp_path.glob("*.png"))
 
 
+def test_a_conv_nets_widths_are_written_with_a_note_that_they_are_no_mlps(tmp_path, capsys):
+    """A CNN's spec gives its conv channels, then its hidden layer: `prune --retain` would
+    read the table as a three-layer MLP's, which the command now says (an MLP's spec
+    gets no such note)."""
+    sidecar = tmp_path / "cnn.json"
+    sidecar.write_text(json.dumps({"spec": {"arch": "cnn", "in_channels": 1, "image_size": 8,
+                                            "out": 10, "channels": [8, 16], "hidden": [128]}}))
+    code, out, err = run_main(["--spec", str(sidecar), "--no-plots", "--out", str(tmp_path)],
+                              capsys)
+    assert code == 0
+    assert (tmp_path / "retain.txt").read_text().splitlines()[:2] == [
+        "Iteration h1NodesRetained h2NodesRetained h3NodesRetained perNodesRetained",
+        "0 8 16 128 100"]
+    assert err == ("note: cnn.json is a CNN's spec: these are its conv channels, then its "
+                   "hidden layers; `prune --retain` trains an MLP and would take them for its "
+                   "hidden widths\n")
+    mlp = tmp_path / "mlp.json"
+    mlp.write_text(json.dumps({"arch": "mlp", "in": 64, "hidden": [40, 10], "out": 10}))
+    code, _, err = run_main(["--spec", str(mlp), "--no-plots", "--out", str(tmp_path / "m")],
+                            capsys)
+    assert (code, err) == (0, "")
+
+
 def test_bad_q_in_a_real_process_exits_2_with_one_line_and_no_traceback(tmp_path):
     result = run_cli("--q", "1.5", "--out", str(tmp_path))
     assert result.returncode == 2

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..cli import add_overwrite_flag, command, refuse_existing
 from ..errors import ExplorerError, os_reason, raise_pending_interrupt
 from ..fileio import JSON_ERRORS
-from ..schedule import (SCHEDULES, ScheduleConfig, refuse_unused_q, retention_table,
+from ..labels import model_name
+from ..schedule import (SCHEDULES, ScheduleConfig, refuse_unused_q, retention_table, spec_in,
                         widths_from_spec, write_retain)
 
 DEFAULT_WIDTHS = (256, 64)
@@ -42,11 +44,18 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def _spec_widths(path: Path) -> tuple[int, ...]:
     try:
-        return widths_from_spec(json.loads(path.read_text(encoding="utf-8")))
+        info = json.loads(path.read_text(encoding="utf-8"))
+        widths = widths_from_spec(info)
     except OSError as exc:
         raise ExplorerError(f"cannot read {path}: {os_reason(exc)}") from None
     except JSON_ERRORS:  # bad JSON or UTF-8, an integer past 4 300 digits, deep nesting
         raise ExplorerError(f"{path} is not a JSON file") from None
+    arch = spec_in(info)["arch"]
+    if arch != "mlp":  # as the Retention page says: `prune --retain` read them as an MLP's
+        print(f"note: {path.name} is a {model_name(arch)}'s spec: these are its conv "
+              f"channels, then its hidden layers; `prune --retain` trains an MLP and would "
+              f"take them for its hidden widths", file=sys.stderr)
+    return widths
 
 
 def _widths(args: argparse.Namespace) -> tuple[int, ...]:
