@@ -243,12 +243,20 @@ def _files_under(*folders: Path) -> set[Path]:
 
 
 def download_timeout() -> float:
-    """Seconds a silent connection may stall a download (`EXPLORER_DOWNLOAD_TIMEOUT`)."""
+    """Seconds a silent connection may stall a download (`EXPLORER_DOWNLOAD_TIMEOUT`,
+    default 20). A value that is no such number is refused: it was silently replaced by
+    20, so a timeout set to "90s" for a slow link never took effect."""
+    text = os.environ.get("EXPLORER_DOWNLOAD_TIMEOUT", "").strip()
+    if not text:
+        return 20.0
     try:
-        value = float(os.environ.get("EXPLORER_DOWNLOAD_TIMEOUT", "20"))
+        value = float(text)
     except ValueError:
-        value = 20.0
-    return value if value > 0 else 20.0
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ExplorerError(f"EXPLORER_DOWNLOAD_TIMEOUT must be a positive number of seconds, "
+                            f"got {text!r}")
+    return value
 
 
 def download_dataset(name: str, root: Path | str | None = None,
@@ -283,8 +291,9 @@ def download_dataset(name: str, root: Path | str | None = None,
     # the folders this attempt makes (torchvision makes MNIST/raw): an offline attempt
     # left them empty behind it
     made = [d for d in (target, *target.parents) if not d.exists() and root in (d, *d.parents)]
+    timeout = timeout if timeout is not None else download_timeout()  # before any folder
     previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout if timeout is not None else download_timeout())
+    socket.setdefaulttimeout(timeout)
     print(f"downloading {info.title} into {target}", flush=True)
     try:
         root.mkdir(parents=True, exist_ok=True)

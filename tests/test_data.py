@@ -500,6 +500,17 @@ def test_cli_download_gives_up_on_a_stalled_connection(tmp_path):
     assert len(err) == 1 and "CIFAR-10" in err[0] and "timed out" in err[0], res.stderr
 
 
+@pytest.mark.parametrize("value", ["abc", "90s", "0", "-5", "nan"])
+def test_a_download_timeout_in_the_environment_that_is_no_number_is_refused(tmp_path, value):
+    """EXPLORER_DOWNLOAD_TIMEOUT=abc was silently replaced by 20 s."""
+    env = {**offline_env(free_port(), tmp_path), "EXPLORER_DOWNLOAD_TIMEOUT": value}
+    res = run_cli("datasets", "--download", "mnist", env=env)
+    assert res.returncode == 2
+    assert res.stderr == (f"error: EXPLORER_DOWNLOAD_TIMEOUT must be a positive number of "
+                          f"seconds, got {value!r}\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 class _JunkProxy(http.server.BaseHTTPRequestHandler):
     """A proxy that refuses HTTPS tunnels and answers every plain HTTP request with
     junk bytes: torchvision writes a file, finds the wrong checksum and gives up."""
