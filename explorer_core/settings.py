@@ -168,6 +168,16 @@ def _wrong(what: str, name: str, kind: _Type, value: Any) -> ExplorerError:
     return ExplorerError(f"{what} setting {name} must be {kind.one}, got {shown(value)}")
 
 
+def _with_guess(prefix: str, key: str, fields: Collection[str]) -> str:
+    """An unknown key, with the setting it most likely meant: "fraction" was refused
+    without a word that train-time calls it "prune_fraction"."""
+    import difflib
+
+    guesses = " or ".join(prefix + g for g in difflib.get_close_matches(key, list(fields),
+                                                                      n=2, cutoff=0.6))
+    return f"{prefix}{key}" + (f" (did you mean {guesses}?)" if guesses else "")
+
+
 def from_json(cls: type[T], mapping: Any, what: str, *, ignore: Collection[str] = (),
               null_is_default: Collection[str] = (), prefix: str = "") -> T:
     """`cls` built from a JSON object whose every value has its field's type.
@@ -185,8 +195,8 @@ def from_json(cls: type[T], mapping: Any, what: str, *, ignore: Collection[str] 
     fields = field_types(cls)
     unknown = [k for k in mapping if k not in fields and k not in ignore]
     if unknown:
-        raise ExplorerError(f"unknown {what} setting(s): "
-                            f"{', '.join(sorted(prefix + str(k) for k in unknown))}")
+        raise ExplorerError(f"unknown {what} setting(s): " + ", ".join(
+            _with_guess(prefix, str(k), fields) for k in sorted(unknown, key=str)))
     values = {}
     for name, value in mapping.items():
         kind = fields.get(name)

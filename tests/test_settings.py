@@ -92,6 +92,9 @@ BAD = [
      "unknown run setting(s): schedule.step"),
     ("run", {"schedule": {"kind": "table", "rows": [[8], [4]], "every": 2}},
      "unknown run setting(s): schedule.every"),
+    # a misspelt or half-remembered key: the settings it most likely meant are named
+    ("run", {"schedule": {"q": 0.5, "iterations": 2, "kind": "geometric", "iteration": 2}},
+     "unknown run setting(s): schedule.iteration (did you mean schedule.iterations?)"),
     # seeds within 0 … 2**31 - 1 (a 100-digit seed failed mid-run)
     ("run", {"seed": HUGE}, "seed must be within 0 … 2,147,483,647"),
     ("run", {"seed": 2**31}, "seed must be within 0 … 2,147,483,647, got 2147483648"),
@@ -147,6 +150,14 @@ UNPLANNABLE = [
 # `prune --config` merges the file's schedule object into the flags' with dict(), which
 # raises TypeError on a number before the config is read (commands/prune.py, not typed here).
 VIA_FILE = [c for c in BAD if c[0] != "run" or not isinstance(c[1].get("schedule", {}), int)]
+# keys no field has: a config built in code cannot hold them, a file can
+UNKNOWN_KEYS = [
+    ("train-time", {"fraction": 0.5}, "unknown train-time setting(s): fraction (did you mean "
+                                      "val_fraction or prune_fraction?)"),
+    ("sweep", {"modles": ["mlp"], "zzz": 1},
+     "unknown sweep setting(s): modles (did you mean models?), zzz"),
+]
+VIA_FILE += UNKNOWN_KEYS
 
 
 def _ids(cases):
@@ -168,7 +179,7 @@ def _nothing_under(root: Path) -> bool:
     return not root.exists() or not any(root.rglob("*"))
 
 
-PARSED = BAD + UNRUNNABLE + UNPLANNABLE
+PARSED = BAD + UNRUNNABLE + UNPLANNABLE + UNKNOWN_KEYS
 
 
 @pytest.mark.parametrize("kind, over, says", PARSED, ids=_ids(PARSED))
