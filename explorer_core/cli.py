@@ -144,6 +144,15 @@ def say_ignored_keys(base: Mapping[str, Any], cls: type, config: Path | None) ->
               f"records them beside its settings; they set nothing here", file=sys.stderr)
 
 
+def say_outcome(status: Mapping[str, Any], where: Path, what: str = "run") -> None:
+    """A run's last line: "finished: … (<where>)" on stdout (or stopped). A failure is
+    the one error line instead (its folder was said as the run started, or given to
+    --resume): it was said twice, "failed: …" on stdout and "error: …" on stderr."""
+    if status["state"] == "failed":
+        raise ExplorerError(status.get("message") or f"{what} failed")
+    print(f"{status['state']}: {status.get('message', '')} ({where})")
+
+
 def launched_by_page() -> bool:
     """True in a worker `jobs.launch` started (it sets `jobs.LAUNCHED_AT_ENV`): a process
     with no terminal, whose only way to tell the page anything is the run's files."""

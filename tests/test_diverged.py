@@ -204,6 +204,7 @@ def test_cli_prune_on_a_diverging_rate_fails_at_the_dense_model_in_one_line(tmp_
                       "--q", "0.5", "--iterations", "2", "--dense-epochs", "1",
                       "--criterion", "l1", "--quiet", "--name", "nan"], tmp_path)
     assert result.returncode == 2
+    assert result.stdout == ""  # the reason once, on stderr ("failed: …" was said here too)
     err = result.stderr.strip().splitlines()
     assert len(err) == 2 and err[0].startswith("run folder: "), result.stderr  # then the error
     assert err[1].startswith(f"error: {BASELINE_NOTE}") and err[1].endswith(ADVICE)
@@ -224,6 +225,7 @@ def test_cli_train_time_on_a_diverging_rate_fails_in_one_line_and_saves_nothing(
                       total, "--initial-epochs", initial, "--quiet", "--name", "tnan"],
                      tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
     err = result.stderr.strip().splitlines()
     assert err[-1].startswith("error: the contribution-pruned training (seed 0) diverged: ") \
         and err[-1].endswith(ADVICE), result.stderr

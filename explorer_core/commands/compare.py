@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..cli import (command, default_name, read_json_config, refuse_settings_beside_resume,
-                   saved_settings, say_ignored_keys)
+                   saved_settings, say_ignored_keys, say_outcome)
 from ..errors import ExplorerError, raise_pending_interrupt
 from ..rundir import COMPARE_SWEEP, SweepPaths
 
@@ -186,9 +186,7 @@ def run(args: argparse.Namespace) -> int:
         total, cfg.dense_epochs))
     if sys.stderr.isatty() and not args.quiet:
         print(file=sys.stderr)
-    print(f"{status['state']}: {status.get('message', '')} ({paths.results_csv})")
-    if status["state"] == "failed":
-        raise ExplorerError(status.get("message", "sweep failed"))
+    say_outcome(status, paths.results_csv, "sweep")
     if status["state"] == "finished":
         from ..sweep_results import every_cell_failed, read_cells, unlearned_baselines
 

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from ..cli import (EpochBar, LogPace, command, default_name, read_json_config,
-                   refuse_settings_beside_resume, saved_settings, say_ignored_keys)
+                   refuse_settings_beside_resume, saved_settings, say_ignored_keys,
+                   say_outcome)
 from ..errors import ExplorerError, raise_pending_interrupt
 from ..rundir import ITERATIVE_RUN, RunPaths
 from ..schedule import refuse_unused_q
@@ -206,9 +207,7 @@ def run_prune(args: argparse.Namespace) -> int:
     show = None if args.quiet else _progress_printer(EpochBar(total_epochs(cfg, len(plan(cfg))),
                                                               done))
     status = execute(paths, args.from_iteration, on_event=show)
-    print(f"{status['state']}: {status.get('message', '')} ({paths.root})")
-    if status["state"] == "failed":
-        raise ExplorerError(status.get("message", "run failed"))
+    say_outcome(status, paths.root, "run")
     _print_deploy_pick(paths, 1.0 if args.tolerance is None else args.tolerance)
     return 0 if status["state"] == "finished" else 3
 

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from ..cli import (EpochBar, LogPace, command, default_name, read_json_config,
-                   refuse_settings_beside_resume, saved_settings, say_ignored_keys)
+                   refuse_settings_beside_resume, saved_settings, say_ignored_keys,
+                   say_outcome)
 from ..errors import ExplorerError
 from ..rundir import TRAIN_TIME_RUN
 
@@ -139,7 +140,5 @@ def run(args: argparse.Namespace) -> int:
     status = execute(paths, on_event=show)
     if show is not None and sys.stderr.isatty():
         print(file=sys.stderr)
-    print(f"{status['state']}: {status.get('message', '')} ({paths.root})")
-    if status["state"] == "failed":
-        raise ExplorerError(status.get("message", "run failed"))
+    say_outcome(status, paths.root, "run")
     return 0 if status["state"] == "finished" else 3
