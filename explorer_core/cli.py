@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from .errors import ExplorerError, interrupted, os_reason, say_interrupted
 from .fileio import JSON_ERRORS
-from .rundir import COMPARE_SWEEP, ITERATIVE_RUN, KIND_KEYS, TRAIN_TIME_RUN, folder_kind
+from .rundir import (COMPARE_SWEEP, ITERATIVE_RUN, KIND_KEYS, TRAIN_TIME_RUN, file_in_the_way,
+                     folder_kind)
 
 T = TypeVar("T")
 Configure = Callable[[argparse.ArgumentParser], None]
@@ -266,5 +267,10 @@ def _os_reason(exc: OSError) -> str:
     """One line for a failed file operation, naming the path the user gave."""
     where = exc.filename if exc.filename is not None else "a file"
     if isinstance(exc, (FileExistsError, NotADirectoryError)):
-        return f"cannot write into {where}: a file of that name is in the way (need a folder)"
+        # the file in the way may be a folder above the one written: `concatenate` named
+        # validations.txt, not the file prune_w_retrain_results that stood where its
+        # folder belongs
+        blocker = file_in_the_way(Path(where)) if exc.filename is not None else None
+        return (f"cannot write into {blocker or where}: a file of that name is in the way "
+                f"(need a folder)")
     return f"cannot write {where}: {os_reason(exc)}"

@@ -176,7 +176,7 @@ def validate_run_name(name: str, kind: str = "run") -> str:
     return name
 
 
-def _file_in_the_way(folder: Path) -> Path | None:
+def file_in_the_way(folder: Path) -> Path | None:
     """The nearest of `folder` and its parents that exists and is not a folder, if any.
 
     One stat a path: asked "a folder?" and then "there?", a folder another process made
@@ -197,7 +197,7 @@ def _file_in_the_way(folder: Path) -> Path | None:
 def _blocked_root_message(root: Path, folder: Path) -> str:
     """One line naming the root the user gave and the file that blocks it: the OSError
     named `<root>/<date>`, a folder the user never typed, as "the file in the way"."""
-    blocker = _file_in_the_way(folder)
+    blocker = file_in_the_way(folder)
     if blocker is None or blocker == root:
         return (f"cannot write into {root}: a file of that name is in the way "
                 "(need a folder)")
@@ -218,7 +218,7 @@ def check_new_run_dir(name: str, root: Path | None = None,
     validate_run_name(name, kind)
     root = Path(root or default_runs_root())
     path = root / (day or _dt.date.today()).isoformat() / name
-    if _file_in_the_way(path.parent) is not None:
+    if file_in_the_way(path.parent) is not None:
         raise ExplorerError(_blocked_root_message(root, path.parent))
     if path.exists() or path.is_symlink():
         raise ExplorerError(_exists_message(name, path, kind))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -889,6 +890,23 @@ def test_concatenate_refuses_a_run_a_worker_is_writing(roots, capsys):
     assert not paths.validations.exists()
     assert main(["concatenate", str(paths.root)]) == 0
     assert paths.validations.is_file()
+
+
+def test_concatenate_names_the_file_standing_where_its_results_folder_belongs(roots, capsys):
+    """It named validations.txt as "a file of that name in the way"; the file in the way
+    was prune_w_retrain_results, where the folder for validations.txt belongs."""
+    from explorer_core.cli import main
+
+    runs, cache = roots
+    paths = create_run(small_config("blocked", retrain=False, schedule={"q": 0.5, "iterations": 2}),
+                       runs)
+    assert execute(paths, cache_root=cache)["state"] == "finished"
+    shutil.rmtree(paths.results_dir)
+    paths.results_dir.write_text("not a folder")
+    assert main(["concatenate", str(paths.root)]) == 2
+    assert capsys.readouterr().err == (f"error: cannot write into {paths.results_dir}: a file "
+                                       f"of that name is in the way (need a folder)\n")
+    assert paths.results_dir.read_text() == "not a folder"
 
 
 @pytest.mark.parametrize("kind", ["sweep", "train-time"])
