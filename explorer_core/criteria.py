@@ -225,7 +225,7 @@ def taylor_scores(model: nn.Module, layers: list[str], data: Split | None,
     A ReLU after that changes nothing: a · ∂L/∂a is the same on both sides of it.
 
     ∂L/∂a needs the graph from a to the loss alone, so each pass runs without autograd
-    until the first unit output, which starts the graph as a leaf (`_graph_from_units`):
+    until the first unit output, whose hook starts the graph there, from a leaf:
     recording the layers before it, a CNN's conv features when its classifier is scored,
     cost ~3 of the Digits CNN's 8 ms a scoring, for gradients nobody reads.
     """

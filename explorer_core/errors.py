@@ -9,6 +9,7 @@ no matter where the text came from.
 """
 from __future__ import annotations
 
+import signal
 import sys
 
 
@@ -60,16 +61,15 @@ class Cancelled(Exception):
 
 
 _INTERRUPTED = [False]  # set by `on_interrupt`: this process was sent a Ctrl-C
-_SIGNAL = [2]  # the signal that did it: SIGINT (2), or SIGTERM (15) outside a run
+_SIGNAL = [int(signal.SIGINT)]  # the signal that did it, or SIGTERM outside a run
 
 
 def on_interrupt(signum: int, frame: object) -> None:
     """The CLI's SIGINT handler (and SIGTERM's, outside a run's `jobs.worker_session`,
     which stops the run at its next batch instead): remember the Ctrl-C, then raise it
-    as Python would —
-    unless an import is running, which is left to finish: the run stops at its next
-    check of `interrupted()` and the CLI exits 130 (`python -m explorer_core` checks
-    once its own imports are done).
+    as Python would — unless an import is running, which is left to finish: the run
+    stops at its next check of `interrupted()` and the CLI exits 130 (`python -m
+    explorer_core` checks once its own imports are done).
 
     Why remember: a Ctrl-C that lands while a library imports can be swallowed there,
     leaving a module half-imported; the next import that needs it then fails with
@@ -81,7 +81,7 @@ def on_interrupt(signum: int, frame: object) -> None:
     ("terminate called after throwing an instance of 'nanobind::python_error'").
     """
     _INTERRUPTED[0] = True
-    _SIGNAL[0] = signum
+    _SIGNAL[0] = int(signum)
     if not _importing(frame):
         raise KeyboardInterrupt
 
@@ -90,7 +90,7 @@ def say_interrupted() -> int:
     """Print the one line an interrupted command ends with; its exit code, 128 + the
     signal: "interrupted" (130) for a Ctrl-C, "terminated" (143) for a SIGTERM — which
     outside a run ended the CLI silently with 143, where a Ctrl-C said "interrupted"."""
-    print("terminated" if _SIGNAL[0] == 15 else "interrupted", file=sys.stderr)
+    print("terminated" if _SIGNAL[0] == signal.SIGTERM else "interrupted", file=sys.stderr)
     return 128 + _SIGNAL[0]
 
 

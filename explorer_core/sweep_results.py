@@ -785,7 +785,8 @@ def untuned_dense_note(paths: SweepPaths) -> str | None:
     epochs = config.get("finetune_epochs")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         return None
-    if 0 not in (config.get("ratios") or []):  # no 0 % point to explain
+    ratios = config.get("ratios")
+    if not isinstance(ratios, list) or 0 not in ratios:  # no 0 % point to explain
         return None
     return (f"0 % is the dense model as trained; every pruned point was then fine-tuned "
             f"{epochs} more epoch{'' if epochs == 1 else 's'}, so a lightly pruned model "
