@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from .errors import ExplorerError, interrupted, os_reason, say_interrupted
 from .fileio import JSON_ERRORS
-from .rundir import (COMPARE_SWEEP, ITERATIVE_RUN, KIND_KEYS, TRAIN_TIME_RUN, file_in_the_way,
+from .rundir import (COMPARE_SWEEP, ITERATIVE_RUN, KIND_KEYS, TRAIN_TIME_RUN, blocked_message,
                      folder_kind)
 
 T = TypeVar("T")
@@ -267,10 +267,7 @@ def _os_reason(exc: OSError) -> str:
     """One line for a failed file operation, naming the path the user gave."""
     where = exc.filename if exc.filename is not None else "a file"
     if isinstance(exc, (FileExistsError, NotADirectoryError)):
-        # the file in the way may be a folder above the one written: `concatenate` named
-        # validations.txt, not the file prune_w_retrain_results that stood where its
-        # folder belongs
-        blocker = file_in_the_way(Path(where)) if exc.filename is not None else None
-        return (f"cannot write into {blocker or where}: a file of that name is in the way "
-                f"(need a folder)")
+        if exc.filename is None:
+            return "cannot write into a folder: a file of that name is in the way (need a folder)"
+        return blocked_message(Path(where))  # the file in the way may be a folder above it
     return f"cannot write {where}: {os_reason(exc)}"

@@ -176,7 +176,7 @@ def validate_run_name(name: str, kind: str = "run") -> str:
     return name
 
 
-def file_in_the_way(folder: Path) -> Path | None:
+def _file_in_the_way(folder: Path) -> Path | None:
     """The nearest of `folder` and its parents that exists and is not a folder, if any.
 
     One stat a path: asked "a folder?" and then "there?", a folder another process made
@@ -194,10 +194,12 @@ def file_in_the_way(folder: Path) -> Path | None:
     return None
 
 
-def _blocked_root_message(root: Path, folder: Path) -> str:
-    """One line naming the root the user gave and the file that blocks it: the OSError
-    named `<root>/<date>`, a folder the user never typed, as "the file in the way"."""
-    blocker = file_in_the_way(folder)
+def blocked_message(root: Path, folder: Path | None = None) -> str:
+    """One line naming the folder the user gave (`root`) and the file that blocks it or
+    `folder` below it: the OSError named `<root>/<date>`, a folder the user never typed,
+    as "the file in the way" (and `concatenate` its validations.txt, not the file
+    standing where prune_w_retrain_results belongs)."""
+    blocker = _file_in_the_way(root if folder is None else folder)
     if blocker is None or blocker == root:
         return (f"cannot write into {root}: a file of that name is in the way "
                 "(need a folder)")
@@ -218,8 +220,8 @@ def check_new_run_dir(name: str, root: Path | None = None,
     validate_run_name(name, kind)
     root = Path(root or default_runs_root())
     path = root / (day or _dt.date.today()).isoformat() / name
-    if file_in_the_way(path.parent) is not None:
-        raise ExplorerError(_blocked_root_message(root, path.parent))
+    if _file_in_the_way(path.parent) is not None:
+        raise ExplorerError(blocked_message(root, path.parent))
     if path.exists() or path.is_symlink():
         raise ExplorerError(_exists_message(name, path, kind))
     return path
@@ -257,7 +259,7 @@ def new_run_dir(name: str, root: Path | None = None, day: _dt.date | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise ExplorerError(_blocked_root_message(root, path.parent)) from None
+        raise ExplorerError(blocked_message(root, path.parent)) from None
     try:
         # Atomic: of two processes starting runs of one name, exactly one gets the folder
         # (checking first and creating after let both in, the second's config.json over

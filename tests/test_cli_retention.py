@@ -152,12 +152,15 @@ def test_every_retention_option_has_help_text():
 
 @pytest.mark.parametrize("out", ["a-file", "a-file/sub"])
 def test_an_output_folder_blocked_by_a_file_exits_2_with_one_line(tmp_path, out):
+    """The line names the folder given and, when it is another, the file in the way."""
     (tmp_path / "a-file").write_text("not a folder")
     result = run_cli("--out", str(tmp_path / out))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip() == (f"error: cannot write into {tmp_path / out}: a file of "
-                                     "that name is in the way (need a folder)")
+    why = ("a file of that name is in the way" if out == "a-file" else
+           f"{tmp_path / 'a-file'} is a file in the way")
+    assert result.stderr.strip() == f"error: cannot write into {tmp_path / out}: {why} " \
+                                    "(need a folder)"
 
 
 def test_spec_and_widths_together_are_refused(tmp_path, capsys):

@@ -904,8 +904,9 @@ def test_concatenate_names_the_file_standing_where_its_results_folder_belongs(ro
     shutil.rmtree(paths.results_dir)
     paths.results_dir.write_text("not a folder")
     assert main(["concatenate", str(paths.root)]) == 2
-    assert capsys.readouterr().err == (f"error: cannot write into {paths.results_dir}: a file "
-                                       f"of that name is in the way (need a folder)\n")
+    assert capsys.readouterr().err == (f"error: cannot write into {paths.validations}: "
+                                       f"{paths.results_dir} is a file in the way (need a "
+                                       f"folder)\n")
     assert paths.results_dir.read_text() == "not a folder"
 
 
