@@ -138,6 +138,19 @@ def _forget_stale_stop_request(paths: RunPaths) -> None:
         paths.stop_request.unlink(missing_ok=True)
 
 
+CTRL_C_MESSAGE = "stopped with Ctrl-C; resuming continues from what was saved"
+
+
+def _record_ctrl_c(paths: RunPaths) -> None:
+    """Say a Ctrl-C in the run's status, while this process still holds the run: it left
+    "running" with a dead pid behind (readers took it for interrupted, a script reading
+    status.json for running). The step under way is not saved, as after any crash."""
+    try:
+        write_status(paths, "interrupted", message=CTRL_C_MESSAGE, activity="")
+    except OSError:  # the disk refuses: readers still find the run interrupted (no lock)
+        pass
+
+
 @contextmanager
 def worker_session(paths: RunPaths, should_stop: Callable[[], bool] | None = None
                    ) -> Iterator[Callable[[], bool]]:
@@ -174,6 +187,9 @@ def worker_session(paths: RunPaths, should_stop: Callable[[], bool] | None = Non
             previous = None
         try:
             yield stop
+        except KeyboardInterrupt:
+            _record_ctrl_c(paths)
+            raise
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)

@@ -155,9 +155,9 @@ def elapsed_metric(where: Any, state: str, elapsed: float | None, what: str,
     worked = f"Time the worker spent on this {what}, over all its sessions"
     if state == "interrupted" and isinstance(last_report, (int, float)):
         when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(last_report))
-        note = (f"{worked}, up to its last report ({when}). Its process ended without a "
-                "word (killed or crashed), so the step it was on then is not counted; a "
-                "resume redoes that step.")
+        note = (f"{worked}, up to its last report ({when}). Its process ended before the "
+                "run did (Ctrl-C, killed or crashed), so the step it was on then is not "
+                "counted; a resume redoes that step.")
     else:
         note = f"{worked}, until it ended; idle time between sessions is not counted."
     where.metric("Ran for", format_seconds(elapsed), help=note)

@@ -773,6 +773,26 @@ def test_a_stop_request_is_seen_at_the_very_next_check(tmp_path):
         assert not stop()
 
 
+def test_a_ctrl_c_in_a_run_is_said_in_its_status(tmp_path):
+    """A Ctrl-C left status.json saying "running" with a dead pid (readers took it for
+    interrupted; a script reading the file, for running). The worker now says it, with
+    the time it stopped, before it lets go of the run."""
+    from explorer_core.rundir import RunPaths, read_record, write_status
+
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        with jobs.worker_session(paths):
+            write_status(paths, "running", iteration=2, activity="training", pid=os.getpid())
+            before = time.time()
+            raise KeyboardInterrupt
+    status = read_record(paths.status)
+    assert (status["state"], status["message"], status["activity"], status["iteration"]) == \
+        ("interrupted", jobs.CTRL_C_MESSAGE, "", 2)
+    assert status["heartbeat"] >= before
+    assert read_status(paths)["state"] == "interrupted"
+
+
 def test_a_worker_that_crashes_in_native_code_leaves_its_stack_in_the_log(tmp_path, cache):
     """A page-launched worker once died after its last epoch with no trace: its log was
     a file, so Python had buffered the last output, no fault handler was on, and the
