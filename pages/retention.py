@@ -58,14 +58,15 @@ def _widths_from_upload() -> None:
     try:
         info = read_json_upload(uploaded)
         try:
-            widths = widths_from_spec(info)
+            spec = spec_in(info)
+            widths = widths_from_spec(spec)
         except ExplorerError as exc:
             raise ExplorerError(f"{uploaded.name}: {exc}") from None
     except ExplorerError as exc:
         st.session_state["ret_spec_error"] = str(exc)
         return
     st.session_state["ret_widths"] = format_int_list(widths)
-    st.session_state[SPEC_MODEL] = {"arch": spec_in(info)["arch"],
+    st.session_state[SPEC_MODEL] = {"arch": spec["arch"],
                                     "widths": st.session_state["ret_widths"]}
 
 
@@ -258,8 +259,9 @@ else:
         st.session_state.pop(SESSION_KEY, None)
     else:
         st.session_state[SESSION_KEY] = config.to_dict()
-    if _conv_arch():
-        st.session_state[SESSION_MODEL] = _conv_arch()
+    conv = _conv_arch()
+    if conv:
+        st.session_state[SESSION_MODEL] = conv
     else:
         st.session_state.pop(SESSION_MODEL, None)
     _show(table, config)

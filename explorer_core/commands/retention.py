@@ -44,13 +44,13 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def _spec_widths(path: Path) -> tuple[int, ...]:
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-        widths = widths_from_spec(info)
+        spec = spec_in(json.loads(path.read_text(encoding="utf-8")))
+        widths = widths_from_spec(spec)
     except OSError as exc:
         raise ExplorerError(f"cannot read {path}: {os_reason(exc)}") from None
     except JSON_ERRORS:  # bad JSON or UTF-8, an integer past 4 300 digits, deep nesting
         raise ExplorerError(f"{path} is not a JSON file") from None
-    arch = spec_in(info)["arch"]
+    arch = spec["arch"]
     if arch != "mlp":  # as the Retention page says: `prune --retain` read them as an MLP's
         print(f"note: {path.name} is a {model_name(arch)}'s spec: these are its conv "
               f"channels, then its hidden layers; `prune --retain` trains an MLP and would "
