@@ -160,29 +160,44 @@ def availability(name: str, root: Path | str | None = None) -> tuple[bool, str]:
 def _damaged_pickle(info: DatasetInfo, folder: Path) -> str | None:
     """A CIFAR file that is no pickle at all, told by its first two bytes (a pickle of
     protocol 2-5 begins with 0x80 and the protocol; the python version's batches are
-    protocol 2); None when each could be one. Files of another format (a torch.save
+    protocol 2), or one cut short, told by its last (every pickle ends with the STOP
+    opcode, "."); None when each could be one. Files of another format (a torch.save
     archive) were listed as available and failed the run started on them, after it made
-    its folder, with "no persistent_load function was specified"."""
+    its folder, with "no persistent_load function was specified"; a batch cut short by
+    an interrupted copy was listed as available too."""
     for name in info.files:
         path = folder / name
         try:
             with open(path, "rb") as fh:
                 head = fh.read(2)
+                if len(head) == 2:
+                    fh.seek(-1, os.SEEK_END)
+                last = fh.read(1)
         except OSError as exc:
             return f"{path} is unreadable ({os_reason(exc)})"
         if len(head) < 2 or head[0] != 0x80 or not 2 <= head[1] <= 5:
             return (f"{path} is not a pickled {info.title} batch (of the python version: it "
                     f"begins with {head!r})")
+        if last != _PICKLE_STOP:
+            return f"{path} is cut short (a pickle ends with {_PICKLE_STOP!r}, this one with {last!r})"
     return None
 
 
-_IDX_CHECKED: dict[tuple[str, int, int], str | None] = {}  # (path, size, mtime) → problem
+_PICKLE_STOP = b"."
+
+
+# (path, size, mtime) → (the header's dimensions, or what is wrong with the file)
+_IDX_CHECKED: dict[tuple[str, int, int], tuple[int, ...] | str] = {}
 
 
 def _damaged_idx(info: DatasetInfo, folder: Path) -> str | None:
-    """What is wrong with one of an IDX dataset's files, read from its header and size
-    only (a whole read takes seconds); None when each holds the bytes its header
-    announces. Checked once per file version."""
+    """What is wrong with an IDX dataset's files, read from their headers and sizes only
+    (a whole read takes seconds); None when each holds the bytes its header announces
+    and each images file has as many images as its labels file has labels (the files
+    come in pairs: train images, train labels, test images, test labels). Checked once
+    per file version. Counts that disagree were listed as available, and the run
+    started on them failed after making its folder."""
+    counts = []
     for stem in info.files:  # none for bundled data; CIFAR's are `_damaged_pickle`'s
         path = _find_idx(folder, stem)
         try:
@@ -191,15 +206,21 @@ def _damaged_idx(info: DatasetInfo, folder: Path) -> str | None:
             return f"{path} is unreadable ({os_reason(exc)})"
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         if key not in _IDX_CHECKED:
-            _IDX_CHECKED[key] = _idx_size_problem(path, stat.st_size)
-        if _IDX_CHECKED[key]:
-            return _IDX_CHECKED[key]
+            _IDX_CHECKED[key] = _idx_header(path, stat.st_size)
+        found = _IDX_CHECKED[key]
+        if isinstance(found, str):
+            return found
+        counts.append((path, found[0]))
+    for (images, n_images), (labels, n_labels) in zip(counts[::2], counts[1::2]):
+        if n_images != n_labels:
+            return (f"{images.name} holds {n_images:,} images but {labels.name} "
+                    f"{n_labels:,} labels")
     return None
 
 
-def _idx_size_problem(path: Path, size: int) -> str | None:
-    """An IDX file's header against its length: the file's own for raw files, gzip's
-    recorded length (modulo 2³²) for .gz ones."""
+def _idx_header(path: Path, size: int) -> tuple[int, ...] | str:
+    """An IDX file's dimensions, or what is wrong with it: its header against its length,
+    the file's own for raw files, gzip's recorded length (modulo 2³²) for .gz ones."""
     gz = path.suffix == ".gz"
     try:
         with (gzip.open if gz else open)(path, "rb") as fh:
@@ -218,7 +239,7 @@ def _idx_size_problem(path: Path, size: int) -> str | None:
         return str(exc)
     except (OSError, EOFError, zlib.error) as exc:
         return f"{path} is unreadable ({exc.__class__.__name__})"
-    return None
+    return dims
 
 
 def _placement_hint(info: DatasetInfo, root: Path) -> str:

@@ -405,6 +405,23 @@ def test_cifar_files_that_are_no_pickles_are_not_listed_as_available(tmp_path, h
         D.load_dataset("cifar10", root=tmp_path)
 
 
+
+def test_a_cifar_batch_cut_short_is_not_listed_as_available(tmp_path):
+    """A batch cut short by an interrupted copy begins like a whole one and was listed
+    as available; the run started on it failed after making its folder. A pickle ends
+    with its STOP byte, which a cut file has lost."""
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar(folder)
+    blob = (folder / "data_batch_4").read_bytes()
+    (folder / "data_batch_4").write_bytes(blob[: len(blob) // 2])
+    ok, reason = D.availability("cifar10", tmp_path)
+    assert not ok and reason.startswith("CIFAR-10 is not usable: "), reason
+    assert f"{folder / 'data_batch_4'} is cut short" in reason and "\n" not in reason
+    with pytest.raises(DatasetUnavailable, match="data_batch_4 is cut short"):
+        D.load_dataset("cifar10", root=tmp_path)
+    (folder / "data_batch_4").write_bytes(blob)
+    assert D.availability("cifar10", tmp_path)[0]
+
 @pytest.mark.parametrize("corrupt", [
     lambda b: b.replace(b"latin1", b"lbtin1"),  # an encoding that is none: LookupError
     lambda b: b[:2] + b"\x8c" + b[3:],  # an opcode read where another stood
@@ -591,6 +608,26 @@ def test_damaged_idx_files_are_not_listed_as_available(tmp_path, gz, damage):
     (folder / name).write_bytes(gzip.compress(blob) if gz else blob)
     ok, reason = D.availability("mnist", tmp_path)
     assert not ok and str(folder / name) in reason and reason.startswith("MNIST is not usable: ")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("pair", ["train", "t10k"])
+def test_images_and_labels_that_disagree_in_number_are_not_listed_as_available(tmp_path, gz,
+                                                                               pair):
+    """Each file whole, but 12 test images beside 11 labels: listed as available, and
+    the run started on them failed after making its folder."""
+    folder = tmp_path / "MNIST" / "raw"
+    arrays = write_mnist(folder, gz=gz)
+    labels = f"{pair}-labels-idx1-ubyte"
+    blob = idx_bytes(arrays[labels][:-1])
+    (folder / (labels + (".gz" if gz else ""))).write_bytes(gzip.compress(blob) if gz else blob)
+    ok, reason = D.availability("mnist", tmp_path)
+    n = len(arrays[labels])
+    assert not ok and reason.startswith("MNIST is not usable: "), reason
+    assert (f"{pair}-images-idx3-ubyte{'.gz' if gz else ''} holds {n} images but "
+            f"{labels}{'.gz' if gz else ''} {n - 1} labels") in reason
+    with pytest.raises(DatasetUnavailable, match="disagree"):
+        D.load_dataset("mnist", root=tmp_path)
 
 
 def test_a_run_on_damaged_files_is_refused_before_its_folder_is_made(tmp_path):
