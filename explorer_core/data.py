@@ -149,12 +149,17 @@ def availability(name: str, root: Path | str | None = None) -> tuple[bool, str]:
     where = locate(name, root)
     root = Path(root) if root else default_data_root()
     if where is not None:
-        damaged = (_damaged_pickle if info.name in _PICKLED else _damaged_idx)(info, where)
+        damaged = _damage(info, where)
         if damaged:  # a run on it failed after making its folder; `datasets` said available
             return False, (f"{info.title} is not usable: {damaged}; "
                            f"{_placement_hint(info, root)}")
         return True, f"{info.title}: found in {where}" if info.files else f"{info.title}: bundled"
     return False, f"{info.title} is not available offline: {_placement_hint(info, root)}"
+
+
+def _damage(info: DatasetInfo, folder: Path) -> str | None:
+    """What is wrong with the dataset's files in `folder`, read cheaply; None if nothing."""
+    return (_damaged_pickle if info.name in _PICKLED else _damaged_idx)(info, folder)
 
 
 def _damaged_pickle(info: DatasetInfo, folder: Path) -> str | None:
@@ -300,6 +305,7 @@ def download_dataset(name: str, root: Path | str | None = None,
         return Path(".")
     where = locate(name, root)
     if where is not None:
+        _refuse_damaged(info, where)
         return where
     root = Path(root) if root else default_data_root()
     import socket
@@ -337,7 +343,19 @@ def download_dataset(name: str, root: Path | str | None = None,
     where = locate(name, root)
     if where is None:
         raise DatasetUnavailable(availability(name, root)[1])
+    _refuse_damaged(info, where)
     return where
+
+
+def _refuse_damaged(info: DatasetInfo, where: Path) -> None:
+    """Files on disk that are damaged are not "available": a download finds them there
+    and fetches nothing (it said "available in …" over a batch cut short), so the way
+    out is named instead."""
+    damaged = _damage(info, where)
+    if damaged:
+        raise DatasetUnavailable(f"{info.title} is not usable: {damaged}; a download keeps "
+                                 f"the files in {where}: remove the damaged one (or put a "
+                                 "whole copy in its place) and download again")
 
 
 def _read_exact(fh, out: np.ndarray) -> int:

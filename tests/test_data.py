@@ -582,6 +582,21 @@ def test_cli_download_of_bundled_or_present_data_needs_no_network(tmp_path):
     assert res.returncode == 0 and str(tmp_path / "MNIST" / "raw") in res.stdout
 
 
+def test_cli_download_over_damaged_files_names_them_instead_of_saying_available(tmp_path):
+    """The download found the files there and fetched nothing, saying "available in …"
+    over a batch cut short; it now says what is wrong and how to get a whole copy."""
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar(folder)
+    blob = (folder / "test_batch").read_bytes()
+    (folder / "test_batch").write_bytes(blob[:-1])
+    res = run_cli("datasets", "--download", "cifar10", env=offline_env(free_port(), tmp_path))
+    err = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode != 0 and len(err) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert f"{folder / 'test_batch'} is cut short" in err[0]
+    assert "remove the damaged one" in err[0] and "available" not in res.stdout
+    assert (folder / "test_batch").read_bytes() == blob[:-1]  # the user's file is left alone
+
+
 def test_cli_rejects_unknown_dataset_names_and_bad_timeouts(tmp_path):
     res = run_cli("datasets", "--download", "imagenet")
     assert res.returncode == 2
