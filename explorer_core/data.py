@@ -145,16 +145,25 @@ def locate(name: str, root: Path | str | None = None) -> Path | None:
 
 def availability(name: str, root: Path | str | None = None) -> tuple[bool, str]:
     """(available, reason) — the reason names the folder the files must go into."""
+    state, reason = dataset_state(name, root)
+    return state == "available", reason
+
+
+def dataset_state(name: str, root: Path | str | None = None) -> tuple[str, str]:
+    """("available" | "missing" | "damaged", reason): `availability`, telling files that
+    are not there from files that are there but not usable (the `datasets` listing
+    called a batch cut short "missing", beside the reason saying it was found)."""
     info = get_info(name)
     where = locate(name, root)
     root = Path(root) if root else default_data_root()
     if where is not None:
         damaged = _damage(info, where)
         if damaged:  # a run on it failed after making its folder; `datasets` said available
-            return False, (f"{info.title} is not usable: {damaged}; "
-                           f"{_placement_hint(info, root)}")
-        return True, f"{info.title}: found in {where}" if info.files else f"{info.title}: bundled"
-    return False, f"{info.title} is not available offline: {_placement_hint(info, root)}"
+            return "damaged", (f"{info.title} is not usable: {damaged}; "
+                               f"{_placement_hint(info, root)}")
+        return "available", (f"{info.title}: found in {where}" if info.files
+                             else f"{info.title}: bundled")
+    return "missing", f"{info.title} is not available offline: {_placement_hint(info, root)}"
 
 
 def _damage(info: DatasetInfo, folder: Path) -> str | None:

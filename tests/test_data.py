@@ -480,6 +480,13 @@ def test_cli_lists_datasets_with_availability(tmp_path):
     assert "available" in lines["mnist"] and str(tmp_path / "MNIST" / "raw") in lines["mnist"]
     assert "missing" in lines["cifar10"]
     assert str(tmp_path / "cifar-10-batches-py") in lines["cifar10"]
+    write_cifar(tmp_path / "cifar-10-batches-py")
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(batch.read_bytes()[:-9])
+    res = run_cli("datasets", env={"EXPLORER_DATA": str(tmp_path)})
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("cifar10 "))
+    # found but not usable: said as such, not "missing" beside a reason naming the file
+    assert line.split()[1] == "damaged" and f"{batch} is cut short" in line, line
 
 
 def offline_env(proxy_port: int, data: Path) -> dict:

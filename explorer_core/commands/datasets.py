@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from ..cli import command
-from ..data import DATASETS, availability, default_data_root, download_dataset
+from ..data import DATASETS, dataset_state, default_data_root, download_dataset
 
 
 @command("datasets", "list datasets and whether they are available offline; download one")
@@ -39,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"data root: {args.root or default_data_root()}")
     width = max(len(n) for n in DATASETS)
     for name in DATASETS:
-        ok, reason = availability(name, args.root)
-        print(f"{name:<{width}}  {'available' if ok else 'missing  '}  {reason}")
+        state, reason = dataset_state(name, args.root)
+        print(f"{name:<{width}}  {state:<9}  {reason}")
     return 0
