@@ -788,7 +788,10 @@ def untuned_dense_note(paths: SweepPaths) -> str | None:
     ratios = config.get("ratios")
     if not isinstance(ratios, list) or 0 not in ratios:  # no 0 % point to explain
         return None
-    return (f"0 % is the dense model as trained; every pruned point was then fine-tuned "
+    # a 100 % cell is a dead model, never fine-tuned (the note said every pruned point was)
+    pruned = "every pruned point below 100 %" if any(
+        isinstance(r, (int, float)) and r >= 1 for r in ratios) else "every pruned point"
+    return (f"0 % is the dense model as trained; {pruned} was then fine-tuned "
             f"{epochs} more epoch{'' if epochs == 1 else 's'}, so a lightly pruned model "
             f"can score above it from the extra training alone.")
 
