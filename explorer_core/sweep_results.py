@@ -26,6 +26,7 @@ from .fileio import JSON_ERRORS, atomic_write_text, name_the_file
 from .estimate import is_end_ratio
 from .rundir import (LIVE_STATES, SweepPaths, elapsed_seconds, last_report, read_events,
                      read_json, read_record, read_status)
+from .models import FULLY_CONNECTED
 from .pruning_types import PRUNING_TYPES
 from .settings import is_number
 from .sweep import Cell
@@ -839,6 +840,46 @@ def speedups(results: pd.DataFrame) -> pd.DataFrame:
     out = out.merge(speed, on=keys, how="left")
     out["timings"] = out["timings"].fillna(0).astype(int)
     return out[cols]
+
+
+def speed_note(types: typing.Iterable[str], models: typing.Iterable[str]) -> str:
+    """The page's note beside the speed-up table: masks buy sparsity, removing units
+    buys speed — said of the types and models this sweep has.
+
+    One text for every sweep named unstructured pruning in sweeps without it, and said
+    neuron pruning makes a model "smaller and faster" beside a CNN it made 1.02× faster:
+    on a conv net it removes fully connected neurons only, and the convolutions stay.
+    """
+    types, models = set(types), set(models)
+    masks = [PRUNING_TYPES[t].name for t in PRUNING_TYPES
+             if t in types and not PRUNING_TYPES[t].structural]
+    units = [t for t in PRUNING_TYPES if t in types and PRUNING_TYPES[t].structural]
+    if masks:
+        one = len(masks) == 1
+        text = (f"**Masks are not speed-ups.** {_joined(masks)} pruning "
+                f"{'zeroes' if one else 'zero'} weights but {'keeps' if one else 'keep'} every "
+                "multiplication: non-zero parameters fall, MACs and latency do not.")
+    else:
+        text = ("**Removing units is what buys speed.** Weight and unstructured pruning "
+                "(masks, not in this sweep) would zero weights but keep every multiplication.")
+    if units:
+        removed = " and ".join(_REMOVES.get(u, "units") for u in units)
+        text += (f" {_joined(units)} pruning remove{'s' if len(units) == 1 else ''} "
+                 f"{removed}: the model gets smaller and faster.")
+        if "neuron" in units and models - FULLY_CONNECTED:
+            text += (" On a conv net, neuron pruning removes fully connected neurons only: "
+                     "the convolutions, most of its compute, stay (see MACs).")
+    else:
+        text += " Only neuron and structured pruning, not in this sweep, make a model faster."
+    return text
+
+
+_REMOVES = {"neuron": "neurons", "structured": "conv filters"}
+
+
+def _joined(types: list[str]) -> str:
+    """["weight", "unstructured"] → "Weight and unstructured"."""
+    return " and ".join(t.capitalize() if i == 0 else t for i, t in enumerate(types))
 
 
 # A dense model's own timings in one sweep further apart than this: the CPU was shared.

@@ -27,7 +27,7 @@ from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATC
                                  runnable_plan)
 from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_timing_spread,
                                          finished_count, mask_timing_departures, pareto_by,
-                                         progress, results_frame, speedups, summary_frame,
+                                         progress, results_frame, speed_note, speedups, summary_frame,
                                          tables_text, unlearned_baselines, untuned_dense_note)
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, chart_panels, elapsed_metric,
@@ -45,9 +45,6 @@ st.caption("Which pruning, at which ratio, on which model, costs how much accura
            "optionally fine-tunes it, and is measured. Sweeps run in the background.")
 
 SWEEPS_ROOT = default_sweeps_root()
-MASK_NOTE = ("**Masks are not speed-ups.** Weight and unstructured pruning zero weights "
-             "but keep every multiplication: non-zero parameters fall, MACs and latency do "
-             "not. Only neuron and structured pruning make the model smaller and faster.")
 # Each batch-size chart's box: two side by side in a 1400-px window's ~940-px column
 BATCH_CHART_WIDTH = 440
 
@@ -448,7 +445,7 @@ SPEED, RANGE, MACS = "speed-up", "range (timings)", "MACs"
 def _speed_note(results: pd.DataFrame) -> None:
     """The mask caveat, with this sweep's own measurements beside it."""
     speed = speedups(results)
-    st.info(MASK_NOTE)
+    st.info(speed_note(results["type"], results["model"]))
     if speed.empty:
         return
     timed = speed["speedup"].notna().any()
