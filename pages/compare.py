@@ -25,7 +25,8 @@ from explorer_core.rundir import (LIVE_STATES, SweepPaths, check_new_run_dir,
 from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH, OMITTABLE,
                                  Cell, SweepConfig, create_sweep, plan, ratio_label,
                                  runnable_plan)
-from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_timing_spread,
+from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_latency_gaps,
+                                         dense_timing_spread,
                                          finished_count, mask_timing_departures, pareto_by,
                                          progress, results_frame, speed_note, speedups, summary_frame,
                                          tables_text, unlearned_baselines, untuned_dense_note)
@@ -468,6 +469,7 @@ def _speed_note(results: pd.DataFrame) -> None:
         view = view.drop(columns=[SPEED, RANGE])
         st.caption("Latency was not timed in this sweep: MACs and non-zero parameters only.")
     _unsteady_timing_warning(results)
+    _dense_gap_caption(results)
     st.dataframe(view, hide_index=True, column_config={
         "removed": st.column_config.NumberColumn(format="%g %%"),
         SPEED: st.column_config.NumberColumn(
@@ -485,6 +487,26 @@ def _speed_note(results: pd.DataFrame) -> None:
                                  "dense model's"),
         "non-zero": st.column_config.NumberColumn(
             format="%.0f %%", help="non-zero parameters / the dense model's parameters")})
+
+
+def _dense_gap_caption(results: pd.DataFrame) -> None:
+    """Why the table's latencies give other ratios than the speed-ups, when they do."""
+    gaps = dense_latency_gaps(results)
+    if gaps.empty:
+        return
+    which = "; ".join(
+        f"{model_name(r.model)} · {dataset_name(r.dataset)}: {r.table_ms:.3g} ms in the "
+        f"table, {_ms_range(r.paired_ms_min, r.paired_ms_max)} beside the pruned models"
+        for r in gaps.itertuples())
+    st.caption(f"Each speed-up divides the dense model's latency, timed beside the pruned "
+               f"model, by the pruned model's. The table's 0 % rows show another timing of "
+               f"the dense model, taken at another moment ({which}), so latencies read off "
+               f"the table give other ratios.")
+
+
+def _ms_range(lo: float, hi: float) -> str:
+    a, b = f"{lo:.3g}", f"{hi:.3g}"
+    return f"{a} ms" if a == b else f"{a}–{b} ms"
 
 
 def _timing_range(slowest: float, fastest: float, timings: int) -> str:

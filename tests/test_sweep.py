@@ -1295,6 +1295,26 @@ def test_timing_spread_reads_only_the_timings_speed_ups_are_paired_with():
     assert spread["spread"] == pytest.approx(2.6 / 2.4)
 
 
+def test_a_table_latency_far_from_the_paired_dense_timings_is_named():
+    """A reviewer read 0.434 ms (0 %) and 0.376 ms (50 %) off the table, 1.16×, beside a
+    speed-up of 1.38× paired with a dense timing of 0.517 ms taken after a resume."""
+    from explorer_core.sweep_results import dense_latency_gaps
+
+    def rows(model, table_ms, paired):
+        out = [{"cell_id": f"{model}0", "model": model, "dataset": "digits", "status": "ok",
+                "ratio": 0.0, "latency_ms": table_ms, "dense_latency_ms": table_ms}]
+        out += [{"cell_id": f"{model}{i + 1}", "model": model, "dataset": "digits",
+                 "status": "ok", "ratio": 0.5, "latency_ms": ms / 1.4, "dense_latency_ms": ms}
+                for i, ms in enumerate(paired)]
+        return out
+
+    frame = pd.DataFrame(rows("cnn", 0.434, [0.517, 0.50]) + rows("mlp", 0.10, [0.104, 0.097]))
+    gaps = dense_latency_gaps(frame)
+    assert gaps["model"].tolist() == ["cnn"]  # the MLP's timings agree within 10 %
+    assert (gaps.loc[0, "table_ms"], gaps.loc[0, "paired_ms_min"],
+            gaps.loc[0, "paired_ms_max"]) == (0.434, 0.50, 0.517)
+    assert dense_latency_gaps(frame[frame["ratio"] > 0]).empty  # no 0 % row to disagree
+
 def test_a_masked_model_timed_far_from_the_dense_speed_is_flagged():
     """A masked model computes the dense shapes: a busy CPU timed a 50 %-masked MLP at
     2.82× with one dense timing (no spread to flag) right under "masks are no speed-up"."""
