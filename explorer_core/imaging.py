@@ -270,6 +270,10 @@ def open_image(data: bytes, name: str = "image",
         raise ExplorerError(f"{name} is too large: over {MAX_PIXELS // 1_000_000} megapixels") \
             from None
     except UnidentifiedImageError:
+        signed = _signed_format(data)
+        if signed:  # Pillow names no reason when a format's header fails its own check
+            raise ExplorerError(f"{name} is a damaged {signed} image: its header does not "
+                                "read as one (a changed byte?)") from None
         raise ExplorerError(f"{name} is not an image Pillow can read as PNG, JPEG, BMP, WebP "
                             "or GIF") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
@@ -295,6 +299,20 @@ def open_image(data: bytes, name: str = "image",
     # mode, and a 4000×3000 RGB photo was captioned "1000×750 L"
     image.info[FILE_SIZE_AND_MODE] = ((height, width) if turned else (width, height), file_mode)
     return image
+
+
+# the first bytes of each format `open_image` reads
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
+               (b"GIF89a", "GIF"), (b"BM", "BMP"))
+
+
+def _signed_format(data: bytes) -> str | None:
+    """The format whose signature `data` begins with, or None: a PNG with one flipped
+    byte in its header (a bad checksum) is one Pillow cannot identify, and was called
+    "not an image" where a cut-off PNG was called a damaged one."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((fmt for sig, fmt in _SIGNATURES if data.startswith(sig)), None)
 
 
 EXIF_ORIENTATION = 0x0112

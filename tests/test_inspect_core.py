@@ -375,6 +375,10 @@ def png_header(width: int, height: int) -> bytes:
     # a file cut short is said so, not as Pillow's "(OSError)" or "(0 bytes not processed)"
     (encode(stroke_picture(), "PNG")[:-20], "damaged PNG image: the file ends before"),
     (encode(stroke_picture(), "JPEG")[:-20], "damaged JPEG image: the file ends before"),
+    # one byte changed in the header (its checksum fails): Pillow cannot identify it, yet
+    # it is a damaged PNG, not "not an image"
+    (png_header(8, 8)[:20] + b"\x01" + png_header(8, 8)[21:], "damaged PNG image: its header"),
+    (b"\xff\xd8\xff\xe0" + b"\0" * 40, "damaged JPEG image"),
     (png_header(8000, 6000), "megapixels"),        # 48 MP: refused from the header alone
     (png_header(100_000, 100_000), "megapixels"),  # 10 GP: Pillow's own bomb guard
 ])
