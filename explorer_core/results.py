@@ -391,14 +391,14 @@ def run_progress(paths: RunPaths, now: float | None = None) -> RunProgress:
 
 
 def _epochs_done(epochs: list[dict], iterations: list[dict], state: str) -> int:
-    """Epochs of the work a run has: while it runs, every epoch so far; once it is not
-    running, only the epochs of completed iterations, since a resume trains a cut-short
-    iteration again from its start. A stopped run's bar counted that iteration's epochs
-    until the resume took them back ("epoch 9/12", then "epoch 7/12" running). Epochs of
-    no iteration (a train-time run's, whose progress counts its own way) all count."""
-    from .rundir import LIVE_STATES
-
-    if state in LIVE_STATES:
+    """Epochs of the work a run has: while it runs, every epoch so far; otherwise —
+    queued included — only the epochs of completed iterations, since a resume trains a
+    cut-short iteration again from its start. A stopped run's bar counted that
+    iteration's epochs until the resume took them back ("epoch 9/12", then "epoch 7/12"
+    running); queued, until the worker dropped them ("epoch 314/400" just after Resume,
+    then "283/400"). Epochs of no iteration (a train-time run's, whose progress counts
+    its own way) all count."""
+    if state == "running":  # the worker has dropped the cut-short iteration's epochs
         return len(epochs)
     completed = {e.get("iteration") for e in iterations}
     return sum("iteration" not in e or e["iteration"] in completed for e in epochs)

@@ -132,6 +132,10 @@ def test_a_stopped_runs_bar_counts_only_the_epochs_a_resume_keeps(roots):
     epochs = [e for e in read_events(paths) if e.get("type") == "epoch"]
     assert sorted({e["iteration"] for e in epochs}) == [0, 1]  # iteration 1 cut short
     assert run_progress(paths).epochs_done == 3  # the dense model's, which a resume keeps
+    # just after Resume, queued, the worker has not yet dropped iteration 1's epoch: the
+    # bar went 3 → 4 (queued) → 3 (running)
+    write_status(paths, "queued", pid=os.getpid(), message="starting worker")
+    assert run_progress(paths).epochs_done == 3
     status = execute(paths, cache_root=cache)
     assert status["state"] == "finished"
     prog = run_progress(paths)
