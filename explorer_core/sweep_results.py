@@ -581,8 +581,33 @@ def _group_of(row: dict) -> tuple:
     return (row.get("model"), row.get("dataset"), row.get("batch_size"), row.get("seed"))
 
 
+def _dense_epochs(paths: SweepPaths) -> int | None:
+    """config.json's dense epochs, or None when it has no such number."""
+    epochs = read_record(paths.config).get("dense_epochs")
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0 \
+        else None
+
+
+def _baseline_epochs_now(epochs: list[dict], status: dict, dense_epochs: int | None
+                         ) -> tuple[tuple, float, float] | None:
+    """(group, seconds its finished epochs took, share of its dense training they are)
+    of the baseline being trained in this session, from the epoch events; None when no
+    epoch of this session is the last event's group's or the count is unknown."""
+    started = status.get("started")
+    if not dense_epochs or not _number(started) or not epochs:
+        return None
+    last = epochs[-1]
+    group = last.get("group")
+    if not isinstance(group, list) or not _number(last.get("time")) or last["time"] < started:
+        return None
+    mine = [e for e in epochs if e.get("group") == group and _number(e.get("time"))
+            and e["time"] >= started and _number(e.get("seconds"))]
+    return tuple(group), sum(float(e["seconds"]) for e in mine), min(len(mine) / dense_epochs, 1.0)
+
+
 def _paced_eta(rows: list[dict], groups: list[list], counts: list[int],
-               estimated: list[dict[str, float]], share: float | None
+               estimated: list[dict[str, float]], share: float | None,
+               training: tuple[tuple, float, float] | None = None
                ) -> tuple[float, float]:
     """(seconds left, seconds of the step under way) from the pre-start estimate of each
     group's baseline and cells (`estimate.Estimate.groups`), scaled by how fast the work
@@ -604,6 +629,11 @@ def _paced_eta(rows: list[dict], groups: list[list], counts: list[int],
     than its masked ones, so against the mean they read as a fast pace, which the
     masked cells then took back (Remaining 23 s → 28 s → 25 s, held for 10 s, at an
     honest start of 34 s).
+
+    `training` (`_baseline_epochs_now`): the epochs of the baseline being trained, as far
+    as they go, weigh in too. A baseline trained three times slower than estimated (in
+    a browser on a busy machine) counted down to "1 s" and stood there for its last 30
+    epochs, the progress line beside it saying "epoch 30/60".
     """
     index = {tuple(g): i for i, g in enumerate(groups)}
     done_end, done_pruned = Counter(), Counter()
@@ -622,16 +652,24 @@ def _paced_eta(rows: list[dict], groups: list[list], counts: list[int],
         if r.get("cell_seconds") is not None:
             real += float(r["cell_seconds"])
             expected += price
-    trained = {}  # group → the dense training time its cells record (once per group)
+    # group → (the dense training time its cells record, once per group; the share of
+    # its estimated training that time is: all of it, or the epochs so far of the one
+    # training now)
+    trained: dict[int, tuple[float, float]] = {}
     for r in rows:
         i = index.get(_group_of(r))
         if i is not None and not r.get("baseline_from_cache") and \
                 r.get("dense_train_seconds") is not None:
-            trained[i] = float(r["dense_train_seconds"])
-    for i, seconds in trained.items():
+            trained[i] = float(r["dense_train_seconds"]), 1.0
+    if training is not None:
+        group, seconds, part = training
+        i = index.get(group)
+        if i is not None and i not in trained and not done_end[i] and not done_pruned[i]:
+            trained[i] = seconds, part
+    for i, (seconds, part) in trained.items():
         if estimated[i]["train_s"] > 0:  # estimated as trained, not taken from the cache
             real += seconds
-            expected += estimated[i]["train_s"]
+            expected += estimated[i]["train_s"] * part
     pace = real / expected if real > 0 and expected > 0 else 1.0
     remaining = 0.0
     step = None
@@ -717,19 +755,20 @@ def progress(paths: SweepPaths, now: float | None = None) -> SweepProgress:
     total = int(status.get("total_cells") or 0)
     elapsed = elapsed_seconds(status, now)
     eta, overdue = None, 0.0
+    epochs = [e for e in read_events(paths) if e.get("type") == "epoch"]
     if state == "running" and total:
         estimated = _group_estimates(status)
         share = _end_share(paths)
         groups = status.get("groups") or []
         # with the pre-start estimate, from the first moment (at its own pace until work
         # is done): "—" stood through a first baseline's minutes of training
-        found = _paced_eta(rows, groups, status["group_cells"], estimated, share) \
+        found = _paced_eta(rows, groups, status["group_cells"], estimated, share,
+                           _baseline_epochs_now(epochs, status, _dense_epochs(paths))) \
             if estimated is not None else \
             _eta(rows, total, groups, status.get("group_cells"), share) if done else None
         if found is not None:
             eta, overdue = count_down(*found, now - _last_progress(paths, status),
                                       work_left=done < total)
-    epochs = [e for e in read_events(paths) if e.get("type") == "epoch"]
     # what runs now: nothing once the worker is gone (a killed one left its last report)
     activity = status.get("activity", "") if state in LIVE_STATES else ""
     return SweepProgress(state, status.get("message", ""), activity, done, total, elapsed, eta,

@@ -132,6 +132,34 @@ def test_the_pace_weighs_each_finished_cell_against_its_own_types_estimate(roots
     assert eta == pytest.approx(0.02 + 3.0)  # the masked block, at its own estimate
 
 
+def test_a_baseline_training_slower_than_estimated_paces_the_time_left(roots):
+    """A baseline trained three times slower than estimated (a browser on a busy
+    machine) counted down to "1 s" and stood there for its last 30 of 60 epochs, the
+    progress line beside it saying "epoch 30/60": its epochs so far now set the pace."""
+    from explorer_core.rundir import append_event
+
+    cfg = SweepConfig(name="slow", types=["neuron"], criteria=["l1"], ratios=[0.0, 0.5],
+                      dense_epochs=60, mlp_hidden=[16, 8])
+    group = {"baseline_s": 6.0, "train_s": 6.0, "end_cell_s": 0.02, "pruned_cell_s": 1.0,
+             "cell_s": 0.51}
+    paths = create_sweep(cfg, estimated=[group])
+    started = time.time() - 9.5  # 30 epochs of 0.3 s, after half a second of start-up
+    write_status(paths, "running", started=started)
+    (g,) = plan(cfg).groups
+    with RunLock(paths):
+        fresh = progress(paths, now=started).eta
+        for epoch in range(1, 31):  # 30 epochs at 0.3 s: 3× the estimate's 0.1 s
+            append_event(paths, {"type": "epoch", "group": list(g), "epoch": epoch,
+                                 "seconds": 0.3})
+        now = time.time()
+        slow = progress(paths, now=now)
+    # at the estimate's pace: 6 s of baseline and two cells' 1.02 s
+    assert fresh == pytest.approx(6.0 + 0.02 + 1.0)
+    # at 3× (9 s on 30 epochs where 3 s were estimated): 3 × 7.02 s in all, of which the
+    # 9.5 s since the start are spent; at the estimate's pace it read 1 s
+    assert slow.overdue == 0.0 and slow.eta > 10.0
+    assert slow.eta == pytest.approx(3 * (6.0 + 0.02 + 1.0) - (now - started), abs=0.5)
+
 def test_the_estimate_gives_each_groups_pruned_cells_per_type(roots, step_seconds):
     """What the pace above reads: the mean pruned cell per type, kept in status.json."""
     from explorer_core.rundir import read_status
