@@ -288,10 +288,19 @@ def download_timeout() -> float:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not 0 < value < float("inf"):
-        raise ExplorerError(f"EXPLORER_DOWNLOAD_TIMEOUT must be a positive number of seconds, "
-                            f"got {text!r}")
+    if not _good_timeout(value):
+        raise ExplorerError(f"EXPLORER_DOWNLOAD_TIMEOUT must be {_TIMEOUT_RANGE}, got {text!r}")
     return value
+
+
+# A day: a longer socket timeout overflowed the platform's time_t (1e10 s: a traceback).
+MAX_DOWNLOAD_TIMEOUT = 86_400
+_TIMEOUT_RANGE = f"a positive number of seconds, at most {MAX_DOWNLOAD_TIMEOUT:,}"
+
+
+def _good_timeout(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and \
+        0 < value <= MAX_DOWNLOAD_TIMEOUT
 
 
 def download_dataset(name: str, root: Path | str | None = None,
@@ -307,9 +316,8 @@ def download_dataset(name: str, root: Path | str | None = None,
     as is, without downloading.
     """
     info = get_info(name)
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or not 0 < timeout < float("inf")):
-        raise ExplorerError(f"download timeout must be a positive number of seconds, got {timeout!r}")
+    if timeout is not None and not _good_timeout(timeout):
+        raise ExplorerError(f"download timeout must be {_TIMEOUT_RANGE}, got {timeout!r}")
     if not info.files:
         return Path(".")
     where = locate(name, root)

@@ -524,15 +524,25 @@ def test_cli_download_gives_up_on_a_stalled_connection(tmp_path):
     assert len(err) == 1 and "CIFAR-10" in err[0] and "timed out" in err[0], res.stderr
 
 
-@pytest.mark.parametrize("value", ["abc", "90s", "0", "-5", "nan"])
+@pytest.mark.parametrize("value", ["abc", "90s", "0", "-5", "nan", "1e10", "inf"])
 def test_a_download_timeout_in_the_environment_that_is_no_number_is_refused(tmp_path, value):
-    """EXPLORER_DOWNLOAD_TIMEOUT=abc was silently replaced by 20 s."""
+    """EXPLORER_DOWNLOAD_TIMEOUT=abc was silently replaced by 20 s; 1e10 overflowed the
+    socket's time_t in a traceback."""
     env = {**offline_env(free_port(), tmp_path), "EXPLORER_DOWNLOAD_TIMEOUT": value}
     res = run_cli("datasets", "--download", "mnist", env=env)
     assert res.returncode == 2
     assert res.stderr == (f"error: EXPLORER_DOWNLOAD_TIMEOUT must be a positive number of "
-                          f"seconds, got {value!r}\n")
+                          f"seconds, at most 86,400, got {value!r}\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_download_timeout_past_a_day_is_refused_in_one_line(tmp_path):
+    """--timeout 1e10 ended in a traceback (OverflowError: timestamp out of range)."""
+    res = run_cli("datasets", "--download", "mnist", "--timeout", "1e10",
+                  env=offline_env(free_port(), tmp_path))
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr == ("error: download timeout must be a positive number of seconds, at "
+                          "most 86,400, got 10000000000.0\n")
 
 
 class _JunkProxy(http.server.BaseHTTPRequestHandler):
