@@ -32,15 +32,17 @@ def default_cache_root() -> Path:
 
 
 def baseline_key(spec: Mapping[str, Any], data: Dataset, cfg: TrainConfig) -> str:
-    return baseline_key_for(spec, data.name, data.seed, data.val_fraction, cfg)
+    return baseline_key_for(spec, data.name, data.seed, data.val_fraction, cfg, data.source)
 
 
 def baseline_key_for(spec: Mapping[str, Any], dataset: str, split_seed: int,
-                     val_fraction: float, cfg: TrainConfig) -> str:
-    """The cache key without loading the data (a page estimating a sweep's time asks)."""
+                     val_fraction: float, cfg: TrainConfig, source: str) -> str:
+    """The cache key without loading the data (a page estimating a sweep's time asks).
+    `source` is the files' `data.data_identity`: a model trained on other files of the
+    same dataset (replaced, repaired, another EXPLORER_DATA) is another baseline."""
     train = {k: v for k, v in cfg.to_dict().items() if k not in ("device", "eval_batch_size")}
     blob = json.dumps({"spec": dict(spec), "dataset": dataset, "split_seed": split_seed,
-                       "val_fraction": val_fraction, "train": train},
+                       "val_fraction": val_fraction, "train": train, "data": source},
                       sort_keys=True)
     return f"{spec['arch']}-{dataset}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 

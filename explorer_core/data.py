@@ -8,6 +8,7 @@ an immediate one-line message naming the folder where the files must go.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import pickle
 import struct
@@ -598,6 +599,7 @@ class Dataset:
     seed: int = 0
     val_fraction: float = 0.1
     extra: dict = field(default_factory=dict)
+    source: str = ""  # `data_identity` of the files it was read from
 
     @property
     def name(self) -> str:
@@ -609,7 +611,8 @@ class Dataset:
 
     def to(self, device: torch.device | str) -> "Dataset":
         return Dataset(self.info, self.train.to(device), self.val.to(device),
-                       self.test.to(device), self.seed, self.val_fraction, self.extra)
+                       self.test.to(device), self.seed, self.val_fraction, self.extra,
+                       self.source)
 
 
 def normalise(info: DatasetInfo, images_uint8: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -647,8 +650,9 @@ def _split_indices(n: int, seed: int, val_fraction: float) -> tuple[np.ndarray, 
 
 
 @lru_cache(maxsize=3)
-def _load_cached(name: str, root: str, seed: int, val_fraction: float) -> Dataset:
-    """Decode once, split the uint8 arrays, then normalise each split on its own.
+def _load_cached(name: str, root: str, seed: int, val_fraction: float, source: str) -> Dataset:
+    """Decode once, split the uint8 arrays, then normalise each split on its own
+    (`source`, the files' `data_identity`, keys the cache: files replaced are read anew).
 
     Splitting before normalising keeps the peak at one float copy of the data (plus
     the uint8 arrays, 1/4 of that), instead of a float copy of the whole training set
@@ -664,7 +668,7 @@ def _load_cached(name: str, root: str, seed: int, val_fraction: float) -> Datase
                             torch.from_numpy(y_train[idx].astype(np.int64))))
     del x_train
     test = Split(normalise(info, x_test), torch.from_numpy(y_test.astype(np.int64)))
-    return Dataset(info, splits[0], splits[1], test, seed, val_fraction)
+    return Dataset(info, splits[0], splits[1], test, seed, val_fraction, source=source)
 
 
 # The fewest training samples per class a validation fraction may leave (of the official
@@ -703,7 +707,31 @@ def load_dataset(name: str = "digits", root: Path | str | None = None, seed: int
         raise ExplorerError(f"seed must be a whole number, got {seed!r}")
     check_val_fraction(val_fraction, name)
     resolved = "" if not info.files else str(Path(root) if root else default_data_root())
-    return _load_cached(name, resolved, int(seed), float(val_fraction))
+    return _load_cached(name, resolved, int(seed), float(val_fraction),
+                        data_identity(name, resolved or None))
+
+
+def data_identity(name: str, root: Path | str | None = None) -> str:
+    """Which files a dataset would be read from now: a hash of each file's resolved
+    path, size and modification time ("bundled" for data that comes with a library,
+    "missing" when the files are not there). Cheap (a stat per file), for keys: the
+    baseline cache keyed a trained model by the dataset's name alone, and handed a model
+    trained on one set of MNIST files, with its metrics, to a run on other files."""
+    info = get_info(name)
+    if not info.files:
+        return "bundled"
+    where = locate(name, root)
+    if where is None:
+        return "missing"
+    parts = []
+    for stem in info.files:
+        path = where / stem if info.name in _PICKLED else _find_idx(where, stem)
+        try:
+            st = path.stat()
+        except OSError:
+            return "missing"
+        parts.append(f"{path.resolve()} {st.st_size} {st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def clear_cache() -> None:

@@ -32,7 +32,7 @@ from torch import nn
 
 from .cache import baseline_key_for, default_cache_root, is_cached
 from .criteria import CRITERIA, CriterionOptions
-from .data import Split, get_info
+from .data import Split, data_identity, get_info
 from .errors import raise_if_interrupted
 from .models import architecture_key, build_model
 from .pruning_types import PRUNING_TYPES
@@ -301,6 +301,7 @@ def estimate(cfg: SweepConfig, the_plan: Plan, cache_root=None) -> Estimate:
         cells_of.setdefault(cell.group, []).append(cell)
     ratios = sorted(set(cfg.ratios))
     timed: set[tuple] = set()  # latencies the sweep measures once (`sweep._latency_key`)
+    sources: dict[str, str] = {}  # dataset → its files' identity, once per dataset
     for group in the_plan.groups:
         total += PER_GROUP_S
         at_start = total
@@ -314,7 +315,8 @@ def estimate(cfg: SweepConfig, the_plan: Plan, cache_root=None) -> Estimate:
         timing = step_timing(spec, cfg.optimizer, batch)
         per_epoch = timing.train_epoch(n_train, batch) + timing.evaluate(n_val + n_test)
         key = baseline_key_for(spec, dataset, SPLIT_SEED, cfg.val_fraction,
-                               cfg.train_config(batch, seed, cfg.dense_epochs))
+                               cfg.train_config(batch, seed, cfg.dense_epochs),
+                               sources.setdefault(dataset, data_identity(dataset)))
         train_s = 0.0
         if cfg.use_cache and is_cached(key, cache_root):
             cached += 1

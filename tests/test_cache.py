@@ -72,3 +72,37 @@ def test_a_sweep_runs_to_the_end_when_its_cache_cannot_be_written(tmp_path):
     status = execute(paths, cache_root=blocked)
     assert status["state"] == "finished", status
     assert len(results_frame(paths)) == 2
+
+
+def test_a_baseline_trained_on_other_files_of_the_dataset_is_not_reused(tmp_path):
+    """The key named the dataset, not its files: a run on other MNIST files (another
+    EXPLORER_DATA, files replaced) got the first files' model and metrics, 6 % test
+    accuracy reported for a test set of 0 images."""
+    import os
+    import time
+
+    from test_data import write_mnist
+
+    from explorer_core.data import data_identity
+
+    spec = default_spec("mlp", 1, 28, 10, [8])
+    first_root, other_root = tmp_path / "a", tmp_path / "b"
+    write_mnist(first_root / "MNIST" / "raw", n_train=40, n_test=12, seed=0)
+    write_mnist(other_root / "MNIST" / "raw", n_train=40, n_test=12, seed=1)
+    cache = tmp_path / "cache"
+    train = TrainConfig(epochs=1, batch_size=16, seed=0)
+    first = get_baseline(spec, load_dataset("mnist", root=first_root), train, cache)
+    other = get_baseline(spec, load_dataset("mnist", root=other_root), train, cache)
+    assert not other.from_cache and other.key != first.key
+    assert get_baseline(spec, load_dataset("mnist", root=first_root), train, cache).from_cache
+    # the same folder with a file rewritten: other data too, read anew (not the copy the
+    # process holds)
+    before = data_identity("mnist", first_root)
+    labels = first_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    later = time.time() + 5
+    os.utime(labels, (later, later))
+    assert data_identity("mnist", first_root) != before
+    again = get_baseline(spec, load_dataset("mnist", root=first_root), train, cache)
+    assert not again.from_cache
+    assert data_identity("digits") == "bundled"
+    assert data_identity("mnist", tmp_path / "nowhere") == "missing"
