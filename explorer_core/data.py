@@ -212,7 +212,7 @@ def _damaged_idx(info: DatasetInfo, folder: Path) -> str | None:
     come in pairs: train images, train labels, test images, test labels). Checked once
     per file version. Counts that disagree were listed as available, and the run
     started on them failed after making its folder."""
-    counts = []
+    headers = []
     for stem in info.files:  # none for bundled data; CIFAR's are `_damaged_pickle`'s
         path = _find_idx(folder, stem)
         try:
@@ -225,11 +225,52 @@ def _damaged_idx(info: DatasetInfo, folder: Path) -> str | None:
         found = _IDX_CHECKED[key]
         if isinstance(found, str):
             return found
-        counts.append((path, found[0]))
-    for (images, n_images), (labels, n_labels) in zip(counts[::2], counts[1::2]):
-        if n_images != n_labels:
-            return (f"{images.name} holds {n_images:,} images but {labels.name} "
-                    f"{n_labels:,} labels")
+        headers.append((path, found, key))
+    for (images, dims, _), (labels, label_dims, label_key) in zip(headers[::2], headers[1::2]):
+        problem = _pair_problem(info, images, dims, labels, label_dims)
+        if problem is None:
+            if label_key not in _LABELS_CHECKED:
+                _LABELS_CHECKED[label_key] = _label_problem(info, labels)
+            problem = _LABELS_CHECKED[label_key]
+        if problem:
+            return problem
+    return None
+
+
+# (path, size, mtime) of a labels file → what is wrong with its values, or None
+_LABELS_CHECKED: dict[tuple[str, int, int], str | None] = {}
+
+
+def _pair_problem(info: DatasetInfo, images: Path, dims: tuple[int, ...], labels: Path,
+                  label_dims: tuple[int, ...]) -> str | None:
+    """An images file and its labels file against each other and the dataset, from their
+    headers: shapes, counts, and at least one sample. Each of these was listed as
+    available, and the run started on them failed after making its folder (0 images:
+    with "criterion 'interval_adjoint' needs calibration data")."""
+    size = info.size
+    if len(dims) != 3 or dims[1:] != (size, size):
+        return (f"{images.name} holds images of shape {dims[1:]}, not the {size}×{size} of "
+                f"{info.title}")
+    if len(label_dims) != 1:
+        return f"{labels.name} holds labels of shape {label_dims}, not one label per image"
+    if dims[0] != label_dims[0]:
+        return f"{images.name} holds {dims[0]:,} images but {labels.name} {label_dims[0]:,} labels"
+    if dims[0] == 0:
+        return f"{images.name} holds no images"
+    return None
+
+
+def _label_problem(info: DatasetInfo, labels: Path) -> str | None:
+    """Labels outside the dataset's classes, read whole (a labels file is small: 60 kB for
+    MNIST's training set)."""
+    try:
+        values = _read_idx(labels)
+    except DatasetUnavailable as exc:
+        return str(exc)
+    top = int(values.max()) if values.size else 0
+    if top >= info.num_classes:
+        return (f"{labels.name} has labels up to {top}; {info.title} has {info.num_classes} "
+                f"classes (0–{info.num_classes - 1})")
     return None
 
 

@@ -662,6 +662,37 @@ def test_images_and_labels_that_disagree_in_number_are_not_listed_as_available(t
         D.load_dataset("mnist", root=tmp_path)
 
 
+@pytest.mark.parametrize("damage, says", [
+    ("small images", "t10k-images-idx3-ubyte holds images of shape (27, 27), not the 28×28"),
+    ("labels as a column", "t10k-labels-idx1-ubyte holds labels of shape (12, 1), not one"),
+    ("label 177", "t10k-labels-idx1-ubyte has labels up to 177; MNIST has 10 classes (0–9)"),
+    ("no samples", "t10k-images-idx3-ubyte holds no images"),
+])
+def test_files_whose_headers_or_labels_do_not_fit_the_dataset_are_not_available(
+        tmp_path, damage, says):
+    """Each of these was listed as available, and the run started on it made its folder
+    before failing (no samples: with "criterion 'interval_adjoint' needs calibration
+    data"). Headers are read, and the labels file, which is small; never the images."""
+    folder = tmp_path / "MNIST" / "raw"
+    arrays = write_mnist(folder, gz=False)
+    images, labels = arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"]
+    new = {"small images": {"t10k-images-idx3-ubyte": images[:, :27, :27]},
+           "labels as a column": {"t10k-labels-idx1-ubyte": labels[:, None]},
+           "label 177": {"t10k-labels-idx1-ubyte": np.where(np.arange(len(labels)) == 3, 177,
+                                                           labels)},
+           "no samples": {"t10k-images-idx3-ubyte": images[:0],
+                          "t10k-labels-idx1-ubyte": labels[:0]}}[damage]
+    for stem, arr in new.items():
+        (folder / stem).write_bytes(idx_bytes(arr))
+    ok, reason = D.availability("mnist", tmp_path)
+    assert not ok and reason.startswith("MNIST is not usable: ") and says in reason, reason
+    runs = tmp_path / "runs"
+    res = run_cli("prune", "--dataset", "mnist", "--hidden", "8", "--iterations", "2",
+                  "--runs-root", str(runs), "--quiet", env={"EXPLORER_DATA": str(tmp_path)})
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and says in res.stderr
+    assert not runs.exists() or not any(runs.rglob("config.json"))
+
+
 def test_a_run_on_damaged_files_is_refused_before_its_folder_is_made(tmp_path):
     folder = tmp_path / "data" / "MNIST" / "raw"
     write_mnist(folder, gz=False)
