@@ -45,7 +45,7 @@ from .criteria import CRITERIA, CriterionOptions, compute_scores
 from .data import Dataset, availability, check_val_fraction, get_info, load_dataset
 from .errors import Cancelled, ExplorerError, TrainingDiverged, raise_if_interrupted
 from .fileio import OrderedWriter, atomic_write_json
-from .jobs import worker_session
+from .jobs import CTRL_C_MESSAGE, worker_session
 from .labels import criterion_name, dataset_name, model_name, type_name
 from .masks import is_masked, permanent_copy
 from .metrics import (MAX_LATENCY_BATCH, CostReport, LatencyConfig, PeakMemory, cost_report,
@@ -560,6 +560,12 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
     except Cancelled:
         return write_status(paths, "stopped", activity="", cells_done=len(write_tables(paths)),
                             message="stopped by request; resume skips the finished cells")
+    except KeyboardInterrupt:
+        # the cells written are counted, and in the tables, as after a Stop: the status
+        # kept the count of its last report (0 of the 8 cells on disk)
+        write_status(paths, "interrupted", message=CTRL_C_MESSAGE, activity="",
+                     cells_done=_tables_at_the_end(paths))
+        raise
     except Exception as exc:  # one line to the page; a trace nobody foresaw to the log
         return failed_run(paths, exc, "the sweep's files", activity="",
                           cells_done=_tables_at_the_end(paths))

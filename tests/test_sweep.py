@@ -458,6 +458,28 @@ def test_remaining_time_without_an_estimate_counts_down_too(roots):
         assert sweep_progress(paths, now=started + 30).eta == pytest.approx(left - 30)
 
 
+def test_a_ctrl_c_in_a_sweep_counts_the_cells_on_disk_in_its_status(roots):
+    """After a Ctrl-C status.json said "cells_done": 0 beside 8 cell files and 8 rows of
+    results.csv (the count of its last report); it now counts them, as after a Stop,
+    and the tables hold them."""
+    paths = create_sweep(grid("ctrl-c", models=["mlp"], batch_sizes=[32], types=["neuron"],
+                              criteria=["l1", "random"], ratios=[0.0, 0.5, 0.75],
+                              dense_epochs=1, finetune_epochs=2, latency_repeats=0))
+
+    def ctrl_c_after_two_cells() -> bool:  # asked once a batch while cells fine-tune
+        if len(list(paths.cells_dir.glob("*.json"))) >= 2:
+            raise KeyboardInterrupt
+        return False
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(paths, should_stop=ctrl_c_after_two_cells)
+    status = read_status(paths)
+    done = len(finished_ids(paths))
+    assert 2 <= done < 6 and (status["state"], status["cells_done"]) == ("interrupted", done)
+    assert status["message"] == jobs.CTRL_C_MESSAGE
+    assert len(pd.read_csv(paths.results_csv)) == done
+    assert execute(paths)["state"] == "finished"  # and it resumes
+
 def test_a_killed_sweeps_time_ends_at_its_last_report(roots):
     """After a kill -9 the status reads 'interrupted' (no writer holds the lock) and the
     elapsed time stops at the worker's last report: the last moment it is known to have
