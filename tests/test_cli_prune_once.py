@@ -251,6 +251,17 @@ def test_the_report_names_all_three_files_written(saved_mlp, tmp_path, capsys):
     assert first == f"wrote {tmp_path / 'small.safetensors'}, small.json and small.scores.json"
 
 
+
+def test_keeping_every_unit_is_not_reported_as_fewer_macs(saved_mlp, tmp_path, capsys):
+    """--keep 32 16 on a 32-16 MLP printed "(1.00× fewer)"."""
+    ckpt, _ = saved_mlp
+    for keep, says in ((["32", "16"], "(as many)"), (["8", "4"], "× fewer)")):
+        assert main(["prune-once", "--checkpoint", str(ckpt), "--criterion", "l1", "--keep",
+                     *keep, "--no-latency", "--out", str(tmp_path / "same"),
+                     "--overwrite"]) == 0
+        macs = capsys.readouterr().out.splitlines()[1]
+        assert macs.endswith(says) and "1.00×" not in macs, macs
+
 @pytest.mark.parametrize("field, value", [("normalisation", {"mean": [0.3], "std": [0.0]}),
                                           ("class_names", ["a", "b"])])
 def test_a_source_with_unusable_recorded_inputs_is_refused_before_anything_is_written(

@@ -195,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {tensor_path}, {checkpoint_paths(tensor_path)[1].name} and {scores_path.name}")
     print(f"params {costs.dense.params:,} → {costs.pruned.params:,}  "
           f"MACs/sample {costs.dense.macs:,} → {costs.pruned.macs:,} "
-          f"({r['mac_reduction']:.2f}× fewer)"
+          # keeping every unit: "(1.00× fewer)" read as a reduction
+          + (f"({r['mac_reduction']:.2f}× fewer)" if costs.pruned.macs < costs.dense.macs
+             else "(as many)")
           + (f"  latency speed-up {r['speedup']:.2f}×" if r["speedup"] else ""))
     return 0
