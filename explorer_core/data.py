@@ -194,7 +194,8 @@ def _damaged_pickle(info: DatasetInfo, folder: Path) -> str | None:
             return (f"{path} is not a pickled {info.title} batch (of the python version: it "
                     f"begins with {head!r})")
         if last != _PICKLE_STOP:
-            return f"{path} is cut short (a pickle ends with {_PICKLE_STOP!r}, this one with {last!r})"
+            return (f"{path} is cut short (a pickle ends with {_PICKLE_STOP!r}, this one "
+                    f"with {last!r})")
     return None
 
 
@@ -208,10 +209,10 @@ _IDX_CHECKED: dict[tuple[str, int, int], tuple[int, ...] | str] = {}
 def _damaged_idx(info: DatasetInfo, folder: Path) -> str | None:
     """What is wrong with an IDX dataset's files, read from their headers and sizes only
     (a whole read takes seconds); None when each holds the bytes its header announces
-    and each images file has as many images as its labels file has labels (the files
-    come in pairs: train images, train labels, test images, test labels). Checked once
-    per file version. Counts that disagree were listed as available, and the run
-    started on them failed after making its folder."""
+    and each images file fits its labels file and the dataset (`_pair_problem`,
+    `_label_problem`; the files come in pairs: train images, train labels, test images,
+    test labels). Checked once per file version. Counts that disagree were listed as
+    available, and the run started on them failed after making its folder."""
     headers = []
     for stem in info.files:  # none for bundled data; CIFAR's are `_damaged_pickle`'s
         path = _find_idx(folder, stem)

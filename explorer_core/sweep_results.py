@@ -890,8 +890,7 @@ def speed_note(types: typing.Iterable[str], models: typing.Iterable[str]) -> str
     on a conv net it removes fully connected neurons only, and the convolutions stay.
     """
     types, models = set(types), set(models)
-    masks = [PRUNING_TYPES[t].name for t in PRUNING_TYPES
-             if t in types and not PRUNING_TYPES[t].structural]
+    masks = [t for t in PRUNING_TYPES if t in types and not PRUNING_TYPES[t].structural]
     units = [t for t in PRUNING_TYPES if t in types and PRUNING_TYPES[t].structural]
     if masks:
         one = len(masks) == 1

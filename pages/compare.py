@@ -26,9 +26,9 @@ from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATC
                                  Cell, SweepConfig, create_sweep, plan, ratio_label,
                                  runnable_plan)
 from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_latency_gaps,
-                                         dense_timing_spread,
-                                         finished_count, mask_timing_departures, pareto_by,
-                                         progress, results_frame, speed_note, speedups, summary_frame,
+                                         dense_timing_spread, finished_count,
+                                         mask_timing_departures, pareto_by, progress,
+                                         results_frame, speed_note, speedups, summary_frame,
                                          tables_text, unlearned_baselines, untuned_dense_note)
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, chart_panels, elapsed_metric,
