@@ -575,12 +575,19 @@ def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool,
         keep.remove("latency ms")
     two = st.column_config.NumberColumn(format="%.2f")
     big = st.column_config.NumberColumn(format="localized")
+    # a dead row's dense "params" beside "non-zero 186" and no MACs read as no compression
+    params = st.column_config.NumberColumn(format="localized", help=(
+        "every parameter of the model's shapes; a 100 % (dead) row keeps the dense shapes "
+        "with every weight zero: its non-zero params are what is left (biases)"))
+    macs = st.column_config.NumberColumn(format="localized", help=(
+        "multiply-accumulates per sample; 0 for a 100 % (dead) row, whose output is a "
+        "constant: nothing is left to compute"))
     st.dataframe(view[keep], hide_index=True, width="stretch", column_config={
         "ratio": st.column_config.NumberColumn("ratio %", format="%g"),
         "accuracy": two, "± std": two, "cross-entropy": st.column_config.NumberColumn(format="%.4f"),
         "latency ms": st.column_config.NumberColumn(format="%.3f"), "dense train s": two,
         "fine-tune s": two, "peak MB": st.column_config.NumberColumn(format="%.0f"),
-        "params": big, "non-zero params": big, "MACs": big, "train FLOPs": big})
+        "params": params, "non-zero params": big, "MACs": macs, "train FLOPs": big})
     st.caption("Sort by clicking a column. One row per grid point"
                + (": mean and std over repeats." if repeats else " (one seed each)."))
     if live:
