@@ -185,6 +185,31 @@ def test_charts_that_cannot_be_rendered_leave_retain_txt_and_say_so_in_one_line(
     for name in ("pruneNodesIteration.png", "pruneNodesDistribution.png"):
         assert f"{name} not written" in err, err
     assert (tmp_path / "retain.txt").is_file() and not list(tmp_path.glob("*.png"))
+    assert err.startswith("error: retain.txt written, its plots not (")
+    assert err.strip().endswith("rerun with --overwrite to draw them")
+
+
+def test_plots_a_full_disk_refuses_say_retain_txt_is_written_and_how_to_redo_them(
+        tmp_path, capsys, monkeypatch):
+    """A full disk said only "cannot write …/pruneNodesDistribution.png: No space left on
+    device"; the rerun was then refused over the retain.txt written, unexplained."""
+    import errno
+
+    from explorer_core import charts
+
+    def full(path, data, durable=True):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(charts, "atomic_write_bytes", full)
+    code, out, err = run_main(["--widths", "32", "16", "--out", str(tmp_path)], capsys)
+    assert code == 2 and (tmp_path / "retain.txt").is_file()
+    assert err == (f"error: retain.txt written, its plots not (cannot write "
+                   f"{tmp_path / 'pruneNodesIteration.png'}: No space left on device); rerun "
+                   "with --overwrite to draw them\n")
+    monkeypatch.undo()
+    code, out, err = run_main(["--widths", "32", "16", "--out", str(tmp_path), "--overwrite"],
+                              capsys)
+    assert code == 0 and len(list(tmp_path.glob("*.png"))) == 2
 
 
 def test_a_vae_spec_is_named_as_such_and_one_iteration_is_singular(tmp_path, capsys):

@@ -10,8 +10,8 @@ from ..cli import add_overwrite_flag, command, refuse_existing
 from ..errors import ExplorerError, os_reason, raise_pending_interrupt
 from ..fileio import JSON_ERRORS
 from ..labels import model_name
-from ..schedule import (SCHEDULES, ScheduleConfig, refuse_unused_q, retention_table, spec_in,
-                        widths_from_spec, write_retain)
+from ..schedule import (SCHEDULES, RetentionTable, ScheduleConfig, refuse_unused_q,
+                        retention_table, spec_in, widths_from_spec, write_retain)
 
 DEFAULT_WIDTHS = (256, 64)
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = ScheduleConfig(widths, q, args.iterations, args.kind).validate()
     table = retention_table(cfg)
     # imported before any file is written (altair: 0.3 s), with --no-plots for the names
-    from ..charts import DISTRIBUTION_PNG, ITERATION_PNG, save_retention_pngs
+    from ..charts import DISTRIBUTION_PNG, ITERATION_PNG
     raise_pending_interrupt()  # a Ctrl-C in the imports: no retain.txt without its plots
     pngs = [args.out / ITERATION_PNG, args.out / DISTRIBUTION_PNG]
     stale = _remove_old_plots(refuse_existing([args.out / "retain.txt", *pngs],
@@ -90,9 +90,24 @@ def run(args: argparse.Namespace) -> int:
         for p in stale:
             print(f"removed {p} (it drew the table this retain.txt replaces)")
     else:
-        for p in save_retention_pngs(table, args.out):
+        for p in _plots(table, args.out, path):
             print(f"wrote {p}")
     return 0
+
+
+def _plots(table: RetentionTable, out: Path, retain: Path) -> list[Path]:
+    """The plots, or one line saying retain.txt is written and how to get them: a full
+    disk said only "cannot write …png", and the rerun was refused over the retain.txt
+    written (an earlier result) without a word of --overwrite."""
+    from ..charts import save_retention_pngs
+
+    try:
+        return save_retention_pngs(table, out)
+    except (ExplorerError, OSError) as exc:
+        why = str(exc) if isinstance(exc, ExplorerError) else \
+            f"cannot write {exc.filename or out}: {os_reason(exc)}"
+        raise ExplorerError(f"{retain.name} written, its plots not ({why}); rerun with "
+                            "--overwrite to draw them") from None
 
 
 def _remove_old_plots(replaced: list[Path], pngs: list[Path]) -> list[Path]:
