@@ -171,6 +171,11 @@ def _check_recorded(meta: Mapping[str, Any], classes: int | None) -> None:
         outputs = f"{classes:,} outputs" if isinstance(classes, int) else "outputs"
         raise ExplorerError(f"the recorded class_names ({what}) are not one name for each "
                             f"of the model's {outputs}")
+    odd = next((n for n in names or [] if isinstance(n, bool) or not isinstance(n, (str, int))),
+               None)
+    if odd is not None:  # [[1], {}, …] was taken, and a prediction named "[1]"
+        raise ExplorerError(f"the recorded class_names hold {odd!r}; each must be a name "
+                            "(text) or a number")
 
 
 def _channel_values(value: Any, channels: int, what: str) -> tuple[float, ...]:

@@ -84,6 +84,9 @@ def test_a_method_the_layer_cannot_use_names_the_values_method_accepts(tmp_path,
     ("class_names", 5, "the recorded class_names (5) are not one name for each of the "
                        "model's 10 outputs"),
     ("class_names", ["a", "b"], "the recorded class_names (2 names) are not one name"),
+    # ten, but not names: a prediction was called "[1]"
+    ("class_names", [[1], {}, *"abcdefgh"], "the recorded class_names hold [1]; each must be"),
+    ("class_names", [True, *"abcdefghi"], "the recorded class_names hold True; each must be"),
 ])
 def test_a_sidecar_whose_inputs_or_classes_are_malformed_exits_2(tmp_path, capsys, field,
                                                                  value, message):
