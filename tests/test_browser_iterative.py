@@ -147,8 +147,10 @@ def test_run_watch_leave_stop_resume_download(app_page, streamlit_server, tmp_pa
     wait_for_app(page)  # the page redraws itself once when the run ends
     with rerun_after(page):
         page.get_by_role("button", name="Resume").click()
-    _wait_until(lambda: page.get_by_text("finished").first.is_visible(), timeout_s=180,
-                what="finished")
+    # the run's own status heading: "finished" anywhere on the page (another run's) let
+    # the test go on while this one was still queued
+    _wait_until(lambda: page.get_by_role("heading", name="Status: finished").is_visible(),
+                timeout_s=180, what="finished")
     wait_for_app(page)
     assert _epochs_done(page) > stopped_at
     wait_for_charts(page)
