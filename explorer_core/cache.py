@@ -41,9 +41,11 @@ def baseline_key_for(spec: Mapping[str, Any], dataset: str, split_seed: int,
     `source` is the files' `data.data_identity`: a model trained on other files of the
     same dataset (replaced, repaired, another EXPLORER_DATA) is another baseline."""
     train = {k: v for k, v in cfg.to_dict().items() if k not in ("device", "eval_batch_size")}
-    blob = json.dumps({"spec": dict(spec), "dataset": dataset, "split_seed": split_seed,
-                       "val_fraction": val_fraction, "train": train, "data": source},
-                      sort_keys=True)
+    key = {"spec": dict(spec), "dataset": dataset, "split_seed": split_seed,
+           "val_fraction": val_fraction, "train": train}
+    if source != "bundled":  # data that comes with a library cannot change: its baselines
+        key["data"] = source  # keep the keys they were cached under
+    blob = json.dumps(key, sort_keys=True)
     return f"{spec['arch']}-{dataset}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 

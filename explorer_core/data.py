@@ -770,7 +770,7 @@ def data_identity(name: str, root: Path | str | None = None) -> str:
         path = where / stem if info.name in _PICKLED else _find_idx(where, stem)
         try:
             st = path.stat()
-        except OSError:
+        except (OSError, AttributeError):  # gone since `locate` found it (None)
             return "missing"
         parts.append(f"{path.resolve()} {st.st_size} {st.st_mtime_ns}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]

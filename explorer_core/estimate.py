@@ -314,9 +314,10 @@ def estimate(cfg: SweepConfig, the_plan: Plan, cache_root=None) -> Estimate:
         spec_key = json.dumps(spec, sort_keys=True)  # once a group, not once a cell
         timing = step_timing(spec, cfg.optimizer, batch)
         per_epoch = timing.train_epoch(n_train, batch) + timing.evaluate(n_val + n_test)
+        if dataset not in sources:
+            sources[dataset] = data_identity(dataset)
         key = baseline_key_for(spec, dataset, SPLIT_SEED, cfg.val_fraction,
-                               cfg.train_config(batch, seed, cfg.dense_epochs),
-                               sources.setdefault(dataset, data_identity(dataset)))
+                               cfg.train_config(batch, seed, cfg.dense_epochs), sources[dataset])
         train_s = 0.0
         if cfg.use_cache and is_cached(key, cache_root):
             cached += 1

@@ -175,7 +175,7 @@ def _check_recorded(meta: Mapping[str, Any], classes: int | None) -> None:
                None)
     if odd is not None:  # [[1], {}, …] was taken, and a prediction named "[1]"
         raise ExplorerError(f"the recorded class_names hold {odd!r}; each must be a name "
-                            "(text) or a number")
+                            "(text) or a whole number")
 
 
 def _channel_values(value: Any, channels: int, what: str) -> tuple[float, ...]:
@@ -307,8 +307,10 @@ def open_image(data: bytes, name: str = "image",
 
 
 # the first bytes of each format `open_image` reads
+# (a BMP's "BM" is not here: Pillow takes any file beginning so for one, and names its
+# damage itself)
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
-               (b"GIF89a", "GIF"), (b"BM", "BMP"))
+               (b"GIF89a", "GIF"))
 
 
 def _signed_format(data: bytes) -> str | None:

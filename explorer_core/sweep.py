@@ -563,8 +563,11 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
     except KeyboardInterrupt:
         # the cells written are counted, and in the tables, as after a Stop: the status
         # kept the count of its last report (0 of the 8 cells on disk)
-        write_status(paths, "interrupted", message=CTRL_C_MESSAGE, activity="",
-                     cells_done=_tables_at_the_end(paths))
+        try:
+            write_status(paths, "interrupted", message=CTRL_C_MESSAGE, activity="",
+                         cells_done=_tables_at_the_end(paths))
+        except OSError:  # a full disk: the Ctrl-C is still what is said
+            pass
         raise
     except Exception as exc:  # one line to the page; a trace nobody foresaw to the log
         return failed_run(paths, exc, "the sweep's files", activity="",

@@ -598,8 +598,9 @@ def _baseline_epochs_now(epochs: list[dict], status: dict, dense_epochs: int | N
         return None
     last = epochs[-1]
     group = last.get("group")
-    if not isinstance(group, list) or not _number(last.get("time")) or last["time"] < started:
-        return None
+    if not (isinstance(group, list) and all(isinstance(g, (str, int, float)) for g in group)) \
+            or not _number(last.get("time")) or last["time"] < started:
+        return None  # a hand-edited line ([["mlp"], …] cannot key a group)
     mine = [e for e in epochs if e.get("group") == group and _number(e.get("time"))
             and e["time"] >= started and _number(e.get("seconds"))]
     return tuple(group), sum(float(e["seconds"]) for e in mine), min(len(mine) / dense_epochs, 1.0)

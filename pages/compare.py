@@ -12,7 +12,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from explorer_core import charts, jobs
 from explorer_core.cache import default_cache_root
-from explorer_core.data import list_datasets, training_samples
+from explorer_core.data import data_identity, list_datasets, training_samples
 from explorer_core.errors import ExplorerError
 from explorer_core.estimate import estimate
 from explorer_core.labels import (NAMERS, criterion_name, dataset_name, model_name, named,
@@ -90,17 +90,20 @@ def _batch_list(chosen: list) -> list[int]:
     return values
 
 
-def _cache_stamp() -> int:
-    """When models_cache/ last changed (0 if it does not exist yet): a sweep that trains
-    baselines adds files there, which the grid's "to train / cached" counts depend on."""
+def _cache_stamp(datasets: list[str]) -> tuple:
+    """When models_cache/ last changed (0 if it does not exist yet), and which data files
+    the datasets are: a sweep that trains baselines adds files there, and baselines are
+    keyed by the files they were trained on — the grid's "to train / cached" counts
+    depend on both."""
     try:
-        return default_cache_root().stat().st_mtime_ns
+        changed = default_cache_root().stat().st_mtime_ns
     except OSError:
-        return 0
+        changed = 0
+    return changed, tuple(data_identity(d) for d in datasets)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _grid_facts(config: dict, cache_stamp: int) -> dict:
+def _grid_facts(config: dict, cache_stamp: tuple) -> dict:
     """Cells, baselines, what does not apply, and the estimated time of a config;
     worked out again when models_cache/ changes (`_cache_stamp`): after a sweep the form
     kept saying "4 to train" of the baselines it had just cached."""
@@ -227,7 +230,7 @@ def setup_form() -> None:
         with summary:
             try:
                 with st.spinner("Sizing the grid and timing one training step per model…"):
-                    facts = _grid_facts(cfg.to_dict(), _cache_stamp())
+                    facts = _grid_facts(cfg.to_dict(), _cache_stamp(cfg.datasets))
             except ExplorerError as exc:
                 st.error(str(exc))
                 return

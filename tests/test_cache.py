@@ -106,3 +106,19 @@ def test_a_baseline_trained_on_other_files_of_the_dataset_is_not_reused(tmp_path
     assert not again.from_cache
     assert data_identity("digits") == "bundled"
     assert data_identity("mnist", tmp_path / "nowhere") == "missing"
+
+
+def test_bundled_data_keeps_the_keys_its_baselines_were_cached_under():
+    """Digits cannot change, so its key names no files: the baselines already in
+    models_cache/ stay in use (the key is the one from before files were keyed)."""
+    import hashlib
+    import json
+
+    from explorer_core.cache import baseline_key
+
+    data = load_dataset("digits")
+    train = {k: v for k, v in TRAIN.to_dict().items() if k not in ("device", "eval_batch_size")}
+    blob = json.dumps({"spec": dict(SPEC), "dataset": "digits", "split_seed": data.seed,
+                       "val_fraction": data.val_fraction, "train": train}, sort_keys=True)
+    assert baseline_key(SPEC, data, TRAIN) == \
+        f"mlp-digits-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"

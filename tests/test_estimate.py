@@ -159,6 +159,11 @@ def test_a_baseline_training_slower_than_estimated_paces_the_time_left(roots):
     # 9.5 s since the start are spent; at the estimate's pace it read 1 s
     assert slow.overdue == 0.0 and slow.eta > 10.0
     assert slow.eta == pytest.approx(3 * (6.0 + 0.02 + 1.0) - (now - started), abs=0.5)
+    # a hand-edited last line whose group cannot key one is no pace, not a crash
+    with RunLock(paths):
+        append_event(paths, {"type": "epoch", "group": [["mlp"], "digits"], "epoch": 31,
+                             "seconds": 0.3})
+        assert progress(paths, now=now).eta == 1.0  # the estimate's own pace, as before
 
 def test_the_estimate_gives_each_groups_pruned_cells_per_type(roots, step_seconds):
     """What the pace above reads: the mean pruned cell per type, kept in status.json."""
