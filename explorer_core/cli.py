@@ -256,14 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return say_interrupted()
     except OSError as exc:  # an output folder that cannot be made or written, a full disk
-        print(f"error: {_cannot_write(exc)}", file=sys.stderr)
+        print(f"error: {cannot_write(exc)}", file=sys.stderr)
         return 2
     if interrupted():  # a Ctrl-C a library swallowed: the run stopped for it, say so
         return say_interrupted()
     return code
 
 
-def _cannot_write(exc: OSError) -> str:
+def cannot_write(exc: OSError) -> str:
     """One line for a failed file operation, naming the path the user gave."""
     where = exc.filename if exc.filename is not None else "a file"
     if isinstance(exc, (FileExistsError, NotADirectoryError)):

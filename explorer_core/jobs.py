@@ -16,7 +16,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from .errors import ExplorerError, interrupted
 from .rundir import (LIVE_STATES, RunLock, RunPaths, is_locked, log_session_line,
@@ -141,12 +141,13 @@ def _forget_stale_stop_request(paths: RunPaths) -> None:
 CTRL_C_MESSAGE = "stopped with Ctrl-C; resuming continues from what was saved"
 
 
-def _record_ctrl_c(paths: RunPaths) -> None:
+def record_ctrl_c(paths: RunPaths, **fields: Any) -> None:
     """Say a Ctrl-C in the run's status, while this process still holds the run: it left
     "running" with a dead pid behind (readers took it for interrupted, a script reading
-    status.json for running). The step under way is not saved, as after any crash."""
+    status.json for running). The step under way is not saved, as after any crash.
+    `fields`: what the run adds (a sweep, the cells on disk)."""
     try:
-        write_status(paths, "interrupted", message=CTRL_C_MESSAGE, activity="")
+        write_status(paths, "interrupted", message=CTRL_C_MESSAGE, activity="", **fields)
     except OSError:  # the disk refuses: readers still find the run interrupted (no lock)
         pass
 
@@ -188,7 +189,7 @@ def worker_session(paths: RunPaths, should_stop: Callable[[], bool] | None = Non
         try:
             yield stop
         except KeyboardInterrupt:
-            _record_ctrl_c(paths)
+            record_ctrl_c(paths)
             raise
         finally:
             if previous is not None:

@@ -45,7 +45,7 @@ from .criteria import CRITERIA, CriterionOptions, compute_scores
 from .data import Dataset, availability, check_val_fraction, get_info, load_dataset
 from .errors import Cancelled, ExplorerError, TrainingDiverged, raise_if_interrupted
 from .fileio import OrderedWriter, atomic_write_json
-from .jobs import CTRL_C_MESSAGE, worker_session
+from .jobs import record_ctrl_c, worker_session
 from .labels import criterion_name, dataset_name, model_name, type_name
 from .masks import is_masked, permanent_copy
 from .metrics import (MAX_LATENCY_BATCH, CostReport, LatencyConfig, PeakMemory, cost_report,
@@ -563,11 +563,7 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
     except KeyboardInterrupt:
         # the cells written are counted, and in the tables, as after a Stop: the status
         # kept the count of its last report (0 of the 8 cells on disk)
-        try:
-            write_status(paths, "interrupted", message=CTRL_C_MESSAGE, activity="",
-                         cells_done=_tables_at_the_end(paths))
-        except OSError:  # a full disk: the Ctrl-C is still what is said
-            pass
+        record_ctrl_c(paths, cells_done=_tables_at_the_end(paths))
         raise
     except Exception as exc:  # one line to the page; a trace nobody foresaw to the log
         return failed_run(paths, exc, "the sweep's files", activity="",

@@ -507,18 +507,21 @@ def _dense_gap_caption(results: pd.DataFrame) -> None:
                f"the table give other ratios.")
 
 
+def _span(lo: float, hi: float, fmt: str) -> str:
+    """'1.02–1.31'; one value when the two round alike ('1.57', not '1.57–1.57')."""
+    a, b = format(lo, fmt), format(hi, fmt)
+    return a if a == b else f"{a}–{b}"
+
+
 def _ms_range(lo: float, hi: float) -> str:
-    a, b = f"{lo:.3g}", f"{hi:.3g}"
-    return f"{a} ms" if a == b else f"{a}–{b} ms"
+    return f"{_span(lo, hi, '.3g')} ms"
 
 
 def _timing_range(slowest: float, fastest: float, timings: int) -> str:
-    """'1.02–1.31× (3)'; one value when the two round alike ('1.57× (2)', not
-    '1.57–1.57× (2)'); '— (1)' for a single timing."""
+    """'1.02–1.31× (3)', '1.57× (2)' (`_span`); '— (1)' for a single timing."""
     if timings <= 1:
         return "— (1)"
-    lo, hi = f"{slowest:.2f}", f"{fastest:.2f}"
-    return f"{lo}× ({timings:g})" if lo == hi else f"{lo}–{hi}× ({timings:g})"
+    return f"{_span(slowest, fastest, '.2f')}× ({timings:g})"
 
 
 def _mask_departure(kind: str, model: str, dataset: str, rows: pd.DataFrame) -> str:
@@ -527,9 +530,9 @@ def _mask_departure(kind: str, model: str, dataset: str, rows: pd.DataFrame) -> 
     speed-up: listed one by one, nine ratios repeated "0.75×" nine times."""
     lo, hi = float(rows["ratio"].min()) * 100, float(rows["ratio"].max()) * 100
     where = f"{lo:g} %" if len(rows) == 1 else f"{lo:g}–{hi:g} % ({len(rows)} ratios)"
-    slow, fast = f"{rows['speedup'].min():.2f}", f"{rows['speedup'].max():.2f}"
+    speed = _span(rows["speedup"].min(), rows["speedup"].max(), ".2f")
     return (f"{PRUNING_TYPES[kind].title} on {model_name(model)} · {dataset_name(dataset)} at "
-            f"{where}: {slow if slow == fast else f'{slow}–{fast}'}×")
+            f"{where}: {speed}×")
 
 
 def _unsteady_timing_warning(results: pd.DataFrame) -> None:

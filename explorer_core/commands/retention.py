@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import add_overwrite_flag, command, refuse_existing
+from ..cli import add_overwrite_flag, cannot_write, command, refuse_existing
 from ..errors import ExplorerError, os_reason, raise_pending_interrupt
 from ..fileio import JSON_ERRORS
 from ..labels import model_name
@@ -104,8 +104,7 @@ def _plots(table: RetentionTable, out: Path, retain: Path) -> list[Path]:
     try:
         return save_retention_pngs(table, out)
     except (ExplorerError, OSError) as exc:
-        why = str(exc) if isinstance(exc, ExplorerError) else \
-            f"cannot write {exc.filename or out}: {os_reason(exc)}"
+        why = str(exc) if isinstance(exc, ExplorerError) else cannot_write(exc)
         raise ExplorerError(f"{retain.name} written, its plots not ({why}); rerun with "
                             "--overwrite to draw them") from None
 
