@@ -56,3 +56,13 @@ def named(frame: pd.DataFrame) -> pd.DataFrame:
         if column in out:
             out[column] = out[column].map(lambda v: namer(v) if isinstance(v, str) else v)
     return out
+
+
+def format_seconds(s: float | None) -> str:
+    """'42 s', '3 min 5 s', '6 h 14 min', or '—' when unknown (elapsed / remaining time of
+    a run, a sweep's estimate: "≈ 373 min 42 s" was read as minutes to count)."""
+    if s is None:
+        return "—"
+    if s >= 3600:
+        return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
+    return f"{int(s // 60)} min {int(s % 60)} s" if s >= 60 else f"{s:.0f} s"

@@ -21,6 +21,7 @@ from explorer_core import charts, jobs
 from explorer_core.charts import chart_png_bytes
 from explorer_core.errors import ExplorerError
 from explorer_core.fileio import JSON_ERRORS
+from explorer_core.labels import format_seconds
 from explorer_core.rundir import LIVE_STATES, RunPaths, log_tail
 from explorer_core.settings import MAX_LR, MIN_LR
 
@@ -130,16 +131,6 @@ def learning_rate_input(where: Any, value: float = 1e-3, **kwargs: Any) -> float
 def format_int_list(values: Any) -> str:
     """The inverse of `parse_int_list`, for pre-filling a text input."""
     return ", ".join(str(int(v)) for v in values)
-
-
-def format_seconds(s: float | None) -> str:
-    """'42 s', '3 min 5 s', '6 h 14 min', or '—' when unknown (elapsed / remaining time of
-    a run, a sweep's estimate: "≈ 373 min 42 s" was read as minutes to count)."""
-    if s is None:
-        return "—"
-    if s >= 3600:
-        return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
-    return f"{int(s // 60)} min {int(s % 60)} s" if s >= 60 else f"{s:.0f} s"
 
 
 def elapsed_metric(where: Any, state: str, elapsed: float | None, what: str,

@@ -1027,13 +1027,16 @@ def test_the_command_line_says_each_baseline_epoch_and_what_the_estimate_times(r
     assert main(["compare", *args, "--name", "cli-epochs"]) == 0
     said = capsys.readouterr()
     lines = said.err.splitlines()
-    assert lines[0].startswith("sweep folder: ")
-    assert lines[1] == "criteria per type: neuron: l1"
-    for epoch, line in zip((1, 2), lines[2:4]):
+    assert lines[0] == "estimating: timing a few training steps of each model (MLP)…"
+    assert lines[1].startswith("sweep folder: ")
+    assert re.fullmatch(r"1 cell over 1 baseline \(1 to train, 0 cached\); estimated \d+ s",
+                        lines[2]), lines[2]
+    assert lines[3] == "criteria per type: neuron: l1"
+    for epoch, line in zip((1, 2), lines[4:6]):
         assert line.startswith(f"[{'-' * 30}] 0/1  dense baseline MLP · Digits · batch 32 · "
                                f"seed 0: epoch {epoch}/2  val acc "), line
-    assert lines[4].startswith(f"[{'#' * 30}] 1/1  mlp-digits-b32-s0-neuron-l1-r50  ok")
-    assert len(lines) == 5
+    assert lines[6].startswith(f"[{'#' * 30}] 1/1  mlp-digits-b32-s0-neuron-l1-r50  ok")
+    assert len(lines) == 7
     assert said.out.startswith("finished: 1 cell (")  # it said "1 cells"
 
 
@@ -1672,3 +1675,51 @@ def test_a_criterion_scores_only_the_layers_the_grid_prunes(roots, monkeypatch):
     paths = create_sweep(grid("scored-both", types=["neuron", "structured"], **over))
     assert execute(paths)["state"] == "finished"
     assert scored == [("taylor", ["features.0", "features.3", "classifier.0"])]
+
+
+def test_a_sweep_started_from_the_cli_is_estimated_and_its_bar_says_the_time_left(roots):
+    """Started from the command line, a sweep kept no pre-start estimate: its page showed
+    "—" remaining until the first cell landed (after a baseline's minutes of training),
+    and the bar said the time elapsed alone, where `prune`'s says the time left too."""
+    from conftest import bar_at_a_terminal
+
+    from explorer_core.rundir import read_status
+
+    sweeps, _ = roots
+    code, frames = bar_at_a_terminal([
+        "compare", "--name", "cli-eta", "--models", "mlp", "--mlp-hidden", "32", "16",
+        "--batch-sizes", "32", "--types", "neuron", "--criteria", "l1", "--ratios", "0",
+        "0.5", "--dense-epochs", "2", "--latency-repeats", "0", "--no-cache"])
+    assert code == 0
+    status = read_status(SweepPaths(next(sweeps.rglob("cli-eta"))))
+    assert len(status["group_estimates"]) == len(status["groups"]) == 1
+    assert status["group_estimates"][0]["train_s"] > 0  # estimated as trained here
+    # the first frame is the baseline's first epoch: paced by the estimate already
+    frames = [f.removesuffix("\x1b[K") for f in frames]
+    assert re.search(r"elapsed \d+ s  left ≈ \d+ s$", frames[0]), frames
+    assert all(" left ≈ " in f for f in frames[:-1]), frames
+    assert frames[-1].startswith("[###") and frames[-1].endswith(" s") and "left" not in frames[-1]
+
+
+def test_the_bars_time_left_reads_the_cell_records_at_most_once_a_second(monkeypatch):
+    """`progress` reads every cell record: asked for each epoch and cell of a big sweep,
+    the bar would slow the sweep it reports on."""
+    from types import SimpleNamespace
+
+    from explorer_core import sweep_results
+    from explorer_core.commands import compare
+
+    clock, reads = [100.0], []
+
+    def progress(paths):
+        reads.append(clock[0])
+        clock[0] += 0.1  # a 0.1 s read: next one no sooner than 50× that
+        return SimpleNamespace(eta=42.0)
+
+    monkeypatch.setattr(sweep_results, "progress", progress)
+    monkeypatch.setattr(compare.time, "monotonic", lambda: clock[0])
+    remaining = compare._Remaining(SweepPaths(Path("unused")))
+    for _ in range(60):  # asked every 0.25 s for 15 s
+        assert remaining() == 42.0
+        clock[0] += 0.25
+    assert reads == pytest.approx([100.0, 105.1, 110.2])

@@ -5,6 +5,7 @@ import argparse
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..cli import (command, default_name, read_json_config, refuse_settings_beside_resume,
@@ -87,11 +88,36 @@ def _config_from(args: argparse.Namespace):
     return cfg
 
 
-def _progress_printer(total: int, dense_epochs: int):
+class _Remaining:
+    """The sweep's remaining time as its page shows it (`sweep_results.progress`), for the
+    redrawn bar on a terminal.
+
+    `progress` reads every cell record, so it is asked at most once a second and for at
+    most a fiftieth of the time: on a 10 000-cell sweep a read takes ~0.5 s, which must
+    not slow the sweep it reports on. A log (the page's worker writes one) gets none: a
+    line per cell there, and the page says the time left."""
+
+    def __init__(self, paths: SweepPaths) -> None:
+        self.paths = paths
+        self.seconds: float | None = None
+        self.due = 0.0
+
+    def __call__(self) -> float | None:
+        from ..sweep_results import progress
+
+        now = time.monotonic()
+        if now >= self.due:
+            self.seconds = progress(self.paths).eta
+            self.due = now + max(1.0, 50 * (time.monotonic() - now))
+        return self.seconds
+
+
+def _progress_printer(total: int, dense_epochs: int, remaining: Callable[[], float | None]):
     """One line per finished cell and per epoch of a dense baseline; a redrawn bar on a
-    terminal. Baselines are said too: a sweep trains one before its first cell, and
-    Fashion-MNIST's left the screen blank for 12 s (a CNN on CIFAR-10's, for minutes)."""
-    from ..labels import dataset_name, model_name
+    terminal, with the time left (`remaining`). Baselines are said too: a sweep trains one
+    before its first cell, and Fashion-MNIST's left the screen blank for 12 s (a CNN on
+    CIFAR-10's, for minutes)."""
+    from ..labels import dataset_name, format_seconds, model_name
 
     state = {"start": time.time(), "done": 0}
     terminal = sys.stderr.isatty()
@@ -119,20 +145,23 @@ def _progress_printer(total: int, dense_epochs: int):
         frac = min(state["done"] / max(total, 1), 1.0)
         bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
         line = (f"[{bar}] {state['done']}/{total}  {what}  "
-                f"elapsed {time.time() - state['start']:.0f} s")
+                f"elapsed {format_seconds(time.time() - state['start'])}")
+        if terminal and state["done"] < total:  # none at the end: a last read's "1 s"
+            line += f"  left ≈ {format_seconds(remaining())}"
         # on a terminal the line is redrawn, and what a longer one left beyond it cleared
         print(f"\r{line}\x1b[K" if terminal else line, end="" if terminal else "\n",
               file=sys.stderr, flush=True)
     return show
 
 
-def _print_plan(cfg, root: Path | None) -> None:
+def _estimated(cfg, root: Path | None):
+    """(the plan, its `estimate.Estimate`), said before the timing probe runs; a start
+    `root` would refuse (a bad or taken name, a missing dataset, an empty grid) is
+    refused first, not after an estimate of a sweep that cannot run."""
     from ..estimate import estimate
     from ..labels import model_name
     from ..sweep import startable_plan
 
-    # what a start under `root` would refuse (a bad or taken name, a missing dataset, an
-    # empty grid) is said now, not after an estimate of a sweep that cannot run
     the_plan = startable_plan(cfg, root)
     raise_pending_interrupt()  # a Ctrl-C in the imports so far: nothing said, nothing timed
     # the probe builds and times each model: seconds each (DenseNet-121 several), and
@@ -142,13 +171,23 @@ def _print_plan(cfg, root: Path | None) -> None:
           file=sys.stderr, flush=True)
     est = estimate(cfg, the_plan)
     raise_pending_interrupt()  # a Ctrl-C in the imports the estimate made: no estimate
+    return the_plan, est
+
+
+def _plan_line(the_plan, est) -> str:
+    """'24 cells over 4 baselines (4 to train, 0 cached); estimated 8 s'."""
+    from ..labels import format_seconds
+
     cells, groups = len(the_plan.cells), len(the_plan.groups)
-    # seconds under a minute and a half: "0.1 min" said less than "7 s"
-    took = f"{est.seconds:.0f} s" if est.seconds < 90 else f"{est.seconds / 60:.1f} min"
-    print(f"{cells} cell{'' if cells == 1 else 's'} over {groups} "
-          f"baseline{'' if groups == 1 else 's'} "
-          f"({est.baselines_to_train} to train, {est.baselines_cached} cached); "
-          f"estimated {took}")
+    return (f"{cells} cell{'' if cells == 1 else 's'} over {groups} "
+            f"baseline{'' if groups == 1 else 's'} "
+            f"({est.baselines_to_train} to train, {est.baselines_cached} cached); "
+            f"estimated {format_seconds(est.seconds)}")
+
+
+def _print_plan(cfg, root: Path | None) -> None:
+    the_plan, est = _estimated(cfg, root)
+    print(_plan_line(the_plan, est))
     print(_criteria_line(cfg))
     for model, kind, why in the_plan.skipped:
         print(f"skipped: {kind} pruning of {model}: {why}")
@@ -178,12 +217,18 @@ def run(args: argparse.Namespace) -> int:
         if args.estimate:
             _print_plan(cfg, args.sweeps_root)
             return 0
-        paths = create_sweep(cfg, args.sweeps_root)
+        # estimated first, as the page does: the running sweep's remaining time is paced
+        # by it (`sweep_results.progress`), here and on the page, from the first moment;
+        # without it a sweep started here showed "—" until its first cell, after a
+        # baseline's minutes of training
+        the_plan, est = _estimated(cfg, args.sweeps_root)
+        paths = create_sweep(cfg, args.sweeps_root, est.groups)
         print(f"sweep folder: {paths.root}", file=sys.stderr)
+        print(_plan_line(the_plan, est), file=sys.stderr)
         print(_criteria_line(cfg), file=sys.stderr)
     total = len(plan(cfg).cells)
     status = execute(paths, on_event=None if args.quiet else _progress_printer(
-        total, cfg.dense_epochs))
+        total, cfg.dense_epochs, _Remaining(paths)))
     if sys.stderr.isatty() and not args.quiet:
         print(file=sys.stderr)
     say_outcome(status, paths.results_csv, "sweep")
