@@ -410,8 +410,23 @@ def scores_frame(table: pd.DataFrame, settings: AttributionSettings) -> pd.DataF
 def scores_file_name(prefix: str, layer: str, target: int, settings: AttributionSettings) -> str:
     """`<prefix>_<layer>_class<target>_<method>_<baseline>_<steps>steps.csv`: the name says
     which attribution the scores come from, so two downloads are told apart on disk."""
-    return (f"{prefix}_{layer}_class{target}_{SCORES_METHOD}_{settings.baseline}_"
-            f"{settings.steps}steps.csv")
+    return f"{_attribution_stem(prefix, layer, target, SCORES_METHOD, settings)}.csv"
+
+
+def heatmaps_file_name(prefix: str, layer: str, target: int, settings: AttributionSettings) -> str:
+    """The heatmap grid's PNG, named as the scores are (`scores_file_name`) by the maps'
+    own method: 'heatmaps_a_fc1.png' said neither the class, the method nor the baseline
+    of the maps, and the next grid of that layer was saved over it. Grad-CAM integrates
+    nothing, so its name has no baseline or steps."""
+    return f"{_attribution_stem(prefix, layer, target, settings.method, settings)}.png"
+
+
+def _attribution_stem(prefix: str, layer: str, target: int, method: str,
+                      settings: AttributionSettings) -> str:
+    found = METHODS.get(method)
+    how = "" if found is not None and not found.uses_baseline else \
+        f"_{settings.baseline}_{settings.steps}steps"
+    return f"{prefix}_{layer}_class{target}_{method}{how}"
 
 
 def tensor_key(x: torch.Tensor) -> str:

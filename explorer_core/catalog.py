@@ -22,7 +22,7 @@ from .checkpoint import (Checkpoint, load_checkpoint, read_state, state_conv_cha
 from .errors import CheckpointError, ExplorerError
 from .fileio import JSON_ERRORS
 from .masks import MASK_TYPES
-from .models import count_parameters, hidden_widths, input_shape
+from .models import count_parameters, hidden_widths, input_shape, spec_of
 from .results import iteration_rows, join_widths
 from .rundir import (RunPaths, TrainTimePaths, default_train_time_root, list_runs,
                      list_train_time_runs, read_json, read_record)
@@ -60,6 +60,10 @@ class CheckpointEntry:
     dataset: str | None = None
     title: str = ""             # short name for a model card; "" = the label before ':'
     masked: bool = False        # weights masked (non-zero share kept), no unit removed
+    # the model to set beside it when it is opened from another page (None: the group's
+    # first, an iterative run's dense model): a train-time model's is its own seed's
+    # unpruned one, not seed 0's
+    reference: Path | None = None
 
     @property
     def key(self) -> str:
@@ -153,7 +157,8 @@ def train_time_checkpoints(run: TrainTimePaths) -> list[CheckpointEntry]:
     name = f"train-time {run.root.name} ({run.root.parent.name})"
     order = {"none": 0, "importance": 1, "random": 2}
     out = []
-    for variant, seed in sorted(run.completed_units(), key=lambda u: (order.get(u[0], 9), u[1])):
+    units = sorted(run.completed_units(), key=lambda u: (order.get(u[0], 9), u[1]))
+    for variant, seed in units:
         meta = read_record(run.final_model_json(variant, seed))
         if meta.get("task") != "classifier":
             continue
@@ -163,7 +168,9 @@ def train_time_checkpoints(run: TrainTimePaths) -> list[CheckpointEntry]:
             "run", name, f"{meta.get('label', variant)}, seed {seed}: "
             f"{_describe(acc, None, widths_text(meta.get('spec'), widths))}",
             run.final_model(variant, seed), acc, None,
-            widths, None, meta.get("dataset")))
+            widths, None, meta.get("dataset"),
+            reference=run.final_model("none", seed)
+            if variant != "none" and ("none", seed) in units else None))
     return out
 
 
@@ -507,8 +514,9 @@ def summary(ck: Checkpoint) -> dict[str, Any]:
     return {
         "arch": ck.spec.get("arch"),
         "widths": widths,
-        # as the pickers write them: a CNN's conv channels apart from its FC units
-        "widths_text": widths_text(ck.spec, widths) or "none",
+        # as the pickers write them: a CNN's conv channels apart from its FC units; those
+        # of the weights (an uploaded .pth may be narrower than the spec it came with)
+        "widths_text": widths_text(spec_of(ck.model, ck.spec), widths) or "none",
         "parameters": parameters,
         "nonzero_parameters": nonzero,
         "masked": masked,

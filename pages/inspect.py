@@ -21,9 +21,9 @@ import streamlit as st
 from explorer_core import charts
 from explorer_core.attribution import (BASELINES, MAX_GRID_UNITS, MAX_STEPS, MAX_TOP_K, METHODS,
                                        MIN_STEPS, AttributionCache, AttributionSettings,
-                                       colour_meaning, grid_limit, hidden_layers, methods_for,
-                                       neuron_table, predict, scores_file_name, scores_frame,
-                                       top_k)
+                                       colour_meaning, grid_limit, heatmaps_file_name,
+                                       hidden_layers, methods_for, neuron_table, predict,
+                                       scores_file_name, scores_frame, top_k)
 from explorer_core.catalog import (UploadedFile, accuracy_mismatch, list_cache_checkpoints,
                                    list_run_checkpoints, load_upload, summary, sweep_checkpoints,
                                    upload_conv_channels, upload_hidden_widths)
@@ -213,11 +213,20 @@ def _catalog() -> dict[str, Any]:
 
 
 def apply_handoff(catalog: dict[str, Any]) -> None:
-    """Open the checkpoint another page asked for (Iterative pruning's "Open on Inspect")."""
+    """Open the checkpoint another page asked for (Iterative pruning's "Open on Inspect"),
+    and keep it as the page's remembered choice (`keep_widget_state`): the copy taken
+    before the hand-over came back after a visit to another page, showing the model
+    chosen before as if the user had picked it again."""
     path = st.session_state.pop("inspect_checkpoint", None)
     if not path:
         return
-    target = str(Path(path))
+    _hand_over(catalog, str(Path(path)))
+    keep_widget_state(KEPT, _kept)
+
+
+def _hand_over(catalog: dict[str, Any], target: str) -> None:
+    """Pick `target` in the first model's boxes (a run's, with its dense model as the
+    second; a sweep cell's; a cached baseline's; any other file as opened)."""
     for run, entries in catalog["runs"].items():
         for entry in entries:
             if str(entry.path) == target:
@@ -225,7 +234,7 @@ def apply_handoff(catalog: dict[str, Any]) -> None:
                                         insp_it_a=target)
                 # the run's dense model is ready as the comparison (tick "Compare")
                 st.session_state.update(insp_src_b=SOURCES[0], insp_run_b=run,
-                                        insp_it_b=str(entries[0].path))
+                                        insp_it_b=str(entry.reference or entries[0].path))
                 return
     for sweep, entries in catalog["sweeps"].items():
         if any(str(entry.path) == target for entry in entries):
@@ -806,7 +815,7 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
                        partial(_sheet_png, tiles, captions, GRID_COLUMNS,
                                f"{m.label} · {info.label()} · class {cname} · {conv.name}",
                                meaning),
-                       f"heatmaps_{slot}_{layer}.png",
+                       heatmaps_file_name(f"heatmaps_{slot}", layer, target, settings),
                        mime="image/png", key=f"insp_grid_png_{slot}", on_click="ignore",
                        icon=":material/image:")
 

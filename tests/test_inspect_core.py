@@ -646,6 +646,9 @@ def test_upload_of_a_plain_state_dict_with_a_spec(tmp_path, mlp):
     spec = default_spec("mlp", 1, 8, 10, [64, 64])  # dense template; weights are narrower
     ck = load_upload([UploadedFile("weights.pth", buf.getvalue())], spec)
     assert ck.model.hidden == [32, 16]
+    # the caption names the widths of these weights, not the template's (it said "64-64"
+    # beside the parameter count of a 32-16 model)
+    assert summary(ck)["widths_text"] == "32-16"
     with pytest.raises(ExplorerError, match="needs a model spec"):
         load_upload([UploadedFile("weights.pth", buf.getvalue())])
 
@@ -955,6 +958,19 @@ def test_scores_say_which_attribution_computed_them():
     names = {scores_file_name("scores_a", "fc1", 3, AttributionSettings(baseline=b))
              for b in ("black", "blurred", "mean")}
     assert len(names) == 3
+
+
+def test_a_heatmap_grid_is_named_by_its_class_and_method():
+    """Every grid of a layer downloaded as 'heatmaps_a_fc1.png': which class, method and
+    baseline it showed was lost, and the next one saved over it."""
+    from explorer_core.attribution import heatmaps_file_name
+
+    assert heatmaps_file_name("heatmaps_a", "fc1", 3, AttributionSettings(
+        "neuron_integrated_gradients", "mean", 16)) == \
+        "heatmaps_a_fc1_class3_neuron_integrated_gradients_mean_16steps.png"
+    # Grad-CAM has neither a baseline nor steps to name
+    assert heatmaps_file_name("heatmaps_b", "features.0", 7, AttributionSettings(
+        "gradcam", "blurred", 64)) == "heatmaps_b_features.0_class7_gradcam.png"
 
 
 @pytest.mark.parametrize("units, limit", [(16, 16), (32, 32), (1_024, 32), (1, 1)])

@@ -348,6 +348,13 @@ def test_choices_survive_a_visit_to_another_page(app_test, digits_run):
     at.run()
     assert not at.exception and at.selectbox(key="insp_it_a").value == dense
     assert at.number_input(key="insp_first").value == 10
+    # and is what a later visit finds: the copy kept from before the hand-over came back,
+    # showing another run's model as if the user had picked it
+    at.switch_page("pages/retention.py")
+    at.run()
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception and at.selectbox(key="insp_it_a").value == dense
 
 
 def _upload(at, *files: tuple[str, bytes]):

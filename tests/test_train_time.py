@@ -264,6 +264,19 @@ def test_catalog_lists_the_final_classifiers_for_inspect(tmp_path, small_run):
     assert load_checkpoint(entries[1].path).model.hidden == [11, 7]
 
 
+def test_a_pruned_classifier_is_set_beside_its_own_seeds_unpruned_one(tmp_path):
+    """Opened on Inspect, "random-pruned, seed 1" came with "no pruning, seed 0" beside it:
+    two seeds' models compared as if pruning made their difference."""
+    paths = run(tmp_path / "train-time", "two-seeds", seeds=[0, 1], epochs=3, initial_epochs=1)
+    entries = {e.path: e for e in list_run_checkpoints(tmp_path)[
+        f"train-time two-seeds ({paths.root.parent.name})"]}
+    for variant in ("importance", "random"):
+        for seed in (0, 1):
+            assert entries[paths.final_model(variant, seed)].reference == \
+                paths.final_model("none", seed)
+    assert entries[paths.final_model("none", 1)].reference is None  # the group's first
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"initial_epochs": 5}, "initial epochs (5) must be fewer than the total epochs (5)"),
     ({"task": "vae", "arch": "cnn"}, "the model 'cnn' applies to classifiers only"),
