@@ -476,6 +476,13 @@ def _prune_rules(prune_points: list[int] | None) -> alt.Chart | None:
             .encode(x="x:Q", tooltip=["Prune after epoch:Q"]))
 
 
+def _train_time_epoch_x() -> alt.X:
+    """Epochs from the first to the last: Vega's rounding to "nice" ticks began 30 epochs
+    at 0 (an epoch that does not exist), and 12 at 1."""
+    return alt.X("Epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1),
+                 scale=alt.Scale(zero=False, nice=False))
+
+
 def train_time_curve_chart(epochs: list[dict], metric: str, y_title: str, title: str,
                            labels: dict[str, str], prune_points: list[int] | None = None
                            ) -> alt.LayerChart:
@@ -488,8 +495,7 @@ def train_time_curve_chart(epochs: list[dict], metric: str, y_title: str, title:
     epochs ran off the plot (losses off its top), in the page and in the PNG alike.
     """
     frame = _epoch_means(epochs, metric, labels)
-    x = alt.X("Epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1),
-              scale=alt.Scale(zero=False))
+    x = _train_time_epoch_x()
     colour = _variant_colour(labels)
     base = alt.Chart(frame, title=title)
     # no fixed domain: the layers share this scale, whose domain is the union of the
@@ -531,8 +537,7 @@ def train_time_widths_chart(epochs: list[dict], labels: dict[str, str]) -> alt.F
     order = [labels[k] for k in TRAIN_TIME_COLOURS if k in labels]
     return (alt.Chart(frame)
             .mark_line(point=True, interpolate="step-after")
-            .encode(x=alt.X("Epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1),
-                            scale=alt.Scale(zero=False)),
+            .encode(x=_train_time_epoch_x(),
                     y=alt.Y("Units:Q", title="Neurons / channels"),
                     # not the variants' blue / orange / grey: these colours are layers
                     color=alt.Color("Layer:N", title="Layer", sort=layers,
@@ -921,8 +926,13 @@ def compare_batch_charts(results: pd.DataFrame, on_page: bool = False
               scale=alt.Scale(type="log", nice=False, padding=16),
               axis=alt.Axis(values=sorted(int(b) for b in f["batch_size"].unique()),
                             format="d"))  # ticks at the batch sizes of the sweep
-    # one entry a row: half a narrow page has no room for two
+    # one entry a row: half a narrow page has no room for two. Colours named here: left
+    # to the scheme, Streamlit's theme drew the page in blues (an SLP's light blue hard to
+    # see on white) and the PNG in Vega's blue and orange
+    lines = sorted(f["Model"].unique())
     colour = alt.Color("Model:N", title="Model · dataset",
+                       scale=alt.Scale(domain=lines, range=[
+                           TABLEAU10[i % len(TABLEAU10)] for i in range(len(lines))]),
                        legend=alt.Legend(orient="bottom", direction="vertical"))
     # seconds to 3 significant digits: ".1f" showed a Digits MLP's 0.045 s as "0.0"
     tooltip = ["Model:N", "batch_size:Q",

@@ -287,10 +287,12 @@ class Recommendation:
             pick = (f"Deploy the dense model itself (iteration 0, test accuracy "
                     f"{dense.test_acc:.2f} %): {why}.")
         else:
+            gap = f"{abs(self.drop):.2f}"  # "0.00 points above" said equal ones apart
+            than = "the same as" if gap == "0.00" else \
+                f"{gap} points {'below' if self.drop > 0 else 'above'}"
             pick = (f"Iteration {r.iteration}: {r.percent_retained:.1f} % of hidden neurons "
                     f"({join_widths(r.widths)}), test accuracy {r.test_acc:.2f} % "
-                    f"({abs(self.drop):.2f} points {'below' if self.drop > 0 else 'above'} "
-                    f"the dense model's {dense.test_acc:.2f} %).")
+                    f"({than} the dense model's {dense.test_acc:.2f} %).")
         return f"{pick} {self.damaged_note()}" if self.damaged and damaged else pick
 
     def damaged_note(self) -> str:

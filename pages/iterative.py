@@ -209,8 +209,11 @@ def controls(paths: RunPaths, state: str) -> None:
     finished = state == "finished"
     last = done - 1 if finished else done
     if not finished or done > 1:
-        restart = bounded_number(c3, "Restart from iteration", 0, last, last, help=(
-            "Like the thesis' begin_itr: iterations from here on are redone."))
+        # named for the button beside it: "Restart from iteration" read oddly by Resume
+        restart = bounded_number(c3, f"{'Restart' if finished else 'Resume'} from iteration",
+                                 0, last, last, help=(
+                                     "Like the thesis' begin_itr: iterations from here on "
+                                     "are redone."))
         if c1.button("Restart" if finished else "Resume", type="primary",
                      disabled=restart is None):
             try:

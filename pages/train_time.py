@@ -14,6 +14,7 @@ from explorer_core import charts, jobs
 from explorer_core.criteria import CRITERIA
 from explorer_core.data import list_datasets
 from explorer_core.errors import ExplorerError
+from explorer_core.labels import criterion_name, dataset_name
 from explorer_core.models import ARCH_TITLES
 from explorer_core.rundir import (LIVE_STATES, TrainTimePaths, default_train_time_root,
                                   list_train_time_runs, read_status)
@@ -167,12 +168,14 @@ def controls(paths: TrainTimePaths, state: str, complete: bool) -> None:
 
 
 def _describe(cfg: TrainTimeConfig) -> str:
+    """The run's settings in one line, by the names the rest of the app uses ("on digits ·
+    criterion contribution" read as ids beside the pickers' "Digits (8×8, bundled)")."""
     model = "VAE" if cfg.task == "vae" else ARCH_TITLES.get(cfg.arch, cfg.arch)
     points = cfg.prune_points()
-    return (f"{model} {format_int_list(cfg.hidden_widths())} on {cfg.dataset} · "
+    return (f"{model} {format_int_list(cfg.hidden_widths())} on {dataset_name(cfg.dataset)} · "
             f"{cfg.epochs} epochs · {len(points)} prunes of {100 * cfg.prune_fraction:g} % "
             f"(after epoch{'s' if len(points) > 1 else ''} {', '.join(map(str, points))}) · "
-            f"criterion {cfg.criterion} · seeds {format_int_list(cfg.seeds)}")
+            f"criterion {criterion_name(cfg.criterion)} · seeds {format_int_list(cfg.seeds)}")
 
 
 def chart_grid(cfg: TrainTimeConfig, epochs: list[dict], rows: list[dict], key: str) -> None:

@@ -87,6 +87,40 @@ def test_train_time_curves_show_every_epoch_and_band_in_their_plot(task, metrics
                                                                    top, bottom)
 
 
+def _x_axis_range(chart) -> list[str]:
+    """What the drawn SVG says each x axis spans ("… with values from 1 to 30")."""
+    import re
+
+    svg = vlc.vegalite_to_svg(chart.to_dict())
+    return re.findall(r"X-axis titled 'Epoch' for a linear scale with values from (\d+ to \d+)",
+                      svg)
+
+
+@pytest.mark.parametrize("epochs", [12, 30])
+def test_train_time_charts_span_the_first_epoch_to_the_last(epochs):
+    """A 30-epoch run's charts began at epoch 0, which no run has: Vega rounded the axis
+    to "nice" ticks (a 12-epoch run's began at 1)."""
+    rows = _epochs("test_acc", 20.0, 97.0, seeds=(0,), epochs=epochs)
+    for row in rows:
+        row["widths"], row["layers"] = [20, 10], ["fc1", "fc2"]
+    made = charts.train_time_charts("classifier", rows, [], LABELS, prune_points=[4, 8])
+    assert _x_axis_range(made["accuracy"]) == [f"1 to {epochs}"]
+    assert set(_x_axis_range(made["widths"])) == {f"1 to {epochs}"}
+
+
+def test_the_batch_size_charts_name_their_colours_so_page_and_png_agree():
+    """Left to the colour scheme, the page (Streamlit's theme) drew MLP and SLP in two
+    blues and the PNG (Vega's scheme) in blue and orange."""
+    rows = pd.DataFrame([{"model": m, "dataset": "digits", "batch_size": b, "seed": 0,
+                          "dense_test_acc": 90.0 + b / 100, "dense_train_seconds": 1.0}
+                         for m in ("slp", "mlp") for b in (32, 256)])
+    for chart in (*charts.compare_batch_charts(rows, on_page=True),
+                  *charts.compare_batch_charts(rows)):
+        scale = chart.to_dict()["encoding"]["color"]["scale"]
+        assert scale == {"domain": ["MLP · Digits", "SLP · Digits"],
+                         "range": charts.TABLEAU10[:2]}
+
+
 # ------------------------------------------------------------------ compare: Pareto chart
 
 def _summary() -> pd.DataFrame:

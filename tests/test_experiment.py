@@ -1083,6 +1083,12 @@ def test_no_model_is_recommended_when_the_dense_model_did_not_learn(tmp_path):
     learned = [row(0, 90.0), row(1, 89.5), row(2, 60.0)]
     good = recommend(learned, 1.0)
     assert good.dense_learned and good.row.iteration == 1
+    loads = recommend(learned, 1.0, problem=lambda _: None)  # no weights written here
+    assert "(0.50 points below the dense model's 90.00 %)" in loads.summary()
+    # a pruned model as accurate as the dense one: "0.00 points above" it read before
+    same = recommend([row(0, 90.0), row(1, 90.0), row(2, 60.0)], 1.0, problem=lambda _: None)
+    assert "(the same as the dense model's 90.00 %)" in same.summary()
+    assert "points" not in same.summary()
     # the threshold lies between chance and perfect, and depends on the number of classes
     for classes in (2, 10, 100):
         assert 100 / classes < learned_threshold(classes) < 100

@@ -520,6 +520,7 @@ def test_the_stop_toast_is_drawn_by_the_fragment_not_by_its_callback(runs_root):
                 jobs.request_stop = request_stop
             assert not at.exception
             assert "Resume" in [b.label for b in at.button]
+            assert widget(at.number_input, "Resume from iteration").value == 0
             assert any("Stop requested" in t.value for t in at.toast)
     finally:
         log.removeHandler(recorder)

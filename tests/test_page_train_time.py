@@ -155,6 +155,9 @@ def test_start_runs_in_the_background_and_shows_results(runs_root):
     # its clock stopped with the worker: how long it ran, not "Elapsed" since the start
     times = [m for m in at.metric if m.label in ("Elapsed", "Ran for")]
     assert [m.label for m in times] == ["Ran for"] and "until it ended" in times[0].help
+    # its settings by the names the pickers use, not the ids ("on digits · criterion l1")
+    assert "MLP 16, 8 on Digits · 4 epochs · 2 prunes of 25 % (after epochs 2, 3) · " \
+           "criterion L1 norm of weights · seeds 3, 4" in [c.value for c in at.caption]
     summary = [df.value for df in at.dataframe if "mean test accuracy (%)" in df.value.columns]
     assert len(summary) == 1
     assert summary[0]["variant"].tolist() == ["l1-pruned", "random-pruned", "no pruning"]
