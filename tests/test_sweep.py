@@ -23,7 +23,7 @@ from explorer_core.masks import is_masked
 from explorer_core.rundir import RunLock, SweepPaths, read_events, read_status, write_status
 from explorer_core.sweep import SweepConfig, create_sweep, execute, load_config, plan
 from explorer_core.sweep_results import (dense_timing_spread, finished_count, finished_ids,
-                                         mask_timing_departures,
+                                         mask_timing_departures, slower_pruned_models,
                                          pareto_mask, read_cells,
                                          read_results_csv, results_frame, speedups,
                                          summary_frame)
@@ -1358,6 +1358,25 @@ def test_a_masked_model_timed_far_from_the_dense_speed_is_flagged():
     assert [(r.type, r.ratio) for r in off.itertuples()] == [("unstructured", 0.9),
                                                              ("weight", 0.5), ("weight", 0.9)]
     assert off["speedup"].round(2).tolist() == [0.67, 2.82, 1.21]
+
+
+def test_a_model_with_units_removed_timed_slower_than_dense_is_flagged():
+    """On a loaded machine a CNN with neurons removed timed 0.85-0.94× its dense model at
+    every ratio, under "removing units makes a model faster", with no warning."""
+    def row(i, kind, ratio, ms, macs):
+        return {"cell_id": f"c{i}", "model": "cnn", "dataset": "digits", "status": "ok",
+                "type": kind, "ratio": ratio, "dense_latency_ms": 0.50, "latency_ms": ms,
+                "macs": macs, "dense_macs": 100, "nonzero_params": 50, "dense_params": 100}
+
+    rows = pd.DataFrame([row(0, "neuron", 0.1, 0.588, 99),       # 0.85×: busy CPU
+                         row(1, "neuron", 0.5, 0.53, 95),         # 0.94×: within the noise
+                         row(2, "structured", 0.5, 0.25, 30),     # 2×: a real speed-up
+                         row(3, "structured", 0.9, 0.65, 5),      # 0.77×: busy CPU
+                         row(4, "weight", 0.5, 0.60, 100)])       # a mask's: the other check
+    slower = slower_pruned_models(rows)
+    assert [(r.type, r.ratio) for r in slower.itertuples()] == [("neuron", 0.1),
+                                                                ("structured", 0.9)]
+    assert slower["speedup"].round(2).tolist() == [0.85, 0.77]
 
 
 # ------------------------------------------------------------------ hand-edited sweeps
