@@ -28,8 +28,9 @@ from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATC
 from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_latency_gaps,
                                          dense_timing_spread, finished_count,
                                          mask_timing_departures, pareto_by, progress,
-                                         results_frame, speed_note, speedups, summary_frame,
-                                         tables_text, unlearned_baselines, untuned_dense_note)
+                                         results_frame, slower_pruned_models, speed_note,
+                                         speedups, summary_frame, tables_text,
+                                         unlearned_baselines, untuned_dense_note)
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, chart_panels, elapsed_metric,
                            kept_choice, kept_refusal, refuse_start, sentence,
@@ -320,10 +321,13 @@ def controls(paths: SweepPaths, state: str, done: int, total: int) -> None:
             st.rerun()
 
 
-def live_view(paths: SweepPaths, was_live: bool) -> None:
+def live_view(paths: SweepPaths, drawn: str) -> None:
+    """`drawn`: the state the page was drawn with, its list of runs included."""
     prog = progress(paths)
-    if was_live and prog.state not in LIVE_STATES:
-        st.rerun()  # the sweep just ended: redraw the page with its final results
+    if drawn in LIVE_STATES and prog.state != drawn:
+        # ended (redraw the page with its results) or went from queued to
+        # running: the list above went on saying "queued · starting worker"
+        st.rerun()
     status_header(prog.state, prog.message, paths)
     st.progress(prog.fraction, text=f"{prog.cells_done} of {prog.total_cells} cells"
                 + (f" · {prog.activity}" if prog.activity else ""))
@@ -416,16 +420,7 @@ def results_section(paths: SweepPaths, live: bool) -> None:
         if not live:
             png_download_button("Download PNG", chart, "accuracy_vs_ratio.png", f"png-ratio-{key}")
     with tabs[1]:
-        front = pareto_by(summary)
-        chart_panels(charts.compare_pareto_panels(summary, front))
-        chart = charts.compare_pareto_chart(summary, front)  # one image, for the PNG
-        st.caption("Every grid point (mean over repeats), one panel per model"
-                   + (" and batch size" if summary["batch_size"].nunique() > 1 else "")
-                   + " on each dataset; dead models (100 %) have no MACs and are left out. "
-                   + charts.PARETO_NOTE + " Accuracies on different datasets are not "
-                   "comparable, so no front spans two. Hover a point for its ratio.")
-        if not live:
-            png_download_button("Download PNG", chart, "accuracy_vs_macs.png", f"png-pareto-{key}")
+        _pareto_tab(summary, key, live)
     with tabs[2]:
         if results["batch_size"].nunique() < 2:
             st.caption("This sweep has one batch size: pick two or more to see their effect.")
@@ -438,6 +433,27 @@ def results_section(paths: SweepPaths, live: bool) -> None:
             png_download_button("Download PNG", chart, "batch_size.png", f"png-batch-{key}")
     with tabs[3]:
         _table(summary, paths, live, everything, hidden=len(results) < len(everything))
+
+
+def _pareto_tab(summary: pd.DataFrame, key: str, live: bool) -> None:
+    """Accuracy against MACs, with each dataset's Pareto front; a line instead when no
+    grid point has MACs (a sweep of 100 % ratios drew an empty frame, and its PNG was a
+    title above nothing)."""
+    if not (pd.to_numeric(summary["macs_mean"], errors="coerce") > 0).any():
+        st.info("Nothing to plot against MACs: every grid point shown is a dead model "
+                "(100 % pruned), which computes nothing, or a failed cell. Ratios below "
+                "100 % give points here.")
+        return
+    front = pareto_by(summary)
+    chart_panels(charts.compare_pareto_panels(summary, front))
+    chart = charts.compare_pareto_chart(summary, front)  # one image, for the PNG
+    st.caption("Every grid point (mean over repeats), one panel per model"
+               + (" and batch size" if summary["batch_size"].nunique() > 1 else "")
+               + " on each dataset; dead models (100 %) have no MACs and are left out. "
+               + charts.PARETO_NOTE + " Accuracies on different datasets are not "
+               "comparable, so no front spans two. Hover a point for its ratio.")
+    if not live:
+        png_download_button("Download PNG", chart, "accuracy_vs_macs.png", f"png-pareto-{key}")
 
 
 # short heads, each explained in its help, and the per cent signs on the numbers: with
@@ -524,8 +540,8 @@ def _timing_range(slowest: float, fastest: float, timings: int) -> str:
     return f"{_span(slowest, fastest, '.2f')}× ({timings:g})"
 
 
-def _mask_departure(kind: str, model: str, dataset: str, rows: pd.DataFrame) -> str:
-    """One mask type's off-speed timings on one model: "Weight on MLP · Digits at 10–90 %
+def _departure(kind: str, model: str, dataset: str, rows: pd.DataFrame) -> str:
+    """One type's off-speed timings on one model: "Weight on MLP · Digits at 10–90 %
     (9 ratios): 0.75×". A mask type is timed once per model, so its ratios share a
     speed-up: listed one by one, nine ratios repeated "0.75×" nine times."""
     lo, hi = float(rows["ratio"].min()) * 100, float(rows["ratio"].max()) * 100
@@ -535,13 +551,21 @@ def _mask_departure(kind: str, model: str, dataset: str, rows: pd.DataFrame) -> 
             f"{where}: {speed}×")
 
 
+def _departures(rows: pd.DataFrame) -> str:
+    """`_departure` of each type on each model among `rows`, "; "-joined."""
+    return "; ".join(_departure(kind, model, dataset, group) for (kind, model, dataset), group
+                     in rows.groupby(["type", "model", "dataset"], sort=False))
+
+
 def _unsteady_timing_warning(results: pd.DataFrame) -> None:
     """Say when this sweep's own timings show a busy CPU: the dense model's latency
-    varied, or a masked model (the dense shapes) did not time at the dense speed."""
+    varied, a masked model (the dense shapes) did not time at the dense speed, or a model
+    with units removed timed slower than its dense model."""
     spread = dense_timing_spread(results)
     shaky = spread[spread["spread"] > UNSTEADY_TIMING]
     masks = mask_timing_departures(results)
-    if shaky.empty and masks.empty:
+    slower = slower_pruned_models(results)
+    if shaky.empty and masks.empty and slower.empty:
         return
     why = []
     if not shaky.empty:
@@ -551,10 +575,11 @@ def _unsteady_timing_warning(results: pd.DataFrame) -> None:
         why.append(f"The dense model's own latency varied across this sweep's timings — "
                    f"{which}.")
     if not masks.empty:
-        which = "; ".join(_mask_departure(kind, model, dataset, rows) for (kind, model, dataset),
-                          rows in masks.groupby(["type", "model", "dataset"], sort=False))
         why.append(f"Masked models compute the dense shapes, so they run at the dense speed, "
-                   f"yet this sweep timed them otherwise — {which}.")
+                   f"yet this sweep timed them otherwise — {_departures(masks)}.")
+    if not slower.empty:
+        why.append(f"Models with units removed compute less than the dense model, yet this "
+                   f"sweep timed them slower — {_departures(slower)}.")
     st.warning(f"**These speed-ups are rough.** {' '.join(why)} The CPU was busy with other "
                f"work while timing. Accuracy, MACs and parameters are unaffected; for firm "
                f"speed-ups run the sweep again with the machine otherwise idle.")
@@ -588,12 +613,22 @@ def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool,
     macs = st.column_config.NumberColumn(format="localized", help=(
         "multiply-accumulates per sample; 0 for a 100 % (dead) row, whose output is a "
         "constant: nothing is left to compute"))
+    # what the two cost columns count: per batch or per image, per sample or per run
+    batches = sorted({int(b) for b in pd.to_numeric(everything["latency_batch"],
+                                                    errors="coerce").dropna()})
+    batch = f"{', '.join(map(str, batches))} images" if batches else "images"
+    latency = st.column_config.NumberColumn(format="%.3f", help=(
+        f"milliseconds of one forward pass over a batch of {batch} (CPU, one thread; "
+        "the median of the timed repeats)"))
+    flops = st.column_config.NumberColumn(format="localized", help=(
+        "floating-point operations of one training step per sample: forward and "
+        "backward pass (cross-entropy), not of the whole training run"))
     st.dataframe(view[keep], hide_index=True, width="stretch", column_config={
         "ratio": st.column_config.NumberColumn("ratio %", format="%g"),
         "accuracy": two, "± std": two, "cross-entropy": st.column_config.NumberColumn(format="%.4f"),
-        "latency ms": st.column_config.NumberColumn(format="%.3f"), "dense train s": two,
+        "latency ms": latency, "dense train s": two,
         "fine-tune s": two, "peak MB": st.column_config.NumberColumn(format="%.0f"),
-        "params": params, "non-zero params": big, "MACs": macs, "train FLOPs": big})
+        "params": params, "non-zero params": big, "MACs": macs, "train FLOPs": flops})
     st.caption("Sort by clicking a column. One row per grid point"
                + (": mean and std over repeats." if repeats else " (one seed each)."))
     if live:
@@ -627,7 +662,12 @@ def _inspect_handover(paths: SweepPaths, results: pd.DataFrame) -> None:
     shared = [c for c in OMITTABLE if results[c].nunique() == 1]
     labels = {row.cell_id: _cell_label(row, shared) for row in results.itertuples()
               if row.cell_id in saved}
+    # why a cell of the table is not in the box: a dead model was typed in and not found
+    none = "dead (100 %) and failed cells save no model"
     if not labels:
+        working = (results["status"] == "ok").any()
+        st.caption("No model of this sweep to open on the Inspect page: "
+                   + ("it ran without saving checkpoints." if working else f"{none}."))
         return
     # the button under the box: beside it, a quarter of an 800-px page cut it to
     # "Open on the Insp…", and the box needs the width for the cell's whole name.
@@ -635,7 +675,8 @@ def _inspect_handover(paths: SweepPaths, results: pd.DataFrame) -> None:
     # while Open took the new list's first cell
     cells = list(labels)
     cell = st.selectbox("Cell to inspect", cells, format_func=labels.get,
-                        key=kept_choice("inspect-cell", cells, labels.get))
+                        key=kept_choice("inspect-cell", cells, labels.get),
+                        help=f"The cells whose model was saved: {none}.")
     if st.button("Open on the Inspect page"):
         st.session_state["inspect_checkpoint"] = str(paths.checkpoint(cell))
         st.switch_page("pages/inspect.py")
@@ -653,8 +694,8 @@ def _cell_label(row, shared: list[str]) -> str:
 setup_form()
 sweep = pick_sweep()
 if sweep is not None:
-    live = read_status(sweep).get("state") in LIVE_STATES
-    if live:
-        st.fragment(live_view, run_every=2.0)(sweep, True)
+    drawn = read_status(sweep).get("state", "unknown")
+    if drawn in LIVE_STATES:
+        st.fragment(live_view, run_every=2.0)(sweep, drawn)
     else:
-        live_view(sweep, False)
+        live_view(sweep, drawn)

@@ -225,10 +225,13 @@ def controls(paths: RunPaths, state: str) -> None:
                 st.rerun()
 
 
-def live_view(paths: RunPaths, was_live: bool) -> None:
+def live_view(paths: RunPaths, drawn: str) -> None:
+    """`drawn`: the state the page was drawn with, its list of runs included."""
     prog = run_progress(paths)
-    if was_live and prog.state not in LIVE_STATES:
-        st.rerun()  # the run just ended: redraw the whole page with its results
+    if drawn in LIVE_STATES and prog.state != drawn:
+        # ended (redraw the page with its results) or went from queued to
+        # running: the list above went on saying "queued · starting worker"
+        st.rerun()
     status_header(prog.state, prog.message, paths)
     redone = len(prog.epochs) - prog.epochs_done  # of an iteration a stop or crash cut short
     st.progress(prog.fraction, text=f"iteration {prog.iteration if prog.iteration is not None else '—'}"
@@ -389,7 +392,8 @@ def deploy_section(paths: RunPaths, rows) -> None:
 setup_form()
 run = pick_run()
 if run is not None:
-    live = read_status(run).get("state") in LIVE_STATES
-    st.fragment(live_view, run_every=1.5 if live else None)(run, live)
+    drawn = read_status(run).get("state", "unknown")
+    live = drawn in LIVE_STATES
+    st.fragment(live_view, run_every=1.5 if live else None)(run, drawn)
     if not live:
         results_section(run, read_status(run).get("state", ""))

@@ -216,10 +216,13 @@ def redo_note(prog) -> None:
                    f"trains seed {prog.seed} again from its first epoch ({why}).")
 
 
-def live_view(paths: TrainTimePaths, was_live: bool) -> None:
+def live_view(paths: TrainTimePaths, drawn: str) -> None:
+    """`drawn`: the state the page was drawn with, its list of runs included."""
     prog = progress(paths)
-    if was_live and prog.state not in LIVE_STATES:
-        st.rerun()  # the run just ended: redraw the whole page with its results
+    if drawn in LIVE_STATES and prog.state != drawn:
+        # ended (redraw the page with its results) or went from queued to
+        # running: the list above went on saying "queued · starting worker"
+        st.rerun()
     cfg = _config(paths)
     status_header(prog.state, prog.message, paths)
     if cfg is None:
@@ -315,7 +318,8 @@ def vae_grids(paths: TrainTimePaths, rows: list[dict]) -> None:
 setup_form()
 run = pick_run()
 if run is not None:
-    live = read_status(run).get("state") in LIVE_STATES
-    st.fragment(live_view, run_every=1.5 if live else None)(run, live)
+    drawn = read_status(run).get("state", "unknown")
+    live = drawn in LIVE_STATES
+    st.fragment(live_view, run_every=1.5 if live else None)(run, drawn)
     if not live:
         results_section(run)

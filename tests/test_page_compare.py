@@ -318,6 +318,58 @@ def test_speed_ups_from_unsteady_timings_are_flagged_as_rough(sweeps_root):
     at.run()
     warning = [w.value for w in at.warning if "rough" in w.value]
     assert len(warning) == 1 and "2.43–9.81 ms (4.0×)" in warning[0]
+    assert "timed them slower" not in warning[0]
+
+    # steady dense timings, but the neuron-pruned models timed slower than the dense one
+    dense_timings([2.43, 2.43])
+    for f in cells:
+        row = json.loads(f.read_text())
+        if row["type"] == "neuron":
+            row["latency_ms"] = 3.0
+            f.write_text(json.dumps(row))
+    at.run()
+    warning = [w.value for w in at.warning if "rough" in w.value]
+    assert len(warning) == 1 and "Models with units removed compute less than the dense " \
+        "model, yet this sweep timed them slower — Neuron" in warning[0], warning
+    assert "on MLP · Digits at 50 %: 0.81×" in warning[0] and "varied" not in warning[0]
+
+
+def test_a_sweep_of_dead_models_says_it_has_nothing_to_plot_against_macs(sweeps_root):
+    """Ratios of 100 % only: the MACs tab drew an empty frame and its PNG download was a
+    title above nothing."""
+    paths = _finished_sweep(sweeps_root, "all-dead", ratios=[1.0], latency_repeats=0)
+    at = open_page()
+    widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
+    assert not at.exception
+    assert [i.value for i in at.info if i.value.startswith("Nothing to plot against MACs")]
+    pngs = [b for b in at.get("download_button") if b.label == "Download PNG"]
+    assert len(pngs) == 2  # accuracy vs ratio and batch size; none for the empty chart
+    # nor any model to inspect, and the page says why (a dead cell typed in the box gave
+    # "No results")
+    inspect = "No model of this sweep to open on the Inspect page: "
+    assert f"{inspect}dead (100 %) and failed cells save no model." in [
+        c.value for c in at.caption]
+    # a sweep with live models keeps its chart and download
+    alive = _finished_sweep(sweeps_root, "some-alive", ratios=[0.5, 1.0], latency_repeats=0)
+    at.run()  # the list of sweeps now has it
+    widget(at.selectbox, "Sweep").set_value(str(alive.root)).run()
+    assert not [i for i in at.info if i.value.startswith("Nothing to plot against MACs")]
+    assert len([b for b in at.get("download_button") if b.label == "Download PNG"]) == 3
+    assert f"{inspect}it ran without saving checkpoints." in [c.value for c in at.caption]
+
+
+def test_the_tables_cost_columns_say_what_they_count(sweeps_root):
+    """"latency ms" and "train FLOPs" read as per image and per training run: the help
+    says per batch of the sweep's latency batch, and per sample of one training step."""
+    paths = _finished_sweep(sweeps_root, "help-texts", latency_batch=16)
+    at = open_page()
+    widget(at.selectbox, "Sweep").set_value(str(paths.root)).run()
+    table = [d for d in at.dataframe if "accuracy" in d.value.columns][0]
+    config = json.loads(table.proto.columns)
+    assert config["latency ms"]["help"].startswith(
+        "milliseconds of one forward pass over a batch of 16 images")
+    assert "per sample" in config["train FLOPs"]["help"] and \
+        "not of the whole training run" in config["train FLOPs"]["help"]
 
 
 def test_tables_leave_out_columns_a_sweep_has_no_numbers_for(sweeps_root):
