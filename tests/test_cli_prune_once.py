@@ -299,6 +299,23 @@ def test_the_pruned_checkpoint_records_its_share_of_the_dense_hidden_units(saved
     assert summary(smaller)["percent_kept"] == pytest.approx(100 * 6 / 48)
 
 
+def test_a_masked_source_counts_all_of_its_units(tmp_path):
+    """A sweep's 90 %-masked cell records 11.88: its share of non-zero weights. Taken as a
+    share of units, half of them kept made "percent_retained": 5.94 for a model keeping
+    half of its units."""
+    torch.manual_seed(0)
+    spec = default_spec("mlp", 1, 8, 10, hidden=[32, 16])
+    save_checkpoint(build_model(spec), spec, tmp_path / "masked", {
+        "dataset": "digits", "percent_retained": 11.88,
+        "cell": {"type": "weight", "criterion": "magnitude", "ratio": 0.9}})
+    proc = _run("--checkpoint", str(tmp_path / "masked.safetensors"), "--criterion", "l1",
+                "--keep", "16", "8", "--no-latency", "--out", str(tmp_path / "half"),
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "half.json").read_text())
+    assert meta["percent_retained"] == pytest.approx(50.0)
+
+
 def test_a_model_whose_input_is_no_image_is_still_pruned(tmp_path):
     """Checking the recorded inputs must not ask for an image: an MLP of 50 inputs (no
     square picture) with no dataset is pruned as before."""

@@ -980,6 +980,33 @@ def test_the_grid_holds_at_most_the_layers_units(units, limit):
     assert grid_limit(units) == limit
 
 
+def test_a_word_too_long_for_its_tile_is_cut_to_the_longest_prefix_that_fits(monkeypatch):
+    """A sidecar's 30 000-character class name kept `inspect` busy 88 s: the cut dropped one
+    character a time and measured the text after each. It is cut to the same text, found
+    with a few dozen measurements."""
+    from explorer_core import imaging
+
+    font = imaging._font(12)
+    measured = []
+    real = imaging._text_width
+
+    def counting(text, f):
+        measured.append(len(text))
+        return real(text, f)
+
+    monkeypatch.setattr(imaging, "_text_width", counting)
+    for word in ("channel1234567890123456789", "W" * 40, "ii" * 30, "x" * 100_000):
+        measured.clear()
+        cut = imaging._cut(word, 90, font)
+        assert cut.endswith("…") and real(cut, font) <= 90
+        prefix = cut[:-1]
+        assert word.startswith(prefix)
+        assert real(word[:len(prefix) + 1] + "…", font) > 90  # one character more is too wide
+        assert len(measured) <= 2 + len(word).bit_length()
+    assert imaging._cut("fits", 90, font) == "fits"
+    assert imaging._cut("WWWW", 1, font) == "…"  # not even one character fits
+
+
 def test_a_cnn_summary_writes_its_conv_channels_apart_from_its_fc_units(tmp_path):
     """The model caption read 'hidden widths 16 · 32 · 128': channels and neurons as one
     list, where the pickers wrote 'conv 16-32 · fc 128'."""

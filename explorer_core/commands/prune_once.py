@@ -149,10 +149,16 @@ def refuse_overwriting_input(checkpoint: Path, out: Path) -> None:
 def _percent_retained(source: Checkpoint, pruned: nn.Module) -> float:
     """The pruned model's share of hidden units, of the source's dense model: the source's
     own share (100 % when it records none) times what this pruning kept. Without it the
-    Inspect page read "Hidden kept —" for every `prune-once` output."""
+    Inspect page read "Hidden kept —" for every `prune-once` output.
+
+    A masked source (a sweep's weight or unstructured cell) records its share of non-zero
+    weights, and masks remove no unit: it has all of its units (a 90 %-masked MLP's 11.88
+    times the half kept made "5.94 % of hidden units" of a model that keeps 50 %)."""
+    from ..catalog import is_masked_record
+
     before = sum(hidden_widths(source.model)) or 1
     share = source.meta.get("percent_retained")
-    share = float(share) if is_number(share) else 100.0
+    share = float(share) if is_number(share) and not is_masked_record(source.meta) else 100.0
     return share * sum(hidden_widths(pruned)) / before
 
 
