@@ -77,6 +77,10 @@ def thesis_iteration_rows(paths: RunPaths) -> list[IterationRow]:
     iteration 0 has no such file, so it is not among the rows. A file that is not such a
     table is named in the error rather than skipped.
     """
+    odd = paths.odd_iteration_names()
+    if odd:  # "007" beside "7": one of the two rows was lost, the other written twice
+        raise ExplorerError(f"{paths.root / odd[0]}: iteration folders are named 1, 2, … 10 "
+                            f"(the thesis layout); rename or move it")
     rows = []
     for i in paths.numbered_iterations():
         table = paths.validation_results(i)
@@ -90,10 +94,38 @@ def thesis_iteration_rows(paths: RunPaths) -> list[IterationRow]:
                 len(values[0]) != len(VALIDATION_COLUMNS):
             raise ExplorerError(f"{table} is not a validation_results.txt of the thesis layout "
                                 f"(a header {' '.join(VALIDATION_COLUMNS)} and one row)")
+        problem = _validation_problem(values[0])
+        if problem:
+            raise ExplorerError(f"{table}: {problem}")
         train_loss, test_loss, train_acc, test_acc, kept = values[0]
         rows.append(IterationRow(i, [], kept, train_loss, test_loss, train_acc, test_acc,
                                  paths.best_model(i)))
+    _refuse_thesis_gaps(paths, [r.iteration for r in rows])
     return rows
+
+
+def _validation_problem(row: list[float]) -> str:
+    """What makes a thesis row no validation result ('' if nothing): an accuracy of 500,
+    a retained share of 800 %, a negative or infinite loss were written and plotted."""
+    for name, value in zip(VALIDATION_COLUMNS, row):
+        if not math.isfinite(value):
+            return f"{name} is {value:g}, not a number"
+        if name.endswith("Loss") and value < 0:
+            return f"{name} is {value:g}: a cross-entropy is never negative"
+        if (name.endswith("Accuracy") or name == "PercentageRetain") and not 0 <= value <= 100:
+            return f"{name} is {value:g}: a percentage from 0 to 100"
+    return ""
+
+
+def _refuse_thesis_gaps(paths: RunPaths, found: list[int]) -> None:
+    """The thesis' table has no iteration column either (`_refuse_gaps`): iterations 1 and
+    5 became its rows 1 and 2 without a word. Its pruning iterations count from 1 (the
+    dense iteration 0 has no validation_results.txt)."""
+    for expected, i in enumerate(found, start=min(found[0], 1) if found else 1):
+        if i != expected:
+            raise ExplorerError(
+                f"iteration {expected} has no {paths.validation_results(expected)}, so the "
+                f"table, which has no iteration column, would skip it")
 
 
 def concatenate(paths: RunPaths) -> list[Path]:
@@ -139,9 +171,10 @@ def _refuse_gaps(paths: RunPaths, done: list[int]) -> None:
     """A table of our run's iterations must not skip one: it has no iteration column,
     so an iteration whose record was cut short or edited by hand went missing from
     validations.txt without a word (7 rows of 8, exit 0)."""
-    missing = sorted(set(range(max(done, default=-1))) - set(done))
-    if missing:
-        i = missing[0]
+    # the first number not in its place (a set of range(max) of a folder named
+    # 99999999999999999999 would not fit in memory)
+    i = next((k for k, found in enumerate(sorted(done)) if found != k), None)
+    if i is not None:
         raise ExplorerError(
             f"iteration {i} has no complete record ({paths.best_model_json(i)} is missing, "
             f"cut short or not numbers), so the table would skip it: resume the run to redo "

@@ -138,9 +138,22 @@ class RunPaths:
                 and _has_metrics(self.best_model_json(i), ITERATION_METRICS)]
 
     def numbered_iterations(self) -> list[int]:
-        """The numbers of the run's `<i>/` entries, in order, whatever they hold."""
+        """The numbers of the run's `<i>/` entries, in order, whatever they hold: named as
+        `iteration_dir` names them (`is_iteration_name`). Any name of digits was taken:
+        "007" beside "7" read iteration 7 twice, and "²" (a digit to `str.isdigit`) was
+        no number to `int`."""
         return sorted(int(child.name) for child in self.root.iterdir()
-                      if child.name.isdigit()) if self.root.is_dir() else []
+                      if is_iteration_name(child.name)) if self.root.is_dir() else []
+
+    def odd_iteration_names(self) -> list[str]:
+        """Entries named with digits that `numbered_iterations` does not take ("007", "٧")."""
+        return sorted(child.name for child in self.root.iterdir() if child.name.isdigit()
+                      and not is_iteration_name(child.name)) if self.root.is_dir() else []
+
+
+def is_iteration_name(name: str) -> bool:
+    """'0', '7', '12': the names `RunPaths.iteration_dir` gives (ASCII digits, no leading 0)."""
+    return name.isascii() and name.isdigit() and name == str(int(name))
 
 
 # What an iteration's best_model.json must report (the validation rows are made of them).

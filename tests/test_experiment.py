@@ -943,8 +943,9 @@ def test_concatenate_reads_a_folder_the_thesis_scripts_wrote(tmp_path, capsys):
     from explorer_core.rundir import VALIDATION_COLUMNS
 
     run = tmp_path / "thesis-run"
-    rows = {1: [0.21, 0.25, 94.5, 93.1, 80.0], 2: [0.3, 0.33, 92.0, 91.4, 64.0],
-            10: [2.3, 2.3, 11.2, 11.35, 8.4]}  # 10 sorts after 2, not after 1
+    rows = {i: [0.2 + i / 10, 0.25 + i / 10, 95.0 - i, 93.0 - i, 80.0 * 0.8 ** (i - 1)]
+            for i in range(1, 11)}  # 10 sorts after 9, not after 1
+    rows[10] = [2.3, 2.3, 11.2, 11.35, 8.4]
     for i, row in rows.items():
         folder = run / str(i) / "prune_w_retrain"
         folder.mkdir(parents=True)
@@ -953,7 +954,7 @@ def test_concatenate_reads_a_folder_the_thesis_scripts_wrote(tmp_path, capsys):
     assert main(["concatenate", str(run)]) == 0
     out = run / "prune_w_retrain_results"
     expected = tmp_path / "expected.txt"
-    np.savetxt(expected, [rows[1], rows[2], rows[10]], header=" ".join(VALIDATION_COLUMNS),
+    np.savetxt(expected, [rows[i] for i in range(1, 11)], header=" ".join(VALIDATION_COLUMNS),
                comments="", fmt="%g")
     assert (out / "validations.txt").read_bytes() == expected.read_bytes()
     assert (out / "accuracies.png").stat().st_size > 0 and (out / "losses.png").stat().st_size
@@ -975,6 +976,46 @@ def test_concatenate_reads_a_folder_the_thesis_scripts_wrote(tmp_path, capsys):
         assert err.count("\n") == 0 and "2/prune_w_retrain/validation_results.txt" in err
     assert main(["concatenate", str(tmp_path / "empty")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def _thesis_run(root, rows: dict) -> None:
+    import numpy as np
+
+    from explorer_core.rundir import VALIDATION_COLUMNS
+
+    for name, row in rows.items():
+        folder = root / str(name) / "prune_w_retrain"
+        folder.mkdir(parents=True)
+        np.savetxt(folder / "validation_results.txt", [row],
+                   header=" ".join(VALIDATION_COLUMNS), comments="", fmt="%g")
+
+
+@pytest.mark.parametrize("rows, message", [
+    # "007" and "7" both read as iteration 7: its row written twice, the other lost
+    ({1: [0.2, 0.3, 95, 94, 80], "007": [0.3, 0.4, 94, 93, 64], 7: [0.4, 0.5, 90, 89, 50]},
+     "007: iteration folders are named 1, 2, … 10 (the thesis layout)"),
+    ({1: [0.2, 0.3, 95, 94, 80], "٢": [0.3, 0.4, 94, 93, 64]}, "٢: iteration folders"),
+    # 1 and 5 became rows 1 and 2 of a table without an iteration column
+    ({1: [0.2, 0.3, 95, 94, 80], 5: [0.3, 0.4, 94, 93, 64]},
+     "iteration 2 has no "),
+    ({1: [0.2, 0.3, 500, 94, 80]}, "Train_Accuracy is 500: a percentage from 0 to 100"),
+    ({1: [0.2, 0.3, 95, -3, 80]}, "Test_Accuracy is -3: a percentage"),
+    ({1: [0.2, 0.3, 95, 94, 120]}, "PercentageRetain is 120: a percentage"),
+    ({1: [0.2, float("inf"), 95, 94, 80]}, "Test_Loss is inf, not a number"),
+    ({1: [float("nan"), 0.3, 95, 94, 80]}, "Train_Loss is nan, not a number"),
+    ({1: [-0.2, 0.3, 95, 94, 80]}, "Train_Loss is -0.2: a cross-entropy is never negative"),
+])
+def test_concatenate_refuses_a_thesis_folder_it_would_misread(tmp_path, capsys, rows, message):
+    """Written with exit 0: a row lost and another doubled, an accuracy of 500 plotted, a
+    gap closed up without a word."""
+    from explorer_core.cli import main
+
+    run = tmp_path / "thesis-run"
+    _thesis_run(run, rows)
+    assert main(["concatenate", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err, err
+    assert not (run / "prune_w_retrain_results").exists()
 
 
 @pytest.mark.parametrize("damage", ["cut short", "percent_retained", "test_acc", "removed"])
