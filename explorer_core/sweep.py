@@ -161,6 +161,15 @@ class SweepConfig:
                for r in self.ratios):
             raise ExplorerError(f"ratios must be fractions between 0 and 1 (0 % to 100 %), "
                                 f"got {self.ratios!r}")
+        # cells are named by their percent (`ratio_label`): one read as 0 or 100 there is
+        # the baseline or the dead model to every reader (0.9999999 made an "…-r100" cell
+        # that was "ok", with a unit in each layer)
+        near = next((r for r in self.ratios if 0 < r < 1 and ratio_label(r) in ("0", "100")),
+                    None)
+        if near is not None:
+            raise ExplorerError(f"ratio {near!r} reads as {ratio_label(near)} % in the cells' "
+                                "names (6 significant digits of the percent): give one that "
+                                "reads apart from 0 % and 100 %")
         twice = _first_repeat(ratio_label(r) for r in self.ratios)
         if twice is not None:  # one cell id, one result: the other would be overwritten
             raise ExplorerError(f"ratios must be distinct: {twice} % is given twice (ratios are "

@@ -198,14 +198,27 @@ def finished_count(paths: SweepPaths) -> int:
 
 def results_frame(paths: SweepPaths, rows: list[dict] | None = None) -> pd.DataFrame:
     """One row per finished cell with the fixed `RESULT_COLUMNS` (missing values empty),
-    sorted by `KEY_COLUMNS` (stable)."""
+    sorted by `KEY_COLUMNS` (stable); a saved model named where it is now
+    (`_checkpoints_here`)."""
     rows = read_cells(paths) if rows is None else rows
     order = _key_order(rows)
     if order is not None:  # sorted before the frame is built: the same rows, ~1 ms less
-        return pd.DataFrame([rows[i] for i in order], columns=RESULT_COLUMNS)
+        return _checkpoints_here(paths, pd.DataFrame([rows[i] for i in order],
+                                                     columns=RESULT_COLUMNS))
     frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     if not frame.empty:
         frame = frame.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+    return _checkpoints_here(paths, frame)
+
+
+def _checkpoints_here(paths: SweepPaths, frame: pd.DataFrame) -> pd.DataFrame:
+    """The `checkpoint` column as the files in this sweep's folder: a record keeps the
+    path it was saved under, so a sweep moved or copied elsewhere (and resumed there)
+    listed every model at its old place — gone, or another sweep's files."""
+    saved = frame["checkpoint"]
+    if saved.notna().any():
+        frame["checkpoint"] = [str(paths.checkpoint(cell)) if isinstance(ck, str) and ck
+                               else ck for cell, ck in zip(frame["cell_id"], saved)]
     return frame
 
 

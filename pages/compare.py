@@ -67,7 +67,14 @@ def _percent_list(text: str) -> list[float]:
     if bad:  # said in percent, as typed (the core would quote fractions)
         raise ExplorerError("ratios must lie between 0 and 100 %, got "
                             + ", ".join(f"{v:g}" for v in bad))
-    return [round(v / 100, 6) for v in values]
+    fractions = [round(v / 100, 6) for v in values]
+    # kept to four decimals of a percent: 99.99999 became 100 %, a dead model's cell
+    near = next((v for v, f in zip(values, fractions) if 0 < v < 100 and f in (0, 1)), None)
+    if near is not None:
+        raise ExplorerError(f"ratio {near} % rounds to {'0' if near < 50 else '100'} % "
+                            "(ratios are kept to four decimals of a percent): give one that "
+                            "stays apart from 0 % and 100 %")
+    return fractions
 
 
 def _whole(text: str) -> int | None:

@@ -68,6 +68,10 @@ def test_defaults_and_the_grid_size_before_starting(sweeps_root):
     ("Ratios (% removed)", "0, 150", "Ratios must lie between 0 and 100 %, got 150"),
     ("Ratios (% removed)", "10, 10", "Ratios must be distinct: 10 % is given twice"),
     ("Ratios (% removed)", "33.33333, 33.333334", "33.3333 % is given twice"),
+    # kept to four decimals of a percent: it became a 100 % (dead) cell without a word
+    ("Ratios (% removed)", "50, 99.99999", "Ratio 99.99999 % rounds to 100 % (ratios are "
+                                           "kept to four decimals of a percent)"),
+    ("Ratios (% removed)", "0.000001", "Ratio 1e-06 % rounds to 0 %"),
     ("Ratios (% removed)", " , ", "Enter at least one ratio in percent"),
     ("MLP hidden widths", "64, 0", "≥ 1"),
     # too large to build: a traceback from the grid's sizing (an 80 GB allocation)

@@ -1463,6 +1463,36 @@ def test_a_setting_that_changes_what_finished_cells_mean_is_refused_on_resume(
     assert execute(paths)["state"] == "finished" and finished_count(paths) == 12
 
 
+@pytest.mark.parametrize("ratio, reads", [(0.9999999, "100"), (1e-12, "0")])
+def test_a_ratio_whose_cells_would_read_as_0_or_100_percent_is_refused(ratio, reads):
+    """--ratios 0.9999999 made a cell named '…-r100' that was 'ok' (a unit in each layer),
+    where r100 names a dead model; 1e-12 one named '…-r0', the baseline's name."""
+    from explorer_core.errors import ExplorerError
+
+    with pytest.raises(ExplorerError, match=rf"ratio {ratio!r} reads as {reads} % in the "):
+        SweepConfig(ratios=[0.5, ratio]).validate()
+    SweepConfig(ratios=[0.0, 0.999999, 1e-6, 1.0]).validate()  # read as 99.9999 and 0.0001
+
+
+def test_a_copied_sweep_lists_its_own_checkpoints(six_points, tmp_path):
+    """A record keeps the path its model was saved under: a sweep moved or copied, then
+    resumed, wrote a results.csv naming the old folder's files (gone, or another
+    sweep's), and the copy's own models nowhere."""
+    import shutil
+
+    from explorer_core.sweep_results import write_tables
+
+    copy = SweepPaths(tmp_path / "moved sweep ü")
+    shutil.copytree(six_points.root, copy.root)
+    write_tables(copy)
+    table = read_results_csv(copy)
+    assert len(table) == 12 and (table["checkpoint"] != "").all()
+    assert table["checkpoint"].tolist() == [str(copy.checkpoint(c)) for c in table["cell_id"]]
+    assert all(Path(p).is_file() for p in table["checkpoint"])
+    # the original's table is unchanged: its own files
+    assert read_results_csv(six_points)["checkpoint"].str.startswith(str(six_points.root)).all()
+
+
 def test_settings_that_only_add_or_remove_cells_may_change_on_resume(six_points):
     """More repeats and another ratio add cells; the finished ones stay, untouched."""
     paths = copy_of(six_points, "grown")
