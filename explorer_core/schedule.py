@@ -218,6 +218,14 @@ def parse_retain(text: str, source: str = "retain.txt") -> RetentionTable:
     if any(len(r) != len(columns) for r in rows):
         raise ExplorerError(f"{source}: every row needs {len(columns)} values, one per column "
                             f"of its header")
+    # the layers are read by position: a header of h2 before h1 swapped the widths of the
+    # two layers, and one without h2 ran its h3 column as the second layer
+    names = [columns[i] for i in layer_cols]
+    expected = [f"h{k}NodesRetained" for k in range(1, len(names) + 1)]
+    if names != expected:
+        raise ExplorerError(f"{source}: its layer columns must be {' '.join(expected)}, in "
+                            f"that order (the first hidden layer's first), got "
+                            f"{' '.join(names)}")
     _refuse_repeated_iterations(columns, rows, source)
     widths = []
     for n, r in enumerate(rows, start=1):

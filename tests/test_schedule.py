@@ -223,6 +223,12 @@ def test_widths_from_spec_refuses_what_it_cannot_use(info, match):
     ("Iteration h1NodesRetained perNodesRetained\n0 8 100\n1 4 50\n1 2 25\n",
      "hand.txt, row 3: iteration 1 repeats row 2's; each row is one iteration: renumber or "
      "remove it"),
+    # read by position, these swapped two layers' widths / took h3 as the second layer
+    ("Iteration h2NodesRetained h1NodesRetained perNodesRetained\n0 8 16 100\n",
+     "hand.txt: its layer columns must be h1NodesRetained h2NodesRetained, in that order "
+     "(the first hidden layer's first), got h2NodesRetained h1NodesRetained"),
+    ("Iteration h1NodesRetained h3NodesRetained perNodesRetained\n0 16 8 100\n",
+     "got h1NodesRetained h3NodesRetained"),
 ])
 def test_a_retain_txt_the_loop_could_not_follow_is_refused(text, message):
     """read_retain truncated 12.7 to 12 and took widths of 0, growing widths and %g-rounded
