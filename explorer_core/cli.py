@@ -92,11 +92,14 @@ class EpochBar:
         return f"[{'#' * filled}{'-' * (30 - filled)}] {100 * self.fraction:5.1f} %"
 
     def times(self) -> str:
-        """`elapsed 12 s  eta 30 s` (`eta —` until this session has trained an epoch)."""
+        """`elapsed 12 s  eta 1 min 30 s` (`eta —` until this session has trained an epoch),
+        in `labels.format_seconds`' words, as `compare`'s bar says them."""
+        from .labels import format_seconds
+
         elapsed = time.time() - self.started
         ran = self.done - self.first
-        eta = f"{elapsed / ran * max(self.total - self.done, 0):.0f} s" if ran > 0 else "—"
-        return f"elapsed {elapsed:.0f} s  eta {eta}"
+        eta = elapsed / ran * max(self.total - self.done, 0) if ran > 0 else None
+        return f"elapsed {format_seconds(elapsed)}  eta {format_seconds(eta)}"
 
 
 # the command that makes (and takes the config.json of) each kind of run folder

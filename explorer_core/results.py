@@ -79,7 +79,7 @@ def thesis_iteration_rows(paths: RunPaths) -> list[IterationRow]:
     """
     odd = paths.odd_iteration_names()
     if odd:  # "007" beside "7": one of the two rows was lost, the other written twice
-        raise ExplorerError(f"{paths.root / odd[0]}: iteration folders are named 1, 2, … 10 "
+        raise ExplorerError(f"{paths.root / odd[0]}: iteration folders are named 1, 2, 3 … "
                             f"(the thesis layout); rename or move it")
     rows = []
     for i in paths.numbered_iterations():
@@ -106,22 +106,22 @@ def thesis_iteration_rows(paths: RunPaths) -> list[IterationRow]:
 
 def _validation_problem(row: list[float]) -> str:
     """What makes a thesis row no validation result ('' if nothing): an accuracy of 500,
-    a retained share of 800 %, a negative or infinite loss were written and plotted."""
+    a retained share of 800 % or a negative loss were written and plotted. A loss of nan
+    or inf is a result (a training that diverged) and is kept."""
     for name, value in zip(VALIDATION_COLUMNS, row):
-        if not math.isfinite(value):
-            return f"{name} is {value:g}, not a number"
-        if name.endswith("Loss") and value < 0:
-            return f"{name} is {value:g}: a cross-entropy is never negative"
-        if (name.endswith("Accuracy") or name == "PercentageRetain") and not 0 <= value <= 100:
+        if name.endswith("Loss"):
+            if value < 0:
+                return f"{name} is {value:g}: a cross-entropy is never negative"
+        elif not (math.isfinite(value) and 0 <= value <= 100):
             return f"{name} is {value:g}: a percentage from 0 to 100"
     return ""
 
 
 def _refuse_thesis_gaps(paths: RunPaths, found: list[int]) -> None:
     """The thesis' table has no iteration column either (`_refuse_gaps`): iterations 1 and
-    5 became its rows 1 and 2 without a word. Its pruning iterations count from 1 (the
-    dense iteration 0 has no validation_results.txt)."""
-    for expected, i in enumerate(found, start=min(found[0], 1) if found else 1):
+    5 became its rows 1 and 2 without a word. The iterations may start anywhere (a run
+    continued with `begin_itr` in a folder of its own) but not skip one."""
+    for expected, i in enumerate(found, start=found[0] if found else 0):
         if i != expected:
             raise ExplorerError(
                 f"iteration {expected} has no {paths.validation_results(expected)}, so the "
@@ -320,9 +320,12 @@ class Recommendation:
             pick = (f"Deploy the dense model itself (iteration 0, test accuracy "
                     f"{dense.test_acc:.2f} %): {why}.")
         else:
-            gap = f"{abs(self.drop):.2f}"  # "0.00 points above" said equal ones apart
-            than = "the same as" if gap == "0.00" else \
-                f"{gap} points {'below' if self.drop > 0 else 'above'}"
+            # the gap between the two accuracies as printed: "0.00 points above" said
+            # equal ones apart, and 89.994 and 89.998 read "90.00 % (the same as 89.99 %)"
+            shown, dense_shown = f"{r.test_acc:.2f}", f"{dense.test_acc:.2f}"
+            gap = float(dense_shown) - float(shown)
+            than = "the same as" if shown == dense_shown else \
+                f"{abs(gap):.2f} points {'below' if gap > 0 else 'above'}"
             pick = (f"Iteration {r.iteration}: {r.percent_retained:.1f} % of hidden neurons "
                     f"({join_widths(r.widths)}), test accuracy {r.test_acc:.2f} % "
                     f"({than} the dense model's {dense.test_acc:.2f} %).")

@@ -48,7 +48,7 @@ def in_run_iteration(path: str | os.PathLike) -> str | None:
     every iteration's files have the same names, so a file's name alone does not say
     which run or iteration it belongs to."""
     p = Path(path)
-    if p.parent.name == ITERATION_SUBDIR and p.parent.parent.name.isdigit():
+    if p.parent.name == ITERATION_SUBDIR and is_iteration_name(p.parent.parent.name):
         return str(Path(*p.parts[-4:]))
     return None
 
@@ -146,13 +146,15 @@ class RunPaths:
                       if is_iteration_name(child.name)) if self.root.is_dir() else []
 
     def odd_iteration_names(self) -> list[str]:
-        """Entries named with digits that `numbered_iterations` does not take ("007", "٧")."""
+        """Folders named with digits that `numbered_iterations` does not take ("007", "٧")."""
         return sorted(child.name for child in self.root.iterdir() if child.name.isdigit()
-                      and not is_iteration_name(child.name)) if self.root.is_dir() else []
+                      and not is_iteration_name(child.name) and child.is_dir()) \
+            if self.root.is_dir() else []
 
 
 def is_iteration_name(name: str) -> bool:
-    """'0', '7', '12': the names `RunPaths.iteration_dir` gives (ASCII digits, no leading 0)."""
+    """'0', '7', '12': the names `RunPaths.iteration_dir` gives an iteration (and
+    `TrainTimePaths.unit_dir` a seed, after 'seed'): ASCII digits, no leading 0."""
     return name.isascii() and name.isdigit() and name == str(int(name))
 
 
@@ -847,8 +849,10 @@ class TrainTimePaths(RunPaths):
         averaged one seed as if it were two."""
         done = []
         for j in sorted(self.root.glob("variants/*/seed*/final_model.json")):
-            seed = j.parent.name.removeprefix("seed")
-            if seed.isdigit() and self.final_model(j.parent.parent.name, int(seed)).is_file() \
+            seed = j.parent.name.removeprefix("seed")  # as `unit_dir` names it: "seed²"
+            # was no number to int(), and "seed007" beside "seed7" one seed counted twice
+            if is_iteration_name(seed) and \
+                    self.final_model(j.parent.parent.name, int(seed)).is_file() \
                     and _has_metrics(j, ()):
                 done.append((j.parent.parent.name, int(seed)))
         return done

@@ -21,7 +21,7 @@ from explorer_core.models import ARCH_TITLES, ARCHS
 from explorer_core.pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for,
                                          criterion_title)
 from explorer_core.rundir import (LIVE_STATES, SweepPaths, check_new_run_dir,
-                                  default_sweeps_root, list_sweeps, read_status)
+                                  default_sweeps_root, list_sweeps, read_record, read_status)
 from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH, OMITTABLE,
                                  Cell, SweepConfig, create_sweep, plan, ratio_label,
                                  runnable_plan)
@@ -587,9 +587,10 @@ def _unsteady_timing_warning(results: pd.DataFrame) -> None:
     if not slower.empty:
         why.append(f"Models with units removed compute less than the dense model, yet this "
                    f"sweep timed them slower — {_departures(slower)}.")
-    st.warning(f"**These speed-ups are rough.** {' '.join(why)} The CPU was busy with other "
-               f"work while timing. Accuracy, MACs and parameters are unaffected; for firm "
-               f"speed-ups run the sweep again with the machine otherwise idle.")
+    st.warning(f"**These speed-ups are rough.** {' '.join(why)} Most likely the CPU was "
+               f"busy with other work while timing. Accuracy, MACs and parameters are "
+               f"unaffected; for firm speed-ups run the sweep again with the machine otherwise "
+               f"idle.")
 
 
 def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool,
@@ -673,8 +674,11 @@ def _inspect_handover(paths: SweepPaths, results: pd.DataFrame) -> None:
     none = "dead (100 %) and failed cells save no model"
     if not labels:
         working = (results["status"] == "ok").any()
+        off = read_record(paths.config).get("save_checkpoints") is False
         st.caption("No model of this sweep to open on the Inspect page: "
-                   + ("it ran without saving checkpoints." if working else f"{none}."))
+                   + (f"{none}." if not working else "it ran without saving checkpoints."
+                      if off else f"its {paths.checkpoints_dir.name}/ folder holds none of "
+                                  f"its cells' models."))
         return
     # the button under the box: beside it, a quarter of an 800-px page cut it to
     # "Open on the Insp…", and the box needs the width for the cell's whole name.

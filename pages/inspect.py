@@ -24,9 +24,10 @@ from explorer_core.attribution import (BASELINES, MAX_GRID_UNITS, MAX_STEPS, MAX
                                        colour_meaning, grid_limit, heatmaps_file_name,
                                        hidden_layers, methods_for, neuron_table, predict,
                                        scores_file_name, scores_frame, top_k)
-from explorer_core.catalog import (UploadedFile, accuracy_mismatch, list_cache_checkpoints,
-                                   list_run_checkpoints, load_upload, summary, sweep_checkpoints,
-                                   upload_conv_channels, upload_hidden_widths)
+from explorer_core.catalog import (CheckpointEntry, UploadedFile, accuracy_mismatch,
+                                   list_cache_checkpoints, list_run_checkpoints, load_upload,
+                                   summary, sweep_checkpoints, upload_conv_channels,
+                                   upload_hidden_widths)
 from explorer_core.checkpoint import Checkpoint, load_checkpoint
 from explorer_core.data import DATASETS, availability
 from explorer_core.errors import ExplorerError
@@ -232,9 +233,11 @@ def _hand_over(catalog: dict[str, Any], target: str) -> None:
             if str(entry.path) == target:
                 st.session_state.update(insp_src_a=SOURCES[0], insp_run_a=run,
                                         insp_it_a=target)
-                # the run's dense model is ready as the comparison (tick "Compare")
-                st.session_state.update(insp_src_b=SOURCES[0], insp_run_b=run,
-                                        insp_it_b=str(entry.reference or entries[0].path))
+                # the model to compare it with is ready (tick "Compare")
+                second = _second_of(entry, entries)
+                if second is not None:
+                    st.session_state.update(insp_src_b=SOURCES[0], insp_run_b=run,
+                                            insp_it_b=second)
                 return
     for sweep, entries in catalog["sweeps"].items():
         if any(str(entry.path) == target for entry in entries):
@@ -461,17 +464,30 @@ def model_card(m: Loaded) -> None:
         st.json(m.ck.spec, expanded=False)
 
 
+def _second_of(entry: CheckpointEntry, entries: list[CheckpointEntry]) -> str | None:
+    """The run's model to set beside `entry`: a train-time model's own seed's unpruned one
+    (`CheckpointEntry.reference`; seed 0's stood beside seed 1's, as if pruning made their
+    difference), or none when that is not saved; for an iterative run's iteration the
+    dense model, and for the dense model its last iteration."""
+    if entry.reference is not None:
+        return str(entry.reference)
+    if entry.iteration is None or len(entries) < 2:  # a train-time model without one
+        return None
+    first = str(entries[0].path)
+    return str(entries[-1].path) if str(entry.path) == first else first
+
+
 def _default_second(catalog: dict[str, Any]) -> None:
-    """First time "Compare" is on: the same run's dense model (or its last iteration)."""
+    """First time "Compare" is on: the model to compare the first one with (`_second_of`)."""
     if "insp_src_b" in st.session_state or st.session_state.get("insp_src_a") != SOURCES[0]:
         return
     entries = catalog["runs"].get(st.session_state.get("insp_run_a"), [])
-    if len(entries) < 2:
-        return
-    first = str(entries[0].path)
-    other = str(entries[-1].path) if st.session_state.get("insp_it_a") == first else first
-    st.session_state.update(insp_src_b=SOURCES[0], insp_run_b=st.session_state["insp_run_a"],
-                            insp_it_b=other)
+    chosen = next((e for e in entries if str(e.path) == st.session_state.get("insp_it_a")),
+                  None)
+    second = _second_of(chosen, entries) if chosen is not None else None
+    if second is not None:
+        st.session_state.update(insp_src_b=SOURCES[0],
+                                insp_run_b=st.session_state["insp_run_a"], insp_it_b=second)
 
 
 def models_section() -> list[Loaded]:

@@ -135,7 +135,8 @@ def pick_run() -> TrainTimePaths | None:
         status = read_status(r)
         cfg = _config(r)
         rows.append({"run": r.root.name, "date": r.root.parent.name,
-                     "task": cfg.task if cfg else "?", "dataset": cfg.dataset if cfg else "?",
+                     "task": cfg.task if cfg else "?",
+                     "dataset": dataset_name(cfg.dataset) if cfg else "?",
                      "state": status.get("state", "?"),
                      "runs saved": f"{len(r.completed_units())}/{status.get('total_units', '?')}",
                      "message": status.get("message", "")})

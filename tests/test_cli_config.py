@@ -149,7 +149,9 @@ def test_the_epoch_bar_counts_from_the_kept_epochs_and_has_no_eta_before_one_ran
     bar.count({"type": "iteration"})
     assert bar.done == 4
     bar.count({"type": "epoch"})
-    assert bar.done == 5 and bar.times().endswith(" s") and "nan" not in bar.times()
+    assert bar.done == 5 and not bar.times().endswith("—") and "nan" not in bar.times()
+    # in `format_seconds`' words, as compare's bar: hours past the hour, not 1 796 651 s
+    assert re.fullmatch(r"elapsed \d+ h \d+ min  eta \d+ h \d+ min", bar.times())
 
 
 _SMALL_RUNS = {

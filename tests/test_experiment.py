@@ -993,7 +993,7 @@ def _thesis_run(root, rows: dict) -> None:
 @pytest.mark.parametrize("rows, message", [
     # "007" and "7" both read as iteration 7: its row written twice, the other lost
     ({1: [0.2, 0.3, 95, 94, 80], "007": [0.3, 0.4, 94, 93, 64], 7: [0.4, 0.5, 90, 89, 50]},
-     "007: iteration folders are named 1, 2, … 10 (the thesis layout)"),
+     "007: iteration folders are named 1, 2, 3 … (the thesis layout)"),
     ({1: [0.2, 0.3, 95, 94, 80], "٢": [0.3, 0.4, 94, 93, 64]}, "٢: iteration folders"),
     # 1 and 5 became rows 1 and 2 of a table without an iteration column
     ({1: [0.2, 0.3, 95, 94, 80], 5: [0.3, 0.4, 94, 93, 64]},
@@ -1001,8 +1001,7 @@ def _thesis_run(root, rows: dict) -> None:
     ({1: [0.2, 0.3, 500, 94, 80]}, "Train_Accuracy is 500: a percentage from 0 to 100"),
     ({1: [0.2, 0.3, 95, -3, 80]}, "Test_Accuracy is -3: a percentage"),
     ({1: [0.2, 0.3, 95, 94, 120]}, "PercentageRetain is 120: a percentage"),
-    ({1: [0.2, float("inf"), 95, 94, 80]}, "Test_Loss is inf, not a number"),
-    ({1: [float("nan"), 0.3, 95, 94, 80]}, "Train_Loss is nan, not a number"),
+    ({1: [0.2, 0.3, float("nan"), 94, 80]}, "Train_Accuracy is nan: a percentage"),
     ({1: [-0.2, 0.3, 95, 94, 80]}, "Train_Loss is -0.2: a cross-entropy is never negative"),
 ])
 def test_concatenate_refuses_a_thesis_folder_it_would_misread(tmp_path, capsys, rows, message):
@@ -1016,6 +1015,19 @@ def test_concatenate_refuses_a_thesis_folder_it_would_misread(tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err, err
     assert not (run / "prune_w_retrain_results").exists()
+
+
+def test_concatenate_keeps_a_diverged_loss_and_a_run_continued_in_a_folder_of_its_own(
+        tmp_path, capsys):
+    """A loss of nan or inf is a result (the training diverged); a run continued with the
+    thesis' begin_itr into a folder of its own starts past iteration 1: both are read."""
+    from explorer_core.cli import main
+
+    run = tmp_path / "continued"
+    _thesis_run(run, {5: [0.2, 0.3, 95, 94, 32], 6: [float("nan"), float("inf"), 11, 10, 26]})
+    assert main(["concatenate", str(run)]) == 0, capsys.readouterr().err
+    lines = (run / "prune_w_retrain_results" / "validations.txt").read_text().splitlines()
+    assert len(lines) == 3 and lines[2].split()[:2] == ["nan", "inf"]
 
 
 @pytest.mark.parametrize("damage", ["cut short", "percent_retained", "test_acc", "removed"])
@@ -1130,6 +1142,11 @@ def test_no_model_is_recommended_when_the_dense_model_did_not_learn(tmp_path):
     same = recommend([row(0, 90.0), row(1, 90.0), row(2, 60.0)], 1.0, problem=lambda _: None)
     assert "(the same as the dense model's 90.00 %)" in same.summary()
     assert "points" not in same.summary()
+    # apart as printed, however close: the gap is that of the two numbers shown
+    close = recommend([row(0, 89.994), row(1, 89.998), row(2, 60.0)], 1.0,
+                      problem=lambda _: None)
+    assert "test accuracy 90.00 % (0.01 points above the dense model's 89.99 %)" in \
+        close.summary()
     # the threshold lies between chance and perfect, and depends on the number of classes
     for classes in (2, 10, 100):
         assert 100 / classes < learned_threshold(classes) < 100

@@ -360,6 +360,15 @@ def test_a_sweep_of_dead_models_says_it_has_nothing_to_plot_against_macs(sweeps_
     assert not [i for i in at.info if i.value.startswith("Nothing to plot against MACs")]
     assert len([b for b in at.get("download_button") if b.label == "Download PNG"]) == 3
     assert f"{inspect}it ran without saving checkpoints." in [c.value for c in at.caption]
+    # saved, but the files are gone (a copy without its checkpoints/ folder)
+    saved = _finished_sweep(sweeps_root, "saved", ratios=[0.5], latency_repeats=0,
+                            save_checkpoints=True)
+    import shutil
+    shutil.rmtree(saved.checkpoints_dir)
+    at.run()
+    widget(at.selectbox, "Sweep").set_value(str(saved.root)).run()
+    assert f"{inspect}its checkpoints/ folder holds none of its cells' models." in [
+        c.value for c in at.caption]
 
 
 def test_the_tables_cost_columns_say_what_they_count(sweeps_root):

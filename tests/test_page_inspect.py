@@ -357,6 +357,31 @@ def test_choices_survive_a_visit_to_another_page(app_test, digits_run):
     assert not at.exception and at.selectbox(key="insp_it_a").value == dense
 
 
+def test_a_train_time_model_is_compared_with_its_own_seeds_unpruned_one(app_test, tmp_path,
+                                                                         monkeypatch):
+    """Opened from the Train-time page, or picked here with "Compare" ticked, "random-pruned,
+    seed 1" came with "no pruning, seed 0" beside it: two seeds' models compared as if
+    pruning made their difference."""
+    from explorer_core.rundir import default_train_time_root
+    from explorer_core.train_time import TrainTimeConfig, create_run, execute
+
+    monkeypatch.setenv("EXPLORER_RUNS", str(tmp_path / "runs"))
+    paths = create_run(TrainTimeConfig(name="seeds", dataset="digits", hidden=[12, 8], epochs=3,
+                                       initial_epochs=1, prune_every=1, prune_fraction=0.25,
+                                       seeds=[0, 1]), default_train_time_root())
+    assert execute(paths)["state"] == "finished"
+    pruned, own = str(paths.final_model("random", 1)), str(paths.final_model("none", 1))
+    at = open_page(app_test, paths.final_model("random", 1))  # the hand-over
+    assert not at.exception and at.selectbox(key="insp_it_a").value == pruned
+    at.toggle(key="insp_compare").set_value(True).run()
+    assert not at.exception and at.selectbox(key="insp_it_b").value == own
+
+    at = app_test(PAGE)  # picked here, "Compare" ticked afterwards
+    at.selectbox(key="insp_it_a").set_value(pruned).run()
+    at.toggle(key="insp_compare").set_value(True).run()
+    assert not at.exception and at.selectbox(key="insp_it_b").value == own
+
+
 def _upload(at, *files: tuple[str, bytes]):
     at.radio(key="insp_src_a").set_value("Upload").run()
     return at.file_uploader(key="insp_upload_a").set_value(

@@ -1745,9 +1745,20 @@ def test_a_sweep_started_from_the_cli_is_estimated_and_its_bar_says_the_time_lef
     assert status["group_estimates"][0]["train_s"] > 0  # estimated as trained here
     # the first frame is the baseline's first epoch: paced by the estimate already
     frames = [f.removesuffix("\x1b[K") for f in frames]
-    assert re.search(r"elapsed \d+ s  left ≈ \d+ s$", frames[0]), frames
-    assert all(" left ≈ " in f for f in frames[:-1]), frames
-    assert frames[-1].startswith("[###") and frames[-1].endswith(" s") and "left" not in frames[-1]
+    # `format_seconds`' words: '8 s', '1 min 5 s' on a slow machine; never '—' here
+    assert re.search(r"elapsed \d[\d a-z]*  eta \d[\d a-z]*$", frames[0]), frames
+    assert all("  eta " in f for f in frames[:-1]), frames
+    assert frames[-1].startswith("[###") and frames[-1].endswith(" s") and "eta" not in frames[-1]
+
+    # --no-estimate: no timing probe first; the bar says no time left until it knows one
+    code, frames = bar_at_a_terminal([
+        "compare", "--name", "cli-no-eta", "--models", "mlp", "--mlp-hidden", "32", "16",
+        "--batch-sizes", "32", "--types", "neuron", "--criteria", "l1", "--ratios", "0",
+        "0.5", "--dense-epochs", "2", "--latency-repeats", "0", "--no-cache", "--no-estimate"])
+    assert code == 0
+    status = read_status(SweepPaths(next(sweeps.rglob("cli-no-eta"))))
+    assert "group_estimates" not in status
+    assert "  eta " not in frames[0] and "—" not in frames[0], frames
 
 
 def test_the_bars_time_left_reads_the_cell_records_at_most_once_a_second(monkeypatch):

@@ -63,6 +63,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not share models_cache/ baselines")
     p.add_argument("--estimate", action="store_true",
                    help="print the grid size and an estimated time, then exit")
+    p.add_argument("--no-estimate", action="store_true",
+                   help="start without the timing probe the estimate runs first (seconds per "
+                        "model); the time left is then paced by the first finished cells")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -146,8 +149,9 @@ def _progress_printer(total: int, dense_epochs: int, remaining: Callable[[], flo
         bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
         line = (f"[{bar}] {state['done']}/{total}  {what}  "
                 f"elapsed {format_seconds(time.time() - state['start'])}")
-        if terminal and state["done"] < total:  # none at the end: a last read's "1 s"
-            line += f"  left ≈ {format_seconds(remaining())}"
+        left = remaining() if terminal and state["done"] < total else None
+        if left is not None:  # none at the end (a last read's "1 s") nor unknown
+            line += f"  eta {format_seconds(left)}"
         # on a terminal the line is redrawn, and what a longer one left beyond it cleared
         print(f"\r{line}\x1b[K" if terminal else line, end="" if terminal else "\n",
               file=sys.stderr, flush=True)
@@ -174,23 +178,23 @@ def _estimated(cfg, root: Path | None):
     return the_plan, est
 
 
-def _plan_line(the_plan, est) -> str:
-    """'24 cells over 4 baselines (4 to train, 0 cached); estimated 8 s'."""
+def _plan_lines(the_plan, est, cfg) -> list[str]:
+    """'24 cells over 4 baselines (4 to train, 0 cached); estimated 8 s' (without an
+    estimate: the counts alone), the criteria per type, and what the grid skips."""
     from ..labels import format_seconds
 
     cells, groups = len(the_plan.cells), len(the_plan.groups)
-    return (f"{cells} cell{'' if cells == 1 else 's'} over {groups} "
-            f"baseline{'' if groups == 1 else 's'} "
-            f"({est.baselines_to_train} to train, {est.baselines_cached} cached); "
-            f"estimated {format_seconds(est.seconds)}")
+    line = (f"{cells} cell{'' if cells == 1 else 's'} over {groups} "
+            f"baseline{'' if groups == 1 else 's'}")
+    if est is not None:
+        line += (f" ({est.baselines_to_train} to train, {est.baselines_cached} cached); "
+                 f"estimated {format_seconds(est.seconds)}")
+    return [line, _criteria_line(cfg), *(f"skipped: {kind} pruning of {model}: {why}"
+                                         for model, kind, why in the_plan.skipped)]
 
 
 def _print_plan(cfg, root: Path | None) -> None:
-    the_plan, est = _estimated(cfg, root)
-    print(_plan_line(the_plan, est))
-    print(_criteria_line(cfg))
-    for model, kind, why in the_plan.skipped:
-        print(f"skipped: {kind} pruning of {model}: {why}")
+    print("\n".join(_plan_lines(*_estimated(cfg, root), cfg)))
 
 
 def _criteria_line(cfg) -> str:
@@ -204,7 +208,7 @@ def _criteria_line(cfg) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sweep import create_sweep, execute, load_config, plan
+    from ..sweep import create_sweep, execute, load_config, plan, startable_plan
 
     if args.resume:
         refuse_settings_beside_resume(args)
@@ -221,11 +225,13 @@ def run(args: argparse.Namespace) -> int:
         # by it (`sweep_results.progress`), here and on the page, from the first moment;
         # without it a sweep started here showed "—" until its first cell, after a
         # baseline's minutes of training
-        the_plan, est = _estimated(cfg, args.sweeps_root)
-        paths = create_sweep(cfg, args.sweeps_root, est.groups)
+        if args.no_estimate:
+            the_plan, est = startable_plan(cfg, args.sweeps_root), None
+        else:
+            the_plan, est = _estimated(cfg, args.sweeps_root)
+        paths = create_sweep(cfg, args.sweeps_root, est.groups if est is not None else None)
         print(f"sweep folder: {paths.root}", file=sys.stderr)
-        print(_plan_line(the_plan, est), file=sys.stderr)
-        print(_criteria_line(cfg), file=sys.stderr)
+        print("\n".join(_plan_lines(the_plan, est, cfg)), file=sys.stderr)
     total = len(plan(cfg).cells)
     status = execute(paths, on_event=None if args.quiet else _progress_printer(
         total, cfg.dense_epochs, _Remaining(paths)))
