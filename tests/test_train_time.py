@@ -264,6 +264,19 @@ def test_catalog_lists_the_final_classifiers_for_inspect(tmp_path, small_run):
     assert load_checkpoint(entries[1].path).model.hidden == [11, 7]
 
 
+def test_only_seed_folders_named_as_a_run_names_them_are_seeds(small_run, tmp_path):
+    """'seed²' (a digit to str.isdigit) crashed every reader of the run with int()'s
+    ValueError; 'seed007' beside 'seed0…' counted one seed twice in the summary."""
+    import shutil
+
+    copy = TrainTimePaths(tmp_path / "copy")
+    shutil.copytree(small_run.root, copy.root)
+    before = copy.completed_units()
+    for odd in ("seed²", "seed00"):
+        shutil.copytree(copy.unit_dir("random", 0), copy.unit_dir("random", 0).parent / odd)
+    assert copy.completed_units() == before
+
+
 def test_a_pruned_classifier_is_set_beside_its_own_seeds_unpruned_one(tmp_path):
     """Opened on Inspect, "random-pruned, seed 1" came with "no pruning, seed 0" beside it:
     two seeds' models compared as if pruning made their difference."""
