@@ -403,7 +403,7 @@ def startable_plan(cfg: SweepConfig, root: Path | None = None) -> Plan:
 
 
 def create_sweep(cfg: SweepConfig, root: Path | None = None,
-                 estimated: list[list[float]] | None = None) -> SweepPaths:
+                 estimated: list[dict[str, Any]] | None = None) -> SweepPaths:
     """Make the sweep folder with config.json and a queued status.
 
     Refused before any folder exists when a dataset is missing offline or the grid has
