@@ -139,14 +139,16 @@ def test_run_watch_leave_stop_resume_download(app_page, streamlit_server, tmp_pa
     # stop it cleanly; the toast is drawn by the fragment's rerun, not by the callback
     page.get_by_role("button", name="Stop").click()
     expect(page.locator('[data-testid="stToast"]')).to_contain_text("Stop requested")
-    _wait_until(lambda: page.get_by_role("button", name="Resume").is_visible(), what="stopped")
+    # exact: the field beside it is "Resume from iteration"
+    resume = page.get_by_role("button", name="Resume", exact=True)
+    _wait_until(lambda: resume.is_visible(), what="stopped")
     expect(page.get_by_text("stopped").first).to_be_visible()
     stopped_at = _epochs_done(page)
 
     # resume to the end
     wait_for_app(page)  # the page redraws itself once when the run ends
     with rerun_after(page):
-        page.get_by_role("button", name="Resume").click()
+        resume.click()
     # the run's own status heading: "finished" anywhere on the page (another run's) let
     # the test go on while this one was still queued
     _wait_until(lambda: page.get_by_role("heading", name="Status: finished").is_visible(),
