@@ -191,6 +191,12 @@ def worker_session(paths: RunPaths, should_stop: Callable[[], bool] | None = Non
         except KeyboardInterrupt:
             record_ctrl_c(paths)
             raise
+        else:
+            # a Ctrl-C a library swallowed ends the run through `stop()`, which it records
+            # as "stopped by request" (a Ctrl-C in the first seconds of a `prune` did),
+            # while the CLI says "interrupted" and exits 130
+            if interrupted() and read_status(paths).get("state") == "stopped":
+                record_ctrl_c(paths)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)

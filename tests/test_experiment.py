@@ -1228,3 +1228,22 @@ def test_a_prune_into_a_log_says_an_epoch_when_it_has_been_quiet(roots, capsys, 
     assert len(lines) == 2 + epoch_lines, lines  # 2 dense epochs, 1 retraining epoch
     assert [l.split("  it ")[1].split()[0] for l in lines[-1:]] == ["1"]
     assert "\r" not in "".join(lines) and len(iterations) >= 2
+
+
+def test_a_ctrl_c_a_library_swallowed_is_recorded_as_a_ctrl_c(roots, monkeypatch):
+    """A Ctrl-C in a prune's first seconds (swallowed by a library, then seen by the stop
+    check) left status "stopped by request before the dense model was done", while the
+    CLI said "interrupted" and exited 130."""
+    from explorer_core import errors, jobs
+
+    runs, cache = roots
+    paths = create_run(small_config("swallowed"), runs)
+    monkeypatch.setattr(errors, "_INTERRUPTED", [True])  # as the signal handler leaves it
+    execute(paths, cache_root=cache)
+    status = read_status(paths)
+    assert (status["state"], status["message"]) == ("interrupted", jobs.CTRL_C_MESSAGE)
+    # a stop that was requested stays one
+    monkeypatch.setattr(errors, "_INTERRUPTED", [False])
+    asked = create_run(small_config("asked"), runs)
+    assert execute(asked, should_stop=lambda: True, cache_root=cache)["state"] == "stopped"
+    assert read_status(asked)["message"].startswith("stopped by request")

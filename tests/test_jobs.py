@@ -395,7 +395,8 @@ def test_a_run_stops_for_a_ctrl_c_a_library_swallowed(tmp_path, monkeypatch):
                      "--runs-root", str(root)])
     assert code == 130
     [status] = [json.loads(p.read_text()) for p in root.rglob("status.json")]
-    assert status["state"] == "stopped", status
+    # said as the Ctrl-C it was: it read "stopped by request", which nobody made
+    assert (status["state"], status["message"]) == ("interrupted", jobs.CTRL_C_MESSAGE), status
 
 
 def test_a_ctrl_c_inside_an_import_lets_it_finish_and_is_remembered(tmp_path, monkeypatch):
