@@ -121,11 +121,18 @@ def _refuse_thesis_gaps(paths: RunPaths, found: list[int]) -> None:
     """The thesis' table has no iteration column either (`_refuse_gaps`): iterations 1 and
     5 became its rows 1 and 2 without a word. The iterations may start anywhere (a run
     continued with `begin_itr` in a folder of its own) but not skip one."""
-    for expected, i in enumerate(found, start=found[0] if found else 0):
-        if i != expected:
-            raise ExplorerError(
-                f"iteration {expected} has no {paths.validation_results(expected)}, so the "
-                f"table, which has no iteration column, would skip it")
+    expected = _first_missing(found, found[0] if found else 0)
+    if expected is not None:
+        raise ExplorerError(
+            f"iteration {expected} has no {paths.validation_results(expected)}, so the "
+            f"table, which has no iteration column, would skip it")
+
+
+def _first_missing(found: list[int], start: int) -> int | None:
+    """The first number from `start` on that the sorted `found` skips (None: none):
+    found by walking the list, as a set of range(max) of a folder named
+    99999999999999999999 would not fit in memory."""
+    return next((k for k, i in enumerate(sorted(found), start=start) if i != k), None)
 
 
 def concatenate(paths: RunPaths) -> list[Path]:
@@ -171,9 +178,7 @@ def _refuse_gaps(paths: RunPaths, done: list[int]) -> None:
     """A table of our run's iterations must not skip one: it has no iteration column,
     so an iteration whose record was cut short or edited by hand went missing from
     validations.txt without a word (7 rows of 8, exit 0)."""
-    # the first number not in its place (a set of range(max) of a folder named
-    # 99999999999999999999 would not fit in memory)
-    i = next((k for k, found in enumerate(sorted(done)) if found != k), None)
+    i = _first_missing(done, 0)
     if i is not None:
         raise ExplorerError(
             f"iteration {i} has no complete record ({paths.best_model_json(i)} is missing, "

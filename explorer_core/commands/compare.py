@@ -216,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
         if not paths.config.is_file():
             raise ExplorerError(f"{args.resume} is not a sweep folder (no config.json)")
         cfg = saved_settings(paths, load_config)
+        the_plan = plan(cfg)
     else:
         cfg = _config_from(args)
         if args.estimate:
@@ -232,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         paths = create_sweep(cfg, args.sweeps_root, est.groups if est is not None else None)
         print(f"sweep folder: {paths.root}", file=sys.stderr)
         print("\n".join(_plan_lines(the_plan, est, cfg)), file=sys.stderr)
-    total = len(plan(cfg).cells)
+    total = len(the_plan.cells)  # planned once: near the cell limit a plan takes a while
     status = execute(paths, on_event=None if args.quiet else _progress_printer(
         total, cfg.dense_epochs, _Remaining(paths)))
     if sys.stderr.isatty() and not args.quiet:
