@@ -11,7 +11,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import altair as alt
 import pandas as pd
@@ -22,7 +22,7 @@ from explorer_core.charts import chart_png_bytes
 from explorer_core.errors import ExplorerError
 from explorer_core.fileio import JSON_ERRORS
 from explorer_core.labels import format_seconds
-from explorer_core.rundir import LIVE_STATES, RunPaths, log_tail
+from explorer_core.rundir import LIVE_STATES, RunPaths, log_tail, read_status
 from explorer_core.settings import MAX_LR, MIN_LR
 
 # Uploaded JSON specs and sidecars are a few kB; anything bigger is the wrong file.
@@ -207,7 +207,34 @@ def run_picker(runs: Sequence[Any], rows: list[dict], label: str, state_key: str
     chosen = st.selectbox(label, keys, format_func=run_label,
                           key=kept_choice(box, keys, run_label, default=active))
     st.session_state[state_key] = st.session_state[last] = chosen
+    _watch_listed({r: row.get("state") for r, row in zip(runs, rows) if str(r.root) != chosen})
     return Path(chosen)
+
+
+# How often a page looks at the other runs its list shows as queued or running.
+LIST_POLL_SECONDS = 3.0
+
+
+def _watch_listed(states: Mapping[Any, Any]) -> None:
+    """Redraw the page when a run the list shows as queued or running changes state.
+
+    The list is drawn once per script run, and a page showing a finished run has nothing
+    else that reruns it: a sweep started beside it went on reading "running" in "All
+    sweeps" long after it had finished. The shown run is watched by its own live view."""
+    live = {paths: state for paths, state in states.items() if state in LIVE_STATES}
+    if live:
+        st.fragment(_rerun_on_change, run_every=LIST_POLL_SECONDS)(live)
+
+
+def _rerun_on_change(live: Mapping[Any, str]) -> None:
+    if states_changed(live):
+        st.rerun()
+
+
+def states_changed(drawn: Mapping[Any, str]) -> bool:
+    """Whether any run's state (`read_status`, as the lists read it) differs from the
+    one it was drawn with."""
+    return any(read_status(paths).get("state", "?") != state for paths, state in drawn.items())
 
 
 def status_header(state: str, message: str, paths: RunPaths) -> None:

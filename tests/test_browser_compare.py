@@ -214,6 +214,33 @@ def cnn_and_mlp_sweep() -> str:
     return name
 
 
+def test_the_list_of_sweeps_follows_a_sweep_that_ends_beside_the_one_shown(
+        browser, streamlit_server, faceted_sweep):
+    """A sweep started beside the one shown went on reading "running" in "All sweeps"
+    long after it had finished: a page showing a finished sweep never reran by itself.
+    The test holds the other sweep's lock and writes its status, as its worker would."""
+    import shutil
+
+    from explorer_core.rundir import RunLock, write_status
+    from explorer_core.sweep import SweepConfig, create_sweep
+
+    beside = create_sweep(SweepConfig(name=f"pw-beside-{int(time.time())}", ratios=[0.0]))
+    try:
+        with RunLock(beside):
+            write_status(beside, "running", message="training the dense baseline")
+            with _sweep_in_window(browser, streamlit_server, faceted_sweep, 1400) as page:
+                page.get_by_text(re.compile(r"^All sweeps")).click()
+                listed = page.locator('[data-testid="stExpander"]').filter(
+                    has_text="All sweeps").locator('[data-testid="stDataFrame"]')
+                expect(listed).to_contain_text("training the dense baseline")
+                write_status(beside, "finished", message="the sweep beside it ended")
+                expect(listed).to_contain_text("the sweep beside it ended", timeout=20_000)
+                expect(listed).not_to_contain_text("running")
+                expect(page.get_by_text(re.compile(r"^Status:"))).to_contain_text("finished")
+    finally:
+        shutil.rmtree(beside.root, ignore_errors=True)
+
+
 def _cell_to_inspect(page) -> tuple[str, list[str]]:
     """(the cell the "Cell to inspect" box shows, the cells its list offers)."""
     box = page.locator('[data-testid="stSelectbox"]').filter(
