@@ -26,12 +26,16 @@ for path in (ROOT, TESTS):  # `import explorer_core`, `from pages._common …`, 
 
 from browser import RUN_TIMEOUT_MS, launch_chromium, start_streamlit  # noqa: E402
 
-# Runs, sweeps and cached baselines of the whole test session (and of the app server it
-# starts) go to a scratch folder, never into the repository's runs/ or models_cache/.
+# Runs, sweeps, cached baselines and downloaded datasets of the whole test session (and
+# of the app server it starts) are in a scratch folder, never the repository's runs/ or
+# models_cache/, nor a developer's own folders named by these variables: their runs were
+# written into and their baselines reused. Set, not defaulted. Fashion-MNIST still comes
+# from the Debian package, which the data root does not hide (`data._idx_folders`).
 _SCRATCH = Path(tempfile.mkdtemp(prefix="explorer-tests-"))
-os.environ.setdefault("EXPLORER_RUNS", str(_SCRATCH / "runs"))
-os.environ.setdefault("EXPLORER_SWEEPS", str(_SCRATCH / "sweeps"))
-os.environ.setdefault("EXPLORER_CACHE", str(_SCRATCH / "models_cache"))
+os.environ["EXPLORER_RUNS"] = str(_SCRATCH / "runs")
+os.environ["EXPLORER_SWEEPS"] = str(_SCRATCH / "sweeps")
+os.environ["EXPLORER_CACHE"] = str(_SCRATCH / "models_cache")
+os.environ["EXPLORER_DATA"] = str(_SCRATCH / "data")
 
 # The first run of a page imports torch and Altair; AppTest's 3 s default is too tight.
 APPTEST_TIMEOUT_S = 60

@@ -727,6 +727,19 @@ def test_cli_prune_and_concatenate(roots, tmp_path):
     assert sorted(p.name for p in runs.glob("*/*")) == before
 
 
+@pytest.mark.parametrize("tolerance, picked", [(0.0, 0), (0.99, 0), (1.0, 1), (2.0, 2)])
+def test_a_model_exactly_the_tolerance_below_the_dense_one_is_within_it(tolerance, picked):
+    """"Within 1 point" takes a model 1 point below; a tolerance of 0 keeps the dense model
+    when every pruned one is worse."""
+    from explorer_core.results import IterationRow
+
+    rows = [IterationRow(i, [w], pct, 0.1, 0.2, 95.0, acc, Path(f"it{i}.safetensors"))
+            for i, (w, pct, acc) in enumerate([(64, 100.0, 90.0), (32, 50.0, 89.0),
+                                                (16, 25.0, 88.0)])]
+    rec = recommend(rows, tolerance, classes=10, problem=lambda path: None)
+    assert rec.row.iteration == picked
+
+
 def test_deployment_costs_compare_dense_and_recommended(roots):
     from explorer_core.results import deployment_costs
 

@@ -119,6 +119,11 @@ def test_a_resume_counts_the_time_worked_not_the_time_the_run_sat_stopped(tmp_pa
         jobs.kill(paths)
     assert final["state"] == "finished", paths.log.read_text()[-2000:]
     assert elapsed_seconds(final) < worked + (time.time() - pressed)
+    # the first session's time and the second's own: a run that forgot the first passed
+    # the bound above
+    assert final["elapsed_before"] == pytest.approx(worked, abs=1e-3)
+    assert elapsed_seconds(final) == pytest.approx(
+        worked + final["heartbeat"] - final["started"], abs=1e-3)
 
 
 @pytest.mark.parametrize("kind, flags", [

@@ -96,6 +96,16 @@ def test_choose_global_uses_the_same_budget_as_per_layer():
     assert sum(v.numel() for v in ratio.values()) == 8
 
 
+def test_global_ranking_keeps_the_best_normalised_scores_of_all_layers():
+    """b's best unit is all b has: ranked together (each layer by its own best), a keeps
+    three and b its floor of one, where per layer each keeps two."""
+    scores = {"a": torch.tensor([1.0, 0.9, 0.8, 0.7]), "b": torch.tensor([2.0, 0.2, 0.1, 0.02])}
+    glob = choose(scores, RankingConfig(keep=[2, 2], global_ranking=True))
+    assert {k: v.tolist() for k, v in glob.items()} == {"a": [0, 1, 2], "b": [0]}
+    per_layer = choose(scores, RankingConfig(keep=[2, 2]))
+    assert {k: v.tolist() for k, v in per_layer.items()} == {"a": [0, 1], "b": [0, 1]}
+
+
 def test_nan_scores_are_refused():
     with pytest.raises(ExplorerError, match="NaN"):
         top_n(torch.tensor([1.0, float("nan")]), 1)

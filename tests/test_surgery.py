@@ -79,6 +79,21 @@ def test_ratio_and_global_ranking_on_mlp():
     assert min(glob.model.hidden) >= 1
 
 
+def test_global_ranking_shares_the_budget_by_each_layer_s_normalised_scores():
+    """Every fc1 unit is as important as fc1's best, and one fc2 unit outweighs the rest
+    of fc2 a thousandfold: ranked together, the 80 units kept (a quarter of 320) are
+    fc2's floor of one and 79 of fc1, where per-layer ranking keeps 64 and 16."""
+    m = _mlp()
+    spec = {"arch": "mlp", "in": 784, "hidden": [256, 64], "out": 10}
+    with torch.no_grad():
+        m.fc1.weight.fill_(0.01)
+        m.fc2.weight.fill_(0.001)
+        m.fc2.weight[0] = 1.0
+    glob = prune_structural(m, spec, PruneConfig("l1", ratio=0.75, global_ranking=True))
+    assert glob.model.hidden == [79, 1]
+    assert prune_structural(m, spec, PruneConfig("l1", ratio=0.75)).model.hidden == [64, 16]
+
+
 def test_pruned_mlp_saves_and_reloads_with_identical_outputs(tmp_path):
     spec = default_spec("mlp", 1, 8, 10, hidden=[32, 16])
     m = build_model(spec).eval()
