@@ -64,7 +64,7 @@ def main() -> None:
                         help="digits (default) or e.g. fashion_mnist (the Debian package)")
     parser.add_argument("--grid", choices=["wide", "acceptance"], default="wide",
                         help="wide: the grid above; acceptance: the issue's test grid (MLP and "
-                             "CNN × l1, taylor × ratios 0, 50 % × batches 32, 128; neuron and "
+                             "CNN × l1, taylor × ratios 0, 50 %% × batches 32, 128; neuron and "
                              "weight pruning)")
     parser.add_argument("--models", default="mlp,cnn",
                         help="comma-separated models, e.g. resnet18 (default mlp,cnn)")
