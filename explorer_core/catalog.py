@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .checkpoint import (Checkpoint, load_checkpoint, read_state, state_conv_channels,
                          state_hidden_widths)
-from .errors import CheckpointError, ExplorerError
+from .errors import CheckpointError, ExplorerError, MissingSpec
 from .fileio import JSON_ERRORS
 from .masks import MASK_TYPES
 from .models import count_parameters, hidden_widths, input_shape, spec_of
@@ -419,6 +419,9 @@ def load_upload(files: Sequence[UploadedFile], spec: Mapping[str, Any] | None = 
             else:
                 ck = load_checkpoint(tensor, spec=info["spec"])
                 ck.meta = {**ck.meta, **{k: v for k, v in info.items() if k != "spec"}}
+        except MissingSpec:  # said with the user's file names: ours are temporary
+            raise MissingSpec(f"{w.name} holds no model spec: upload its .json "
+                              f"({Path(w.name).stem}.json) with it") from None
         except CheckpointError as exc:  # name the user's files, not our temporary ones
             message = str(exc).replace(tensor.name, w.name)
             raise CheckpointError(message.replace(sidecar.name, specs[0].name) if specs

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-from .errors import CheckpointError, ExplorerError, TrainingDiverged, os_reason
+from .errors import CheckpointError, ExplorerError, MissingSpec, TrainingDiverged, os_reason
 from .fileio import JSON_ERRORS, atomic_write_bytes, atomic_write_json
 from .models import (Spec, build_model, check_interface, hidden_widths, load_state_strict,
                      resize_to_state, spec_of)
@@ -386,8 +386,8 @@ def read_spec(path: str | os.PathLike, meta: Mapping[str, str] | None = None) ->
             return {"spec": json.loads(meta["spec"])}
         except JSON_ERRORS:
             raise CheckpointError("the spec stored in the safetensors metadata is not JSON") from None
-    raise CheckpointError(f"no model spec found for {checkpoint_label(path)}: expected "
-                          f"{json_path.name} beside it")
+    raise MissingSpec(f"no model spec found for {checkpoint_label(path)}: expected "
+                      f"{json_path.name} beside it")
 
 
 _WIDTH_NAMES = {"hidden": "hidden widths", "channels": "conv channels", "widths": "conv widths"}

@@ -42,6 +42,11 @@ class CheckpointError(ExplorerError):
     """A checkpoint is corrupt, unsafe to load, or does not fit its model spec."""
 
 
+class MissingSpec(CheckpointError):
+    """A weights file with no model spec beside it or inside it: an upload says so in
+    the uploader's words, not with the temporary file names it was read under."""
+
+
 class TrainingDiverged(ExplorerError):
     """A training ended with weights that are not finite (NaN / ±inf): a model that
     predicts nothing meaningful, never to be saved, cached or reported as a result

@@ -87,22 +87,25 @@ def _square_shape(features: int) -> tuple[int, int, int] | None:
 
 
 def _matching_dataset(shape: tuple[int, int, int], classes: int | None) -> DatasetInfo | None:
-    for info in DATASETS.values():
-        if info.input_shape == shape and (classes is None or info.num_classes == classes):
-            return info
-    return None
+    found = _matching_datasets(shape, classes)
+    return found[0] if found else None
 
 
-def input_format(spec: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
-                 dataset: str | None = None) -> InputFormat:
-    """What `spec`'s model expects, from the checkpoint's metadata where it was recorded.
+def _matching_datasets(shape: tuple[int, int, int], classes: int | None) -> list[DatasetInfo]:
+    return [info for info in DATASETS.values()
+            if info.input_shape == shape and (classes is None or info.num_classes == classes)]
 
-    Our checkpoints record the dataset, normalisation and class names; an uploaded
-    `.pth` with a bare spec may not. Then `dataset` (the user's choice) or the one
-    registered dataset with the same input shape and class count supplies them, and
-    the result is marked `assumed` so the page can say so.
-    """
-    meta = dict(meta or {})
+
+def datasets_fitting(spec: Mapping[str, Any]) -> list[str]:
+    """The registered datasets whose images and classes fit `spec`'s model: what a
+    checkpoint that does not record its dataset may have been trained on (a 28×28, 10-class
+    one: MNIST or Fashion-MNIST, of which `input_format` assumes the first)."""
+    classes = int(spec["out"]) if isinstance(spec.get("out"), int) else None
+    return [info.name for info in _matching_datasets(_image_shape(spec), classes)]
+
+
+def _image_shape(spec: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(C, H, W) of `spec`'s input; a flat MLP input as a square grayscale or RGB image."""
     shape = input_shape(spec)
     if len(shape) == 1:
         if spec.get("arch") not in FULLY_CONNECTED:
@@ -115,6 +118,20 @@ def input_format(spec: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
     if len(shape) != 3:
         raise ExplorerError(f"the model's input shape {list(shape)} is not [C, H, W]")
     channels, height, width = (int(v) for v in shape)
+    return channels, height, width
+
+
+def input_format(spec: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
+                 dataset: str | None = None) -> InputFormat:
+    """What `spec`'s model expects, from the checkpoint's metadata where it was recorded.
+
+    Our checkpoints record the dataset, normalisation and class names; an uploaded
+    `.pth` with a bare spec may not. Then `dataset` (the user's choice) or the one
+    registered dataset with the same input shape and class count supplies them, and
+    the result is marked `assumed` so the page can say so.
+    """
+    meta = dict(meta or {})
+    channels, height, width = _image_shape(spec)
     classes = int(spec["out"]) if isinstance(spec.get("out"), int) else None
     name = dataset or meta.get("dataset")
     info = DATASETS.get(name) if isinstance(name, str) else None

@@ -23,7 +23,8 @@ from explorer_core.attribution import (BASELINES, MAX_GRID_UNITS, MAX_STEPS, MAX
                                        MIN_STEPS, AttributionCache, AttributionSettings,
                                        colour_meaning, grid_limit, heatmaps_file_name,
                                        hidden_layers, methods_for, neuron_table, predict,
-                                       scores_file_name, scores_frame, top_k)
+                                       scores_file_name, scores_frame, top_k,
+                                       unit_heatmap_file_name)
 from explorer_core.catalog import (CheckpointEntry, UploadedFile, accuracy_mismatch,
                                    list_cache_checkpoints, list_run_checkpoints, load_upload,
                                    summary, sweep_checkpoints, upload_conv_channels,
@@ -32,7 +33,8 @@ from explorer_core.checkpoint import Checkpoint, load_checkpoint
 from explorer_core.data import DATASETS, availability
 from explorer_core.errors import ExplorerError
 from explorer_core.imaging import (FIT_TITLES, FITS, MAX_PIXELS, UPLOAD_TYPES, ConvertedImage,
-                                   ConvertOptions, InputFormat, flat_input_warning, grid_image,
+                                   ConvertOptions, InputFormat, datasets_fitting,
+                                   flat_input_warning, grid_image,
                                    heatmap_image, input_format, normalise, open_image, convert_image,
                                    overlay_image, png_bytes, samples_from, upscale)
 from explorer_core.models import ARCH_TITLES, default_spec
@@ -283,7 +285,17 @@ def _own_widths(key: str, uploaded: list[UploadedFile], arch: str,
         widths = read(uploaded, arch)
         st.session_state[key] = format_int_list(widths) if widths else fallback
         st.session_state[memo] = digest.hexdigest()
+        st.session_state.pop(_typed(key), None)
     return key
+
+
+def _typed(key: str) -> str:
+    """Where `_mark_typed` notes that the user gave the widths field `key` a value."""
+    return f"{key}__typed"
+
+
+def _mark_typed(key: str) -> None:
+    st.session_state[_typed(key)] = True
 
 
 def _upload_picker(slot: str) -> Loaded | None:
@@ -298,6 +310,7 @@ def _upload_picker(slot: str) -> Loaded | None:
     needs_spec = not any(f.name.lower().endswith((".json", ".safetensors")) for f in uploaded)
     spec = None
     dataset = None
+    described = False  # the dense widths given by the user (a .pth's)
     if needs_spec:
         st.caption("A .pth holds only tensors: describe the model it belongs to.")
         c1, c2, c3 = st.columns(3)
@@ -306,16 +319,25 @@ def _upload_picker(slot: str) -> Loaded | None:
                                key=f"insp_pth_data_{slot}")
         arch = c2.selectbox("Architecture", ["mlp", "slp", "cnn"], format_func=ARCH_TITLES.get,
                             key=f"insp_pth_arch_{slot}")
-        hidden = c3.text_input("Hidden widths (dense)",
-                               key=_own_widths(f"insp_pth_hidden_{slot}", uploaded, arch),
+        hidden_key = _own_widths(f"insp_pth_hidden_{slot}", uploaded, arch)
+        hidden = c3.text_input("Hidden widths (dense)", key=hidden_key,
+                               on_change=_mark_typed, args=(hidden_key,),
                                help="The widths the model had before pruning: at first the "
-                                    "uploaded weights' own (nothing pruned). Give wider ones "
-                                    "if they were pruned; Hidden kept is their share of these.")
-        channels = c3.text_input(  # a CNN of other channels than 16·32 could not be described
-            "Conv channels (dense)", help="The CNN's conv channels before pruning: at first "
-            "the uploaded weights' own.", key=_own_widths(
-                f"insp_pth_channels_{slot}", uploaded, arch, upload_conv_channels, "16, 32")
-        ) if arch == "cnn" else None
+                                    "uploaded weights' own. Give them (wider ones if it was "
+                                    "pruned) and Hidden kept shows its share of these.")
+        channels = None  # a CNN of other channels than 16·32 could not be described
+        typed = [hidden_key]
+        if arch == "cnn":
+            typed.append(_own_widths(f"insp_pth_channels_{slot}", uploaded, arch,
+                                     upload_conv_channels, "16, 32"))
+            channels = c3.text_input(
+                "Conv channels (dense)", key=typed[-1], on_change=_mark_typed,
+                args=(typed[-1],), help="The CNN's conv channels before pruning: at first "
+                "the uploaded weights' own.")
+        # a .pth records no dense widths: until the user gives them, the share kept is
+        # not known (the weights' own widths, filled in, read "Hidden kept 100.0 %" for a
+        # pruned model)
+        described = any(st.session_state.get(_typed(k)) for k in typed)
         info = DATASETS[dataset]
         spec = default_spec(arch, info.channels, info.size, info.num_classes,
                             list(parse_int_list(hidden)) if arch != "slp" else None)
@@ -324,7 +346,7 @@ def _upload_picker(slot: str) -> Loaded | None:
     digest = hashlib.sha1()
     for f in uploaded:
         digest.update(f.name.encode() + b"\0" + f.data)
-    digest.update(repr(spec).encode())
+    digest.update(repr((spec, described)).encode())
     key = f"upload:{digest.hexdigest()[:16]}"
     models: dict[str, Loaded] = _state("insp_models", dict)
     if key in models:
@@ -332,8 +354,37 @@ def _upload_picker(slot: str) -> Loaded | None:
     ck = load_upload(uploaded, spec)
     if dataset and "dataset" not in ck.meta:
         ck.meta["dataset"] = dataset
+    unknown = needs_spec and not described
+    if unknown:
+        ck.meta.pop("percent_retained", None)
     weights = next(f.name for f in uploaded if not f.name.lower().endswith(".json"))
-    return _build(key, f"upload {weights}", ck, uploaded=True)
+    loaded = _build(key, f"upload {weights}", ck, uploaded=True)
+    if unknown:
+        loaded.info["kept_why"] = ("Not known: a .pth records no dense widths. Give the "
+                                   "widths it had before pruning under Hidden widths (dense).")
+    return loaded
+
+
+def _trained_on(loaded: Loaded, slot: str) -> Loaded:
+    """An upload whose files do not record its dataset, as trained on the one the user
+    picks among those its input fits: a Fashion-MNIST model saved without it was read
+    as MNIST's (digit class names, no accuracy where MNIST is not on disk)."""
+    if "dataset" in loaded.ck.meta:
+        return loaded
+    fitting = datasets_fitting(loaded.ck.spec)
+    if len(fitting) < 2:
+        return loaded
+    choice = st.selectbox("Trained on", fitting, format_func=lambda n: DATASETS[n].title,
+                          key=kept_choice(f"insp_up_data_{slot}", fitting),
+                          help="The uploaded files do not say which dataset the model was "
+                               "trained on; these fit its input and classes. It sets the class "
+                               "names, the normalisation and the test set.")
+    key = f"{loaded.key}:{choice}"
+    models: dict[str, Loaded] = _state("insp_models", dict)
+    if key not in models:
+        ck = Checkpoint(loaded.ck.model, loaded.ck.spec, {**loaded.ck.meta, "dataset": choice})
+        return _build(key, loaded.label, ck, uploaded=True)
+    return models[key]
 
 
 def pick_model(slot: str, catalog: dict[str, Any]) -> Loaded | None:
@@ -376,7 +427,8 @@ def pick_model(slot: str, catalog: dict[str, Any]) -> Loaded | None:
             path = st.session_state[f"insp_opened_{slot}"]
             st.caption(path)
             return load_path(path, Path(path).name)
-        return _upload_picker(slot)
+        loaded = _upload_picker(slot)
+        return _trained_on(loaded, slot) if loaded is not None else None
     except ExplorerError as exc:
         st.error(str(exc))
         return None
@@ -401,6 +453,7 @@ def _kept_tile(info: dict[str, Any]) -> tuple[str, str, str | None]:
         return "Hidden kept", f"{kept:.1f} %", "Hidden units (neurons, conv channels) kept " \
             "of the dense model's."
     why = ("The model has no hidden layer." if not info["widths"] else
+           info["kept_why"] if info.get("kept_why") else
            "Not known: its .json was refused as not belonging to these weights."
            if info.get("warning") else
            "The checkpoint does not record the dense widths it was pruned from (no sidecar "
@@ -863,7 +916,8 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
         ["model input", f"{unit} {focus}: heatmap", f"{unit} {focus}: overlay"], 3,
         f"{m.label} · {info.label()} · {labels[focus]} · class {cname} · {conv.name}",
         colour_meaning(settings.method, unit, cname, float(abs(one).max()))),
-                       f"heatmap_{slot}_{layer}_{unit}{focus}.png", mime="image/png",
+                       unit_heatmap_file_name(f"heatmap_{slot}", layer, unit, focus, target,
+                                              settings), mime="image/png",
                        key=f"insp_focus_png_{slot}", on_click="ignore", icon=":material/image:")
 
 

@@ -973,6 +973,17 @@ def test_a_heatmap_grid_is_named_by_its_class_and_method():
         "gradcam", "blurred", 64)) == "heatmaps_b_features.0_class7_gradcam.png"
 
 
+def test_one_unit_s_heatmap_is_named_by_its_class_method_and_unit():
+    """It downloaded as 'heatmap_a_fc2_neuron6.png', without the class or the method."""
+    from explorer_core.attribution import unit_heatmap_file_name
+
+    assert unit_heatmap_file_name("heatmap_a", "fc2", "neuron", 6, 4, AttributionSettings(
+        "neuron_conductance", "black", 32)) == \
+        "heatmap_a_fc2_class4_neuron_conductance_black_32steps_neuron6.png"
+    assert unit_heatmap_file_name("heatmap_b", "features.3", "channel", 0, 2, AttributionSettings(
+        "gradcam", "black", 32)) == "heatmap_b_features.3_class2_gradcam_channel0.png"
+
+
 @pytest.mark.parametrize("units, limit", [(16, 16), (32, 32), (1_024, 32), (1, 1)])
 def test_the_grid_holds_at_most_the_layers_units(units, limit):
     from explorer_core.attribution import grid_limit

@@ -402,6 +402,41 @@ def test_an_uploaded_checkpoint_with_nan_weights_is_refused_with_one_line(app_te
     assert not at.metric and not any("predicted" in m.value for m in at.markdown)
 
 
+def test_a_safetensors_without_a_spec_is_named_with_what_to_upload(app_test):
+    """It said "expected upload.json beside it": the temporary name the upload was read
+    under, a file the user never had."""
+    from safetensors.torch import save
+
+    from explorer_core.models import MLP
+
+    at = _upload(app_test(PAGE), ("nometa.safetensors", save(MLP(64, [8], 10).state_dict())))
+    assert errors(at) == ["nometa.safetensors holds no model spec: upload its .json "
+                          "(nometa.json) with it"]
+
+
+def test_an_upload_that_does_not_record_its_dataset_is_read_as_the_one_picked(app_test,
+                                                                              tmp_path):
+    """A 28×28 model whose files record no dataset was read as MNIST's: digit class names
+    and no test accuracy (MNIST is not on disk), though it was a Fashion-MNIST model."""
+    from explorer_core.checkpoint import save_checkpoint
+    from explorer_core.models import build_model, default_spec
+
+    torch.manual_seed(0)
+    spec = default_spec("mlp", 1, 28, 10, hidden=[16])
+    path = save_checkpoint(build_model(spec), spec, tmp_path / "fmnist")
+    at = _upload(app_test(PAGE), ("fmnist.safetensors", path.read_bytes()),
+                 ("fmnist.json", path.with_suffix(".json").read_bytes()))
+    assert not at.exception and errors(at) == []
+    box = at.selectbox(key="insp_up_data_a")
+    assert box.options == ["MNIST", "Fashion-MNIST"] and box.value == "mnist"
+    assert {m.label: m.value for m in at.metric}["Test accuracy"] == "—"  # no MNIST here
+    box.set_value("fashion_mnist").run()
+    assert not at.exception and errors(at) == []
+    accuracy = {m.label: m.value for m in at.metric}["Test accuracy"]
+    assert accuracy.endswith(" %") and 0 <= float(accuracy[:-2]) <= 100
+    assert any("Fashion-MNIST" in c.value for c in at.caption)
+
+
 def test_a_pruned_pth_with_the_dense_widths_shows_how_much_it_kept(app_test):
     """A pruned .pth with the dense spec described on the page showed "Hidden kept —"."""
     from explorer_core.models import MLP
@@ -420,23 +455,35 @@ def test_a_pruned_pth_with_the_dense_widths_shows_how_much_it_kept(app_test):
     assert {m.label: m.value for m in at.metric}["Hidden kept"] == "25.0 %"
 
 
-def test_a_dense_pth_defaults_to_its_own_widths_and_keeps_everything(app_test):
-    """A dense 64-32 Digits MLP read "Hidden widths (dense) 256, 64" and "Hidden kept 30.0 %"."""
+def _kept(at) -> tuple[str, str]:
+    tile = next(m for m in at.metric if m.label == "Hidden kept")
+    return tile.value, tile.proto.help
+
+
+def test_a_pth_opens_with_its_own_widths_and_its_share_kept_unknown_until_given(app_test):
+    """A dense 64-32 Digits MLP read "Hidden widths (dense) 256, 64" and "Hidden kept
+    30.0 %"; filled in with the weights' own widths, a pruned .pth then read "Hidden kept
+    100.0 %". A .pth records no dense widths: the share is shown once the user gives them."""
     from explorer_core.models import MLP
 
     torch.manual_seed(0)
     at = _upload(app_test(PAGE), ("dense.pth", _pth_bytes(MLP(64, [64, 32], 10))))
     assert not at.exception and errors(at) == []
     assert at.text_input(key="insp_pth_hidden_a").value == "64, 32"
-    assert {m.label: m.value for m in at.metric}["Hidden kept"] == "100.0 %"
+    value, why = _kept(at)
+    assert value == "—" and "records no dense widths" in why
     at.text_input(key="insp_pth_hidden_a").set_value("128, 64").run()  # said: pruned from wider
-    assert {m.label: m.value for m in at.metric}["Hidden kept"] == "50.0 %"
+    assert _kept(at)[0] == "50.0 %"
+    at.text_input(key="insp_pth_hidden_a").set_value("64, 32").run()  # said: nothing pruned
+    assert _kept(at)[0] == "100.0 %"
+    at.text_input(key="insp_pth_hidden_a").set_value("128, 64").run()
     at.radio(key="insp_img_src").set_value("Test-set samples").run()  # the user's widths stay
     assert at.text_input(key="insp_pth_hidden_a").value == "128, 64"
+    assert _kept(at)[0] == "50.0 %"
     at.file_uploader(key="insp_upload_a").set_value(  # other weights: their own widths
         [("other.pth", _pth_bytes(MLP(64, [20, 10, 5], 10)), "application/octet-stream")]).run()
     assert at.text_input(key="insp_pth_hidden_a").value == "20, 10, 5"
-    assert {m.label: m.value for m in at.metric}["Hidden kept"] == "100.0 %"
+    assert _kept(at)[0] == "—"
 
 
 def test_a_cnn_pth_of_other_conv_channels_opens_with_its_own_channels(app_test):
@@ -452,7 +499,7 @@ def test_a_cnn_pth_of_other_conv_channels_opens_with_its_own_channels(app_test):
     assert not at.exception and errors(at) == []
     assert at.text_input(key="insp_pth_channels_a").value == "32, 64"
     assert at.text_input(key="insp_pth_hidden_a").value == "128"
-    assert {m.label: m.value for m in at.metric}["Hidden kept"] == "100.0 %"
+    assert _kept(at)[0] == "—"  # not said yet
     # said to be pruned from 64·128 channels: half of the conv channels kept
     at.text_input(key="insp_pth_channels_a").set_value("64, 128").run()
     assert errors(at) == []
