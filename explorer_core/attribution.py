@@ -421,11 +421,12 @@ def heatmaps_file_name(prefix: str, layer: str, target: int, settings: Attributi
     return f"{_attribution_stem(prefix, layer, target, settings.method, settings)}.png"
 
 
-def unit_heatmap_file_name(prefix: str, layer: str, unit: str, index: int, target: int,
-                           settings: AttributionSettings) -> str:
+def unit_heatmap_file_name(prefix: str, layer: str, target: int, settings: AttributionSettings,
+                           unit: str, index: int) -> str:
     """One unit's heatmap PNG, named as the grid's (`heatmaps_file_name`) with the unit:
     'heatmap_a_fc2_neuron6.png' said neither the class nor the method of its map."""
-    return f"{_attribution_stem(prefix, layer, target, settings.method, settings)}_{unit}{index}.png"
+    stem = _attribution_stem(prefix, layer, target, settings.method, settings)
+    return f"{stem}_{unit}{index}.png"
 
 
 def _attribution_stem(prefix: str, layer: str, target: int, method: str,

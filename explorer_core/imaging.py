@@ -100,8 +100,12 @@ def datasets_fitting(spec: Mapping[str, Any]) -> list[str]:
     """The registered datasets whose images and classes fit `spec`'s model: what a
     checkpoint that does not record its dataset may have been trained on (a 28×28, 10-class
     one: MNIST or Fashion-MNIST, of which `input_format` assumes the first)."""
-    classes = int(spec["out"]) if isinstance(spec.get("out"), int) else None
-    return [info.name for info in _matching_datasets(_image_shape(spec), classes)]
+    return [info.name for info in _matching_datasets(_image_shape(spec), _classes(spec))]
+
+
+def _classes(spec: Mapping[str, Any]) -> int | None:
+    """The model's class count, where its spec gives one."""
+    return int(spec["out"]) if isinstance(spec.get("out"), int) else None
 
 
 def _image_shape(spec: Mapping[str, Any]) -> tuple[int, int, int]:
@@ -132,7 +136,7 @@ def input_format(spec: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
     """
     meta = dict(meta or {})
     channels, height, width = _image_shape(spec)
-    classes = int(spec["out"]) if isinstance(spec.get("out"), int) else None
+    classes = _classes(spec)
     name = dataset or meta.get("dataset")
     info = DATASETS.get(name) if isinstance(name, str) else None
     assumed = False
@@ -164,7 +168,7 @@ def check_recorded_inputs(spec: Mapping[str, Any], meta: Mapping[str, Any]) -> N
     """`input_format`'s checks of a checkpoint's recorded normalisation and class names,
     alone: for a caller that copies them into another checkpoint (`prune-once`) and reads
     no image, so a model whose input is no image is not refused for that."""
-    _check_recorded(meta, int(spec["out"]) if isinstance(spec.get("out"), int) else None)
+    _check_recorded(meta, _classes(spec))
     norm = meta.get("normalisation") or {}
     if "mean" in norm and "std" in norm:
         count = lambda v: len(v) if isinstance(v, (list, tuple)) else 1  # noqa: E731

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from explorer_core import charts
 from explorer_core.attribution import (BASELINES, MAX_GRID_UNITS, MAX_STEPS, MAX_TOP_K, METHODS,
@@ -77,7 +78,8 @@ def _state(name: str, factory):
 # uploaded files themselves instead.)
 KEPT = "insp_kept"
 KEPT_KEYS = {f"insp_{what}_{slot}" for slot in "ab" for what in (
-    "src", "run", "it", "sweep", "cell", "cache", "pth_data", "pth_arch", "pth_hidden")} | {
+    "src", "run", "it", "sweep", "cell", "cache", "pth_data", "pth_arch", "pth_hidden",
+    "pth_channels", "up_data")} | {
     "insp_compare", "insp_img_src", "insp_first", "insp_count", "insp_invert",
     "insp_autocontrast", "insp_fit", "insp_k", "insp_pick", "insp_layer", "insp_target",
     "insp_method", "insp_baseline", "insp_steps", "insp_grid_n", "insp_shared"}
@@ -267,35 +269,31 @@ def _entry_picker(entries, slot: str, what: str, empty: str):
     return by_path[chosen]
 
 
-def _own_widths(key: str, uploaded: list[UploadedFile], arch: str,
-                read: Callable[[list[UploadedFile], str], list[int] | None] = upload_hidden_widths,
-                fallback: str = "256, 64") -> str:
-    """Fill the widths field `key` ("Hidden widths (dense)", or with `read` another
-    reading, the CNN's conv channels) with the widths of the uploaded weights whenever
-    other weights (or another architecture) are picked; returns the key.
+def _dense_widths(where: DeltaGenerator, label: str, key: str, uploaded: list[UploadedFile],
+                  arch: str, help: str,
+                  read: Callable[[list[UploadedFile], str], list[int] | None] = upload_hidden_widths,
+                  fallback: str = "256, 64") -> tuple[str, bool]:
+    """A dense-widths field of an uploaded .pth: (the widths to build its model with,
+    whether the user gave them).
 
-    A fixed "256, 64" made a dense 64-32 upload read "Hidden kept 30.0 %". What the user
-    types stays until the upload or the architecture changes.
+    A .pth records no dense widths, so the field starts empty, showing the weights' own
+    as its placeholder; the model is built with those, and its share kept is not known
+    until the user types the widths it had before pruning (its own for a model never
+    pruned). Filled in with its own, a pruned .pth read "Hidden kept 100.0 %"; a fixed
+    "256, 64" made a dense 64-32 upload read 30.0 %. What the user types stays until the
+    upload or the architecture changes.
     """
     digest = hashlib.sha1(arch.encode())
     for f in uploaded:
         digest.update(f.name.encode() + b"\0" + f.data)
-    memo = f"{key}__for"
+    memo, own = f"{key}__for", f"{key}__own"
     if st.session_state.get(memo) != digest.hexdigest() or key not in st.session_state:
         widths = read(uploaded, arch)
-        st.session_state[key] = format_int_list(widths) if widths else fallback
+        st.session_state[own] = format_int_list(widths) if widths else fallback
+        st.session_state[key] = ""
         st.session_state[memo] = digest.hexdigest()
-        st.session_state.pop(_typed(key), None)
-    return key
-
-
-def _typed(key: str) -> str:
-    """Where `_mark_typed` notes that the user gave the widths field `key` a value."""
-    return f"{key}__typed"
-
-
-def _mark_typed(key: str) -> None:
-    st.session_state[_typed(key)] = True
+    typed = where.text_input(label, key=key, placeholder=st.session_state[own], help=help)
+    return typed.strip() or st.session_state[own], bool(typed.strip())
 
 
 def _upload_picker(slot: str) -> Loaded | None:
@@ -319,25 +317,18 @@ def _upload_picker(slot: str) -> Loaded | None:
                                key=f"insp_pth_data_{slot}")
         arch = c2.selectbox("Architecture", ["mlp", "slp", "cnn"], format_func=ARCH_TITLES.get,
                             key=f"insp_pth_arch_{slot}")
-        hidden_key = _own_widths(f"insp_pth_hidden_{slot}", uploaded, arch)
-        hidden = c3.text_input("Hidden widths (dense)", key=hidden_key,
-                               on_change=_mark_typed, args=(hidden_key,),
-                               help="The widths the model had before pruning: at first the "
-                                    "uploaded weights' own. Give them (wider ones if it was "
-                                    "pruned) and Hidden kept shows its share of these.")
+        hidden, described = _dense_widths(
+            c3, "Hidden widths (dense)", f"insp_pth_hidden_{slot}", uploaded, arch,
+            help="The widths the model had before pruning, which a .pth does not record: "
+                 "until they are given, the weights' own (shown) build it, and Hidden kept "
+                 "is not known.")
         channels = None  # a CNN of other channels than 16·32 could not be described
-        typed = [hidden_key]
         if arch == "cnn":
-            typed.append(_own_widths(f"insp_pth_channels_{slot}", uploaded, arch,
-                                     upload_conv_channels, "16, 32"))
-            channels = c3.text_input(
-                "Conv channels (dense)", key=typed[-1], on_change=_mark_typed,
-                args=(typed[-1],), help="The CNN's conv channels before pruning: at first "
-                "the uploaded weights' own.")
-        # a .pth records no dense widths: until the user gives them, the share kept is
-        # not known (the weights' own widths, filled in, read "Hidden kept 100.0 %" for a
-        # pruned model)
-        described = any(st.session_state.get(_typed(k)) for k in typed)
+            channels, given = _dense_widths(
+                c3, "Conv channels (dense)", f"insp_pth_channels_{slot}", uploaded, arch,
+                help="The CNN's conv channels before pruning: until they are given, the "
+                     "weights' own (shown).", read=upload_conv_channels, fallback="16, 32")
+            described = described or given
         info = DATASETS[dataset]
         spec = default_spec(arch, info.channels, info.size, info.num_classes,
                             list(parse_int_list(hidden)) if arch != "slp" else None)
@@ -346,7 +337,7 @@ def _upload_picker(slot: str) -> Loaded | None:
     digest = hashlib.sha1()
     for f in uploaded:
         digest.update(f.name.encode() + b"\0" + f.data)
-    digest.update(repr((spec, described)).encode())
+    digest.update(repr((spec, dataset, described)).encode())  # MNIST's spec is Fashion-MNIST's
     key = f"upload:{digest.hexdigest()[:16]}"
     models: dict[str, Loaded] = _state("insp_models", dict)
     if key in models:
@@ -360,7 +351,7 @@ def _upload_picker(slot: str) -> Loaded | None:
     weights = next(f.name for f in uploaded if not f.name.lower().endswith(".json"))
     loaded = _build(key, f"upload {weights}", ck, uploaded=True)
     if unknown:
-        loaded.info["kept_why"] = ("Not known: a .pth records no dense widths. Give the "
+        loaded.info["kept_why"] = ("Not known: a .pth records no dense widths. Type the "
                                    "widths it had before pruning under Hidden widths (dense).")
     return loaded
 
@@ -369,13 +360,17 @@ def _trained_on(loaded: Loaded, slot: str) -> Loaded:
     """An upload whose files do not record its dataset, as trained on the one the user
     picks among those its input fits: a Fashion-MNIST model saved without it was read
     as MNIST's (digit class names, no accuracy where MNIST is not on disk)."""
-    if "dataset" in loaded.ck.meta:
+    if loaded.ck.meta.get("dataset") in DATASETS:
         return loaded
     fitting = datasets_fitting(loaded.ck.spec)
     if len(fitting) < 2:
         return loaded
+    box = f"insp_up_data_{slot}"
+    if st.session_state.get(f"{box}__for") != loaded.key:  # another upload: not its choice
+        st.session_state.pop(box, None)
+        st.session_state[f"{box}__for"] = loaded.key
     choice = st.selectbox("Trained on", fitting, format_func=lambda n: DATASETS[n].title,
-                          key=kept_choice(f"insp_up_data_{slot}", fitting),
+                          key=kept_choice(box, fitting),
                           help="The uploaded files do not say which dataset the model was "
                                "trained on; these fit its input and classes. It sets the class "
                                "names, the normalisation and the test set.")
@@ -916,8 +911,8 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
         ["model input", f"{unit} {focus}: heatmap", f"{unit} {focus}: overlay"], 3,
         f"{m.label} · {info.label()} · {labels[focus]} · class {cname} · {conv.name}",
         colour_meaning(settings.method, unit, cname, float(abs(one).max()))),
-                       unit_heatmap_file_name(f"heatmap_{slot}", layer, unit, focus, target,
-                                              settings), mime="image/png",
+                       unit_heatmap_file_name(f"heatmap_{slot}", layer, target, settings,
+                                              unit, focus), mime="image/png",
                        key=f"insp_focus_png_{slot}", on_click="ignore", icon=":material/image:")
 
 

@@ -292,8 +292,8 @@ def results_section(paths: RunPaths, state: str) -> None:
                            "test loss": r.test_loss} for r in rows])
     # percentages to two decimals; losses to four significant digits: a well-fitted
     # model's train loss of 0.0024 read "0.00"
-    two, loss = st.column_config.NumberColumn(format="%.2f"), \
-        st.column_config.NumberColumn(format="%.4g")
+    two = st.column_config.NumberColumn(format="%.2f")
+    loss = st.column_config.NumberColumn(format="%.4g")
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: loss if "loss" in c else two
                                 for c in table.columns if c not in ("iteration", "widths")})

@@ -977,11 +977,11 @@ def test_one_unit_s_heatmap_is_named_by_its_class_method_and_unit():
     """It downloaded as 'heatmap_a_fc2_neuron6.png', without the class or the method."""
     from explorer_core.attribution import unit_heatmap_file_name
 
-    assert unit_heatmap_file_name("heatmap_a", "fc2", "neuron", 6, 4, AttributionSettings(
-        "neuron_conductance", "black", 32)) == \
+    assert unit_heatmap_file_name("heatmap_a", "fc2", 4, AttributionSettings(
+        "neuron_conductance", "black", 32), "neuron", 6) == \
         "heatmap_a_fc2_class4_neuron_conductance_black_32steps_neuron6.png"
-    assert unit_heatmap_file_name("heatmap_b", "features.3", "channel", 0, 2, AttributionSettings(
-        "gradcam", "black", 32)) == "heatmap_b_features.3_class2_gradcam_channel0.png"
+    assert unit_heatmap_file_name("heatmap_b", "features.3", 2, AttributionSettings(
+        "gradcam", "black", 32), "channel", 0) == "heatmap_b_features.3_class2_gradcam_channel0.png"
 
 
 @pytest.mark.parametrize("units, limit", [(16, 16), (32, 32), (1_024, 32), (1, 1)])

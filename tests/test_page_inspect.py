@@ -435,6 +435,14 @@ def test_an_upload_that_does_not_record_its_dataset_is_read_as_the_one_picked(ap
     accuracy = {m.label: m.value for m in at.metric}["Test accuracy"]
     assert accuracy.endswith(" %") and 0 <= float(accuracy[:-2]) <= 100
     assert any("Fashion-MNIST" in c.value for c in at.caption)
+    at.switch_page("pages/retention.py").run()  # the choice stays after another page
+    at.switch_page(PAGE).run()
+    assert at.selectbox(key="insp_up_data_a").value == "fashion_mnist"
+    assert {m.label: m.value for m in at.metric}["Test accuracy"] == accuracy
+    other = save_checkpoint(build_model(spec), spec, tmp_path / "other")  # other weights:
+    _upload(at, ("other.safetensors", other.read_bytes()),  # not their choice
+            ("other.json", other.with_suffix(".json").read_bytes()))
+    assert at.selectbox(key="insp_up_data_a").value == "mnist"
 
 
 def test_a_pruned_pth_with_the_dense_widths_shows_how_much_it_kept(app_test):
@@ -460,36 +468,63 @@ def _kept(at) -> tuple[str, str]:
     return tile.value, tile.proto.help
 
 
+def _widths_field(at, key: str) -> tuple[str, str]:
+    """(what the user typed, the weights' own widths shown greyed in it)."""
+    field = at.text_input(key=key)
+    return field.value, field.proto.placeholder
+
+
 def test_a_pth_opens_with_its_own_widths_and_its_share_kept_unknown_until_given(app_test):
     """A dense 64-32 Digits MLP read "Hidden widths (dense) 256, 64" and "Hidden kept
     30.0 %"; filled in with the weights' own widths, a pruned .pth then read "Hidden kept
-    100.0 %". A .pth records no dense widths: the share is shown once the user gives them."""
+    100.0 %". A .pth records no dense widths: the share is shown once the user gives them
+    (its own, for a model never pruned)."""
     from explorer_core.models import MLP
 
     torch.manual_seed(0)
     at = _upload(app_test(PAGE), ("dense.pth", _pth_bytes(MLP(64, [64, 32], 10))))
     assert not at.exception and errors(at) == []
-    assert at.text_input(key="insp_pth_hidden_a").value == "64, 32"
+    assert _widths_field(at, "insp_pth_hidden_a") == ("", "64, 32")
     value, why = _kept(at)
     assert value == "—" and "records no dense widths" in why
+    assert {m.label: m.value for m in at.metric}["Parameters"] == \
+        f"{64 * 64 + 64 + 64 * 32 + 32 + 32 * 10 + 10:,}"  # built with its own widths
+    at.text_input(key="insp_pth_hidden_a").set_value("64, 32").run()  # said: never pruned
+    assert _kept(at)[0] == "100.0 %"
     at.text_input(key="insp_pth_hidden_a").set_value("128, 64").run()  # said: pruned from wider
     assert _kept(at)[0] == "50.0 %"
-    at.text_input(key="insp_pth_hidden_a").set_value("64, 32").run()  # said: nothing pruned
-    assert _kept(at)[0] == "100.0 %"
-    at.text_input(key="insp_pth_hidden_a").set_value("128, 64").run()
     at.radio(key="insp_img_src").set_value("Test-set samples").run()  # the user's widths stay
-    assert at.text_input(key="insp_pth_hidden_a").value == "128, 64"
+    assert _widths_field(at, "insp_pth_hidden_a") == ("128, 64", "64, 32")
     assert _kept(at)[0] == "50.0 %"
+    at.text_input(key="insp_pth_hidden_a").set_value("").run()  # taken back: not known
+    assert _kept(at)[0] == "—"
+    at.text_input(key="insp_pth_hidden_a").set_value("128, 64").run()
     at.file_uploader(key="insp_upload_a").set_value(  # other weights: their own widths
         [("other.pth", _pth_bytes(MLP(64, [20, 10, 5], 10)), "application/octet-stream")]).run()
-    assert at.text_input(key="insp_pth_hidden_a").value == "20, 10, 5"
+    assert _widths_field(at, "insp_pth_hidden_a") == ("", "20, 10, 5")
     assert _kept(at)[0] == "—"
+
+
+def test_a_pth_is_read_with_the_dataset_picked_for_it(app_test):
+    """MNIST and Fashion-MNIST models have one spec: switching "Trained on" from one to
+    the other kept the first one's model (its class names, no accuracy without MNIST)."""
+    from explorer_core.models import MLP
+
+    torch.manual_seed(0)
+    at = _upload(app_test(PAGE), ("f.pth", _pth_bytes(MLP(784, [16], 10))))
+    at.selectbox(key="insp_pth_data_a").set_value("mnist").run()
+    assert {m.label: m.value for m in at.metric}["Test accuracy"] == "—"  # no MNIST here
+    at.selectbox(key="insp_pth_data_a").set_value("fashion_mnist").run()
+    assert not at.exception and errors(at) == []
+    assert {m.label: m.value for m in at.metric}["Test accuracy"].endswith(" %")
+    assert any("Fashion-MNIST" in c.value for c in at.caption)
 
 
 def test_a_cnn_pth_of_other_conv_channels_opens_with_its_own_channels(app_test):
     """A CNN .pth with conv channels 32·64 could not be opened: the page built the spec
     with the default 16·32 channels and had no field for them ("hidden widths 32·64·128,
-    wider than the model spec's 16·32·128"). Its channels are read from the weights."""
+    wider than the model spec's 16·32·128"). Its channels are read from the weights, and
+    the channels typed stay after a visit to another page."""
     from explorer_core.models import build_model, default_spec
 
     torch.manual_seed(0)
@@ -497,14 +532,18 @@ def test_a_cnn_pth_of_other_conv_channels_opens_with_its_own_channels(app_test):
     at = _upload(app_test(PAGE), ("wide.pth", _pth_bytes(build_model(spec))))
     at.selectbox(key="insp_pth_arch_a").set_value("cnn").run()
     assert not at.exception and errors(at) == []
-    assert at.text_input(key="insp_pth_channels_a").value == "32, 64"
-    assert at.text_input(key="insp_pth_hidden_a").value == "128"
+    assert _widths_field(at, "insp_pth_channels_a") == ("", "32, 64")
+    assert _widths_field(at, "insp_pth_hidden_a") == ("", "128")
     assert _kept(at)[0] == "—"  # not said yet
     # said to be pruned from 64·128 channels: half of the conv channels kept
     at.text_input(key="insp_pth_channels_a").set_value("64, 128").run()
     assert errors(at) == []
     kept = (32 + 64 + 128) / (64 + 128 + 128)
-    assert {m.label: m.value for m in at.metric}["Hidden kept"] == f"{100 * kept:.1f} %"
+    assert _kept(at)[0] == f"{100 * kept:.1f} %"
+    at.switch_page("pages/retention.py").run()
+    at.switch_page(PAGE).run()
+    assert _widths_field(at, "insp_pth_channels_a") == ("64, 128", "32, 64")
+    assert _kept(at)[0] == f"{100 * kept:.1f} %"
 
 
 def test_two_weights_files_are_named_with_what_to_do(app_test):
