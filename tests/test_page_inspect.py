@@ -414,16 +414,18 @@ def test_a_safetensors_without_a_spec_is_named_with_what_to_upload(app_test):
                           "(nometa.json) with it"]
 
 
+@pytest.mark.parametrize("recorded", [{}, {"dataset": "kmnist"}])
 def test_an_upload_that_does_not_record_its_dataset_is_read_as_the_one_picked(app_test,
-                                                                              tmp_path):
-    """A 28×28 model whose files record no dataset was read as MNIST's: digit class names
-    and no test accuracy (MNIST is not on disk), though it was a Fashion-MNIST model."""
+                                                                              tmp_path, recorded):
+    """A 28×28 model whose files record no dataset (or one we do not know) was read as
+    MNIST's: digit class names and no test accuracy (MNIST is not on disk), though it was
+    a Fashion-MNIST model."""
     from explorer_core.checkpoint import save_checkpoint
     from explorer_core.models import build_model, default_spec
 
     torch.manual_seed(0)
     spec = default_spec("mlp", 1, 28, 10, hidden=[16])
-    path = save_checkpoint(build_model(spec), spec, tmp_path / "fmnist")
+    path = save_checkpoint(build_model(spec), spec, tmp_path / "fmnist", recorded)
     at = _upload(app_test(PAGE), ("fmnist.safetensors", path.read_bytes()),
                  ("fmnist.json", path.with_suffix(".json").read_bytes()))
     assert not at.exception and errors(at) == []
