@@ -454,16 +454,27 @@ def _variant_colour(labels: dict[str, str]) -> alt.Color:
                      legend=alt.Legend(symbolOpacity=1, symbolType="circle", orient="bottom"))
 
 
-def _epoch_means(epochs: list[dict], metric: str, labels: dict[str, str]) -> pd.DataFrame:
-    """Mean, min and max over seeds of `metric` per (variant, epoch)."""
+def _epoch_means(epochs: list[dict], metric: str, labels: dict[str, str]
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(mean, min and max of `metric` per (variant, epoch) over the seeds that reached the
+    variant's last epoch; the epochs of the seeds that did not, one row each).
+
+    Seeds run one after another, so a seed under way (or stopped, to be redone on
+    resume) has only the first epochs: averaged in, the line was the mean of two seeds
+    up to its epoch and of one after it, a step that was a change of seeds, not of
+    training. It is drawn on its own (`train_time_curve_chart`).
+    """
     rows = [{"Variant": labels.get(e["variant"], e["variant"]), "Epoch": e["epoch"],
-             "seed": e["seed"], "v": e[metric]} for e in epochs if e.get(metric) is not None]
-    frame = pd.DataFrame(rows, columns=["Variant", "Epoch", "seed", "v"])
+             "Seed": e["seed"], "v": e[metric]} for e in epochs if e.get(metric) is not None]
+    frame = pd.DataFrame(rows, columns=["Variant", "Epoch", "Seed", "v"])
     if frame.empty:
-        return pd.DataFrame(columns=["Variant", "Epoch", "Value", "Low", "High", "Seeds"])
-    g = frame.groupby(["Variant", "Epoch"], sort=False)["v"]
+        return (pd.DataFrame(columns=["Variant", "Epoch", "Value", "Low", "High", "Seeds"]),
+                pd.DataFrame(columns=["Variant", "Epoch", "Seed", "Value"]))
+    reached = frame.groupby(["Variant", "Seed"], sort=False)["Epoch"].transform("max")
+    whole = reached == frame.groupby("Variant", sort=False)["Epoch"].transform("max")
+    g = frame[whole].groupby(["Variant", "Epoch"], sort=False)["v"]
     out = g.agg(Value="mean", Low="min", High="max", Seeds="count").reset_index()
-    return out
+    return out, frame[~whole].rename(columns={"v": "Value"}).reset_index(drop=True)
 
 
 def _prune_rules(prune_points: list[int] | None) -> alt.Chart | None:
@@ -476,26 +487,30 @@ def _prune_rules(prune_points: list[int] | None) -> alt.Chart | None:
             .encode(x="x:Q", tooltip=["Prune after epoch:Q"]))
 
 
-def _train_time_epoch_x() -> alt.X:
+def _train_time_epoch_x(last: int | None = None) -> alt.X:
     """Epochs from the first to the last: Vega's rounding to "nice" ticks began 30 epochs
-    at 0 (an epoch that does not exist), and 12 at 1."""
-    return alt.X("Epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1),
-                 scale=alt.Scale(zero=False, nice=False))
+    at 0 (an epoch that does not exist), and 12 at 1. `last`: the run's last epoch, the
+    axis's end while the epochs drawn stop short of it (a run under way or stopped
+    ended its axis at the last prune line)."""
+    scale = alt.Scale(zero=False, nice=False) if last is None else \
+        alt.Scale(zero=False, nice=False, domain=[1, last])
+    return alt.X("Epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1), scale=scale)
 
 
 def train_time_curve_chart(epochs: list[dict], metric: str, y_title: str, title: str,
-                           labels: dict[str, str], prune_points: list[int] | None = None
-                           ) -> alt.LayerChart:
+                           labels: dict[str, str], prune_points: list[int] | None = None,
+                           last_epoch: int | None = None) -> alt.LayerChart:
     """One line per variant (mean over seeds) of a per-epoch metric; prunes as dashed rules.
 
     With several seeds a band shows their min–max, so a gap between two variants can be
-    told apart from seed noise at a glance. The y-axis spans every value drawn — each
-    line from its first epoch and each band — so the whole curve shows: zoomed on the
+    told apart from seed noise at a glance; a seed not yet at the others' last epoch is
+    a thin dashed line of its own (`_epoch_means`). The y-axis spans every value drawn —
+    each line from its first epoch and each band — so the whole curve shows: zoomed on the
     epochs after the first prune, the accuracy axis began near 91 % and the first six
     epochs ran off the plot (losses off its top), in the page and in the PNG alike.
     """
-    frame = _epoch_means(epochs, metric, labels)
-    x = _train_time_epoch_x()
+    frame, partial = _epoch_means(epochs, metric, labels)
+    x = _train_time_epoch_x(last_epoch)
     colour = _variant_colour(labels)
     base = alt.Chart(frame, title=title)
     # no fixed domain: the layers share this scale, whose domain is the union of the
@@ -512,6 +527,12 @@ def train_time_curve_chart(epochs: list[dict], metric: str, y_title: str, title:
     if not frame.empty and frame["Seeds"].max() > 1:
         layers.append(base.mark_area(opacity=0.15).encode(
             x=x, y=alt.Y("Low:Q", scale=y_scale), y2="High:Q", color=colour))
+    if not partial.empty:
+        layers.append(alt.Chart(partial).mark_line(strokeDash=[4, 3], strokeWidth=1.5).encode(
+            x=x, y=alt.Y("Value:Q", scale=y_scale), color=colour, detail="Seed:N",
+            tooltip=["Variant:N", "Seed:N", "Epoch:Q",
+                     alt.Tooltip("Value:Q", title=f"{y_title} (seed under way)",
+                                 format=".4g")]))
     layers.append(line)
     return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT)
 
@@ -519,7 +540,8 @@ def train_time_curve_chart(epochs: list[dict], metric: str, y_title: str, title:
 LAYER_COLOURS = ["#7b3294", "#1b9e77", "#c51b7d", "#66a61e", "#8c6d31", "#17becf"]
 
 
-def train_time_widths_chart(epochs: list[dict], labels: dict[str, str]) -> alt.FacetChart:
+def train_time_widths_chart(epochs: list[dict], labels: dict[str, str],
+                            last_epoch: int | None = None) -> alt.FacetChart:
     """Units per prunable layer during each epoch, one panel per variant.
 
     Panels rather than one plot: importance and random pruning remove the same number
@@ -537,7 +559,7 @@ def train_time_widths_chart(epochs: list[dict], labels: dict[str, str]) -> alt.F
     order = [labels[k] for k in TRAIN_TIME_COLOURS if k in labels]
     return (alt.Chart(frame)
             .mark_line(point=True, interpolate="step-after")
-            .encode(x=_train_time_epoch_x(),
+            .encode(x=_train_time_epoch_x(last_epoch),
                     y=alt.Y("Units:Q", title="Neurons / channels"),
                     # not the variants' blue / orange / grey: these colours are layers
                     color=alt.Color("Layer:N", title="Layer", sort=layers,
@@ -599,12 +621,15 @@ TRAIN_TIME_CURVES = {
 
 
 def train_time_charts(task: str, epochs: list[dict], rows: list[dict], labels: dict[str, str],
-                      prune_points: list[int] | None = None) -> dict[str, alt.TopLevelMixin]:
-    """Every chart of a train-time comparison by name (the PNG file stems of a run)."""
+                      prune_points: list[int] | None = None, last_epoch: int | None = None
+                      ) -> dict[str, alt.TopLevelMixin]:
+    """Every chart of a train-time comparison by name (the PNG file stems of a run);
+    `last_epoch`, the run's, ends their epoch axes."""
     out: dict[str, alt.TopLevelMixin] = {
-        name: train_time_curve_chart(epochs, metric, y_title, title, labels, prune_points)
+        name: train_time_curve_chart(epochs, metric, y_title, title, labels, prune_points,
+                                     last_epoch)
         for name, metric, y_title, title in TRAIN_TIME_CURVES[task]}
-    out["widths"] = train_time_widths_chart(epochs, labels)
+    out["widths"] = train_time_widths_chart(epochs, labels, last_epoch)
     if rows:
         out["sizes"] = train_time_sizes_chart(rows, labels)
     return out

@@ -820,7 +820,8 @@ def write_summary(paths: TrainTimePaths, cfg: TrainTimeConfig) -> list[Path]:
     labels = cfg.labels()
     atomic_write_json(paths.summary, {"task": cfg.task, "config": cfg.to_dict(),
                                       "variants": summarise(rows, cfg.task), "runs": rows})
-    made = charts.train_time_charts(cfg.task, epochs, rows, labels, cfg.prune_points())
+    made = charts.train_time_charts(cfg.task, epochs, rows, labels, cfg.prune_points(),
+                                    cfg.epochs)
     return [paths.summary, *charts.save_chart_pngs(
         [(chart, paths.chart_png(name)) for name, chart in made.items()], table=paths.summary)]
 

@@ -117,8 +117,10 @@ def setup_form() -> None:
         refuse_start("tt_start", exc)
         return
     st.session_state["tt_active"] = str(paths.root)
-    announce_start("tt_name", f"Started {cfg.name}: {len(cfg.prune_points())} prunes, "
-                              f"{len(variants)} variants × {len(cfg.seeds)} seed(s)", "tt_form")
+    prunes, seeds = len(cfg.prune_points()), len(cfg.seeds)
+    announce_start("tt_name", f"Started {cfg.name}: {prunes} prune{'' if prunes == 1 else 's'}, "
+                              f"{len(variants)} variant{'' if len(variants) == 1 else 's'} × "
+                              f"{seeds} seed{'' if seeds == 1 else 's'}", "tt_form")
 
 
 # ------------------------------------------------------------------ choosing a run
@@ -179,19 +181,22 @@ def _describe(cfg: TrainTimeConfig) -> str:
             f"criterion {criterion_name(cfg.criterion)} · seeds {format_int_list(cfg.seeds)}")
 
 
-def chart_grid(cfg: TrainTimeConfig, epochs: list[dict], rows: list[dict], key: str) -> None:
-    """The curves side by side, then widths and sizes; each with its PNG download."""
-    made = charts.train_time_charts(cfg.task, epochs, rows, cfg.labels(), cfg.prune_points())
+def chart_grid(cfg: TrainTimeConfig, epochs: list[dict], rows: list[dict], key: str,
+               run: str) -> None:
+    """The curves side by side, then widths and sizes; each with its PNG download, named
+    by `run` (plain "accuracy.png" of two runs saved over each other)."""
+    made = charts.train_time_charts(cfg.task, epochs, rows, cfg.labels(), cfg.prune_points(),
+                                   cfg.epochs)
     # one curve per row: side by side, a laptop-sized window left each chart ~300 px,
     # too narrow for the three variants' legend and a readable plot
     for name in [n for n in made if n not in ("widths", "sizes")]:
         st.altair_chart(made[name], width="stretch")
-        png_download_button(f"{name}.png", made[name], f"{name}.png", f"{key}-{name}")
+        png_download_button(f"{name}.png", made[name], f"{run}_{name}.png", f"{key}-{name}")
     st.altair_chart(made["widths"], width="content")  # panels: a row of their own
-    png_download_button("widths.png", made["widths"], "widths.png", f"{key}-widths")
+    png_download_button("widths.png", made["widths"], f"{run}_widths.png", f"{key}-widths")
     if "sizes" in made:  # the whole width: in half of an 800-px page its labels were cut
         st.altair_chart(made["sizes"], width="stretch")
-        png_download_button("sizes.png", made["sizes"], "sizes.png", f"{key}-sizes")
+        png_download_button("sizes.png", made["sizes"], f"{run}_sizes.png", f"{key}-sizes")
 
 
 def _where(prog) -> str:
@@ -240,7 +245,7 @@ def live_view(paths: TrainTimePaths, drawn: str) -> None:
     metrics.metric("Prunes", f"{len(cfg.prune_points())} × {100 * cfg.prune_fraction:g} %")
     controls(paths, prog.state, prog.units_done >= prog.total_units > 0)
     if prog.epochs:
-        chart_grid(cfg, prog.epochs, final_rows(paths), "tt-live")
+        chart_grid(cfg, prog.epochs, final_rows(paths), "tt-live", paths.root.name)
 
 
 # ------------------------------------------------------------------ results
@@ -271,7 +276,11 @@ def results_section(paths: TrainTimePaths) -> None:
            {"reconstruction": _fmt(r.get("test_recon")), "KL": _fmt(r.get("test_kl")),
             "−ELBO": _fmt(r.get("test_loss"))}),
         "checkpoint": r["checkpoint"]} for r in rows])
-    st.dataframe(table, hide_index=True, width="stretch")
+    # every row to the same decimals (87.7 stood beside 87.44)
+    decimals = {"test acc": "%.2f", "test loss": "%.4f", "reconstruction": "%.2f", "KL": "%.2f",
+                "−ELBO": "%.2f"}
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        c: st.column_config.NumberColumn(format=f) for c, f in decimals.items() if c in table})
     options = list(range(len(rows)))
     pick = st.selectbox("Final model", options,
                         format_func=lambda i: f"{rows[i]['label']}, seed {rows[i]['seed']}",
@@ -311,7 +320,8 @@ def vae_grids(paths: TrainTimePaths, rows: list[dict]) -> None:
                     continue
                 data = path.read_bytes()
                 st.image(data, caption=what, width="stretch")
-                st.download_button(f"{what}.png", data, f"{r['variant']}_seed{seed}_{what}.png",
+                st.download_button(f"{what}.png", data,
+                                   f"{paths.root.name}_{r['variant']}_seed{seed}_{what}.png",
                                    mime="image/png", key=f"tt_dl_{r['variant']}_{what}",
                                    on_click="ignore", icon=":material/image:")
 

@@ -108,6 +108,37 @@ def test_train_time_charts_span_the_first_epoch_to_the_last(epochs):
     assert set(_x_axis_range(made["widths"])) == {f"1 to {epochs}"}
 
 
+def test_a_run_under_way_draws_its_epoch_axes_to_its_last_epoch():
+    """A 300-epoch run stopped at epoch 156 ended its axes at the last prune drawn."""
+    rows = _epochs("test_acc", 20.0, 97.0, seeds=(0,), epochs=12)
+    for row in rows:
+        row["widths"], row["layers"] = [20, 10], ["fc1", "fc2"]
+    made = charts.train_time_charts("classifier", rows, [], LABELS, prune_points=[4, 8],
+                                    last_epoch=30)
+    assert _x_axis_range(made["accuracy"]) == ["1 to 30"]
+    assert set(_x_axis_range(made["widths"])) == {"1 to 30"}
+
+
+def test_a_seed_under_way_is_drawn_apart_from_the_mean_of_the_finished_ones():
+    """Seed 1 stopped at epoch 3 of 6: the mean line was of seeds 0 and 1 up to epoch 3
+    and of seed 0 alone after it, a step that was a change of seeds, not training."""
+    done = [r for r in _epochs("test_acc", 20.0, 97.0, seeds=(0,), epochs=6)]
+    under_way = [r for r in _epochs("test_acc", 30.0, 90.0, seeds=(1,), epochs=6)
+                 if r["epoch"] <= 3]
+    mean, partial = charts._epoch_means(done + under_way, "test_acc", LABELS)
+    seed0 = {(LABELS[r["variant"]], r["epoch"]): r["test_acc"] for r in done}
+    assert len(mean) == 3 * 6 and set(mean["Seeds"]) == {1}
+    assert {(v, e): x for v, e, x in zip(mean["Variant"], mean["Epoch"], mean["Value"])} == seed0
+    assert sorted(zip(partial["Variant"], partial["Seed"], partial["Epoch"])) == sorted(
+        (LABELS[r["variant"]], 1, r["epoch"]) for r in under_way)
+    chart = charts.train_time_curve_chart(done + under_way, "test_acc", "Test accuracy (%)",
+                                          "t", LABELS)
+    _, items = drawn(chart)
+    dashed = [i for i in items if i["role"] == "mark" and i["marktype"] == "line"
+              and i.get("strokeDash")]
+    assert len(dashed) == len(under_way)  # the seed under way: its epochs, dashed
+
+
 def test_the_batch_size_charts_name_their_colours_so_page_and_png_agree():
     """Left to the colour scheme, the page (Streamlit's theme) drew MLP and SLP in two
     blues and the PNG (Vega's scheme) in blue and orange."""
