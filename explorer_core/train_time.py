@@ -273,6 +273,26 @@ def planned_widths(dense: list[int], cfg: TrainTimeConfig) -> list[list[int]]:
     return out
 
 
+def idle_prunes(cfg: TrainTimeConfig) -> list[int]:
+    """The prune points (epochs) at which no layer can lose a unit any more: every one
+    is down to the one unit each keeps. "5 prunes of 99 %" went on naming prunes 2–5,
+    which left 1·1 at 1·1."""
+    widths = _prunable_widths(cfg)
+    idle = []
+    for point in cfg.prune_points():
+        kept = [keep_for_ratio(w, cfg.prune_fraction) for w in widths]
+        if kept == widths:
+            idle.append(point)
+        widths = kept
+    return idle
+
+
+def _prunable_widths(cfg: TrainTimeConfig) -> list[int]:
+    """Units of every layer a prune removes from: the hidden layers, and a CNN's convs."""
+    return cfg.hidden_widths() + (cfg.conv_channels() if cfg.task == "classifier"
+                                  and cfg.arch == "cnn" else [])
+
+
 # ------------------------------------------------------------------ tasks
 
 class ClassifierTask:
@@ -479,8 +499,7 @@ def _check_something_to_prune(cfg: TrainTimeConfig) -> None:
     """Refuse a fraction too small to remove one unit of any layer: each keeps
     `keep_for_ratio` units, which rounds 0.5 % of 50 back to 50, so the pruned variants
     ran exactly like the unpruned one while the page reported "2 prunes of 0.5 %"."""
-    widths = cfg.hidden_widths() + (cfg.conv_channels() if cfg.task == "classifier"
-                                    and cfg.arch == "cnn" else [])
+    widths = _prunable_widths(cfg)
     if all(w == 1 for w in widths):  # "remove more than 50 %" said to one asking for 90
         raise ExplorerError(f"every hidden layer has 1 unit (widths "
                             f"{' '.join(map(str, widths))}), and each keeps at least one: "

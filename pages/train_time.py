@@ -19,8 +19,8 @@ from explorer_core.models import ARCH_TITLES
 from explorer_core.rundir import (LIVE_STATES, TrainTimePaths, default_train_time_root,
                                   list_train_time_runs, read_status)
 from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
-                                      TrainTimeConfig, create_run, final_rows, load_config,
-                                      progress, summarise)
+                                      TrainTimeConfig, create_run, final_rows, idle_prunes,
+                                      load_config, progress, summarise)
 from explorer_core.vae import VAE_CRITERIA
 from explorer_core.settings import MAX_EPOCHS
 from pages._common import (announce_start, bounded_number, elapsed_metric, format_int_list,
@@ -174,11 +174,15 @@ def _describe(cfg: TrainTimeConfig) -> str:
     """The run's settings in one line, by the names the rest of the app uses ("on digits ·
     criterion contribution" read as ids beside the pickers' "Digits (8×8, bundled)")."""
     model = "VAE" if cfg.task == "vae" else ARCH_TITLES.get(cfg.arch, cfg.arch)
-    points = cfg.prune_points()
+    points, idle = cfg.prune_points(), idle_prunes(cfg)
+    floor = (f"; those after epoch{'s' if len(idle) > 1 else ''} "
+             f"{', '.join(map(str, idle))} remove nothing: every layer is down to 1 unit"
+             if idle else "")
     return (f"{model} {format_int_list(cfg.hidden_widths())} on {dataset_name(cfg.dataset)} · "
             f"{cfg.epochs} epochs · {len(points)} prunes of {100 * cfg.prune_fraction:g} % "
-            f"(after epoch{'s' if len(points) > 1 else ''} {', '.join(map(str, points))}) · "
-            f"criterion {criterion_name(cfg.criterion)} · seeds {format_int_list(cfg.seeds)}")
+            f"(after epoch{'s' if len(points) > 1 else ''} {', '.join(map(str, points))}"
+            f"{floor}) · criterion {criterion_name(cfg.criterion)} · "
+            f"seeds {format_int_list(cfg.seeds)}")
 
 
 def chart_grid(cfg: TrainTimeConfig, epochs: list[dict], rows: list[dict], key: str,

@@ -279,3 +279,15 @@ def test_a_resume_that_redoes_a_seed_says_so_and_its_count_does_not_fall(runs_ro
         assert "now seed 1, epoch 1" in text and "seed 0" not in text
         assert any("Seed 1 restarted from its first epoch" in c.value for c in at.caption)
         write_status(paths, "stopped")
+
+
+def test_prunes_that_remove_nothing_are_said_to(runs_root):
+    """99 % per prune read "5 prunes of 99 %", though prunes 2–5 left 1·1 at 1·1."""
+    from explorer_core.train_time import TrainTimeConfig, create_run
+
+    create_run(TrainTimeConfig(name="floor", dataset="digits", hidden=[50, 30], epochs=6,
+                               initial_epochs=1, prune_every=1, prune_fraction=0.99), runs_root)
+    at = open_page()
+    assert not at.exception
+    assert any("5 prunes of 99 % (after epochs 1, 2, 3, 4, 5; those after epochs 2, 3, 4, 5 "
+               "remove nothing: every layer is down to 1 unit)" in c.value for c in at.caption)

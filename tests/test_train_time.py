@@ -19,7 +19,8 @@ from explorer_core.errors import ExplorerError
 from explorer_core.rundir import (RunLock, TrainTimePaths, read_events, read_status,
                                   write_status)
 from explorer_core.train_time import (TrainTimeConfig, create_run, execute, final_rows,
-                                      planned_widths, progress, summarise, total_epochs)
+                                      idle_prunes, planned_widths, progress, summarise,
+                                      total_epochs)
 from explorer_core.vae import load_vae
 
 from conftest import bar_at_a_terminal
@@ -662,3 +663,19 @@ def test_a_train_time_run_into_a_log_says_an_epoch_when_it_has_been_quiet(
     # 2 shared epochs, then 2 per variant: 8 epoch events; 2 (variant, seed) lines
     assert len(lines) == 2 + epoch_lines, lines
     assert "\r" not in "".join(lines) and lines[-1].startswith("[" + "#" * 30 + "] 100.0 %")
+
+
+def test_prunes_once_every_layer_is_down_to_one_unit_are_named_as_removing_nothing():
+    """"5 prunes of 99 %" went on naming prunes 2–5, which left 1·1 at 1·1."""
+    cfg = TrainTimeConfig(epochs=6, initial_epochs=1, prune_every=1, prune_fraction=0.99,
+                          hidden=[50, 30])
+    assert cfg.prune_points() == [1, 2, 3, 4, 5] and idle_prunes(cfg) == [2, 3, 4, 5]
+    # 4 → 2 → 1: the third and fourth prunes have nothing left to remove
+    cfg = TrainTimeConfig(epochs=6, initial_epochs=2, prune_every=1, prune_fraction=0.5,
+                          hidden=[4])
+    assert cfg.prune_points() == [2, 3, 4, 5] and idle_prunes(cfg) == [4, 5]
+    # a CNN's convs count: 1-unit hidden layers while its channels still shrink
+    cfg = TrainTimeConfig(arch="cnn", epochs=4, initial_epochs=1, prune_every=1,
+                          prune_fraction=0.5, hidden=[1], channels=[4, 4])
+    assert idle_prunes(cfg) == [3]
+    assert idle_prunes(TrainTimeConfig()) == []
