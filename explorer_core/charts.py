@@ -624,7 +624,10 @@ def train_time_charts(task: str, epochs: list[dict], rows: list[dict], labels: d
                       prune_points: list[int] | None = None, last_epoch: int | None = None
                       ) -> dict[str, alt.TopLevelMixin]:
     """Every chart of a train-time comparison by name (the PNG file stems of a run);
-    `last_epoch`, the run's, ends their epoch axes."""
+    `last_epoch`, the run's, ends their epoch axes. Only the variants drawn are in the
+    legends (a run of one variant listed all three)."""
+    drawn = {e.get("variant") for e in epochs} | {r.get("variant") for r in rows}
+    labels = {k: v for k, v in labels.items() if k in drawn}
     out: dict[str, alt.TopLevelMixin] = {
         name: train_time_curve_chart(epochs, metric, y_title, title, labels, prune_points,
                                      last_epoch)

@@ -137,7 +137,7 @@ def pick_run() -> TrainTimePaths | None:
         status = read_status(r)
         cfg = _config(r)
         rows.append({"run": r.root.name, "date": r.root.parent.name,
-                     "task": cfg.task if cfg else "?",
+                     "model": _model_name(cfg) if cfg else "?",
                      "dataset": dataset_name(cfg.dataset) if cfg else "?",
                      "state": status.get("state", "?"),
                      "runs saved": f"{len(r.completed_units())}/{status.get('total_units', '?')}",
@@ -170,10 +170,15 @@ def controls(paths: TrainTimePaths, state: str, complete: bool) -> None:
             st.rerun()
 
 
+def _model_name(cfg: TrainTimeConfig) -> str:
+    """'MLP', 'CNN' or 'VAE': the runs list said "classifier" for MLPs and CNNs alike."""
+    return "VAE" if cfg.task == "vae" else ARCH_TITLES.get(cfg.arch, cfg.arch)
+
+
 def _describe(cfg: TrainTimeConfig) -> str:
     """The run's settings in one line, by the names the rest of the app uses ("on digits ·
     criterion contribution" read as ids beside the pickers' "Digits (8×8, bundled)")."""
-    model = "VAE" if cfg.task == "vae" else ARCH_TITLES.get(cfg.arch, cfg.arch)
+    model = _model_name(cfg)
     points, idle = cfg.prune_points(), idle_prunes(cfg)
     floor = (f"; those after epoch{'s' if len(idle) > 1 else ''} "
              f"{', '.join(map(str, idle))} remove nothing: every layer is down to 1 unit"

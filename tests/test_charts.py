@@ -139,6 +139,16 @@ def test_a_seed_under_way_is_drawn_apart_from_the_mean_of_the_finished_ones():
     assert len(dashed) == len(under_way)  # the seed under way: its epochs, dashed
 
 
+def test_the_legend_lists_only_the_variants_a_run_has():
+    """A run of the criterion-pruned variant alone listed random-pruned and no pruning too."""
+    rows = [r for r in _epochs("test_acc", 20.0, 97.0, seeds=(0,), epochs=6)
+            if r["variant"] == "importance"]
+    chart = charts.train_time_charts("classifier", rows, [], LABELS)["accuracy"].to_dict()
+    colours = [layer["encoding"]["color"]["scale"]["domain"] for layer in chart["layer"]
+               if "color" in layer.get("encoding", {})]
+    assert colours and all(domain == ["contribution-pruned"] for domain in colours)
+
+
 def test_the_batch_size_charts_name_their_colours_so_page_and_png_agree():
     """Left to the colour scheme, the page (Streamlit's theme) drew MLP and SLP in two
     blues and the PNG (Vega's scheme) in blue and orange."""

@@ -291,3 +291,5 @@ def test_prunes_that_remove_nothing_are_said_to(runs_root):
     assert not at.exception
     assert any("5 prunes of 99 % (after epochs 1, 2, 3, 4, 5; those after epochs 2, 3, 4, 5 "
                "remove nothing: every layer is down to 1 unit)" in c.value for c in at.caption)
+    listed = next(df.value for df in at.dataframe if "run" in df.value.columns)
+    assert listed["model"].tolist() == ["MLP"]  # it said "classifier", as for a CNN
