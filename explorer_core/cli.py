@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
-from .errors import ExplorerError, interrupted, os_reason, say_interrupted
+from .errors import ExplorerError, interrupted, os_reason, resumable_with, say_interrupted
 from .fileio import JSON_ERRORS
 from .rundir import (COMPARE_SWEEP, ITERATIVE_RUN, KIND_KEYS, TRAIN_TIME_RUN, blocked_message,
                      folder_kind)
@@ -148,6 +149,12 @@ def say_ignored_keys(base: Mapping[str, Any], cls: type, config: Path | None) ->
               f"records them beside its settings; they set nothing here", file=sys.stderr)
 
 
+def resume_hint(command: str, folder: Path) -> None:
+    """Say how to resume `folder` (the run `command` works on) if this process is
+    interrupted (`errors.resumable_with`)."""
+    resumable_with(f"python3 -m explorer_core {command} --resume {shlex.quote(str(folder))}")
+
+
 def say_outcome(status: Mapping[str, Any], where: Path, what: str = "run") -> None:
     """A run's last line: "finished: … (<where>)" on stdout (or stopped). A failure is
     the one error line instead (its folder was said as the run started, or given to
@@ -239,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    resumable_with(None)  # not an earlier command's run (tests call `main` in one process)
     parser = build_parser()  # imports every command, and torch with them: seconds
     if interrupted():
         # A Ctrl-C in those imports, which `errors.on_interrupt` let finish. Checked

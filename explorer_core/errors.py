@@ -91,11 +91,24 @@ def on_interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
 
+_RESUME = [None]  # the command that resumes this process's run, once its folder exists
+
+
+def resumable_with(command: str | None) -> None:
+    """Name the command that resumes the run this command works on (None: there is
+    none), for the line an interruption ends with (`say_interrupted`): after a Ctrl-C,
+    "interrupted" alone left the user to find the folder and the flag, where a stop
+    said "resume …"."""
+    _RESUME[0] = command
+
+
 def say_interrupted() -> int:
     """Print the one line an interrupted command ends with; its exit code, 128 + the
     signal: "interrupted" (130) for a Ctrl-C, "terminated" (143) for a SIGTERM — which
-    outside a run ended the CLI silently with 143, where a Ctrl-C said "interrupted"."""
-    print("terminated" if _SIGNAL[0] == signal.SIGTERM else "interrupted", file=sys.stderr)
+    outside a run ended the CLI silently with 143, where a Ctrl-C said "interrupted".
+    A run's line also says how to resume it (`resumable_with`)."""
+    word = "terminated" if _SIGNAL[0] == signal.SIGTERM else "interrupted"
+    print(word + (f"; resume with: {_RESUME[0]}" if _RESUME[0] else ""), file=sys.stderr)
     return 128 + _SIGNAL[0]
 
 

@@ -381,8 +381,10 @@ def test_a_ctrl_c_a_library_swallowed_ends_the_command_as_the_interrupt(tmp_path
     assert proc.stderr.strip().splitlines() == ["interrupted"], proc.stderr
 
 
-def test_a_run_stops_for_a_ctrl_c_a_library_swallowed(tmp_path, monkeypatch):
-    """A swallowed Ctrl-C with no later error let `prune` train to the end and exit 0."""
+def test_a_run_stops_for_a_ctrl_c_a_library_swallowed(tmp_path, monkeypatch, capsys):
+    """A swallowed Ctrl-C with no later error let `prune` train to the end and exit 0.
+    Its last line says how to resume the run ("interrupted" alone left the user to find
+    the folder and the flag)."""
     from explorer_core import cli, errors
 
     monkeypatch.setattr(errors, "_INTERRUPTED", [False])
@@ -402,6 +404,12 @@ def test_a_run_stops_for_a_ctrl_c_a_library_swallowed(tmp_path, monkeypatch):
     [status] = [json.loads(p.read_text()) for p in root.rglob("status.json")]
     # said as the Ctrl-C it was: it read "stopped by request", which nobody made
     assert (status["state"], status["message"]) == ("interrupted", jobs.CTRL_C_MESSAGE), status
+    [folder] = [p.parent for p in root.rglob("status.json")]
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        f"interrupted; resume with: python3 -m explorer_core prune --resume {folder}"
+    monkeypatch.setattr(errors, "_INTERRUPTED", [True])  # another command in this process:
+    assert cli.main(["datasets"]) == 130  # not that run's hint
+    assert capsys.readouterr().err.splitlines() == ["interrupted"]
 
 
 def test_a_ctrl_c_inside_an_import_lets_it_finish_and_is_remembered(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..cli import (command, default_name, read_json_config, refuse_settings_beside_resume,
-                   saved_settings, say_ignored_keys, say_outcome)
+                   resume_hint, saved_settings, say_ignored_keys, say_outcome)
 from ..errors import ExplorerError, raise_pending_interrupt
 from ..rundir import COMPARE_SWEEP, SweepPaths
 
@@ -233,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
         paths = create_sweep(cfg, args.sweeps_root, est.groups if est is not None else None)
         print(f"sweep folder: {paths.root}", file=sys.stderr)
         print("\n".join(_plan_lines(the_plan, est, cfg)), file=sys.stderr)
+    resume_hint("compare", paths.root)
     total = len(the_plan.cells)  # planned once: near the cell limit a plan takes a while
     status = execute(paths, on_event=None if args.quiet else _progress_printer(
         total, cfg.dense_epochs, _Remaining(paths)))

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from ..cli import (EpochBar, LogPace, command, default_name, read_json_config,
-                   refuse_settings_beside_resume, saved_settings, say_ignored_keys,
-                   say_outcome)
+                   refuse_settings_beside_resume, resume_hint, saved_settings,
+                   say_ignored_keys, say_outcome)
 from ..errors import ExplorerError, raise_pending_interrupt
 from ..rundir import ITERATIVE_RUN, RunPaths
 from ..schedule import refuse_unused_q
@@ -199,6 +199,7 @@ def run_prune(args: argparse.Namespace) -> int:
             raise ExplorerError("--from-iteration needs --resume RUN_DIR")
         paths = create_run(_config_from(args), args.runs_root)
         print(f"run folder: {paths.root}", file=sys.stderr)
+    resume_hint("prune", paths.root)
     cfg = saved_settings(paths, load_run_config)
     if args.resume:  # refused here, the folder as it was (a worker turned a finished run
         # "failed" over an edited retain.txt, and lost its iterations to a missing dataset)

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from ..cli import (EpochBar, LogPace, command, default_name, read_json_config,
-                   refuse_settings_beside_resume, saved_settings, say_ignored_keys,
-                   say_outcome)
+                   refuse_settings_beside_resume, resume_hint, saved_settings,
+                   say_ignored_keys, say_outcome)
 from ..errors import ExplorerError
 from ..rundir import TRAIN_TIME_RUN
 
@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         paths = create_run(_config_from(args), args.runs_root)
         print(f"run folder: {paths.root}", file=sys.stderr)
+    resume_hint("train-time", paths.root)
     cfg = saved_settings(paths, load_config)
     if args.resume:  # refused here, the folder as it was (the worker wrote "failed")
         saved_settings(paths, lambda p: check_recorded_settings(p, cfg))
