@@ -531,7 +531,7 @@ def train_time_curve_chart(epochs: list[dict], metric: str, y_title: str, title:
         layers.append(alt.Chart(partial).mark_line(strokeDash=[4, 3], strokeWidth=1.5).encode(
             x=x, y=alt.Y("Value:Q", scale=y_scale), color=colour, detail="Seed:N",
             tooltip=["Variant:N", "Seed:N", "Epoch:Q",
-                     alt.Tooltip("Value:Q", title=f"{y_title} (seed under way)",
+                     alt.Tooltip("Value:Q", title=f"{y_title} (seed not finished)",
                                  format=".4g")]))
     layers.append(line)
     return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT)

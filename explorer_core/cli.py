@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
-from .errors import ExplorerError, interrupted, os_reason, resumable_with, say_interrupted
+from .errors import (ExplorerError, interrupted, os_reason, resumable_with, resume_command,
+                     say_interrupted)
 from .fileio import JSON_ERRORS
 from .rundir import (COMPARE_SWEEP, ITERATIVE_RUN, KIND_KEYS, TRAIN_TIME_RUN, blocked_message,
                      folder_kind)
@@ -149,10 +150,11 @@ def say_ignored_keys(base: Mapping[str, Any], cls: type, config: Path | None) ->
               f"records them beside its settings; they set nothing here", file=sys.stderr)
 
 
-def resume_hint(command: str, folder: Path) -> None:
-    """Say how to resume `folder` (the run `command` works on) if this process is
-    interrupted (`errors.resumable_with`)."""
-    resumable_with(f"python3 -m explorer_core {command} --resume {shlex.quote(str(folder))}")
+def resume_hint(command: str, folder: Path, *more: str) -> None:
+    """Say how to resume `folder` (the run `command` works on, `more` its other resume
+    flags) if this process is interrupted or stopped (`errors.resumable_with`)."""
+    resumable_with(" ".join(["python3 -m explorer_core", command, "--resume",
+                             shlex.quote(str(folder)), *more]))
 
 
 def say_outcome(status: Mapping[str, Any], where: Path, what: str = "run") -> None:
@@ -161,7 +163,9 @@ def say_outcome(status: Mapping[str, Any], where: Path, what: str = "run") -> No
     --resume): it was said twice, "failed: …" on stdout and "error: …" on stderr."""
     if status["state"] == "failed":
         raise ExplorerError(status.get("message") or f"{what} failed")
-    print(f"{status['state']}: {status.get('message', '')} ({where})")
+    again = resume_command() if status["state"] in ("stopped", "interrupted") else None
+    print(f"{status['state']}: {status.get('message', '')} ({where})"
+          + (f"; resume with: {again}" if again else ""))
 
 
 def launched_by_page() -> bool:

@@ -94,6 +94,11 @@ def on_interrupt(signum: int, frame: object) -> None:
 _RESUME = [None]  # the command that resumes this process's run, once its folder exists
 
 
+def resume_command() -> str | None:
+    """The command `resumable_with` named, if any."""
+    return _RESUME[0]
+
+
 def resumable_with(command: str | None) -> None:
     """Name the command that resumes the run this command works on (None: there is
     none), for the line an interruption ends with (`say_interrupted`): after a Ctrl-C,

@@ -158,12 +158,6 @@ class TrainTimeConfig:
         if self.task == "classifier":
             _choice(self.arch, CLASSIFIER_ARCHS, "the model for train-time pruning")
             _choice(self.criterion, tuple(CRITERIA), "criterion")
-            if self.criterion == "random" and isinstance(self.variants, list) and \
-                    {"importance", "random"} <= {v for v in self.variants if isinstance(v, str)}:
-                # two variants of one name: their seeds were pooled into one curve
-                raise ExplorerError("with the criterion random, the criterion-pruned variant is "
-                                    "a second random-pruned one: pick a ranking criterion or "
-                                    "drop one of the two variants")
             if self.arch != "cnn" and self.channels is not None:
                 raise ExplorerError(f"conv channels apply to the CNN only; the {self.arch} has "
                                     "none (drop them)")
@@ -183,6 +177,12 @@ class TrainTimeConfig:
             vae.check_criterion(self.criterion)
             if self.latent is not None:
                 _whole(self.latent, "latent size", 1)
+        if self.criterion == "random" and isinstance(self.variants, list) and \
+                {"importance", "random"} <= {v for v in self.variants if isinstance(v, str)}:
+            # two variants of one name (a VAE's too): their seeds were pooled into one curve
+            raise ExplorerError("with the criterion random, the criterion-pruned variant is "
+                                "a second random-pruned one: pick a ranking criterion or "
+                                "drop one of the two variants")
         if self.hidden is not None:
             # the CNN may go straight from its convs to the logits; MLP and VAE need a layer
             _whole_list(self.hidden, "hidden widths", maximum=MAX_WIDTH,
@@ -273,10 +273,11 @@ def planned_widths(dense: list[int], cfg: TrainTimeConfig) -> list[list[int]]:
     return out
 
 
-def idle_prunes(cfg: TrainTimeConfig) -> list[int]:
-    """The prune points (epochs) at which no layer can lose a unit any more: every one
-    is down to the one unit each keeps. "5 prunes of 99 %" went on naming prunes 2–5,
-    which left 1·1 at 1·1."""
+def idle_prunes(cfg: TrainTimeConfig) -> tuple[list[int], list[int]]:
+    """(the prune points, epochs, at which no layer loses a unit any more; the widths
+    they leave). "5 prunes of 99 %" went on naming prunes 2–5, which left 1·1 at 1·1.
+    Not only at 1: each layer keeps `keep_for_ratio` units, and at 20 % a layer of 2
+    rounds back to 2. Once a prune removes nothing, so do all after it."""
     widths = _prunable_widths(cfg)
     idle = []
     for point in cfg.prune_points():
@@ -284,7 +285,7 @@ def idle_prunes(cfg: TrainTimeConfig) -> list[int]:
         if kept == widths:
             idle.append(point)
         widths = kept
-    return idle
+    return idle, widths
 
 
 def _prunable_widths(cfg: TrainTimeConfig) -> list[int]:

@@ -269,8 +269,17 @@ def _entry_picker(entries, slot: str, what: str, empty: str):
     return by_path[chosen]
 
 
+def _files_digest(uploaded: list[UploadedFile], extra: str = "") -> str:
+    """A hash of the uploaded files (names and bytes) and `extra`: what a cached model
+    or a field's filled-in value belongs to."""
+    digest = hashlib.sha1(extra.encode())
+    for f in uploaded:
+        digest.update(f.name.encode() + b"\0" + f.data)
+    return digest.hexdigest()
+
+
 def _dense_widths(where: DeltaGenerator, label: str, key: str, uploaded: list[UploadedFile],
-                  arch: str, help: str,
+                  arch: str, help_text: str,
                   read: Callable[[list[UploadedFile], str], list[int] | None] = upload_hidden_widths,
                   fallback: str = "256, 64") -> tuple[str, bool]:
     """A dense-widths field of an uploaded .pth: (the widths to build its model with,
@@ -283,16 +292,14 @@ def _dense_widths(where: DeltaGenerator, label: str, key: str, uploaded: list[Up
     "256, 64" made a dense 64-32 upload read 30.0 %. What the user types stays until the
     upload or the architecture changes.
     """
-    digest = hashlib.sha1(arch.encode())
-    for f in uploaded:
-        digest.update(f.name.encode() + b"\0" + f.data)
+    digest = _files_digest(uploaded, arch)
     memo, own = f"{key}__for", f"{key}__own"
-    if st.session_state.get(memo) != digest.hexdigest() or key not in st.session_state:
+    if st.session_state.get(memo) != digest or key not in st.session_state:
         widths = read(uploaded, arch)
         st.session_state[own] = format_int_list(widths) if widths else fallback
         st.session_state[key] = ""
-        st.session_state[memo] = digest.hexdigest()
-    typed = where.text_input(label, key=key, placeholder=st.session_state[own], help=help)
+        st.session_state[memo] = digest
+    typed = where.text_input(label, key=key, placeholder=st.session_state[own], help=help_text)
     return typed.strip() or st.session_state[own], bool(typed.strip())
 
 
@@ -319,14 +326,14 @@ def _upload_picker(slot: str) -> Loaded | None:
                             key=f"insp_pth_arch_{slot}")
         hidden, described = _dense_widths(
             c3, "Hidden widths (dense)", f"insp_pth_hidden_{slot}", uploaded, arch,
-            help="The widths the model had before pruning, which a .pth does not record: "
+            help_text="The widths the model had before pruning, which a .pth does not record: "
                  "until they are given, the weights' own (shown) build it, and Hidden kept "
                  "is not known.")
         channels = None  # a CNN of other channels than 16·32 could not be described
         if arch == "cnn":
             channels, given = _dense_widths(
                 c3, "Conv channels (dense)", f"insp_pth_channels_{slot}", uploaded, arch,
-                help="The CNN's conv channels before pruning: until they are given, the "
+                help_text="The CNN's conv channels before pruning: until they are given, the "
                      "weights' own (shown).", read=upload_conv_channels, fallback="16, 32")
             described = described or given
         info = DATASETS[dataset]
@@ -334,11 +341,8 @@ def _upload_picker(slot: str) -> Loaded | None:
                             list(parse_int_list(hidden)) if arch != "slp" else None)
         if channels is not None:
             spec["channels"] = list(parse_int_list(channels, "conv channels", "16, 32"))
-    digest = hashlib.sha1()
-    for f in uploaded:
-        digest.update(f.name.encode() + b"\0" + f.data)
-    digest.update(repr((spec, dataset, described)).encode())  # MNIST's spec is Fashion-MNIST's
-    key = f"upload:{digest.hexdigest()[:16]}"
+    # the dataset too: MNIST's spec is Fashion-MNIST's
+    key = f"upload:{_files_digest(uploaded, repr((spec, dataset, described)))[:16]}"
     models: dict[str, Loaded] = _state("insp_models", dict)
     if key in models:
         return models[key]

@@ -179,12 +179,13 @@ def _describe(cfg: TrainTimeConfig) -> str:
     """The run's settings in one line, by the names the rest of the app uses ("on digits ·
     criterion contribution" read as ids beside the pickers' "Digits (8×8, bundled)")."""
     model = _model_name(cfg)
-    points, idle = cfg.prune_points(), idle_prunes(cfg)
-    floor = (f"; those after epoch{'s' if len(idle) > 1 else ''} "
-             f"{', '.join(map(str, idle))} remove nothing: every layer is down to 1 unit"
-             if idle else "")
+    points = cfg.prune_points()
+    idle, left = idle_prunes(cfg)
+    floor = (f"; from the one after epoch {idle[0]} on, none removes a unit: the layers "
+             f"stay at {'·'.join(map(str, left))}" if idle else "")
     return (f"{model} {format_int_list(cfg.hidden_widths())} on {dataset_name(cfg.dataset)} · "
-            f"{cfg.epochs} epochs · {len(points)} prunes of {100 * cfg.prune_fraction:g} % "
+            f"{cfg.epochs} epochs · {len(points)} prune{'s' if len(points) != 1 else ''} of "
+            f"{100 * cfg.prune_fraction:g} % "
             f"(after epoch{'s' if len(points) > 1 else ''} {', '.join(map(str, points))}"
             f"{floor}) · criterion {criterion_name(cfg.criterion)} · "
             f"seeds {format_int_list(cfg.seeds)}")

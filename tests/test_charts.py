@@ -139,6 +139,16 @@ def test_a_seed_under_way_is_drawn_apart_from_the_mean_of_the_finished_ones():
     assert len(dashed) == len(under_way)  # the seed under way: its epochs, dashed
 
 
+def test_variants_a_step_apart_while_their_first_seed_runs_are_each_a_mean_line():
+    """The variants train interleaved, epoch by epoch: one can be at epoch 7 while the
+    others are at 6. Each is judged by its own last epoch, so none of them is a seed
+    "under way" beside its own mean."""
+    rows = [r for r in _epochs("test_acc", 20.0, 97.0, seeds=(0,), epochs=7)
+            if r["variant"] == "importance" or r["epoch"] <= 6]
+    mean, partial = charts._epoch_means(rows, "test_acc", LABELS)
+    assert partial.empty and len(mean) == 7 + 6 + 6
+
+
 def test_the_legend_lists_only_the_variants_a_run_has():
     """A run of the criterion-pruned variant alone listed random-pruned and no pruning too."""
     rows = [r for r in _epochs("test_acc", 20.0, 97.0, seeds=(0,), epochs=6)

@@ -412,6 +412,65 @@ def test_a_run_stops_for_a_ctrl_c_a_library_swallowed(tmp_path, monkeypatch, cap
     assert capsys.readouterr().err.splitlines() == ["interrupted"]
 
 
+@pytest.mark.parametrize("kind, module, make, argv", [
+    ("compare", "explorer_core.sweep", "create_sweep",
+     ["compare", "--ratios", "0", "0.5", "--types", "neuron", "--criteria", "l1",
+      "--mlp-hidden", "8", "--dense-epochs", "50", "--no-estimate", "--quiet"]),
+    ("train-time", "explorer_core.train_time", "create_run",
+     ["train-time", "--epochs", "40", "--quiet"]),
+])
+def test_an_interrupted_sweep_or_comparison_says_how_to_resume_it(tmp_path, monkeypatch,
+                                                                   capsys, kind, module, make,
+                                                                   argv):
+    """As `prune` does: "interrupted" alone left the user to find the folder and the flag."""
+    import importlib
+
+    from explorer_core import cli, errors
+
+    monkeypatch.setattr(errors, "_INTERRUPTED", [False])
+    target = importlib.import_module(module)
+    real = getattr(target, make)
+    made = []
+
+    def make_then_swallow(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        errors._INTERRUPTED[0] = True
+        return made[-1]
+
+    monkeypatch.setattr(target, make, make_then_swallow)
+    root = tmp_path / "my runs"  # a space: the command must paste back as one argument
+    flag = "--sweeps-root" if kind == "compare" else "--runs-root"
+    assert cli.main([*argv, flag, str(root)]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"interrupted; resume with: python3 -m explorer_core {kind} --resume '{made[0].root}'")
+
+
+def test_a_stopped_run_says_how_to_resume_it(tmp_path, capsys, monkeypatch):
+    """Stopped (by its page or a SIGTERM: exit 3), its last line named the folder but not
+    the command."""
+    from explorer_core import cli
+
+    root = tmp_path / "runs"
+    real = experiment.execute
+    checks = {"n": 0}
+
+    def stopped_soon(paths, *args, **kwargs):
+        def stop() -> bool:
+            checks["n"] += 1
+            return checks["n"] > 5
+        return real(paths, *args, should_stop=stop, **kwargs)
+
+    monkeypatch.setattr(experiment, "execute", stopped_soon)
+    code = cli.main(["prune", "--dataset", "digits", "--hidden", "8", "--q", "0.5",
+                     "--iterations", "2", "--dense-epochs", "50", "--quiet",
+                     "--runs-root", str(root)])
+    assert code == 3
+    [folder] = [p.parent for p in root.rglob("status.json")]
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("stopped: ") and last.endswith(
+        f"({folder}); resume with: python3 -m explorer_core prune --resume {folder}"), last
+
+
 def test_a_ctrl_c_inside_an_import_lets_it_finish_and_is_remembered(tmp_path, monkeypatch):
     """Raised inside a native module's initialisation (triton's, which the first
     optimiser imports), the interrupt aborted the process with a C++ traceback; outside

@@ -289,7 +289,7 @@ def test_prunes_that_remove_nothing_are_said_to(runs_root):
                                initial_epochs=1, prune_every=1, prune_fraction=0.99), runs_root)
     at = open_page()
     assert not at.exception
-    assert any("5 prunes of 99 % (after epochs 1, 2, 3, 4, 5; those after epochs 2, 3, 4, 5 "
-               "remove nothing: every layer is down to 1 unit)" in c.value for c in at.caption)
+    assert any("5 prunes of 99 % (after epochs 1, 2, 3, 4, 5; from the one after epoch 2 on, "
+               "none removes a unit: the layers stay at 1·1)" in c.value for c in at.caption)
     listed = next(df.value for df in at.dataframe if "run" in df.value.columns)
     assert listed["model"].tolist() == ["MLP"]  # it said "classifier", as for a CNN

@@ -665,17 +665,30 @@ def test_a_train_time_run_into_a_log_says_an_epoch_when_it_has_been_quiet(
     assert "\r" not in "".join(lines) and lines[-1].startswith("[" + "#" * 30 + "] 100.0 %")
 
 
-def test_prunes_once_every_layer_is_down_to_one_unit_are_named_as_removing_nothing():
+def test_prunes_that_can_no_longer_remove_a_unit_are_found_with_the_widths_they_leave():
     """"5 prunes of 99 %" went on naming prunes 2–5, which left 1·1 at 1·1."""
     cfg = TrainTimeConfig(epochs=6, initial_epochs=1, prune_every=1, prune_fraction=0.99,
                           hidden=[50, 30])
-    assert cfg.prune_points() == [1, 2, 3, 4, 5] and idle_prunes(cfg) == [2, 3, 4, 5]
+    assert cfg.prune_points() == [1, 2, 3, 4, 5] and idle_prunes(cfg) == ([2, 3, 4, 5], [1, 1])
     # 4 → 2 → 1: the third and fourth prunes have nothing left to remove
     cfg = TrainTimeConfig(epochs=6, initial_epochs=2, prune_every=1, prune_fraction=0.5,
                           hidden=[4])
-    assert cfg.prune_points() == [2, 3, 4, 5] and idle_prunes(cfg) == [4, 5]
+    assert cfg.prune_points() == [2, 3, 4, 5] and idle_prunes(cfg) == ([4, 5], [1])
+    # not only at 1 unit: 20 % of 2 rounds to 0, so a layer of 2 keeps 2
+    # (5 → 4 → 3 → 2, round(0.8 · 3) = 2, round(0.8 · 2) = 2)
+    cfg = TrainTimeConfig(epochs=7, initial_epochs=1, prune_every=1, prune_fraction=0.2,
+                          hidden=[5])
+    assert idle_prunes(cfg) == ([4, 5, 6], [2])
     # a CNN's convs count: 1-unit hidden layers while its channels still shrink
     cfg = TrainTimeConfig(arch="cnn", epochs=4, initial_epochs=1, prune_every=1,
                           prune_fraction=0.5, hidden=[1], channels=[4, 4])
-    assert idle_prunes(cfg) == [3]
-    assert idle_prunes(TrainTimeConfig()) == []
+    assert idle_prunes(cfg) == ([3], [1, 1, 1])
+    assert idle_prunes(TrainTimeConfig())[0] == []
+
+
+def test_a_vae_refuses_the_random_criterion_beside_the_random_variant():
+    """Both variants were labelled "random-pruned", and their seeds pooled into one curve
+    (refused for classifiers only)."""
+    with pytest.raises(ExplorerError, match="second random-pruned one"):
+        TrainTimeConfig(task="vae", criterion="random").validate()
+    TrainTimeConfig(task="vae", criterion="random", variants=["random", "none"]).validate()

@@ -199,7 +199,8 @@ def run_prune(args: argparse.Namespace) -> int:
             raise ExplorerError("--from-iteration needs --resume RUN_DIR")
         paths = create_run(_config_from(args), args.runs_root)
         print(f"run folder: {paths.root}", file=sys.stderr)
-    resume_hint("prune", paths.root)
+    resume_hint("prune", paths.root, *(  # a Ctrl-C before the rewind must not lose it
+        [f"--from-iteration {args.from_iteration}"] if args.from_iteration is not None else []))
     cfg = saved_settings(paths, load_run_config)
     if args.resume:  # refused here, the folder as it was (a worker turned a finished run
         # "failed" over an edited retain.txt, and lost its iterations to a missing dataset)
