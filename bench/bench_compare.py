@@ -125,16 +125,16 @@ def _one_run(args: argparse.Namespace, scratch: Path) -> None:
     print(f"worker start-up before the sweep (imports, loading the data, first optimiser): {start_up:.1f} s, "
           "once per sweep, not counted below")
     print(f"wall time {wall:.1f} s  →  {60 * cells / wall:.0f} cells per minute")
-    print(f"training + evaluation {clock['inside']:.1f} s; outside them {outside:.1f} s "
+    print(f"training + evaluation {clock['inside']:.2f} s; outside them {1000 * outside:.0f} ms "
           f"= {100 * outside / wall:.1f} % of the wall time (target < 10 %)")
     parts = {"scoring + surgery (one series per type and criterion)": df["prune_seconds"],
              "cost measurement of the cells (MACs, FLOPs, latency timed per chunk)":
                  df["cost_seconds"]}
     for what, seconds in parts.items():
         total = seconds.fillna(0).sum()
-        print(f"  {what}: {total:.1f} s ({100 * total / wall:.1f} %)")
+        print(f"  {what}: {1000 * total:.0f} ms ({100 * total / wall:.1f} %)")
     rest = outside - sum(v.fillna(0).sum() for v in parts.values())
-    print(f"  the rest (baselines' costs, copies, files, status, tables): {rest:.1f} s "
+    print(f"  the rest (baselines' costs, copies, files, status, tables): {1000 * rest:.0f} ms "
           f"({100 * rest / wall:.1f} %)")
 
 
