@@ -324,11 +324,13 @@ def _upload_picker(slot: str) -> Loaded | None:
                                key=f"insp_pth_data_{slot}")
         arch = c2.selectbox("Architecture", ["mlp", "slp", "cnn"], format_func=ARCH_TITLES.get,
                             key=f"insp_pth_arch_{slot}")
-        hidden, described = _dense_widths(
-            c3, "Hidden widths (dense)", f"insp_pth_hidden_{slot}", uploaded, arch,
-            help_text="The widths the model had before pruning, which a .pth does not record: "
-                 "until they are given, the weights' own (shown) build it, and Hidden kept "
-                 "is not known.")
+        hidden = None  # an SLP has no hidden layer: a widths field built nothing
+        if arch != "slp":
+            hidden, described = _dense_widths(
+                c3, "Hidden widths (dense)", f"insp_pth_hidden_{slot}", uploaded, arch,
+                help_text="The widths the model had before pruning, which a .pth does not "
+                          "record: until they are given, the weights' own (shown) build it, "
+                          "and Hidden kept is not known.")
         channels = None  # a CNN of other channels than 16·32 could not be described
         if arch == "cnn":
             channels, given = _dense_widths(
@@ -338,7 +340,7 @@ def _upload_picker(slot: str) -> Loaded | None:
             described = described or given
         info = DATASETS[dataset]
         spec = default_spec(arch, info.channels, info.size, info.num_classes,
-                            list(parse_int_list(hidden)) if arch != "slp" else None)
+                            list(parse_int_list(hidden)) if hidden is not None else None)
         if channels is not None:
             spec["channels"] = list(parse_int_list(channels, "conv channels", "16, 32"))
     # the dataset too: MNIST's spec is Fashion-MNIST's

@@ -569,6 +569,8 @@ def test_a_pth_without_hidden_layers_says_so_instead_of_blaming_a_missing_sideca
     assert not at.exception and errors(at) == []
     kept = next(m for m in at.metric if m.label == "Hidden kept")
     assert kept.value == "—" and kept.proto.help == "The model has no hidden layer."
+    # nor a field for hidden widths, which built nothing
+    assert not [t for t in at.text_input if t.label == "Hidden widths (dense)"]
 
 
 def _pth_bytes(model) -> bytes:
