@@ -277,15 +277,10 @@ def idle_prunes(cfg: TrainTimeConfig) -> tuple[list[int], list[int]]:
     """(the prune points, epochs, at which no layer loses a unit any more; the widths
     they leave). "5 prunes of 99 %" went on naming prunes 2–5, which left 1·1 at 1·1.
     Not only at 1: each layer keeps `keep_for_ratio` units, and at 20 % a layer of 2
-    rounds back to 2. Once a prune removes nothing, so do all after it."""
-    widths = _prunable_widths(cfg)
-    idle = []
-    for point in cfg.prune_points():
-        kept = [keep_for_ratio(w, cfg.prune_fraction) for w in widths]
-        if kept == widths:
-            idle.append(point)
-        widths = kept
-    return idle, widths
+    rounds back to 2. Once a prune removes nothing, so do all after it. Read off
+    `planned_widths` (index e: the widths during epoch e + 1, after a prune at epoch e)."""
+    plan = planned_widths(_prunable_widths(cfg), cfg)
+    return [p for p in cfg.prune_points() if plan[p] == plan[p - 1]], plan[-1]
 
 
 def _prunable_widths(cfg: TrainTimeConfig) -> list[int]:
