@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -150,10 +151,23 @@ def say_ignored_keys(base: Mapping[str, Any], cls: type, config: Path | None) ->
               f"records them beside its settings; they set nothing here", file=sys.stderr)
 
 
+def interpreter() -> str:
+    """How to call the Python running this process, as a command to paste: its name
+    where that name on PATH is this very interpreter (an activated venv's `python3`),
+    else its full path. A hint saying `python3` sent a user of a venv they had not
+    activated (or of `python3.11`) to an interpreter without our packages."""
+    exe = os.path.realpath(sys.executable) if sys.executable else ""
+    for name in ("python3", "python"):
+        found = shutil.which(name)
+        if exe and found and os.path.realpath(found) == exe:
+            return name
+    return shlex.quote(sys.executable) if sys.executable else "python3"
+
+
 def resume_hint(command: str, folder: Path, *more: str) -> None:
     """Say how to resume `folder` (the run `command` works on, `more` its other resume
     flags) if this process is interrupted or stopped (`errors.resumable_with`)."""
-    resumable_with(" ".join(["python3 -m explorer_core", command, "--resume",
+    resumable_with(" ".join([interpreter(), "-m explorer_core", command, "--resume",
                              shlex.quote(str(folder)), *more]))
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import resource
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -406,7 +407,7 @@ def test_a_run_stops_for_a_ctrl_c_a_library_swallowed(tmp_path, monkeypatch, cap
     assert (status["state"], status["message"]) == ("interrupted", jobs.CTRL_C_MESSAGE), status
     [folder] = [p.parent for p in root.rglob("status.json")]
     assert capsys.readouterr().err.splitlines()[-1] == \
-        f"interrupted; resume with: python3 -m explorer_core prune --resume {folder}"
+        f"interrupted; resume with: {cli.interpreter()} -m explorer_core prune --resume {folder}"
     monkeypatch.setattr(errors, "_INTERRUPTED", [True])  # another command in this process:
     assert cli.main(["datasets"]) == 130  # not that run's hint
     assert capsys.readouterr().err.splitlines() == ["interrupted"]
@@ -442,7 +443,8 @@ def test_an_interrupted_sweep_or_comparison_says_how_to_resume_it(tmp_path, monk
     flag = "--sweeps-root" if kind == "compare" else "--runs-root"
     assert cli.main([*argv, flag, str(root)]) == 130
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"interrupted; resume with: python3 -m explorer_core {kind} --resume '{made[0].root}'")
+        f"interrupted; resume with: {cli.interpreter()} -m explorer_core {kind} --resume "
+        f"'{made[0].root}'")
 
 
 def test_a_stopped_run_says_how_to_resume_it(tmp_path, capsys, monkeypatch):
@@ -468,7 +470,7 @@ def test_a_stopped_run_says_how_to_resume_it(tmp_path, capsys, monkeypatch):
     [folder] = [p.parent for p in root.rglob("status.json")]
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.startswith("stopped: ") and last.endswith(
-        f"({folder}); resume with: python3 -m explorer_core prune --resume {folder}"), last
+        f"({folder}); resume with: {cli.interpreter()} -m explorer_core prune --resume {folder}"), last
 
 
 def test_a_ctrl_c_inside_an_import_lets_it_finish_and_is_remembered(tmp_path, monkeypatch):
@@ -1095,3 +1097,24 @@ def test_a_line_refused_by_a_full_disk_names_the_file_appended_to(tmp_path):
     with pytest.raises(OSError) as caught:
         append_result(paths, {"cell_id": "c"})
     assert caught.value.filename == str(paths.results_csv)
+
+
+def test_the_resume_hint_names_the_interpreter_that_ran_the_command(tmp_path, monkeypatch):
+    """It said `python3` whatever ran it: a user of a venv not activated (or of
+    `python3.11`) pasted it into an interpreter without our packages."""
+    from explorer_core import cli
+
+    real = Path(sys.executable).resolve()
+    venv = tmp_path / "venv bin"
+    venv.mkdir()
+    (venv / "python3").symlink_to(real)
+    monkeypatch.setattr(sys, "executable", str(venv / "python3"))
+    monkeypatch.setenv("PATH", str(venv))  # activated: its python3 is this interpreter
+    assert cli.interpreter() == "python3"
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # not activated: the whole path
+    assert cli.interpreter() == f"'{venv / 'python3'}'"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "python3").symlink_to("/bin/sh")  # another program of that name on PATH
+    monkeypatch.setenv("PATH", str(other))
+    assert cli.interpreter() == f"'{venv / 'python3'}'"
