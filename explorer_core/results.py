@@ -15,6 +15,7 @@ from .errors import ChartRenderError, ExplorerError
 from .fileio import read_table, write_table
 from .rundir import (ITERATIVE_RUN, VALIDATION_COLUMNS, RunLock, RunPaths, check_kind,
                      read_record)
+from .settings import counted
 
 if TYPE_CHECKING:
     from .metrics import LatencyConfig
@@ -317,7 +318,7 @@ class Recommendation:
         if not self.deployable:
             return f"No checkpoint to deploy: {self.damaged_note()}"
         if self.is_dense:
-            within = f"{self.tolerance:g} point{'' if self.tolerance == 1 else 's'}"
+            within = counted(float(self.tolerance), "point")
             why = (f"the pruned iterations within {within} of it have checkpoints that do "
                    f"not load" if self.damaged else
                    f"none of the {self.pruned} pruned iterations stays within {within} of it"

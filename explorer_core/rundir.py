@@ -285,6 +285,21 @@ def new_run_dir(name: str, root: Path | None = None, day: _dt.date | None = None
     return RunPaths(path)
 
 
+def download_name(folder: Path, file_name: str) -> str:
+    """`file_name` as a download of the run or sweep in `folder`: "<day>_<name>_<file>"
+    for a folder of the `<root>/<YYYY-MM-DD>/<name>` layout, "<name>_<file>" for one
+    elsewhere. A page's plain "results.csv" or "accuracies.png" of two runs landed in one
+    Downloads folder as "results (1).csv", saying neither which run it was nor when, and
+    two runs of one name on two days still shared "<name>_…"."""
+    folder = Path(folder)
+    try:
+        day = _dt.date.fromisoformat(folder.parent.name).isoformat() == folder.parent.name
+    except ValueError:
+        day = False
+    stem = f"{folder.parent.name}_{folder.name}" if day else folder.name
+    return f"{stem}_{file_name}"
+
+
 def list_runs(root: Path | None = None) -> list[RunPaths]:
     """All run folders under the root, newest first."""
     root = Path(root or default_runs_root())

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 
 from .errors import ExplorerError, os_reason
 from .fileio import atomic_write_text, parse_table, table_text
+from .settings import counted
 
 # A keep fraction for iteration t of T (t = 0 keeps everything).
 KeepFraction = Callable[[int, int, float], float]
@@ -96,7 +97,7 @@ class ScheduleConfig:
         named only for a schedule that uses it."""
         q = f", q = {self.q:g}" if self.kind in USES_Q else ""
         return (f"{self.kind}, widths {', '.join(map(str, self.widths))}{q}, "
-                f"{self.iterations:,} iteration{'' if self.iterations == 1 else 's'}")
+                f"{counted(self.iterations, 'iteration')}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 import types
 import typing
 from dataclasses import dataclass
@@ -139,6 +140,13 @@ def field_types(cls: type) -> dict[str, _Type]:
     read for every run a page lists, so the annotations are not evaluated each time."""
     hints = typing.get_type_hints(cls)
     return {f.name: _compile(hints[f.name]) for f in dataclasses.fields(cls) if f.init}
+
+
+def counted(n: int | float, noun: str) -> str:
+    """'1 epoch', '3 epochs', '1,200 cells', '1.5 points': a count and its noun agreeing,
+    written once here instead of an inline `'' if n == 1 else 's'` in every message."""
+    number = f"{n:,}" if isinstance(n, numbers.Integral) else f"{n:g}"
+    return f"{number} {noun}{'' if n == 1 else 's'}"
 
 
 def shown(value: Any, limit: int = 60) -> str:

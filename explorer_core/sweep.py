@@ -58,7 +58,7 @@ from .rundir import (COMPARE_SWEEP, SweepPaths, WrongKindError, append_event, ch
                      check_new_run_dir, default_sweeps_root, failed_run, failed_write,
                      log_traceback, new_run_dir, read_json, session_start, write_status)
 from .schedule import MAX_WIDTH
-from .settings import MAX_SEED, check_epochs, check_fields, from_json, shown
+from .settings import MAX_SEED, check_epochs, check_fields, counted, from_json, shown
 from .training import (OPTIMIZERS, TrainConfig, evaluate, lower_the_rate, resolve_device,
                        start_up_probe, train)
 
@@ -561,7 +561,7 @@ def _execute_locked(paths: SweepPaths, stop: Callable[[], bool],
         rows = write_tables(paths)
         failed = sum(r.get("status") == "failed" for r in rows)
         dead = sum(r.get("status") == "dead" for r in rows)
-        message = (f"{len(rows)} cell{'' if len(rows) == 1 else 's'}"
+        message = (counted(len(rows), "cell")
                    + (f", {failed} failed" if failed else "")
                    + (f", {dead} dead (100 % pruned)" if dead else "") + aside)
         return write_status(paths, "finished", message=message, finished=time.time(),
@@ -944,7 +944,7 @@ class _Runner:
         if not todo:
             return
         self._add_standins(todo, dense, room=self._chunk_size(dense) - len(chunk))
-        self.activity(f"timing {len(todo)} pruned model{'' if len(todo) == 1 else 's'} "
+        self.activity(f"timing {counted(len(todo), 'pruned model')} "
                       "against the dense one")
         t0 = time.perf_counter()
         timed = [permanent_copy(m) if is_masked(m) else m for m, _, _ in todo.values()]

@@ -28,7 +28,7 @@ from .rundir import (LIVE_STATES, SweepPaths, elapsed_seconds, last_report, read
                      read_json, read_record, read_status)
 from .models import FULLY_CONNECTED
 from .pruning_types import PRUNING_TYPES
-from .settings import is_number
+from .settings import counted, is_number
 from .sweep import Cell
 
 KEY_COLUMNS = ["model", "dataset", "batch_size", "seed", "type", "criterion", "ratio"]
@@ -846,7 +846,7 @@ def untuned_dense_note(paths: SweepPaths) -> str | None:
     pruned = "every pruned point below 100 %" if any(
         isinstance(r, (int, float)) and r >= 1 for r in ratios) else "every pruned point"
     return (f"0 % is the dense model as trained; {pruned} was then fine-tuned "
-            f"{epochs} more epoch{'' if epochs == 1 else 's'}, so a lightly pruned model "
+            f"{counted(epochs, 'more epoch')}, so a lightly pruned model "
             f"can score above it from the extra training alone.")
 
 

@@ -54,8 +54,8 @@ from .rundir import (TRAIN_TIME_RUN, TrainTimePaths, WrongKindError, append_even
                      read_events, read_json, read_record, read_status, session_start,
                      write_status)
 from .schedule import MAX_WIDTH
-from .settings import (MAX_SEED, check_epochs, check_fields, edited_after_start, first_edited,
-                       from_json, shown)
+from .settings import (MAX_SEED, check_epochs, check_fields, counted, edited_after_start,
+                       first_edited, from_json, shown)
 from .surgery import PruneConfig, prune_structural, replay_removal
 # The epoch loop and the step-wise LR schedule of the training engine: train-time pruning
 # needs them across optimiser rebuilds, which `training.train` (one optimiser per call,
@@ -630,7 +630,7 @@ def _execute_locked(paths: TrainTimePaths, stop: Callable[[], bool],
                 done |= {(v, seed) for v in todo}
         note = images_note(lambda: write_summary(paths, cfg))
         return write_status(paths, "finished", finished=time.time(),
-                            message=f"{len(done)} run{'' if len(done) == 1 else 's'} "
+                            message=f"{counted(len(done), 'run')} "
                                     f"complete{note}", units_done=len(done))
     except Cancelled:
         return write_status(paths, "stopped", message="stopped by request; resume continues "

@@ -21,7 +21,8 @@ from explorer_core.models import ARCH_TITLES, ARCHS
 from explorer_core.pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_for,
                                          criterion_title)
 from explorer_core.rundir import (LIVE_STATES, SweepPaths, check_new_run_dir,
-                                  default_sweeps_root, list_sweeps, read_record, read_status)
+                                  default_sweeps_root, download_name, list_sweeps, read_record,
+                                  read_status)
 from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH, OMITTABLE,
                                  Cell, SweepConfig, create_sweep, plan, ratio_label,
                                  runnable_plan)
@@ -425,9 +426,11 @@ def results_section(paths: SweepPaths, live: bool) -> None:
         chart_panels(charts.compare_ratio_panels(summary, note))
         chart = charts.compare_ratio_chart(summary, note)  # one image, for the PNG
         if not live:
-            png_download_button("Download PNG", chart, "accuracy_vs_ratio.png", f"png-ratio-{key}")
+            png_download_button("Download PNG", chart,
+                                download_name(paths.root, "accuracy_vs_ratio.png"),
+                                f"png-ratio-{key}")
     with tabs[1]:
-        _pareto_tab(summary, key, live)
+        _pareto_tab(summary, key, live, paths)
     with tabs[2]:
         if results["batch_size"].nunique() < 2:
             st.caption("This sweep has one batch size: pick two or more to see their effect.")
@@ -437,12 +440,13 @@ def results_section(paths: SweepPaths, live: bool) -> None:
         for single in charts.compare_batch_charts(results, on_page=True):
             row.container(width=BATCH_CHART_WIDTH).altair_chart(single, width="stretch")
         if not live:
-            png_download_button("Download PNG", chart, "batch_size.png", f"png-batch-{key}")
+            png_download_button("Download PNG", chart, download_name(paths.root, "batch_size.png"),
+                                f"png-batch-{key}")
     with tabs[3]:
         _table(summary, paths, live, everything, hidden=len(results) < len(everything))
 
 
-def _pareto_tab(summary: pd.DataFrame, key: str, live: bool) -> None:
+def _pareto_tab(summary: pd.DataFrame, key: str, live: bool, paths: SweepPaths) -> None:
     """Accuracy against MACs, with each dataset's Pareto front; a line instead when no
     grid point has MACs (a sweep of 100 % ratios drew an empty frame, and its PNG was a
     title above nothing)."""
@@ -460,7 +464,9 @@ def _pareto_tab(summary: pd.DataFrame, key: str, live: bool) -> None:
                + charts.PARETO_NOTE + " Accuracies on different datasets are not "
                "comparable, so no front spans two. Hover a point for its ratio.")
     if not live:
-        png_download_button("Download PNG", chart, "accuracy_vs_macs.png", f"png-pareto-{key}")
+        png_download_button("Download PNG", chart,
+                            download_name(paths.root, "accuracy_vs_macs.png"),
+                            f"png-pareto-{key}")
 
 
 # short heads, each explained in its help, and the per cent signs on the numbers: with
@@ -633,7 +639,8 @@ def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool,
         "backward pass (cross-entropy), not of the whole training run"))
     st.dataframe(view[keep], hide_index=True, width="stretch", column_config={
         "ratio": st.column_config.NumberColumn("ratio %", format="%g"),
-        "accuracy": two, "± std": two, "cross-entropy": st.column_config.NumberColumn(format="%.4f"),
+        "accuracy": two, "± std": two,
+        "cross-entropy": st.column_config.NumberColumn(format="%.4f"),
         "latency ms": latency, "dense train s": two,
         "fine-tune s": two, "peak MB": st.column_config.NumberColumn(format="%.0f"),
         "params": params, "non-zero params": big, "MACs": macs, "train FLOPs": flops})
@@ -641,11 +648,11 @@ def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool,
                + (": mean and std over repeats." if repeats else " (one seed each)."))
     if live:
         return
-    _table_downloads(everything, hidden)
+    _table_downloads(paths, everything, hidden)
     _inspect_handover(paths, everything)
 
 
-def _table_downloads(everything: pd.DataFrame, hidden: bool) -> None:
+def _table_downloads(paths: SweepPaths, everything: pd.DataFrame, hidden: bool) -> None:
     """results.csv and summary.csv of every finished cell, as the CLI writes them.
 
     The filters narrow the view, not the files: when they hide rows the buttons and a
@@ -655,7 +662,8 @@ def _table_downloads(everything: pd.DataFrame, hidden: bool) -> None:
     c1, c2 = st.columns(2)  # a third each cut "Download summary.csv (all 100 cells)"
     for col, name in ((c1, "results.csv"), (c2, "summary.csv")):
         col.download_button(f"Download {name}{whole}", lambda n=name: tables_text(everything)[n],
-                            name, mime="text/csv", key=f"dl-{name}", on_click="ignore",
+                            download_name(paths.root, name), mime="text/csv",
+                            key=f"dl-{name}", on_click="ignore",
                             icon=":material/download:")
     if hidden:
         st.caption("The filters above apply to the view only: the downloads hold every "

@@ -148,6 +148,11 @@ def _cache() -> AttributionCache:
     return _state("insp_cache", AttributionCache)
 
 
+def _loaded(key: str) -> Loaded | None:
+    """The model built under `key` this session, if it is still kept (`MAX_LOADED`)."""
+    return _state("insp_models", dict).get(key)
+
+
 def _remember(loaded: Loaded) -> Loaded:
     models: dict[str, Loaded] = _state("insp_models", dict)
     models[loaded.key] = loaded
@@ -204,10 +209,7 @@ def load_path(path: str, label: str, dense: bool = False) -> Loaded:
     except OSError:
         raise ExplorerError(f"checkpoint not found: {p}") from None
     key = f"{p.resolve()}@{stamp}"
-    models: dict[str, Loaded] = _state("insp_models", dict)
-    if key in models:
-        return models[key]
-    return _build(key, label, load_checkpoint(p), dense=dense)
+    return _loaded(key) or _build(key, label, load_checkpoint(p), dense=dense)
 
 
 # ------------------------------------------------------------------ choosing models
@@ -345,9 +347,8 @@ def _upload_picker(slot: str) -> Loaded | None:
             spec["channels"] = list(parse_int_list(channels, "conv channels", "16, 32"))
     # the dataset too: MNIST's spec is Fashion-MNIST's
     key = f"upload:{_files_digest(uploaded, repr((spec, dataset, described)))[:16]}"
-    models: dict[str, Loaded] = _state("insp_models", dict)
-    if key in models:
-        return models[key]
+    if (found := _loaded(key)) is not None:
+        return found
     ck = load_upload(uploaded, spec)
     if dataset and "dataset" not in ck.meta:
         ck.meta["dataset"] = dataset
@@ -381,11 +382,10 @@ def _trained_on(loaded: Loaded, slot: str) -> Loaded:
                                "trained on; these fit its input and classes. It sets the class "
                                "names, the normalisation and the test set.")
     key = f"{loaded.key}:{choice}"
-    models: dict[str, Loaded] = _state("insp_models", dict)
-    if key not in models:
-        ck = Checkpoint(loaded.ck.model, loaded.ck.spec, {**loaded.ck.meta, "dataset": choice})
-        return _build(key, loaded.label, ck, uploaded=True)
-    return models[key]
+    if (found := _loaded(key)) is not None:
+        return found
+    ck = Checkpoint(loaded.ck.model, loaded.ck.spec, {**loaded.ck.meta, "dataset": choice})
+    return _build(key, loaded.label, ck, uploaded=True)
 
 
 def pick_model(slot: str, catalog: dict[str, Any]) -> Loaded | None:

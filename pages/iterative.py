@@ -19,11 +19,11 @@ from explorer_core.experiment import (TABLE_SCHEDULE, RunConfig, check_resumable
 from explorer_core.labels import model_name
 from explorer_core.results import (concatenate_held, deployment_costs, iteration_rows, recommend,
                                    run_progress)
-from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, list_runs,
-                                  read_json, read_status)
+from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, download_name,
+                                  list_runs, read_json, read_status)
 from explorer_core.schedule import MAX_ITERATIONS, parse_retain
 from explorer_core.training import kept_epoch
-from explorer_core.settings import MAX_EPOCHS
+from explorer_core.settings import MAX_EPOCHS, counted
 from pages._common import (announce_start, bounded_number, elapsed_metric, format_seconds,
                            kept_refusal, refuse_start,
                            learning_rate_input, parse_int_list, require_app_navigation,
@@ -236,7 +236,7 @@ def live_view(paths: RunPaths, drawn: str) -> None:
     redone = len(prog.epochs) - prog.epochs_done  # of an iteration a stop or crash cut short
     st.progress(prog.fraction, text=f"iteration {prog.iteration if prog.iteration is not None else '—'}"
                 f" of {max(prog.total_iterations - 1, 0)} · epoch {prog.epochs_done}/{prog.total_epochs}"
-                + (f" kept ({redone} epoch{'' if redone == 1 else 's'} of the unfinished iteration "
+                + (f" kept ({counted(redone, 'epoch')} of the unfinished iteration "
                    f"below are trained again on resume)" if redone > 0 else ""))
     metrics = wrapping_row()  # four equal columns cut '37.88 %' to '37.8…' at 800 px
     elapsed_metric(metrics, prog.state, prog.elapsed, "run", prog.last_report)
@@ -311,7 +311,8 @@ def results_section(paths: RunPaths, state: str) -> None:
     row = wrapping_row()  # a third each cut 'Download validati…' at 800 px
     for f in files:
         if f.is_file():
-            row.download_button(f"Download {f.name}", f.read_bytes(), f.name,
+            row.download_button(f"Download {f.name}", f.read_bytes(),
+                                download_name(paths.root, f.name),
                                 mime="image/png" if f.suffix == ".png" else "text/plain",
                                 key=f"dl-{f.name}", on_click="ignore")
     deploy_section(paths, rows)
@@ -344,7 +345,7 @@ def _training_settings(paths: RunPaths) -> str:
     try:
         epochs = int(cfg["dense_epochs"])
         return (f" This run: optimiser {cfg['optimizer']}, learning rate {float(cfg['lr']):g}, "
-                f"{epochs} dense epoch{'' if epochs == 1 else 's'}.")
+                f"{counted(epochs, 'dense epoch')}.")
     except (TypeError, ValueError, KeyError):  # a hand-edited config.json: say nothing
         return ""
 
@@ -380,12 +381,13 @@ def deploy_section(paths: RunPaths, rows) -> None:
     # on_click="ignore": a download reran the page (its cost table too), and a second
     # download clicked meanwhile was cancelled
     row.download_button("Download checkpoint (.safetensors)", r.checkpoint.read_bytes(),
-                        f"iteration{r.iteration}_best_model.safetensors", key="dl-ckpt",
-                        on_click="ignore")
+                        download_name(paths.root,
+                                      f"iteration{r.iteration}_best_model.safetensors"),
+                        key="dl-ckpt", on_click="ignore")
     row.download_button("Download model spec (.json)",
                         r.checkpoint.with_suffix(".json").read_bytes(),
-                        f"iteration{r.iteration}_best_model.json", key="dl-spec",
-                        on_click="ignore")
+                        download_name(paths.root, f"iteration{r.iteration}_best_model.json"),
+                        key="dl-spec", on_click="ignore")
     # beside this file, not the working folder: `streamlit run /path/app.py` from
     # elsewhere lost the button
     if INSPECT_PAGE.is_file() and st.button("Open on the Inspect page"):

@@ -17,12 +17,12 @@ from explorer_core.errors import ExplorerError
 from explorer_core.labels import criterion_name, dataset_name
 from explorer_core.models import ARCH_TITLES
 from explorer_core.rundir import (LIVE_STATES, TrainTimePaths, default_train_time_root,
-                                  list_train_time_runs, read_status)
+                                  download_name, list_train_time_runs, read_status)
 from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
                                       TrainTimeConfig, create_run, final_rows, idle_prunes,
                                       load_config, progress, summarise)
 from explorer_core.vae import VAE_CRITERIA
-from explorer_core.settings import MAX_EPOCHS
+from explorer_core.settings import MAX_EPOCHS, counted
 from pages._common import (announce_start, bounded_number, elapsed_metric, format_int_list,
                            kept_refusal, refuse_start,
                            format_seconds, learning_rate_input, parse_int_list,
@@ -118,9 +118,9 @@ def setup_form() -> None:
         return
     st.session_state["tt_active"] = str(paths.root)
     prunes, seeds = len(cfg.prune_points()), len(cfg.seeds)
-    announce_start("tt_name", f"Started {cfg.name}: {prunes} prune{'' if prunes == 1 else 's'}, "
-                              f"{len(variants)} variant{'' if len(variants) == 1 else 's'} × "
-                              f"{seeds} seed{'' if seeds == 1 else 's'}", "tt_form")
+    announce_start("tt_name", f"Started {cfg.name}: {counted(prunes, 'prune')}, "
+                              f"{counted(len(variants), 'variant')} × {counted(seeds, 'seed')}",
+                   "tt_form")
 
 
 # ------------------------------------------------------------------ choosing a run
@@ -192,21 +192,24 @@ def _describe(cfg: TrainTimeConfig) -> str:
 
 
 def chart_grid(cfg: TrainTimeConfig, epochs: list[dict], rows: list[dict], key: str,
-               run: str) -> None:
+               run: Path) -> None:
     """The curves side by side, then widths and sizes; each with its PNG download, named
-    by `run` (plain "accuracy.png" of two runs saved over each other)."""
+    by the `run` folder's day and name (`download_name`)."""
     made = charts.train_time_charts(cfg.task, epochs, rows, cfg.labels(), cfg.prune_points(),
                                    cfg.epochs)
     # one curve per row: side by side, a laptop-sized window left each chart ~300 px,
     # too narrow for the three variants' legend and a readable plot
     for name in [n for n in made if n not in ("widths", "sizes")]:
         st.altair_chart(made[name], width="stretch")
-        png_download_button(f"{name}.png", made[name], f"{run}_{name}.png", f"{key}-{name}")
+        png_download_button(f"{name}.png", made[name], download_name(run, f"{name}.png"),
+                            f"{key}-{name}")
     st.altair_chart(made["widths"], width="content")  # panels: a row of their own
-    png_download_button("widths.png", made["widths"], f"{run}_widths.png", f"{key}-widths")
+    png_download_button("widths.png", made["widths"], download_name(run, "widths.png"),
+                        f"{key}-widths")
     if "sizes" in made:  # the whole width: in half of an 800-px page its labels were cut
         st.altair_chart(made["sizes"], width="stretch")
-        png_download_button("sizes.png", made["sizes"], f"{run}_sizes.png", f"{key}-sizes")
+        png_download_button("sizes.png", made["sizes"], download_name(run, "sizes.png"),
+                            f"{key}-sizes")
 
 
 def _where(prog) -> str:
@@ -255,7 +258,7 @@ def live_view(paths: TrainTimePaths, drawn: str) -> None:
     metrics.metric("Prunes", f"{len(cfg.prune_points())} × {100 * cfg.prune_fraction:g} %")
     controls(paths, prog.state, prog.units_done >= prog.total_units > 0)
     if prog.epochs:
-        chart_grid(cfg, prog.epochs, final_rows(paths), "tt-live", paths.root.name)
+        chart_grid(cfg, prog.epochs, final_rows(paths), "tt-live", paths.root)
 
 
 # ------------------------------------------------------------------ results
@@ -296,7 +299,7 @@ def results_section(paths: TrainTimePaths) -> None:
                         format_func=lambda i: f"{rows[i]['label']}, seed {rows[i]['seed']}",
                         key="tt_final_pick")
     chosen = Path(rows[pick]["checkpoint"])
-    stem = f"{paths.root.name}_{rows[pick]['variant']}_seed{rows[pick]['seed']}"
+    stem = download_name(paths.root, f"{rows[pick]['variant']}_seed{rows[pick]['seed']}")
     row = wrapping_row()  # a third each cut "Checkpoint (.safe…" at 800 px
     row.download_button("Checkpoint (.safetensors)", chosen.read_bytes(), f"{stem}.safetensors",
                         key="tt_dl_ckpt", on_click="ignore")
@@ -331,7 +334,7 @@ def vae_grids(paths: TrainTimePaths, rows: list[dict]) -> None:
                 data = path.read_bytes()
                 st.image(data, caption=what, width="stretch")
                 st.download_button(f"{what}.png", data,
-                                   f"{paths.root.name}_{r['variant']}_seed{seed}_{what}.png",
+                                   download_name(paths.root, f"{r['variant']}_seed{seed}_{what}.png"),
                                    mime="image/png", key=f"tt_dl_{r['variant']}_{what}",
                                    on_click="ignore", icon=":material/image:")
 

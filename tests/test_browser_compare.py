@@ -160,6 +160,9 @@ def test_build_run_see_charts_download_csv(app_page, streamlit_server, tmp_path,
     page.get_by_role("tab", name="Table").click()
     with page.expect_download() as info:
         page.get_by_role("button", name="Download results.csv").click()
+    # named by the sweep's day and name: a plain "results.csv" of two sweeps collided
+    assert re.fullmatch(rf"\d{{4}}-\d\d-\d\d_{re.escape(SWEEP_NAME)}_results\.csv",
+                        info.value.suggested_filename), info.value.suggested_filename
     target = tmp_path / "results.csv"
     info.value.save_as(target)
     rows = list(csv.DictReader(io.StringIO(target.read_text())))

@@ -171,6 +171,9 @@ def test_run_watch_leave_stop_resume_download(app_page, streamlit_server, tmp_pa
 
     with page.expect_download() as info:
         page.get_by_role("button", name="Download validations.txt").click()
+    # named by the run's day and name: a plain "validations.txt" of two runs collided
+    assert re.fullmatch(rf"\d{{4}}-\d\d-\d\d_{re.escape(RUN_NAME)}_validations\.txt",
+                        info.value.suggested_filename), info.value.suggested_filename
     target = tmp_path / "validations.txt"
     info.value.save_as(target)
     lines = target.read_text().splitlines()

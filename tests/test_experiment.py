@@ -1260,3 +1260,19 @@ def test_a_ctrl_c_a_library_swallowed_is_recorded_as_a_ctrl_c(roots, monkeypatch
     asked = create_run(small_config("asked"), runs)
     assert execute(asked, should_stop=lambda: True, cache_root=cache)["state"] == "stopped"
     assert read_status(asked)["message"].startswith("stopped by request")
+
+
+def test_downloads_are_named_by_the_folders_day_and_name(tmp_path):
+    """A page's plain "results.csv" of two runs collided in the Downloads folder, and
+    "<name>_…" of two runs of one name made on two days too."""
+    import datetime as _dt
+
+    from explorer_core.rundir import download_name, new_run_dir
+
+    one = new_run_dir("same", tmp_path, day=_dt.date(2026, 12, 6)).root
+    two = new_run_dir("same", tmp_path, day=_dt.date(2026, 12, 7)).root
+    assert download_name(one, "results.csv") == "2026-12-06_same_results.csv"
+    assert download_name(one, "a.png") != download_name(two, "a.png")
+    # a folder resumed from elsewhere (a thesis script's, a copy) has no day above it
+    assert download_name(tmp_path / "old-thesis-run", "a.png") == "old-thesis-run_a.png"
+    assert download_name(tmp_path / "20261207" / "run", "a.png") == "run_a.png"

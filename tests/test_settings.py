@@ -387,3 +387,15 @@ def test_every_training_is_capped_at_one_epoch_limit_before_anything_runs(tmp_pa
     assert main([command, *flags, "--quiet"] if "--estimate" not in flags else [command, *flags]) == 2
     assert capsys.readouterr().err == f"error: {says}\n"
     assert not list(tmp_path.rglob("config.json"))
+
+
+def test_a_count_and_its_noun_agree():
+    """One place for "1 cell" / "3 cells" (it was written inline in eleven messages)."""
+    import numpy as np
+
+    from explorer_core.settings import counted
+
+    assert [counted(n, "cell") for n in (0, 1, 2)] == ["0 cells", "1 cell", "2 cells"]
+    assert counted(12_000, "cell") == "12,000 cells"
+    assert counted(1.0, "point") == "1 point" and counted(0.5, "point") == "0.5 points"
+    assert counted(np.int64(1), "epoch") == "1 epoch"  # a count read from a table
