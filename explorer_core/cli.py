@@ -156,12 +156,17 @@ def interpreter() -> str:
     where that name on PATH is this very interpreter (an activated venv's `python3`),
     else its full path. A hint saying `python3` sent a user of a venv they had not
     activated (or of `python3.11`) to an interpreter without our packages."""
-    exe = os.path.realpath(sys.executable) if sys.executable else ""
+    if not sys.executable:
+        return "python3"
     for name in ("python3", "python"):
         found = shutil.which(name)
-        if exe and found and os.path.realpath(found) == exe:
+        # the same file in the same folder: a venv's python3 is a link to the base
+        # interpreter, and only started from the venv's folder does it find its packages
+        if found and all(os.path.realpath(a) == os.path.realpath(b) for a, b in (
+                (found, sys.executable),
+                (os.path.dirname(found), os.path.dirname(sys.executable)))):
             return name
-    return shlex.quote(sys.executable) if sys.executable else "python3"
+    return shlex.quote(sys.executable)
 
 
 def resume_hint(command: str, folder: Path, *more: str) -> None:

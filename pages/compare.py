@@ -32,7 +32,7 @@ from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_l
                                          results_frame, slower_pruned_models, speed_note,
                                          speedups, summary_frame, tables_text,
                                          unlearned_baselines, untuned_dense_note)
-from explorer_core.settings import MAX_EPOCHS
+from explorer_core.settings import MAX_EPOCHS, counted
 from pages._common import (announce_start, bounded_number, chart_panels, elapsed_metric,
                            kept_choice, kept_refusal, refuse_start, sentence,
                            format_seconds, learning_rate_input, parse_int_list,
@@ -276,8 +276,8 @@ def _grid_summary(facts: dict) -> None:
         st.warning(f"**Empty grid: nothing to start.** {reason[:1].upper()}{reason[1:]}.")
         return
     cached = f", {facts['cached']} cached" if facts["cached"] else ""
-    baselines = "dense baseline" if facts["groups"] == 1 else "dense baselines"
-    st.info(f"**{facts['cells']} cells** over {facts['groups']} {baselines} "
+    baselines = counted(facts["groups"], "dense baseline")
+    st.info(f"**{counted(facts['cells'], 'cell')}** over {baselines} "
             f"({facts['to_train']} to train{cached}) · estimated **≈ "
             f"{format_seconds(facts['seconds'])}** on this machine (from a timing probe; "
             "a busy CPU takes longer).")

@@ -39,6 +39,7 @@ from explorer_core.imaging import (FIT_TITLES, FITS, MAX_PIXELS, UPLOAD_TYPES, C
                                    heatmap_image, input_format, normalise, open_image, convert_image,
                                    overlay_image, png_bytes, samples_from, upscale)
 from explorer_core.models import ARCH_TITLES, default_spec
+from explorer_core.settings import counted
 from pages._common import (bounded_number, format_int_list, keep_widget_state, kept_choice,
                            parse_int_list, require_app_navigation, sentence,
                            wrapping_columns, wrapping_row)
@@ -209,7 +210,9 @@ def load_path(path: str, label: str, dense: bool = False) -> Loaded:
     except OSError:
         raise ExplorerError(f"checkpoint not found: {p}") from None
     key = f"{p.resolve()}@{stamp}"
-    return _loaded(key) or _build(key, label, load_checkpoint(p), dense=dense)
+    if (found := _loaded(key)) is not None:
+        return found
+    return _build(key, label, load_checkpoint(p), dense=dense)
 
 
 # ------------------------------------------------------------------ choosing models
@@ -411,8 +414,7 @@ def pick_model(slot: str, catalog: dict[str, Any]) -> Loaded | None:
                 st.info("No sweep checkpoints yet (Compare page).")
                 return None
             # the sweep first: a cell id recurs in every sweep over the same grid point
-            label = lambda s: f"{s} · {len(sweeps[s])} checkpoint" \
-                + ("s" if len(sweeps[s]) != 1 else "")  # noqa: E731
+            label = lambda s: f"{s} · {counted(len(sweeps[s]), 'checkpoint')}"  # noqa: E731
             sweep = st.selectbox("Sweep", list(sweeps), format_func=label,
                                  key=kept_choice(f"insp_sweep_{slot}", list(sweeps), label))
             picked = _entry_picker(sweeps[sweep], slot, "cell", "This sweep saved no checkpoint.")

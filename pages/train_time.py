@@ -184,7 +184,7 @@ def _describe(cfg: TrainTimeConfig) -> str:
     floor = (f"; from the one after epoch {idle[0]} on, none removes a unit: the layers "
              f"stay at {'·'.join(map(str, left))}" if idle else "")
     return (f"{model} {format_int_list(cfg.hidden_widths())} on {dataset_name(cfg.dataset)} · "
-            f"{cfg.epochs} epochs · {len(points)} prune{'s' if len(points) != 1 else ''} of "
+            f"{counted(cfg.epochs, 'epoch')} · {counted(len(points), 'prune')} of "
             f"{100 * cfg.prune_fraction:g} % "
             f"(after epoch{'s' if len(points) > 1 else ''} {', '.join(map(str, points))}"
             f"{floor}) · criterion {criterion_name(cfg.criterion)} · "
@@ -226,8 +226,8 @@ def redo_note(prog) -> None:
     why = ("a seed's variants are saved together when the seed ends, and recomputing it "
            "from its start gives exactly the numbers of an uninterrupted run")
     if prog.state in LIVE_STATES and prog.redo >= 0.5:
-        st.caption(f"Seed {prog.seed} restarted from its first epoch: {prog.redo:.0f} "
-                   f"epoch{'s' if round(prog.redo) != 1 else ''} trained before the stop "
+        st.caption(f"Seed {prog.seed} restarted from its first epoch: "
+                   f"{counted(round(prog.redo), 'epoch')} trained before the stop "
                    f"{'are' if round(prog.redo) != 1 else 'is'} being recomputed ({why}). "
                    "The count above holds until the recomputation has caught up.")
     elif prog.state not in LIVE_STATES and prog.unsaved >= 0.5 and prog.seed is not None:

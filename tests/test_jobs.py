@@ -387,6 +387,7 @@ def test_a_run_stops_for_a_ctrl_c_a_library_swallowed(tmp_path, monkeypatch, cap
     Its last line says how to resume the run ("interrupted" alone left the user to find
     the folder and the flag)."""
     from explorer_core import cli, errors
+    monkeypatch.setattr(cli, "interpreter", lambda: "PY")  # its own test below
 
     monkeypatch.setattr(errors, "_INTERRUPTED", [False])
     real_create = experiment.create_run
@@ -407,7 +408,7 @@ def test_a_run_stops_for_a_ctrl_c_a_library_swallowed(tmp_path, monkeypatch, cap
     assert (status["state"], status["message"]) == ("interrupted", jobs.CTRL_C_MESSAGE), status
     [folder] = [p.parent for p in root.rglob("status.json")]
     assert capsys.readouterr().err.splitlines()[-1] == \
-        f"interrupted; resume with: {cli.interpreter()} -m explorer_core prune --resume {folder}"
+        f"interrupted; resume with: PY -m explorer_core prune --resume {folder}"
     monkeypatch.setattr(errors, "_INTERRUPTED", [True])  # another command in this process:
     assert cli.main(["datasets"]) == 130  # not that run's hint
     assert capsys.readouterr().err.splitlines() == ["interrupted"]
@@ -427,6 +428,7 @@ def test_an_interrupted_sweep_or_comparison_says_how_to_resume_it(tmp_path, monk
     import importlib
 
     from explorer_core import cli, errors
+    monkeypatch.setattr(cli, "interpreter", lambda: "PY")  # its own test below
 
     monkeypatch.setattr(errors, "_INTERRUPTED", [False])
     target = importlib.import_module(module)
@@ -443,7 +445,7 @@ def test_an_interrupted_sweep_or_comparison_says_how_to_resume_it(tmp_path, monk
     flag = "--sweeps-root" if kind == "compare" else "--runs-root"
     assert cli.main([*argv, flag, str(root)]) == 130
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"interrupted; resume with: {cli.interpreter()} -m explorer_core {kind} --resume "
+        f"interrupted; resume with: PY -m explorer_core {kind} --resume "
         f"'{made[0].root}'")
 
 
@@ -451,6 +453,7 @@ def test_a_stopped_run_says_how_to_resume_it(tmp_path, capsys, monkeypatch):
     """Stopped (by its page or a SIGTERM: exit 3), its last line named the folder but not
     the command."""
     from explorer_core import cli
+    monkeypatch.setattr(cli, "interpreter", lambda: "PY")  # its own test below
 
     root = tmp_path / "runs"
     real = experiment.execute
@@ -470,7 +473,7 @@ def test_a_stopped_run_says_how_to_resume_it(tmp_path, capsys, monkeypatch):
     [folder] = [p.parent for p in root.rglob("status.json")]
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.startswith("stopped: ") and last.endswith(
-        f"({folder}); resume with: {cli.interpreter()} -m explorer_core prune --resume {folder}"), last
+        f"({folder}); resume with: PY -m explorer_core prune --resume {folder}"), last
 
 
 def test_a_ctrl_c_inside_an_import_lets_it_finish_and_is_remembered(tmp_path, monkeypatch):
@@ -1117,4 +1120,9 @@ def test_the_resume_hint_names_the_interpreter_that_ran_the_command(tmp_path, mo
     other.mkdir()
     (other / "python3").symlink_to("/bin/sh")  # another program of that name on PATH
     monkeypatch.setenv("PATH", str(other))
+    assert cli.interpreter() == f"'{venv / 'python3'}'"
+    base = tmp_path / "base"  # the base interpreter the venv links to: without the
+    base.mkdir()  # venv's packages, though it is the same file
+    (base / "python3").symlink_to(real)
+    monkeypatch.setenv("PATH", str(base))
     assert cli.interpreter() == f"'{venv / 'python3'}'"

@@ -182,10 +182,10 @@ def _plan_lines(the_plan, est, cfg) -> list[str]:
     """'24 cells over 4 baselines (4 to train, 0 cached); estimated 8 s' (without an
     estimate: the counts alone), the criteria per type, and what the grid skips."""
     from ..labels import format_seconds
+    from ..settings import counted
 
     cells, groups = len(the_plan.cells), len(the_plan.groups)
-    line = (f"{cells} cell{'' if cells == 1 else 's'} over {groups} "
-            f"baseline{'' if groups == 1 else 's'}")
+    line = f"{counted(cells, 'cell')} over {counted(groups, 'baseline')}"
     if est is not None:
         line += (f" ({est.baselines_to_train} to train, {est.baselines_cached} cached); "
                  f"estimated {format_seconds(est.seconds)}")

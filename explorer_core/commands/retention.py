@@ -12,6 +12,7 @@ from ..fileio import JSON_ERRORS
 from ..labels import model_name
 from ..schedule import (SCHEDULES, RetentionTable, ScheduleConfig, refuse_unused_q,
                         retention_table, spec_in, widths_from_spec, write_retain)
+from ..settings import counted
 
 DEFAULT_WIDTHS = (256, 64)
 
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     path = write_retain(args.out / "retain.txt", table)
     rows = len(table)
-    print(f"wrote {path} ({rows} iteration{'' if rows == 1 else 's'}, ends at "
+    print(f"wrote {path} ({counted(rows, 'iteration')}, ends at "
           f"{table.percent(table.widths[-1]):.3g} % kept)")
     if args.no_plots:
         for p in stale:
