@@ -67,6 +67,16 @@ class Loaded:
     info: dict[str, Any]
 
 
+@dataclass
+class _Parsed:
+    """An upload read into a checkpoint, not yet built (`_build` measures its test
+    accuracy): which dataset it was trained on may still have to be asked."""
+    key: str
+    label: str
+    ck: Checkpoint
+    kept_why: str | None = None  # why "Hidden kept" is not known (a .pth's dense widths)
+
+
 def _state(name: str, factory):
     if name not in st.session_state:
         st.session_state[name] = factory()
@@ -308,7 +318,7 @@ def _dense_widths(where: DeltaGenerator, label: str, key: str, uploaded: list[Up
     return typed.strip() or st.session_state[own], bool(typed.strip())
 
 
-def _upload_picker(slot: str) -> Loaded | None:
+def _upload_picker(slot: str) -> _Parsed | None:
     files = _uploads(
         "Checkpoint: .safetensors (+ its .json), or a .pth state dict (+ a .json spec)",
         f"insp_upload_{slot}", type=["safetensors", "json", "pth", "pt"],
@@ -350,8 +360,9 @@ def _upload_picker(slot: str) -> Loaded | None:
             spec["channels"] = list(parse_int_list(channels, "conv channels", "16, 32"))
     # the dataset too: MNIST's spec is Fashion-MNIST's
     key = f"upload:{_files_digest(uploaded, repr((spec, dataset, described)))[:16]}"
-    if (found := _loaded(key)) is not None:
-        return found
+    parsed: dict[str, _Parsed] = _state("insp_parsed", dict)
+    if key in parsed:  # read once: a rerun (another unit's heatmap) parses nothing again
+        return parsed[key]
     ck = load_upload(uploaded, spec)
     if dataset and "dataset" not in ck.meta:
         ck.meta["dataset"] = dataset
@@ -359,36 +370,48 @@ def _upload_picker(slot: str) -> Loaded | None:
     if unknown:
         ck.meta.pop("percent_retained", None)
     weights = next(f.name for f in uploaded if not f.name.lower().endswith(".json"))
-    loaded = _build(key, f"upload {weights}", ck, uploaded=True)
-    if unknown:
-        loaded.info["kept_why"] = ("Not known: a .pth records no dense widths. Type the "
-                                   "widths it had before pruning under Hidden widths (dense).")
-    return loaded
+    parsed[key] = _Parsed(key, f"upload {weights}", ck, kept_why=(
+        "Not known: a .pth records no dense widths. Type the widths it had before pruning "
+        "under Hidden widths (dense).") if unknown else None)
+    while len(parsed) > MAX_LOADED:
+        parsed.pop(next(iter(parsed)))
+    return parsed[key]
 
 
-def _trained_on(loaded: Loaded, slot: str) -> Loaded:
-    """An upload whose files do not record its dataset, as trained on the one the user
-    picks among those its input fits: a Fashion-MNIST model saved without it was read
-    as MNIST's (digit class names, no accuracy where MNIST is not on disk)."""
-    if loaded.ck.meta.get("dataset") in DATASETS:
-        return loaded
-    fitting = datasets_fitting(loaded.ck.spec)
+def _trained_on(parsed: _Parsed, slot: str) -> str | None:
+    """The dataset the user picks for an upload whose files do not record it, among those
+    its input fits (None: recorded, or only one fits): a Fashion-MNIST model saved
+    without it was read as MNIST's (digit class names, no accuracy where MNIST is not on
+    disk). Asked before the model is built, which measures its test accuracy: built
+    first on the assumed dataset and then on the one picked, it was measured twice."""
+    if parsed.ck.meta.get("dataset") in DATASETS:
+        return None
+    fitting = datasets_fitting(parsed.ck.spec)
     if len(fitting) < 2:
-        return loaded
+        return None
     box = f"insp_up_data_{slot}"
-    if st.session_state.get(f"{box}__for") != loaded.key:  # another upload: not its choice
+    if st.session_state.get(f"{box}__for") != parsed.key:  # another upload: not its choice
         st.session_state.pop(box, None)
-        st.session_state[f"{box}__for"] = loaded.key
-    choice = st.selectbox("Trained on", fitting, format_func=lambda n: DATASETS[n].title,
-                          key=kept_choice(box, fitting),
-                          help="The uploaded files do not say which dataset the model was "
-                               "trained on; these fit its input and classes. It sets the class "
-                               "names, the normalisation and the test set.")
-    key = f"{loaded.key}:{choice}"
+        st.session_state[f"{box}__for"] = parsed.key
+    return st.selectbox("Trained on", fitting, format_func=lambda n: DATASETS[n].title,
+                        key=kept_choice(box, fitting),
+                        help="The uploaded files do not say which dataset the model was "
+                             "trained on; these fit its input and classes. It sets the class "
+                             "names, the normalisation and the test set.")
+
+
+def _built_upload(parsed: _Parsed, slot: str) -> Loaded:
+    """The upload built once, on the dataset its files record or the user picks."""
+    choice = _trained_on(parsed, slot)
+    key = parsed.key if choice is None else f"{parsed.key}:{choice}"
     if (found := _loaded(key)) is not None:
         return found
-    ck = Checkpoint(loaded.ck.model, loaded.ck.spec, {**loaded.ck.meta, "dataset": choice})
-    return _build(key, loaded.label, ck, uploaded=True)
+    ck = parsed.ck if choice is None else Checkpoint(parsed.ck.model, parsed.ck.spec,
+                                                      {**parsed.ck.meta, "dataset": choice})
+    loaded = _build(key, parsed.label, ck, uploaded=True)
+    if parsed.kept_why:
+        loaded.info["kept_why"] = parsed.kept_why
+    return loaded
 
 
 def pick_model(slot: str, catalog: dict[str, Any]) -> Loaded | None:
@@ -430,8 +453,8 @@ def pick_model(slot: str, catalog: dict[str, Any]) -> Loaded | None:
             path = st.session_state[f"insp_opened_{slot}"]
             st.caption(path)
             return load_path(path, Path(path).name)
-        loaded = _upload_picker(slot)
-        return _trained_on(loaded, slot) if loaded is not None else None
+        parsed = _upload_picker(slot)
+        return _built_upload(parsed, slot) if parsed is not None else None
     except ExplorerError as exc:
         st.error(str(exc))
         return None

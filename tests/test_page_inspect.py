@@ -447,6 +447,31 @@ def test_an_upload_that_does_not_record_its_dataset_is_read_as_the_one_picked(ap
     assert at.selectbox(key="insp_up_data_a").value == "mnist"
 
 
+def test_an_upload_whose_dataset_is_asked_is_built_once_per_choice(app_test, tmp_path,
+                                                                   monkeypatch):
+    """Built first on the assumed dataset (its test accuracy measured there) and then
+    again on the one picked, even when that was the same one: a second pass over a test
+    set for nothing."""
+    from explorer_core import catalog
+    from explorer_core.checkpoint import save_checkpoint
+    from explorer_core.models import build_model, default_spec
+
+    torch.manual_seed(0)
+    spec = default_spec("mlp", 1, 28, 10, hidden=[16])
+    built = []  # the datasets this upload was built on (another source's model may show
+    real = catalog.summary  # first, e.g. a baseline cached by an earlier test)
+    monkeypatch.setattr(catalog, "summary", lambda ck: (
+        built.append(ck.meta.get("dataset")) if ck.spec == spec else None) or real(ck))
+    path = save_checkpoint(build_model(spec), spec, tmp_path / "nodata", {})
+    at = _upload(app_test(PAGE), ("nodata.safetensors", path.read_bytes()),
+                 ("nodata.json", path.with_suffix(".json").read_bytes()))
+    assert not at.exception and errors(at) == []
+    assert built == ["mnist"]  # the first that fits, as the picker shows it
+    at.selectbox(key="insp_up_data_a").set_value("fashion_mnist").run()
+    at.selectbox(key="insp_up_data_a").set_value("mnist").run()  # built before: kept
+    assert not at.exception and built == ["mnist", "fashion_mnist"]
+
+
 def test_a_pruned_pth_with_the_dense_widths_shows_how_much_it_kept(app_test):
     """A pruned .pth with the dense spec described on the page showed "Hidden kept —"."""
     from explorer_core.models import MLP
