@@ -76,6 +76,9 @@ SPLIT_SEED = 0  # one train / validation split for every seed: repeats vary init
 # Cells a sweep may have: the plan holds every cell in memory (10**11 repeats ran out of
 # memory while it was built), and a million cells is weeks of work on a CPU.
 MAX_GRID_CELLS = 1_000_000
+# seeds per grid point: the page allowed 100 and the CLI any number (1 000 repeats of
+# 55 cells planned 55 000 cells over 1 000 baselines and started)
+MAX_REPEATS = 100
 
 
 @dataclass
@@ -219,6 +222,8 @@ def _check_limits(cfg: SweepConfig) -> None:
     if cfg.latency_batch > MAX_LATENCY_BATCH:
         raise ExplorerError(f"latency batch (latency_batch) must be at most "
                             f"{MAX_LATENCY_BATCH:,}, got {shown(cfg.latency_batch)}")
+    if cfg.repeats > MAX_REPEATS:
+        raise ExplorerError(f"repeats must be at most {MAX_REPEATS}, got {shown(cfg.repeats)}")
     if cfg.seed + cfg.repeats - 1 > MAX_SEED:
         raise ExplorerError(f"seeds (seed … seed + repeats − 1) must be within 0 … "
                             f"{MAX_SEED:,}, got seed {shown(cfg.seed)} with {shown(cfg.repeats)} "

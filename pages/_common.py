@@ -77,6 +77,25 @@ def keep_widget_state(store: str, kept: Callable[[str], bool]) -> None:
         st.session_state[key] = value
 
 
+def form_value(key: str, default: Any, options: Sequence[Any] | None = None) -> str:
+    """Give the form widget `key` its `default` the first time it is drawn, and drop what
+    it kept (`keep_widget_state`) that is no longer among `options`; returns the key.
+
+    A widget kept across pages is drawn without a default: created with one while session
+    state also held its value, Streamlit warned on the page. A list value (a multiselect's)
+    keeps its items that are still options; another value falls back to `default`.
+    """
+    if key not in st.session_state:
+        st.session_state[key] = default
+    elif options is not None:
+        value = st.session_state[key]
+        if isinstance(value, list):
+            st.session_state[key] = [v for v in value if v in options]
+        elif value not in options:
+            st.session_state[key] = default
+    return key
+
+
 def bounded_number(where: Any, label: str, min_value: float, max_value: float | None = None,
                    value: Any = "min", **kwargs: Any) -> Any:
     """`st.number_input` (in `where`: st, a column, a form) whose range is checked here,

@@ -23,7 +23,8 @@ from explorer_core.pruning_types import (ALL_CRITERIA, PRUNING_TYPES, criteria_f
 from explorer_core.rundir import (LIVE_STATES, SweepPaths, check_new_run_dir,
                                   default_sweeps_root, download_name, list_sweeps, read_record,
                                   read_status)
-from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH, OMITTABLE,
+from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH, MAX_REPEATS,
+                                 OMITTABLE,
                                  Cell, SweepConfig, create_sweep, plan, ratio_label,
                                  runnable_plan)
 from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_latency_gaps,
@@ -33,14 +34,19 @@ from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_l
                                          speedups, summary_frame, tables_text,
                                          unlearned_baselines, untuned_dense_note)
 from explorer_core.settings import MAX_EPOCHS, counted
+from explorer_core.training import OPTIMIZERS
 from pages._common import (announce_start, bounded_number, chart_panels, elapsed_metric,
-                           kept_choice, kept_refusal, refuse_start, sentence,
+                           form_value, keep_widget_state, kept_choice, kept_refusal,
+                           refuse_start, sentence,
                            format_seconds, learning_rate_input, parse_int_list,
                            png_download_button, require_app_navigation, run_name_input,
                            run_picker, setup_expander, status_header, stop_button,
                            wrapping_columns, wrapping_row)
 
 require_app_navigation()
+# the New sweep form as it was left, after a visit to another page (it came back with
+# every default: models, ratios, repeats, the name typed)
+keep_widget_state("cmp_kept", lambda key: key.startswith("cmp_form_") or key == "new_sweep_name")
 
 st.title("Compare")
 st.caption("Which pruning, at which ratio, on which model, costs how much accuracy and buys "
@@ -154,15 +160,17 @@ def setup_form() -> None:
         c1, c2, c3 = wrapping_columns(3)
         # wrap=True on every multiselect: placed straight in a column, Streamlit keeps the
         # chips on one scrolling row, so of four pruning types chosen one seemed chosen
-        models = c1.multiselect("Models", list(ARCHS), default=["mlp"], wrap=True,
+        models = c1.multiselect("Models", list(ARCHS), wrap=True,
+                                key=form_value("cmp_form_models", ["mlp"], list(ARCHS)),
                                 format_func=lambda a: ARCH_TITLES.get(a, a))
-        chosen_data = c1.multiselect("Datasets", available, default=["digits"], wrap=True,
-                                     format_func=titles.get)
+        chosen_data = c1.multiselect("Datasets", available, wrap=True, format_func=titles.get,
+                                     key=form_value("cmp_form_datasets", ["digits"], available))
         # Typed numbers match presets by prefix only, and Enter never bulk-selects: with
         # the fuzzy filter and "Select all matches", "0" + Enter added 4000 and 60000.
         batches = c1.multiselect(
-            "Batch sizes", [str(b) for b in sorted({64, *BATCH_PRESETS})], default=["64"],
-            accept_new_options=True, filter_mode="prefix", select_all=False, wrap=True,
+            "Batch sizes", [str(b) for b in sorted({64, *BATCH_PRESETS})],
+            key=form_value("cmp_form_batches", ["64"]), accept_new_options=True,
+            filter_mode="prefix", select_all=False, wrap=True,
             help="Presets, or type any whole number and press Enter. A number that begins "
                  "a preset (6 of 60000) picks the preset on Enter: choose *Add: 6* instead. "
                  "Batches larger than memory allows are split into micro-batches with "
@@ -170,44 +178,54 @@ def setup_form() -> None:
         # short names on the chips, the long titles in the help: in a 240-px group
         # 'Neuron (remove FC neurons)' and 'Weight magnitude (masks)' were cut to '…'
         types = c2.multiselect(
-            "Pruning types", list(PRUNING_TYPES), default=["neuron", "weight"], wrap=True,
-            format_func=type_name,
+            "Pruning types", list(PRUNING_TYPES), wrap=True, format_func=type_name,
+            key=form_value("cmp_form_types", ["neuron", "weight"], list(PRUNING_TYPES)),
             help="  \n".join(f"**{k.title}**: {k.description}" for k in PRUNING_TYPES.values()))
         # every criterion in sight, chosen or not: in a multiselect, eight chosen chips
         # scrolled inside a box of four rows, and the first four were out of sight
         crits = c2.pills(
-            "Criteria", list(ALL_CRITERIA), selection_mode="multi",
-            default=["interval_adjoint", "l1", "random", "magnitude"],
-            format_func=criterion_name,
+            "Criteria", list(ALL_CRITERIA), selection_mode="multi", format_func=criterion_name,
+            key=form_value("cmp_form_criteria", ["interval_adjoint", "l1", "random", "magnitude"],
+                           list(ALL_CRITERIA)),
             help="Mask types rank weights by magnitude or at random; neuron and structured "
                  "pruning rank units by any criterion.  \n"
                  + ", ".join(criterion_title(c) for c in ALL_CRITERIA) + ".")
+        default_ratios = ", ".join(f"{r * 100:g}" for r in DEFAULT_RATIOS)
         ratios = c2.text_input("Ratios (% removed)",
-                               ", ".join(f"{r * 100:g}" for r in DEFAULT_RATIOS),
+                               key=form_value("cmp_form_ratios", default_ratios),
                                help="100 % removes everything: reported as a dead model.")
         # a label of one line: 'Fine-tune epochs after pruning (0 = one-shot)' took two
         # and set this group's fields lower than its neighbours'
         finetune = bounded_number(c3, "Fine-tune epochs (0 = one-shot)", 0, MAX_EPOCHS, 0,
+                                  key="cmp_form_finetune",
                                   help="Epochs of training after pruning, with the dense "
                                        "model's settings; 0 tests each pruned model as it is.")
-        repeats = bounded_number(c3, "Repeats (seeds; mean ± std)", 1, 100, 1)
-        dense_epochs = bounded_number(c3, "Dense epochs", 1, MAX_EPOCHS, 5)
+        repeats = bounded_number(c3, "Repeats (seeds; mean ± std)", 1, MAX_REPEATS, 1,
+                                 key="cmp_form_repeats")
+        dense_epochs = bounded_number(c3, "Dense epochs", 1, MAX_EPOCHS, 5,
+                                      key="cmp_form_dense_epochs")
         missing = [reason for _, ok, reason in datasets if not ok]
         if missing:  # each reason names the dataset; the whole width (in the datasets'
             # group, a 240-px column of fourteen lines pushed Batch sizes far down)
             st.caption(" · ".join(missing))
         with st.expander("More settings"):
             m1, m2, m3 = wrapping_columns(3, width=230)
-            optimizer = m1.selectbox("Optimiser", ["adam", "adamw", "sgd"])
-            lr = learning_rate_input(m1)
-            hidden = m1.text_input("MLP hidden widths", "256, 64")
-            seed = bounded_number(m2, "First seed", 0, 2 ** 31 - 1, 0)
+            optimizer = m1.selectbox("Optimiser", list(OPTIMIZERS), key=form_value(
+                "cmp_form_optimizer", "adam", list(OPTIMIZERS)))
+            lr = learning_rate_input(m1, key="cmp_form_lr")
+            hidden = m1.text_input("MLP hidden widths",
+                                   key=form_value("cmp_form_hidden", "256, 64"))
+            seed = bounded_number(m2, "First seed", 0, 2 ** 31 - 1, 0, key="cmp_form_seed")
             calibration = bounded_number(m2, "Calibration samples (data-driven criteria)", 1,
-                                         100000, 2048)
-            latency_batch = bounded_number(m3, "Latency batch", 1, MAX_LATENCY_BATCH, 64)
-            latency_repeats = bounded_number(m3, "Latency repeats (0 = no timing)", 0, 1000, 10)
-            save = m3.checkbox("Save every pruned model (for Inspect)", True)
-            use_cache = m3.checkbox("Share dense baselines via models_cache/", True)
+                                         100000, 2048, key="cmp_form_calibration")
+            latency_batch = bounded_number(m3, "Latency batch", 1, MAX_LATENCY_BATCH, 64,
+                                           key="cmp_form_latency_batch")
+            latency_repeats = bounded_number(m3, "Latency repeats (0 = no timing)", 0, 1000, 10,
+                                             key="cmp_form_latency_repeats")
+            save = m3.checkbox("Save every pruned model (for Inspect)",
+                               key=form_value("cmp_form_save", True))
+            use_cache = m3.checkbox("Share dense baselines via models_cache/",
+                                    key=form_value("cmp_form_use_cache", True))
         name = run_name_input("new_sweep_name", "sweep", "Sweep name")
         numbers = (finetune, repeats, dense_epochs, lr, seed, calibration, latency_batch,
                    latency_repeats)
@@ -637,12 +655,18 @@ def _table(summary: pd.DataFrame, paths: SweepPaths, live: bool,
     flops = st.column_config.NumberColumn(format="localized", help=(
         "floating-point operations of one training step per sample: forward and "
         "backward pass (cross-entropy), not of the whole training run"))
+    # ~850 MB for a 2 778-parameter MLP read as the model's own footprint
+    peak = st.column_config.NumberColumn(format="%.0f", help=(
+        "the worker process's peak resident memory while the cell ran (pruning, "
+        "fine-tuning, evaluation), in MB: it includes what the process already holds — "
+        "torch itself (~0.8 GB), the dataset, the dense baseline — so it tells cells apart "
+        "only where a model's training needs much more than that"))
     st.dataframe(view[keep], hide_index=True, width="stretch", column_config={
         "ratio": st.column_config.NumberColumn("ratio %", format="%g"),
         "accuracy": two, "± std": two,
         "cross-entropy": st.column_config.NumberColumn(format="%.4f"),
         "latency ms": latency, "dense train s": two,
-        "fine-tune s": two, "peak MB": st.column_config.NumberColumn(format="%.0f"),
+        "fine-tune s": two, "peak MB": peak,
         "params": params, "non-zero params": big, "MACs": macs, "train FLOPs": flops})
     st.caption("Sort by clicking a column. One row per grid point"
                + (": mean and std over repeats." if repeats else " (one seed each)."))

@@ -731,3 +731,31 @@ def test_a_refused_setting_is_said_as_a_sentence_beside_a_greyed_start(sweeps_ro
     assert len(warning) == 1 and "(Weight magnitude)" in warning[0] \
         and "k-means clusters, Random)" in warning[0] and "(kmeans)" not in warning[0], warning
     assert widget(at.button, "Start sweep").disabled
+
+
+def test_the_new_sweep_form_is_kept_after_a_visit_to_another_page(app_test, sweeps_root):
+    """It came back with every default: models, ratios, repeats, batch sizes, the hidden
+    widths and the name typed were gone."""
+    at = app_test("pages/compare.py")
+    widget(at.multiselect, "Models").set_value(["slp", "mlp"]).run()
+    widget(at.multiselect, "Batch sizes").set_value(["64", "123"]).run()
+    widget(at.text_input, "Ratios (% removed)").set_value("0, 25, 75").run()
+    widget(at.number_input, "Repeats (seeds; mean ± std)").set_value(3).run()
+    widget(at.text_input, "MLP hidden widths").set_value("48, 24").run()
+    widget(at.selectbox, "Optimiser").set_value("sgd").run()
+    widget(at.checkbox, "Save every pruned model (for Inspect)").uncheck().run()
+    at.text_input(key="new_sweep_name").set_value("kept-sweep").run()
+    assert not at.exception
+    at.switch_page("pages/retention.py").run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert widget(at.multiselect, "Models").value == ["slp", "mlp"]
+    assert widget(at.multiselect, "Batch sizes").value == ["64", "123"]
+    assert widget(at.text_input, "Ratios (% removed)").value == "0, 25, 75"
+    assert widget(at.number_input, "Repeats (seeds; mean ± std)").value == 3
+    assert widget(at.text_input, "MLP hidden widths").value == "48, 24"
+    assert widget(at.selectbox, "Optimiser").value == "sgd"
+    assert widget(at.checkbox, "Save every pruned model (for Inspect)").value is False
+    assert at.text_input(key="new_sweep_name").value == "kept-sweep"
+    # the grid the kept form describes: 2 models × 2 batches × 3 seeds × 3 ratios × types
+    assert "cells** over 12 dense baselines" in infos(at), infos(at)

@@ -103,6 +103,8 @@ BAD = [
     ("sweep", {"seed": 2**31 - 1, "repeats": 2},
      "seeds (seed … seed + repeats − 1) must be within 0 … 2,147,483,647, got seed "
      "2147483647 with 2 repeats"),
+    # the page's bound, from the CLI too (1 000 repeats planned 55 000 cells and started)
+    ("sweep", {"repeats": 101}, "repeats must be at most 100, got 101"),
     ("train-time", {"seeds": [0, HUGE]}, "seeds must be at most 2,147,483,647"),
     ("train-time", {"seeds": [2**31]}, "seeds must be at most 2,147,483,647, got [2147483648]"),
     # widths the allocator refused with a traceback
@@ -294,8 +296,9 @@ def test_valid_configs_and_the_config_json_a_run_writes_read_back_identically(ki
 
 
 def test_the_largest_grid_is_accepted_and_counted_without_expanding_it():
-    cfg = sweep.SweepConfig.from_dict(_settings("sweep", {"repeats": 500_000,
-                                                          "ratios": [0.0, 1.0]}))
+    cfg = sweep.SweepConfig.from_dict(_settings("sweep", {
+        "repeats": sweep.MAX_REPEATS, "ratios": [0.0, 1.0],
+        "batch_sizes": list(range(1, 1_000_000 // (2 * sweep.MAX_REPEATS) + 1))}))
     assert cfg.validate().grid_size() == 1_000_000
     # criteria count per type: a mask type ranks by magnitude when none of them fits
     cfg = sweep.SweepConfig.from_dict(_settings("sweep", {"types": ["neuron", "weight"],
