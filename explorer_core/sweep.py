@@ -177,8 +177,9 @@ class SweepConfig:
         if twice is not None:  # one cell id, one result: the other would be overwritten
             raise ExplorerError(f"ratios must be distinct: {twice} % is given twice (ratios are "
                                 "told apart to 6 significant digits of their percent)")
-        for name, minimum in (("finetune_epochs", 0), ("repeats", 1), ("seed", 0),
-                              ("dense_epochs", 1), ("calibration_samples", 1),
+        # epochs are checked with their range by `_check_limits` (one wording: "-1" and
+        # "99999999" fine-tune epochs were refused in two)
+        for name, minimum in (("repeats", 1), ("seed", 0), ("calibration_samples", 1),
                               ("latency_batch", 1), ("latency_repeats", 0)):
             if _bad_whole(getattr(self, name), minimum):
                 raise ExplorerError(f"{name.replace('_', ' ')} must be a whole number ≥ "

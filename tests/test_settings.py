@@ -105,6 +105,9 @@ BAD = [
      "2147483647 with 2 repeats"),
     # the page's bound, from the CLI too (1 000 repeats planned 55 000 cells and started)
     ("sweep", {"repeats": 101}, "repeats must be at most 100, got 101"),
+    # one wording for an epoch count below and above its range
+    ("sweep", {"finetune_epochs": -1}, "fine-tune epochs (finetune_epochs) must be a whole "
+                                       "number from 0 (one-shot) to 10,000, got -1"),
     ("train-time", {"seeds": [0, HUGE]}, "seeds must be at most 2,147,483,647"),
     ("train-time", {"seeds": [2**31]}, "seeds must be at most 2,147,483,647, got [2147483648]"),
     # widths the allocator refused with a traceback
