@@ -501,8 +501,9 @@ def execute(paths: SweepPaths, should_stop: Callable[[], bool] | None = None,
             cache_root: Path | None = None) -> dict:
     """Run (or resume) the sweep in this process; returns the final status.
 
-    `on_event` hears a dense baseline's epochs on this thread and a cell once its record
-    is on disk, on the writer thread (`OrderedWriter`): it must be safe to call from
+    `on_event` hears a dense baseline's epochs and a cell's fine-tuning epochs
+    ("finetune_epoch") on this thread, and a cell once its record is on disk, on the
+    writer thread (`OrderedWriter`): it must be safe to call from
     both, and whatever it raises fails the sweep as a failed write would."""
     paths = SweepPaths(Path(paths.root))
     with worker_session(paths, should_stop) as stop:
@@ -1066,6 +1067,10 @@ class _Runner:
 
             def on_epoch(m) -> None:  # a CNN's fine-tuning takes minutes: say how far
                 self.activity(f"{label} · fine-tuned {m.epoch}/{epochs} epochs")
+                # to the caller only, not events.jsonl (a line per epoch of every cell):
+                # the CLI's bar stood still through a cell's 300 epochs
+                self.on_event({"type": "finetune_epoch", "cell_id": cell.id,
+                               "epoch": m.epoch, "epochs": epochs})
 
             train(model, dense.data, tcfg, on_epoch=on_epoch, should_stop=self.stop)
             row["finetune_seconds"] = time.perf_counter() - t0

@@ -1784,3 +1784,42 @@ def test_the_bars_time_left_reads_the_cell_records_at_most_once_a_second(monkeyp
         assert remaining() == 42.0
         clock[0] += 0.25
     assert reads == pytest.approx([100.0, 105.1, 110.2])
+
+
+def test_a_cells_fine_tuning_epochs_are_heard_before_the_cell(roots):
+    """The CLI's bar stood still through a cell's fine-tuning (300 epochs: seconds a cell
+    on Digits, minutes for a CNN on CIFAR-10): each epoch is heard, before its cell."""
+    cfg = grid("finetune-heard", models=["mlp"], batch_sizes=[64], types=["neuron"],
+               criteria=["l1"], ratios=[0.0, 0.5], latency_repeats=0, finetune_epochs=2)
+    paths = create_sweep(cfg)
+    heard: list[tuple] = []
+
+    def on_event(event: dict) -> None:
+        if event["type"] == "finetune_epoch":
+            heard.append((event["cell_id"], event["epoch"], event["epochs"]))
+        elif event["type"] == "cell":
+            heard.append((event["cell_id"], "done"))
+
+    assert execute(paths, on_event=on_event)["state"] == "finished"
+    zero, half = (c.id for c in plan(cfg).cells)
+    assert heard == [(zero, "done"), (half, 1, 2), (half, 2, 2), (half, "done")]
+    # not in the sweep's event log: a line per epoch of every cell
+    assert "finetune_epoch" not in paths.events.read_text()
+
+
+def test_the_cli_bar_follows_a_cells_fine_tuning_and_a_log_gets_no_line_per_epoch(roots,
+                                                                                  capsys):
+    from conftest import bar_at_a_terminal
+
+    from explorer_core.cli import main
+
+    argv = ["--models", "mlp", "--mlp-hidden", "16", "--batch-sizes", "32", "--types",
+            "neuron", "--criteria", "l1", "--ratios", "0.5", "--dense-epochs", "1",
+            "--finetune-epochs", "2", "--latency-repeats", "0", "--no-cache", "--no-estimate"]
+    code, frames = bar_at_a_terminal(["compare", "--name", "tuned-bar", *argv])
+    assert code == 0
+    tuned = [f for f in frames if "fine-tuning epoch" in f]
+    assert [re.search(r"fine-tuning epoch \d/2", f).group() for f in tuned] == [
+        "fine-tuning epoch 1/2", "fine-tuning epoch 2/2"], frames
+    assert main(["compare", "--name", "tuned-log", *argv]) == 0  # stderr not a terminal
+    assert "fine-tuning epoch" not in capsys.readouterr().err

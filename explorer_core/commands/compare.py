@@ -117,7 +117,8 @@ class _Remaining:
 
 def _progress_printer(total: int, dense_epochs: int, remaining: Callable[[], float | None]):
     """One line per finished cell and per epoch of a dense baseline; a redrawn bar on a
-    terminal, with the time left (`remaining`). Baselines are said too: a sweep trains one
+    terminal, with the time left (`remaining`), which also follows a cell's fine-tuning
+    epochs. Baselines are said too: a sweep trains one
     before its first cell, and Fashion-MNIST's left the screen blank for 12 s (a CNN on
     CIFAR-10's, for minutes)."""
     from ..labels import dataset_name, format_seconds, model_name
@@ -137,6 +138,10 @@ def _progress_printer(total: int, dense_epochs: int, remaining: Callable[[], flo
             acc = event.get("test_acc")
             what = (f"{event['cell_id']}  {event['status']}"
                     f"{'' if acc is None else f'  test acc {acc:.2f} %'}")
+        elif kind == "finetune_epoch":
+            if not terminal:  # a log: a line per cell is enough (300 epochs a cell here)
+                return
+            what = f"{event['cell_id']}: fine-tuning epoch {event['epoch']}/{event['epochs']}"
         elif kind == "epoch" and isinstance(event.get("group"), list):
             model, dataset, batch, seed = event["group"]
             acc = event.get("val_acc")
