@@ -20,10 +20,10 @@ what the issue counts as a cell's work is timed, by kind:
   parameters total and non-zero, MACs, training FLOPs, CPU latency): the evaluation passes
   (`training.evaluate`: the cells' test sets, and a new baseline's train, validation and
   test splits, which its cache entry records) and the cost measurement
-  (`metrics.cost_report` for parameters,
-  MACs and training FLOPs, `metrics.measure_latencies` for CPU latency,
-  `metrics.count_nonzero` for the non-zero parameters), of the cells and of the dense
-  baselines whose numbers every cell reports beside its own.
+  (`metrics.cost_report` for parameters, MACs and training FLOPs,
+  `metrics.measure_latencies` for CPU latency, `metrics.count_nonzero` for the non-zero
+  parameters), of the cells and of the dense baselines whose numbers every cell reports
+  beside its own.
 Everything else — criterion scoring, surgery and masking, copies, dependency graphs,
 checkpoints, cell files, status, tables — is the harness's overhead. Prints cells per
 minute and the share of wall time spent outside training and evaluation (the issue's
@@ -70,6 +70,13 @@ def _timed(fn, clock: dict, kind: str):
             clock[kind] += time.perf_counter() - t0
             clock["depth"] -= 1
     return wrapper
+
+
+def _outside(r: dict) -> tuple[float, float]:
+    """Seconds outside training and evaluation of one run's timings (`--json`'s keys):
+    (with the cost measurement counted as evaluation, with it counted outside)."""
+    outside = r["wall"] - r["training"] - r["passes"] - r["costs"]
+    return outside, outside + r["costs"]
 
 
 def main() -> None:
@@ -135,12 +142,12 @@ def _one_run(args: argparse.Namespace, scratch: Path) -> None:
 
     df = results_frame(paths)
     cells = len(df)
-    outside = wall - clock["training"] - clock["passes"] - clock["costs"]
-    strict = outside + clock["costs"]
+    timings = {"cells": cells, "wall": wall, "training": clock["training"],
+               "passes": clock["passes"], "costs": clock["costs"]}
     if args.json:
-        print(json.dumps({"cells": cells, "wall": wall, "training": clock["training"],
-                          "passes": clock["passes"], "costs": clock["costs"]}))
+        print(json.dumps(timings))
         return
+    outside, strict = _outside(timings)
     print(f"grid: {cells} cells ({len(df.groupby(['model', 'batch_size']))} baselines trained "
           f"fresh), fine-tune {args.finetune} epoch(s)")
     print(f"worker start-up before the sweep (imports, loading the data, first optimiser): {start_up:.1f} s, "
@@ -172,10 +179,10 @@ def _median_of_runs(args: argparse.Namespace) -> None:
         if done.returncode:
             sys.exit(f"run {run + 1} failed (exit {done.returncode}):\n{done.stderr.strip()}")
         r = json.loads(done.stdout.strip().splitlines()[-1])
-        outside = r["wall"] - r["training"] - r["passes"] - r["costs"]
+        outside, strict = _outside(r)
         rates.append(60 * r["cells"] / r["wall"])
         shares.append(100 * outside / r["wall"])
-        strict_shares.append(100 * (outside + r["costs"]) / r["wall"])
+        strict_shares.append(100 * strict / r["wall"])
         print(f"run {run + 1}: {r['cells']} cells in {r['wall']:.2f} s ({rates[-1]:.0f} cells/min); "
               f"outside training and evaluation {1000 * outside:.0f} ms = {shares[-1]:.1f} % "
               f"(cost measurement counted outside too: {strict_shares[-1]:.1f} %)")

@@ -78,21 +78,17 @@ def keep_widget_state(store: str, kept: Callable[[str], bool]) -> None:
 
 
 def form_value(key: str, default: Any, options: Sequence[Any] | None = None) -> str:
-    """Give the form widget `key` its `default` the first time it is drawn, and drop what
-    it kept (`keep_widget_state`) that is no longer among `options`; returns the key.
+    """Give the form widget `key` its `default` the first time it is drawn; of a list
+    it kept (`keep_widget_state`, a multiselect's), drop the items no longer among
+    `options`. Returns the key. (A selectbox: `kept_choice`.)
 
     A widget kept across pages is drawn without a default: created with one while session
-    state also held its value, Streamlit warned on the page. A list value (a multiselect's)
-    keeps its items that are still options; another value falls back to `default`.
+    state also held its value, Streamlit warned on the page.
     """
     if key not in st.session_state:
         st.session_state[key] = default
-    elif options is not None:
-        value = st.session_state[key]
-        if isinstance(value, list):
-            st.session_state[key] = [v for v in value if v in options]
-        elif value not in options:
-            st.session_state[key] = default
+    elif options is not None and isinstance(st.session_state[key], list):
+        st.session_state[key] = [v for v in st.session_state[key] if v in options]
     return key
 
 

@@ -24,8 +24,7 @@ from explorer_core.rundir import (LIVE_STATES, SweepPaths, check_new_run_dir,
                                   default_sweeps_root, download_name, list_sweeps, read_record,
                                   read_status)
 from explorer_core.sweep import (BATCH_PRESETS, DEFAULT_RATIOS, MAX_LATENCY_BATCH, MAX_REPEATS,
-                                 OMITTABLE,
-                                 Cell, SweepConfig, create_sweep, plan, ratio_label,
+                                 OMITTABLE, Cell, SweepConfig, create_sweep, plan, ratio_label,
                                  runnable_plan)
 from explorer_core.sweep_results import (UNSTEADY_TIMING, SweepProgress, dense_latency_gaps,
                                          dense_timing_spread, finished_count,
@@ -210,8 +209,8 @@ def setup_form() -> None:
             st.caption(" · ".join(missing))
         with st.expander("More settings"):
             m1, m2, m3 = wrapping_columns(3, width=230)
-            optimizer = m1.selectbox("Optimiser", list(OPTIMIZERS), key=form_value(
-                "cmp_form_optimizer", "adam", list(OPTIMIZERS)))
+            optimizer = m1.selectbox("Optimiser", list(OPTIMIZERS), key=kept_choice(
+                "cmp_form_optimizer", list(OPTIMIZERS), default="adam"))
             lr = learning_rate_input(m1, key="cmp_form_lr")
             hidden = m1.text_input("MLP hidden widths",
                                    key=form_value("cmp_form_hidden", "256, 64"))

@@ -164,12 +164,18 @@ def _loaded(key: str) -> Loaded | None:
     return _state("insp_models", dict).get(key)
 
 
+def _kept_newest(store: str, key: str, value: Any) -> Any:
+    """Keep `value` under `key` in the session dict `store`, with at most `MAX_LOADED`
+    of the newest (a model each: uploads and checkpoints may be large)."""
+    kept: dict[str, Any] = _state(store, dict)
+    kept[key] = value
+    while len(kept) > MAX_LOADED:
+        kept.pop(next(iter(kept)))
+    return value
+
+
 def _remember(loaded: Loaded) -> Loaded:
-    models: dict[str, Loaded] = _state("insp_models", dict)
-    models[loaded.key] = loaded
-    while len(models) > MAX_LOADED:
-        models.pop(next(iter(models)))
-    return loaded
+    return _kept_newest("insp_models", loaded.key, loaded)
 
 
 def _measured_accuracy(ck: Checkpoint, fmt: InputFormat) -> float | None:
@@ -370,12 +376,9 @@ def _upload_picker(slot: str) -> _Parsed | None:
     if unknown:
         ck.meta.pop("percent_retained", None)
     weights = next(f.name for f in uploaded if not f.name.lower().endswith(".json"))
-    parsed[key] = _Parsed(key, f"upload {weights}", ck, kept_why=(
+    return _kept_newest("insp_parsed", key, _Parsed(key, f"upload {weights}", ck, kept_why=(
         "Not known: a .pth records no dense widths. Type the widths it had before pruning "
-        "under Hidden widths (dense).") if unknown else None)
-    while len(parsed) > MAX_LOADED:
-        parsed.pop(next(iter(parsed)))
-    return parsed[key]
+        "under Hidden widths (dense).") if unknown else None))
 
 
 def _trained_on(parsed: _Parsed, slot: str) -> str | None:

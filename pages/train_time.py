@@ -333,8 +333,8 @@ def vae_grids(paths: TrainTimePaths, rows: list[dict]) -> None:
                     continue
                 data = path.read_bytes()
                 st.image(data, caption=what, width="stretch")
-                st.download_button(f"{what}.png", data,
-                                   download_name(paths.root, f"{r['variant']}_seed{seed}_{what}.png"),
+                name = download_name(paths.root, f"{r['variant']}_seed{seed}_{what}.png")
+                st.download_button(f"{what}.png", data, name,
                                    mime="image/png", key=f"tt_dl_{r['variant']}_{what}",
                                    on_click="ignore", icon=":material/image:")
 

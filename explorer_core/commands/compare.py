@@ -12,6 +12,7 @@ from ..cli import (command, default_name, read_json_config, refuse_settings_besi
                    resume_hint, saved_settings, say_ignored_keys, say_outcome)
 from ..errors import ExplorerError, raise_pending_interrupt
 from ..rundir import COMPARE_SWEEP, SweepPaths
+from ..settings import counted
 
 # flag → SweepConfig field (lists and scalars alike: argparse already typed them)
 _FLAG_FIELDS = ("name", "models", "datasets", "batch_sizes", "types", "criteria", "ratios",
@@ -118,9 +119,8 @@ class _Remaining:
 def _progress_printer(total: int, dense_epochs: int, remaining: Callable[[], float | None]):
     """One line per finished cell and per epoch of a dense baseline; a redrawn bar on a
     terminal, with the time left (`remaining`), which also follows a cell's fine-tuning
-    epochs. Baselines are said too: a sweep trains one
-    before its first cell, and Fashion-MNIST's left the screen blank for 12 s (a CNN on
-    CIFAR-10's, for minutes)."""
+    epochs. Baselines are said too: a sweep trains one before its first cell, and
+    Fashion-MNIST's left the screen blank for 12 s (a CNN on CIFAR-10's, for minutes)."""
     from ..labels import dataset_name, format_seconds, model_name
 
     state = {"start": time.time(), "done": 0}
@@ -187,7 +187,6 @@ def _plan_lines(the_plan, est, cfg) -> list[str]:
     """'24 cells over 4 baselines (4 to train, 0 cached); estimated 8 s' (without an
     estimate: the counts alone), the criteria per type, and what the grid skips."""
     from ..labels import format_seconds
-    from ..settings import counted
 
     cells, groups = len(the_plan.cells), len(the_plan.groups)
     line = f"{counted(cells, 'cell')} over {counted(groups, 'baseline')}"
