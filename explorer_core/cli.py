@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
-from .errors import (ExplorerError, interrupted, os_reason, resumable_with, resume_command,
-                     say_interrupted)
+from .errors import (ExplorerError, interrupted, os_reason, raise_pending_interrupt,
+                     resumable_with, resume_command, say_interrupted)
 from .fileio import JSON_ERRORS
 from .rundir import (COMPARE_SWEEP, ITERATIVE_RUN, KIND_KEYS, TRAIN_TIME_RUN, blocked_message,
                      folder_kind)
@@ -179,7 +179,11 @@ def resume_hint(command: str, folder: Path, *more: str) -> None:
 def say_outcome(status: Mapping[str, Any], where: Path, what: str = "run") -> None:
     """A run's last line: "finished: … (<where>)" on stdout (or stopped). A failure is
     the one error line instead (its folder was said as the run started, or given to
-    --resume): it was said twice, "failed: …" on stdout and "error: …" on stderr."""
+    --resume): it was said twice, "failed: …" on stdout and "error: …" on stderr.
+    After a Ctrl-C that a library swallowed (the run stopped through `interrupted()`)
+    the interruption's own line is the last: a resumed `prune` said "stopped: stopped by
+    request", the model to deploy, then "interrupted"."""
+    raise_pending_interrupt()
     if status["state"] == "failed":
         raise ExplorerError(status.get("message") or f"{what} failed")
     again = resume_command() if status["state"] in ("stopped", "interrupted") else None

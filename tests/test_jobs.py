@@ -476,6 +476,71 @@ def test_a_stopped_run_says_how_to_resume_it(tmp_path, capsys, monkeypatch):
         f"({folder}); resume with: PY -m explorer_core prune --resume {folder}"), last
 
 
+def _finished_run(root) -> Path:
+    """A finished three-iteration `prune` run on Digits, made through the CLI."""
+    from explorer_core import cli
+
+    assert cli.main(["prune", "--dataset", "digits", "--hidden", "8", "--q", "0.5",
+                     "--iterations", "3", "--dense-epochs", "2", "--retrain-epochs", "2",
+                     "--quiet", "--runs-root", str(root)]) == 0
+    [folder] = [p.parent for p in root.rglob("status.json")]
+    return folder
+
+
+def test_a_rewound_run_is_resumed_without_its_from_iteration(tmp_path, capsys, monkeypatch):
+    """Restarted from iteration 1 and stopped after redoing some of it, the hint said
+    `--from-iteration 1` again: followed, it deletes what the restart redid and redoes it."""
+    from explorer_core import cli
+    monkeypatch.setattr(cli, "interpreter", lambda: "PY")  # its own test below
+
+    folder = _finished_run(tmp_path / "runs")
+    capsys.readouterr()
+    real = experiment.execute
+    events = []
+
+    def stopped_after_an_epoch(paths, *args, on_event=None, **kwargs):
+        def heard(event):
+            events.append(event["type"])
+            on_event(event)
+        return real(paths, *args, on_event=heard, should_stop=lambda: "epoch" in events,
+                    **kwargs)
+
+    monkeypatch.setattr(experiment, "execute", stopped_after_an_epoch)
+    assert cli.main(["prune", "--resume", str(folder), "--from-iteration", "1",
+                     "--quiet"]) == 3
+    assert not (folder / "2").exists()  # rewound: iteration 2 is gone
+    [said] = [line for line in capsys.readouterr().out.splitlines()
+              if line.startswith("stopped: ")]
+    assert said.endswith(f"; resume with: PY -m explorer_core prune --resume {folder}"), said
+
+
+def test_a_resumed_run_stopped_by_a_swallowed_ctrl_c_says_only_interrupted(tmp_path, capsys,
+                                                                           monkeypatch):
+    """A resumed `prune` whose Ctrl-C a library swallowed printed "stopped: stopped by
+    request", the model to deploy, then "interrupted" (its status: interrupted)."""
+    from explorer_core import cli, errors
+    monkeypatch.setattr(cli, "interpreter", lambda: "PY")  # its own test below
+
+    folder = _finished_run(tmp_path / "runs")
+    capsys.readouterr()
+    monkeypatch.setattr(errors, "_INTERRUPTED", [False])
+    real = experiment.execute
+
+    def swallowed_ctrl_c(paths, *args, **kwargs):
+        errors._INTERRUPTED[0] = True
+        return real(paths, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "execute", swallowed_ctrl_c)
+    assert cli.main(["prune", "--resume", str(folder), "--from-iteration", "2",
+                     "--quiet"]) == 130
+    said = capsys.readouterr()
+    assert said.out == ""
+    [line] = said.err.splitlines()
+    assert line.startswith(f"interrupted; resume with: PY -m explorer_core prune --resume "
+                           f"{folder}"), line
+    assert json.loads((folder / "status.json").read_text())["state"] == "interrupted"
+
+
 def test_a_ctrl_c_inside_an_import_lets_it_finish_and_is_remembered(tmp_path, monkeypatch):
     """Raised inside a native module's initialisation (triton's, which the first
     optimiser imports), the interrupt aborted the process with a C++ traceback; outside

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 from ..cli import (EpochBar, LogPace, command, default_name, read_json_config,
                    refuse_settings_beside_resume, resume_hint, saved_settings,
@@ -208,10 +209,26 @@ def run_prune(args: argparse.Namespace) -> int:
     done = _kept_epochs(paths, args.from_iteration) if args.resume else 0
     show = None if args.quiet else _progress_printer(EpochBar(total_epochs(cfg, len(plan(cfg))),
                                                               done))
-    status = execute(paths, args.from_iteration, on_event=show)
+    status = execute(paths, args.from_iteration, on_event=_rewound(show, paths.root)
+                     if args.from_iteration is not None else show)
     say_outcome(status, paths.root, "run")
     _print_deploy_pick(paths, 1.0 if args.tolerance is None else args.tolerance)
     return 0 if status["state"] == "finished" else 3
+
+
+def _rewound(show: Callable[[dict], None] | None, root: Path) -> Callable[[dict], None]:
+    """`show`, after making the resume hint a plain `--resume` at the run's first event:
+    by then the iterations from --from-iteration K on are gone, and the hint's K again
+    (after a Ctrl-C once iterations K and K+1 were redone) would delete them once more."""
+    said = [False]
+
+    def on_event(event: dict) -> None:
+        if not said[0]:
+            said[0] = True
+            resume_hint("prune", root)
+        if show is not None:
+            show(event)
+    return on_event
 
 
 def _kept_epochs(paths: RunPaths, from_iteration: int | None) -> int:
