@@ -92,6 +92,57 @@ def form_value(key: str, default: Any, options: Sequence[Any] | None = None) -> 
     return key
 
 
+def distinct_names(names: list[str]) -> list[str]:
+    """Names told apart: a second 'three.png' becomes 'three (2).png' (the extension
+    kept last). Two pictures of one name were two rows and two choices reading the same."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            stem, dot, ext = name.rpartition(".")
+            name = f"{stem} ({seen[name]}).{ext}" if dot and stem else f"{name} ({seen[name]})"
+        out.append(name)
+    return out
+
+
+def kept_uploads(label: str, key: str, where: Any = st, multiple: bool = True,
+                 **kwargs: Any) -> list[tuple[str, bytes]]:
+    """(name, bytes) of the uploader's files (at most one unless `multiple`) — or, once
+    the uploader comes back empty after a visit to another page (or to another source),
+    the files uploaded before.
+
+    Streamlit empties a file uploader that a run did not draw and cannot refill it, so
+    the files are kept in session state and named under the empty uploader, with a
+    button to forget them; removing files in the uploader itself forgets them too.
+    """
+    memory, restored = f"{key}_memory", f"{key}_restored"
+    returning = key not in st.session_state  # the last run did not draw this uploader
+    files = where.file_uploader(label, key=key, accept_multiple_files=multiple, **kwargs)
+    files = files if multiple else [files] if files is not None else []
+    if files:
+        names = distinct_names([f.name for f in files])
+        st.session_state[memory] = [(n, f.getvalue()) for n, f in zip(names, files)]
+        st.session_state.pop(restored, None)
+        return st.session_state[memory]
+    kept = st.session_state.get(memory)
+    if kept and (returning or st.session_state.get(restored)):
+        st.session_state[restored] = True
+        c1, c2 = where.columns([4, 1], vertical_alignment="center")
+        c1.caption(f"Using the {'files' if multiple else 'file'} uploaded before: "
+                   + ", ".join(n for n, _ in kept)
+                   + f". Upload {'others' if multiple else 'another'} to replace "
+                   + ("them." if multiple else "it."))
+        if c2.button("Forget them" if multiple else "Forget it", key=f"{key}_forget"):
+            st.session_state.pop(memory, None)
+            st.session_state.pop(restored, None)
+            st.rerun()
+        return kept
+    st.session_state.pop(memory, None)  # removed in the uploader
+    st.session_state.pop(restored, None)
+    return []
+
+
 def bounded_number(where: Any, label: str, min_value: float, max_value: float | None = None,
                    value: Any = "min", **kwargs: Any) -> Any:
     """`st.number_input` (in `where`: st, a column, a form) whose range is checked here,

@@ -41,7 +41,7 @@ from explorer_core.imaging import (FIT_TITLES, FITS, MAX_PIXELS, UPLOAD_TYPES, C
 from explorer_core.models import ARCH_TITLES, default_spec
 from explorer_core.settings import counted
 from pages._common import (bounded_number, format_int_list, keep_widget_state, kept_choice,
-                           parse_int_list, require_app_navigation, sentence,
+                           kept_uploads, parse_int_list, require_app_navigation, sentence,
                            wrapping_columns, wrapping_row)
 
 require_app_navigation()
@@ -85,7 +85,7 @@ def _state(name: str, factory):
 
 # Streamlit forgets a widget's value when a run does not draw it (another source picked,
 # another page open): `keep_widget_state` keeps these keys as they were left.
-# (Buttons and file uploaders cannot be set from session state; `_uploads` keeps the
+# (Buttons and file uploaders cannot be set from session state; `kept_uploads` keeps the
 # uploaded files themselves instead.)
 KEPT = "insp_kept"
 KEPT_KEYS = {f"insp_{what}_{slot}" for slot in "ab" for what in (
@@ -107,52 +107,6 @@ def _default(key: str, value: Any) -> str:
     if key not in st.session_state:
         st.session_state[key] = value
     return key
-
-
-def _distinct(names: list[str]) -> list[str]:
-    """Names told apart: a second 'three.png' becomes 'three (2).png' (the extension
-    kept last). Two pictures of one name were two rows and two choices reading the same."""
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            stem, dot, ext = name.rpartition(".")
-            name = f"{stem} ({seen[name]}).{ext}" if dot and stem else f"{name} ({seen[name]})"
-        out.append(name)
-    return out
-
-
-def _uploads(label: str, key: str, **kwargs: Any) -> list[tuple[str, bytes]]:
-    """(name, bytes) of the uploader's files — or, once the uploader comes back empty
-    after a visit to another page (or to the other source), the files uploaded before.
-
-    Streamlit empties a file uploader that a run did not draw and cannot refill it, so
-    the files are kept in session state and named under the empty uploader, with a
-    button to forget them; removing files in the uploader itself forgets them too.
-    """
-    memory, restored = f"{key}_memory", f"{key}_restored"
-    returning = key not in st.session_state  # the last run did not draw this uploader
-    files = st.file_uploader(label, key=key, accept_multiple_files=True, **kwargs)
-    if files:
-        names = _distinct([f.name for f in files])
-        st.session_state[memory] = [(n, f.getvalue()) for n, f in zip(names, files)]
-        st.session_state.pop(restored, None)
-        return st.session_state[memory]
-    kept = st.session_state.get(memory)
-    if kept and (returning or st.session_state.get(restored)):
-        st.session_state[restored] = True
-        c1, c2 = st.columns([4, 1], vertical_alignment="center")
-        c1.caption("Using the files uploaded before: " + ", ".join(n for n, _ in kept)
-                   + ". Upload others to replace them.")
-        if c2.button("Forget them", key=f"{key}_forget"):
-            st.session_state.pop(memory, None)
-            st.session_state.pop(restored, None)
-            st.rerun()
-        return kept
-    st.session_state.pop(memory, None)  # removed in the uploader
-    st.session_state.pop(restored, None)
-    return []
 
 
 def _cache() -> AttributionCache:
@@ -325,7 +279,7 @@ def _dense_widths(where: DeltaGenerator, label: str, key: str, uploaded: list[Up
 
 
 def _upload_picker(slot: str) -> _Parsed | None:
-    files = _uploads(
+    files = kept_uploads(
         "Checkpoint: .safetensors (+ its .json), or a .pth state dict (+ a .json spec)",
         f"insp_upload_{slot}", type=["safetensors", "json", "pth", "pt"],
         help="Nothing uploaded is unpickled: .pth files are read as plain tensors only.")
@@ -642,7 +596,7 @@ def images_section(models: list[Loaded]) -> list[list[ConvertedImage | None]] | 
                                              s.pixels, normalise(s.pixels, m.fmt), s.label)
                               for s in samples])
         return per_model
-    images = _uploads("Images: PNG, JPEG, BMP, WebP or GIF (first frame), up to "
+    images = kept_uploads("Images: PNG, JPEG, BMP, WebP or GIF (first frame), up to "
                       f"{MAX_PIXELS // 1_000_000} megapixels", "insp_images",
                       type=list(UPLOAD_TYPES))
     # wrapping groups: in thirds of an 800-px window the fit's choice read "keep aspect, pac"

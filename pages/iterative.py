@@ -22,15 +22,20 @@ from explorer_core.results import (concatenate_held, deployment_costs, iteration
 from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, download_name,
                                   list_runs, read_json, read_status)
 from explorer_core.schedule import MAX_ITERATIONS, parse_retain
-from explorer_core.training import kept_epoch
 from explorer_core.settings import MAX_EPOCHS, counted
-from pages._common import (announce_start, bounded_number, elapsed_metric, format_seconds,
-                           kept_refusal, refuse_start,
-                           learning_rate_input, parse_int_list, require_app_navigation,
-                           run_name_input, run_picker, setup_expander, status_header,
-                           stop_button, wrapping_columns, wrapping_row)
+from explorer_core.training import OPTIMIZERS, kept_epoch
+from pages._common import (announce_start, bounded_number, elapsed_metric, form_value,
+                           format_seconds, keep_widget_state, kept_choice, kept_refusal,
+                           kept_uploads, learning_rate_input, parse_int_list, refuse_start,
+                           require_app_navigation, run_name_input, run_picker, setup_expander,
+                           status_header, stop_button, wrapping_columns, wrapping_row)
 
 require_app_navigation()
+# The New run form and the deploy tolerance as they were left after a visit to another
+# page: they all came back as defaults (a retain.txt upload: `kept_uploads`).
+FORM = "it_form_"
+keep_widget_state("it_kept", lambda key: key.startswith(FORM) or key in (
+    "new_run_name", "new_run_criterion", "new_run_eps", "new_run_per_class", "it_tolerance"))
 
 st.title("Iterative pruning")
 st.caption("Prune → retrain → validate, one iteration per row of the retention schedule. "
@@ -51,8 +56,19 @@ def _defaults() -> dict:
             "from_conv": conv}
 
 
+def _follow_retention_page(d: dict) -> None:
+    """Put a schedule newly made on the Retention curve page into the form's schedule
+    fields; otherwise they keep what was typed (`keep_widget_state`)."""
+    handed = (d["widths"], d["q"], d["iterations"], d["kind"])
+    if st.session_state.get("it_schedule_handed") != handed:
+        st.session_state["it_schedule_handed"] = handed
+        st.session_state.update({f"{FORM}widths": d["widths"], f"{FORM}q": d["q"],
+                                 f"{FORM}iterations": d["iterations"], f"{FORM}kind": d["kind"]})
+
+
 def setup_form() -> None:
     d = _defaults()
+    _follow_retention_page(d)
     datasets = list_datasets()
     available = [info.name for info, ok, _ in datasets if ok]
     titles = {info.name: info.title for info, _, _ in datasets}
@@ -65,45 +81,58 @@ def setup_form() -> None:
                     "from its default schedule.")
         missing = [reason for _, ok, reason in datasets if not ok]
         criterion, options = criterion_inputs()
-        with st.form("new_run", enter_to_submit=False):  # Enter in a field started a run
-            # groups that wrap (one a row at 800 px, where three columns cut labels to
-            # 'Retrain after e…'), as on the Compare page
-            c1, c2, c3 = wrapping_columns(3)
-            dataset = c1.selectbox("Dataset", available, format_func=titles.get,
-                                   help="Datasets missing offline are listed below the form.")
-            widths = c1.text_input("Hidden widths (MLP)", d["widths"])
-            kinds = ["geometric", "linear", "cubic"]
-            kind = c2.selectbox("Schedule", kinds, index=kinds.index(d["kind"]))
-            # No bounds tighter than the core's: any schedule the Retention page accepted
-            # must fit here (RunConfig.validate judges q).
-            # %g shows the value as typed: "%.3f" showed q = 0.0001 as 0.000
-            q = c2.number_input("q (keep factor per iteration)", value=d["q"], step=0.01,
-                                format="%g", help="Geometric schedule only: 0 < q < 1. "
-                                                  "Linear and cubic schedules ignore it.")
-            iterations = bounded_number(c2, "Schedule iterations", 1, MAX_ITERATIONS,
-                                        d["iterations"])
-            # no `type=`: Streamlit refused a .png in the browser, and the run then started
-            # on the form's 31-iteration schedule; here any file is read, and refused if it
-            # is no table
-            retain_file = c2.file_uploader(
-                "…or follow a retain.txt", key="new_run_retain",
-                help="A retention table (the Retention page's download, the `retention` "
-                     "command's file, or one edited by hand): its first row is the dense "
-                     "model's widths, each later row one iteration. It replaces the hidden "
-                     "widths and the schedule set here.")
-            max_drop = bounded_number(c2, "Stop when accuracy drops more than (points, 0 = never)",
-                                      0.0, 100.0, 0.0, step=0.5)
-            min_neurons = bounded_number(c2, "Stop at this many hidden neurons", 1, 100000, 1)
-            retrain = c3.checkbox("Retrain after each pruning step", True)
-            dense_epochs = bounded_number(c3, "Dense epochs", 1, MAX_EPOCHS, 5)
-            retrain_epochs = bounded_number(c3, "Retrain epochs per iteration", 1, MAX_EPOCHS, 1)
-            patience = bounded_number(c3, "Early-stopping patience (0 = off)", 0, 1000, 0)
-            optimizer = c3.selectbox("Optimiser", ["adam", "adamw", "sgd"])
-            lr = learning_rate_input(c3)
-            batch = bounded_number(c3, "Batch size", 1, 100000, 64)
-            seed = bounded_number(c3, "Seed", 0, 2**31 - 1, 0)
-            name = run_name_input("new_run_name", "run")
-            submitted = st.form_submit_button("Start run", type="primary")
+        # Live widgets, not an st.form: a form's fields reach the script only when it is
+        # submitted, so whatever was set was lost on a visit to another page, and q could
+        # not be greyed for the schedules that ignore it (a cubic run recorded q 0.5).
+        # groups that wrap (one a row at 800 px, where three columns cut labels to
+        # 'Retrain after e…'), as on the Compare page
+        c1, c2, c3 = wrapping_columns(3)
+        dataset = c1.selectbox("Dataset", available, format_func=titles.get,
+                               key=kept_choice(f"{FORM}dataset", available, titles.get),
+                               help="Datasets missing offline are listed below the form.")
+        widths = c1.text_input("Hidden widths (MLP)", key=form_value(f"{FORM}widths",
+                                                                     d["widths"]))
+        kinds = ["geometric", "linear", "cubic"]
+        kind = c2.selectbox("Schedule", kinds, key=kept_choice(f"{FORM}kind", kinds,
+                                                               default=d["kind"]))
+        # No bounds tighter than the core's: any schedule the Retention page accepted
+        # must fit here (RunConfig.validate judges q).
+        # %g shows the value as typed: "%.3f" showed q = 0.0001 as 0.000
+        q = c2.number_input("q (keep factor per iteration)", step=0.01, format="%g",
+                            key=form_value(f"{FORM}q", d["q"]),
+                            disabled=kind != "geometric",
+                            help="Geometric schedule only: 0 < q < 1. Linear and cubic "
+                                 "schedules ignore it.")
+        iterations = bounded_number(c2, "Schedule iterations", 1, MAX_ITERATIONS,
+                                    d["iterations"], key=f"{FORM}iterations")
+        # no `type=`: Streamlit refused a .png in the browser, and the run then started
+        # on the form's 31-iteration schedule; here any file is read, and refused if it
+        # is no table
+        retain_file = kept_uploads(
+            "…or follow a retain.txt", "new_run_retain", where=c2, multiple=False,
+            help="A retention table (the Retention page's download, the `retention` "
+                 "command's file, or one edited by hand): its first row is the dense "
+                 "model's widths, each later row one iteration. It replaces the hidden "
+                 "widths and the schedule set here.")
+        max_drop = bounded_number(c2, "Stop when accuracy drops more than (points, 0 = never)",
+                                  0.0, 100.0, 0.0, step=0.5, key=f"{FORM}max_drop")
+        min_neurons = bounded_number(c2, "Stop at this many hidden neurons", 1, 100000, 1,
+                                     key=f"{FORM}min_neurons")
+        retrain = c3.checkbox("Retrain after each pruning step",
+                              key=form_value(f"{FORM}retrain", True))
+        dense_epochs = bounded_number(c3, "Dense epochs", 1, MAX_EPOCHS, 5,
+                                      key=f"{FORM}dense_epochs")
+        retrain_epochs = bounded_number(c3, "Retrain epochs per iteration", 1, MAX_EPOCHS, 1,
+                                        key=f"{FORM}retrain_epochs", disabled=not retrain)
+        patience = bounded_number(c3, "Early-stopping patience (0 = off)", 0, 1000, 0,
+                                  key=f"{FORM}patience")
+        optimizer = c3.selectbox("Optimiser", list(OPTIMIZERS), key=kept_choice(
+            f"{FORM}optimizer", list(OPTIMIZERS), default="adam"))
+        lr = learning_rate_input(c3, key=f"{FORM}lr")
+        batch = bounded_number(c3, "Batch size", 1, 100000, 64, key=f"{FORM}batch")
+        seed = bounded_number(c3, "Seed", 0, 2**31 - 1, 0, key=f"{FORM}seed")
+        name = run_name_input("new_run_name", "run")
+        submitted = st.button("Start run", type="primary")
         if missing:
             st.caption(" · ".join(missing))  # each reason names the dataset
     numbers = (options, iterations, max_drop, min_neurons, dense_epochs, retrain_epochs,
@@ -114,8 +143,8 @@ def setup_form() -> None:
     try:
         hidden = list(parse_int_list(widths))
         schedule = {"q": float(q), "iterations": int(iterations), "kind": kind}
-        if retain_file is not None:
-            hidden, schedule = _followed_table(retain_file)
+        if retain_file:
+            hidden, schedule = _followed_table(*retain_file[0])
         cfg = RunConfig(name=name.strip(), dataset=dataset, hidden=hidden, schedule=schedule,
                         criterion=criterion, criterion_options=options, retrain=retrain, dense_epochs=int(dense_epochs),
                         retrain_epochs=int(retrain_epochs), patience=int(patience),
@@ -170,13 +199,13 @@ def criterion_inputs() -> tuple[str, dict | None]:
     return criterion, options
 
 
-def _followed_table(upload) -> tuple[list[int], dict]:
+def _followed_table(name: str, data: bytes) -> tuple[list[int], dict]:
     """Hidden widths and a table schedule from an uploaded retain.txt (read as text)."""
     try:
-        text = upload.getvalue().decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ExplorerError(f"{upload.name} is not a text file; upload a retain.txt") from None
-    table = parse_retain(text, upload.name)
+        raise ExplorerError(f"{name} is not a text file; upload a retain.txt") from None
+    table = parse_retain(text, name)
     return list(table.dense), {"kind": TABLE_SCHEDULE, "rows": [list(w) for w in table.widths]}
 
 
@@ -353,7 +382,7 @@ def _training_settings(paths: RunPaths) -> str:
 def deploy_section(paths: RunPaths, rows) -> None:
     st.subheader("Model to deploy")
     tol = bounded_number(st, "Accuracy tolerance (points below dense)", 0.0, 100.0, 1.0,
-                         step=0.25)
+                         step=0.25, key="it_tolerance")
     if tol is None:  # out of range: said under the field
         return
     rec = recommend(rows, tol)

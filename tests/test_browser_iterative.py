@@ -5,6 +5,7 @@ come back, stop it, resume it, and download validations.txt.
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -210,6 +211,42 @@ def test_a_file_that_is_no_table_and_an_enter_in_a_field_start_no_run(app_page, 
         "wrong.png is not a text file")
     assert {r.root for r in list_runs()} == before
 
+
+
+def test_the_form_and_its_retain_txt_are_kept_after_a_visit_to_another_page(
+        app_page, streamlit_server, tmp_path, no_stray_workers):
+    """Set, then left for another page, the form came back with every default and no
+    upload: Start would have run the defaults. Now the run follows what was set."""
+    page = app_page
+    open_app(page, streamlit_server, "iterative")
+    open_setup_form(page, "New run", "Hidden widths (MLP)")
+    table = tmp_path / "mine.txt"
+    table.write_text("Iteration h1NodesRetained h2NodesRetained perNodesRetained\n"
+                     "0 16 8 100\n1 12 8 83.3333\n")
+    with rerun_after(page):
+        page.locator('[data-testid="stFileUploader"]').filter(
+            has_text="follow a retain.txt").locator('input[type="file"]').set_input_files(table)
+    name = f"kept-{int(time.time())}"
+    for label, value in (("Dense epochs", "2"), ("Seed", "5"), ("Run name", name)):
+        with rerun_after(page):
+            page.get_by_label(label, exact=True).fill(value)
+            page.get_by_label(label, exact=True).press("Enter")
+    with rerun_after(page):
+        page.get_by_role("link", name="Compare").click()
+    with rerun_after(page):
+        page.get_by_role("link", name="Iterative pruning").click()
+    open_setup_form(page, "New run", "Hidden widths (MLP)")
+    expect(page.get_by_label("Dense epochs", exact=True)).to_have_value("2")
+    expect(page.get_by_label("Run name", exact=True)).to_have_value(name)
+    expect(page.get_by_text("Using the file uploaded before: mine.txt")).to_be_visible()
+    with rerun_after(page):
+        page.get_by_role("button", name="Start run").click()
+    _wait_until(lambda: any(r.root.name == name for r in list_runs()), what="the run")
+    [run] = [r for r in list_runs() if r.root.name == name]
+    config = json.loads(run.config.read_text())
+    assert (config["dense_epochs"], config["seed"], config["hidden"]) == (2, 5, [16, 8])
+    assert config["schedule"] == {"kind": "table", "rows": [[16, 8], [12, 8]]}
+    jobs.wait(run, timeout=120)
 
 
 def test_the_set_up_forms_cut_no_label_in_an_800_px_window(app_page, streamlit_server):

@@ -26,8 +26,6 @@ def open_page(app_test, state: dict | None = None):
 
 
 def fill_small_run(at, name: str, criterion: str = "l1") -> None:
-    # the criterion sits outside the form (its options follow it): choosing it reruns the
-    # page, which drops form values not yet submitted under AppTest, so it comes first
     widget(at.selectbox, "Criterion").set_value(criterion).run()
     widget(at.text_input, "Hidden widths (MLP)").set_value("16, 8")
     widget(at.number_input, "q (keep factor per iteration)").set_value(0.5)
@@ -205,6 +203,64 @@ def test_a_run_follows_an_uploaded_retain_txt(app_test, runs_root):
     assert jobs.wait(run, timeout=120)["state"] == "finished"
     widths = [json.loads(run.best_model_json(i).read_text())["widths"] for i in range(3)]
     assert widths == [[16, 8], [12, 8], [6, 3]]
+
+
+def test_the_new_run_form_is_kept_after_a_visit_to_another_page(app_test, runs_root):
+    """Everything set came back as its default (an st.form's fields reach the script only
+    when it is submitted), the retain.txt upload and the deploy tolerance too."""
+    at = app_test("pages/iterative.py")
+    widget(at.selectbox, "Criterion").set_value("l1").run()
+    widget(at.text_input, "Hidden widths (MLP)").set_value("99, 9").run()
+    widget(at.number_input, "q (keep factor per iteration)").set_value(0.6).run()
+    widget(at.number_input, "Dense epochs").set_value(7).run()
+    widget(at.selectbox, "Optimiser").set_value("sgd").run()
+    at.text_input(key="new_run_name").set_value("keepme").run()
+    at.file_uploader(key="new_run_retain").set_value(("mine.txt", RETAIN.encode(),
+                                                      "text/plain")).run()
+    assert not at.exception
+    at.switch_page("pages/compare.py").run()
+    at.switch_page("pages/iterative.py").run()
+    assert not at.exception
+    assert widget(at.selectbox, "Criterion").value == "l1"
+    assert widget(at.text_input, "Hidden widths (MLP)").value == "99, 9"
+    assert widget(at.number_input, "q (keep factor per iteration)").value == 0.6
+    assert widget(at.number_input, "Dense epochs").value == 7
+    assert widget(at.selectbox, "Optimiser").value == "sgd"
+    assert at.text_input(key="new_run_name").value == "keepme"
+    assert any("uploaded before: mine.txt" in c.value for c in at.caption), \
+        [c.value for c in at.caption]
+    # that Start then follows the kept table: test_browser_iterative (AppTest drops a
+    # click made after switch_page)
+
+
+def test_a_schedule_made_later_on_the_retention_page_replaces_the_kept_one(app_test, runs_root):
+    """Kept fields must not hide a schedule the user went on to make on the Retention page."""
+    at = open_page(app_test)
+    widget(at.text_input, "Hidden widths (MLP)").set_value("99, 9").run()
+    widget(at.number_input, "Dense epochs").set_value(7).run()
+    at.session_state["retention_schedule"] = {"widths": [32, 16], "q": 0.6, "iterations": 7,
+                                              "kind": "cubic"}
+    at.run()
+    assert widget(at.text_input, "Hidden widths (MLP)").value == "32, 16"
+    assert widget(at.selectbox, "Schedule").value == "cubic"
+    assert widget(at.number_input, "Schedule iterations").value == 7
+    assert widget(at.number_input, "Dense epochs").value == 7  # not part of the schedule
+
+
+def test_fields_a_choice_makes_void_are_greyed(app_test, runs_root):
+    """q stayed editable for a cubic schedule, which ignores it (the run recorded q 0.5
+    beside a cubic table), and so did the retrain epochs with retraining off."""
+    at = open_page(app_test)
+    q = "q (keep factor per iteration)"
+    retrain_epochs = "Retrain epochs per iteration"
+    assert not widget(at.number_input, q).disabled
+    assert not widget(at.number_input, retrain_epochs).disabled
+    widget(at.selectbox, "Schedule").set_value("cubic").run()
+    widget(at.checkbox, "Retrain after each pruning step").uncheck().run()
+    assert widget(at.number_input, q).disabled
+    assert widget(at.number_input, retrain_epochs).disabled
+    widget(at.selectbox, "Schedule").set_value("geometric").run()
+    assert not widget(at.number_input, q).disabled
 
 
 @pytest.mark.parametrize("content, message", [
