@@ -68,6 +68,9 @@ VARIANTS = ("importance", "random", "none")
 CLASSIFIER_ARCHS = ("mlp", "cnn")
 DEFAULT_HIDDEN = {"mlp": [50, 30], "cnn": [128], "vae": vae.DEFAULT_HIDDEN}
 DEFAULT_CHANNELS = [16, 32]
+# The share of each hidden layer one prune removes, on the page and in the CLI alike (the
+# page took 0.5–99 % while the CLI ran 99.5 %).
+MIN_PRUNE_FRACTION, MAX_PRUNE_FRACTION = 0.005, 0.99
 SPLIT_SEED = 0  # the train / validation split is the same for every seed of a run
 
 
@@ -204,10 +207,12 @@ class TrainTimeConfig:
                                 f"total epochs ({self.epochs}): the first prune needs training "
                                 "after it")
         f = self.prune_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or \
+                not MIN_PRUNE_FRACTION <= f <= MAX_PRUNE_FRACTION:
             raise ExplorerError(f"the fraction of each hidden layer removed per prune must be "
-                                f"above 0 and below 1 (e.g. 0.1 = 10 %; the 'no pruning' "
-                                f"variant is the control without pruning), got {f!r}")
+                                f"from {MIN_PRUNE_FRACTION:g} to {MAX_PRUNE_FRACTION:g} (0.1 = "
+                                f"10 %; the 'no pruning' variant is the control without "
+                                f"pruning), got {f!r}")
         if not isinstance(self.variants, list) or not self.variants or \
                 any(v not in VARIANTS for v in self.variants) or \
                 len(set(self.variants)) != len(self.variants):

@@ -18,19 +18,23 @@ from explorer_core.labels import criterion_name, dataset_name
 from explorer_core.models import ARCH_TITLES
 from explorer_core.rundir import (LIVE_STATES, TrainTimePaths, default_train_time_root,
                                   download_name, list_train_time_runs, read_status)
-from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN,
-                                      TrainTimeConfig, create_run, final_rows, idle_prunes,
+from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN, MAX_PRUNE_FRACTION,
+                                      MIN_PRUNE_FRACTION, TrainTimeConfig, create_run, final_rows, idle_prunes,
                                       load_config, progress, summarise)
 from explorer_core.vae import VAE_CRITERIA
 from explorer_core.settings import MAX_EPOCHS, counted
-from pages._common import (announce_start, bounded_number, elapsed_metric, format_int_list,
-                           kept_refusal, refuse_start,
-                           format_seconds, learning_rate_input, parse_int_list,
-                           png_download_button, require_app_navigation, run_name_input,
-                           run_picker, setup_expander, status_header, stop_button,
-                           wrapping_columns, wrapping_row)
+from pages._common import (announce_start, bounded_number, elapsed_metric, form_value,
+                           format_int_list, format_seconds, keep_widget_state, kept_choice,
+                           kept_refusal, learning_rate_input, parse_int_list,
+                           png_download_button, refuse_start, require_app_navigation,
+                           run_name_input, run_picker, setup_expander, status_header,
+                           stop_button, wrapping_columns, wrapping_row)
 
 require_app_navigation()
+# The New comparison form as it was left after a visit to another page: it came back
+# with every default.
+FORM = "tt_form_"
+keep_widget_state("tt_kept", lambda key: key.startswith(FORM) or key in ("tt_model", "tt_name"))
 
 st.title("Train-time pruning")
 st.caption("Train a network, and every few epochs remove the least important neurons while "
@@ -63,38 +67,51 @@ def setup_form() -> None:
         task, arch = MODELS[model]
         criteria = list(CRITERIA) if task == "classifier" else \
             [c for c in VAE_CRITERIA if c != "random"]
-        with st.form(f"tt_new_{model}", enter_to_submit=False):  # Enter started a run
-            # groups that wrap (one a row at 800 px, where three columns cut labels to
-            # 'Also run rando…'), as on the Compare page
-            c1, c2, c3 = wrapping_columns(3)
-            dataset = c1.selectbox("Dataset", available, format_func=titles.get,
-                                   help="Datasets missing offline are listed below the form.")
-            widths = c1.text_input("Hidden widths",
-                                   format_int_list(DEFAULT_HIDDEN["vae" if task == "vae" else arch]),
-                                   help=WIDTHS_HELP[model])
-            if model == "cnn":
-                channels = c1.text_input("Conv channels", format_int_list(DEFAULT_CHANNELS))
-            if task == "vae":
-                latent = bounded_number(c1, "Latent size", 1, 1024, DEFAULTS.latent_size())
-            epochs = bounded_number(c2, "Total epochs", 2, MAX_EPOCHS, DEFAULTS.epochs)
-            initial = bounded_number(c2, "Initial epochs before the first prune", 1, MAX_EPOCHS,
-                                     DEFAULTS.initial_epochs)
-            every = bounded_number(c2, "Prune every k epochs", 1, MAX_EPOCHS, DEFAULTS.prune_every)
-            fraction = bounded_number(c2, "Removed per prune (% of each hidden layer)", 0.5, 99.0,
-                                      100 * DEFAULTS.prune_fraction, step=0.5)
-            criterion = c2.selectbox(
-                "Criterion", criteria, index=criteria.index("contribution"),
-                format_func=lambda c: CRITERIA[c].title if c in CRITERIA else c,
-                help="Ranks the units of each layer; the lowest go. 'Random pruning' removes "
-                     "the same number at random.")
-            with_random = c3.checkbox("Also run random pruning", True)
-            with_none = c3.checkbox("Also run without pruning", True)
-            seeds = c3.text_input("Seeds", "0", help="Each variant runs once per seed; charts "
-                                  "show the mean (and the min–max band) over seeds.")
-            batch = bounded_number(c3, "Batch size", 1, 100_000, DEFAULTS.batch_size)
-            lr = learning_rate_input(c3, DEFAULTS.lr)
-            name = run_name_input("tt_name", "tt")
-            submitted = st.form_submit_button("Start comparison", type="primary")
+        # Live widgets, not an st.form: a form's fields reach the script only when it is
+        # submitted, so whatever was set was lost on a visit to another page. The fields
+        # every model has are shared; widths, channels, latent size and criterion are the
+        # model's own (their defaults and choices differ).
+        own = f"{FORM}{model}_"
+        # groups that wrap (one a row at 800 px, where three columns cut labels to
+        # 'Also run rando…'), as on the Compare page
+        c1, c2, c3 = wrapping_columns(3)
+        dataset = c1.selectbox("Dataset", available, format_func=titles.get,
+                               key=kept_choice(f"{FORM}dataset", available, titles.get),
+                               help="Datasets missing offline are listed below the form.")
+        widths = c1.text_input("Hidden widths", help=WIDTHS_HELP[model], key=form_value(
+            f"{own}widths", format_int_list(DEFAULT_HIDDEN["vae" if task == "vae" else arch])))
+        if model == "cnn":
+            channels = c1.text_input("Conv channels", key=form_value(
+                f"{own}channels", format_int_list(DEFAULT_CHANNELS)))
+        if task == "vae":
+            latent = bounded_number(c1, "Latent size", 1, 1024, DEFAULTS.latent_size(),
+                                    key=f"{own}latent")
+        epochs = bounded_number(c2, "Total epochs", 2, MAX_EPOCHS, DEFAULTS.epochs,
+                                key=f"{FORM}epochs")
+        initial = bounded_number(c2, "Initial epochs before the first prune", 1, MAX_EPOCHS,
+                                 DEFAULTS.initial_epochs, key=f"{FORM}initial")
+        every = bounded_number(c2, "Prune every k epochs", 1, MAX_EPOCHS, DEFAULTS.prune_every,
+                               key=f"{FORM}every")
+        fraction = bounded_number(c2, "Removed per prune (% of each hidden layer)",
+                                  100 * MIN_PRUNE_FRACTION, 100 * MAX_PRUNE_FRACTION,
+                                  100 * DEFAULTS.prune_fraction, step=0.5,
+                                  key=f"{FORM}fraction")
+        criterion = c2.selectbox(
+            "Criterion", criteria, format_func=lambda c: CRITERIA[c].title if c in CRITERIA else c,
+            key=kept_choice(f"{own}criterion", criteria, default="contribution"),
+            help="Ranks the units of each layer; the lowest go. 'Random pruning' removes "
+                 "the same number at random.")
+        with_random = c3.checkbox("Also run random pruning", key=form_value(f"{FORM}random",
+                                                                            True))
+        with_none = c3.checkbox("Also run without pruning", key=form_value(f"{FORM}none", True))
+        seeds = c3.text_input("Seeds", key=form_value(f"{FORM}seeds", "0"),
+                              help="Each variant runs once per seed; charts show the mean "
+                                   "(and the min–max band) over seeds.")
+        batch = bounded_number(c3, "Batch size", 1, 100_000, DEFAULTS.batch_size,
+                               key=f"{FORM}batch")
+        lr = learning_rate_input(c3, DEFAULTS.lr, key=f"{FORM}lr")
+        name = run_name_input("tt_name", "tt")
+        submitted = st.button("Start comparison", type="primary")
         if missing:
             st.caption(" · ".join(missing))  # each reason names the dataset
     numbers = (latent if task == "vae" else 1, epochs, initial, every, fraction, batch, lr)

@@ -293,3 +293,27 @@ def test_prunes_that_remove_nothing_are_said_to(runs_root):
                "none removes a unit: the layers stay at 1·1)" in c.value for c in at.caption)
     listed = next(df.value for df in at.dataframe if "run" in df.value.columns)
     assert listed["model"].tolist() == ["MLP"]  # it said "classifier", as for a CNN
+
+
+def test_the_new_comparison_form_is_kept_after_a_visit_to_another_page(app_test, runs_root):
+    """It came back with every default (an st.form's fields reach the script only on
+    Start). Fields every model has stay when the model changes; widths are the model's."""
+    at = app_test("pages/train_time.py")
+    widget(at.text_input, "Hidden widths").set_value("40, 20").run()
+    widget(at.number_input, "Total epochs").set_value(9).run()
+    widget(at.text_input, "Seeds").set_value("3, 4").run()
+    widget(at.checkbox, "Also run random pruning").uncheck().run()
+    at.text_input(key="tt_name").set_value("kept-tt").run()
+    widget(at.radio, "Model").set_value("cnn").run()
+    assert widget(at.text_input, "Hidden widths").value == "128"  # the CNN's default
+    assert widget(at.number_input, "Total epochs").value == 9
+    at.switch_page("pages/retention.py").run()
+    at.switch_page("pages/train_time.py").run()
+    assert not at.exception
+    assert widget(at.radio, "Model").value == "cnn"
+    widget(at.radio, "Model").set_value("mlp").run()
+    assert widget(at.text_input, "Hidden widths").value == "40, 20"
+    assert widget(at.number_input, "Total epochs").value == 9
+    assert widget(at.text_input, "Seeds").value == "3, 4"
+    assert widget(at.checkbox, "Also run random pruning").value is False
+    assert at.text_input(key="tt_name").value == "kept-tt"

@@ -297,8 +297,11 @@ def test_a_pruned_classifier_is_set_beside_its_own_seeds_unpruned_one(tmp_path):
     ({"task": "vae", "channels": [8]}, "conv channels apply to the CNN classifier only"),
     ({"channels": [8]}, "conv channels apply to the CNN only; the mlp has none"),
     ({"criterion": "random"}, "the criterion-pruned variant is a second random-pruned one"),
-    ({"prune_fraction": 1.0}, "removed per prune must be above 0 and below 1"),
-    ({"prune_fraction": 0.0}, "must be above 0"),
+    ({"prune_fraction": 1.0}, "removed per prune must be from 0.005 to 0.99"),
+    ({"prune_fraction": 0.0}, "must be from 0.005"),
+    # the page's range: the CLI ran 99.5 %, which the page refused
+    ({"prune_fraction": 0.995}, "must be from 0.005 to 0.99 (0.1 = 10 %;"),
+    ({"prune_fraction": 0.001}, "got 0.001"),
     ({"hidden": []}, "hidden widths must be a non-empty list"),
     ({"hidden": [20, "x"]}, "hidden widths must be a non-empty list"),
     ({"seeds": 3}, "seeds must be a non-empty list"),
@@ -351,7 +354,7 @@ def test_cli_runs_a_config_file_and_writes_the_results(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--epochs", "3", "--initial-epochs", "3"], "error: initial epochs (3) must be fewer"),
-    (["--fraction", "1.5"], "error: the fraction of each hidden layer removed per prune must be above 0 and below 1"),
+    (["--fraction", "1.5"], "error: the fraction of each hidden layer removed per prune must be from 0.005 to 0.99"),
     (["--config", "/nonexistent/tt.json"], "error: cannot read /nonexistent/tt.json"),
     (["--resume", "/nonexistent/run"], "error: /nonexistent/run is not a run folder"),
     (["--dataset", "mnist", "--data-root-is-not-a-flag"], "unrecognized arguments"),
