@@ -229,6 +229,15 @@ def test_widths_from_spec_refuses_what_it_cannot_use(info, match):
      "(the first hidden layer's first), got h2NodesRetained h1NodesRetained"),
     ("Iteration h1NodesRetained h3NodesRetained perNodesRetained\n0 16 8 100\n",
      "got h1NodesRetained h3NodesRetained"),
+    # DESIGN §3's rules: run as they stood, these pruned nothing for an iteration each
+    ("Iteration h1NodesRetained h2NodesRetained perNodesRetained\n0 20 10 100\n"
+     "1 20 10 100\n2 10 5 50\n",
+     "hand.txt, row 2: 20 10 repeats row 1's widths, so that iteration would prune nothing; "
+     "a retain.txt skips such rows: remove it"),
+    ("Iteration h1NodesRetained h2NodesRetained perNodesRetained\n0 2 2 100\n1 1 1 50\n"
+     "2 1 1 50\n",
+     "hand.txt, row 3: 1 1 repeats row 2's widths, so that iteration would prune nothing; "
+     "a retain.txt skips such rows (the table ends at its first row of 1 neuron per layer)"),
 ])
 def test_a_retain_txt_the_loop_could_not_follow_is_refused(text, message):
     """read_retain truncated 12.7 to 12 and took widths of 0, growing widths and %g-rounded
