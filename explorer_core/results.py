@@ -321,8 +321,9 @@ class Recommendation:
             within = counted(float(self.tolerance), "point")
             why = (f"the pruned iterations within {within} of it have checkpoints that do "
                    f"not load" if self.damaged else
-                   f"none of the {self.pruned} pruned iterations stays within {within} of it"
-                   if self.pruned else "no pruned iteration is complete yet")
+                   ("the pruned iteration does not stay" if self.pruned == 1 else
+                    f"none of the {self.pruned} pruned iterations stays") + f" within {within} "
+                   "of it" if self.pruned else "no pruned iteration is complete yet")
             pick = (f"Deploy the dense model itself (iteration 0, test accuracy "
                     f"{dense.test_acc:.2f} %): {why}.")
         else:

@@ -265,8 +265,9 @@ def live_view(paths: RunPaths, drawn: str) -> None:
     redone = len(prog.epochs) - prog.epochs_done  # of an iteration a stop or crash cut short
     st.progress(prog.fraction, text=f"iteration {prog.iteration if prog.iteration is not None else '—'}"
                 f" of {max(prog.total_iterations - 1, 0)} · epoch {prog.epochs_done}/{prog.total_epochs}"
-                + (f" kept ({counted(redone, 'epoch')} of the unfinished iteration "
-                   f"below are trained again on resume)" if redone > 0 else ""))
+                + (f" · {counted(redone, 'epoch')} of the unfinished iteration, shown below, "
+                   f"{'is' if redone == 1 else 'are'} trained again on resume"
+                   if redone > 0 else ""))
     metrics = wrapping_row()  # four equal columns cut '37.88 %' to '37.8…' at 800 px
     elapsed_metric(metrics, prog.state, prog.elapsed, "run", prog.last_report)
     metrics.metric("Remaining (est.)", format_seconds(prog.eta) if prog.state in LIVE_STATES else "—")

@@ -775,6 +775,9 @@ def test_recommending_the_dense_model_says_so_and_kept_epoch_is_lowest_val_loss(
     assert rec.summary().startswith("Deploy the dense model itself")
     assert "points above" not in rec.summary() and "2 pruned iterations" in rec.summary()
     assert "no pruned iteration is complete" in recommend(rows[:1], 1.0, problem=loads).summary()
+    # one pruned iteration: it read "none of the 1 pruned iterations stays within …"
+    assert "the pruned iteration does not stay within 1 point of it" in \
+        recommend(rows[:2], 1.0, problem=loads).summary()
     assert not recommend(rows, 15.0, problem=loads).is_dense
     # the saved epoch is the lowest validation loss, not the best test accuracy or the last
     epochs = [{"epoch": 1, "val_loss": 0.5, "test_acc": 90.0},

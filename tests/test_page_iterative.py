@@ -448,8 +448,8 @@ def test_an_iteration_cut_short_is_not_said_to_have_kept_an_epoch(app_test, runs
     assert not any("epoch saved" in s for s in _vega_specs(at))
     # the bar counts the epochs kept, and says the cut-short ones are trained again
     bar = at.get("progress")[0].proto.text
-    assert "epoch 5/8 kept (3 epochs of the unfinished iteration below are trained again " \
-           "on resume)" in bar, bar
+    assert "epoch 5/8 · 3 epochs of the unfinished iteration, shown below, are trained " \
+           "again on resume" in bar, bar
 
 
 def test_a_finished_run_offers_a_restart_from_an_earlier_iteration_not_a_resume(app_test,
