@@ -21,7 +21,12 @@ def one_line(text: object) -> str:
 def os_reason(exc: BaseException) -> str:
     """The system's own words for a failed file operation ("No such file or directory",
     "Permission denied"): an `OSError`'s text repeats the path the message already
-    names ("[Errno 2] No such file or directory: '/x/y'"). Other errors give their text."""
+    names ("[Errno 2] No such file or directory: '/x/y'"). A file that is no text is
+    said so (Python's "'utf-8' codec can't decode byte 0xd0 in position 24: invalid
+    continuation byte" reached the CLI for a binary --retain or --config). Other errors
+    give their text."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "it is not a text file (no UTF-8 text)"
     return getattr(exc, "strerror", None) or str(exc)
 
 

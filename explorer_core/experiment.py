@@ -107,7 +107,8 @@ class RunConfig:
         check_epochs(self.dense_epochs, "dense epochs", 1)  # 0 pruned an untrained model
         self.train_config(0).validate()
         if self.retrain_epochs < 0 or (self.retrain and self.retrain_epochs < 1):
-            raise ExplorerError("retraining needs at least 1 epoch per iteration")
+            raise ExplorerError(f"retraining needs at least 1 epoch per iteration, got "
+                                f"{self.retrain_epochs}")
         check_epochs(self.retrain_epochs, "retrain epochs", 0)
         if self.max_drop is not None and not self.max_drop >= 0:
             raise ExplorerError(f"max accuracy drop must be ≥ 0 points, got {self.max_drop}")

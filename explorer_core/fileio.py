@@ -303,10 +303,23 @@ def read_table(path: str | os.PathLike) -> tuple[list[str], list[list[float]]]:
 def parse_table(text: str) -> tuple[list[str], list[list[float]]]:
     """`read_table` of a table's text (an upload has no path)."""
     lines = [(n, ln) for n, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
+    # comment lines above the header ('#' lines followed by a line of words, not numbers)
+    # are skipped: "# my table" then the header read "line 2 holds 'Iteration', not a number"
+    while len(lines) > 1 and lines[0][1].lstrip().startswith("#") \
+            and not _starts_with_a_number(lines[1][1]):
+        lines = lines[1:]
     if not lines:
         return [], []
-    columns = lines[0][1].lstrip("#").split()
+    columns = lines[0][1].lstrip().lstrip("#").split()
     return columns, [_numbers(n, ln) for n, ln in lines[1:]]
+
+
+def _starts_with_a_number(line: str) -> bool:
+    try:
+        float(line.split()[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _numbers(n: int, line: str) -> list[float]:

@@ -325,3 +325,26 @@ def test_a_missing_config_file_is_named_once(tmp_path, capsys):
     code = cli.main(["compare", "--config", str(missing)])
     line = _one_line(capsys)
     assert code == 2 and line == f"error: cannot read {missing}: No such file or directory"
+
+
+@pytest.mark.parametrize("extra, message", [
+    # accepted, and the epochs ignored without a word (--kind linear --q 0.5 is refused)
+    (["--no-retrain", "--retrain-epochs", "5"],
+     "error: --no-retrain prunes without retraining; leave out --retrain-epochs"),
+    # the only epoch refusal without the value given
+    (["--retrain-epochs", "-2"], "error: retraining needs at least 1 epoch per iteration, got -2"),
+])
+def test_prune_refuses_retraining_settings_it_cannot_follow(tmp_path, capsys, extra, message):
+    root = tmp_path / "runs"
+    assert cli.main(["prune", "--dataset", "digits", "--runs-root", str(root), "--quiet",
+                     *extra]) == 2
+    assert _one_line(capsys) == message and not root.exists()
+
+
+def test_a_binary_config_file_is_said_to_be_no_text(tmp_path, capsys):
+    """It printed Python's "'utf-8' codec can't decode byte 0xd0 …"."""
+    binary = tmp_path / "cfg.json"
+    binary.write_bytes(b'{"name": "\xd0\xff"}')
+    assert cli.main(["prune", "--config", str(binary), "--quiet"]) == 2
+    assert _one_line(capsys) == f"error: cannot read {binary}: it is not a text file (no " \
+                                "UTF-8 text)"

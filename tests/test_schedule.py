@@ -319,3 +319,28 @@ def test_a_missing_retain_file_is_named_once_with_its_reason(tmp_path):
     with pytest.raises(ExplorerError) as info:
         read_retain(missing)
     assert str(info.value) == f"cannot read retention table {missing}: No such file or directory"
+
+
+def test_a_binary_retain_file_is_said_to_be_no_text(tmp_path):
+    """The CLI printed Python's "'utf-8' codec can't decode byte 0xd0 in position 24:
+    invalid continuation byte"; the page said "is not a text file"."""
+    from explorer_core.errors import ExplorerError
+
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"Iteration h1NodesRetained\n\xd0\x80\xff\xfe")
+    with pytest.raises(ExplorerError) as info:
+        read_retain(binary)
+    assert str(info.value) == (f"cannot read retention table {binary}: it is not a text file "
+                               f"(no UTF-8 text)")
+
+
+def test_comment_lines_above_a_retain_header_are_skipped():
+    """'# my table' above the header made the header a row: "line 2 holds 'Iteration',
+    not a number". numpy's own '# '-prefixed header is still the header."""
+    from explorer_core.schedule import parse_retain
+
+    rows = "0 16 8 100\n1 12 8 83.3333\n"
+    header = "Iteration h1NodesRetained h2NodesRetained perNodesRetained\n"
+    for text in ("# my table\n# made by hand\n" + header + rows, "# " + header + rows,
+                 "# my table\n# " + header + rows):
+        assert parse_retain(text).widths == [(16, 8), (12, 8)], text

@@ -124,6 +124,9 @@ def _config_from(args: argparse.Namespace):
         given = base.get("criterion_options") or {}
         base["criterion_options"] = {**given, **flags} if isinstance(given, dict) else given
     if args.no_retrain:
+        if args.retrain_epochs is not None:  # accepted, and ignored without a word
+            raise ExplorerError("--no-retrain prunes without retraining; leave out "
+                                "--retrain-epochs")
         base["retrain"] = False
     if args.no_cache:
         base["use_cache"] = False
