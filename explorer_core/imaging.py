@@ -69,11 +69,14 @@ class InputFormat:
     def mode(self) -> str:
         return "L" if self.channels == 1 else "RGB"
 
+    def size(self) -> str:
+        """'grayscale 8×8', 'RGB 32×32'."""
+        return f"{'grayscale' if self.channels == 1 else 'RGB'} {self.height}×{self.width}"
+
     def describe(self) -> str:
-        colour = "grayscale" if self.channels == 1 else "RGB"
         mean = ", ".join(f"{m:g}" for m in self.mean)
         std = ", ".join(f"{s:g}" for s in self.std)
-        return f"{colour} {self.height}×{self.width}, normalised (x − {mean}) / {std}"
+        return f"{self.size()}, normalised (x − {mean}) / {std}"
 
 
 def _square_shape(features: int) -> tuple[int, int, int] | None:

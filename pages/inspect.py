@@ -588,8 +588,9 @@ def images_section(models: list[Loaded]) -> list[list[ConvertedImage | None]] | 
         per_model: list[list[ConvertedImage | None]] = [samples]
         for m in models[1:]:
             if m.fmt.shape != primary.fmt.shape:
-                st.warning(f"{m.label} takes {m.fmt.shape} inputs; the samples are "
-                           f"{primary.fmt.shape}.")
+                st.warning(f"{m.label} takes {m.fmt.size()} inputs, and the first model's "
+                           f"test samples are {primary.fmt.size()}: it is left out below. "
+                           "Upload pictures to classify them with both.")
                 per_model.append([None] * len(samples))
                 continue
             per_model.append([ConvertedImage(s.name, s.original, s.original_size, s.original_mode,
@@ -676,7 +677,8 @@ def predictions_view(models: list[Loaded], per_model, k: int) -> int | None:
                           width="stretch")
     for col, m, conv in zip(cols, models, per_model):
         if conv[index] is None:
-            col.warning(f"{m.label}: this picture could not be converted for it.")
+            # why is said once above the pictures (three warnings told one cause)
+            col.caption(f"{m.label}: no input for this picture (see above).")
             continue
         rows = top_k(predict(m.ck.model, conv[index].tensor, m.label, conv[index].name)[0],
                      k, m.fmt.class_names)
@@ -914,7 +916,7 @@ def sensitivity_section(models: list[Loaded], per_model, index: int) -> None:
     for slot, col, m, conv in zip("ab", cols, models, per_model):
         with col:
             if conv[index] is None:
-                st.warning(f"{m.label}: no input for this picture.")
+                st.caption(f"{m.label}: no input for this picture (see above).")
                 continue
             try:
                 model_sensitivity(m, slot, conv[index], layer, target, settings, count, shared)

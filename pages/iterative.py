@@ -243,8 +243,15 @@ def controls(paths: RunPaths, state: str) -> None:
                                  0, last, last, help=(
                                      "Like the thesis' begin_itr: iterations from here on "
                                      "are redone."))
+        # Iterations the restart deletes before it redoes them: said, and ticked off
+        # first (one click on Restart from 0 discarded a finished run's every iteration)
+        discards = restart is not None and int(restart) < done
+        confirmed = not discards or c3.checkbox(
+            f"Discard {_iterations(int(restart), done - 1)} (checkpoints and results) to "
+            f"redo {'it' if int(restart) == done - 1 else 'them'}",
+            key=f"it_discard_{paths.root}_{int(restart)}")
         if c1.button("Restart" if finished else "Resume", type="primary",
-                     disabled=restart is None):
+                     disabled=restart is None or not confirmed):
             try:
                 check_resumable(paths, int(restart))  # refused here, not as a "failed" run
                 jobs.launch(paths, extra=["--from-iteration", str(int(restart))])
@@ -252,6 +259,10 @@ def controls(paths: RunPaths, state: str) -> None:
                 st.error(str(exc))
             else:
                 st.rerun()
+
+
+def _iterations(first: int, last: int) -> str:
+    return f"iteration {first}" if first == last else f"iterations {first}–{last}"
 
 
 def live_view(paths: RunPaths, drawn: str) -> None:
@@ -338,6 +349,12 @@ def results_section(paths: RunPaths, state: str) -> None:
             st.success(f"Wrote {names} to {paths.validations.parent}")
             st.toast(f"Wrote {names}")
     files = [paths.validations, paths.accuracies_png, paths.losses_png]
+    if state not in LIVE_STATES and not any(f.is_file() for f in files):
+        # a run writes them when it finishes: stopped or cut short, the downloads were
+        # missing without a word
+        st.caption(f"This {state or 'unfinished'} run has no validations.txt, accuracies.png "
+                   "or losses.png yet (a run writes them when it finishes): *Write "
+                   "concatenated results* makes them from the iterations above.")
     row = wrapping_row()  # a third each cut 'Download validati…' at 800 px
     for f in files:
         if f.is_file():
@@ -383,7 +400,11 @@ def _training_settings(paths: RunPaths) -> str:
 def deploy_section(paths: RunPaths, rows) -> None:
     st.subheader("Model to deploy")
     tol = bounded_number(st, "Accuracy tolerance (points below dense)", 0.0, 100.0, 1.0,
-                         step=0.25, key="it_tolerance")
+                         step=0.25, key="it_tolerance",
+                         help="The smallest iteration whose test accuracy is at most this "
+                              "many points below the dense model's, as the thesis picks it. "
+                              "Each iteration's kept epoch is chosen on the validation split; "
+                              "this pick is made on the test set.")
     if tol is None:  # out of range: said under the field
         return
     rec = recommend(rows, tol)
@@ -418,6 +439,9 @@ def deploy_section(paths: RunPaths, rows) -> None:
                         r.checkpoint.with_suffix(".json").read_bytes(),
                         download_name(paths.root, f"iteration{r.iteration}_best_model.json"),
                         key="dl-spec", on_click="ignore")
+    st.caption("Keep the two files together: the weights file holds the model spec, the "
+               ".json also its dataset, input normalisation and class names, which "
+               "`load_checkpoint` reads from beside it.")
     # beside this file, not the working folder: `streamlit run /path/app.py` from
     # elsewhere lost the button
     if INSPECT_PAGE.is_file() and st.button("Open on the Inspect page"):

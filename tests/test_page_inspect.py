@@ -901,3 +901,31 @@ def test_big_counts_read_alike_in_the_pages_messages(app_test, digits_run):
     at.number_input(key="insp_first").set_value(1_000_001).run()
     assert errors(at) == ["First test sample must be a whole number from 0 to 1,000,000, "
                           "got 1,000,001"]
+
+
+def test_a_second_model_of_another_input_size_is_left_out_with_one_warning(app_test,
+                                                                           digits_run, tmp_path):
+    """A 28×28 model beside a Digits one on Digits test samples gave three warnings in three
+    places for one cause ("takes (1, 28, 28) inputs; the samples are (1, 8, 8)", "this
+    picture could not be converted for it", "no input for this picture")."""
+    from explorer_core.checkpoint import save_checkpoint
+    from explorer_core.models import build_model, default_spec
+
+    torch.manual_seed(0)
+    spec = default_spec("mlp", 1, 28, 10, hidden=[16])
+    path = save_checkpoint(build_model(spec), spec, tmp_path / "fash",
+                           {"dataset": "fashion_mnist"})
+    at = open_page(app_test, digits_run.best_model(1))
+    at.radio(key="insp_img_src").set_value("Test-set samples").run()
+    at.toggle(key="insp_compare").set_value(True).run()
+    at.radio(key="insp_src_b").set_value("Upload").run()
+    at.file_uploader(key="insp_upload_b").set_value(
+        [(name, data, "application/octet-stream") for name, data in (
+            ("fash.safetensors", path.read_bytes()),
+            ("fash.json", path.with_suffix(".json").read_bytes()))]).run()
+    assert not at.exception and errors(at) == []
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and "takes grayscale 28×28 inputs, and the first model's test " \
+        "samples are grayscale 8×8: it is left out below" in warnings[0], warnings
+    left_out = [c.value for c in at.caption if "no input for this picture (see above)" in c.value]
+    assert len(left_out) == 2, left_out  # its predictions' column and its sensitivity column

@@ -435,6 +435,8 @@ def test_an_iteration_cut_short_is_not_said_to_have_kept_an_epoch(app_test, runs
     paths = create_run(cfg, runs_root)
     assert execute(paths)["state"] == "finished"
     shutil.rmtree(paths.root / "2")  # as if stopped during iteration 2's retraining
+    for written_at_the_end in (paths.validations, paths.accuracies_png, paths.losses_png):
+        written_at_the_end.unlink()
     lines = paths.events.read_text().splitlines()
     paths.events.write_text("".join(f"{line}\n" for line in lines if not (
         json.loads(line).get("type") == "iteration" and json.loads(line)["iteration"] == 2)))
@@ -450,6 +452,9 @@ def test_an_iteration_cut_short_is_not_said_to_have_kept_an_epoch(app_test, runs
     bar = at.get("progress")[0].proto.text
     assert "epoch 5/8 · 3 epochs of the unfinished iteration, shown below, are trained " \
            "again on resume" in bar, bar
+    # no concatenated results until asked for: said, where the downloads were just missing
+    assert any("This stopped run has no validations.txt, accuracies.png or losses.png yet"
+               in c.value for c in at.caption), [c.value for c in at.caption]
 
 
 def test_a_finished_run_offers_a_restart_from_an_earlier_iteration_not_a_resume(app_test,
@@ -472,6 +477,18 @@ def test_a_finished_run_offers_a_restart_from_an_earlier_iteration_not_a_resume(
     assert "Restart" in labels and "Resume" not in labels
     restart = widget(at.number_input, "Restart from iteration")
     assert restart.value == done - 1
+    # what a restart deletes is said and ticked off first: one click on Restart from 0
+    # discarded a finished run's every iteration
+    discard = widget(at.checkbox, f"Discard iteration {done - 1} (checkpoints and results) "
+                                  f"to redo it")
+    assert next(b for b in at.button if b.label == "Restart").disabled
+    discard.check().run()
+    assert not next(b for b in at.button if b.label == "Restart").disabled
+    widget(at.number_input, "Restart from iteration").set_value(0).run()
+    assert widget(at.checkbox, f"Discard iterations 0–{done - 1} (checkpoints and results) "
+                               f"to redo them").value is False
+    assert next(b for b in at.button if b.label == "Restart").disabled
+    restart = widget(at.number_input, "Restart from iteration")
     restart.set_value(done).run()  # continuing past the rule: refused, visibly
     assert [e.value for e in at.error] == [
         f"Restart from iteration must be a whole number from 0 to {done - 1:,}, got {done:,}"]
@@ -496,6 +513,7 @@ def test_a_restart_refused_for_an_edited_config_says_so_and_leaves_the_run_finis
     paths.config.write_text(json.dumps(config))
 
     at = open_page(app_test)
+    next(c for c in at.checkbox if c.label.startswith("Discard iteration")).check().run()
     next(b for b in at.button if b.label == "Restart").click().run()
     assert not at.exception
     assert any("config.json was edited" in e.value and "lr" in e.value for e in at.error), \
