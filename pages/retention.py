@@ -50,8 +50,10 @@ def _init_inputs() -> None:
 
 
 def _widths_from_upload() -> None:
-    """on_change of the uploader: fill the widths box from the JSON, or remember the error."""
+    """on_change of the uploader: fill the widths box from the JSON, or remember the error;
+    say when the widths are not a dense MLP's (a pruned checkpoint's, a conv net's)."""
     st.session_state.pop("ret_spec_error", None)
+    st.session_state.pop("ret_spec_note", None)
     uploaded = st.session_state.get("ret_spec")
     if uploaded is None:
         return
@@ -68,6 +70,15 @@ def _widths_from_upload() -> None:
     st.session_state["ret_widths"] = format_int_list(widths)
     st.session_state[SPEC_MODEL] = {"arch": spec["arch"],
                                     "widths": st.session_state["ret_widths"]}
+    notes = []
+    if spec["arch"] != "mlp":  # the box read like an MLP's hidden layers
+        notes.append(f"{model_name(spec['arch'])}: its conv channels, then its hidden layers.")
+    kept = info.get("percent_retained") if isinstance(info, dict) else None
+    if isinstance(kept, (int, float)) and not isinstance(kept, bool) and kept < 100:
+        notes.append(f"A pruned model (it kept {kept:.3g} % of its units): these are its "
+                     "pruned widths, not its dense model's.")
+    if notes:
+        st.session_state["ret_spec_note"] = " ".join(notes)
 
 
 def _conv_arch() -> str | None:
@@ -113,6 +124,8 @@ def _inputs() -> ScheduleConfig:
                                   "widths replace the ones above.")
             if "ret_spec_error" in st.session_state:
                 st.error(st.session_state["ret_spec_error"])
+            elif "ret_spec_note" in st.session_state:
+                st.info(st.session_state["ret_spec_note"])
     kinds = list(SCHEDULES)
     kind = kinds_col.radio("Schedule", kinds, key="ret_kind",
                            captions=[KIND_HELP.get(k, "") for k in kinds])

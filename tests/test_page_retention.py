@@ -211,6 +211,20 @@ def test_a_conv_nets_widths_are_tabulated_but_not_handed_to_the_mlp_pruning_page
     assert {w.label: w.value for w in page.text_input}["Hidden widths (MLP)"] == "40, 20"
 
 
+def test_a_pruned_checkpoints_widths_are_said_to_be_pruned(page):
+    """A pruned iteration's sidecar filled the box with its pruned widths (22, 11) under
+    the label "Hidden widths (dense model)", without a word."""
+    sidecar = {"spec": {"arch": "mlp", "in": 64, "hidden": [22, 11], "out": 10},
+               "percent_retained": 34.375, "widths": [22, 11]}
+    page.file_uploader(key="ret_spec").set_value(
+        ("best_model.json", json.dumps(sidecar).encode(), "application/json")).run()
+    assert not page.exception and errors(page) == []
+    assert page.text_input(key="ret_widths").value == "22, 11"
+    assert [i.value for i in page.info] == [
+        "A pruned model (it kept 34.4 % of its units): these are its pruned widths, not its "
+        "dense model's."]
+
+
 @pytest.mark.parametrize("content,message", [
     (b"\x80\x04\x95 not json", "best_model.json is not a JSON file"),
     (json.dumps({"arch": "slp", "in": 64, "out": 10}).encode(), "no prunable layer widths"),
