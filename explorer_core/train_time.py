@@ -248,10 +248,13 @@ def _whole_list(values: Any, what: str, minimum: int = 1, empty_ok: bool = False
                 maximum: int | None = None) -> list[int]:
     """`values` if a list of whole numbers within minimum … maximum (`maximum`: widths
     and seeds past it ran out of memory or failed mid-run)."""
-    if not isinstance(values, list) or (not values and not empty_ok) or any(
-            isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in values):
+    if not isinstance(values, list) or (not values and not empty_ok):
         raise ExplorerError(f"{what} must be a {'' if empty_ok else 'non-empty '}list of whole "
                             f"numbers ≥ {minimum}, got {shown(values)}")
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < minimum]
+    if bad:  # the entries, as the other pages say it ("got [0]" read as Python's list)
+        raise ExplorerError(f"{what} must be whole numbers ≥ {minimum}, got "
+                            f"{', '.join(shown(v) for v in bad)}")
     if maximum is not None and any(v > maximum for v in values):
         raise ExplorerError(f"{what} must be at most {maximum:,}, got {shown(values)}")
     return values

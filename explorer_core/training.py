@@ -102,7 +102,8 @@ class TrainConfig:
                               ("eval_batch_size", 1), ("patience", 0), ("seed", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-                raise ExplorerError(f"{name} must be a whole number ≥ {minimum}, got {v!r}")
+                raise ExplorerError(f"{name.replace('_', ' ')} must be a whole number ≥ "
+                                    f"{minimum}, got {v!r}")  # 'batch_size' read as code
         check_threads(self.threads, "threads", 0, " (automatic)")
         check_lr(self.lr)
         check_weight_decay(self.weight_decay)

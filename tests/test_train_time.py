@@ -303,7 +303,11 @@ def test_a_pruned_classifier_is_set_beside_its_own_seeds_unpruned_one(tmp_path):
     ({"prune_fraction": 0.995}, "must be from 0.005 to 0.99 (0.1 = 10 %;"),
     ({"prune_fraction": 0.001}, "got 0.001"),
     ({"hidden": []}, "hidden widths must be a non-empty list"),
-    ({"hidden": [20, "x"]}, "hidden widths must be a non-empty list"),
+    ({"hidden": [20, "x"]}, "hidden widths must be whole numbers ≥ 1, got 'x'"),
+    # the bad entries, as the Retention page names them ("got [0]" read as a Python list)
+    ({"hidden": [0]}, "hidden widths must be whole numbers ≥ 1, got 0"),
+    ({"seeds": [-1, 2]}, "seeds must be whole numbers ≥ 0, got -1"),
+    ({"batch_size": 0}, "batch size must be a whole number ≥ 1, got 0"),
     ({"seeds": 3}, "seeds must be a non-empty list"),
     ({"seeds": [1, 1]}, "seeds must be distinct"),
     ({"variants": ["none", "magic"]}, "variants must be a list of distinct names"),
