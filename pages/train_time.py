@@ -200,7 +200,11 @@ def _describe(cfg: TrainTimeConfig) -> str:
     idle, left = idle_prunes(cfg)
     floor = (f"; from the one after epoch {idle[0]} on, none removes a unit: the layers "
              f"stay at {'·'.join(map(str, left))}" if idle else "")
-    return (f"{model} {format_int_list(cfg.hidden_widths())} on {dataset_name(cfg.dataset)} · "
+    # a CNN's channels too: they are pruned with its hidden layers ('CNN 128' hid them)
+    widths = (f"channels {format_int_list(cfg.conv_channels())}, hidden "
+              if cfg.task == "classifier" and cfg.arch == "cnn" else "") + \
+        format_int_list(cfg.hidden_widths())
+    return (f"{model} {widths} on {dataset_name(cfg.dataset)} · "
             f"{counted(cfg.epochs, 'epoch')} · {counted(len(points), 'prune')} of "
             f"{100 * cfg.prune_fraction:g} % "
             f"(after epoch{'s' if len(points) > 1 else ''} {', '.join(map(str, points))}"
@@ -293,10 +297,13 @@ def results_section(paths: TrainTimePaths) -> None:
     metric = "test_acc" if cfg.task == "classifier" else "test_loss"
     metric_title = "test accuracy (%)" if cfg.task == "classifier" else "test loss (−ELBO)"
     summary = summarise(rows, cfg.task)
+    # a CNN's count adds its channels to its neurons: 176 for 16 + 32 + 128
+    units = "channels + hidden units" if cfg.task == "classifier" and cfg.arch == "cnn" \
+        else "hidden units"
     st.dataframe(pd.DataFrame([
         {"variant": s["label"], f"mean {metric_title}": _fmt(s[f"mean_{metric}"]),
          "per seed": ", ".join(f"{v:.2f}" for v in s[metric] if v is not None),
-         "hidden units": _fmt(s["mean_hidden_units"], 1), "parameters": _fmt(s["mean_params"], 0)}
+         units: _fmt(s["mean_hidden_units"], 1), "parameters": _fmt(s["mean_params"], 0)}
         for s in summary.values()]), hide_index=True, width="stretch")
     table = pd.DataFrame([{
         "variant": r["label"], "seed": r["seed"],

@@ -317,3 +317,22 @@ def test_the_new_comparison_form_is_kept_after_a_visit_to_another_page(app_test,
     assert widget(at.text_input, "Seeds").value == "3, 4"
     assert widget(at.checkbox, "Also run random pruning").value is False
     assert at.text_input(key="tt_name").value == "kept-tt"
+
+
+def test_a_cnn_runs_settings_and_sizes_name_its_channels(runs_root):
+    """'CNN (LeNet-style) 128 on Digits' left out the conv channels that are pruned too,
+    and the final models' 'hidden units' of 176 added 16 + 32 channels to 128 neurons."""
+    from explorer_core.train_time import TrainTimeConfig, create_run, execute
+
+    cfg = TrainTimeConfig(name="cnn-tt", arch="cnn", hidden=[12], channels=[4, 6], epochs=3,
+                          initial_epochs=1, prune_every=1, prune_fraction=0.5,
+                          variants=["importance", "none"], seeds=[0])
+    paths = create_run(cfg, runs_root)
+    assert execute(paths)["state"] == "finished"
+    at = open_page()
+    assert not at.exception
+    assert any(c.value.startswith("CNN (LeNet-style) channels 4, 6, hidden 12 on Digits · ")
+               for c in at.caption), [c.value for c in at.caption]
+    [summary] = [df.value for df in at.dataframe if "variant" in df.value.columns
+                 and "parameters" in df.value.columns and "seed" not in df.value.columns]
+    assert summary["channels + hidden units"].tolist()[-1] == 22.0  # 4 + 6 + 12, unpruned
