@@ -396,14 +396,19 @@ def neuron_table(conductance: torch.Tensor, iasa: torch.Tensor | None = None) ->
 SCORES_METHOD = "layer_conductance"
 
 
-def scores_frame(table: pd.DataFrame, settings: AttributionSettings) -> pd.DataFrame:
+def scores_frame(table: pd.DataFrame, settings: AttributionSettings,
+                 source: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """`neuron_table` with the method, baseline and integration steps its conductance
     was computed with, one column each: downloads made from three baselines held
-    different numbers under the same columns (and names)."""
+    different numbers under the same columns (and names). `source`: what was explained
+    (model, picture, layer, class), a column each: a file downloaded from the page said
+    none of it, so it could not be matched with its picture later."""
     out = table.copy()
     out["method"] = SCORES_METHOD
     out["baseline"] = settings.baseline
     out["steps"] = settings.steps
+    for name, value in (source or {}).items():
+        out[name] = value
     return out
 
 

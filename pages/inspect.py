@@ -818,7 +818,9 @@ def model_sensitivity(m: Loaded, slot: str, conv: ConvertedImage, layer: str, ta
     if why:
         st.caption(f"No IASA scores: {why}")
     # named and columned by what computed them: three baselines gave three files alike
-    st.download_button("Scores (CSV)", scores_frame(table, settings).to_csv(index=False).encode(),
+    source = {"model": m.label, "picture": conv.name, "layer": layer, "class": cname}
+    st.download_button("Scores (CSV)",
+                       scores_frame(table, settings, source).to_csv(index=False).encode(),
                        scores_file_name(f"scores_{slot}", layer, target, settings),
                        mime="text/csv", key=f"insp_csv_{slot}", on_click="ignore",
                        icon=":material/table:",

@@ -41,6 +41,9 @@ def test_inspect_writes_predictions_scores_and_heatmaps(tmp_path, capsys):
     # which attribution made them, as in the page's download
     assert {(r["method"], r["baseline"], r["steps"]) for r in rows} == {
         ("layer_conductance", "black", "32")}
+    # and what it explained, as the page's download says it
+    assert {(r["model"], r["picture"], r["layer"], r["class"]) for r in rows} == {
+        (str(ck), img.name, "fc2", pred["top_k"][0]["class"])}
     assert [int(r["neuron"]) for r in rows[:6]] == pred["neurons"]
     sheet = Image.open(out / "heatmaps.png")
     assert sheet.format == "PNG"

@@ -880,7 +880,14 @@ def test_the_scores_csv_names_its_method_and_baseline(downloads, app_test, digit
         assert len(names) == 1, list(downloads)
         frame = pd.read_csv(io.BytesIO(downloads[names[0]]))
         assert list(frame.columns) == ["neuron", "conductance", "rank", "iasa", "iasa_rank",
-                                       "method", "baseline", "steps"]
+                                       "method", "baseline", "steps", "model", "picture",
+                                       "layer", "class"]
+        # what was explained: a file said none of it, so it could not be matched later
+        [model] = set(frame["model"])
+        assert model.endswith(f"{digits_run.root.name} · iteration 1"), model
+        assert set(frame["layer"]) == {"fc1"}
+        assert [p.split(" (")[0] for p in set(frame["picture"])] == ["test #0"]
+        assert len(set(frame["class"])) == 1
         assert set(frame["method"]) == {"layer_conductance"}
         assert set(frame["baseline"]) == {baseline} and set(frame["steps"]) == {32}
         assert len(frame) == 16

@@ -113,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
         "layer": layer.name, "method": method, "baseline": args.baseline, "steps": args.steps,
         "input": fmt.describe(), "neurons": chosen})
     # the columns the page's download has: the scores' method, baseline and steps
-    atomic_write_text(args.out / "scores.csv", scores_frame(table, settings).to_csv(index=False))
+    source = {"model": str(args.checkpoint), "picture": args.image.name, "layer": layer.name,
+              "class": fmt.class_names[target]}
+    atomic_write_text(args.out / "scores.csv",
+                      scores_frame(table, settings, source).to_csv(index=False))
     atomic_write_bytes(args.out / "heatmaps.png", png_bytes(sheet))
     warning = flat_input_warning(conv)
     if warning:  # with the result, which stands; a failed run stays one line
