@@ -439,7 +439,11 @@ def execute(paths: RunPaths, from_iteration: int | None = None,
                                cache_root)
 
 
-def resume_point(paths: RunPaths, from_iteration: int | None) -> int:
+def resume_point(paths: RunPaths, from_iteration: int | None,
+                 iterations: int | None = None) -> int:
+    """The first iteration a (re)start runs. `iterations`, the schedule's length: a
+    restart must redo one of them (restarting a complete run at its end, which the
+    message offered, did nothing)."""
     done = paths.completed_iterations()
     contiguous = 0
     while contiguous in done:
@@ -449,9 +453,10 @@ def resume_point(paths: RunPaths, from_iteration: int | None) -> int:
     if from_iteration < 0:
         raise ExplorerError(f"cannot restart at iteration {from_iteration}: "
                             "the iteration must be 0 or more")
-    if from_iteration > contiguous:
+    last = contiguous if iterations is None else min(contiguous, iterations - 1)
+    if from_iteration > last:
         raise ExplorerError(f"cannot restart at iteration {from_iteration}: iterations 0–"
-                            f"{contiguous - 1} are complete, so restart at {contiguous} or earlier"
+                            f"{contiguous - 1} are complete, so restart at {last} or earlier"
                             if contiguous else
                             f"cannot restart at iteration {from_iteration}: nothing is complete yet")
     return from_iteration
@@ -517,8 +522,8 @@ def check_resumable(paths: RunPaths, from_iteration: int | None = None) -> int:
 
     The Iterative page asks this before it launches a worker: launched, the refusal
     only reached the page as a "failed" status, written over a finished run's."""
-    cfg, _ = _checked_plan(paths)
-    start = resume_point(paths, from_iteration)
+    cfg, table = _checked_plan(paths)
+    start = resume_point(paths, from_iteration, len(table))
     ok, reason = availability(cfg.dataset)
     if not ok:
         raise ExplorerError(reason)
@@ -571,7 +576,7 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
         raise
     except ExplorerError as exc:  # a launched worker has no terminal: the page reads this
         return write_status(paths, "failed", message=str(exc))
-    start = resume_point(paths, from_iteration)
+    start = resume_point(paths, from_iteration, len(table))
     restart = None
     if start > 0:
         try:

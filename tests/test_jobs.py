@@ -1191,3 +1191,24 @@ def test_the_resume_hint_names_the_interpreter_that_ran_the_command(tmp_path, mo
     (base / "python3").symlink_to(real)
     monkeypatch.setenv("PATH", str(base))
     assert cli.interpreter() == f"'{venv / 'python3'}'"
+
+
+def test_a_finished_run_resumed_says_there_is_nothing_to_resume(tmp_path, capsys):
+    """It printed "finished: schedule complete" again, as if it had run; and a restart
+    past the schedule's last iteration was offered ("restart at 3 or earlier"), which did
+    nothing."""
+    from explorer_core import cli
+
+    folder = _finished_run(tmp_path / "runs")
+    capsys.readouterr()
+    before = (folder / "status.json").read_text()
+    assert cli.main(["prune", "--resume", str(folder), "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (f"already finished: schedule complete ({folder}); nothing to resume "
+                      "(--from-iteration K redoes it from iteration K)"), out
+    assert out[1].startswith("deploy: ")
+    assert (folder / "status.json").read_text() == before  # not run again
+    assert cli.main(["prune", "--resume", str(folder), "--from-iteration", "3", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: cannot restart at iteration 3: iterations 0–2 are complete, so restart at 2 "
+        "or earlier")

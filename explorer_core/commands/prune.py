@@ -10,7 +10,7 @@ from ..cli import (EpochBar, LogPace, command, default_name, read_json_config,
                    refuse_settings_beside_resume, resume_hint, saved_settings,
                    say_ignored_keys, say_outcome)
 from ..errors import ExplorerError, raise_pending_interrupt
-from ..rundir import ITERATIVE_RUN, RunPaths
+from ..rundir import ITERATIVE_RUN, RunPaths, read_status
 from ..schedule import refuse_unused_q
 
 
@@ -209,6 +209,13 @@ def run_prune(args: argparse.Namespace) -> int:
     if args.resume:  # refused here, the folder as it was (a worker turned a finished run
         # "failed" over an edited retain.txt, and lost its iterations to a missing dataset)
         saved_settings(paths, lambda p: check_resumable(p, args.from_iteration))
+    if args.resume and args.from_iteration is None and \
+            read_status(paths).get("state") == "finished":
+        # said as what it is: it printed "finished: schedule complete" as if it had run
+        print(f"already finished: {read_status(paths).get('message', '')} ({paths.root}); "
+              f"nothing to resume (--from-iteration K redoes it from iteration K)")
+        _print_deploy_pick(paths, 1.0 if args.tolerance is None else args.tolerance)
+        return 0
     done = _kept_epochs(paths, args.from_iteration) if args.resume else 0
     show = None if args.quiet else _progress_printer(EpochBar(total_epochs(cfg, len(plan(cfg))),
                                                               done))
