@@ -232,6 +232,8 @@ def controls(paths: RunPaths, state: str) -> None:
                     "iteration: the one under way (the dense training, at first) is trained "
                     "again from its start.")
         return
+    below = st.container()  # under the buttons, the whole width: a third of an 800-px
+    # window cut the discard box's label
     done = len(paths.completed_iterations())
     # A finished run (its schedule done, or ended by its stopping rule) can only be redone
     # from an earlier iteration: continuing it would go past the rule.
@@ -246,7 +248,7 @@ def controls(paths: RunPaths, state: str) -> None:
         # Iterations the restart deletes before it redoes them: said, and ticked off
         # first (one click on Restart from 0 discarded a finished run's every iteration)
         discards = restart is not None and int(restart) < done
-        confirmed = not discards or c3.checkbox(
+        confirmed = not discards or below.checkbox(
             f"Discard {_iterations(int(restart), done - 1)} (checkpoints and results) to "
             f"redo {'it' if int(restart) == done - 1 else 'them'}",
             key=f"it_discard_{paths.root}_{int(restart)}")
