@@ -593,7 +593,7 @@ def _execute_locked(paths: RunPaths, from_iteration: int | None, stop: Callable[
         _clear_from(paths, table, start)
         write_status(paths, "running", pid=os.getpid(), iteration=start, epoch=0, message="",
                      total_iterations=len(table), total_epochs=total_epochs(cfg, len(table)),
-                     **session_start(paths))
+                     **session_start(paths, anew=start == 0))
         ctx = _Context(paths, cfg, data, table, stop, on_event, cache_root, restart)
         dense = read_record(paths.best_model_json(0)).get("metrics") if start > 0 else None
         reason = _end_reason(cfg, table)

@@ -384,14 +384,16 @@ def log_traceback(paths: RunPaths) -> str:
     return f" (traceback in {paths.log})"
 
 
-def session_start(paths: RunPaths) -> dict[str, float]:
+def session_start(paths: RunPaths, anew: bool = False) -> dict[str, float]:
     """Status fields for a worker (re)starting on a run: `started` = now, and
     `elapsed_before` = the time earlier sessions worked (each from its start to its last
     heartbeat), so a resumed run's elapsed time counts all of its work, not just the
-    time since the last Resume. `started` alone still paces remaining-time estimates."""
+    time since the last Resume. `started` alone still paces remaining-time estimates.
+    `anew`: the run starts over from nothing (an iterative run restarted at iteration 0),
+    so no earlier session's time counts: "Ran for" added the discarded run's time."""
     old = read_record(paths.status)
-    before = float(old.get("elapsed_before") or 0.0)
-    if old.get("started") and old.get("heartbeat"):
+    before = 0.0 if anew else float(old.get("elapsed_before") or 0.0)
+    if old.get("started") and old.get("heartbeat") and not anew:
         before += max(0.0, float(old["heartbeat"]) - float(old["started"]))
     return {"started": time.time(), "elapsed_before": before}
 

@@ -1279,3 +1279,17 @@ def test_downloads_are_named_by_the_folders_day_and_name(tmp_path):
     # a folder resumed from elsewhere (a thesis script's, a copy) has no day above it
     assert download_name(tmp_path / "old-thesis-run", "a.png") == "old-thesis-run_a.png"
     assert download_name(tmp_path / "20261207" / "run", "a.png") == "run_a.png"
+
+
+def test_a_restart_from_iteration_0_does_not_count_the_discarded_runs_time(tmp_path):
+    """"Ran for" after a Restart from 0 added the earlier run's time to the new one's
+    (23 s + 15 s for a run that took 15 s); a resume from a later iteration still counts
+    the sessions whose iterations it keeps."""
+    paths = create_run(small_config("anew"), tmp_path / "runs")
+    assert execute(paths)["state"] == "finished"
+    status = read_status(paths)
+    write_status(paths, "finished", started=status["started"] - 1000.0)  # a long first run
+    assert execute(paths, from_iteration=1)["state"] == "finished"
+    assert read_status(paths)["elapsed_before"] >= 1000.0  # iteration 0 kept: its time too
+    assert execute(paths, from_iteration=0)["state"] == "finished"
+    assert read_status(paths)["elapsed_before"] == 0.0
