@@ -167,6 +167,8 @@ def bounded_number(where: Any, label: str, min_value: float, max_value: float | 
         number = where.number_input(label, value=value, **kwargs)
     if number is None or (min_value <= number and (max_value is None or number <= max_value)):
         return number
+    if kwargs.get("disabled"):  # greyed, it is not used: nothing to say about its range
+        return None
     if whole:
         span = f"from {min_value:,} to {max_value:,}" if max_value is not None else \
             f"≥ {min_value:,}"

@@ -90,21 +90,9 @@ def setup_form() -> None:
         dataset = c1.selectbox("Dataset", available, format_func=titles.get,
                                key=kept_choice(f"{FORM}dataset", available, titles.get),
                                help="Datasets missing offline are listed below the form.")
-        widths = c1.text_input("Hidden widths (MLP)", key=form_value(f"{FORM}widths",
-                                                                     d["widths"]))
-        kinds = ["geometric", "linear", "cubic"]
-        kind = c2.selectbox("Schedule", kinds, key=kept_choice(f"{FORM}kind", kinds,
-                                                               default=d["kind"]))
-        # No bounds tighter than the core's: any schedule the Retention page accepted
-        # must fit here (RunConfig.validate judges q).
-        # %g shows the value as typed: "%.3f" showed q = 0.0001 as 0.000
-        q = c2.number_input("q (keep factor per iteration)", step=0.01, format="%g",
-                            key=form_value(f"{FORM}q", d["q"]),
-                            disabled=kind != "geometric",
-                            help="Geometric schedule only: 0 < q < 1. Linear and cubic "
-                                 "schedules ignore it.")
-        iterations = bounded_number(c2, "Schedule iterations", 1, MAX_ITERATIONS,
-                                    d["iterations"], key=f"{FORM}iterations")
+        # the widths and schedule fields are drawn once the uploader below has said
+        # whether a retain.txt replaces them: then they are greyed, and not read
+        widths_slot, schedule_slot = c1.container(), c2.container()
         # no `type=`: Streamlit refused a .png in the browser, and the run then started
         # on the form's 31-iteration schedule; here any file is read, and refused if it
         # is no table
@@ -114,6 +102,27 @@ def setup_form() -> None:
                  "command's file, or one edited by hand): its first row is the dense "
                  "model's widths, each later row one iteration. It replaces the hidden "
                  "widths and the schedule set here.")
+        following = bool(retain_file)
+        widths = widths_slot.text_input("Hidden widths (MLP)", disabled=following,
+                                        key=form_value(f"{FORM}widths", d["widths"]))
+        kinds = ["geometric", "linear", "cubic"]
+        kind = schedule_slot.selectbox("Schedule", kinds, disabled=following, key=kept_choice(
+            f"{FORM}kind", kinds, default=d["kind"]))
+        # No bounds tighter than the core's: any schedule the Retention page accepted
+        # must fit here (RunConfig.validate judges q).
+        # %g shows the value as typed: "%.3f" showed q = 0.0001 as 0.000
+        q = schedule_slot.number_input("q (keep factor per iteration)", step=0.01, format="%g",
+                                       key=form_value(f"{FORM}q", d["q"]),
+                                       disabled=following or kind != "geometric",
+                                       help="Geometric schedule only: 0 < q < 1. Linear and "
+                                            "cubic schedules ignore it.")
+        iterations = bounded_number(schedule_slot, "Schedule iterations", 1, MAX_ITERATIONS,
+                                    d["iterations"], key=f"{FORM}iterations",
+                                    disabled=following)
+        if following:
+            c2.caption(f"Following {retain_file[0][0]}: its first row is the dense model's "
+                       "widths and each later row one iteration, so the hidden widths and "
+                       "schedule fields are not used.")
         max_drop = bounded_number(c2, "Stop when accuracy drops more than (points, 0 = never)",
                                   0.0, 100.0, 0.0, step=0.5, key=f"{FORM}max_drop")
         min_neurons = bounded_number(c2, "Stop at this many hidden neurons", 1, 100000, 1,
@@ -135,19 +144,25 @@ def setup_form() -> None:
         submitted = st.button("Start run", type="primary")
         if missing:
             st.caption(" · ".join(missing))  # each reason names the dataset
-    numbers = (options, iterations, max_drop, min_neurons, dense_epochs, retrain_epochs,
-               patience, lr, batch, seed)
+    # greyed fields count for nothing, not even when out of range
+    numbers = (options, max_drop, min_neurons, dense_epochs, patience, lr, batch, seed) + \
+        (() if following else (iterations,)) + ((retrain_epochs,) if retrain else ())
     kept_refusal("new_run", submitted)
     if not submitted or any(n is None for n in numbers):  # out of range: said in the form
         return
+    defaults = RunConfig()
     try:
-        hidden = list(parse_int_list(widths))
-        schedule = {"q": float(q), "iterations": int(iterations), "kind": kind}
-        if retain_file:
+        if following:
             hidden, schedule = _followed_table(*retain_file[0])
+        else:  # a ramp records the default q, as the CLI's does: the q typed is not used
+            hidden = list(parse_int_list(widths))
+            schedule = {"q": float(q) if kind == "geometric" else defaults.schedule["q"],
+                        "iterations": int(iterations), "kind": kind}
         cfg = RunConfig(name=name.strip(), dataset=dataset, hidden=hidden, schedule=schedule,
-                        criterion=criterion, criterion_options=options, retrain=retrain, dense_epochs=int(dense_epochs),
-                        retrain_epochs=int(retrain_epochs), patience=int(patience),
+                        criterion=criterion, criterion_options=options, retrain=retrain,
+                        dense_epochs=int(dense_epochs),
+                        retrain_epochs=int(retrain_epochs) if retrain else
+                        defaults.retrain_epochs, patience=int(patience),
                         optimizer=optimizer, lr=float(lr), batch_size=int(batch), seed=int(seed),
                         max_drop=float(max_drop) or None, min_neurons=int(min_neurons))
         paths = create_run(cfg, RUNS_ROOT)
@@ -252,7 +267,8 @@ def controls(paths: RunPaths, state: str) -> None:
             f"Discard {_iterations(int(restart), done - 1)} (checkpoints and results) to "
             f"redo {'it' if int(restart) == done - 1 else 'them'}",
             key=f"it_discard_{paths.root}_{int(restart)}")
-        if c1.button("Restart" if finished else "Resume", type="primary",
+        # "Restart" whenever it redoes finished iterations, as the box below says
+        if c1.button("Restart" if finished or discards else "Resume", type="primary",
                      disabled=restart is None or not confirmed):
             try:
                 check_resumable(paths, int(restart))  # refused here, not as a "failed" run

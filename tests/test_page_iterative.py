@@ -233,6 +233,43 @@ def test_the_new_run_form_is_kept_after_a_visit_to_another_page(app_test, runs_r
     # click made after switch_page)
 
 
+def test_only_the_fields_a_run_uses_reach_it(app_test, runs_root):
+    """Greyed fields still went into the run: a cubic run recorded the q typed (0.5), a
+    run without retraining its retrain epochs (3); and with a retain.txt uploaded, a
+    widths field it replaces blocked the start ('abc' is not a whole number)."""
+    at = open_page(app_test)
+    widget(at.number_input, "q (keep factor per iteration)").set_value(0.5).run()
+    widget(at.number_input, "Retrain epochs per iteration").set_value(3).run()
+    widget(at.selectbox, "Schedule").set_value("cubic").run()
+    widget(at.checkbox, "Retrain after each pruning step").uncheck().run()
+    widget(at.text_input, "Hidden widths (MLP)").set_value("16, 8").run()
+    widget(at.number_input, "Schedule iterations").set_value(3).run()
+    widget(at.number_input, "Dense epochs").set_value(2).run()
+    at.text_input(key="new_run_name").set_value("cubic-run").run()
+    widget(at.button, "Start run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    config = json.loads(list_runs(runs_root)[0].config.read_text())
+    assert config["schedule"] == {"q": 0.8, "iterations": 3, "kind": "cubic"}  # the default
+    assert (config["retrain"], config["retrain_epochs"]) == (False, 1)
+
+    at = open_page(app_test)
+    widget(at.text_input, "Hidden widths (MLP)").set_value("abc").run()
+    widget(at.number_input, "Schedule iterations").set_value(0).run()  # out of range
+    at.file_uploader(key="new_run_retain").set_value(("mine.txt", RETAIN.encode(),
+                                                      "text/plain")).run()
+    for greyed in (widget(at.text_input, "Hidden widths (MLP)"),
+                   widget(at.selectbox, "Schedule"),
+                   widget(at.number_input, "q (keep factor per iteration)"),
+                   widget(at.number_input, "Schedule iterations")):
+        assert greyed.disabled, greyed.label
+    assert any(c.value.startswith("Following mine.txt") for c in at.caption)
+    at.text_input(key="new_run_name").set_value("from-table").run()
+    widget(at.button, "Start run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    [run] = [r for r in list_runs(runs_root) if r.root.name == "from-table"]
+    assert json.loads(run.config.read_text())["hidden"] == [16, 8]
+
+
 def test_a_schedule_made_later_on_the_retention_page_replaces_the_kept_one(app_test, runs_root):
     """Kept fields must not hide a schedule the user went on to make on the Retention page."""
     at = open_page(app_test)
@@ -455,6 +492,14 @@ def test_an_iteration_cut_short_is_not_said_to_have_kept_an_epoch(app_test, runs
     # no concatenated results until asked for: said, where the downloads were just missing
     assert any("This stopped run has no validations.txt, accuracies.png or losses.png yet"
                in c.value for c in at.caption), [c.value for c in at.caption]
+    # a resume goes on without a tick; one from an earlier iteration redoes finished ones,
+    # and is a Restart (it stayed "Resume" while discarding them)
+    labels = [b.label for b in at.button]
+    assert "Resume" in labels and not [c for c in at.checkbox if c.label.startswith("Discard")]
+    widget(at.number_input, "Resume from iteration").set_value(1).run()
+    assert "Restart" in [b.label for b in at.button] and "Resume" not in \
+        [b.label for b in at.button]
+    assert widget(at.checkbox, "Discard iteration 1 (checkpoints and results) to redo it")
 
 
 def test_a_finished_run_offers_a_restart_from_an_earlier_iteration_not_a_resume(app_test,
