@@ -275,14 +275,14 @@ def table_from_rows(rows: list, source: str = "the schedule") -> RetentionTable:
         if out and any(w > prev for w, prev in zip(row, out[-1])):
             raise ExplorerError(f"{source}, row {n}: {' '.join(map(str, row))} grows from "
                                 f"{' '.join(map(str, out[-1]))} — a pruned layer cannot grow back")
-        _refuse_past_the_format(out, row, n, source)
+        _refuse_a_repeated_row(out, row, n, source)
         out.append(tuple(row))
     if len(out) > MAX_ITERATIONS:
         raise ExplorerError(f"{source} has {len(out):,} rows; at most {MAX_ITERATIONS:,}")
     return RetentionTable(dense=out[0], widths=out)
 
 
-def _refuse_past_the_format(out: list[tuple[int, ...]], row: list, n: int, source: str) -> None:
+def _refuse_a_repeated_row(out: list[tuple[int, ...]], row: list, n: int, source: str) -> None:
     """Row `n` must follow the rules every retain.txt keeps (DESIGN §3): rows whose widths
     equal the previous row's are skipped — which also ends a table at its first row of
     1 neuron in every layer, as no row after it can shrink. Such a hand-made table was run

@@ -209,10 +209,10 @@ def run_prune(args: argparse.Namespace) -> int:
     if args.resume:  # refused here, the folder as it was (a worker turned a finished run
         # "failed" over an edited retain.txt, and lost its iterations to a missing dataset)
         saved_settings(paths, lambda p: check_resumable(p, args.from_iteration))
-    if args.resume and args.from_iteration is None and \
-            read_status(paths).get("state") == "finished":
+    status = read_status(paths) if args.resume and args.from_iteration is None else {}
+    if status.get("state") == "finished":
         # said as what it is: it printed "finished: schedule complete" as if it had run
-        print(f"already finished: {read_status(paths).get('message', '')} ({paths.root}); "
+        print(f"already finished: {status.get('message', '')} ({paths.root}); "
               f"nothing to resume (--from-iteration K redoes it from iteration K)")
         _print_deploy_pick(paths, 1.0 if args.tolerance is None else args.tolerance)
         return 0
