@@ -358,7 +358,9 @@ def vae_grids(paths: TrainTimePaths, rows: list[dict]) -> None:
                 data = path.read_bytes()
                 st.image(data, caption=what, width="stretch")
                 name = download_name(paths.root, f"{r['variant']}_seed{seed}_{what}.png")
-                st.download_button(f"{what}.png", data, name,
+                # "PNG" under its captioned picture: in a third of an 800-px window
+                # 'reconstructions.png' was cut
+                st.download_button("PNG", data, name, help=f"Download the {what} as {name}",
                                    mime="image/png", key=f"tt_dl_{r['variant']}_{what}",
                                    on_click="ignore", icon=":material/image:")
 

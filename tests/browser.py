@@ -295,6 +295,17 @@ def overflowing(page) -> list[str]:
 
 
 
+def fill_field(page, label: str, value: str) -> None:
+    """Type `value` into a set-up field and commit it (Enter), waiting for the rerun that
+    takes it: the forms are live widgets, and values typed one after another while
+    earlier fields' reruns were still drawing were lost on a busy machine (CI: Train-time's
+    "Initial epochs" 3 ran as 10)."""
+    with rerun_after(page):
+        box = page.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Enter")
+
+
 def enter_in_field(page, label: str, value: str) -> None:
     """Type `value` into a field, press Enter, and give a form submit the time to start
     a run (a page whose form took Enter as a submit started one within a second)."""

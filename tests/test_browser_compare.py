@@ -21,9 +21,8 @@ from explorer_core.pruning_types import ALL_CRITERIA
 from explorer_core.rundir import list_sweeps
 
 from browser import (ROOT, RUN_TIMEOUT_MS, chart_marks, choose_in_multiselect, choose_option,
-                     clipped_chart_titles, multiselect_chips, open_app, open_setup_form,
-                     overflowing,
-                     rerun_after, wait_for_app, wait_for_charts)
+                     clipped_chart_titles, fill_field, multiselect_chips, open_app,
+                     open_setup_form, overflowing, rerun_after, wait_for_app, wait_for_charts)
 
 SWEEP_NAME = f"pw-sweep-{int(time.time())}"
 
@@ -33,13 +32,6 @@ def no_stray_workers():
     yield
     for sweep in list_sweeps():
         jobs.kill(sweep)
-
-
-def _fill(page, label: str, value: str) -> None:
-    with rerun_after(page):
-        box = page.get_by_label(label, exact=True)
-        box.fill(value)
-        box.press("Enter")
 
 
 def _open_form(page) -> None:
@@ -111,11 +103,11 @@ def test_a_number_out_of_range_is_said_under_its_field_and_nothing_starts(app_pa
     page = app_page
     open_app(page, streamlit_server, "compare")
     _open_form(page)
-    _fill(page, "Dense epochs", "0")
+    fill_field(page, "Dense epochs", "0")
     expect(page.get_by_text("Dense epochs must be a whole number from 1 to 10,000, got 0",
                             exact=True)).to_be_visible()
     expect(page.get_by_role("button", name="Start sweep")).to_be_disabled()
-    _fill(page, "Dense epochs", "2")
+    fill_field(page, "Dense epochs", "2")
     expect(page.get_by_role("button", name="Start sweep")).to_be_enabled()
 
 
@@ -126,9 +118,9 @@ def test_build_run_see_charts_download_csv(app_page, streamlit_server, tmp_path,
     expect(page.get_by_role("heading", name="Compare", exact=True)).to_be_visible()
     _open_form(page)
 
-    _fill(page, "Ratios (% removed)", "0, 50")
-    _fill(page, "Dense epochs", "2")
-    _fill(page, "Sweep name", SWEEP_NAME)
+    fill_field(page, "Ratios (% removed)", "0, 50")
+    fill_field(page, "Dense epochs", "2")
+    fill_field(page, "Sweep name", SWEEP_NAME)
     # default grid: MLP on Digits, neuron pruning by IASA / L1 / random, weight masks by
     # magnitude / random: (3 + 2) criteria × 2 ratios
     expect(page.get_by_text(re.compile(r"10 cells over 1 dense baseline "))).to_be_visible()

@@ -15,16 +15,11 @@ from playwright.sync_api import expect
 from explorer_core import jobs
 from explorer_core.rundir import list_runs
 
-from browser import (choose_option, clipped_chart_titles, cut_labels, enter_in_field, open_app,
-                     open_setup_form,
+from browser import (choose_option, clipped_chart_titles, cut_labels, enter_in_field,
+                     fill_field, open_app, open_setup_form,
                      rerun_after, wait_for_app, wait_for_charts)
 
 RUN_NAME = f"pw-{int(time.time())}"
-
-
-def _fill(page, label: str, value: str) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(value)
 
 
 def _progress_text(page) -> str:
@@ -97,12 +92,12 @@ def test_run_watch_leave_stop_resume_download(app_page, streamlit_server, tmp_pa
     # the set-up form is folded away once runs exist (other tests may have made some)
     open_setup_form(page, "New run", "Hidden widths (MLP)")
 
-    _fill(page, "Hidden widths (MLP)", "32, 16")
-    _fill(page, "q (keep factor per iteration)", "0.6")
-    _fill(page, "Schedule iterations", "6")
-    _fill(page, "Dense epochs", "3")
-    _fill(page, "Retrain epochs per iteration", "40")
-    _fill(page, "Batch size", "4")  # slow enough that the Stop lands mid-run
+    fill_field(page, "Hidden widths (MLP)", "32, 16")
+    fill_field(page, "q (keep factor per iteration)", "0.6")
+    fill_field(page, "Schedule iterations", "6")
+    fill_field(page, "Dense epochs", "3")
+    fill_field(page, "Retrain epochs per iteration", "40")
+    fill_field(page, "Batch size", "4")  # slow enough that the Stop lands mid-run
     # the criterion sits above the form so that interval-adjoint's options follow it:
     # choosing it reruns the page, and the values typed into the form stay
     eps = page.get_by_label("Interval-adjoint ε (0 = box around the training set)", exact=True)
@@ -113,7 +108,7 @@ def test_run_watch_leave_stop_resume_download(app_page, streamlit_server, tmp_pa
     expect(page.get_by_role("checkbox", name="Interval-adjoint per-class seeds")).to_be_disabled()
     expect(page.get_by_label("Hidden widths (MLP)", exact=True)).to_have_value("32, 16")
     expect(page.get_by_label("Batch size", exact=True)).to_have_value("4")
-    _fill(page, "Run name", RUN_NAME)
+    fill_field(page, "Run name", RUN_NAME)
     with rerun_after(page):
         page.get_by_role("button", name="Start run").click()
 
@@ -196,7 +191,7 @@ def test_a_file_that_is_no_table_and_an_enter_in_a_field_start_no_run(app_page, 
     open_setup_form(page, "New run", "Hidden widths (MLP)")
     before = {r.root for r in list_runs()}
 
-    _fill(page, "Run name", f"enter-{int(time.time())}")
+    fill_field(page, "Run name", f"enter-{int(time.time())}")
     enter_in_field(page, "Dense epochs", "2")
     assert {r.root for r in list_runs()} == before
     expect(page.get_by_label("Dense epochs", exact=True)).to_have_value("2")

@@ -14,8 +14,8 @@ from playwright.sync_api import expect
 from explorer_core import jobs
 from explorer_core.rundir import list_train_time_runs
 
-from browser import (chart_marks, choose_option, clipped_chart_titles, enter_in_field, open_app,
-                     open_setup_form,
+from browser import (chart_marks, choose_option, clipped_chart_titles, enter_in_field,
+                     fill_field, open_app, open_setup_form,
                      rerun_after, wait_for_app, wait_for_charts)
 
 RUN_NAME = f"pw-tt-{int(time.time())}"
@@ -65,10 +65,10 @@ def test_short_comparison_shows_three_curves(app_page, streamlit_server, no_stra
     page = app_page
     _open_the_form(page, streamlit_server)
 
-    page.get_by_label("Total epochs", exact=True).fill("12")
-    page.get_by_label("Initial epochs before the first prune", exact=True).fill("3")
-    page.get_by_label("Prune every k epochs", exact=True).fill("3")
-    page.get_by_label("Run name", exact=True).fill(RUN_NAME)
+    fill_field(page, "Total epochs", "12")
+    fill_field(page, "Initial epochs before the first prune", "3")
+    fill_field(page, "Prune every k epochs", "3")
+    fill_field(page, "Run name", RUN_NAME)
     with rerun_after(page):
         page.get_by_role("button", name="Start comparison").click()
 
@@ -128,8 +128,10 @@ def test_vae_comparison_charts_and_images(app_page, streamlit_server):
     assert clipped_chart_titles(page) == []
     for variant in VARIANTS:
         expect(page.get_by_text(variant, exact=True).first).to_be_visible()
-    expect(page.get_by_role("button", name="samples.png").first).to_be_visible()
-    expect(page.get_by_role("button", name="reconstructions.png").first).to_be_visible()
+    # a "PNG" button under each picture ('reconstructions.png' was cut at 800 px)
+    pngs = [b for b in page.get_by_role("button").all()
+            if b.inner_text().strip().endswith("PNG") and ".png" not in b.inner_text()]
+    assert len(pngs) == 2 * len(VARIANTS), [b.inner_text() for b in pngs]
 
 
 def test_enter_in_a_field_starts_no_comparison(app_page, streamlit_server, no_stray_workers):
@@ -138,9 +140,9 @@ def test_enter_in_a_field_starts_no_comparison(app_page, streamlit_server, no_st
     page = app_page
     _open_the_form(page, streamlit_server)
     before = {r.root for r in list_train_time_runs()}
-    page.get_by_label("Run name", exact=True).fill(f"enter-{int(time.time())}")
-    page.get_by_label("Total epochs", exact=True).fill("4")
-    page.get_by_label("Initial epochs before the first prune", exact=True).fill("1")
+    fill_field(page, "Run name", f"enter-{int(time.time())}")  # each with an Enter
+    fill_field(page, "Total epochs", "4")
+    fill_field(page, "Initial epochs before the first prune", "1")
     enter_in_field(page, "Prune every k epochs", "1")
     assert {r.root for r in list_train_time_runs()} == before
     expect(page.get_by_label("Total epochs", exact=True)).to_have_value("4")

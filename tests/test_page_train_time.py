@@ -213,7 +213,10 @@ def test_a_vae_run_shows_reconstructions_and_samples(runs_root):
     assert not at.exception
     assert len(at.image) == 4  # reconstructions and samples of two variants
     labels = [b.label for b in at.get("download_button")]
-    assert labels.count("reconstructions.png") == 2 and labels.count("samples.png") == 2
+    # "PNG" under each captioned picture ('reconstructions.png' was cut at 800 px)
+    helps = sorted(b.proto.help.split(" as ")[0] for b in at.get("download_button")
+                   if b.label == "PNG")
+    assert helps == ["Download the reconstructions"] * 2 + ["Download the samples"] * 2, helps
     for name in ("reconstruction.png", "kl.png", "elbo.png", "widths.png"):
         assert name in labels, labels
     assert not [b for b in at.button if b.label == "Open on the Inspect page"]
