@@ -117,6 +117,11 @@ class TrainTimeConfig:
         key = "vae" if self.task == "vae" else self.arch
         return list(self.hidden) if self.hidden is not None else list(DEFAULT_HIDDEN[key])
 
+    @property
+    def is_cnn(self) -> bool:
+        """A CNN classifier: the one model with conv channels, pruned with its layers."""
+        return self.task == "classifier" and self.arch == "cnn"
+
     def conv_channels(self) -> list[int]:
         return list(self.channels) if self.channels is not None else list(DEFAULT_CHANNELS)
 
@@ -189,8 +194,8 @@ class TrainTimeConfig:
         if self.hidden is not None:
             # the CNN may go straight from its convs to the logits; MLP and VAE need a layer
             _whole_list(self.hidden, "hidden widths", maximum=MAX_WIDTH,
-                        empty_ok=self.task == "classifier" and self.arch == "cnn")
-        if self.task == "classifier" and self.arch == "cnn" and self.channels is not None:
+                        empty_ok=self.is_cnn)
+        if self.is_cnn and self.channels is not None:
             _whole_list(self.channels, "conv channels", maximum=MAX_WIDTH)
         # the model's size, from its widths (`settings.MAX_PARAMETERS`): one too large to
         # allocate failed with a traceback in a run folder already made
@@ -293,8 +298,7 @@ def idle_prunes(cfg: TrainTimeConfig) -> tuple[list[int], list[int]]:
 
 def _prunable_widths(cfg: TrainTimeConfig) -> list[int]:
     """Units of every layer a prune removes from: the hidden layers, and a CNN's convs."""
-    return cfg.hidden_widths() + (cfg.conv_channels() if cfg.task == "classifier"
-                                  and cfg.arch == "cnn" else [])
+    return cfg.hidden_widths() + (cfg.conv_channels() if cfg.is_cnn else [])
 
 
 # ------------------------------------------------------------------ tasks

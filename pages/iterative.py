@@ -21,7 +21,7 @@ from explorer_core.results import (concatenate_held, deployment_costs, iteration
                                    run_progress)
 from explorer_core.rundir import (LIVE_STATES, RunPaths, default_runs_root, download_name,
                                   list_runs, read_json, read_status)
-from explorer_core.schedule import MAX_ITERATIONS, parse_retain
+from explorer_core.schedule import MAX_ITERATIONS, SCHEDULES, USES_Q, parse_retain
 from explorer_core.settings import MAX_EPOCHS, counted
 from explorer_core.training import OPTIMIZERS, kept_epoch
 from pages._common import (announce_start, bounded_number, elapsed_metric, form_value,
@@ -105,7 +105,7 @@ def setup_form() -> None:
         following = bool(retain_file)
         widths = widths_slot.text_input("Hidden widths (MLP)", disabled=following,
                                         key=form_value(f"{FORM}widths", d["widths"]))
-        kinds = ["geometric", "linear", "cubic"]
+        kinds = list(SCHEDULES)
         kind = schedule_slot.selectbox("Schedule", kinds, disabled=following, key=kept_choice(
             f"{FORM}kind", kinds, default=d["kind"]))
         # No bounds tighter than the core's: any schedule the Retention page accepted
@@ -113,7 +113,7 @@ def setup_form() -> None:
         # %g shows the value as typed: "%.3f" showed q = 0.0001 as 0.000
         q = schedule_slot.number_input("q (keep factor per iteration)", step=0.01, format="%g",
                                        key=form_value(f"{FORM}q", d["q"]),
-                                       disabled=following or kind != "geometric",
+                                       disabled=following or kind not in USES_Q,
                                        help="Geometric schedule only: 0 < q < 1. Linear and "
                                             "cubic schedules ignore it.")
         iterations = bounded_number(schedule_slot, "Schedule iterations", 1, MAX_ITERATIONS,
@@ -156,7 +156,7 @@ def setup_form() -> None:
             hidden, schedule = _followed_table(*retain_file[0])
         else:  # a ramp records the default q, as the CLI's does: the q typed is not used
             hidden = list(parse_int_list(widths))
-            schedule = {"q": float(q) if kind == "geometric" else defaults.schedule["q"],
+            schedule = {"q": float(q) if kind in USES_Q else defaults.schedule["q"],
                         "iterations": int(iterations), "kind": kind}
         cfg = RunConfig(name=name.strip(), dataset=dataset, hidden=hidden, schedule=schedule,
                         criterion=criterion, criterion_options=options, retrain=retrain,

@@ -19,8 +19,9 @@ from explorer_core.models import ARCH_TITLES
 from explorer_core.rundir import (LIVE_STATES, TrainTimePaths, default_train_time_root,
                                   download_name, list_train_time_runs, read_status)
 from explorer_core.train_time import (DEFAULT_CHANNELS, DEFAULT_HIDDEN, MAX_PRUNE_FRACTION,
-                                      MIN_PRUNE_FRACTION, TrainTimeConfig, create_run, final_rows, idle_prunes,
-                                      load_config, progress, summarise)
+                                      MIN_PRUNE_FRACTION, TrainTimeConfig, create_run,
+                                      final_rows, idle_prunes, load_config, progress,
+                                      summarise)
 from explorer_core.vae import VAE_CRITERIA
 from explorer_core.settings import MAX_EPOCHS, counted
 from pages._common import (announce_start, bounded_number, elapsed_metric, form_value,
@@ -202,7 +203,7 @@ def _describe(cfg: TrainTimeConfig) -> str:
              f"stay at {'·'.join(map(str, left))}" if idle else "")
     # a CNN's channels too: they are pruned with its hidden layers ('CNN 128' hid them)
     widths = (f"channels {format_int_list(cfg.conv_channels())}, hidden "
-              if cfg.task == "classifier" and cfg.arch == "cnn" else "") + \
+              if cfg.is_cnn else "") + \
         format_int_list(cfg.hidden_widths())
     return (f"{model} {widths} on {dataset_name(cfg.dataset)} · "
             f"{counted(cfg.epochs, 'epoch')} · {counted(len(points), 'prune')} of "
@@ -298,8 +299,7 @@ def results_section(paths: TrainTimePaths) -> None:
     metric_title = "test accuracy (%)" if cfg.task == "classifier" else "test loss (−ELBO)"
     summary = summarise(rows, cfg.task)
     # a CNN's count adds its channels to its neurons: 176 for 16 + 32 + 128
-    units = "channels + hidden units" if cfg.task == "classifier" and cfg.arch == "cnn" \
-        else "hidden units"
+    units = "channels + hidden units" if cfg.is_cnn else "hidden units"
     st.dataframe(pd.DataFrame([
         {"variant": s["label"], f"mean {metric_title}": _fmt(s[f"mean_{metric}"]),
          "per seed": ", ".join(f"{v:.2f}" for v in s[metric] if v is not None),
