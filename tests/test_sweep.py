@@ -684,11 +684,13 @@ def test_a_blocks_models_are_timed_together_with_the_dense_model(roots, monkeypa
     real = sweep.measure_latencies
 
     timed_models: list[list] = []
+    measured: list[list[float]] = []
 
     def counting(models, *args, **kwargs):
         sizes.append(len(models))
         timed_models.append(list(models))
-        return real(models, *args, **kwargs)
+        measured.append(real(models, *args, **kwargs))
+        return measured[-1]
 
     monkeypatch.setattr(sweep, "measure_latencies", counting)
     over = dict(models=["mlp"], batch_sizes=[32], types=["weight", "neuron"],
@@ -710,7 +712,10 @@ def test_a_blocks_models_are_timed_together_with_the_dense_model(roots, monkeypa
     assert pruned[pruned["type"] == "weight"]["latency_ms"].nunique() == 1
     neuron = pruned[pruned["type"] == "neuron"].pivot(index="ratio", columns="criterion",
                                                       values="latency_ms")
-    assert (neuron["l1"] == neuron["taylor"]).all() and neuron["l1"].nunique() == 3
+    # each ratio carries its own architecture's timing from the block's one measurement
+    # (counting distinct values failed when two tiny models timed alike, 0.025238 ms)
+    assert (neuron["l1"] == neuron["taylor"]).all()
+    assert neuron["l1"].tolist() == pytest.approx(measured[1][1:])
     # the baseline is not timed once more on its own: its ratio-0 cells carry the dense
     # timing of the first chunk, measured before them
     dense_ms = df[df["ratio"] == 0]["latency_ms"]
